@@ -1,0 +1,1 @@
+//! Native ISO-BMFF (MP4/MOV/M4A) header parser. STUB: owned by the probe work.

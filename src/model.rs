@@ -1,0 +1,140 @@
+//! Plain records and newtype ids shared by every layer. No I/O lives here.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Primary key of a `users` row.
+    UserId
+);
+id_type!(
+    /// Primary key of a `catalogs` row (a folder).
+    CatalogId
+);
+id_type!(
+    /// Primary key of a `files` row.
+    FileId
+);
+id_type!(
+    /// Primary key of a `libraries` row (one configured media tree).
+    LibraryId
+);
+
+/// The one type flag a file carries (spec §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(u8)]
+pub enum FileType {
+    Image = 1,
+    Gif = 2,
+    Video = 4,
+    Audio = 8,
+    Other = 16,
+}
+
+impl FileType {
+    pub fn bits(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_bits(v: i64) -> Option<FileType> {
+        Some(match v {
+            1 => FileType::Image,
+            2 => FileType::Gif,
+            4 => FileType::Video,
+            8 => FileType::Audio,
+            16 => FileType::Other,
+            _ => return None,
+        })
+    }
+
+    /// Whether `thumbnail.icc` can serve this type (spec §10).
+    pub fn has_thumbnail(self) -> bool {
+        matches!(self, FileType::Image | FileType::Gif | FileType::Video)
+    }
+}
+
+/// Per-part status (spec §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PartStatus {
+    Local = 0,
+    BuildError = 1,
+    Uploading = 2,
+    Uploaded = 3,
+}
+
+impl PartStatus {
+    pub fn from_i64(v: i64) -> PartStatus {
+        match v {
+            1 => PartStatus::BuildError,
+            2 => PartStatus::Uploading,
+            3 => PartStatus::Uploaded,
+            _ => PartStatus::Local,
+        }
+    }
+}
+
+/// What the prober learnt about one file on disk. Dimensions are **display**
+/// dimensions (already swapped for orientations 5–8, spec §2.4).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaInfo {
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// EXIF orientation 1..=8 (for videos: 3, 6 or 8 mapped from rotation).
+    pub orientation: Option<i64>,
+    /// Seconds (GIF: sum of frame delays).
+    pub duration: Option<f64>,
+    /// Capture time from EXIF `DateTimeOriginal` (or the container's
+    /// creation time), seconds since the epoch, when known.
+    pub capture_time: Option<i64>,
+}
+
+/// Thumbnail level (spec §2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ThumbLevel {
+    /// Longest side ≤ 160 px.
+    Small,
+    /// Longest side ≤ 800 px.
+    Screen,
+}
+
+impl ThumbLevel {
+    pub fn from_param(level: i64) -> ThumbLevel {
+        if level == 0 {
+            ThumbLevel::Small
+        } else {
+            ThumbLevel::Screen
+        }
+    }
+
+    pub fn max_edge_px(self) -> u32 {
+        match self {
+            ThumbLevel::Small => THUMB_SMALL_EDGE_PX,
+            ThumbLevel::Screen => THUMB_SCREEN_EDGE_PX,
+        }
+    }
+
+    pub fn as_u8(self) -> u8 {
+        match self {
+            ThumbLevel::Small => 0,
+            ThumbLevel::Screen => 1,
+        }
+    }
+}
+
+pub const THUMB_SMALL_EDGE_PX: u32 = 160;
+pub const THUMB_SCREEN_EDGE_PX: u32 = 800;
