@@ -1,0 +1,52 @@
+# isync — build, run and test. A newcomer on a fresh Debian machine needs only:
+#   make run    # installs what it needs, starts a demo server with a demo library
+#   make test   # installs what it needs, runs the whole test suite
+# Appliance targets (cross builds, systemd checks, SD image) live in mk/appliance.mk.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+DEMO_DIR ?= $(CURDIR)/.isync-demo
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps run test bench fmt lint clean
+
+all: build
+
+# System packages the server and its tests use at run time: ffmpeg/ffprobe for
+# video and audio, pkg-config and a C compiler for the bundled SQLite.
+APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@command -v $(CARGO) >/dev/null 2>&1 || { \
+	  echo "installing Rust (rustup)"; \
+	  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal; }
+
+build: deps
+	$(CARGO) build --release
+
+# Starts `isync serve --demo`: creates (once) a demo library and user under
+# $(DEMO_DIR) and prints the URL and login.
+run: deps
+	ISYNC_DATA_DIR=$(DEMO_DIR) $(CARGO) run --release -- serve --demo
+
+test: deps
+	$(CARGO) test --all-targets -- --test-threads=2
+
+bench: deps
+	$(CARGO) bench
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+
+-include mk/appliance.mk
