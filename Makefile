@@ -34,7 +34,7 @@ run: deps
 	ISYNC_DATA_DIR=$(DEMO_DIR) $(CARGO) run --release -- serve --demo
 
 test: deps
-	$(CARGO) test --all-targets -- --test-threads=2
+	$(CARGO) test --lib --bins --tests
 
 bench: deps
 	$(CARGO) bench
