@@ -2,6 +2,12 @@
 //!
 //! # Layout
 //! - `model`: ids and plain records shared by every layer.
+//! - `config`: the one configuration tree (defaults → TOML → flags).
+//! - `logging`: journald or stderr.
+//! - `db`: SQLite handle, migrations, SQL per table, the listing index.
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
+pub mod config;
+pub mod db;
+pub mod logging;
 pub mod media;
 pub mod model;

@@ -138,3 +138,91 @@ impl ThumbLevel {
 
 pub const THUMB_SMALL_EDGE_PX: u32 = 160;
 pub const THUMB_SCREEN_EDGE_PX: u32 = 800;
+
+/// A user account (never serialised to clients as is).
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub password_hash: String,
+    pub create_time: i64,
+    pub last_login: Option<i64>,
+    pub last_modify: i64,
+    pub help_int: Option<i64>,
+    pub help_text: Option<String>,
+}
+
+/// A catalog (folder) with its counts (spec §3.2).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Catalog {
+    pub id: CatalogId,
+    pub root_id: CatalogId,
+    /// Shown parent; `None` for a root (−1 on the wire).
+    pub parent_id: Option<CatalogId>,
+    pub library_id: LibraryId,
+    /// Absolute path of the real folder.
+    pub path: String,
+    pub name: String,
+    pub create_time: i64,
+    pub last_modify: i64,
+    pub memo: Option<String>,
+    pub help_int: Option<i64>,
+    pub help_text: Option<String>,
+    pub sub_catalog_count: i64,
+    pub file_count: i64,
+}
+
+/// A file record (spec §3.3) plus what the server keeps to itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub id: FileId,
+    pub catalog_id: CatalogId,
+    pub real_catalog_id: CatalogId,
+    pub root_id: CatalogId,
+    pub library_id: LibraryId,
+    /// Absolute path of the original on disk.
+    pub path: String,
+    pub name: String,
+    pub ext: String,
+    pub create_time: Option<i64>,
+    pub upload_time: Option<i64>,
+    pub import_time: i64,
+    pub last_modify: i64,
+    pub size: i64,
+    pub mtime_ns: Option<i64>,
+    pub file_type: i64,
+    pub duration: Option<f64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub orientation: Option<i64>,
+    pub memo: Option<String>,
+    pub help_int: Option<i64>,
+    pub help_text: Option<String>,
+    pub upload_user_id: Option<UserId>,
+    pub status_origin: i64,
+    pub status_thumb: i64,
+    pub status_screen: i64,
+}
+
+impl FileRecord {
+    /// A stable fingerprint of the original's content version (size and
+    /// mtime), used to key cached thumbnails.
+    pub fn fingerprint(&self) -> u64 {
+        let m = self.mtime_ns.unwrap_or(0) as u64;
+        (self.size as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(17)
+            ^ m.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
+    }
+}
+
+/// A configured or auto-created media tree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Library {
+    pub id: LibraryId,
+    pub path: String,
+    pub kind: String,
+    pub root_id: Option<CatalogId>,
+    pub device: Option<i64>,
+    pub online: bool,
+}

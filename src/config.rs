@@ -1,0 +1,363 @@
+//! One `Config` tree: built-in defaults → TOML file → a few CLI flags/env.
+//! `validate()` lists every problem at once so an operator fixes them in one go.
+
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Where `isync` looks for its configuration when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/isync/isync.toml";
+/// Environment variable that overrides `data_dir` (used by `make run`).
+pub const DATA_DIR_ENV: &str = "ISYNC_DATA_DIR";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP API listens on; iPrivate users type port 5000.
+    pub listen: String,
+    /// Database, thumbnail cache and upload staging live here.
+    pub data_dir: PathBuf,
+    /// Parent of the folders created for users without a library (spec §5).
+    /// Defaults to `<data_dir>/users`.
+    pub default_user_path: Option<PathBuf>,
+    pub share: ShareConfig,
+    pub sessions: SessionConfig,
+    pub scan: ScanConfig,
+    #[serde(rename = "library")]
+    pub libraries: Vec<LibraryConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShareConfig {
+    /// At most this many live share keys; the least recently used go first.
+    pub max_links: u32,
+    /// A key unused for this long stops working (sliding, spec §8).
+    pub lifetime_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// At most this many sessions; the least recently used are dropped.
+    pub max_online: u32,
+    /// A session unused for this long ends (sliding, spec §4).
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Threads probing files during a scan (0 = one per core).
+    pub threads: usize,
+    /// Rows written per scanner transaction.
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LibraryConfig {
+    /// Absolute path of the media tree; it becomes a root catalog.
+    pub path: PathBuf,
+    /// Users (created with `isync user add`) who may see this library.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Fold this library into an enclosing library's tree (spec §12.1).
+    #[serde(default = "default_true")]
+    pub merge: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "0.0.0.0:5000".into(),
+            data_dir: PathBuf::from("/var/lib/isync"),
+            default_user_path: None,
+            share: ShareConfig::default(),
+            sessions: SessionConfig::default(),
+            scan: ScanConfig::default(),
+            libraries: Vec::new(),
+        }
+    }
+}
+
+impl Default for ShareConfig {
+    fn default() -> Self {
+        ShareConfig {
+            max_links: 1000,
+            lifetime_secs: 1800,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            max_online: 100,
+            idle_timeout_secs: 3600,
+        }
+    }
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            threads: 0,
+            batch_size: 1000,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}:\n{problems}")]
+    Invalid { path: String, problems: String },
+}
+
+impl Config {
+    /// Loads the configuration. `explicit` is the `--config` flag: a missing
+    /// explicit file is an error, a missing default file means defaults.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
+        let mut cfg = match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text).map_err(|problems| ConfigError::Invalid {
+                path: path.display().to_string(),
+                problems: problems.join("\n"),
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
+                Config::default()
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        if let Some(dir) = std::env::var_os(DATA_DIR_ENV).filter(|v| !v.is_empty()) {
+            cfg.data_dir = PathBuf::from(dir);
+        }
+        let problems = cfg.validate();
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid {
+                path: path.display().to_string(),
+                problems: problems.join("\n"),
+            });
+        }
+        Ok(cfg)
+    }
+
+    /// Parses TOML text; on failure returns the problems found.
+    pub fn parse(text: &str) -> Result<Config, Vec<String>> {
+        let cfg: Config = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        let problems = cfg.validate();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Every problem with this configuration, one line each (empty = valid).
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.listen.parse::<SocketAddr>().is_err() {
+            p.push(format!(
+                "listen = {:?}: expected an address like \"0.0.0.0:5000\"",
+                self.listen
+            ));
+        }
+        if !self.data_dir.is_absolute() {
+            p.push(format!(
+                "data_dir = {:?}: must be an absolute path",
+                self.data_dir
+            ));
+        }
+        if let Some(d) = &self.default_user_path {
+            if !d.is_absolute() {
+                p.push(format!(
+                    "default_user_path = {d:?}: must be an absolute path"
+                ));
+            }
+        }
+        if self.share.max_links == 0 {
+            p.push("share.max_links = 0: must be at least 1".into());
+        }
+        if self.share.lifetime_secs == 0 {
+            p.push("share.lifetime_secs = 0: must be at least 1".into());
+        }
+        if self.sessions.max_online == 0 {
+            p.push("sessions.max_online = 0: must be at least 1".into());
+        }
+        if self.sessions.idle_timeout_secs == 0 {
+            p.push("sessions.idle_timeout_secs = 0: must be at least 1".into());
+        }
+        if self.scan.batch_size == 0 || self.scan.batch_size > 100_000 {
+            p.push(format!(
+                "scan.batch_size = {}: must be between 1 and 100000",
+                self.scan.batch_size
+            ));
+        }
+        for (i, lib) in self.libraries.iter().enumerate() {
+            let at = format!("library[{i}] (path = {:?})", lib.path);
+            if !lib.path.is_absolute() {
+                p.push(format!("{at}: path must be absolute"));
+            }
+            if lib
+                .path
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                p.push(format!("{at}: path must not contain '..'"));
+            }
+            for u in &lib.users {
+                if let Err(e) = validate_user_name(u) {
+                    p.push(format!("{at}: user {u:?}: {e}"));
+                }
+            }
+            for (j, other) in self.libraries.iter().enumerate().take(i) {
+                if normalize(&other.path) == normalize(&lib.path) {
+                    p.push(format!("{at}: same path as library[{j}]"));
+                }
+            }
+        }
+        p
+    }
+
+    pub fn default_user_path(&self) -> PathBuf {
+        self.default_user_path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("users"))
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("isync.db")
+    }
+
+    pub fn thumb_dir(&self) -> PathBuf {
+        self.data_dir.join("thumbs")
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated listen address")
+    }
+
+    /// The effective configuration as TOML (for `check-config`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+}
+
+/// A user name: 1–64 characters, no control characters, no leading/trailing
+/// spaces. Names compare case-insensitively (spec §4).
+pub fn validate_user_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > 64 {
+        return Err("must be 1 to 64 characters".into());
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err("must not contain control characters".into());
+    }
+    if name.trim() != name {
+        return Err("must not start or end with spaces".into());
+    }
+    Ok(())
+}
+
+/// Lexically normalises a path (drops `.` and trailing slashes).
+pub fn normalize(p: &Path) -> PathBuf {
+    p.components().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Config::default().validate().is_empty());
+        let cfg = Config::parse("").unwrap();
+        assert_eq!(cfg.listen, "0.0.0.0:5000");
+        assert_eq!(cfg.share.lifetime_secs, 1800);
+        assert_eq!(cfg.sessions.max_online, 100);
+        assert_eq!(
+            cfg.default_user_path(),
+            PathBuf::from("/var/lib/isync/users")
+        );
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let text = r#"
+listen = "127.0.0.1:5001"
+data_dir = "/tmp/isync"
+default_user_path = "/tmp/isync/u"
+[share]
+max_links = 10
+lifetime_secs = 60
+[sessions]
+max_online = 5
+idle_timeout_secs = 30
+[[library]]
+path = "/srv/media/photos"
+users = ["alice", "bob"]
+merge = false
+[[library]]
+path = "/srv/media/video"
+"#;
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(cfg.libraries.len(), 2);
+        assert!(!cfg.libraries[0].merge);
+        assert!(cfg.libraries[1].merge);
+        assert_eq!(cfg.libraries[0].users, vec!["alice", "bob"]);
+        assert_eq!(cfg.share.max_links, 10);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::parse("lisen = \"0.0.0.0:1\"").unwrap_err();
+        assert!(err[0].contains("lisen"), "{err:?}");
+        let err = Config::parse("[share]\nmax_link = 3").unwrap_err();
+        assert!(err[0].contains("max_link"), "{err:?}");
+    }
+
+    #[test]
+    fn every_problem_is_listed() {
+        let text = r#"
+listen = "nope"
+data_dir = "relative"
+[share]
+max_links = 0
+[[library]]
+path = "photos"
+users = [""]
+[[library]]
+path = "/a/../b"
+"#;
+        let err = Config::parse(text).unwrap_err();
+        let all = err.join("\n");
+        assert!(all.contains("listen"), "{all}");
+        assert!(all.contains("data_dir"), "{all}");
+        assert!(all.contains("max_links"), "{all}");
+        assert!(all.contains("must be absolute"), "{all}");
+        assert!(all.contains("1 to 64"), "{all}");
+        assert!(all.contains("'..'"), "{all}");
+        assert_eq!(err.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn duplicate_library_paths_are_rejected() {
+        let text = "[[library]]\npath = \"/a/b\"\n[[library]]\npath = \"/a/b/\"\n";
+        let err = Config::parse(text).unwrap_err();
+        assert!(err.join("").contains("same path"), "{err:?}");
+    }
+}

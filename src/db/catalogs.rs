@@ -1,0 +1,149 @@
+//! SQL for `catalogs` (folders). Access control is expressed by the caller's
+//! root set: a catalog is visible when its `root_id` is in that set.
+
+use super::DbError;
+use crate::model::{Catalog, CatalogId, LibraryId};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const COLS: &str = "c.id, c.root_id, c.parent_id, c.library_id, c.path, c.name, c.create_time, \
+     c.last_modify, c.memo, c.help_int, c.help_text, \
+     (SELECT count(*) FROM catalogs s WHERE s.parent_id = c.id), \
+     (SELECT count(*) FROM files f WHERE f.catalog_id = c.id)";
+
+fn from_row(r: &Row) -> rusqlite::Result<Catalog> {
+    let parent: i64 = r.get(2)?;
+    Ok(Catalog {
+        id: CatalogId(r.get(0)?),
+        root_id: CatalogId(r.get(1)?),
+        parent_id: (parent >= 0).then_some(CatalogId(parent)),
+        library_id: LibraryId(r.get(3)?),
+        path: r.get(4)?,
+        name: r.get(5)?,
+        create_time: r.get(6)?,
+        last_modify: r.get(7)?,
+        memo: r.get(8)?,
+        help_int: r.get(9)?,
+        help_text: r.get(10)?,
+        sub_catalog_count: r.get(11)?,
+        file_count: r.get(12)?,
+    })
+}
+
+/// A JSON array of ids, bound as one parameter and expanded with
+/// `json_each` (keeps every query a single cached statement).
+pub fn id_list(ids: impl IntoIterator<Item = i64>) -> String {
+    let v: Vec<i64> = ids.into_iter().collect();
+    serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())
+}
+
+pub fn by_id(c: &Connection, id: CatalogId) -> Result<Option<Catalog>, DbError> {
+    Ok(c
+        .prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.id = ?1"))?
+        .query_row([id.0], from_row)
+        .optional()?)
+}
+
+/// The catalog if it belongs to one of `roots`.
+pub fn accessible(
+    c: &Connection,
+    id: CatalogId,
+    roots: &[CatalogId],
+) -> Result<Option<Catalog>, DbError> {
+    Ok(by_id(c, id)?.filter(|cat| roots.contains(&cat.root_id)))
+}
+
+/// Catalogs whose shown parent is one of `pids` (−1 = the roots themselves),
+/// restricted to trees in `roots`, ordered by id.
+pub fn children(
+    c: &Connection,
+    pids: &[i64],
+    roots: &[CatalogId],
+) -> Result<Vec<Catalog>, DbError> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM catalogs c \
+         WHERE c.parent_id IN (SELECT value FROM json_each(?1)) \
+           AND c.root_id IN (SELECT value FROM json_each(?2)) \
+         ORDER BY c.id"
+    ))?;
+    let rows = st.query_map(
+        params![
+            id_list(pids.iter().copied()),
+            id_list(roots.iter().map(|r| r.0))
+        ],
+        from_row,
+    )?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn set_help(
+    c: &Connection,
+    id: CatalogId,
+    help_int: Option<i64>,
+    help_text: Option<&str>,
+    now: i64,
+) -> Result<bool, DbError> {
+    let n = c.execute(
+        "UPDATE catalogs SET help_int = coalesce(?1, help_int), help_text = coalesce(?2, help_text), \
+         last_modify = ?3 WHERE id = ?4",
+        params![help_int, help_text, now, id.0],
+    )?;
+    Ok(n > 0)
+}
+
+/// A folder row as the scanner creates it.
+pub struct NewCatalog<'a> {
+    pub root_id: Option<CatalogId>,
+    pub parent_id: Option<CatalogId>,
+    pub library_id: LibraryId,
+    pub path: &'a str,
+    pub name: &'a str,
+    pub create_time: i64,
+    pub now: i64,
+}
+
+/// Inserts a catalog; a root (no `root_id`) becomes its own root.
+pub fn insert(c: &Connection, n: &NewCatalog) -> Result<CatalogId, DbError> {
+    c.prepare_cached(
+        "INSERT INTO catalogs(root_id, parent_id, library_id, path, name, create_time, last_modify) \
+         VALUES (coalesce(?1, 0), ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        n.root_id.map(|r| r.0),
+        n.parent_id.map(|p| p.0).unwrap_or(-1),
+        n.library_id.0,
+        n.path,
+        n.name,
+        n.create_time,
+        n.now
+    ])?;
+    let id = c.last_insert_rowid();
+    if n.root_id.is_none() {
+        c.execute("UPDATE catalogs SET root_id = id WHERE id = ?1", [id])?;
+    }
+    Ok(CatalogId(id))
+}
+
+/// Real folder path → id for every catalog of a library.
+pub fn paths_of_library(
+    c: &Connection,
+    lib: LibraryId,
+) -> Result<Vec<(String, CatalogId)>, DbError> {
+    let mut st = c.prepare_cached("SELECT path, id FROM catalogs WHERE library_id = ?1")?;
+    let rows = st.query_map([lib.0], |r| Ok((r.get(0)?, CatalogId(r.get(1)?))))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn by_path(c: &Connection, path: &str) -> Result<Option<Catalog>, DbError> {
+    Ok(c
+        .prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.path = ?1"))?
+        .query_row([path], from_row)
+        .optional()?)
+}
+
+/// Deletes a catalog record whose folder is gone. Its files must already be
+/// gone; shown children elsewhere keep their rows.
+pub fn delete(c: &Connection, id: CatalogId) -> Result<(), DbError> {
+    c.prepare_cached("DELETE FROM catalogs WHERE id = ?1")?
+        .execute([id.0])?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! SQL for `files`.
+
+use super::DbError;
+use crate::model::{CatalogId, FileId, FileRecord, LibraryId, MediaInfo, UserId};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const COLS: &str = "f.id, f.catalog_id, f.real_catalog_id, f.root_id, c.library_id, \
+     c.path || '/' || f.disk_name, f.name, f.ext, f.create_time, f.upload_time, f.import_time, \
+     f.last_modify, f.size, f.mtime_ns, f.type, f.duration, f.width, f.height, f.orientation, \
+     f.memo, f.help_int, f.help_text, f.upload_user_id, f.status_origin, f.status_thumb, \
+     f.status_screen";
+
+fn from_row(r: &Row) -> rusqlite::Result<FileRecord> {
+    Ok(FileRecord {
+        id: FileId(r.get(0)?),
+        catalog_id: CatalogId(r.get(1)?),
+        real_catalog_id: CatalogId(r.get(2)?),
+        root_id: CatalogId(r.get(3)?),
+        library_id: LibraryId(r.get(4)?),
+        path: r.get(5)?,
+        name: r.get(6)?,
+        ext: r.get(7)?,
+        create_time: r.get(8)?,
+        upload_time: r.get(9)?,
+        import_time: r.get(10)?,
+        last_modify: r.get(11)?,
+        size: r.get(12)?,
+        mtime_ns: r.get(13)?,
+        file_type: r.get(14)?,
+        duration: r.get(15)?,
+        width: r.get(16)?,
+        height: r.get(17)?,
+        orientation: r.get(18)?,
+        memo: r.get(19)?,
+        help_int: r.get(20)?,
+        help_text: r.get(21)?,
+        upload_user_id: r.get::<_, Option<i64>>(22)?.map(UserId),
+        status_origin: r.get(23)?,
+        status_thumb: r.get(24)?,
+        status_screen: r.get(25)?,
+    })
+}
+
+pub fn by_id(c: &Connection, id: FileId) -> Result<Option<FileRecord>, DbError> {
+    Ok(c
+        .prepare_cached(&format!(
+            "SELECT {COLS} FROM files f JOIN catalogs c ON c.id = f.real_catalog_id WHERE f.id = ?1"
+        ))?
+        .query_row([id.0], from_row)
+        .optional()?)
+}
+
+/// The file if it belongs to one of `roots`.
+pub fn accessible(
+    c: &Connection,
+    id: FileId,
+    roots: &[CatalogId],
+) -> Result<Option<FileRecord>, DbError> {
+    Ok(by_id(c, id)?.filter(|f| roots.contains(&f.root_id)))
+}
+
+/// Records for `ids`, in the order given (missing ids are skipped).
+pub fn by_ids(c: &Connection, ids: &[FileId]) -> Result<Vec<FileRecord>, DbError> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM files f JOIN catalogs c ON c.id = f.real_catalog_id WHERE f.id = ?1"
+    ))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = st.query_row([id.0], from_row).optional()? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+pub fn set_help(
+    c: &Connection,
+    id: FileId,
+    help_int: Option<i64>,
+    help_text: Option<&str>,
+    now: i64,
+) -> Result<bool, DbError> {
+    let n = c.execute(
+        "UPDATE files SET help_int = coalesce(?1, help_int), help_text = coalesce(?2, help_text), \
+         last_modify = ?3 WHERE id = ?4",
+        params![help_int, help_text, now, id.0],
+    )?;
+    Ok(n > 0)
+}
+
+/// Marks a thumbnail level as failed to build (spec §10: sticky status 1).
+pub fn set_thumb_status(c: &Connection, id: FileId, screen: bool, status: i64) -> Result<(), DbError> {
+    let sql = if screen {
+        "UPDATE files SET status_screen = ?1 WHERE id = ?2"
+    } else {
+        "UPDATE files SET status_thumb = ?1 WHERE id = ?2"
+    };
+    c.execute(sql, params![status, id.0])?;
+    Ok(())
+}
+
+/// What the scanner needs to know about a known file to decide whether it
+/// changed.
+#[derive(Debug, Clone)]
+pub struct KnownFile {
+    pub id: FileId,
+    pub real_catalog_id: CatalogId,
+    pub disk_name: String,
+    pub size: i64,
+    pub mtime_ns: Option<i64>,
+}
+
+/// Every file record living in a folder of `lib`.
+pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT f.id, f.real_catalog_id, f.disk_name, f.size, f.mtime_ns FROM files f \
+         JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1",
+    )?;
+    let rows = st.query_map([lib.0], |r| {
+        Ok(KnownFile {
+            id: FileId(r.get(0)?),
+            real_catalog_id: CatalogId(r.get(1)?),
+            disk_name: r.get(2)?,
+            size: r.get(3)?,
+            mtime_ns: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A scanned file, ready to be written.
+#[derive(Debug, Clone)]
+pub struct ScannedFile {
+    pub catalog_id: CatalogId,
+    pub root_id: CatalogId,
+    pub disk_name: String,
+    pub ext: String,
+    pub size: i64,
+    pub mtime_ns: i64,
+    pub inode: i64,
+    pub create_time: i64,
+    pub file_type: i64,
+    pub info: MediaInfo,
+}
+
+pub fn insert_scanned(c: &Connection, f: &ScannedFile, now: i64) -> Result<FileId, DbError> {
+    c.prepare_cached(
+        "INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, create_time, \
+         import_time, last_modify, size, mtime_ns, inode, type, duration, width, height, orientation) \
+         VALUES (?1, ?1, ?2, ?3, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    )?
+    .execute(params![
+        f.catalog_id.0,
+        f.root_id.0,
+        f.disk_name,
+        f.ext,
+        f.create_time,
+        now,
+        f.size,
+        f.mtime_ns,
+        f.inode,
+        f.file_type,
+        f.info.duration,
+        f.info.width,
+        f.info.height,
+        f.info.orientation,
+    ])?;
+    Ok(FileId(c.last_insert_rowid()))
+}
+
+/// Refreshes the media fields of a file whose content changed on disk; the
+/// id, display name, memo and help info stay. Generated-thumbnail statuses
+/// reset so thumbnails are rebuilt.
+pub fn update_scanned(c: &Connection, id: FileId, f: &ScannedFile, now: i64) -> Result<(), DbError> {
+    c.prepare_cached(
+        "UPDATE files SET size = ?2, mtime_ns = ?3, inode = ?4, type = ?5, duration = ?6, \
+         width = ?7, height = ?8, orientation = ?9, last_modify = ?10, \
+         status_thumb = CASE status_thumb WHEN 1 THEN 0 ELSE status_thumb END, \
+         status_screen = CASE status_screen WHEN 1 THEN 0 ELSE status_screen END \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id.0,
+        f.size,
+        f.mtime_ns,
+        f.inode,
+        f.file_type,
+        f.info.duration,
+        f.info.width,
+        f.info.height,
+        f.info.orientation,
+        now,
+    ])?;
+    Ok(())
+}
+
+pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {
+    c.prepare_cached("DELETE FROM files WHERE id = ?1")?
+        .execute([id.0])?;
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! SQL for `libraries`: one row per media tree (configured or a user root).
+
+use super::DbError;
+use crate::model::{CatalogId, Library, LibraryId};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+const COLS: &str = "id, path, kind, root_id, device, online";
+
+fn from_row(r: &Row) -> rusqlite::Result<Library> {
+    Ok(Library {
+        id: LibraryId(r.get(0)?),
+        path: r.get(1)?,
+        kind: r.get(2)?,
+        root_id: r.get::<_, Option<i64>>(3)?.map(CatalogId),
+        device: r.get(4)?,
+        online: r.get::<_, i64>(5)? != 0,
+    })
+}
+
+pub fn list(c: &Connection) -> Result<Vec<Library>, DbError> {
+    let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM libraries ORDER BY id"))?;
+    let rows = st.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn by_id(c: &Connection, id: LibraryId) -> Result<Option<Library>, DbError> {
+    Ok(c
+        .prepare_cached(&format!("SELECT {COLS} FROM libraries WHERE id = ?1"))?
+        .query_row([id.0], from_row)
+        .optional()?)
+}
+
+pub fn by_path(c: &Connection, path: &str) -> Result<Option<Library>, DbError> {
+    Ok(c
+        .prepare_cached(&format!("SELECT {COLS} FROM libraries WHERE path = ?1"))?
+        .query_row([path], from_row)
+        .optional()?)
+}
+
+pub fn insert(c: &Connection, path: &str, kind: &str) -> Result<LibraryId, DbError> {
+    c.execute(
+        "INSERT INTO libraries(path, kind) VALUES (?1, ?2)",
+        params![path, kind],
+    )?;
+    Ok(LibraryId(c.last_insert_rowid()))
+}
+
+pub fn set_root(c: &Connection, id: LibraryId, root: CatalogId) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE libraries SET root_id = ?1 WHERE id = ?2",
+        params![root.0, id.0],
+    )?;
+    Ok(())
+}
+
+pub fn set_online(
+    c: &Connection,
+    id: LibraryId,
+    online: bool,
+    device: Option<i64>,
+) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE libraries SET online = ?1, device = coalesce(?2, device) WHERE id = ?3",
+        params![online as i64, device, id.0],
+    )?;
+    Ok(())
+}
+
+pub fn set_scanned(c: &Connection, id: LibraryId, now: i64) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE libraries SET last_scan = ?1 WHERE id = ?2",
+        params![now, id.0],
+    )?;
+    Ok(())
+}
+
+/// Ids of the root catalogs whose library is offline.
+pub fn offline_roots(c: &Connection) -> Result<Vec<CatalogId>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT root_id FROM libraries WHERE online = 0 AND root_id IS NOT NULL",
+    )?;
+    let rows = st.query_map([], |r| Ok(CatalogId(r.get(0)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

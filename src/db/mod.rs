@@ -1,0 +1,273 @@
+//! The database handle: one writer connection (serialised by a mutex, used
+//! only from blocking threads) and a few `query_only` readers. SQL lives in the
+//! per-table modules as plain sync functions.
+//!
+//! Durability: WAL with `synchronous=FULL`, because whatever the API has
+//! acknowledged (an upload, an edit) must survive a power cut on a Pi; the
+//! extra fsync per commit is cheap next to the media I/O it protects, and the
+//! scanner batches hundreds of rows per transaction.
+
+pub mod catalogs;
+pub mod files;
+pub mod libraries;
+pub mod listing;
+pub mod users;
+
+use rusqlite::{Connection, OpenFlags, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const READERS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database {path}: {msg}")]
+    Open { path: String, msg: String },
+    #[error("database task failed: {0}")]
+    Join(String),
+}
+
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    /// Set by the writer's update hook when a `files` row changes; tells the
+    /// listing index to rebuild.
+    files_dirty: AtomicBool,
+    /// Set by the update hook inside a write transaction; moved to
+    /// `files_dirty` only after commit, so a rebuild never reads a snapshot
+    /// that predates a change it was told about.
+    files_touched: Arc<AtomicBool>,
+    listing: listing::ListingCache,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+impl Db {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let open_err = |msg: String| DbError::Open {
+            path: path.display().to_string(),
+            msg,
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
+        }
+        let mut writer = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
+        let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_err(format!("cannot enable WAL (got {mode})")));
+        }
+        configure(&writer)?;
+        migrate(&mut writer).map_err(|e| open_err(format!("migration failed: {e}")))?;
+
+        let files_touched = Arc::new(AtomicBool::new(false));
+        let flag = files_touched.clone();
+        writer.update_hook(Some(
+            move |_: rusqlite::hooks::Action, _db: &str, table: &str, _row: i64| {
+                if table == "files" {
+                    flag.store(true, Ordering::Release);
+                }
+            },
+        ));
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            let c = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(|e| open_err(e.to_string()))?;
+            configure(&c)?;
+            c.pragma_update(None, "query_only", "ON")?;
+            readers.push(Mutex::new(c));
+        }
+        Ok(Db {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                files_dirty: AtomicBool::new(true),
+                files_touched,
+                listing: listing::ListingCache::default(),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` on a read-only connection. Blocking: call from a blocking
+    /// thread (see [`Db::read_async`]).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, DbError>) -> Result<T, DbError> {
+        let n = self.inner.readers.len();
+        let start = self.inner.next_reader.fetch_add(1, Ordering::Relaxed);
+        // Take the first free reader, else wait on the round-robin pick.
+        for i in 0..n {
+            if let Ok(conn) = self.inner.readers[(start + i) % n].try_lock() {
+                return f(&conn);
+            }
+        }
+        let conn = self.inner.readers[start % n]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        f(&conn)
+    }
+
+    /// Runs `f` in a write transaction, committed when `f` returns `Ok`.
+    /// Blocking: call from a blocking thread (see [`Db::write_async`]).
+    pub fn write<T>(
+        &self,
+        f: impl FnOnce(&Transaction) -> Result<T, DbError>,
+    ) -> Result<T, DbError> {
+        let mut conn = self
+            .inner
+            .writer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx).and_then(|v| tx.commit().map(|_| v).map_err(DbError::from));
+        if self.inner.files_touched.swap(false, Ordering::AcqRel) {
+            self.inner.files_dirty.store(true, Ordering::Release);
+        }
+        out
+    }
+
+    pub async fn read_async<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.read(f))
+            .await
+            .map_err(|e| DbError::Join(e.to_string()))?
+    }
+
+    pub async fn write_async<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction) -> Result<T, DbError> + Send + 'static,
+    {
+        let db = self.clone();
+        tokio::task::spawn_blocking(move || db.write(f))
+            .await
+            .map_err(|e| DbError::Join(e.to_string()))?
+    }
+
+    /// The in-memory listing index, rebuilt if `files` changed since.
+    /// Blocking.
+    pub fn listing(&self) -> Result<Arc<listing::ListIndex>, DbError> {
+        let dirty = &self.inner.files_dirty;
+        self.inner.listing.get(dirty, |build| self.read(build))
+    }
+
+    /// Writes a consistent copy of the live database to `dest` (VACUUM INTO),
+    /// without stopping readers or writers for long. Blocking.
+    pub fn backup_to(&self, dest: &Path) -> Result<(), DbError> {
+        let dest_s = dest.to_string_lossy().into_owned();
+        self.read(|c| {
+            c.execute("VACUUM INTO ?1", [dest_s])?;
+            Ok(())
+        })
+    }
+
+    /// A trivial query proving the database answers (for the watchdog).
+    pub fn ping(&self) -> Result<(), DbError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .map(|_| ())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate() {
+        let target = i as i64 + 1;
+        if version >= target {
+            continue;
+        }
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+        log::info!("database migrated to version {target}");
+    }
+    Ok(())
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_an_empty_database_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        let v: i64 = db
+            .read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+        let tables: i64 = db
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type='table' AND name IN \
+                     ('users','libraries','catalogs','files','user_roots')",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(tables, 5);
+        drop(db);
+        // Re-opening an up-to-date database runs no migration and keeps data.
+        let db = Db::open(&path).unwrap();
+        db.ping().unwrap();
+    }
+
+    #[test]
+    fn write_rolls_back_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let r: Result<(), DbError> = db.write(|tx| {
+            tx.execute(
+                "INSERT INTO users(name,password_hash,create_time,last_modify) VALUES('a','x',0,0)",
+                [],
+            )?;
+            Err(DbError::Join("boom".into()))
+        });
+        assert!(r.is_err());
+        let n: i64 = db
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM users", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}
