@@ -34,3 +34,45 @@ aarch64:
 armv7:
 	image/cross-build.sh $(ARMV7_TRIPLE)
 	@ls -l $(ARMV7_BIN)
+
+# The aarch64 binary under qemu-user, on loopback: --version, check-config, serve + login.
+smoke-aarch64: aarch64
+	image/host-setup.sh cross test
+	image/smoke.sh $(AARCH64_BIN) /usr/aarch64-linux-gnu
+
+systemd-verify:
+	image/host-setup.sh verify
+	image/systemd-verify.sh
+
+# build/image/isync-<version>-arm64.img and .img.zst. The base rootfs is cached in
+# build/cache (keyed on image/packages.txt and the builder), and so are the debs.
+image: aarch64
+	image/host-setup.sh image
+	@base=$$(image/build-rootfs.sh) && image/make-image.sh "$$base" $(AARCH64_BIN) $(IMAGE)
+	@start=$$(date +%s); zstd -q -f -T0 -10 $(IMAGE) -o $(IMAGE).zst; \
+	  echo "image: $(IMAGE).zst $$(du -h $(IMAGE).zst | cut -f1) (zstd -10, $$(( $$(date +%s) - start )) s)"
+
+# Boots the image under qemu-system-aarch64 -M virt with a USB library disk and
+# asserts from outside (image/test-boot.py). IMAGE_TEST_REQUIRE_API=0 lets it pass
+# with a binary that has no API yet.
+image-test: image
+	image/host-setup.sh test
+	python3 image/test-boot.py $(IMAGE) --work $(CURDIR)/build/image-test
+
+# Customise an official Raspberry Pi OS Lite image (arm64) with the same binary,
+# units and first-boot service, without mounting it:
+#   make image-rpios RPIOS=~/Downloads/2024-11-19-raspios-bookworm-arm64-lite.img.xz
+RPIOS ?=
+RPIOS_OUT ?= $(IMAGE_DIR)/isync-$(ISYNC_VERSION)-rpios-arm64.img
+image-rpios: aarch64
+	@[ -n "$(RPIOS)" ] || { echo "usage: make image-rpios RPIOS=path/to/raspios-lite-arm64.img[.xz]"; exit 2; }
+	image/host-setup.sh image
+	image/rpios.sh "$(RPIOS)" $(AARCH64_BIN) $(RPIOS_OUT)
+
+# image-rpios on a stand-in for the official image that the test builds itself.
+image-rpios-test: aarch64
+	image/host-setup.sh image
+	image/rpios-test.sh $(AARCH64_BIN) $(CURDIR)/build/rpios-test
+
+# What CI runs for the appliance (see docs/appliance.md for the times).
+ci-appliance: systemd-verify aarch64 armv7 smoke-aarch64 image-test image-rpios-test

@@ -1,0 +1,415 @@
+#!/usr/bin/env python3
+"""Boot test of the isync SD-card image under qemu-system-aarch64 -M virt.
+
+    image/test-boot.py IMAGE [--work DIR] [--timeout SECONDS]
+
+Boots a throw-away copy of IMAGE (grown by 512 MiB, so first boot's partition
+growth is exercised) with a second, USB disk that carries an ext4 file system
+labelled ISYNC and a few JPEG photos, then asserts from outside:
+
+- boot reaches multi-user; no failed units; first boot ran (hostname, growth,
+  the "add the first user" message); SSH stays off; root has no password;
+- media-isync.mount mounted the USB disk by its label when isync started;
+- isync.service is active under Type=notify with its watchdog, no watchdog
+  timeout, no restart;
+- over the one forwarded port (127.0.0.1 -> guest 5000): login.icc, files.icc
+  lists the photos, thumbnail.icc serves an image;
+- isync-backup.service and isync-verify.service run cleanly;
+- the guest powers off cleanly.
+
+The guest network is `restrict=on`: it reaches nothing; the only way in is the
+port forward. Assertions inside the guest go over a virtio-serial port that only
+this test's copy of the image listens on: the test writes a small agent unit into
+the copy's root file system (debugfs, no mount). The production image has no such
+unit, no test user and no password; the test user is created by the test, with a
+password made up per run.
+"""
+
+import argparse
+import http.cookiejar
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+
+PHOTOS = 3
+GUEST_PORT = 5000
+CONFIG = "/etc/isync/isync.toml"
+failures = []
+skips = []
+T0 = time.monotonic()
+
+
+def log(msg):
+    print(f"[{time.monotonic() - T0:6.1f}s] {msg}", flush=True)
+
+
+def check(name, ok, detail=""):
+    log(f"{'ok  ' if ok else 'FAIL'} {name}{': ' + detail if detail else ''}")
+    if not ok:
+        failures.append(name)
+    return ok
+
+
+def run(*cmd, **kw):
+    return subprocess.run(cmd, check=True, text=True, capture_output=True, **kw).stdout
+
+
+def partitions(img):
+    table = json.loads(run("sfdisk", "-J", img))["partitiontable"]
+    return [(p["start"] * 512, p["size"] * 512) for p in table["partitions"]]
+
+
+AGENT = r"""#!/bin/sh
+# image-test agent: runs one shell line at a time, prints its output and rc.
+while IFS= read -r line; do
+	sh -c "$line" 2>&1
+	echo "@@rc=$?"
+done
+"""
+
+AGENT_UNIT = """[Unit]
+Description=isync image-test agent (test copy of the image only)
+BindsTo=dev-virtio\\x2dports-isync.test.device
+After=dev-virtio\\x2dports-isync.test.device
+
+[Service]
+ExecStart=/usr/local/lib/isync-test/agent
+StandardInput=file:/dev/virtio-ports/isync.test
+StandardOutput=file:/dev/virtio-ports/isync.test
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def prepare_disk(image, work):
+    disk = os.path.join(work, "disk.img")
+    run("cp", "--sparse=always", image, disk)
+    (boot_off, _), (root_off, root_size) = partitions(disk)[:2]
+    # Test-only agent, written into the copy's ext4 without mounting it.
+    for name, text in (("agent", AGENT), ("agent.service", AGENT_UNIT)):
+        with open(os.path.join(work, name), "w") as f:
+            f.write(text)
+    os.chmod(os.path.join(work, "agent"), 0o755)
+    cmds = "\n".join([
+        "mkdir /usr/local/lib/isync-test",
+        f"write {work}/agent /usr/local/lib/isync-test/agent",
+        f"write {work}/agent.service /etc/systemd/system/isync-test-agent.service",
+        "symlink /etc/systemd/system/multi-user.target.wants/isync-test-agent.service "
+        "/etc/systemd/system/isync-test-agent.service",
+    ]) + "\n"
+    run("debugfs", "-w", "-f", "-", f"{disk}?offset={root_off}", input=cmds)
+    # Room to grow: first boot should take it.
+    with open(disk, "r+b") as f:
+        f.truncate(os.path.getsize(disk) + 512 * 1024 * 1024)
+    # Kernel, initrd and command line straight from the boot partition.
+    fw = os.path.join(work, "fw")
+    shutil.rmtree(fw, ignore_errors=True)
+    os.makedirs(fw)
+    src = f"{disk}@@{boot_off}"
+    run("mcopy", "-n", "-i", src, "::/vmlinuz-*", "::/initrd.img-*", "::/cmdline.txt", fw + "/")
+    files = os.listdir(fw)
+    kernel = os.path.join(fw, next(f for f in files if f.startswith("vmlinuz-")))
+    initrd = os.path.join(fw, next(f for f in files if f.startswith("initrd.img-")))
+    cmdline = open(os.path.join(fw, "cmdline.txt")).read().split()
+    # The Pi's consoles become qemu virt's PL011; everything else is the card's own.
+    cmdline = [a for a in cmdline if not a.startswith("console=")] + ["console=ttyAMA0"]
+    return disk, root_size, kernel, initrd, " ".join(cmdline)
+
+
+def make_usb_disk(work):
+    """64 MiB ext4, label ISYNC, with PHOTOS distinct JPEGs under photos/."""
+    tree = os.path.join(work, "usb-tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    os.makedirs(os.path.join(tree, "photos"))
+    patterns = ["testsrc", "smptebars", "rgbtestsrc", "mandelbrot", "testsrc2"]
+    for i in range(PHOTOS):
+        out = os.path.join(tree, "photos", f"IMG_{1000 + i}.jpg")
+        run("ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+            f"{patterns[i % len(patterns)]}=size=640x480:rate=1", "-frames:v", "1", out)
+    usb = os.path.join(work, "usb.img")
+    if os.path.exists(usb):
+        os.remove(usb)
+    run("mkfs.ext4", "-q", "-F", "-L", "ISYNC", "-d", tree, usb, "64M")
+    return usb
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Agent:
+    """The guest's test agent over the virtio-serial socket."""
+
+    def __init__(self, path, deadline):
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        self.buf = b""
+
+    def run(self, line, timeout=120):
+        self.sock.sendall(line.encode() + b"\n")
+        end = time.monotonic() + timeout
+        while b"@@rc=" not in self.buf or not self.buf.split(b"@@rc=", 1)[1].count(b"\n"):
+            self.sock.settimeout(max(0.1, end - time.monotonic()))
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("agent closed")
+            self.buf += chunk
+        out, rest = self.buf.split(b"@@rc=", 1)
+        rc, self.buf = rest.split(b"\n", 1)
+        return int(rc), out.decode(errors="replace").strip()
+
+    def wait_alive(self, deadline):
+        """The agent starts with multi-user.target; until then lines queue up."""
+        self.sock.settimeout(5)
+        while True:
+            try:
+                self.sock.sendall(b"echo agent-up\n")
+                data = self.sock.recv(65536)
+                self.buf += data
+                if b"agent-up" in self.buf:
+                    time.sleep(0.5)
+                    self.drain()
+                    return
+            except socket.timeout:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("guest agent never answered")
+
+    def drain(self):
+        self.sock.settimeout(0.5)
+        try:
+            while self.sock.recv(65536):
+                pass
+        except socket.timeout:
+            pass
+        self.buf = b""
+
+
+class Api:
+    def __init__(self, port):
+        self.base = f"http://127.0.0.1:{port}"
+        self.opener = urllib.request.build_opener(
+            urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+
+    def get(self, path, data=None, timeout=30):
+        body = urllib.parse.urlencode(data).encode() if data is not None else None
+        with self.opener.open(self.base + path, data=body, timeout=timeout) as r:
+            return r.status, r.headers.get("Content-Type", ""), r.read()
+
+    def answers(self):
+        """True once anything answers HTTP on the port (an error status counts)."""
+        try:
+            self.get("/files.icc?pageIndex=0", timeout=5)
+            return True
+        except urllib.error.HTTPError:
+            return True
+        except Exception:
+            return False
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("image")
+    ap.add_argument("--work", default="build/image-test")
+    ap.add_argument("--timeout", type=int, default=600, help="whole test, seconds")
+    ap.add_argument("--require-api", default=os.environ.get("IMAGE_TEST_REQUIRE_API", "1"),
+                    help="1: fail when the binary lacks the API/CLI the HTTP checks need")
+    a = ap.parse_args()
+    deadline = T0 + a.timeout
+    work = os.path.abspath(a.work)
+    os.makedirs(work, exist_ok=True)
+
+    disk, root_size, kernel, initrd, append = prepare_disk(os.path.abspath(a.image), work)
+    usb = make_usb_disk(work)
+    port = free_port()
+    sock = os.path.join(work, "agent.sock")
+    serial = os.path.join(work, "serial.log")
+    for p in (sock, serial):
+        if os.path.exists(p):
+            os.remove(p)
+    qemu = [
+        "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
+        "-display", "none", "-monitor", "none", "-serial", f"file:{serial}",
+        "-kernel", kernel, "-initrd", initrd, "-append", append,
+        "-drive", f"if=none,id=root,file={disk},format=raw", "-device", "virtio-blk-pci,drive=root",
+        "-device", "qemu-xhci,id=xhci",
+        "-drive", f"if=none,id=usb,file={usb},format=raw",
+        "-device", "usb-storage,bus=xhci.0,drive=usb",
+        # The guest reaches nothing; the host reaches its port 5000 only.
+        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
+        "-device", "virtio-net-pci,netdev=n0",
+        "-device", "virtio-serial-pci",
+        "-chardev", f"socket,id=agent,path={sock},server=on,wait=off",
+        "-device", "virtserialport,chardev=agent,name=isync.test",
+    ]
+    log(f"booting {os.path.basename(a.image)}: {append}")
+    t_boot = time.monotonic()
+    vm = subprocess.Popen(qemu, stdin=subprocess.DEVNULL)
+    try:
+        api = Api(port)
+        t_http = None
+        agent = Agent(sock, deadline)
+        # Time to the first HTTP answer, measured from power-on (qemu start).
+        while time.monotonic() < deadline and vm.poll() is None:
+            if api.answers():
+                t_http = time.monotonic() - t_boot
+                break
+            time.sleep(0.5)
+        check("isync answers HTTP on the forwarded port", t_http is not None,
+              f"{t_http:.1f} s after power-on" if t_http else "never")
+        agent.wait_alive(deadline)
+        log(f"guest agent up {time.monotonic() - t_boot:.1f} s after power-on")
+        guest_checks(agent, root_size)
+        api_checks(agent, api, a.require_api == "1")
+        timer_unit_checks(agent)
+        rc, out = agent.run("systemd-analyze; systemctl show -p ExecMainStartTimestampMonotonic "
+                            "-p ActiveEnterTimestampMonotonic isync.service")
+        log("guest timing:\n" + out)
+        rc, out = agent.run("systemctl status --no-pager -n 8 isync.service")
+        log("systemctl status isync:\n" + out)
+        # Clean power-off: the agent dies with the system, qemu exits by itself.
+        agent.sock.sendall(b"systemctl poweroff\n")
+        try:
+            code = vm.wait(timeout=120)
+            check("guest powered off cleanly", code == 0, f"qemu exit {code}")
+        except subprocess.TimeoutExpired:
+            check("guest powered off cleanly", False, "still running 120 s after poweroff")
+        with open(serial, errors="replace") as f:
+            tail = f.read()[-4000:]
+        check("kernel reached power down", "reboot: Power down" in tail)
+    finally:
+        if vm.poll() is None:
+            vm.kill()
+            vm.wait()
+    total = time.monotonic() - T0
+    if skips:
+        log("SKIPPED: " + "; ".join(skips))
+    if failures:
+        log(f"image-test FAILED ({len(failures)}): {', '.join(failures)}; serial log: {serial}")
+        sys.exit(1)
+    log(f"image-test passed in {total:.0f} s (HTTP {t_http:.1f} s after power-on)")
+
+
+def guest_checks(agent, root_size):
+    rc, state = agent.run("systemctl is-system-running --wait", timeout=300)
+    check("boot finished", state in ("running", "degraded"), state)
+    rc, out = agent.run("systemctl --failed --no-legend --plain")
+    check("no failed units", rc == 0 and out == "", out)
+    rc, out = agent.run("systemctl is-active isync.service")
+    check("isync.service is active", out == "active", out)
+    rc, out = agent.run("systemctl show -p Type -p WatchdogUSec -p NRestarts -p User isync.service")
+    props = dict(l.split("=", 1) for l in out.splitlines() if "=" in l)
+    check("isync.service is Type=notify with a watchdog, as user isync",
+          props.get("Type") == "notify" and props.get("WatchdogUSec") not in (None, "0", "infinity")
+          and props.get("User") == "isync", out.replace("\n", " "))
+    # Asked before anything else touches /media/isync: isync's own start did it.
+    rc, out = agent.run("systemctl is-active media-isync.mount; findmnt -n -o SOURCE,FSTYPE,LABEL /media/isync")
+    check("media-isync.mount mounted the USB disk by label", out.startswith("active")
+          and "ext4" in out and "ISYNC" in out, out.replace("\n", " "))
+    rc, out = agent.run("hostname; cat /etc/hostname")
+    check("hostname is isync", out.split() == ["isync", "isync"], out.replace("\n", " "))
+    rc, out = agent.run("systemctl is-active avahi-daemon.service")
+    check("avahi-daemon is active (isync.local)", out == "active", out)
+    rc, out = agent.run("journalctl -b -u isync-firstboot --no-pager -o cat")
+    check("first boot printed how to add the first user", "isync user add" in out,
+          out.splitlines()[-1] if out else "no output")
+    rc, out = agent.run("df -B1 --output=size / | tail -n1")
+    grown = out.strip().isdigit() and int(out) > root_size + 256 * 1024 * 1024
+    check("first boot grew the root file system", grown, f"{out.strip()} B, partition was {root_size} B")
+    rc, out = agent.run("systemctl is-enabled ssh.service; systemctl is-active ssh.service; "
+                        "ls /etc/ssh/ssh_host_* 2>/dev/null | wc -l")
+    check("SSH is off and no host keys shipped", out.split() == ["disabled", "inactive", "0"],
+          out.replace("\n", " "))
+    rc, out = agent.run("getent shadow root | cut -d: -f2")
+    check("root has no password", out in ("*", "!", "!*", "*LK*") or out.startswith("!"), out)
+
+
+def api_checks(agent, api, require):
+    password = secrets.token_urlsafe(18)  # made up per run; lives only in this guest
+    rc, out = agent.run("isync user add --help >/dev/null 2>&1")
+    if rc != 0:
+        msg = "binary has no `user add` yet: HTTP login/files/thumbnail checks not run"
+        if require:
+            check("isync user add exists", False, msg)
+        else:
+            skips.append(msg)
+        return
+    rc, out = agent.run(f"printf '%s\\n' '{password}' | runuser -u isync -- "
+                        f"isync --config {CONFIG} user add tester --password-stdin")
+    check("isync user add tester (as the isync user)", rc == 0, out)
+    # What the owner does next: list the user for the library, restart.
+    rc, out = agent.run(f"sed -i 's/^users = \\[\\]/users = [\"tester\"]/' {CONFIG} && "
+                        f"isync --config {CONFIG} check-config >/dev/null && "
+                        "systemctl restart isync.service && systemctl is-active isync.service")
+    check("library granted to tester; isync restarted", rc == 0 and out.endswith("active"), out)
+
+    end = time.monotonic() + 60
+    while not api.answers() and time.monotonic() < end:
+        time.sleep(0.5)
+    try:
+        status, ctype, body = api.get("/login.icc", {"userName": "tester", "password": password})
+        reply = json.loads(body)
+        check("login.icc", reply.get("code") == 0, body[:200].decode(errors="replace"))
+    except Exception as e:  # noqa: BLE001 - any failure is a failed check
+        check("login.icc", False, repr(e))
+        return
+    listed = []
+    end = time.monotonic() + 120  # the scan at start may still be indexing
+    while time.monotonic() < end:
+        status, ctype, body = api.get("/files.icc?pageIndex=0")
+        reply = json.loads(body)
+        listed = (reply.get("data") or {}).get("list") or []
+        if reply.get("code") == 0 and len(listed) >= PHOTOS:
+            break
+        time.sleep(2)
+    check(f"files.icc lists the {PHOTOS} photos", len(listed) >= PHOTOS,
+          f"{len(listed)} listed: {body[:300].decode(errors='replace')}")
+    if not listed:
+        return
+    fid = listed[0].get("id")
+    try:
+        status, ctype, body = api.get(f"/thumbnail.icc?id={fid}&level=0", timeout=60)
+        is_image = body[:3] == b"\xff\xd8\xff" or body[:8] == b"\x89PNG\r\n\x1a\n"
+        check("thumbnail.icc serves an image", status == 200 and is_image,
+              f"{status} {ctype} {len(body)} B")
+    except Exception as e:  # noqa: BLE001
+        check("thumbnail.icc serves an image", False, repr(e))
+
+
+def timer_unit_checks(agent):
+    rc, out = agent.run("systemctl is-active isync-backup.timer isync-verify.timer")
+    check("backup and verify timers are active", out.split() == ["active", "active"], out)
+    for unit, probe in (("isync-backup", "isync backup --help"), ("isync-verify", "isync scan --help")):
+        rc, out = agent.run(f"{probe} >/dev/null 2>&1")
+        if rc != 0:
+            skips.append(f"{unit}.service not run: binary lacks `{probe.split()[1]}`")
+            continue
+        rc, out = agent.run(f"systemctl start {unit}.service; systemctl show -p Result {unit}.service", 300)
+        check(f"{unit}.service runs cleanly", out.endswith("Result=success"), out.replace("\n", " "))
+    rc, out = agent.run("ls /media/isync/isync-backup 2>/dev/null | head -n3")
+    if "isync-backup" not in " ".join(skips):
+        check("a backup landed on the USB disk", out != "", out or "empty")
+    rc, out = agent.run("journalctl -b --no-pager | grep -i 'watchdog timeout' | head -n3; "
+                        "systemctl show -p NRestarts --value isync.service")
+    check("no watchdog timeout, no restart of isync", out.strip() == "0", out.replace("\n", " "))
+
+
+if __name__ == "__main__":
+    main()
