@@ -6,8 +6,16 @@
 //! - `logging`: journald or stderr.
 //! - `db`: SQLite handle, migrations, SQL per table, the listing index.
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
+pub mod app;
+pub mod auth;
+pub mod browse;
+pub mod cli;
 pub mod config;
 pub mod db;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod library;
 pub mod logging;
 pub mod media;
 pub mod model;

@@ -37,10 +37,11 @@ pub fn id_list(ids: impl IntoIterator<Item = i64>) -> String {
 }
 
 pub fn by_id(c: &Connection, id: CatalogId) -> Result<Option<Catalog>, DbError> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.id = ?1"))?
-        .query_row([id.0], from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.id = ?1"))?
+            .query_row([id.0], from_row)
+            .optional()?,
+    )
 }
 
 /// The catalog if it belongs to one of `roots`.
@@ -134,10 +135,11 @@ pub fn paths_of_library(
 }
 
 pub fn by_path(c: &Connection, path: &str) -> Result<Option<Catalog>, DbError> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.path = ?1"))?
-        .query_row([path], from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.path = ?1"))?
+            .query_row([path], from_row)
+            .optional()?,
+    )
 }
 
 /// Deletes a catalog record whose folder is gone. Its files must already be

@@ -42,12 +42,11 @@ fn from_row(r: &Row) -> rusqlite::Result<FileRecord> {
 }
 
 pub fn by_id(c: &Connection, id: FileId) -> Result<Option<FileRecord>, DbError> {
-    Ok(c
-        .prepare_cached(&format!(
-            "SELECT {COLS} FROM files f JOIN catalogs c ON c.id = f.real_catalog_id WHERE f.id = ?1"
-        ))?
-        .query_row([id.0], from_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {COLS} FROM files f JOIN catalogs c ON c.id = f.real_catalog_id WHERE f.id = ?1"
+    ))?
+    .query_row([id.0], from_row)
+    .optional()?)
 }
 
 /// The file if it belongs to one of `roots`.
@@ -89,7 +88,12 @@ pub fn set_help(
 }
 
 /// Marks a thumbnail level as failed to build (spec §10: sticky status 1).
-pub fn set_thumb_status(c: &Connection, id: FileId, screen: bool, status: i64) -> Result<(), DbError> {
+pub fn set_thumb_status(
+    c: &Connection,
+    id: FileId,
+    screen: bool,
+    status: i64,
+) -> Result<(), DbError> {
     let sql = if screen {
         "UPDATE files SET status_screen = ?1 WHERE id = ?2"
     } else {
@@ -171,7 +175,12 @@ pub fn insert_scanned(c: &Connection, f: &ScannedFile, now: i64) -> Result<FileI
 /// Refreshes the media fields of a file whose content changed on disk; the
 /// id, display name, memo and help info stay. Generated-thumbnail statuses
 /// reset so thumbnails are rebuilt.
-pub fn update_scanned(c: &Connection, id: FileId, f: &ScannedFile, now: i64) -> Result<(), DbError> {
+pub fn update_scanned(
+    c: &Connection,
+    id: FileId,
+    f: &ScannedFile,
+    now: i64,
+) -> Result<(), DbError> {
     c.prepare_cached(
         "UPDATE files SET size = ?2, mtime_ns = ?3, inode = ?4, type = ?5, duration = ?6, \
          width = ?7, height = ?8, orientation = ?9, last_modify = ?10, \

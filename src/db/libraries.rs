@@ -24,17 +24,19 @@ pub fn list(c: &Connection) -> Result<Vec<Library>, DbError> {
 }
 
 pub fn by_id(c: &Connection, id: LibraryId) -> Result<Option<Library>, DbError> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {COLS} FROM libraries WHERE id = ?1"))?
-        .query_row([id.0], from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM libraries WHERE id = ?1"))?
+            .query_row([id.0], from_row)
+            .optional()?,
+    )
 }
 
 pub fn by_path(c: &Connection, path: &str) -> Result<Option<Library>, DbError> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {COLS} FROM libraries WHERE path = ?1"))?
-        .query_row([path], from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM libraries WHERE path = ?1"))?
+            .query_row([path], from_row)
+            .optional()?,
+    )
 }
 
 pub fn insert(c: &Connection, path: &str, kind: &str) -> Result<LibraryId, DbError> {
@@ -76,9 +78,8 @@ pub fn set_scanned(c: &Connection, id: LibraryId, now: i64) -> Result<(), DbErro
 
 /// Ids of the root catalogs whose library is offline.
 pub fn offline_roots(c: &Connection) -> Result<Vec<CatalogId>, DbError> {
-    let mut st = c.prepare_cached(
-        "SELECT root_id FROM libraries WHERE online = 0 AND root_id IS NOT NULL",
-    )?;
+    let mut st =
+        c.prepare_cached("SELECT root_id FROM libraries WHERE online = 0 AND root_id IS NOT NULL")?;
     let rows = st.query_map([], |r| Ok(CatalogId(r.get(0)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

@@ -162,9 +162,7 @@ impl ListingCache {
     pub(super) fn get(
         &self,
         dirty: &AtomicBool,
-        read: impl FnOnce(
-            fn(&Connection) -> Result<ListIndex, DbError>,
-        ) -> Result<ListIndex, DbError>,
+        read: impl FnOnce(fn(&Connection) -> Result<ListIndex, DbError>) -> Result<ListIndex, DbError>,
     ) -> Result<Arc<ListIndex>, DbError> {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         // Clear the flag before reading: a commit landing during the rebuild

@@ -140,11 +140,7 @@ impl Db {
         &self,
         f: impl FnOnce(&Transaction) -> Result<T, DbError>,
     ) -> Result<T, DbError> {
-        let mut conn = self
-            .inner
-            .writer
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut conn = self.inner.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let out = f(&tx).and_then(|v| tx.commit().map(|_| v).map_err(DbError::from));
         if self.inner.files_touched.swap(false, Ordering::AcqRel) {
@@ -186,10 +182,12 @@ impl Db {
     /// without stopping readers or writers for long. Blocking.
     pub fn backup_to(&self, dest: &Path) -> Result<(), DbError> {
         let dest_s = dest.to_string_lossy().into_owned();
-        self.read(|c| {
-            c.execute("VACUUM INTO ?1", [dest_s])?;
-            Ok(())
-        })
+        // A connection of its own: readers are `query_only`, and the copy
+        // must not hold a pooled reader for its whole duration.
+        let c = Connection::open_with_flags(&self.inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        configure(&c)?;
+        c.execute("VACUUM INTO ?1", [dest_s])?;
+        Ok(())
     }
 
     /// A trivial query proving the database answers (for the watchdog).

@@ -21,17 +21,19 @@ fn from_row(r: &Row) -> rusqlite::Result<User> {
 }
 
 pub fn by_name(c: &Connection, name: &str) -> Result<Option<User>, DbError> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {COLS} FROM users WHERE name = ?1"))?
-        .query_row([name], from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM users WHERE name = ?1"))?
+            .query_row([name], from_row)
+            .optional()?,
+    )
 }
 
 pub fn by_id(c: &Connection, id: UserId) -> Result<Option<User>, DbError> {
-    Ok(c
-        .prepare_cached(&format!("SELECT {COLS} FROM users WHERE id = ?1"))?
-        .query_row([id.0], from_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached(&format!("SELECT {COLS} FROM users WHERE id = ?1"))?
+            .query_row([id.0], from_row)
+            .optional()?,
+    )
 }
 
 pub fn list(c: &Connection) -> Result<Vec<User>, DbError> {

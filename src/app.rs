@@ -1,0 +1,200 @@
+//! Wiring: open the database, sync libraries, start the initial scan and the
+//! watchdog, serve HTTP until cancelled, then shut down in order. `main.rs`
+//! and the integration tests drive the same `start`.
+
+use crate::auth::Sessions;
+use crate::config::Config;
+use crate::db::{libraries, Db};
+use crate::http::{self, state::AppState};
+use crate::library::{self, Scanner};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long in-flight requests may take to finish after SIGTERM (below
+/// systemd's default TimeoutStopSec of 90 s).
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running server.
+pub struct Running {
+    pub state: AppState,
+    pub addr: std::net::SocketAddr,
+    /// Becomes true when the initial scan has finished (or failed).
+    pub scanned: watch::Receiver<bool>,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    background: tokio_util::task::TaskTracker,
+}
+
+fn notify(states: &[sd_notify::NotifyState]) {
+    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
+    let _ = sd_notify::notify(false, states);
+}
+
+/// One-line service status for `systemctl status isync`.
+fn status_line(db: &Db) -> String {
+    let r = db.read(|c| {
+        let libs = libraries::list(c)?;
+        let files: i64 = c.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
+        Ok((libs, files))
+    });
+    match r {
+        Ok((libs, files)) => {
+            let online = libs.iter().filter(|l| l.online).count();
+            format!("{online} of {} libraries online, {files} files", libs.len())
+        }
+        Err(e) => format!("database error: {e}"),
+    }
+}
+
+/// Opens everything and starts serving on `listener`. Returns once the
+/// server accepts requests; the initial scan continues in the background.
+pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let cfg = Arc::new(cfg);
+    let db = {
+        let path = cfg.db_path();
+        tokio::task::spawn_blocking(move || Db::open(&path)).await??
+    };
+    let plan = {
+        let (db, cfg) = (db.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || library::sync_libraries(&db, &cfg)).await??
+    };
+    let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
+    let state = AppState {
+        db: db.clone(),
+        cfg: cfg.clone(),
+        sessions: Sessions::new(cfg.sessions.clone()),
+        scanner: scanner.clone(),
+        plan: Arc::new(RwLock::new(plan)),
+        started: Instant::now(),
+    };
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let background = tokio_util::task::TaskTracker::new();
+
+    let app = http::router(state.clone());
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
+    });
+    let status = {
+        let db = db.clone();
+        tokio::task::spawn_blocking(move || status_line(&db)).await?
+    };
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("listening on {addr}; scanning; {status}")),
+    ]);
+    log::info!("isync {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+
+    // Initial scan, in the background while requests are answered.
+    let (scanned_tx, scanned) = watch::channel(false);
+    {
+        let (st, token) = (state.clone(), shutdown.clone());
+        background.spawn(async move {
+            let job = tokio::task::spawn_blocking(move || {
+                let plan = st
+                    .plan
+                    .read()
+                    .map(|p| p.clone())
+                    .unwrap_or_else(|p| p.into_inner().clone());
+                let r = st.scanner.scan_plan(&plan);
+                st.sessions.access_changed();
+                (r, status_line(&st.db))
+            });
+            tokio::select! {
+                r = job => match r {
+                    Ok((Ok(report), status)) => {
+                        log::info!("initial scan: {report}");
+                        notify(&[sd_notify::NotifyState::Status(&format!("{status}; scan done"))]);
+                    }
+                    Ok((Err(e), _)) => log::error!("initial scan failed: {e}"),
+                    Err(e) => log::error!("initial scan task failed: {e}"),
+                },
+                _ = token.cancelled() => {}
+            }
+            let _ = scanned_tx.send(true);
+        });
+    }
+
+    // Watchdog: ping only when the runtime schedules us and the DB answers.
+    let mut usec = 0u64;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let (db, token) = (db.clone(), shutdown.clone());
+        let every = Duration::from_micros(usec / 2);
+        background.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = token.cancelled() => break,
+                }
+                let db = db.clone();
+                let alive =
+                    tokio::time::timeout(every, tokio::task::spawn_blocking(move || db.ping()))
+                        .await;
+                match alive {
+                    Ok(Ok(Ok(()))) => notify(&[sd_notify::NotifyState::Watchdog]),
+                    other => log::warn!("watchdog: database did not answer in time: {other:?}"),
+                }
+            }
+        });
+    }
+    background.close();
+
+    Ok(Running {
+        state,
+        addr,
+        scanned,
+        shutdown,
+        server,
+        background,
+    })
+}
+
+impl Running {
+    /// Waits until the initial scan is finished.
+    pub async fn wait_scanned(&mut self) {
+        let _ = self.scanned.wait_for(|done| *done).await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, drains in-flight requests (bounded by
+    /// [`DRAIN_DEADLINE`]), stops background work.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        notify(&[sd_notify::NotifyState::Stopping]);
+        self.shutdown.cancel();
+        match tokio::time::timeout(DRAIN_DEADLINE, self.server).await {
+            Ok(r) => r??,
+            Err(_) => log::warn!(
+                "shutdown: requests still running after {DRAIN_DEADLINE:?}; leaving them"
+            ),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
+        log::info!("isync stopped");
+        Ok(())
+    }
+}
+
+/// Runs until `stop` is cancelled (SIGTERM/SIGINT in `main`).
+pub async fn run(
+    cfg: Config,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let running = start(cfg, listener).await?;
+    let server_token = running.shutdown_token();
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = server_token.cancelled() => {}
+    }
+    running.stop().await
+}

@@ -1,0 +1,173 @@
+//! Read-side services: catalogs, file listing, help info, and the default
+//! root a user without a library gets (spec §5). Every lookup is filtered by
+//! the session's root set: anything else behaves as if it did not exist.
+
+use crate::auth::Session;
+use crate::db::{self, catalogs, files, libraries, listing, users, Db};
+use crate::error::{Error, Result};
+use crate::library::roots::path_key;
+use crate::model::{Catalog, CatalogId, FileId, FileRecord, UserId};
+use std::path::Path;
+
+/// Help info of a user, catalog or file (spec §3.5).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HelpInfo {
+    pub help_int: Option<i64>,
+    pub help_text: Option<String>,
+    pub last_modify: Option<i64>,
+}
+
+/// Which record `helpInfo.icc` addresses.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HelpTarget {
+    User,
+    Catalog(CatalogId),
+    File(FileId),
+}
+
+pub async fn catalogs(db: &Db, s: &Session, pids: Vec<i64>) -> Result<Vec<Catalog>> {
+    let roots = s.roots.clone();
+    Ok(db
+        .read_async(move |c| catalogs::children(c, &pids, &roots))
+        .await?)
+}
+
+/// One page of `files.icc` and the total number of matches.
+pub async fn files_page(db: &Db, q: listing::Query) -> Result<(Vec<FileRecord>, usize)> {
+    let db2 = db.clone();
+    Ok(tokio::task::spawn_blocking(move || {
+        let idx = db2.listing()?;
+        let (ids, total) = idx.page(&q);
+        let recs = db2.read(|c| files::by_ids(c, &ids))?;
+        Ok::<_, db::DbError>((recs, total))
+    })
+    .await??)
+}
+
+pub async fn help_info(db: &Db, s: &Session, t: HelpTarget) -> Result<HelpInfo> {
+    let (uid, roots) = (s.user_id, s.roots.clone());
+    Ok(db
+        .read_async(move |c| {
+            Ok(match t {
+                HelpTarget::User => users::by_id(c, uid)?.map(|u| HelpInfo {
+                    help_int: u.help_int,
+                    help_text: u.help_text,
+                    last_modify: Some(u.last_modify),
+                }),
+                HelpTarget::Catalog(id) => catalogs::accessible(c, id, &roots)?.map(|x| HelpInfo {
+                    help_int: x.help_int,
+                    help_text: x.help_text,
+                    last_modify: Some(x.last_modify),
+                }),
+                HelpTarget::File(id) => files::accessible(c, id, &roots)?.map(|x| HelpInfo {
+                    help_int: x.help_int,
+                    help_text: x.help_text,
+                    last_modify: Some(x.last_modify),
+                }),
+            }
+            .unwrap_or_default())
+        })
+        .await?)
+}
+
+pub async fn update_help_info(
+    db: &Db,
+    s: &Session,
+    t: HelpTarget,
+    help_int: Option<i64>,
+    help_text: Option<String>,
+) -> Result<()> {
+    let (uid, roots) = (s.user_id, s.roots.clone());
+    let changed = db
+        .write_async(move |tx| {
+            let now = db::now();
+            let text = help_text.as_deref();
+            Ok(match t {
+                HelpTarget::User => users::set_help(tx, uid, help_int, text, now)?,
+                HelpTarget::Catalog(id) => {
+                    catalogs::accessible(tx, id, &roots)?.is_some()
+                        && catalogs::set_help(tx, id, help_int, text, now)?
+                }
+                HelpTarget::File(id) => {
+                    files::accessible(tx, id, &roots)?.is_some()
+                        && files::set_help(tx, id, help_int, text, now)?
+                }
+            })
+        })
+        .await?;
+    if changed {
+        Ok(())
+    } else {
+        Err(Error::NotFound("no such record for this user".into()))
+    }
+}
+
+/// A file this session may read, whose original is complete and on disk.
+/// Distinguishes: not accessible (−10004), offline library, gone (−10006).
+pub async fn readable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecord> {
+    let roots = s.roots.clone();
+    let (rec, online) = db
+        .read_async(move |c| {
+            let Some(rec) = files::accessible(c, id, &roots)? else {
+                return Ok((None, true));
+            };
+            let online = libraries::by_id(c, rec.library_id)?.is_none_or(|l| l.online);
+            Ok((Some(rec), online))
+        })
+        .await?;
+    let rec = rec.ok_or_else(|| Error::NotFound(format!("file {} not found", id.0)))?;
+    if !online {
+        return Err(Error::Offline(format!(
+            "file {} is in a library that is offline (disk unplugged?); try again when it is back",
+            id.0
+        )));
+    }
+    Ok(rec)
+}
+
+/// The user's roots, creating the default root `<default_user_path>/<id>`
+/// named `iSyncRoot` when there is none (spec §5). Blocking.
+pub fn ensure_roots(db: &Db, default_user_path: &Path, user: UserId) -> Result<Vec<CatalogId>> {
+    let roots = db.read(|c| users::roots(c, user))?;
+    if !roots.is_empty() {
+        return Ok(roots);
+    }
+    let dir = default_user_path.join(user.0.to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        log::error!("cannot create the root folder {}: {e}", dir.display());
+        Error::NoRootPath(format!("cannot create a root folder for user {}", user.0))
+    })?;
+    let key = path_key(&dir);
+    let now = db::now();
+    db.write(|tx| {
+        let lib = match libraries::by_path(tx, &key)? {
+            Some(l) => l,
+            None => {
+                let id = libraries::insert(tx, &key, "user")?;
+                libraries::by_id(tx, id)?.expect("just inserted")
+            }
+        };
+        let root = match lib.root_id {
+            Some(r) => r,
+            None => {
+                let r = catalogs::insert(
+                    tx,
+                    &catalogs::NewCatalog {
+                        root_id: None,
+                        parent_id: None,
+                        library_id: lib.id,
+                        path: &key,
+                        name: "iSyncRoot",
+                        create_time: now,
+                        now,
+                    },
+                )?;
+                libraries::set_root(tx, lib.id, r)?;
+                r
+            }
+        };
+        users::grant_root(tx, user, root)?;
+        Ok(())
+    })?;
+    Ok(db.read(|c| users::roots(c, user))?)
+}

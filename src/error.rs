@@ -1,0 +1,50 @@
+//! The conditions a caller of the service layer acts on. `http::error` maps
+//! each to its wire code (spec §2.1) in one place.
+
+use crate::db::DbError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("wrong user name or password")]
+    BadLogin,
+    #[error("not logged in or the session expired; log in again")]
+    NeedLogin,
+    #[error("{0}")]
+    BadParam(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    WrongFileType(String),
+    #[error("{0}")]
+    FileGone(String),
+    #[error("{0}")]
+    BadCatalog(String),
+    #[error("{0}")]
+    ThumbFailed(String),
+    #[error("{0}")]
+    WaitingUpload(String),
+    #[error("{0}")]
+    NotModified(String),
+    /// The library holding the file is offline (disk unplugged/unmounted).
+    #[error("{0}")]
+    Offline(String),
+    #[error("{0}")]
+    NoRootPath(String),
+    /// Anything the client cannot act on; details are logged, not shown.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DbError> for Error {
+    fn from(e: DbError) -> Self {
+        Error::Internal(e.to_string())
+    }
+}
+
+impl From<tokio::task::JoinError> for Error {
+    fn from(e: tokio::task::JoinError) -> Self {
+        Error::Internal(format!("background task failed: {e}"))
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

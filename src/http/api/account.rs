@@ -1,0 +1,157 @@
+//! `login.icc`, `logout.icc`, `helpInfo.icc`, `updateHelpInfo.icc`.
+
+use crate::auth::{self, Session, COOKIE};
+use crate::browse::{self, HelpInfo, HelpTarget};
+use crate::error::Error;
+use crate::http::error::{ok, ok_empty, ApiError};
+use crate::http::params::Params;
+use crate::http::state::{session_token, AppState};
+use crate::model::{CatalogId, FileId, User};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Spec §3.1. Never contains the password hash.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    id: i64,
+    name: String,
+    create_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_login_date: Option<i64>,
+    last_modify_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_int: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_text: Option<String>,
+}
+
+impl From<User> for UserInfo {
+    fn from(u: User) -> Self {
+        UserInfo {
+            id: u.id.0,
+            name: u.name,
+            create_time: u.create_time,
+            last_login_date: u.last_login,
+            last_modify_time: u.last_modify,
+            help_int: u.help_int,
+            help_text: u.help_text,
+        }
+    }
+}
+
+/// Spec §3.5.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct HelpInfoWire {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_int: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_modify_time: Option<i64>,
+}
+
+impl From<HelpInfo> for HelpInfoWire {
+    fn from(h: HelpInfo) -> Self {
+        HelpInfoWire {
+            help_int: h.help_int,
+            help_text: h.help_text,
+            last_modify_time: h.last_modify,
+        }
+    }
+}
+
+pub async fn login(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    p.check()?;
+    let name = p.req_str("userName")?.to_string();
+    let password = p.req_str("password")?.to_string();
+    if password.chars().count() > auth::MAX_PASSWORD_CHARS || name.chars().count() > 256 {
+        return Err(Error::BadLogin.into());
+    }
+    let user = auth::login(&st.db, name, password).await?;
+    let (db, dir, uid) = (st.db.clone(), st.cfg.default_user_path(), user.id);
+    let roots: Vec<CatalogId> =
+        tokio::task::spawn_blocking(move || browse::ensure_roots(&db, &dir, uid))
+            .await
+            .map_err(Error::from)??;
+    let token = st.sessions.create(Session {
+        user_id: user.id,
+        roots,
+    });
+    log::info!("login: user {} ({})", user.name, user.id);
+    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
+    let mut resp = ok(UserInfo::from(user));
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&cookie).expect("hex cookie"),
+    );
+    Ok(resp)
+}
+
+pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = session_token(&headers) {
+        st.sessions.remove(&token);
+    }
+    let mut resp = ok_empty();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("session=; Path=/; HttpOnly; Max-Age=0"),
+    );
+    resp.into_response()
+}
+
+/// `type` (0 user, 1 catalog, 2 file) and `id` (> 0 for 1 and 2).
+fn help_target(p: &Params) -> Result<HelpTarget, Error> {
+    let kind = p.req_int("type")?;
+    let id = || match p.opt_int("id") {
+        Some(id) if id > 0 => Ok(id),
+        _ => Err(Error::BadParam(
+            "id (> 0) is required for type 1 (catalog) and 2 (file)".into(),
+        )),
+    };
+    match kind {
+        0 => Ok(HelpTarget::User),
+        1 => Ok(HelpTarget::Catalog(CatalogId(id()?))),
+        2 => Ok(HelpTarget::File(FileId(id()?))),
+        _ => Err(Error::BadParam(format!(
+            "type must be 0 (user), 1 (catalog) or 2 (file), got {kind}"
+        ))),
+    }
+}
+
+pub async fn help_info(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let (_, s) = st.session(&headers).await?;
+    p.check()?;
+    let t = help_target(&p)?;
+    let info = browse::help_info(&st.db, &s, t).await?;
+    Ok(ok(HelpInfoWire::from(info)))
+}
+
+/// Longest `helpText` stored (bounded so one client cannot bloat the DB).
+pub const MAX_HELP_TEXT_CHARS: usize = 65_536;
+
+pub async fn update_help_info(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let (_, s) = st.session(&headers).await?;
+    p.check()?;
+    let t = help_target(&p)?;
+    let help_int = p.opt_int("helpInt");
+    let help_text = p
+        .opt_text("helpText", MAX_HELP_TEXT_CHARS)
+        .map(str::to_owned);
+    if help_int.is_none() && help_text.is_none() {
+        return Err(Error::BadParam("give helpInt and/or helpText".into()).into());
+    }
+    browse::update_help_info(&st.db, &s, t, help_int, help_text).await?;
+    Ok(ok_empty())
+}

@@ -1,0 +1,71 @@
+//! `catalogs.icc`.
+
+use crate::browse;
+use crate::http::error::{ok, ApiError};
+use crate::http::params::Params;
+use crate::http::state::AppState;
+use crate::model::Catalog;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use serde::Serialize;
+
+/// Spec §3.2.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogInfo {
+    id: i64,
+    root_id: i64,
+    parent_id: i64,
+    name: String,
+    create_time: i64,
+    last_modify_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    memo: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_int: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    help_text: Option<String>,
+    sub_catalog_count: i64,
+    file_count: i64,
+}
+
+impl From<Catalog> for CatalogInfo {
+    fn from(c: Catalog) -> Self {
+        CatalogInfo {
+            id: c.id.0,
+            root_id: c.root_id.0,
+            parent_id: c.parent_id.map_or(-1, |p| p.0),
+            name: c.name,
+            create_time: c.create_time,
+            last_modify_time: c.last_modify,
+            memo: c.memo,
+            help_int: c.help_int,
+            help_text: c.help_text,
+            sub_catalog_count: c.sub_catalog_count,
+            file_count: c.file_count,
+        }
+    }
+}
+
+pub async fn catalogs(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let (token, mut s) = st.session(&headers).await?;
+    p.check()?;
+    let pids = p.req_ids("pids")?;
+    if pids.contains(&-1) && s.roots.is_empty() {
+        let (db, dir, uid) = (st.db.clone(), st.cfg.default_user_path(), s.user_id);
+        s.roots = tokio::task::spawn_blocking(move || browse::ensure_roots(&db, &dir, uid))
+            .await
+            .map_err(crate::error::Error::from)??;
+        st.sessions.refresh_roots(&token, s.roots.clone());
+    }
+    let list = browse::catalogs(&st.db, &s, pids).await?;
+    Ok(ok(list
+        .into_iter()
+        .map(CatalogInfo::from)
+        .collect::<Vec<_>>()))
+}

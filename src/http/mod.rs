@@ -1,0 +1,54 @@
+//! HTTP: the router, parameter parsing, errors → wire codes, file sending,
+//! and thin handlers under `api/`. Nothing outside this module knows axum.
+
+pub mod api;
+pub mod error;
+pub mod params;
+pub mod state;
+pub mod stream;
+
+use crate::error::Error;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use error::BinaryError;
+use params::Params;
+use state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/login.icc",
+            get(api::account::login).post(api::account::login),
+        )
+        .route("/logout.icc", post(api::account::logout))
+        .route("/helpInfo.icc", get(api::account::help_info))
+        .route("/updateHelpInfo.icc", post(api::account::update_help_info))
+        .route("/catalogs.icc", get(api::catalog::catalogs))
+        .route("/files.icc", get(api::file::files))
+        .fallback(prefixed)
+        .layer(DefaultBodyLimit::max(params::MAX_PARAM_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Routes by path prefix: `/downFile.ic…` and `/shareFile.ic…` carry a
+/// free suffix so iOS players see an extension (spec §6.11, §6.13).
+async fn prefixed(State(st): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let is_get = method == Method::GET || method == Method::HEAD;
+    if path.starts_with("/downFile.ic") {
+        if !is_get {
+            return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        }
+        let headers = req.headers().clone();
+        let p = Params::from_request(req, &()).await.unwrap_or_default();
+        return api::file::down_file(st, method, headers, p)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
+    let _ = BinaryError(Error::NeedLogin);
+    StatusCode::NOT_FOUND.into_response()
+}

@@ -1,0 +1,257 @@
+//! Configured libraries → `libraries` rows, root catalogs and user grants
+//! (spec §12.1), plus online/offline checks of a library root.
+
+use crate::config::{normalize, Config};
+use crate::db::{self, catalogs, libraries, users, Db, DbError};
+use crate::model::{CatalogId, Library, LibraryId, UserId};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// What startup decided for each configured library.
+#[derive(Debug, Clone)]
+pub struct LibraryPlan {
+    /// Libraries to scan, with sub-trees to leave to other (nested,
+    /// `merge = false`) libraries.
+    pub scan: Vec<(Library, Vec<PathBuf>)>,
+}
+
+/// Path as stored: absolute, normalised, as text.
+pub fn path_key(p: &Path) -> String {
+    normalize(p).to_string_lossy().into_owned()
+}
+
+/// Folder name shown for a root catalog.
+pub fn display_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "/".into())
+}
+
+fn is_inside(inner: &Path, outer: &Path) -> bool {
+    inner != outer && inner.starts_with(outer)
+}
+
+/// Creates missing library rows and root catalogs, applies `merge`, and sets
+/// who may see each configured library to exactly the config's `users`.
+/// Blocking.
+pub fn sync_libraries(db: &Db, cfg: &Config) -> Result<LibraryPlan, DbError> {
+    let now = db::now();
+    let paths: Vec<PathBuf> = cfg.libraries.iter().map(|l| normalize(&l.path)).collect();
+    db.write(|tx| {
+        let mut plan = LibraryPlan { scan: Vec::new() };
+        for (i, lc) in cfg.libraries.iter().enumerate() {
+            let path = &paths[i];
+            let key = path_key(path);
+            let outer = paths
+                .iter()
+                .enumerate()
+                .filter(|(j, o)| *j != i && is_inside(path, o))
+                .map(|(j, _)| j)
+                .next();
+            if let (Some(j), true) = (outer, lc.merge) {
+                // Folded into the enclosing tree (spec §12.1): access comes
+                // only from the enclosing library.
+                let outer_users = &cfg.libraries[j].users;
+                let losing: Vec<&String> = lc
+                    .users
+                    .iter()
+                    .filter(|u| !outer_users.iter().any(|o| o.eq_ignore_ascii_case(u)))
+                    .collect();
+                if !losing.is_empty() {
+                    log::warn!(
+                        "library {key} is folded into {} (merge = true); users {losing:?} do not \
+                         see it unless added to the enclosing library or merge = false is set",
+                        paths[j].display()
+                    );
+                }
+                continue;
+            }
+            let lib = match libraries::by_path(tx, &key)? {
+                Some(l) => l,
+                None => {
+                    let id = libraries::insert(tx, &key, "config")?;
+                    libraries::by_id(tx, id)?.expect("just inserted")
+                }
+            };
+            let root = ensure_root(tx, &lib, path, now)?;
+            let mut ids: Vec<UserId> = Vec::new();
+            for name in &lc.users {
+                match users::by_name(tx, name)? {
+                    Some(u) => ids.push(u.id),
+                    None => log::warn!(
+                        "library {key}: user {name:?} does not exist yet; create it with \
+                         `isync user add {name} --password-stdin`"
+                    ),
+                }
+            }
+            users::set_root_users(tx, root, &ids)?;
+            let lib = libraries::by_id(tx, lib.id)?.expect("exists");
+            // Nested libraries with merge = false are roots of their own; the
+            // enclosing walk leaves them alone.
+            let excluded: Vec<PathBuf> = cfg
+                .libraries
+                .iter()
+                .enumerate()
+                .filter(|(j, l)| *j != i && !l.merge && is_inside(&paths[*j], path))
+                .map(|(j, _)| paths[j].clone())
+                .collect();
+            plan.scan.push((lib, excluded));
+        }
+        // Configured libraries that left the config: keep their records (the
+        // files are untouched), but nobody sees or scans them any more.
+        for lib in libraries::list(tx)? {
+            if lib.kind == "config" && !plan.scan.iter().any(|(l, _)| l.id == lib.id) {
+                if let Some(root) = lib.root_id {
+                    users::set_root_users(tx, root, &[])?;
+                }
+            }
+        }
+        // User roots (spec §5) are scanned too.
+        for lib in libraries::list(tx)? {
+            if lib.kind == "user" {
+                plan.scan.push((lib, Vec::new()));
+            }
+        }
+        Ok(plan)
+    })
+}
+
+/// The root catalog of `lib`, created (or re-rooted out of an enclosing tree)
+/// when missing.
+fn ensure_root(
+    tx: &rusqlite::Connection,
+    lib: &Library,
+    path: &Path,
+    now: i64,
+) -> Result<CatalogId, DbError> {
+    if let Some(root) = lib.root_id {
+        return Ok(root);
+    }
+    let key = path_key(path);
+    let root = if let Some(existing) = catalogs::by_path(tx, &key)? {
+        // The folder was a sub-catalog of an enclosing library: make it the
+        // root of its own tree, taking its descendants and files along.
+        let like = format!("{}/%", key.replace('%', "\\%").replace('_', "\\_"));
+        tx.execute(
+            "UPDATE catalogs SET root_id = ?1, library_id = ?2 WHERE path = ?3 OR path LIKE ?4 ESCAPE '\\'",
+            rusqlite::params![existing.id.0, lib.id.0, key, like],
+        )?;
+        tx.execute(
+            "UPDATE catalogs SET parent_id = -1 WHERE id = ?1",
+            [existing.id.0],
+        )?;
+        tx.execute(
+            "UPDATE files SET root_id = ?1 WHERE real_catalog_id IN \
+             (SELECT id FROM catalogs WHERE root_id = ?1)",
+            [existing.id.0],
+        )?;
+        existing.id
+    } else {
+        let create_time = std::fs::metadata(path)
+            .map(|m| earliest_time(&m))
+            .unwrap_or(now);
+        catalogs::insert(
+            tx,
+            &catalogs::NewCatalog {
+                root_id: None,
+                parent_id: None,
+                library_id: lib.id,
+                path: &key,
+                name: &display_name(path),
+                create_time,
+                now,
+            },
+        )?
+    };
+    libraries::set_root(tx, lib.id, root)?;
+    Ok(root)
+}
+
+/// Earliest of ctime/mtime/atime in seconds (spec §12.1 createTime).
+pub fn earliest_time(m: &std::fs::Metadata) -> i64 {
+    m.ctime().min(m.mtime()).min(m.atime())
+}
+
+/// Why a library root is not usable right now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Offline {
+    Missing(String),
+    NotADirectory,
+    OtherDevice { recorded: i64, found: i64 },
+    EmptyWhereItWasNot,
+}
+
+impl std::fmt::Display for Offline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Offline::Missing(e) => write!(f, "root folder is missing ({e})"),
+            Offline::NotADirectory => write!(f, "root is not a folder"),
+            Offline::OtherDevice { recorded, found } => write!(
+                f,
+                "root is on another device than recorded ({found:#x} instead of {recorded:#x}); \
+                 is the disk mounted?"
+            ),
+            Offline::EmptyWhereItWasNot => {
+                write!(
+                    f,
+                    "root folder is empty but the library had files; is the disk mounted?"
+                )
+            }
+        }
+    }
+}
+
+/// Checks a library root before a scan may remove anything under it.
+/// Returns the root's device id when it is online.
+pub fn check_root(lib: &Library, known_files: usize) -> Result<i64, Offline> {
+    let path = Path::new(&lib.path);
+    let meta = std::fs::metadata(path).map_err(|e| Offline::Missing(e.to_string()))?;
+    if !meta.is_dir() {
+        return Err(Offline::NotADirectory);
+    }
+    let dev = meta.dev() as i64;
+    if let Some(recorded) = lib.device {
+        // With no records there is nothing a wrong disk could cost us.
+        if recorded != dev && known_files > 0 {
+            return Err(Offline::OtherDevice {
+                recorded,
+                found: dev,
+            });
+        }
+    }
+    if known_files > 0 {
+        let empty = std::fs::read_dir(path)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(true);
+        if empty {
+            return Err(Offline::EmptyWhereItWasNot);
+        }
+    }
+    Ok(dev)
+}
+
+/// Marks a library online/offline in the database, logging transitions once.
+pub fn set_online(db: &Db, lib: &Library, state: &Result<i64, Offline>) -> Result<(), DbError> {
+    let id: LibraryId = lib.id;
+    match state {
+        Ok(dev) => {
+            if !lib.online {
+                log::info!("library {} is back online", lib.path);
+            }
+            // The device is recorded after a scan that found files, so an
+            // empty mount point seen first is never taken as "the" device.
+            let _ = dev;
+            db.write(|tx| libraries::set_online(tx, id, true, None))
+        }
+        Err(why) => {
+            if lib.online {
+                log::error!(
+                    "library {} is offline: {why}; its records are kept and nothing under it \
+                     is removed until it is back",
+                    lib.path
+                );
+            }
+            db.write(|tx| libraries::set_online(tx, id, false, None))
+        }
+    }
+}
