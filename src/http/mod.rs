@@ -30,7 +30,22 @@ pub fn router(state: AppState) -> Router {
         .route("/files.icc", get(api::file::files))
         .fallback(prefixed)
         .layer(DefaultBodyLimit::max(params::MAX_PARAM_BODY_BYTES))
+        .layer(axum::middleware::from_fn(timing))
         .with_state(state)
+}
+
+/// Adds `Server-Timing: app;dur=<ms>` (time until the response head is
+/// ready) and logs each request at debug level.
+async fn timing(req: Request, next: axum::middleware::Next) -> Response {
+    let start = std::time::Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let mut resp = next.run(req).await;
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={ms:.3}")) {
+        resp.headers_mut().insert("server-timing", v);
+    }
+    log::debug!("{method} {path} -> {} in {ms:.3} ms", resp.status().as_u16());
+    resp
 }
 
 /// Routes by path prefix: `/downFile.ic…` and `/shareFile.ic…` carry a

@@ -1,0 +1,157 @@
+//! `thumbnail.icc` (spec §6.10, §10).
+
+use crate::browse;
+use crate::db::files;
+use crate::error::Error;
+use crate::http::error::BinaryError;
+use crate::http::params::Params;
+use crate::http::state::AppState;
+use crate::http::stream::{send_file, OpenError};
+use crate::media::thumbcache::{ThumbKey, ThumbSource};
+use crate::media::thumbs::ThumbError;
+use crate::model::{FileId, FileType, PartStatus, ThumbLevel};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+use std::path::PathBuf;
+
+pub async fn thumbnail(
+    State(st): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, BinaryError> {
+    let (_, s) = st.session(&headers).await?;
+    p.check()?;
+    let id = FileId(p.req_int("id")?);
+    let level = ThumbLevel::from_param(p.opt_int("level").unwrap_or(0));
+    let rec = match browse::readable_file(&st.db, &s, id).await {
+        Ok(r) => r,
+        Err(Error::Offline(msg)) => {
+            // Offline library: a thumbnail already cached is still served.
+            return match offline_cached(&st, &s, id, level).await {
+                Some((path, ctype)) => serve(&path, ctype, &method, &headers).await,
+                None => Err(Error::Offline(msg).into()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let kind = FileType::from_bits(rec.file_type).unwrap_or(FileType::Other);
+    if !kind.has_thumbnail() {
+        return Err(Error::WrongFileType(format!(
+            "file {} is not an image, GIF or video: no thumbnail",
+            id.0
+        ))
+        .into());
+    }
+    let status = match level {
+        ThumbLevel::Small => rec.status_thumb,
+        ThumbLevel::Screen => rec.status_screen,
+    };
+    match PartStatus::from_i64(status) {
+        PartStatus::BuildError => {
+            return Err(Error::ThumbFailed(format!(
+                "the thumbnail of file {} could not be built",
+                id.0
+            ))
+            .into())
+        }
+        PartStatus::Uploading => {
+            return Err(Error::WaitingUpload(format!(
+                "the thumbnail of file {} has not been uploaded yet",
+                id.0
+            ))
+            .into())
+        }
+        PartStatus::Uploaded => {
+            let path = st.thumbs.uploaded_path(id.0, level);
+            return serve(&path, "image/jpeg", &method, &headers)
+                .await
+                .map_err(|_| {
+                    Error::NotFound(format!("the uploaded thumbnail of file {} is missing", id.0))
+                        .into()
+                });
+        }
+        PartStatus::Local => {}
+    }
+    if rec.status_origin == PartStatus::Uploading as i64 {
+        return Err(Error::WaitingUpload(format!(
+            "file {} is still being uploaded",
+            id.0
+        ))
+        .into());
+    }
+    let key = ThumbKey {
+        file_id: id.0,
+        level,
+        fingerprint: rec.fingerprint(),
+    };
+    let src = ThumbSource {
+        path: PathBuf::from(&rec.path),
+        kind,
+        orientation: rec.orientation,
+    };
+    match st.thumbs.get(key, src).await {
+        Ok(t) => serve(&t.path, t.content_type, &method, &headers).await,
+        Err(ThumbError::SourceMissing) => Err(Error::FileGone(format!(
+            "the original of file {} is missing on disk",
+            id.0
+        ))
+        .into()),
+        Err(ThumbError::Unsupported) => Err(Error::WrongFileType(format!(
+            "file {} has no thumbnail",
+            id.0
+        ))
+        .into()),
+        Err(ThumbError::Failed(why)) => {
+            log::warn!("thumbnail of file {} ({}) failed: {why}", id.0, rec.path);
+            let screen = level == ThumbLevel::Screen;
+            let db = st.db.clone();
+            let _ = db
+                .write_async(move |tx| {
+                    files::set_thumb_status(tx, id, screen, PartStatus::BuildError as i64)
+                })
+                .await;
+            Err(Error::ThumbFailed(format!(
+                "the thumbnail of file {} could not be built",
+                id.0
+            ))
+            .into())
+        }
+        Err(e) => Err(Error::Internal(format!("thumbnail of file {}: {e}", id.0)).into()),
+    }
+}
+
+async fn offline_cached(
+    st: &AppState,
+    s: &crate::auth::Session,
+    id: FileId,
+    level: ThumbLevel,
+) -> Option<(PathBuf, &'static str)> {
+    let roots = s.roots.clone();
+    let rec = st
+        .db
+        .read_async(move |c| files::accessible(c, id, &roots))
+        .await
+        .ok()??;
+    let key = ThumbKey {
+        file_id: id.0,
+        level,
+        fingerprint: rec.fingerprint(),
+    };
+    st.thumbs.cached(&key).map(|t| (t.path, t.content_type))
+}
+
+async fn serve(
+    path: &std::path::Path,
+    ctype: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, BinaryError> {
+    send_file(path, Some(ctype), method, headers)
+        .await
+        .map_err(|e| match e {
+            OpenError::Missing => Error::ThumbFailed("thumbnail vanished from the cache".into()).into(),
+            OpenError::Io(e) => Error::Internal(format!("thumbnail: {e}")).into(),
+        })
+}
