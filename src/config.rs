@@ -323,6 +323,21 @@ path = "/srv/media/video"
     }
 
     #[test]
+    fn example_file_documents_every_key_and_parses() {
+        let text = include_str!("../isync.example.toml");
+        let cfg = Config::parse(text).unwrap();
+        assert_eq!(cfg.libraries.len(), 1);
+        // Every top-level key and section of the Config tree is documented.
+        for key in [
+            "listen", "data_dir", "default_user_path", "[share]", "max_links",
+            "lifetime_secs", "[sessions]", "max_online", "idle_timeout_secs", "[scan]",
+            "threads", "batch_size", "[[library]]", "path", "users", "merge",
+        ] {
+            assert!(text.contains(key), "isync.example.toml lacks {key}");
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Config::parse("lisen = \"0.0.0.0:1\"").unwrap_err();
         assert!(err[0].contains("lisen"), "{err:?}");

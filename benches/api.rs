@@ -1,0 +1,200 @@
+//! `files.icc` benchmark (issue 2): a load generator over loopback with
+//! keep-alive against the real server, on libraries of 5,000 and 100,000
+//! files (records written straight into the database: the listing path does
+//! not touch the originals). Prints medians and p95 of the server-side time
+//! (`Server-Timing`) and of the end-to-end time, for every sort and for the
+//! first and deepest page, with a baseline measured in the same run: the
+//! cheapest authenticated endpoint (`helpInfo.icc?type=0`).
+//! Run: `cargo bench --bench api`.
+
+use isync::config::{Config, LibraryConfig};
+use isync::db::{catalogs, files, users, Db};
+use isync::model::{CatalogId, MediaInfo};
+use std::time::{Duration, Instant};
+
+const REQUESTS: usize = 400;
+
+fn pct(mut v: Vec<f64>, p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Writes `n` file records spread over 50 catalogs of one library.
+fn populate(db: &Db, root: CatalogId, lib_path: &str, n: usize) {
+    let lib = db
+        .read(|c| Ok(isync::db::libraries::by_path(c, lib_path)?.unwrap()))
+        .unwrap();
+    db.write(|tx| {
+        let mut cats = Vec::new();
+        for i in 0..50 {
+            let path = format!("{lib_path}/album{i}");
+            cats.push(catalogs::insert(
+                tx,
+                &catalogs::NewCatalog {
+                    root_id: Some(root),
+                    parent_id: Some(root),
+                    library_id: lib.id,
+                    path: &path,
+                    name: &format!("album{i}"),
+                    create_time: 1_600_000_000,
+                    now: 1_700_000_000,
+                },
+            )?);
+        }
+        for i in 0..n {
+            let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let video = i % 10 == 0;
+            let f = files::ScannedFile {
+                catalog_id: cats[i % cats.len()],
+                root_id: root,
+                disk_name: format!("IMG_{i:06}.{}", if video { "mp4" } else { "jpg" }),
+                ext: if video { "mp4".into() } else { "jpg".into() },
+                size: (x % 10_000_000) as i64 + 1000,
+                mtime_ns: 0,
+                inode: i as i64,
+                create_time: 1_500_000_000 + (x % 200_000_000) as i64,
+                file_type: if video { 4 } else { 1 },
+                info: MediaInfo {
+                    width: (i % 7 != 0).then_some(640 + (x % 4000) as i64),
+                    height: (i % 7 != 0).then_some(480 + (x % 3000) as i64),
+                    orientation: None,
+                    duration: video.then_some((x % 600) as f64 / 3.0),
+                    capture_time: None,
+                },
+            };
+            files::insert_scanned(tx, &f, 1_700_000_000)?;
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+struct Sample {
+    server_ms: Vec<f64>,
+    e2e_ms: Vec<f64>,
+}
+
+async fn measure(client: &reqwest::Client, url: &str, n: usize) -> Sample {
+    let mut s = Sample {
+        server_ms: Vec::with_capacity(n),
+        e2e_ms: Vec::with_capacity(n),
+    };
+    for i in 0..n + n / 10 {
+        let t = Instant::now();
+        let resp = client.get(url).send().await.unwrap();
+        let timing = resp
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("dur=").nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .expect("server-timing header");
+        let body = resp.bytes().await.unwrap();
+        let e2e = t.elapsed().as_secs_f64() * 1e3;
+        assert!(body.starts_with(b"{\"code\":0"), "{}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+        if i >= n / 10 {
+            // The first tenth warms up (lazy sort orders, caches).
+            s.server_ms.push(timing);
+            s.e2e_ms.push(e2e);
+        }
+    }
+    s
+}
+
+async fn run_library(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let lib_path = dir.path().join("lib");
+    std::fs::create_dir_all(&lib_path).unwrap();
+    let cfg = Config {
+        listen: "127.0.0.1:0".into(),
+        data_dir: dir.path().join("data"),
+        libraries: vec![LibraryConfig {
+            path: lib_path.clone(),
+            users: vec!["bench".into()],
+            merge: true,
+        }],
+        ..Config::default()
+    };
+    {
+        let db = Db::open(&cfg.db_path()).unwrap();
+        let hash = isync::auth::hash_password("bench");
+        db.write(|tx| users::upsert(tx, "bench", &hash, 0)).unwrap();
+        let plan = isync::library::sync_libraries(&db, &cfg).unwrap();
+        let root = plan.scan[0].0.root_id.unwrap();
+        populate(&db, root, &lib_path.to_string_lossy(), n);
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut running = isync::app::start(cfg, listener).await.unwrap();
+    running.wait_scanned().await;
+    let base = format!("http://{}", running.addr);
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .pool_max_idle_per_host(1)
+        .build()
+        .unwrap();
+    let login: serde_json::Value = client
+        .get(format!("{base}/login.icc?userName=bench&password=bench"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(login["code"], 0);
+    let first: serde_json::Value = client
+        .get(format!("{base}/files.icc?pageIndex=0&maxPerPage=100"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pages = first["data"]["page"]["pageCount"].as_i64().unwrap();
+    assert_eq!(pages as usize, n.div_ceil(100));
+
+    let baseline = measure(&client, &format!("{base}/helpInfo.icc?type=0"), REQUESTS).await;
+    let b_med = pct(baseline.server_ms.clone(), 0.5);
+    println!(
+        "[{n} files] baseline helpInfo.icc: server median {:.3} ms, end-to-end median {:.3} ms",
+        b_med,
+        pct(baseline.e2e_ms.clone(), 0.5)
+    );
+    let target = if n <= 5_000 { 0.5 } else { 5.0 };
+    let mut worst: f64 = 0.0;
+    for sort in [0, 1, -1, 2, -2, 3, -3, 4, -4, 5, -5] {
+        for (label, page) in [("first", 0), ("deepest", pages - 1)] {
+            let url = format!("{base}/files.icc?pageIndex={page}&maxPerPage=100&sort={sort}");
+            let reqs = if n > 10_000 { REQUESTS / 4 } else { REQUESTS };
+            let s = measure(&client, &url, reqs).await;
+            let med = pct(s.server_ms.clone(), 0.5);
+            worst = worst.max(med);
+            println!(
+                "[{n} files] files.icc sort={sort:>2} {label:<7} page: server median {med:.3} ms p95 {:.3} ms; end-to-end median {:.3} ms; {:.1}x baseline",
+                pct(s.server_ms.clone(), 0.95),
+                pct(s.e2e_ms.clone(), 0.5),
+                med / b_med.max(1e-6)
+            );
+        }
+    }
+    println!(
+        "[{n} files] worst server median {worst:.3} ms (target < {target} ms): {}",
+        if worst < target { "OK" } else { "MISSED" }
+    );
+    running.stop().await.unwrap();
+    let _ = Duration::ZERO;
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        run_library(5_000).await;
+        run_library(100_000).await;
+    });
+}

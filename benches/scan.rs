@@ -1,0 +1,190 @@
+//! Scan benchmark (issue 2): prints medians for
+//! 1. a cold scan (fresh database, warm page cache) of 10,000 small JPEGs,
+//! 2. a cold scan of a mixed 10,000-file tree (photos, 100 MP4/MOV videos,
+//!    20 audio files, other files),
+//! 3. a rescan of the unchanged 10,000-file library,
+//!
+//! each against a baseline measured in the same run: a bare walk + stat of
+//! the same tree (the least any scanner must do).
+//! Run: `cargo bench --bench scan` (about a minute).
+
+use isync::config::{Config, LibraryConfig, ScanConfig};
+use isync::db::Db;
+use isync::library::{sync_libraries, Scanner};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const FILES: usize = 10_000;
+const RUNS: usize = 5;
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ffmpeg(args: &[&str]) {
+    let st = std::process::Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-y"])
+        .args(args)
+        .status()
+        .expect("ffmpeg is required for the scan benchmark (apt-get install ffmpeg)");
+    assert!(st.success(), "ffmpeg {args:?} failed");
+}
+
+/// 10,000 small JPEGs (each distinct, EXIF on every 5th) in 100 folders.
+fn make_jpeg_tree(root: &Path, n: usize) {
+    let base: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| isync::demo::jpeg_bytes(96, 72, i * 30, (i % 5 == 0).then_some(6)))
+        .collect();
+    for i in 0..n {
+        let dir = root.join(format!("album_{:03}", i / 100));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        let mut bytes = base[i % base.len()].clone();
+        // Make every file unique (a comment segment after SOI).
+        let tag = format!("isync-bench-{i}");
+        let mut com = vec![0xFF, 0xFE];
+        com.extend_from_slice(&((tag.len() + 2) as u16).to_be_bytes());
+        com.extend_from_slice(tag.as_bytes());
+        bytes.splice(2..2, com);
+        std::fs::write(dir.join(format!("IMG_{i:05}.jpg")), bytes).unwrap();
+    }
+}
+
+/// Photos, 100 videos (MP4 and MOV), 20 audio files (M4A and MP3), others.
+fn make_mixed_tree(root: &Path, scratch: &Path) {
+    let videos = 100;
+    let audio = 20;
+    let others = 380;
+    make_jpeg_tree(root, FILES - videos - audio - others);
+    let v_mp4 = scratch.join("v.mp4");
+    let v_mov = scratch.join("v.mov");
+    let a_m4a = scratch.join("a.m4a");
+    let a_mp3 = scratch.join("a.mp3");
+    let src = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=1"];
+    let snd = ["-f", "lavfi", "-i", "sine=duration=1"];
+    ffmpeg(&[&src[..], &snd[..], &["-pix_fmt", "yuv420p", "-shortest", v_mp4.to_str().unwrap()]].concat());
+    ffmpeg(&[&src[..], &snd[..], &["-pix_fmt", "yuv420p", "-shortest", v_mov.to_str().unwrap()]].concat());
+    ffmpeg(&[&snd[..], &["-c:a", "aac", a_m4a.to_str().unwrap()]].concat());
+    ffmpeg(&[&snd[..], &["-c:a", "libmp3lame", a_mp3.to_str().unwrap()]].concat());
+    let vdir = root.join("videos");
+    let adir = root.join("audio");
+    let odir = root.join("documents");
+    for d in [&vdir, &adir, &odir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    for i in 0..videos {
+        let (src, ext) = if i % 2 == 0 { (&v_mp4, "mp4") } else { (&v_mov, "mov") };
+        std::fs::copy(src, vdir.join(format!("clip_{i:03}.{ext}"))).unwrap();
+    }
+    for i in 0..audio {
+        let (src, ext) = if i % 2 == 0 { (&a_m4a, "m4a") } else { (&a_mp3, "mp3") };
+        std::fs::copy(src, adir.join(format!("song_{i:03}.{ext}"))).unwrap();
+    }
+    for i in 0..others {
+        std::fs::write(odir.join(format!("note_{i:03}.txt")), format!("note {i}\n")).unwrap();
+    }
+}
+
+fn config(data: &Path, lib: &Path) -> Config {
+    Config {
+        data_dir: data.to_path_buf(),
+        scan: ScanConfig::default(),
+        libraries: vec![LibraryConfig {
+            path: lib.to_path_buf(),
+            users: vec![],
+            merge: true,
+        }],
+        ..Config::default()
+    }
+}
+
+/// Baseline: walk + lstat every entry, nothing else.
+fn bare_walk(root: &Path) -> (Duration, usize) {
+    let t = Instant::now();
+    let mut n = 0;
+    for e in walkdir::WalkDir::new(root).into_iter().flatten() {
+        if e.metadata().map(|m| m.is_file()).unwrap_or(false) {
+            n += 1;
+        }
+    }
+    (t.elapsed(), n)
+}
+
+/// Cold scans: a fresh database each run.
+fn cold_scans(work: &Path, lib: &Path) -> Vec<Duration> {
+    (0..RUNS)
+        .map(|run| {
+            let data: PathBuf = work.join(format!("data-{}-{run}", lib.file_name().unwrap().to_string_lossy()));
+            let cfg = config(&data, lib);
+            let db = Db::open(&cfg.db_path()).unwrap();
+            let plan = sync_libraries(&db, &cfg).unwrap();
+            let scanner = Scanner::new(db, cfg.scan.clone());
+            let t = Instant::now();
+            let r = scanner.scan_plan(&plan).unwrap();
+            let el = t.elapsed();
+            assert_eq!(r.added, FILES, "every file recorded: {r}");
+            el
+        })
+        .collect()
+}
+
+fn report(label: &str, scan: Duration, walk: Duration, files: usize, target: &str) {
+    println!(
+        "{label:<44} median {:>8.1} ms  {:>8.0} files/s  (bare walk {:>6.1} ms, ratio {:>5.1}x)  target: {target}",
+        scan.as_secs_f64() * 1e3,
+        files as f64 / scan.as_secs_f64(),
+        walk.as_secs_f64() * 1e3,
+        scan.as_secs_f64() / walk.as_secs_f64().max(1e-9),
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs benches with --bench absent: stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let jpegs = work.path().join("jpegs");
+    let mixed = work.path().join("mixed");
+    let t = Instant::now();
+    make_jpeg_tree(&jpegs, FILES);
+    make_mixed_tree(&mixed, work.path());
+    println!(
+        "fixtures: {FILES} JPEGs + {FILES} mixed files made in {:.1} s; {} cores",
+        t.elapsed().as_secs_f64(),
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    // Warm the page cache.
+    let _ = bare_walk(&jpegs);
+    let _ = bare_walk(&mixed);
+
+    let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(&jpegs).0).collect();
+    let walk_j = median(walks);
+    let scan_j = median(cold_scans(work.path(), &jpegs));
+    report("cold scan, 10,000 small JPEGs", scan_j, walk_j, FILES, ">= 20,000 files/s");
+
+    let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(&mixed).0).collect();
+    let walk_m = median(walks);
+    let scan_m = median(cold_scans(work.path(), &mixed));
+    report("cold scan, 10,000 mixed files", scan_m, walk_m, FILES, "< 2 s");
+
+    // Rescan of the unchanged mixed library.
+    let data = work.path().join("data-rescan");
+    let cfg = config(&data, &mixed);
+    let db = Db::open(&cfg.db_path()).unwrap();
+    let plan = sync_libraries(&db, &cfg).unwrap();
+    let scanner = Scanner::new(db, cfg.scan.clone());
+    scanner.scan_plan(&plan).unwrap();
+    let rescans: Vec<Duration> = (0..RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            let r = scanner.scan_plan(&plan).unwrap();
+            let el = t.elapsed();
+            assert_eq!(r.added + r.updated + r.removed, 0, "unchanged: {r}");
+            el
+        })
+        .collect();
+    report("rescan, unchanged 10,000-file library", median(rescans), walk_m, FILES, "< 0.5 s");
+}
