@@ -23,6 +23,8 @@ pub struct Config {
     pub share: ShareConfig,
     pub sessions: SessionConfig,
     pub scan: ScanConfig,
+    pub upload: UploadConfig,
+    pub trash: TrashConfig,
     #[serde(rename = "library")]
     pub libraries: Vec<LibraryConfig>,
 }
@@ -55,6 +57,40 @@ pub struct ScanConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Largest original accepted by one upload (bytes).
+    pub max_file_bytes: u64,
+    /// Largest client thumbnail (`thumb`/`screen` part) accepted (bytes).
+    pub max_thumb_bytes: u64,
+    /// A pending upload untouched for this many hours is removed.
+    pub stale_after_hours: u64,
+}
+
+impl Default for UploadConfig {
+    fn default() -> Self {
+        UploadConfig {
+            max_file_bytes: 64 << 30,
+            max_thumb_bytes: 32 << 20,
+            stale_after_hours: 7 * 24,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrashConfig {
+    /// Deleted originals stay in `<library>/.isync/trash/` this many days.
+    pub retention_days: u64,
+}
+
+impl Default for TrashConfig {
+    fn default() -> Self {
+        TrashConfig { retention_days: 30 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LibraryConfig {
     /// Absolute path of the media tree; it becomes a root catalog.
@@ -80,6 +116,8 @@ impl Default for Config {
             share: ShareConfig::default(),
             sessions: SessionConfig::default(),
             scan: ScanConfig::default(),
+            upload: UploadConfig::default(),
+            trash: TrashConfig::default(),
             libraries: Vec::new(),
         }
     }
@@ -205,6 +243,18 @@ impl Config {
             p.push(format!(
                 "scan.batch_size = {}: must be between 1 and 100000",
                 self.scan.batch_size
+            ));
+        }
+        if self.upload.max_file_bytes == 0 || self.upload.max_thumb_bytes == 0 {
+            p.push("upload.max_file_bytes and upload.max_thumb_bytes must be at least 1".into());
+        }
+        if self.upload.stale_after_hours == 0 {
+            p.push("upload.stale_after_hours = 0: must be at least 1".into());
+        }
+        if self.trash.retention_days == 0 || self.trash.retention_days > 36_500 {
+            p.push(format!(
+                "trash.retention_days = {}: must be between 1 and 36500",
+                self.trash.retention_days
             ));
         }
         for (i, lib) in self.libraries.iter().enumerate() {

@@ -30,6 +30,9 @@ pub enum Error {
     Offline(String),
     #[error("{0}")]
     NoRootPath(String),
+    /// A catalog deletion failed part-way (−103).
+    #[error("{0}")]
+    DeleteFailed(String),
     /// Anything the client cannot act on; details are logged, not shown.
     #[error("internal error: {0}")]
     Internal(String),

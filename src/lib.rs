@@ -6,6 +6,8 @@
 //! - `logging`: journald or stderr.
 //! - `db`: SQLite handle, migrations, SQL per table, the listing index.
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
+//! - `upload`, `share`, `edit`, `trash`: the write path — resumable uploads,
+//!   share links, record edits, deletion into a restorable trash.
 pub mod app;
 pub mod auth;
 pub mod browse;
@@ -13,9 +15,13 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod edit;
 pub mod error;
 pub mod http;
 pub mod library;
 pub mod logging;
 pub mod media;
 pub mod model;
+pub mod share;
+pub mod trash;
+pub mod upload;

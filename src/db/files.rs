@@ -112,13 +112,21 @@ pub struct KnownFile {
     pub disk_name: String,
     pub size: i64,
     pub mtime_ns: Option<i64>,
+    pub inode: Option<i64>,
+    /// Shown in its real folder (not virtually moved elsewhere).
+    pub shown_in_real: bool,
+    /// Display name equals the name on disk (an imported file).
+    pub name_is_disk_name: bool,
 }
 
-/// Every file record living in a folder of `lib`.
+/// Every file record living in a folder of `lib`. Pending uploads are left
+/// out: their bytes are staged under a hidden name a scan never sees, and a
+/// scan must not take them for deleted files.
 pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT f.id, f.real_catalog_id, f.disk_name, f.size, f.mtime_ns FROM files f \
-         JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1",
+         JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1 \
+         AND f.status_origin <> 2",
     )?;
     let rows = st.query_map([lib.0], |r| {
         Ok(KnownFile {
@@ -127,6 +135,9 @@ pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>
             disk_name: r.get(2)?,
             size: r.get(3)?,
             mtime_ns: r.get(4)?,
+            inode: r.get(5)?,
+            shown_in_real: r.get(6)?,
+            name_is_disk_name: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -199,6 +210,39 @@ pub fn update_scanned(
         f.info.height,
         f.info.orientation,
         now,
+    ])?;
+    Ok(())
+}
+
+/// Records that a known file was renamed or moved on disk: same id, memo,
+/// help info and share links; new folder and name.
+pub fn moved(
+    c: &Connection,
+    k: &KnownFile,
+    to_catalog: CatalogId,
+    root_id: CatalogId,
+    disk_name: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    c.prepare_cached(
+        "UPDATE files SET real_catalog_id = ?2, disk_name = ?3, root_id = ?4, last_modify = ?5, \
+         catalog_id = CASE WHEN ?6 THEN ?2 ELSE catalog_id END, \
+         name = CASE WHEN ?7 THEN ?3 ELSE name END, \
+         ext = CASE WHEN ?7 THEN ?8 ELSE ext END \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        k.id.0,
+        to_catalog.0,
+        disk_name,
+        root_id.0,
+        now,
+        k.shown_in_real,
+        k.name_is_disk_name,
+        std::path::Path::new(disk_name)
+            .extension()
+            .map(|e| e.to_string_lossy().to_lowercase())
+            .unwrap_or_default(),
     ])?;
     Ok(())
 }

@@ -8,9 +8,13 @@
 //! scanner batches hundreds of rows per transaction.
 
 pub mod catalogs;
+pub mod edits;
 pub mod files;
 pub mod libraries;
 pub mod listing;
+pub mod shares;
+pub mod trash;
+pub mod uploads;
 pub mod users;
 
 use rusqlite::{Connection, OpenFlags, Transaction};
@@ -19,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema2.sql")];
 const READERS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]

@@ -10,6 +10,7 @@ use serde::Serialize;
 pub const OK: i64 = 0;
 pub const NO_ROOT_PATH: i64 = -100;
 pub const DATA_ERROR: i64 = -102;
+pub const DELETE_FAILED: i64 = -103;
 pub const BAD_LOGIN: i64 = -10000;
 pub const NEED_LOGIN: i64 = -10001;
 pub const BAD_PARAM: i64 = -10003;
@@ -38,6 +39,7 @@ pub fn code_of(e: &Error) -> i64 {
         Error::NotModified(_) => NOT_MODIFIED,
         Error::Offline(_) => LIBRARY_OFFLINE,
         Error::NoRootPath(_) => NO_ROOT_PATH,
+        Error::DeleteFailed(_) => DELETE_FAILED,
         Error::Internal(_) => DATA_ERROR,
     }
 }

@@ -28,6 +28,19 @@ pub fn router(state: AppState) -> Router {
         .route("/updateHelpInfo.icc", post(api::account::update_help_info))
         .route("/catalogs.icc", get(api::catalog::catalogs))
         .route("/files.icc", get(api::file::files))
+        .route("/createCatalog.icc", post(api::edit::create_catalog))
+        .route("/updateCatalog.icc", post(api::edit::update_catalog))
+        .route("/deleteCatalog.icc", post(api::edit::delete_catalog))
+        .route("/updateFile.icc", post(api::edit::update_file))
+        .route("/deleteFiles.icc", post(api::edit::delete_files))
+        .route("/shareFileUrl.icc", get(api::share::share_file_url))
+        .route("/uploadFileInfo.icc", post(api::upload::upload_file_info))
+        .route("/uploadingInfo.icc", get(api::upload::uploading_info))
+        // Multipart bodies stream to disk; the service bounds each part.
+        .route(
+            "/uploadFile.icc",
+            post(api::upload::upload_file).layer(DefaultBodyLimit::disable()),
+        )
         .fallback(prefixed)
         .layer(DefaultBodyLimit::max(params::MAX_PARAM_BODY_BYTES))
         .layer(axum::middleware::from_fn(timing))
@@ -61,6 +74,16 @@ async fn prefixed(State(st): State<AppState>, req: Request) -> Response {
         let headers = req.headers().clone();
         let p = Params::from_request(req, &()).await.unwrap_or_default();
         return api::file::down_file(st, method, headers, p)
+            .await
+            .unwrap_or_else(IntoResponse::into_response);
+    }
+    if path.starts_with("/shareFile.ic") {
+        if !is_get {
+            return StatusCode::METHOD_NOT_ALLOWED.into_response();
+        }
+        let headers = req.headers().clone();
+        let p = Params::from_request(req, &()).await.unwrap_or_default();
+        return api::share::share_file(st, method, headers, p)
             .await
             .unwrap_or_else(IntoResponse::into_response);
     }

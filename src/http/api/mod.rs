@@ -2,4 +2,7 @@
 
 pub mod account;
 pub mod catalog;
+pub mod edit;
 pub mod file;
+pub mod share;
+pub mod upload;

@@ -1,0 +1,2 @@
+//! Upload throughput benchmark (issue 3); filled in below.
+fn main() {}

@@ -1,0 +1,290 @@
+//! SQL for the write side of `files`: announced uploads, part statuses,
+//! completion, and `updateFile.icc` edits. While the original is pending its
+//! `disk_name` is a hidden placeholder (`.isync-upload-…`), so no scan can
+//! confuse it with a real file and the real name is chosen at completion.
+
+use super::DbError;
+use crate::model::{CatalogId, FileId, UserId};
+use rusqlite::{params, Connection};
+
+/// A record announced by `uploadFileInfo.icc` (spec §6.14).
+#[derive(Debug, Clone)]
+pub struct NewUpload {
+    pub catalog_id: CatalogId,
+    pub root_id: CatalogId,
+    pub placeholder: String,
+    pub name: String,
+    pub ext: String,
+    pub size: i64,
+    pub file_type: i64,
+    pub status_thumb: i64,
+    pub status_screen: i64,
+    pub create_time: i64,
+    pub import_time: i64,
+    pub last_modify: i64,
+    pub upload_time: i64,
+    pub duration: Option<f64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub orientation: Option<i64>,
+    pub longitude: Option<f64>,
+    pub latitude: Option<f64>,
+    pub memo: Option<String>,
+    pub help_int: Option<i64>,
+    pub help_text: Option<String>,
+    pub uploader: UserId,
+}
+
+pub fn insert(c: &Connection, u: &NewUpload) -> Result<FileId, DbError> {
+    c.prepare_cached(
+        "INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
+         create_time, upload_time, import_time, last_modify, size, type, duration, width, height, \
+         orientation, memo, help_int, help_text, upload_user_id, status_origin, status_thumb, \
+         status_screen, longitude, latitude) \
+         VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
+         ?18, ?19, 2, ?20, ?21, ?22, ?23)",
+    )?
+    .execute(params![
+        u.catalog_id.0,
+        u.root_id.0,
+        u.placeholder,
+        u.name,
+        u.ext,
+        u.create_time,
+        u.upload_time,
+        u.import_time,
+        u.last_modify,
+        u.size,
+        u.file_type,
+        u.duration,
+        u.width,
+        u.height,
+        u.orientation,
+        u.memo,
+        u.help_int,
+        u.help_text,
+        u.uploader.0,
+        u.status_thumb,
+        u.status_screen,
+        u.longitude,
+        u.latitude,
+    ])?;
+    Ok(FileId(c.last_insert_rowid()))
+}
+
+/// Ids of this user's uploads that still have a part pending (status 2).
+pub fn pending_of_user(c: &Connection, user: UserId) -> Result<Vec<FileId>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT id FROM files WHERE upload_user_id = ?1 \
+         AND (status_origin = 2 OR status_thumb = 2 OR status_screen = 2) ORDER BY id",
+    )?;
+    let rows = st.query_map([user.0], |r| Ok(FileId(r.get(0)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Files whose original is still pending and untouched since `before`.
+pub fn stale_pending(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT id FROM files WHERE status_origin = 2 AND last_modify < ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([before], |r| Ok(FileId(r.get(0)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Files with a complete original but a client thumbnail that never came.
+pub fn stale_thumbs(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT id FROM files WHERE status_origin <> 2 AND (status_thumb = 2 OR \
+         status_screen = 2) AND last_modify < ?1 ORDER BY id",
+    )?;
+    let rows = st.query_map([before], |r| Ok(FileId(r.get(0)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Makes a complete original pending again (a new upload to it began):
+/// it leaves its folder for the staging area under `placeholder`.
+pub fn set_origin_pending(
+    c: &Connection,
+    id: FileId,
+    placeholder: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    c.prepare_cached(
+        "UPDATE files SET status_origin = 2, disk_name = ?2, last_modify = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id.0, placeholder, now])?;
+    Ok(())
+}
+
+/// Sets the status of a thumbnail level (0 small, 1 screen).
+pub fn set_thumb_status(
+    c: &Connection,
+    id: FileId,
+    screen: bool,
+    status: i64,
+    now: i64,
+) -> Result<(), DbError> {
+    let sql = if screen {
+        "UPDATE files SET status_screen = ?2, last_modify = ?3 WHERE id = ?1"
+    } else {
+        "UPDATE files SET status_thumb = ?2, last_modify = ?3 WHERE id = ?1"
+    };
+    c.prepare_cached(sql)?.execute(params![id.0, status, now])?;
+    Ok(())
+}
+
+/// What one successful `uploadFile.icc` request completed.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    /// The original's final name in its folder, size and mtime.
+    pub origin: Option<(String, i64, i64)>,
+    pub thumb: bool,
+    pub screen: bool,
+}
+
+pub fn complete(c: &Connection, id: FileId, done: &Completion, now: i64) -> Result<(), DbError> {
+    if let Some((name, size, mtime_ns)) = &done.origin {
+        c.prepare_cached(
+            "UPDATE files SET status_origin = 3, disk_name = ?2, size = ?3, mtime_ns = ?4 \
+             WHERE id = ?1",
+        )?
+        .execute(params![id.0, name, size, mtime_ns])?;
+    }
+    if done.thumb {
+        c.prepare_cached("UPDATE files SET status_thumb = 3 WHERE id = ?1")?
+            .execute([id.0])?;
+    }
+    if done.screen {
+        c.prepare_cached("UPDATE files SET status_screen = 3 WHERE id = ?1")?
+            .execute([id.0])?;
+    }
+    c.prepare_cached("UPDATE files SET last_modify = ?2 WHERE id = ?1")?
+        .execute(params![id.0, now])?;
+    Ok(())
+}
+
+/// The fields `updateFile.icc` may change; `None` leaves a column alone.
+#[derive(Debug, Clone, Default)]
+pub struct FileEdit {
+    pub catalog: Option<(CatalogId, CatalogId)>,
+    pub name: Option<String>,
+    pub ext: Option<String>,
+    pub size: Option<i64>,
+    pub file_type: Option<i64>,
+    pub status_thumb: Option<i64>,
+    pub status_screen: Option<i64>,
+    pub create_time: Option<i64>,
+    pub import_time: Option<i64>,
+    pub last_modify: Option<i64>,
+    pub duration: Option<f64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub orientation: Option<i64>,
+    pub longitude: Option<f64>,
+    pub latitude: Option<f64>,
+    pub memo: Option<String>,
+    pub help_int: Option<i64>,
+    pub help_text: Option<String>,
+}
+
+impl FileEdit {
+    /// True when no field was given (→ −10010).
+    pub fn is_empty(&self) -> bool {
+        let FileEdit {
+            catalog,
+            name,
+            ext,
+            size,
+            file_type,
+            status_thumb,
+            status_screen,
+            create_time,
+            import_time,
+            last_modify,
+            duration,
+            width,
+            height,
+            orientation,
+            longitude,
+            latitude,
+            memo,
+            help_int,
+            help_text,
+        } = self;
+        catalog.is_none()
+            && name.is_none()
+            && ext.is_none()
+            && size.is_none()
+            && file_type.is_none()
+            && status_thumb.is_none()
+            && status_screen.is_none()
+            && create_time.is_none()
+            && import_time.is_none()
+            && last_modify.is_none()
+            && duration.is_none()
+            && width.is_none()
+            && height.is_none()
+            && orientation.is_none()
+            && longitude.is_none()
+            && latitude.is_none()
+            && memo.is_none()
+            && help_int.is_none()
+            && help_text.is_none()
+    }
+}
+
+/// Applies an edit; `last_modify` becomes `now` unless the edit sets it.
+pub fn update(c: &Connection, id: FileId, e: &FileEdit, now: i64) -> Result<(), DbError> {
+    let (cat, root) = match e.catalog {
+        Some((c, r)) => (Some(c.0), Some(r.0)),
+        None => (None, None),
+    };
+    c.prepare_cached(
+        "UPDATE files SET catalog_id = coalesce(?2, catalog_id), root_id = coalesce(?3, root_id), \
+         name = coalesce(?4, name), ext = coalesce(?5, ext), size = coalesce(?6, size), \
+         type = coalesce(?7, type), status_thumb = coalesce(?8, status_thumb), \
+         status_screen = coalesce(?9, status_screen), \
+         create_time = coalesce(?10, create_time), import_time = coalesce(?11, import_time), \
+         last_modify = coalesce(?12, ?20), duration = coalesce(?13, duration), \
+         width = coalesce(?14, width), height = coalesce(?15, height), \
+         orientation = coalesce(?16, orientation), longitude = coalesce(?17, longitude), \
+         latitude = coalesce(?18, latitude), memo = coalesce(?19, memo), \
+         help_int = coalesce(?21, help_int), help_text = coalesce(?22, help_text) WHERE id = ?1",
+    )?
+    .execute(params![
+        id.0,
+        cat,
+        root,
+        e.name,
+        e.ext,
+        e.size,
+        e.file_type,
+        e.status_thumb,
+        e.status_screen,
+        e.create_time,
+        e.import_time,
+        e.last_modify,
+        e.duration,
+        e.width,
+        e.height,
+        e.orientation,
+        e.longitude,
+        e.latitude,
+        e.memo,
+        now,
+        e.help_int,
+        e.help_text,
+    ])?;
+    Ok(())
+}
+
+/// The path of the library a file lives in (its staging area is under it).
+pub fn library_path_of(c: &Connection, id: FileId) -> Result<Option<String>, DbError> {
+    use rusqlite::OptionalExtension;
+    Ok(c.prepare_cached(
+        "SELECT l.path FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
+             JOIN libraries l ON l.id = c.library_id WHERE f.id = ?1",
+    )?
+    .query_row([id.0], |r| r.get(0))
+    .optional()?)
+}

@@ -1,0 +1,36 @@
+//! `shareFileUrl.icc` and `shareFile.ic*` (spec §6.12, §6.13, §8).
+
+use crate::http::api::file::send_original;
+use crate::http::error::{ok, ApiError, BinaryError};
+use crate::http::params::Params;
+use crate::http::state::AppState;
+use crate::model::FileId;
+use crate::share;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method};
+use axum::response::Response;
+
+pub async fn share_file_url(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let (_, s) = st.session(&headers).await?;
+    p.check()?;
+    let id = FileId(p.req_int("id")?);
+    let key = share::issue(&st.db, &st.cfg, &s, id).await?;
+    Ok(ok(key))
+}
+
+/// No session: the key is the credential.
+pub async fn share_file(
+    st: AppState,
+    method: Method,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, BinaryError> {
+    p.check()?;
+    let key = p.req_str("shareKey")?;
+    let rec = share::resolve(&st.db, &st.cfg, key).await?;
+    send_original(&rec, &method, &headers).await
+}

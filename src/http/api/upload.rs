@@ -1,0 +1,168 @@
+//! `uploadFileInfo.icc`, `uploadingInfo.icc`, `uploadFile.icc` (spec §6.14–6.16).
+
+use crate::db::uploads::NewUpload;
+use crate::error::Error;
+use crate::http::api::file::{FileInfo, UploadingSizes};
+use crate::http::error::{ok, ApiError};
+use crate::http::params::Params;
+use crate::http::state::AppState;
+use crate::model::{CatalogId, FileId, FileRecord};
+
+use crate::upload::{self, Announce, Checksum, PartSizes, UploadRequest};
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use serde::Serialize;
+
+pub fn file_info(rec: FileRecord, s: PartSizes) -> FileInfo {
+    FileInfo::new(
+        rec,
+        Some(UploadingSizes {
+            origin: s.origin,
+            thumb: s.thumb,
+            screen: s.screen,
+        }),
+    )
+}
+
+/// Client thumbnail statuses: 2 = the client uploads it, anything else 0.
+fn client_status(v: Option<i64>) -> i64 {
+    if v == Some(2) {
+        2
+    } else {
+        0
+    }
+}
+
+pub async fn upload_file_info(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let (_, s) = st.session(&headers).await?;
+    p.check()?;
+    let cid = CatalogId(p.req_int("cid")?);
+    let name = p.req_text("name", 1, upload::MAX_NAME_CHARS)?.to_owned();
+    let size = p.req_int("size")?;
+    if size < 0 {
+        return Err(Error::BadParam(format!("size must be ≥ 0, got {size}")).into());
+    }
+    let file_type = p.req_int("type")?;
+    if !upload::valid_type(file_type) {
+        return Err(
+            Error::BadParam(format!("type must be 1, 2, 4, 8 or 16, got {file_type}")).into(),
+        );
+    }
+    let ext = p.req_text("ext", 0, upload::MAX_EXT_CHARS)?.to_owned();
+    let now = crate::db::now();
+    let a = Announce {
+        catalog: cid,
+        record: NewUpload {
+            name,
+            ext,
+            size,
+            file_type,
+            status_thumb: client_status(p.opt_int("statusForThumb")),
+            status_screen: client_status(p.opt_int("statusForScreen")),
+            create_time: p.opt_ts("createTime").unwrap_or(now),
+            import_time: p.opt_ts("importTime").unwrap_or(now),
+            last_modify: p.opt_ts("lastModifyTime").unwrap_or(now),
+            upload_time: now,
+            duration: p.opt_float("duration"),
+            width: p.opt_int("width"),
+            height: p.opt_int("height"),
+            orientation: p.opt_int("orientation"),
+            longitude: p.opt_float("longitude"),
+            latitude: p.opt_float("latitude"),
+            memo: p
+                .opt_text("memo", upload::MAX_MEMO_CHARS)
+                .map(str::to_owned),
+            help_int: p.opt_int("helpInt"),
+            help_text: p
+                .opt_text("helpText", crate::http::api::account::MAX_HELP_TEXT_CHARS)
+                .map(str::to_owned),
+            // Filled in by the service from the catalog and session.
+            catalog_id: cid,
+            root_id: cid,
+            placeholder: String::new(),
+            uploader: s.user_id,
+        },
+    };
+    let (rec, sizes) = upload::announce(&st.db, &st.cfg, &s, a).await?;
+    Ok(ok(file_info(rec, sizes)))
+}
+
+pub async fn uploading_info(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let (_, s) = st.session(&headers).await?;
+    p.check()?;
+    let list = upload::uploading(&st.db, &st.cfg, &s).await?;
+    Ok(ok(list
+        .into_iter()
+        .map(|(r, z)| file_info(r, z))
+        .collect::<Vec<_>>()))
+}
+
+#[derive(Serialize, Default)]
+struct Check {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumb: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    screen: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadReplyWire {
+    file_info: FileInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<Check>,
+}
+
+/// Parameters come from the query string only (spec §1.1); the body is the
+/// multipart stream, handed to the service unread. This route has no body
+/// size layer of its own: the service bounds every part.
+pub async fn upload_file(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let (_, s) = st.session(&parts.headers).await?;
+    let query_only = Request::builder()
+        .uri(parts.uri.clone())
+        .body(Body::empty())
+        .map_err(|e| Error::BadParam(e.to_string()))?;
+    let p = Params::from_request(query_only, &())
+        .await
+        .unwrap_or_default();
+    p.check()?;
+    let req = UploadRequest {
+        id: FileId(p.req_int("id")?),
+        obp: p.opt_int("obp").unwrap_or(0),
+        tbp: p.opt_int("tbp").unwrap_or(0),
+        sbp: p.opt_int("sbp").unwrap_or(0),
+        cm: p.raw("cm").and_then(Checksum::parse),
+        body_len: parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+    };
+    let ctype = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let r = upload::receive(&st.db, &st.cfg, &s, req, ctype, body.into_data_stream()).await?;
+    Ok(ok(UploadReplyWire {
+        file_info: file_info(r.record, r.sizes),
+        check: r.checks.map(|c| Check {
+            origin: c.origin,
+            thumb: c.thumb,
+            screen: c.screen,
+        }),
+    }))
+}

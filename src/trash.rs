@@ -1,0 +1,586 @@
+//! Deleting files and catalogs (spec §6.8, §6.17, §11) without losing
+//! anything by mistake: originals and folders are moved (renamed, same disk)
+//! to `<library>/.isync/trash/` and kept `trash.retention_days`; `isync
+//! trash list|restore` brings them back. Also the housekeeping that purges
+//! expired trash and stale partial uploads.
+
+use crate::auth::Session;
+use crate::config::Config;
+use crate::db::{self, catalogs, files, trash, uploads, Db, DbError};
+use crate::error::{Error, Result};
+use crate::model::{CatalogId, FileId, FileRecord, ThumbLevel, UserId};
+use crate::upload::{
+    move_no_clobber, staging_origin_path, sync_dir, uploaded_thumb_path, HIDDEN_DIR,
+};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+pub use crate::db::trash::TrashEntry;
+
+/// How often housekeeping runs at most (it is triggered by uploads).
+const HOUSEKEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// `<library>/.isync/trash`.
+pub fn trash_dir(library: &Path) -> PathBuf {
+    library.join(HIDDEN_DIR).join("trash")
+}
+
+fn stamp_name(now: i64, name: &str) -> String {
+    let mut r = [0u8; 4];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
+    format!("{now}-{}_{name}", hex::encode(r))
+}
+
+/// The library folder holding a catalog's folder. Blocking.
+fn library_of_catalog(db: &Db, cat: CatalogId) -> Result<PathBuf> {
+    db.read(|c| {
+        Ok(c.query_row(
+            "SELECT l.path FROM catalogs c JOIN libraries l ON l.id = c.library_id WHERE c.id = ?1",
+            [cat.0],
+            |r| r.get::<_, String>(0),
+        )?)
+    })
+    .map(PathBuf::from)
+    .map_err(Error::from)
+}
+
+/// Removes the client thumbnails (complete and pending) of a file.
+fn remove_uploaded_thumbs(thumb_dir: &Path, id: FileId) {
+    for level in [ThumbLevel::Small, ThumbLevel::Screen] {
+        let fin = uploaded_thumb_path(thumb_dir, id, level);
+        let _ = std::fs::remove_file(fin.with_extension("part"));
+        let _ = std::fs::remove_file(fin);
+    }
+}
+
+/// Deletes one record; its original goes to the trash unless `keep_on_disk`
+/// (it leaves with its folder). Blocking.
+fn delete_one(
+    db: &Db,
+    cfg: &Config,
+    user: Option<UserId>,
+    rec: &FileRecord,
+    keep_on_disk: bool,
+) -> Result<()> {
+    let library = library_of_catalog(db, rec.real_catalog_id)?;
+    let now = db::now();
+    if rec.status_origin == 2 {
+        // A partial upload: there is no original yet, only staged bytes.
+        db.write(|tx| files::delete(tx, rec.id))?;
+        let _ = std::fs::remove_file(staging_origin_path(&library, rec.id));
+    } else if keep_on_disk {
+        db.write(|tx| files::delete(tx, rec.id))?;
+    } else {
+        let dir = trash_dir(&library);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
+        let disk_name = Path::new(&rec.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = dir.join(stamp_name(now, &disk_name));
+        let moved = std::cell::Cell::new(false);
+        let r = db.write(|tx| {
+            files::delete(tx, rec.id)?;
+            match std::fs::rename(&rec.path, &to) {
+                Ok(()) => moved.set(true),
+                // Already gone from disk: only the record remains to drop.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(DbError::Join(format!("move {} to trash: {e}", rec.path))),
+            }
+            trash::insert(
+                tx,
+                &TrashEntry {
+                    id: 0,
+                    kind: "file".into(),
+                    trash_path: to.to_string_lossy().into_owned(),
+                    original_path: rec.path.clone(),
+                    name: rec.name.clone(),
+                    size: Some(rec.size),
+                    deleted_by: user,
+                    deleted_at: now,
+                },
+            )?;
+            Ok(())
+        });
+        if let Err(e) = r {
+            if moved.get() {
+                let _ = std::fs::rename(&to, &rec.path);
+            }
+            return Err(e.into());
+        }
+        if moved.get() {
+            let _ = sync_dir(&dir);
+        }
+    }
+    remove_uploaded_thumbs(&cfg.thumb_dir(), rec.id);
+    Ok(())
+}
+
+/// `deleteFiles.icc`: unknown or foreign ids are skipped.
+pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>) -> Result<()> {
+    let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
+    tokio::task::spawn_blocking(move || {
+        for id in ids {
+            let id = FileId(id);
+            if let Some(rec) = db2.read(|c| files::accessible(c, id, &roots))? {
+                delete_one(&db2, &cfg2, Some(uid), &rec, false)?;
+            }
+        }
+        Ok(())
+    })
+    .await?
+}
+
+fn split_name(name: &str) -> (String, String) {
+    match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => (stem.to_string(), ext.to_string()),
+        _ => (name.to_string(), String::new()),
+    }
+}
+
+/// A folder name from a display name: ASCII letters, digits, `_`, `-`, `.`
+/// (no separators, no leading dot, never `..`), at most 60 characters.
+pub fn safe_folder_name(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect();
+    let s = s.trim_start_matches('.').to_string();
+    if s.is_empty() {
+        "folder".into()
+    } else {
+        s
+    }
+}
+
+fn is_in(path: &str, folders: &[String]) -> bool {
+    folders
+        .iter()
+        .any(|f| path == f || path.starts_with(&format!("{f}/")))
+}
+
+/// `deleteCatalog.icc` (spec §11). Unknown or foreign ids are skipped.
+/// Returns whether a root catalog went (access changed).
+pub async fn delete_catalogs(
+    db: &Db,
+    cfg: &Arc<Config>,
+    s: &Session,
+    ids: Vec<i64>,
+) -> Result<bool> {
+    let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
+    tokio::task::spawn_blocking(move || {
+        delete_catalogs_blocking(&db2, &cfg2, &roots, uid, &ids).map_err(|e| match e {
+            Error::Internal(m) | Error::DeleteFailed(m) => {
+                log::error!("deleteCatalog failed part-way: {m}");
+                Error::DeleteFailed(
+                    "the catalog could not be deleted completely; details are in the server log"
+                        .into(),
+                )
+            }
+            other => other,
+        })
+    })
+    .await?
+}
+
+fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
+    Error::DeleteFailed(format!("{what}: {e}"))
+}
+
+fn delete_catalogs_blocking(
+    db: &Db,
+    cfg: &Config,
+    roots: &[CatalogId],
+    uid: UserId,
+    ids: &[i64],
+) -> Result<bool> {
+    // S: the accessible listed catalogs; D: S and all shown descendants.
+    let s: Vec<CatalogId> = db.read(|c| {
+        let mut v = Vec::new();
+        for id in ids {
+            if let Some(cat) = catalogs::accessible(c, CatalogId(*id), roots)? {
+                v.push(cat.id);
+            }
+        }
+        Ok(v)
+    })?;
+    if s.is_empty() {
+        return Ok(false);
+    }
+    let d_ids = db.read(|c| trash::with_descendants(c, &s))?;
+    let d: Vec<crate::model::Catalog> = db.read(|c| {
+        let mut v = Vec::new();
+        for id in &d_ids {
+            if let Some(cat) = catalogs::by_id(c, *id)? {
+                v.push(cat);
+            }
+        }
+        Ok(v)
+    })?;
+    let d_paths: Vec<String> = d.iter().map(|c| c.path.clone()).collect();
+    let in_d = |id: CatalogId| d_ids.contains(&id);
+
+    // Step 2: files living in D but shown outside move to their shown
+    // catalog's folder and live there from now on.
+    let living = db.read(|c| {
+        let ids = trash::files_living_in(c, &d_ids)?;
+        files::by_ids(c, &ids)
+    })?;
+    for f in living.iter().filter(|f| !in_d(f.catalog_id)) {
+        relocate_file(db, f, f.catalog_id)?;
+    }
+
+    // Step 3: catalogs outside D whose folders are inside a folder of D get
+    // a folder of their own inside their shown parent's folder, parents
+    // first, and take their files along.
+    let mut pending: Vec<crate::model::Catalog> = db.read(|c| {
+        let mut st = c.prepare("SELECT id FROM catalogs ORDER BY id")?;
+        let all: Vec<i64> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let mut v = Vec::new();
+        for id in all {
+            if let Some(cat) = catalogs::by_id(c, CatalogId(id))? {
+                if !d_ids.contains(&cat.id) && is_in(&cat.path, &d_paths) {
+                    v.push(cat);
+                }
+            }
+        }
+        Ok(v)
+    })?;
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|c| !pending.iter().any(|p| Some(p.id) == c.parent_id))
+            .unwrap_or(0);
+        let cat = pending.remove(ready);
+        rehome_catalog(db, &cat)?;
+    }
+
+    // Steps 1 and 4: the files shown in D, then the records of D.
+    let shown = db.read(|c| {
+        let ids = trash::files_shown_in(c, &d_ids)?;
+        files::by_ids(c, &ids)
+    })?;
+    for f in &shown {
+        let real_path = Path::new(&f.path)
+            .parent()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // Originals inside D's folders leave with their folder.
+        let with_folder = is_in(&real_path, &d_paths);
+        delete_one(db, cfg, Some(uid), f, with_folder)?;
+    }
+    let root_gone = d.iter().any(|c| c.parent_id.is_none());
+    let now = db::now();
+    // Step 5: the top folders of D go to the trash (a library root keeps its
+    // folder: its contents go).
+    let tops: Vec<&crate::model::Catalog> = d
+        .iter()
+        .filter(|c| {
+            !d.iter()
+                .any(|o| o.id != c.id && c.path.starts_with(&format!("{}/", o.path)))
+        })
+        .collect();
+    let mut moves: Vec<(PathBuf, PathBuf, TrashEntry, bool)> = Vec::new();
+    for top in &tops {
+        let library = library_of_catalog(db, top.id)?;
+        let tdir = trash_dir(&library);
+        std::fs::create_dir_all(&tdir).map_err(|e| io_err(tdir.display(), e))?;
+        let folder = PathBuf::from(&top.path);
+        let base = folder
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "folder".into());
+        let dest = tdir.join(stamp_name(now, &base));
+        let entry = TrashEntry {
+            id: 0,
+            kind: "folder".into(),
+            trash_path: dest.to_string_lossy().into_owned(),
+            original_path: top.path.clone(),
+            name: top.name.clone(),
+            size: None,
+            deleted_by: Some(uid),
+            deleted_at: now,
+        };
+        moves.push((folder, dest, entry, top.parent_id.is_none()));
+    }
+    db.write(|tx| {
+        trash::delete_catalogs(tx, &d_ids)?;
+        for (_, _, e, _) in &moves {
+            trash::insert(tx, e)?;
+        }
+        Ok(())
+    })?;
+    for (folder, dest, _, is_root) in &moves {
+        let r = if *is_root {
+            move_contents(folder, dest)
+        } else {
+            std::fs::rename(folder, dest)
+        };
+        match r {
+            Ok(()) => {
+                if let Some(p) = folder.parent() {
+                    let _ = sync_dir(p);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("move {} to trash", folder.display()), e)),
+        }
+    }
+    Ok(root_gone)
+}
+
+/// Moves everything in `folder` but the hidden `.isync` into a new `dest`.
+fn move_contents(folder: &Path, dest: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    for entry in std::fs::read_dir(folder)? {
+        let entry = entry?;
+        if entry.file_name() == HIDDEN_DIR {
+            continue;
+        }
+        std::fs::rename(entry.path(), dest.join(entry.file_name()))?;
+    }
+    Ok(())
+}
+
+/// Moves a file's original into the folder of catalog `to` (numbered name
+/// on a clash) and records that as its real location. Blocking.
+fn relocate_file(db: &Db, f: &FileRecord, to: CatalogId) -> Result<()> {
+    let dir = db
+        .read(|c| catalogs::by_id(c, to))?
+        .map(|c| PathBuf::from(c.path))
+        .ok_or_else(|| Error::DeleteFailed(format!("catalog {} vanished", to.0)))?;
+    let disk_name = Path::new(&f.path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if f.status_origin == 2 {
+        // Pending: the bytes are in the library's staging area, not here.
+        return Ok(db.write(|tx| trash::set_real_location(tx, f.id, to, &disk_name))?);
+    }
+    let (stem, ext) = split_name(&disk_name);
+    let name = match move_no_clobber(Path::new(&f.path), &dir, &stem, &ext) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => disk_name.clone(),
+        Err(e) => return Err(io_err(format!("move {} to {}", f.path, dir.display()), e)),
+    };
+    let _ = sync_dir(&dir);
+    db.write(|tx| trash::set_real_location(tx, f.id, to, &name))?;
+    Ok(())
+}
+
+/// Gives a catalog that lived inside a deleted folder a new folder inside
+/// its shown parent's folder and moves its files there. Blocking.
+fn rehome_catalog(db: &Db, cat: &crate::model::Catalog) -> Result<()> {
+    let parent = cat
+        .parent_id
+        .and_then(|p| db.read(|c| catalogs::by_id(c, p)).ok().flatten())
+        .ok_or_else(|| Error::DeleteFailed(format!("parent of catalog {} vanished", cat.id.0)))?;
+    let base = safe_folder_name(&cat.name);
+    let mut made = None;
+    for n in 0..10_000 {
+        let p = Path::new(&parent.path).join(format!("{base}_{n}"));
+        match std::fs::create_dir(&p) {
+            Ok(()) => {
+                made = Some(p);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_err(p.display(), e)),
+        }
+    }
+    let dir = made.ok_or_else(|| Error::DeleteFailed("no free folder name".into()))?;
+    let key = crate::library::roots::path_key(&dir);
+    let files_here = db.read(|c| {
+        let ids = trash::files_living_in(c, &[cat.id])?;
+        files::by_ids(c, &ids)
+    })?;
+    db.write(|tx| trash::set_catalog_path(tx, cat.id, &key))?;
+    for f in files_here {
+        let disk_name = Path::new(&f.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if f.status_origin == 2 {
+            continue;
+        }
+        match std::fs::rename(&f.path, dir.join(&disk_name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(format!("move {}", f.path), e)),
+        }
+    }
+    let _ = sync_dir(&dir);
+    Ok(())
+}
+
+/// Housekeeping at most once an hour per database, in the background.
+pub fn maybe_housekeep(db: &Db, cfg: &Arc<Config>) {
+    static LAST: LazyLock<Mutex<HashMap<PathBuf, Instant>>> = LazyLock::new(Default::default);
+    {
+        let mut m = LAST.lock().unwrap_or_else(|p| p.into_inner());
+        let key = db.path().to_path_buf();
+        if m.get(&key).is_some_and(|t| t.elapsed() < HOUSEKEEP_EVERY) {
+            return;
+        }
+        m.insert(key, Instant::now());
+    }
+    let (db, cfg) = (db.clone(), cfg.clone());
+    tokio::task::spawn_blocking(move || match housekeep(&db, &cfg) {
+        Ok(r) if r != HousekeepReport::default() => log::info!("housekeeping: {r:?}"),
+        Ok(_) => {}
+        Err(e) => log::warn!("housekeeping failed: {e}"),
+    });
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct HousekeepReport {
+    pub trash_purged: usize,
+    pub stale_uploads: usize,
+    pub stale_thumbs: usize,
+}
+
+/// Purges trash older than the retention and partial uploads untouched for
+/// `upload.stale_after_hours`. Blocking.
+pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
+    let now = db::now();
+    let mut r = HousekeepReport::default();
+    let days = i64::try_from(cfg.trash.retention_days).unwrap_or(36_500);
+    for e in db.read(|c| trash::expired(c, now - days * 86_400))? {
+        let p = Path::new(&e.trash_path);
+        let gone = if p.is_dir() {
+            std::fs::remove_dir_all(p)
+        } else {
+            std::fs::remove_file(p)
+        };
+        match gone {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                log::warn!("trash: cannot remove {}: {err}", e.trash_path);
+                continue;
+            }
+        }
+        db.write(|tx| trash::delete(tx, e.id))?;
+        r.trash_purged += 1;
+    }
+    let hours = i64::try_from(cfg.upload.stale_after_hours).unwrap_or(i64::MAX / 7200);
+    let cutoff = now - hours * 3600;
+    let old = |p: &Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| (d.as_secs() as i64) < cutoff)
+                    .unwrap_or(true)
+            })
+            .unwrap_or(true)
+    };
+    for id in db.read(|c| uploads::stale_pending(c, cutoff))? {
+        let Some(rec) = db.read(|c| files::by_id(c, id))? else {
+            continue;
+        };
+        let library = library_of_catalog(db, rec.real_catalog_id)?;
+        if !old(&staging_origin_path(&library, id)) {
+            continue; // still receiving bytes
+        }
+        delete_one(db, cfg, None, &rec, false)?;
+        r.stale_uploads += 1;
+    }
+    for id in db.read(|c| uploads::stale_thumbs(c, cutoff))? {
+        // The original is complete: let the server build the thumbnails.
+        db.write(|tx| {
+            tx.execute(
+                "UPDATE files SET status_thumb = CASE status_thumb WHEN 2 THEN 0 ELSE status_thumb END, \
+                 status_screen = CASE status_screen WHEN 2 THEN 0 ELSE status_screen END WHERE id = ?1",
+                [id.0],
+            )?;
+            Ok(())
+        })?;
+        remove_uploaded_thumbs(&cfg.thumb_dir(), id);
+        r.stale_thumbs += 1;
+    }
+    Ok(r)
+}
+
+/// `isync trash list`.
+pub fn list(db: &Db) -> Result<Vec<TrashEntry>> {
+    Ok(db.read(trash::list)?)
+}
+
+/// `isync trash restore ID`: moves the original (or folder) back where it
+/// was, under a numbered name if that is taken. The next scan lists it
+/// again. Returns where it went. Blocking.
+pub fn restore(db: &Db, id: i64) -> Result<PathBuf> {
+    let e = db
+        .read(|c| trash::by_id(c, id))?
+        .ok_or_else(|| Error::NotFound(format!("no trash entry {id}; see `isync trash list`")))?;
+    let orig = PathBuf::from(&e.original_path);
+    let dir = orig
+        .parent()
+        .ok_or_else(|| Error::BadParam(format!("{} has no parent folder", e.original_path)))?
+        .to_path_buf();
+    std::fs::create_dir_all(&dir)
+        .map_err(|err| Error::Internal(format!("{}: {err}", dir.display())))?;
+    let from = Path::new(&e.trash_path);
+    let dest = if e.kind == "folder" {
+        let mut chosen = None;
+        for n in 0..10_000 {
+            let cand = if n == 0 {
+                orig.clone()
+            } else {
+                PathBuf::from(format!("{}_{n}", e.original_path))
+            };
+            if !cand.exists() {
+                chosen = Some(cand);
+                break;
+            }
+        }
+        let dest = chosen.ok_or_else(|| Error::Internal("no free name".into()))?;
+        if dest.exists() {
+            move_contents(from, &dest)
+        } else {
+            std::fs::rename(from, &dest)
+        }
+        .map_err(|err| Error::Internal(format!("restore {}: {err}", e.trash_path)))?;
+        dest
+    } else {
+        let name = orig
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (stem, ext) = split_name(&name);
+        let n = move_no_clobber(from, &dir, &stem, &ext)
+            .map_err(|err| Error::Internal(format!("restore {}: {err}", e.trash_path)))?;
+        dir.join(n)
+    };
+    let _ = sync_dir(&dir);
+    db.write(|tx| trash::delete(tx, id))?;
+    Ok(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_names_are_safe() {
+        assert_eq!(safe_folder_name("../etc"), "_etc");
+        assert_eq!(safe_folder_name("a/b"), "a_b");
+        assert_eq!(safe_folder_name(".."), "folder");
+        assert_eq!(safe_folder_name("Été 2024"), "_t__2024");
+        assert_eq!(split_name("a.b.jpg"), ("a.b".into(), "jpg".into()));
+        assert_eq!(split_name(".hidden"), (".hidden".into(), String::new()));
+        assert!(is_in("/a/b/c", &["/a/b".into()]));
+        assert!(!is_in("/a/bc", &["/a/b".into()]));
+    }
+}

@@ -1,0 +1,912 @@
+//! Resumable uploads (spec §6.14–6.16, §9): announce a file, stream its
+//! parts (`origin`, `thumb`, `screen`) straight to disk in any number of
+//! requests, and move the original into its catalog folder when complete.
+//!
+//! Where bytes live:
+//! - a pending original: `<library>/.isync/uploads/<id>.origin` (same file
+//!   system as the catalog folder; the scanner skips dot names); its record's
+//!   `disk_name` is a hidden placeholder until completion picks the real name;
+//! - a client thumbnail: `<thumb_dir>/uploaded/<id>_<level>.part` while
+//!   pending, [`uploaded_thumb_path`] when complete.
+//!
+//! Every acknowledged byte is fsynced first; a broken request leaves exactly
+//! the fsynced bytes, which `uploadingInfo.icc` reports. One request per file
+//! at a time (a per-file lock held until the last write is synced).
+
+use crate::auth::Session;
+use crate::config::Config;
+use crate::db::{self, catalogs, files, uploads, Db};
+use crate::error::{Error, Result};
+use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
+use bytes::Bytes;
+use rand::RngCore;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::time::Duration;
+
+/// Hidden folder at a library root for staging and trash.
+pub const HIDDEN_DIR: &str = ".isync";
+/// `disk_name` of a record whose original is still pending.
+pub const PLACEHOLDER_PREFIX: &str = ".isync-upload-";
+/// Longest display name (spec §6.14) and extension.
+pub const MAX_NAME_CHARS: usize = 100;
+pub const MAX_EXT_CHARS: usize = 10;
+pub const MAX_MEMO_CHARS: usize = 1024;
+/// Parts (of any kind) one multipart body may carry.
+pub const MAX_PARTS: usize = 16;
+/// Largest non-file form field read (and ignored).
+pub const MAX_FIELD_BYTES: u64 = 64 * 1024;
+/// Longest `name`/`filename` of a part.
+pub const MAX_PART_NAME_CHARS: usize = 255;
+/// How long a request waits for another request on the same file.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+/// Chunks queued between the network and the disk writer.
+const QUEUE_CHUNKS: usize = 64;
+const WRITE_BUF_BYTES: usize = 1 << 20;
+
+/// Where a completed client thumbnail of `file_id` is stored:
+/// `<thumb_dir>/uploaded/<id>_<0|1>.jpg`. `thumbnail.icc` serves it for
+/// status 3.
+pub fn uploaded_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) -> PathBuf {
+    thumb_dir
+        .join("uploaded")
+        .join(format!("{}_{}.jpg", file_id.0, level.as_u8()))
+}
+
+fn staging_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) -> PathBuf {
+    thumb_dir
+        .join("uploaded")
+        .join(format!("{}_{}.part", file_id.0, level.as_u8()))
+}
+
+/// `<library>/.isync/uploads`.
+pub fn staging_dir(library: &Path) -> PathBuf {
+    library.join(HIDDEN_DIR).join("uploads")
+}
+
+pub fn staging_origin_path(library: &Path, file_id: FileId) -> PathBuf {
+    staging_dir(library).join(format!("{}.origin", file_id.0))
+}
+
+/// The three parts of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Origin,
+    Thumb,
+    Screen,
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "origin" => Some(Role::Origin),
+            "thumb" => Some(Role::Thumb),
+            "screen" => Some(Role::Screen),
+            _ => None,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Role::Origin => "origin",
+            Role::Thumb => "thumb",
+            Role::Screen => "screen",
+        }
+    }
+
+    fn level(self) -> ThumbLevel {
+        if self == Role::Screen {
+            ThumbLevel::Screen
+        } else {
+            ThumbLevel::Small
+        }
+    }
+
+    fn status(self, r: &FileRecord) -> PartStatus {
+        PartStatus::from_i64(match self {
+            Role::Origin => r.status_origin,
+            Role::Thumb => r.status_thumb,
+            Role::Screen => r.status_screen,
+        })
+    }
+}
+
+/// Digest returned by `cm=` (spec §9.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Sha1,
+    Md5,
+}
+
+impl Checksum {
+    pub fn parse(s: &str) -> Option<Checksum> {
+        match s.to_ascii_lowercase().as_str() {
+            "sha1" => Some(Checksum::Sha1),
+            "md5" => Some(Checksum::Md5),
+            _ => None,
+        }
+    }
+}
+
+enum Hasher {
+    Sha1(sha1::Sha1),
+    Md5(md5::Md5),
+}
+
+impl Hasher {
+    fn new(c: Checksum) -> Hasher {
+        use sha1::Digest;
+        match c {
+            Checksum::Sha1 => Hasher::Sha1(sha1::Sha1::new()),
+            Checksum::Md5 => Hasher::Md5(md5::Md5::new()),
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        use sha1::Digest;
+        match self {
+            Hasher::Sha1(h) => h.update(b),
+            Hasher::Md5(h) => h.update(b),
+        }
+    }
+
+    fn hex(self) -> String {
+        use sha1::Digest;
+        match self {
+            Hasher::Sha1(h) => hex::encode(h.finalize()),
+            Hasher::Md5(h) => hex::encode(h.finalize()),
+        }
+    }
+}
+
+/// Bytes stored so far of each part that is pending (spec §3.3).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PartSizes {
+    pub origin: i64,
+    pub thumb: i64,
+    pub screen: i64,
+}
+
+fn len_of(p: &Path) -> i64 {
+    std::fs::metadata(p).map(|m| m.len() as i64).unwrap_or(0)
+}
+
+/// Where the bytes of one part of `rec` are right now, and how many.
+struct PartPlace {
+    staging: PathBuf,
+    final_path: PathBuf,
+    stored: i64,
+}
+
+fn place(rec: &FileRecord, library: &Path, thumb_dir: &Path, role: Role) -> PartPlace {
+    let (staging, final_path) = match role {
+        Role::Origin => (
+            staging_origin_path(library, rec.id),
+            PathBuf::from(&rec.path),
+        ),
+        r => (
+            staging_thumb_path(thumb_dir, rec.id, r.level()),
+            uploaded_thumb_path(thumb_dir, rec.id, r.level()),
+        ),
+    };
+    let stored = match role.status(rec) {
+        PartStatus::Uploading => len_of(&staging),
+        PartStatus::Uploaded => len_of(&final_path),
+        _ => 0,
+    };
+    PartPlace {
+        staging,
+        final_path,
+        stored,
+    }
+}
+
+/// Sizes for a record's pending parts (blocking: stats files).
+pub fn part_sizes(rec: &FileRecord, library: &Path, thumb_dir: &Path) -> PartSizes {
+    PartSizes {
+        origin: place(rec, library, thumb_dir, Role::Origin).stored,
+        thumb: place(rec, library, thumb_dir, Role::Thumb).stored,
+        screen: place(rec, library, thumb_dir, Role::Screen).stored,
+    }
+}
+
+/// fsyncs a directory so a rename/link/unlink in it is durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `p`.
+pub fn free_bytes(p: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(p).map_err(std::io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Lower-case ASCII letters and digits of `ext`, at most 10 (a safe
+/// extension for a name on disk).
+pub fn safe_ext(ext: &str) -> String {
+    ext.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .take(MAX_EXT_CHARS)
+        .collect()
+}
+
+/// `YYYY-MM-DD` (UTC) of a unix time.
+pub fn civil_date(unix: i64) -> String {
+    // Howard Hinnant's days→civil algorithm.
+    let z = unix.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// Candidate names on disk: `<stem>.<ext>`, then `<stem>_1.<ext>`, …
+pub fn numbered(stem: &str, ext: &str, n: u32) -> String {
+    let stem = if n == 0 {
+        stem.to_string()
+    } else {
+        format!("{stem}_{n}")
+    };
+    if ext.is_empty() {
+        stem
+    } else {
+        format!("{stem}.{ext}")
+    }
+}
+
+/// Links `from` to the first free numbered name in `dir` (never replacing
+/// an existing file: `link` fails on an existing target), then unlinks
+/// `from`. Returns the name chosen. Blocking.
+pub fn move_no_clobber(from: &Path, dir: &Path, stem: &str, ext: &str) -> std::io::Result<String> {
+    for n in 0..10_000 {
+        let name = numbered(stem, ext, n);
+        match std::fs::hard_link(from, dir.join(&name)) {
+            Ok(()) => {
+                std::fs::remove_file(from)?;
+                return Ok(name);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::other(format!(
+        "no free name for {stem}.{ext} in {}",
+        dir.display()
+    )))
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn internal(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("{what}: {e}"))
+}
+
+/// One request per file at a time, per database (tests run several servers
+/// in one process). The guard is shared with the disk writer, so a request
+/// whose connection died still holds it until its bytes are synced.
+type FileLock = Arc<tokio::sync::Mutex<()>>;
+pub(crate) type FileGuard = Arc<tokio::sync::OwnedMutexGuard<()>>;
+static LOCKS: LazyLock<Mutex<HashMap<(PathBuf, i64), Weak<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+pub(crate) async fn lock_file(db: &Db, id: FileId) -> Result<FileGuard> {
+    let lock: FileLock = {
+        let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, w| w.strong_count() > 0);
+        let key = (db.path().to_path_buf(), id.0);
+        match m.get(&key).and_then(Weak::upgrade) {
+            Some(l) => l,
+            None => {
+                let l = FileLock::default();
+                m.insert(key, Arc::downgrade(&l));
+                l
+            }
+        }
+    };
+    match tokio::time::timeout(LOCK_WAIT, lock.lock_owned()).await {
+        Ok(g) => Ok(Arc::new(g)),
+        Err(_) => Err(Error::BadParam(format!(
+            "file {} is busy with another upload; retry later",
+            id.0
+        ))),
+    }
+}
+
+/// What `uploadFileInfo.icc` announces (validated by the handler).
+#[derive(Debug, Clone)]
+pub struct Announce {
+    pub catalog: CatalogId,
+    pub record: uploads::NewUpload,
+}
+
+/// Creates the pending record (spec §9.1) after checking the target catalog
+/// and the free space of its disk.
+pub async fn announce(
+    db: &Db,
+    cfg: &Arc<Config>,
+    s: &Session,
+    a: Announce,
+) -> Result<(FileRecord, PartSizes)> {
+    crate::trash::maybe_housekeep(db, cfg);
+    let (db2, roots, uid) = (db.clone(), s.roots.clone(), s.user_id);
+    tokio::task::spawn_blocking(move || {
+        let cat = db2
+            .read(|c| catalogs::accessible(c, a.catalog, &roots))?
+            .ok_or_else(|| Error::BadParam(format!("catalog {} not found", a.catalog.0)))?;
+        let free = free_bytes(Path::new(&cat.path))
+            .map_err(|e| internal(&format!("free space of {}", cat.path), e))?;
+        if a.record.size as u64 > free {
+            return Err(Error::BadParam(format!(
+                "not enough free space: the file needs {} bytes, the disk has {free}",
+                a.record.size
+            )));
+        }
+        let mut rec = a.record;
+        rec.catalog_id = cat.id;
+        rec.root_id = cat.root_id;
+        rec.uploader = uid;
+        rec.placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
+        let id = db2.write(|tx| uploads::insert(tx, &rec))?;
+        let rec = db2
+            .read(|c| files::by_id(c, id))?
+            .ok_or_else(|| internal("announce", "record vanished"))?;
+        let sizes = PartSizes::default();
+        Ok((rec, sizes))
+    })
+    .await?
+}
+
+/// The library folder of a file (its staging area is below it). Blocking.
+fn library_of(db: &Db, id: FileId) -> Result<PathBuf> {
+    db.read(|c| uploads::library_path_of(c, id))?
+        .map(PathBuf::from)
+        .ok_or_else(|| Error::BadParam(format!("file {} not found", id.0)))
+}
+
+/// `uploadingInfo.icc`: this user's files with a pending part.
+pub async fn uploading(
+    db: &Db,
+    cfg: &Arc<Config>,
+    s: &Session,
+) -> Result<Vec<(FileRecord, PartSizes)>> {
+    let (db2, roots, uid, thumbs) = (db.clone(), s.roots.clone(), s.user_id, cfg.thumb_dir());
+    tokio::task::spawn_blocking(move || {
+        let recs = db2.read(|c| {
+            let ids = uploads::pending_of_user(c, uid)?;
+            files::by_ids(c, &ids)
+        })?;
+        let mut out = Vec::new();
+        for r in recs.into_iter().filter(|r| roots.contains(&r.root_id)) {
+            let lib = library_of(&db2, r.id)?;
+            let sizes = part_sizes(&r, &lib, &thumbs);
+            out.push((r, sizes));
+        }
+        Ok(out)
+    })
+    .await?
+}
+
+/// Query parameters of `uploadFile.icc`.
+#[derive(Debug, Clone)]
+pub struct UploadRequest {
+    pub id: FileId,
+    pub obp: i64,
+    pub tbp: i64,
+    pub sbp: i64,
+    pub cm: Option<Checksum>,
+    /// `Content-Length` of the body, when sent (checked against free space).
+    pub body_len: Option<u64>,
+}
+
+/// Digests of the whole stored parts received by one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checks {
+    pub origin: Option<String>,
+    pub thumb: Option<String>,
+    pub screen: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadReply {
+    pub record: FileRecord,
+    pub sizes: PartSizes,
+    pub checks: Option<Checks>,
+}
+
+/// Shared by the steps of one request.
+struct Ctx {
+    db: Db,
+    id: FileId,
+    library: PathBuf,
+    thumbs: PathBuf,
+}
+
+impl Ctx {
+    fn record(&self) -> Result<FileRecord> {
+        self.db
+            .read(|c| files::by_id(c, self.id))?
+            .ok_or_else(|| Error::BadParam(format!("file {} not found", self.id.0)))
+    }
+}
+
+/// Checks the offset of a part against what is stored and makes the part
+/// pending (moving a complete part back to staging), so its bytes can be
+/// written. Returns the staging path. Changes nothing when refusing. Blocking.
+fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
+    let rec = ctx.record()?;
+    let status = role.status(&rec);
+    if role == Role::Origin && !matches!(status, PartStatus::Uploading | PartStatus::Uploaded) {
+        return Err(Error::BadParam(format!(
+            "file {} was not uploaded through the API; its original cannot be replaced",
+            rec.id.0
+        )));
+    }
+    let at = place(&rec, &ctx.library, &ctx.thumbs, role);
+    if offset < 0 || offset > at.stored {
+        return Err(Error::BadParam(format!(
+            "{} offset {offset} is not usable: {} bytes are stored, resume at {}",
+            role.name(),
+            at.stored,
+            at.stored
+        )));
+    }
+    if let Some(dir) = at.staging.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| internal(&dir.display().to_string(), e))?;
+    }
+    if status == PartStatus::Uploading {
+        return Ok(at.staging);
+    }
+    let now = db::now();
+    // Database first: a crash before the rename leaves the data where it
+    // was (a scan may list it again), never a record pointing at nothing.
+    match role {
+        Role::Origin => {
+            let placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
+            let old_name = Path::new(&rec.path)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            ctx.db
+                .write(|tx| uploads::set_origin_pending(tx, rec.id, &placeholder, now))?;
+            if let Err(e) = std::fs::rename(&at.final_path, &at.staging) {
+                let _ = ctx.db.write(|tx| {
+                    uploads::complete(
+                        tx,
+                        rec.id,
+                        &uploads::Completion {
+                            origin: Some((old_name, rec.size, rec.mtime_ns.unwrap_or(0))),
+                            ..Default::default()
+                        },
+                        rec.last_modify,
+                    )
+                });
+                return Err(internal(&format!("move {} to staging", rec.path), e));
+            }
+        }
+        Role::Thumb | Role::Screen => {
+            let screen = role == Role::Screen;
+            ctx.db
+                .write(|tx| uploads::set_thumb_status(tx, rec.id, screen, 2, now))?;
+            if status == PartStatus::Uploaded {
+                if let Err(e) = std::fs::rename(&at.final_path, &at.staging) {
+                    let _ = ctx
+                        .db
+                        .write(|tx| uploads::set_thumb_status(tx, rec.id, screen, 3, now));
+                    return Err(internal("move thumbnail to staging", e));
+                }
+            }
+        }
+    }
+    Ok(at.staging)
+}
+
+/// The disk side of one part: a blocking thread that truncates the staging
+/// file to the offset, hashes what stays (read back once), appends the
+/// chunks it is sent while hashing them, and fsyncs — also when the request
+/// breaks off.
+fn spawn_writer(
+    path: PathBuf,
+    offset: u64,
+    cm: Option<Checksum>,
+    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    guard: FileGuard,
+) -> tokio::task::JoinHandle<std::io::Result<(u64, Option<String>)>> {
+    tokio::task::spawn_blocking(move || {
+        let _guard = guard;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        f.set_len(offset)?;
+        let mut hasher = cm.map(Hasher::new);
+        if let Some(h) = hasher.as_mut() {
+            let mut buf = vec![0u8; WRITE_BUF_BYTES];
+            let mut left = offset;
+            f.seek(SeekFrom::Start(0))?;
+            while left > 0 {
+                let want = left.min(buf.len() as u64) as usize;
+                let n = f.read(&mut buf[..want])?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                left -= n as u64;
+            }
+        }
+        f.seek(SeekFrom::Start(offset))?;
+        let mut w = BufWriter::with_capacity(WRITE_BUF_BYTES, f);
+        let written = (|| {
+            while let Some(b) = rx.blocking_recv() {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&b);
+                }
+                w.write_all(&b)?;
+            }
+            w.flush()
+        })();
+        // Whatever reached the file is synced, success or not: the size
+        // reported afterwards is what survives a power cut.
+        let synced = w.get_ref().sync_all();
+        written?;
+        synced?;
+        let len = w.get_ref().metadata()?.len();
+        Ok((len, hasher.map(Hasher::hex)))
+    })
+}
+
+/// Result of one fully received part.
+struct Received {
+    role: Role,
+    staging: PathBuf,
+    digest: Option<String>,
+}
+
+/// `uploadFile.icc`: streams the multipart `body` to disk (spec §9.2).
+pub async fn receive<S, E>(
+    db: &Db,
+    cfg: &Arc<Config>,
+    s: &Session,
+    req: UploadRequest,
+    content_type: Option<String>,
+    body: S,
+) -> Result<UploadReply>
+where
+    S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
+    E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+{
+    let boundary = content_type
+        .as_deref()
+        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .ok_or_else(|| {
+            Error::BadParam("the body must be multipart/form-data with a boundary".into())
+        })?;
+    let guard = lock_file(db, req.id).await?;
+    let ctx = {
+        let (db2, roots, id) = (db.clone(), s.roots.clone(), req.id);
+        let thumbs = cfg.thumb_dir();
+        tokio::task::spawn_blocking(move || {
+            let rec = db2
+                .read(|c| files::accessible(c, id, &roots))?
+                .ok_or_else(|| Error::BadParam(format!("file {} not found", id.0)))?;
+            let library = library_of(&db2, id)?;
+            if let Some(n) = req.body_len {
+                let free = free_bytes(&library).map_err(|e| internal("free space", e))?;
+                if n > free {
+                    return Err(Error::BadParam(format!(
+                        "not enough free space: the body has {n} bytes, the disk has {free}"
+                    )));
+                }
+            }
+            let _ = rec;
+            Ok(Arc::new(Ctx {
+                db: db2,
+                id,
+                library,
+                thumbs,
+            }))
+        })
+        .await??
+    };
+    let max_file = cfg.upload.max_file_bytes;
+    let max_thumb = cfg.upload.max_thumb_bytes;
+    let limits = multer::Constraints::new().size_limit(
+        multer::SizeLimit::new().whole_stream(
+            max_file
+                .saturating_add(2 * max_thumb)
+                .saturating_add(1 << 20),
+        ),
+    );
+    let mut mp = multer::Multipart::with_constraints(body, boundary, limits);
+    let mut received: Vec<Received> = Vec::new();
+    let mut parts = 0usize;
+    loop {
+        let mut field = match mp.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) => return Err(Error::BadParam(format!("malformed multipart body: {e}"))),
+        };
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(Error::BadParam(format!(
+                "too many parts in the body (at most {MAX_PARTS})"
+            )));
+        }
+        let name = field.name().map(str::to_owned);
+        let file_name = field.file_name().map(str::to_owned);
+        for n in [&name, &file_name].into_iter().flatten() {
+            if n.chars().count() > MAX_PART_NAME_CHARS {
+                return Err(Error::BadParam(format!(
+                    "part name longer than {MAX_PART_NAME_CHARS} characters"
+                )));
+            }
+        }
+        let role = file_name
+            .as_deref()
+            .and_then(Role::parse)
+            .or_else(|| name.as_deref().and_then(Role::parse));
+        let Some(role) = role else {
+            if file_name.is_some() {
+                return Err(Error::BadParam(format!(
+                    "unknown part {:?}: parts are origin, thumb and screen",
+                    file_name.unwrap_or_default()
+                )));
+            }
+            // A plain form field: read and ignore (bounded).
+            let mut n = 0u64;
+            loop {
+                match field.chunk().await {
+                    Ok(Some(b)) => {
+                        n += b.len() as u64;
+                        if n > MAX_FIELD_BYTES {
+                            return Err(Error::BadParam(format!(
+                                "form field larger than {MAX_FIELD_BYTES} bytes"
+                            )));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(Error::BadParam(format!("malformed multipart body: {e}")))
+                    }
+                }
+            }
+            continue;
+        };
+        if received.iter().any(|r| r.role == role) {
+            return Err(Error::BadParam(format!(
+                "part {} sent twice in one request",
+                role.name()
+            )));
+        }
+        let offset = match role {
+            Role::Origin => req.obp,
+            Role::Thumb => req.tbp,
+            Role::Screen => req.sbp,
+        };
+        let staging = {
+            let ctx = ctx.clone();
+            tokio::task::spawn_blocking(move || begin_part(&ctx, role, offset)).await??
+        };
+        let limit = if role == Role::Origin {
+            max_file
+        } else {
+            max_thumb
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_CHUNKS);
+        let writer = spawn_writer(staging.clone(), offset as u64, req.cm, rx, guard.clone());
+        let mut total = offset as u64;
+        let mut problem: Option<Error> = None;
+        loop {
+            match field.chunk().await {
+                Ok(Some(b)) => {
+                    total += b.len() as u64;
+                    if total > limit {
+                        problem = Some(Error::BadParam(format!(
+                            "part {} is larger than the limit of {limit} bytes",
+                            role.name()
+                        )));
+                        break;
+                    }
+                    if tx.send(b).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    problem = Some(Error::BadParam(format!(
+                        "the body broke off in part {}: {e}; resume from the size uploadingInfo.icc reports",
+                        role.name()
+                    )));
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = writer.await?;
+        if let Some(p) = problem {
+            if let Err(e) = written {
+                log::warn!("upload of file {}: {e}", req.id.0);
+            }
+            return Err(p);
+        }
+        let (_, digest) =
+            written.map_err(|e| internal(&format!("writing {}", staging.display()), e))?;
+        received.push(Received {
+            role,
+            staging,
+            digest,
+        });
+    }
+    let ctx2 = ctx.clone();
+    let done: Vec<(Role, PathBuf)> = received
+        .iter()
+        .map(|r| (r.role, r.staging.clone()))
+        .collect();
+    let (record, sizes) = tokio::task::spawn_blocking(move || {
+        let _guard = guard;
+        complete(&ctx2, &done)
+    })
+    .await??;
+    let checks = req.cm.map(|_| {
+        let mut c = Checks::default();
+        for r in received {
+            match r.role {
+                Role::Origin => c.origin = r.digest,
+                Role::Thumb => c.thumb = r.digest,
+                Role::Screen => c.screen = r.digest,
+            }
+        }
+        c
+    });
+    Ok(UploadReply {
+        record,
+        sizes,
+        checks,
+    })
+}
+
+/// Marks the received parts complete: the original is linked into its
+/// catalog folder under a fresh numbered name (never over an existing
+/// file), thumbnails are renamed to their final path, and only then does
+/// the database say status 3. Blocking.
+fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecord, PartSizes)> {
+    let rec = ctx.record()?;
+    let mut c = uploads::Completion::default();
+    let mut undo: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let mut result = Ok(());
+    for (role, staging) in done {
+        match role {
+            Role::Origin => {
+                let dir = ctx
+                    .db
+                    .read(|c| catalogs::by_id(c, rec.real_catalog_id))?
+                    .map(|c| PathBuf::from(c.path))
+                    .ok_or_else(|| internal("complete", "catalog vanished"))?;
+                let stem = format!(
+                    "{}_{}",
+                    civil_date(rec.upload_time.unwrap_or_else(db::now)),
+                    rec.id.0
+                );
+                let step =
+                    move_no_clobber(staging, &dir, &stem, &safe_ext(&rec.ext)).and_then(|name| {
+                        let m = std::fs::metadata(dir.join(&name))?;
+                        sync_dir(&dir)?;
+                        if let Some(sd) = staging.parent() {
+                            sync_dir(sd)?;
+                        }
+                        Ok((name, m))
+                    });
+                match step {
+                    Ok((name, m)) => {
+                        undo.push((dir.join(&name), staging.clone()));
+                        let mtime_ns = m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec();
+                        c.origin = Some((name, m.len() as i64, mtime_ns));
+                    }
+                    Err(e) => {
+                        result = Err(internal(
+                            &format!("move {} into {}", staging.display(), dir.display()),
+                            e,
+                        ));
+                        break;
+                    }
+                }
+            }
+            r => {
+                let fin = uploaded_thumb_path(&ctx.thumbs, rec.id, r.level());
+                let step = std::fs::rename(staging, &fin).and_then(|_| match fin.parent() {
+                    Some(d) => sync_dir(d),
+                    None => Ok(()),
+                });
+                if let Err(e) = step {
+                    result = Err(internal("store thumbnail", e));
+                    break;
+                }
+                undo.push((fin, staging.clone()));
+                if *r == Role::Thumb {
+                    c.thumb = true;
+                } else {
+                    c.screen = true;
+                }
+            }
+        }
+    }
+    let result = result.and_then(|_| {
+        Ok(ctx
+            .db
+            .write(|tx| uploads::complete(tx, rec.id, &c, db::now()))?)
+    });
+    if let Err(e) = result {
+        // Put every part back where a pending part lives.
+        for (fin, staging) in undo {
+            if let Err(e) = std::fs::rename(&fin, &staging) {
+                log::error!(
+                    "upload of file {}: cannot move {} back to {}: {e}",
+                    rec.id.0,
+                    fin.display(),
+                    staging.display()
+                );
+            }
+        }
+        return Err(e);
+    }
+    let rec = ctx.record()?;
+    let sizes = part_sizes(&rec, &ctx.library, &ctx.thumbs);
+    Ok((rec, sizes))
+}
+
+/// Valid `type` values (spec §2.2).
+pub fn valid_type(t: i64) -> bool {
+    FileType::from_bits(t).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe_and_numbered() {
+        assert_eq!(safe_ext("JPG"), "jpg");
+        assert_eq!(safe_ext("../etc"), "etc");
+        assert_eq!(safe_ext("a/b\0c.d"), "abcd");
+        assert_eq!(safe_ext(""), "");
+        assert_eq!(numbered("2024-01-02_7", "jpg", 0), "2024-01-02_7.jpg");
+        assert_eq!(numbered("2024-01-02_7", "jpg", 2), "2024-01-02_7_2.jpg");
+        assert_eq!(numbered("x", "", 1), "x_1");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), "1970-01-01");
+        assert_eq!(civil_date(951_782_400), "2000-02-29");
+        assert_eq!(civil_date(1_700_000_000), "2023-11-14");
+        assert_eq!(civil_date(-86_400), "1969-12-31");
+    }
+
+    #[test]
+    fn no_clobber_picks_the_next_name() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.jpg"), b"old").unwrap();
+        let src = d.path().join("src");
+        std::fs::write(&src, b"new").unwrap();
+        let name = move_no_clobber(&src, d.path(), "a", "jpg").unwrap();
+        assert_eq!(name, "a_1.jpg");
+        assert_eq!(std::fs::read(d.path().join("a.jpg")).unwrap(), b"old");
+        assert_eq!(std::fs::read(d.path().join("a_1.jpg")).unwrap(), b"new");
+        assert!(!src.exists());
+    }
+}
