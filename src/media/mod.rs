@@ -2,6 +2,7 @@
 //! type, dimensions, orientation and duration; building thumbnails; running
 //! ffmpeg/ffprobe under a timeout.
 
+pub mod exifmeta;
 pub mod mp4;
 pub mod probe;
 pub mod process;

@@ -1,0 +1,242 @@
+//! EXIF for the catalogue: finding the Exif APP1 segment in a JPEG header held
+//! in memory, and reading Orientation and the capture time out of it.
+
+use exif::{In, Tag, Value};
+use std::ops::Range;
+
+/// What a JPEG header buffer says about its Exif segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JpegExif {
+    /// Byte range of the TIFF structure (after `Exif\0\0`) within the buffer.
+    Found(Range<usize>),
+    /// The header holds no Exif segment (or is not a JPEG we can walk).
+    Absent,
+    /// The walk ran off the end of the buffer; it needs this many bytes.
+    NeedMore(usize),
+}
+
+/// The EXIF facts the catalogue keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExifMeta {
+    /// EXIF Orientation 1..=8 (out-of-range values are dropped).
+    pub orientation: Option<u16>,
+    /// `DateTimeOriginal` (else `DateTimeDigitized`) as unix seconds.
+    pub capture_time: Option<i64>,
+}
+
+const EXIF_ID: &[u8] = b"Exif\0\0";
+
+/// Walks the JPEG marker segments of `buf` (which starts at SOI) up to the
+/// first frame header, looking for an APP1 segment that carries Exif. Other
+/// APP1 segments (XMP) are skipped. Never reads past `buf`.
+pub fn find_jpeg_exif(buf: &[u8]) -> JpegExif {
+    if !buf.starts_with(&[0xFF, 0xD8]) {
+        return JpegExif::Absent;
+    }
+    let mut pos = 2usize;
+    loop {
+        if pos + 4 > buf.len() {
+            return JpegExif::NeedMore(pos + 4);
+        }
+        if buf[pos] != 0xFF {
+            // Out of sync: a damaged header. Dimensions may still be found
+            // by imagesize; orientation is simply unknown.
+            return JpegExif::Absent;
+        }
+        let marker = buf[pos + 1];
+        match marker {
+            // Fill byte before a marker.
+            0xFF => {
+                pos += 1;
+                continue;
+            }
+            // Stand-alone markers carry no length.
+            0x01 | 0xD0..=0xD7 => {
+                pos += 2;
+                continue;
+            }
+            // Start of scan / end of image / any frame header: Exif comes
+            // before these in every writer we know of, so stop looking.
+            0xDA | 0xD9 | 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
+                return JpegExif::Absent;
+            }
+            _ => {}
+        }
+        let seg_len = usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]));
+        if seg_len < 2 {
+            return JpegExif::Absent;
+        }
+        let body = pos + 4;
+        let end = pos + 2 + seg_len;
+        if marker == 0xE1 {
+            if body + EXIF_ID.len() > buf.len() {
+                return JpegExif::NeedMore(end);
+            }
+            if buf[body..].starts_with(EXIF_ID) {
+                if end > buf.len() {
+                    return JpegExif::NeedMore(end);
+                }
+                let tiff = body + EXIF_ID.len();
+                if tiff > end {
+                    return JpegExif::Absent;
+                }
+                return JpegExif::Found(tiff..end);
+            }
+        }
+        pos = end;
+    }
+}
+
+/// Parses a TIFF/Exif structure and extracts orientation and capture time.
+/// `None` when the structure is unreadable; partial data is used when the
+/// parser could read some of it (a TIFF file cut at our read buffer).
+pub fn parse_tiff(tiff: &[u8]) -> Option<ExifMeta> {
+    let parsed = exif::Reader::new()
+        .continue_on_error(true)
+        .read_raw(tiff.to_vec())
+        .or_else(|e| e.distill_partial_result(|_| {}));
+    parsed.ok().map(|exif| meta_of(&exif))
+}
+
+/// Best-effort EXIF from an image container other than JPEG (PNG `eXIf`,
+/// WebP `EXIF` chunk, TIFF) held in `buf`, possibly cut short.
+pub fn from_container(buf: &[u8]) -> Option<ExifMeta> {
+    if buf.starts_with(b"II*\0") || buf.starts_with(b"MM\0*") {
+        return parse_tiff(buf);
+    }
+    let exif = exif::Reader::new()
+        .read_from_container(&mut std::io::Cursor::new(buf))
+        .ok()?;
+    Some(meta_of(&exif))
+}
+
+fn meta_of(exif: &exif::Exif) -> ExifMeta {
+    let orientation = exif
+        .get_field(Tag::Orientation, In::PRIMARY)
+        .and_then(|f| f.value.get_uint(0))
+        .filter(|o| (1..=8).contains(o))
+        .map(|o| o as u16);
+    let capture_time = capture_time(exif, Tag::DateTimeOriginal, Tag::OffsetTimeOriginal)
+        .or_else(|| capture_time(exif, Tag::DateTimeDigitized, Tag::OffsetTimeDigitized));
+    ExifMeta {
+        orientation,
+        capture_time,
+    }
+}
+
+/// EXIF date-times are local wall-clock time with no zone. With the matching
+/// `OffsetTime*` tag we can get the true instant; without it we store the wall
+/// clock as if it were UTC, so the date the family sees is the date on the
+/// camera.
+fn capture_time(exif: &exif::Exif, tag: Tag, offset_tag: Tag) -> Option<i64> {
+    let field = exif.get_field(tag, In::PRIMARY)?;
+    let Value::Ascii(ref parts) = field.value else {
+        return None;
+    };
+    let mut dt = exif::DateTime::from_ascii(parts.first()?).ok()?;
+    if let Some(Value::Ascii(parts)) = exif.get_field(offset_tag, In::PRIMARY).map(|f| &f.value) {
+        if let Some(text) = parts.first() {
+            // A malformed offset leaves `dt.offset` as None: wall clock as UTC.
+            let _ = dt.parse_offset(text);
+        }
+    }
+    let local = unix_from_civil(
+        i64::from(dt.year),
+        u32::from(dt.month),
+        u32::from(dt.day),
+        u32::from(dt.hour),
+        u32::from(dt.minute),
+        u32::from(dt.second),
+    )?;
+    Some(local - i64::from(dt.offset.unwrap_or(0)) * 60)
+}
+
+/// Seconds since the unix epoch of a proleptic-Gregorian UTC date-time, or
+/// `None` for an impossible one (month 13, `0000:00:00 00:00:00`, …).
+pub fn unix_from_civil(
+    year: i64,
+    month: u32,
+    day: u32,
+    hour: u32,
+    minute: u32,
+    second: u32,
+) -> Option<i64> {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=9999).contains(&year)
+        || !(1..=month_days).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    // Days from civil (H. Hinnant): shift the year to start in March so the
+    // leap day is the last day of the "year".
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates_convert_to_unix_seconds() {
+        assert_eq!(unix_from_civil(1970, 1, 1, 0, 0, 0), Some(0));
+        assert_eq!(unix_from_civil(2000, 2, 29, 0, 0, 0), Some(951_782_400));
+        assert_eq!(
+            unix_from_civil(2021, 6, 15, 12, 34, 56),
+            Some(1_623_760_496)
+        );
+        assert_eq!(unix_from_civil(1969, 12, 31, 23, 59, 59), Some(-1));
+        assert_eq!(unix_from_civil(2021, 2, 29, 0, 0, 0), None);
+        assert_eq!(unix_from_civil(0, 0, 0, 0, 0, 0), None);
+        assert_eq!(unix_from_civil(2021, 13, 1, 0, 0, 0), None);
+    }
+
+    #[test]
+    fn jpeg_walk_skips_xmp_and_reports_short_buffers() {
+        let mut jpeg = vec![0xFF, 0xD8];
+        // APP1 XMP first, then APP1 Exif with a 4-byte "TIFF" body.
+        let xmp = b"http://ns.adobe.com/xap/1.0/\0<x/>";
+        jpeg.extend_from_slice(&[0xFF, 0xE1]);
+        jpeg.extend_from_slice(&((xmp.len() + 2) as u16).to_be_bytes());
+        jpeg.extend_from_slice(xmp);
+        let exif_at = jpeg.len();
+        jpeg.extend_from_slice(&[0xFF, 0xE1, 0x00, 12]);
+        jpeg.extend_from_slice(b"Exif\0\0II*\0");
+        jpeg.extend_from_slice(&[0xFF, 0xDA]);
+        let tiff = exif_at + 4 + 6;
+        assert_eq!(find_jpeg_exif(&jpeg), JpegExif::Found(tiff..tiff + 4));
+        assert_eq!(
+            find_jpeg_exif(&jpeg[..exif_at + 8]),
+            JpegExif::NeedMore(exif_at + 14)
+        );
+        assert_eq!(
+            find_jpeg_exif(b"\xFF\xD8\xFF\xC0\x00\x11"),
+            JpegExif::Absent
+        );
+        assert_eq!(find_jpeg_exif(b"not a jpeg"), JpegExif::Absent);
+        assert_eq!(
+            find_jpeg_exif(b"\xFF\xD8\x12\x34\x56\x78"),
+            JpegExif::Absent
+        );
+        assert_eq!(
+            find_jpeg_exif(b"\xFF\xD8\xFF\xE1\x00\x01"),
+            JpegExif::Absent
+        );
+    }
+}
