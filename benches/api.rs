@@ -91,7 +91,11 @@ async fn measure(client: &reqwest::Client, url: &str, n: usize) -> Sample {
             .expect("server-timing header");
         let body = resp.bytes().await.unwrap();
         let e2e = t.elapsed().as_secs_f64() * 1e3;
-        assert!(body.starts_with(b"{\"code\":0"), "{}", String::from_utf8_lossy(&body[..body.len().min(200)]));
+        assert!(
+            body.starts_with(b"{\"code\":0"),
+            "{}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
         if i >= n / 10 {
             // The first tenth warms up (lazy sort orders, caches).
             s.server_ms.push(timing);
@@ -184,6 +188,144 @@ async fn run_library(n: usize) {
     let _ = Duration::ZERO;
 }
 
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Idle RSS of the real binary after its initial scan, and its RSS while a
+/// 2 GB file (sparse) streams through `downFile.icc`.
+async fn rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    for i in 0..50u8 {
+        std::fs::write(
+            lib.join(format!("p{i}.jpg")),
+            isync::demo::jpeg_bytes(320, 240, i, None),
+        )
+        .unwrap();
+    }
+    let big = std::fs::File::create(lib.join("big.mov")).unwrap();
+    big.set_len(2 * 1024 * 1024 * 1024).unwrap();
+    drop(big);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let cfg_path = dir.path().join("isync.toml");
+    std::fs::write(
+        &cfg_path,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[library]]\npath = \"{}\"\nusers = [\"bench\"]\n",
+            dir.path().join("data").display(),
+            lib.display()
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_isync");
+    let mut add = std::process::Command::new(bin)
+        .args([
+            "--config",
+            cfg_path.to_str().unwrap(),
+            "user",
+            "add",
+            "bench",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    add.stdin.take().unwrap().write_all(b"bench\n").unwrap();
+    assert!(add.wait().unwrap().success());
+    let mut server = std::process::Command::new(bin)
+        .args(["--config", cfg_path.to_str().unwrap(), "serve"])
+        .env("ISYNC_LOG", "warn")
+        .spawn()
+        .unwrap();
+    let pid = server.id();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut listed = 0;
+    while Instant::now() < deadline {
+        if let Ok(r) = client
+            .get(format!("{base}/login.icc?userName=bench&password=bench"))
+            .send()
+            .await
+        {
+            let _ = r.bytes().await;
+            let v: serde_json::Value = client
+                .get(format!("{base}/files.icc?pageIndex=0&maxPerPage=100"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            listed = v["data"]["list"].as_array().map_or(0, |a| a.len());
+            if listed == 51 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(listed, 51, "server listed the library");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = rss_kib(pid);
+    let v: serde_json::Value = client
+        .get(format!(
+            "{base}/files.icc?pageIndex=0&maxPerPage=100&sort=-3"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let big_id = v["data"]["list"][0]["id"].as_i64().unwrap();
+    let mut resp = client
+        .get(format!("{base}/downFile.icc.mov?id={big_id}"))
+        .send()
+        .await
+        .unwrap();
+    let (mut got, mut peak, mut samples) = (0u64, 0u64, Vec::new());
+    let t = Instant::now();
+    let mut next_sample = 0u64;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        got += chunk.len() as u64;
+        if got >= next_sample {
+            let r = rss_kib(pid);
+            peak = peak.max(r);
+            samples.push(r);
+            next_sample += 128 * 1024 * 1024;
+        }
+    }
+    let el = t.elapsed().as_secs_f64();
+    assert_eq!(got, 2 * 1024 * 1024 * 1024);
+    println!(
+        "RSS: idle {:.1} MB (target < 20 MB); streaming 2 GB: peak {:.1} MB, first {:.1} MB, last {:.1} MB ({:.0} MB/s)",
+        idle as f64 / 1024.0,
+        peak as f64 / 1024.0,
+        samples.first().copied().unwrap_or(0) as f64 / 1024.0,
+        samples.last().copied().unwrap_or(0) as f64 / 1024.0,
+        got as f64 / 1e6 / el
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
@@ -194,6 +336,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        rss().await;
         run_library(5_000).await;
         run_library(100_000).await;
     });

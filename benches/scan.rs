@@ -62,10 +62,29 @@ fn make_mixed_tree(root: &Path, scratch: &Path) {
     let v_mov = scratch.join("v.mov");
     let a_m4a = scratch.join("a.m4a");
     let a_mp3 = scratch.join("a.mp3");
-    let src = ["-f", "lavfi", "-i", "testsrc=size=320x240:rate=10:duration=1"];
+    let src = [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=10:duration=1",
+    ];
     let snd = ["-f", "lavfi", "-i", "sine=duration=1"];
-    ffmpeg(&[&src[..], &snd[..], &["-pix_fmt", "yuv420p", "-shortest", v_mp4.to_str().unwrap()]].concat());
-    ffmpeg(&[&src[..], &snd[..], &["-pix_fmt", "yuv420p", "-shortest", v_mov.to_str().unwrap()]].concat());
+    ffmpeg(
+        &[
+            &src[..],
+            &snd[..],
+            &["-pix_fmt", "yuv420p", "-shortest", v_mp4.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    ffmpeg(
+        &[
+            &src[..],
+            &snd[..],
+            &["-pix_fmt", "yuv420p", "-shortest", v_mov.to_str().unwrap()],
+        ]
+        .concat(),
+    );
     ffmpeg(&[&snd[..], &["-c:a", "aac", a_m4a.to_str().unwrap()]].concat());
     ffmpeg(&[&snd[..], &["-c:a", "libmp3lame", a_mp3.to_str().unwrap()]].concat());
     let vdir = root.join("videos");
@@ -75,11 +94,19 @@ fn make_mixed_tree(root: &Path, scratch: &Path) {
         std::fs::create_dir_all(d).unwrap();
     }
     for i in 0..videos {
-        let (src, ext) = if i % 2 == 0 { (&v_mp4, "mp4") } else { (&v_mov, "mov") };
+        let (src, ext) = if i % 2 == 0 {
+            (&v_mp4, "mp4")
+        } else {
+            (&v_mov, "mov")
+        };
         std::fs::copy(src, vdir.join(format!("clip_{i:03}.{ext}"))).unwrap();
     }
     for i in 0..audio {
-        let (src, ext) = if i % 2 == 0 { (&a_m4a, "m4a") } else { (&a_mp3, "mp3") };
+        let (src, ext) = if i % 2 == 0 {
+            (&a_m4a, "m4a")
+        } else {
+            (&a_mp3, "mp3")
+        };
         std::fs::copy(src, adir.join(format!("song_{i:03}.{ext}"))).unwrap();
     }
     for i in 0..others {
@@ -116,7 +143,10 @@ fn bare_walk(root: &Path) -> (Duration, usize) {
 fn cold_scans(work: &Path, lib: &Path) -> Vec<Duration> {
     (0..RUNS)
         .map(|run| {
-            let data: PathBuf = work.join(format!("data-{}-{run}", lib.file_name().unwrap().to_string_lossy()));
+            let data: PathBuf = work.join(format!(
+                "data-{}-{run}",
+                lib.file_name().unwrap().to_string_lossy()
+            ));
             let cfg = config(&data, lib);
             let db = Db::open(&cfg.db_path()).unwrap();
             let plan = sync_libraries(&db, &cfg).unwrap();
@@ -163,12 +193,24 @@ fn main() {
     let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(&jpegs).0).collect();
     let walk_j = median(walks);
     let scan_j = median(cold_scans(work.path(), &jpegs));
-    report("cold scan, 10,000 small JPEGs", scan_j, walk_j, FILES, ">= 20,000 files/s");
+    report(
+        "cold scan, 10,000 small JPEGs",
+        scan_j,
+        walk_j,
+        FILES,
+        ">= 20,000 files/s",
+    );
 
     let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(&mixed).0).collect();
     let walk_m = median(walks);
     let scan_m = median(cold_scans(work.path(), &mixed));
-    report("cold scan, 10,000 mixed files", scan_m, walk_m, FILES, "< 2 s");
+    report(
+        "cold scan, 10,000 mixed files",
+        scan_m,
+        walk_m,
+        FILES,
+        "< 2 s",
+    );
 
     // Rescan of the unchanged mixed library.
     let data = work.path().join("data-rescan");
@@ -186,5 +228,11 @@ fn main() {
             el
         })
         .collect();
-    report("rescan, unchanged 10,000-file library", median(rescans), walk_m, FILES, "< 0.5 s");
+    report(
+        "rescan, unchanged 10,000-file library",
+        median(rescans),
+        walk_m,
+        FILES,
+        "< 0.5 s",
+    );
 }

@@ -204,18 +204,6 @@ pub struct FileRecord {
     pub status_screen: i64,
 }
 
-impl FileRecord {
-    /// A stable fingerprint of the original's content version (size and
-    /// mtime), used to key cached thumbnails.
-    pub fn fingerprint(&self) -> u64 {
-        let m = self.mtime_ns.unwrap_or(0) as u64;
-        (self.size as u64)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-            .rotate_left(17)
-            ^ m.wrapping_mul(0xC2B2_AE3D_27D4_EB4F)
-    }
-}
-
 /// A configured or auto-created media tree.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Library {

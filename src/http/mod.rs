@@ -57,7 +57,10 @@ async fn timing(req: Request, next: axum::middleware::Next) -> Response {
     if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={ms:.3}")) {
         resp.headers_mut().insert("server-timing", v);
     }
-    log::debug!("{method} {path} -> {} in {ms:.3} ms", resp.status().as_u16());
+    log::debug!(
+        "{method} {path} -> {} in {ms:.3} ms",
+        resp.status().as_u16()
+    );
     resp
 }
 

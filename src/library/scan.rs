@@ -23,6 +23,8 @@ pub struct ScanReport {
     pub added: usize,
     pub updated: usize,
     pub removed: usize,
+    /// Files renamed or moved on disk, recognised by inode (ids kept).
+    pub moved: usize,
     pub catalogs_added: usize,
     pub catalogs_removed: usize,
     pub skipped: usize,
@@ -40,6 +42,7 @@ impl ScanReport {
         self.added += o.added;
         self.updated += o.updated;
         self.removed += o.removed;
+        self.moved += o.moved;
         self.catalogs_added += o.catalogs_added;
         self.catalogs_removed += o.catalogs_removed;
         self.skipped += o.skipped;
@@ -55,14 +58,15 @@ impl std::fmt::Display for ScanReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} libraries ({} offline), {} files seen: {} added, {} updated, {} removed; \
-             catalogs {} added, {} removed; {} skipped; {:.3} s, {:.0} files/s",
+            "{} libraries ({} offline), {} files seen: {} added, {} updated, {} removed, \
+             {} moved; catalogs {} added, {} removed; {} skipped; {:.3} s, {:.0} files/s",
             self.libraries,
             self.offline.len(),
             self.files_seen,
             self.added,
             self.updated,
             self.removed,
+            self.moved,
             self.catalogs_added,
             self.catalogs_removed,
             self.skipped,

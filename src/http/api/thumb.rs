@@ -7,13 +7,14 @@ use crate::http::error::BinaryError;
 use crate::http::params::Params;
 use crate::http::state::AppState;
 use crate::http::stream::{send_file, OpenError};
-use crate::media::thumbcache::{ThumbKey, ThumbSource};
+use crate::media::thumbcache::{fingerprint, ThumbKey, ThumbSource};
 use crate::media::thumbs::ThumbError;
 use crate::model::{FileId, FileType, PartStatus, ThumbLevel};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
 
 pub async fn thumbnail(
     State(st): State<AppState>,
@@ -68,23 +69,34 @@ pub async fn thumbnail(
             return serve(&path, "image/jpeg", &method, &headers)
                 .await
                 .map_err(|_| {
-                    Error::NotFound(format!("the uploaded thumbnail of file {} is missing", id.0))
-                        .into()
+                    Error::NotFound(format!(
+                        "the uploaded thumbnail of file {} is missing",
+                        id.0
+                    ))
+                    .into()
                 });
         }
         PartStatus::Local => {}
     }
     if rec.status_origin == PartStatus::Uploading as i64 {
-        return Err(Error::WaitingUpload(format!(
-            "file {} is still being uploaded",
-            id.0
-        ))
-        .into());
+        return Err(Error::WaitingUpload(format!("file {} is still being uploaded", id.0)).into());
     }
+    // Key the cache on the original as it is on disk now, so an edited or
+    // re-uploaded original never serves a stale thumbnail.
+    let meta = match tokio::fs::metadata(&rec.path).await {
+        Ok(m) => m,
+        Err(_) => {
+            return Err(Error::FileGone(format!(
+                "the original of file {} is missing on disk",
+                id.0
+            ))
+            .into())
+        }
+    };
     let key = ThumbKey {
         file_id: id.0,
         level,
-        fingerprint: rec.fingerprint(),
+        fingerprint: fingerprint(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)),
     };
     let src = ThumbSource {
         path: PathBuf::from(&rec.path),
@@ -93,16 +105,12 @@ pub async fn thumbnail(
     };
     match st.thumbs.get(key, src).await {
         Ok(t) => serve(&t.path, t.content_type, &method, &headers).await,
-        Err(ThumbError::SourceMissing) => Err(Error::FileGone(format!(
-            "the original of file {} is missing on disk",
-            id.0
-        ))
-        .into()),
-        Err(ThumbError::Unsupported) => Err(Error::WrongFileType(format!(
-            "file {} has no thumbnail",
-            id.0
-        ))
-        .into()),
+        Err(ThumbError::SourceMissing(_)) => {
+            Err(Error::FileGone(format!("the original of file {} is missing on disk", id.0)).into())
+        }
+        Err(ThumbError::Unsupported) => {
+            Err(Error::WrongFileType(format!("file {} has no thumbnail", id.0)).into())
+        }
         Err(ThumbError::Failed(why)) => {
             log::warn!("thumbnail of file {} ({}) failed: {why}", id.0, rec.path);
             let screen = level == ThumbLevel::Screen;
@@ -112,16 +120,17 @@ pub async fn thumbnail(
                     files::set_thumb_status(tx, id, screen, PartStatus::BuildError as i64)
                 })
                 .await;
-            Err(Error::ThumbFailed(format!(
-                "the thumbnail of file {} could not be built",
-                id.0
-            ))
-            .into())
+            Err(
+                Error::ThumbFailed(format!("the thumbnail of file {} could not be built", id.0))
+                    .into(),
+            )
         }
         Err(e) => Err(Error::Internal(format!("thumbnail of file {}: {e}", id.0)).into()),
     }
 }
 
+/// The newest cached thumbnail of an accessible file whose library is
+/// offline (its original cannot be checked, so any cached version will do).
 async fn offline_cached(
     st: &AppState,
     s: &crate::auth::Session,
@@ -129,17 +138,15 @@ async fn offline_cached(
     level: ThumbLevel,
 ) -> Option<(PathBuf, &'static str)> {
     let roots = s.roots.clone();
-    let rec = st
-        .db
+    st.db
         .read_async(move |c| files::accessible(c, id, &roots))
         .await
         .ok()??;
-    let key = ThumbKey {
-        file_id: id.0,
-        level,
-        fingerprint: rec.fingerprint(),
-    };
-    st.thumbs.cached(&key).map(|t| (t.path, t.content_type))
+    let thumbs = st.thumbs.clone();
+    tokio::task::spawn_blocking(move || thumbs.cached_any(id.0, level))
+        .await
+        .ok()?
+        .map(|t| (t.path, t.content_type))
 }
 
 async fn serve(
@@ -151,7 +158,9 @@ async fn serve(
     send_file(path, Some(ctype), method, headers)
         .await
         .map_err(|e| match e {
-            OpenError::Missing => Error::ThumbFailed("thumbnail vanished from the cache".into()).into(),
+            OpenError::Missing => {
+                Error::ThumbFailed("thumbnail vanished from the cache".into()).into()
+            }
             OpenError::Io(e) => Error::Internal(format!("thumbnail: {e}")).into(),
         })
 }
