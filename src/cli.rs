@@ -166,3 +166,34 @@ pub fn backup(cfg: &Config, to: Option<&Path>) -> Result<(), CliError> {
     );
     Ok(())
 }
+
+/// `isync trash list`: one line per entry.
+pub fn trash_list(cfg: &Config) -> Result<(), CliError> {
+    let db = open_db(cfg)?;
+    let entries = crate::trash::list(&db).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if entries.is_empty() {
+        println!("the trash is empty");
+    }
+    for e in entries {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            e.id, e.kind, e.deleted_at, e.original_path, e.name
+        );
+    }
+    Ok(())
+}
+
+/// `isync trash restore ID`: moves the entry back and rescans so it is
+/// listed again.
+pub fn trash_restore(cfg: &Config, id: i64) -> Result<(), CliError> {
+    let db = open_db(cfg)?;
+    let dest = crate::trash::restore(&db, id).map_err(|e| match e {
+        crate::error::Error::NotFound(m) => CliError::Usage(m),
+        other => CliError::Runtime(anyhow::anyhow!("{other}")),
+    })?;
+    println!("restored to {}", dest.display());
+    let scanner = Scanner::new(db.clone(), cfg.scan.clone());
+    let report = library::scan_libraries(&db, cfg, &scanner).context("rescan failed")?;
+    println!("scan: {report}");
+    Ok(())
+}

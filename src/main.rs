@@ -42,12 +42,25 @@ enum Cmd {
     },
     /// Validate and print the effective configuration.
     CheckConfig,
+    /// Deleted originals and folders kept on the library's disk.
+    Trash {
+        #[command(subcommand)]
+        cmd: TrashCmd,
+    },
     /// Write a consistent copy of the database (VACUUM INTO).
     Backup {
         /// Folder for the copy (default: <data_dir>/backups).
         #[arg(long)]
         to: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum TrashCmd {
+    /// List what is in the trash (id, deleted at, original path).
+    List,
+    /// Move an entry back where it was (a numbered name if that is taken).
+    Restore { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +95,10 @@ fn main() -> ExitCode {
             Ok(())
         }
         Cmd::Backup { to } => cli::backup(&cfg, to.as_deref()),
+        Cmd::Trash { cmd: TrashCmd::List } => cli::trash_list(&cfg),
+        Cmd::Trash {
+            cmd: TrashCmd::Restore { id },
+        } => cli::trash_restore(&cfg, id),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

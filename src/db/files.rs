@@ -124,7 +124,8 @@ pub struct KnownFile {
 /// scan must not take them for deleted files.
 pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>, DbError> {
     let mut st = c.prepare_cached(
-        "SELECT f.id, f.real_catalog_id, f.disk_name, f.size, f.mtime_ns FROM files f \
+        "SELECT f.id, f.real_catalog_id, f.disk_name, f.size, f.mtime_ns, f.inode, \
+         f.catalog_id = f.real_catalog_id, f.name = f.disk_name FROM files f \
          JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1 \
          AND f.status_origin <> 2",
     )?;

@@ -1,0 +1,750 @@
+//! Resumable uploads over real HTTP (spec §6.14–6.16, §9): chunked and
+//! resumed uploads with digests, refused offsets, a killed connection, a
+//! restart mid-upload, name collisions, traversal attempts and every bad
+//! input leaving the database and the disk unchanged.
+
+mod common;
+
+use common::{assert_err, data, Api, BAD_PARAM, NEED_LOGIN};
+use md5::Digest as _;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::time::Duration;
+
+// ------------------------------------------------------------------ harness
+// A server that can be restarted on the same data dir and configured
+// (limits, share lifetime), which `common::TestApp` does not offer.
+
+struct Server {
+    dir: tempfile::TempDir,
+    cfg: isync::config::Config,
+    running: Option<isync::app::Running>,
+    base: String,
+}
+
+impl Server {
+    /// User `alice` (and `bob`, who sees library `other`), library `lib`
+    /// with `a.jpg` and `sub/b.jpg`; logged in as alice.
+    async fn start(tune: impl FnOnce(&mut isync::config::Config)) -> (Server, Api) {
+        let dir = tempfile::Builder::new()
+            .prefix("isync-write-")
+            .tempdir()
+            .unwrap();
+        let media = dir.path().join("media");
+        common::write_file(&media.join("lib/a.jpg"), &common::jpeg(64, 48, 1, None));
+        common::write_file(&media.join("lib/sub/b.jpg"), &common::jpeg(32, 32, 2, None));
+        common::write_file(&media.join("other/c.jpg"), &common::jpeg(32, 32, 3, None));
+        let mut cfg = isync::config::Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().join("data"),
+            default_user_path: Some(dir.path().join("users")),
+            ..Default::default()
+        };
+        cfg.scan.threads = 2;
+        cfg.libraries = vec![
+            isync::config::LibraryConfig {
+                path: media.join("lib"),
+                users: vec!["alice".into()],
+                merge: true,
+            },
+            isync::config::LibraryConfig {
+                path: media.join("other"),
+                users: vec!["bob".into()],
+                merge: true,
+            },
+        ];
+        tune(&mut cfg);
+        let path = cfg.db_path();
+        tokio::task::spawn_blocking(move || {
+            let db = isync::db::Db::open(&path).unwrap();
+            for name in ["alice", "bob"] {
+                let hash = isync::auth::hash_password(common::PASSWORD);
+                db.write(|tx| isync::db::users::upsert(tx, name, &hash, isync::db::now()))
+                    .unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        let mut s = Server {
+            dir,
+            cfg,
+            running: None,
+            base: String::new(),
+        };
+        let api = s.boot().await;
+        (s, api)
+    }
+
+    async fn boot(&mut self) -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut running = isync::app::start(self.cfg.clone(), listener).await.unwrap();
+        running.wait_scanned().await;
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+        self.login("alice").await
+    }
+
+    /// Stops the server (draining) and starts it again on the same data.
+    async fn restart(&mut self) -> Api {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        self.boot().await
+    }
+
+    async fn login(&self, name: &str) -> Api {
+        let api = Api::new(&self.base);
+        let v = api
+            .get_json(
+                "/login.icc",
+                json!({"userName": name, "password": common::PASSWORD}),
+            )
+            .await;
+        assert_eq!(v["code"], 0, "{v}");
+        api
+    }
+
+    /// The session cookie value of a fresh login (for raw TCP requests).
+    async fn token(&self, name: &str) -> String {
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{}/login.icc", self.base))
+            .query(&[("userName", name), ("password", common::PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        let c = common::header(&r, "set-cookie");
+        c.split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("session=")
+            .to_string()
+    }
+
+    fn db(&self) -> &isync::db::Db {
+        &self.running.as_ref().unwrap().state.db
+    }
+
+    fn lib(&self) -> std::path::PathBuf {
+        self.dir.path().join("media/lib")
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().addr
+    }
+
+    /// Every row of the tables a write could change.
+    async fn snapshot(&self) -> String {
+        self.db()
+            .read_async(|c| {
+                let mut out = String::new();
+                for t in ["catalogs", "files", "share_links", "trash", "user_roots"] {
+                    let mut st = c.prepare(&format!("SELECT * FROM {t} ORDER BY 1"))?;
+                    let n = st.column_count();
+                    let mut rows = st.query([])?;
+                    while let Some(r) = rows.next()? {
+                        out.push_str(t);
+                        for i in 0..n {
+                            out.push_str(&format!(" {:?}", r.get_ref(i)?));
+                        }
+                        out.push('\n');
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Every path under the media dir and the data dir (files and folders).
+    fn tree(&self) -> Vec<String> {
+        let mut v: Vec<String> = walkdir::WalkDir::new(self.dir.path())
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|e| e.path().to_string_lossy().into_owned())
+            .filter(|p| !p.contains("isync.db"))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+async fn root_id(api: &Api) -> i64 {
+    common::id(&api.catalogs("-1").await[0])
+}
+
+// ------------------------------------------------------------------ helpers
+
+const BOUNDARY: &str = "isyncTestBoundary7MA4YWxkTrZu0gW";
+
+/// A multipart body: (field name, filename, bytes) per part.
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (name, file, bytes) in parts {
+        write!(
+            b,
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\""
+        )
+        .unwrap();
+        if let Some(f) = file {
+            write!(b, "; filename=\"{f}\"").unwrap();
+        }
+        b.extend_from_slice(b"\r\nContent-Type: application/octet-stream\r\n\r\n");
+        b.extend_from_slice(bytes);
+        b.extend_from_slice(b"\r\n");
+    }
+    write!(b, "--{BOUNDARY}--\r\n").unwrap();
+    b
+}
+
+async fn upload(api: &Api, query: Value, parts: &[(&str, Option<&str>, &[u8])]) -> Value {
+    let r = api
+        .http
+        .post(api.url("/uploadFile.icc"))
+        .query(&query)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart(parts))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+async fn announce(api: &Api, extra: Value) -> Value {
+    let mut p = json!({"cid": root_id(api).await, "name": "holiday.jpg", "size": 300000,
+        "type": 1, "ext": "jpg"});
+    for (k, v) in extra.as_object().unwrap() {
+        p[k] = v.clone();
+    }
+    api.post_form("/uploadFileInfo.icc", p).await
+}
+
+fn sha1_hex(b: &[u8]) -> String {
+    hex::encode(sha1::Sha1::digest(b))
+}
+
+fn md5_hex(b: &[u8]) -> String {
+    hex::encode(md5::Md5::digest(b))
+}
+
+fn payload(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+async fn uploading(api: &Api) -> Vec<Value> {
+    let v = api.get_json("/uploadingInfo.icc", json!({})).await;
+    data(&v).as_array().unwrap().clone()
+}
+
+fn staged(s: &Server) -> Vec<String> {
+    std::fs::read_dir(s.lib().join(".isync/uploads"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sends the head and the first `send` bytes of an `origin` part of
+/// `total` bytes over a raw connection, then closes it (a killed upload).
+async fn broken_upload(s: &Server, token: &str, id: i64, obp: usize, part: &[u8], send: usize) {
+    use tokio::io::AsyncWriteExt;
+    let full = multipart(&[("file", Some("origin"), part)]);
+    let head = format!(
+        "POST /uploadFile.icc?id={id}&obp={obp} HTTP/1.1\r\nHost: x\r\nCookie: session={token}\r\n\
+         Content-Type: multipart/form-data; boundary={BOUNDARY}\r\nContent-Length: {}\r\n\r\n",
+        full.len()
+    );
+    let mut c = tokio::net::TcpStream::connect(s.addr()).await.unwrap();
+    c.write_all(head.as_bytes()).await.unwrap();
+    // Cut inside the data, `send` bytes after the part's header.
+    let start = full.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let cut = start + send;
+    c.write_all(&full[..cut]).await.unwrap();
+    c.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(c);
+}
+
+/// The origin size `uploadingInfo.icc` reports once the server has synced
+/// what a broken request delivered (it settles within a moment).
+async fn settled_origin_size(api: &Api, id: i64) -> i64 {
+    let mut last = -1;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let list = uploading(api).await;
+        let f = list
+            .iter()
+            .find(|f| f["id"] == id)
+            .expect("still uploading");
+        let n = f["uploadingOriginSize"].as_i64().unwrap();
+        if n == last && n > 0 {
+            return n;
+        }
+        last = n;
+    }
+    panic!("uploadingOriginSize never settled");
+}
+
+// -------------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_upload_in_three_chunks_with_digests() {
+    let (s, api) = Server::start(|_| {}).await;
+    let body = payload(300_000, 1);
+    let thumb = common::jpeg(100, 80, 9, None);
+    let v = announce(&api, json!({"statusForThumb": 2, "memo": "m"})).await;
+    let f = data(&v);
+    let id = f["id"].as_i64().unwrap();
+    assert_eq!(f["uploadingOriginSize"], 0);
+    assert_eq!(f["uploadingThumbSize"], 0);
+    assert!(f.get("uploadingScreenSize").is_none(), "{f}");
+    assert_eq!(f["uploadUserId"].as_i64().is_some(), true);
+    // Invisible to files.icc while pending, listed by uploadingInfo.icc.
+    assert!(api.all_files().await.iter().all(|x| x["id"] != id));
+    assert_eq!(uploading(&api).await.len(), 1);
+
+    // Chunk 1 with sha1 of what is stored.
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": 0, "cm": "SHA1"}),
+        &[("origin", Some("origin"), &body[..100_000])],
+    )
+    .await;
+    assert_eq!(
+        data(&v)["check"]["origin"],
+        sha1_hex(&body[..100_000]),
+        "{v}"
+    );
+    assert!(data(&v)["check"].get("thumb").is_none());
+
+    // An offset past what is stored is refused and writes nothing.
+    let before = s.snapshot().await;
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": 150_000}),
+        &[("origin", Some("origin"), &body[150_000..])],
+    )
+    .await;
+    assert_err(&v, BAD_PARAM);
+    assert_eq!(s.snapshot().await, before);
+
+    // Chunk 2 with md5 of the whole stored part (earlier bytes included).
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": 100_000, "cm": "md5"}),
+        &[("origin", Some("origin"), &body[100_000..200_000])],
+    )
+    .await;
+    assert_eq!(
+        data(&v)["check"]["origin"],
+        md5_hex(&body[..200_000]),
+        "{v}"
+    );
+
+    // An earlier offset rewrites the tail: resend 150k.. with the last chunk.
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": 150_000, "tbp": 0, "cm": "sha1"}),
+        &[
+            ("comment", None, b"ignored"),
+            ("origin", Some("origin"), &body[150_000..]),
+            ("x", Some("thumb"), &thumb),
+        ],
+    )
+    .await;
+    let d = data(&v);
+    assert_eq!(d["check"]["origin"], sha1_hex(&body), "{v}");
+    assert_eq!(d["check"]["thumb"], sha1_hex(&thumb), "{v}");
+    assert_eq!(d["fileInfo"]["size"], 300_000);
+    assert!(d["fileInfo"].get("uploadingOriginSize").is_none());
+
+    // Complete: listed, downloadable byte for byte, nothing staged.
+    assert!(uploading(&api).await.is_empty());
+    let listed = api.all_files().await;
+    let f = listed
+        .iter()
+        .find(|x| x["id"] == id)
+        .expect("visible after completion");
+    assert_eq!(f["name"], "holiday.jpg");
+    assert_eq!(f["memo"], "m");
+    let got = api.download(id, &[]).await.bytes().await.unwrap();
+    assert_eq!(&got[..], &body[..]);
+    assert!(staged(&s).is_empty(), "{:?}", staged(&s));
+    let t = isync::upload::uploaded_thumb_path(
+        &s.cfg.thumb_dir(),
+        isync::model::FileId(id),
+        isync::model::ThumbLevel::Small,
+    );
+    assert_eq!(std::fs::read(t).unwrap(), thumb);
+    // The original sits in the catalog folder under a server-made name.
+    let on_disk: Vec<String> = std::fs::read_dir(s.lib())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(&format!("_{id}.jpg")))
+        .collect();
+    assert_eq!(on_disk.len(), 1, "{on_disk:?}");
+    assert_eq!(std::fs::read(s.lib().join(&on_disk[0])).unwrap(), body);
+
+    // The spec lets a completed part be appended to with the right offset.
+    let more = payload(1000, 2);
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": 300_000, "cm": "sha1"}),
+        &[("origin", Some("origin"), &more)],
+    )
+    .await;
+    let mut all = body.clone();
+    all.extend_from_slice(&more);
+    assert_eq!(data(&v)["check"]["origin"], sha1_hex(&all));
+    assert_eq!(data(&v)["fileInfo"]["size"], 301_000);
+    assert_eq!(
+        api.download(id, &[]).await.bytes().await.unwrap().len(),
+        301_000
+    );
+    // A rescan keeps the record (same id) and adds nothing.
+    let n_before = api.all_files().await.len();
+    let st = s.running.as_ref().unwrap().state.clone();
+    tokio::task::spawn_blocking(move || {
+        let plan = st.plan.read().unwrap().clone();
+        st.scanner.scan_plan(&plan).unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(api.all_files().await.len(), n_before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_connection_mid_chunk_then_resume() {
+    let (s, api) = Server::start(|_| {}).await;
+    let body = payload(2_000_000, 3);
+    let v = announce(&api, json!({"size": 2_000_000})).await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let token = s.token("alice").await;
+    broken_upload(&s, &token, id, 0, &body, 700_000).await;
+    let n = settled_origin_size(&api, id).await;
+    assert!(n > 0 && n <= 700_000, "{n}");
+    // Still pending and invisible.
+    assert!(api.all_files().await.iter().all(|x| x["id"] != id));
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": n, "cm": "sha1"}),
+        &[("origin", Some("origin"), &body[n as usize..])],
+    )
+    .await;
+    assert_eq!(data(&v)["check"]["origin"], sha1_hex(&body), "{v}");
+    assert_eq!(
+        api.download(id, &[]).await.bytes().await.unwrap().len(),
+        body.len()
+    );
+    assert!(staged(&s).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_mid_upload_then_resume() {
+    let (mut s, api) = Server::start(|_| {}).await;
+    let body = payload(1_500_000, 4);
+    let v = announce(&api, json!({"size": 1_500_000, "statusForScreen": 2})).await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let token = s.token("alice").await;
+    broken_upload(&s, &token, id, 0, &body, 500_000).await;
+    let n = settled_origin_size(&api, id).await;
+    drop(api);
+    let api = s.restart().await;
+    // After the restart the stored size is what was synced before.
+    let list = uploading(&api).await;
+    let f = list
+        .iter()
+        .find(|f| f["id"] == id)
+        .expect("pending after restart");
+    assert_eq!(f["uploadingOriginSize"], n);
+    assert_eq!(f["uploadingScreenSize"], 0);
+    let screen = common::jpeg(400, 300, 5, None);
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": n, "cm": "md5"}),
+        &[
+            ("origin", Some("origin"), &body[n as usize..]),
+            ("screen", Some("screen"), &screen),
+        ],
+    )
+    .await;
+    assert_eq!(data(&v)["check"]["origin"], md5_hex(&body), "{v}");
+    assert_eq!(data(&v)["check"]["screen"], md5_hex(&screen), "{v}");
+    assert!(uploading(&api).await.is_empty());
+    let got = api.download(id, &[]).await.bytes().await.unwrap();
+    assert_eq!(&got[..], &body[..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn name_collisions_never_overwrite() {
+    let (s, api) = Server::start(|_| {}).await;
+    let v = announce(&api, json!({"name": "a.jpg", "ext": "JPG"})).await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let date = isync::upload::civil_date(data(&v)["uploadTime"].as_i64().unwrap());
+    // Someone puts a file exactly where the server would name the upload.
+    let squatter = s.lib().join(format!("{date}_{id}.jpg"));
+    std::fs::write(&squatter, b"do not touch").unwrap();
+    let body = payload(5000, 6);
+    let v = upload(
+        &api,
+        json!({"id": id}),
+        &[("origin", Some("origin"), &body)],
+    )
+    .await;
+    data(&v);
+    assert_eq!(std::fs::read(&squatter).unwrap(), b"do not touch");
+    assert_eq!(
+        std::fs::read(s.lib().join(format!("{date}_{id}_1.jpg"))).unwrap(),
+        body
+    );
+    // Same display name as an existing file: a second record, its own file.
+    let v2 = announce(&api, json!({"name": "a.jpg"})).await;
+    let id2 = data(&v2)["id"].as_i64().unwrap();
+    let v = upload(
+        &api,
+        json!({"id": id2}),
+        &[("origin", Some("origin"), b"second")],
+    )
+    .await;
+    data(&v);
+    assert_eq!(
+        std::fs::read(s.lib().join("a.jpg")).unwrap(),
+        common::jpeg(64, 48, 1, None)
+    );
+    assert_eq!(
+        api.download(id2, &[]).await.bytes().await.unwrap(),
+        "second"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traversal_attempts_are_refused_or_made_harmless() {
+    let (s, api) = Server::start(|_| {}).await;
+    let before = s.snapshot().await;
+    let tree = s.tree();
+    let long = "x".repeat(101);
+    for bad in [
+        json!({"name": long}),
+        json!({"name": ""}),
+        json!({"ext": "../../../etc/x"}),
+        json!({"ext": "abcdefghijk"}),
+        json!({"cid": "../1"}),
+        json!({"size": -1}),
+        json!({"type": 3}),
+        json!({"type": "1/.."}),
+        json!({"size": 1_u64 << 62}),
+    ] {
+        let v = announce(&api, bad.clone()).await;
+        assert_err(&v, BAD_PARAM);
+    }
+    assert_eq!(s.snapshot().await, before);
+    assert_eq!(s.tree(), tree);
+
+    // Hostile display names and extensions never reach the disk: the name
+    // on disk is the server's, the extension is cleaned.
+    for (name, ext) in [
+        ("../../../etc/passwd", "../x"),
+        ("/abs/path", "a\0b"),
+        ("nul\0name", "j/p/g"),
+    ] {
+        let v = announce(&api, json!({"name": name, "ext": ext})).await;
+        let id = data(&v)["id"].as_i64().unwrap();
+        let v = upload(
+            &api,
+            json!({"id": id}),
+            &[("origin", Some("origin"), b"data")],
+        )
+        .await;
+        assert_eq!(data(&v)["fileInfo"]["name"], name);
+        let path: String = s
+            .db()
+            .read_async(move |c| {
+                Ok(isync::db::files::by_id(c, isync::model::FileId(id))?
+                    .unwrap()
+                    .path)
+            })
+            .await
+            .unwrap();
+        let p = std::path::Path::new(&path);
+        assert_eq!(p.parent().unwrap(), s.lib(), "{path}");
+        let fname = p.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(
+            fname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)),
+            "{fname}"
+        );
+    }
+    // Part names that try to be paths are not roles.
+    let v = announce(&api, json!({})).await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let before = s.snapshot().await;
+    for f in ["../origin", "/etc/origin", "origin\0", "x/../../origin"] {
+        let v = upload(&api, json!({"id": id}), &[("file", Some(f), b"x")]).await;
+        assert_err(&v, BAD_PARAM);
+    }
+    assert_eq!(s.snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_changes_nothing() {
+    let (s, api) = Server::start(|c| c.upload.max_thumb_bytes = 1000).await;
+    let v = announce(&api, json!({"statusForThumb": 2})).await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let imported = api.file_id("a.jpg").await;
+    let bob = s.login("bob").await;
+    let before = s.snapshot().await;
+    let tree = s.tree();
+    let anon = Api::new(&s.base);
+
+    // No session: −10001 before anything else.
+    let p = json!({"cid": root_id(&api).await, "name": "n", "size": 1, "type": 1, "ext": ""});
+    assert_err(&anon.post_form("/uploadFileInfo.icc", p).await, NEED_LOGIN);
+    assert_err(
+        &anon.get_json("/uploadingInfo.icc", json!({})).await,
+        NEED_LOGIN,
+    );
+    assert_err(
+        &upload(
+            &anon,
+            json!({"id": id}),
+            &[("origin", Some("origin"), b"x")],
+        )
+        .await,
+        NEED_LOGIN,
+    );
+    // Missing required parameters.
+    for missing in ["cid", "name", "size", "type", "ext"] {
+        let mut p =
+            json!({"cid": root_id(&api).await, "name": "n", "size": 1, "type": 1, "ext": "jpg"});
+        p.as_object_mut().unwrap().remove(missing);
+        assert_err(&api.post_form("/uploadFileInfo.icc", p).await, BAD_PARAM);
+    }
+    // A catalog of another user's library.
+    let foreign = root_id(&bob).await;
+    assert_err(&announce(&api, json!({"cid": foreign})).await, BAD_PARAM);
+    assert_err(&announce(&api, json!({"cid": 999_999})).await, BAD_PARAM);
+
+    let part: &[u8] = b"hello";
+    // uploadFile: no id, bad id, foreign file, imported original.
+    assert_err(
+        &upload(&api, json!({}), &[("origin", Some("origin"), part)]).await,
+        BAD_PARAM,
+    );
+    assert_err(
+        &upload(
+            &api,
+            json!({"id": "x"}),
+            &[("origin", Some("origin"), part)],
+        )
+        .await,
+        BAD_PARAM,
+    );
+    assert_err(
+        &upload(
+            &api,
+            json!({"id": 999_999}),
+            &[("origin", Some("origin"), part)],
+        )
+        .await,
+        BAD_PARAM,
+    );
+    assert_err(
+        &upload(&bob, json!({"id": id}), &[("origin", Some("origin"), part)]).await,
+        BAD_PARAM,
+    );
+    assert_err(
+        &upload(
+            &api,
+            json!({"id": imported}),
+            &[("origin", Some("origin"), part)],
+        )
+        .await,
+        BAD_PARAM,
+    );
+    // Offsets past the stored size; a negative offset.
+    assert_err(
+        &upload(
+            &api,
+            json!({"id": id, "obp": 1}),
+            &[("origin", Some("origin"), part)],
+        )
+        .await,
+        BAD_PARAM,
+    );
+    assert_err(
+        &upload(
+            &api,
+            json!({"id": id, "tbp": 7}),
+            &[("thumb", Some("thumb"), part)],
+        )
+        .await,
+        BAD_PARAM,
+    );
+    assert_err(
+        &upload(
+            &api,
+            json!({"id": id, "obp": -1}),
+            &[("origin", Some("origin"), part)],
+        )
+        .await,
+        BAD_PARAM,
+    );
+    // Unknown role, not multipart, malformed multipart.
+    assert_err(
+        &upload(&api, json!({"id": id}), &[("f", Some("poster"), part)]).await,
+        BAD_PARAM,
+    );
+    let r = api
+        .send_raw(
+            reqwest::Method::POST,
+            &format!("/uploadFile.icc?id={id}"),
+            "application/octet-stream",
+            "raw",
+        )
+        .await;
+    assert_err(&r.json().await.unwrap(), BAD_PARAM);
+    let r = api
+        .send_raw(
+            reqwest::Method::POST,
+            &format!("/uploadFile.icc?id={id}"),
+            &format!("multipart/form-data; boundary={BOUNDARY}"),
+            "garbage without a boundary line",
+        )
+        .await;
+    assert_err(&r.json().await.unwrap(), BAD_PARAM);
+    // Too many parts (all plain fields, so nothing is written).
+    let many: Vec<(&str, Option<&str>, &[u8])> = (0..20).map(|_| ("f", None, part)).collect();
+    assert_err(&upload(&api, json!({"id": id}), &many).await, BAD_PARAM);
+    // Wrong method.
+    let r = api.get("/uploadFile.icc", json!({"id": id})).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(s.snapshot().await, before);
+    assert_eq!(s.tree(), tree);
+
+    // A thumbnail over the configured limit is refused (the bytes under
+    // the limit stay staged, as for any broken request; status stays 2).
+    let big = vec![7u8; 5000];
+    assert_err(
+        &upload(&api, json!({"id": id}), &[("thumb", Some("thumb"), &big)]).await,
+        BAD_PARAM,
+    );
+    let list = uploading(&api).await;
+    assert!(list[0]["uploadingThumbSize"].as_i64().unwrap() <= 1000);
+}
