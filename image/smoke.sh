@@ -59,7 +59,8 @@ password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 printf '%s\n' "$password" | run --config "$work/isync.toml" user add smoke --password-stdin
 echo "smoke: user add: ok"
 
-run --config "$work/isync.toml" serve >"$work/serve.log" 2>&1 &
+# Not through run(): $! must be qemu itself, which gets the SIGTERM below.
+"$qemu" -L "$prefix" "$bin" --config "$work/isync.toml" serve >"$work/serve.log" 2>&1 &
 server=$!
 for _ in $(seq 1 120); do
 	curl -s -o /dev/null "http://127.0.0.1:$port/" && break
@@ -73,6 +74,16 @@ echo "smoke: login.icc: ${login:0:120}"
 files=$(curl -s -b "$work/cookies" "http://127.0.0.1:$port/files.icc?pageIndex=0")
 echo "smoke: files.icc: ${files:0:120}"
 [[ "$files" == *'"code":0'* ]] || { echo "smoke: FAIL: files.icc"; exit 1; }
+id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["data"]["list"][0]["id"])' "$files")
+code=$(curl -s -b "$work/cookies" -o "$work/thumb" -w '%{http_code}' "http://127.0.0.1:$port/thumbnail.icc?id=$id&level=0")
+magic=$(head -c 3 "$work/thumb" | od -An -tx1 | tr -d ' ')
+if [ "$code" = 404 ] && [ "$magic" != ffd8ff ]; then
+	skip "binary has no thumbnail.icc (404)"
+else
+	[ "$magic" = ffd8ff ] || [ "$magic" = 89504e ] ||
+		{ echo "smoke: FAIL: thumbnail.icc: HTTP $code, not an image ($magic)"; exit 1; }
+	echo "smoke: thumbnail.icc: $(stat -c %s "$work/thumb") B image"
+fi
 
 kill -TERM "$server"
 for _ in $(seq 1 40); do kill -0 "$server" 2>/dev/null || break; sleep 0.25; done
@@ -81,4 +92,12 @@ rc=0; wait "$server" || rc=$?
 server=""
 [ "$rc" = 0 ] || { tail -n 20 "$work/serve.log"; echo "smoke: FAIL: serve exited $rc after SIGTERM"; exit 1; }
 echo "smoke: SIGTERM: clean exit"
+
+if run backup --help >/dev/null 2>&1; then
+	run --config "$work/isync.toml" backup --to "$work/backup" >/dev/null
+	ls "$work/backup" | grep -q . || { echo "smoke: FAIL: backup wrote nothing"; exit 1; }
+	echo "smoke: backup: $(ls "$work/backup")"
+else
+	skip "binary has no backup"
+fi
 echo "smoke: passed${skipped:+ (skipped: ${skipped[*]})}"
