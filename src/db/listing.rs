@@ -30,6 +30,9 @@ struct Entry {
 /// A snapshot of the visible files (no status 2) in id order.
 pub struct ListIndex {
     entries: Vec<Entry>,
+    /// Distinct root ids of `entries`: when a query covers them all and has
+    /// no other filter, a page is a plain slice of the sort order.
+    roots: Vec<i64>,
     /// Orders for sort values −5..=5 (index = sort + 5); 0 is id order.
     orders: [OnceLock<Vec<u32>>; 11],
 }
@@ -85,10 +88,18 @@ impl ListIndex {
             })
         })?;
         let entries = rows.collect::<Result<Vec<_>, _>>()?;
-        Ok(ListIndex {
+        Ok(ListIndex::new(entries))
+    }
+
+    fn new(entries: Vec<Entry>) -> ListIndex {
+        let mut roots: Vec<i64> = entries.iter().map(|e| e.root).collect();
+        roots.sort_unstable();
+        roots.dedup();
+        ListIndex {
             entries,
+            roots,
             orders: Default::default(),
-        })
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -128,6 +139,20 @@ impl ListIndex {
     /// Ids of the page and the total number of matches.
     pub fn page(&self, q: &Query) -> (Vec<FileId>, usize) {
         let roots: Vec<i64> = q.roots.iter().map(|r| r.0).collect();
+        let unfiltered = q.pids.is_none()
+            && q.types.is_none()
+            && q.uploader.is_none()
+            && self.roots.iter().all(|r| roots.contains(r));
+        if unfiltered {
+            let order = self.order(q.sort);
+            let page = order
+                .iter()
+                .skip(q.offset)
+                .take(q.limit)
+                .map(|&i| FileId(self.entries[i as usize].id))
+                .collect();
+            return (page, order.len());
+        }
         let pids: Option<std::collections::HashSet<i64>> =
             q.pids.as_ref().map(|p| p.iter().copied().collect());
         let types = q.types.as_deref();
@@ -202,10 +227,7 @@ mod tests {
     }
 
     fn index(entries: Vec<Entry>) -> ListIndex {
-        ListIndex {
-            entries,
-            orders: Default::default(),
-        }
+        ListIndex::new(entries)
     }
 
     fn ids(v: Vec<FileId>) -> Vec<i64> {
