@@ -1,2 +1,230 @@
-//! Upload throughput benchmark (issue 3); filled in below.
-fn main() {}
+//! Upload benchmark (issue 3): throughput of `uploadFile.icc` over loopback
+//! for a 1 GiB original, against `cat file > dest` on the same disk measured
+//! in the same run (also `cat` followed by an fsync, since the server syncs
+//! before it acknowledges). Each figure is the median of `RUNS`; the source
+//! file is in the page cache for every run. Prints both and the ratio.
+//! Run: `cargo bench --bench upload` (needs ~2 GiB free in the temp dir;
+//! `ISYNC_BENCH_DIR` picks another disk).
+
+use isync::config::{Config, LibraryConfig};
+use isync::db::{users, Db};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const SIZE: u64 = 1 << 30;
+const RUNS: usize = 3;
+const BOUNDARY: &str = "isyncBenchBoundary0123456789";
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn mb_s(d: Duration) -> f64 {
+    SIZE as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+/// A 1 GiB file of varied bytes (not zeros: no file system shortcut).
+fn make_source(path: &Path) {
+    let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for b in block.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    for i in 0..(SIZE >> 20) {
+        block[0..8].copy_from_slice(&i.to_le_bytes());
+        f.write_all(&block).unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// `cat src > dest`, optionally followed by an fsync of dest.
+fn cat_once(src: &Path, dest: &Path, sync: bool) -> Duration {
+    let t = Instant::now();
+    let out = std::fs::File::create(dest).unwrap();
+    let st = std::process::Command::new("cat")
+        .arg(src)
+        .stdout(out.try_clone().unwrap())
+        .status()
+        .expect("cat");
+    assert!(st.success());
+    if sync {
+        out.sync_all().unwrap();
+    }
+    let d = t.elapsed();
+    std::fs::remove_file(dest).unwrap();
+    d
+}
+
+async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool) -> Duration {
+    let v: serde_json::Value = client
+        .post(format!("{base}/uploadFileInfo.icc"))
+        .form(&[
+            ("cid", "1"),
+            ("name", "big.bin"),
+            ("size", &SIZE.to_string()),
+            ("type", "16"),
+            ("ext", "bin"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["data"]["id"].as_i64().expect("announced");
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"origin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    );
+    let tail = format!("\r\n--{BOUNDARY}--\r\n");
+    let len = head.len() as u64 + SIZE + tail.len() as u64;
+    let file = tokio::fs::File::open(src).await.unwrap();
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
+        .chain(tokio_util::io::ReaderStream::with_capacity(
+            file,
+            256 * 1024,
+        ))
+        .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(tail))]));
+    let q = if cm { "&cm=sha1" } else { "" };
+    let t = Instant::now();
+    let r: serde_json::Value = client
+        .post(format!("{base}/uploadFile.icc?id={id}{q}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header("content-length", len)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let d = t.elapsed();
+    assert_eq!(r["code"], 0, "{r}");
+    assert_eq!(r["data"]["fileInfo"]["size"], SIZE);
+    // Free the space for the next run.
+    let del: serde_json::Value = client
+        .post(format!("{base}/deleteFiles.icc"))
+        .form(&[("ids", id.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(del["code"], 0);
+    d
+}
+
+use futures_util::StreamExt;
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let base_dir = std::env::var_os("ISYNC_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("isync-upload-bench-")
+        .tempdir_in(base_dir)
+        .unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let src = dir.path().join("source.bin");
+    make_source(&src);
+
+    let cats: Vec<Duration> = (0..RUNS)
+        .map(|_| cat_once(&src, &lib.join("copy"), false))
+        .collect();
+    let cats_sync: Vec<Duration> = (0..RUNS)
+        .map(|_| cat_once(&src, &lib.join("copy"), true))
+        .collect();
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (up, up_sha1) = rt.block_on(async {
+        let cfg = Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().join("data"),
+            libraries: vec![LibraryConfig {
+                path: lib.clone(),
+                users: vec!["bench".into()],
+                merge: true,
+            }],
+            ..Config::default()
+        };
+        {
+            let db = Db::open(&cfg.db_path()).unwrap();
+            let hash = isync::auth::hash_password("bench");
+            db.write(|tx| users::upsert(tx, "bench", &hash, isync::db::now()))
+                .unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut running = isync::app::start(cfg, listener).await.unwrap();
+        running.wait_scanned().await;
+        let base = format!("http://{}", running.addr);
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .no_proxy()
+            .timeout(Duration::from_secs(600))
+            .build()
+            .unwrap();
+        let v: serde_json::Value = client
+            .get(format!("{base}/login.icc?userName=bench&password=bench"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["code"], 0);
+        let mut up = Vec::new();
+        let mut up_sha1 = Vec::new();
+        for _ in 0..RUNS {
+            up.push(upload_once(&client, &base, &src, false).await);
+            up_sha1.push(upload_once(&client, &base, &src, true).await);
+        }
+        running.stop().await.unwrap();
+        (up, up_sha1)
+    });
+
+    let (c, cs, u, us) = (median(cats), median(cats_sync), median(up), median(up_sha1));
+    println!("upload benchmark: 1 GiB original, loopback, median of {RUNS}");
+    println!(
+        "  cat file > dest              {:7.3} s  {:7.0} MiB/s",
+        c.as_secs_f64(),
+        mb_s(c)
+    );
+    println!(
+        "  cat file > dest; fsync       {:7.3} s  {:7.0} MiB/s",
+        cs.as_secs_f64(),
+        mb_s(cs)
+    );
+    println!(
+        "  uploadFile.icc               {:7.3} s  {:7.0} MiB/s",
+        u.as_secs_f64(),
+        mb_s(u)
+    );
+    println!(
+        "  uploadFile.icc cm=sha1       {:7.3} s  {:7.0} MiB/s",
+        us.as_secs_f64(),
+        mb_s(us)
+    );
+    println!(
+        "  ratio upload / cat: {:.0}%   upload / (cat + fsync): {:.0}%   with sha1 / (cat + fsync): {:.0}%",
+        100.0 * mb_s(u) / mb_s(c),
+        100.0 * mb_s(u) / mb_s(cs),
+        100.0 * mb_s(us) / mb_s(cs)
+    );
+}

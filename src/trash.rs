@@ -66,29 +66,53 @@ fn delete_one(
 ) -> Result<()> {
     let library = library_of_catalog(db, rec.real_catalog_id)?;
     let now = db::now();
-    if rec.status_origin == 2 {
-        // A partial upload: there is no original yet, only staged bytes.
-        db.write(|tx| files::delete(tx, rec.id))?;
-        let _ = std::fs::remove_file(staging_origin_path(&library, rec.id));
-    } else if keep_on_disk {
+    let pending = rec.status_origin == 2;
+    // A pending original has its bytes staged (maybe a whole earlier
+    // version being re-uploaded): they go to the trash too, restorable
+    // into the catalog folder under the name completion would have chosen.
+    let (from, original) = if pending {
+        let folder = Path::new(&rec.path).parent().unwrap_or(Path::new("/"));
+        let name = crate::upload::numbered(
+            &format!(
+                "{}_{}",
+                crate::upload::civil_date(rec.upload_time.unwrap_or(now)),
+                rec.id.0
+            ),
+            &crate::upload::safe_ext(&rec.ext),
+            0,
+        );
+        (
+            staging_origin_path(&library, rec.id),
+            folder.join(name).to_string_lossy().into_owned(),
+        )
+    } else {
+        (PathBuf::from(&rec.path), rec.path.clone())
+    };
+    if keep_on_disk && !pending {
         db.write(|tx| files::delete(tx, rec.id))?;
     } else {
         let dir = trash_dir(&library);
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
-        let disk_name = Path::new(&rec.path)
+        let base = Path::new(&original)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let to = dir.join(stamp_name(now, &disk_name));
+        let to = dir.join(stamp_name(now, &base));
         let moved = std::cell::Cell::new(false);
         let r = db.write(|tx| {
             files::delete(tx, rec.id)?;
-            match std::fs::rename(&rec.path, &to) {
+            match std::fs::rename(&from, &to) {
                 Ok(()) => moved.set(true),
-                // Already gone from disk: only the record remains to drop.
+                // Nothing on disk (gone, or no byte uploaded yet): only the
+                // record remains to drop.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(DbError::Join(format!("move {} to trash: {e}", rec.path))),
+                Err(e) => {
+                    return Err(DbError::Join(format!(
+                        "move {} to trash: {e}",
+                        from.display()
+                    )))
+                }
             }
             trash::insert(
                 tx,
@@ -96,7 +120,7 @@ fn delete_one(
                     id: 0,
                     kind: "file".into(),
                     trash_path: to.to_string_lossy().into_owned(),
-                    original_path: rec.path.clone(),
+                    original_path: original.clone(),
                     name: rec.name.clone(),
                     size: Some(rec.size),
                     deleted_by: user,
@@ -107,7 +131,7 @@ fn delete_one(
         });
         if let Err(e) = r {
             if moved.get() {
-                let _ = std::fs::rename(&to, &rec.path);
+                let _ = std::fs::rename(&to, &from);
             }
             return Err(e.into());
         }

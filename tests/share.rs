@@ -12,6 +12,8 @@ use std::time::Duration;
 // A server that can be restarted on the same data dir and configured
 // (limits, share lifetime), which `common::TestApp` does not offer.
 
+// Each test file uses a different part of the harness.
+#[allow(dead_code)]
 struct Server {
     dir: tempfile::TempDir,
     cfg: isync::config::Config,
@@ -19,6 +21,7 @@ struct Server {
     base: String,
 }
 
+#[allow(dead_code)]
 impl Server {
     /// User `alice` (and `bob`, who sees library `other`), library `lib`
     /// with `a.jpg` and `sub/b.jpg`; logged in as alice.
@@ -168,6 +171,7 @@ impl Server {
     }
 }
 
+#[allow(dead_code)]
 async fn root_id(api: &Api) -> i64 {
     common::id(&api.catalogs("-1").await[0])
 }

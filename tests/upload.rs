@@ -15,6 +15,8 @@ use std::time::Duration;
 // A server that can be restarted on the same data dir and configured
 // (limits, share lifetime), which `common::TestApp` does not offer.
 
+// Each test file uses a different part of the harness.
+#[allow(dead_code)]
 struct Server {
     dir: tempfile::TempDir,
     cfg: isync::config::Config,
@@ -22,6 +24,7 @@ struct Server {
     base: String,
 }
 
+#[allow(dead_code)]
 impl Server {
     /// User `alice` (and `bob`, who sees library `other`), library `lib`
     /// with `a.jpg` and `sub/b.jpg`; logged in as alice.
@@ -171,6 +174,7 @@ impl Server {
     }
 }
 
+#[allow(dead_code)]
 async fn root_id(api: &Api) -> i64 {
     common::id(&api.catalogs("-1").await[0])
 }

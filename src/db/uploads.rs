@@ -82,10 +82,13 @@ pub fn pending_of_user(c: &Connection, user: UserId) -> Result<Vec<FileId>, DbEr
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-/// Files whose original is still pending and untouched since `before`.
+/// Files whose original is still pending and that were announced before
+/// `before` (the caller also checks the staged bytes' mtime). Not by
+/// `last_modify`: the client may set that to any time.
 pub fn stale_pending(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
     let mut st = c.prepare_cached(
-        "SELECT id FROM files WHERE status_origin = 2 AND last_modify < ?1 ORDER BY id",
+        "SELECT id FROM files WHERE status_origin = 2 AND coalesce(upload_time, 0) < ?1 \
+         ORDER BY id",
     )?;
     let rows = st.query_map([before], |r| Ok(FileId(r.get(0)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -95,7 +98,7 @@ pub fn stale_pending(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError
 pub fn stale_thumbs(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT id FROM files WHERE status_origin <> 2 AND (status_thumb = 2 OR \
-         status_screen = 2) AND last_modify < ?1 ORDER BY id",
+         status_screen = 2) AND coalesce(upload_time, 0) < ?1 ORDER BY id",
     )?;
     let rows = st.query_map([before], |r| Ok(FileId(r.get(0)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
