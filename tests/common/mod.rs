@@ -624,7 +624,8 @@ pub fn ffmpeg_available() -> bool {
 pub enum Av {
     /// 320×240, 2 s, H.264 + AAC.
     Mp4,
-    /// 320×240 stored, 2 s, H.264, tagged rotate=90 (displayed 240×320).
+    /// 320×240 stored, 2 s, H.264, with a display matrix turning it a
+    /// quarter (displayed 240×320); see [`av_orientation`] for which way.
     Mp4Rotated,
     /// 1.5 s AAC in MP4.
     M4a,
@@ -632,82 +633,49 @@ pub enum Av {
     Mp3,
 }
 
-fn make_av(kind: Av) -> Vec<u8> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (name, args): (&str, &[&str]) = match kind {
-        Av::Mp4 => (
-            "v.mp4",
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=320x240:rate=10:duration=2",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:duration=2",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-shortest",
-                "-movflags",
-                "+faststart",
-            ],
-        ),
-        Av::Mp4Rotated => (
-            "r.mp4",
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=320x240:rate=10:duration=2",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-                "-metadata:s:v:0",
-                "rotate=90",
-            ],
-        ),
-        Av::M4a => (
-            "a.m4a",
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:duration=1.5",
-                "-c:a",
-                "aac",
-            ],
-        ),
-        Av::Mp3 => (
-            "a.mp3",
-            &[
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=frequency=440:duration=1.5",
-                "-c:a",
-                "libmp3lame",
-            ],
-        ),
-    };
-    let out = dir.path().join(name);
+fn ffmpeg(dir: &Path, args: &str) {
     let st = Command::new("ffmpeg")
+        .current_dir(dir)
         .args(["-hide_banner", "-loglevel", "error", "-y"])
-        .args(args)
-        .arg(&out)
+        .args(args.split_whitespace())
         .status()
         .expect("run ffmpeg");
-    assert!(st.success(), "ffmpeg failed making {kind:?}");
-    std::fs::read(&out).expect("read ffmpeg output")
+    assert!(st.success(), "ffmpeg {args} failed");
+}
+
+fn make_av(kind: Av) -> Vec<u8> {
+    const VIDEO_IN: &str = "-f lavfi -i testsrc=size=320x240:rate=10:duration=2";
+    const H264: &str = "-c:v libx264 -preset ultrafast -pix_fmt yuv420p";
+    const TONE: &str = "-f lavfi -i sine=frequency=440:duration=1.5";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let name = match kind {
+        Av::Mp4 => {
+            ffmpeg(
+                d,
+                &format!(
+                    "{VIDEO_IN} -f lavfi -i sine=frequency=440:duration=2 {H264} -c:a aac \
+                     -shortest -movflags +faststart out.mp4"
+                ),
+            );
+            "out.mp4"
+        }
+        Av::Mp4Rotated => {
+            // The rotate tag only becomes a display matrix on a stream copy.
+            ffmpeg(d, &format!("{VIDEO_IN} {H264} plain.mp4"));
+            ffmpeg(d, "-i plain.mp4 -c copy -metadata:s:v:0 rotate=90 out.mp4");
+            "out.mp4"
+        }
+        Av::M4a => {
+            ffmpeg(d, &format!("{TONE} -c:a aac out.m4a"));
+            "out.m4a"
+        }
+        Av::Mp3 => {
+            ffmpeg(d, &format!("{TONE} -c:a libmp3lame out.mp3"));
+            "out.mp3"
+        }
+    };
+    std::fs::read(d.join(name)).expect("read ffmpeg output")
 }
 
 /// The bytes of an audio/video fixture, or None (after a message) when
@@ -726,4 +694,33 @@ pub fn av(kind: Av) -> Option<&'static [u8]> {
     let bytes: &'static [u8] = Box::leak(make_av(kind).into_boxed_slice());
     g.push((kind, bytes));
     Some(bytes)
+}
+
+/// The orientation (spec §2.4) a video fixture's display matrix calls for,
+/// as ffprobe reads it (its `rotation` is counter-clockwise degrees). The
+/// direction ffmpeg gives a `rotate` tag changed between versions, so the
+/// tests ask ffprobe rather than assume.
+pub fn av_orientation(bytes: &[u8]) -> Option<i64> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v.mp4");
+    std::fs::write(&path, bytes).expect("write fixture");
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream_side_data=rotation",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&path)
+        .output()
+        .expect("run ffprobe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let ccw: i64 = text.trim().trim_end_matches(',').parse().ok()?;
+    match ccw.rem_euclid(360) {
+        90 => Some(8),
+        180 => Some(3),
+        270 => Some(6),
+        _ => None,
+    }
 }

@@ -1,0 +1,368 @@
+//! `downFile.icc` / `downFile.icc.<ext>` (spec §6.11, §7): whole files, the
+//! Range checklist, HEAD, conditional requests, a file gone from disk, and
+//! a large sparse file read near its end.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+/// 1000 bytes whose value is their offset mod 251, so any misplaced slice
+/// shows.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+const SIZE: usize = 1000;
+
+async fn app() -> TestApp {
+    TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/data.qqq", &pattern(SIZE))
+        .file("lib/photo.jpg", &jpeg(64, 48, 1, None))
+        .file("lib/clip.mp4", b"not really a video, but named like one")
+        .file("lib/empty.txt", b"")
+        .spawn()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_files_with_type_length_and_accept_ranges() {
+    let app = app().await;
+    for (name, ctype) in [
+        ("data.qqq", "application/octet-stream"),
+        ("photo.jpg", "image/jpeg"),
+        ("clip.mp4", "video/mp4"),
+        ("empty.txt", "text/plain"),
+    ] {
+        let on_disk = std::fs::read(app.media().join("lib").join(name)).unwrap();
+        let id = app.api.file_id(name).await;
+        let r = app.api.download(id, &[]).await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert!(
+            header(&r, "content-type").starts_with(ctype),
+            "{name}: {}",
+            header(&r, "content-type")
+        );
+        assert_eq!(
+            header(&r, "content-length"),
+            on_disk.len().to_string(),
+            "{name}"
+        );
+        assert_eq!(header(&r, "accept-ranges"), "bytes", "{name}");
+        assert_eq!(header(&r, "content-range"), "", "{name}");
+        assert_eq!(
+            r.bytes().await.unwrap().as_ref(),
+            on_disk.as_slice(),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_suffix_after_downfile_ic_is_routed_there() {
+    let app = app().await;
+    let id = app.api.file_id("clip.mp4").await;
+    for path in [
+        "/downFile.icc.mp4",
+        "/downFile.icc.MOV",
+        "/downFile.ic",
+        "/downFile.icx",
+    ] {
+        let r = app.api.get(path, json!({"id": id})).await;
+        assert_eq!(r.status(), 200, "{path}");
+        // The content type comes from the real file, not the suffix.
+        assert!(
+            header(&r, "content-type").starts_with("video/mp4"),
+            "{path}"
+        );
+        assert_eq!(r.bytes().await.unwrap().len(), 38);
+    }
+    // Paths are case-sensitive and must start with /downFile.ic.
+    for path in [
+        "/downfile.icc",
+        "/DownFile.icc",
+        "/downFile.i",
+        "/xdownFile.icc",
+    ] {
+        let r = app.api.get(path, json!({"id": id})).await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+}
+
+/// One Range request against data.qqq: status, Content-Range, body.
+async fn ranged(app: &TestApp, id: i64, range: &str) -> (u16, String, String, Vec<u8>) {
+    let r = app.api.download(id, &[("Range", range)]).await;
+    let status = r.status().as_u16();
+    let cr = header(&r, "content-range");
+    let cl = header(&r, "content-length");
+    let body = r.bytes().await.unwrap().to_vec();
+    assert_eq!(
+        cl,
+        body.len().to_string(),
+        "{range}: Content-Length vs body"
+    );
+    (status, cr, cl, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_ranges_are_206_with_exact_bytes() {
+    let app = app().await;
+    let id = app.api.file_id("data.qqq").await;
+    let file = pattern(SIZE);
+    let last = SIZE - 1;
+    for (range, a, b) in [
+        ("bytes=0-0", 0, 0),
+        ("bytes=0-1", 0, 1),
+        ("bytes=10-19", 10, 19),
+        ("bytes=500-", 500, last),
+        ("bytes=0-", 0, last),
+        ("bytes=-1", last, last),
+        ("bytes=-100", SIZE - 100, last),
+        ("bytes=-1000", 0, last),
+        ("bytes=-5000", 0, last),
+        ("bytes=990-5000", 990, last),
+        ("bytes=999-999", last, last),
+        ("bytes=999-", last, last),
+    ] {
+        let (status, cr, _, body) = ranged(&app, id, range).await;
+        assert_eq!(status, 206, "{range}");
+        assert_eq!(cr, format!("bytes {a}-{b}/{SIZE}"), "{range}");
+        assert_eq!(body, file[a..=b], "{range}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_past_the_end_are_416() {
+    let app = app().await;
+    let id = app.api.file_id("data.qqq").await;
+    for range in [
+        "bytes=1000-",
+        "bytes=1000-1000",
+        "bytes=5000-6000",
+        "bytes=-0",
+    ] {
+        let (status, cr, _, body) = ranged(&app, id, range).await;
+        assert_eq!(status, 416, "{range}");
+        assert_eq!(cr, format!("bytes */{SIZE}"), "{range}");
+        assert!(body.is_empty() || serde_json::from_slice::<serde_json::Value>(&body).is_ok());
+    }
+    // An empty file has no byte to start at.
+    let empty = app.api.file_id("empty.txt").await;
+    let (status, cr, _, _) = ranged(&app, empty, "bytes=0-").await;
+    assert_eq!((status, cr.as_str()), (416, "bytes */0"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_unparsable_or_reversed_ranges_send_the_whole_file() {
+    let app = app().await;
+    let id = app.api.file_id("data.qqq").await;
+    for range in [
+        "bytes=0-1,5-6",
+        "bytes=0-1, 500-",
+        "garbage",
+        "bytes=abc-",
+        "bytes=5-2",
+        "items=0-1",
+        "bytes=",
+        "bytes=--5",
+        "bytes=1-2-3",
+    ] {
+        let (status, cr, _, body) = ranged(&app, id, range).await;
+        assert_eq!(status, 200, "{range}");
+        assert_eq!(cr, "", "{range}");
+        assert_eq!(body, pattern(SIZE), "{range}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_has_the_same_headers_and_no_body() {
+    let app = app().await;
+    let id = app.api.file_id("data.qqq").await;
+    for range in [None, Some("bytes=10-19"), Some("bytes=2000-")] {
+        let mut get = app
+            .api
+            .http
+            .get(app.api.url("/downFile.icc"))
+            .query(&[("id", id)]);
+        let mut head = app
+            .api
+            .http
+            .head(app.api.url("/downFile.icc"))
+            .query(&[("id", id)]);
+        if let Some(r) = range {
+            get = get.header("Range", r);
+            head = head.header("Range", r);
+        }
+        let g = get.send().await.unwrap();
+        let h = head.send().await.unwrap();
+        assert_eq!(g.status(), h.status(), "{range:?}");
+        for name in [
+            "content-type",
+            "content-length",
+            "accept-ranges",
+            "content-range",
+            "etag",
+            "last-modified",
+        ] {
+            assert_eq!(header(&g, name), header(&h, name), "{name} for {range:?}");
+        }
+        assert!(h.bytes().await.unwrap().is_empty(), "HEAD has no body");
+    }
+    let h = app
+        .api
+        .http
+        .head(app.api.url("/downFile.icc.bin"))
+        .query(&[("id", id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
+    assert_eq!(header(&h, "content-length"), SIZE.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_requests() {
+    let app = app().await;
+    let id = app.api.file_id("data.qqq").await;
+    let r = app.api.download(id, &[]).await;
+    let etag = header(&r, "etag");
+    let modified = header(&r, "last-modified");
+    assert!(!etag.is_empty() && !modified.is_empty());
+
+    let r = app.api.download(id, &[("If-None-Match", &etag)]).await;
+    assert_eq!(r.status(), 304);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = app
+        .api
+        .download(id, &[("If-None-Match", &format!("\"other\", {etag}"))])
+        .await;
+    assert_eq!(r.status(), 304);
+    let r = app
+        .api
+        .download(id, &[("If-None-Match", "\"other\"")])
+        .await;
+    assert_eq!(r.status(), 200);
+
+    // If-Range: the range only while the validator still matches.
+    let r = app
+        .api
+        .download(id, &[("Range", "bytes=0-9"), ("If-Range", &etag)])
+        .await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.bytes().await.unwrap().len(), 10);
+    let r = app
+        .api
+        .download(id, &[("Range", "bytes=0-9"), ("If-Range", &modified)])
+        .await;
+    assert_eq!(r.status(), 206);
+    let r = app
+        .api
+        .download(id, &[("Range", "bytes=0-9"), ("If-Range", "\"stale\"")])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "content-range"), "");
+    assert_eq!(r.bytes().await.unwrap().to_vec(), pattern(SIZE));
+
+    // A changed file gets a new validator.
+    let path = app.media().join("lib/data.qqq");
+    std::fs::write(&path, pattern(SIZE + 1)).unwrap();
+    let r = app.api.download(id, &[("If-None-Match", &etag)]).await;
+    assert_eq!(r.status(), 200, "changed file must not be 304");
+    assert_ne!(header(&r, "etag"), etag);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_gone_from_disk_and_bad_ids() {
+    let app = app().await;
+    let id = app.api.file_id("photo.jpg").await;
+    std::fs::remove_file(app.media().join("lib/photo.jpg")).unwrap();
+    let status = assert_binary_err(app.api.download(id, &[]).await, FILE_GONE).await;
+    assert_eq!(status, 404);
+    let r = app.api.download(id, &[("Range", "bytes=0-0")]).await;
+    assert_binary_err(r, FILE_GONE).await;
+
+    assert_binary_err(app.api.download(999_999, &[]).await, NOT_FOUND).await;
+    for bad in [
+        json!({}),
+        json!({"id": "x"}),
+        json!({"id": ""}),
+        json!({"id": "1_0"}),
+    ] {
+        let r = app.api.get("/downFile.icc", bad.clone()).await;
+        assert_eq!(assert_binary_err(r, BAD_PARAM).await, 400, "{bad}");
+    }
+    // Wrong method.
+    let r = app
+        .api
+        .http
+        .post(app.api.url("/downFile.icc"))
+        .query(&[("id", id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_sparse_file_streams_from_near_its_end() {
+    const BIG: u64 = 200 * 1024 * 1024;
+    let tail = b"the very end of a big file";
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .with_media(|m| {
+            use std::io::{Seek, SeekFrom, Write};
+            std::fs::create_dir_all(m.join("lib")).unwrap();
+            let mut f = std::fs::File::create(m.join("lib/big.bin")).unwrap();
+            f.set_len(BIG).unwrap();
+            f.seek(SeekFrom::Start(BIG - tail.len() as u64)).unwrap();
+            f.write_all(tail).unwrap();
+        })
+        .spawn()
+        .await;
+    let file = app.api.file_named("big.bin").await;
+    assert_eq!(file["size"], BIG);
+    let id = id(&file);
+    let started = std::time::Instant::now();
+    let r = app
+        .api
+        .download(id, &[("Range", &format!("bytes=-{}", tail.len()))])
+        .await;
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        header(&r, "content-range"),
+        format!("bytes {}-{}/{BIG}", BIG - tail.len() as u64, BIG - 1)
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), tail);
+    let r = app
+        .api
+        .download(
+            id,
+            &[(
+                "Range",
+                &format!("bytes={}-{}", BIG - 100_000, BIG - 99_001),
+            )],
+        )
+        .await;
+    assert_eq!(r.status(), 206);
+    let body = r.bytes().await.unwrap();
+    assert_eq!(body.len(), 1000);
+    assert!(body.iter().all(|b| *b == 0));
+    // The whole file's headers without reading it.
+    let h = app
+        .api
+        .http
+        .head(app.api.url("/downFile.icc"))
+        .query(&[("id", id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&h, "content-length"), BIG.to_string());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "range reads must not read the whole file: {:?}",
+        started.elapsed()
+    );
+}
