@@ -6,7 +6,7 @@ use crate::auth::Sessions;
 use crate::config::Config;
 use crate::db::{libraries, Db};
 use crate::http::{self, state::AppState};
-use crate::library::{self, Scanner};
+use crate::library::{self, control, watcher, Scanner};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -24,9 +24,13 @@ pub struct Running {
     pub addr: std::net::SocketAddr,
     /// Becomes true when the initial scan has finished (or failed).
     pub scanned: watch::Receiver<bool>,
+    /// The watcher's live figures (None when `watch.enabled = false`).
+    pub watch: Option<Arc<watcher::WatchStats>>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     background: tokio_util::task::TaskTracker,
+    /// Held while serving: `isync scan` asks us instead of writing itself.
+    _lock: control::DataDirLock,
 }
 
 fn notify(states: &[sd_notify::NotifyState]) {
@@ -54,6 +58,10 @@ fn status_line(db: &Db) -> String {
 /// server accepts requests; the initial scan continues in the background.
 pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let cfg = Arc::new(cfg);
+    let lock = {
+        let dir = cfg.data_dir.clone();
+        tokio::task::spawn_blocking(move || control::lock(&dir)).await??
+    };
     let db = {
         let path = cfg.db_path();
         tokio::task::spawn_blocking(move || Db::open(&path)).await??
@@ -86,16 +94,40 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         let db = db.clone();
         tokio::task::spawn_blocking(move || status_line(&db)).await?
     };
+    if let Err(e) = control::serve(
+        &cfg.data_dir,
+        scanner.clone(),
+        state.plan.clone(),
+        shutdown.clone(),
+        &background,
+    ) {
+        log::warn!(
+            "cannot open {} ({e}); `isync scan` will wait for this server to stop",
+            control::socket_path(&cfg.data_dir).display()
+        );
+    }
     notify(&[
         sd_notify::NotifyState::Ready,
         sd_notify::NotifyState::Status(&format!("listening on {addr}; scanning; {status}")),
     ]);
     log::info!("isync {} listening on {addr}", env!("CARGO_PKG_VERSION"));
 
-    // Initial scan, in the background while requests are answered.
+    // Initial scan, in the background while requests are answered; the
+    // watcher starts at once (nothing changed during the scan is missed) and
+    // applies events once the scan is done.
     let (scanned_tx, scanned) = watch::channel(false);
+    let watch = cfg.watch.enabled.then(|| {
+        let parts = watcher::WatchParts {
+            db: db.clone(),
+            scanner: scanner.clone(),
+            plan: state.plan.clone(),
+            cfg: cfg.watch.clone(),
+        };
+        watcher::spawn(parts, scanned.clone(), shutdown.clone(), &background)
+    });
     {
         let (st, token) = (state.clone(), shutdown.clone());
+        let st2 = state.clone();
         background.spawn(async move {
             let job = tokio::task::spawn_blocking(move || {
                 let plan = st
@@ -107,11 +139,18 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
                 st.sessions.access_changed();
                 (r, status_line(&st.db))
             });
+            let watching = if st2.cfg.watch.enabled {
+                "watching"
+            } else {
+                "not watching (watch.enabled = false)"
+            };
             tokio::select! {
                 r = job => match r {
                     Ok((Ok(report), status)) => {
                         log::info!("initial scan: {report}");
-                        notify(&[sd_notify::NotifyState::Status(&format!("{status}; scan done"))]);
+                        notify(&[sd_notify::NotifyState::Status(&format!(
+                            "{status}; scan done; {watching}"
+                        ))]);
                     }
                     Ok((Err(e), _)) => log::error!("initial scan failed: {e}"),
                     Err(e) => log::error!("initial scan task failed: {e}"),
@@ -151,9 +190,11 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         state,
         addr,
         scanned,
+        watch,
         shutdown,
         server,
         background,
+        _lock: lock,
     })
 }
 

@@ -126,20 +126,57 @@ fn open_db(cfg: &Config) -> Result<Db, CliError> {
         .map_err(CliError::Runtime)
 }
 
-pub fn scan(cfg: &Config, path: Option<&Path>) -> Result<(), CliError> {
+/// `isync scan`: asks a running server to scan (so there is one writer and
+/// its listings are current), else scans here holding the data dir lock.
+pub fn scan(cfg: &Config, path: Option<&Path>, confirm_deletions: bool) -> Result<(), CliError> {
+    use crate::library::control::{self, ScanRequest};
+    let path = match path {
+        Some(p) => Some(
+            std::fs::canonicalize(p)
+                .map_err(|e| CliError::Usage(format!("--path {}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
+    let req = ScanRequest {
+        path,
+        confirm_deletions,
+    };
+    let mut said = false;
+    let _lock = loop {
+        if let Some(reply) = control::request(&cfg.data_dir, &req)
+            .context("cannot talk to the running isync server")?
+        {
+            if !reply.ok {
+                return Err(CliError::Usage(reply.error.unwrap_or_default()));
+            }
+            println!("scan (by the running server): {}", reply.report);
+            for lib in &reply.offline {
+                println!("offline (nothing removed): {lib}");
+            }
+            return Ok(());
+        }
+        if let Some(lock) = control::try_lock(&cfg.data_dir)
+            .with_context(|| format!("cannot lock {}", cfg.data_dir.display()))?
+        {
+            break lock;
+        }
+        if !said {
+            println!(
+                "waiting for the other isync process using {}",
+                cfg.data_dir.display()
+            );
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     let db = open_db(cfg)?;
     let plan = library::sync_libraries(&db, cfg).context("cannot sync libraries")?;
     let scanner = Scanner::new(db, cfg.scan.clone());
-    let report = match path {
-        Some(p) => {
-            let abs = std::fs::canonicalize(p)
-                .map_err(|e| CliError::Usage(format!("--path {}: {e}", p.display())))?;
-            scanner
-                .scan_subtree(&plan, &abs)
-                .map_err(|e| CliError::Usage(e.to_string()))?
-        }
-        None => scanner.scan_plan(&plan).context("scan failed")?,
-    };
+    let plan = std::sync::RwLock::new(plan);
+    let report = control::run_scan(&scanner, &plan, &req).map_err(|e| match req.path {
+        Some(_) => CliError::Usage(e),
+        None => CliError::Runtime(anyhow::anyhow!("scan failed: {e}")),
+    })?;
     println!("scan: {report}");
     for lib in &report.offline {
         println!("offline (nothing removed): {lib}");

@@ -23,6 +23,7 @@ pub struct Config {
     pub share: ShareConfig,
     pub sessions: SessionConfig,
     pub scan: ScanConfig,
+    pub watch: WatchConfig,
     pub upload: UploadConfig,
     pub trash: TrashConfig,
     #[serde(rename = "library")]
@@ -54,6 +55,43 @@ pub struct ScanConfig {
     pub threads: usize,
     /// Rows written per scanner transaction.
     pub batch_size: usize,
+    /// Mass-deletion guard: a scan that would remove more than this share
+    /// of a library's files (0–1) removes nothing until confirmed with
+    /// `isync scan --confirm-deletions`.
+    pub max_delete_share: f64,
+    /// … or more than this many files at once.
+    pub max_delete_count: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Watch the libraries (inotify) while `serve` runs.
+    pub enabled: bool,
+    /// Quiet time after the last event in a folder before it is scanned
+    /// (a folder busy for longer is scanned at least once a second).
+    pub debounce_ms: u64,
+    /// Most folders watched (0 = up to the kernel's
+    /// fs.inotify.max_user_watches). Past it, the library falls back to
+    /// periodic rescans.
+    pub max_watches: usize,
+    /// Interval of the incremental rescans of a library that cannot be fully
+    /// watched (watch limit reached).
+    pub fallback_rescan_secs: u64,
+    /// How often an offline library's root is checked for its return.
+    pub offline_check_secs: u64,
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        WatchConfig {
+            enabled: true,
+            debounce_ms: 300,
+            max_watches: 0,
+            fallback_rescan_secs: 300,
+            offline_check_secs: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,6 +154,7 @@ impl Default for Config {
             share: ShareConfig::default(),
             sessions: SessionConfig::default(),
             scan: ScanConfig::default(),
+            watch: WatchConfig::default(),
             upload: UploadConfig::default(),
             trash: TrashConfig::default(),
             libraries: Vec::new(),
@@ -146,6 +185,8 @@ impl Default for ScanConfig {
         ScanConfig {
             threads: 0,
             batch_size: 1000,
+            max_delete_share: 0.5,
+            max_delete_count: 5000,
         }
     }
 }
@@ -244,6 +285,27 @@ impl Config {
                 "scan.batch_size = {}: must be between 1 and 100000",
                 self.scan.batch_size
             ));
+        }
+        if !(self.scan.max_delete_share > 0.0 && self.scan.max_delete_share <= 1.0) {
+            p.push(format!(
+                "scan.max_delete_share = {}: must be above 0 and at most 1 (0.5 = half a library)",
+                self.scan.max_delete_share
+            ));
+        }
+        if self.scan.max_delete_count == 0 {
+            p.push("scan.max_delete_count = 0: must be at least 1".into());
+        }
+        if !(10..=60_000).contains(&self.watch.debounce_ms) {
+            p.push(format!(
+                "watch.debounce_ms = {}: must be between 10 and 60000",
+                self.watch.debounce_ms
+            ));
+        }
+        if self.watch.fallback_rescan_secs == 0 {
+            p.push("watch.fallback_rescan_secs = 0: must be at least 1".into());
+        }
+        if self.watch.offline_check_secs == 0 {
+            p.push("watch.offline_check_secs = 0: must be at least 1".into());
         }
         if self.upload.max_file_bytes == 0 || self.upload.max_thumb_bytes == 0 {
             p.push("upload.max_file_bytes and upload.max_thumb_bytes must be at least 1".into());
@@ -379,9 +441,30 @@ path = "/srv/media/video"
         assert_eq!(cfg.libraries.len(), 1);
         // Every top-level key and section of the Config tree is documented.
         for key in [
-            "listen", "data_dir", "default_user_path", "[share]", "max_links",
-            "lifetime_secs", "[sessions]", "max_online", "idle_timeout_secs", "[scan]",
-            "threads", "batch_size", "[[library]]", "path", "users", "merge",
+            "listen",
+            "data_dir",
+            "default_user_path",
+            "[share]",
+            "max_links",
+            "lifetime_secs",
+            "[sessions]",
+            "max_online",
+            "idle_timeout_secs",
+            "[scan]",
+            "threads",
+            "batch_size",
+            "max_delete_share",
+            "max_delete_count",
+            "[watch]",
+            "enabled",
+            "debounce_ms",
+            "max_watches",
+            "fallback_rescan_secs",
+            "offline_check_secs",
+            "[[library]]",
+            "path",
+            "users",
+            "merge",
         ] {
             assert!(text.contains(key), "isync.example.toml lacks {key}");
         }

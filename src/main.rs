@@ -41,9 +41,15 @@ enum Cmd {
         cmd: UserCmd,
     },
     /// Scan all libraries once, or one known folder with --path.
+    /// (A running `serve` is asked to do it; it keeps libraries current by
+    /// itself.)
     Scan {
         #[arg(long)]
         path: Option<PathBuf>,
+        /// Apply removals the mass-deletion guard held back, and adopt a
+        /// library root whose identity marker is missing or different.
+        #[arg(long)]
+        confirm_deletions: bool,
     },
     /// Validate and print the effective configuration.
     CheckConfig,
@@ -94,13 +100,18 @@ fn main() -> ExitCode {
         Cmd::User {
             cmd: UserCmd::Add { name, .. },
         } => cli::user_add(&cfg, &name),
-        Cmd::Scan { path } => cli::scan(&cfg, path.as_deref()),
+        Cmd::Scan {
+            path,
+            confirm_deletions,
+        } => cli::scan(&cfg, path.as_deref(), confirm_deletions),
         Cmd::CheckConfig => {
             print!("{}", cfg.to_toml());
             Ok(())
         }
         Cmd::Backup { to } => cli::backup(&cfg, to.as_deref()),
-        Cmd::Trash { cmd: TrashCmd::List } => cli::trash_list(&cfg),
+        Cmd::Trash {
+            cmd: TrashCmd::List,
+        } => cli::trash_list(&cfg),
         Cmd::Trash {
             cmd: TrashCmd::Restore { id },
         } => cli::trash_restore(&cfg, id),

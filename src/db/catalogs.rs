@@ -149,3 +149,72 @@ pub fn delete(c: &Connection, id: CatalogId) -> Result<(), DbError> {
         .execute([id.0])?;
     Ok(())
 }
+
+/// What the scanner knows about a folder of a library.
+#[derive(Debug, Clone)]
+pub struct KnownFolder {
+    pub id: CatalogId,
+    pub path: String,
+    pub inode: Option<i64>,
+    pub name: String,
+}
+
+/// Every catalog of a library, with its folder inode.
+pub fn folders_of_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFolder>, DbError> {
+    let mut st =
+        c.prepare_cached("SELECT id, path, inode, name FROM catalogs WHERE library_id = ?1")?;
+    let rows = st.query_map([lib.0], |r| {
+        Ok(KnownFolder {
+            id: CatalogId(r.get(0)?),
+            path: r.get(1)?,
+            inode: r.get(2)?,
+            name: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub fn set_inode(c: &Connection, id: CatalogId, inode: i64) -> Result<(), DbError> {
+    c.prepare_cached("UPDATE catalogs SET inode = ?1 WHERE id = ?2")?
+        .execute(params![inode, id.0])?;
+    Ok(())
+}
+
+/// Rewrites the path of catalog `id` and of every catalog below it from
+/// `old` to `new` (a folder renamed or moved on disk). Ids, memos, help info
+/// and every file below stay; only paths change. Two steps through a
+/// temporary prefix, so swapped or nested renames never collide on the
+/// unique `path`. Returns the number of catalogs rewritten.
+pub fn move_tree(c: &Connection, id: CatalogId, old: &str, new: &str) -> Result<usize, DbError> {
+    let tmp = format!("\u{1}moving/{}", id.0);
+    let old_slash = format!("{old}/");
+    let n = c.execute(
+        "UPDATE catalogs SET path = ?1 || substr(path, length(?2) + 1) \
+         WHERE path = ?2 OR substr(path, 1, length(?3)) = ?3",
+        params![tmp, old, old_slash],
+    )?;
+    let tmp_slash = format!("{tmp}/");
+    c.execute(
+        "UPDATE catalogs SET path = ?1 || substr(path, length(?2) + 1) \
+         WHERE path = ?2 OR substr(path, 1, length(?3)) = ?3",
+        params![new, tmp, tmp_slash],
+    )?;
+    Ok(n)
+}
+
+/// Sets the real parent (and, when given, the display name) of a moved
+/// folder's catalog.
+pub fn set_parent_and_name(
+    c: &Connection,
+    id: CatalogId,
+    parent: CatalogId,
+    name: Option<&str>,
+    now: i64,
+) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE catalogs SET parent_id = ?2, name = coalesce(?3, name), last_modify = ?4 \
+         WHERE id = ?1",
+        params![id.0, parent.0, name, now],
+    )?;
+    Ok(())
+}

@@ -143,6 +143,15 @@ pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Whether any file record lives in a folder of `lib`.
+pub fn any_in_library(c: &Connection, lib: LibraryId) -> Result<bool, DbError> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
+         WHERE c.library_id = ?1)",
+    )?
+    .query_row([lib.0], |r| r.get(0))?)
+}
+
 /// A scanned file, ready to be written.
 #[derive(Debug, Clone)]
 pub struct ScannedFile {
@@ -245,6 +254,25 @@ pub fn moved(
             .unwrap_or_default(),
     ])?;
     Ok(())
+}
+
+/// Like [`insert_scanned`], but a row already recorded for the same folder
+/// and name (an upload or edit that committed while the scan ran) wins:
+/// returns `None` and changes nothing.
+pub fn insert_scanned_if_new(
+    c: &Connection,
+    f: &ScannedFile,
+    now: i64,
+) -> Result<Option<FileId>, DbError> {
+    let taken: bool = c
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM files WHERE real_catalog_id = ?1 AND disk_name = ?2)",
+        )?
+        .query_row(params![f.catalog_id.0, f.disk_name], |r| r.get(0))?;
+    if taken {
+        return Ok(None);
+    }
+    insert_scanned(c, f, now).map(Some)
 }
 
 pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {

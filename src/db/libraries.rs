@@ -83,3 +83,39 @@ pub fn offline_roots(c: &Connection) -> Result<Vec<CatalogId>, DbError> {
     let rows = st.query_map([], |r| Ok(CatalogId(r.get(0)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// The identity marker recorded for a library (see `library::roots`).
+pub fn marker(c: &Connection, id: LibraryId) -> Result<Option<String>, DbError> {
+    Ok(
+        c.prepare_cached("SELECT marker FROM libraries WHERE id = ?1")?
+            .query_row([id.0], |r| r.get::<_, Option<String>>(0))
+            .optional()?
+            .flatten(),
+    )
+}
+
+pub fn set_marker(c: &Connection, id: LibraryId, marker: &str) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE libraries SET marker = ?1 WHERE id = ?2",
+        params![marker, id.0],
+    )?;
+    Ok(())
+}
+
+/// Records how many removals the mass-deletion guard held back (0 = none).
+pub fn set_held_deletions(c: &Connection, id: LibraryId, n: usize) -> Result<(), DbError> {
+    c.execute(
+        "UPDATE libraries SET held_deletions = ?1 WHERE id = ?2",
+        params![n as i64, id.0],
+    )?;
+    Ok(())
+}
+
+/// `(path, held removals)` of every library whose last scan held some back.
+pub fn held_deletions(c: &Connection) -> Result<Vec<(String, i64)>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT path, held_deletions FROM libraries WHERE held_deletions > 0 ORDER BY id",
+    )?;
+    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

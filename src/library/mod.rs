@@ -1,9 +1,15 @@
-//! Media libraries: mapping configured trees to root catalogs and user access
-//! (`roots`), and the scanner that keeps the database in step with the disk
-//! (`scan`).
+//! Media libraries: mapping configured trees to root catalogs, user access
+//! and disk identity (`roots`), the scanner that keeps the database in step
+//! with the disk (`scan`, reading the disk through `walk`), the watcher that
+//! turns file-system events into incremental scans while `serve` runs
+//! (`watcher`), and the control socket through which `isync scan` asks a
+//! running server to scan (`control`).
 
+pub mod control;
 pub mod roots;
 pub mod scan;
+pub mod walk;
+pub mod watcher;
 
 pub use roots::{sync_libraries, LibraryPlan};
-pub use scan::{scan_libraries, ScanReport, Scanner};
+pub use scan::{scan_libraries, ScanOptions, ScanReport, Scanner};

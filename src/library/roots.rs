@@ -172,24 +172,41 @@ pub fn earliest_time(m: &std::fs::Metadata) -> i64 {
     m.ctime().min(m.mtime()).min(m.atime())
 }
 
+/// Where isync writes a library's identity, relative to its root: inside the
+/// hidden `.isync` folder that uploads and the trash already use (and that a
+/// "delete everything" moves leave in place).
+pub const MARKER_FILE: &str = ".isync/library-id";
+
 /// Why a library root is not usable right now.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Offline {
     Missing(String),
     NotADirectory,
-    OtherDevice { recorded: i64, found: i64 },
+    OtherDevice {
+        recorded: i64,
+        found: i64,
+    },
     EmptyWhereItWasNot,
+    /// The root has no identity marker although one was written: an empty
+    /// mount point, or another disk mounted at the same path.
+    MarkerMissing,
+    /// The root carries another library's marker: a different disk.
+    OtherLibrary {
+        found: String,
+    },
 }
 
 impl std::fmt::Display for Offline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const ADOPT: &str = "if this really is the library's disk, run \
+                             `isync scan --confirm-deletions` once to adopt it";
         match self {
             Offline::Missing(e) => write!(f, "root folder is missing ({e})"),
             Offline::NotADirectory => write!(f, "root is not a folder"),
             Offline::OtherDevice { recorded, found } => write!(
                 f,
                 "root is on another device than recorded ({found:#x} instead of {recorded:#x}); \
-                 is the disk mounted?"
+                 is the disk mounted? ({ADOPT})"
             ),
             Offline::EmptyWhereItWasNot => {
                 write!(
@@ -197,19 +214,84 @@ impl std::fmt::Display for Offline {
                     "root folder is empty but the library had files; is the disk mounted?"
                 )
             }
+            Offline::MarkerMissing => write!(
+                f,
+                "root has no {MARKER_FILE}: the disk is not mounted, or a different disk is \
+                 mounted there ({ADOPT})"
+            ),
+            Offline::OtherLibrary { found } => write!(
+                f,
+                "root belongs to another library (its {MARKER_FILE} says {found:?}): a different \
+                 disk is mounted there ({ADOPT})"
+            ),
         }
     }
 }
 
+/// Reads the identity marker at `root` (`None` when absent).
+pub fn read_marker(root: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(root.join(MARKER_FILE)) {
+        Ok(s) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Makes sure `root` carries a marker and returns it: an existing one is
+/// kept (the database may have been rebuilt), otherwise a random id is
+/// written atomically. Fails on a read-only root.
+pub fn ensure_marker(root: &Path) -> std::io::Result<String> {
+    if let Some(m) = read_marker(root)? {
+        return Ok(m);
+    }
+    write_marker(root, &new_marker())
+}
+
+fn new_marker() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// Writes `id` as the marker of `root` (temp file + rename + fsync).
+pub fn write_marker(root: &Path, id: &str) -> std::io::Result<String> {
+    let file = root.join(MARKER_FILE);
+    let dir = file.parent().unwrap_or(root);
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".library-id.{}", std::process::id()));
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{id}")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &file)?;
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(id.to_string())
+}
+
 /// Checks a library root before a scan may remove anything under it.
+/// `marker` is the identity recorded for the library (when one could be
+/// written): a root without it, or with another, is not this library.
+/// Without a marker (read-only roots, or before the first scan wrote one)
+/// the recorded device and "empty where it had files" decide.
 /// Returns the root's device id when it is online.
-pub fn check_root(lib: &Library, known_files: usize) -> Result<i64, Offline> {
+pub fn check_root(lib: &Library, marker: Option<&str>, known_files: usize) -> Result<i64, Offline> {
     let path = Path::new(&lib.path);
     let meta = std::fs::metadata(path).map_err(|e| Offline::Missing(e.to_string()))?;
     if !meta.is_dir() {
         return Err(Offline::NotADirectory);
     }
     let dev = meta.dev() as i64;
+    if let Some(want) = marker {
+        return match read_marker(path) {
+            Ok(Some(found)) if found == want => Ok(dev),
+            Ok(Some(found)) => Err(Offline::OtherLibrary { found }),
+            Ok(None) => Err(Offline::MarkerMissing),
+            Err(e) => Err(Offline::Missing(format!("cannot read {MARKER_FILE}: {e}"))),
+        };
+    }
     if let Some(recorded) = lib.device {
         // With no records there is nothing a wrong disk could cost us.
         if recorded != dev && known_files > 0 {
@@ -234,13 +316,12 @@ pub fn check_root(lib: &Library, known_files: usize) -> Result<i64, Offline> {
 pub fn set_online(db: &Db, lib: &Library, state: &Result<i64, Offline>) -> Result<(), DbError> {
     let id: LibraryId = lib.id;
     match state {
-        Ok(dev) => {
+        Ok(_) => {
             if !lib.online {
                 log::info!("library {} is back online", lib.path);
             }
             // The device is recorded after a scan that found files, so an
             // empty mount point seen first is never taken as "the" device.
-            let _ = dev;
             db.write(|tx| libraries::set_online(tx, id, true, None))
         }
         Err(why) => {
