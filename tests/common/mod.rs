@@ -46,6 +46,7 @@ pub struct Builder {
     libraries: Vec<LibrarySpec>,
     sessions: SessionConfig,
     login_as: Option<String>,
+    watch: bool,
 }
 
 impl Builder {
@@ -100,6 +101,14 @@ impl Builder {
         self
     }
 
+    /// Runs the inotify watcher. Off by default: most tests change the disk
+    /// and then call [`TestApp::rescan`], whose report must not depend on
+    /// whether the watcher got there first.
+    pub fn watch(mut self, on: bool) -> Self {
+        self.watch = on;
+        self
+    }
+
     /// Which user the default client logs in as (default: the first user).
     pub fn login_as(mut self, name: &str) -> Self {
         self.login_as = Some(name.into());
@@ -121,6 +130,7 @@ impl Builder {
         };
         // Two probe threads: the machine is shared and every test has its own server.
         cfg.scan.threads = 2;
+        cfg.watch.enabled = self.watch;
         cfg.libraries = self
             .libraries
             .iter()
@@ -199,6 +209,7 @@ impl TestApp {
             libraries: Vec::new(),
             sessions: SessionConfig::default(),
             login_as: None,
+            watch: false,
         }
     }
 

@@ -1,0 +1,397 @@
+//! The `isync` command line as other tools drive it (issue 2 "Command
+//! line"): `--version`, `check-config`, `user add … --password-stdin` and
+//! `scan [--path]`, with their exit codes and output.
+
+mod common;
+
+use common::*;
+use isync::config::Config;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    /// A temp dir with `config.toml` naming `<dir>/data` and one library
+    /// `<dir>/media/photos` granted to alice.
+    fn new() -> Cli {
+        let dir = tempfile::tempdir().unwrap();
+        let cli = Cli { dir };
+        std::fs::create_dir_all(cli.photos()).unwrap();
+        cli.write_config(&format!(
+            "listen = \"127.0.0.1:5999\"\ndata_dir = {:?}\n\n[sessions]\nmax_online = 7\n\n\
+             [[library]]\npath = {:?}\nusers = [\"alice\"]\n",
+            cli.path("data"),
+            cli.photos()
+        ));
+        cli
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn photos(&self) -> PathBuf {
+        self.path("media/photos")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path("config.toml")
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.config(), text).unwrap();
+    }
+
+    fn run(&self, args: &[&str], stdin: &str) -> Output {
+        run_with(&self.config(), args, stdin)
+    }
+
+    fn db(&self) -> isync::db::Db {
+        isync::db::Db::open(&self.path("data/isync.db")).unwrap()
+    }
+}
+
+fn run_with(config: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
+    cmd.arg("--config").arg(config).args(args);
+    run(cmd, stdin)
+}
+
+fn run(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .env_remove("ISYNC_DATA_DIR")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run isync");
+    // The process may exit before reading its input (a usage error): a
+    // broken pipe here is not the test's concern, its exit code is.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        text(&o.stdout),
+        text(&o.stderr)
+    )
+}
+
+/// The number before `word` in a scan summary ("3 added").
+fn count(summary: &str, word: &str) -> usize {
+    let words: Vec<&str> = summary.split_whitespace().collect();
+    let i = words
+        .iter()
+        .position(|w| w.trim_end_matches([',', ';']) == word)
+        .unwrap_or_else(|| panic!("no {word:?} in {summary}"));
+    words[i - 1]
+        .parse()
+        .unwrap_or_else(|_| panic!("no count before {word:?} in {summary}"))
+}
+
+#[test]
+fn version() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
+    cmd.arg("--version");
+    let o = run(cmd, "");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        text(&o.stdout).contains(env!("CARGO_PKG_VERSION")),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration() {
+    let cli = Cli::new();
+    let o = cli.run(&["check-config"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let printed = Config::parse(&text(&o.stdout)).expect("check-config prints valid TOML");
+    let file = Config::parse(&std::fs::read_to_string(cli.config()).unwrap()).unwrap();
+    assert_eq!(printed, file);
+    // Defaults are filled in.
+    assert_eq!(printed.sessions.max_online, 7);
+    assert_eq!(printed.sessions.idle_timeout_secs, 3600);
+    assert_eq!(printed.share.lifetime_secs, 1800);
+    assert!(printed.libraries[0].merge);
+}
+
+#[test]
+fn the_example_config_is_valid_and_documents_every_key() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("isync.example.toml");
+    let o = run_with(&example, &["check-config"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let example_text = std::fs::read_to_string(&example).unwrap();
+    // Every key of the effective configuration appears in the example.
+    let printed: toml::Table = toml::from_str(&text(&o.stdout)).unwrap();
+    fn keys(t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            out.push(k.clone());
+            match v {
+                toml::Value::Table(t) => keys(t, out),
+                toml::Value::Array(a) => a
+                    .iter()
+                    .filter_map(toml::Value::as_table)
+                    .for_each(|t| keys(t, out)),
+                _ => {}
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys(&printed, &mut all);
+    all.push("default_user_path".into());
+    for k in all {
+        assert!(
+            example_text.contains(&k),
+            "{k} is not documented in isync.example.toml"
+        );
+    }
+}
+
+/// Asserts exit 2 with every `expected` word on stderr, and the file named.
+fn assert_invalid(cli: &Cli, expected: &[&str]) {
+    let o = cli.run(&["check-config"], "");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains(&cli.config().display().to_string()),
+        "the file is named: {}",
+        show(&o)
+    );
+    for e in expected {
+        assert!(err.contains(e), "{e:?} not reported: {}", show(&o));
+    }
+}
+
+#[test]
+fn check_config_lists_every_validation_problem() {
+    let cli = Cli::new();
+    cli.write_config(
+        "listen = \"nope\"\ndata_dir = \"relative/data\"\n\
+         [[library]]\npath = \"photos\"\n",
+    );
+    assert_invalid(&cli, &["listen", "data_dir", "photos"]);
+}
+
+#[test]
+#[ignore = "bug: an unknown key hides every other problem of the file (serde stops at the first error)"]
+fn check_config_lists_an_unknown_key_together_with_other_problems() {
+    let cli = Cli::new();
+    cli.write_config(
+        "lisen = \"0.0.0.0:1\"\nlisten = \"nope\"\ndata_dir = \"relative/data\"\n\
+         [[library]]\npath = \"photos\"\n",
+    );
+    assert_invalid(&cli, &["lisen", "\"nope\"", "relative/data", "\"photos\""]);
+}
+
+#[test]
+fn check_config_rejects_unknown_keys_syntax_errors_and_missing_files() {
+    let cli = Cli::new();
+    cli.write_config(&format!(
+        "data_dir = {:?}\n[sessions]\nmax_onlin = 3\n",
+        cli.path("data")
+    ));
+    assert_invalid(&cli, &["max_onlin"]);
+    cli.write_config("listen = \n");
+    assert_invalid(&cli, &[]);
+    std::fs::remove_file(cli.config()).unwrap();
+    assert_invalid(&cli, &[]);
+}
+
+fn user_add(cli: &Cli, name: &str, password: &str) -> Output {
+    cli.run(
+        &["user", "add", name, "--password-stdin"],
+        &format!("{password}\n"),
+    )
+}
+
+fn stored_hash(cli: &Cli, name: &str) -> (i64, String, usize) {
+    let db = cli.db();
+    db.read(|c| {
+        let u = isync::db::users::by_name(c, name)?.expect("user stored");
+        let n = isync::db::users::list(c)?.len();
+        Ok((u.id.0, u.password_hash, n))
+    })
+    .unwrap()
+}
+
+#[test]
+fn user_add_creates_then_resets_a_password() {
+    let cli = Cli::new();
+    let o = user_add(&cli, "alice", "first pw");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(text(&o.stdout).contains("alice"), "{}", show(&o));
+    let (id, hash, n) = stored_hash(&cli, "alice");
+    assert_eq!(n, 1);
+    assert!(!hash.contains("first pw"), "never stored in clear");
+    assert!(isync::auth::verify_password("first pw", &hash));
+    let all_output = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert!(
+        !all_output.contains("first pw"),
+        "password echoed: {all_output}"
+    );
+
+    // Again, with another spelling of the name: the same user, new password.
+    let o = user_add(&cli, "ALICE", "second pw");
+    assert!(o.status.success(), "{}", show(&o));
+    let (id2, hash2, n) = stored_hash(&cli, "alice");
+    assert_eq!((id2, n), (id, 1));
+    assert!(isync::auth::verify_password("second pw", &hash2));
+    assert!(!isync::auth::verify_password("first pw", &hash2));
+}
+
+#[test]
+fn user_add_refuses_empty_passwords_and_bad_names() {
+    let cli = Cli::new();
+    let o = cli.run(&["user", "add", "alice", "--password-stdin"], "");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let o = user_add(&cli, "", "pw");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let o = user_add(&cli, " padded ", "pw");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    // Without --password-stdin: a usage error.
+    let o = cli.run(&["user", "add", "alice"], "pw\n");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    if cli.path("data/isync.db").exists() {
+        let n = cli
+            .db()
+            .read(|c| Ok(isync::db::users::list(c)?.len()))
+            .unwrap();
+        assert_eq!(n, 0, "nothing created");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_added_on_the_command_line_can_log_in() {
+    let cli = Cli::new();
+    write_file(&cli.photos().join("a.jpg"), &jpeg(20, 10, 1, None));
+    let o = user_add(&cli, "alice", "pw one");
+    assert!(o.status.success(), "{}", show(&o));
+    let o = user_add(&cli, "alice", "pw two");
+    assert!(o.status.success(), "{}", show(&o));
+
+    let cfg = Config::load(Some(&cli.config())).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut running = isync::app::start(cfg, listener).await.unwrap();
+    running.wait_scanned().await;
+    let api = Api::new(&format!("http://{}", running.addr));
+    let login = |pw: &'static str| {
+        api.get_json(
+            "/login.icc",
+            serde_json::json!({"userName": "alice", "password": pw}),
+        )
+    };
+    assert_err(&login("pw one").await, BAD_LOGIN);
+    assert_eq!(login("pw two").await["code"], 0);
+    // The library granted in the config is hers.
+    assert_eq!(api.file_named("a.jpg").await["type"], 1);
+    running.stop().await.unwrap();
+}
+
+#[test]
+fn scan_prints_a_summary_and_scans_a_subtree_with_path() {
+    let cli = Cli::new();
+    let p = cli.photos();
+    write_file(&p.join("a.jpg"), &jpeg(20, 10, 1, None));
+    write_file(&p.join("b.txt"), b"b");
+    write_file(&p.join("sub/c.jpg"), &jpeg(20, 10, 2, None));
+
+    let o = cli.run(&["scan"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert_eq!(count(&out, "added"), 3, "{out}");
+    assert_eq!(count(&out, "removed"), 0, "{out}");
+    assert!(out.contains("files/s"), "{out}");
+
+    let o = cli.run(&["scan"], "");
+    let out = text(&o.stdout);
+    assert_eq!(
+        (count(&out, "added"), count(&out, "updated")),
+        (0, 0),
+        "{out}"
+    );
+
+    // --path: only the subtree is looked at.
+    write_file(&p.join("sub/d.jpg"), &jpeg(20, 10, 3, None));
+    write_file(&p.join("outside_sub.jpg"), &jpeg(20, 10, 4, None));
+    std::fs::remove_file(p.join("a.jpg")).unwrap();
+    let sub = p.join("sub");
+    let o = cli.run(&["scan", "--path", sub.to_str().unwrap()], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert_eq!(
+        (count(&out, "added"), count(&out, "removed")),
+        (1, 0),
+        "{out}"
+    );
+    let names = |cli: &Cli| -> Vec<String> {
+        let mut v: Vec<String> = cli
+            .db()
+            .read(|c| {
+                let mut st = c.prepare("SELECT name FROM files")?;
+                let rows = st.query_map([], |r| r.get(0))?;
+                Ok(rows.collect::<Result<Vec<String>, _>>()?)
+            })
+            .unwrap();
+        v.sort();
+        v
+    };
+    assert_eq!(names(&cli), ["a.jpg", "b.txt", "c.jpg", "d.jpg"]);
+
+    // A full scan then catches up.
+    let o = cli.run(&["scan"], "");
+    let out = text(&o.stdout);
+    assert_eq!(
+        (count(&out, "added"), count(&out, "removed")),
+        (1, 1),
+        "{out}"
+    );
+    assert_eq!(names(&cli), ["b.txt", "c.jpg", "d.jpg", "outside_sub.jpg"]);
+
+    // Paths that are not a known folder are a usage error naming the path.
+    for bad in [cli.path("nowhere"), p.join("new_unknown_dir")] {
+        if bad.ends_with("new_unknown_dir") {
+            std::fs::create_dir(&bad).unwrap();
+        }
+        let o = cli.run(&["scan", "--path", bad.to_str().unwrap()], "");
+        assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+        assert!(
+            text(&o.stderr).contains(bad.file_name().unwrap().to_str().unwrap()),
+            "{}",
+            show(&o)
+        );
+    }
+}
+
+#[test]
+fn scan_of_an_unplugged_library_removes_nothing() {
+    let cli = Cli::new();
+    write_file(&cli.photos().join("a.jpg"), &jpeg(20, 10, 1, None));
+    write_file(&cli.photos().join("sub/b.jpg"), &jpeg(20, 10, 2, None));
+    let o = cli.run(&["scan"], "");
+    assert_eq!(count(&text(&o.stdout), "added"), 2, "{}", show(&o));
+    std::fs::rename(cli.photos(), cli.path("media/away")).unwrap();
+    let o = cli.run(&["scan"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert_eq!(count(&out, "removed"), 0, "{out}");
+    assert!(out.contains("offline"), "{out}");
+    let n = cli
+        .db()
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0))?))
+        .unwrap();
+    assert_eq!(n, 2);
+}
