@@ -74,9 +74,15 @@ AGENT = r"""#!/bin/sh
 # image-test agent: reads "ID:COMMAND" lines from the virtio-serial port, runs
 # each, prints its output and "@@ID rc=N", so the host can tell answers apart
 # even if some were queued before the guest opened the port.
-port=/dev/virtio-ports/isync.test
+# virt: a virtio-serial port; raspi3b (no PCI): a USB serial adapter.
 i=0
-while [ ! -e "$port" ] && [ "$i" -lt 600 ]; do sleep 0.5; i=$((i + 1)); done
+while [ "$i" -lt 600 ]; do
+	for port in /dev/virtio-ports/isync.test /dev/ttyUSB0; do
+		[ -e "$port" ] && break 2
+	done
+	sleep 0.5; i=$((i + 1))
+done
+case "$port" in /dev/tty*) stty -F "$port" raw -echo 115200 ;; esac
 exec 0<>"$port" 1>&0 2>&0
 while IFS= read -r line; do
 	id=${line%%:*}
@@ -98,7 +104,7 @@ WantedBy=multi-user.target
 """
 
 
-def prepare_disk(image, work):
+def prepare_disk(image, work, machine):
     disk = os.path.join(work, "disk.img")
     run("cp", "--sparse=always", image, disk)
     (boot_off, _), (root_off, root_size) = partitions(disk)[:2]
@@ -115,22 +121,28 @@ def prepare_disk(image, work):
         "/etc/systemd/system/isync-test-agent.service",
     ]) + "\n"
     run("debugfs", "-w", "-f", "-", f"{disk}?offset={root_off}", input=cmds)
-    # Room to grow: first boot should take it.
+    # Room to grow: first boot should take it. An SD card's size is a power of two.
+    size = os.path.getsize(disk) + 512 * 1024 * 1024
+    if machine == "raspi3b":
+        size = 1 << (size - 1).bit_length()
     with open(disk, "r+b") as f:
-        f.truncate(os.path.getsize(disk) + 512 * 1024 * 1024)
+        f.truncate(size)
     # Kernel, initrd and command line straight from the boot partition.
     fw = os.path.join(work, "fw")
     shutil.rmtree(fw, ignore_errors=True)
     os.makedirs(fw)
     src = f"{disk}@@{boot_off}"
-    run("mcopy", "-n", "-i", src, "::/vmlinuz-*", "::/initrd.img-*", "::/cmdline.txt", fw + "/")
+    run("mcopy", "-n", "-i", src, "::/vmlinuz-*", "::/initrd.img-*", "::/cmdline.txt",
+        "::/bcm2837-rpi-3-b.dtb", fw + "/")
     files = os.listdir(fw)
     kernel = os.path.join(fw, next(f for f in files if f.startswith("vmlinuz-")))
     initrd = os.path.join(fw, next(f for f in files if f.startswith("initrd.img-")))
     cmdline = open(os.path.join(fw, "cmdline.txt")).read().split()
-    # The Pi's consoles become qemu virt's PL011; everything else is the card's own.
-    cmdline = [a for a in cmdline if not a.startswith("console=")] + ["console=ttyAMA0"]
-    return disk, root_size, kernel, initrd, " ".join(cmdline)
+    if machine == "virt":
+        # The Pi's consoles become qemu virt's PL011; everything else is the card's own.
+        cmdline = [a for a in cmdline if not a.startswith("console=")] + ["console=ttyAMA0"]
+    dtb = os.path.join(fw, "bcm2837-rpi-3-b.dtb")
+    return disk, root_size, kernel, initrd, dtb, " ".join(cmdline)
 
 
 def make_usb_disk(work):
@@ -200,15 +212,34 @@ class Agent:
         return self._await(self.send(line), timeout)
 
     def wait_alive(self, deadline):
-        """The agent starts with multi-user.target; until then lines queue up."""
-        ident = self.send("echo agent-up")
+        """The agent starts with multi-user.target. Until it has the port open a
+        line may be lost (USB serial) or queue up (virtio): ask every 10 s, and
+        take the first answer to any of the questions."""
+        asked = []
         while True:
-            try:
-                self._await(ident, 10)
-                return
-            except TimeoutError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("guest agent never answered")
+            asked.append(self.send("echo agent-up"))
+            end = min(deadline, time.monotonic() + 10)
+            while time.monotonic() < end:
+                self.sock.settimeout(max(0.1, end - time.monotonic()))
+                try:
+                    chunk = self.sock.recv(65536)
+                except socket.timeout:
+                    break
+                if not chunk:
+                    raise EOFError("agent closed")
+                self.buf += chunk
+                if any(b"@@%d rc=0\n" % i in self.buf for i in asked):
+                    time.sleep(1)  # answers to the other questions may follow
+                    self.sock.settimeout(0.5)
+                    try:
+                        while self.sock.recv(65536):
+                            pass
+                    except socket.timeout:
+                        pass
+                    self.buf = b""
+                    return
+            if time.monotonic() >= deadline:
+                raise TimeoutError("guest agent never answered")
 
 
 class Api:
@@ -238,6 +269,7 @@ def main():
     ap.add_argument("image")
     ap.add_argument("--work", default="build/image-test")
     ap.add_argument("--timeout", type=int, default=600, help="whole test, seconds")
+    ap.add_argument("--machine", choices=("virt", "raspi3b"), default="virt")
     ap.add_argument("--require-api", default=os.environ.get("IMAGE_TEST_REQUIRE_API", "1"),
                     help="1: fail when the binary lacks the API/CLI the HTTP checks need")
     a = ap.parse_args()
@@ -245,7 +277,8 @@ def main():
     work = os.path.abspath(a.work)
     os.makedirs(work, exist_ok=True)
 
-    disk, root_size, kernel, initrd, append = prepare_disk(os.path.abspath(a.image), work)
+    disk, root_size, kernel, initrd, dtb, append = prepare_disk(os.path.abspath(a.image), work,
+                                                                a.machine)
     usb = make_usb_disk(work)
     port = free_port()
     sock = os.path.join(work, "agent.sock")
@@ -253,24 +286,38 @@ def main():
     for p in (sock, serial):
         if os.path.exists(p):
             os.remove(p)
-    qemu = [
-        "qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
-        "-display", "none", "-monitor", "none", "-serial", f"file:{serial}",
-        "-kernel", kernel, "-initrd", initrd, "-append", append,
-        "-drive", f"if=none,id=root,file={disk},format=raw", "-device", "virtio-blk-pci,drive=root",
-        "-device", "qemu-xhci,id=xhci",
-        "-drive", f"if=none,id=usb,file={usb},format=raw",
-        "-device", "usb-storage,bus=xhci.0,drive=usb",
-        # The guest reaches nothing; the host reaches its port 5000 only.
-        "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}",
-        "-device", "virtio-net-pci,netdev=n0",
-        "-device", "virtio-serial-pci",
-        "-chardev", f"socket,id=agent,path={sock},server=on,wait=off",
-        "-device", "virtserialport,chardev=agent,name=isync.test",
-    ]
+    # The guest reaches nothing; the host reaches its port 5000 only.
+    net = f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
+    agent_dev = f"socket,id=agent,path={sock},server=on,wait=off"
+    common = ["qemu-system-aarch64", "-display", "none", "-monitor", "none",
+              "-kernel", kernel, "-initrd", initrd, "-append", append,
+              "-drive", f"if=none,id=usb,file={usb},format=raw", "-netdev", net,
+              "-chardev", agent_dev]
+    if a.machine == "virt":
+        qemu = common + [
+            "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
+            "-serial", f"file:{serial}",
+            "-drive", f"if=none,id=root,file={disk},format=raw",
+            "-device", "virtio-blk-pci,drive=root",
+            "-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=usb",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=agent,name=isync.test",
+        ]
+    else:
+        # The Pi 3's own device tree and SD card; USB disk, network and agent all
+        # hang off its dwc2 USB. The console is the mini UART (ttyS1), as on a Pi.
+        qemu = common + [
+            "-M", "raspi3b", "-smp", "4", "-m", "1G", "-dtb", dtb,
+            "-serial", "null", "-serial", f"file:{serial}",
+            "-drive", f"if=sd,file={disk},format=raw",
+            "-device", "usb-storage,drive=usb", "-device", "usb-net,netdev=n0",
+            "-device", "usb-serial,chardev=agent",
+        ]
     log(f"booting {os.path.basename(a.image)}: {append}")
     t_boot = time.monotonic()
-    vm = subprocess.Popen(qemu, stdin=subprocess.DEVNULL)
+    # qemu's own messages (slirp reports each packet restrict=on drops) go to a file.
+    qemu_log = open(os.path.join(work, "qemu.log"), "w")
+    vm = subprocess.Popen(qemu, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log)
     try:
         api = Api(port)
         first_http = []  # power-on to the first HTTP answer, seconds

@@ -6,6 +6,7 @@
 #   make systemd-verify       systemd-analyze verify + security score of every unit
 #   make image                build/image/isync-<version>-arm64.img (+ .img.zst)
 #   make image-test           boot that image under qemu-system-aarch64 and assert from outside
+#   make image-test-raspi3b   the same on qemu's Raspberry Pi 3 model
 #   make image-rpios RPIOS=…  customise a Raspberry Pi OS Lite image
 #   make image-rpios-test     image-rpios on a stand-in image the test builds itself
 #   make ci-appliance         everything CI runs for the appliance
@@ -25,7 +26,7 @@ INITRAMFS_MODULES ?= list
 export INITRAMFS_MODULES
 
 .PHONY: aarch64 armv7 smoke-aarch64 systemd-verify image image-test image-rpios \
-	image-rpios-test ci-appliance
+	image-rpios-test image-test-raspi3b ci-appliance
 
 aarch64:
 	image/cross-build.sh $(AARCH64_TRIPLE)
@@ -59,6 +60,11 @@ image-test: image
 	image/host-setup.sh test
 	python3 image/test-boot.py $(IMAGE) --work $(CURDIR)/build/image-test
 
+# The same image on the Pi 3 machine model (its device tree, SD card, dwc2 USB).
+image-test-raspi3b: image
+	image/host-setup.sh test
+	python3 image/test-boot.py $(IMAGE) --machine raspi3b --work $(CURDIR)/build/image-test-raspi3b --timeout 900
+
 # Customise an official Raspberry Pi OS Lite image (arm64) with the same binary,
 # units and first-boot service, without mounting it:
 #   make image-rpios RPIOS=~/Downloads/2024-11-19-raspios-bookworm-arm64-lite.img.xz
@@ -74,5 +80,7 @@ image-rpios-test: aarch64
 	image/host-setup.sh image
 	image/rpios-test.sh $(AARCH64_BIN) $(CURDIR)/build/rpios-test
 
-# What CI runs for the appliance (see docs/appliance.md for the times).
-ci-appliance: systemd-verify aarch64 armv7 smoke-aarch64 image-test image-rpios-test
+# What CI runs for the appliance, with a time per step (docs/appliance.md):
+# systemd-verify, aarch64 + smoke-aarch64, armv7, image-test, image-rpios-test.
+ci-appliance:
+	image/ci.sh

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The appliance part of CI (`make ci-appliance`): host tools, systemd unit checks,
+# both cross builds, the qemu-user smoke test, the SD-card image booted under
+# qemu, and the Raspberry Pi OS customisation on its stand-in. Prints how long
+# each step took and ends with "appliance: N passed, N failed".
+#
+# The base rootfs spends most of its time in one dpkg process under qemu-user,
+# so it is built in the background while cargo uses the other core.
+# IMAGE_TEST_RASPI3B=1 also boots the image on qemu's Raspberry Pi 3 model.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p build
+make=(make --no-print-directory)
+passed=0 failed=0
+report=()
+
+step() {
+	local name=$1 start rc
+	shift
+	start=$(date +%s)
+	echo "=== appliance: $name"
+	"$@"
+	rc=$?
+	report+=("$(printf '%-22s %4d s  %s' "$name" $(($(date +%s) - start)) "$([ $rc = 0 ] && echo ok || echo FAILED)")")
+	if [ $rc = 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+	return $rc
+}
+
+finish() {
+	echo "=== appliance: summary"
+	printf '  %s\n' "${report[@]}"
+	echo "appliance: $passed passed, $failed failed"
+	[ "$failed" = 0 ]
+	exit
+}
+
+t0=$(date +%s)
+step "host tools" image/host-setup.sh cross verify image test || finish
+rootfs_start=$(date +%s)
+image/build-rootfs.sh >build/rootfs.log 2>&1 &
+rootfs_pid=$!
+
+step "systemd-verify" "${make[@]}" systemd-verify
+step "aarch64 build" "${make[@]}" aarch64 && step "aarch64 smoke (qemu-user)" "${make[@]}" smoke-aarch64
+step "armv7 build" "${make[@]}" armv7
+
+echo "=== appliance: waiting for the base rootfs (log: build/rootfs.log)"
+if wait "$rootfs_pid"; then
+	report+=("$(printf '%-22s %4d s  %s' "base rootfs (bg)" $(($(date +%s) - rootfs_start)) ok)")
+	passed=$((passed + 1))
+	step "image + image-test" "${make[@]}" image-test
+	[ "${IMAGE_TEST_RASPI3B:-0}" = 1 ] && step "image-test-raspi3b" "${make[@]}" image-test-raspi3b
+else
+	tail -n 40 build/rootfs.log
+	report+=("base rootfs (bg)       FAILED")
+	failed=$((failed + 1))
+fi
+step "image-rpios-test" "${make[@]}" image-rpios-test
+report+=("$(printf '%-22s %4d s' total $(($(date +%s) - t0)))")
+finish
