@@ -374,3 +374,73 @@ async fn a_shared_library_is_seen_by_every_granted_user() {
     assert_eq!(ids(&app.api.all_files().await), ids(&bob.all_files().await));
     assert_eq!(bob.all_files().await.len(), 1);
 }
+
+async fn nested(merge: bool) -> TestApp {
+    TestApp::builder()
+        .user("alice")
+        .user("bob")
+        .library("photos", &["alice"])
+        .library_with("photos/family", &["bob"], merge)
+        .file("photos/top.jpg", &jpeg(40, 30, 1, None))
+        .file("photos/family/fam.jpg", &jpeg(40, 30, 2, None))
+        .file("photos/family/kids/kid.jpg", &jpeg(40, 30, 3, None))
+        .spawn()
+        .await
+}
+
+fn sorted_names(list: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|x| x["name"].as_str().unwrap().to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_library_with_merge_is_folded_into_the_enclosing_tree() {
+    let app = nested(true).await;
+    let roots = app.api.catalogs("-1").await;
+    assert_eq!(sorted_names(&roots), ["photos"]);
+    let root = id(&roots[0]);
+    let family = &app.api.catalogs(&root.to_string()).await;
+    assert_eq!(sorted_names(family), ["family"]);
+    assert_eq!(family[0]["rootId"], root);
+    assert_eq!(
+        sorted_names(&app.api.all_files().await),
+        ["fam.jpg", "kid.jpg", "top.jpg"]
+    );
+    // bob's access came only from the folded library: he sees none of it.
+    let bob = app.login("bob").await;
+    let bob_roots = bob.catalogs("-1").await;
+    assert!(
+        bob_roots.iter().all(|c| c["id"] != root && c["name"] != "family"),
+        "{bob_roots:#?}"
+    );
+    assert!(bob.all_files().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_library_without_merge_is_a_root_of_its_own() {
+    let app = nested(false).await;
+    let roots = app.api.catalogs("-1").await;
+    assert_eq!(sorted_names(&roots), ["photos"]);
+    let root = id(&roots[0]);
+    assert!(
+        app.api.catalogs(&root.to_string()).await.is_empty(),
+        "the nested library is not part of alice's tree"
+    );
+    assert_eq!(sorted_names(&app.api.all_files().await), ["top.jpg"]);
+
+    let bob = app.login("bob").await;
+    let bob_roots = bob.catalogs("-1").await;
+    assert_eq!(sorted_names(&bob_roots), ["family"]);
+    assert_eq!(bob_roots[0]["rootId"], bob_roots[0]["id"]);
+    assert_eq!(bob_roots[0]["subCatalogCount"], 1);
+    assert_eq!(sorted_names(&bob.all_files().await), ["fam.jpg", "kid.jpg"]);
+    // And a rescan keeps it that way.
+    let before = (app.api.all_files().await, bob.all_files().await);
+    let r = app.rescan().await;
+    assert_eq!((r.added, r.removed), (0, 0), "{r}");
+    assert_eq!(before, (app.api.all_files().await, bob.all_files().await));
+}

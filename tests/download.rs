@@ -366,3 +366,29 @@ async fn a_large_sparse_file_streams_from_near_its_end() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_with_spaces_unicode_and_url_characters() {
+    let names = [
+        "Été 2024/photo #1.jpg",
+        "100% sure/a?b&c=d.txt",
+        "quotes/\"x\" 'y'.qqq",
+        "日本/写真.JPEG",
+    ];
+    let mut b = TestApp::builder().user("alice").library("lib", &["alice"]);
+    for (i, n) in names.iter().enumerate() {
+        b = b.file(&format!("lib/{n}"), &pattern(100 + i));
+    }
+    let app = b.spawn().await;
+    for (i, n) in names.iter().enumerate() {
+        let file = n.rsplit('/').next().unwrap();
+        let f = app.api.file_named(file).await;
+        let r = app.api.download(id(&f), &[("Range", "bytes=1-")]).await;
+        assert_eq!(r.status(), 206, "{n}");
+        assert_eq!(r.bytes().await.unwrap().to_vec(), pattern(100 + i)[1..], "{n}");
+    }
+    let jpeg = app.api.file_named("写真.JPEG").await;
+    assert_eq!(jpeg["ext"], "jpeg");
+    let r = app.api.download(id(&jpeg), &[]).await;
+    assert_eq!(header(&r, "content-type"), "image/jpeg");
+}

@@ -413,3 +413,141 @@ async fn an_empty_mount_point_is_offline_and_loses_nothing() {
     std::fs::rename(&away, &root).unwrap();
     assert_back_online(&app, &files, &cats).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_disk_at_the_mount_point_is_offline() {
+    let app = tree().await;
+    let files = app.api.all_files().await;
+    let cats = app.api.all_catalogs().await;
+    let root = app.media().join("photos");
+    let away = app.media().join("photos.unplugged");
+    // Another disk (or a forgotten folder) now sits where the library was.
+    std::fs::rename(&root, &away).unwrap();
+    write_file(&root.join("stranger.jpg"), &jpeg(10, 10, 9, None));
+    write_file(&root.join("other/stranger2.jpg"), &jpeg(10, 10, 8, None));
+
+    let r = app.rescan().await;
+    assert_nothing_changed(&r);
+    assert_eq!(r.offline.len(), 1, "{r}");
+    assert_offline_but_listed(&app, &files, &cats).await;
+
+    std::fs::remove_dir_all(&root).unwrap();
+    std::fs::rename(&away, &root).unwrap();
+    assert_back_online(&app, &files, &cats).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_emptied_on_purpose_stays_online() {
+    let app = tree().await;
+    let root = app.media().join("photos");
+    for e in std::fs::read_dir(&root).unwrap() {
+        let p = e.unwrap().path();
+        // Dot names are the server's own (the library marker); keep them.
+        if p.file_name().unwrap().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).unwrap();
+        } else {
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+    let r = app.rescan().await;
+    assert_eq!((r.removed, r.catalogs_removed), (5, 3), "{r}");
+    assert!(r.offline.is_empty(), "{r}");
+    assert!(app.library_online("photos").await);
+    assert!(app.api.all_files().await.is_empty());
+    assert_eq!(names(&app.api.all_catalogs().await), ["photos"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mass_deletions_are_held_back() {
+    let mut b = TestApp::builder().user("alice").library("photos", &["alice"]);
+    for i in 0..12 {
+        b = b.file(&format!("photos/f{i:02}.txt"), b"x");
+    }
+    let app = b.spawn().await;
+    let files = app.api.all_files().await;
+    for i in 0..10 {
+        std::fs::remove_file(app.media().join(format!("photos/f{i:02}.txt"))).unwrap();
+    }
+    let r = app.rescan().await;
+    assert_eq!(r.removed, 0, "{r}");
+    assert_eq!(r.held_back, 10, "{r}");
+    assert_eq!(app.api.all_files().await, files, "nothing removed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_missing_at_start_comes_online_later() {
+    let app = TestApp::builder()
+        .user("alice")
+        .library("photos", &["alice"])
+        .with_media(|m| std::fs::remove_dir(m.join("photos")).unwrap())
+        .spawn()
+        .await;
+    // The root catalog exists (empty) and nothing failed.
+    let roots = app.api.catalogs("-1").await;
+    assert_eq!(names(&roots), ["photos"]);
+    assert!(app.api.all_files().await.is_empty());
+    write_file(&app.media().join("photos/late/a.jpg"), &jpeg(10, 10, 1, None));
+    let r = app.rescan().await;
+    assert_eq!((r.added, r.catalogs_added), (1, 1), "{r}");
+    assert!(app.library_online("photos").await);
+    let a = app.api.file_named("a.jpg").await;
+    assert_eq!(app.api.download(id(&a), &[]).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_that_are_not_utf8_are_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let app = TestApp::builder()
+        .user("alice")
+        .library("photos", &["alice"])
+        .file("photos/ok.jpg", &jpeg(10, 10, 1, None))
+        .with_media(|m| {
+            let bad = std::ffi::OsStr::from_bytes(b"bad\xFFname.jpg");
+            write_file(&m.join("photos").join(bad), &jpeg(10, 10, 2, None));
+            let bad_dir = std::ffi::OsStr::from_bytes(b"dir\xFE");
+            write_file(&m.join("photos").join(bad_dir).join("in.jpg"), &jpeg(10, 10, 3, None));
+        })
+        .spawn()
+        .await;
+    assert_eq!(names(&app.api.all_files().await), ["ok.jpg"]);
+    assert_eq!(names(&app.api.all_catalogs().await), ["photos"]);
+    assert_nothing_changed(&app.rescan().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_files_and_folders_keep_their_ids() {
+    let app = tree().await;
+    let a = app.api.file_named("a.jpg").await;
+    let c = app.api.file_named("c.jpg").await;
+    let root = id(&app.api.catalogs("-1").await[0]);
+    let sub = app
+        .api
+        .catalogs(&root.to_string())
+        .await
+        .into_iter()
+        .find(|x| x["name"] == "sub")
+        .unwrap();
+    let m = app.media().join("photos");
+    std::fs::rename(m.join("a.jpg"), m.join("a renamed.jpg")).unwrap();
+    std::fs::rename(m.join("sub"), m.join("sub renamed")).unwrap();
+    let r = app.rescan().await;
+    assert_eq!((r.added, r.removed, r.catalogs_added, r.catalogs_removed), (0, 0, 0, 0), "{r}");
+    let a2 = app.api.file_named("a renamed.jpg").await;
+    assert_eq!(a2["id"], a["id"]);
+    let c2 = app.api.file_named("c.jpg").await;
+    assert_eq!(c2["id"], c["id"]);
+    let sub2 = app
+        .api
+        .catalogs(&root.to_string())
+        .await
+        .into_iter()
+        .find(|x| x["id"] == sub["id"])
+        .expect("renamed folder keeps its id");
+    assert_eq!(sub2["name"], "sub renamed");
+    // The moved file is served from its new place.
+    assert_eq!(app.api.download(id(&c2), &[]).await.status(), 200);
+    assert_eq!(app.api.download(id(&a2), &[]).await.status(), 200);
+}

@@ -61,12 +61,18 @@ impl Builder {
     }
 
     /// A library folder `<media>/<name>` (created empty) granted to `users`.
-    pub fn library(mut self, name: &str, users: &[&str]) -> Self {
+    pub fn library(self, name: &str, users: &[&str]) -> Self {
+        self.library_with(name, users, true)
+    }
+
+    /// A library with an explicit `merge` (spec §12.1; matters for a library
+    /// inside another one).
+    pub fn library_with(mut self, name: &str, users: &[&str], merge: bool) -> Self {
         std::fs::create_dir_all(self.media().join(name)).expect("create library dir");
         self.libraries.push(LibrarySpec {
             name: name.into(),
             users: users.iter().map(|u| u.to_string()).collect(),
-            merge: true,
+            merge,
         });
         self
     }
