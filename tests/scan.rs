@@ -551,3 +551,36 @@ async fn renamed_files_and_folders_keep_their_ids() {
     assert_eq!(app.api.download(id(&c2), &[]).await.status(), 200);
     assert_eq!(app.api.download(id(&a2), &[]).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_every_record_and_forgets_sessions() {
+    let mut app = tree().await;
+    let files = app.api.all_files().await;
+    let cats = app.api.all_catalogs().await;
+    let old_session = app.restart().await;
+    let v = old_session
+        .get_json("/catalogs.icc", json!({"pids": "-1"}))
+        .await;
+    assert_err(&v, NEED_LOGIN);
+    assert_eq!(app.api.all_files().await, files);
+    assert_eq!(app.api.all_catalogs().await, cats);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_offline_at_startup_loses_nothing() {
+    let mut app = tree().await;
+    let files = app.api.all_files().await;
+    let cats = app.api.all_catalogs().await;
+    let root = app.media().join("photos");
+    let away = app.media().join("photos.unplugged");
+    // Unplugged while the server was down; an empty mount point is left.
+    app.stop_only().await;
+    std::fs::rename(&root, &away).unwrap();
+    std::fs::create_dir(&root).unwrap();
+    app.restart().await;
+    assert_offline_but_listed(&app, &files, &cats).await;
+
+    std::fs::remove_dir(&root).unwrap();
+    std::fs::rename(&away, &root).unwrap();
+    assert_back_online(&app, &files, &cats).await;
+}

@@ -166,30 +166,36 @@ impl Builder {
         .await
         .expect("user setup task");
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind loopback");
-        let mut running = app::start(cfg.clone(), listener)
-            .await
-            .expect("start isync");
-        running.wait_scanned().await;
+        let running = start(&cfg).await;
         let base = format!("http://{}", running.addr);
+        let default_user = self
+            .login_as
+            .or_else(|| self.users.first().map(|(n, _)| n.clone()));
         let mut app = TestApp {
             api: Api::new(&base),
             base,
             cfg,
             running: Some(running),
             passwords: self.users.clone(),
+            default_user,
             dir: self.dir,
         };
-        let who = self
-            .login_as
-            .or_else(|| self.users.first().map(|(n, _)| n.clone()));
-        if let Some(name) = who {
-            app.api = app.login(&name).await;
-        }
+        app.login_default().await;
         app
     }
+}
+
+/// Starts a server for `cfg` on a fresh loopback port and waits for its
+/// initial scan.
+async fn start(cfg: &Config) -> Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    let mut running = app::start(cfg.clone(), listener)
+        .await
+        .expect("start isync");
+    running.wait_scanned().await;
+    running
 }
 
 /// A running server with its temp dirs; stopped when dropped.
@@ -200,6 +206,7 @@ pub struct TestApp {
     pub cfg: Config,
     running: Option<Running>,
     passwords: Vec<(String, String)>,
+    default_user: Option<String>,
     // Last: removed after the server stopped using it.
     dir: TempDir,
 }
@@ -332,6 +339,36 @@ impl TestApp {
                 .online)
         })
         .await
+    }
+
+    async fn login_default(&mut self) {
+        self.api = match self.default_user.clone() {
+            Some(name) => self.login(&name).await,
+            None => self.anon(),
+        };
+    }
+
+    /// Stops the server and starts a new one on the same data dir and media
+    /// (new port; sessions are gone, so the default client logs in again).
+    /// Returns a client still holding the old session cookie.
+    pub async fn restart(&mut self) -> Api {
+        let old = self.api.clone();
+        self.stop_only().await;
+        let running = start(&self.cfg).await;
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+        self.login_default().await;
+        Api {
+            base: self.base.clone(),
+            ..old
+        }
+    }
+
+    /// Stops the server but keeps the dirs, for a later [`TestApp::restart`].
+    pub async fn stop_only(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("clean stop");
+        }
     }
 
     /// Stops the server, draining requests.
