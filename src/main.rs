@@ -5,11 +5,6 @@ use isync::{cli, config::Config};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc gives freed memory back to the OS promptly; glibc's malloc keeps
-/// large freed blocks (each login's 19 MiB Argon2 buffer) and idle RSS grows.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "isync",
