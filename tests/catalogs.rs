@@ -414,7 +414,9 @@ async fn a_nested_library_with_merge_is_folded_into_the_enclosing_tree() {
     let bob = app.login("bob").await;
     let bob_roots = bob.catalogs("-1").await;
     assert!(
-        bob_roots.iter().all(|c| c["id"] != root && c["name"] != "family"),
+        bob_roots
+            .iter()
+            .all(|c| c["id"] != root && c["name"] != "family"),
         "{bob_roots:#?}"
     );
     assert!(bob.all_files().await.is_empty());

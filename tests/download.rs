@@ -385,7 +385,11 @@ async fn names_with_spaces_unicode_and_url_characters() {
         let f = app.api.file_named(file).await;
         let r = app.api.download(id(&f), &[("Range", "bytes=1-")]).await;
         assert_eq!(r.status(), 206, "{n}");
-        assert_eq!(r.bytes().await.unwrap().to_vec(), pattern(100 + i)[1..], "{n}");
+        assert_eq!(
+            r.bytes().await.unwrap().to_vec(),
+            pattern(100 + i)[1..],
+            "{n}"
+        );
     }
     let jpeg = app.api.file_named("写真.JPEG").await;
     assert_eq!(jpeg["ext"], "jpeg");

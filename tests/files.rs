@@ -551,3 +551,124 @@ async fn file_info_of_video_and_audio() {
         assert!(f.get("width").is_none(), "audio has no dimensions: {f}");
     }
 }
+
+/// A JPEG whose EXIF carries DateTimeOriginal `when` ("YYYY:MM:DD hh:mm:ss")
+/// and, optionally, OffsetTimeOriginal `offset` ("+02:00").
+fn jpeg_taken_at(when: &str, offset: Option<&str>) -> Vec<u8> {
+    let mut strings: Vec<(u16, Vec<u8>)> = vec![(0x9003, format!("{when}\0").into_bytes())];
+    if let Some(o) = offset {
+        strings.push((0x9011, format!("{o}\0").into_bytes()));
+    }
+    let exif_ifd_at = 8 + 2 + 12 + 4;
+    let data_at = exif_ifd_at + 2 + 12 * strings.len() + 4;
+    let mut t = Vec::new();
+    t.extend_from_slice(b"II*\0");
+    t.extend_from_slice(&8u32.to_le_bytes());
+    // IFD0: one entry, the pointer to the Exif IFD.
+    t.extend_from_slice(&1u16.to_le_bytes());
+    t.extend_from_slice(&0x8769u16.to_le_bytes());
+    t.extend_from_slice(&4u16.to_le_bytes());
+    t.extend_from_slice(&1u32.to_le_bytes());
+    t.extend_from_slice(&(exif_ifd_at as u32).to_le_bytes());
+    t.extend_from_slice(&0u32.to_le_bytes());
+    // Exif IFD: ASCII entries whose text follows the IFD.
+    t.extend_from_slice(&(strings.len() as u16).to_le_bytes());
+    let mut at = data_at;
+    for (tag, text) in &strings {
+        t.extend_from_slice(&tag.to_le_bytes());
+        t.extend_from_slice(&2u16.to_le_bytes());
+        t.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        t.extend_from_slice(&(at as u32).to_le_bytes());
+        at += text.len();
+    }
+    t.extend_from_slice(&0u32.to_le_bytes());
+    for (_, text) in &strings {
+        t.extend_from_slice(text);
+    }
+    let mut seg = vec![0xFF, 0xE1];
+    seg.extend_from_slice(&((2 + 6 + t.len()) as u16).to_be_bytes());
+    seg.extend_from_slice(b"Exif\0\0");
+    seg.extend_from_slice(&t);
+    let mut out = jpeg(40, 30, 1, None);
+    out.splice(2..2, seg);
+    out
+}
+
+/// Spec §3.3 and §12.1 say an imported file's createTime is the earliest of
+/// its ctime/mtime/atime; isync prefers the photo's EXIF capture time when it
+/// has one (issue 2: "capture time for photos"), so sorting by createTime
+/// follows when the photos were taken even after a copy reset the mtimes.
+/// This pins that choice and its time-zone handling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_time_is_the_exif_capture_time_when_present() {
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file(
+            "lib/zoned.jpg",
+            &jpeg_taken_at("2001:02:03 04:05:06", Some("+02:00")),
+        )
+        .file("lib/local.jpg", &jpeg_taken_at("2001:02:03 04:05:06", None))
+        .file("lib/plain.jpg", &jpeg(40, 30, 1, None))
+        .with_media(|m| {
+            for n in ["zoned.jpg", "local.jpg", "plain.jpg"] {
+                set_mtime(&m.join("lib").join(n), T0);
+            }
+        })
+        .spawn()
+        .await;
+    // 04:05:06 at UTC+2 is 02:05:06 UTC.
+    assert_eq!(
+        app.api.file_named("zoned.jpg").await["createTime"],
+        981_165_906
+    );
+    // Without a zone the camera's wall clock is taken as UTC.
+    assert_eq!(
+        app.api.file_named("local.jpg").await["createTime"],
+        981_173_106
+    );
+    assert_eq!(app.api.file_named("plain.jpg").await["createTime"], T0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_with_any_part_uploading_are_hidden_but_counted() {
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/a.jpg", &jpeg(40, 30, 1, None))
+        .spawn()
+        .await;
+    let alice = app.user_id("alice").await;
+    let root = id(&app.api.catalogs("-1").await[0]);
+    let mut hidden = Vec::new();
+    for column in ["status_origin", "status_thumb", "status_screen"] {
+        let f = insert_upload(
+            &app,
+            root,
+            &format!("{column}.jpg"),
+            alice,
+            1_600_000_000,
+            0,
+        )
+        .await;
+        let sql = format!("UPDATE files SET {column} = 2 WHERE id = ?1");
+        app.db()
+            .write_async(move |tx| Ok(tx.execute(&sql, [f])?))
+            .await
+            .unwrap();
+        hidden.push(f);
+    }
+    let done = insert_upload(&app, root, "done.jpg", alice, 1_600_000_000, 3).await;
+    let listed = ids(&app.api.all_files().await);
+    assert!(hidden.iter().all(|h| !listed.contains(h)), "{listed:?}");
+    assert!(listed.contains(&done), "status 3 is complete");
+    assert_eq!(listed.len(), 2);
+    let v = app
+        .api
+        .get_json("/files.icc", json!({"pageIndex": 0, "onlySelfUpload": 1}))
+        .await;
+    assert_eq!(data(&v)["page"]["pageCount"], 1);
+    assert_eq!(ids(data(&v)["list"].as_array().unwrap()), vec![done]);
+    // fileCount includes pending uploads (spec §3.2).
+    assert_eq!(app.api.catalogs("-1").await[0]["fileCount"], 5);
+}

@@ -462,7 +462,9 @@ async fn a_library_emptied_on_purpose_stays_online() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mass_deletions_are_held_back() {
-    let mut b = TestApp::builder().user("alice").library("photos", &["alice"]);
+    let mut b = TestApp::builder()
+        .user("alice")
+        .library("photos", &["alice"]);
     for i in 0..12 {
         b = b.file(&format!("photos/f{i:02}.txt"), b"x");
     }
@@ -489,7 +491,10 @@ async fn a_library_missing_at_start_comes_online_later() {
     let roots = app.api.catalogs("-1").await;
     assert_eq!(names(&roots), ["photos"]);
     assert!(app.api.all_files().await.is_empty());
-    write_file(&app.media().join("photos/late/a.jpg"), &jpeg(10, 10, 1, None));
+    write_file(
+        &app.media().join("photos/late/a.jpg"),
+        &jpeg(10, 10, 1, None),
+    );
     let r = app.rescan().await;
     assert_eq!((r.added, r.catalogs_added), (1, 1), "{r}");
     assert!(app.library_online("photos").await);
@@ -508,7 +513,10 @@ async fn names_that_are_not_utf8_are_skipped() {
             let bad = std::ffi::OsStr::from_bytes(b"bad\xFFname.jpg");
             write_file(&m.join("photos").join(bad), &jpeg(10, 10, 2, None));
             let bad_dir = std::ffi::OsStr::from_bytes(b"dir\xFE");
-            write_file(&m.join("photos").join(bad_dir).join("in.jpg"), &jpeg(10, 10, 3, None));
+            write_file(
+                &m.join("photos").join(bad_dir).join("in.jpg"),
+                &jpeg(10, 10, 3, None),
+            );
         })
         .spawn()
         .await;
@@ -534,7 +542,11 @@ async fn renamed_files_and_folders_keep_their_ids() {
     std::fs::rename(m.join("a.jpg"), m.join("a renamed.jpg")).unwrap();
     std::fs::rename(m.join("sub"), m.join("sub renamed")).unwrap();
     let r = app.rescan().await;
-    assert_eq!((r.added, r.removed, r.catalogs_added, r.catalogs_removed), (0, 0, 0, 0), "{r}");
+    assert_eq!(
+        (r.added, r.removed, r.catalogs_added, r.catalogs_removed),
+        (0, 0, 0, 0),
+        "{r}"
+    );
     let a2 = app.api.file_named("a renamed.jpg").await;
     assert_eq!(a2["id"], a["id"]);
     let c2 = app.api.file_named("c.jpg").await;
