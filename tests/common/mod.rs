@@ -735,7 +735,8 @@ fn make_av(kind: Av) -> Vec<u8> {
 /// The bytes of an audio/video fixture, or None (after a message) when
 /// ffmpeg is missing outside CI.
 pub fn av(kind: Av) -> Option<&'static [u8]> {
-    static CACHE: OnceLock<std::sync::Mutex<Vec<(Av, &'static [u8])>>> = OnceLock::new();
+    type Made = Vec<(Av, &'static [u8])>;
+    static CACHE: OnceLock<std::sync::Mutex<Made>> = OnceLock::new();
     if !ffmpeg_available() {
         return None;
     }
