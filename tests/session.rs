@@ -412,3 +412,44 @@ async fn query_string_wins_over_form_body() {
     let v = post("userName=bob".into(), format!("password={pw}")).await;
     assert_eq!(data(&v)["name"], "bob", "{v}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn editing_sharing_and_upload_endpoints_need_a_session_too() {
+    let app = two_users().await;
+    let file = app.api.file_id("a.jpg").await;
+    let root = id(&app.api.catalogs("-1").await[0]);
+    let before = app.db_snapshot().await;
+    let params = json!({
+        "id": file, "ids": file.to_string(), "parentId": root, "cid": root, "name": "x",
+        "size": 1, "type": 1, "ext": "jpg", "pageIndex": 0,
+    });
+    let anon = app.anon();
+    for (method, path) in [
+        (reqwest::Method::POST, "/createCatalog.icc"),
+        (reqwest::Method::POST, "/updateCatalog.icc"),
+        (reqwest::Method::POST, "/deleteCatalog.icc"),
+        (reqwest::Method::POST, "/updateFile.icc"),
+        (reqwest::Method::POST, "/deleteFiles.icc"),
+        (reqwest::Method::GET, "/shareFileUrl.icc"),
+        (reqwest::Method::POST, "/uploadFileInfo.icc"),
+        (reqwest::Method::GET, "/uploadingInfo.icc"),
+        (reqwest::Method::POST, "/uploadFile.icc"),
+    ] {
+        let r = anon
+            .http
+            .request(method.clone(), anon.url(path))
+            .query(&params)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{method} {path}");
+        let v: Value = r.json().await.unwrap();
+        assert_err(&v, NEED_LOGIN);
+    }
+    assert_eq!(
+        before,
+        app.db_snapshot().await,
+        "an anonymous request changed data"
+    );
+    assert!(app.media().join("photos/a.jpg").is_file());
+}
