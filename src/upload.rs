@@ -46,7 +46,11 @@ pub const MAX_PART_NAME_CHARS: usize = 255;
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Chunks queued between the network and the disk writer.
 const QUEUE_CHUNKS: usize = 64;
-const WRITE_BUF_BYTES: usize = 1 << 20;
+/// Chunks at least this big bypass the write buffer (no extra copy).
+const WRITE_BUF_BYTES: usize = 256 * 1024;
+/// Flush to disk every this many bytes while receiving: the disk writes
+/// while the network delivers, so the fsync before the reply is short.
+const WRITEBACK_BYTES: u64 = 64 << 20;
 
 /// Where a completed client thumbnail of `file_id` is stored:
 /// `<thumb_dir>/uploaded/<id>_<0|1>.jpg`. `thumbnail.icc` serves it for
@@ -536,7 +540,7 @@ fn spawn_writer(
         f.set_len(offset)?;
         let mut hasher = cm.map(Hasher::new);
         if let Some(h) = hasher.as_mut() {
-            let mut buf = vec![0u8; WRITE_BUF_BYTES];
+            let mut buf = vec![0u8; 1 << 20];
             let mut left = offset;
             f.seek(SeekFrom::Start(0))?;
             while left > 0 {
@@ -551,15 +555,7 @@ fn spawn_writer(
         }
         f.seek(SeekFrom::Start(offset))?;
         let mut w = BufWriter::with_capacity(WRITE_BUF_BYTES, f);
-        let written = (|| {
-            while let Some(b) = rx.blocking_recv() {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&b);
-                }
-                w.write_all(&b)?;
-            }
-            w.flush()
-        })();
+        let written = pump(&mut rx, &mut w, hasher.as_mut());
         // Whatever reached the file is synced, success or not: the size
         // reported afterwards is what survives a power cut.
         let synced = w.get_ref().sync_all();
@@ -568,6 +564,29 @@ fn spawn_writer(
         let len = w.get_ref().metadata()?.len();
         Ok((len, hasher.map(Hasher::hex)))
     })
+}
+
+/// Appends (and hashes) every chunk until the sender is gone, syncing
+/// every [`WRITEBACK_BYTES`].
+fn pump(
+    rx: &mut tokio::sync::mpsc::Receiver<Bytes>,
+    w: &mut BufWriter<File>,
+    mut hasher: Option<&mut Hasher>,
+) -> std::io::Result<()> {
+    let mut unsynced = 0u64;
+    while let Some(b) = rx.blocking_recv() {
+        if let Some(h) = hasher.as_deref_mut() {
+            h.update(&b);
+        }
+        w.write_all(&b)?;
+        unsynced += b.len() as u64;
+        if unsynced >= WRITEBACK_BYTES {
+            w.flush()?;
+            w.get_ref().sync_data()?;
+            unsynced = 0;
+        }
+    }
+    w.flush()
 }
 
 /// Result of one fully received part.
@@ -601,8 +620,7 @@ where
         let (db2, roots, id) = (db.clone(), s.roots.clone(), req.id);
         let thumbs = cfg.thumb_dir();
         tokio::task::spawn_blocking(move || {
-            let rec = db2
-                .read(|c| files::accessible(c, id, &roots))?
+            db2.read(|c| files::accessible(c, id, &roots))?
                 .ok_or_else(|| Error::BadParam(format!("file {} not found", id.0)))?;
             let library = library_of(&db2, id)?;
             if let Some(n) = req.body_len {
@@ -613,7 +631,6 @@ where
                     )));
                 }
             }
-            let _ = rec;
             Ok(Arc::new(Ctx {
                 db: db2,
                 id,

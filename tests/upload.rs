@@ -318,7 +318,7 @@ async fn resumed_upload_in_three_chunks_with_digests() {
     assert_eq!(f["uploadingOriginSize"], 0);
     assert_eq!(f["uploadingThumbSize"], 0);
     assert!(f.get("uploadingScreenSize").is_none(), "{f}");
-    assert_eq!(f["uploadUserId"].as_i64().is_some(), true);
+    assert!(f["uploadUserId"].as_i64().is_some());
     // Invisible to files.icc while pending, listed by uploadingInfo.icc.
     assert!(api.all_files().await.iter().all(|x| x["id"] != id));
     assert_eq!(uploading(&api).await.len(), 1);
