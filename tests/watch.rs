@@ -322,3 +322,32 @@ async fn a_burst_of_files_is_ingested() {
     .await;
     eprintln!("200-file burst listed in {took:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_removals_are_forgotten_when_the_files_come_back() {
+    let files: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| (format!("g{i:02}.jpg"), jpeg(8, 8, i as u8, None)))
+        .collect();
+    let refs: Vec<(&str, Vec<u8>)> = files.iter().map(|(n, b)| (n.as_str(), b.clone())).collect();
+    let app = Live::start(&refs, |_| {}).await;
+    let before = app.api.all_files().await;
+    let away = app.media().join("stash");
+    std::fs::create_dir(&away).unwrap();
+    for (n, _) in &files[..10] {
+        std::fs::rename(app.lib().join(n), away.join(n)).unwrap();
+    }
+    until("removals held back", || async {
+        (app.held().await == 10).then_some(())
+    })
+    .await;
+    // The same files return (a flaky cable): the guard clears by itself and
+    // every record is as it was.
+    for (n, _) in &files[..10] {
+        std::fs::rename(away.join(n), app.lib().join(n)).unwrap();
+    }
+    until("guard cleared", || async {
+        (app.held().await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(app.api.all_files().await, before);
+}

@@ -119,6 +119,10 @@ pub struct ScanOptions {
     pub confirm_deletions: bool,
 }
 
+/// A probed file and the id it updates (`None` = new), or nothing when it
+/// could not be read.
+type Probed = Option<(Option<FileId>, files::ScannedFile)>;
+
 /// What one library scan looks at.
 enum Scope<'a> {
     Whole,
@@ -129,6 +133,11 @@ enum Scope<'a> {
         dirs: &'a [PathBuf],
         busy: &'a HashSet<PathBuf>,
     },
+}
+
+enum ScopeKind {
+    Tree,
+    Dirs,
 }
 
 /// Scans with a configuration; one scanner per process (scans serialise on
@@ -399,6 +408,10 @@ impl Scanner {
 
         let mut cat_by_path: HashMap<String, CatalogId> =
             folders.iter().map(|f| (f.path.clone(), f.id)).collect();
+        let scope_kind = match scope {
+            Scope::Dirs { .. } => ScopeKind::Dirs,
+            _ => ScopeKind::Tree,
+        };
         let no_busy = HashSet::new();
         let mut w = Walk::default();
         let busy = match scope {
@@ -418,12 +431,23 @@ impl Scanner {
                 &no_busy
             }
             Scope::Dirs { dirs, busy } => {
-                let inside: Vec<PathBuf> = dirs
+                // A folder the database does not know yet is seen (and
+                // walked whole) through its nearest known ancestor, unless
+                // it vanished (then its record, if any, is gone or moved).
+                let mut inside: Vec<PathBuf> = dirs
                     .iter()
                     .filter(|d| d.starts_with(root))
                     .filter(|d| !excluded.iter().any(|x| d.starts_with(x)))
-                    .cloned()
+                    .map(|d| {
+                        d.ancestors()
+                            .take_while(|a| a.starts_with(root))
+                            .find(|a| cat_by_path.contains_key(&path_key(a)) || !a.exists())
+                            .unwrap_or(root)
+                            .to_path_buf()
+                    })
                     .collect();
+                inside.sort();
+                inside.dedup();
                 w.list_dirs(&inside, excluded, |p| {
                     cat_by_path.contains_key(&path_key(p))
                 });
@@ -723,7 +747,11 @@ impl Scanner {
             if has_files {
                 libraries::set_online(tx, lib.id, true, Some(dev))?;
             }
-            libraries::set_held_deletions(tx, lib.id, report.held_back)?;
+            // A folder-set scan sees only part of the library: it can
+            // report held removals, and a full scan clears them.
+            if report.held_back > 0 || !matches!(scope_kind, ScopeKind::Dirs) {
+                libraries::set_held_deletions(tx, lib.id, report.held_back)?;
+            }
             libraries::set_scanned(tx, lib.id, now)
         })?;
         Ok(report)
@@ -735,10 +763,9 @@ impl Scanner {
         &self,
         items: &[(Option<FileId>, CatalogId, &SeenFile)],
         root_id: CatalogId,
-    ) -> Vec<Option<(Option<FileId>, files::ScannedFile)>> {
+    ) -> Vec<Probed> {
         let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<(Option<FileId>, files::ScannedFile)>>> =
-            items.iter().map(|_| Mutex::new(None)).collect();
+        let results: Vec<Mutex<Probed>> = items.iter().map(|_| Mutex::new(None)).collect();
         let workers = self.threads().min(items.len().max(1));
         std::thread::scope(|s| {
             for _ in 0..workers {
@@ -834,4 +861,61 @@ pub fn scan_libraries(
 ) -> Result<ScanReport, DbError> {
     let plan = roots::sync_libraries(db, cfg)?;
     scanner.scan_plan(&plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_helpers() {
+        assert_eq!(parent_key("/a/b/c"), "/a/b");
+        assert_eq!(parent_key("/a"), "/");
+        assert_eq!(folder_name("/a/b/c"), "c");
+        assert!(within("/a/b", "/a/b"));
+        assert!(within("/a/b/c", "/a/b"));
+        assert!(!within("/a/bc", "/a/b"), "a sibling with a common prefix");
+        assert!(!within("/a", "/a/b"));
+    }
+
+    #[test]
+    fn gone_folders_include_everything_below_a_missing_one() {
+        let cats: HashMap<String, CatalogId> = [
+            ("/r", 1),
+            ("/r/a", 2),
+            ("/r/a/x", 3),
+            ("/r/ab", 4),
+            ("/r/b", 5),
+        ]
+        .into_iter()
+        .map(|(p, id)| (p.to_string(), CatalogId(id)))
+        .collect();
+        let listed: HashSet<String> = ["/r".to_string()].into();
+        let seen: HashSet<String> = ["/r/ab".to_string(), "/r/b".to_string()].into();
+        let g = gone_folders(&cats, "/r", &listed, &seen, &HashSet::new());
+        let ids: Vec<i64> = g.all.iter().map(|(_, id)| id.0).collect();
+        assert_eq!(ids, [2, 3], "shallowest first; /r/ab is a sibling, kept");
+    }
+
+    #[test]
+    fn the_guard_counts_share_and_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let s = Scanner::new(
+            db,
+            ScanConfig {
+                max_delete_share: 0.5,
+                max_delete_count: 100,
+                ..ScanConfig::default()
+            },
+        );
+        assert!(s.guard(0, 0).is_none());
+        assert!(
+            s.guard(3, 4).is_none(),
+            "small deletions never trip the share"
+        );
+        assert!(s.guard(10, 30).is_none(), "a third");
+        assert!(s.guard(16, 30).unwrap().contains("max_delete_share"));
+        assert!(s.guard(101, 100_000).unwrap().contains("max_delete_count"));
+    }
 }

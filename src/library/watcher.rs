@@ -162,6 +162,9 @@ struct Lib {
     next_fallback: Option<Instant>,
     offline: bool,
     next_offline_check: Option<Instant>,
+    /// The last scan held removals back: rescan whole until it clears, so
+    /// the held state always reflects the whole library.
+    guarded: bool,
 }
 
 impl Lib {
@@ -281,6 +284,7 @@ async fn run(
                 next_fallback: None,
                 offline: false,
                 next_offline_check: None,
+                guarded: false,
             })
             .collect(),
         parts,
@@ -331,9 +335,7 @@ async fn run(
             }
             _ = mount_changed(&mut mounts) => {
                 log::debug!("mount table changed: checking library roots");
-                for l in state.libs.iter_mut() {
-                    l.mark_full(now);
-                }
+                state.on_mount_change(now).await?;
             }
             _ = sleep_until(next) => {}
         }
@@ -654,7 +656,7 @@ impl State {
             let on = online
                 .iter()
                 .find(|(id, _)| *id == self.libs[i].id)
-                .is_none_or(|(_, o)| *o);
+                .map_or(true, |(_, o)| *o);
             if !on {
                 self.went_offline(i);
             } else if !lock(&self.watches).watched.contains(&self.libs[i].root) {
@@ -729,7 +731,7 @@ impl State {
             if now < due {
                 continue;
             }
-            let full = std::mem::take(&mut l.full);
+            let full = std::mem::take(&mut l.full) || l.guarded;
             let dirs: Vec<PathBuf> = l.dirty.drain().collect();
             l.first = None;
             l.last = None;
@@ -740,11 +742,30 @@ impl State {
                 .cloned()
                 .collect();
             let report = self.scan(i, full, dirs, busy, rx).await?;
+            if report.held_back > 0 {
+                self.libs[i].guarded = true;
+            } else if full {
+                self.libs[i].guarded = false;
+            }
             let was_watched = lock(&self.watches).watched.contains(&self.libs[i].root);
             if !report.offline.is_empty() {
                 self.went_offline(i);
             } else if full && !was_watched && !self.libs[i].fallback {
                 self.watch_library(i).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// A mount came or went: online roots that fail the cheap check are
+    /// scanned (which takes them offline); offline ones are checked now.
+    async fn on_mount_change(&mut self, now: Instant) -> Result<(), DbError> {
+        let online = self.online_now().await?;
+        for (l, on) in self.libs.iter_mut().zip(online) {
+            if l.offline {
+                l.next_offline_check = Some(now);
+            } else if !on {
+                l.mark_full(now);
             }
         }
         Ok(())

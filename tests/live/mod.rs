@@ -156,7 +156,7 @@ impl Live {
     /// Removals the mass-deletion guard holds back.
     pub async fn held(&self) -> i64 {
         self.db()
-            .read_async(|c| Ok(isync::db::libraries::held_deletions(c)?))
+            .read_async(isync::db::libraries::held_deletions)
             .await
             .unwrap()
             .first()
