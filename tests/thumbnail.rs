@@ -1,0 +1,377 @@
+//! `thumbnail.icc` (spec §6.10, §10, §2.4, §2.6): box sizes per level,
+//! aspect kept and never enlarged, EXIF orientation applied (checked by where
+//! the fixture's red corner lands), GIF first frame, a video frame that is
+//! not black, PNG for transparent sources, the cache following the original,
+//! and the error codes.
+
+mod common;
+
+use common::*;
+use image::{DynamicImage, GenericImageView};
+use serde_json::{json, Value};
+
+/// Seed whose gradient never looks red (blue channel 148), so only the
+/// fixture's marker quarter is red.
+const SEED: u8 = 4;
+
+async fn thumb(api: &Api, id: i64, level: Value) -> reqwest::Response {
+    api.get("/thumbnail.icc", json!({"id": id, "level": level}))
+        .await
+}
+
+/// Fetches a thumbnail that must succeed; returns its content type, bytes
+/// and decoded image.
+async fn thumb_ok(api: &Api, id: i64, level: Value) -> (String, Vec<u8>, DynamicImage) {
+    let r = thumb(api, id, level.clone()).await;
+    let status = r.status();
+    let ctype = header(&r, "content-type");
+    let bytes = r.bytes().await.unwrap().to_vec();
+    assert_eq!(
+        status,
+        200,
+        "thumbnail {id} level {level}: {}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(300)])
+    );
+    assert!(
+        ctype == "image/jpeg" || ctype == "image/png",
+        "content type {ctype:?}"
+    );
+    let img = image::load_from_memory(&bytes).expect("thumbnail decodes");
+    (ctype, bytes, img)
+}
+
+/// The SOF marker of a JPEG (0xC0 baseline, 0xC2 progressive, …).
+fn sof_marker(jpeg: &[u8]) -> u8 {
+    assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "not a JPEG");
+    let mut i = 2;
+    while i + 4 <= jpeg.len() {
+        assert_eq!(jpeg[i], 0xFF, "bad JPEG segment at {i}");
+        let m = jpeg[i + 1];
+        if (0xC0..=0xCF).contains(&m) && m != 0xC4 && m != 0xC8 && m != 0xCC {
+            return m;
+        }
+        let len = u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]) as usize;
+        i += 2 + len;
+    }
+    panic!("no SOF marker")
+}
+
+fn is_red(img: &DynamicImage, fx: f64, fy: f64) -> bool {
+    let (w, h) = img.dimensions();
+    let x = ((w as f64 * fx) as u32).min(w - 1);
+    let y = ((h as f64 * fy) as u32).min(h - 1);
+    let p = img.get_pixel(x, y).0;
+    p[0] > 170 && p[1] < 80 && p[2] < 80
+}
+
+/// Which display corner is red: "tl", "tr", "bl" or "br" (asserting exactly
+/// one is).
+fn red_corner(img: &DynamicImage) -> &'static str {
+    let corners = [
+        ("tl", 0.125, 0.125),
+        ("tr", 0.875, 0.125),
+        ("bl", 0.125, 0.875),
+        ("br", 0.875, 0.875),
+    ];
+    let red: Vec<&str> = corners
+        .iter()
+        .filter(|(_, x, y)| is_red(img, *x, *y))
+        .map(|(n, _, _)| *n)
+        .collect();
+    assert_eq!(red.len(), 1, "expected one red corner, got {red:?}");
+    red[0]
+}
+
+async fn photos_app() -> TestApp {
+    let mut b = TestApp::builder()
+        .user("alice")
+        .user("bob")
+        .library("photos", &["alice"])
+        .library("bobs", &["bob"])
+        .file("photos/big.jpg", &jpeg(1600, 1200, SEED, None))
+        .file("photos/tall.jpg", &jpeg(300, 1200, SEED, None))
+        .file("photos/small.jpg", &jpeg(100, 50, SEED, None))
+        .file("photos/small_rot6.jpg", &jpeg(100, 50, SEED, Some(6)))
+        .file("photos/anim.gif", &gif(64, 48, 3, 10))
+        .file("photos/notes.txt", b"text")
+        .file("bobs/secret.jpg", &jpeg(200, 100, SEED, None));
+    for o in 1..=8u16 {
+        b = b.file(&format!("photos/o{o}.jpg"), &jpeg(400, 300, SEED, Some(o)));
+    }
+    b.spawn().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn levels_fit_their_box_keep_the_aspect_and_never_enlarge() {
+    let app = photos_app().await;
+    let big = app.api.file_id("big.jpg").await;
+    let (ctype, bytes, img) = thumb_ok(&app.api, big, json!(0)).await;
+    assert_eq!(ctype, "image/jpeg");
+    assert_eq!(sof_marker(&bytes), 0xC0, "baseline JPEG");
+    assert_eq!(img.dimensions(), (160, 120));
+    assert_eq!(red_corner(&img), "tl");
+    let (_, bytes, img) = thumb_ok(&app.api, big, json!(1)).await;
+    assert_eq!(sof_marker(&bytes), 0xC0, "baseline JPEG");
+    assert_eq!(img.dimensions(), (800, 600));
+    // Any level but 0 is the screen size; an invalid level is absent (0).
+    for level in [json!(5), json!(-1)] {
+        assert_eq!(
+            thumb_ok(&app.api, big, level).await.2.dimensions(),
+            (800, 600)
+        );
+    }
+    for level in [json!("abc"), json!("")] {
+        assert_eq!(
+            thumb_ok(&app.api, big, level).await.2.dimensions(),
+            (160, 120)
+        );
+    }
+    let r = app.api.get("/thumbnail.icc", json!({"id": big})).await;
+    assert_eq!(r.status(), 200, "level defaults to 0");
+
+    let tall = app.api.file_id("tall.jpg").await;
+    assert_eq!(
+        thumb_ok(&app.api, tall, json!(0)).await.2.dimensions(),
+        (40, 160)
+    );
+    assert_eq!(
+        thumb_ok(&app.api, tall, json!(1)).await.2.dimensions(),
+        (200, 800)
+    );
+
+    // Already inside the box: not enlarged.
+    let small = app.api.file_id("small.jpg").await;
+    for level in [0, 1] {
+        let (_, _, img) = thumb_ok(&app.api, small, json!(level)).await;
+        assert_eq!(img.dimensions(), (100, 50), "level {level}");
+    }
+    // …but still turned upright when the EXIF says so.
+    let rot = app.api.file_id("small_rot6.jpg").await;
+    let (_, _, img) = thumb_ok(&app.api, rot, json!(1)).await;
+    assert_eq!(img.dimensions(), (50, 100));
+    assert_eq!(red_corner(&img), "tr");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn every_exif_orientation_is_applied() {
+    let app = photos_app().await;
+    // Where the stored top-left corner ends up once displayed (spec §2.4).
+    for (o, corner) in [
+        (1, "tl"),
+        (2, "tr"),
+        (3, "br"),
+        (4, "bl"),
+        (5, "tl"),
+        (6, "tr"),
+        (7, "br"),
+        (8, "bl"),
+    ] {
+        let id = app.api.file_id(&format!("o{o}.jpg")).await;
+        let want = if o >= 5 { (120, 160) } else { (160, 120) };
+        let (_, _, img) = thumb_ok(&app.api, id, json!(0)).await;
+        assert_eq!(img.dimensions(), want, "orientation {o}");
+        assert_eq!(red_corner(&img), corner, "orientation {o}");
+        let (_, _, img) = thumb_ok(&app.api, id, json!(1)).await;
+        assert_eq!(red_corner(&img), corner, "orientation {o}, level 1");
+        let want = if o >= 5 { (300, 400) } else { (400, 300) };
+        assert_eq!(img.dimensions(), want, "orientation {o}, level 1");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn gifs_give_their_first_frame() {
+    let app = photos_app().await;
+    let id = app.api.file_id("anim.gif").await;
+    let (_, _, img) = thumb_ok(&app.api, id, json!(0)).await;
+    assert_eq!(img.dimensions(), (64, 48));
+    // Frame i has green = 40·i: the first frame's is about 0.
+    let rgb = img.to_rgb8();
+    let green: f64 =
+        rgb.pixels().map(|p| p.0[1] as f64).sum::<f64>() / (rgb.width() * rgb.height()) as f64;
+    assert!(green < 20.0, "first frame expected, mean green {green}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn videos_give_a_frame_that_is_not_black() {
+    let (Some(mp4), Some(rot)) = (av(Av::Mp4), av(Av::Mp4Rotated)) else {
+        return;
+    };
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/clip.mp4", mp4)
+        .file("lib/rotated.mp4", rot)
+        .spawn()
+        .await;
+    let id = app.api.file_id("clip.mp4").await;
+    let (_, _, img) = thumb_ok(&app.api, id, json!(0)).await;
+    assert_eq!(img.dimensions(), (160, 120));
+    let (ctype, _, img) = thumb_ok(&app.api, id, json!(1)).await;
+    assert_eq!(ctype, "image/jpeg");
+    assert_eq!(img.dimensions(), (320, 240), "never enlarged");
+    let luma = img.to_luma8();
+    let mean: f64 = luma.pixels().map(|p| p.0[0] as f64).sum::<f64>() / (320.0 * 240.0);
+    assert!(mean > 30.0, "black frame (mean luma {mean})");
+    let id = app.api.file_id("rotated.mp4").await;
+    let (_, _, img) = thumb_ok(&app.api, id, json!(0)).await;
+    assert_eq!(img.dimensions(), (120, 160), "rotation applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn transparent_sources_give_png() {
+    let mut png = Vec::new();
+    let img = image::RgbaImage::from_fn(400, 200, |x, _| {
+        image::Rgba([200, 50, 50, if x < 200 { 0 } else { 255 }])
+    });
+    DynamicImage::ImageRgba8(img)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/alpha.png", &png)
+        .spawn()
+        .await;
+    let id = app.api.file_id("alpha.png").await;
+    let (ctype, _, img) = thumb_ok(&app.api, id, json!(0)).await;
+    assert_eq!(ctype, "image/png");
+    assert_eq!(img.dimensions(), (160, 80));
+    assert!(img.color().has_alpha());
+    assert_eq!(
+        img.get_pixel(10, 40).0[3],
+        0,
+        "transparent half stays transparent"
+    );
+    assert_eq!(img.get_pixel(150, 40).0[3], 255);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn thumbnails_follow_the_original() {
+    let app = photos_app().await;
+    let id = app.api.file_id("big.jpg").await;
+    let (_, first, img) = thumb_ok(&app.api, id, json!(0)).await;
+    assert_eq!(img.dimensions(), (160, 120));
+    // Cached on disk under the data dir.
+    let cached = walk_files(&app.data_dir());
+    assert!(
+        cached
+            .iter()
+            .any(|p| std::fs::read(p).is_ok_and(|b| b == first)),
+        "no cached copy of the thumbnail under {}",
+        app.data_dir().display()
+    );
+    let (_, again, _) = thumb_ok(&app.api, id, json!(0)).await;
+    assert_eq!(again, first, "served from the cache");
+
+    // The original changes (other size and orientation): new thumbnail.
+    write_file(
+        &app.media().join("photos/big.jpg"),
+        &jpeg(800, 200, SEED, Some(3)),
+    );
+    app.rescan().await;
+    let (_, _, img) = thumb_ok(&app.api, id, json!(0)).await;
+    assert_eq!(img.dimensions(), (160, 40));
+    assert_eq!(red_corner(&img), "br");
+}
+
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn concurrent_identical_requests_agree() {
+    let app = photos_app().await;
+    let id = app.api.file_id("o6.jpg").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let api = app.api.clone();
+            tokio::spawn(async move { thumb_ok(&api, id, json!(1)).await.1 })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for t in tasks {
+        bodies.push(t.await.unwrap());
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "different bytes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn thumbnail_errors() {
+    let app = photos_app().await;
+    let notes = app.api.file_id("notes.txt").await;
+    let r = thumb(&app.api, notes, json!(0)).await;
+    assert_binary_err(r, WRONG_FILE_TYPE).await;
+    assert_binary_err(thumb(&app.api, 999_999, json!(0)).await, NOT_FOUND).await;
+    let bob = app.login("bob").await;
+    let secret = bob.file_id("secret.jpg").await;
+    assert_binary_err(thumb(&app.api, secret, json!(0)).await, NOT_FOUND).await;
+    for bad in [
+        json!({}),
+        json!({"id": "x"}),
+        json!({"id": "1_0"}),
+        json!({"level": 0}),
+    ] {
+        let r = app.api.get("/thumbnail.icc", bad.clone()).await;
+        assert_eq!(assert_binary_err(r, BAD_PARAM).await, 400, "{bad}");
+    }
+    let r = app
+        .anon()
+        .get("/thumbnail.icc", json!({"id": notes, "level": 0}))
+        .await;
+    assert_eq!(assert_binary_err(r, NEED_LOGIN).await, 403);
+
+    // The original vanished before any thumbnail was made.
+    let small = app.api.file_id("small.jpg").await;
+    std::fs::remove_file(app.media().join("photos/small.jpg")).unwrap();
+    assert_binary_err(thumb(&app.api, small, json!(0)).await, FILE_GONE).await;
+    // A damaged image: its header is fine, its pixels are cut off. Either
+    // the scanner already saw it is no image (−10005) or building fails
+    // (−10008, sticky).
+    let tall = app.api.file_id("tall.jpg").await;
+    let mut cut = jpeg(300, 1200, SEED, None);
+    let sos = cut.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    cut.truncate(sos + 20);
+    write_file(&app.media().join("photos/tall.jpg"), &cut);
+    app.rescan().await;
+    let kind = app.api.file_named("tall.jpg").await["type"].clone();
+    let want = if kind == 1 { -10008 } else { WRONG_FILE_TYPE };
+    for _ in 0..2 {
+        assert_binary_err(thumb(&app.api, tall, json!(1)).await, want).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "waiting for thumbnail endpoint"]
+async fn offline_libraries_serve_only_cached_thumbnails() {
+    let app = photos_app().await;
+    let cached = app.api.file_id("big.jpg").await;
+    let uncached = app.api.file_id("o3.jpg").await;
+    let (_, first, _) = thumb_ok(&app.api, cached, json!(0)).await;
+    std::fs::rename(app.media().join("photos"), app.media().join("away")).unwrap();
+    let r = app.rescan().await;
+    assert_eq!(r.offline.len(), 1, "{r}");
+    let (_, again, _) = thumb_ok(&app.api, cached, json!(0)).await;
+    assert_eq!(again, first);
+    let r = thumb(&app.api, uncached, json!(0)).await;
+    assert_binary_err(r, LIBRARY_OFFLINE).await;
+}
