@@ -1,7 +1,8 @@
 # Appliance targets: cross builds, systemd unit checks, the SD-card image and its
 # boot test. Included by the top-level Makefile; docs/appliance.md explains each.
 #
-#   make aarch64 armv7        release binaries for the Pi (64- and 32-bit)
+#   make aarch64 armv7        release binaries for the Pi (64- and 32-bit), glibc >= 2.34
+#   make aarch64-glibc2.31    aarch64 for bullseye-era systems (cargo-zigbuild; not in CI)
 #   make smoke-aarch64        the aarch64 binary under qemu-user: --version, check-config, serve+login
 #   make systemd-verify       systemd-analyze verify + security score of every unit
 #   make image                build/image/isync-<version>-arm64.img (+ .img.zst)
@@ -25,7 +26,7 @@ IMAGE := $(IMAGE_DIR)/isync-$(ISYNC_VERSION)-arm64.img
 INITRAMFS_MODULES ?= list
 export INITRAMFS_MODULES
 
-.PHONY: aarch64 armv7 smoke-aarch64 systemd-verify image image-test image-rpios \
+.PHONY: aarch64 armv7 aarch64-glibc2.31 smoke-aarch64 systemd-verify image image-test image-rpios \
 	image-rpios-test image-test-raspi3b ci-appliance
 
 aarch64:
@@ -35,6 +36,16 @@ aarch64:
 armv7:
 	image/cross-build.sh $(ARMV7_TRIPLE)
 	@ls -l $(ARMV7_BIN)
+
+# aarch64 for glibc 2.31 (Debian bullseye / Raspberry Pi OS bullseye) with
+# cargo-zigbuild: zig links against that glibc's symbol versions. Not in CI.
+# Output: target/zig/aarch64-unknown-linux-gnu/release/isync
+aarch64-glibc2.31:
+	command -v cargo-zigbuild >/dev/null || cargo install --locked cargo-zigbuild
+	python3 -m ziglang version >/dev/null 2>&1 || python3 -m pip install -q ziglang
+	rustup target list --installed | grep -qx $(AARCH64_TRIPLE) || rustup target add $(AARCH64_TRIPLE)
+	CARGO_TARGET_DIR=$(APPLIANCE_TARGET_DIR)/zig cargo zigbuild --release --target $(AARCH64_TRIPLE).2.31
+	@ls -l $(APPLIANCE_TARGET_DIR)/zig/$(AARCH64_TRIPLE)/release/isync
 
 # The aarch64 binary under qemu-user, on loopback: --version, check-config, serve + login.
 smoke-aarch64: aarch64
