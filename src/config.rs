@@ -11,7 +11,7 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/isync/isync.toml";
 pub const DATA_DIR_ENV: &str = "ISYNC_DATA_DIR";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Config {
     /// Address the HTTP API listens on; iPrivate users type port 5000.
     pub listen: String,
@@ -31,7 +31,7 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ShareConfig {
     /// At most this many live share keys; the least recently used go first.
     pub max_links: u32,
@@ -40,7 +40,7 @@ pub struct ShareConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct SessionConfig {
     /// At most this many sessions; the least recently used are dropped.
     pub max_online: u32,
@@ -49,7 +49,7 @@ pub struct SessionConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ScanConfig {
     /// Threads probing files during a scan (0 = one per core).
     pub threads: usize,
@@ -64,7 +64,7 @@ pub struct ScanConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct WatchConfig {
     /// Watch the libraries (inotify) while `serve` runs.
     pub enabled: bool,
@@ -95,7 +95,7 @@ impl Default for WatchConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct UploadConfig {
     /// Largest original accepted by one upload (bytes).
     pub max_file_bytes: u64,
@@ -116,7 +116,7 @@ impl Default for UploadConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct TrashConfig {
     /// Deleted originals stay in `<library>/.isync/trash/` this many days.
     pub retention_days: u64,
@@ -129,7 +129,6 @@ impl Default for TrashConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct LibraryConfig {
     /// Absolute path of the media tree; it becomes a root catalog.
     pub path: PathBuf,
@@ -235,10 +234,20 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Parses TOML text; on failure returns the problems found.
+    /// Parses TOML text; on failure returns every problem found. Unknown
+    /// keys are errors, collected with `serde_ignored` rather than serde's
+    /// `deny_unknown_fields` (which stops at the first one and hides every
+    /// other problem of the file).
     pub fn parse(text: &str) -> Result<Config, Vec<String>> {
-        let cfg: Config = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
-        let problems = cfg.validate();
+        let mut unknown = Vec::new();
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
+            .map_err(|e| vec![e.to_string().trim().to_string()])?;
+        let mut problems: Vec<String> = unknown
+            .into_iter()
+            .map(|k| format!("unknown key `{k}` (every key is listed in isync.example.toml)"))
+            .collect();
+        problems.extend(cfg.validate());
         if problems.is_empty() {
             Ok(cfg)
         } else {
@@ -476,6 +485,21 @@ path = "/srv/media/video"
         assert!(err[0].contains("lisen"), "{err:?}");
         let err = Config::parse("[share]\nmax_link = 3").unwrap_err();
         assert!(err[0].contains("max_link"), "{err:?}");
+    }
+
+    #[test]
+    fn unknown_keys_do_not_hide_other_problems() {
+        let err =
+            Config::parse("lisen = 1\nlisten = \"nope\"\n[[library]]\npath = \"x\"\nuser = []\n")
+                .unwrap_err();
+        let all = err.join("\n");
+        assert!(all.contains("`lisen`"), "{all}");
+        assert!(
+            all.contains("`library.0.user`") || all.contains("user"),
+            "{all}"
+        );
+        assert!(all.contains("listen"), "{all}");
+        assert!(all.contains("must be absolute"), "{all}");
     }
 
     #[test]
