@@ -61,7 +61,8 @@ fn cat_once(src: &Path, dest: &Path, sync: bool) -> Duration {
     d
 }
 
-async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool) -> Duration {
+/// Announces a 1 GiB file; returns its id.
+async fn announce(client: &reqwest::Client, base: &str) -> i64 {
     let v: serde_json::Value = client
         .post(format!("{base}/uploadFileInfo.icc"))
         .form(&[
@@ -77,7 +78,51 @@ async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool)
         .json()
         .await
         .unwrap();
-    let id = v["data"]["id"].as_i64().expect("announced");
+    v["data"]["id"].as_i64().expect("announced")
+}
+
+/// Frees the space for the next run.
+async fn delete(client: &reqwest::Client, base: &str, id: i64) {
+    let del: serde_json::Value = client
+        .post(format!("{base}/deleteFiles.icc"))
+        .form(&[("ids", id.to_string())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(del["code"], 0);
+}
+
+/// The upload by `curl` (a separate, efficient client process, as a phone
+/// on the LAN would stream it).
+async fn curl_once(client: &reqwest::Client, base: &str, token: &str, src: &Path) -> Duration {
+    let id = announce(client, base).await;
+    let url = format!("{base}/uploadFile.icc?id={id}");
+    let form = format!("file=@{};filename=origin", src.display());
+    let cookie = format!("session={token}");
+    let t = Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-sS", "-H", "Expect:", "-b", &cookie, "-F", &form, &url])
+            .output()
+            .expect("curl (apt-get install curl)")
+    })
+    .await
+    .unwrap();
+    let d = t.elapsed();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("curl reply");
+    assert_eq!(r["code"], 0, "{r}");
+    assert_eq!(r["data"]["fileInfo"]["size"], SIZE);
+    delete(client, base, id).await;
+    d
+}
+
+/// The upload by reqwest in this process (it shares the CPU with the
+/// server), optionally with `cm=sha1`.
+async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool) -> Duration {
+    let id = announce(client, base).await;
     let head = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"origin\"\r\n\
          Content-Type: application/octet-stream\r\n\r\n"
@@ -86,10 +131,7 @@ async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool)
     let len = head.len() as u64 + SIZE + tail.len() as u64;
     let file = tokio::fs::File::open(src).await.unwrap();
     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(head))])
-        .chain(tokio_util::io::ReaderStream::with_capacity(
-            file,
-            256 * 1024,
-        ))
+        .chain(tokio_util::io::ReaderStream::with_capacity(file, 2 << 20))
         .chain(futures_util::stream::iter([Ok(bytes::Bytes::from(tail))]));
     let q = if cm { "&cm=sha1" } else { "" };
     let t = Instant::now();
@@ -110,17 +152,7 @@ async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool)
     let d = t.elapsed();
     assert_eq!(r["code"], 0, "{r}");
     assert_eq!(r["data"]["fileInfo"]["size"], SIZE);
-    // Free the space for the next run.
-    let del: serde_json::Value = client
-        .post(format!("{base}/deleteFiles.icc"))
-        .form(&[("ids", id.to_string())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(del["code"], 0);
+    delete(client, base, id).await;
     d
 }
 
@@ -153,7 +185,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (up, up_sha1) = rt.block_on(async {
+    let (curl, inproc, inproc_sha1) = rt.block_on(async {
         let cfg = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.path().join("data"),
@@ -180,51 +212,52 @@ fn main() {
             .timeout(Duration::from_secs(600))
             .build()
             .unwrap();
-        let v: serde_json::Value = client
+        let r = client
             .get(format!("{base}/login.icc?userName=bench&password=bench"))
             .send()
             .await
-            .unwrap()
-            .json()
-            .await
             .unwrap();
+        let token = r
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim_start_matches("session=").to_string())
+            .expect("session cookie");
+        let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["code"], 0);
-        let mut up = Vec::new();
-        let mut up_sha1 = Vec::new();
+        let (mut curl, mut inproc, mut inproc_sha1) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            up.push(upload_once(&client, &base, &src, false).await);
-            up_sha1.push(upload_once(&client, &base, &src, true).await);
+            curl.push(curl_once(&client, &base, &token, &src).await);
+            inproc.push(upload_once(&client, &base, &src, false).await);
+            inproc_sha1.push(upload_once(&client, &base, &src, true).await);
         }
         running.stop().await.unwrap();
-        (up, up_sha1)
+        (curl, inproc, inproc_sha1)
     });
 
-    let (c, cs, u, us) = (median(cats), median(cats_sync), median(up), median(up_sha1));
-    println!("upload benchmark: 1 GiB original, loopback, median of {RUNS}");
-    println!(
-        "  cat file > dest              {:7.3} s  {:7.0} MiB/s",
-        c.as_secs_f64(),
-        mb_s(c)
-    );
-    println!(
-        "  cat file > dest; fsync       {:7.3} s  {:7.0} MiB/s",
-        cs.as_secs_f64(),
-        mb_s(cs)
-    );
-    println!(
-        "  uploadFile.icc               {:7.3} s  {:7.0} MiB/s",
-        u.as_secs_f64(),
-        mb_s(u)
-    );
-    println!(
-        "  uploadFile.icc cm=sha1       {:7.3} s  {:7.0} MiB/s",
-        us.as_secs_f64(),
-        mb_s(us)
-    );
-    println!(
-        "  ratio upload / cat: {:.0}%   upload / (cat + fsync): {:.0}%   with sha1 / (cat + fsync): {:.0}%",
-        100.0 * mb_s(u) / mb_s(c),
-        100.0 * mb_s(u) / mb_s(cs),
-        100.0 * mb_s(us) / mb_s(cs)
-    );
+    let rows = [
+        ("cat file > dest", median(cats)),
+        ("cat file > dest; fsync", median(cats_sync)),
+        ("uploadFile.icc, curl client", median(curl)),
+        ("uploadFile.icc, in-process client", median(inproc)),
+        ("uploadFile.icc cm=sha1, in-process", median(inproc_sha1)),
+    ];
+    println!("upload benchmark: 1 GiB original over loopback, median of {RUNS}");
+    for (what, d) in rows {
+        println!(
+            "  {what:<36} {:7.3} s  {:6.0} MiB/s",
+            d.as_secs_f64(),
+            mb_s(d)
+        );
+    }
+    let pct = |up: Duration, base: Duration| 100.0 * base.as_secs_f64() / up.as_secs_f64();
+    let (cat, cat_sync) = (rows[0].1, rows[1].1);
+    for (what, d) in &rows[2..] {
+        println!(
+            "  {what}: {:.0}% of cat, {:.0}% of cat + fsync",
+            pct(*d, cat),
+            pct(*d, cat_sync)
+        );
+    }
 }

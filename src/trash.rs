@@ -145,6 +145,7 @@ fn delete_one(
 
 /// `deleteFiles.icc`: unknown or foreign ids are skipped.
 pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>) -> Result<()> {
+    maybe_housekeep(db, cfg);
     let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
     tokio::task::spawn_blocking(move || {
         for id in ids {
@@ -201,6 +202,7 @@ pub async fn delete_catalogs(
     s: &Session,
     ids: Vec<i64>,
 ) -> Result<bool> {
+    maybe_housekeep(db, cfg);
     let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
     tokio::task::spawn_blocking(move || {
         delete_catalogs_blocking(&db2, &cfg2, &roots, uid, &ids).map_err(|e| match e {

@@ -45,7 +45,7 @@ pub const MAX_PART_NAME_CHARS: usize = 255;
 /// How long a request waits for another request on the same file.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Chunks queued between the network and the disk writer.
-const QUEUE_CHUNKS: usize = 64;
+const QUEUE_CHUNKS: usize = 16;
 /// Chunks at least this big bypass the write buffer (no extra copy).
 const WRITE_BUF_BYTES: usize = 256 * 1024;
 /// Flush to disk every this many bytes while receiving: the disk writes
@@ -554,8 +554,17 @@ fn spawn_writer(
             }
         }
         f.seek(SeekFrom::Start(offset))?;
+        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
+        let for_sync = f.try_clone()?;
+        let syncer = std::thread::spawn(move || {
+            while nudged.recv().is_ok() {
+                let _ = for_sync.sync_data();
+            }
+        });
         let mut w = BufWriter::with_capacity(WRITE_BUF_BYTES, f);
-        let written = pump(&mut rx, &mut w, hasher.as_mut());
+        let written = pump(&mut rx, &mut w, hasher.as_mut(), &nudge);
+        drop(nudge);
+        let _ = syncer.join();
         // Whatever reached the file is synced, success or not: the size
         // reported afterwards is what survives a power cut.
         let synced = w.get_ref().sync_all();
@@ -566,12 +575,15 @@ fn spawn_writer(
     })
 }
 
-/// Appends (and hashes) every chunk until the sender is gone, syncing
-/// every [`WRITEBACK_BYTES`].
+/// Appends (and hashes) every chunk until the sender is gone. Every
+/// [`WRITEBACK_BYTES`] it nudges `syncer` (a thread flushing the file on its
+/// own descriptor), so the disk writes while the network delivers and the
+/// writer never waits for it.
 fn pump(
     rx: &mut tokio::sync::mpsc::Receiver<Bytes>,
     w: &mut BufWriter<File>,
     mut hasher: Option<&mut Hasher>,
+    syncer: &std::sync::mpsc::SyncSender<()>,
 ) -> std::io::Result<()> {
     let mut unsynced = 0u64;
     while let Some(b) = rx.blocking_recv() {
@@ -582,7 +594,8 @@ fn pump(
         unsynced += b.len() as u64;
         if unsynced >= WRITEBACK_BYTES {
             w.flush()?;
-            w.get_ref().sync_data()?;
+            // A sync already pending covers these bytes too.
+            let _ = syncer.try_send(());
             unsynced = 0;
         }
     }
