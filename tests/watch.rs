@@ -351,3 +351,28 @@ async fn held_removals_are_forgotten_when_the_files_come_back() {
     .await;
     assert_eq!(app.api.all_files().await, before);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isync_scan_asks_the_running_server() {
+    let app = Live::start(&three(), |_| {}).await;
+    let conf = app.data_dir().join("isync-test.toml");
+    std::fs::write(&conf, app.cfg.to_toml()).unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_isync"))
+            .arg("--config")
+            .arg(&conf)
+            .arg("scan")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("by the running server"), "{stdout}");
+    assert!(stdout.contains("3 files seen"), "{stdout}");
+}

@@ -674,7 +674,9 @@ impl State {
             l.dirty.clear();
             let root = l.root.clone();
             let mut w = lock(&self.watches);
-            w.remove_tree(&root, true);
+            // Forget, not unwatch: an unmount already dropped the kernel's
+            // watches (and a root moved away was unwatched when it moved).
+            w.remove_tree(&root, false);
             self.stats.watches.store(w.watched.len(), Ordering::Relaxed);
         }
         self.libs[i].next_offline_check = Some(Instant::now() + every);
