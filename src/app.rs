@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::db::{libraries, Db};
 use crate::http::{self, state::AppState};
 use crate::library::{self, control, watcher, Scanner};
+use crate::media::thumbcache::ThumbCache;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -75,6 +76,12 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         db: db.clone(),
         cfg: cfg.clone(),
         sessions: Sessions::new(cfg.sessions.clone()),
+        // Thumbnail renders run on cores − 1 (at least one) so a burst of
+        // cold thumbnails never starves request handling.
+        thumbs: Arc::new(ThumbCache::new(
+            cfg.thumb_dir(),
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+        )),
         scanner: scanner.clone(),
         plan: Arc::new(RwLock::new(plan)),
         started: Instant::now(),

@@ -102,7 +102,6 @@ async fn photos_app() -> TestApp {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn levels_fit_their_box_keep_the_aspect_and_never_enlarge() {
     let app = photos_app().await;
     let big = app.api.file_id("big.jpg").await;
@@ -154,7 +153,6 @@ async fn levels_fit_their_box_keep_the_aspect_and_never_enlarge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn every_exif_orientation_is_applied() {
     let app = photos_app().await;
     // Where the stored top-left corner ends up once displayed (spec §2.4).
@@ -181,7 +179,6 @@ async fn every_exif_orientation_is_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn gifs_give_their_first_frame() {
     let app = photos_app().await;
     let id = app.api.file_id("anim.gif").await;
@@ -195,7 +192,6 @@ async fn gifs_give_their_first_frame() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn videos_give_a_frame_that_is_not_black() {
     let (Some(mp4), Some(rot)) = (av(Av::Mp4), av(Av::Mp4Rotated)) else {
         return;
@@ -222,7 +218,6 @@ async fn videos_give_a_frame_that_is_not_black() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn transparent_sources_give_png() {
     let mut png = Vec::new();
     let img = image::RgbaImage::from_fn(400, 200, |x, _| {
@@ -251,7 +246,6 @@ async fn transparent_sources_give_png() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn thumbnails_follow_the_original() {
     let app = photos_app().await;
     let id = app.api.file_id("big.jpg").await;
@@ -297,7 +291,6 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn concurrent_identical_requests_agree() {
     let app = photos_app().await;
     let id = app.api.file_id("o6.jpg").await;
@@ -315,7 +308,6 @@ async fn concurrent_identical_requests_agree() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn thumbnail_errors() {
     let app = photos_app().await;
     let notes = app.api.file_id("notes.txt").await;
@@ -361,7 +353,6 @@ async fn thumbnail_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "waiting for thumbnail endpoint"]
 async fn offline_libraries_serve_only_cached_thumbnails() {
     let app = photos_app().await;
     let cached = app.api.file_id("big.jpg").await;

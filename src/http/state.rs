@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::db::{users, Db};
 use crate::error::{Error, Result};
 use crate::library::{LibraryPlan, Scanner};
+use crate::media::thumbcache::ThumbCache;
 
 use axum::http::{header, HeaderMap};
 use std::sync::{Arc, RwLock};
@@ -16,7 +17,7 @@ pub struct AppState {
     pub db: Db,
     pub cfg: Arc<Config>,
     pub sessions: Sessions,
-
+    pub thumbs: Arc<ThumbCache>,
     pub scanner: Arc<Scanner>,
     pub plan: Arc<RwLock<LibraryPlan>>,
     pub started: Instant,

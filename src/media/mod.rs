@@ -3,7 +3,10 @@
 //! ffmpeg/ffprobe under a timeout.
 
 pub mod exifmeta;
+mod framegrab;
+mod jpegscale;
 pub mod mp4;
 pub mod probe;
 pub mod process;
+pub mod thumbcache;
 pub mod thumbs;

@@ -62,7 +62,7 @@ pub fn run_capture(mut cmd: Command, timeout: Duration) -> Result<Vec<u8>, Proce
     // Drain both pipes on helper threads so a chatty child can't block on a
     // full pipe while we wait for it.
     let mut out = child.stdout.take().expect("piped stdout");
-    let mut err = child.stderr.take().expect("piped stderr");
+    let err = child.stderr.take().expect("piped stderr");
     let out_t = std::thread::spawn(move || {
         let mut buf = Vec::new();
         let _ = out.read_to_end(&mut buf);
@@ -93,12 +93,7 @@ pub fn run_capture(mut cmd: Command, timeout: Duration) -> Result<Vec<u8>, Proce
     let stderr = err_t.join().unwrap_or_default();
     if !status.success() {
         let stderr = String::from_utf8_lossy(&stderr);
-        let tail: String = stderr
-            .lines()
-            .rev()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" | ");
+        let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
         return Err(ProcessError::Failed {
             program,
             status,

@@ -6,3 +6,4 @@ pub mod edit;
 pub mod file;
 pub mod share;
 pub mod upload;
+pub mod thumb;

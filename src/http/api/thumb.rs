@@ -65,16 +65,15 @@ pub async fn thumbnail(
             .into())
         }
         PartStatus::Uploaded => {
-            let path = st.thumbs.uploaded_path(id.0, level);
-            return serve(&path, "image/jpeg", &method, &headers)
-                .await
-                .map_err(|_| {
-                    Error::NotFound(format!(
-                        "the uploaded thumbnail of file {} is missing",
-                        id.0
-                    ))
-                    .into()
-                });
+            let path = crate::upload::uploaded_thumb_path(&st.cfg.thumb_dir(), id, level);
+            let ctype = sniff_image_type(&path).await;
+            return serve(&path, ctype, &method, &headers).await.map_err(|_| {
+                Error::NotFound(format!(
+                    "the uploaded thumbnail of file {} is missing",
+                    id.0
+                ))
+                .into()
+            });
         }
         PartStatus::Local => {}
     }
@@ -147,6 +146,20 @@ async fn offline_cached(
         .await
         .ok()?
         .map(|t| (t.path, t.content_type))
+}
+
+/// `image/png` for a PNG, else `image/jpeg` (clients upload either).
+async fn sniff_image_type(path: &std::path::Path) -> &'static str {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 8];
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        return "image/jpeg";
+    };
+    if f.read_exact(&mut head).await.is_ok() && head == *b"\x89PNG\r\n\x1a\n" {
+        "image/png"
+    } else {
+        "image/jpeg"
+    }
 }
 
 async fn serve(

@@ -1,0 +1,316 @@
+//! Thumbnail frames from ffmpeg: a representative, upright, scaled frame of
+//! a video as one MJPEG image, and still formats the `image` crate doesn't
+//! read (WebP, TIFF, BMP, HEIF…) as PNG.
+
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use super::process::{ffmpeg_path, run_capture, FFMPEG_TIMEOUT};
+use super::thumbs::{decode_limited, Raster, ThumbError};
+
+/// Where we look for a video frame, in seconds: about 1 s in (spec §10),
+/// then further along when that frame is black (fade-ins, lens caps).
+const VIDEO_SEEKS_S: [f64; 3] = [1.0, 4.0, 12.0];
+/// Frames the `thumbnail` filter compares at each seek point; it keeps the
+/// one closest to their average histogram, which skips flashes and cuts.
+const THUMBNAIL_FILTER_FRAMES: u32 = 6;
+/// Mean luma (0–255) under which a frame counts as black.
+const BLACK_MEAN_LUMA: u32 = 24;
+/// MJPEG quantiser (2 best … 31 worst); 3 is close to JPEG quality 85.
+const MJPEG_QSCALE: &str = "3";
+
+/// A representative frame of the video at `path`, turned upright from its
+/// display matrix (ffmpeg autorotates), scaled to fit `edge`: baseline JPEG.
+pub(crate) fn video_frame(path: &Path, edge: u32) -> Result<Vec<u8>, ThumbError> {
+    // One budget for all attempts, so a slow file can't cost 4 timeouts.
+    let deadline = Instant::now() + FFMPEG_TIMEOUT;
+    let mut darkest_fallback: Option<(u32, Vec<u8>)> = None;
+    for seek in VIDEO_SEEKS_S {
+        let jpeg = grab(path, Some(seek), edge, Output::Jpeg, deadline)?;
+        if jpeg.is_empty() {
+            break; // the video ends before this point
+        }
+        let luma = mean_luma(&jpeg).unwrap_or(u32::MAX);
+        if luma >= BLACK_MEAN_LUMA {
+            return Ok(jpeg);
+        }
+        log::debug!(path:display = path.display(), seek, luma; "black video frame, looking further");
+        if darkest_fallback.as_ref().is_none_or(|(l, _)| luma > *l) {
+            darkest_fallback = Some((luma, jpeg));
+        }
+    }
+    if let Some((_, jpeg)) = darkest_fallback {
+        return Ok(jpeg); // dark all along: the brightest we saw
+    }
+    // Shorter than the first seek point: the first frame (spec §10).
+    let jpeg = grab(path, None, edge, Output::Jpeg, deadline)?;
+    if jpeg.is_empty() {
+        return Err(ThumbError::failed(path, "ffmpeg found no video frame"));
+    }
+    Ok(jpeg)
+}
+
+/// The first frame of a still image ffmpeg can read, scaled to fit `edge`,
+/// with its alpha channel. Orientation is the caller's business.
+pub(crate) fn still_frame(path: &Path, edge: u32) -> Result<Raster, ThumbError> {
+    let png = grab(
+        path,
+        None,
+        edge,
+        Output::Png,
+        Instant::now() + FFMPEG_TIMEOUT,
+    )?;
+    if png.is_empty() {
+        return Err(ThumbError::failed(path, "ffmpeg could not read this image"));
+    }
+    let reader =
+        image::ImageReader::with_format(std::io::Cursor::new(png), image::ImageFormat::Png);
+    decode_limited(reader).map_err(|e| ThumbError::failed(path, e))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Output {
+    Jpeg,
+    Png,
+}
+
+/// Runs ffmpeg once. Empty output means "no frame there" (e.g. a seek past
+/// the end), which ffmpeg does not treat as an error.
+fn grab(
+    path: &Path,
+    seek_s: Option<f64>,
+    edge: u32,
+    out: Output,
+    deadline: Instant,
+) -> Result<Vec<u8>, ThumbError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
+    if timeout.is_zero() {
+        return Err(ThumbError::failed(path, "ffmpeg took too long"));
+    }
+    let mut args: Vec<OsString> = ["-hide_banner", "-nostdin", "-loglevel", "error"]
+        .map(OsString::from)
+        .into();
+    if let Some(s) = seek_s {
+        // Input seeking: jumps to the keyframe before, then decodes up to it.
+        args.extend(["-ss".into(), format!("{s:.3}").into()]);
+    }
+    args.extend(["-i".into(), path.as_os_str().to_owned()]);
+    // Fit the box without enlarging; min() keeps small videos at their size.
+    // Autorotation has already inserted its transpose, so iw/ih are upright.
+    let scale =
+        format!("scale='min({edge},iw)':'min({edge},ih)':force_original_aspect_ratio=decrease");
+    let (filters, codec) = match out {
+        Output::Jpeg => (
+            format!("thumbnail={THUMBNAIL_FILTER_FRAMES},{scale}"),
+            [
+                "-c:v",
+                "mjpeg",
+                "-pix_fmt",
+                "yuvj420p",
+                "-q:v",
+                MJPEG_QSCALE,
+            ]
+            .as_slice(),
+        ),
+        Output::Png => (scale, ["-c:v", "png", "-pix_fmt", "rgba"].as_slice()),
+    };
+    args.extend([
+        "-map".into(),
+        // Capital V: real video, never an attached cover picture.
+        "0:V:0".into(),
+        "-an".into(),
+        "-sn".into(),
+        "-dn".into(),
+    ]);
+    args.extend(["-vf".into(), filters.into()]);
+    args.extend([
+        "-frames:v".into(),
+        "1".into(),
+        "-f".into(),
+        "image2pipe".into(),
+    ]);
+    args.extend(codec.iter().map(OsString::from));
+    args.push("pipe:1".into());
+    let mut cmd = Command::new(ffmpeg_path());
+    cmd.args(args);
+    run_capture(cmd, timeout).map_err(|e| ThumbError::failed(path, e))
+}
+
+/// Average luma of a small JPEG, decoded at 1/8 scale (a few hundred pixels).
+fn mean_luma(jpeg: &[u8]) -> Option<u32> {
+    let mut dec = jpeg_decoder::Decoder::new(jpeg);
+    dec.read_info().ok()?;
+    dec.scale(1, 1).ok()?;
+    let px = dec.decode().ok()?;
+    let channels = match dec.info()?.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        jpeg_decoder::PixelFormat::L8 => 1,
+        _ => return None,
+    };
+    let n = px.len() / channels;
+    if n == 0 {
+        return None;
+    }
+    let sum: u64 = px
+        .chunks_exact(channels)
+        .map(|p| match p {
+            [r, g, b] => (u64::from(*r) * 299 + u64::from(*g) * 587 + u64::from(*b) * 114) / 1000,
+            [l] => u64::from(*l),
+            _ => 0,
+        })
+        .sum();
+    Some((sum / n as u64) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::thumbs::testkit::*;
+    use super::super::thumbs::{render, CONTENT_TYPE_JPEG};
+    use crate::model::{FileType, ThumbLevel};
+
+    fn video(dir: &std::path::Path, name: &str, lavfi: &str) -> std::path::PathBuf {
+        let path = dir.join(name);
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            lavfi,
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+        path
+    }
+
+    fn frame(path: &std::path::Path, level: ThumbLevel) -> image::RgbaImage {
+        // The orientation argument is ignored for videos: ffmpeg autorotates.
+        let thumb = render(path, FileType::Video, Some(6), level).unwrap();
+        assert_eq!(thumb.content_type, CONTENT_TYPE_JPEG);
+        assert!(thumb.bytes.starts_with(&[0xFF, 0xD8]));
+        decode(&thumb.bytes)
+    }
+
+    #[test]
+    fn video_frame_fits_the_box_without_enlarging() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = video(
+            dir.path(),
+            "v.mp4",
+            "testsrc2=size=320x180:rate=25:duration=2",
+        );
+        assert_eq!(frame(&path, ThumbLevel::Screen).dimensions(), (320, 180));
+        assert_eq!(frame(&path, ThumbLevel::Small).dimensions(), (160, 90));
+    }
+
+    #[test]
+    fn rotated_video_comes_out_upright() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let plain = video(
+            dir.path(),
+            "plain.mp4",
+            "color=c=blue:s=320x180:r=25:d=2,drawbox=x=0:y=0:w=80:h=45:color=red:t=fill",
+        );
+        let rotated = dir.path().join("rotated.mp4");
+        // The legacy tag becomes a display matrix when remuxed.
+        ffmpeg(&[
+            "-i",
+            plain.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+            rotated.to_str().unwrap(),
+        ]);
+        // Which way ffmpeg reads it: the display matrix angle is
+        // counter-clockwise, so +90 turns the stored top-left to bottom-left.
+        let probe = std::process::Command::new(super::super::process::ffprobe_path())
+            .args([
+                "-v",
+                "error",
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream_side_data=rotation",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(&rotated)
+            .output()
+            .unwrap();
+        let rotation: i64 = String::from_utf8_lossy(&probe.stdout)
+            .trim()
+            .parse()
+            .expect("rotation in side data");
+        let img = frame(&rotated, ThumbLevel::Screen);
+        assert_eq!(img.dimensions(), (180, 320), "portrait after rotation");
+        let (x, y) = match rotation.rem_euclid(360) {
+            90 => (20, 300),  // counter-clockwise: bottom-left
+            270 => (160, 20), // clockwise: top-right
+            r => panic!("unexpected rotation {r}"),
+        };
+        assert!(
+            near(&img, x, y, [255, 0, 0], 60),
+            "red corner at ({x},{y}), got {:?}",
+            img.get_pixel(x, y)
+        );
+        assert!(near(&img, 90, 160, [0, 0, 255], 60));
+    }
+
+    #[test]
+    fn black_opening_is_skipped() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = video(
+            dir.path(),
+            "fade.mp4",
+            "color=c=black:s=320x240:r=25:d=2[a];color=c=green:s=320x240:r=25:d=4[b];[a][b]concat=n=2:v=1:a=0",
+        );
+        let img = frame(&path, ThumbLevel::Small);
+        assert!(
+            near(&img, 80, 60, [0, 128, 0], 50),
+            "not black: {:?}",
+            img.get_pixel(80, 60)
+        );
+    }
+
+    #[test]
+    fn short_video_gives_its_first_frame() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = video(dir.path(), "short.mp4", "color=c=red:s=200x100:r=25:d=0.4");
+        let img = frame(&path, ThumbLevel::Screen);
+        assert_eq!(img.dimensions(), (200, 100));
+        assert!(near(&img, 100, 50, [255, 0, 0], 60));
+    }
+
+    #[test]
+    fn broken_video_fails() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "broken.mp4",
+            b"\0\0\0\x18ftypmp42 definitely not a movie",
+        );
+        let err = render(&path, FileType::Video, None, ThumbLevel::Small).unwrap_err();
+        assert!(matches!(err, super::ThumbError::Failed(_)), "{err}");
+    }
+}

@@ -1,0 +1,517 @@
+//! On-disk thumbnail cache, `dir/<xx>/<file_id>_<level>_<fingerprint>.<jpg|png>`
+//! (`xx` = file id mod 256 in hex, so no directory grows huge). A hit costs
+//! one `stat`; a miss renders on the blocking pool under a semaphore, once
+//! per key however many requests ask at the same time, and the file appears
+//! atomically (temp name in the same directory, then rename).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use tokio::sync::{watch, Semaphore};
+
+use super::thumbs::{self, ThumbError, CONTENT_TYPE_JPEG, CONTENT_TYPE_PNG};
+use crate::model::{FileType, ThumbLevel};
+
+/// Identifies one cached thumbnail. `fingerprint` comes from the original's
+/// size and mtime ([`fingerprint`]), so a changed original misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ThumbKey {
+    pub file_id: i64,
+    pub level: ThumbLevel,
+    pub fingerprint: u64,
+}
+
+/// The original a thumbnail is built from.
+#[derive(Debug, Clone)]
+pub struct ThumbSource {
+    pub path: PathBuf,
+    pub kind: FileType,
+    /// Stored EXIF orientation (§2.4); ignored for videos.
+    pub orientation: Option<i64>,
+}
+
+/// A thumbnail file ready to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedThumb {
+    pub path: PathBuf,
+    pub content_type: &'static str,
+}
+
+/// Stable hash of an original's size and modification time (FNV-1a, so the
+/// value survives compiler upgrades, unlike `DefaultHasher`).
+pub fn fingerprint(len: u64, modified: SystemTime) -> u64 {
+    let since = modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes = len
+        .to_le_bytes()
+        .into_iter()
+        .chain(since.as_secs().to_le_bytes())
+        .chain(since.subsec_nanos().to_le_bytes());
+    for b in bytes {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Handle to the cache; clones share the semaphore and in-flight renders.
+#[derive(Clone)]
+pub struct ThumbCache {
+    inner: Arc<Inner>,
+}
+
+/// What every waiter of one render receives.
+type Outcome = Result<CachedThumb, Arc<ThumbError>>;
+
+struct Inner {
+    dir: PathBuf,
+    permits: Semaphore,
+    /// Renders in progress. A std mutex: held for a map operation only,
+    /// never across an await.
+    flights: Mutex<HashMap<ThumbKey, watch::Receiver<Option<Outcome>>>>,
+    renders: AtomicU64,
+    temp_seq: AtomicU64,
+}
+
+impl ThumbCache {
+    /// A cache rooted at `dir` (created on first write) running at most
+    /// `max_parallel` renders at once (at least one).
+    pub fn new(dir: PathBuf, max_parallel: usize) -> ThumbCache {
+        ThumbCache {
+            inner: Arc::new(Inner {
+                dir,
+                permits: Semaphore::new(max_parallel.max(1)),
+                flights: Mutex::new(HashMap::new()),
+                renders: AtomicU64::new(0),
+                temp_seq: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// How many thumbnails this cache has rendered (hits excluded).
+    pub fn renders(&self) -> u64 {
+        self.inner.renders.load(Ordering::Relaxed)
+    }
+
+    /// The cached thumbnail for `key`, rendering it from `src` on a miss.
+    /// Failures are not cached: the caller records the sticky build error.
+    pub async fn get(&self, key: ThumbKey, src: ThumbSource) -> Result<CachedThumb, ThumbError> {
+        let inner = Arc::clone(&self.inner);
+        // A stat can block for seconds on a sleeping USB disk: never on the
+        // async workers.
+        let hit = tokio::task::spawn_blocking(move || inner.lookup(key))
+            .await
+            .map_err(|e| ThumbError::Failed(format!("thumbnail lookup task: {e}")))?;
+        if let Some(hit) = hit {
+            return Ok(hit);
+        }
+        let mut rx = {
+            let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+            match flights.get(&key) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    flights.insert(key, rx.clone());
+                    // Detached: a client that hangs up doesn't waste the work
+                    // or strand the other waiters.
+                    tokio::spawn(Arc::clone(&self.inner).fly(key, src, tx));
+                    rx
+                }
+            }
+        };
+        let outcome = rx
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| ThumbError::Failed("thumbnail render task died".into()))?
+            .clone();
+        match outcome {
+            Some(Ok(thumb)) => Ok(thumb),
+            Some(Err(e)) => Err(e.duplicate()),
+            None => Err(ThumbError::Failed("thumbnail render gave no result".into())),
+        }
+    }
+
+    /// Deletes every cached thumbnail (all levels and fingerprints) of
+    /// `file_id`; returns how many files went. Blocking (one directory read):
+    /// call it where the rest of a file's deletion runs.
+    pub fn remove_file(&self, file_id: i64) -> Result<usize, ThumbError> {
+        self.inner.remove_matching(file_id, |_| true)
+    }
+
+    /// The newest cached thumbnail of `file_id` at `level`, whatever the
+    /// original's version: for serving while the original can't be checked
+    /// (its disk is offline). Blocking (one directory read).
+    pub fn cached_any(&self, file_id: i64, level: ThumbLevel) -> Option<CachedThumb> {
+        let prefix = format!("{file_id}_{}_", level.as_u8());
+        let entries = std::fs::read_dir(self.inner.shard_dir(file_id)).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|entry| {
+                let name = entry.file_name().into_string().ok()?;
+                let content_type = match name.strip_prefix(&prefix)?.rsplit_once('.')?.1 {
+                    "jpg" => CONTENT_TYPE_JPEG,
+                    "png" => CONTENT_TYPE_PNG,
+                    _ => return None,
+                };
+                let modified = entry.metadata().ok()?.modified().ok()?;
+                Some((modified, entry.path(), content_type))
+            })
+            .max_by_key(|(modified, _, _)| *modified)
+            .map(|(_, path, content_type)| CachedThumb { path, content_type })
+    }
+}
+
+/// Removes the in-flight entry when the render ends, even by panic, so the
+/// next request retries instead of waiting forever.
+struct FlightGuard {
+    inner: Arc<Inner>,
+    key: ThumbKey,
+}
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+        flights.remove(&self.key);
+    }
+}
+
+impl Inner {
+    async fn fly(
+        self: Arc<Self>,
+        key: ThumbKey,
+        src: ThumbSource,
+        tx: watch::Sender<Option<Outcome>>,
+    ) {
+        let _guard = FlightGuard {
+            inner: Arc::clone(&self),
+            key,
+        };
+        let outcome = self.build(key, src).await.map_err(Arc::new);
+        // Publish before the guard drops the entry: a request arriving in
+        // between joins this flight and reads the result at once.
+        tx.send_replace(Some(outcome));
+    }
+
+    async fn build(
+        self: &Arc<Self>,
+        key: ThumbKey,
+        src: ThumbSource,
+    ) -> Result<CachedThumb, ThumbError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ThumbError::Failed("thumbnail cache is shutting down".into()))?;
+        let inner = Arc::clone(self);
+        tokio::task::spawn_blocking(move || inner.render_into_cache(key, &src))
+            .await
+            .map_err(|e| ThumbError::Failed(format!("thumbnail render task: {e}")))?
+    }
+
+    fn shard_dir(&self, file_id: i64) -> PathBuf {
+        self.dir.join(format!("{:02x}", file_id.rem_euclid(256)))
+    }
+
+    fn path_for(&self, key: ThumbKey, ext: &str) -> PathBuf {
+        self.shard_dir(key.file_id).join(format!(
+            "{}_{}_{:016x}.{ext}",
+            key.file_id,
+            key.level.as_u8(),
+            key.fingerprint
+        ))
+    }
+
+    fn lookup(&self, key: ThumbKey) -> Option<CachedThumb> {
+        [("jpg", CONTENT_TYPE_JPEG), ("png", CONTENT_TYPE_PNG)]
+            .into_iter()
+            .map(|(ext, content_type)| (self.path_for(key, ext), content_type))
+            .find(|(path, _)| path.is_file())
+            .map(|(path, content_type)| CachedThumb { path, content_type })
+    }
+
+    fn render_into_cache(
+        &self,
+        key: ThumbKey,
+        src: &ThumbSource,
+    ) -> Result<CachedThumb, ThumbError> {
+        // A flight that finished between our miss and our start left its file.
+        if let Some(hit) = self.lookup(key) {
+            return Ok(hit);
+        }
+        self.renders.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let thumb = thumbs::render(&src.path, src.kind, src.orientation, key.level)?;
+        let ext = if thumb.content_type == CONTENT_TYPE_PNG {
+            "png"
+        } else {
+            "jpg"
+        };
+        let path = self.path_for(key, ext);
+        let dir = self.shard_dir(key.file_id);
+        std::fs::create_dir_all(&dir).map_err(|e| ThumbError::io(&dir, e))?;
+        let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
+        // Dot-prefixed so removal by file id never matches a half-written file.
+        let temp = dir.join(format!(".{}.{}.{seq}.tmp", key.file_id, std::process::id()));
+        if let Err(e) =
+            std::fs::write(&temp, &thumb.bytes).and_then(|()| std::fs::rename(&temp, &path))
+        {
+            let _ = std::fs::remove_file(&temp);
+            return Err(ThumbError::io(&path, e));
+        }
+        log::debug!(
+            file_id = key.file_id, level = key.level.as_u8(), bytes = thumb.bytes.len(),
+            ms = started.elapsed().as_millis() as u64;
+            "thumbnail rendered"
+        );
+        // Thumbnails of an older version of the original are dead weight now.
+        let current = path.file_name().map(|n| n.to_owned());
+        let prefix = format!("{}_{}_", key.file_id, key.level.as_u8());
+        if let Err(e) = self.remove_matching(key.file_id, |name| {
+            name.starts_with(&prefix) && Some(name.as_ref()) != current.as_deref()
+        }) {
+            log::warn!(
+                "cannot remove stale thumbnails of file {}: {e}",
+                key.file_id
+            );
+        }
+        Ok(CachedThumb {
+            path,
+            content_type: thumb.content_type,
+        })
+    }
+
+    /// Deletes the files of `file_id` in its shard whose names pass `also`.
+    fn remove_matching(
+        &self,
+        file_id: i64,
+        also: impl Fn(&str) -> bool,
+    ) -> Result<usize, ThumbError> {
+        let dir = self.shard_dir(file_id);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(ThumbError::io(&dir, e)),
+        };
+        let prefix = format!("{file_id}_");
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| ThumbError::io(&dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with(&prefix) && also(name) {
+                remove_if_present(&entry.path())?;
+                removed += 1;
+            } else if name.starts_with('.') && name.ends_with(".tmp") && is_abandoned(&entry) {
+                // Left by a crash mid-write; any live one is seconds old.
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn is_abandoned(entry: &std::fs::DirEntry) -> bool {
+    let age = entry
+        .metadata()
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    age.is_some_and(|age| age > std::time::Duration::from_secs(3600))
+}
+
+fn remove_if_present(path: &Path) -> Result<(), ThumbError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ThumbError::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::thumbs::testkit::*;
+    use super::*;
+
+    fn source(path: &Path) -> ThumbSource {
+        ThumbSource {
+            path: path.to_owned(),
+            kind: FileType::Image,
+            orientation: None,
+        }
+    }
+
+    fn key(file_id: i64, level: ThumbLevel, fingerprint: u64) -> ThumbKey {
+        ThumbKey {
+            file_id,
+            level,
+            fingerprint,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn identical_concurrent_requests_render_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = write(dir.path(), "p.jpg", &jpeg_bytes(&quadrants(2400, 1600), 90));
+        let cache = ThumbCache::new(dir.path().join("thumbs"), 2);
+        let k = key(4242, ThumbLevel::Screen, 7);
+        let gets = (0..40).map(|_| {
+            let cache = cache.clone();
+            let src = source(&photo);
+            tokio::spawn(async move { cache.get(k, src).await })
+        });
+        let results = futures_util::future::join_all(gets).await;
+        assert_eq!(cache.renders(), 1, "one render for 40 identical requests");
+        let expected = dir.path().join("thumbs/92/4242_1_0000000000000007.jpg");
+        for r in results {
+            let thumb = r.unwrap().unwrap();
+            assert_eq!(thumb.path, expected);
+            assert_eq!(thumb.content_type, CONTENT_TYPE_JPEG);
+        }
+        let img = decode(&std::fs::read(&expected).unwrap());
+        assert_eq!(img.dimensions(), (800, 533));
+        // No temp files left behind.
+        assert_eq!(
+            std::fs::read_dir(expected.parent().unwrap())
+                .unwrap()
+                .count(),
+            1
+        );
+
+        // A hit is a stat: no render, and quick.
+        let started = Instant::now();
+        let hit = cache.get(k, source(&photo)).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(50),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!((hit.path, cache.renders()), (expected, 1));
+    }
+
+    #[tokio::test]
+    async fn changed_original_misses_and_replaces_the_old_thumbnail() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = write(dir.path(), "p.jpg", &jpeg_bytes(&solid(400, 300, RED), 90));
+        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        let meta = std::fs::metadata(&photo).unwrap();
+        let fp1 = fingerprint(meta.len(), meta.modified().unwrap());
+        let old = cache
+            .get(key(1, ThumbLevel::Small, fp1), source(&photo))
+            .await
+            .unwrap();
+        let other_level = cache
+            .get(key(1, ThumbLevel::Screen, fp1), source(&photo))
+            .await
+            .unwrap();
+
+        write(dir.path(), "p.jpg", &jpeg_bytes(&solid(400, 200, BLUE), 90));
+        let meta = std::fs::metadata(&photo).unwrap();
+        let fp2 = fingerprint(meta.len(), meta.modified().unwrap());
+        assert_ne!(fp1, fp2);
+        let new = cache
+            .get(key(1, ThumbLevel::Small, fp2), source(&photo))
+            .await
+            .unwrap();
+        assert_eq!(cache.renders(), 3);
+        assert_ne!(new.path, old.path);
+        assert!(!old.path.exists(), "stale thumbnail removed");
+        assert!(
+            other_level.path.exists(),
+            "other level untouched until rebuilt"
+        );
+        let img = decode(&std::fs::read(&new.path).unwrap());
+        assert_eq!(img.dimensions(), (160, 80));
+        assert!(near(&img, 80, 40, BLUE, 40));
+    }
+
+    #[tokio::test]
+    async fn remove_file_deletes_every_level_of_that_file_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = write(
+            dir.path(),
+            "p.jpg",
+            &jpeg_bytes(&solid(300, 300, GREEN), 90),
+        );
+        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        // 5 and 261 share shard 05.
+        let a0 = cache
+            .get(key(5, ThumbLevel::Small, 1), source(&photo))
+            .await
+            .unwrap();
+        let a1 = cache
+            .get(key(5, ThumbLevel::Screen, 1), source(&photo))
+            .await
+            .unwrap();
+        let b = cache
+            .get(key(261, ThumbLevel::Small, 1), source(&photo))
+            .await
+            .unwrap();
+        assert_eq!(a0.path.parent(), b.path.parent());
+        assert_eq!(cache.cached_any(5, ThumbLevel::Screen), Some(a1.clone()));
+        assert_eq!(cache.remove_file(5).unwrap(), 2);
+        assert!(!a0.path.exists() && !a1.path.exists() && b.path.exists());
+        assert_eq!(cache.cached_any(5, ThumbLevel::Screen), None);
+        assert_eq!(cache.remove_file(5).unwrap(), 0);
+        assert_eq!(cache.remove_file(77).unwrap(), 0, "shard never created");
+        assert_eq!(cache.cached_any(77, ThumbLevel::Small), None);
+    }
+
+    #[tokio::test]
+    async fn failures_are_reported_and_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        let gone = dir.path().join("gone.jpg");
+        let k = key(9, ThumbLevel::Small, 1);
+        for _ in 0..2 {
+            let err = cache.get(k, source(&gone)).await.unwrap_err();
+            assert!(matches!(err, ThumbError::SourceMissing(_)), "{err}");
+        }
+        assert_eq!(cache.renders(), 2, "each request retried");
+        let bad = write(dir.path(), "bad.jpg", b"\xFF\xD8\xFF\xE0 junk");
+        let err = cache.get(k, source(&bad)).await.unwrap_err();
+        assert!(matches!(err, ThumbError::Failed(_)), "{err}");
+        let audio = ThumbSource {
+            kind: FileType::Audio,
+            ..source(&bad)
+        };
+        assert!(matches!(
+            cache.get(k, audio).await,
+            Err(ThumbError::Unsupported)
+        ));
+
+        // Then the original appears: rendered and cached.
+        write(dir.path(), "gone.jpg", &jpeg_bytes(&solid(20, 20, RED), 90));
+        assert!(cache.get(k, source(&gone)).await.unwrap().path.exists());
+    }
+
+    #[tokio::test]
+    async fn transparent_sources_are_cached_as_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        image::RgbaImage::from_pixel(30, 30, image::Rgba([0, 0, 0, 10]))
+            .save(&path)
+            .unwrap();
+        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        let k = key(3, ThumbLevel::Small, 0xabc);
+        let thumb = cache.get(k, source(&path)).await.unwrap();
+        assert_eq!(thumb.content_type, CONTENT_TYPE_PNG);
+        assert!(thumb.path.ends_with("03/3_0_0000000000000abc.png"));
+        assert_eq!(cache.get(k, source(&path)).await.unwrap(), thumb);
+        assert_eq!(cache.renders(), 1);
+    }
+
+    #[test]
+    fn fingerprint_depends_on_size_and_mtime() {
+        let t = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 5);
+        let base = fingerprint(100, t);
+        assert_eq!(base, fingerprint(100, t), "stable");
+        assert_ne!(base, fingerprint(101, t));
+        assert_ne!(base, fingerprint(100, t + Duration::from_nanos(1)));
+        assert_ne!(base, fingerprint(100, t + Duration::from_secs(1)));
+    }
+}
