@@ -660,7 +660,9 @@ impl State {
             if !on {
                 self.went_offline(i);
             } else if !lock(&self.watches).watched.contains(&self.libs[i].root) {
+                // Came online during the initial scan: watch, then catch up.
                 self.watch_library(i).await;
+                self.libs[i].mark_full(Instant::now());
             }
         }
         Ok(())
@@ -713,9 +715,11 @@ impl State {
                         self.went_offline(i);
                         continue;
                     }
-                    // Back: a full incremental scan, then watch it again.
+                    // Back: watch it again first (so nothing changed during
+                    // the scan is missed), then a full incremental scan.
                     self.libs[i].offline = false;
                     self.libs[i].next_offline_check = None;
+                    self.watch_library(i).await;
                     self.libs[i].mark_full(now - MAX_DELAY);
                 } else {
                     continue;
