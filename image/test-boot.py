@@ -120,7 +120,21 @@ def prepare_disk(image, work, machine):
         "symlink /etc/systemd/system/multi-user.target.wants/isync-test-agent.service "
         "/etc/systemd/system/isync-test-agent.service",
     ]) + "\n"
+    # The production image as shipped: no SSH enabled, no host keys (read offline).
+    listing = run("debugfs", "-R", "ls /etc/ssh", f"{image}?offset={root_off}")
+    wants = run("debugfs", "-R", "ls /etc/systemd/system/multi-user.target.wants",
+                f"{image}?offset={root_off}")
+    check("image ships no SSH host keys and SSH disabled",
+          "ssh_host_" not in listing and "ssh.service" not in wants)
     run("debugfs", "-w", "-f", "-", f"{disk}?offset={root_off}", input=cmds)
+    # What an owner puts on the boot partition to log in (Pi OS convention):
+    # `ssh` and `userconf.txt` with a hash of a password made up per run.
+    owner_hash = run("openssl", "passwd", "-6", "-stdin", input=secrets.token_urlsafe(18) + "\n").strip()
+    with open(os.path.join(work, "userconf.txt"), "w") as f:
+        f.write(f"owner:{owner_hash}\n")
+    open(os.path.join(work, "ssh"), "w").close()
+    run("mcopy", "-o", "-i", f"{disk}@@{boot_off}", os.path.join(work, "ssh"),
+        os.path.join(work, "userconf.txt"), "::/")
     # Room to grow: first boot should take it. An SD card's size is a power of two.
     size = os.path.getsize(disk) + 512 * 1024 * 1024
     if machine == "raspi3b":
@@ -405,9 +419,13 @@ def guest_checks(agent, root_size):
     grown = out.strip().isdigit() and int(out) > root_size + 256 * 1024 * 1024
     check("first boot grew the root file system", grown, f"{out.strip()} B, partition was {root_size} B")
     rc, out = agent.run("systemctl is-enabled ssh.service; systemctl is-active ssh.service; "
-                        "ls /etc/ssh/ssh_host_* 2>/dev/null | wc -l")
-    check("SSH is off and no host keys shipped", out.split() == ["disabled", "inactive", "0"],
-          out.replace("\n", " "))
+                        "ls /etc/ssh/ssh_host_*_key | wc -l; "
+                        "ls /boot/firmware/ssh /boot/firmware/userconf.txt 2>/dev/null | wc -l")
+    check("`ssh` on the boot partition: SSH on with this card's own host keys, file consumed",
+          out.split()[:2] == ["enabled", "active"] and int(out.split()[2]) >= 3
+          and out.split()[3] == "0", out.replace("\n", " "))
+    rc, out = agent.run("id -nG owner")
+    check("userconf.txt made login user `owner` with sudo", "sudo" in out.split(), out)
     rc, out = agent.run("getent shadow root | cut -d: -f2")
     check("root has no password", out in ("*", "!", "!*", "*LK*") or out.startswith("!"), out)
 
