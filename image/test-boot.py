@@ -504,7 +504,7 @@ def timer_unit_checks(agent):
         if not check(f"{unit}.service runs cleanly", out.endswith("Result=success"), out.replace("\n", " ")):
             rc, out = agent.run(f"journalctl -b -u {unit}.service --no-pager -n 20")
             log(out)
-    rc, out = agent.run("ls /media/isync/isync-backup 2>/dev/null | head -n3")
+    rc, out = agent.run("ls /media/isync/.isync-backup 2>/dev/null | head -n3")
     if "isync-backup" not in " ".join(skips):
         check("a backup landed on the USB disk", out != "", out or "empty")
     rc, out = agent.run("journalctl -b --no-pager | grep -i 'watchdog timeout' | head -n3; "
