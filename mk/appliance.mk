@@ -69,7 +69,7 @@ image: aarch64
 # with a binary that has no API yet.
 image-test: image
 	image/host-setup.sh test
-	python3 image/test-boot.py $(IMAGE) --work $(CURDIR)/build/image-test
+	python3 image/test-boot.py $(IMAGE) --work $(CURDIR)/build/image-test --timeout 900
 
 # The same image on the Pi 3 machine model (its device tree, SD card, dwc2 USB).
 image-test-raspi3b: image
