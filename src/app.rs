@@ -44,12 +44,19 @@ fn status_line(db: &Db) -> String {
     let r = db.read(|c| {
         let libs = libraries::list(c)?;
         let files: i64 = c.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
-        Ok((libs, files))
+        let held: i64 = libraries::held_deletions(c)?.iter().map(|(_, n)| n).sum();
+        Ok((libs, files, held))
     });
     match r {
-        Ok((libs, files)) => {
+        Ok((libs, files, held)) => {
             let online = libs.iter().filter(|l| l.online).count();
-            format!("{online} of {} libraries online, {files} files", libs.len())
+            let mut s = format!("{online} of {} libraries online, {files} files", libs.len());
+            if held > 0 {
+                s.push_str(&format!(
+                    ", {held} removals held back (isync scan --confirm-deletions)"
+                ));
+            }
+            s
         }
         Err(e) => format!("database error: {e}"),
     }
