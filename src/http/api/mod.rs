@@ -5,5 +5,5 @@ pub mod catalog;
 pub mod edit;
 pub mod file;
 pub mod share;
-pub mod upload;
 pub mod thumb;
+pub mod upload;
