@@ -656,7 +656,7 @@ impl State {
             let on = online
                 .iter()
                 .find(|(id, _)| *id == self.libs[i].id)
-                .map_or(true, |(_, o)| *o);
+                .is_none_or(|(_, o)| *o);
             if !on {
                 self.went_offline(i);
             } else if !lock(&self.watches).watched.contains(&self.libs[i].root) {

@@ -518,7 +518,7 @@ impl FfStream {
             .as_deref()
             .and_then(|n| n.parse::<u64>().ok());
         // Motion-JPEG AVIs from old cameras are real videos with many frames.
-        !(still_codec && frames.map_or(true, |n| n <= 1))
+        !(still_codec && frames.is_none_or(|n| n <= 1))
     }
 
     /// Clockwise display rotation. ffmpeg's display matrix angle is
