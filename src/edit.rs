@@ -112,67 +112,64 @@ pub async fn update_catalog(
     mut edit: CatalogEdit,
 ) -> Result<(Catalog, bool)> {
     let roots = s.roots.clone();
-    Ok(db
-        .write_async(move |tx| {
-            let Some(cat) = catalogs::accessible(tx, id, &roots)? else {
-                return Ok(Err(Error::NotFound(format!("catalog {} not found", id.0))));
-            };
-            let mut new_root = None;
-            if let Some(p) = edit.parent {
-                if Some(p) == cat.parent_id {
-                    edit.parent = None;
-                } else {
-                    let subtree = trash::with_descendants(tx, &[id])?;
-                    let target = catalogs::accessible(tx, p, &roots)?;
-                    match target {
-                        _ if cat.parent_id.is_none() => {
-                            return Ok(Err(Error::NotModified(
-                                "a root catalog cannot be moved".into(),
-                            )))
-                        }
-                        None => {
-                            return Ok(Err(Error::NotModified(format!(
-                                "parent catalog {} not found",
-                                p.0
-                            ))))
-                        }
-                        Some(_) if subtree.contains(&p) => {
-                            return Ok(Err(Error::NotModified(
-                                "a catalog cannot move into itself or its descendants".into(),
-                            )))
-                        }
-                        Some(t) if t.root_id != cat.root_id => {
-                            new_root = Some((t.root_id, subtree))
-                        }
-                        Some(_) => {}
+    db.write_async(move |tx| {
+        let Some(cat) = catalogs::accessible(tx, id, &roots)? else {
+            return Ok(Err(Error::NotFound(format!("catalog {} not found", id.0))));
+        };
+        let mut new_root = None;
+        if let Some(p) = edit.parent {
+            if Some(p) == cat.parent_id {
+                edit.parent = None;
+            } else {
+                let subtree = trash::with_descendants(tx, &[id])?;
+                let target = catalogs::accessible(tx, p, &roots)?;
+                match target {
+                    _ if cat.parent_id.is_none() => {
+                        return Ok(Err(Error::NotModified(
+                            "a root catalog cannot be moved".into(),
+                        )))
                     }
+                    None => {
+                        return Ok(Err(Error::NotModified(format!(
+                            "parent catalog {} not found",
+                            p.0
+                        ))))
+                    }
+                    Some(_) if subtree.contains(&p) => {
+                        return Ok(Err(Error::NotModified(
+                            "a catalog cannot move into itself or its descendants".into(),
+                        )))
+                    }
+                    Some(t) if t.root_id != cat.root_id => new_root = Some((t.root_id, subtree)),
+                    Some(_) => {}
                 }
             }
-            let CatalogEdit {
-                parent,
-                name,
-                memo,
-                help_int,
-                help_text,
-            } = &edit;
-            if parent.is_none()
-                && name.is_none()
-                && memo.is_none()
-                && help_int.is_none()
-                && help_text.is_none()
-            {
-                return Ok(Err(Error::NotModified("nothing to change".into())));
-            }
-            edits::update_catalog(tx, id, &edit, db::now())?;
-            let moved = new_root.is_some();
-            if let Some((root, subtree)) = new_root {
-                edits::move_to_tree(tx, &subtree, root)?;
-            }
-            Ok(catalogs::by_id(tx, id)?
-                .map(|c| (c, moved))
-                .ok_or_else(|| Error::Internal("catalog vanished".into())))
-        })
-        .await??)
+        }
+        let CatalogEdit {
+            parent,
+            name,
+            memo,
+            help_int,
+            help_text,
+        } = &edit;
+        if parent.is_none()
+            && name.is_none()
+            && memo.is_none()
+            && help_int.is_none()
+            && help_text.is_none()
+        {
+            return Ok(Err(Error::NotModified("nothing to change".into())));
+        }
+        edits::update_catalog(tx, id, &edit, db::now())?;
+        let moved = new_root.is_some();
+        if let Some((root, subtree)) = new_root {
+            edits::move_to_tree(tx, &subtree, root)?;
+        }
+        Ok(catalogs::by_id(tx, id)?
+            .map(|c| (c, moved))
+            .ok_or_else(|| Error::Internal("catalog vanished".into())))
+    })
+    .await?
 }
 
 /// `updateFile.icc`.

@@ -304,8 +304,8 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Error {
 /// whose connection died still holds it until its bytes are synced.
 type FileLock = Arc<tokio::sync::Mutex<()>>;
 pub(crate) type FileGuard = Arc<tokio::sync::OwnedMutexGuard<()>>;
-static LOCKS: LazyLock<Mutex<HashMap<(PathBuf, i64), Weak<tokio::sync::Mutex<()>>>>> =
-    LazyLock::new(Default::default);
+type LockMap = HashMap<(PathBuf, i64), Weak<tokio::sync::Mutex<()>>>;
+static LOCKS: LazyLock<Mutex<LockMap>> = LazyLock::new(Default::default);
 
 pub(crate) async fn lock_file(db: &Db, id: FileId) -> Result<FileGuard> {
     let lock: FileLock = {
