@@ -58,6 +58,9 @@ fn main() {
             render(&plain, FileType::Image, Some(6), ThumbLevel::Screen).expect("render");
         },
     );
+    measure("level 1 cold render, upright", 20, || {
+        render(&plain, FileType::Image, None, ThumbLevel::Screen).expect("render");
+    });
     measure(
         "level 0 cold render via EXIF thumb (target < 10 ms)",
         40,
