@@ -93,7 +93,22 @@ pub async fn delete_files(
     let (_, s) = st.session(&headers).await?;
     p.check()?;
     let ids = p.req_ids("ids")?;
-    trash::delete_files(&st.db, &st.cfg, &s, ids).await?;
+    trash::delete_files(&st.db, &st.cfg, &s, ids.clone()).await?;
+    // Drop the generated thumbnails of the files that are now gone (not of
+    // ids that were skipped as unknown or foreign).
+    let (db, thumbs) = (st.db.clone(), st.thumbs.clone());
+    let _ = tokio::task::spawn_blocking(move || {
+        for id in ids {
+            let gone = db
+                .read(|c| crate::db::files::by_id(c, crate::model::FileId(id)))
+                .map(|r| r.is_none())
+                .unwrap_or(false);
+            if gone {
+                let _ = thumbs.remove_file(id);
+            }
+        }
+    })
+    .await;
     Ok(ok("OK"))
 }
 
