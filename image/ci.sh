@@ -42,7 +42,7 @@ rootfs_pid=$!
 
 step "systemd-verify" "${make[@]}" systemd-verify
 step "aarch64 build" "${make[@]}" aarch64 && step "aarch64 smoke (qemu-user)" "${make[@]}" smoke-aarch64
-step "armv7 build" "${make[@]}" armv7
+step "armv7 build" "${make[@]}" armv7 && step "armv7 smoke (qemu-user)" "${make[@]}" smoke-armv7
 
 echo "=== appliance: waiting for the base rootfs (log: build/rootfs.log)"
 if wait "$rootfs_pid"; then

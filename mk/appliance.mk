@@ -26,7 +26,7 @@ IMAGE := $(IMAGE_DIR)/isync-$(ISYNC_VERSION)-arm64.img
 INITRAMFS_MODULES ?= list
 export INITRAMFS_MODULES
 
-.PHONY: aarch64 armv7 aarch64-glibc2.31 smoke-aarch64 systemd-verify image image-test image-rpios \
+.PHONY: aarch64 armv7 aarch64-glibc2.31 smoke-aarch64 smoke-armv7 systemd-verify image image-test image-rpios \
 	image-rpios-test image-test-raspi3b ci-appliance
 
 aarch64:
@@ -51,6 +51,10 @@ aarch64-glibc2.31:
 smoke-aarch64: aarch64
 	image/host-setup.sh cross test
 	image/smoke.sh $(AARCH64_BIN) /usr/aarch64-linux-gnu
+
+smoke-armv7: armv7
+	image/host-setup.sh cross test
+	image/smoke.sh $(ARMV7_BIN) /usr/arm-linux-gnueabihf
 
 systemd-verify:
 	image/host-setup.sh verify
