@@ -4,7 +4,10 @@
 //!
 //! Each integration test binary compiles this module on its own and uses a
 //! different part of it, hence the `dead_code` allowance.
+
 #![allow(dead_code)]
+
+pub mod server;
 
 use isync::app::{self, Running};
 use isync::config::{Config, LibraryConfig, SessionConfig};

@@ -1,0 +1,169 @@
+//! A server that can be restarted on the same data dir and configured
+//! (limits, share lifetime), which `TestApp` does not offer; shared by the
+//! upload, share and edit tests.
+
+use super::Api;
+use serde_json::json;
+
+#[allow(dead_code)]
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub cfg: isync::config::Config,
+    pub running: Option<isync::app::Running>,
+    pub base: String,
+}
+
+#[allow(dead_code)]
+impl Server {
+    /// User `alice` (and `bob`, who sees library `other`), library `lib`
+    /// with `a.jpg` and `sub/b.jpg`; logged in as alice.
+    pub async fn start(tune: impl FnOnce(&mut isync::config::Config)) -> (Server, Api) {
+        let dir = tempfile::Builder::new()
+            .prefix("isync-write-")
+            .tempdir()
+            .unwrap();
+        let media = dir.path().join("media");
+        super::write_file(&media.join("lib/a.jpg"), &super::jpeg(64, 48, 1, None));
+        super::write_file(&media.join("lib/sub/b.jpg"), &super::jpeg(32, 32, 2, None));
+        super::write_file(&media.join("other/c.jpg"), &super::jpeg(32, 32, 3, None));
+        let mut cfg = isync::config::Config {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.path().join("data"),
+            default_user_path: Some(dir.path().join("users")),
+            ..Default::default()
+        };
+        cfg.scan.threads = 2;
+        cfg.libraries = vec![
+            isync::config::LibraryConfig {
+                path: media.join("lib"),
+                users: vec!["alice".into()],
+                merge: true,
+            },
+            isync::config::LibraryConfig {
+                path: media.join("other"),
+                users: vec!["bob".into()],
+                merge: true,
+            },
+        ];
+        tune(&mut cfg);
+        let path = cfg.db_path();
+        tokio::task::spawn_blocking(move || {
+            let db = isync::db::Db::open(&path).unwrap();
+            for name in ["alice", "bob"] {
+                let hash = isync::auth::hash_password(super::PASSWORD);
+                db.write(|tx| isync::db::users::upsert(tx, name, &hash, isync::db::now()))
+                    .unwrap();
+            }
+        })
+        .await
+        .unwrap();
+        let mut s = Server {
+            dir,
+            cfg,
+            running: None,
+            base: String::new(),
+        };
+        let api = s.boot().await;
+        (s, api)
+    }
+
+    pub async fn boot(&mut self) -> Api {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut running = isync::app::start(self.cfg.clone(), listener).await.unwrap();
+        running.wait_scanned().await;
+        self.base = format!("http://{}", running.addr);
+        self.running = Some(running);
+        self.login("alice").await
+    }
+
+    /// Stops the server (draining) and starts it again on the same data.
+    pub async fn restart(&mut self) -> Api {
+        if let Some(r) = self.running.take() {
+            r.stop().await.unwrap();
+        }
+        self.boot().await
+    }
+
+    pub async fn login(&self, name: &str) -> Api {
+        let api = Api::new(&self.base);
+        let v = api
+            .get_json(
+                "/login.icc",
+                json!({"userName": name, "password": super::PASSWORD}),
+            )
+            .await;
+        assert_eq!(v["code"], 0, "{v}");
+        api
+    }
+
+    /// The session cookie value of a fresh login (for raw TCP requests).
+    pub async fn token(&self, name: &str) -> String {
+        let r = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{}/login.icc", self.base))
+            .query(&[("userName", name), ("password", super::PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        let c = super::header(&r, "set-cookie");
+        c.split(';')
+            .next()
+            .unwrap()
+            .trim_start_matches("session=")
+            .to_string()
+    }
+
+    pub fn db(&self) -> &isync::db::Db {
+        &self.running.as_ref().unwrap().state.db
+    }
+
+    pub fn lib(&self) -> std::path::PathBuf {
+        self.dir.path().join("media/lib")
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running.as_ref().unwrap().addr
+    }
+
+    /// Every row of the tables a write could change.
+    pub async fn snapshot(&self) -> String {
+        self.db()
+            .read_async(|c| {
+                let mut out = String::new();
+                for t in ["catalogs", "files", "share_links", "trash", "user_roots"] {
+                    let mut st = c.prepare(&format!("SELECT * FROM {t} ORDER BY 1"))?;
+                    let n = st.column_count();
+                    let mut rows = st.query([])?;
+                    while let Some(r) = rows.next()? {
+                        out.push_str(t);
+                        for i in 0..n {
+                            out.push_str(&format!(" {:?}", r.get_ref(i)?));
+                        }
+                        out.push('\n');
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// Every path under the media dir and the data dir (files and folders).
+    pub fn tree(&self) -> Vec<String> {
+        let mut v: Vec<String> = walkdir::WalkDir::new(self.dir.path())
+            .into_iter()
+            .filter_map(Result::ok)
+            .map(|e| e.path().to_string_lossy().into_owned())
+            .filter(|p| !p.contains("isync.db"))
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+#[allow(dead_code)]
+pub async fn root_id(api: &Api) -> i64 {
+    super::id(&api.catalogs("-1").await[0])
+}
