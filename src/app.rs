@@ -39,16 +39,23 @@ fn notify(states: &[sd_notify::NotifyState]) {
     let _ = sd_notify::notify(false, states);
 }
 
+/// Sends the current status line to systemd (after a backup, say).
+/// Blocking.
+pub fn notify_status(db: &Db) {
+    notify(&[sd_notify::NotifyState::Status(&status_line(db))]);
+}
+
 /// One-line service status for `systemctl status isync`.
 fn status_line(db: &Db) -> String {
     let r = db.read(|c| {
         let libs = libraries::list(c)?;
         let files: i64 = c.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
         let held: i64 = libraries::held_deletions(c)?.iter().map(|(_, n)| n).sum();
-        Ok((libs, files, held))
+        let last = crate::db::accounts::backup_runs(c, 1)?.pop();
+        Ok((libs, files, held, last))
     });
     match r {
-        Ok((libs, files, held)) => {
+        Ok((libs, files, held, last)) => {
             let online = libs.iter().filter(|l| l.online).count();
             let mut s = format!("{online} of {} libraries online, {files} files", libs.len());
             if held > 0 {
@@ -56,10 +63,49 @@ fn status_line(db: &Db) -> String {
                     ", {held} removals held back (isync scan --confirm-deletions)"
                 ));
             }
+            match last {
+                Some(b) if b.ok => s.push_str(&format!(
+                    ", last backup {} ok",
+                    crate::upload::civil_date(b.finished)
+                )),
+                Some(b) => s.push_str(&format!(", LAST BACKUP FAILED: {}", b.message)),
+                None => s.push_str(", no backup yet"),
+            }
             s
         }
         Err(e) => format!("database error: {e}"),
     }
+}
+
+/// Runs `isync admin …` / `isync backup` commands sent over the control
+/// socket, so the server's sessions see account changes at once.
+fn op_handler(st: AppState) -> control::OpHandler {
+    Arc::new(move |v: serde_json::Value| {
+        let st = st.clone();
+        Box::pin(async move {
+            let reply = match serde_json::from_value::<crate::admin::Command>(v) {
+                Ok(cmd) => {
+                    let access = crate::admin::changes_access(&cmd);
+                    let st2 = st.clone();
+                    let r = tokio::task::spawn_blocking(move || {
+                        let r = crate::admin::execute(&st2.db, &st2.backups, cmd);
+                        notify_status(&st2.db);
+                        r
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.into()));
+                    if access {
+                        st.sessions.access_changed();
+                    }
+                    crate::admin::Reply::of(r)
+                }
+                Err(e) => crate::admin::Reply::of(Err(crate::error::Error::BadParam(format!(
+                    "bad request: {e}"
+                )))),
+            };
+            serde_json::to_value(reply).unwrap_or_default()
+        })
+    })
 }
 
 /// Opens everything and starts serving on `listener`. Returns once the
@@ -79,6 +125,17 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         tokio::task::spawn_blocking(move || library::sync_libraries(&db, &cfg)).await??
     };
     let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
+    {
+        let db = db.clone();
+        let port = listener.local_addr()?.port();
+        if tokio::task::spawn_blocking(move || crate::accounts::ensure_init_token(&db)).await?? {
+            log::warn!(
+                "this server has no admin yet: claim it with the one-time registration token \
+                 `init` (open http://<this machine>:{port}/ or POST /api/v1/register \
+                 token=init&userName=…&password=…), or run `isync admin init NAME` on the console"
+            );
+        }
+    }
     let state = AppState {
         db: db.clone(),
         cfg: cfg.clone(),
@@ -92,6 +149,15 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         scanner: scanner.clone(),
         plan: Arc::new(RwLock::new(plan)),
         started: Instant::now(),
+        limiter: Arc::new(crate::ratelimit::LoginLimiter::new(crate::ratelimit::Limits {
+            max_failures: cfg.login.max_failures,
+            window: Duration::from_secs(cfg.login.window_secs),
+        })),
+        backups: Arc::new(crate::backup::Backups::new(
+            db.clone(),
+            cfg.clone(),
+            cfg.file.clone(),
+        )),
     };
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -100,7 +166,11 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     let app = http::router(state.clone());
     let token = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        // The peer address feeds the login limiter.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await
     });
@@ -112,6 +182,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         &cfg.data_dir,
         scanner.clone(),
         state.plan.clone(),
+        op_handler(state.clone()),
         shutdown.clone(),
         &background,
     ) {

@@ -3,10 +3,13 @@
 //! cookie value, sliding idle timeout, at most `max_online`, least recently
 //! used dropped first.
 
+use crate::accounts::{self, Perm, Perms};
 use crate::config::SessionConfig;
-use crate::db::{self, users, Db};
+use crate::db::{self, accounts as q, users, Db};
 use crate::error::{Error, Result};
 use crate::model::{CatalogId, User, UserId};
+use crate::ratelimit::LoginLimiter;
+use std::net::IpAddr;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
@@ -49,13 +52,50 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A logged-in session as handlers see it.
+/// A logged-in session (cookie or access key) as handlers see it.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub user_id: UserId,
     /// Root catalogs this user may access (looked up at login, refreshed
     /// when access changes).
     pub roots: Vec<CatalogId>,
+    /// What the account's type allows (refreshed when accounts change).
+    pub perms: Perms,
+    /// The access key used, when the caller sent one instead of a cookie.
+    pub key_id: Option<i64>,
+}
+
+impl Session {
+    pub fn can(&self, p: Perm) -> bool {
+        self.perms.has(p)
+    }
+
+    /// −10002 unless the account's type has `p`.
+    pub fn require(&self, p: Perm) -> Result<()> {
+        if self.can(p) {
+            Ok(())
+        } else {
+            Err(Error::NoPermission(format!(
+                "your account type does not allow this (it needs the `{}` permission; ask an admin)",
+                p.name()
+            )))
+        }
+    }
+}
+
+/// What a session becomes after accounts changed: `None` when it must end
+/// (user gone or disabled, key revoked). Blocking.
+pub fn revalidate(c: &rusqlite::Connection, user: UserId, key: Option<i64>) -> Result<Option<(Perms, Vec<CatalogId>)>, db::DbError> {
+    let Some(u) = users::by_id(c, user)? else { return Ok(None) };
+    if u.disabled {
+        return Ok(None);
+    }
+    if let Some(k) = key {
+        if !q::key_exists(c, k)? {
+            return Ok(None);
+        }
+    }
+    Ok(Some((accounts::perms_of_type(c, u.account_type_id)?, users::roots(c, user)?)))
 }
 
 struct Entry {
@@ -72,6 +112,8 @@ pub struct Sessions {
 
 struct SessionsInner {
     map: HashMap<String, Entry>,
+    /// Sessions of access keys, by `key:<digest>`.
+    keys: HashMap<String, Entry>,
     /// Bumped whenever root grants change, so sessions re-read their roots.
     generation: u64,
 }
@@ -84,6 +126,7 @@ impl Sessions {
         Sessions {
             inner: Arc::new(Mutex::new(SessionsInner {
                 map: HashMap::new(),
+                keys: HashMap::new(),
                 generation: 0,
             })),
             cfg,
@@ -144,16 +187,54 @@ impl Sessions {
         Some((e.session.clone(), e.generation != current))
     }
 
-    pub fn refresh_roots(&self, token: &str, roots: Vec<CatalogId>) {
+    /// Stores what [`revalidate`] found for a stale session.
+    pub fn refresh(&self, token: &str, perms: Perms, roots: Vec<CatalogId>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let current = g.generation;
-        if let Some(e) = g.map.get_mut(token) {
+        let g = &mut *g;
+        if let Some(e) = match g.map.get_mut(token) {
+            Some(e) => Some(e),
+            None => g.keys.get_mut(token),
+        } {
             e.session.roots = roots;
+            e.session.perms = perms;
             e.generation = current;
         }
     }
 
-    /// Marks every session's root set stale (after grants or roots change).
+    /// Remembers an access key's session under `token` (`key:<digest>`),
+    /// outside the cookie sessions' count and idle limits.
+    pub fn insert_key(&self, token: String, session: Session) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let generation = g.generation;
+        // Bounded: a key entry is made only for a key found in the database.
+        if g.keys.len() >= 10_000 {
+            g.keys.clear();
+        }
+        g.keys.insert(
+            token,
+            Entry {
+                session,
+                last_seen: Instant::now(),
+                generation,
+            },
+        );
+    }
+
+    /// The cached session of an access key, and whether it is stale.
+    pub fn get_key(&self, token: &str) -> Option<(Session, bool)> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let e = g.keys.get(token)?;
+        Some((e.session.clone(), e.generation != g.generation))
+    }
+
+    pub fn remove_key(&self, token: &str) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.keys.remove(token);
+    }
+
+    /// Marks every session stale (after grants, roots or accounts change):
+    /// each re-reads its user, type and roots on its next request.
     pub fn access_changed(&self) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.generation += 1;
@@ -209,22 +290,56 @@ async fn on_hasher<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) 
 
 /// Checks the credentials; on success records the login time and returns
 /// the user as it was *before* (spec §3.1: `lastLoginDate` is the previous
-/// login). SQL runs on the blocking pool, Argon2 on the hashing thread.
-pub async fn login(db: &Db, name: String, password: String) -> Result<User> {
-    let user = db.read_async(move |c| users::by_name(c, &name)).await?;
-    let Some(user) = user else {
-        // Same work as a real check, so timing does not reveal names.
-        on_hasher(move || verify_password(&password, DUMMY_HASH.as_str())).await?;
+/// login) with its permissions. Failed attempts are limited per address and
+/// per name (`ratelimit`); a disabled account fails like a wrong password.
+/// SQL runs on the blocking pool, Argon2 on the hashing thread.
+pub async fn login(
+    db: &Db,
+    limiter: &LoginLimiter,
+    ip: IpAddr,
+    name: String,
+    password: String,
+) -> Result<(User, Perms)> {
+    if let Err(secs) = limiter.check(Some(&name), ip) {
+        log::warn!("login of {name:?} from {ip} refused: too many failed attempts");
+        return Err(Error::TooManyAttempts {
+            retry_after_secs: secs,
+        });
+    }
+    let lookup = name.clone();
+    let found = db
+        .read_async(move |c| {
+            let Some(u) = users::by_name(c, &lookup)? else { return Ok(None) };
+            let perms = accounts::perms_of_type(c, u.account_type_id)?;
+            Ok(Some((u, perms)))
+        })
+        .await?;
+    let ok = match &found {
+        Some((user, _)) => {
+            let phc = user.password_hash.clone();
+            on_hasher(move || verify_password(&password, &phc)).await? && !user.disabled
+        }
+        None => {
+            // Same work as a real check, so timing does not reveal names.
+            on_hasher(move || verify_password(&password, DUMMY_HASH.as_str())).await?;
+            false
+        }
+    };
+    let Some((user, perms)) = found.filter(|_| ok) else {
+        limiter.failure(Some(&name), ip);
+        log::info!("failed login for {name:?} from {ip}");
         return Err(Error::BadLogin);
     };
-    let phc = user.password_hash.clone();
-    if !on_hasher(move || verify_password(&password, &phc)).await? {
-        return Err(Error::BadLogin);
-    }
+    limiter.success(&user.name, ip);
     let id = user.id;
     db.write_async(move |tx| users::set_last_login(tx, id, db::now()))
         .await?;
-    Ok(user)
+    Ok((user, perms))
+}
+
+/// Hashes a password on the hashing thread (for account creation).
+pub async fn hash_password_async(password: String) -> Result<String> {
+    on_hasher(move || hash_password(&password)).await
 }
 
 static DUMMY_HASH: std::sync::LazyLock<String> =
@@ -254,6 +369,8 @@ mod tests {
         let mk = |id| Session {
             user_id: UserId(id),
             roots: vec![],
+            perms: Perms::default(),
+            key_id: None,
         };
         let a = s.create(mk(1));
         std::thread::sleep(Duration::from_millis(2));

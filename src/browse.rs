@@ -2,6 +2,7 @@
 //! root a user without a library gets (spec §5). Every lookup is filtered by
 //! the session's root set: anything else behaves as if it did not exist.
 
+use crate::accounts::{self, Perm};
 use crate::auth::Session;
 use crate::db::{self, catalogs, files, libraries, listing, users, Db};
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ pub enum HelpTarget {
 }
 
 pub async fn catalogs(db: &Db, s: &Session, pids: Vec<i64>) -> Result<Vec<Catalog>> {
+    s.require(Perm::Browse)?;
     let roots = s.roots.clone();
     Ok(db
         .read_async(move |c| catalogs::children(c, &pids, &roots))
@@ -45,6 +47,7 @@ pub async fn files_page(db: &Db, q: listing::Query) -> Result<(Vec<FileRecord>, 
 }
 
 pub async fn help_info(db: &Db, s: &Session, t: HelpTarget) -> Result<HelpInfo> {
+    s.require(Perm::Browse)?;
     let (uid, roots) = (s.user_id, s.roots.clone());
     Ok(db
         .read_async(move |c| {
@@ -77,24 +80,34 @@ pub async fn update_help_info(
     help_int: Option<i64>,
     help_text: Option<String>,
 ) -> Result<()> {
-    let (uid, roots) = (s.user_id, s.roots.clone());
-    let changed = db
-        .write_async(move |tx| {
+    s.require(Perm::Browse)?;
+    let (uid, roots, s) = (s.user_id, s.roots.clone(), s.clone());
+    let db2 = db.clone();
+    // A user's own help info is theirs to keep; a catalog's or file's is
+    // an edit of that record (spec §6.3), checked like one.
+    let changed = tokio::task::spawn_blocking(move || {
+        accounts::write_checked(&db2, |tx| {
             let now = db::now();
             let text = help_text.as_deref();
             Ok(match t {
                 HelpTarget::User => users::set_help(tx, uid, help_int, text, now)?,
                 HelpTarget::Catalog(id) => {
-                    catalogs::accessible(tx, id, &roots)?.is_some()
-                        && catalogs::set_help(tx, id, help_int, text, now)?
+                    catalogs::accessible(tx, id, &roots)?.is_some() && {
+                        accounts::check_change_catalog(tx, &s, id, false)?;
+                        catalogs::set_help(tx, id, help_int, text, now)?
+                    }
                 }
-                HelpTarget::File(id) => {
-                    files::accessible(tx, id, &roots)?.is_some()
-                        && files::set_help(tx, id, help_int, text, now)?
-                }
+                HelpTarget::File(id) => match files::accessible(tx, id, &roots)? {
+                    Some(f) => {
+                        accounts::check_change_file(&s, f.upload_user_id, id)?;
+                        files::set_help(tx, id, help_int, text, now)?
+                    }
+                    None => false,
+                },
             })
         })
-        .await?;
+    })
+    .await??;
     if changed {
         Ok(())
     } else {
@@ -105,6 +118,7 @@ pub async fn update_help_info(
 /// A file this session may read, whose original is complete and on disk.
 /// Distinguishes: not accessible (−10004), offline library, gone (−10006).
 pub async fn readable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecord> {
+    s.require(Perm::Browse)?;
     let roots = s.roots.clone();
     let (rec, online) = db
         .read_async(move |c| {

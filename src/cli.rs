@@ -86,7 +86,7 @@ async fn wait_for_signal() {
     }
 }
 
-pub fn user_add(cfg: &Config, name: &str) -> Result<(), CliError> {
+pub fn user_add(cfg: &Config, name: &str, type_name: Option<&str>) -> Result<(), CliError> {
     validate_user_name(name).map_err(|e| CliError::Usage(format!("user name {name:?}: {e}")))?;
     let mut line = String::new();
     std::io::stdin()
@@ -107,8 +107,27 @@ pub fn user_add(cfg: &Config, name: &str) -> Result<(), CliError> {
     }
     let hash = crate::auth::hash_password(password);
     let db = open_db(cfg)?;
+    // New accounts are uploaders unless told otherwise; an existing one
+    // keeps its type unless --type is given.
+    let wanted = type_name.or(Some("uploader"));
+    let type_row = match wanted {
+        Some(t) => Some(
+            db.read(|c| db::accounts::type_by_name(c, t))
+                .context("cannot read account types")?
+                .ok_or_else(|| CliError::Usage(format!("no account type {t:?}")))?,
+        ),
+        None => None,
+    };
     let (id, created) = db
-        .write(|tx| users::upsert(tx, name, &hash, db::now()))
+        .write(|tx| {
+            let (id, created) = users::upsert(tx, name, &hash, db::now())?;
+            if let Some(t) = &type_row {
+                if created || type_name.is_some() {
+                    users::set_type(tx, id, t.id, db::now())?;
+                }
+            }
+            Ok((id, created))
+        })
         .context("cannot store the user")?;
     // Grants in the config may name this user: apply them now.
     library::sync_libraries(&db, cfg).context("cannot apply library access")?;
@@ -184,24 +203,15 @@ pub fn scan(cfg: &Config, path: Option<&Path>, confirm_deletions: bool) -> Resul
     Ok(())
 }
 
+/// `isync backup`: asks the running server (so the API and `systemctl
+/// status` show it), else backs up here.
 pub fn backup(cfg: &Config, to: Option<&Path>) -> Result<(), CliError> {
-    let db = open_db(cfg)?;
-    let dir = to
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| cfg.data_dir.join("backups"));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create backup folder {}", dir.display()))?;
-    let name = format!("isync-{}.db", db::now());
-    let dest = dir.join(name);
-    let start = std::time::Instant::now();
-    db.backup_to(&dest)
-        .with_context(|| format!("backup to {} failed", dest.display()))?;
-    println!(
-        "backup written to {} in {:.2} s",
-        dest.display(),
-        start.elapsed().as_secs_f64()
-    );
-    Ok(())
+    admin(
+        cfg,
+        crate::admin::Command::Backup {
+            to: to.map(Path::to_path_buf),
+        },
+    )
 }
 
 /// `isync trash list`: one line per entry.
@@ -232,5 +242,124 @@ pub fn trash_restore(cfg: &Config, id: i64) -> Result<(), CliError> {
     let scanner = Scanner::new(db.clone(), cfg.scan.clone());
     let report = library::scan_libraries(&db, cfg, &scanner).context("rescan failed")?;
     println!("scan: {report}");
+    Ok(())
+}
+
+/// Runs an admin command: by the running server when there is one (so its
+/// sessions see the change at once), else here holding the data dir lock.
+pub fn admin(cfg: &Config, cmd: crate::admin::Command) -> Result<(), CliError> {
+    use crate::library::control;
+    let req = serde_json::to_value(&cmd).context("cannot encode the command")?;
+    let mut said = false;
+    let _lock = loop {
+        if let Some(v) = control::request_op(&cfg.data_dir, &req)
+            .context("cannot talk to the running isync server")?
+        {
+            let reply: crate::admin::Reply =
+                serde_json::from_value(v).context("unreadable reply from the server")?;
+            return finish(reply);
+        }
+        if let Some(lock) = control::try_lock(&cfg.data_dir)
+            .with_context(|| format!("cannot lock {}", cfg.data_dir.display()))?
+        {
+            break lock;
+        }
+        if !said {
+            println!(
+                "waiting for the other isync process using {}",
+                cfg.data_dir.display()
+            );
+            said = true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let db = open_db(cfg)?;
+    // Library rows and config grants as a server start would make them, so
+    // tokens and the first admin can name every configured library.
+    library::sync_libraries(&db, cfg).context("cannot sync libraries")?;
+    let backups = crate::backup::Backups::new(
+        db.clone(),
+        std::sync::Arc::new(cfg.clone()),
+        cfg.file.clone(),
+    );
+    finish(crate::admin::Reply::of(crate::admin::execute(
+        &db, &backups, cmd,
+    )))
+}
+
+fn finish(reply: crate::admin::Reply) -> Result<(), CliError> {
+    use crate::http::error as codes;
+    if reply.ok {
+        println!("{}", reply.output);
+        return Ok(());
+    }
+    match reply.code {
+        codes::BAD_PARAM | codes::NOT_FOUND | codes::BAD_LOGIN | codes::NO_PERMISSION => {
+            Err(CliError::Usage(reply.output))
+        }
+        _ => Err(CliError::Runtime(anyhow::anyhow!(reply.output))),
+    }
+}
+
+/// Reads a new password: prompted twice without echo on a terminal, else
+/// the first line of standard input.
+pub fn read_new_password() -> Result<String, CliError> {
+    use std::io::IsTerminal;
+    let pw = if std::io::stdin().is_terminal() {
+        let a = rpassword::prompt_password("new password: ").context("cannot read the password")?;
+        let b = rpassword::prompt_password("again: ").context("cannot read the password")?;
+        if a != b {
+            return Err(CliError::Usage("the two passwords differ".into()));
+        }
+        a
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read the password from standard input")?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    };
+    let n = pw.chars().count();
+    if !(8..=crate::auth::MAX_PASSWORD_CHARS).contains(&n) {
+        return Err(CliError::Usage(format!(
+            "the password must be 8 to {} characters long",
+            crate::auth::MAX_PASSWORD_CHARS
+        )));
+    }
+    Ok(pw)
+}
+
+/// `isync admin init NAME`: the first admin, on the console.
+pub fn admin_init(cfg: &Config, name: &str) -> Result<(), CliError> {
+    validate_user_name(name).map_err(|e| CliError::Usage(format!("user name {name:?}: {e}")))?;
+    let password = read_new_password()?;
+    let hash = crate::auth::hash_password(&password);
+    admin(
+        cfg,
+        crate::admin::Command::Init {
+            name: name.to_string(),
+            password_hash: hash,
+            label: "console (isync admin init)".into(),
+        },
+    )
+}
+
+/// `isync restore FROM`: refused while a server runs on this data dir.
+pub fn restore(cfg: &Config, from: &Path) -> Result<(), CliError> {
+    let r = crate::backup::restore(cfg, from).map_err(CliError::Usage)?;
+    println!(
+        "restored {} (from isync {}, schema {}): {} users, {} catalogs, {} files; integrity ok",
+        r.from.display(),
+        r.manifest.isync_version,
+        r.manifest.schema_version,
+        r.manifest.users,
+        r.manifest.catalogs,
+        r.manifest.files
+    );
+    if let Some(p) = r.previous {
+        println!("the database it replaced is kept in {}", p.display());
+    }
+    println!("start isync again (`sudo systemctl start isync`); it rescans the libraries");
     Ok(())
 }

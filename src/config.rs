@@ -26,8 +26,13 @@ pub struct Config {
     pub watch: WatchConfig,
     pub upload: UploadConfig,
     pub trash: TrashConfig,
+    pub login: LoginConfig,
+    pub backup: BackupConfig,
     #[serde(rename = "library")]
     pub libraries: Vec<LibraryConfig>,
+    /// The file this configuration was read from (copied into backups).
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -129,6 +134,41 @@ impl Default for TrashConfig {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct LoginConfig {
+    /// Failed logins allowed per client address, and per user name from
+    /// addresses that are not a known device of that user, within
+    /// `window_secs` (see `ratelimit`).
+    pub max_failures: u32,
+    pub window_secs: u64,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            max_failures: 10,
+            window_secs: 900,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BackupConfig {
+    /// Where backups go. Default: `<first library>/.isync/backups` (the USB
+    /// disk, not the SD card), else `<data_dir>/backups`.
+    pub dir: Option<PathBuf>,
+    /// Successful backups kept; older ones are removed.
+    pub keep: u32,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { dir: None, keep: 7 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LibraryConfig {
     /// Absolute path of the media tree; it becomes a root catalog.
     pub path: PathBuf,
@@ -156,7 +196,10 @@ impl Default for Config {
             watch: WatchConfig::default(),
             upload: UploadConfig::default(),
             trash: TrashConfig::default(),
+            login: LoginConfig::default(),
+            backup: BackupConfig::default(),
             libraries: Vec::new(),
+            file: None,
         }
     }
 }
@@ -207,10 +250,13 @@ impl Config {
     pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
         let path = explicit.unwrap_or(Path::new(DEFAULT_CONFIG_PATH));
         let mut cfg = match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text).map_err(|problems| ConfigError::Invalid {
-                path: path.display().to_string(),
-                problems: problems.join("\n"),
-            })?,
+            Ok(text) => Config {
+                file: Some(path.to_path_buf()),
+                ..Config::parse(&text).map_err(|problems| ConfigError::Invalid {
+                    path: path.display().to_string(),
+                    problems: problems.join("\n"),
+                })?
+            },
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && explicit.is_none() => {
                 Config::default()
             }
@@ -328,6 +374,26 @@ impl Config {
                 self.trash.retention_days
             ));
         }
+        if self.login.max_failures == 0 || self.login.window_secs == 0 {
+            p.push("login.max_failures and login.window_secs must be at least 1".into());
+        }
+        if self.login.window_secs > 86_400 {
+            p.push(format!(
+                "login.window_secs = {}: at most 86400 (a refusal must end within a day)",
+                self.login.window_secs
+            ));
+        }
+        if let Some(d) = &self.backup.dir {
+            if !d.is_absolute() {
+                p.push(format!("backup.dir = {d:?}: must be an absolute path"));
+            }
+        }
+        if self.backup.keep == 0 || self.backup.keep > 1000 {
+            p.push(format!(
+                "backup.keep = {}: must be between 1 and 1000",
+                self.backup.keep
+            ));
+        }
         for (i, lib) in self.libraries.iter().enumerate() {
             let at = format!("library[{i}] (path = {:?})", lib.path);
             if !lib.path.is_absolute() {
@@ -352,6 +418,18 @@ impl Config {
             }
         }
         p
+    }
+
+    /// Where backups go: `backup.dir`, else `.isync/backups` on the first
+    /// configured library's disk, else `<data_dir>/backups`.
+    pub fn backup_dir(&self) -> PathBuf {
+        if let Some(d) = &self.backup.dir {
+            return d.clone();
+        }
+        match self.libraries.first() {
+            Some(l) => l.path.join(".isync").join("backups"),
+            None => self.data_dir.join("backups"),
+        }
     }
 
     pub fn default_user_path(&self) -> PathBuf {

@@ -2,6 +2,7 @@
 //! (rename, memo, virtual move — no data moves on disk) and
 //! `updateFile.icc` (spec §6.6, §6.7, §6.18).
 
+use crate::accounts::{self, Perm};
 use crate::auth::Session;
 use crate::config::Config;
 use crate::db::edits::{self, CatalogEdit};
@@ -33,6 +34,8 @@ pub struct NewCatalog {
 
 /// Creates `<parent folder>/<safe name>_<date>_<n>` and its record.
 pub async fn create_catalog(db: &Db, s: &Session, n: NewCatalog) -> Result<Catalog> {
+    s.require(Perm::Upload)?;
+    let uid = s.user_id;
     let (db2, roots) = (db.clone(), s.roots.clone());
     let job = tokio::task::spawn_blocking(move || {
         let parent = db2
@@ -79,6 +82,7 @@ pub async fn create_catalog(db: &Db, s: &Session, n: NewCatalog) -> Result<Catal
                 n.help_int,
                 n.help_text.as_deref(),
             )?;
+            catalogs::set_created_by(tx, id, uid)?;
             catalogs::by_id(tx, id)
         });
         match r {
@@ -111,11 +115,17 @@ pub async fn update_catalog(
     id: CatalogId,
     mut edit: CatalogEdit,
 ) -> Result<(Catalog, bool)> {
-    let roots = s.roots.clone();
+    s.require(Perm::Upload)?;
+    let (roots, s) = (s.roots.clone(), s.clone());
     db.write_async(move |tx| {
         let Some(cat) = catalogs::accessible(tx, id, &roots)? else {
             return Ok(Err(Error::NotFound(format!("catalog {} not found", id.0))));
         };
+        // Moving takes everything below along: all of it must be theirs.
+        let moving = edit.parent.is_some_and(|p| Some(p) != cat.parent_id);
+        if let Err(e) = accounts::check_change_catalog(tx, &s, id, moving) {
+            return Ok(Err(e));
+        }
         let mut new_root = None;
         if let Some(p) = edit.parent {
             if Some(p) == cat.parent_id {
@@ -181,12 +191,16 @@ pub async fn update_file(
     mut edit: FileEdit,
     new_catalog: Option<CatalogId>,
 ) -> Result<(FileRecord, PartSizes)> {
-    let (db2, roots, thumbs) = (db.clone(), s.roots.clone(), cfg.thumb_dir());
+    s.require(Perm::Upload)?;
+    let (db2, roots, thumbs, s) = (db.clone(), s.roots.clone(), cfg.thumb_dir(), s.clone());
     tokio::task::spawn_blocking(move || {
         let r = db2.write(|tx| {
             let Some(f) = files::accessible(tx, id, &roots)? else {
                 return Ok(Err(Error::NotFound(format!("file {} not found", id.0))));
             };
+            if let Err(e) = accounts::check_change_file(&s, f.upload_user_id, id) {
+                return Ok(Err(e));
+            }
             if let Some(cid) = new_catalog {
                 match catalogs::accessible(tx, cid, &roots)? {
                     Some(c) => edit.catalog = Some((c.id, c.root_id)),

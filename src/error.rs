@@ -9,6 +9,17 @@ pub enum Error {
     BadLogin,
     #[error("not logged in or the session expired; log in again")]
     NeedLogin,
+    /// The account's type lacks the permission (−10002).
+    #[error("{0}")]
+    NoPermission(String),
+    #[error("this registration token has expired; ask for a new one")]
+    TokenExpired,
+    /// Too many failed logins from this address or for this user (−10012).
+    #[error("too many failed attempts; try again in {retry_after_secs} s")]
+    TooManyAttempts { retry_after_secs: u64 },
+    /// The operation is already running (a backup) (−10013).
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     BadParam(String),
     #[error("{0}")]

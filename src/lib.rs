@@ -8,8 +8,13 @@
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
 //! - `upload`, `share`, `edit`, `trash`: the write path — resumable uploads,
 //!   share links, record edits, deletion into a restorable trash.
+//! - `accounts`, `ratelimit`, `backup`: account types and permissions,
+//!   registration tokens and access keys, login limiting, online backups.
+pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod browse;
 pub mod cli;
 pub mod config;
@@ -22,6 +27,7 @@ pub mod library;
 pub mod logging;
 pub mod media;
 pub mod model;
+pub mod ratelimit;
 pub mod share;
 pub mod trash;
 pub mod upload;

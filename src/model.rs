@@ -150,6 +150,10 @@ pub struct User {
     pub last_modify: i64,
     pub help_int: Option<i64>,
     pub help_text: Option<String>,
+    /// `account_types.id` (see `accounts`).
+    pub account_type_id: i64,
+    /// A disabled account cannot log in; its sessions and keys stop working.
+    pub disabled: bool,
 }
 
 /// A catalog (folder) with its counts (spec §3.2).

@@ -33,6 +33,7 @@ fn lifetime_ms(cfg: &Config) -> i64 {
 /// `shareFileUrl.icc`: issues a key for an accessible, complete file whose
 /// original is on disk.
 pub async fn issue(db: &Db, cfg: &Arc<Config>, s: &Session, id: FileId) -> Result<String> {
+    s.require(crate::accounts::Perm::Share)?;
     let rec = crate::browse::readable_file(db, s, id).await?;
     if rec.status_origin == PartStatus::Uploading as i64 {
         return Err(Error::WaitingUpload(format!(

@@ -145,14 +145,23 @@ fn delete_one(
 
 /// `deleteFiles.icc`: unknown or foreign ids are skipped.
 pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>) -> Result<()> {
+    s.require(crate::accounts::Perm::Upload)?;
     maybe_housekeep(db, cfg);
     let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
+    let s = s.clone();
     tokio::task::spawn_blocking(move || {
+        // Every file is checked before any is deleted: a refusal changes
+        // nothing.
+        let mut recs = Vec::new();
         for id in ids {
             let id = FileId(id);
             if let Some(rec) = db2.read(|c| files::accessible(c, id, &roots))? {
-                delete_one(&db2, &cfg2, Some(uid), &rec, false)?;
+                crate::accounts::check_change_file(&s, rec.upload_user_id, id)?;
+                recs.push(rec);
             }
+        }
+        for rec in recs {
+            delete_one(&db2, &cfg2, Some(uid), &rec, false)?;
         }
         Ok(())
     })
@@ -202,9 +211,23 @@ pub async fn delete_catalogs(
     s: &Session,
     ids: Vec<i64>,
 ) -> Result<bool> {
+    s.require(crate::accounts::Perm::Upload)?;
     maybe_housekeep(db, cfg);
     let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
+    let s = s.clone();
     tokio::task::spawn_blocking(move || {
+        // All of it must be theirs (or they moderate): checked first, so a
+        // refusal changes nothing.
+        db2.read(|c| {
+            for id in &ids {
+                if catalogs::accessible(c, CatalogId(*id), &roots)?.is_some() {
+                    if let Err(e) = crate::accounts::check_change_catalog(c, &s, CatalogId(*id), true) {
+                        return Ok(Err(e));
+                    }
+                }
+            }
+            Ok(Ok(()))
+        })??;
         delete_catalogs_blocking(&db2, &cfg2, &roots, uid, &ids).map_err(|e| match e {
             Error::Internal(m) | Error::DeleteFailed(m) => {
                 log::error!("deleteCatalog failed part-way: {m}");

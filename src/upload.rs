@@ -345,6 +345,7 @@ pub async fn announce(
     s: &Session,
     a: Announce,
 ) -> Result<(FileRecord, PartSizes)> {
+    s.require(crate::accounts::Perm::Upload)?;
     crate::trash::maybe_housekeep(db, cfg);
     let (db2, roots, uid) = (db.clone(), s.roots.clone(), s.user_id);
     tokio::task::spawn_blocking(move || {
@@ -387,6 +388,7 @@ pub async fn uploading(
     cfg: &Arc<Config>,
     s: &Session,
 ) -> Result<Vec<(FileRecord, PartSizes)>> {
+    s.require(crate::accounts::Perm::Upload)?;
     let (db2, roots, uid, thumbs) = (db.clone(), s.roots.clone(), s.user_id, cfg.thumb_dir());
     tokio::task::spawn_blocking(move || {
         let recs = db2.read(|c| {
@@ -622,6 +624,7 @@ where
     S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
+    s.require(crate::accounts::Perm::Upload)?;
     let boundary = content_type
         .as_deref()
         .and_then(|ct| multer::parse_boundary(ct).ok())

@@ -7,6 +7,7 @@
 //! extra fsync per commit is cheap next to the media I/O it protects, and the
 //! scanner batches hundreds of rows per transaction.
 
+pub mod accounts;
 pub mod catalogs;
 pub mod edits;
 pub mod files;
@@ -27,8 +28,11 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema2.sql"),
     include_str!("schema_live.sql"),
+    include_str!("schema_accounts.sql"),
 ];
 const READERS: usize = 4;
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const MIGRATIONS_LEN: usize = MIGRATIONS.len();
 
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -184,18 +188,6 @@ impl Db {
     pub fn listing(&self) -> Result<Arc<listing::ListIndex>, DbError> {
         let dirty = &self.inner.files_dirty;
         self.inner.listing.get(dirty, |build| self.read(build))
-    }
-
-    /// Writes a consistent copy of the live database to `dest` (VACUUM INTO),
-    /// without stopping readers or writers for long. Blocking.
-    pub fn backup_to(&self, dest: &Path) -> Result<(), DbError> {
-        let dest_s = dest.to_string_lossy().into_owned();
-        // A connection of its own: readers are `query_only`, and the copy
-        // must not hold a pooled reader for its whole duration.
-        let c = Connection::open_with_flags(&self.inner.path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-        configure(&c)?;
-        c.execute("VACUUM INTO ?1", [dest_s])?;
-        Ok(())
     }
 
     /// A trivial query proving the database answers (for the watchdog).

@@ -57,3 +57,50 @@ pub fn use_key(
 pub fn count(c: &Connection) -> Result<i64, DbError> {
     Ok(c.query_row("SELECT count(*) FROM share_links", [], |r| r.get(0))?)
 }
+
+/// A live share link as admins see it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShareRow {
+    /// The first 8 characters of the key (enough to tell links apart; the
+    /// key itself is the credential and is not shown again).
+    pub key_prefix: String,
+    pub file_id: i64,
+    pub file_name: String,
+    pub created_ms: i64,
+    pub used_ms: i64,
+}
+
+pub fn list(c: &Connection) -> Result<Vec<ShareRow>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT s.key, s.file_id, f.name, s.created_ms, s.used_ms FROM share_links s \
+         JOIN files f ON f.id = s.file_id ORDER BY s.used_ms DESC",
+    )?;
+    let rows = st.query_map([], |r| {
+        let key: String = r.get(0)?;
+        Ok(ShareRow {
+            key_prefix: key.chars().take(8).collect(),
+            file_id: r.get(1)?,
+            file_name: r.get(2)?,
+            created_ms: r.get(3)?,
+            used_ms: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Revokes the links whose key starts with `prefix` (at least 8 chars) or
+/// that point to `file`; returns how many went.
+pub fn revoke(c: &Connection, prefix: Option<&str>, file: Option<FileId>) -> Result<usize, DbError> {
+    let mut n = 0;
+    if let Some(p) = prefix.filter(|p| p.len() >= 8) {
+        n += c.execute(
+            "DELETE FROM share_links WHERE substr(key, 1, length(?1)) = ?1",
+            [p],
+        )?;
+    }
+    if let Some(f) = file {
+        n += c.execute("DELETE FROM share_links WHERE file_id = ?1", [f.0])?;
+    }
+    Ok(n)
+}

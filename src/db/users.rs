@@ -4,8 +4,8 @@ use super::DbError;
 use crate::model::{CatalogId, User, UserId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-const COLS: &str =
-    "id, name, password_hash, create_time, last_login, last_modify, help_int, help_text";
+const COLS: &str = "id, name, password_hash, create_time, last_login, last_modify, help_int, \
+                    help_text, account_type_id, disabled";
 
 fn from_row(r: &Row) -> rusqlite::Result<User> {
     Ok(User {
@@ -17,6 +17,8 @@ fn from_row(r: &Row) -> rusqlite::Result<User> {
         last_modify: r.get(5)?,
         help_int: r.get(6)?,
         help_text: r.get(7)?,
+        account_type_id: r.get(8)?,
+        disabled: r.get(9)?,
     })
 }
 
@@ -64,6 +66,41 @@ pub fn upsert(
     Ok((UserId(c.last_insert_rowid()), true))
 }
 
+/// Creates a user of account type `type_id`; `None` when the name is taken.
+pub fn insert_typed(
+    c: &Connection,
+    name: &str,
+    password_hash: &str,
+    type_id: i64,
+    now: i64,
+) -> Result<Option<UserId>, DbError> {
+    if by_name(c, name)?.is_some() {
+        return Ok(None);
+    }
+    c.execute(
+        "INSERT INTO users(name, password_hash, create_time, last_modify, account_type_id) \
+         VALUES (?1, ?2, ?3, ?3, ?4)",
+        params![name, password_hash, now, type_id],
+    )?;
+    Ok(Some(UserId(c.last_insert_rowid())))
+}
+
+pub fn set_type(c: &Connection, id: UserId, type_id: i64, now: i64) -> Result<bool, DbError> {
+    let n = c.execute(
+        "UPDATE users SET account_type_id = ?1, last_modify = ?3 WHERE id = ?2",
+        params![type_id, id.0, now],
+    )?;
+    Ok(n > 0)
+}
+
+pub fn set_disabled(c: &Connection, id: UserId, disabled: bool, now: i64) -> Result<bool, DbError> {
+    let n = c.execute(
+        "UPDATE users SET disabled = ?1, last_modify = ?3 WHERE id = ?2",
+        params![disabled, id.0, now],
+    )?;
+    Ok(n > 0)
+}
+
 pub fn set_last_login(c: &Connection, id: UserId, now: i64) -> Result<(), DbError> {
     c.prepare_cached("UPDATE users SET last_login = ?1 WHERE id = ?2")?
         .execute(params![now, id.0])?;
@@ -103,11 +140,69 @@ pub fn grant_root(c: &Connection, user: UserId, root: CatalogId) -> Result<bool,
     Ok(n > 0)
 }
 
-/// Replaces the set of users who may see `root` with `users`.
+/// A grant made by an admin or a registration token: kept when the config's
+/// `users` lists are applied again.
+pub fn grant_root_admin(c: &Connection, user: UserId, root: CatalogId) -> Result<bool, DbError> {
+    let n = c.execute(
+        "INSERT INTO user_roots(user_id, root_id, source) VALUES (?1, ?2, 'admin') \
+         ON CONFLICT(user_id, root_id) DO NOTHING",
+        params![user.0, root.0],
+    )?;
+    Ok(n > 0)
+}
+
+/// Removes an admin grant. `Err(())`-like `Some(false)`: the grant comes
+/// from the config file and stays; `None`: there was none.
+pub fn revoke_root_admin(
+    c: &Connection,
+    user: UserId,
+    root: CatalogId,
+) -> Result<Option<bool>, DbError> {
+    let source: Option<String> = c
+        .query_row(
+            "SELECT source FROM user_roots WHERE user_id = ?1 AND root_id = ?2",
+            params![user.0, root.0],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match source.as_deref() {
+        None => Ok(None),
+        Some("admin") => {
+            c.execute(
+                "DELETE FROM user_roots WHERE user_id = ?1 AND root_id = ?2",
+                params![user.0, root.0],
+            )?;
+            Ok(Some(true))
+        }
+        Some(_) => Ok(Some(false)),
+    }
+}
+
+/// Who may see `root`: (user id, name, source), by name.
+pub fn root_users(c: &Connection, root: CatalogId) -> Result<Vec<(UserId, String, String)>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT u.id, u.name, ur.source FROM user_roots ur JOIN users u ON u.id = ur.user_id \
+         WHERE ur.root_id = ?1 ORDER BY u.name",
+    )?;
+    let rows = st.query_map([root.0], |r| Ok((UserId(r.get(0)?), r.get(1)?, r.get(2)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Replaces the config-file grants of `root` with `users`; grants made by an
+/// admin or a registration token are kept.
 pub fn set_root_users(c: &Connection, root: CatalogId, users: &[UserId]) -> Result<(), DbError> {
-    c.execute("DELETE FROM user_roots WHERE root_id = ?1", [root.0])?;
+    c.execute(
+        "DELETE FROM user_roots WHERE root_id = ?1 AND source = 'config'",
+        [root.0],
+    )?;
     for u in users {
         grant_root(c, *u, root)?;
     }
+    Ok(())
+}
+
+/// Nobody may see `root` any more (its library left the config).
+pub fn clear_root(c: &Connection, root: CatalogId) -> Result<(), DbError> {
+    c.execute("DELETE FROM user_roots WHERE root_id = ?1", [root.0])?;
     Ok(())
 }

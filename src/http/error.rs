@@ -13,6 +13,7 @@ pub const DATA_ERROR: i64 = -102;
 pub const DELETE_FAILED: i64 = -103;
 pub const BAD_LOGIN: i64 = -10000;
 pub const NEED_LOGIN: i64 = -10001;
+pub const NO_PERMISSION: i64 = -10002;
 pub const BAD_PARAM: i64 = -10003;
 pub const NOT_FOUND: i64 = -10004;
 pub const WRONG_FILE_TYPE: i64 = -10005;
@@ -24,11 +25,20 @@ pub const NOT_MODIFIED: i64 = -10010;
 /// isync extension: the file's library is offline (its disk is unplugged or
 /// unmounted). Documented in README; older clients treat it as any error.
 pub const LIBRARY_OFFLINE: i64 = -10011;
+/// isync extension: too many failed logins (or registrations) from this
+/// address or for this user; `Retry-After` says when to try again.
+pub const TOO_MANY_ATTEMPTS: i64 = -10012;
+/// isync extension: the operation is already running (e.g. a backup).
+pub const BUSY: i64 = -10013;
 
 pub fn code_of(e: &Error) -> i64 {
     match e {
         Error::BadLogin => BAD_LOGIN,
         Error::NeedLogin => NEED_LOGIN,
+        Error::NoPermission(_) => NO_PERMISSION,
+        Error::TokenExpired => BAD_LOGIN,
+        Error::TooManyAttempts { .. } => TOO_MANY_ATTEMPTS,
+        Error::Busy(_) => BUSY,
         Error::BadParam(_) => BAD_PARAM,
         Error::NotFound(_) => NOT_FOUND,
         Error::WrongFileType(_) => WRONG_FILE_TYPE,
@@ -82,7 +92,19 @@ impl From<crate::db::DbError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (StatusCode::OK, Json(body(&self.0))).into_response()
+        let mut resp = (StatusCode::OK, Json(body(&self.0))).into_response();
+        retry_after(&self.0, &mut resp);
+        resp
+    }
+}
+
+/// `Retry-After` on a rate-limited reply.
+fn retry_after(e: &Error, resp: &mut Response) {
+    if let Error::TooManyAttempts { retry_after_secs } = e {
+        resp.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(*retry_after_secs),
+        );
     }
 }
 
@@ -100,7 +122,8 @@ impl From<Error> for BinaryError {
 impl IntoResponse for BinaryError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
-            Error::NeedLogin => StatusCode::FORBIDDEN,
+            Error::NeedLogin | Error::NoPermission(_) => StatusCode::FORBIDDEN,
+            Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Error::BadParam(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_)
             | Error::WrongFileType(_)
@@ -110,7 +133,9 @@ impl IntoResponse for BinaryError {
             Error::Offline(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        (status, Json(body(&self.0))).into_response()
+        let mut resp = (status, Json(body(&self.0))).into_response();
+        retry_after(&self.0, &mut resp);
+        resp
     }
 }
 

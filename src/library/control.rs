@@ -129,13 +129,48 @@ pub fn request(data_dir: &Path, req: &ScanRequest) -> std::io::Result<Option<Sca
     Ok(Some(reply))
 }
 
-/// Serves scan requests on `<data_dir>/isync.sock` until `token` is
-/// cancelled. The caller holds the data dir lock, so a socket file left by a
-/// crashed server is stale and replaced.
+/// Answers a request other than a scan (`{"op": …}`: admin commands,
+/// backups) with one JSON value.
+pub type OpHandler = Arc<
+    dyn Fn(serde_json::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Sends an `{"op": …}` request to a running server. `Ok(None)` when no
+/// server answers. Blocking; the reply comes when the work is done.
+pub fn request_op(data_dir: &Path, req: &serde_json::Value) -> std::io::Result<Option<serde_json::Value>> {
+    let mut s = match UnixStream::connect(socket_path(data_dir)) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(s).read_line(&mut reply)?;
+    serde_json::from_str(&reply)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Serves scan requests (and, through `ops`, admin and backup requests) on
+/// `<data_dir>/isync.sock` until `token` is cancelled. The caller holds the
+/// data dir lock, so a socket file left by a crashed server is stale and
+/// replaced.
 pub fn serve(
     data_dir: &Path,
     scanner: Arc<Scanner>,
     plan: Arc<RwLock<LibraryPlan>>,
+    ops: OpHandler,
     token: CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<()> {
@@ -150,13 +185,21 @@ pub fn serve(
                 c = listener.accept() => c,
             };
             let Ok((stream, _)) = conn else { continue };
-            let (scanner, plan) = (scanner.clone(), plan.clone());
+            let (scanner, plan, ops) = (scanner.clone(), plan.clone(), ops.clone());
             tokio::spawn(async move {
                 let (rd, mut wr) = stream.into_split();
                 let mut line = String::new();
                 let mut rd = tokio::io::BufReader::new(rd);
                 if rd.read_line(&mut line).await.is_err() {
                     return;
+                }
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if v.get("op").is_some() {
+                        let mut out = ops(v).await.to_string();
+                        out.push('\n');
+                        let _ = wr.write_all(out.as_bytes()).await;
+                        return;
+                    }
                 }
                 let reply = match serde_json::from_str::<ScanRequest>(&line) {
                     Ok(req) => {

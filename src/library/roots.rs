@@ -102,7 +102,7 @@ pub fn sync_libraries(db: &Db, cfg: &Config) -> Result<LibraryPlan, DbError> {
         for lib in libraries::list(tx)? {
             if lib.kind == "config" && !plan.scan.iter().any(|(l, _)| l.id == lib.id) {
                 if let Some(root) = lib.root_id {
-                    users::set_root_users(tx, root, &[])?;
+                    users::clear_root(tx, root)?;
                 }
             }
         }

@@ -28,6 +28,7 @@ pub const PASSWORD: &str = "correct horse";
 pub const OK: i64 = 0;
 pub const BAD_LOGIN: i64 = -10000;
 pub const NEED_LOGIN: i64 = -10001;
+pub const NO_PERMISSION: i64 = -10002;
 pub const BAD_PARAM: i64 = -10003;
 pub const NOT_FOUND: i64 = -10004;
 pub const WRONG_FILE_TYPE: i64 = -10005;
@@ -425,6 +426,20 @@ impl Api {
         h.insert(
             reqwest::header::COOKIE,
             format!("session={token}").parse().expect("cookie header"),
+        );
+        Api {
+            http: client(false, h),
+            base: base.to_string(),
+        }
+    }
+
+    /// A client that authenticates with `Authorization: Bearer <key>` (an
+    /// access key) and stores no cookies.
+    pub fn with_bearer(base: &str, key: &str) -> Api {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {key}").parse().expect("auth header"),
         );
         Api {
             http: client(false, h),

@@ -7,7 +7,9 @@ use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
 use crate::http::state::{session_token, AppState};
 use crate::model::{CatalogId, FileId, User};
-use axum::extract::State;
+use crate::accounts::Perm;
+use axum::extract::{ConnectInfo, State};
+use std::net::SocketAddr;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -64,22 +66,36 @@ impl From<HelpInfo> for HelpInfoWire {
     }
 }
 
-pub async fn login(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+pub async fn login(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    p: Params,
+) -> Result<Response, ApiError> {
     p.check()?;
     let name = p.req_str("userName")?.to_string();
     let password = p.req_str("password")?.to_string();
     if password.chars().count() > auth::MAX_PASSWORD_CHARS || name.chars().count() > 256 {
         return Err(Error::BadLogin.into());
     }
-    let user = auth::login(&st.db, name, password).await?;
+    let (user, perms) = auth::login(&st.db, &st.limiter, peer.ip(), name, password).await?;
     let (db, dir, uid) = (st.db.clone(), st.cfg.default_user_path(), user.id);
-    let roots: Vec<CatalogId> =
-        tokio::task::spawn_blocking(move || browse::ensure_roots(&db, &dir, uid))
-            .await
-            .map_err(Error::from)??;
+    // Accounts that may upload get their own root when they have none
+    // (spec §5); a viewer sees only the libraries granted to it.
+    let may_upload = perms.has(Perm::Upload);
+    let roots: Vec<CatalogId> = tokio::task::spawn_blocking(move || {
+        if may_upload {
+            browse::ensure_roots(&db, &dir, uid)
+        } else {
+            Ok(db.read(|c| crate::db::users::roots(c, uid))?)
+        }
+    })
+    .await
+    .map_err(Error::from)??;
     let token = st.sessions.create(Session {
         user_id: user.id,
         roots,
+        perms,
+        key_id: None,
     });
     log::info!("login: user {} ({})", user.name, user.id);
     let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");

@@ -1,5 +1,6 @@
 //! `catalogs.icc`.
 
+use crate::accounts::Perm;
 use crate::browse;
 use crate::http::error::{ok, ApiError};
 use crate::http::params::Params;
@@ -56,12 +57,14 @@ pub async fn catalogs(
     let (token, mut s) = st.session(&headers).await?;
     p.check()?;
     let pids = p.req_ids("pids")?;
-    if pids.contains(&-1) && s.roots.is_empty() {
+    // An account that may upload gets its own root folder (spec §5); a
+    // viewer without libraries simply sees nothing.
+    if pids.contains(&-1) && s.roots.is_empty() && s.can(Perm::Upload) {
         let (db, dir, uid) = (st.db.clone(), st.cfg.default_user_path(), s.user_id);
         s.roots = tokio::task::spawn_blocking(move || browse::ensure_roots(&db, &dir, uid))
             .await
             .map_err(crate::error::Error::from)??;
-        st.sessions.refresh_roots(&token, s.roots.clone());
+        st.sessions.refresh(&token, s.perms, s.roots.clone());
     }
     let list = browse::catalogs(&st.db, &s, pids).await?;
     Ok(ok(list

@@ -1,6 +1,7 @@
 //! Thin `.icc` handlers: extract → one service call → wire response.
 
 pub mod account;
+pub mod admin;
 pub mod catalog;
 pub mod edit;
 pub mod file;

@@ -1,0 +1,305 @@
+//! `isync admin …` and `isync backup`: one command type, executed by the
+//! running server when there is one (asked over the control socket, so its
+//! sessions and caches see the change at once and there is one writer), or
+//! here in the CLI process holding the data dir lock when there is none.
+//! The output is the text the CLI prints.
+
+use crate::accounts::{self, NewAccount};
+use crate::backup::Backups;
+use crate::db::Db;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt::Write;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case")]
+pub enum Command {
+    /// The first admin, made on the console. The password is hashed by the
+    /// CLI; only the hash travels.
+    Init {
+        name: String,
+        password_hash: String,
+        label: String,
+    },
+    TokenCreate {
+        type_name: String,
+        libraries: Vec<String>,
+        expires_secs: Option<i64>,
+        note: Option<String>,
+    },
+    TokenList,
+    TokenDelete {
+        id: i64,
+    },
+    UserList,
+    UserSetType {
+        user: String,
+        type_name: String,
+    },
+    UserDisable {
+        user: String,
+    },
+    UserEnable {
+        user: String,
+    },
+    KeyList {
+        user: Option<String>,
+    },
+    KeyRevoke {
+        id: i64,
+    },
+    TypeList,
+    TypeSet {
+        name: String,
+        perms: String,
+    },
+    TypeDelete {
+        name: String,
+    },
+    LibraryList,
+    LibraryGrant {
+        library: String,
+        user: String,
+    },
+    LibraryRevoke {
+        library: String,
+        user: String,
+    },
+    Backup {
+        to: Option<PathBuf>,
+    },
+}
+
+/// The server's answer over the control socket.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Reply {
+    pub ok: bool,
+    pub output: String,
+    /// The wire code of the error (−10003 bad input, …), for the exit code.
+    pub code: i64,
+}
+
+impl Reply {
+    pub fn of(r: Result<String>) -> Reply {
+        match r {
+            Ok(output) => Reply {
+                ok: true,
+                output,
+                code: 0,
+            },
+            Err(e) => Reply {
+                ok: false,
+                code: crate::http::error::code_of(&e),
+                output: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Whether a command changes accounts (sessions must re-read theirs).
+pub fn changes_access(cmd: &Command) -> bool {
+    !matches!(
+        cmd,
+        Command::TokenList
+            | Command::UserList
+            | Command::KeyList { .. }
+            | Command::TypeList
+            | Command::LibraryList
+            | Command::Backup { .. }
+            | Command::TokenCreate { .. }
+    )
+}
+
+fn when(t: Option<i64>) -> String {
+    match t {
+        Some(t) => {
+            let s = t.rem_euclid(86_400);
+            format!(
+                "{} {:02}:{:02}",
+                crate::upload::civil_date(t),
+                s / 3600,
+                s / 60 % 60
+            )
+        }
+        None => "-".into(),
+    }
+}
+
+fn new_account_text(a: &NewAccount) -> String {
+    format!(
+        "created {} account {:?} (id {})\n\
+         access key (shown once; store it now, it cannot be shown again):\n  {}\n\
+         log in from iPrivate with the user name and password; use the key as \
+         `Authorization: Bearer <key>` for the admin API",
+        a.type_name, a.user.name, a.user.id.0, a.access_key
+    )
+}
+
+/// Runs `cmd`. Blocking (SQL, Argon2 already done by the caller).
+pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
+    let mut out = String::new();
+    match cmd {
+        Command::Init {
+            name,
+            password_hash,
+            label,
+        } => {
+            crate::config::validate_user_name(&name)
+                .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
+            let a = accounts::admin_init(db, &name, &password_hash, &label)?;
+            out = new_account_text(&a);
+        }
+        Command::TokenCreate {
+            type_name,
+            libraries,
+            expires_secs,
+            note,
+        } => {
+            let t = accounts::create_token(
+                db,
+                None,
+                &type_name,
+                &libraries,
+                expires_secs,
+                note.as_deref(),
+            )?;
+            let _ = write!(
+                out,
+                "registration token (one use, {} account, libraries [{}], expires {} UTC):\n  {}\n\
+                 redeem it at http://<this server>:<port>/ or POST /api/v1/register",
+                t.type_name,
+                t.libraries.join(", "),
+                when(t.expires),
+                t.token
+            );
+        }
+        Command::TokenList => {
+            let list = accounts::list_tokens(db)?;
+            if list.is_empty() {
+                out.push_str("no pending registration tokens");
+            }
+            for t in list {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\tlibraries [{}]\tcreated {}\texpires {}\t{}",
+                    t.id,
+                    t.type_name,
+                    t.libraries.join(", "),
+                    when(Some(t.created)),
+                    when(t.expires),
+                    t.note.unwrap_or_default()
+                );
+            }
+        }
+        Command::TokenDelete { id } => {
+            accounts::delete_token(db, id)?;
+            let _ = write!(out, "registration token {id} deleted");
+        }
+        Command::UserList => {
+            for u in accounts::list_users(db)? {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}{}\tlibraries [{}]\tkeys {}\tlast login {}",
+                    u.id,
+                    u.name,
+                    u.type_name,
+                    if u.disabled { " (disabled)" } else { "" },
+                    u.libraries.join(", "),
+                    u.access_keys,
+                    when(u.last_login)
+                );
+            }
+        }
+        Command::UserSetType { user, type_name } => {
+            let u = accounts::set_type(db, &user, &type_name)?;
+            let _ = write!(out, "{} is now {}", u.name, u.type_name);
+        }
+        Command::UserDisable { user } => {
+            let u = accounts::set_disabled(db, &user, true)?;
+            let _ = write!(out, "{} disabled (sessions and access keys stop working)", u.name);
+        }
+        Command::UserEnable { user } => {
+            let u = accounts::set_disabled(db, &user, false)?;
+            let _ = write!(out, "{} enabled", u.name);
+        }
+        Command::KeyList { user } => {
+            let who = match user {
+                Some(u) => Some(db.read(|c| Ok(accounts::resolve_user(c, &u)))??.id),
+                None => None,
+            };
+            let keys = accounts::list_keys(db, who)?;
+            if keys.is_empty() {
+                out.push_str("no access keys");
+            }
+            for k in keys {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\tcreated {}\tlast used {}",
+                    k.id,
+                    k.user,
+                    k.label,
+                    when(Some(k.created)),
+                    when(k.last_used)
+                );
+            }
+        }
+        Command::KeyRevoke { id } => {
+            let k = accounts::revoke_key(db, id, None)?;
+            let _ = write!(out, "access key {} ({}, of {}) revoked", k.id, k.label, k.user);
+        }
+        Command::TypeList => {
+            for t in accounts::list_types(db)? {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}{}\t{}",
+                    t.id,
+                    t.name,
+                    if t.builtin { " (built-in)" } else { "" },
+                    t.perms.join(" ")
+                );
+            }
+        }
+        Command::TypeSet { name, perms } => {
+            let t = accounts::upsert_type(db, &name, &perms)?;
+            let _ = write!(out, "type {}: {}", t.name, t.perms.join(" "));
+        }
+        Command::TypeDelete { name } => {
+            accounts::delete_type(db, &name)?;
+            let _ = write!(out, "type {name} deleted");
+        }
+        Command::LibraryList => {
+            for l in accounts::list_libraries(db)? {
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}\tusers [{}]",
+                    l.id,
+                    l.name,
+                    l.kind,
+                    if l.online { "online" } else { "offline" },
+                    l.path,
+                    l.users.join(", ")
+                );
+            }
+        }
+        Command::LibraryGrant { library, user } => {
+            accounts::set_grant(db, &library, &user, true)?;
+            let _ = write!(out, "{user} now sees {library}");
+        }
+        Command::LibraryRevoke { library, user } => {
+            accounts::set_grant(db, &library, &user, false)?;
+            let _ = write!(out, "{user} no longer sees {library}");
+        }
+        Command::Backup { to } => {
+            let run = backups.run(to.as_deref())?;
+            let _ = write!(
+                out,
+                "backup written to {} ({} bytes, integrity ok) in {} s",
+                run.path.unwrap_or_default(),
+                run.bytes.unwrap_or(0),
+                run.finished - run.started
+            );
+        }
+    }
+    Ok(out.trim_end().to_string())
+}

@@ -1,0 +1,498 @@
+//! The admin API under `/api/v1/` (JSON, the `.icc` envelope: `{code, data}`
+//! or `{code, msg}`), and the welcome page at `/`. Parameters come as for
+//! the `.icc` endpoints: query string, form or JSON object body; lists are
+//! comma-separated. Callers authenticate with the `session` cookie of
+//! `login.icc` or `Authorization: Bearer <access key>`; each route checks
+//! its permission (`accounts::Perm`) before doing anything.
+
+use crate::accounts::{self, Perm};
+use crate::auth::{self, Session};
+use crate::db::{libraries, shares, users};
+use crate::error::Error;
+use crate::http::error::{ok, ok_empty, ApiError};
+use crate::http::params::Params;
+use crate::http::state::AppState;
+use crate::model::{FileId, UserId};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{Html, IntoResponse, Response};
+use serde::Serialize;
+use std::net::SocketAddr;
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
+) -> crate::error::Result<T> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+async fn authed(st: &AppState, headers: &HeaderMap, p: &Params, perm: Option<Perm>) -> Result<Session, ApiError> {
+    let (_, s) = st.session(headers).await?;
+    if let Some(perm) = perm {
+        s.require(perm)?;
+    }
+    p.check()?;
+    Ok(s)
+}
+
+fn list_param(p: &Params, key: &str) -> Vec<String> {
+    p.raw(key)
+        .map(|v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn label_param(p: &Params, headers: &HeaderMap) -> Result<String, Error> {
+    let label = match p.raw("label") {
+        Some(l) => l.trim().to_string(),
+        None => headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("device")
+            .chars()
+            .take(accounts::MAX_LABEL_CHARS)
+            .collect(),
+    };
+    let n = label.chars().count();
+    if n == 0 || n > accounts::MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+        return Err(Error::BadParam(format!(
+            "label must be 1 to {} printable characters",
+            accounts::MAX_LABEL_CHARS
+        )));
+    }
+    Ok(label)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Info {
+    server: &'static str,
+    version: &'static str,
+    uptime_secs: u64,
+    libraries: usize,
+    libraries_online: usize,
+    /// True until the first admin has claimed the server.
+    needs_admin: bool,
+}
+
+async fn info_of(st: &AppState) -> crate::error::Result<Info> {
+    let db = st.db.clone();
+    let (libs, needs_admin) = db
+        .read_async(|c| Ok((libraries::list(c)?, !accounts::has_admin(c)?)))
+        .await?;
+    Ok(Info {
+        server: "isync",
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: st.started.elapsed().as_secs(),
+        libraries: libs.len(),
+        libraries_online: libs.iter().filter(|l| l.online).count(),
+        needs_admin,
+    })
+}
+
+/// `GET /api/v1/info`: who this server is. No login needed.
+pub async fn info(State(st): State<AppState>) -> ApiResult {
+    Ok(ok(info_of(&st).await?))
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// `GET /`: the welcome page (like hydrus'): name, version, uptime,
+/// libraries online, and a form to redeem a registration token.
+pub async fn welcome(State(st): State<AppState>) -> Response {
+    let i = match info_of(&st).await {
+        Ok(i) => i,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let up = i.uptime_secs;
+    let uptime = format!("{}d {}h {}m", up / 86_400, up / 3600 % 24, up / 60 % 60);
+    let claim = if i.needs_admin {
+        "<p class=warn>This server has no admin yet. Claim it with the one-time token \
+         <code>init</code> below, or run <code>sudo isync admin init NAME</code> on its console.</p>"
+    } else {
+        ""
+    };
+    Html(format!(
+        r#"<!doctype html>
+<html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width">
+<title>isync</title>
+<style>body{{font:16px system-ui,sans-serif;max-width:36em;margin:2em auto;padding:0 1em}}
+code{{background:#eee;padding:0 .2em}}.warn{{color:#a40}}input{{display:block;margin:.3em 0 .8em;padding:.3em;width:100%}}
+#out{{white-space:pre-wrap;background:#f4f4f4;padding:.5em}}</style></head>
+<body><h1>isync</h1>
+<p>A family media server speaking the iSync API. Point iPrivate at this address (port {port}).</p>
+<table><tr><td>version</td><td>{version}</td></tr><tr><td>uptime</td><td>{uptime}</td></tr>
+<tr><td>libraries online</td><td>{online} of {libs}</td></tr></table>
+{claim}
+<h2>Join with an invitation</h2>
+<form id=f><label>Registration token<input name=token required autocomplete=off></label>
+<label>Pick a user name<input name=userName required autocomplete=username></label>
+<label>Pick a password<input name=password type=password required autocomplete=new-password></label>
+<button>Create my account</button></form><p id=out></p>
+<script>
+document.getElementById('f').onsubmit=async e=>{{e.preventDefault();
+const b=Object.fromEntries(new FormData(e.target));b.label='web browser';
+const r=await (await fetch('/api/v1/register',{{method:'POST',headers:{{'content-type':'application/json'}},body:JSON.stringify(b)}})).json();
+document.getElementById('out').textContent=r.code===0?
+'Welcome, '+r.data.user.name+'! Log in from iPrivate with your name and password.\nYour access key (shown once; keep it safe): '+r.data.accessKey:
+'Not created: '+r.msg;}};
+</script></body></html>"#,
+        port = st.cfg.listen_addr().port(),
+        version = esc(i.version),
+        online = i.libraries_online,
+        libs = i.libraries,
+    ))
+    .into_response()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NewAccountWire {
+    user: AccountWire,
+    access_key: String,
+    key_id: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccountWire {
+    id: i64,
+    name: String,
+    #[serde(rename = "type")]
+    type_name: String,
+    perms: Vec<&'static str>,
+    libraries: Vec<String>,
+}
+
+/// `POST /api/v1/register` `{token, userName, password[, label]}`: redeems a
+/// registration token. No login needed; failures count against the
+/// caller's address like failed logins.
+pub async fn register(
+    State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    p: Params,
+) -> ApiResult {
+    p.check()?;
+    let ip = peer.ip();
+    if let Err(secs) = st.limiter.check(None, ip) {
+        return Err(Error::TooManyAttempts {
+            retry_after_secs: secs,
+        }
+        .into());
+    }
+    let token = p.req_text("token", 1, 128)?.to_string();
+    let name = p.req_str("userName")?.to_string();
+    crate::config::validate_user_name(&name)
+        .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
+    let password = p.req_text("password", 8, auth::MAX_PASSWORD_CHARS).map_err(|_| {
+        Error::BadParam(format!(
+            "password must be 8 to {} characters long",
+            auth::MAX_PASSWORD_CHARS
+        ))
+    })?;
+    let label = label_param(&p, &headers)?;
+    // Check the token before the expensive hash, so a guessing client
+    // costs no Argon2; `redeem` checks it again inside its transaction.
+    let exists = {
+        let h = accounts::digest(&accounts::normalize_token(&token));
+        st.db
+            .read_async(move |c| Ok(crate::db::accounts::token_by_hash(c, &h)?.is_some()))
+            .await?
+    };
+    if !exists {
+        st.limiter.failure(None, ip);
+        log::info!("registration with an unknown token from {ip}");
+        return Err(Error::BadLogin.into());
+    }
+    let hash = auth::hash_password_async(password.to_string()).await?;
+    let db = st.db.clone();
+    let acc = blocking(move || accounts::redeem(&db, &token, &name, &hash, &label)).await?;
+    st.sessions.access_changed();
+    let perms = st
+        .db
+        .read_async(move |c| accounts::perms_of_type(c, acc.user.account_type_id).map(|p| (acc, p)))
+        .await?;
+    let (acc, perms) = perms;
+    let libs = account_libraries(&st, acc.user.id).await?;
+    Ok(ok(NewAccountWire {
+        user: AccountWire {
+            id: acc.user.id.0,
+            name: acc.user.name.clone(),
+            type_name: acc.type_name.clone(),
+            perms: perms.names(),
+            libraries: libs,
+        },
+        access_key: acc.access_key,
+        key_id: acc.key_id,
+    }))
+}
+
+async fn account_libraries(st: &AppState, uid: UserId) -> crate::error::Result<Vec<String>> {
+    Ok(st
+        .db
+        .read_async(move |c| {
+            let mut out = Vec::new();
+            for r in users::roots(c, uid)? {
+                if let Some(cat) = crate::db::catalogs::by_id(c, r)? {
+                    out.push(cat.name);
+                }
+            }
+            Ok(out)
+        })
+        .await?)
+}
+
+/// `GET /api/v1/account`: the caller's account, type and permissions.
+pub async fn account(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    let s = authed(&st, &headers, &p, None).await?;
+    let uid = s.user_id;
+    let (user, type_name) = st
+        .db
+        .read_async(move |c| {
+            let u = users::by_id(c, uid)?;
+            let t = match &u {
+                Some(u) => crate::db::accounts::type_by_id(c, u.account_type_id)?.map(|t| t.name),
+                None => None,
+            };
+            Ok((u, t.unwrap_or_default()))
+        })
+        .await?;
+    let user = user.ok_or(Error::NeedLogin)?;
+    Ok(ok(AccountWire {
+        id: user.id.0,
+        name: user.name,
+        type_name,
+        perms: s.perms.names(),
+        libraries: account_libraries(&st, uid).await?,
+    }))
+}
+
+/// `GET /api/v1/keys[?user=NAME]`: the caller's access keys (an admin may
+/// name another user, or `all=1`).
+pub async fn keys(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    let s = authed(&st, &headers, &p, None).await?;
+    let who = match (p.raw("user"), p.opt_int("all") == Some(1)) {
+        (None, false) => Some(s.user_id),
+        (other, all) => {
+            s.require(Perm::Accounts)?;
+            match (other, all) {
+                (_, true) => None,
+                (Some(name), _) => {
+                    let name = name.to_string();
+                    let db = st.db.clone();
+                    Some(blocking(move || Ok(db.read(|c| Ok(accounts::resolve_user(c, &name)))??.id)).await?)
+                }
+                (None, false) => unreachable!("handled above"),
+            }
+        }
+    };
+    let db = st.db.clone();
+    Ok(ok(blocking(move || accounts::list_keys(&db, who)).await?))
+}
+
+/// `POST /api/v1/keys {label}`: a new access key for the caller (another
+/// device). Shown once.
+pub async fn create_key(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    let s = authed(&st, &headers, &p, None).await?;
+    let label = label_param(&p, &headers)?;
+    let (db, uid) = (st.db.clone(), s.user_id);
+    let (info, key) = blocking(move || accounts::create_key(&db, uid, &label)).await?;
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire {
+        #[serde(flatten)]
+        info: accounts::KeyInfo,
+        access_key: String,
+    }
+    Ok(ok(Wire {
+        info,
+        access_key: key,
+    }))
+}
+
+/// `POST /api/v1/keys/revoke {id}`: revokes one of the caller's keys (any
+/// key with the `accounts` permission). Works at once.
+pub async fn revoke_key(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    let s = authed(&st, &headers, &p, None).await?;
+    let id = p.req_int("id")?;
+    let only = (!s.can(Perm::Accounts)).then_some(s.user_id);
+    let db = st.db.clone();
+    let k = blocking(move || accounts::revoke_key(&db, id, only)).await?;
+    st.sessions.access_changed();
+    Ok(ok(k))
+}
+
+pub async fn users(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let db = st.db.clone();
+    Ok(ok(blocking(move || accounts::list_users(&db)).await?))
+}
+
+/// `POST /api/v1/users/type {user, type}`.
+pub async fn set_user_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let (who, t) = (p.req_str("user")?.to_string(), p.req_str("type")?.to_string());
+    let db = st.db.clone();
+    let u = blocking(move || accounts::set_type(&db, &who, &t)).await?;
+    st.sessions.access_changed();
+    Ok(ok(u))
+}
+
+async fn set_disabled(st: AppState, headers: HeaderMap, p: Params, disabled: bool) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let who = p.req_str("user")?.to_string();
+    let db = st.db.clone();
+    let u = blocking(move || accounts::set_disabled(&db, &who, disabled)).await?;
+    st.sessions.access_changed();
+    Ok(ok(u))
+}
+
+/// `POST /api/v1/users/disable {user}`: the account's sessions and keys
+/// stop working at once.
+pub async fn disable_user(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    set_disabled(st, headers, p, true).await
+}
+
+pub async fn enable_user(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    set_disabled(st, headers, p, false).await
+}
+
+pub async fn types(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let db = st.db.clone();
+    Ok(ok(blocking(move || accounts::list_types(&db)).await?))
+}
+
+/// `POST /api/v1/types {name, perms}`: creates or changes a custom type
+/// (`perms` comma- or space-separated).
+pub async fn upsert_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let (name, perms) = (p.req_str("name")?.to_string(), p.req_str("perms")?.to_string());
+    let db = st.db.clone();
+    let t = blocking(move || accounts::upsert_type(&db, &name, &perms)).await?;
+    st.sessions.access_changed();
+    Ok(ok(t))
+}
+
+pub async fn delete_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let name = p.req_str("name")?.to_string();
+    let db = st.db.clone();
+    blocking(move || accounts::delete_type(&db, &name)).await?;
+    Ok(ok_empty())
+}
+
+pub async fn tokens(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let db = st.db.clone();
+    Ok(ok(blocking(move || accounts::list_tokens(&db)).await?))
+}
+
+/// `POST /api/v1/tokens {type, libraries, expires?, note?}`: a one-use
+/// registration token, shown once. `expires` like `7d` (default 7 days).
+pub async fn create_token(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let t = p.req_str("type")?.to_string();
+    let libs = list_param(&p, "libraries");
+    let expires = match p.raw("expires") {
+        Some(e) => Some(accounts::parse_duration(e).map_err(Error::BadParam)?),
+        None => None,
+    };
+    let note = p.opt_text("note", 200).map(str::to_owned);
+    let (db, by) = (st.db.clone(), s.user_id);
+    let tok = blocking(move || {
+        accounts::create_token(&db, Some(by), &t, &libs, expires, note.as_deref())
+    })
+    .await?;
+    Ok(ok(tok))
+}
+
+pub async fn delete_token(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let id = p.req_int("id")?;
+    let db = st.db.clone();
+    blocking(move || accounts::delete_token(&db, id)).await?;
+    Ok(ok_empty())
+}
+
+pub async fn libraries(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Libraries)).await?;
+    let db = st.db.clone();
+    Ok(ok(blocking(move || accounts::list_libraries(&db)).await?))
+}
+
+async fn grant(st: AppState, headers: HeaderMap, p: Params, on: bool) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Libraries)).await?;
+    let (lib, who) = (p.req_str("library")?.to_string(), p.req_str("user")?.to_string());
+    let db = st.db.clone();
+    blocking(move || accounts::set_grant(&db, &lib, &who, on)).await?;
+    st.sessions.access_changed();
+    Ok(ok_empty())
+}
+
+/// `POST /api/v1/libraries/grant {library, user}`.
+pub async fn grant_library(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    grant(st, headers, p, true).await
+}
+
+pub async fn revoke_library(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    grant(st, headers, p, false).await
+}
+
+/// `GET /api/v1/backup`: progress, recent runs, generations on disk.
+pub async fn backup_status(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Backup)).await?;
+    let b = st.backups.clone();
+    Ok(ok(blocking(move || b.status()).await?))
+}
+
+/// `POST /api/v1/backup`: starts a backup and returns at once (−10013 if
+/// one runs); `GET /api/v1/backup` follows it.
+pub async fn start_backup(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Backup)).await?;
+    if st.backups.progress().running {
+        return Err(Error::Busy("a backup is already running".into()).into());
+    }
+    let st2 = st.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = st2.backups.run(None);
+        crate::app::notify_status(&st2.db);
+    });
+    Ok(ok(st.backups.progress()))
+}
+
+pub async fn share_links(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Shares)).await?;
+    Ok(ok(st.db.read_async(shares::list).await?))
+}
+
+/// `POST /api/v1/shares/revoke {key | fileId}`: `key` is the link's key or
+/// its first 8+ characters; `fileId` revokes every link to that file.
+pub async fn revoke_share(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+    authed(&st, &headers, &p, Some(Perm::Shares)).await?;
+    let key = p.raw("key").map(str::to_owned);
+    let file = p.opt_int("fileId").map(FileId);
+    if key.as_ref().is_none_or(|k| k.len() < 8) && file.is_none() {
+        return Err(Error::BadParam("give key (8+ characters) or fileId".into()).into());
+    }
+    let n = st
+        .db
+        .write_async(move |tx| shares::revoke(tx, key.as_deref(), file))
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound("no such share link".into()).into());
+    }
+    Ok(ok(serde_json::json!({ "revoked": n })))
+}

@@ -1,0 +1,200 @@
+//! Failed-login limiting, per client address and per user name, built so the
+//! limiter cannot lock a person out for good:
+//!
+//! - **Per address:** after `max_failures` failed logins (or registration
+//!   attempts) from one address within `window_secs`, that address is
+//!   refused until the oldest of those failures leaves the window. Only the
+//!   guessing device is slowed.
+//! - **Per user:** after `max_failures` failures for one user name from any
+//!   addresses within the window, further attempts for that name are
+//!   refused — except from an address where this user logged in
+//!   successfully in the last 30 days (a *known device*, the OWASP "device
+//!   cookie" idea keyed by address). So someone hammering `mom` from the
+//!   guest Wi-Fi slows guessing of her password to `max_failures` per window,
+//!   while mom's own phone and laptop still get in.
+//! - Every refusal ends by itself within `window_secs`; nothing is stored on
+//!   disk, and memory is bounded (oldest entries are dropped first).
+//!
+//! The check happens before the password hash, so a flood costs no Argon2.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a successful login makes an address a known device for a user.
+pub const TRUST_FOR: Duration = Duration::from_secs(30 * 86_400);
+/// Bound on tracked addresses, names and known devices (each).
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_failures: u32,
+    pub window: Duration,
+}
+
+pub struct LoginLimiter {
+    limits: Limits,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_ip: HashMap<IpAddr, VecDeque<Instant>>,
+    by_user: HashMap<String, VecDeque<Instant>>,
+    known: HashMap<(String, IpAddr), Instant>,
+}
+
+fn prune(q: &mut VecDeque<Instant>, now: Instant, window: Duration) {
+    while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+        q.pop_front();
+    }
+}
+
+/// Seconds until the oldest failure leaves the window (at least 1).
+fn wait(q: &VecDeque<Instant>, now: Instant, window: Duration) -> u64 {
+    q.front()
+        .map(|t| window.saturating_sub(now.duration_since(*t)).as_secs().max(1))
+        .unwrap_or(1)
+}
+
+fn bound<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, newest: impl Fn(&V) -> Instant) {
+    if map.len() <= MAX_ENTRIES {
+        return;
+    }
+    // Drop the oldest tenth in one go, so this runs rarely.
+    let mut ages: Vec<(Instant, K)> = map.iter().map(|(k, v)| (newest(v), k.clone())).collect();
+    ages.sort_by_key(|(t, _)| *t);
+    for (_, k) in ages.into_iter().take(MAX_ENTRIES / 10) {
+        map.remove(&k);
+    }
+}
+
+impl LoginLimiter {
+    pub fn new(limits: Limits) -> LoginLimiter {
+        LoginLimiter {
+            limits,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `Err(seconds)` when an attempt for `user` (None: a registration)
+    /// from `ip` must be refused now.
+    pub fn check(&self, user: Option<&str>, ip: IpAddr) -> Result<(), u64> {
+        let (max, window) = (self.limits.max_failures as usize, self.limits.window);
+        let now = Instant::now();
+        let mut g = self.lock();
+        if let Some(q) = g.by_ip.get_mut(&ip) {
+            prune(q, now, window);
+            if q.len() >= max {
+                return Err(wait(q, now, window));
+            }
+        }
+        let Some(user) = user else { return Ok(()) };
+        let name = user.to_lowercase();
+        let known = g
+            .known
+            .get(&(name.clone(), ip))
+            .is_some_and(|t| now.duration_since(*t) < TRUST_FOR);
+        if let Some(q) = g.by_user.get_mut(&name) {
+            prune(q, now, window);
+            if q.len() >= max && !known {
+                return Err(wait(q, now, window));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records a failed attempt.
+    pub fn failure(&self, user: Option<&str>, ip: IpAddr) {
+        let now = Instant::now();
+        let mut g = self.lock();
+        let cap = self.limits.max_failures as usize;
+        let q = g.by_ip.entry(ip).or_default();
+        q.push_back(now);
+        if q.len() > cap {
+            q.pop_front();
+        }
+        bound(&mut g.by_ip, |q| q.back().copied().unwrap_or(now));
+        if let Some(user) = user {
+            let q = g.by_user.entry(user.to_lowercase()).or_default();
+            q.push_back(now);
+            if q.len() > cap {
+                q.pop_front();
+            }
+            bound(&mut g.by_user, |q| q.back().copied().unwrap_or(now));
+        }
+    }
+
+    /// Records a successful login: the address becomes a known device for
+    /// the user, and its own failures are forgotten.
+    pub fn success(&self, user: &str, ip: IpAddr) {
+        let now = Instant::now();
+        let mut g = self.lock();
+        g.by_ip.remove(&ip);
+        g.known.insert((user.to_lowercase(), ip), now);
+        bound(&mut g.known, |t| *t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_address_is_limited_and_recovers() {
+        let l = LoginLimiter::new(Limits {
+            max_failures: 3,
+            window: Duration::from_millis(300),
+        });
+        let a = ip("192.168.1.9");
+        for _ in 0..3 {
+            assert!(l.check(Some("x"), a).is_ok());
+            l.failure(Some("x"), a);
+        }
+        assert!(l.check(Some("y"), a).is_err(), "the address is limited for any name");
+        assert!(l.check(Some("y"), ip("192.168.1.10")).is_ok(), "other addresses are not");
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(l.check(Some("y"), a).is_ok(), "the limit ends by itself");
+    }
+
+    #[test]
+    fn a_hammered_user_still_gets_in_from_a_known_device() {
+        let l = LoginLimiter::new(Limits {
+            max_failures: 3,
+            window: Duration::from_secs(600),
+        });
+        let home = ip("192.168.1.20");
+        l.success("Mom", home);
+        // An attacker spreads guesses over many addresses.
+        for i in 0..5 {
+            l.failure(Some("mom"), ip(&format!("10.0.0.{i}")));
+        }
+        let retry = l.check(Some("mom"), ip("10.0.0.99")).unwrap_err();
+        assert!(retry > 0 && retry <= 600);
+        assert!(l.check(Some("MOM"), home).is_ok(), "known device not locked out");
+        assert!(l.check(Some("dad"), ip("10.0.0.99")).is_ok(), "other users unaffected");
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let l = LoginLimiter::new(Limits {
+            max_failures: 2,
+            window: Duration::from_secs(600),
+        });
+        for i in 0..(MAX_ENTRIES as u32 + 50) {
+            let a = IpAddr::from(i.to_be_bytes());
+            l.failure(Some(&format!("u{i}")), a);
+        }
+        let g = l.lock();
+        assert!(g.by_ip.len() <= MAX_ENTRIES && g.by_user.len() <= MAX_ENTRIES);
+    }
+}

@@ -1,0 +1,659 @@
+//! Accounts (issue 6): the one-time `init` token, registration tokens,
+//! access keys and their revocation, every role against every endpoint,
+//! login rate limiting, and the admin CLI talking to a running server.
+//! Real server on 127.0.0.1, real SQLite, real binary for the CLI.
+
+mod common;
+
+use common::server::Server;
+use common::{assert_err, data, Api, BAD_LOGIN, BAD_PARAM, NEED_LOGIN, NO_PERMISSION, OK};
+use serde_json::{json, Value};
+use std::process::Command;
+
+const PW: &str = "a long family password";
+const TOO_MANY: i64 = -10012;
+
+/// Claims the server with `init`; returns the admin's key client.
+async fn claim(s: &Server) -> Api {
+    let v = Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": "init", "userName": "root", "password": PW, "label": "laptop"}),
+        )
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+    assert_eq!(data(&v)["user"]["type"], "admin");
+    let key = data(&v)["accessKey"].as_str().unwrap().to_string();
+    assert!(key.starts_with("isync_"), "{key}");
+    Api::with_bearer(&s.base, &key)
+}
+
+/// Creates an account of `kind` seeing library `lib` through a fresh token;
+/// returns (key client, cookie client).
+async fn account(s: &Server, admin: &Api, name: &str, kind: &str) -> (Api, Api) {
+    let t = admin
+        .post_form("/api/v1/tokens", json!({"type": kind, "libraries": "lib"}))
+        .await;
+    assert_eq!(t["code"], OK, "{t}");
+    let token = data(&t)["token"].as_str().unwrap().to_string();
+    let v = Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": token, "userName": name, "password": PW}),
+        )
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+    assert_eq!(data(&v)["user"]["type"], kind);
+    let key = data(&v)["accessKey"].as_str().unwrap();
+    let cookie = Api::new(&s.base);
+    let l = cookie
+        .get_json("/login.icc", json!({"userName": name, "password": PW}))
+        .await;
+    assert_eq!(l["code"], OK, "{l}");
+    (Api::with_bearer(&s.base, key), cookie)
+}
+
+fn config_file(s: &Server) -> std::path::PathBuf {
+    let p = s.dir.path().join("isync.toml");
+    std::fs::write(&p, s.cfg.to_toml()).unwrap();
+    p
+}
+
+fn isync(s: &Server, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_isync"));
+    c.arg("--config").arg(config_file(s)).args(args);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(text) = stdin {
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_works_exactly_once_and_survives_no_restart() {
+    let (mut s, _alice) = Server::start(|_| {}).await;
+    let anon = Api::new(&s.base);
+    let i = anon.get_json("/api/v1/info", json!({})).await;
+    assert_eq!(data(&i)["needsAdmin"], true, "{i}");
+    // The welcome page says so too.
+    let page = anon.get("/", json!({})).await.text().await.unwrap();
+    assert!(page.contains("<h1>isync</h1>") && page.contains("init"), "{page}");
+
+    let admin = claim(&s).await;
+    let me = admin.get_json("/api/v1/account", json!({})).await;
+    assert_eq!(data(&me)["name"], "root");
+    assert!(data(&me)["perms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p == "accounts"));
+    assert_eq!(data(&me)["libraries"], json!(["lib", "other"]));
+
+    // Gone after one use, and not re-created by a restart.
+    let again = json!({"token": "init", "userName": "mallory", "password": PW});
+    assert_err(&anon.post_json("/api/v1/register", again.clone()).await, BAD_LOGIN);
+    s.restart().await;
+    let anon = Api::new(&s.base);
+    assert_err(&anon.post_json("/api/v1/register", again).await, BAD_LOGIN);
+    let i = anon.get_json("/api/v1/info", json!({})).await;
+    assert_eq!(data(&i)["needsAdmin"], false);
+    // The admin logs in to the iSync API with the chosen password, too.
+    let l = anon
+        .get_json("/login.icc", json!({"userName": "root", "password": PW}))
+        .await;
+    assert_eq!(l["code"], OK, "{l}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_single_use_and_expire() {
+    let (s, _alice) = Server::start(|_| {}).await;
+    let admin = claim(&s).await;
+    let anon = Api::new(&s.base);
+    let mk = |expires: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let v = admin
+                .post_form(
+                    "/api/v1/tokens",
+                    json!({"type": "viewer", "libraries": "lib", "expires": expires, "note": "for gran"}),
+                )
+                .await;
+            assert_eq!(v["code"], OK, "{v}");
+            data(&v)["token"].as_str().unwrap().to_string()
+        }
+    };
+    let token = mk("7d").await;
+    assert_eq!(token.len(), 39, "128 bits in hex groups: {token}");
+    // Stored only hashed: the token text is nowhere in the database file.
+    let db_bytes = std::fs::read(s.cfg.db_path()).unwrap();
+    let wal = std::fs::read(format!("{}-wal", s.cfg.db_path().display())).unwrap_or_default();
+    let plain = token.replace('-', "");
+    for hay in [&db_bytes, &wal] {
+        assert!(!hay.windows(plain.len()).any(|w| w == plain.as_bytes()));
+        assert!(!hay.windows(token.len()).any(|w| w == token.as_bytes()));
+    }
+    let listed = admin.get_json("/api/v1/tokens", json!({})).await;
+    assert!(listed.to_string().contains("for gran") && !listed.to_string().contains(&token));
+
+    // A taken name does not use the token up.
+    let taken = anon
+        .post_json(
+            "/api/v1/register",
+            json!({"token": token, "userName": "alice", "password": PW}),
+        )
+        .await;
+    assert_err(&taken, BAD_PARAM);
+    // Typed in upper case without dashes still works — once.
+    let typed = token.replace('-', "").to_uppercase();
+    let ok = anon
+        .post_json(
+            "/api/v1/register",
+            json!({"token": typed, "userName": "gran", "password": PW}),
+        )
+        .await;
+    assert_eq!(ok["code"], OK, "{ok}");
+    assert_eq!(data(&ok)["user"]["libraries"], json!(["lib"]));
+    let twice = anon
+        .post_json(
+            "/api/v1/register",
+            json!({"token": token, "userName": "gran2", "password": PW}),
+        )
+        .await;
+    assert_err(&twice, BAD_LOGIN);
+
+    // Wrong and expired tokens.
+    let wrong = anon
+        .post_json(
+            "/api/v1/register",
+            json!({"token": "0000-1111-2222-3333-4444-5555-6666-7777", "userName": "x1", "password": PW}),
+        )
+        .await;
+    assert_err(&wrong, BAD_LOGIN);
+    let short = mk("1s").await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = anon
+        .post_json(
+            "/api/v1/register",
+            json!({"token": short, "userName": "late", "password": PW}),
+        )
+        .await;
+    assert_err(&expired, BAD_LOGIN);
+    assert!(expired["msg"].as_str().unwrap().contains("expired"), "{expired}");
+    let users = admin.get_json("/api/v1/users", json!({})).await;
+    let names: Vec<&str> = data(&users)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"gran") && !names.contains(&"late") && !names.contains(&"gran2"));
+    // Bad input: a weak password and an unknown type change nothing.
+    let weak = anon
+        .post_json(
+            "/api/v1/register",
+            json!({"token": mk("1d").await, "userName": "kid", "password": "short"}),
+        )
+        .await;
+    assert_err(&weak, BAD_PARAM);
+    assert_err(
+        &admin
+            .post_form("/api/v1/tokens", json!({"type": "superuser"}))
+            .await,
+        BAD_PARAM,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_keys_authenticate_and_revocation_is_immediate() {
+    let (s, _alice) = Server::start(|_| {}).await;
+    let admin = claim(&s).await;
+    let (viewer, viewer_cookie) = account(&s, &admin, "gran", "viewer").await;
+    assert_eq!(viewer.all_files().await.len(), 2, "sees library lib");
+    // A second device key, listed, then revoked by its owner.
+    let k = viewer
+        .post_form("/api/v1/keys", json!({"label": "tablet"}))
+        .await;
+    assert_eq!(k["code"], OK, "{k}");
+    let tablet = Api::with_bearer(&s.base, data(&k)["accessKey"].as_str().unwrap());
+    assert_eq!(tablet.all_files().await.len(), 2);
+    let mine = viewer.get_json("/api/v1/keys", json!({})).await;
+    assert_eq!(data(&mine).as_array().unwrap().len(), 2);
+    let tablet_id = data(&k)["id"].as_i64().unwrap();
+    // Another user cannot revoke it; its owner can.
+    let (other, _) = account(&s, &admin, "kid", "uploader").await;
+    assert_err(
+        &other
+            .post_form("/api/v1/keys/revoke", json!({"id": tablet_id}))
+            .await,
+        common::NOT_FOUND,
+    );
+    let r = viewer
+        .post_form("/api/v1/keys/revoke", json!({"id": tablet_id}))
+        .await;
+    assert_eq!(r["code"], OK, "{r}");
+    assert_err(&tablet.get_json("/files.icc", json!({"pageIndex": 0})).await, NEED_LOGIN);
+    assert_eq!(viewer.all_files().await.len(), 2, "the other key still works");
+
+    // A wrong key is refused.
+    let bogus = Api::with_bearer(&s.base, "isync_0123");
+    assert_err(&bogus.get_json("/catalogs.icc", json!({"pids": "-1"})).await, NEED_LOGIN);
+
+    // Disabling the account ends its key and cookie sessions at once, and
+    // its password login.
+    let d = admin
+        .post_form("/api/v1/users/disable", json!({"user": "gran"}))
+        .await;
+    assert_eq!(d["code"], OK, "{d}");
+    assert_err(&viewer.get_json("/files.icc", json!({"pageIndex": 0})).await, NEED_LOGIN);
+    assert_err(
+        &viewer_cookie
+            .get_json("/files.icc", json!({"pageIndex": 0}))
+            .await,
+        NEED_LOGIN,
+    );
+    assert_err(
+        &Api::new(&s.base)
+            .get_json("/login.icc", json!({"userName": "gran", "password": PW}))
+            .await,
+        BAD_LOGIN,
+    );
+    // The last admin cannot be disabled or demoted.
+    assert_err(
+        &admin
+            .post_form("/api/v1/users/disable", json!({"user": "root"}))
+            .await,
+        BAD_PARAM,
+    );
+    assert_err(
+        &admin
+            .post_form("/api/v1/users/type", json!({"user": "root", "type": "viewer"}))
+            .await,
+        BAD_PARAM,
+    );
+    assert_eq!(
+        admin.get_json("/api/v1/users", json!({})).await["code"],
+        OK,
+        "still an admin"
+    );
+}
+
+/// What each role may do. `true` = allowed.
+struct Row {
+    what: &'static str,
+    viewer: bool,
+    uploader: bool,
+    editor: bool,
+    admin: bool,
+}
+
+const fn row(what: &'static str, v: bool, u: bool, e: bool, a: bool) -> Row {
+    Row {
+        what,
+        viewer: v,
+        uploader: u,
+        editor: e,
+        admin: a,
+    }
+}
+
+/// Every endpoint, every role. A refused call answers −10002 and changes
+/// nothing; an allowed one is not refused for permission.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_against_every_endpoint() {
+    // No watcher: nothing may change rows behind a refused call's back.
+    let (s, alice) = Server::start(|c| c.watch.enabled = false).await;
+    let admin_key = claim(&s).await;
+    let mut clients = Vec::new();
+    for (name, kind) in [("vi", "viewer"), ("up", "uploader"), ("ed", "editor"), ("ad", "admin")] {
+        let (key, cookie) = account(&s, &admin_key, name, kind).await;
+        clients.push((kind, key, cookie));
+    }
+    // Targets: alice's scanned files and folder (nobody's upload).
+    let files = alice.all_files().await;
+    let a_id = files.iter().find(|f| f["name"] == "a.jpg").unwrap()["id"].as_i64().unwrap();
+    let b_id = files.iter().find(|f| f["name"] == "b.jpg").unwrap()["id"].as_i64().unwrap();
+    let cats = alice.all_catalogs().await;
+    let root = cats.iter().find(|c| c["name"] == "lib").unwrap()["id"].as_i64().unwrap();
+    let sub = cats.iter().find(|c| c["name"] == "sub").unwrap()["id"].as_i64().unwrap();
+
+    let table = [
+        row("catalogs", true, true, true, true),
+        row("files", true, true, true, true),
+        row("thumbnail", true, true, true, true),
+        row("downFile", true, true, true, true),
+        row("helpInfo", true, true, true, true),
+        row("updateHelpInfo user", true, true, true, true),
+        row("updateHelpInfo file", false, false, true, true),
+        row("shareFileUrl", true, true, true, true),
+        row("uploadFileInfo", false, true, true, true),
+        row("uploadingInfo", false, true, true, true),
+        row("uploadFile", false, true, true, true),
+        row("createCatalog", false, true, true, true),
+        row("updateCatalog", false, false, true, true),
+        row("updateFile", false, false, true, true),
+        row("deleteFiles", false, false, true, true),
+        row("deleteCatalog", false, false, true, true),
+        row("admin users", false, false, false, true),
+        row("admin tokens", false, false, false, true),
+        row("admin types", false, false, false, true),
+        row("admin libraries", false, false, false, true),
+        row("admin backup", false, false, false, true),
+        row("admin shares", false, false, false, true),
+        row("own account and keys", true, true, true, true),
+    ];
+    let mut checked = 0;
+    for r in &table {
+        for (kind, key, cookie) in &clients {
+            let allowed = match *kind {
+                "viewer" => r.viewer,
+                "uploader" => r.uploader,
+                "editor" => r.editor,
+                _ => r.admin,
+            };
+            // Alternate key and cookie auth: both paths are checked.
+            let api = if checked % 2 == 0 { key } else { cookie };
+            checked += 1;
+            let before = s.snapshot().await;
+            // Destructive calls aim at a file the allowed roles may lose:
+            // the editor takes b.jpg / sub, the admin a.jpg / root's copy.
+            let (fid, cid) = if *kind == "editor" { (b_id, sub) } else { (a_id, sub) };
+            let v: Value = match r.what {
+                "catalogs" => api.get_json("/catalogs.icc", json!({"pids": "-1"})).await,
+                "files" => api.get_json("/files.icc", json!({"pageIndex": 0})).await,
+                "thumbnail" => {
+                    let resp = api.get("/thumbnail.icc", json!({"id": fid, "level": 0})).await;
+                    if resp.status() == 200 {
+                        json!({"code": 0})
+                    } else {
+                        resp.json().await.unwrap()
+                    }
+                }
+                "downFile" => {
+                    let resp = api.get("/downFile.icc", json!({"id": fid})).await;
+                    if resp.status() == 200 {
+                        json!({"code": 0})
+                    } else {
+                        resp.json().await.unwrap()
+                    }
+                }
+                "helpInfo" => api.get_json("/helpInfo.icc", json!({"type": 0})).await,
+                "updateHelpInfo user" => {
+                    api.post_form("/updateHelpInfo.icc", json!({"type": 0, "helpInt": 7}))
+                        .await
+                }
+                "updateHelpInfo file" => {
+                    api.post_form(
+                        "/updateHelpInfo.icc",
+                        json!({"type": 2, "id": fid, "helpText": format!("by {kind}")}),
+                    )
+                    .await
+                }
+                "shareFileUrl" => api.get_json("/shareFileUrl.icc", json!({"id": fid})).await,
+                "uploadFileInfo" => {
+                    api.post_form(
+                        "/uploadFileInfo.icc",
+                        json!({"cid": root, "name": "new.jpg", "size": 10, "type": 1, "ext": "jpg"}),
+                    )
+                    .await
+                }
+                "uploadingInfo" => api.get_json("/uploadingInfo.icc", json!({})).await,
+                "uploadFile" => {
+                    let body = "--XyZ\r\nContent-Disposition: form-data; name=\"origin\"; \
+                                filename=\"o\"\r\n\r\n0123456789\r\n--XyZ--\r\n";
+                    let resp = api
+                        .send_raw(
+                            reqwest::Method::POST,
+                            &format!("/uploadFile.icc?id=999999&obp=0"),
+                            "multipart/form-data; boundary=XyZ",
+                            body,
+                        )
+                        .await;
+                    resp.json().await.unwrap()
+                }
+                "createCatalog" => {
+                    api.post_form("/createCatalog.icc", json!({"parentId": root, "name": format!("by {kind}")}))
+                        .await
+                }
+                "updateCatalog" => {
+                    api.post_form("/updateCatalog.icc", json!({"id": cid, "memo": format!("m {kind}")}))
+                        .await
+                }
+                "updateFile" => {
+                    api.post_form("/updateFile.icc", json!({"id": fid, "memo": format!("m {kind}")}))
+                        .await
+                }
+                "deleteFiles" => {
+                    api.post_form("/deleteFiles.icc", json!({"ids": fid.to_string()}))
+                        .await
+                }
+                "deleteCatalog" => {
+                    // Only the admin goes last and deletes `sub` for real.
+                    let target = if *kind == "admin" { sub } else { cid };
+                    if *kind == "editor" {
+                        // The editor may: prove it on a folder of its own.
+                        let c = api
+                            .post_form("/createCatalog.icc", json!({"parentId": root, "name": "tmp"}))
+                            .await;
+                        let id = data(&c)["id"].as_i64().unwrap();
+                        api.post_form("/deleteCatalog.icc", json!({"ids": id.to_string()}))
+                            .await
+                    } else {
+                        api.post_form("/deleteCatalog.icc", json!({"ids": target.to_string()}))
+                            .await
+                    }
+                }
+                "admin users" => api.get_json("/api/v1/users", json!({})).await,
+                "admin tokens" => api.get_json("/api/v1/tokens", json!({})).await,
+                "admin types" => api.get_json("/api/v1/types", json!({})).await,
+                "admin libraries" => api.get_json("/api/v1/libraries", json!({})).await,
+                "admin backup" => api.get_json("/api/v1/backup", json!({})).await,
+                "admin shares" => api.get_json("/api/v1/shares", json!({})).await,
+                "own account and keys" => {
+                    let a = api.get_json("/api/v1/account", json!({})).await;
+                    assert_eq!(a["code"], OK, "{a}");
+                    api.get_json("/api/v1/keys", json!({})).await
+                }
+                other => unreachable!("{other}"),
+            };
+            let code = v["code"].as_i64().unwrap();
+            if allowed {
+                assert_ne!(code, NO_PERMISSION, "{} as {kind}: {v}", r.what);
+                // Allowed calls that must succeed outright.
+                if !matches!(r.what, "uploadFile") {
+                    assert_eq!(code, OK, "{} as {kind}: {v}", r.what);
+                }
+            } else {
+                assert_eq!(code, NO_PERMISSION, "{} as {kind} must be refused: {v}", r.what);
+                assert_eq!(s.snapshot().await, before, "{} as {kind} changed something", r.what);
+            }
+        }
+    }
+    assert_eq!(checked, table.len() * 4);
+    // The admin's deleteCatalog really removed `sub` (and b.jpg went with
+    // the editor's deleteFiles).
+    let left = alice.all_files().await;
+    assert!(left.iter().all(|f| f["id"] != b_id), "{left:?}");
+}
+
+/// An uploader changes what it uploaded or created, and nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploader_owns_its_uploads_and_folders() {
+    let (s, alice) = Server::start(|c| c.watch.enabled = false).await;
+    let admin = claim(&s).await;
+    let (up, _) = account(&s, &admin, "up", "uploader").await;
+    let root = alice
+        .all_catalogs()
+        .await
+        .iter()
+        .find(|c| c["name"] == "lib")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let c = up
+        .post_form("/createCatalog.icc", json!({"parentId": root, "name": "mine"}))
+        .await;
+    assert_eq!(c["code"], OK, "{c}");
+    let cid = data(&c)["id"].as_i64().unwrap();
+    let f = up
+        .post_form(
+            "/uploadFileInfo.icc",
+            json!({"cid": cid, "name": "x.jpg", "size": 4, "type": 1, "ext": "jpg"}),
+        )
+        .await;
+    assert_eq!(f["code"], OK, "{f}");
+    let fid = data(&f)["id"].as_i64().unwrap();
+    let u = up
+        .post_form("/updateFile.icc", json!({"id": fid, "memo": "mine"}))
+        .await;
+    assert_eq!(u["code"], OK, "{u}");
+    let u = up
+        .post_form("/updateCatalog.icc", json!({"id": cid, "memo": "mine"}))
+        .await;
+    assert_eq!(u["code"], OK, "{u}");
+    // Someone else's file in its folder makes the folder not all its own.
+    let other = alice
+        .post_form(
+            "/uploadFileInfo.icc",
+            json!({"cid": cid, "name": "y.jpg", "size": 4, "type": 1, "ext": "jpg"}),
+        )
+        .await;
+    assert_eq!(other["code"], OK, "{other}");
+    let before = s.snapshot().await;
+    assert_err(
+        &up.post_form("/deleteCatalog.icc", json!({"ids": cid.to_string()}))
+            .await,
+        NO_PERMISSION,
+    );
+    assert_eq!(s.snapshot().await, before);
+    // A mixed deleteFiles (its own + someone else's) deletes nothing.
+    let oid = data(&other)["id"].as_i64().unwrap();
+    assert_err(
+        &up.post_form("/deleteFiles.icc", json!({"ids": format!("{fid},{oid}")}))
+            .await,
+        NO_PERMISSION,
+    );
+    assert_eq!(s.snapshot().await, before);
+    let d = up
+        .post_form("/deleteFiles.icc", json!({"ids": fid.to_string()}))
+        .await;
+    assert_eq!(d["code"], OK, "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_limited_and_the_limit_ends() {
+    let (s, _alice) = Server::start(|c| {
+        c.login.max_failures = 3;
+        c.login.window_secs = 2;
+    })
+    .await;
+    let anon = Api::new(&s.base);
+    let wrong = json!({"userName": "bob", "password": "not it"});
+    for _ in 0..3 {
+        assert_err(&anon.get_json("/login.icc", wrong.clone()).await, BAD_LOGIN);
+    }
+    // Now even the right password is refused from this address, with a
+    // Retry-After, and no password check is spent on it.
+    let right = json!({"userName": "bob", "password": common::PASSWORD});
+    let r = anon.get("/login.icc", right.clone()).await;
+    let retry: u64 = common::header(&r, "retry-after").parse().unwrap();
+    assert!((1..=2).contains(&retry), "{retry}");
+    let v: Value = r.json().await.unwrap();
+    assert_err(&v, TOO_MANY);
+    // Registration guesses count the same way.
+    let reg = anon
+        .post_json(
+            "/api/v1/register",
+            json!({"token": "guess", "userName": "z", "password": PW}),
+        )
+        .await;
+    assert_err(&reg, TOO_MANY);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let ok = anon.get_json("/login.icc", right).await;
+    assert_eq!(ok["code"], OK, "the limit ended by itself: {ok}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_talks_to_the_running_server() {
+    let (s, _alice) = Server::start(|_| {}).await;
+    // No admin yet: `admin init` on the console makes one (password on
+    // stdin) and retires the `init` token.
+    let (code, out, err) = isync(&s, &["admin", "init", "boss"], Some(&format!("{PW}\n")));
+    assert_eq!(code, 0, "{out}{err}");
+    let key = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("isync_"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let boss = Api::with_bearer(&s.base, &key);
+    assert_eq!(boss.get_json("/api/v1/users", json!({})).await["code"], OK);
+    let (code, _, err) = isync(&s, &["admin", "init", "boss2"], Some(&format!("{PW}\n")));
+    assert_eq!(code, 2, "a second init is refused: {err}");
+    assert!(err.contains("already has an admin"), "{err}");
+    assert_err(
+        &Api::new(&s.base)
+            .post_json(
+                "/api/v1/register",
+                json!({"token": "init", "userName": "m", "password": PW}),
+            )
+            .await,
+        BAD_LOGIN,
+    );
+
+    // A token made on the console is redeemed over HTTP.
+    let (code, out, err) = isync(
+        &s,
+        &["admin", "token", "create", "--type", "uploader", "--library", "lib", "--expires", "2d"],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let token = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 39 && l.matches('-').count() == 7)
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let v = Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": token, "userName": "kid", "password": PW, "label": "phone"}),
+        )
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+    let kid = Api::with_bearer(&s.base, data(&v)["accessKey"].as_str().unwrap());
+    assert_eq!(kid.all_files().await.len(), 2);
+    let key_id = data(&v)["keyId"].as_i64().unwrap();
+
+    // Lists, a type change and a key revocation through the server.
+    let (code, out, _) = isync(&s, &["admin", "user", "list"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("kid\tuploader") && out.contains("boss\tadmin"), "{out}");
+    let (code, out, err) = isync(&s, &["admin", "user", "set-type", "kid", "viewer"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_err(
+        &kid.post_form(
+            "/createCatalog.icc",
+            json!({"parentId": 1, "name": "nope"}),
+        )
+        .await,
+        NO_PERMISSION,
+    );
+    let (code, out, err) = isync(&s, &["admin", "key", "revoke", &key_id.to_string()], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_err(&kid.get_json("/files.icc", json!({"pageIndex": 0})).await, NEED_LOGIN);
+    let (code, _, err) = isync(&s, &["admin", "user", "set-type", "nobody", "viewer"], None);
+    assert_eq!(code, 2, "{err}");
+    let (code, out, _) = isync(&s, &["admin", "library", "list"], None);
+    assert_eq!(code, 0);
+    assert!(out.contains("alice (config)"), "{out}");
+}
