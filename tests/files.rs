@@ -672,3 +672,66 @@ async fn files_with_any_part_uploading_are_hidden_but_counted() {
     // fileCount includes pending uploads (spec §3.2).
     assert_eq!(app.api.catalogs("-1").await[0]["fileCount"], 5);
 }
+
+/// `files.icc` keeps each record's encoding with the listing snapshot; any
+/// change to a file must show in the very next listing, and the reply must be
+/// exactly the JSON a serialiser writes (compared as bytes, not as values).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_reflect_every_change_at_once_and_stay_byte_exact() {
+    let app = many_files(30).await;
+    let raw = |params: Value| {
+        let api = app.api.clone();
+        async move {
+            let r = api.get("/files.icc", params).await;
+            assert_eq!(header(&r, "content-type"), "application/json");
+            r.bytes().await.unwrap().to_vec()
+        }
+    };
+    let params = json!({"pageIndex": 0, "maxPerPage": 10, "sort": -3});
+    let first = raw(params.clone()).await;
+    // Served again from the kept encodings: the same bytes, compact, in the
+    // wire's field order (the unit test in http/api/file.rs compares them
+    // with the serialiser's output byte for byte).
+    assert_eq!(raw(params.clone()).await, first);
+    let text = String::from_utf8(first.clone()).unwrap();
+    assert!(
+        text.starts_with(r#"{"code":0,"data":{"list":[{"id":"#),
+        "{text}"
+    );
+    assert!(text.ends_with(r#"],"page":{"pageIndex":0,"maxPerPage":10,"pageCount":3}}}"#));
+    let v: Value = serde_json::from_slice(&first).unwrap();
+    let target = id(&data(&v)["list"][3]);
+
+    for (n, text) in [(1, "first ✓"), (2, "second \"quoted\"")] {
+        let r = app
+            .api
+            .post_json(
+                "/updateHelpInfo.icc",
+                json!({"type": 2, "id": target, "helpInt": n, "helpText": text}),
+            )
+            .await;
+        assert_eq!(r["code"], 0, "{r}");
+        let v: Value = serde_json::from_slice(&raw(params.clone()).await).unwrap();
+        let f = &data(&v)["list"][3];
+        assert_eq!(
+            (id(f), &f["helpInt"], &f["helpText"]),
+            (target, &json!(n), &json!(text))
+        );
+    }
+    // Deleting and adding files changes pages and totals at once too.
+    let del = app
+        .api
+        .post_form("/deleteFiles.icc", json!({"ids": target.to_string()}))
+        .await;
+    assert_eq!(del["code"], 0, "{del}");
+    let v: Value = serde_json::from_slice(&raw(params.clone()).await).unwrap();
+    assert!(!ids(data(&v)["list"].as_array().unwrap()).contains(&target));
+    write_file(
+        &app.media().join("lib/new.txt"),
+        b"a file larger than any other here",
+    );
+    app.rescan().await;
+    let v: Value = serde_json::from_slice(&raw(params).await).unwrap();
+    assert_eq!(data(&v)["list"][0]["name"], "new.txt", "largest first");
+    assert_eq!(data(&v)["page"]["pageCount"], 3);
+}

@@ -3,14 +3,26 @@
 //! SQLite would need ten covering indexes and still walk the whole OFFSET and
 //! count every match. Instead the visible files' sort keys (~90 bytes each)
 //! are held in memory, rebuilt after `files` changes, with each sort order
-//! computed lazily once per rebuild. Page records are then fetched by id.
+//! computed lazily once per rebuild. Page records are then fetched by id,
+//! and their wire encoding is kept with the snapshot (bytes this layer does
+//! not interpret), so a page already served is not read or encoded again
+//! until `files` changes.
+//!
+//! Also here: the other listing of files that is not a query of the wire
+//! API — which originals the thumbnail pre-render worker should visit.
 
 use super::DbError;
-use crate::model::{CatalogId, FileId};
+use crate::model::{CatalogId, FileId, LibraryId};
 use rusqlite::Connection;
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Most bytes of encoded records one snapshot keeps (~300 bytes a record:
+/// about 28,000 records). Past it, records are read and encoded per request
+/// as before, so memory stays bounded on a 1 GB Pi whatever the library.
+pub const RECORD_CACHE_MAX_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -35,6 +47,14 @@ pub struct ListIndex {
     roots: Vec<i64>,
     /// Orders for sort values −5..=5 (index = sort + 5); 0 is id order.
     orders: [OnceLock<Vec<u32>>; 11],
+    /// Encoded records by file id (see [`ListIndex::cached`]).
+    records: Mutex<RecordCache>,
+}
+
+#[derive(Default)]
+struct RecordCache {
+    by_id: HashMap<i64, Arc<[u8]>>,
+    bytes: usize,
 }
 
 /// One `files.icc` query, already validated.
@@ -99,6 +119,33 @@ impl ListIndex {
             entries,
             roots,
             orders: Default::default(),
+            records: Mutex::default(),
+        }
+    }
+
+    /// The encodings cached for `ids` (by [`ListIndex::cache`]), in order.
+    /// They stay valid for this snapshot's life: it is replaced after any
+    /// write to `files`, and a record read after the snapshot was taken is
+    /// at least as new as it.
+    pub fn cached(&self, ids: &[FileId]) -> Vec<Option<Arc<[u8]>>> {
+        let cache = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        ids.iter()
+            .map(|id| cache.by_id.get(&id.0).cloned())
+            .collect()
+    }
+
+    /// Keeps the encodings of records read after this snapshot was taken,
+    /// while the cache is under [`RECORD_CACHE_MAX_BYTES`].
+    pub fn cache(&self, encoded: impl IntoIterator<Item = (FileId, Arc<[u8]>)>) {
+        let mut cache = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        for (id, bytes) in encoded {
+            if cache.bytes + bytes.len() > RECORD_CACHE_MAX_BYTES {
+                break;
+            }
+            cache.bytes += bytes.len();
+            if let Some(old) = cache.by_id.insert(id.0, bytes) {
+                cache.bytes -= old.len();
+            }
         }
     }
 
@@ -175,6 +222,56 @@ impl ListIndex {
         }
         (out, total)
     }
+}
+
+/// An original whose server-made thumbnails the pre-render worker keeps
+/// ready (`media::prerender`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThumbWork {
+    pub id: FileId,
+    pub library_id: LibraryId,
+    /// Absolute path of the original.
+    pub path: String,
+    pub file_type: i64,
+    pub orientation: Option<i64>,
+    /// Which levels the server makes (status 0): not the ones a client
+    /// uploaded (3) nor the ones that failed to build (1).
+    pub small: bool,
+    pub screen: bool,
+}
+
+/// Images, GIFs and videos of online libraries with a level the server
+/// makes, whose record changed at or after `since` (unix seconds, matched
+/// against `last_modify`, which every insert, content change and completed
+/// upload sets), only of `library` when given; newest first (the photos a
+/// family looks at next). One pass over `files`.
+pub fn thumbnail_work(
+    c: &Connection,
+    since: i64,
+    library: Option<LibraryId>,
+) -> Result<Vec<ThumbWork>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT f.id, c.library_id, c.path || '/' || f.disk_name, f.type, f.orientation, \
+         f.status_thumb = 0, f.status_screen = 0 \
+         FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
+         JOIN libraries l ON l.id = c.library_id \
+         WHERE l.online AND f.type IN (1, 2, 4) AND f.status_origin <> 2 \
+         AND (f.status_thumb = 0 OR f.status_screen = 0) AND f.last_modify >= ?1 \
+         AND (?2 IS NULL OR c.library_id = ?2) \
+         ORDER BY f.id DESC",
+    )?;
+    let rows = st.query_map(rusqlite::params![since, library.map(|l| l.0)], |r| {
+        Ok(ThumbWork {
+            id: FileId(r.get(0)?),
+            library_id: LibraryId(r.get(1)?),
+            path: r.get(2)?,
+            file_type: r.get(3)?,
+            orientation: r.get(4)?,
+            small: r.get(5)?,
+            screen: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Holds the current index; rebuilt on the next read after `files` changed.
