@@ -171,6 +171,16 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
+    // Thumbnails of new and changed files are rendered after every scan on
+    // low-priority threads, ahead of requests (media/prerender.rs).
+    let prerender = crate::media::prerender::Prerender::start(
+        db.clone(),
+        state.thumbs.clone(),
+        cfg.scan.prerender_threads.min(crate::media::prerender::default_threads()),
+        &shutdown,
+        &background,
+    );
+    scanner.after_scan(move |since| prerender.request_sweep(since));
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await
     });

@@ -66,6 +66,9 @@ pub struct ScanConfig {
     pub max_delete_share: f64,
     /// … or more than this many files at once.
     pub max_delete_count: usize,
+    /// Background threads rendering thumbnails of new and changed files after
+    /// each scan, at the lowest CPU priority (0 = off; at most cores − 1).
+    pub prerender_threads: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -229,6 +232,7 @@ impl Default for ScanConfig {
             batch_size: 1000,
             max_delete_share: 0.5,
             max_delete_count: 5000,
+            prerender_threads: crate::media::prerender::default_threads(),
         }
     }
 }

@@ -366,3 +366,196 @@ async fn offline_libraries_serve_only_cached_thumbnails() {
     let r = thumb(&app.api, uncached, json!(0)).await;
     assert_binary_err(r, LIBRARY_OFFLINE).await;
 }
+
+// ------------------------------------------------ embedded previews, pre-render
+
+/// Waits until the pre-render worker has nothing pending; its status then.
+async fn prerendered(app: &TestApp) -> isync::media::prerender::PrerenderStatus {
+    let worker = app
+        .state()
+        .thumbs
+        .prerender()
+        .expect("the pre-render worker runs");
+    tokio::task::spawn_blocking(move || worker.wait_idle(std::time::Duration::from_secs(120)))
+        .await
+        .unwrap()
+}
+
+/// The cached thumbnail files of file `id` at `level` (0 or 1).
+fn cached(app: &TestApp, id: i64, level: u8) -> Vec<std::path::PathBuf> {
+    let shard = app
+        .data_dir()
+        .join(format!("thumbs/{:02x}", id.rem_euclid(256)));
+    let prefix = format!("{id}_{level}_");
+    std::fs::read_dir(shard)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
+
+fn solid_jpeg(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 85)
+        .encode_image(&image::RgbImage::from_pixel(w, h, image::Rgb(rgb)))
+        .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_mpf_preview_makes_the_thumbnails() {
+    // A camera file: the photo (red corner, EXIF orientation 6) and, after
+    // it, a green 1600x1200 "large thumbnail" announced in an MPF segment.
+    let photo = jpeg(3200, 2400, SEED, Some(6));
+    let green = [30, 200, 40];
+    let preview = solid_jpeg(1600, 1200, green);
+    let file = isync::demo::with_mpf_preview(&photo, &preview, 0x01_0002);
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/camera.jpg", &file)
+        .spawn()
+        .await;
+    let id = app.api.file_id("camera.jpg").await;
+    for (level, want) in [(1, (600, 800)), (0, (120, 160))] {
+        let (_, _, img) = thumb_ok(&app.api, id, json!(level)).await;
+        assert_eq!(
+            img.dimensions(),
+            want,
+            "level {level}: the photo's shape, turned"
+        );
+        let p = img.get_pixel(want.0 / 2, want.1 / 2).0;
+        assert!(
+            (0..3).all(|i| p[i].abs_diff(green[i]) < 40),
+            "level {level}: made from the preview, got {p:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_prerenders_both_levels_and_a_broken_file_does_not_stop_it() {
+    let mut broken = jpeg(1200, 900, SEED, None);
+    let sos = broken.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    broken.truncate(sos + 20);
+    let mut b = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/a_big.jpg", &jpeg(1600, 1200, SEED, None))
+        .file("lib/b_broken.jpg", &broken)
+        .file("lib/c_rot6.jpg", &jpeg(400, 300, SEED, Some(6)))
+        .file("lib/d_anim.gif", &gif(64, 48, 3, 10))
+        .file("lib/notes.txt", b"text");
+    let video = av(Av::Mp4);
+    if let Some(mp4) = video {
+        b = b.file("lib/e_clip.mp4", mp4);
+    }
+    let app = b.spawn().await;
+    let status = prerendered(&app).await;
+    assert!(!status.busy && status.sweeps >= 1, "{status:?}");
+
+    // Every good original has both levels on disk, though nobody asked.
+    let mut good = vec!["a_big.jpg", "c_rot6.jpg", "d_anim.gif"];
+    if video.is_some() {
+        good.push("e_clip.mp4");
+    }
+    for name in &good {
+        let id = app.api.file_id(name).await;
+        for level in [0, 1] {
+            assert_eq!(cached(&app, id, level).len(), 1, "{name} level {level}");
+        }
+    }
+    assert_eq!(status.written, 2 * good.len() as u64, "{status:?}");
+    // The broken one failed (unless the scanner already found it is no
+    // image) without stopping the others, and is left for requests.
+    let broken_is_image = app.api.file_named("b_broken.jpg").await["type"] == 1;
+    assert_eq!(status.failed, u64::from(broken_is_image), "{status:?}");
+    let broken_id = app.api.file_id("b_broken.jpg").await;
+    assert!(cached(&app, broken_id, 1).is_empty());
+    let notes = app.api.file_id("notes.txt").await;
+    assert!(cached(&app, notes, 0).is_empty(), "no thumbnail for text");
+
+    // Requests are served from what the worker made: no render at request
+    // time, the very bytes on disk, and the right picture.
+    let big = app.api.file_id("a_big.jpg").await;
+    let (_, bytes, img) = thumb_ok(&app.api, big, json!(1)).await;
+    assert_eq!(bytes, std::fs::read(&cached(&app, big, 1)[0]).unwrap());
+    assert_eq!((img.dimensions(), red_corner(&img)), ((800, 600), "tl"));
+    let rot = app.api.file_id("c_rot6.jpg").await;
+    let (_, _, img) = thumb_ok(&app.api, rot, json!(0)).await;
+    assert_eq!((img.dimensions(), red_corner(&img)), ((120, 160), "tr"));
+    assert_eq!(app.state().thumbs.renders(), 0, "all cache hits");
+
+    // A changed original is rendered again after the scan that sees it.
+    write_file(
+        &app.media().join("lib/a_big.jpg"),
+        &jpeg(800, 200, SEED, Some(3)),
+    );
+    app.rescan().await;
+    let again = prerendered(&app).await;
+    assert_eq!(again.written, status.written + 2, "{again:?}");
+    let (_, _, img) = thumb_ok(&app.api, big, json!(0)).await;
+    assert_eq!((img.dimensions(), red_corner(&img)), ((160, 40), "br"));
+    assert_eq!(app.state().thumbs.renders(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prerender_waits_out_an_offline_library_and_catches_up_on_its_return() {
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/a.jpg", &jpeg(1200, 900, SEED, None))
+        .file("lib/sub/b.jpg", &jpeg(900, 1200, SEED, None))
+        .spawn()
+        .await;
+    let first = prerendered(&app).await;
+    assert_eq!(first.written, 4, "{first:?}");
+    let ids = [
+        app.api.file_id("a.jpg").await,
+        app.api.file_id("b.jpg").await,
+    ];
+
+    // The disk goes away; the cache is lost meanwhile (say, a new SD card).
+    std::fs::rename(app.media().join("lib"), app.media().join("away")).unwrap();
+    assert_eq!(app.rescan().await.offline.len(), 1);
+    let offline = prerendered(&app).await;
+    assert_eq!(
+        offline.failed, first.failed,
+        "offline files are not failures"
+    );
+    std::fs::remove_dir_all(app.data_dir().join("thumbs")).unwrap();
+
+    // It comes back unchanged: no record changes, yet all of it is visited.
+    std::fs::rename(app.media().join("away"), app.media().join("lib")).unwrap();
+    let r = app.rescan().await;
+    assert!(r.offline.is_empty() && !r.changed_anything(), "{r}");
+    let back = prerendered(&app).await;
+    assert_eq!(back.written, first.written + 4, "{back:?}");
+    for id in ids {
+        assert_eq!(cached(&app, id, 0).len() + cached(&app, id, 1).len(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_the_prerender_backlog() {
+    let mut b = TestApp::builder().user("alice").library("lib", &["alice"]);
+    let photo = jpeg(2400, 1800, SEED, None);
+    for i in 0..30 {
+        b = b.file(&format!("lib/p{i:02}.jpg"), &photo);
+    }
+    let app = b.spawn().await;
+    let worker = app.state().thumbs.prerender().unwrap();
+    let started = std::time::Instant::now();
+    app.stop().await;
+    let took = started.elapsed();
+    let status = worker.status();
+    assert!(
+        status.visited < 30,
+        "the backlog was already done, nothing to show: {status:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_secs(3),
+        "stop took {took:?}"
+    );
+}

@@ -148,6 +148,9 @@ pub struct Scanner {
     lock: Mutex<()>,
     /// Held-back removal counts already logged, per library (log once).
     guard_logged: Mutex<HashMap<LibraryId, usize>>,
+    /// Told the start time (unix s) of each finished library scan: the
+    /// thumbnail pre-render worker sweeps what changed (see `after_scan`).
+    after_scan: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> i64 {
@@ -237,9 +240,16 @@ impl Scanner {
     pub fn scan_plan_with(
         &self,
         plan: &LibraryPlan,
+            after_scan: std::sync::OnceLock::new(),
         opts: ScanOptions,
     ) -> Result<ScanReport, DbError> {
         let _guard = self.locked();
+    /// Registers `f` (quick, non-blocking) to be called after every library
+    /// scan, online or not, with the time its writes are stamped from.
+    pub fn after_scan(&self, f: impl Fn(i64) + Send + Sync + 'static) {
+        let _ = self.after_scan.set(Box::new(f));
+    }
+
         let start = Instant::now();
         let mut total = ScanReport::default();
         for (lib, excluded) in &plan.scan {
@@ -432,6 +442,7 @@ impl Scanner {
             }
             Scope::Dirs { dirs, busy } => {
                 // A folder the database does not know yet is seen (and
+                self.scanned(db::now());
                 // walked whole) through its nearest known ancestor, unless
                 // it vanished (then its record, if any, is gone or moved).
                 let mut inside: Vec<PathBuf> = dirs
@@ -786,9 +797,16 @@ impl Scanner {
     }
 
     fn write_batch(
+        self.scanned(now);
         &self,
         batch: &mut Vec<(Option<FileId>, files::ScannedFile)>,
         report: &mut ScanReport,
+    fn scanned(&self, started: i64) {
+        if let Some(f) = self.after_scan.get() {
+            f(started);
+        }
+    }
+
         now: i64,
     ) -> Result<(), DbError> {
         if batch.is_empty() {

@@ -1,6 +1,9 @@
-//! JPEG fast paths for thumbnails: the EXIF IFD1 thumbnail cameras embed
-//! (level 0 without decoding the photo) and decoding at 1/2, 1/4 or 1/8
-//! scale inside the IDCT, so a 12 MP photo never exists at full size.
+//! JPEG fast paths for thumbnails: the previews cameras embed — the EXIF
+//! IFD1 thumbnail (level 0, and level 1 when it is that large) and the
+//! Multi-Picture (MPF, CIPA DC-007) "large thumbnail" phones and cameras
+//! append after the photo (usually 1620–1920 px: level 1 from ~0.5 MB of
+//! JPEG instead of 4 MB) — and otherwise decoding at 1/2, 1/4 or 1/8 scale
+//! inside the IDCT, so a 12 MP photo never exists at full size.
 //!
 //! Decoder choice (measured with `benches/thumbs.rs` on a 4.1 MB 12 MP
 //! q90 photo, CPU per decode): jpeg-decoder 1/4 scale 89 ms, mozjpeg
@@ -36,7 +39,18 @@ pub(crate) struct JpegHead {
     pub progressive: bool,
     /// The APP1 Exif payload from its TIFF header on, if any.
     pub exif: Option<Vec<u8>>,
+    /// The APP2 MPF payload from its MP header on, and the file offset of
+    /// that header (MP entry offsets count from it).
+    pub mpf: Option<(u64, Vec<u8>)>,
 }
+
+/// MP entry image types that are a downscaled copy of the primary image
+/// (CIPA DC-007 §5.2.3.3.1): large thumbnail classes 1 (VGA) and 2 (full
+/// HD). Other types — multi-view frames, panorama parts, and the "undefined"
+/// type of Ultra HDR gain maps — are different pictures.
+const MPF_LARGE_THUMBNAIL_TYPES: [u32; 2] = [0x01_0001, 0x01_0002];
+/// Largest embedded preview we read into memory.
+const MAX_PREVIEW_BYTES: u32 = 16 * 1024 * 1024;
 
 /// Decodes the JPEG at `path` no smaller than `level`'s box needs, or `None`
 /// when this path can't handle the file (CMYK, 12-bit, lossless) and the
@@ -53,15 +67,18 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     if !head.huffman_dct || head.precision != 8 || !matches!(head.components, 1 | 3) {
         return Ok(None);
     }
-    if level == ThumbLevel::Small {
-        if let Some(raster) = head
-            .exif
-            .as_deref()
-            .and_then(|tiff| exif_thumbnail(tiff, head.width, head.height, edge))
-        {
-            log::debug!(path:display = path.display(); "thumbnail from the EXIF thumbnail");
-            return Ok(Some(raster));
-        }
+    // An embedded preview large enough for the box: no decode of the photo.
+    if let Some(raster) = head
+        .exif
+        .as_deref()
+        .and_then(|tiff| exif_thumbnail(tiff, head.width, head.height, edge))
+    {
+        log::debug!(path:display = path.display(), edge; "thumbnail from the EXIF thumbnail");
+        return Ok(Some(raster));
+    }
+    if let Some(raster) = mpf_preview(&mut reader, &head, edge) {
+        log::debug!(path:display = path.display(), edge; "thumbnail from the MPF preview");
+        return Ok(Some(raster));
     }
     if head.progressive {
         // Progressive decoding keeps every coefficient (an i16 each) of the
@@ -84,6 +101,148 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     decode_scaled(data.as_slice(), edge)
         .map(Some)
         .map_err(|e| failed(&e))
+}
+
+/// The smallest MPF large thumbnail of the photo that covers `edge` (or is
+/// as large as the photo) and has its shape, decoded at the smallest scale
+/// that still covers `edge`. `None` when there is none or it is damaged:
+/// the caller decodes the photo itself.
+fn mpf_preview<R: Read + Seek>(reader: &mut R, head: &JpegHead, edge: u32) -> Option<Raster> {
+    let (base, mpf) = head.mpf.as_ref()?;
+    let mut previews: Vec<MpEntry> = mp_entries(mpf)?
+        .into_iter()
+        .filter(|e| {
+            e.format == 0
+                && MPF_LARGE_THUMBNAIL_TYPES.contains(&e.kind)
+                && e.offset > 0
+                && (1..=MAX_PREVIEW_BYTES).contains(&e.size)
+        })
+        .collect();
+    // Fewest bytes first: the cheapest to decode that is large enough wins.
+    previews.sort_by_key(|e| e.size);
+    let photo_long = head.width.max(head.height);
+    for e in previews {
+        let bytes = read_at(reader, base + u64::from(e.offset), e.size).ok()?;
+        let Ok(ph) = read_head(&mut bytes.as_slice()) else {
+            log::debug!(offset = e.offset; "MPF preview is not a JPEG");
+            continue;
+        };
+        let (pw, phh) = (ph.width, ph.height);
+        let usable = ph.huffman_dct
+            && ph.precision == 8
+            && matches!(ph.components, 1 | 3)
+            && pw.max(phh) >= edge.min(photo_long)
+            && u64::from(pw) * u64::from(phh) < u64::from(head.width) * u64::from(head.height)
+            && same_shape(head.width, head.height, pw, phh);
+        if !usable {
+            log::debug!(pw, ph = phh, edge; "MPF preview unusable for this box");
+            continue;
+        }
+        match decode_scaled(bytes.as_slice(), edge) {
+            Ok(raster) => return Some(raster),
+            Err(e) => log::debug!("MPF preview does not decode: {e}"),
+        }
+    }
+    None
+}
+
+/// `len` bytes of `reader` from `offset`, all or an error.
+fn read_at<R: Read + Seek>(reader: &mut R, offset: u64, len: u32) -> io::Result<Vec<u8>> {
+    reader.seek(io::SeekFrom::Start(offset))?;
+    let mut out = Vec::with_capacity(len as usize);
+    reader.take(u64::from(len)).read_to_end(&mut out)?;
+    if out.len() != len as usize {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(out)
+}
+
+/// Whether a `tw`×`th` preview has the shape of a `w`×`h` photo, within
+/// rounding (1% of the long side): a letterboxed or cropped preview does not.
+fn same_shape(w: u32, h: u32, tw: u32, th: u32) -> bool {
+    let long = tw.max(th);
+    let (ew, eh) = fit_size(w, h, long);
+    let tolerance = 1 + long / 100;
+    ew.abs_diff(tw) <= tolerance && eh.abs_diff(th) <= tolerance
+}
+
+/// One entry of the MP Index IFD's MPEntry table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MpEntry {
+    /// Image data format (bits 24–26 of the attribute): 0 = JPEG.
+    format: u32,
+    /// Image type code (low 24 bits of the attribute).
+    kind: u32,
+    size: u32,
+    /// From the MP header; 0 for the primary image.
+    offset: u32,
+}
+
+/// The MPEntry table of an MPF payload (`mpf` starts at the MP header's
+/// byte-order mark). `None` when the structure is damaged.
+fn mp_entries(mpf: &[u8]) -> Option<Vec<MpEntry>> {
+    let le = match mpf.get(..4)? {
+        b"II*\0" => true,
+        b"MM\0*" => false,
+        _ => return None,
+    };
+    let u16_at = |at: usize| {
+        let b: [u8; 2] = mpf.get(at..at.checked_add(2)?)?.try_into().ok()?;
+        Some(if le {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        })
+    };
+    let u32_at = |at: usize| {
+        let b: [u8; 4] = mpf.get(at..at.checked_add(4)?)?.try_into().ok()?;
+        Some(if le {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+    };
+    let ifd = u32_at(4)? as usize;
+    let count = usize::from(u16_at(ifd)?);
+    let (mut table, mut table_len) = (None, 0usize);
+    for i in 0..count {
+        let at = ifd + 2 + 12 * i;
+        if u16_at(at)? == 0xB002 {
+            // MPEntry: UNDEFINED, 16 bytes per image, always stored by offset.
+            table_len = u32_at(at + 4)? as usize;
+            table = Some(u32_at(at + 8)? as usize);
+        }
+    }
+    let table = table?;
+    let entries = (0..table_len / 16)
+        .map(|i| {
+            let at = table + 16 * i;
+            let attr = u32_at(at)?;
+            Some(MpEntry {
+                format: (attr >> 24) & 0x7,
+                kind: attr & 0x00FF_FFFF,
+                size: u32_at(at + 4)?,
+                offset: u32_at(at + 8)?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()?;
+    Some(entries)
+}
+
+/// The EXIF thumbnail of the JPEG at `path` when it can stand in for the
+/// photo at `edge` (see [`exif_thumbnail`]); reads only the file's head.
+pub(crate) fn exif_thumbnail_of(path: &Path, edge: u32) -> Option<Raster> {
+    let file = File::open(path).ok()?;
+    let head = read_head(&mut BufReader::with_capacity(64 * 1024, file)).ok()?;
+    exif_thumbnail(head.exif.as_deref()?, head.width, head.height, edge)
+}
+
+/// A JPEG held in memory (e.g. a video frame from ffmpeg), decoded at the
+/// smallest scale that covers `edge`.
+pub(crate) fn decode_bytes(jpeg: &[u8], edge: u32) -> Result<Raster, String> {
+    let head = read_head(&mut &jpeg[..]).map_err(|e| e.to_string())?;
+    check_pixels(head.width, head.height)?;
+    decode_scaled(jpeg, edge)
 }
 
 /// Decodes with the smallest IDCT scale whose longest side still covers `edge`.
@@ -131,18 +290,23 @@ fn exif_thumbnail(tiff: &[u8], width: u32, height: u32, edge: u32) -> Option<Ras
     let offset = field(exif::Tag::JPEGInterchangeFormat)? as usize;
     let len = field(exif::Tag::JPEGInterchangeFormatLength)? as usize;
     let bytes = tiff.get(offset..offset.checked_add(len)?)?;
-    let mut dec = Decoder::new(bytes);
-    let pixels = dec.decode().ok()?;
-    let info = dec.info()?;
-    let (tw, th) = (u32::from(info.width), u32::from(info.height));
+    // Size first, from the header: a 160 px thumbnail asked for level 1 is
+    // rejected without decoding it.
+    let th_head = read_head(&mut &bytes[..]).ok()?;
+    let (tw, th) = (th_head.width, th_head.height);
     let big_enough = tw.max(th) >= edge.min(width.max(height));
-    // Same shape as the photo, within a pixel of rounding.
-    let (ew, eh) = fit_size(width, height, tw.max(th));
-    let same_shape = ew.abs_diff(tw) <= 1 && eh.abs_diff(th) <= 1;
-    if !big_enough || !same_shape {
-        log::debug!(tw, th, width, height; "EXIF thumbnail unusable");
+    if !big_enough || !same_shape(width, height, tw, th) {
+        log::debug!(tw, th, width, height, edge; "EXIF thumbnail unusable");
         return None;
     }
+    let mut dec = Decoder::new(bytes);
+    dec.read_info().ok()?;
+    // A large EXIF preview for level 0: decode it scaled, like the photo.
+    let want = u16::try_from(edge).unwrap_or(u16::MAX);
+    let (tw, th) = dec.scale(want, want).ok()?;
+    let pixels = dec.decode().ok()?;
+    let info = dec.info()?;
+    let (tw, th) = (u32::from(tw), u32::from(th));
     to_raster(pixels, tw, th, Some(info.pixel_format)).ok()
 }
 
@@ -156,7 +320,7 @@ pub(crate) fn read_head<R: Read>(reader: &mut R) -> io::Result<JpegHead> {
     if b2 != [0xFF, 0xD8] {
         return Err(bad("no SOI marker"));
     }
-    let mut exif = None;
+    let (mut exif, mut mpf) = (None, None);
     loop {
         let mut b = [0u8; 1];
         r.read_exact(&mut b)?;
@@ -183,10 +347,17 @@ pub(crate) fn read_head<R: Read>(reader: &mut R) -> io::Result<JpegHead> {
         }
         let mut body = vec![0u8; len - 2];
         r.read_exact(&mut body)?;
+        // Offset of the byte after this segment (everything read so far).
+        let end = MAX_HEAD_BYTES - r.limit();
         match marker {
             0xE1 if exif.is_none() && body.starts_with(b"Exif\0\0") => {
                 body.drain(..6);
                 exif = Some(body);
+            }
+            0xE2 if mpf.is_none() && body.starts_with(b"MPF\0") => {
+                let header_at = end - body.len() as u64 + 4;
+                body.drain(..4);
+                mpf = Some((header_at, body));
             }
             // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
@@ -201,6 +372,7 @@ pub(crate) fn read_head<R: Read>(reader: &mut R) -> io::Result<JpegHead> {
                     huffman_dct: matches!(marker, 0xC0..=0xC2),
                     progressive: marker == 0xC2,
                     exif,
+                    mpf,
                 });
             }
             _ => {}
@@ -336,5 +508,128 @@ mod tests {
         );
         assert_eq!(img.dimensions(), (160, 80));
         assert!(near(&img, 80, 40, [128, 128, 128], 6));
+    }
+
+    /// A blue `w`×`h` photo carrying a `pw`×`ph` green MPF preview of type
+    /// `kind` (and optionally a red EXIF thumbnail): the colour of a
+    /// thumbnail tells which picture it came from.
+    fn mpf_photo(
+        dir: &Path,
+        name: &str,
+        (w, h): (u32, u32),
+        (pw, ph): (u32, u32),
+        kind: u32,
+    ) -> PathBuf {
+        let main = jpeg_bytes(&solid(w, h, BLUE), 90);
+        let thumb = jpeg_bytes(&solid(160, 160 * h / w, RED), 85);
+        let main = with_exif(&main, Some(1), Some(&thumb));
+        let preview = jpeg_bytes(&solid(pw, ph, GREEN), 85);
+        write(
+            dir,
+            name,
+            &crate::demo::with_mpf_preview(&main, &preview, kind),
+        )
+    }
+
+    use std::path::PathBuf;
+
+    #[test]
+    fn mpf_large_thumbnail_makes_level_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = mpf_photo(dir.path(), "cam.jpg", (4000, 3000), (1600, 1200), 0x01_0002);
+        let head = read_head(&mut std::fs::File::open(&path).unwrap()).unwrap();
+        let (base, mpf) = head.mpf.clone().expect("MPF segment found");
+        let entries = mp_entries(&mpf).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[0].kind, entries[0].offset), (0x03_0000, 0));
+        // The preview's offset, counted from the MP header, lands on its SOI.
+        let bytes = std::fs::read(&path).unwrap();
+        let at = (base + u64::from(entries[1].offset)) as usize;
+        assert_eq!(&bytes[at..at + 3], &[0xFF, 0xD8, 0xFF]);
+        assert_eq!(at + entries[1].size as usize, bytes.len());
+
+        for o in [1, 6] {
+            let thumb = render(&path, FileType::Image, Some(o), ThumbLevel::Screen).unwrap();
+            let img = testkit::decode(&thumb.bytes);
+            let want = if o == 6 { (600, 800) } else { (800, 600) };
+            assert_eq!(img.dimensions(), want, "orientation {o}");
+            assert!(
+                near(&img, want.0 / 2, want.1 / 2, GREEN, 30),
+                "MPF preview expected, got {:?}",
+                img.get_pixel(want.0 / 2, want.1 / 2)
+            );
+        }
+        // Level 0 still prefers the (cheaper) EXIF thumbnail.
+        let img = level0(&path, None);
+        assert!(near(&img, 80, 60, RED, 30));
+    }
+
+    #[test]
+    fn unusable_mpf_images_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            // Too small for the 800 px box.
+            ("small.jpg", (4000, 3000), (640, 480), 0x01_0001),
+            // Letterboxed: 4:3 preview of a 16:9 photo.
+            ("boxed.jpg", (3200, 1800), (1600, 1200), 0x01_0002),
+            // Not a preview: an Ultra HDR gain map or a multi-view frame.
+            ("gainmap.jpg", (4000, 3000), (1600, 1200), 0x00_0000),
+            ("multiview.jpg", (4000, 3000), (1600, 1200), 0x02_0002),
+        ];
+        for (name, photo, preview, kind) in cases {
+            let path = mpf_photo(dir.path(), name, photo, preview, kind);
+            let img = testkit::decode(
+                &render(&path, FileType::Image, None, ThumbLevel::Screen)
+                    .unwrap()
+                    .bytes,
+            );
+            let (w, h) = img.dimensions();
+            assert!(
+                near(&img, w / 2, h / 2, BLUE, 30),
+                "{name}: the photo itself"
+            );
+        }
+        // A preview offset pointing past the end of the file (a file cut
+        // short): the photo is decoded instead, no error.
+        let path = mpf_photo(dir.path(), "cut.jpg", (1600, 1200), (1000, 750), 0x01_0001);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 500]).unwrap();
+        let img = testkit::decode(
+            &render(&path, FileType::Image, None, ThumbLevel::Screen)
+                .unwrap()
+                .bytes,
+        );
+        assert!(near(&img, 400, 300, BLUE, 30));
+        // Damaged MP headers parse to nothing rather than panicking.
+        for junk in [
+            &b""[..],
+            b"II*\0",
+            b"II*\0\xFF\xFF\xFF\x7F",
+            b"MM\0*\0\0\0\x08\0\x01\xB0\x02",
+        ] {
+            assert!(mp_entries(junk).is_none_or(|e| e.is_empty()), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_large_exif_thumbnail_makes_level_1() {
+        let dir = tempfile::tempdir().unwrap();
+        // 960x720 fits an APP1 segment (64 KiB) at low quality, as some
+        // cameras do.
+        let main = jpeg_bytes(&solid(4000, 3000, BLUE), 90);
+        let big = jpeg_bytes(&solid(960, 720, RED), 30);
+        assert!(big.len() < 60_000, "{} bytes", big.len());
+        let path = write(
+            dir.path(),
+            "big.jpg",
+            &with_exif(&main, Some(8), Some(&big)),
+        );
+        let img = testkit::decode(
+            &render(&path, FileType::Image, Some(8), ThumbLevel::Screen)
+                .unwrap()
+                .bytes,
+        );
+        assert_eq!(img.dimensions(), (600, 800));
+        assert!(near(&img, 300, 400, RED, 30));
     }
 }

@@ -1,11 +1,13 @@
-//! Media handling with no knowledge of the database or HTTP: probing files for
-//! type, dimensions, orientation and duration; building thumbnails; running
-//! ffmpeg/ffprobe under a timeout.
+//! Media handling: probing files for type, dimensions, orientation and
+//! duration; building and caching thumbnails; running ffmpeg/ffprobe under a
+//! timeout. No knowledge of HTTP, and none of the database but in
+//! `prerender`, which reads which originals need thumbnails.
 
 pub mod exifmeta;
 mod framegrab;
 mod jpegscale;
 pub mod mp4;
+pub mod prerender;
 pub mod probe;
 pub mod process;
 pub mod thumbcache;

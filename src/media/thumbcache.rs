@@ -2,7 +2,9 @@
 //! (`xx` = file id mod 256 in hex, so no directory grows huge). A hit costs
 //! one `stat`; a miss renders on the blocking pool under a semaphore, once
 //! per key however many requests ask at the same time, and the file appears
-//! atomically (temp name in the same directory, then rename).
+//! atomically (temp name in the same directory, then rename). The
+//! pre-render worker (`prerender`) fills the same cache ahead of requests
+//! through [`ThumbCache::prerender_blocking`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,7 +14,7 @@ use std::time::SystemTime;
 
 use tokio::sync::{watch, Semaphore};
 
-use super::thumbs::{self, ThumbError, CONTENT_TYPE_JPEG, CONTENT_TYPE_PNG};
+use super::thumbs::{self, Thumb, ThumbError, CONTENT_TYPE_JPEG, CONTENT_TYPE_PNG};
 use crate::model::{FileType, ThumbLevel};
 
 /// Identifies one cached thumbnail. `fingerprint` comes from the original's
@@ -74,6 +76,10 @@ struct Inner {
     /// never across an await.
     flights: Mutex<HashMap<ThumbKey, watch::Receiver<Option<Outcome>>>>,
     renders: AtomicU64,
+    /// Thumbnails written by the pre-render worker (each level counts).
+    prerendered: AtomicU64,
+    /// The pre-render worker filling this cache, if one was started.
+    prerender: std::sync::OnceLock<super::prerender::WeakPrerender>,
     temp_seq: AtomicU64,
 }
 
@@ -87,6 +93,8 @@ impl ThumbCache {
                 permits: Semaphore::new(max_parallel.max(1)),
                 flights: Mutex::new(HashMap::new()),
                 renders: AtomicU64::new(0),
+                prerendered: AtomicU64::new(0),
+                prerender: std::sync::OnceLock::new(),
                 temp_seq: AtomicU64::new(0),
             }),
         }
@@ -95,6 +103,83 @@ impl ThumbCache {
     /// How many thumbnails this cache has rendered (hits excluded).
     pub fn renders(&self) -> u64 {
         self.inner.renders.load(Ordering::Relaxed)
+    }
+
+    /// How many thumbnails the pre-render worker has written.
+    pub fn prerendered(&self) -> u64 {
+        self.inner.prerendered.load(Ordering::Relaxed)
+    }
+
+    /// The pre-render worker filling this cache, while it runs.
+    pub fn prerender(&self) -> Option<super::prerender::Prerender> {
+        self.inner.prerender.get()?.upgrade()
+    }
+
+    pub(crate) fn attach_prerender(&self, worker: super::prerender::WeakPrerender) {
+        let _ = self.inner.prerender.set(worker);
+    }
+
+    /// Whether the thumbnail for `key` is cached. Blocking (a stat or two).
+    pub fn contains(&self, key: ThumbKey) -> bool {
+        self.inner.lookup(key).is_some()
+    }
+
+    /// Makes sure the `levels` of `file_id` (original version `fingerprint`)
+    /// are cached, rendering the missing ones — both from one decode when
+    /// both are missing. A level a request is rendering right now is left
+    /// to it. Returns how many thumbnails were written; an error only when
+    /// nothing could be. Blocking: for the pre-render worker's threads,
+    /// which take no render permit (they run at the lowest CPU priority, so
+    /// requests never queue behind them).
+    pub fn prerender_blocking(
+        &self,
+        file_id: i64,
+        fingerprint: u64,
+        src: &ThumbSource,
+        levels: &[ThumbLevel],
+    ) -> Result<usize, ThumbError> {
+        let key = |level| ThumbKey {
+            file_id,
+            level,
+            fingerprint,
+        };
+        let in_flight = |k: &ThumbKey| {
+            let flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
+            flights.contains_key(k)
+        };
+        let missing: Vec<ThumbKey> = levels
+            .iter()
+            .map(|l| key(*l))
+            .filter(|k| self.inner.lookup(*k).is_none() && !in_flight(k))
+            .collect();
+        let rendered: Vec<(ThumbKey, Result<Thumb, ThumbError>)> = match missing.as_slice() {
+            [] => return Ok(0),
+            [one] => vec![(
+                *one,
+                thumbs::render(&src.path, src.kind, src.orientation, one.level),
+            )],
+            _ => {
+                let [small, screen] = thumbs::render_both(&src.path, src.kind, src.orientation);
+                vec![
+                    (key(ThumbLevel::Small), small),
+                    (key(ThumbLevel::Screen), screen),
+                ]
+            }
+        };
+        let (mut written, mut first_error) = (0, None);
+        for (k, thumb) in rendered {
+            match thumb.and_then(|t| self.inner.store(k, &t)) {
+                Ok(_) => written += 1,
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        self.inner
+            .prerendered
+            .fetch_add(written as u64, Ordering::Relaxed);
+        match first_error {
+            Some(e) if written == 0 => Err(e),
+            _ => Ok(written),
+        }
     }
 
     /// The cached thumbnail for `key`, rendering it from `src` on a miss.
@@ -245,6 +330,18 @@ impl Inner {
         self.renders.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
         let thumb = thumbs::render(&src.path, src.kind, src.orientation, key.level)?;
+        let stored = self.store(key, &thumb)?;
+        log::debug!(
+            file_id = key.file_id, level = key.level.as_u8(), bytes = thumb.bytes.len(),
+            ms = started.elapsed().as_millis() as u64;
+            "thumbnail rendered"
+        );
+        Ok(stored)
+    }
+
+    /// Writes `thumb` as the cached file of `key` (temp name, then rename)
+    /// and removes the thumbnails of older versions of the original.
+    fn store(&self, key: ThumbKey, thumb: &Thumb) -> Result<CachedThumb, ThumbError> {
         let ext = if thumb.content_type == CONTENT_TYPE_PNG {
             "png"
         } else {
@@ -262,11 +359,6 @@ impl Inner {
             let _ = std::fs::remove_file(&temp);
             return Err(ThumbError::io(&path, e));
         }
-        log::debug!(
-            file_id = key.file_id, level = key.level.as_u8(), bytes = thumb.bytes.len(),
-            ms = started.elapsed().as_millis() as u64;
-            "thumbnail rendered"
-        );
         // Thumbnails of an older version of the original are dead weight now.
         let current = path.file_name().map(|n| n.to_owned());
         let prefix = format!("{}_{}_", key.file_id, key.level.as_u8());
@@ -503,6 +595,68 @@ mod tests {
         assert!(thumb.path.ends_with("03/3_0_0000000000000abc.png"));
         assert_eq!(cache.get(k, source(&path)).await.unwrap(), thumb);
         assert_eq!(cache.renders(), 1);
+    }
+
+    #[tokio::test]
+    async fn prerender_fills_missing_levels_and_skips_cached_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = write(dir.path(), "p.jpg", &jpeg_bytes(&quadrants(2000, 1000), 90));
+        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        let both = [ThumbLevel::Small, ThumbLevel::Screen];
+        let c = cache.clone();
+        let src = source(&photo);
+        let written = tokio::task::spawn_blocking(move || c.prerender_blocking(7, 3, &src, &both))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((written, cache.prerendered()), (2, 2));
+        assert!(cache.contains(key(7, ThumbLevel::Small, 3)));
+        assert!(cache.contains(key(7, ThumbLevel::Screen, 3)));
+        // A request now is a hit: nothing rendered at request time.
+        let hit = cache
+            .get(key(7, ThumbLevel::Screen, 3), source(&photo))
+            .await
+            .unwrap();
+        assert_eq!(
+            decode(&std::fs::read(&hit.path).unwrap()).dimensions(),
+            (800, 400)
+        );
+        let small = cache
+            .get(key(7, ThumbLevel::Small, 3), source(&photo))
+            .await
+            .unwrap();
+        assert_eq!(
+            decode(&std::fs::read(&small.path).unwrap()).dimensions(),
+            (160, 80)
+        );
+        assert_eq!(cache.renders(), 0);
+        // Cached: nothing to do. A new version of the original: both again,
+        // and the old version's files go.
+        assert_eq!(
+            cache
+                .prerender_blocking(7, 3, &source(&photo), &both)
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            cache
+                .prerender_blocking(7, 4, &source(&photo), &both[1..])
+                .unwrap(),
+            1
+        );
+        assert!(!hit.path.exists(), "stale level 1 removed");
+        assert!(
+            small.path.exists(),
+            "level 0 of the old version stays until rebuilt"
+        );
+        // Failures are reported, nothing is written.
+        let bad = write(dir.path(), "bad.jpg", b"\xFF\xD8\xFF\xE0 junk");
+        let err = cache
+            .prerender_blocking(8, 1, &source(&bad), &both)
+            .unwrap_err();
+        assert!(matches!(err, ThumbError::Failed(_)), "{err}");
+        assert!(!cache.contains(key(8, ThumbLevel::Small, 1)));
+        assert_eq!(cache.prerendered(), 3);
     }
 
     #[test]

@@ -125,17 +125,7 @@ pub fn render(
     orientation: Option<i64>,
     level: ThumbLevel,
 ) -> Result<Thumb, ThumbError> {
-    if !kind.has_thumbnail() {
-        return Err(ThumbError::Unsupported);
-    }
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(ThumbError::failed(path, "not a regular file")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ThumbError::SourceMissing(path.to_owned()))
-        }
-        Err(e) => return Err(ThumbError::failed(path, e)),
-    }
+    check_source(path, kind)?;
     let edge = level.max_edge_px();
     if kind == FileType::Video {
         let bytes = framegrab::video_frame(path, edge)?;
@@ -148,6 +138,76 @@ pub fn render(
     let raster = fit(raster, edge).map_err(|e| ThumbError::failed(path, e))?;
     let raster = orient(raster, orientation.unwrap_or(1));
     encode(raster).map_err(|e| ThumbError::failed(path, e))
+}
+
+/// Both levels of one original, `[level 0, level 1]`, from a single decode:
+/// what the pre-render worker uses, since decoding a 12 MP JPEG twice costs
+/// twice. Level 1 is made as [`render`] makes it; level 0 from the EXIF
+/// thumbnail when that is usable, else scaled down from level 1's pixels
+/// (for a video: from its level-1 frame, one ffmpeg run instead of two).
+/// Blocking.
+pub fn render_both(
+    path: &Path,
+    kind: FileType,
+    orientation: Option<i64>,
+) -> [Result<Thumb, ThumbError>; 2] {
+    let both = |e: ThumbError| {
+        let copy = e.duplicate();
+        [Err(e), Err(copy)]
+    };
+    if let Err(e) = check_source(path, kind) {
+        return both(e);
+    }
+    let failed = |e: String| ThumbError::failed(path, e);
+    let (small_edge, screen_edge) = (
+        ThumbLevel::Small.max_edge_px(),
+        ThumbLevel::Screen.max_edge_px(),
+    );
+    if kind == FileType::Video {
+        let frame = match framegrab::video_frame(path, screen_edge) {
+            Ok(bytes) => bytes,
+            Err(e) => return both(e),
+        };
+        let small = jpegscale::decode_bytes(&frame, small_edge)
+            .and_then(|r| fit(r, small_edge))
+            .and_then(encode)
+            .map_err(failed);
+        let screen = Thumb {
+            bytes: frame,
+            content_type: CONTENT_TYPE_JPEG,
+        };
+        return [small, Ok(screen)];
+    }
+    let screen = match decode_still(path, ThumbLevel::Screen)
+        .and_then(|r| fit(r, screen_edge).map_err(failed))
+    {
+        Ok(r) => orient(r, orientation.unwrap_or(1)),
+        Err(e) => return both(e),
+    };
+    let small = match jpegscale::exif_thumbnail_of(path, small_edge) {
+        Some(r) => fit(r, small_edge).map(|r| orient(r, orientation.unwrap_or(1))),
+        None => fit(screen.clone(), small_edge), // already upright
+    };
+    [
+        small.and_then(encode).map_err(failed),
+        encode(screen).map_err(failed),
+    ]
+}
+
+/// Whether `path` is an original of a kind with thumbnails, there and a
+/// regular file.
+fn check_source(path: &Path, kind: FileType) -> Result<(), ThumbError> {
+    if !kind.has_thumbnail() {
+        return Err(ThumbError::Unsupported);
+    }
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(ThumbError::failed(path, "not a regular file")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(ThumbError::SourceMissing(path.to_owned()))
+        }
+        Err(e) => Err(ThumbError::failed(path, e)),
+    }
 }
 
 /// Decodes a still image (first frame of a GIF) no smaller than needed for
@@ -421,50 +481,9 @@ pub(crate) mod testkit {
         path
     }
 
-    /// `jpeg` with an APP1 Exif segment holding `orientation` in IFD0 and
-    /// `thumb` as the IFD1 (JPEGInterchangeFormat) thumbnail, as cameras
-    /// write them: little-endian TIFF, offsets from the TIFF header.
-    pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
-        let entry = |tag: u16, typ: u16, value: u32| {
-            let mut e = Vec::new();
-            e.extend_from_slice(&tag.to_le_bytes());
-            e.extend_from_slice(&typ.to_le_bytes());
-            e.extend_from_slice(&1u32.to_le_bytes());
-            e.extend_from_slice(&value.to_le_bytes());
-            e
-        };
-        let mut ifd0 = Vec::new();
-        if let Some(o) = orientation {
-            ifd0.push(entry(0x0112, 3, u32::from(o)));
-        }
-        // Header 8 + IFD0 (2 + 12n + 4), then IFD1 (2 + 3*12 + 4), then data.
-        let ifd1_at = 8 + 2 + 12 * ifd0.len() + 4;
-        let data_at = ifd1_at + 2 + 3 * 12 + 4;
-        let mut tiff = b"II*\0".to_vec();
-        tiff.extend_from_slice(&8u32.to_le_bytes());
-        tiff.extend_from_slice(&(ifd0.len() as u16).to_le_bytes());
-        ifd0.iter().for_each(|e| tiff.extend_from_slice(e));
-        let next = if thumb.is_some() { ifd1_at as u32 } else { 0 };
-        tiff.extend_from_slice(&next.to_le_bytes());
-        if let Some(t) = thumb {
-            tiff.extend_from_slice(&3u16.to_le_bytes());
-            tiff.extend(entry(0x0103, 3, 6)); // Compression: JPEG
-            tiff.extend(entry(0x0201, 4, data_at as u32));
-            tiff.extend(entry(0x0202, 4, t.len() as u32));
-            tiff.extend_from_slice(&0u32.to_le_bytes());
-            tiff.extend_from_slice(t);
-        }
-        let mut app1 = vec![0xFF, 0xE1];
-        app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
-        app1.extend_from_slice(b"Exif\0\0");
-        app1.extend_from_slice(&tiff);
-        // After SOI and the encoder's JFIF APP0, if any.
-        let mut at = 2;
-        if jpeg[2..4] == [0xFF, 0xE0] {
-            at += 2 + usize::from(u16::from_be_bytes([jpeg[4], jpeg[5]]));
-        }
-        [&jpeg[..at], &app1, &jpeg[at..]].concat()
-    }
+    /// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail): the
+    /// demo library's builder, shared with the integration tests and bench.
+    pub use crate::demo::with_exif;
 
     /// Decodes a rendered thumbnail.
     pub fn decode(bytes: &[u8]) -> image::RgbaImage {
@@ -553,6 +572,75 @@ mod tests {
                 assert_upright(&img, &format!("jpeg orientation {o} level {level:?}"));
             }
         }
+    }
+
+    #[test]
+    fn render_both_gives_both_levels_from_one_decode() {
+        let dir = tempfile::tempdir().unwrap();
+        let upright = quadrants(1600, 800);
+        for o in [1, 6] {
+            let stored = stored_for(&upright, o);
+            let path = write(dir.path(), &format!("o{o}.jpg"), &jpeg_bytes(&stored, 90));
+            let [small, screen] = render_both(&path, FileType::Image, Some(o));
+            let (small, screen) = (
+                decode(&small.unwrap().bytes),
+                decode(&screen.unwrap().bytes),
+            );
+            assert_eq!(small.dimensions(), (160, 80), "orientation {o}");
+            assert_eq!(screen.dimensions(), (800, 400), "orientation {o}");
+            assert_upright(&small, &format!("level 0, orientation {o}"));
+            assert_upright(&screen, &format!("level 1, orientation {o}"));
+        }
+        // A usable EXIF thumbnail still makes level 0 (red here, the photo blue).
+        let main = jpeg_bytes(&solid(2000, 1500, BLUE), 90);
+        let thumb = jpeg_bytes(&solid(160, 120, RED), 85);
+        let path = write(
+            dir.path(),
+            "exif.jpg",
+            &with_exif(&main, None, Some(&thumb)),
+        );
+        let [small, screen] = render_both(&path, FileType::Image, None);
+        assert!(near(&decode(&small.unwrap().bytes), 80, 60, RED, 30));
+        assert!(near(&decode(&screen.unwrap().bytes), 400, 300, BLUE, 30));
+        // Failures reach both levels.
+        let gone = dir.path().join("gone.jpg");
+        let [a, b] = render_both(&gone, FileType::Image, None);
+        assert!(matches!(a, Err(ThumbError::SourceMissing(_))), "{a:?}");
+        assert!(matches!(b, Err(ThumbError::SourceMissing(_))), "{b:?}");
+        let bad = write(dir.path(), "bad.jpg", b"\xFF\xD8\xFF\xE0 junk");
+        let [a, b] = render_both(&bad, FileType::Image, None);
+        assert!(matches!(a, Err(ThumbError::Failed(_))) && matches!(b, Err(ThumbError::Failed(_))));
+        let [a, _] = render_both(&bad, FileType::Audio, None);
+        assert!(matches!(a, Err(ThumbError::Unsupported)));
+    }
+
+    #[test]
+    fn render_both_takes_one_video_frame_for_both_levels() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.mp4");
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=1280x720:rate=25:duration=2",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+        let [small, screen] = render_both(&path, FileType::Video, None);
+        let (small, screen) = (
+            decode(&small.unwrap().bytes),
+            decode(&screen.unwrap().bytes),
+        );
+        assert_eq!(screen.dimensions(), (800, 450));
+        assert_eq!(small.dimensions(), (160, 90));
     }
 
     #[test]
