@@ -93,5 +93,6 @@ if [ "$start" = 1 ]; then
 	systemctl start isync-backup.timer isync-verify.timer
 	say "isync is $(systemctl is-active isync.service): http://$(hostname).local:5000/"
 fi
-say "add the first user: sudo -u isync isync user add NAME --password-stdin"
-say "then list NAME under users = [...] in /etc/isync/isync.toml and: sudo systemctl restart isync"
+say "claim it: open http://$(hostname).local:5000/ and redeem the one-time token init,"
+say "or run: sudo -u isync isync admin init NAME (the first account is the admin)"
+say "then invite the family: sudo -u isync isync admin token create --type uploader --library NAME"

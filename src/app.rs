@@ -45,6 +45,15 @@ pub fn notify_status(db: &Db) {
     notify(&[sd_notify::NotifyState::Status(&status_line(db))]);
 }
 
+/// The status line with a note of what is going on (e.g. "backup running").
+/// Blocking.
+pub fn notify_status_note(db: &Db, note: &str) {
+    notify(&[sd_notify::NotifyState::Status(&format!(
+        "{}; {note}",
+        status_line(db)
+    ))]);
+}
+
 /// One-line service status for `systemctl status isync`.
 fn status_line(db: &Db) -> String {
     let r = db.read(|c| {
@@ -162,15 +171,6 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let background = tokio_util::task::TaskTracker::new();
-
-    let app = http::router(state.clone());
-    let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        // The peer address feeds the login limiter.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
     // Thumbnails of new and changed files are rendered after every scan on
     // low-priority threads, ahead of requests (media/prerender.rs).
     let prerender = crate::media::prerender::Prerender::start(
@@ -181,6 +181,15 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         &background,
     );
     scanner.after_scan(move |since| prerender.request_sweep(since));
+
+    let app = http::router(state.clone());
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        // The peer address feeds the login limiter.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await
     });

@@ -35,6 +35,8 @@ pub const DB_FILE: &str = "isync.db";
 pub const MANIFEST_FILE: &str = "manifest.json";
 const PREFIX: &str = "isync-";
 const PARTIAL: &str = ".partial";
+/// CPU priority of the copy (0 normal … 19 lowest).
+const BACKUP_NICE: i32 = 10;
 
 /// What a running backup is doing.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -235,9 +237,26 @@ impl Backups {
         }
         let _guard = RunGuard(self);
         self.done.store(0, Ordering::Relaxed);
+        crate::app::notify_status_note(&self.db, "backup running");
         let started = db::now();
         let dir = to.map(Path::to_path_buf).unwrap_or_else(|| self.dir());
-        let r = self.check_disk(&dir).and_then(|()| self.write(&dir, started));
+        // On a thread of its own at a lower CPU priority (nice is per
+        // thread on Linux, and cannot be raised again without privilege, so
+        // not on a pooled thread): on a 2-core Pi the copy must not take
+        // CPU from requests.
+        let r = std::thread::scope(|sc| {
+            std::thread::Builder::new()
+                .name("isync-backup".into())
+                .spawn_scoped(sc, || {
+                    if let Err(e) = rustix::process::setpriority_process(None, BACKUP_NICE) {
+                        log::debug!("backup: cannot lower the thread priority: {e}");
+                    }
+                    self.check_disk(&dir).and_then(|()| self.write(&dir, started))
+                })
+                .map_err(|e| Error::Internal(format!("cannot start the backup thread: {e}")))?
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("the backup thread panicked".into())))
+        });
         let run = match &r {
             Ok((path, bytes)) => q::BackupRun {
                 id: 0,
@@ -259,6 +278,7 @@ impl Backups {
             },
         };
         let id = self.db.write(|tx| q::insert_backup_run(tx, &run))?;
+        crate::app::notify_status(&self.db);
         match r {
             Ok((path, bytes)) => {
                 log::info!(
@@ -278,12 +298,21 @@ impl Backups {
     fn write(&self, dir: &Path, started: i64) -> Result<(PathBuf, u64)> {
         let io = |what: String| move |e: std::io::Error| Error::Internal(format!("{what}: {e}"));
         std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
-        let mut name = format!("{PREFIX}{}", stamp(started));
-        let mut n = 1;
-        while dir.join(&name).exists() {
-            n += 1;
-            name = format!("{PREFIX}{}-{n}", stamp(started));
-        }
+        // Names sort by time (pruning keeps the newest by name), to the
+        // millisecond: `isync-2026-11-22T041700.123Z`.
+        let _ = started;
+        let name = loop {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let st = stamp(ms.div_euclid(1000));
+            let name = format!("{PREFIX}{}.{:03}Z", &st[..st.len() - 1], ms.rem_euclid(1000));
+            if !dir.join(&name).exists() {
+                break name;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
         let tmp = dir.join(format!(".{name}{PARTIAL}"));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir(&tmp).map_err(io(format!("cannot create {}", tmp.display())))?;

@@ -217,7 +217,14 @@ impl Scanner {
             cfg,
             lock: Mutex::new(()),
             guard_logged: Mutex::new(HashMap::new()),
+            after_scan: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Registers `f` (quick, non-blocking) to be called after every library
+    /// scan, online or not, with the time its writes are stamped from.
+    pub fn after_scan(&self, f: impl Fn(i64) + Send + Sync + 'static) {
+        let _ = self.after_scan.set(Box::new(f));
     }
 
     fn threads(&self) -> usize {
@@ -240,16 +247,9 @@ impl Scanner {
     pub fn scan_plan_with(
         &self,
         plan: &LibraryPlan,
-            after_scan: std::sync::OnceLock::new(),
         opts: ScanOptions,
     ) -> Result<ScanReport, DbError> {
         let _guard = self.locked();
-    /// Registers `f` (quick, non-blocking) to be called after every library
-    /// scan, online or not, with the time its writes are stamped from.
-    pub fn after_scan(&self, f: impl Fn(i64) + Send + Sync + 'static) {
-        let _ = self.after_scan.set(Box::new(f));
-    }
-
         let start = Instant::now();
         let mut total = ScanReport::default();
         for (lib, excluded) in &plan.scan {
@@ -412,6 +412,7 @@ impl Scanner {
             Ok(dev) => dev,
             Err(_) => {
                 report.offline.push(lib.path.clone());
+                self.scanned(db::now());
                 return Ok(report);
             }
         };
@@ -442,7 +443,6 @@ impl Scanner {
             }
             Scope::Dirs { dirs, busy } => {
                 // A folder the database does not know yet is seen (and
-                self.scanned(db::now());
                 // walked whole) through its nearest known ancestor, unless
                 // it vanished (then its record, if any, is gone or moved).
                 let mut inside: Vec<PathBuf> = dirs
@@ -765,7 +765,14 @@ impl Scanner {
             }
             libraries::set_scanned(tx, lib.id, now)
         })?;
+        self.scanned(now);
         Ok(report)
+    }
+
+    fn scanned(&self, started: i64) {
+        if let Some(f) = self.after_scan.get() {
+            f(started);
+        }
     }
 
     /// Probes files on `threads()` workers. Unreadable files are logged and
@@ -797,16 +804,9 @@ impl Scanner {
     }
 
     fn write_batch(
-        self.scanned(now);
         &self,
         batch: &mut Vec<(Option<FileId>, files::ScannedFile)>,
         report: &mut ScanReport,
-    fn scanned(&self, started: i64) {
-        if let Some(f) = self.after_scan.get() {
-            f(started);
-        }
-    }
-
         now: i64,
     ) -> Result<(), DbError> {
         if batch.is_empty() {

@@ -466,9 +466,10 @@ pub async fn start_backup(State(st): State<AppState>, headers: HeaderMap, p: Par
         return Err(Error::Busy("a backup is already running".into()).into());
     }
     let st2 = st.clone();
+    // The outcome is logged, recorded (GET /api/v1/backup) and shown in
+    // the service status by `run` itself.
     tokio::task::spawn_blocking(move || {
         let _ = st2.backups.run(None);
-        crate::app::notify_status(&st2.db);
     });
     Ok(ok(st.backups.progress()))
 }
