@@ -33,7 +33,13 @@ fn server_ms(r: &reqwest::Response) -> f64 {
 /// Server times of `files.icc` pages (reads; the listing index stays warm)
 /// or of `updateFile.icc` memo changes (writes: one committed transaction
 /// each) for `for_`.
-async fn load(client: &reqwest::Client, base: &str, ids: &[i64], writes: bool, for_: Duration) -> Vec<f64> {
+async fn load(
+    client: &reqwest::Client,
+    base: &str,
+    ids: &[i64],
+    writes: bool,
+    for_: Duration,
+) -> Vec<f64> {
     let mut out = Vec::new();
     let start = Instant::now();
     let mut i = 0usize;
@@ -41,14 +47,20 @@ async fn load(client: &reqwest::Client, base: &str, ids: &[i64], writes: bool, f
         let r = if writes {
             client
                 .post(format!("{base}/updateFile.icc"))
-                .form(&[("id", ids[i % ids.len()].to_string()), ("memo", format!("m{i}"))])
+                .form(&[
+                    ("id", ids[i % ids.len()].to_string()),
+                    ("memo", format!("m{i}")),
+                ])
                 .send()
                 .await
                 .unwrap()
         } else {
             client
                 .get(format!("{base}/files.icc"))
-                .query(&[("pageIndex", (i % 50).to_string()), ("maxPerPage", "100".into())])
+                .query(&[
+                    ("pageIndex", (i % 50).to_string()),
+                    ("maxPerPage", "100".into()),
+                ])
                 .send()
                 .await
                 .unwrap()

@@ -10,9 +10,9 @@
 //! Every function here is blocking or async as its name says; handlers and
 //! the CLI share them, so a rule is enforced in one place.
 
+use crate::auth::Session;
 use crate::db::{self, accounts as q, catalogs, libraries, users, Db, DbError};
 use crate::error::{Error, Result};
-use crate::auth::Session;
 use crate::model::{CatalogId, FileId, User, UserId};
 use rand::RngCore;
 use serde::Serialize;
@@ -60,11 +60,18 @@ pub const ALL_PERMS: [(Perm, &str); 8] = [
 
 impl Perm {
     fn bit(self) -> u16 {
-        1 << ALL_PERMS.iter().position(|(p, _)| *p == self).expect("listed")
+        1 << ALL_PERMS
+            .iter()
+            .position(|(p, _)| *p == self)
+            .expect("listed")
     }
 
     pub fn name(self) -> &'static str {
-        ALL_PERMS.iter().find(|(p, _)| *p == self).expect("listed").1
+        ALL_PERMS
+            .iter()
+            .find(|(p, _)| *p == self)
+            .expect("listed")
+            .1
     }
 }
 
@@ -260,8 +267,11 @@ pub fn redeem(
             q::delete_token(tx, t.id)?;
             return Ok(Err(Error::TokenExpired));
         }
-        let Some(uid) = users::insert_typed(tx, name, password_hash, t.account_type_id, now)? else {
-            return Ok(Err(bad(format!("the user name {name:?} is taken; pick another"))));
+        let Some(uid) = users::insert_typed(tx, name, password_hash, t.account_type_id, now)?
+        else {
+            return Ok(Err(bad(format!(
+                "the user name {name:?} is taken; pick another"
+            ))));
         };
         for root in &t.roots {
             if catalogs::by_id(tx, *root)?.is_some() {
@@ -271,12 +281,18 @@ pub fn redeem(
         q::delete_token(tx, t.id)?;
         let key_id = q::insert_key(tx, uid, &key_hash, label, now)?;
         let user = users::by_id(tx, uid)?.expect("just inserted");
-        let type_name = q::type_by_id(tx, t.account_type_id)?.map(|t| t.name).unwrap_or_default();
+        let type_name = q::type_by_id(tx, t.account_type_id)?
+            .map(|t| t.name)
+            .unwrap_or_default();
         Ok(Ok((user, type_name, key_id)))
     })?;
     // An expired token is deleted even though the redemption fails.
     let (user, type_name, key_id) = r?;
-    log::info!("account {} ({}) created from a registration token as {type_name}", user.name, user.id);
+    log::info!(
+        "account {} ({}) created from a registration token as {type_name}",
+        user.name,
+        user.id
+    );
     Ok(NewAccount {
         user,
         type_name,
@@ -299,7 +315,9 @@ pub fn admin_init(db: &Db, name: &str, password_hash: &str, label: &str) -> Resu
             )));
         }
         let Some(uid) = users::insert_typed(tx, name, password_hash, BUILTIN_ADMIN, now)? else {
-            return Ok(Err(bad(format!("the user name {name:?} is taken; pick another"))));
+            return Ok(Err(bad(format!(
+                "the user name {name:?} is taken; pick another"
+            ))));
         };
         for root in all_library_roots(tx)? {
             users::grant_root_admin(tx, uid, root)?;
@@ -309,7 +327,11 @@ pub fn admin_init(db: &Db, name: &str, password_hash: &str, label: &str) -> Resu
         Ok(Ok((users::by_id(tx, uid)?.expect("just inserted"), key_id)))
     })?;
     let (user, key_id) = r?;
-    log::info!("first admin {} ({}) created on the console", user.name, user.id);
+    log::info!(
+        "first admin {} ({}) created on the console",
+        user.name,
+        user.id
+    );
     Ok(NewAccount {
         user,
         type_name: "admin".into(),
@@ -331,7 +353,11 @@ pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        other => return Err(format!("unknown duration unit {other:?} (use s, m, h, d or w)")),
+        other => {
+            return Err(format!(
+                "unknown duration unit {other:?} (use s, m, h, d or w)"
+            ))
+        }
     };
     if n <= 0 || n > 3650 * 86_400 / mult {
         return Err(format!("duration {s:?} out of range (1 s … 10 years)"));
@@ -346,7 +372,9 @@ pub fn resolve_library(c: &rusqlite::Connection, name: &str) -> Result<(i64, Cat
     let mut found = Vec::new();
     for l in &libs {
         let Some(root) = l.root_id else { continue };
-        let root_name = catalogs::by_id(c, root)?.map(|c| c.name).unwrap_or_default();
+        let root_name = catalogs::by_id(c, root)?
+            .map(|c| c.name)
+            .unwrap_or_default();
         if l.path == name || l.id.0.to_string() == name || root_name.eq_ignore_ascii_case(name) {
             found.push((l.id.0, root));
         }
@@ -580,7 +608,10 @@ pub fn set_disabled(db: &Db, who: &str, disabled: bool) -> Result<UserSummary> {
         keep_an_admin(tx)?;
         Ok(u.id)
     })?;
-    log::info!("account {who} {}", if disabled { "disabled" } else { "enabled" });
+    log::info!(
+        "account {who} {}",
+        if disabled { "disabled" } else { "enabled" }
+    );
     summary(db, uid)
 }
 
@@ -647,7 +678,12 @@ pub fn revoke_key(db: &Db, id: i64, only_of: Option<UserId>) -> Result<KeyInfo> 
         Ok(k)
     })?;
     let k = key.ok_or_else(|| Error::NotFound(format!("no access key {id}")))?;
-    log::info!("access key {} ({}) of {} revoked", k.id, k.label, k.user_name);
+    log::info!(
+        "access key {} ({}) of {} revoked",
+        k.id,
+        k.label,
+        k.user_name
+    );
     Ok(k.into())
 }
 
@@ -720,7 +756,13 @@ pub fn list_libraries(db: &Db) -> Result<Vec<LibraryInfo>> {
                     root_name(c, r)?,
                     users::root_users(c, r)?
                         .into_iter()
-                        .map(|(_, n, src)| if src == "config" { format!("{n} (config)") } else { n })
+                        .map(|(_, n, src)| {
+                            if src == "config" {
+                                format!("{n} (config)")
+                            } else {
+                                n
+                            }
+                        })
                         .collect(),
                 ),
                 None => (String::new(), Vec::new()),
@@ -799,15 +841,16 @@ pub fn check_change_catalog(
     } else {
         vec![id]
     };
-    let list = serde_json::to_string(&ids.iter().map(|c| c.0).collect::<Vec<_>>())
-        .expect("ids serialise");
-    let foreign: i64 = c.query_row(
-        "SELECT count(*) FROM catalogs WHERE id IN (SELECT value FROM json_each(?1)) \
+    let list =
+        serde_json::to_string(&ids.iter().map(|c| c.0).collect::<Vec<_>>()).expect("ids serialise");
+    let foreign: i64 = c
+        .query_row(
+            "SELECT count(*) FROM catalogs WHERE id IN (SELECT value FROM json_each(?1)) \
          AND created_by IS NOT ?2",
-        rusqlite::params![list, s.user_id.0],
-        |r| r.get(0),
-    )
-    .map_err(DbError::from)?;
+            rusqlite::params![list, s.user_id.0],
+            |r| r.get(0),
+        )
+        .map_err(DbError::from)?;
     let foreign_files: i64 = if subtree {
         c.query_row(
             "SELECT count(*) FROM files WHERE (catalog_id IN (SELECT value FROM json_each(?1)) \

@@ -217,7 +217,11 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
         }
         Command::UserDisable { user } => {
             let u = accounts::set_disabled(db, &user, true)?;
-            let _ = write!(out, "{} disabled (sessions and access keys stop working)", u.name);
+            let _ = write!(
+                out,
+                "{} disabled (sessions and access keys stop working)",
+                u.name
+            );
         }
         Command::UserEnable { user } => {
             let u = accounts::set_disabled(db, &user, false)?;
@@ -246,7 +250,11 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
         }
         Command::KeyRevoke { id } => {
             let k = accounts::revoke_key(db, id, None)?;
-            let _ = write!(out, "access key {} ({}, of {}) revoked", k.id, k.label, k.user);
+            let _ = write!(
+                out,
+                "access key {} ({}, of {}) revoked",
+                k.id, k.label, k.user
+            );
         }
         Command::TypeList => {
             for t in accounts::list_types(db)? {

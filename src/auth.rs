@@ -9,11 +9,11 @@ use crate::db::{self, accounts as q, users, Db};
 use crate::error::{Error, Result};
 use crate::model::{CatalogId, User, UserId};
 use crate::ratelimit::LoginLimiter;
-use std::net::IpAddr;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -85,8 +85,14 @@ impl Session {
 
 /// What a session becomes after accounts changed: `None` when it must end
 /// (user gone or disabled, key revoked). Blocking.
-pub fn revalidate(c: &rusqlite::Connection, user: UserId, key: Option<i64>) -> Result<Option<(Perms, Vec<CatalogId>)>, db::DbError> {
-    let Some(u) = users::by_id(c, user)? else { return Ok(None) };
+pub fn revalidate(
+    c: &rusqlite::Connection,
+    user: UserId,
+    key: Option<i64>,
+) -> Result<Option<(Perms, Vec<CatalogId>)>, db::DbError> {
+    let Some(u) = users::by_id(c, user)? else {
+        return Ok(None);
+    };
     if u.disabled {
         return Ok(None);
     }
@@ -95,7 +101,10 @@ pub fn revalidate(c: &rusqlite::Connection, user: UserId, key: Option<i64>) -> R
             return Ok(None);
         }
     }
-    Ok(Some((accounts::perms_of_type(c, u.account_type_id)?, users::roots(c, user)?)))
+    Ok(Some((
+        accounts::perms_of_type(c, u.account_type_id)?,
+        users::roots(c, user)?,
+    )))
 }
 
 struct Entry {
@@ -309,7 +318,9 @@ pub async fn login(
     let lookup = name.clone();
     let found = db
         .read_async(move |c| {
-            let Some(u) = users::by_name(c, &lookup)? else { return Ok(None) };
+            let Some(u) = users::by_name(c, &lookup)? else {
+                return Ok(None);
+            };
             let perms = accounts::perms_of_type(c, u.account_type_id)?;
             Ok(Some((u, perms)))
         })

@@ -139,7 +139,10 @@ pub fn check_copy(path: &Path) -> std::result::Result<Manifest, String> {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .map_err(|e| format!("integrity check of {} failed: {e}", path.display()))?;
     if integrity != "ok" {
-        return Err(format!("integrity check of {} failed: {integrity}", path.display()));
+        return Err(format!(
+            "integrity check of {} failed: {integrity}",
+            path.display()
+        ));
     }
     Ok(Manifest {
         format: 1,
@@ -251,7 +254,8 @@ impl Backups {
                     if let Err(e) = rustix::process::setpriority_process(None, BACKUP_NICE) {
                         log::debug!("backup: cannot lower the thread priority: {e}");
                     }
-                    self.check_disk(&dir).and_then(|()| self.write(&dir, started))
+                    self.check_disk(&dir)
+                        .and_then(|()| self.write(&dir, started))
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the backup thread: {e}")))?
                 .join()
@@ -307,7 +311,11 @@ impl Backups {
                 .map(|d| d.as_millis() as i64)
                 .unwrap_or(0);
             let st = stamp(ms.div_euclid(1000));
-            let name = format!("{PREFIX}{}.{:03}Z", &st[..st.len() - 1], ms.rem_euclid(1000));
+            let name = format!(
+                "{PREFIX}{}.{:03}Z",
+                &st[..st.len() - 1],
+                ms.rem_euclid(1000)
+            );
             if !dir.join(&name).exists() {
                 break name;
             }
@@ -451,7 +459,11 @@ pub fn restore(cfg: &Config, from: &Path) -> std::result::Result<Restored, Strin
             cfg.data_dir.display()
         ));
     };
-    let src = if from.is_dir() { from.join(DB_FILE) } else { from.to_path_buf() };
+    let src = if from.is_dir() {
+        from.join(DB_FILE)
+    } else {
+        from.to_path_buf()
+    };
     if !src.is_file() {
         return Err(format!("{} is not a backup (no {DB_FILE})", from.display()));
     }
@@ -486,7 +498,8 @@ pub fn restore(cfg: &Config, from: &Path) -> std::result::Result<Restored, Strin
         if p.exists() {
             std::fs::create_dir_all(&aside).map_err(|e| e.to_string())?;
             let to = aside.join(p.file_name().expect("file name"));
-            std::fs::rename(&p, &to).map_err(|e| format!("cannot move {} aside: {e}", p.display()))?;
+            std::fs::rename(&p, &to)
+                .map_err(|e| format!("cannot move {} aside: {e}", p.display()))?;
             previous = Some(aside.clone());
         }
     }

@@ -136,10 +136,17 @@ enum TokenCmd {
 enum AdminUserCmd {
     List,
     /// Change an account's type.
-    SetType { user: String, type_name: String },
+    SetType {
+        user: String,
+        type_name: String,
+    },
     /// Stop an account: its sessions and keys stop working at once.
-    Disable { user: String },
-    Enable { user: String },
+    Disable {
+        user: String,
+    },
+    Enable {
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -156,16 +163,27 @@ enum KeyCmd {
 enum TypeCmd {
     List,
     /// Create or change a type of your own, e.g. `set family browse,share,upload,moderate`.
-    Set { name: String, perms: String },
-    Delete { name: String },
+    Set {
+        name: String,
+        perms: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum LibraryCmd {
     List,
     /// Let a user see a library.
-    Grant { library: String, user: String },
-    Revoke { library: String, user: String },
+    Grant {
+        library: String,
+        user: String,
+    },
+    Revoke {
+        library: String,
+        user: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -214,7 +232,9 @@ fn admin(cfg: &Config, cmd: AdminCmd) -> Result<(), cli::CliError> {
             },
             note,
         },
-        AdminCmd::Token { cmd: TokenCmd::List } => C::TokenList,
+        AdminCmd::Token {
+            cmd: TokenCmd::List,
+        } => C::TokenList,
         AdminCmd::Token {
             cmd: TokenCmd::Delete { id },
         } => C::TokenDelete { id },

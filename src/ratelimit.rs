@@ -54,11 +54,19 @@ fn prune(q: &mut VecDeque<Instant>, now: Instant, window: Duration) {
 /// Seconds until the oldest failure leaves the window (at least 1).
 fn wait(q: &VecDeque<Instant>, now: Instant, window: Duration) -> u64 {
     q.front()
-        .map(|t| window.saturating_sub(now.duration_since(*t)).as_secs().max(1))
+        .map(|t| {
+            window
+                .saturating_sub(now.duration_since(*t))
+                .as_secs()
+                .max(1)
+        })
         .unwrap_or(1)
 }
 
-fn bound<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, V>, newest: impl Fn(&V) -> Instant) {
+fn bound<K: Clone + Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    newest: impl Fn(&V) -> Instant,
+) {
     if map.len() <= MAX_ENTRIES {
         return;
     }
@@ -160,8 +168,14 @@ mod tests {
             assert!(l.check(Some("x"), a).is_ok());
             l.failure(Some("x"), a);
         }
-        assert!(l.check(Some("y"), a).is_err(), "the address is limited for any name");
-        assert!(l.check(Some("y"), ip("192.168.1.10")).is_ok(), "other addresses are not");
+        assert!(
+            l.check(Some("y"), a).is_err(),
+            "the address is limited for any name"
+        );
+        assert!(
+            l.check(Some("y"), ip("192.168.1.10")).is_ok(),
+            "other addresses are not"
+        );
         std::thread::sleep(Duration::from_millis(350));
         assert!(l.check(Some("y"), a).is_ok(), "the limit ends by itself");
     }
@@ -180,8 +194,14 @@ mod tests {
         }
         let retry = l.check(Some("mom"), ip("10.0.0.99")).unwrap_err();
         assert!(retry > 0 && retry <= 600);
-        assert!(l.check(Some("MOM"), home).is_ok(), "known device not locked out");
-        assert!(l.check(Some("dad"), ip("10.0.0.99")).is_ok(), "other users unaffected");
+        assert!(
+            l.check(Some("MOM"), home).is_ok(),
+            "known device not locked out"
+        );
+        assert!(
+            l.check(Some("dad"), ip("10.0.0.99")).is_ok(),
+            "other users unaffected"
+        );
     }
 
     #[test]

@@ -68,7 +68,12 @@ fn isync(s: &Server, args: &[&str], stdin: Option<&str>) -> (i32, String, String
         .stderr(std::process::Stdio::piped());
     let mut child = c.spawn().unwrap();
     if let Some(text) = stdin {
-        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -87,7 +92,10 @@ async fn init_works_exactly_once_and_survives_no_restart() {
     assert_eq!(data(&i)["needsAdmin"], true, "{i}");
     // The welcome page says so too.
     let page = anon.get("/", json!({})).await.text().await.unwrap();
-    assert!(page.contains("<h1>isync</h1>") && page.contains("init"), "{page}");
+    assert!(
+        page.contains("<h1>isync</h1>") && page.contains("init"),
+        "{page}"
+    );
 
     let admin = claim(&s).await;
     let me = admin.get_json("/api/v1/account", json!({})).await;
@@ -101,7 +109,10 @@ async fn init_works_exactly_once_and_survives_no_restart() {
 
     // Gone after one use, and not re-created by a restart.
     let again = json!({"token": "init", "userName": "mallory", "password": PW});
-    assert_err(&anon.post_json("/api/v1/register", again.clone()).await, BAD_LOGIN);
+    assert_err(
+        &anon.post_json("/api/v1/register", again.clone()).await,
+        BAD_LOGIN,
+    );
     s.restart().await;
     let anon = Api::new(&s.base);
     assert_err(&anon.post_json("/api/v1/register", again).await, BAD_LOGIN);
@@ -188,7 +199,10 @@ async fn tokens_are_single_use_and_expire() {
         )
         .await;
     assert_err(&expired, BAD_LOGIN);
-    assert!(expired["msg"].as_str().unwrap().contains("expired"), "{expired}");
+    assert!(
+        expired["msg"].as_str().unwrap().contains("expired"),
+        "{expired}"
+    );
     let users = admin.get_json("/api/v1/users", json!({})).await;
     let names: Vec<&str> = data(&users)
         .as_array()
@@ -241,12 +255,22 @@ async fn access_keys_authenticate_and_revocation_is_immediate() {
         .post_form("/api/v1/keys/revoke", json!({"id": tablet_id}))
         .await;
     assert_eq!(r["code"], OK, "{r}");
-    assert_err(&tablet.get_json("/files.icc", json!({"pageIndex": 0})).await, NEED_LOGIN);
-    assert_eq!(viewer.all_files().await.len(), 2, "the other key still works");
+    assert_err(
+        &tablet.get_json("/files.icc", json!({"pageIndex": 0})).await,
+        NEED_LOGIN,
+    );
+    assert_eq!(
+        viewer.all_files().await.len(),
+        2,
+        "the other key still works"
+    );
 
     // A wrong key is refused.
     let bogus = Api::with_bearer(&s.base, "isync_0123");
-    assert_err(&bogus.get_json("/catalogs.icc", json!({"pids": "-1"})).await, NEED_LOGIN);
+    assert_err(
+        &bogus.get_json("/catalogs.icc", json!({"pids": "-1"})).await,
+        NEED_LOGIN,
+    );
 
     // Disabling the account ends its key and cookie sessions at once, and
     // its password login.
@@ -254,7 +278,10 @@ async fn access_keys_authenticate_and_revocation_is_immediate() {
         .post_form("/api/v1/users/disable", json!({"user": "gran"}))
         .await;
     assert_eq!(d["code"], OK, "{d}");
-    assert_err(&viewer.get_json("/files.icc", json!({"pageIndex": 0})).await, NEED_LOGIN);
+    assert_err(
+        &viewer.get_json("/files.icc", json!({"pageIndex": 0})).await,
+        NEED_LOGIN,
+    );
     assert_err(
         &viewer_cookie
             .get_json("/files.icc", json!({"pageIndex": 0}))
@@ -276,7 +303,10 @@ async fn access_keys_authenticate_and_revocation_is_immediate() {
     );
     assert_err(
         &admin
-            .post_form("/api/v1/users/type", json!({"user": "root", "type": "viewer"}))
+            .post_form(
+                "/api/v1/users/type",
+                json!({"user": "root", "type": "viewer"}),
+            )
             .await,
         BAD_PARAM,
     );
@@ -314,17 +344,30 @@ async fn every_role_against_every_endpoint() {
     let (s, alice) = Server::start(|c| c.watch.enabled = false).await;
     let admin_key = claim(&s).await;
     let mut clients = Vec::new();
-    for (name, kind) in [("vi", "viewer"), ("up", "uploader"), ("ed", "editor"), ("ad", "admin")] {
+    for (name, kind) in [
+        ("vi", "viewer"),
+        ("up", "uploader"),
+        ("ed", "editor"),
+        ("ad", "admin"),
+    ] {
         let (key, cookie) = account(&s, &admin_key, name, kind).await;
         clients.push((kind, key, cookie));
     }
     // Targets: alice's scanned files and folder (nobody's upload).
     let files = alice.all_files().await;
-    let a_id = files.iter().find(|f| f["name"] == "a.jpg").unwrap()["id"].as_i64().unwrap();
-    let b_id = files.iter().find(|f| f["name"] == "b.jpg").unwrap()["id"].as_i64().unwrap();
+    let a_id = files.iter().find(|f| f["name"] == "a.jpg").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let b_id = files.iter().find(|f| f["name"] == "b.jpg").unwrap()["id"]
+        .as_i64()
+        .unwrap();
     let cats = alice.all_catalogs().await;
-    let root = cats.iter().find(|c| c["name"] == "lib").unwrap()["id"].as_i64().unwrap();
-    let sub = cats.iter().find(|c| c["name"] == "sub").unwrap()["id"].as_i64().unwrap();
+    let root = cats.iter().find(|c| c["name"] == "lib").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let sub = cats.iter().find(|c| c["name"] == "sub").unwrap()["id"]
+        .as_i64()
+        .unwrap();
 
     let table = [
         row("catalogs", true, true, true, true),
@@ -366,7 +409,11 @@ async fn every_role_against_every_endpoint() {
             let before = s.snapshot().await;
             // Destructive calls aim at a file the allowed roles may lose:
             // the editor takes b.jpg / sub, the admin a.jpg / root's copy.
-            let (fid, cid) = if *kind == "editor" { (b_id, sub) } else { (a_id, sub) };
+            let (fid, cid) = if *kind == "editor" {
+                (b_id, sub)
+            } else {
+                (a_id, sub)
+            };
             let v: Value = match r.what {
                 "catalogs" => api.get_json("/catalogs.icc", json!({"pids": "-1"})).await,
                 "files" => api.get_json("/files.icc", json!({"pageIndex": 0})).await,
@@ -473,8 +520,17 @@ async fn every_role_against_every_endpoint() {
                     assert_eq!(code, OK, "{} as {kind}: {v}", r.what);
                 }
             } else {
-                assert_eq!(code, NO_PERMISSION, "{} as {kind} must be refused: {v}", r.what);
-                assert_eq!(s.snapshot().await, before, "{} as {kind} changed something", r.what);
+                assert_eq!(
+                    code, NO_PERMISSION,
+                    "{} as {kind} must be refused: {v}",
+                    r.what
+                );
+                assert_eq!(
+                    s.snapshot().await,
+                    before,
+                    "{} as {kind} changed something",
+                    r.what
+                );
             }
         }
     }
@@ -500,7 +556,10 @@ async fn an_uploader_owns_its_uploads_and_folders() {
         .as_i64()
         .unwrap();
     let c = up
-        .post_form("/createCatalog.icc", json!({"parentId": root, "name": "mine"}))
+        .post_form(
+            "/createCatalog.icc",
+            json!({"parentId": root, "name": "mine"}),
+        )
         .await;
     assert_eq!(c["code"], OK, "{c}");
     let cid = data(&c)["id"].as_i64().unwrap();
@@ -613,7 +672,17 @@ async fn the_admin_cli_talks_to_the_running_server() {
     // A token made on the console is redeemed over HTTP.
     let (code, out, err) = isync(
         &s,
-        &["admin", "token", "create", "--type", "uploader", "--library", "lib", "--expires", "2d"],
+        &[
+            "admin",
+            "token",
+            "create",
+            "--type",
+            "uploader",
+            "--library",
+            "lib",
+            "--expires",
+            "2d",
+        ],
         None,
     );
     assert_eq!(code, 0, "{out}{err}");
@@ -637,20 +706,23 @@ async fn the_admin_cli_talks_to_the_running_server() {
     // Lists, a type change and a key revocation through the server.
     let (code, out, _) = isync(&s, &["admin", "user", "list"], None);
     assert_eq!(code, 0);
-    assert!(out.contains("kid\tuploader") && out.contains("boss\tadmin"), "{out}");
+    assert!(
+        out.contains("kid\tuploader") && out.contains("boss\tadmin"),
+        "{out}"
+    );
     let (code, out, err) = isync(&s, &["admin", "user", "set-type", "kid", "viewer"], None);
     assert_eq!(code, 0, "{out}{err}");
     assert_err(
-        &kid.post_form(
-            "/createCatalog.icc",
-            json!({"parentId": 1, "name": "nope"}),
-        )
-        .await,
+        &kid.post_form("/createCatalog.icc", json!({"parentId": 1, "name": "nope"}))
+            .await,
         NO_PERMISSION,
     );
     let (code, out, err) = isync(&s, &["admin", "key", "revoke", &key_id.to_string()], None);
     assert_eq!(code, 0, "{out}{err}");
-    assert_err(&kid.get_json("/files.icc", json!({"pageIndex": 0})).await, NEED_LOGIN);
+    assert_err(
+        &kid.get_json("/files.icc", json!({"pageIndex": 0})).await,
+        NEED_LOGIN,
+    );
     let (code, _, err) = isync(&s, &["admin", "user", "set-type", "nobody", "viewer"], None);
     assert_eq!(code, 2, "{err}");
     let (code, out, _) = isync(&s, &["admin", "library", "list"], None);

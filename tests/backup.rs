@@ -33,8 +33,9 @@ fn isync(s: &Server, args: &[&str]) -> (i32, String, String) {
 
 /// Every row of every table but the backup log, as text.
 fn dump(db_file: &Path) -> String {
-    let c = rusqlite::Connection::open_with_flags(db_file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
+    let c =
+        rusqlite::Connection::open_with_flags(db_file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
     let tables: Vec<String> = c
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' \
@@ -48,13 +49,18 @@ fn dump(db_file: &Path) -> String {
     assert!(tables.len() >= 10, "{tables:?}");
     let mut out = String::new();
     for t in tables {
-        let mut st = c.prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2")).unwrap();
+        let mut st = c
+            .prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))
+            .unwrap();
         let n = st.column_count();
         let mut rows = st.query([]).unwrap();
         while let Some(r) = rows.next().unwrap() {
             out.push_str(&t);
             for i in 0..n {
-                out.push_str(&format!(" {:?}", r.get::<_, rusqlite::types::Value>(i).unwrap()));
+                out.push_str(&format!(
+                    " {:?}",
+                    r.get::<_, rusqlite::types::Value>(i).unwrap()
+                ));
             }
             out.push('\n');
         }
@@ -130,7 +136,11 @@ async fn backup_under_load_then_restore_row_for_row() {
         .unwrap();
 
     // The library disk holds the backups by default (here: lib/.isync).
-    assert!(backups_dir.starts_with(s.lib()), "{}", backups_dir.display());
+    assert!(
+        backups_dir.starts_with(s.lib()),
+        "{}",
+        backups_dir.display()
+    );
 
     // Load: uploads and listings, while backups run back to back.
     let backups = s.running.as_ref().unwrap().state.backups.clone();
@@ -165,7 +175,10 @@ async fn backup_under_load_then_restore_row_for_row() {
         "{n} upload+list rounds during {} backups; slowest request {worst:.1} ms",
         runs.len()
     );
-    assert!(worst < 100.0, "a request took {worst:.1} ms during a backup");
+    assert!(
+        worst < 100.0,
+        "a request took {worst:.1} ms during a backup"
+    );
     assert!(runs.iter().all(|r| r.ok));
     // The newest `keep` are on disk; older ones were pruned.
     let keep = s.cfg.backup.keep as usize;
@@ -228,7 +241,11 @@ async fn backup_under_load_then_restore_row_for_row() {
     let aside = std::fs::read_dir(s.cfg.data_dir.clone())
         .unwrap()
         .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("before-restore-"))
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("before-restore-")
+        })
         .expect("previous database kept");
     assert!(aside.path().join("isync.db").is_file());
     let api = s.boot().await;

@@ -23,23 +23,26 @@ fn type_row(r: &Row) -> rusqlite::Result<TypeRow> {
 }
 
 pub fn types(c: &Connection) -> Result<Vec<TypeRow>, DbError> {
-    let mut st = c.prepare_cached("SELECT id, name, perms, builtin FROM account_types ORDER BY id")?;
+    let mut st =
+        c.prepare_cached("SELECT id, name, perms, builtin FROM account_types ORDER BY id")?;
     let rows = st.query_map([], type_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn type_by_id(c: &Connection, id: i64) -> Result<Option<TypeRow>, DbError> {
-    Ok(c
-        .prepare_cached("SELECT id, name, perms, builtin FROM account_types WHERE id = ?1")?
-        .query_row([id], type_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT id, name, perms, builtin FROM account_types WHERE id = ?1")?
+            .query_row([id], type_row)
+            .optional()?,
+    )
 }
 
 pub fn type_by_name(c: &Connection, name: &str) -> Result<Option<TypeRow>, DbError> {
-    Ok(c
-        .prepare_cached("SELECT id, name, perms, builtin FROM account_types WHERE name = ?1")?
-        .query_row([name], type_row)
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT id, name, perms, builtin FROM account_types WHERE name = ?1")?
+            .query_row([name], type_row)
+            .optional()?,
+    )
 }
 
 /// Creates a type, or replaces the permissions of an existing custom one.
@@ -69,7 +72,10 @@ pub fn type_uses(c: &Connection, id: i64) -> Result<i64, DbError> {
 }
 
 pub fn delete_type(c: &Connection, id: i64) -> Result<bool, DbError> {
-    Ok(c.execute("DELETE FROM account_types WHERE id = ?1 AND builtin = 0", [id])? > 0)
+    Ok(c.execute(
+        "DELETE FROM account_types WHERE id = ?1 AND builtin = 0",
+        [id],
+    )? > 0)
 }
 
 /// Enabled users whose type carries `perm` (a permission name).
@@ -126,20 +132,29 @@ pub fn insert_token(
     let roots = serde_json::to_string(&roots.iter().map(|r| r.0).collect::<Vec<_>>())
         .expect("ids serialise");
     c.execute(
-        &format!("INSERT INTO registration_tokens(token_hash, {}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            "account_type_id, roots, created, expires, created_by, note"),
-        params![hash, type_id, roots, now, expires, created_by.map(|u| u.0), note],
+        &format!(
+            "INSERT INTO registration_tokens(token_hash, {}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "account_type_id, roots, created, expires, created_by, note"
+        ),
+        params![
+            hash,
+            type_id,
+            roots,
+            now,
+            expires,
+            created_by.map(|u| u.0),
+            note
+        ],
     )?;
     Ok(c.last_insert_rowid())
 }
 
 pub fn token_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<TokenRow>, DbError> {
-    Ok(c
-        .prepare_cached(&format!(
-            "SELECT {TOKEN_COLS} FROM registration_tokens WHERE token_hash = ?1"
-        ))?
-        .query_row([hash], token_row)
-        .optional()?)
+    Ok(c.prepare_cached(&format!(
+        "SELECT {TOKEN_COLS} FROM registration_tokens WHERE token_hash = ?1"
+    ))?
+    .query_row([hash], token_row)
+    .optional()?)
 }
 
 pub fn tokens(c: &Connection) -> Result<Vec<TokenRow>, DbError> {
@@ -155,7 +170,10 @@ pub fn delete_token(c: &Connection, id: i64) -> Result<bool, DbError> {
 }
 
 pub fn delete_token_hash(c: &Connection, hash: &[u8]) -> Result<bool, DbError> {
-    Ok(c.execute("DELETE FROM registration_tokens WHERE token_hash = ?1", [hash])? > 0)
+    Ok(c.execute(
+        "DELETE FROM registration_tokens WHERE token_hash = ?1",
+        [hash],
+    )? > 0)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -184,15 +202,15 @@ pub fn insert_key(
 
 /// (key id, user id) of the key with this digest.
 pub fn key_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<(i64, UserId)>, DbError> {
-    Ok(c
-        .prepare_cached("SELECT id, user_id FROM access_keys WHERE key_hash = ?1")?
-        .query_row([hash], |r| Ok((r.get(0)?, UserId(r.get(1)?))))
-        .optional()?)
+    Ok(
+        c.prepare_cached("SELECT id, user_id FROM access_keys WHERE key_hash = ?1")?
+            .query_row([hash], |r| Ok((r.get(0)?, UserId(r.get(1)?))))
+            .optional()?,
+    )
 }
 
 pub fn key_exists(c: &Connection, id: i64) -> Result<bool, DbError> {
-    Ok(c
-        .prepare_cached("SELECT 1 FROM access_keys WHERE id = ?1")?
+    Ok(c.prepare_cached("SELECT 1 FROM access_keys WHERE id = ?1")?
         .query_row([id], |_| Ok(()))
         .optional()?
         .is_some())

@@ -91,7 +91,11 @@ pub fn list(c: &Connection) -> Result<Vec<ShareRow>, DbError> {
 
 /// Revokes the links whose key starts with `prefix` (at least 8 chars) or
 /// that point to `file`; returns how many went.
-pub fn revoke(c: &Connection, prefix: Option<&str>, file: Option<FileId>) -> Result<usize, DbError> {
+pub fn revoke(
+    c: &Connection,
+    prefix: Option<&str>,
+    file: Option<FileId>,
+) -> Result<usize, DbError> {
     let mut n = 0;
     if let Some(p) = prefix.filter(|p| p.len() >= 8) {
         n += c.execute(

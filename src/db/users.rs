@@ -179,7 +179,10 @@ pub fn revoke_root_admin(
 }
 
 /// Who may see `root`: (user id, name, source), by name.
-pub fn root_users(c: &Connection, root: CatalogId) -> Result<Vec<(UserId, String, String)>, DbError> {
+pub fn root_users(
+    c: &Connection,
+    root: CatalogId,
+) -> Result<Vec<(UserId, String, String)>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT u.id, u.name, ur.source FROM user_roots ur JOIN users u ON u.id = ur.user_id \
          WHERE ur.root_id = ?1 ORDER BY u.name",

@@ -4,12 +4,12 @@
 use crate::accounts;
 use crate::auth::{self, Session, Sessions, COOKIE};
 use crate::backup::Backups;
-use crate::ratelimit::LoginLimiter;
 use crate::config::Config;
 use crate::db::{accounts as accounts_db, Db};
 use crate::error::{Error, Result};
 use crate::library::{LibraryPlan, Scanner};
 use crate::media::thumbcache::ThumbCache;
+use crate::ratelimit::LoginLimiter;
 
 use axum::http::{header, HeaderMap};
 use std::sync::{Arc, RwLock};
@@ -65,7 +65,11 @@ impl AppState {
         let (mut s, stale) = self.sessions.get(&token).ok_or(Error::NeedLogin)?;
         if stale {
             let (uid, key) = (s.user_id, s.key_id);
-            match self.db.read_async(move |c| auth::revalidate(c, uid, key)).await? {
+            match self
+                .db
+                .read_async(move |c| auth::revalidate(c, uid, key))
+                .await?
+            {
                 Some((perms, roots)) => {
                     s.perms = perms;
                     s.roots = roots;
@@ -88,7 +92,11 @@ impl AppState {
                 return Ok((token, s));
             }
             let (uid, kid) = (s.user_id, s.key_id);
-            return match self.db.read_async(move |c| auth::revalidate(c, uid, kid)).await? {
+            return match self
+                .db
+                .read_async(move |c| auth::revalidate(c, uid, kid))
+                .await?
+            {
                 Some((perms, roots)) => {
                     s.perms = perms;
                     s.roots = roots;

@@ -132,14 +132,20 @@ pub fn request(data_dir: &Path, req: &ScanRequest) -> std::io::Result<Option<Sca
 /// Answers a request other than a scan (`{"op": …}`: admin commands,
 /// backups) with one JSON value.
 pub type OpHandler = Arc<
-    dyn Fn(serde_json::Value) -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
+    dyn Fn(
+            serde_json::Value,
+        )
+            -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
         + Send
         + Sync,
 >;
 
 /// Sends an `{"op": …}` request to a running server. `Ok(None)` when no
 /// server answers. Blocking; the reply comes when the work is done.
-pub fn request_op(data_dir: &Path, req: &serde_json::Value) -> std::io::Result<Option<serde_json::Value>> {
+pub fn request_op(
+    data_dir: &Path,
+    req: &serde_json::Value,
+) -> std::io::Result<Option<serde_json::Value>> {
     let mut s = match UnixStream::connect(socket_path(data_dir)) {
         Ok(s) => s,
         Err(e)

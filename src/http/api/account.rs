@@ -1,5 +1,6 @@
 //! `login.icc`, `logout.icc`, `helpInfo.icc`, `updateHelpInfo.icc`.
 
+use crate::accounts::Perm;
 use crate::auth::{self, Session, COOKIE};
 use crate::browse::{self, HelpInfo, HelpTarget};
 use crate::error::Error;
@@ -7,12 +8,11 @@ use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
 use crate::http::state::{session_token, AppState};
 use crate::model::{CatalogId, FileId, User};
-use crate::accounts::Perm;
 use axum::extract::{ConnectInfo, State};
-use std::net::SocketAddr;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::net::SocketAddr;
 
 /// Spec §3.1. Never contains the password hash.
 #[derive(Serialize)]

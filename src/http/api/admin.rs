@@ -27,7 +27,12 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await?
 }
 
-async fn authed(st: &AppState, headers: &HeaderMap, p: &Params, perm: Option<Perm>) -> Result<Session, ApiError> {
+async fn authed(
+    st: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    perm: Option<Perm>,
+) -> Result<Session, ApiError> {
     let (_, s) = st.session(headers).await?;
     if let Some(perm) = perm {
         s.require(perm)?;
@@ -196,12 +201,14 @@ pub async fn register(
     let name = p.req_str("userName")?.to_string();
     crate::config::validate_user_name(&name)
         .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
-    let password = p.req_text("password", 8, auth::MAX_PASSWORD_CHARS).map_err(|_| {
-        Error::BadParam(format!(
-            "password must be 8 to {} characters long",
-            auth::MAX_PASSWORD_CHARS
-        ))
-    })?;
+    let password = p
+        .req_text("password", 8, auth::MAX_PASSWORD_CHARS)
+        .map_err(|_| {
+            Error::BadParam(format!(
+                "password must be 8 to {} characters long",
+                auth::MAX_PASSWORD_CHARS
+            ))
+        })?;
     let label = label_param(&p, &headers)?;
     // Check the token before the expensive hash, so a guessing client
     // costs no Argon2; `redeem` checks it again inside its transaction.
@@ -292,7 +299,12 @@ pub async fn keys(State(st): State<AppState>, headers: HeaderMap, p: Params) -> 
                 (Some(name), _) => {
                     let name = name.to_string();
                     let db = st.db.clone();
-                    Some(blocking(move || Ok(db.read(|c| Ok(accounts::resolve_user(c, &name)))??.id)).await?)
+                    Some(
+                        blocking(move || {
+                            Ok(db.read(|c| Ok(accounts::resolve_user(c, &name)))??.id)
+                        })
+                        .await?,
+                    )
                 }
                 (None, false) => unreachable!("handled above"),
             }
@@ -343,7 +355,10 @@ pub async fn users(State(st): State<AppState>, headers: HeaderMap, p: Params) ->
 /// `POST /api/v1/users/type {user, type}`.
 pub async fn set_user_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
     authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
-    let (who, t) = (p.req_str("user")?.to_string(), p.req_str("type")?.to_string());
+    let (who, t) = (
+        p.req_str("user")?.to_string(),
+        p.req_str("type")?.to_string(),
+    );
     let db = st.db.clone();
     let u = blocking(move || accounts::set_type(&db, &who, &t)).await?;
     st.sessions.access_changed();
@@ -379,7 +394,10 @@ pub async fn types(State(st): State<AppState>, headers: HeaderMap, p: Params) ->
 /// (`perms` comma- or space-separated).
 pub async fn upsert_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
     authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
-    let (name, perms) = (p.req_str("name")?.to_string(), p.req_str("perms")?.to_string());
+    let (name, perms) = (
+        p.req_str("name")?.to_string(),
+        p.req_str("perms")?.to_string(),
+    );
     let db = st.db.clone();
     let t = blocking(move || accounts::upsert_type(&db, &name, &perms)).await?;
     st.sessions.access_changed();
@@ -435,7 +453,10 @@ pub async fn libraries(State(st): State<AppState>, headers: HeaderMap, p: Params
 
 async fn grant(st: AppState, headers: HeaderMap, p: Params, on: bool) -> ApiResult {
     authed(&st, &headers, &p, Some(Perm::Libraries)).await?;
-    let (lib, who) = (p.req_str("library")?.to_string(), p.req_str("user")?.to_string());
+    let (lib, who) = (
+        p.req_str("library")?.to_string(),
+        p.req_str("user")?.to_string(),
+    );
     let db = st.db.clone();
     blocking(move || accounts::set_grant(&db, &lib, &who, on)).await?;
     st.sessions.access_changed();
@@ -447,7 +468,11 @@ pub async fn grant_library(State(st): State<AppState>, headers: HeaderMap, p: Pa
     grant(st, headers, p, true).await
 }
 
-pub async fn revoke_library(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
+pub async fn revoke_library(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    p: Params,
+) -> ApiResult {
     grant(st, headers, p, false).await
 }
 
