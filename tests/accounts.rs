@@ -460,7 +460,7 @@ async fn every_role_against_every_endpoint() {
                     let resp = api
                         .send_raw(
                             reqwest::Method::POST,
-                            &format!("/uploadFile.icc?id=999999&obp=0"),
+                            "/uploadFile.icc?id=999999&obp=0",
                             "multipart/form-data; boundary=XyZ",
                             body,
                         )
