@@ -288,6 +288,14 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
             }
         });
     }
+    // Stale partial uploads and expired trash go also when nobody is active.
+    crate::trash::spawn_housekeeping(
+        &db,
+        &cfg,
+        crate::trash::HOUSEKEEP_TIMER,
+        shutdown.clone(),
+        &background,
+    );
     background.close();
 
     Ok(Running {

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 pub use crate::db::trash::TrashEntry;
 
-/// How often housekeeping runs at most (it is triggered by uploads).
+/// How often housekeeping runs at most when triggered by uploads and
+/// deletions; the server's timer runs it that often too.
 const HOUSEKEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// `<library>/.isync/trash`.
@@ -385,6 +386,13 @@ fn delete_catalogs_blocking(
             Err(e) => return Err(io_err(format!("move {} to trash", folder.display()), e)),
         }
     }
+    if root_gone {
+        // A configured library whose root catalog went gets a new one at
+        // once (its folder stayed), with the configured users: otherwise it
+        // would be invisible and unscannable until the next start.
+        crate::library::sync_libraries(db, cfg)
+            .map_err(|e| Error::DeleteFailed(format!("re-creating library roots: {e}")))?;
+    }
     Ok(root_gone)
 }
 
@@ -399,6 +407,32 @@ fn move_contents(folder: &Path, dest: &Path) -> std::io::Result<()> {
         std::fs::rename(entry.path(), dest.join(entry.file_name()))?;
     }
     Ok(())
+}
+
+/// Moves everything in `from` into the existing folder `into`, each under
+/// a numbered name when its own is taken (never replacing anything).
+fn merge_into(from: &Path, into: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() {
+            let free = (0..10_000)
+                .map(|n| {
+                    if n == 0 {
+                        into.join(&name)
+                    } else {
+                        into.join(format!("{name}_{n}"))
+                    }
+                })
+                .find(|p| !p.exists())
+                .ok_or_else(|| std::io::Error::other(format!("no free name for {name}")))?;
+            std::fs::rename(entry.path(), free)?;
+        } else {
+            let (stem, ext) = split_name(&name);
+            move_no_clobber(&entry.path(), into, &stem, &ext)?;
+        }
+    }
+    sync_dir(into)
 }
 
 /// Moves a file's original into the folder of catalog `to` (numbered name
@@ -472,22 +506,69 @@ fn rehome_catalog(db: &Db, cat: &crate::model::Catalog) -> Result<()> {
     Ok(())
 }
 
-/// Housekeeping at most once an hour per database, in the background.
-pub fn maybe_housekeep(db: &Db, cfg: &Arc<Config>) {
-    static LAST: LazyLock<Mutex<HashMap<PathBuf, Instant>>> = LazyLock::new(Default::default);
-    {
-        let mut m = LAST.lock().unwrap_or_else(|p| p.into_inner());
-        let key = db.path().to_path_buf();
-        if m.get(&key).is_some_and(|t| t.elapsed() < HOUSEKEEP_EVERY) {
-            return;
-        }
-        m.insert(key, Instant::now());
+/// When housekeeping last ran, per database (tests run several servers in
+/// one process).
+static LAST_HOUSEKEEP: LazyLock<Mutex<HashMap<PathBuf, Instant>>> = LazyLock::new(Default::default);
+
+/// Whether housekeeping of `db` is due (and, if so, marks it as run now).
+fn housekeep_due(db: &Db, every: Duration) -> bool {
+    let mut m = LAST_HOUSEKEEP.lock().unwrap_or_else(|p| p.into_inner());
+    let key = db.path().to_path_buf();
+    if m.get(&key).is_some_and(|t| t.elapsed() < every) {
+        return false;
     }
-    let (db, cfg) = (db.clone(), cfg.clone());
-    tokio::task::spawn_blocking(move || match housekeep(&db, &cfg) {
+    m.insert(key, Instant::now());
+    true
+}
+
+fn log_housekeeping(r: Result<HousekeepReport>) {
+    match r {
         Ok(r) if r != HousekeepReport::default() => log::info!("housekeeping: {r:?}"),
         Ok(_) => {}
         Err(e) => log::warn!("housekeeping failed: {e}"),
+    }
+}
+
+/// Housekeeping at most once an hour per database, in the background.
+pub fn maybe_housekeep(db: &Db, cfg: &Arc<Config>) {
+    if !housekeep_due(db, HOUSEKEEP_EVERY) {
+        return;
+    }
+    let (db, cfg) = (db.clone(), cfg.clone());
+    tokio::task::spawn_blocking(move || log_housekeeping(housekeep(&db, &cfg)));
+}
+
+/// How often the server's timer runs housekeeping, also when nobody uploads
+/// or deletes (stale uploads and expired trash must not wait for activity).
+pub const HOUSEKEEP_TIMER: Duration = HOUSEKEEP_EVERY;
+
+/// Runs housekeeping every `every` (the first run one period after start)
+/// on the blocking pool, until `token` is cancelled; a run in progress is
+/// waited for on shutdown (it is short: a few renames and deletes).
+pub fn spawn_housekeeping(
+    db: &Db,
+    cfg: &Arc<Config>,
+    every: Duration,
+    token: tokio_util::sync::CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+) {
+    let (db, cfg) = (db.clone(), cfg.clone());
+    tracker.spawn(async move {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = token.cancelled() => break,
+            }
+            // Activity-triggered runs count: they skip for an hour after this.
+            housekeep_due(&db, Duration::ZERO);
+            let (db, cfg) = (db.clone(), cfg.clone());
+            match tokio::task::spawn_blocking(move || housekeep(&db, &cfg)).await {
+                Ok(r) => log_housekeeping(r),
+                Err(e) => log::warn!("housekeeping task failed: {e}"),
+            }
+        }
     });
 }
 
@@ -581,7 +662,19 @@ pub fn restore(db: &Db, id: i64) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)
         .map_err(|err| Error::Internal(format!("{}: {err}", dir.display())))?;
     let from = Path::new(&e.trash_path);
-    let dest = if e.kind == "folder" {
+    // The contents of a library root (its folder stays when its catalog is
+    // deleted) go back into the root.
+    let into_root = e.kind == "folder"
+        && orig.is_dir()
+        && db
+            .read(|c| crate::db::libraries::by_path(c, &e.original_path))?
+            .is_some();
+    let dest = if into_root {
+        merge_into(from, &orig)
+            .and_then(|_| std::fs::remove_dir(from))
+            .map_err(|err| Error::Internal(format!("restore {}: {err}", e.trash_path)))?;
+        orig.clone()
+    } else if e.kind == "folder" {
         let mut chosen = None;
         for n in 0..10_000 {
             let cand = if n == 0 {

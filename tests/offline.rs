@@ -172,3 +172,63 @@ async fn changes_made_while_stopped_are_reconciled_at_start() {
     assert_eq!(id(&app.catalog("renamed-album").await.unwrap()), album);
     assert_eq!(id(&app.catalog("inner").await.unwrap()), inner);
 }
+
+/// `cp -a from to` (a backup being put back, or taken).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+}
+
+/// Issue 3: the configured root folder deleted while serving (`rm -r`):
+/// the library goes offline with every record kept (nothing re-creates the
+/// folder meanwhile), and comes back, same ids and watched again, when the
+/// folder is restored from a copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_root_folder_goes_offline_and_comes_back_when_restored() {
+    let app = Live::start(&tree(), |_| {}).await;
+    let files = app.api.all_files().await;
+    let cats = app.api.all_catalogs().await;
+    let backup = app.media().join("photos.backup");
+    copy_tree(&app.lib(), &backup);
+
+    std::fs::remove_dir_all(app.lib()).unwrap();
+    until("library offline", || async {
+        (!app.online().await).then_some(())
+    })
+    .await;
+    assert_offline_but_listed(&app, &files, &cats).await;
+    // An upload announced meanwhile is refused, and leaves no folder behind.
+    let v = app
+        .api
+        .post_form(
+            "/uploadFileInfo.icc",
+            serde_json::json!({"cid": id(&cats[0]), "name": "x.jpg", "size": 10, "type": 1,
+                "ext": "jpg"}),
+        )
+        .await;
+    assert_ne!(v["code"], 0, "{v}");
+    // Several offline checks (offline_check_secs = 1) go by.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!app.online().await);
+    assert!(!app.lib().exists(), "nothing re-created the deleted root");
+    assert_offline_but_listed(&app, &files, &cats).await;
+
+    let restoring = app.media().join("photos.restoring");
+    copy_tree(&backup, &restoring);
+    std::fs::rename(&restoring, app.lib()).unwrap();
+    until("library back online", || async {
+        app.online().await.then_some(())
+    })
+    .await;
+    assert_eq!(app.api.all_files().await, files, "same records, same ids");
+    assert_eq!(ids(&app.api.all_catalogs().await), ids(&cats));
+    let a = files.iter().find(|f| f["name"] == "a.jpg").unwrap();
+    assert_eq!(app.api.download(id(a), &[]).await.status(), 200);
+    write_file(&app.lib().join("sub/after.jpg"), &jpeg(10, 10, 4, None));
+    until("after.jpg listed", || async { app.file("after.jpg").await }).await;
+}

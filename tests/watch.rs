@@ -376,3 +376,61 @@ async fn isync_scan_asks_the_running_server() {
     assert!(stdout.contains("by the running server"), "{stdout}");
     assert!(stdout.contains("3 files seen"), "{stdout}");
 }
+
+/// Issue 3: the library's root catalog deleted through the API while
+/// serving (`deleteCatalog.icc` on the root: its contents go to the trash,
+/// the folder stays). The library keeps a root its users see, the watcher
+/// keeps working, and what the trash gives back is listed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_root_catalog_keeps_the_library_served_and_watched() {
+    let app = Live::start(
+        &[
+            ("a.jpg", jpeg(64, 48, 1, None)),
+            ("sub/b.jpg", jpeg(32, 32, 2, None)),
+        ],
+        |_| {},
+    )
+    .await;
+    let root = id(&app.api.catalogs("-1").await[0]);
+    let v = app
+        .api
+        .post_form("/deleteCatalog.icc", json!({"ids": root.to_string()}))
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert!(app.api.all_files().await.is_empty());
+    assert!(app.lib().is_dir(), "the root folder stays");
+
+    // The user still has the library (a new root catalog), and it is live.
+    until("a root catalog again", || async {
+        let v = app
+            .api
+            .get_json("/catalogs.icc", json!({"pids": "-1"}))
+            .await;
+        let a = v["data"].as_array().cloned().unwrap_or_default();
+        // The library's own root (named after its folder), not a fresh
+        // personal root.
+        (a.len() == 1 && a[0]["name"] == "photos").then_some(())
+    })
+    .await;
+    write_file(&app.lib().join("new.jpg"), &jpeg(10, 10, 3, None));
+    until("new.jpg listed", || async { app.file("new.jpg").await }).await;
+    assert!(app
+        .stats()
+        .running
+        .load(std::sync::atomic::Ordering::Relaxed));
+
+    // Nothing was lost: the trash gives the contents back.
+    let entries = isync::trash::list(app.db()).unwrap();
+    let folder = entries.iter().find(|e| e.kind == "folder").expect("folder");
+    let db = app.db().clone();
+    let fid = folder.id;
+    tokio::task::spawn_blocking(move || isync::trash::restore(&db, fid))
+        .await
+        .unwrap()
+        .unwrap();
+    until("restored files listed", || async {
+        let n = app.names().await;
+        (n.contains(&"a.jpg".to_string()) && n.contains(&"b.jpg".to_string())).then_some(n)
+    })
+    .await;
+}

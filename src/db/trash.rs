@@ -130,8 +130,9 @@ pub fn set_catalog_path(c: &Connection, id: CatalogId, path: &str) -> Result<(),
     Ok(())
 }
 
-/// Deletes catalog records; a library whose root goes loses its root (it is
-/// re-created on the next start or login).
+/// Deletes catalog records; a library whose root goes loses its root (the
+/// caller re-creates a configured library's at once; a user's root is
+/// re-created at login).
 pub fn delete_catalogs(c: &Connection, ids: &[CatalogId]) -> Result<(), DbError> {
     let list = super::catalogs::id_list(ids.iter().map(|c| c.0));
     c.prepare_cached(
