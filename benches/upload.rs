@@ -3,8 +3,15 @@
 //! in the same run (also `cat` followed by an fsync, since the server syncs
 //! before it acknowledges). Each figure is the median of `RUNS`; the source
 //! file is in the page cache for every run. Prints both and the ratio.
-//! Run: `cargo bench --bench upload` (needs ~2 GiB free in the temp dir;
-//! `ISYNC_BENCH_DIR` picks another disk).
+//! Note that coreutils `cat` copies with `copy_file_range` (one copy, in the
+//! kernel), while an upload crosses user space four times (client read and
+//! send, server receive and write) plus loopback TCP.
+//!
+//! First, memory: a 4 GiB upload to the release binary as a separate
+//! process, its RSS printed every 256 MiB (skipped below 10 GB free;
+//! `-- --no-memory` skips it too).
+//! Run: `cargo bench --bench upload` (needs ~2 GiB free in the temp dir, 10
+//! for the memory part; `ISYNC_BENCH_DIR` picks another disk).
 
 use isync::config::{Config, LibraryConfig};
 use isync::db::{users, Db};
@@ -81,8 +88,9 @@ async fn announce(client: &reqwest::Client, base: &str) -> i64 {
     v["data"]["id"].as_i64().expect("announced")
 }
 
-/// Frees the space for the next run.
-async fn delete(client: &reqwest::Client, base: &str, id: i64) {
+/// Frees the space for the next run (deleting moves the original to the
+/// library's trash, so the trash is emptied too).
+async fn delete(client: &reqwest::Client, base: &str, id: i64, lib: &Path) {
     let del: serde_json::Value = client
         .post(format!("{base}/deleteFiles.icc"))
         .form(&[("ids", id.to_string())])
@@ -93,11 +101,18 @@ async fn delete(client: &reqwest::Client, base: &str, id: i64) {
         .await
         .unwrap();
     assert_eq!(del["code"], 0);
+    let _ = std::fs::remove_dir_all(lib.join(".isync/trash"));
 }
 
 /// The upload by `curl` (a separate, efficient client process, as a phone
 /// on the LAN would stream it).
-async fn curl_once(client: &reqwest::Client, base: &str, token: &str, src: &Path) -> Duration {
+async fn curl_once(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    src: &Path,
+    lib: &Path,
+) -> Duration {
     let id = announce(client, base).await;
     let url = format!("{base}/uploadFile.icc?id={id}");
     let form = format!("file=@{};filename=origin", src.display());
@@ -115,13 +130,19 @@ async fn curl_once(client: &reqwest::Client, base: &str, token: &str, src: &Path
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("curl reply");
     assert_eq!(r["code"], 0, "{r}");
     assert_eq!(r["data"]["fileInfo"]["size"], SIZE);
-    delete(client, base, id).await;
+    delete(client, base, id, lib).await;
     d
 }
 
 /// The upload by reqwest in this process (it shares the CPU with the
 /// server), optionally with `cm=sha1`.
-async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool) -> Duration {
+async fn upload_once(
+    client: &reqwest::Client,
+    base: &str,
+    src: &Path,
+    lib: &Path,
+    cm: bool,
+) -> Duration {
     let id = announce(client, base).await;
     let head = format!(
         "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"origin\"\r\n\
@@ -152,11 +173,216 @@ async fn upload_once(client: &reqwest::Client, base: &str, src: &Path, cm: bool)
     let d = t.elapsed();
     assert_eq!(r["code"], 0, "{r}");
     assert_eq!(r["data"]["fileInfo"]["size"], SIZE);
-    delete(client, base, id).await;
+    delete(client, base, id, lib).await;
     d
 }
 
 use futures_util::StreamExt;
+
+/// `VmRSS` of process `pid`, in bytes.
+fn rss_of(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The release binary serving `dir` (an empty library of user `bench`);
+/// returns the child and its base URL.
+fn spawn_server(dir: &Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let lib = dir.join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let cfg = dir.join("isync.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[[library]]\npath = {lib:?}\n\
+             users = [\"bench\"]\n",
+            dir.join("data")
+        ),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_isync");
+    let mut add = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .args(["user", "add", "bench", "--password-stdin"])
+        .env_remove("JOURNAL_STREAM")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    writeln!(add.stdin.take().unwrap(), "bench").unwrap();
+    assert!(add.wait().unwrap().success());
+    let mut child = std::process::Command::new(bin)
+        .arg("--config")
+        .arg(&cfg)
+        .arg("serve")
+        .env_remove("JOURNAL_STREAM")
+        .env("ISYNC_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "isync serve exited");
+        if let Some(a) = line.split("listening on ").nth(1) {
+            break a.trim().to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (child, format!("http://{addr}"))
+}
+
+/// Issue 3: a 4 GiB upload to the release binary (a separate process)
+/// keeps its memory flat. The body is generated as it is sent (one 1 MiB
+/// block repeated); the server's `VmRSS` is read every 256 MiB sent.
+/// Skipped when the disk has less than 10 GB free.
+async fn memory_4g(base_dir: &Path) {
+    const BIG: u64 = 4 << 30;
+    const STEP: u64 = 256 << 20;
+    let free = {
+        let out = std::process::Command::new("df")
+            .args(["-B1", "--output=avail"])
+            .arg(base_dir)
+            .output()
+            .expect("df");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    if free < 10_000_000_000 {
+        println!(
+            "memory: skipped, {:.1} GB free in {} (needs 10 GB)",
+            free as f64 / 1e9,
+            base_dir.display()
+        );
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("isync-upload-rss-")
+        .tempdir_in(base_dir)
+        .unwrap();
+    let (mut child, base) = spawn_server(dir.path());
+    let pid = child.id();
+    let client = reqwest::Client::builder()
+        .cookie_store(true)
+        .no_proxy()
+        .timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let v: serde_json::Value = client
+        .get(format!("{base}/login.icc?userName=bench&password=bench"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["code"], 0, "{v}");
+    let v: serde_json::Value = client
+        .get(format!("{base}/catalogs.icc?pids=-1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid = v["data"][0]["id"].as_i64().expect("root catalog");
+    let v: serde_json::Value = client
+        .post(format!("{base}/uploadFileInfo.icc"))
+        .form(&[
+            ("cid", cid.to_string()),
+            ("name", "big.bin".into()),
+            ("size", BIG.to_string()),
+            ("type", "16".into()),
+            ("ext", "bin".into()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = v["data"]["id"].as_i64().expect("announced");
+    let head = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"origin\"\r\n\r\n"
+    );
+    let tail = format!("\r\n--{BOUNDARY}--\r\n");
+    let len = head.len() as u64 + BIG + tail.len() as u64;
+    let mut block = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for b in block.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    let block = bytes::Bytes::from(block);
+    let curve = std::sync::Arc::new(std::sync::Mutex::new(vec![(0u64, rss_of(pid))]));
+    let c2 = curve.clone();
+    let blocks = (0..(BIG >> 20)).map(move |i| {
+        let sent = i << 20;
+        if sent > 0 && sent % STEP == 0 {
+            c2.lock().unwrap().push((sent, rss_of(pid)));
+        }
+        block.clone()
+    });
+    let body = futures_util::stream::iter(
+        std::iter::once(bytes::Bytes::from(head))
+            .chain(blocks)
+            .chain(std::iter::once(bytes::Bytes::from(tail)))
+            .map(Ok::<_, std::io::Error>),
+    );
+    let t = Instant::now();
+    let r: serde_json::Value = client
+        .post(format!("{base}/uploadFile.icc?id={id}"))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .header("content-length", len)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(r["code"], 0, "{r}");
+    assert_eq!(r["data"]["fileInfo"]["size"], BIG);
+    let after = rss_of(pid);
+    let _ = child.kill();
+    let _ = child.wait();
+    let curve = curve.lock().unwrap().clone();
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "memory: 4 GiB upload to the release binary in {:.1} s ({:.0} MiB/s); server RSS \
+         (MiB) every 256 MiB sent:",
+        took.as_secs_f64(),
+        mib(BIG) / took.as_secs_f64()
+    );
+    let line: Vec<String> = curve
+        .iter()
+        .map(|(at, rss)| format!("{:.0}:{:.1}", mib(*at), mib(*rss)))
+        .collect();
+    println!("  {}", line.join("  "));
+    let peak = curve.iter().map(|(_, r)| *r).max().unwrap_or(0);
+    println!(
+        "  before {:.1} MiB, peak {:.1} MiB, after the reply {:.1} MiB",
+        mib(curve[0].1),
+        mib(peak),
+        mib(after)
+    );
+}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -169,6 +395,14 @@ fn main() {
         .prefix("isync-upload-bench-")
         .tempdir_in(base_dir)
         .unwrap();
+    // Memory first, while the disk holds nothing of this run.
+    if !std::env::args().any(|a| a == "--no-memory") {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(memory_4g(dir.path()));
+    }
     let lib = dir.path().join("lib");
     std::fs::create_dir_all(&lib).unwrap();
     let src = dir.path().join("source.bin");
@@ -228,9 +462,9 @@ fn main() {
         assert_eq!(v["code"], 0);
         let (mut curl, mut inproc, mut inproc_sha1) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..RUNS {
-            curl.push(curl_once(&client, &base, &token, &src).await);
-            inproc.push(upload_once(&client, &base, &src, false).await);
-            inproc_sha1.push(upload_once(&client, &base, &src, true).await);
+            curl.push(curl_once(&client, &base, &token, &src, &lib).await);
+            inproc.push(upload_once(&client, &base, &src, &lib, false).await);
+            inproc_sha1.push(upload_once(&client, &base, &src, &lib, true).await);
         }
         running.stop().await.unwrap();
         (curl, inproc, inproc_sha1)

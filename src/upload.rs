@@ -22,11 +22,13 @@ use bytes::Bytes;
 use rand::RngCore;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
+
+mod multipart;
 
 /// Hidden folder at a library root for staging and trash.
 pub const HIDDEN_DIR: &str = ".isync";
@@ -44,13 +46,14 @@ pub const MAX_FIELD_BYTES: u64 = 64 * 1024;
 pub const MAX_PART_NAME_CHARS: usize = 255;
 /// How long a request waits for another request on the same file.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
-/// Chunks queued between the network and the disk writer.
-const QUEUE_CHUNKS: usize = 16;
-/// Chunks at least this big bypass the write buffer (no extra copy).
-const WRITE_BUF_BYTES: usize = 256 * 1024;
-/// Flush to disk every this many bytes while receiving: the disk writes
+/// Bytes queued between the network and the disk writer, at most: memory
+/// stays flat for any size (the writer takes up to half at a time).
+const QUEUE_BYTES: usize = 8 << 20;
+/// At most this much is handed to the kernel in one `writev`.
+const WRITE_BATCH_BYTES: usize = 4 << 20;
+/// Writeback starts every this many bytes while receiving: the disk writes
 /// while the network delivers, so the fsync before the reply is short.
-const WRITEBACK_BYTES: u64 = 64 << 20;
+const WRITEBACK_BYTES: u64 = 8 << 20;
 
 /// Where a completed client thumbnail of `file_id` is stored:
 /// `<thumb_dir>/uploaded/<id>_<0|1>.jpg`. `thumbnail.icc` serves it for
@@ -272,8 +275,22 @@ pub fn numbered(stem: &str, ext: &str, n: u32) -> String {
 /// an existing file: `link` fails on an existing target), then unlinks
 /// `from`. Returns the name chosen. Blocking.
 pub fn move_no_clobber(from: &Path, dir: &Path, stem: &str, ext: &str) -> std::io::Result<String> {
+    move_no_clobber_where(from, dir, stem, ext, |_| false)
+}
+
+/// [`move_no_clobber`], also skipping the names for which `taken` is true.
+pub fn move_no_clobber_where(
+    from: &Path,
+    dir: &Path,
+    stem: &str,
+    ext: &str,
+    taken: impl Fn(&str) -> bool,
+) -> std::io::Result<String> {
     for n in 0..10_000 {
         let name = numbered(stem, ext, n);
+        if taken(&name) {
+            continue;
+        }
         match std::fs::hard_link(from, dir.join(&name)) {
             Ok(()) => {
                 std::fs::remove_file(from)?;
@@ -442,6 +459,13 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The scanner's lock on this file's library (see
+    /// [`crate::library::scan::library_lock`]): held while an original
+    /// moves between staging and its catalog folder.
+    fn library_lock(&self) -> Arc<Mutex<()>> {
+        crate::library::scan::library_lock(&self.db, &self.library.to_string_lossy())
+    }
+
     fn record(&self) -> Result<FileRecord> {
         self.db
             .read(|c| files::by_id(c, self.id))?
@@ -481,6 +505,8 @@ fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
     // was (a scan may list it again), never a record pointing at nothing.
     match role {
         Role::Origin => {
+            let lock = ctx.library_lock();
+            let _moving = crate::library::scan::hold(&lock);
             let placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
             let old_name = Path::new(&rec.path)
                 .file_name()
@@ -522,13 +548,19 @@ fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
 
 /// The disk side of one part: a blocking thread that truncates the staging
 /// file to the offset, hashes what stays (read back once), appends the
-/// chunks it is sent while hashing them, and fsyncs — also when the request
-/// breaks off.
+/// chunks it is sent, and fsyncs — also when the request breaks off.
+///
+/// Throughput (docs/performance.md, "Upload"): chunks are never copied on
+/// this side; whatever is queued is handed to the kernel in one `writev` of
+/// up to [`WRITE_BATCH_BYTES`]; writeback of every [`WRITEBACK_BYTES`] is
+/// started at once (`posix_fadvise(DONTNEED)` starts it without waiting), so
+/// the one fsync at the end only waits for the tail; a digest (`cm=`) is
+/// computed on a thread of its own, beside the writes.
 fn spawn_writer(
     path: PathBuf,
     offset: u64,
     cm: Option<Checksum>,
-    mut rx: tokio::sync::mpsc::Receiver<Bytes>,
+    mut rx: Queue,
     guard: FileGuard,
 ) -> tokio::task::JoinHandle<std::io::Result<(u64, Option<String>)>> {
     tokio::task::spawn_blocking(move || {
@@ -556,53 +588,141 @@ fn spawn_writer(
             }
         }
         f.seek(SeekFrom::Start(offset))?;
-        let (nudge, nudged) = std::sync::mpsc::sync_channel::<()>(1);
-        let for_sync = f.try_clone()?;
-        let syncer = std::thread::spawn(move || {
-            while nudged.recv().is_ok() {
-                let _ = for_sync.sync_data();
-            }
-        });
-        let mut w = BufWriter::with_capacity(WRITE_BUF_BYTES, f);
-        let written = pump(&mut rx, &mut w, hasher.as_mut(), &nudge);
-        drop(nudge);
-        let _ = syncer.join();
+        let digest = hasher.map(HashThread::start).transpose()?;
+        let written = pump(&mut rx, &f, offset, digest.as_ref());
         // Whatever reached the file is synced, success or not: the size
         // reported afterwards is what survives a power cut.
-        let synced = w.get_ref().sync_all();
+        let t = std::time::Instant::now();
+        let synced = f.sync_all();
+        log::debug!("upload: {} synced in {:?}", path.display(), t.elapsed());
+        let hex = digest.map(HashThread::finish).transpose();
         written?;
         synced?;
-        let len = w.get_ref().metadata()?.len();
-        Ok((len, hasher.map(Hasher::hex)))
+        let len = f.metadata()?.len();
+        Ok((len, hex?))
     })
 }
 
-/// Appends (and hashes) every chunk until the sender is gone. Every
-/// [`WRITEBACK_BYTES`] it nudges `syncer` (a thread flushing the file on its
-/// own descriptor), so the disk writes while the network delivers and the
-/// writer never waits for it.
-fn pump(
-    rx: &mut tokio::sync::mpsc::Receiver<Bytes>,
-    w: &mut BufWriter<File>,
-    mut hasher: Option<&mut Hasher>,
-    syncer: &std::sync::mpsc::SyncSender<()>,
-) -> std::io::Result<()> {
-    let mut unsynced = 0u64;
-    while let Some(b) = rx.blocking_recv() {
-        if let Some(h) = hasher.as_deref_mut() {
-            h.update(&b);
+/// A digest computed on its own thread from the batches the writer writes
+/// (the chunks are shared, not copied), bounded to a few batches ahead.
+struct HashThread {
+    tx: std::sync::mpsc::SyncSender<Vec<Bytes>>,
+    done: std::thread::JoinHandle<String>,
+}
+
+impl HashThread {
+    fn start(mut h: Hasher) -> std::io::Result<HashThread> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Bytes>>(2);
+        let done = std::thread::Builder::new()
+            .name("isync-upload-hash".into())
+            .spawn(move || {
+                while let Ok(batch) = rx.recv() {
+                    for b in &batch {
+                        h.update(b);
+                    }
+                }
+                h.hex()
+            })?;
+        Ok(HashThread { tx, done })
+    }
+
+    fn feed(&self, batch: Vec<Bytes>) {
+        // Only fails when the thread is gone (a panic), reported by finish.
+        let _ = self.tx.send(batch);
+    }
+
+    fn finish(self) -> std::io::Result<String> {
+        drop(self.tx);
+        self.done
+            .join()
+            .map_err(|_| std::io::Error::other("the checksum thread failed"))
+    }
+}
+
+/// Appends every chunk until the sender is gone: each wake-up takes all
+/// that is queued (up to [`WRITE_BATCH_BYTES`]) and writes it with one
+/// `writev`; every [`WRITEBACK_BYTES`] it starts writeback of what it wrote.
+fn pump(rx: &mut Queue, f: &File, start: u64, digest: Option<&HashThread>) -> std::io::Result<()> {
+    let mut pos = start;
+    let mut started = start;
+    let mut batch: Vec<Bytes> = Vec::new();
+    let mut permits = Vec::new();
+    while let Some((b, p)) = rx.blocking_recv() {
+        let mut n = b.len();
+        batch.push(b);
+        permits.push(p);
+        while n < WRITE_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok((b, p)) => {
+                    n += b.len();
+                    batch.push(b);
+                    permits.push(p);
+                }
+                Err(_) => break,
+            }
         }
-        w.write_all(&b)?;
-        unsynced += b.len() as u64;
-        if unsynced >= WRITEBACK_BYTES {
-            w.flush()?;
-            // A sync already pending covers these bytes too.
-            let _ = syncer.try_send(());
-            unsynced = 0;
+        if let Some(d) = digest {
+            d.feed(batch.clone());
+        }
+        write_all_vectored(f, &mut batch)?;
+        // The room the batch took in the queue is free again.
+        permits.clear();
+        pos += n as u64;
+        if pos - started >= WRITEBACK_BYTES {
+            // DONTNEED starts writeback of the range without waiting for
+            // it (and keeps finished uploads from crowding the page cache).
+            let _ = rustix::fs::fadvise(
+                f,
+                started,
+                std::num::NonZeroU64::new(pos - started),
+                rustix::fs::Advice::DontNeed,
+            );
+            started = pos;
         }
     }
-    w.flush()
+    Ok(())
 }
+
+/// Writes all of `bufs` (emptying it) with as few `writev` calls as the
+/// kernel allows.
+fn write_all_vectored(mut f: &File, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
+    use bytes::Buf;
+    // IOV_MAX on Linux.
+    const MAX_SLICES: usize = 1024;
+    let mut first = 0;
+    while first < bufs.len() {
+        let slices: Vec<std::io::IoSlice> = bufs[first..]
+            .iter()
+            .take(MAX_SLICES)
+            .map(|b| std::io::IoSlice::new(b))
+            .collect();
+        let mut n = match f.write_vectored(&slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        drop(slices);
+        while n > 0 {
+            let b = &mut bufs[first];
+            if n >= b.len() {
+                n -= b.len();
+                first += 1;
+            } else {
+                b.advance(n);
+                n = 0;
+            }
+        }
+        while first < bufs.len() && bufs[first].is_empty() {
+            first += 1;
+        }
+    }
+    bufs.clear();
+    Ok(())
+}
+
+/// Chunks on their way to the disk writer, each with its room in the queue.
+type Queue = tokio::sync::mpsc::UnboundedReceiver<(Bytes, tokio::sync::OwnedSemaphorePermit)>;
 
 /// Result of one fully received part.
 struct Received {
@@ -627,7 +747,7 @@ where
     s.require(crate::accounts::Perm::Upload)?;
     let boundary = content_type
         .as_deref()
-        .and_then(|ct| multer::parse_boundary(ct).ok())
+        .and_then(multipart::boundary)
         .ok_or_else(|| {
             Error::BadParam("the body must be multipart/form-data with a boundary".into())
         })?;
@@ -658,19 +778,15 @@ where
     };
     let max_file = cfg.upload.max_file_bytes;
     let max_thumb = cfg.upload.max_thumb_bytes;
-    let limits = multer::Constraints::new().size_limit(
-        multer::SizeLimit::new().whole_stream(
-            max_file
-                .saturating_add(2 * max_thumb)
-                .saturating_add(1 << 20),
-        ),
-    );
-    let mut mp = multer::Multipart::with_constraints(body, boundary, limits);
+    let limit = max_file
+        .saturating_add(2 * max_thumb)
+        .saturating_add(1 << 20);
+    let mut mp = multipart::Multipart::new(body, &boundary, limit);
     let mut received: Vec<Received> = Vec::new();
     let mut parts = 0usize;
     loop {
-        let mut field = match mp.next_field().await {
-            Ok(Some(f)) => f,
+        let head = match mp.next_part().await {
+            Ok(Some(h)) => h,
             Ok(None) => break,
             Err(e) => return Err(Error::BadParam(format!("malformed multipart body: {e}"))),
         };
@@ -680,8 +796,7 @@ where
                 "too many parts in the body (at most {MAX_PARTS})"
             )));
         }
-        let name = field.name().map(str::to_owned);
-        let file_name = field.file_name().map(str::to_owned);
+        let multipart::PartHead { name, file_name } = head;
         for n in [&name, &file_name].into_iter().flatten() {
             if n.chars().count() > MAX_PART_NAME_CHARS {
                 return Err(Error::BadParam(format!(
@@ -703,7 +818,7 @@ where
             // A plain form field: read and ignore (bounded).
             let mut n = 0u64;
             loop {
-                match field.chunk().await {
+                match mp.chunk().await {
                     Ok(Some(b)) => {
                         n += b.len() as u64;
                         if n > MAX_FIELD_BYTES {
@@ -740,12 +855,13 @@ where
         } else {
             max_thumb
         };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUE_CHUNKS);
+        let room = Arc::new(tokio::sync::Semaphore::new(QUEUE_BYTES >> 10));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let writer = spawn_writer(staging.clone(), offset as u64, req.cm, rx, guard.clone());
         let mut total = offset as u64;
         let mut problem: Option<Error> = None;
         loop {
-            match field.chunk().await {
+            match mp.chunk().await {
                 Ok(Some(b)) => {
                     total += b.len() as u64;
                     if total > limit {
@@ -755,7 +871,13 @@ where
                         )));
                         break;
                     }
-                    if tx.send(b).await.is_err() {
+                    // Bounded by bytes, whatever the chunk sizes: a chunk
+                    // waits for room in the queue (KiB granules).
+                    let kib = (b.len() >> 10).clamp(1, QUEUE_BYTES >> 10) as u32;
+                    let Ok(permit) = room.clone().acquire_many_owned(kib).await else {
+                        break;
+                    };
+                    if tx.send((b, permit)).is_err() {
                         break; // the writer failed; its error is reported below
                     }
                 }
@@ -818,6 +940,8 @@ where
 /// file), thumbnails are renamed to their final path, and only then does
 /// the database say status 3. Blocking.
 fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecord, PartSizes)> {
+    let lock = ctx.library_lock();
+    let moving = crate::library::scan::hold(&lock);
     let rec = ctx.record()?;
     let mut c = uploads::Completion::default();
     let mut undo: Vec<(PathBuf, PathBuf)> = Vec::new();
@@ -835,8 +959,16 @@ fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecord, PartSize
                     civil_date(rec.upload_time.unwrap_or_else(db::now)),
                     rec.id.0
                 );
-                let step =
-                    move_no_clobber(staging, &dir, &stem, &safe_ext(&rec.ext)).and_then(|name| {
+                // A name free on disk and in the database: a record whose
+                // file vanished a moment ago (and no scan has dropped yet)
+                // must not make the completion fail.
+                let taken = |name: &str| {
+                    ctx.db
+                        .read(|c| uploads::name_taken(c, rec.real_catalog_id, name))
+                        .unwrap_or(false)
+                };
+                let step = move_no_clobber_where(staging, &dir, &stem, &safe_ext(&rec.ext), taken)
+                    .and_then(|name| {
                         let m = std::fs::metadata(dir.join(&name))?;
                         sync_dir(&dir)?;
                         if let Some(sd) = staging.parent() {
@@ -897,6 +1029,7 @@ fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecord, PartSize
         }
         return Err(e);
     }
+    drop(moving);
     let rec = ctx.record()?;
     let sizes = part_sizes(&rec, &ctx.library, &ctx.thumbs);
     Ok((rec, sizes))

@@ -291,3 +291,11 @@ pub fn library_path_of(c: &Connection, id: FileId) -> Result<Option<String>, DbE
     .query_row([id.0], |r| r.get(0))
     .optional()?)
 }
+
+/// Whether a record already uses `name` in folder `cat`.
+pub fn name_taken(c: &Connection, cat: CatalogId, name: &str) -> Result<bool, DbError> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM files WHERE real_catalog_id = ?1 AND disk_name = ?2)",
+    )?
+    .query_row(rusqlite::params![cat.0, name], |r| r.get(0))?)
+}

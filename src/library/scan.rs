@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Below this many removals the share rule of the mass-deletion guard does
@@ -177,6 +177,29 @@ fn folder_name(p: &str) -> &str {
 /// `p` is `prefix` or lies below it.
 fn within(p: &str, prefix: &str) -> bool {
     p == prefix || (p.starts_with(prefix) && p.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+/// One lock per library (per database: tests run several servers in one
+/// process) between the scanner and uploads that move an original into or
+/// out of a catalog folder (completing, or re-uploading a completed one).
+/// An upload holds it across its rename and database write; a scan holds it
+/// while it reads the records and walks the disk, and again while it writes,
+/// so it never sees one half of such a move (a file on disk with no record
+/// yet, or a record whose file just left for staging) and never takes an
+/// upload's file for a new one or an upload's record for a deleted file.
+/// Probing (the slow part) runs without it.
+pub fn library_lock(db: &Db, library: &str) -> Arc<Mutex<()>> {
+    type Locks = HashMap<(PathBuf, String), Arc<Mutex<()>>>;
+    static LOCKS: std::sync::LazyLock<Mutex<Locks>> = std::sync::LazyLock::new(Default::default);
+    let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
+    m.entry((db.path().to_path_buf(), library.to_string()))
+        .or_default()
+        .clone()
+}
+
+/// Takes a [`library_lock`].
+pub fn hold(lock: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+    lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A known folder that is gone from where it was.
@@ -383,6 +406,8 @@ impl Scanner {
             ..Default::default()
         };
         let lib_id = planned.id;
+        let transit = library_lock(&self.db, &planned.path);
+        let walking = hold(&transit);
         // The plan's copy is from startup: online state and device come fresh.
         let (lib, marker, folders, known_files) = self.db.read(|c| {
             Ok((
@@ -392,7 +417,12 @@ impl Scanner {
                 files::known_in_library(c, lib_id)?,
             ))
         })?;
-        let root_id = lib.root_id.expect("libraries are synced before scans");
+        let Some(root_id) = lib.root_id else {
+            // Its root catalog was deleted through the API a moment ago and
+            // is not re-created yet: nothing to file records under.
+            log::debug!("library {}: no root catalog; not scanned", lib.path);
+            return Ok(report);
+        };
         let root = Path::new(&lib.path);
         let root_key = path_key(root);
         let mut marker = marker;
@@ -697,7 +727,9 @@ impl Scanner {
                 to_probe.push((None, cat, f));
             }
         }
+        drop(walking);
         let probed = self.probe_all(&to_probe, root_id);
+        let _writing = hold(&transit);
         let mut batch: Vec<(Option<FileId>, files::ScannedFile)> = Vec::new();
         for item in probed.into_iter().flatten() {
             batch.push(item);
