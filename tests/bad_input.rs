@@ -301,8 +301,13 @@ async fn malformed_query_strings_do_not_crash() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_paths_are_404_and_wrong_methods_405() {
     let app = app().await;
+    // `/` is the welcome page (issue 6); anything else unknown is 404.
+    let r = app.anon().get("/", json!({})).await;
+    assert_eq!(r.status(), 200);
+    assert!(common::header(&r, "content-type").starts_with("text/html"));
     for path in [
-        "/",
+        "/index.html",
+        "/api/v1/nothing",
         "/nothing.icc",
         "/files.ICC",
         "/Files.icc",
