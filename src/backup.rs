@@ -205,7 +205,7 @@ impl Backups {
     /// The default backup folder lies on a library's disk: refuse when that
     /// disk is not there (else the copy would land on the SD card under
     /// the empty mount point).
-    fn check_disk(&self, dir: &Path) -> Result<()> {
+    fn check_disk(&self) -> Result<()> {
         if self.cfg.backup.dir.is_some() {
             return Ok(());
         }
@@ -218,7 +218,6 @@ impl Backups {
                 )));
             }
         }
-        let _ = dir;
         Ok(())
     }
 
@@ -254,8 +253,13 @@ impl Backups {
                     if let Err(e) = rustix::process::setpriority_process(None, BACKUP_NICE) {
                         log::debug!("backup: cannot lower the thread priority: {e}");
                     }
-                    self.check_disk(&dir)
-                        .and_then(|()| self.write(&dir, started))
+                    // An explicit `--to` is the caller's choice of disk.
+                    let checked = if to.is_some() {
+                        Ok(())
+                    } else {
+                        self.check_disk()
+                    };
+                    checked.and_then(|()| self.write(&dir, started))
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the backup thread: {e}")))?
                 .join()

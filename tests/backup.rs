@@ -281,6 +281,16 @@ async fn backup_refuses_an_offline_library_disk() {
     assert!(!s.lib().join(".isync/backups").exists() || isync_backups_empty(&s));
     let st = s.running.as_ref().unwrap().state.backups.status().unwrap();
     assert!(!st.recent[0].ok, "the failure is recorded");
+    // A folder named explicitly (`isync backup --to`) is the caller's
+    // choice: it works with the library disk away.
+    let elsewhere = s.dir.path().join("elsewhere");
+    let backups = s.running.as_ref().unwrap().state.backups.clone();
+    let to = elsewhere.clone();
+    let run = tokio::task::spawn_blocking(move || backups.run(Some(&to)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(run.ok && run.path.unwrap().starts_with(elsewhere.to_str().unwrap()));
 }
 
 fn isync_backups_empty(s: &Server) -> bool {
