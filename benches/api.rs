@@ -8,7 +8,10 @@
 //! server starts, the parts of one page are timed in-process (index slice,
 //! SQL fetch of the 100 records, JSON encoding, and joining the encodings the
 //! listing snapshot keeps) to show where a listing's time goes.
-//! Run: `cargo bench --bench api`.
+//! First, "memory": the release binary's idle RSS (median of several starts,
+//! with the pre-render worker off as the baseline) and its RSS while a 2 GB
+//! file streams.
+//! Run: `cargo bench --bench api` (`-- memory` for the memory part alone).
 
 use isync::config::{Config, LibraryConfig};
 use isync::db::listing::Query;
@@ -273,11 +276,27 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// Idle RSS of the real binary after its initial scan, and its RSS while a
-/// 2 GB file (sparse) streams through `downFile.icc`.
-async fn rss() {
-    let dir = tempfile::tempdir().unwrap();
-    let lib = dir.path().join("lib");
+/// CPU time (user + system, clock ticks) the process has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields 14 and 15, counted after the parenthesised name (field 2).
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    f.iter().sum()
+}
+
+/// How many times the server is started for each configuration; the idle
+/// figures are their medians.
+const RSS_RUNS: usize = 5;
+
+/// The library the memory runs serve: 50 small JPEGs and a 2 GB sparse MOV.
+fn rss_library(dir: &std::path::Path) -> std::path::PathBuf {
+    let lib = dir.join("lib");
     std::fs::create_dir_all(&lib).unwrap();
     for i in 0..50u8 {
         std::fs::write(
@@ -288,79 +307,175 @@ async fn rss() {
     }
     let big = std::fs::File::create(lib.join("big.mov")).unwrap();
     big.set_len(2 * 1024 * 1024 * 1024).unwrap();
-    drop(big);
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let cfg_path = dir.path().join("isync.toml");
-    std::fs::write(
-        &cfg_path,
-        format!(
-            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n[[library]]\npath = \"{}\"\nusers = [\"bench\"]\n",
-            dir.path().join("data").display(),
-            lib.display()
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_isync");
-    let mut add = std::process::Command::new(bin)
-        .args([
-            "--config",
-            cfg_path.to_str().unwrap(),
-            "user",
-            "add",
-            "bench",
-            "--password-stdin",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
+    lib
+}
+
+/// A release server as a separate process on a fresh data dir over `lib`,
+/// with user `bench` logged in on the returned client once the initial scan
+/// listed every file.
+struct RssServer {
+    child: std::process::Child,
+    base: String,
+    client: reqwest::Client,
+    _data: tempfile::TempDir,
+}
+
+impl RssServer {
+    async fn start(lib: &std::path::Path, prerender_threads: Option<usize>) -> RssServer {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let cfg_path = dir.path().join("isync.toml");
+        let scan = prerender_threads
+            .map(|n| format!("[scan]\nprerender_threads = {n}\n"))
+            .unwrap_or_default();
+        std::fs::write(
+            &cfg_path,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{scan}[[library]]\npath = \"{}\"\nusers = [\"bench\"]\n",
+                dir.path().join("data").display(),
+                lib.display()
+            ),
+        )
         .unwrap();
-    use std::io::Write;
-    add.stdin.take().unwrap().write_all(b"bench\n").unwrap();
-    assert!(add.wait().unwrap().success());
-    let mut server = std::process::Command::new(bin)
-        .args(["--config", cfg_path.to_str().unwrap(), "serve"])
-        .env("ISYNC_LOG", "warn")
-        .spawn()
-        .unwrap();
-    let pid = server.id();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut listed = 0;
-    while Instant::now() < deadline {
-        if let Ok(r) = client
-            .get(format!("{base}/login.icc?userName=bench&password=bench"))
-            .send()
-            .await
-        {
-            let _ = r.bytes().await;
-            let v: serde_json::Value = client
-                .get(format!("{base}/files.icc?pageIndex=0&maxPerPage=100"))
+        let bin = env!("CARGO_BIN_EXE_isync");
+        let mut add = std::process::Command::new(bin)
+            .args([
+                "--config",
+                cfg_path.to_str().unwrap(),
+                "user",
+                "add",
+                "bench",
+                "--password-stdin",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        add.stdin.take().unwrap().write_all(b"bench\n").unwrap();
+        assert!(add.wait().unwrap().success());
+        let child = std::process::Command::new(bin)
+            .args(["--config", cfg_path.to_str().unwrap(), "serve"])
+            .env("ISYNC_LOG", "warn")
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder()
+            .cookie_store(true)
+            .build()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut listed = 0;
+        while Instant::now() < deadline {
+            if let Ok(r) = client
+                .get(format!("{base}/login.icc?userName=bench&password=bench"))
+                .send()
+                .await
+            {
+                let _ = r.bytes().await;
+                let v: serde_json::Value = client
+                    .get(format!("{base}/files.icc?pageIndex=0&maxPerPage=100"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                listed = v["data"]["list"].as_array().map_or(0, |a| a.len());
+                if listed == 51 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(listed, 51, "server listed the library");
+        RssServer {
+            child,
+            base,
+            client,
+            _data: dir,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// RSS once the process is idle: no CPU used for 0.5 s (the scan and
+    /// the pre-render worker done), at most 60 s after the listing.
+    async fn idle_rss_kib(&self) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut last = cpu_ticks(self.pid());
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = cpu_ticks(self.pid());
+            if now == last || Instant::now() > deadline {
+                return rss_kib(self.pid());
+            }
+            last = now;
+        }
+    }
+}
+
+impl Drop for RssServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Idle RSS of the real binary after its initial scan and a login and two
+/// listings: median of [`RSS_RUNS`] starts each with the default
+/// configuration and, as the baseline, with the pre-render worker off,
+/// alternating. Then RSS while a 2 GB file (sparse) streams through
+/// `downFile.icc`.
+async fn rss() {
+    let dir = tempfile::tempdir().unwrap();
+    let lib = rss_library(dir.path());
+    let mb = |kib: u64| kib as f64 / 1024.0;
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..RSS_RUNS {
+        for (threads, into) in [(None, &mut on), (Some(0), &mut off)] {
+            let server = RssServer::start(&lib, threads).await;
+            let _ = server
+                .client
+                .get(format!(
+                    "{}/files.icc?pageIndex=0&maxPerPage=100&sort=-3",
+                    server.base
+                ))
                 .send()
                 .await
                 .unwrap()
-                .json()
-                .await
-                .unwrap();
-            listed = v["data"]["list"].as_array().map_or(0, |a| a.len());
-            if listed == 51 {
-                break;
-            }
+                .bytes()
+                .await;
+            into.push(mb(server.idle_rss_kib().await));
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(listed, 51, "server listed the library");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let idle = rss_kib(pid);
-    let v: serde_json::Value = client
+    let show = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "RSS idle (target < 20 MB), median of {RSS_RUNS}: {:.1} MB (runs: {}); baseline, \
+         scan.prerender_threads = 0: {:.1} MB (runs: {})",
+        pct(on.clone(), 0.5),
+        show(&on),
+        pct(off.clone(), 0.5),
+        show(&off)
+    );
+
+    let server = RssServer::start(&lib, None).await;
+    let pid = server.pid();
+    let v: serde_json::Value = server
+        .client
         .get(format!(
-            "{base}/files.icc?pageIndex=0&maxPerPage=100&sort=-3"
+            "{}/files.icc?pageIndex=0&maxPerPage=100&sort=-3",
+            server.base
         ))
         .send()
         .await
@@ -369,8 +484,9 @@ async fn rss() {
         .await
         .unwrap();
     let big_id = v["data"]["list"][0]["id"].as_i64().unwrap();
-    let mut resp = client
-        .get(format!("{base}/downFile.icc.mov?id={big_id}"))
+    let mut resp = server
+        .client
+        .get(format!("{}/downFile.icc.mov?id={big_id}", server.base))
         .send()
         .await
         .unwrap();
@@ -389,15 +505,12 @@ async fn rss() {
     let el = t.elapsed().as_secs_f64();
     assert_eq!(got, 2 * 1024 * 1024 * 1024);
     println!(
-        "RSS: idle {:.1} MB (target < 20 MB); streaming 2 GB: peak {:.1} MB, first {:.1} MB, last {:.1} MB ({:.0} MB/s)",
-        idle as f64 / 1024.0,
-        peak as f64 / 1024.0,
-        samples.first().copied().unwrap_or(0) as f64 / 1024.0,
-        samples.last().copied().unwrap_or(0) as f64 / 1024.0,
+        "RSS streaming 2 GB: peak {:.1} MB, first {:.1} MB, last {:.1} MB ({:.0} MB/s)",
+        mb(peak),
+        mb(samples.first().copied().unwrap_or(0)),
+        mb(samples.last().copied().unwrap_or(0)),
         got as f64 / 1e6 / el
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
 
 fn main() {
@@ -409,9 +522,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // `cargo bench --bench api -- memory` runs the memory part alone.
+    let only_memory = std::env::args().any(|a| a == "memory");
     rt.block_on(async {
         rss().await;
-        run_library(5_000).await;
-        run_library(100_000).await;
+        if !only_memory {
+            run_library(5_000).await;
+            run_library(100_000).await;
+        }
     });
 }

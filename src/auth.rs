@@ -265,9 +265,10 @@ impl Sessions {
 
 /// Runs `job` on the one password-hashing thread. Serialising Argon2 bounds
 /// its memory to one 7 MiB buffer at a time on a 1 GB Pi, and keeps that
-/// buffer in one malloc arena: hashed on the blocking pool, every thread's
-/// arena would keep a freed buffer of its own and idle RSS would grow with
-/// each thread that ever checked a password.
+/// buffer in one malloc arena, which is trimmed after each hash: hashed on
+/// the blocking pool, every thread's arena would keep a freed buffer of its
+/// own and idle RSS would grow with each thread that ever checked a
+/// password.
 async fn on_hasher<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
     type Job = Box<dyn FnOnce() + Send>;
     static HASHER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> =
@@ -279,6 +280,12 @@ async fn on_hasher<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) 
             .spawn(move || {
                 for job in rx {
                     job();
+                    // glibc keeps the freed buffer in this thread's arena
+                    // (its mmap threshold rises past 7 MiB after the first
+                    // hash): 7 MiB of idle RSS for a server nobody logs
+                    // into for days. Returning it costs the next hash
+                    // ~1 ms of page faults (docs/performance.md, "Memory").
+                    crate::heap::release_free_memory();
                 }
             })
             .expect("spawn the password hashing thread");

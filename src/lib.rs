@@ -4,6 +4,7 @@
 //! - `model`: ids and plain records shared by every layer.
 //! - `config`: the one configuration tree (defaults → TOML → flags).
 //! - `logging`: journald or stderr.
+//! - `heap`: gives freed heap memory back to the system after bursts of work.
 //! - `db`: SQLite handle, migrations, SQL per table, the listing index.
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
 //! - `upload`, `share`, `edit`, `trash`: the write path — resumable uploads,
@@ -22,6 +23,7 @@ pub mod db;
 pub mod demo;
 pub mod edit;
 pub mod error;
+pub mod heap;
 pub mod http;
 pub mod library;
 pub mod logging;

@@ -11,12 +11,15 @@
 //!
 //! Every acknowledged byte is fsynced first; a broken request leaves exactly
 //! the fsynced bytes, which `uploadingInfo.icc` reports. One request per file
-//! at a time (a per-file lock held until the last write is synced).
+//! at a time (a per-file lock held until the last write is synced). A
+//! request that completes the original asks the thumbnail pre-render worker
+//! for its thumbnails, without waiting for the watcher (or with none).
 
 use crate::auth::Session;
 use crate::config::Config;
 use crate::db::{self, catalogs, files, uploads, Db};
 use crate::error::{Error, Result};
+use crate::media::thumbcache::ThumbCache;
 use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
 use bytes::Bytes;
 use rand::RngCore;
@@ -732,9 +735,11 @@ struct Received {
 }
 
 /// `uploadFile.icc`: streams the multipart `body` to disk (spec §9.2).
+/// `thumbs` is told when the original becomes complete.
 pub async fn receive<S, E>(
     db: &Db,
     cfg: &Arc<Config>,
+    thumbs: &ThumbCache,
     s: &Session,
     req: UploadRequest,
     content_type: Option<String>,
@@ -754,7 +759,7 @@ where
     let guard = lock_file(db, req.id).await?;
     let ctx = {
         let (db2, roots, id) = (db.clone(), s.roots.clone(), req.id);
-        let thumbs = cfg.thumb_dir();
+        let thumb_dir = cfg.thumb_dir();
         tokio::task::spawn_blocking(move || {
             db2.read(|c| files::accessible(c, id, &roots))?
                 .ok_or_else(|| Error::BadParam(format!("file {} not found", id.0)))?;
@@ -771,7 +776,7 @@ where
                 db: db2,
                 id,
                 library,
-                thumbs,
+                thumbs: thumb_dir,
             }))
         })
         .await??
@@ -917,6 +922,14 @@ where
         complete(&ctx2, &done)
     })
     .await??;
+    // The original is in its folder and the record says complete: render
+    // its thumbnails now rather than when the watcher's scan (if any) sees
+    // the file. Client-made levels (status 3) are left alone.
+    if received.iter().any(|r| r.role == Role::Origin) {
+        if let Some(worker) = thumbs.prerender() {
+            worker.request_file(record.id);
+        }
+    }
     let checks = req.cm.map(|_| {
         let mut c = Checks::default();
         for r in received {

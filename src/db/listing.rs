@@ -13,7 +13,7 @@
 
 use super::DbError;
 use crate::model::{CatalogId, FileId, LibraryId};
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -240,6 +240,27 @@ pub struct ThumbWork {
     pub screen: bool,
 }
 
+/// What `thumbnail_work` and `thumbnail_work_of` select: images, GIFs and
+/// videos of online libraries, complete originals, a level the server makes.
+const THUMB_WORK_SQL: &str = "SELECT f.id, c.library_id, c.path || '/' || f.disk_name, f.type, \
+     f.orientation, f.status_thumb = 0, f.status_screen = 0 \
+     FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
+     JOIN libraries l ON l.id = c.library_id \
+     WHERE l.online AND f.type IN (1, 2, 4) AND f.status_origin <> 2 \
+     AND (f.status_thumb = 0 OR f.status_screen = 0)";
+
+fn thumb_work_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThumbWork> {
+    Ok(ThumbWork {
+        id: FileId(r.get(0)?),
+        library_id: LibraryId(r.get(1)?),
+        path: r.get(2)?,
+        file_type: r.get(3)?,
+        orientation: r.get(4)?,
+        small: r.get(5)?,
+        screen: r.get(6)?,
+    })
+}
+
 /// Images, GIFs and videos of online libraries with a level the server
 /// makes, whose record changed at or after `since` (unix seconds, matched
 /// against `last_modify`, which every insert, content change and completed
@@ -250,28 +271,23 @@ pub fn thumbnail_work(
     since: i64,
     library: Option<LibraryId>,
 ) -> Result<Vec<ThumbWork>, DbError> {
-    let mut st = c.prepare_cached(
-        "SELECT f.id, c.library_id, c.path || '/' || f.disk_name, f.type, f.orientation, \
-         f.status_thumb = 0, f.status_screen = 0 \
-         FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
-         JOIN libraries l ON l.id = c.library_id \
-         WHERE l.online AND f.type IN (1, 2, 4) AND f.status_origin <> 2 \
-         AND (f.status_thumb = 0 OR f.status_screen = 0) AND f.last_modify >= ?1 \
-         AND (?2 IS NULL OR c.library_id = ?2) \
-         ORDER BY f.id DESC",
+    let mut st = c.prepare_cached(&format!(
+        "{THUMB_WORK_SQL} AND f.last_modify >= ?1 AND (?2 IS NULL OR c.library_id = ?2) \
+         ORDER BY f.id DESC"
+    ))?;
+    let rows = st.query_map(
+        rusqlite::params![since, library.map(|l| l.0)],
+        thumb_work_row,
     )?;
-    let rows = st.query_map(rusqlite::params![since, library.map(|l| l.0)], |r| {
-        Ok(ThumbWork {
-            id: FileId(r.get(0)?),
-            library_id: LibraryId(r.get(1)?),
-            path: r.get(2)?,
-            file_type: r.get(3)?,
-            orientation: r.get(4)?,
-            small: r.get(5)?,
-            screen: r.get(6)?,
-        })
-    })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The same for one file (a completed upload), by primary key: `None` when
+/// the server makes no thumbnail of it (or its original is not complete, or
+/// its library is offline).
+pub fn thumbnail_work_of(c: &Connection, id: FileId) -> Result<Option<ThumbWork>, DbError> {
+    let mut st = c.prepare_cached(&format!("{THUMB_WORK_SQL} AND f.id = ?1"))?;
+    Ok(st.query_row([id.0], thumb_work_row).optional()?)
 }
 
 /// Holds the current index; rebuilt on the next read after `files` changed.

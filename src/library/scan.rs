@@ -802,6 +802,10 @@ impl Scanner {
     }
 
     fn scanned(&self, started: i64) {
+        // The probe threads' reads and the batches are freed by now; glibc
+        // would keep them in the threads' arenas (docs/performance.md,
+        // "Memory").
+        crate::heap::release_free_memory();
         if let Some(f) = self.after_scan.get() {
             f(started);
         }

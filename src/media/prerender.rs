@@ -2,7 +2,9 @@
 //! `isync scan`) a few background threads render both levels of new and
 //! changed originals into the thumbnail cache, so that `thumbnail.icc` is a
 //! cache hit by the time a family opens the photo (what Immich and
-//! PhotoPrism do). A cold request still renders on its own (`thumbcache`).
+//! PhotoPrism do). A completed upload asks for its one file
+//! ([`Prerender::request_file`]), ahead of the sweeps' backlog. A cold
+//! request still renders on its own (`thumbcache`).
 //!
 //! The threads run at the lowest CPU priority (nice 19, set per thread), take
 //! no render permit from requests, skip what is already cached or being
@@ -21,7 +23,7 @@ use tokio_util::task::TaskTracker;
 use super::thumbcache::{fingerprint, ThumbCache, ThumbSource};
 use crate::db::listing::{self, ThumbWork};
 use crate::db::{files, libraries, Db, DbError};
-use crate::model::{FileType, LibraryId, ThumbLevel};
+use crate::model::{FileId, FileType, LibraryId, ThumbLevel};
 
 /// How far before the previous sweep a sweep looks again, in seconds: rows
 /// are stamped with their writer's clock before they commit, so a write in
@@ -67,6 +69,9 @@ struct State {
     /// cover (the start of the scans that asked).
     wanted: Option<i64>,
     sweeping: bool,
+    /// Files asked for one by one (completed uploads), looked up and put
+    /// at the head of the queue before anything else.
+    files: Vec<FileId>,
     /// Where the next sweep starts when nothing older was asked for.
     next_since: i64,
     /// Libraries that were offline at the last sweep: on their return all
@@ -74,13 +79,21 @@ struct State {
     offline: HashSet<LibraryId>,
     queue: VecDeque<ThumbWork>,
     queued: HashSet<i64>,
+    /// Threads working outside the lock (rendering, or looking up `files`).
     active: usize,
+    /// Threads started: with none, requests are not kept (nobody would
+    /// serve them).
+    workers: usize,
     status: PrerenderStatus,
 }
 
 impl State {
     fn busy(&self) -> bool {
-        self.wanted.is_some() || self.sweeping || !self.queue.is_empty() || self.active > 0
+        self.wanted.is_some()
+            || self.sweeping
+            || !self.files.is_empty()
+            || !self.queue.is_empty()
+            || self.active > 0
     }
 }
 
@@ -114,6 +127,7 @@ impl Prerender {
                 Err(e) => log::warn!("cannot start a thumbnail pre-render thread: {e}"),
             }
         }
+        shared.lock().workers = handles.len();
         if !handles.is_empty() {
             // Wakes idle threads on shutdown, and lets `Running::stop` wait
             // (bounded) for the render in progress to finish. The guard also
@@ -140,6 +154,21 @@ impl Prerender {
     pub fn request_sweep(&self, since: i64) {
         let mut st = self.shared.lock();
         st.wanted = Some(st.wanted.map_or(since, |w| w.min(since)));
+        self.shared.publish(&mut st);
+        drop(st);
+        self.shared.wake.notify_all();
+    }
+
+    /// Asks for the thumbnails of one file whose original just became
+    /// complete (an upload), before the rest of the backlog. Returns at once;
+    /// the worker looks the file up, and skips it when the server makes no
+    /// thumbnail of it or they are cached already.
+    pub fn request_file(&self, id: FileId) {
+        let mut st = self.shared.lock();
+        if st.workers == 0 || st.files.contains(&id) {
+            return;
+        }
+        st.files.push(id);
         self.shared.publish(&mut st);
         drop(st);
         self.shared.wake.notify_all();
@@ -207,6 +236,36 @@ impl Shared {
             if st.stop {
                 break;
             }
+            if !st.files.is_empty() {
+                let ids = std::mem::take(&mut st.files);
+                st.active += 1;
+                drop(st);
+                let found = self.db.read(|c| {
+                    let mut work = Vec::new();
+                    for id in &ids {
+                        work.extend(listing::thumbnail_work_of(c, *id)?);
+                    }
+                    Ok(work)
+                });
+                st = self.lock();
+                st.active -= 1;
+                match found {
+                    Ok(work) => {
+                        // Ahead of the backlog, in the order asked; moved
+                        // there when a sweep queued it already.
+                        for w in work.into_iter().rev() {
+                            if !st.queued.insert(w.id.0) {
+                                st.queue.retain(|q| q.id != w.id);
+                            }
+                            st.queue.push_front(w);
+                        }
+                    }
+                    Err(e) => log::warn!("thumbnail pre-render: cannot read the library: {e}"),
+                }
+                self.publish(&mut st);
+                self.wake.notify_all();
+                continue;
+            }
             if let (Some(asked), false) = (st.wanted, st.sweeping) {
                 let since = asked.min(st.next_since) - SWEEP_OVERLAP_S;
                 let offline = st.offline.clone();
@@ -251,7 +310,14 @@ impl Shared {
                 }
                 self.publish(&mut st);
                 if !st.busy() {
-                    self.wake.notify_all(); // wake `wait_idle`
+                    // The last render of a burst: give back the decode
+                    // buffers this thread's malloc arena would keep (about
+                    // 2 MB idle, docs/performance.md "Memory"), then wake
+                    // `wait_idle`, so that a waiter sees the memory freed.
+                    drop(st);
+                    crate::heap::release_free_memory();
+                    st = self.lock();
+                    self.wake.notify_all();
                 }
                 continue;
             }

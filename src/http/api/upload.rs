@@ -156,7 +156,8 @@ pub async fn upload_file(State(st): State<AppState>, req: Request) -> Result<Res
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let r = upload::receive(&st.db, &st.cfg, &s, req, ctype, body.into_data_stream()).await?;
+    let body = body.into_data_stream();
+    let r = upload::receive(&st.db, &st.cfg, &st.thumbs, &s, req, ctype, body).await?;
     Ok(ok(UploadReplyWire {
         file_info: file_info(r.record, r.sizes),
         check: r.checks.map(|c| Check {
