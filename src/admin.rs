@@ -69,6 +69,11 @@ pub enum Command {
     Backup {
         to: Option<PathBuf>,
     },
+    /// `isync trash restore ID`: the server moves the entry back (under its
+    /// library's lock, so a scan never sees half of it) and rescans.
+    TrashRestore {
+        id: i64,
+    },
 }
 
 /// The server's answer over the control socket.
@@ -107,6 +112,7 @@ pub fn changes_access(cmd: &Command) -> bool {
             | Command::TypeList
             | Command::LibraryList
             | Command::Backup { .. }
+            | Command::TrashRestore { .. }
             | Command::TokenCreate { .. }
     )
 }
@@ -307,6 +313,10 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
                 run.bytes.unwrap_or(0),
                 run.finished - run.started
             );
+        }
+        Command::TrashRestore { id } => {
+            let dest = crate::trash::restore(db, id)?;
+            let _ = write!(out, "restored to {}", dest.display());
         }
     }
     Ok(out.trim_end().to_string())

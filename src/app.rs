@@ -96,8 +96,21 @@ fn op_handler(st: AppState) -> control::OpHandler {
                 Ok(cmd) => {
                     let access = crate::admin::changes_access(&cmd);
                     let st2 = st.clone();
+                    let restoring = matches!(cmd, crate::admin::Command::TrashRestore { .. });
                     let r = tokio::task::spawn_blocking(move || {
-                        let r = crate::admin::execute(&st2.db, &st2.backups, cmd);
+                        let mut r = crate::admin::execute(&st2.db, &st2.backups, cmd);
+                        if let (Ok(out), true) = (&mut r, restoring) {
+                            // List it again now, watcher or not: this
+                            // server's own scanner, never a second one.
+                            let req = control::ScanRequest {
+                                path: None,
+                                confirm_deletions: false,
+                            };
+                            match control::run_scan(&st2.scanner, &st2.plan, &req) {
+                                Ok(rep) => out.push_str(&format!("\nscan: {rep}")),
+                                Err(e) => out.push_str(&format!("\nrescan failed: {e}")),
+                            }
+                        }
                         notify_status(&st2.db);
                         r
                     })
@@ -158,10 +171,12 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         scanner: scanner.clone(),
         plan: Arc::new(RwLock::new(plan)),
         started: Instant::now(),
-        limiter: Arc::new(crate::ratelimit::LoginLimiter::new(crate::ratelimit::Limits {
-            max_failures: cfg.login.max_failures,
-            window: Duration::from_secs(cfg.login.window_secs),
-        })),
+        limiter: Arc::new(crate::ratelimit::LoginLimiter::new(
+            crate::ratelimit::Limits {
+                max_failures: cfg.login.max_failures,
+                window: Duration::from_secs(cfg.login.window_secs),
+            },
+        )),
         backups: Arc::new(crate::backup::Backups::new(
             db.clone(),
             cfg.clone(),
@@ -176,7 +191,9 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     let prerender = crate::media::prerender::Prerender::start(
         db.clone(),
         state.thumbs.clone(),
-        cfg.scan.prerender_threads.min(crate::media::prerender::default_threads()),
+        cfg.scan
+            .prerender_threads
+            .min(crate::media::prerender::default_threads()),
         &shutdown,
         &background,
     );
@@ -190,8 +207,8 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
             listener,
             app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
     });
     let status = {
         let db = db.clone();

@@ -231,18 +231,10 @@ pub fn trash_list(cfg: &Config) -> Result<(), CliError> {
 }
 
 /// `isync trash restore ID`: moves the entry back and rescans so it is
-/// listed again.
+/// listed again — by the running server when there is one (its own scanner,
+/// under its library lock), else here holding the data dir lock.
 pub fn trash_restore(cfg: &Config, id: i64) -> Result<(), CliError> {
-    let db = open_db(cfg)?;
-    let dest = crate::trash::restore(&db, id).map_err(|e| match e {
-        crate::error::Error::NotFound(m) => CliError::Usage(m),
-        other => CliError::Runtime(anyhow::anyhow!("{other}")),
-    })?;
-    println!("restored to {}", dest.display());
-    let scanner = Scanner::new(db.clone(), cfg.scan.clone());
-    let report = library::scan_libraries(&db, cfg, &scanner).context("rescan failed")?;
-    println!("scan: {report}");
-    Ok(())
+    admin(cfg, crate::admin::Command::TrashRestore { id })
 }
 
 /// Runs an admin command: by the running server when there is one (so its
@@ -282,9 +274,16 @@ pub fn admin(cfg: &Config, cmd: crate::admin::Command) -> Result<(), CliError> {
         std::sync::Arc::new(cfg.clone()),
         cfg.file.clone(),
     );
-    finish(crate::admin::Reply::of(crate::admin::execute(
-        &db, &backups, cmd,
-    )))
+    let restoring = matches!(cmd, crate::admin::Command::TrashRestore { .. });
+    let reply = crate::admin::Reply::of(crate::admin::execute(&db, &backups, cmd));
+    let ok = reply.ok;
+    finish(reply)?;
+    if ok && restoring {
+        let scanner = Scanner::new(db.clone(), cfg.scan.clone());
+        let report = library::scan_libraries(&db, cfg, &scanner).context("rescan failed")?;
+        println!("scan: {report}");
+    }
+    Ok(())
 }
 
 fn finish(reply: crate::admin::Reply) -> Result<(), CliError> {

@@ -47,6 +47,36 @@ fn library_of_catalog(db: &Db, cat: CatalogId) -> Result<PathBuf> {
     .map_err(Error::from)
 }
 
+/// Runs `f` holding the scanner's lock of every library in `paths` (see
+/// [`crate::library::scan::library_lock`]), so a scan never sees one half
+/// of a move to or from the trash (a record gone but its file still there,
+/// which it would list again; a folder gone under records it still has).
+/// Sorted: a holder of several never deadlocks with another; scans and
+/// uploads hold one at a time.
+fn with_libraries_locked<T>(db: &Db, mut paths: Vec<String>, f: impl FnOnce() -> T) -> T {
+    paths.sort();
+    paths.dedup();
+    let locks: Vec<_> = paths
+        .iter()
+        .map(|p| crate::library::scan::library_lock(db, p))
+        .collect();
+    let _held: Vec<_> = locks
+        .iter()
+        .map(|l| crate::library::scan::hold(l))
+        .collect();
+    f()
+}
+
+/// The library (its path as recorded) holding `path`, if any. Blocking.
+fn library_holding(db: &Db, path: &Path) -> Result<Option<String>> {
+    let libs = db.read(crate::db::libraries::list)?;
+    Ok(libs
+        .into_iter()
+        .filter(|l| path.starts_with(&l.path))
+        .max_by_key(|l| l.path.len())
+        .map(|l| l.path))
+}
+
 /// Removes the client thumbnails (complete and pending) of a file.
 fn remove_uploaded_thumbs(thumb_dir: &Path, id: FileId) {
     for level in [ThumbLevel::Small, ThumbLevel::Screen] {
@@ -162,7 +192,10 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
             }
         }
         for rec in recs {
-            delete_one(&db2, &cfg2, Some(uid), &rec, false)?;
+            let library = library_of_catalog(&db2, rec.real_catalog_id)?;
+            with_libraries_locked(&db2, vec![library.to_string_lossy().into_owned()], || {
+                delete_one(&db2, &cfg2, Some(uid), &rec, false)
+            })?;
         }
         Ok(())
     })
@@ -222,14 +255,26 @@ pub async fn delete_catalogs(
         db2.read(|c| {
             for id in &ids {
                 if catalogs::accessible(c, CatalogId(*id), &roots)?.is_some() {
-                    if let Err(e) = crate::accounts::check_change_catalog(c, &s, CatalogId(*id), true) {
+                    if let Err(e) =
+                        crate::accounts::check_change_catalog(c, &s, CatalogId(*id), true)
+                    {
                         return Ok(Err(e));
                     }
                 }
             }
             Ok(Ok(()))
         })??;
-        delete_catalogs_blocking(&db2, &cfg2, &roots, uid, &ids).map_err(|e| match e {
+        // Shown trees may span libraries (moves across roots): every
+        // library is held, for what is a rare and short operation.
+        let all: Vec<String> = db2
+            .read(crate::db::libraries::list)?
+            .into_iter()
+            .map(|l| l.path)
+            .collect();
+        with_libraries_locked(&db2, all, || {
+            delete_catalogs_blocking(&db2, &cfg2, &roots, uid, &ids)
+        })
+        .map_err(|e| match e {
             Error::Internal(m) | Error::DeleteFailed(m) => {
                 log::error!("deleteCatalog failed part-way: {m}");
                 Error::DeleteFailed(
@@ -623,7 +668,9 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
         if !old(&staging_origin_path(&library, id)) {
             continue; // still receiving bytes
         }
-        delete_one(db, cfg, None, &rec, false)?;
+        with_libraries_locked(db, vec![library.to_string_lossy().into_owned()], || {
+            delete_one(db, cfg, None, &rec, false)
+        })?;
         r.stale_uploads += 1;
     }
     for id in db.read(|c| uploads::stale_thumbs(c, cutoff))? {
@@ -651,6 +698,14 @@ pub fn list(db: &Db) -> Result<Vec<TrashEntry>> {
 /// was, under a numbered name if that is taken. The next scan lists it
 /// again. Returns where it went. Blocking.
 pub fn restore(db: &Db, id: i64) -> Result<PathBuf> {
+    let e = db
+        .read(|c| trash::by_id(c, id))?
+        .ok_or_else(|| Error::NotFound(format!("no trash entry {id}; see `isync trash list`")))?;
+    let library = library_holding(db, Path::new(&e.original_path))?;
+    with_libraries_locked(db, library.into_iter().collect(), || restore_locked(db, id))
+}
+
+fn restore_locked(db: &Db, id: i64) -> Result<PathBuf> {
     let e = db
         .read(|c| trash::by_id(c, id))?
         .ok_or_else(|| Error::NotFound(format!("no trash entry {id}; see `isync trash list`")))?;

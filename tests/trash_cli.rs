@@ -102,3 +102,67 @@ async fn a_deleted_file_is_listed_in_the_trash_and_restored_by_the_binary() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap().as_ref(), before.as_slice());
 }
+
+/// Beside a running server (watcher off, so nothing but the restore itself
+/// can list it again): the server does the restore under its library lock
+/// and rescans with its own scanner; the CLI neither waits for the data dir
+/// lock nor runs a second scanner. A deleted folder comes back with its file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_folder_is_restored_through_the_running_server() {
+    let (s, api) = Server::start(|cfg| cfg.watch.enabled = false).await;
+    let config = write_config(&s);
+    let before = std::fs::read(s.lib().join("sub/b.jpg")).unwrap();
+    let sub = api
+        .all_catalogs()
+        .await
+        .into_iter()
+        .find(|c| c["name"] == "sub")
+        .expect("catalog sub");
+    let v = api
+        .post_form(
+            "/deleteCatalog.icc",
+            json!({ "ids": sub["id"].to_string() }),
+        )
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+    assert!(!s.lib().join("sub").exists(), "the folder left");
+    assert!(api.all_files().await.iter().all(|f| f["name"] != "b.jpg"));
+
+    let listed = stdout(&isync(&config, &["trash", "list"]));
+    let entry = listed
+        .lines()
+        .find(|l| l.split('\t').nth(1) == Some("folder"))
+        .unwrap_or_else(|| panic!("no folder in the trash listing:\n{listed}"))
+        .split('\t')
+        .next()
+        .unwrap()
+        .to_string();
+
+    // Bounded: were the CLI to wait for the server's data dir lock, it
+    // would wait forever.
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || isync(&config, &["trash", "restore", &entry])),
+    )
+    .await
+    .expect("trash restore answered while the server runs")
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("restored to {}", s.lib().join("sub").display())),
+        "{text}"
+    );
+    assert!(text.contains("scan:"), "the server rescanned: {text}");
+    assert!(
+        !text.contains("waiting for the other isync process"),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(s.lib().join("sub/b.jpg")).unwrap(), before);
+
+    // Listed again at once (no watcher), and downloadable.
+    let f = api.file_named("b.jpg").await;
+    let r = api.download(id(&f), &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), before.as_slice());
+}

@@ -221,7 +221,11 @@ pub fn set_parent_and_name(
 
 /// Records who created a catalog through the API (an uploader may then
 /// change it).
-pub fn set_created_by(c: &Connection, id: CatalogId, user: crate::model::UserId) -> Result<(), DbError> {
+pub fn set_created_by(
+    c: &Connection,
+    id: CatalogId,
+    user: crate::model::UserId,
+) -> Result<(), DbError> {
     c.execute(
         "UPDATE catalogs SET created_by = ?2 WHERE id = ?1",
         rusqlite::params![id.0, user.0],

@@ -48,15 +48,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/info", get(api::admin::info))
         .route("/api/v1/register", post(api::admin::register))
         .route("/api/v1/account", get(api::admin::account))
-        .route("/api/v1/keys", get(api::admin::keys).post(api::admin::create_key))
+        .route(
+            "/api/v1/keys",
+            get(api::admin::keys).post(api::admin::create_key),
+        )
         .route("/api/v1/keys/revoke", post(api::admin::revoke_key))
         .route("/api/v1/users", get(api::admin::users))
         .route("/api/v1/users/type", post(api::admin::set_user_type))
         .route("/api/v1/users/disable", post(api::admin::disable_user))
         .route("/api/v1/users/enable", post(api::admin::enable_user))
-        .route("/api/v1/types", get(api::admin::types).post(api::admin::upsert_type))
+        .route(
+            "/api/v1/types",
+            get(api::admin::types).post(api::admin::upsert_type),
+        )
         .route("/api/v1/types/delete", post(api::admin::delete_type))
-        .route("/api/v1/tokens", get(api::admin::tokens).post(api::admin::create_token))
+        .route(
+            "/api/v1/tokens",
+            get(api::admin::tokens).post(api::admin::create_token),
+        )
         .route("/api/v1/tokens/delete", post(api::admin::delete_token))
         .route("/api/v1/libraries", get(api::admin::libraries))
         .route("/api/v1/libraries/grant", post(api::admin::grant_library))
