@@ -7,11 +7,14 @@
 //! cheapest authenticated endpoint (`helpInfo.icc?type=0`). Before the
 //! server starts, the parts of one page are timed in-process (index slice,
 //! SQL fetch of the 100 records, JSON encoding, and joining the encodings the
-//! listing snapshot keeps) to show where a listing's time goes.
+//! listing snapshot keeps) to show where a listing's time goes. Then a
+//! listing right after a one-row write, against the full reload of the index
+//! (interleaved, same run).
 //! First, "memory": the release binary's idle RSS (median of several starts,
 //! with the pre-render worker off as the baseline) and its RSS while a 2 GB
 //! file streams.
-//! Run: `cargo bench --bench api` (`-- memory` for the memory part alone).
+//! Run: `cargo bench --bench api` (`-- memory` for the memory part alone,
+//! `-- listing` for the listing parts alone).
 
 use isync::config::{Config, LibraryConfig};
 use isync::db::listing::Query;
@@ -261,8 +264,75 @@ async fn run_library(n: usize) {
         pct(firsts.clone(), 0.5),
         pct(firsts, 1.0)
     );
+    after_writes(
+        &client,
+        &base,
+        &running,
+        first["data"]["list"][0]["id"].as_i64().unwrap(),
+        n,
+    )
+    .await;
     running.stop().await.unwrap();
     let _ = Duration::ZERO;
+}
+
+/// A listing right after a write (a memo change: one `files` row), as when a
+/// phone uploads while the app lists: the index catches up with the changed
+/// row (merging it into the sort orders already computed). Baseline, same
+/// run, interleaved: the same with the index forgotten after the write, so
+/// the listing loads and sorts it from the table (what every write cost
+/// before).
+async fn after_writes(
+    client: &reqwest::Client,
+    base: &str,
+    running: &isync::app::Running,
+    id: i64,
+    n: usize,
+) {
+    let rounds = if n > 10_000 { 30 } else { 60 };
+    let (mut inc, mut full) = (Vec::new(), Vec::new());
+    for i in 0..rounds * 2 {
+        let v: serde_json::Value = client
+            .post(format!("{base}/updateFile.icc"))
+            .form(&[("id", id.to_string()), ("memo", format!("m{i}"))])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v["code"], 0, "{v}");
+        let baseline = i % 2 == 1;
+        if baseline {
+            running.state.db.invalidate_listing();
+        }
+        let r = client
+            .get(format!(
+                "{base}/files.icc?pageIndex=0&maxPerPage=100&sort=-1"
+            ))
+            .send()
+            .await
+            .unwrap();
+        let server: f64 = r
+            .headers()
+            .get("server-timing")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split("dur=").nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("server-timing header");
+        let body = r.bytes().await.unwrap();
+        assert!(body.starts_with(b"{\"code\":0"));
+        if baseline { &mut full } else { &mut inc }.push(server);
+    }
+    let (mi, mf) = (pct(inc.clone(), 0.5), pct(full.clone(), 0.5));
+    println!(
+        "[{n} files] files.icc (sort=-1, first page) right after a one-row write: index caught up \
+         from the changed row: median {mi:.3} ms, max {:.3} ms; baseline, reloaded from the table: \
+         median {mf:.3} ms, max {:.3} ms; {:.1}x faster",
+        pct(inc, 1.0),
+        pct(full, 1.0),
+        mf / mi.max(1e-6)
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -523,9 +593,13 @@ fn main() {
         .build()
         .unwrap();
     // `cargo bench --bench api -- memory` runs the memory part alone.
+    // `-- listing` the listing part alone.
     let only_memory = std::env::args().any(|a| a == "memory");
+    let only_listing = std::env::args().any(|a| a == "listing");
     rt.block_on(async {
-        rss().await;
+        if !only_listing {
+            rss().await;
+        }
         if !only_memory {
             run_library(5_000).await;
             run_library(100_000).await;
