@@ -107,9 +107,82 @@ async fn upload_one(api: &Api, cid: i64, n: usize) -> (f64, f64) {
     (t1, t2)
 }
 
+/// Server-side times of upload + listing rounds.
+struct Load {
+    rounds: usize,
+    info: Vec<f64>,
+    upload: Vec<f64>,
+    list: Vec<f64>,
+}
+
+impl Load {
+    fn worst(&self) -> f64 {
+        self.info
+            .iter()
+            .chain(&self.upload)
+            .chain(&self.list)
+            .fold(0.0, |a, &b| a.max(b))
+    }
+}
+
+impl std::fmt::Display for Load {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let stat = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            format!("median {:.1} max {:.1} ms", v[v.len() / 2], v[v.len() - 1])
+        };
+        write!(
+            f,
+            "{} rounds; uploadFileInfo {}; uploadFile {}; files.icc {}",
+            self.rounds,
+            stat(&self.info),
+            stat(&self.upload),
+            stat(&self.list)
+        )
+    }
+}
+
+/// Uploads one file and lists, again and again for `dur` (10 rounds at least).
+async fn load(api: &Api, cid: i64, first: usize, dur: Duration) -> Load {
+    let mut l = Load {
+        rounds: 0,
+        info: Vec::new(),
+        upload: Vec::new(),
+        list: Vec::new(),
+    };
+    let start = Instant::now();
+    while start.elapsed() < dur || l.rounds < 10 {
+        let (a, b) = upload_one(api, cid, first + l.rounds).await;
+        let r = api
+            .get("/files.icc", json!({"pageIndex": 0, "maxPerPage": 100}))
+            .await;
+        let c = server_ms(&r);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["code"], OK, "{v}");
+        l.info.push(a);
+        l.upload.push(b);
+        l.list.push(c);
+        l.rounds += 1;
+    }
+    l
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_under_load_then_restore_row_for_row() {
-    let (mut s, api) = Server::start(|c| c.watch.enabled = false).await;
+    // On tmpfs when there is one: the 100 ms bound below is about what a
+    // backup does to the server (locks, checkpoints, CPU). The fsync latency
+    // of this shared VM's disk alone passes 100 ms now and then, backup or
+    // not (seen: 143 ms with none running); `benches/backup.rs` measures
+    // the real disk.
+    let shm = common::server::tmpfs();
+    let (mut s, api) = Server::start_in(shm.as_deref(), |c| c.watch.enabled = false).await;
+    eprintln!(
+        "data on {}",
+        shm.map_or("the temp dir's disk (no tmpfs)".into(), |p| p
+            .display()
+            .to_string())
+    );
     let backups_dir = s.cfg.backup_dir();
     // Some bulk, so the copy takes a while: 5,000 more records.
     s.db()
@@ -142,7 +215,9 @@ async fn backup_under_load_then_restore_row_for_row() {
         backups_dir.display()
     );
 
-    // Load: uploads and listings, while backups run back to back.
+    // Load: uploads and listings, first alone (what this disk does
+    // anyway), then while backups run back to back.
+    let alone = load(&api, cid, 0, Duration::from_millis(1500)).await;
     let backups = s.running.as_ref().unwrap().state.backups.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (stop2, b2) = (stop.clone(), backups.clone());
@@ -154,30 +229,15 @@ async fn backup_under_load_then_restore_row_for_row() {
         }
         runs
     });
-    let mut worst: f64 = 0.0;
-    let mut n = 0;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(3) || n < 10 {
-        let (a, b) = upload_one(&api, cid, n).await;
-        let r = api
-            .get("/files.icc", json!({"pageIndex": 0, "maxPerPage": 100}))
-            .await;
-        let c = server_ms(&r);
-        let v: serde_json::Value = r.json().await.unwrap();
-        assert_eq!(v["code"], OK, "{v}");
-        worst = worst.max(a).max(b).max(c);
-        n += 1;
-    }
+    let during = load(&api, cid, alone.rounds, Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let runs = runner.await.unwrap();
     assert!(!runs.is_empty());
-    eprintln!(
-        "{n} upload+list rounds during {} backups; slowest request {worst:.1} ms",
-        runs.len()
-    );
+    eprintln!("alone: {alone}\nduring {} backups: {during}", runs.len());
     assert!(
-        worst < 100.0,
-        "a request took {worst:.1} ms during a backup"
+        during.worst() < 100.0,
+        "a request took {:.1} ms during a backup ({during}; alone: {alone})",
+        during.worst()
     );
     assert!(runs.iter().all(|r| r.ok));
     // The newest `keep` are on disk; older ones were pruned.

@@ -98,6 +98,18 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     let mut data = Vec::new();
     reader.rewind().map_err(|e| failed(&e))?;
     reader.read_to_end(&mut data).map_err(|e| failed(&e))?;
+    // On several cores when the encoder wrote restart markers.
+    if let Some((pixels, width, height)) =
+        super::jpegbands::decode(&data, edge, super::jpegbands::default_bands())
+    {
+        log::debug!(path:display = path.display(), edge; "decoded in bands at restart markers");
+        return Ok(Some(Raster {
+            width,
+            height,
+            alpha: false,
+            data: pixels,
+        }));
+    }
     decode_scaled(data.as_slice(), edge)
         .map(Some)
         .map_err(|e| failed(&e))

@@ -5,6 +5,7 @@
 
 pub mod exifmeta;
 mod framegrab;
+mod jpegbands;
 mod jpegscale;
 pub mod mp4;
 pub mod prerender;
@@ -12,3 +13,5 @@ pub mod probe;
 pub mod process;
 pub mod thumbcache;
 pub mod thumbs;
+
+pub use jpegbands::set_decode_bands;

@@ -5,6 +5,24 @@
 use super::Api;
 use serde_json::json;
 
+/// A RAM-backed folder for tests whose bound is about what the server does
+/// (locks, CPU), not the fsync latency of the machine's disk: `/dev/shm`
+/// when it is a writable tmpfs with room (256 MiB), else `None`.
+#[allow(dead_code)]
+pub fn tmpfs() -> Option<std::path::PathBuf> {
+    let shm = std::path::Path::new("/dev/shm");
+    let out = std::process::Command::new("df")
+        .args(["-k", "--output=fstype,avail"])
+        .arg(shm)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut cols = text.lines().nth(1)?.split_whitespace();
+    let (fstype, avail_kib) = (cols.next()?, cols.next()?.parse::<u64>().ok()?);
+    let writable = tempfile::tempdir_in(shm).is_ok();
+    (fstype == "tmpfs" && avail_kib >= 256 * 1024 && writable).then(|| shm.to_path_buf())
+}
+
 #[allow(dead_code)]
 pub struct Server {
     pub dir: tempfile::TempDir,
@@ -18,10 +36,22 @@ impl Server {
     /// User `alice` (and `bob`, who sees library `other`), library `lib`
     /// with `a.jpg` and `sub/b.jpg`; logged in as alice.
     pub async fn start(tune: impl FnOnce(&mut isync::config::Config)) -> (Server, Api) {
-        let dir = tempfile::Builder::new()
-            .prefix("isync-write-")
-            .tempdir()
-            .unwrap();
+        Server::start_in(None, tune).await
+    }
+
+    /// [`Server::start`] with its data and library under `base` (default:
+    /// the system temp dir).
+    pub async fn start_in(
+        base: Option<&std::path::Path>,
+        tune: impl FnOnce(&mut isync::config::Config),
+    ) -> (Server, Api) {
+        let mut b = tempfile::Builder::new();
+        b.prefix("isync-write-");
+        let dir = match base {
+            Some(base) => b.tempdir_in(base),
+            None => b.tempdir(),
+        }
+        .unwrap();
         let media = dir.path().join("media");
         super::write_file(&media.join("lib/a.jpg"), &super::jpeg(64, 48, 1, None));
         super::write_file(&media.join("lib/sub/b.jpg"), &super::jpeg(32, 32, 2, None));

@@ -1,0 +1,381 @@
+//! Decoding a big JPEG on several cores, when its encoder made that
+//! possible. A baseline JPEG's entropy-coded data is one sequential Huffman
+//! stream, which is where ~90% of a scaled decode's time goes (see
+//! `jpegscale`) and which no decoder can split — except at restart markers:
+//! with a restart interval (DRI), the coder state resets every N MCUs and
+//! the stream is cut by RSTn markers into independently decodable pieces.
+//! Many camera and phone encoders write them (hardware JPEG encoders
+//! usually do).
+//!
+//! This module cuts such a file into horizontal bands at MCU rows where a
+//! restart interval begins, gives each band the original headers with its
+//! own height (and renumbered RST markers, which the decoder checks), decodes
+//! the bands at the same DCT scale on their own threads, and stacks the
+//! rows. Anything unexpected (progressive or non-interleaved scans, no DRI,
+//! intervals that never line up with rows, a count of restart markers that
+//! doesn't match the frame) returns `None` and the caller decodes the file
+//! in one piece as before: the result is the same pixels either way.
+
+use jpeg_decoder::{Decoder, PixelFormat};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The frame and scan layout a band split needs.
+#[derive(Debug, Clone, PartialEq)]
+struct Layout {
+    width: u32,
+    height: u32,
+    /// Offset of the SOF height field (two bytes, big-endian).
+    sof_height_at: usize,
+    /// MCU size in pixels.
+    mcu_w: u32,
+    mcu_h: u32,
+    /// Restart interval in MCUs.
+    restart: u32,
+    /// First byte of the entropy-coded data (after the SOS segment).
+    scan_at: usize,
+}
+
+/// Most bands (threads) one decode uses.
+const MAX_BANDS: usize = 4;
+
+/// Set by [`set_decode_bands`]; 0: one per core.
+static BANDS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many bands (threads) one JPEG decode may use: 0 for one per core
+/// (up to 4, the default), 1 to decode every file in one piece (the
+/// benchmark's baseline).
+pub fn set_decode_bands(n: usize) {
+    BANDS.store(n, Ordering::Relaxed);
+}
+
+/// How many bands to use on this machine: one per core, up to
+/// [`MAX_BANDS`], unless set; 1 means "don't".
+pub(crate) fn default_bands() -> usize {
+    match BANDS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(MAX_BANDS),
+        n => n.min(MAX_BANDS),
+    }
+}
+
+/// Reads the markers up to the first scan. `None` unless the file is a
+/// single-scan, interleaved, 8-bit baseline/extended Huffman JPEG with a
+/// restart interval.
+fn layout(data: &[u8]) -> Option<Layout> {
+    if data.get(..2)? != [0xFF, 0xD8] {
+        return None;
+    }
+    let mut at = 2;
+    let mut frame: Option<(u32, u32, usize, u32, u32, u8)> = None;
+    let mut restart = 0u32;
+    loop {
+        if *data.get(at)? != 0xFF {
+            return None;
+        }
+        while *data.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        let marker = *data.get(at + 1)?;
+        at += 2;
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]));
+        let body = data.get(at + 2..at + len)?;
+        match marker {
+            // Baseline or extended sequential, Huffman.
+            0xC0 | 0xC1 => {
+                if body.len() < 6 || body[0] != 8 {
+                    return None;
+                }
+                let height = u32::from(u16::from_be_bytes([body[1], body[2]]));
+                let width = u32::from(u16::from_be_bytes([body[3], body[4]]));
+                let n = body[5];
+                let comps = body.get(6..6 + 3 * usize::from(n))?;
+                let (mut hmax, mut vmax) = (1u32, 1u32);
+                for c in comps.chunks(3) {
+                    hmax = hmax.max(u32::from(c[1] >> 4));
+                    vmax = vmax.max(u32::from(c[1] & 15));
+                }
+                if n == 1 {
+                    // A single-component scan is non-interleaved: 8x8 MCUs.
+                    (hmax, vmax) = (1, 1);
+                }
+                frame = Some((width, height, at + 3, 8 * hmax, 8 * vmax, n));
+            }
+            // Any other frame type (progressive, lossless, arithmetic).
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+            0xDD => {
+                restart = u32::from(u16::from_be_bytes([*body.first()?, *body.get(1)?]));
+            }
+            0xDA => {
+                let (width, height, sof_height_at, mcu_w, mcu_h, n) = frame?;
+                // All components in this one scan.
+                if *body.first()? != n || restart == 0 || height == 0 || width == 0 {
+                    return None;
+                }
+                return Some(Layout {
+                    width,
+                    height,
+                    sof_height_at,
+                    mcu_w,
+                    mcu_h,
+                    restart,
+                    scan_at: at + len,
+                });
+            }
+            0xD9 => return None,
+            _ => {}
+        }
+        at += len;
+    }
+}
+
+/// Where each restart interval's bytes begin, and where the entropy-coded
+/// data ends (the offset of the marker after it).
+fn intervals(data: &[u8], from: usize) -> (Vec<usize>, usize) {
+    let mut starts = vec![from];
+    let mut i = from;
+    while let Some(p) = memchr::memchr(0xFF, &data[i..]) {
+        let at = i + p;
+        match data.get(at + 1) {
+            // Stuffed zero, or fill bytes before a marker.
+            Some(0x00) => i = at + 2,
+            Some(0xFF) => i = at + 1,
+            Some(0xD0..=0xD7) => {
+                starts.push(at + 2);
+                i = at + 2;
+            }
+            _ => return (starts, at),
+        }
+    }
+    (starts, data.len())
+}
+
+/// Decodes `data` at the smallest DCT scale whose longer side covers `edge`
+/// (as `jpegscale` does), in up to `bands` horizontal bands on as many
+/// threads. `None` when the file can't be split (see the module doc) or a
+/// band came out other than expected; the caller then decodes it whole.
+pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<(Vec<u8>, u32, u32)> {
+    if bands < 2 {
+        return None;
+    }
+    let l = layout(data)?;
+    let mcus_per_row = l.width.div_ceil(l.mcu_w);
+    let rows = l.height.div_ceil(l.mcu_h);
+    let total_mcus = u64::from(mcus_per_row) * u64::from(rows);
+    let (starts, end) = intervals(data, l.scan_at);
+    if starts.len() as u64 != total_mcus.div_ceil(u64::from(l.restart)) {
+        return None;
+    }
+    // A band may start at MCU row r when r * mcus_per_row is a multiple of
+    // the interval: r a multiple of `step`.
+    let gcd = |mut a: u64, mut b: u64| {
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    };
+    let restart = u64::from(l.restart);
+    let step = restart / gcd(restart, u64::from(mcus_per_row));
+    let steps = u64::from(rows) / step;
+    let bands = (bands as u64).min(steps);
+    if bands < 2 {
+        return None;
+    }
+    // Band b covers MCU rows [cut[b], cut[b + 1]).
+    let mut cut: Vec<u64> = (0..bands).map(|b| b * steps / bands * step).collect();
+    cut.push(u64::from(rows));
+
+    // The output scale, chosen for the whole picture.
+    let mut whole = Decoder::new(data);
+    whole.read_info().ok()?;
+    let want = u16::try_from(edge).unwrap_or(u16::MAX);
+    let (out_w, out_h) = whole.scale(want, want).ok()?;
+
+    let band_jpeg = |b: usize| -> Vec<u8> {
+        let (r0, r1) = (cut[b], cut[b + 1]);
+        let first = (r0 * u64::from(mcus_per_row) / restart) as usize;
+        let last = ((r1 * u64::from(mcus_per_row)).div_ceil(restart) as usize).min(starts.len());
+        let top = r0 * u64::from(l.mcu_h);
+        let bottom = (r1 * u64::from(l.mcu_h)).min(u64::from(l.height));
+        let mut out = Vec::with_capacity(l.scan_at + (end - starts[first]) / bands as usize + 64);
+        out.extend_from_slice(&data[..l.scan_at]);
+        let h = (bottom - top) as u16;
+        out[l.sof_height_at..l.sof_height_at + 2].copy_from_slice(&h.to_be_bytes());
+        for (n, i) in (first..last).enumerate() {
+            // Interval i runs to the RST marker that ends it (or the end).
+            let stop = if i + 1 < starts.len() {
+                starts[i + 1] - 2
+            } else {
+                end
+            };
+            out.extend_from_slice(&data[starts[i]..stop]);
+            if i + 1 < last {
+                out.extend_from_slice(&[0xFF, 0xD0 + (n % 8) as u8]);
+            }
+        }
+        out.extend_from_slice(&[0xFF, 0xD9]);
+        out
+    };
+    let decode_band = |jpeg: Vec<u8>| -> Option<(Vec<u8>, u16, u16, Option<PixelFormat>)> {
+        let mut dec = Decoder::new(jpeg.as_slice());
+        dec.set_max_decoding_buffer_size(super::thumbs::MAX_DECODE_BYTES as usize);
+        dec.read_info().ok()?;
+        // The width pins the same scale as the whole picture's.
+        let (w, h) = dec.scale(out_w, u16::MAX).ok()?;
+        let pixels = dec.decode().ok()?;
+        Some((pixels, w, h, dec.info().map(|i| i.pixel_format)))
+    };
+
+    let decoded: Vec<Option<_>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (1..bands as usize)
+            .map(|b| {
+                let jpeg = band_jpeg(b);
+                std::thread::Builder::new()
+                    .name("isync-jpeg-band".into())
+                    .spawn_scoped(s, move || decode_band(jpeg))
+            })
+            .collect();
+        let mut out = vec![decode_band(band_jpeg(0))];
+        for h in handles {
+            out.push(h.ok().and_then(|h| h.join().ok().flatten()));
+        }
+        out
+    });
+
+    let mut pixels = Vec::new();
+    let mut height = 0u32;
+    let mut format = None;
+    for band in decoded {
+        let (p, w, h, f) = band?;
+        if w != out_w || format.is_some_and(|g| Some(g) != f) {
+            return None;
+        }
+        format = f;
+        height += u32::from(h);
+        if pixels.is_empty() {
+            pixels = p;
+        } else {
+            pixels.extend_from_slice(&p);
+        }
+    }
+    if height != u32::from(out_h) {
+        return None;
+    }
+    let channels = match format? {
+        PixelFormat::RGB24 => 3,
+        PixelFormat::L8 => 1,
+        _ => return None,
+    };
+    if pixels.len() != usize::from(out_w) * height as usize * channels {
+        return None;
+    }
+    let data = if channels == 1 {
+        pixels.iter().flat_map(|&v| [v; 3]).collect()
+    } else {
+        pixels
+    };
+    Some((data, u32::from(out_w), height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A photo-like JPEG (gradients and detail) with a restart interval.
+    fn jpeg(w: u16, h: u16, restart: Option<u16>, gray: bool) -> Vec<u8> {
+        let channels = if gray { 1 } else { 3 };
+        let mut px = Vec::with_capacity(usize::from(w) * usize::from(h) * channels);
+        for y in 0..u32::from(h) {
+            for x in 0..u32::from(w) {
+                let v = [
+                    (x * 255 / u32::from(w)) as u8,
+                    (y * 255 / u32::from(h)) as u8,
+                    ((x ^ y) & 0xFF) as u8,
+                ];
+                px.extend_from_slice(&v[..channels]);
+            }
+        }
+        let mut out = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+        if let Some(r) = restart {
+            enc.set_restart_interval(r);
+        }
+        let ct = if gray {
+            jpeg_encoder::ColorType::Luma
+        } else {
+            jpeg_encoder::ColorType::Rgb
+        };
+        enc.encode(&px, w, h, ct).unwrap();
+        out
+    }
+
+    fn whole(data: &[u8], edge: u32) -> (Vec<u8>, u32, u32) {
+        let mut dec = Decoder::new(data);
+        dec.read_info().unwrap();
+        let e = edge as u16;
+        let (w, h) = dec.scale(e, e).unwrap();
+        let p = dec.decode().unwrap();
+        let p = if dec.info().unwrap().pixel_format == PixelFormat::L8 {
+            p.iter().flat_map(|&v| [v; 3]).collect()
+        } else {
+            p
+        };
+        (p, u32::from(w), u32::from(h))
+    }
+
+    /// Same pixels as one whole decode, for sizes that are and aren't whole
+    /// MCUs, intervals that do and don't divide a row, 2–4 bands, colour
+    /// and grey, every scale.
+    #[test]
+    fn bands_decode_to_the_same_pixels() {
+        let cases = [
+            (640u16, 480u16, 40u16, false, 1024u32, 2usize),
+            (643, 485, 7, false, 320, 3),
+            (1000, 750, 1, false, 256, 4),
+            (500, 333, 3, true, 100, 2),
+            (800, 608, 50, false, 800, 4),
+            (330, 900, 21, false, 120, 3),
+        ];
+        for (w, h, restart, gray, edge, bands) in cases {
+            let data = jpeg(w, h, Some(restart), gray);
+            let got = decode(&data, edge, bands)
+                .unwrap_or_else(|| panic!("{w}x{h} ri {restart}: not split"));
+            let want = whole(&data, edge);
+            assert_eq!((got.1, got.2), (want.1, want.2), "{w}x{h} ri {restart}");
+            assert!(
+                got.0 == want.0,
+                "{w}x{h} ri {restart} edge {edge}: pixels differ"
+            );
+        }
+    }
+
+    #[test]
+    fn files_that_cannot_be_split_are_left_to_the_whole_decode() {
+        // No restart interval.
+        assert!(decode(&jpeg(640, 480, None, false), 320, 2).is_none());
+        // One band asked for.
+        assert!(decode(&jpeg(640, 480, Some(4), false), 320, 1).is_none());
+        // Too few rows for two bands at this interval (a whole picture).
+        assert!(decode(&jpeg(64, 32, Some(200), false), 32, 2).is_none());
+        // Not a JPEG, or cut short: no panic, no split.
+        assert!(decode(b"not a jpeg at all", 320, 2).is_none());
+        let data = jpeg(640, 480, Some(8), false);
+        for cut in [3, 100, data.len() / 2] {
+            let _ = decode(&data[..cut], 320, 2);
+        }
+        // A missing restart marker: the count doesn't match, not split.
+        let mut damaged = data.clone();
+        let at = layout(&damaged).unwrap().scan_at;
+        let rst = damaged[at..]
+            .windows(2)
+            .position(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
+            .unwrap()
+            + at;
+        damaged.drain(rst..rst + 2);
+        assert!(decode(&damaged, 320, 2).is_none());
+    }
+}
