@@ -353,6 +353,26 @@ mod tests {
         }
     }
 
+    /// The thumbnail path takes the band decode for such a file and gets
+    /// the same raster as a one-piece decode.
+    #[test]
+    fn the_thumbnail_decoder_uses_bands() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jpg");
+        let data = jpeg(1600, 1200, Some(100), false);
+        std::fs::write(&path, &data).unwrap();
+        let level = crate::model::ThumbLevel::Screen;
+        set_decode_bands(2);
+        let got = super::super::jpegscale::decode(&path, level)
+            .unwrap()
+            .expect("decoded");
+        set_decode_bands(0);
+        let want = whole(&data, level.max_edge_px());
+        assert_eq!((got.width, got.height), (want.1, want.2));
+        assert!(got.data == want.0, "pixels differ");
+        assert!(decode(&data, level.max_edge_px(), 2).is_some(), "split");
+    }
+
     #[test]
     fn files_that_cannot_be_split_are_left_to_the_whole_decode() {
         // No restart interval.
