@@ -246,11 +246,13 @@ impl Fixtures {
         let thumb = jpeg(&small, 85);
         let photo = dir.join("photo.jpg");
         std::fs::write(&photo, &main).expect("write photo");
-        // Restart interval: one MCU row (4000 px / 16 px MCUs).
+        // Restart interval: one MCU row (4000 px / 16 px MCUs); chroma
+        // 4:2:0 as cameras write it (jpeg-encoder would pick 4:4:4 at q90).
         let photo_restart = dir.join("photo-restart.jpg");
         let mut restart = Vec::new();
         let mut enc = jpeg_encoder::Encoder::new(&mut restart, 90);
         enc.set_restart_interval((PHOTO_W / 16) as u16);
+        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
         enc.encode(
             img.as_raw(),
             PHOTO_W as u16,

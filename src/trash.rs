@@ -194,7 +194,13 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
         for rec in recs {
             let library = library_of_catalog(&db2, rec.real_catalog_id)?;
             with_libraries_locked(&db2, vec![library.to_string_lossy().into_owned()], || {
-                delete_one(&db2, &cfg2, Some(uid), &rec, false)
+                // Read again under the lock: an upload may have completed
+                // (its original moved out of staging) or a scan renamed it
+                // since the check above.
+                match db2.read(|c| files::by_id(c, rec.id))? {
+                    Some(now) => delete_one(&db2, &cfg2, Some(uid), &now, false),
+                    None => Ok(()),
+                }
             })?;
         }
         Ok(())
@@ -668,9 +674,21 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
         if !old(&staging_origin_path(&library, id)) {
             continue; // still receiving bytes
         }
-        with_libraries_locked(db, vec![library.to_string_lossy().into_owned()], || {
-            delete_one(db, cfg, None, &rec, false)
-        })?;
+        let removed =
+            with_libraries_locked(db, vec![library.to_string_lossy().into_owned()], || {
+                // Judged again under the lock: the upload may have completed or
+                // received bytes since.
+                let Some(now) = db.read(|c| files::by_id(c, id))? else {
+                    return Ok(false);
+                };
+                if now.status_origin != 2 || !old(&staging_origin_path(&library, id)) {
+                    return Ok(false);
+                }
+                delete_one(db, cfg, None, &now, false).map(|()| true)
+            })?;
+        if !removed {
+            continue;
+        }
         r.stale_uploads += 1;
     }
     for id in db.read(|c| uploads::stale_thumbs(c, cutoff))? {

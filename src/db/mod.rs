@@ -67,6 +67,27 @@ struct Inner {
     listing: listing::ListingCache,
     /// Wakes the checkpointer after a commit (see [`spawn_checkpointer`]).
     checkpoint: Option<std::sync::mpsc::SyncSender<()>>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+    /// The writer's `PRAGMA data_version` when last looked at: it changes
+    /// only when another connection (another process) commits.
+    data_version: std::sync::atomic::AtomicI64,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the checkpointer's connection before the writer's, on this
+        // thread: the last connection to close checkpoints and removes the
+        // WAL by name, which must not happen later from a detached thread
+        // (after a restore moved the files, say).
+        self.checkpoint.take();
+        if let Some(t) = self.checkpointer.take() {
+            let _ = t.join();
+        }
+        // Readers next: the writer closes last, checkpoints everything into
+        // the database file and removes the WAL (read-only connections
+        // can't), so a stopped server leaves one self-contained file.
+        self.readers.clear();
+    }
 }
 
 /// Checkpoints the WAL on a thread of its own, a moment after commits. The
@@ -76,7 +97,11 @@ struct Inner {
 /// more after a backup's long read snapshot held checkpoints back. Here a
 /// commit is a WAL append and one fsync; a PASSIVE checkpoint never blocks
 /// the writer or readers. The thread ends when the database is dropped.
-fn spawn_checkpointer(path: &Path) -> Option<std::sync::mpsc::SyncSender<()>> {
+/// Under writes closer together than its delay it may not catch up fully,
+/// so the writer keeps a high automatic checkpoint as a backstop.
+fn spawn_checkpointer(
+    path: &Path,
+) -> Option<(std::sync::mpsc::SyncSender<()>, std::thread::JoinHandle<()>)> {
     let conn = Connection::open(path)
         .and_then(|c| configure(&c).map(|()| c))
         .map_err(|e| log::warn!("database {}: no checkpoint thread ({e})", path.display()))
@@ -95,7 +120,7 @@ fn spawn_checkpointer(path: &Path) -> Option<std::sync::mpsc::SyncSender<()>> {
             }
         });
     match spawned {
-        Ok(_) => Some(tx),
+        Ok(t) => Some((tx, t)),
         Err(e) => {
             log::warn!("no checkpoint thread ({e}); the writer checkpoints");
             None
@@ -143,10 +168,14 @@ impl Db {
             },
         ));
 
-        let checkpoint = spawn_checkpointer(path);
+        let (checkpoint, checkpointer) = spawn_checkpointer(path).unzip();
         if checkpoint.is_some() {
-            writer.pragma_update(None, "wal_autocheckpoint", 0)?;
+            // The backstop: ~16 MB of WAL (the default is 1,000 pages).
+            writer.pragma_update(None, "wal_autocheckpoint", 4000)?;
         }
+        // A WAL file grown by a burst is cut back when it restarts.
+        writer.pragma_update(None, "journal_size_limit", 32 * 1024 * 1024)?;
+        let data_version: i64 = writer.query_row("PRAGMA data_version", [], |r| r.get(0))?;
 
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -170,6 +199,8 @@ impl Db {
                 files_touched,
                 listing: listing::ListingCache::default(),
                 checkpoint,
+                checkpointer,
+                data_version: std::sync::atomic::AtomicI64::new(data_version),
             }),
         })
     }
@@ -267,6 +298,16 @@ impl Db {
     /// since (see [`listing`]). Blocking.
     pub fn listing(&self) -> Result<Arc<listing::ListIndex>, DbError> {
         let inner = &self.inner;
+        // A commit by another process (a CLI beside the server) is not
+        // seen by the update hook: reload then. Only when the writer is
+        // free — a listing never waits for a write to look.
+        if let Ok(w) = inner.writer.try_lock() {
+            if let Ok(v) = w.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+                if inner.data_version.swap(v, Ordering::AcqRel) != v {
+                    self.invalidate_listing();
+                }
+            }
+        }
         inner
             .listing
             .get(&inner.files_dirty, &inner.files_changed, |build| {
@@ -308,6 +349,53 @@ pub fn now() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ADD_FILE: &str = "INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, \
+        name, ext, import_time, last_modify, size, type) VALUES (1, 1, 1, ?1, ?1, 'jpg', 0, 0, 1, 1)";
+
+    /// The listing index follows this process's writes from the changed rows
+    /// and another process's by reloading (`data_version`); the background
+    /// checkpoints change neither, and dropping the database closes every
+    /// connection before it returns (no WAL left behind).
+    #[test]
+    fn listing_follows_writes_from_here_and_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let db = Db::open(&path).unwrap();
+        db.write(|tx| {
+            tx.execute_batch(
+                "INSERT INTO libraries(id, path) VALUES (1, '/lib'); \
+                 INSERT INTO catalogs(id, root_id, parent_id, library_id, path, name, create_time, \
+                 last_modify) VALUES (1, 1, -1, 1, '/lib', 'lib', 0, 0);",
+            )?;
+            tx.execute(ADD_FILE, ["a.jpg"])?;
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(db.listing().unwrap().len(), 1);
+        for i in 0..20 {
+            db.write(|tx| Ok(tx.execute(ADD_FILE, [format!("b{i}.jpg")])?))
+                .unwrap();
+        }
+        // Let the checkpointer run: it must not look like another writer.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(db.listing().unwrap().len(), 21);
+        let v = db.inner.data_version.load(Ordering::Acquire);
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = db.listing().unwrap();
+        assert_eq!(db.inner.data_version.load(Ordering::Acquire), v);
+        // Another connection (as another process would) adds a row.
+        let other = Connection::open(&path).unwrap();
+        other.execute(ADD_FILE, ["c.jpg"]).unwrap();
+        drop(other);
+        assert_eq!(db.listing().unwrap().len(), 22, "seen through data_version");
+        drop(db);
+        let wal = dir.path().join("t.db-wal");
+        assert!(
+            !wal.exists(),
+            "the last close checkpointed and removed the WAL"
+        );
+    }
 
     #[test]
     fn migrates_an_empty_database_and_reopens() {

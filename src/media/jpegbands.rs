@@ -134,8 +134,10 @@ fn layout(data: &[u8]) -> Option<Layout> {
 }
 
 /// Where each restart interval's bytes begin, and where the entropy-coded
-/// data ends (the offset of the marker after it).
-fn intervals(data: &[u8], from: usize) -> (Vec<usize>, usize) {
+/// data ends (the offset of the marker after it). `None` when the RST
+/// markers are not numbered 0, 1, … 7, 0, … in order (a damaged file: the
+/// one-piece decoder reports it).
+fn intervals(data: &[u8], from: usize) -> Option<(Vec<usize>, usize)> {
     let mut starts = vec![from];
     let mut i = from;
     while let Some(p) = memchr::memchr(0xFF, &data[i..]) {
@@ -144,14 +146,17 @@ fn intervals(data: &[u8], from: usize) -> (Vec<usize>, usize) {
             // Stuffed zero, or fill bytes before a marker.
             Some(0x00) => i = at + 2,
             Some(0xFF) => i = at + 1,
-            Some(0xD0..=0xD7) => {
+            Some(&m @ 0xD0..=0xD7) => {
+                if usize::from(m - 0xD0) != (starts.len() - 1) % 8 {
+                    return None;
+                }
                 starts.push(at + 2);
                 i = at + 2;
             }
-            _ => return (starts, at),
+            _ => return Some((starts, at)),
         }
     }
-    (starts, data.len())
+    Some((starts, data.len()))
 }
 
 /// Decodes `data` at the smallest DCT scale whose longer side covers `edge`
@@ -166,7 +171,7 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<(Vec<u8>, u
     let mcus_per_row = l.width.div_ceil(l.mcu_w);
     let rows = l.height.div_ceil(l.mcu_h);
     let total_mcus = u64::from(mcus_per_row) * u64::from(rows);
-    let (starts, end) = intervals(data, l.scan_at);
+    let (starts, end) = intervals(data, l.scan_at)?;
     if starts.len() as u64 != total_mcus.div_ceil(u64::from(l.restart)) {
         return None;
     }
@@ -185,22 +190,43 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<(Vec<u8>, u
     if bands < 2 {
         return None;
     }
-    // Band b covers MCU rows [cut[b], cut[b + 1]).
+    // Band b keeps MCU rows [cut[b], cut[b + 1]), but decodes one step of
+    // rows more above and below (where there are any): with chroma halved
+    // vertically (4:2:0, the usual camera layout) the decoder blends each
+    // chroma row with its neighbours, so the rows at a band's edge need the
+    // rows beyond it to come out as in a one-piece decode. The extra rows
+    // are cropped.
     let mut cut: Vec<u64> = (0..bands).map(|b| b * steps / bands * step).collect();
     cut.push(u64::from(rows));
+    let last_band = bands as usize - 1;
+    let span = |b: usize| -> (u64, u64) {
+        let (r0, r1) = (cut[b], cut[b + 1]);
+        let e0 = if b > 0 { r0 - step } else { r0 };
+        let e1 = if b < last_band {
+            (r1 + step).min(u64::from(rows))
+        } else {
+            r1
+        };
+        (e0, e1)
+    };
 
     // The output scale, chosen for the whole picture.
     let mut whole = Decoder::new(data);
     whole.read_info().ok()?;
     let want = u16::try_from(edge).unwrap_or(u16::MAX);
     let (out_w, out_h) = whole.scale(want, want).ok()?;
+    // Eighths: jpeg-decoder scales by 1/8, 2/8, 4/8 or 8/8.
+    let eighths = [1u32, 2, 4, 8]
+        .into_iter()
+        .find(|&s| (l.width * s).div_ceil(8) == u32::from(out_w))?;
+    let mcu_out = l.mcu_h * eighths / 8;
 
     let band_jpeg = |b: usize| -> Vec<u8> {
-        let (r0, r1) = (cut[b], cut[b + 1]);
-        let first = (r0 * u64::from(mcus_per_row) / restart) as usize;
-        let last = ((r1 * u64::from(mcus_per_row)).div_ceil(restart) as usize).min(starts.len());
-        let top = r0 * u64::from(l.mcu_h);
-        let bottom = (r1 * u64::from(l.mcu_h)).min(u64::from(l.height));
+        let (e0, e1) = span(b);
+        let first = (e0 * u64::from(mcus_per_row) / restart) as usize;
+        let last = ((e1 * u64::from(mcus_per_row)).div_ceil(restart) as usize).min(starts.len());
+        let top = e0 * u64::from(l.mcu_h);
+        let bottom = (e1 * u64::from(l.mcu_h)).min(u64::from(l.height));
         let mut out = Vec::with_capacity(l.scan_at + (end - starts[first]) / bands as usize + 64);
         out.extend_from_slice(&data[..l.scan_at]);
         let h = (bottom - top) as u16;
@@ -249,23 +275,36 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<(Vec<u8>, u
     let mut pixels = Vec::new();
     let mut height = 0u32;
     let mut format = None;
-    for band in decoded {
+    for (b, band) in decoded.into_iter().enumerate() {
         let (p, w, h, f) = band?;
-        if w != out_w || format.is_some_and(|g| Some(g) != f) {
+        let channels = match f? {
+            PixelFormat::RGB24 => 3,
+            PixelFormat::L8 => 1,
+            _ => return None,
+        };
+        if w != out_w || format.is_some_and(|g| g != f) {
             return None;
         }
-        format = f;
-        height += u32::from(h);
-        if pixels.is_empty() {
-            pixels = p;
+        format = Some(f);
+        // The rows this band keeps, in output rows.
+        let (e0, _) = span(b);
+        let skip = u64::from(mcu_out) * (cut[b] - e0);
+        let keep = if b < last_band {
+            u64::from(mcu_out) * (cut[b + 1] - cut[b])
         } else {
-            pixels.extend_from_slice(&p);
+            u64::from(h).checked_sub(skip)?
+        };
+        if skip + keep > u64::from(h) {
+            return None;
         }
+        let row = usize::from(w) * channels;
+        pixels.extend_from_slice(p.get(skip as usize * row..(skip + keep) as usize * row)?);
+        height += keep as u32;
     }
     if height != u32::from(out_h) {
         return None;
     }
-    let channels = match format? {
+    let channels = match format?? {
         PixelFormat::RGB24 => 3,
         PixelFormat::L8 => 1,
         _ => return None,
@@ -287,6 +326,17 @@ mod tests {
 
     /// A photo-like JPEG (gradients and detail) with a restart interval.
     fn jpeg(w: u16, h: u16, restart: Option<u16>, gray: bool) -> Vec<u8> {
+        jpeg_sampled(w, h, restart, gray, None)
+    }
+
+    /// `jpeg` with a chroma sampling (jpeg-encoder picks 4:4:4 at q90).
+    fn jpeg_sampled(
+        w: u16,
+        h: u16,
+        restart: Option<u16>,
+        gray: bool,
+        sampling: Option<jpeg_encoder::SamplingFactor>,
+    ) -> Vec<u8> {
         let channels = if gray { 1 } else { 3 };
         let mut px = Vec::with_capacity(usize::from(w) * usize::from(h) * channels);
         for y in 0..u32::from(h) {
@@ -303,6 +353,9 @@ mod tests {
         let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
         if let Some(r) = restart {
             enc.set_restart_interval(r);
+        }
+        if let Some(f) = sampling {
+            enc.set_sampling_factor(f);
         }
         let ct = if gray {
             jpeg_encoder::ColorType::Luma
@@ -325,6 +378,43 @@ mod tests {
             p
         };
         (p, u32::from(w), u32::from(h))
+    }
+
+    /// Same pixels as one whole decode for every chroma layout cameras
+    /// write — 4:2:0 above all, whose chroma the decoder blends across rows
+    /// (so bands overlap and are cropped) — at every scale.
+    #[test]
+    fn subsampled_chroma_decodes_to_the_same_pixels() {
+        use jpeg_encoder::SamplingFactor as F;
+        for (f, name) in [
+            (F::F_2_2, "4:2:0"),
+            (F::F_1_2, "4:4:0"),
+            (F::F_2_1, "4:2:2"),
+            (F::F_1_1, "4:4:4"),
+        ] {
+            for (w, h, restart, bands) in [(640u16, 480u16, 40u16, 2usize), (1003, 755, 9, 4)] {
+                let data = jpeg_sampled(w, h, Some(restart), false, Some(f));
+                for edge in [u32::from(w), 400, 200, 80] {
+                    let got = decode(&data, edge, bands)
+                        .unwrap_or_else(|| panic!("{name} {w}x{h}: not split"));
+                    let want = whole(&data, edge);
+                    assert_eq!(
+                        (got.1, got.2),
+                        (want.1, want.2),
+                        "{name} {w}x{h} edge {edge}"
+                    );
+                    if got.0 != want.0 {
+                        let row = want.1 as usize * 3;
+                        let bad = got
+                            .0
+                            .chunks(row)
+                            .zip(want.0.chunks(row))
+                            .position(|(a, b)| a != b);
+                        panic!("{name} {w}x{h} ri {restart} edge {edge}: row {bad:?} differs");
+                    }
+                }
+            }
+        }
     }
 
     /// Same pixels as one whole decode, for sizes that are and aren't whole
@@ -395,7 +485,12 @@ mod tests {
             .position(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
             .unwrap()
             + at;
+        let mut renumbered = damaged.clone();
         damaged.drain(rst..rst + 2);
         assert!(decode(&damaged, 320, 2).is_none());
+        // A misnumbered restart marker (the one-piece decoder refuses it):
+        // not split either.
+        renumbered[rst + 1] = 0xD5;
+        assert!(decode(&renumbered, 320, 2).is_none());
     }
 }
