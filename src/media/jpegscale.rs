@@ -98,10 +98,14 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     let mut data = Vec::new();
     reader.rewind().map_err(|e| failed(&e))?;
     reader.read_to_end(&mut data).map_err(|e| failed(&e))?;
-    // On several cores when the encoder wrote restart markers.
-    if let Some((pixels, width, height)) =
-        super::jpegbands::decode(&data, edge, super::jpegbands::default_bands())
-    {
+    // On several cores when the encoder wrote restart markers (and the
+    // photo is big enough for threads to pay: 1 MP and up).
+    let bands = if u64::from(head.width) * u64::from(head.height) >= 1_000_000 {
+        super::jpegbands::default_bands()
+    } else {
+        1
+    };
+    if let Some((pixels, width, height)) = super::jpegbands::decode(&data, edge, bands) {
         log::debug!(path:display = path.display(), edge; "decoded in bands at restart markers");
         return Ok(Some(Raster {
             width,
