@@ -182,9 +182,17 @@ impl Server {
 
     /// Every path under the media dir and the data dir (files and folders).
     pub fn tree(&self) -> Vec<String> {
+        // The server-made thumbnail cache (`thumbs/<shard>/…`, not the
+        // client thumbnails under `thumbs/uploaded`) is the server's own.
+        let cache = self.cfg.data_dir.join("thumbs");
+        let uploaded = cache.join("uploaded");
         let mut v: Vec<String> = walkdir::WalkDir::new(self.dir.path())
             .into_iter()
             .filter_map(Result::ok)
+            .filter(|e| {
+                let p = e.path();
+                !(p.starts_with(&cache) && p != cache && !p.starts_with(&uploaded))
+            })
             .map(|e| e.path().to_string_lossy().into_owned())
             .filter(|p| !p.contains("isync.db"))
             .collect();
