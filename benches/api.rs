@@ -136,6 +136,16 @@ fn breakdown(db: &Db, root: CatalogId, n: usize) {
     );
 }
 
+/// Server-side time of a reply (`Server-Timing: app;dur=<ms>`).
+fn server_ms(r: &reqwest::Response) -> f64 {
+    r.headers()
+        .get("server-timing")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split("dur=").nth(1))
+        .and_then(|v| v.parse().ok())
+        .expect("server-timing header")
+}
+
 struct Sample {
     server_ms: Vec<f64>,
     e2e_ms: Vec<f64>,
@@ -151,13 +161,7 @@ async fn measure(client: &reqwest::Client, url: &str, n: usize) -> Sample {
     for i in 0..n + n / 10 {
         let t = Instant::now();
         let resp = client.get(url).send().await.unwrap();
-        let timing = resp
-            .headers()
-            .get("server-timing")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split("dur=").nth(1))
-            .and_then(|v| v.parse::<f64>().ok())
-            .expect("server-timing header");
+        let timing = server_ms(&resp);
         let body = resp.bytes().await.unwrap();
         let e2e = t.elapsed().as_secs_f64() * 1e3;
         assert!(
@@ -313,13 +317,7 @@ async fn after_writes(
             .send()
             .await
             .unwrap();
-        let server: f64 = r
-            .headers()
-            .get("server-timing")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split("dur=").nth(1))
-            .and_then(|v| v.parse().ok())
-            .expect("server-timing header");
+        let server = server_ms(&r);
         let body = r.bytes().await.unwrap();
         assert!(body.starts_with(b"{\"code\":0"));
         if baseline { &mut full } else { &mut inc }.push(server);

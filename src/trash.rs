@@ -671,13 +671,10 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
             continue;
         };
         let library = library_of_catalog(db, rec.real_catalog_id)?;
-        if !old(&staging_origin_path(&library, id)) {
-            continue; // still receiving bytes
-        }
         let removed =
             with_libraries_locked(db, vec![library.to_string_lossy().into_owned()], || {
-                // Judged again under the lock: the upload may have completed or
-                // received bytes since.
+                // Judged under the lock: the upload may have completed or be
+                // still receiving bytes.
                 let Some(now) = db.read(|c| files::by_id(c, id))? else {
                     return Ok(false);
                 };

@@ -107,34 +107,36 @@ async fn upload_one(api: &Api, cid: i64, n: usize) -> (f64, f64) {
     (t1, t2)
 }
 
-/// Server-side times of upload + listing rounds.
+/// Server-side times of upload + listing rounds (one of each a round).
 struct Load {
-    rounds: usize,
     info: Vec<f64>,
     upload: Vec<f64>,
     list: Vec<f64>,
 }
 
 impl Load {
+    fn rounds(&self) -> usize {
+        self.list.len()
+    }
+
+    fn all(&self) -> impl Iterator<Item = f64> + '_ {
+        self.info
+            .iter()
+            .chain(&self.upload)
+            .chain(&self.list)
+            .copied()
+    }
+
     fn count(&self) -> usize {
-        self.info.len() + self.upload.len() + self.list.len()
+        self.all().count()
     }
 
     fn slower_than(&self, ms: f64) -> usize {
-        self.info
-            .iter()
-            .chain(&self.upload)
-            .chain(&self.list)
-            .filter(|&&t| t > ms)
-            .count()
+        self.all().filter(|&t| t > ms).count()
     }
 
     fn worst(&self) -> f64 {
-        self.info
-            .iter()
-            .chain(&self.upload)
-            .chain(&self.list)
-            .fold(0.0, |a, &b| a.max(b))
+        self.all().fold(0.0, f64::max)
     }
 }
 
@@ -148,7 +150,7 @@ impl std::fmt::Display for Load {
         write!(
             f,
             "{} rounds; uploadFileInfo {}; uploadFile {}; files.icc {}",
-            self.rounds,
+            self.rounds(),
             stat(&self.info),
             stat(&self.upload),
             stat(&self.list)
@@ -159,14 +161,13 @@ impl std::fmt::Display for Load {
 /// Uploads one file and lists, again and again for `dur` (10 rounds at least).
 async fn load(api: &Api, cid: i64, first: usize, dur: Duration) -> Load {
     let mut l = Load {
-        rounds: 0,
         info: Vec::new(),
         upload: Vec::new(),
         list: Vec::new(),
     };
     let start = Instant::now();
-    while start.elapsed() < dur || l.rounds < 10 {
-        let (a, b) = upload_one(api, cid, first + l.rounds).await;
+    while start.elapsed() < dur || l.rounds() < 10 {
+        let (a, b) = upload_one(api, cid, first + l.rounds()).await;
         let r = api
             .get("/files.icc", json!({"pageIndex": 0, "maxPerPage": 100}))
             .await;
@@ -176,7 +177,6 @@ async fn load(api: &Api, cid: i64, first: usize, dur: Duration) -> Load {
         l.info.push(a);
         l.upload.push(b);
         l.list.push(c);
-        l.rounds += 1;
     }
     l
 }
@@ -243,7 +243,7 @@ async fn backup_under_load_then_restore_row_for_row() {
         }
         runs
     });
-    let during = load(&api, cid, alone.rounds, Duration::from_secs(3)).await;
+    let during = load(&api, cid, alone.rounds(), Duration::from_secs(3)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let runs = runner.await.unwrap();
     assert!(!runs.is_empty());

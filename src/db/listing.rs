@@ -19,7 +19,6 @@ use crate::model::{CatalogId, FileId, LibraryId};
 use rusqlite::{Connection, OptionalExtension};
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// Most bytes of encoded records one snapshot keeps (~300 bytes a record:
@@ -425,9 +424,16 @@ impl Changes {
         }
     }
 
+    /// Changes not known row by row: the index loads from the table.
+    pub(super) fn everything_changed() -> Changes {
+        Changes {
+            ids: HashSet::new(),
+            all: true,
+        }
+    }
+
     pub(super) fn everything(&mut self) {
-        self.all = true;
-        self.ids = HashSet::new();
+        *self = Changes::everything_changed();
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -453,25 +459,18 @@ pub struct ListingCache {
 }
 
 impl ListingCache {
-    /// The index, caught up with the commits `pending` names (`dirty` says
-    /// there are some). `read` runs a closure on a read connection.
+    /// The index, caught up with the commits `pending` names. `read` runs a
+    /// closure on a read connection.
     pub(super) fn get(
         &self,
-        dirty: &AtomicBool,
         pending: &Mutex<Changes>,
         read: impl FnOnce(
             &mut dyn FnMut(&Connection) -> Result<ListIndex, DbError>,
         ) -> Result<ListIndex, DbError>,
     ) -> Result<Arc<ListIndex>, DbError> {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        // Clear the flag before reading: a commit landing during the update
-        // sets it again and the next call catches up once more.
-        let stale = dirty.swap(false, std::sync::atomic::Ordering::AcqRel);
-        if !stale {
-            if let Some(idx) = cur.as_ref() {
-                return Ok(idx.clone());
-            }
-        }
+        // Taken before reading: a commit landing during the update adds to
+        // `pending` again and the next call catches up once more.
         let changes = std::mem::take(&mut *pending.lock().unwrap_or_else(|p| p.into_inner()));
         let next = match cur.as_ref() {
             Some(old) if changes.is_empty() => return Ok(old.clone()),
@@ -495,7 +494,6 @@ impl ListingCache {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .everything();
-                dirty.store(true, std::sync::atomic::Ordering::Release);
                 Err(e)
             }
         }

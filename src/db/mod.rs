@@ -20,7 +20,7 @@ pub mod users;
 
 use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,11 +54,8 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    /// Set after a write transaction changed `files` rows; tells the
-    /// listing index to catch up with `files_changed`.
-    files_dirty: AtomicBool,
     /// The `files` rows changed by committed transactions the listing index
-    /// has not caught up with.
+    /// has not caught up with (at first: everything, so it loads).
     files_changed: Mutex<listing::Changes>,
     /// Filled by the writer's update hook inside a write transaction; moved
     /// to `files_changed` only after commit, so the index never reads a
@@ -91,9 +88,9 @@ impl Drop for Inner {
 }
 
 /// Checkpoints the WAL on a thread of its own, a moment after commits. The
-/// writer's automatic checkpoint is off: otherwise the commit that crosses
-/// 1,000 WAL pages copies them into the database file and fsyncs it inside
-/// a request — several milliseconds at the median of writes, and 100 ms and
+/// writer's automatic checkpoint is raised from 1,000 pages to a backstop:
+/// otherwise the commit that crosses 1,000 WAL pages copies them into the
+/// database file and fsyncs it inside a request — several milliseconds at the median of writes, and 100 ms and
 /// more after a backup's long read snapshot held checkpoints back. Here a
 /// commit is a WAL append and one fsync; a PASSIVE checkpoint never blocks
 /// the writer or readers. The thread ends when the database is dropped.
@@ -194,8 +191,7 @@ impl Db {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
-                files_dirty: AtomicBool::new(true),
-                files_changed: Mutex::default(),
+                files_changed: Mutex::new(listing::Changes::everything_changed()),
                 files_touched,
                 listing: listing::ListingCache::default(),
                 checkpoint,
@@ -254,7 +250,6 @@ impl Db {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .absorb(touched);
-            self.inner.files_dirty.store(true, Ordering::Release);
         }
         out
     }
@@ -291,7 +286,6 @@ impl Db {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .everything();
-        self.inner.files_dirty.store(true, Ordering::Release);
     }
 
     /// The in-memory listing index, caught up with the `files` rows changed
@@ -310,9 +304,7 @@ impl Db {
         }
         inner
             .listing
-            .get(&inner.files_dirty, &inner.files_changed, |build| {
-                self.read(|c| build(c))
-            })
+            .get(&inner.files_changed, |build| self.read(|c| build(c)))
     }
 
     /// A trivial query proving the database answers (for the watchdog).

@@ -16,6 +16,8 @@
 //! doesn't match the frame) returns `None` and the caller decodes the file
 //! in one piece as before: the result is the same pixels either way.
 
+use super::jpegscale::to_raster;
+use super::thumbs::Raster;
 use jpeg_decoder::{Decoder, PixelFormat};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -163,7 +165,7 @@ fn intervals(data: &[u8], from: usize) -> Option<(Vec<usize>, usize)> {
 /// (as `jpegscale` does), in up to `bands` horizontal bands on as many
 /// threads. `None` when the file can't be split (see the module doc) or a
 /// band came out other than expected; the caller then decodes it whole.
-pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<(Vec<u8>, u32, u32)> {
+pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<Raster> {
     if bands < 2 {
         return None;
     }
@@ -277,7 +279,8 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<(Vec<u8>, u
     let mut format = None;
     for (b, band) in decoded.into_iter().enumerate() {
         let (p, w, h, f) = band?;
-        let channels = match f? {
+        let f = f?;
+        let channels = match f {
             PixelFormat::RGB24 => 3,
             PixelFormat::L8 => 1,
             _ => return None,
@@ -304,20 +307,7 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<(Vec<u8>, u
     if height != u32::from(out_h) {
         return None;
     }
-    let channels = match format?? {
-        PixelFormat::RGB24 => 3,
-        PixelFormat::L8 => 1,
-        _ => return None,
-    };
-    if pixels.len() != usize::from(out_w) * height as usize * channels {
-        return None;
-    }
-    let data = if channels == 1 {
-        pixels.iter().flat_map(|&v| [v; 3]).collect()
-    } else {
-        pixels
-    };
-    Some((data, u32::from(out_w), height))
+    to_raster(pixels, u32::from(out_w), height, format).ok()
 }
 
 #[cfg(test)]
@@ -366,18 +356,9 @@ mod tests {
         out
     }
 
-    fn whole(data: &[u8], edge: u32) -> (Vec<u8>, u32, u32) {
-        let mut dec = Decoder::new(data);
-        dec.read_info().unwrap();
-        let e = edge as u16;
-        let (w, h) = dec.scale(e, e).unwrap();
-        let p = dec.decode().unwrap();
-        let p = if dec.info().unwrap().pixel_format == PixelFormat::L8 {
-            p.iter().flat_map(|&v| [v; 3]).collect()
-        } else {
-            p
-        };
-        (p, u32::from(w), u32::from(h))
+    /// The one-piece decode `jpegscale` falls back to.
+    fn whole(data: &[u8], edge: u32) -> Raster {
+        super::super::jpegscale::decode_scaled(data, edge).unwrap()
     }
 
     /// Same pixels as one whole decode for every chroma layout cameras
@@ -399,16 +380,16 @@ mod tests {
                         .unwrap_or_else(|| panic!("{name} {w}x{h}: not split"));
                     let want = whole(&data, edge);
                     assert_eq!(
-                        (got.1, got.2),
-                        (want.1, want.2),
+                        (got.width, got.height),
+                        (want.width, want.height),
                         "{name} {w}x{h} edge {edge}"
                     );
-                    if got.0 != want.0 {
-                        let row = want.1 as usize * 3;
+                    if got.data != want.data {
+                        let row = want.width as usize * 3;
                         let bad = got
-                            .0
+                            .data
                             .chunks(row)
-                            .zip(want.0.chunks(row))
+                            .zip(want.data.chunks(row))
                             .position(|(a, b)| a != b);
                         panic!("{name} {w}x{h} ri {restart} edge {edge}: row {bad:?} differs");
                     }
@@ -435,9 +416,13 @@ mod tests {
             let got = decode(&data, edge, bands)
                 .unwrap_or_else(|| panic!("{w}x{h} ri {restart}: not split"));
             let want = whole(&data, edge);
-            assert_eq!((got.1, got.2), (want.1, want.2), "{w}x{h} ri {restart}");
+            assert_eq!(
+                (got.width, got.height),
+                (want.width, want.height),
+                "{w}x{h} ri {restart}"
+            );
             assert!(
-                got.0 == want.0,
+                got.data == want.data,
                 "{w}x{h} ri {restart} edge {edge}: pixels differ"
             );
         }
@@ -458,8 +443,8 @@ mod tests {
             .expect("decoded");
         set_decode_bands(0);
         let want = whole(&data, level.max_edge_px());
-        assert_eq!((got.width, got.height), (want.1, want.2));
-        assert!(got.data == want.0, "pixels differ");
+        assert_eq!((got.width, got.height), (want.width, want.height));
+        assert!(got.data == want.data, "pixels differ");
         assert!(decode(&data, level.max_edge_px(), 2).is_some(), "split");
     }
 

@@ -105,14 +105,9 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     } else {
         1
     };
-    if let Some((pixels, width, height)) = super::jpegbands::decode(&data, edge, bands) {
+    if let Some(raster) = super::jpegbands::decode(&data, edge, bands) {
         log::debug!(path:display = path.display(), edge; "decoded in bands at restart markers");
-        return Ok(Some(Raster {
-            width,
-            height,
-            alpha: false,
-            data: pixels,
-        }));
+        return Ok(Some(raster));
     }
     decode_scaled(data.as_slice(), edge)
         .map(Some)
@@ -262,7 +257,7 @@ pub(crate) fn decode_bytes(jpeg: &[u8], edge: u32) -> Result<Raster, String> {
 }
 
 /// Decodes with the smallest IDCT scale whose longest side still covers `edge`.
-fn decode_scaled<R: Read>(reader: R, edge: u32) -> Result<Raster, String> {
+pub(super) fn decode_scaled<R: Read>(reader: R, edge: u32) -> Result<Raster, String> {
     let mut dec = Decoder::new(reader);
     dec.set_max_decoding_buffer_size(MAX_DECODE_BYTES as usize);
     let want = u16::try_from(edge).unwrap_or(u16::MAX);
@@ -273,7 +268,7 @@ fn decode_scaled<R: Read>(reader: R, edge: u32) -> Result<Raster, String> {
     to_raster(pixels, u32::from(w), u32::from(h), format)
 }
 
-fn to_raster(
+pub(super) fn to_raster(
     pixels: Vec<u8>,
     width: u32,
     height: u32,

@@ -10,17 +10,13 @@ use serde_json::json;
 /// when it is a writable tmpfs with room (256 MiB), else `None`.
 #[allow(dead_code)]
 pub fn tmpfs() -> Option<std::path::PathBuf> {
+    /// `TMPFS_MAGIC` from linux/magic.h.
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
     let shm = std::path::Path::new("/dev/shm");
-    let out = std::process::Command::new("df")
-        .args(["-k", "--output=fstype,avail"])
-        .arg(shm)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut cols = text.lines().nth(1)?.split_whitespace();
-    let (fstype, avail_kib) = (cols.next()?, cols.next()?.parse::<u64>().ok()?);
+    let st = rustix::fs::statfs(shm).ok()?;
+    let avail = st.f_bavail.saturating_mul(st.f_bsize as u64);
     let writable = tempfile::tempdir_in(shm).is_ok();
-    (fstype == "tmpfs" && avail_kib >= 256 * 1024 && writable).then(|| shm.to_path_buf())
+    (st.f_type as i64 == TMPFS_MAGIC && avail >= 256 << 20 && writable).then(|| shm.to_path_buf())
 }
 
 #[allow(dead_code)]
