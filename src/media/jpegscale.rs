@@ -9,9 +9,14 @@
 //! q90 photo, CPU per decode): jpeg-decoder 1/4 scale 89 ms, mozjpeg
 //! (libjpeg-turbo, no SIMD) 2/8 78 ms; at 1/8, 85 vs 54 ms; zune-jpeg can't
 //! scale (full decode 111 ms). The Huffman pass over the whole file
-//! dominates, so no option reaches 40 ms; jpeg-decoder is within ~12% at
-//! level 1, pure Rust (no C to cross-build) and returns errors where
-//! mozjpeg panics, which would need panic=unwind and catch_unwind.
+//! dominates, so no single-threaded option reaches 40 ms; jpeg-decoder is
+//! within ~12% at level 1, pure Rust (no C to cross-build) and returns
+//! errors where mozjpeg panics, which would need panic=unwind and
+//! catch_unwind. Photos of 1 MP and up are therefore decoded on every core
+//! when their structure allows: in bands at restart markers (`jpegbands`,
+//! through jpeg-decoder), or else in resynchronising ranges of the Huffman
+//! stream by this crate's own baseline decoder (`jpegpar`); jpeg-decoder in
+//! one piece takes everything else.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
@@ -107,6 +112,12 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     };
     if let Some(raster) = super::jpegbands::decode(&data, edge, bands) {
         log::debug!(path:display = path.display(), edge; "decoded in bands at restart markers");
+        return Ok(Some(raster));
+    }
+    // Without restart markers: the entropy-coded data in ranges that
+    // resynchronise (`jpegpar`).
+    if let Some(raster) = super::jpegpar::decode(&data, edge, bands) {
+        log::debug!(path:display = path.display(), edge; "decoded in resynchronised ranges");
         return Ok(Some(raster));
     }
     decode_scaled(data.as_slice(), edge)

@@ -6,6 +6,7 @@
 pub mod exifmeta;
 mod framegrab;
 mod jpegbands;
+mod jpegpar;
 mod jpegscale;
 pub mod mp4;
 pub mod prerender;
