@@ -26,6 +26,18 @@ step() {
 	return $rc
 }
 
+# A step that reaches the network (Debian mirrors) or boots an emulated
+# machine gets a second attempt; only the last attempt counts.
+retry() {
+	local name=$1
+	shift
+	step "$name" "$@" && return 0
+	echo "=== appliance: $name failed; trying once more"
+	unset 'report[-1]'
+	failed=$((failed - 1))
+	step "$name (2nd try)" "$@"
+}
+
 finish() {
 	echo "=== appliance: summary"
 	printf '  %s\n' "${report[@]}"
@@ -45,15 +57,19 @@ step "aarch64 build" "${make[@]}" aarch64 && step "aarch64 smoke (qemu-user)" "$
 step "armv7 build" "${make[@]}" armv7 && step "armv7 smoke (qemu-user)" "${make[@]}" smoke-armv7
 
 echo "=== appliance: waiting for the base rootfs (log: build/rootfs.log)"
+rootfs_ok=0
 if wait "$rootfs_pid"; then
 	report+=("$(printf '%-22s %4d s  %s' "base rootfs (bg)" $(($(date +%s) - rootfs_start)) ok)")
 	passed=$((passed + 1))
-	step "image + image-test" "${make[@]}" image-test
-	[ "${IMAGE_TEST_RASPI3B:-0}" = 1 ] && step "image-test-raspi3b" "${make[@]}" image-test-raspi3b
+	rootfs_ok=1
 else
 	tail -n 40 build/rootfs.log
-	report+=("base rootfs (bg)       FAILED")
-	failed=$((failed + 1))
+	echo "=== appliance: base rootfs failed in the background; trying once more"
+	step "base rootfs (2nd try)" image/build-rootfs.sh && rootfs_ok=1
+fi
+if [ "$rootfs_ok" = 1 ]; then
+	retry "image + image-test" "${make[@]}" image-test
+	[ "${IMAGE_TEST_RASPI3B:-0}" = 1 ] && retry "image-test-raspi3b" "${make[@]}" image-test-raspi3b
 fi
 step "image-rpios-test" "${make[@]}" image-rpios-test
 report+=("$(printf '%-22s %4d s' total $(($(date +%s) - t0)))")
