@@ -15,6 +15,10 @@
 //! intervals that never line up with rows, a count of restart markers that
 //! doesn't match the frame) returns `None` and the caller decodes the file
 //! in one piece as before: the result is the same pixels either way.
+//!
+//! Thumbnails take this path only at full scale (photos of 1 to ~2.5 MP):
+//! at 1/2 scale and below `jpegpar` splits such a file at the same markers
+//! with its own, faster decoder.
 
 use super::jpegscale::to_raster;
 use super::thumbs::Raster;
@@ -428,13 +432,14 @@ mod tests {
         }
     }
 
-    /// The thumbnail path takes the band decode for such a file and gets
-    /// the same raster as a one-piece decode.
+    /// The thumbnail path takes the band decode for such a file at full
+    /// scale (`jpegpar` takes the smaller scales) and gets the same raster
+    /// as a one-piece decode.
     #[test]
     fn the_thumbnail_decoder_uses_bands() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jpg");
-        let data = jpeg(1600, 1200, Some(100), false);
+        let data = jpeg(1200, 900, Some(75), false);
         std::fs::write(&path, &data).unwrap();
         let level = crate::model::ThumbLevel::Screen;
         set_decode_bands(2);

@@ -1,9 +1,12 @@
-//! Decoding a big baseline JPEG on several cores when its encoder wrote no
-//! restart markers (most cameras, phones and libjpeg with default settings).
+//! Decoding a big baseline JPEG at reduced scale on several cores, with or
+//! without restart markers (most cameras, phones and libjpeg with default
+//! settings write none).
 //!
 //! A scaled decode's time is almost all entropy decoding (see `jpegscale`),
-//! and a JPEG's entropy-coded data is one Huffman stream without any marker
-//! to cut it at. But Huffman codes resynchronise: a decoder started at an
+//! and a JPEG's entropy-coded data is one Huffman stream. With restart
+//! intervals the coder resets at each RSTn marker, so ranges that start at
+//! one are exact. Without, there is no marker to cut at. But Huffman codes
+//! resynchronise: a decoder started at an
 //! arbitrary bit decodes garbage for a while and then, almost always within
 //! a few MCUs, lands on a true symbol boundary at the start of a true MCU,
 //! after which it decodes exactly what a decoder from the beginning would —
@@ -31,10 +34,11 @@
 //! jpeg-decoder to rounding (tests); a parallel decode agrees with a one-range
 //! decode of this module exactly.
 //!
-//! Anything unusual (progressive or multi-scan files, restart intervals —
-//! `jpegbands` splits those — 12-bit samples, CMYK or RGB colour, sampling
-//! factors other than 1 and 2, a damaged stream, a full-scale decode)
-//! returns `None` and the caller decodes the file the usual way.
+//! Anything unusual (progressive or multi-scan files, 12-bit samples, CMYK
+//! or RGB colour, sampling factors other than 1 and 2, a damaged stream or
+//! misnumbered restart markers, a full-scale decode — `jpegbands` does
+//! those at restart markers) returns `None` and the caller decodes the file
+//! the usual way.
 
 use super::thumbs::Raster;
 use std::ops::Range;
@@ -176,6 +180,10 @@ struct Frame {
     /// Entropy-coded bytes with the stuffing removed, then zero padding.
     data: Vec<u8>,
     bits: usize,
+    /// Restart interval in MCUs (0: none), and where each interval's
+    /// bytes begin in `data` (the RST markers removed).
+    restart: usize,
+    intervals: Vec<usize>,
 }
 
 /// A frame header's component: id, sampling factors, quantisation table.
@@ -198,6 +206,7 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
     let mut ac: Vec<Option<Huffman>> = (0..4).map(|_| None).collect();
     let mut sof: Option<(u32, u32, Vec<FrameComponent>)> = None;
     let mut adobe_transform: Option<u8> = None;
+    let mut restart = 0usize;
     let mut at = 2;
     loop {
         if *jpeg.get(at)? != 0xFF {
@@ -266,7 +275,7 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
             // Progressive, lossless, arithmetic, hierarchical.
             0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
             // Restart intervals: `jpegbands` cuts at the markers instead.
-            0xDD if be16(at + 2)? != 0 => return None,
+            0xDD => restart = be16(at + 2)?,
             0xEE if body.starts_with(b"Adobe") && body.len() >= 12 => {
                 adobe_transform = Some(body[11]);
             }
@@ -321,12 +330,26 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
                 if blocks.len() > MAX_BLOCKS {
                     return None;
                 }
-                let (data, bits) = unstuff(jpeg.get(at + len..)?);
+                let (data, bits, intervals) = unstuff(jpeg.get(at + len..)?)?;
+                let (mcus_x, mcus_y) = (width.div_ceil(8 * hmax), height.div_ceil(8 * vmax));
+                // One interval per `restart` MCUs, or the file is damaged
+                // (the usual decoder says how).
+                let total = mcus_x as usize * mcus_y as usize;
+                let expected = if restart == 0 {
+                    1
+                } else {
+                    total.div_ceil(restart)
+                };
+                if intervals.len() != expected {
+                    return None;
+                }
                 return Some(Frame {
                     width,
                     height,
-                    mcus_x: width.div_ceil(8 * hmax),
-                    mcus_y: height.div_ceil(8 * vmax),
+                    mcus_x,
+                    mcus_y,
+                    restart,
+                    intervals,
                     comps,
                     hmax,
                     vmax,
@@ -345,22 +368,31 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
 }
 
 /// The entropy-coded data up to the next marker with its stuffed zero bytes
-/// removed, padded with zeros, and its length in bits.
-fn unstuff(scan: &[u8]) -> (Vec<u8>, usize) {
+/// and restart markers removed, padded with zeros; its length in bits; and
+/// where each restart interval begins. `None` if the RST markers are not
+/// numbered 0, 1, … 7, 0, … in order.
+fn unstuff(scan: &[u8]) -> Option<(Vec<u8>, usize, Vec<usize>)> {
     let mut out = Vec::with_capacity(scan.len() + 16);
+    let mut intervals = vec![0];
     let mut i = 0;
     while let Some(p) = memchr::memchr(0xFF, &scan[i..]) {
-        out.extend_from_slice(&scan[i..i + p + 1]);
         let at = i + p;
+        out.extend_from_slice(&scan[i..at]);
         match scan.get(at + 1) {
-            Some(0x00) => i = at + 2,
+            Some(0x00) => {
+                out.push(0xFF);
+                i = at + 2;
+            }
             // Fill bytes before a marker.
-            Some(0xFF) => {
-                out.pop();
-                i = at + 1;
+            Some(0xFF) => i = at + 1,
+            Some(&m @ 0xD0..=0xD7) => {
+                if usize::from(m - 0xD0) != (intervals.len() - 1) % 8 {
+                    return None;
+                }
+                intervals.push(out.len());
+                i = at + 2;
             }
             _ => {
-                out.pop();
                 i = scan.len();
                 break;
             }
@@ -369,7 +401,7 @@ fn unstuff(scan: &[u8]) -> (Vec<u8>, usize) {
     out.extend_from_slice(&scan[i..]);
     let bits = out.len() * 8;
     out.resize(out.len() + 16, 0);
-    (out, bits)
+    Some((out, bits, intervals))
 }
 
 /// Which coefficients a reduced IDCT of `n`×`n` pixels per block uses:
@@ -540,6 +572,38 @@ impl<'a> Scan<'a> {
         }
         run.pos = r.pos();
     }
+
+    /// Decodes the MCUs `mcus` (starting at a restart interval) of a file
+    /// with restart intervals: at each interval the predictors reset and
+    /// the bits start at its first byte; the interval before must have
+    /// ended in the byte before it.
+    fn decode_intervals(&self, run: &mut Run, mcus: Range<usize>) {
+        let (restart, intervals) = (self.frame.restart, &self.frame.intervals);
+        let mut r = Bits::at(&self.frame.data, 0);
+        for g in mcus.clone() {
+            if g % restart == 0 {
+                let at = intervals[g / restart];
+                if g != mcus.start && r.pos().div_ceil(8) != at {
+                    run.errors.push(run.count());
+                }
+                r = Bits::at(&self.frame.data, at * 8);
+                run.pred = [0; 3];
+            }
+            run.starts.push(r.pos());
+            run.preds.push(run.pred);
+            let at = run.coefs.len();
+            run.coefs.resize(at + self.per_mcu, 0);
+            if !self.mcu(&mut r, &mut run.pred, &mut run.coefs[at..]) {
+                run.errors.push(run.count() - 1);
+            }
+        }
+        // The last interval of the range ends where the next one begins.
+        let end = intervals.get(mcus.end.div_ceil(restart)).copied();
+        if mcus.end % restart == 0 && end.is_some_and(|end| r.pos().div_ceil(8) != end) {
+            run.errors.push(run.count());
+        }
+        run.pos = r.pos();
+    }
 }
 
 /// A big-endian bit reader with the next bits at the top of a register,
@@ -644,8 +708,13 @@ fn decode_in(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
         return None;
     }
     let ranges = threads.clamp(1, frame.bits / 8 / MIN_RANGE_BYTES + 1);
-    let mut runs = entropy(&scan, total, ranges)?;
-    let segments = stitch(&scan, &mut runs, total)?;
+    let (runs, segments) = if frame.restart == 0 {
+        let mut runs = entropy(&scan, total, ranges)?;
+        let segments = stitch(&scan, &mut runs, total)?;
+        (runs, segments)
+    } else {
+        by_intervals(&scan, total, ranges)?
+    };
     let planes = idct(&scan, &runs, &segments, n as usize, threads)?;
     colour(&frame, &planes, w, h, threads)
 }
@@ -678,6 +747,39 @@ fn entropy(scan: &Scan, total: usize, ranges: usize) -> Option<Vec<Run>> {
         scan.decode(first, |pos, count| pos < stop && count < total);
     });
     spawned.then_some(runs)
+}
+
+/// Phases 1 and 2 for a file with restart intervals: the decoder state
+/// resets at each, so ranges that begin at an interval need no guessing.
+/// Each range takes a share of the intervals and decodes them exactly.
+fn by_intervals(scan: &Scan, total: usize, ranges: usize) -> Option<(Vec<Run>, Vec<Segment>)> {
+    let frame = scan.frame;
+    let count = frame.intervals.len();
+    let ranges = ranges.min(count);
+    let first_mcu = |r: usize| (count * r / ranges * frame.restart).min(total);
+    let mut runs: Vec<Run> = (0..ranges).map(|_| Run::default()).collect();
+    let mut spawned = true;
+    std::thread::scope(|s| {
+        let mut all = runs.iter_mut().enumerate();
+        let (_, mine) = all.next().expect("one range");
+        for (r, run) in all {
+            let mcus = first_mcu(r)..first_mcu(r + 1);
+            spawned &= spawn(s, move || scan.decode_intervals(run, mcus));
+        }
+        scan.decode_intervals(mine, first_mcu(0)..first_mcu(1));
+    });
+    if !spawned || runs.iter().any(|r| !r.errors.is_empty()) {
+        return None;
+    }
+    let segments = (0..ranges)
+        .map(|r| Segment {
+            mcus: first_mcu(r)..first_mcu(r + 1),
+            run: r,
+            local: 0,
+            dc: [0; 3],
+        })
+        .collect();
+    Some((runs, segments))
 }
 
 /// Runs `f` on a thread of `s`; `false` if the system had none to give.
@@ -1227,6 +1329,66 @@ mod tests {
         assert!(got == want, "not this module's pixels");
     }
 
+    /// A JPEG with restart intervals of `restart` MCUs.
+    fn with_restarts(w: u16, h: u16, restart: u16, sampling: SamplingFactor) -> Vec<u8> {
+        let plain = jpeg(w, h, false, Some(sampling));
+        let img = jpeg_decoder::Decoder::new(plain.as_slice())
+            .decode()
+            .unwrap();
+        let mut out = Vec::new();
+        let mut enc = Encoder::new(&mut out, 90);
+        enc.set_restart_interval(restart);
+        enc.set_sampling_factor(sampling);
+        enc.encode(&img, w, h, ColorType::Rgb).unwrap();
+        out
+    }
+
+    /// With restart intervals, ranges start at intervals (no guessing):
+    /// the same pixels from any number of ranges, like jpeg-decoder's, for
+    /// intervals that do and don't divide a row or the picture.
+    #[test]
+    fn restart_intervals_split_exactly() {
+        use SamplingFactor as F;
+        for (w, h, restart, f) in [
+            (1600u16, 1200u16, 100u16, F::F_2_2),
+            (1999, 1333, 7, F::F_2_2),
+            (1203, 1001, 1, F::F_1_1),
+            (1500, 1000, 333, F::F_2_1),
+        ] {
+            let data = with_restarts(w, h, restart, f);
+            for edge in [600, 300] {
+                let one = decode_in(&data, edge, 1).expect("decoded");
+                let (mean, max) = difference(&one, &reference(&data, edge));
+                assert!(
+                    mean < 1.2 && max <= 6,
+                    "{w}x{h} ri {restart}: mean {mean:.3}, max {max}"
+                );
+                for threads in [2, 3, 4] {
+                    let got = decode_in(&data, edge, threads).expect("decoded");
+                    assert!(
+                        got == one,
+                        "{w}x{h} ri {restart}, {threads} ranges: pixels differ"
+                    );
+                }
+            }
+        }
+        // A restart marker missing or misnumbered: left to the usual decoder.
+        let data = with_restarts(1600, 1200, 10, F::F_2_2);
+        let rst = data
+            .windows(2)
+            .position(|w| w[0] == 0xFF && (0xD0..=0xD7).contains(&w[1]))
+            .unwrap();
+        let mut missing = data.clone();
+        missing.drain(rst..rst + 2);
+        let mut misnumbered = data.clone();
+        misnumbered[rst + 1] = 0xD5;
+        for bad in [missing, misnumbered] {
+            for threads in [1, 2] {
+                assert!(decode_in(&bad, 400, threads).is_none());
+            }
+        }
+    }
+
     /// Damaged and unsupported files: `None` (the usual decoder then
     /// reports or conceals the damage), never a panic, never a picture made
     /// up from a cut-off stream.
@@ -1257,14 +1419,7 @@ mod tests {
             }
             let _ = decode_in(&d, 400, 2);
         }
-        // Restart intervals are `jpegbands`' to split; progressive and
-        // full-scale decodes are the usual decoder's.
-        let mut out = Vec::new();
-        let mut enc = Encoder::new(&mut out, 90);
-        enc.set_restart_interval(8);
-        enc.encode(&vec![128u8; 640 * 480 * 3], 640, 480, ColorType::Rgb)
-            .unwrap();
-        assert!(decode_in(&out, 200, 2).is_none(), "restart interval");
+        // Progressive and full-scale decodes are the usual decoder's.
         let mut out = Vec::new();
         let mut enc = Encoder::new(&mut out, 90);
         enc.set_progressive(true);
@@ -1286,12 +1441,24 @@ mod fuzz {
     #[test]
     #[ignore = "slow; run by hand after changing the decoder"]
     fn damaged_streams_never_panic() {
-        let files: Vec<Vec<u8>> = std::env::var("JPEGS")
+        let mut files: Vec<Vec<u8>> = std::env::var("JPEGS")
             .unwrap_or_default()
             .split(':')
             .filter(|p| !p.is_empty())
             .map(|p| std::fs::read(p).unwrap())
             .collect();
+        // And one with restart intervals.
+        let (w, h) = (1600u16, 1200u16);
+        let px: Vec<u8> = (0..usize::from(w) * usize::from(h) * 3)
+            .map(|i| (i * 7 % 251) as u8 ^ (i / 4801) as u8)
+            .collect();
+        let mut restart = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut restart, 90);
+        enc.set_restart_interval(5);
+        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+        enc.encode(&px, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
+        assert!(super::decode_in(&restart, 400, 2).is_some());
+        files.push(restart);
         let mut seed = 0x9e37_79b9_u32;
         let mut next = || {
             seed ^= seed << 13;

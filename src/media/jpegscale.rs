@@ -13,10 +13,11 @@
 //! within ~12% at level 1, pure Rust (no C to cross-build) and returns
 //! errors where mozjpeg panics, which would need panic=unwind and
 //! catch_unwind. Photos of 1 MP and up are therefore decoded on every core
-//! when their structure allows: in bands at restart markers (`jpegbands`,
-//! through jpeg-decoder), or else in resynchronising ranges of the Huffman
-//! stream by this crate's own baseline decoder (`jpegpar`); jpeg-decoder in
-//! one piece takes everything else.
+//! when their structure allows: in ranges of the Huffman stream, cut at
+//! restart markers or where the code resynchronises, by this crate's own
+//! baseline decoder (`jpegpar`, at 1/2 scale and below); at full scale in
+//! bands at restart markers through jpeg-decoder (`jpegbands`); jpeg-decoder
+//! in one piece takes everything else.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Seek};
@@ -110,14 +111,15 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     } else {
         1
     };
-    if let Some(raster) = super::jpegbands::decode(&data, edge, bands) {
-        log::debug!(path:display = path.display(), edge; "decoded in bands at restart markers");
+    // The entropy-coded data in ranges, cut at restart markers or where
+    // the Huffman code resynchronises (`jpegpar`, at 1/2 scale and below);
+    // a full-scale decode in bands at restart markers (`jpegbands`).
+    if let Some(raster) = super::jpegpar::decode(&data, edge, bands) {
+        log::debug!(path:display = path.display(), edge; "decoded in ranges");
         return Ok(Some(raster));
     }
-    // Without restart markers: the entropy-coded data in ranges that
-    // resynchronise (`jpegpar`).
-    if let Some(raster) = super::jpegpar::decode(&data, edge, bands) {
-        log::debug!(path:display = path.display(), edge; "decoded in resynchronised ranges");
+    if let Some(raster) = super::jpegbands::decode(&data, edge, bands) {
+        log::debug!(path:display = path.display(), edge; "decoded in bands at restart markers");
         return Ok(Some(raster));
     }
     decode_scaled(data.as_slice(), edge)
