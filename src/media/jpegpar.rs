@@ -206,6 +206,7 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
     let mut ac: Vec<Option<Huffman>> = (0..4).map(|_| None).collect();
     let mut sof: Option<(u32, u32, Vec<FrameComponent>)> = None;
     let mut adobe_transform: Option<u8> = None;
+    let mut jfif = false;
     let mut restart = 0usize;
     let mut at = 2;
     loop {
@@ -270,12 +271,17 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
                     let (h, v) = (u32::from(c[1] >> 4), u32::from(c[1] & 15));
                     comps.push((c[0], h, v, usize::from(c[2])));
                 }
-                sof = Some((width, height, comps));
+                // A second frame header: not a file jpeg-decoder or the
+                // size checks before this module (which read the first)
+                // accept either.
+                if sof.replace((width, height, comps)).is_some() {
+                    return None;
+                }
             }
             // Progressive, lossless, arithmetic, hierarchical.
             0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
-            // Restart intervals: `jpegbands` cuts at the markers instead.
             0xDD => restart = be16(at + 2)?,
+            0xE0 if body.starts_with(b"JFIF\0") => jfif = true,
             0xEE if body.starts_with(b"Adobe") && body.len() >= 12 => {
                 adobe_transform = Some(body[11]);
             }
@@ -285,9 +291,19 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
                 if width == 0 || height == 0 || !matches!(n, 1 | 3) {
                     return None;
                 }
-                // Three components are YCbCr unless an Adobe segment says RGB.
-                if n == 3 && adobe_transform == Some(0) {
-                    return None;
+                // Three components are YCbCr, or RGB (or libjpeg-turbo's
+                // "big gamut" spaces) by their ids, or without JFIF by an
+                // Adobe segment: jpeg-decoder's and libjpeg's order.
+                if n == 3 {
+                    let ids = [frame[0].0, frame[1].0, frame[2].0];
+                    let ycc = match ids {
+                        [1, 2, 3] => true,
+                        [82, 71, 66] | [114, 103, 98] | [1, 34, 35] => false,
+                        _ => jfif || adobe_transform != Some(0),
+                    };
+                    if !ycc {
+                        return None;
+                    }
                 }
                 let ns = usize::from(*body.first()?);
                 let spectral = body.get(1 + 2 * ns..4 + 2 * ns)?;
@@ -700,14 +716,18 @@ fn decode_in(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
     }
     let scan = Scan::new(&frame, n as usize)?;
     let total = (frame.mcus_x * frame.mcus_y) as usize;
-    // Coefficients (an i16 each), sample planes and the RGB output: within
-    // the bound every other decode path keeps to.
+    // Within the bound every other decode path keeps to, at worst: each
+    // range holding up to a whole picture's MCUs (coefficients, an i16
+    // each, and a start and predictors per MCU, with the vectors' growth
+    // room), the sample planes and the RGB output.
     let (w, h) = (scaled(frame.width, n), scaled(frame.height, n));
-    let samples = total as u64 * frame.blocks.len() as u64 * u64::from(n * n);
-    if samples * 3 + u64::from(w) * u64::from(h) * 3 > super::thumbs::MAX_DECODE_BYTES {
+    let ranges = threads.clamp(1, frame.bits / 8 / MIN_RANGE_BYTES + 1);
+    let per_mcu = frame.blocks.len() as u64 * u64::from(n * n);
+    let runs_bytes = ranges as u64 * total as u64 * (per_mcu * 2 + 20) * 2;
+    let out_bytes = total as u64 * per_mcu + u64::from(w) * u64::from(h) * 3;
+    if runs_bytes + out_bytes > super::thumbs::MAX_DECODE_BYTES {
         return None;
     }
-    let ranges = threads.clamp(1, frame.bits / 8 / MIN_RANGE_BYTES + 1);
     let (runs, segments) = if frame.restart == 0 {
         let mut runs = entropy(&scan, total, ranges)?;
         let segments = stitch(&scan, &mut runs, total)?;
@@ -741,7 +761,11 @@ fn entropy(scan: &Scan, total: usize, ranges: usize) -> Option<Vec<Run>> {
             } else {
                 start(i + 1)
             };
-            spawned &= spawn(s, move || scan.decode(run, |pos, _| pos < stop));
+            // No range holds more MCUs than the picture: a stream of
+            // 2-bit MCUs must not make a small file cost gigabytes.
+            spawned &= spawn(s, move || {
+                scan.decode(run, |pos, count| pos < stop && count < total)
+            });
         }
         let stop = if ranges == 1 { end_bits } else { start(1) };
         scan.decode(first, |pos, count| pos < stop && count < total);
@@ -833,6 +857,9 @@ fn stitch(scan: &Scan, runs: &mut [Run], total: usize) -> Option<Vec<Segment>> {
             }
         }
         let run = &runs[cur];
+        // A meeting past the picture's last MCU (junk after it in the
+        // scan): `cur` supplies the rest on its own.
+        let met = met.filter(|&(end, _)| base + end - local < total);
         let Some((end, j)) = met else {
             // `cur` decoded the rest of the picture itself.
             let need = total - base;
@@ -866,9 +893,6 @@ fn stitch(scan: &Scan, runs: &mut [Run], total: usize) -> Option<Vec<Segment>> {
         base += end - local;
         local = j;
         cur = next;
-        if base >= total {
-            return Some(segments);
-        }
     }
 }
 
@@ -1386,6 +1410,72 @@ mod tests {
             for threads in [1, 2] {
                 assert!(decode_in(&bad, 400, threads).is_none());
             }
+        }
+    }
+
+    /// The offset of the first `marker` segment (its 0xFF).
+    fn segment(data: &[u8], marker: u8) -> usize {
+        data.windows(2).position(|w| w == [0xFF, marker]).unwrap()
+    }
+
+    /// RGB by its component ids (what libjpeg writes for RGB): not YCbCr,
+    /// so left to jpeg-decoder, whatever a JFIF segment says.
+    #[test]
+    fn rgb_by_component_ids_is_left_to_the_usual_decoder() {
+        let mut data = jpeg(1200, 900, false, Some(SamplingFactor::F_1_1));
+        assert!(decode_in(&data, 300, 2).is_some());
+        let sof = segment(&data, 0xC0);
+        let sos = segment(&data, 0xDA);
+        for (i, id) in [82u8, 71, 66].into_iter().enumerate() {
+            data[sof + 10 + 3 * i] = id;
+            data[sos + 5 + 2 * i] = id;
+        }
+        assert!(jpeg_decoder::Decoder::new(data.as_slice()).decode().is_ok());
+        assert!(decode_in(&data, 300, 2).is_none());
+    }
+
+    /// A second frame header (the size checks before this module read the
+    /// first one): refused.
+    #[test]
+    fn a_second_frame_header_is_refused() {
+        let data = jpeg(1200, 900, false, Some(SamplingFactor::F_2_2));
+        let sof = segment(&data, 0xC0);
+        let len = usize::from(u16::from_be_bytes([data[sof + 2], data[sof + 3]]));
+        let sos = segment(&data, 0xDA);
+        let mut two = data[..sos].to_vec();
+        let mut big = data[sof..sof + 2 + len].to_vec();
+        big[5..9].copy_from_slice(&[0xFF, 0xF0, 0xFF, 0xF0]);
+        two.extend_from_slice(&big);
+        two.extend_from_slice(&data[sos..]);
+        assert!(parse(&data).is_some());
+        assert!(parse(&two).is_none());
+        assert!(decode_in(&two, 300, 2).is_none());
+    }
+
+    /// A stream of 2-bit MCUs (one-code Huffman tables) far longer than the
+    /// picture: no range records more MCUs than the picture has, so a small
+    /// file can't cost gigabytes.
+    #[test]
+    fn no_range_holds_more_than_the_picture() {
+        let mut f = vec![0xFF, 0xD8];
+        f.extend_from_slice(&[0xFF, 0xDB, 0, 67, 0]);
+        f.extend_from_slice(&[1; 64]);
+        f.extend_from_slice(&[0xFF, 0xC0, 0, 11, 8, 4, 0, 8, 0, 1, 1, 0x11, 0]);
+        for class in [0x00, 0x10] {
+            f.extend_from_slice(&[0xFF, 0xC4, 0, 20, class, 1]);
+            f.extend_from_slice(&[0; 15]);
+            f.push(0); // the one symbol: DC category 0, or end of block
+        }
+        f.extend_from_slice(&[0xFF, 0xDA, 0, 8, 1, 1, 0x00, 0, 63, 0]);
+        f.extend(std::iter::repeat_n(0u8, 1 << 20));
+        f.extend_from_slice(&[0xFF, 0xD9]);
+        let frame = parse(&f).expect("parsed");
+        let total = (frame.mcus_x * frame.mcus_y) as usize;
+        assert_eq!(total, 256 * 128);
+        let scan = Scan::new(&frame, 1).unwrap();
+        let runs = entropy(&scan, total, 3).unwrap();
+        for run in &runs {
+            assert!(run.count() <= total, "{} MCUs recorded", run.count());
         }
     }
 
