@@ -31,12 +31,13 @@ fn main() {
     let started = Instant::now();
     let fixtures = Fixtures::make(dir.path());
     println!(
-        "fixtures in {:.1} s: {}x{} JPEG q90, {:.1} MB (+ {} B EXIF thumbnail, or + {} kB \
-         1920x1440 MPF preview); video: {}",
+        "fixtures in {:.1} s: {}x{} JPEG q90, 4:4:4 {:.1} MB, 4:2:0 {:.1} MB (+ {} B EXIF \
+         thumbnail, or + {} kB 1920x1440 MPF preview); video: {}",
         started.elapsed().as_secs_f64(),
         PHOTO_W,
         PHOTO_H,
         fixtures.photo_len as f64 / 1e6,
+        fixtures.photo_420_len as f64 / 1e6,
         fixtures.exif_thumb_len,
         fixtures.preview_len / 1000,
         if fixtures.video.is_some() {
@@ -77,12 +78,17 @@ fn main() {
     // in ranges that resynchronise. Baseline, same file, interleaved:
     // decoded in one piece.
     interleaved(
-        "level 1 cold, restart markers, in bands (target < 40 ms)",
+        "level 1 cold, restart markers, 4:2:0, in ranges",
         &fixtures.photo_restart,
         fixtures.photo_restart_len,
     );
     interleaved(
-        "level 1 cold, no restart markers, in ranges (target < 40 ms)",
+        "level 1 cold, no restart markers, 4:2:0, in ranges",
+        &fixtures.photo_420,
+        fixtures.photo_420_len,
+    );
+    interleaved(
+        "level 1 cold, no restart markers, 4:4:4, in ranges",
         &plain,
         fixtures.photo_len,
     );
@@ -205,6 +211,8 @@ struct Fixtures {
     photo_mpf: PathBuf,
     photo_restart: PathBuf,
     photo_restart_len: usize,
+    photo_420: PathBuf,
+    photo_420_len: usize,
     photo_len: usize,
     exif_thumb_len: usize,
     preview_len: usize,
@@ -235,6 +243,20 @@ impl Fixtures {
         .expect("encode");
         let restart = isync::demo::with_exif(&restart, Some(6), None);
         std::fs::write(&photo_restart, &restart).expect("write photo");
+        // The same 4:2:0 without restart markers (most cameras and phones).
+        let photo_420 = dir.join("photo-420.jpg");
+        let mut plain_420 = Vec::new();
+        let mut enc = jpeg_encoder::Encoder::new(&mut plain_420, 90);
+        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+        enc.encode(
+            img.as_raw(),
+            PHOTO_W as u16,
+            PHOTO_H as u16,
+            jpeg_encoder::ColorType::Rgb,
+        )
+        .expect("encode");
+        let plain_420 = isync::demo::with_exif(&plain_420, Some(6), None);
+        std::fs::write(&photo_420, &plain_420).expect("write photo");
         let photo_exif = dir.join("photo-exif.jpg");
         let tagged = isync::demo::with_exif(&main, Some(6), Some(&thumb));
         std::fs::write(&photo_exif, &tagged).expect("write photo");
@@ -268,6 +290,8 @@ impl Fixtures {
             photo_mpf,
             photo_restart,
             photo_restart_len: restart.len(),
+            photo_420,
+            photo_420_len: plain_420.len(),
             photo_len: main.len(),
             exif_thumb_len: thumb.len(),
             preview_len: preview.len(),
