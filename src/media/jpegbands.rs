@@ -1,7 +1,8 @@
 //! Decoding a big JPEG on several cores, when its encoder made that
 //! possible. A baseline JPEG's entropy-coded data is one sequential Huffman
 //! stream, which is where ~90% of a scaled decode's time goes (see
-//! `jpegscale`) and which no decoder can split — except at restart markers:
+//! `jpegscale`) and which can't be cut cleanly (`jpegpar` cuts it where the
+//! code resynchronises, with a decoder of its own) — except at restart markers:
 //! with a restart interval (DRI), the coder state resets every N MCUs and
 //! the stream is cut by RSTn markers into independently decodable pieces.
 //! Many camera and phone encoders write them (hardware JPEG encoders
