@@ -47,7 +47,7 @@ finish() {
 }
 
 t0=$(date +%s)
-step "host tools" image/host-setup.sh cross verify image test || finish
+retry "host tools" image/host-setup.sh cross verify image test || finish
 rootfs_start=$(date +%s)
 image/build-rootfs.sh >build/rootfs.log 2>&1 &
 rootfs_pid=$!
