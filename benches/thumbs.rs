@@ -227,35 +227,31 @@ impl Fixtures {
         let thumb = jpeg(&small, 85);
         let photo = dir.join("photo.jpg");
         std::fs::write(&photo, &main).expect("write photo");
-        // Restart interval: one MCU row (4000 px / 16 px MCUs); chroma
-        // 4:2:0 as cameras write it (jpeg-encoder would pick 4:4:4 at q90).
+        // Chroma 4:2:0 as cameras write it (jpeg-encoder would pick 4:4:4
+        // at q90), with EXIF orientation 6, optionally a restart interval.
+        let camera_420 = |restart: Option<u16>| {
+            let mut out = Vec::new();
+            let mut enc = jpeg_encoder::Encoder::new(&mut out, 90);
+            if let Some(r) = restart {
+                enc.set_restart_interval(r);
+            }
+            enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+            enc.encode(
+                img.as_raw(),
+                PHOTO_W as u16,
+                PHOTO_H as u16,
+                jpeg_encoder::ColorType::Rgb,
+            )
+            .expect("encode");
+            isync::demo::with_exif(&out, Some(6), None)
+        };
+        // Restart interval: one MCU row (4000 px / 16 px MCUs).
         let photo_restart = dir.join("photo-restart.jpg");
-        let mut restart = Vec::new();
-        let mut enc = jpeg_encoder::Encoder::new(&mut restart, 90);
-        enc.set_restart_interval((PHOTO_W / 16) as u16);
-        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-        enc.encode(
-            img.as_raw(),
-            PHOTO_W as u16,
-            PHOTO_H as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .expect("encode");
-        let restart = isync::demo::with_exif(&restart, Some(6), None);
+        let restart = camera_420(Some((PHOTO_W / 16) as u16));
         std::fs::write(&photo_restart, &restart).expect("write photo");
-        // The same 4:2:0 without restart markers (most cameras and phones).
+        // Without restart markers (most cameras and phones).
         let photo_420 = dir.join("photo-420.jpg");
-        let mut plain_420 = Vec::new();
-        let mut enc = jpeg_encoder::Encoder::new(&mut plain_420, 90);
-        enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
-        enc.encode(
-            img.as_raw(),
-            PHOTO_W as u16,
-            PHOTO_H as u16,
-            jpeg_encoder::ColorType::Rgb,
-        )
-        .expect("encode");
-        let plain_420 = isync::demo::with_exif(&plain_420, Some(6), None);
+        let plain_420 = camera_420(None);
         std::fs::write(&photo_420, &plain_420).expect("write photo");
         let photo_exif = dir.join("photo-exif.jpg");
         let tagged = isync::demo::with_exif(&main, Some(6), Some(&thumb));

@@ -71,26 +71,10 @@ pub(crate) fn default_bands() -> usize {
 /// single-scan, interleaved, 8-bit baseline/extended Huffman JPEG with a
 /// restart interval.
 fn layout(data: &[u8]) -> Option<Layout> {
-    if data.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
-    let mut at = 2;
     let mut frame: Option<(u32, u32, usize, u32, u32, u8)> = None;
     let mut restart = 0u32;
-    loop {
-        if *data.get(at)? != 0xFF {
-            return None;
-        }
-        while *data.get(at + 1)? == 0xFF {
-            at += 1;
-        }
-        let marker = *data.get(at + 1)?;
-        at += 2;
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]));
-        let body = data.get(at + 2..at + len)?;
+    for (marker, at, len) in segments(data) {
+        let body = &data[at + 2..at + len];
         match marker {
             // Baseline or extended sequential, Huffman.
             0xC0 | 0xC1 => {
@@ -136,8 +120,39 @@ fn layout(data: &[u8]) -> Option<Layout> {
             0xD9 => return None,
             _ => {}
         }
-        at += len;
     }
+    None
+}
+
+/// The marker segments of a JPEG held in memory, after its SOI: each one's
+/// marker, the offset of its length field and that length (which counts
+/// the field). Standalone markers and fill bytes are stepped over. Ends at
+/// the first thing that is not a whole segment (the entropy-coded data
+/// after an SOS, a cut-off file, garbage).
+pub(super) fn segments(data: &[u8]) -> impl Iterator<Item = (u8, usize, usize)> + '_ {
+    let mut at = if data.starts_with(&[0xFF, 0xD8]) {
+        2
+    } else {
+        usize::MAX
+    };
+    std::iter::from_fn(move || loop {
+        if *data.get(at)? != 0xFF {
+            return None;
+        }
+        while *data.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        let marker = *data.get(at + 1)?;
+        at += 2;
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            continue;
+        }
+        let len = usize::from(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]));
+        data.get(at + 2..at + len)?;
+        let segment = (marker, at, len);
+        at += len;
+        return Some(segment);
+    })
 }
 
 /// Where each restart interval's bytes begin, and where the entropy-coded

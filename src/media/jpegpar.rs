@@ -198,9 +198,6 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
             *jpeg.get(at + 1)?,
         ])))
     };
-    if jpeg.get(..2)? != [0xFF, 0xD8] {
-        return None;
-    }
     let mut q = [[0u16; 64]; 4];
     let mut dc: Vec<Option<Huffman>> = (0..4).map(|_| None).collect();
     let mut ac: Vec<Option<Huffman>> = (0..4).map(|_| None).collect();
@@ -208,21 +205,8 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
     let mut adobe_transform: Option<u8> = None;
     let mut jfif = false;
     let mut restart = 0usize;
-    let mut at = 2;
-    loop {
-        if *jpeg.get(at)? != 0xFF {
-            return None;
-        }
-        while *jpeg.get(at + 1)? == 0xFF {
-            at += 1;
-        }
-        let marker = *jpeg.get(at + 1)?;
-        at += 2;
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            continue;
-        }
-        let len = be16(at)?;
-        let body = jpeg.get(at + 2..at + len)?;
+    for (marker, at, len) in super::jpegbands::segments(jpeg) {
+        let body = &jpeg[at + 2..at + len];
         match marker {
             0xDB => {
                 let mut b = body;
@@ -379,8 +363,8 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
             0xD9 => return None,
             _ => {}
         }
-        at += len;
     }
+    None
 }
 
 /// The entropy-coded data up to the next marker with its stuffed zero bytes
@@ -573,18 +557,24 @@ impl<'a> Scan<'a> {
         ok && r.pos() <= self.frame.bits
     }
 
+    /// Decodes the MCU at `r` onto the end of `run`, recording where it
+    /// started, the predictors there, and whether it held an error.
+    fn push_mcu(&self, r: &mut Bits, run: &mut Run) {
+        run.starts.push(r.pos());
+        run.preds.push(run.pred);
+        let at = run.coefs.len();
+        run.coefs.resize(at + self.per_mcu, 0);
+        if !self.mcu(r, &mut run.pred, &mut run.coefs[at..]) {
+            run.errors.push(run.count() - 1);
+        }
+    }
+
     /// Decodes MCUs from `run`'s state while `go` says so (asked before each
     /// MCU with its start position and how many the run has).
     fn decode(&self, run: &mut Run, mut go: impl FnMut(usize, usize) -> bool) {
         let mut r = Bits::at(&self.frame.data, run.pos);
         while go(r.pos(), run.count()) {
-            run.starts.push(r.pos());
-            run.preds.push(run.pred);
-            let at = run.coefs.len();
-            run.coefs.resize(at + self.per_mcu, 0);
-            if !self.mcu(&mut r, &mut run.pred, &mut run.coefs[at..]) {
-                run.errors.push(run.count() - 1);
-            }
+            self.push_mcu(&mut r, run);
         }
         run.pos = r.pos();
     }
@@ -605,13 +595,7 @@ impl<'a> Scan<'a> {
                 r = Bits::at(&self.frame.data, at * 8);
                 run.pred = [0; 3];
             }
-            run.starts.push(r.pos());
-            run.preds.push(run.pred);
-            let at = run.coefs.len();
-            run.coefs.resize(at + self.per_mcu, 0);
-            if !self.mcu(&mut r, &mut run.pred, &mut run.coefs[at..]) {
-                run.errors.push(run.count() - 1);
-            }
+            self.push_mcu(&mut r, run);
         }
         // The last interval of the range ends where the next one begins.
         let end = intervals.get(mcus.end.div_ceil(restart)).copied();
