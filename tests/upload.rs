@@ -9,7 +9,7 @@ use common::{assert_err, data, Api, BAD_PARAM, NEED_LOGIN};
 use md5::Digest as _;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 // ------------------------------------------------------------------ harness
@@ -727,7 +727,7 @@ async fn a_256_mib_upload_keeps_server_memory_flat() {
         let a = announce(&api, json!({"size": size})).await;
         let id = data(&a)["id"].as_i64().unwrap();
         let before = rss_of(pid);
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
         let sent = std::sync::Arc::new(AtomicU64::new(0));
         // (payload bytes sent, server RSS) every 10 ms.
         let sampler = {
@@ -868,13 +868,13 @@ async fn re_uploads_racing_the_scanner_keep_one_record() {
     let r = upload(&api, json!({"id": id}), &[("file", Some("origin"), &first)]).await;
     assert_eq!(r["code"], 0, "{r}");
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
     let scans = {
         let state = s.running.as_ref().unwrap().state.clone();
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let plan = state.plan.read().unwrap().clone();
                 state.scanner.scan_plan(&plan).expect("scan");
                 n += 1;
@@ -895,7 +895,7 @@ async fn re_uploads_racing_the_scanner_keep_one_record() {
         assert_eq!(data(&r)["check"]["origin"], sha1_hex(&bytes));
         last = bytes;
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
     let n = scans.join().unwrap();
     assert!(n > 10, "the scanner ran only {n} times");
     let state = s.running.as_ref().unwrap().state.clone();
