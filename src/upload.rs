@@ -25,13 +25,16 @@ use bytes::Bytes;
 use rand::RngCore;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
+mod disk;
 mod multipart;
+
+use disk::Queue;
 
 /// Hidden folder at a library root for staging and trash.
 pub const HIDDEN_DIR: &str = ".isync";
@@ -50,13 +53,8 @@ pub const MAX_PART_NAME_CHARS: usize = 255;
 /// How long a request waits for another request on the same file.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Bytes queued between the network and the disk writer, at most: memory
-/// stays flat for any size (the writer takes up to half at a time).
-const QUEUE_BYTES: usize = 8 << 20;
-/// At most this much is handed to the kernel in one `writev`.
-const WRITE_BATCH_BYTES: usize = 4 << 20;
-/// Writeback starts every this many bytes while receiving: the disk writes
-/// while the network delivers, so the fsync before the reply is short.
-const WRITEBACK_BYTES: u64 = 8 << 20;
+/// stays flat for any size (`upload/disk.rs` adds its aligned blocks).
+const QUEUE_BYTES: usize = 4 << 20;
 
 /// Where a completed client thumbnail of `file_id` is stored:
 /// `<thumb_dir>/uploaded/<id>_<0|1>.jpg`. `thumbnail.icc` serves it for
@@ -553,12 +551,9 @@ fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
 /// file to the offset, hashes what stays (read back once), appends the
 /// chunks it is sent, and fsyncs — also when the request breaks off.
 ///
-/// Throughput (docs/performance.md, "Upload"): chunks are never copied on
-/// this side; whatever is queued is handed to the kernel in one `writev` of
-/// up to [`WRITE_BATCH_BYTES`]; writeback of every [`WRITEBACK_BYTES`] is
-/// started at once (`posix_fadvise(DONTNEED)` starts it without waiting), so
-/// the one fsync at the end only waits for the tail; a digest (`cm=`) is
-/// computed on a thread of its own, beside the writes.
+/// How the bytes reach the disk (direct I/O where the file system takes
+/// it) is `upload/disk.rs`; a digest (`cm=`) is computed on a thread of its
+/// own, beside the writes.
 fn spawn_writer(
     path: PathBuf,
     offset: u64,
@@ -590,9 +585,11 @@ fn spawn_writer(
                 left -= n as u64;
             }
         }
-        f.seek(SeekFrom::Start(offset))?;
         let digest = hasher.map(HashThread::start).transpose()?;
-        let written = pump(&mut rx, &f, offset, digest.as_ref());
+        let written = disk::write_stream(&mut rx, &f, &path, offset, digest.as_ref());
+        if let Ok(route) = &written {
+            log::debug!("upload: {} written ({route:?})", path.display());
+        }
         // Whatever reached the file is synced, success or not: the size
         // reported afterwards is what survives a power cut.
         let t = std::time::Instant::now();
@@ -641,91 +638,6 @@ impl HashThread {
             .map_err(|_| std::io::Error::other("the checksum thread failed"))
     }
 }
-
-/// Appends every chunk until the sender is gone: each wake-up takes all
-/// that is queued (up to [`WRITE_BATCH_BYTES`]) and writes it with one
-/// `writev`; every [`WRITEBACK_BYTES`] it starts writeback of what it wrote.
-fn pump(rx: &mut Queue, f: &File, start: u64, digest: Option<&HashThread>) -> std::io::Result<()> {
-    let mut pos = start;
-    let mut started = start;
-    let mut batch: Vec<Bytes> = Vec::new();
-    let mut permits = Vec::new();
-    while let Some((b, p)) = rx.blocking_recv() {
-        let mut n = b.len();
-        batch.push(b);
-        permits.push(p);
-        while n < WRITE_BATCH_BYTES {
-            match rx.try_recv() {
-                Ok((b, p)) => {
-                    n += b.len();
-                    batch.push(b);
-                    permits.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        if let Some(d) = digest {
-            d.feed(batch.clone());
-        }
-        write_all_vectored(f, &mut batch)?;
-        // The room the batch took in the queue is free again.
-        permits.clear();
-        pos += n as u64;
-        if pos - started >= WRITEBACK_BYTES {
-            // DONTNEED starts writeback of the range without waiting for
-            // it (and keeps finished uploads from crowding the page cache).
-            let _ = rustix::fs::fadvise(
-                f,
-                started,
-                std::num::NonZeroU64::new(pos - started),
-                rustix::fs::Advice::DontNeed,
-            );
-            started = pos;
-        }
-    }
-    Ok(())
-}
-
-/// Writes all of `bufs` (emptying it) with as few `writev` calls as the
-/// kernel allows.
-fn write_all_vectored(mut f: &File, bufs: &mut Vec<Bytes>) -> std::io::Result<()> {
-    use bytes::Buf;
-    // IOV_MAX on Linux.
-    const MAX_SLICES: usize = 1024;
-    let mut first = 0;
-    while first < bufs.len() {
-        let slices: Vec<std::io::IoSlice> = bufs[first..]
-            .iter()
-            .take(MAX_SLICES)
-            .map(|b| std::io::IoSlice::new(b))
-            .collect();
-        let mut n = match f.write_vectored(&slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        drop(slices);
-        while n > 0 {
-            let b = &mut bufs[first];
-            if n >= b.len() {
-                n -= b.len();
-                first += 1;
-            } else {
-                b.advance(n);
-                n = 0;
-            }
-        }
-        while first < bufs.len() && bufs[first].is_empty() {
-            first += 1;
-        }
-    }
-    bufs.clear();
-    Ok(())
-}
-
-/// Chunks on their way to the disk writer, each with its room in the queue.
-type Queue = tokio::sync::mpsc::UnboundedReceiver<(Bytes, tokio::sync::OwnedSemaphorePermit)>;
 
 /// Result of one fully received part.
 struct Received {

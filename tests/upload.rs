@@ -299,6 +299,49 @@ async fn killed_connection_mid_chunk_then_resume() {
     assert!(staged(&s).is_empty());
 }
 
+/// Parts larger than the disk writer's aligned blocks (`upload/disk.rs`
+/// writes full blocks with direct I/O, the first bytes up to an aligned
+/// offset and the last partial block through the page cache): a broken
+/// connection keeps what arrived, its partial block included, and resumes
+/// at odd offsets store every byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_parts_broken_and_resumed_at_odd_offsets_keep_every_byte() {
+    let (s, api) = Server::start(|_| {}).await;
+    let total = 21_000_003;
+    let body = payload(total, 11);
+    let v = announce(&api, json!({"size": total})).await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let token = s.token("alice").await;
+    // Two full 4 MiB blocks and 1.6 MB of a third, then the cut.
+    let cut = 10_000_001;
+    broken_upload(&s, &token, id, 0, &body, cut).await;
+    let n = settled_origin_size(&api, id).await as usize;
+    // Only the few bytes that might begin the boundary may be held back.
+    assert!(n > cut - 1000 && n <= cut, "{n}");
+    let mid = 15_000_017;
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": n, "cm": "md5"}),
+        &[("origin", Some("origin"), &body[n..mid])],
+    )
+    .await;
+    assert_eq!(data(&v)["check"]["origin"], md5_hex(&body[..mid]), "{v}");
+    // A request that ends normally completes the part (spec §9.3); the
+    // next one appends to it.
+    assert_eq!(data(&v)["fileInfo"]["size"], mid, "{v}");
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": mid, "cm": "sha1"}),
+        &[("origin", Some("origin"), &body[mid..])],
+    )
+    .await;
+    assert_eq!(data(&v)["check"]["origin"], sha1_hex(&body), "{v}");
+    assert_eq!(data(&v)["fileInfo"]["size"], total);
+    let got = api.download(id, &[]).await.bytes().await.unwrap();
+    assert!(got[..] == body[..], "the stored original differs");
+    assert!(staged(&s).is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_mid_upload_then_resume() {
     let (mut s, api) = Server::start(|_| {}).await;
