@@ -595,6 +595,13 @@ fn spawn_writer(
         let t = std::time::Instant::now();
         let synced = f.sync_all();
         log::debug!("upload: {} synced in {:?}", path.display(), t.elapsed());
+        if synced.is_err() {
+            // This request's bytes may not be on the disk, so they are not
+            // counted as stored (the earlier requests' bytes were synced
+            // before their replies): the client resends from `offset`.
+            let _ = f.set_len(offset);
+            let _ = f.sync_all();
+        }
         let hex = digest.map(HashThread::finish).transpose();
         written?;
         synced?;

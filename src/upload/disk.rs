@@ -15,10 +15,10 @@
 //! caller's fsync makes both durable, and flushes the disk's own cache.
 //!
 //! Where the file system refuses direct I/O (it says so through `statx`,
-//! or the first direct write fails with `EINVAL`), the bytes go through
-//! the page cache instead: each batch in one `writev`, and writeback
-//! started every [`WRITEBACK_BYTES`], so the fsync before the reply only
-//! waits for the tail.
+//! the writer thread cannot start, or a direct write fails with `EINVAL`),
+//! the bytes go through the page cache instead: each batch in one
+//! `pwritev`, and writeback started every [`WRITEBACK_BYTES`], so the fsync
+//! before the reply only waits for the tail.
 
 use super::HashThread;
 use bytes::Bytes;
@@ -26,6 +26,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Error, ErrorKind, Result};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Chunks on their way to the disk writer, each with its room in the queue.
 pub(super) type Queue =
@@ -96,22 +97,29 @@ fn open_direct(path: &Path) -> Option<Direct> {
     Some(Direct { file, align })
 }
 
-/// The alignment (of memory, file offset and length) direct writes to
-/// `f` need: what `statx` reports (Linux 6.1 and later), `None` when it
-/// says direct I/O is not supported; 4096 when the kernel cannot tell
-/// (a wrong guess fails the first write with `EINVAL`, and the stream
-/// falls back to the page cache).
+/// The alignment (of memory, file offset and length) used for direct
+/// writes to `f`: `None` when `statx` (Linux 6.1 and later) says direct
+/// I/O is not supported; else what it asks for, but never less than a
+/// page. A device may take 512-byte offsets, but a direct write that
+/// starts inside the page of the buffered head would make the kernel
+/// flush that page and take its slow unaligned path for every block. When
+/// the kernel cannot tell, 4096 (a wrong guess fails a write with
+/// `EINVAL`, and the stream falls back to the page cache).
 fn direct_alignment(f: &File) -> Option<usize> {
     use rustix::fs::{statx, AtFlags, StatxFlags};
+    const PAGE: u32 = 4096;
     match statx(f, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) {
         Ok(st) if st.stx_mask & StatxFlags::DIOALIGN.bits() != 0 => {
             if st.stx_dio_offset_align == 0 {
                 return None;
             }
-            let a = (st.stx_dio_offset_align.max(st.stx_dio_mem_align) as usize).max(512);
+            let a = st
+                .stx_dio_offset_align
+                .max(st.stx_dio_mem_align)
+                .max(PAGE) as usize;
             (a.is_power_of_two() && a <= BLOCK_BYTES).then_some(a)
         }
-        _ => Some(4096),
+        _ => Some(PAGE as usize),
     }
 }
 
@@ -151,7 +159,8 @@ struct Block {
 impl Block {
     fn new(align: usize) -> Block {
         let raw = vec![0u8; BLOCK_BYTES + align];
-        let at = raw.as_ptr().align_offset(align);
+        let addr = raw.as_ptr() as usize;
+        let at = (align - addr % align) % align;
         Block { raw, at, fill: 0 }
     }
 
@@ -178,18 +187,33 @@ fn direct_stream(
     // back empty.
     let (full_tx, full_rx) = std::sync::mpsc::sync_channel::<(Block, u64)>(BLOCKS);
     let (empty_tx, empty_rx) = std::sync::mpsc::sync_channel::<Block>(BLOCKS);
+    // Set by the writer thread when it stops on an error, so the stream
+    // stops taking bytes it could not store.
+    let failed = AtomicBool::new(false);
     std::thread::scope(|scope| {
+        let failed = &failed;
         let writer = std::thread::Builder::new()
             .name("isync-upload-disk".into())
             .spawn_scoped(scope, move || -> Result<bool> {
                 let mut direct = Some(direct);
                 while let Ok((mut block, pos)) = full_rx.recv() {
-                    write_block(&mut direct, f, block.filled(), pos)?;
+                    if let Err(e) = write_block(&mut direct, f, block.filled(), pos) {
+                        failed.store(true, Ordering::Release);
+                        return Err(e);
+                    }
                     block.fill = 0;
                     let _ = empty_tx.send(block);
                 }
                 Ok(direct.is_none())
-            })?;
+            });
+        let writer = match writer {
+            Ok(w) => w,
+            Err(e) => {
+                log::warn!("upload: no disk writer thread ({e}); writing through the page cache");
+                cached_stream(rx, f, start, digest)?;
+                return Ok(true);
+            }
+        };
         let gone = || Error::other("the upload's disk writer stopped");
         let mut made = 1;
         let mut cur = Block::new(align);
@@ -235,6 +259,9 @@ fn direct_stream(
                 }
                 // The batch is copied: its room in the queue is free again.
                 permits.clear();
+                if failed.load(Ordering::Acquire) {
+                    return Err(gone());
+                }
             }
             Ok(())
         })();
@@ -251,7 +278,9 @@ fn direct_stream(
 
 /// Writes one full block at `pos`: directly while `direct` is there; if
 /// the file system refuses (`EINVAL`: direct I/O or this alignment not
-/// supported after all), through the page cache from then on.
+/// supported after all, or a write cut short by a file size limit),
+/// through the page cache from then on, with its writeback started at
+/// once.
 fn write_block(direct: &mut Option<Direct>, f: &File, buf: &[u8], pos: u64) -> Result<()> {
     if let Some(d) = direct {
         match d.file.write_all_at(buf, pos) {
@@ -265,7 +294,14 @@ fn write_block(direct: &mut Option<Direct>, f: &File, buf: &[u8], pos: u64) -> R
     }
     // Rewriting what a partial direct write stored is harmless: same bytes,
     // same place.
-    f.write_all_at(buf, pos)
+    f.write_all_at(buf, pos)?;
+    let _ = rustix::fs::fadvise(
+        f,
+        pos,
+        std::num::NonZeroU64::new(buf.len() as u64),
+        rustix::fs::Advice::DontNeed,
+    );
+    Ok(())
 }
 
 /// The page-cache path: each batch in one `writev` (no copy on this side),
@@ -421,11 +457,19 @@ mod tests {
             }
         };
         assert_eq!(digest.finish().unwrap(), sha1(&all), "start {start}, {n} B");
-        let got = std::fs::read(&path).unwrap();
+        let got = from_disk(&f, &path);
         assert_eq!(got.len(), start + n, "start {start}, {n} B");
         assert!(got[..start] == prefix[..], "prefix kept (start {start})");
         assert!(got[start..] == all[..], "every byte (start {start}, {n} B)");
         took
+    }
+
+    /// The file's bytes as the disk has them: synced, then dropped from
+    /// the page cache before the read.
+    fn from_disk(f: &File, path: &Path) -> Vec<u8> {
+        f.sync_all().unwrap();
+        rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed).unwrap();
+        std::fs::read(path).unwrap()
     }
 
     fn direct_supported() -> bool {
@@ -438,8 +482,7 @@ mod tests {
     #[test]
     fn direct_writes_store_every_byte_from_any_offset() {
         if !direct_supported() {
-            // The fallback is what runs here; it is covered below.
-            log::warn!("no direct I/O in the temp dir; this test checks the page cache path");
+            eprintln!("no direct I/O in the temp dir; this test checks the page cache path");
         }
         // More than all the blocks (blocks are reused), from aligned and
         // odd offsets, so heads, full blocks and tails all occur.
@@ -478,7 +521,7 @@ mod tests {
         let path = dir.path().join("part");
         std::fs::write(&path, vec![7u8; 100]).unwrap();
         let Some(d) = open_direct(&path) else {
-            log::warn!("no direct I/O in the temp dir; nothing to fall back from");
+            eprintln!("no direct I/O in the temp dir; nothing to fall back from");
             return;
         };
         let f = OpenOptions::new().write(true).open(&path).unwrap();
@@ -503,10 +546,42 @@ mod tests {
             assert!(direct.is_none(), "the refusal switched to the page cache");
         }
         write_block(&mut direct, &f, block.filled(), 100 + BLOCK_BYTES as u64).unwrap();
-        let got = std::fs::read(&path).unwrap();
+        let got = from_disk(&f, &path);
         assert_eq!(got.len(), 100 + 2 * BLOCK_BYTES);
         assert!(got[..100].iter().all(|&b| b == 7));
         assert!(got[100..100 + BLOCK_BYTES] == data[..]);
         assert!(got[100 + BLOCK_BYTES..] == data[..]);
+    }
+
+    /// A block the disk cannot take (here: a descriptor that cannot
+    /// write) ends the stream with the error at once: nothing is written
+    /// past the failure, and nothing leaves a hole.
+    #[test]
+    fn a_failing_disk_write_stops_the_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        std::fs::write(&path, vec![1u8; 1001]).unwrap();
+        let Some(real) = open_direct(&path) else {
+            eprintln!("no direct I/O in the temp dir; no direct writer to fail");
+            return;
+        };
+        let broken = Direct {
+            file: File::open(&path).unwrap(),
+            align: real.align,
+        };
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        let (all, parts) = chunks(3 * BLOCK_BYTES, 8);
+        let mut rx = queue(parts);
+        let t = std::time::Instant::now();
+        let r = direct_stream(&mut rx, &f, broken, 1001, None);
+        let e = r.expect_err("a write failed");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        // The prefix and the buffered head up to the first aligned offset,
+        // nothing more.
+        let got = from_disk(&f, &path);
+        assert_eq!(got.len(), real.align, "{}", got.len());
+        assert!(got[..1001].iter().all(|&b| b == 1));
+        assert!(got[1001..] == all[..real.align - 1001]);
     }
 }
