@@ -513,15 +513,24 @@ mod tests {
         }
     }
 
+    /// A file in a new temp dir holding `prefix`, opened for direct I/O;
+    /// `None` (said on stderr) where the temp dir has no direct I/O.
+    fn direct_file(prefix: &[u8]) -> Option<(tempfile::TempDir, std::path::PathBuf, Direct)> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part");
+        std::fs::write(&path, prefix).unwrap();
+        let Some(d) = open_direct(&path) else {
+            eprintln!("no direct I/O in the temp dir; this test has nothing to check");
+            return None;
+        };
+        Some((dir, path, d))
+    }
+
     /// A direct write the file system refuses (here: a misaligned offset)
     /// is written through the page cache, and so is every later block.
     #[test]
     fn a_refused_direct_write_falls_back_to_the_page_cache() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("part");
-        std::fs::write(&path, vec![7u8; 100]).unwrap();
-        let Some(d) = open_direct(&path) else {
-            eprintln!("no direct I/O in the temp dir; nothing to fall back from");
+        let Some((_dir, path, d)) = direct_file(&[7u8; 100]) else {
             return;
         };
         let f = OpenOptions::new().write(true).open(&path).unwrap();
@@ -558,11 +567,7 @@ mod tests {
     /// past the failure, and nothing leaves a hole.
     #[test]
     fn a_failing_disk_write_stops_the_stream() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("part");
-        std::fs::write(&path, vec![1u8; 1001]).unwrap();
-        let Some(real) = open_direct(&path) else {
-            eprintln!("no direct I/O in the temp dir; no direct writer to fail");
+        let Some((_dir, path, real)) = direct_file(&[1u8; 1001]) else {
             return;
         };
         let broken = Direct {
