@@ -149,28 +149,41 @@ fn next_batch(
     Some(n)
 }
 
-/// An aligned buffer of [`BLOCK_BYTES`] and how much of it is filled.
+/// An aligned buffer of up to [`BLOCK_BYTES`]: the bytes from `at` in a
+/// vector whose capacity never changes (so it never moves), filled by
+/// appending (nothing is zeroed first, and a small part touches only the
+/// pages it fills).
 struct Block {
     raw: Vec<u8>,
     at: usize,
-    fill: usize,
 }
 
 impl Block {
     fn new(align: usize) -> Block {
-        let raw = vec![0u8; BLOCK_BYTES + align];
+        let mut raw = Vec::with_capacity(BLOCK_BYTES + align);
         let addr = raw.as_ptr() as usize;
         let at = (align - addr % align) % align;
-        Block { raw, at, fill: 0 }
+        raw.resize(at, 0);
+        Block { raw, at }
     }
 
-    fn room(&mut self) -> &mut [u8] {
-        let (at, fill) = (self.at, self.fill);
-        &mut self.raw[at + fill..at + BLOCK_BYTES]
+    fn len(&self) -> usize {
+        self.raw.len() - self.at
+    }
+
+    /// Appends as much of `s` as fits; returns how much.
+    fn push(&mut self, s: &[u8]) -> usize {
+        let k = s.len().min(BLOCK_BYTES - self.len());
+        self.raw.extend_from_slice(&s[..k]);
+        k
     }
 
     fn filled(&self) -> &[u8] {
-        &self.raw[self.at..self.at + self.fill]
+        &self.raw[self.at..]
+    }
+
+    fn clear(&mut self) {
+        self.raw.truncate(self.at);
     }
 }
 
@@ -201,7 +214,7 @@ fn direct_stream(
                         failed.store(true, Ordering::Release);
                         return Err(e);
                     }
-                    block.fill = 0;
+                    block.clear();
                     let _ = empty_tx.send(block);
                 }
                 Ok(direct.is_none())
@@ -230,19 +243,16 @@ fn direct_stream(
                     let mut s = &chunk[..];
                     // Up to the first aligned offset through the page cache.
                     let head = (align as u64 - pos % align as u64) % align as u64;
-                    if cur.fill == 0 && head > 0 {
+                    if cur.len() == 0 && head > 0 {
                         let k = s.len().min(head as usize);
                         f.write_all_at(&s[..k], pos)?;
                         pos += k as u64;
                         s = &s[k..];
                     }
                     while !s.is_empty() {
-                        let room = cur.room();
-                        let k = s.len().min(room.len());
-                        room[..k].copy_from_slice(&s[..k]);
-                        cur.fill += k;
+                        let k = cur.push(s);
                         s = &s[k..];
-                        if cur.fill == BLOCK_BYTES {
+                        if cur.len() == BLOCK_BYTES {
                             let next = match empty_rx.try_recv() {
                                 Ok(b) => b,
                                 Err(_) if made < BLOCKS => {
@@ -536,8 +546,7 @@ mod tests {
         let f = OpenOptions::new().write(true).open(&path).unwrap();
         let mut block = Block::new(d.align);
         let (data, _) = chunks(BLOCK_BYTES, 5);
-        block.room().copy_from_slice(&data);
-        block.fill = BLOCK_BYTES;
+        assert_eq!(block.push(&data), BLOCK_BYTES);
         // What the file system says its direct writes need (0: it cannot
         // tell, as on kernels before 6.1).
         let need = rustix::fs::statx(
