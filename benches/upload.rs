@@ -7,8 +7,9 @@
 //! source file is in the page cache for every run. Prints all of them, the
 //! ratios, and whether the "80% of `cat`" target is within the disk's reach.
 //! Note that coreutils `cat` copies with `copy_file_range` (one copy, in the
-//! kernel), while an upload crosses user space four times (client read and
-//! send, server receive and write) plus loopback TCP.
+//! kernel), while an upload crosses user space: the client's read and send,
+//! the server's receive and its copy into aligned blocks (written with
+//! direct I/O), plus loopback TCP.
 //!
 //! First, memory: a 4 GiB upload to the release binary as a separate
 //! process, its RSS printed every 256 MiB (skipped below 10 GB free;

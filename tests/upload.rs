@@ -319,7 +319,7 @@ async fn large_parts_broken_and_resumed_at_odd_offsets_keep_every_byte() {
     // close; only the few bytes that might begin the boundary may be held
     // back.
     let mut n = 0;
-    for _ in 0..100 {
+    for _ in 0..20 {
         n = settled_origin_size(&api, id).await as usize;
         if n > cut - 1000 {
             break;

@@ -64,14 +64,10 @@ pub(super) fn write_stream(
 ) -> Result<Route> {
     match open_direct(path) {
         Some(direct) => {
-            let fell_back = direct_stream(rx, f, direct, start, digest);
+            let route = direct_stream(rx, f, direct, start, digest);
             // The blocks are freed; glibc would keep them resident.
             crate::heap::release_free_memory();
-            Ok(if fell_back? {
-                Route::PageCache
-            } else {
-                Route::Direct
-            })
+            route
         }
         None => {
             cached_stream(rx, f, start, digest)?;
@@ -113,10 +109,7 @@ fn direct_alignment(f: &File) -> Option<usize> {
             if st.stx_dio_offset_align == 0 {
                 return None;
             }
-            let a = st
-                .stx_dio_offset_align
-                .max(st.stx_dio_mem_align)
-                .max(PAGE) as usize;
+            let a = st.stx_dio_offset_align.max(st.stx_dio_mem_align).max(PAGE) as usize;
             (a.is_power_of_two() && a <= BLOCK_BYTES).then_some(a)
         }
         _ => Some(PAGE as usize),
@@ -187,14 +180,14 @@ impl Block {
     }
 }
 
-/// The direct path. Returns whether it fell back to the page cache.
+/// The direct path. Returns [`Route::PageCache`] when it fell back.
 fn direct_stream(
     rx: &mut Queue,
     f: &File,
     direct: Direct,
     start: u64,
     digest: Option<&HashThread>,
-) -> Result<bool> {
+) -> Result<Route> {
     let align = direct.align;
     // Full blocks go to the writer thread with their file offset, and come
     // back empty.
@@ -207,7 +200,7 @@ fn direct_stream(
         let failed = &failed;
         let writer = std::thread::Builder::new()
             .name("isync-upload-disk".into())
-            .spawn_scoped(scope, move || -> Result<bool> {
+            .spawn_scoped(scope, move || -> Result<Route> {
                 let mut direct = Some(direct);
                 while let Ok((mut block, pos)) = full_rx.recv() {
                     if let Err(e) = write_block(&mut direct, f, block.filled(), pos) {
@@ -217,14 +210,17 @@ fn direct_stream(
                     block.clear();
                     let _ = empty_tx.send(block);
                 }
-                Ok(direct.is_none())
+                Ok(match direct {
+                    Some(_) => Route::Direct,
+                    None => Route::PageCache,
+                })
             });
         let writer = match writer {
             Ok(w) => w,
             Err(e) => {
                 log::warn!("upload: no disk writer thread ({e}); writing through the page cache");
                 cached_stream(rx, f, start, digest)?;
-                return Ok(true);
+                return Ok(Route::PageCache);
             }
         };
         let gone = || Error::other("the upload's disk writer stopped");
@@ -276,13 +272,12 @@ fn direct_stream(
             Ok(())
         })();
         drop(full_tx);
-        let fell_back = writer.join().map_err(|_| gone())?;
         // The writer's own error says more than "it stopped".
-        let fell_back = fell_back?;
+        let route = writer.join().map_err(|_| gone())??;
         fed?;
         // The last partial block through the page cache.
         f.write_all_at(cur.filled(), pos)?;
-        Ok(fell_back)
+        Ok(route)
     })
 }
 
@@ -305,24 +300,26 @@ fn write_block(direct: &mut Option<Direct>, f: &File, buf: &[u8], pos: u64) -> R
     // Rewriting what a partial direct write stored is harmless: same bytes,
     // same place.
     f.write_all_at(buf, pos)?;
-    let _ = rustix::fs::fadvise(
-        f,
-        pos,
-        std::num::NonZeroU64::new(buf.len() as u64),
-        rustix::fs::Advice::DontNeed,
-    );
+    start_writeback(f, pos, buf.len() as u64);
     Ok(())
 }
 
-/// The page-cache path: each batch in one `writev` (no copy on this side),
-/// writeback started every [`WRITEBACK_BYTES`]
-/// (`posix_fadvise(DONTNEED)` starts it without waiting).
-fn cached_stream(
-    rx: &mut Queue,
-    f: &File,
-    start: u64,
-    digest: Option<&HashThread>,
-) -> Result<()> {
+/// Starts writeback of `len` bytes from `pos` without waiting for it
+/// (`posix_fadvise(DONTNEED)`; it also keeps finished uploads from
+/// crowding the page cache), so the fsync before the reply only waits for
+/// what came after.
+fn start_writeback(f: &File, pos: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        f,
+        pos,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::DontNeed,
+    );
+}
+
+/// The page-cache path: each batch in one `pwritev` (no copy on this side),
+/// writeback started every [`WRITEBACK_BYTES`].
+fn cached_stream(rx: &mut Queue, f: &File, start: u64, digest: Option<&HashThread>) -> Result<()> {
     let mut pos = start;
     let mut started = start;
     let mut batch = Vec::new();
@@ -336,14 +333,7 @@ fn cached_stream(
         permits.clear();
         pos += n as u64;
         if pos - started >= WRITEBACK_BYTES {
-            // DONTNEED starts writeback of the range without waiting for
-            // it (and keeps finished uploads from crowding the page cache).
-            let _ = rustix::fs::fadvise(
-                f,
-                started,
-                std::num::NonZeroU64::new(pos - started),
-                rustix::fs::Advice::DontNeed,
-            );
+            start_writeback(f, started, pos - started);
             started = pos;
         }
     }
@@ -438,10 +428,11 @@ mod tests {
         h.hex()
     }
 
-    /// Streams `n` bytes to a file already holding `start` bytes, by
-    /// `route` (None: whichever `write_stream` picks); checks every byte
-    /// of the file and the digest of what was streamed.
-    fn round_trip(start: usize, n: usize, route: Option<Route>) -> Route {
+    /// Streams `n` bytes to a file already holding `start` bytes, by the
+    /// route `write_stream` picks or, with `page_cache`, by the page-cache
+    /// path; checks every byte of the file and the digest of what was
+    /// streamed, and returns the route taken.
+    fn round_trip(start: usize, n: usize, page_cache: bool) -> Route {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("part");
         let (prefix, _) = chunks(start, 99);
@@ -454,17 +445,11 @@ mod tests {
             .unwrap();
         let digest = HashThread::start(Hasher::new(Checksum::Sha1)).unwrap();
         let mut rx = queue(parts);
-        let took = match route {
-            None => write_stream(&mut rx, &f, &path, start as u64, Some(&digest)).unwrap(),
-            Some(Route::PageCache) => {
-                cached_stream(&mut rx, &f, start as u64, Some(&digest)).unwrap();
-                Route::PageCache
-            }
-            Some(Route::Direct) => {
-                let d = open_direct(&path).expect("direct I/O on the temp dir");
-                assert!(!direct_stream(&mut rx, &f, d, start as u64, Some(&digest)).unwrap());
-                Route::Direct
-            }
+        let took = if page_cache {
+            cached_stream(&mut rx, &f, start as u64, Some(&digest)).unwrap();
+            Route::PageCache
+        } else {
+            write_stream(&mut rx, &f, &path, start as u64, Some(&digest)).unwrap()
         };
         assert_eq!(digest.finish().unwrap(), sha1(&all), "start {start}, {n} B");
         let got = from_disk(&f, &path);
@@ -507,7 +492,7 @@ mod tests {
             (0, 0),
             (12, 1),
         ] {
-            let route = round_trip(start, n, None);
+            let route = round_trip(start, n, false);
             assert_eq!(route == Route::Direct, direct_supported(), "start {start}");
         }
     }
@@ -516,10 +501,7 @@ mod tests {
     fn page_cache_writes_store_every_byte_from_any_offset() {
         let big = BLOCK_BYTES * 3 + 777;
         for (start, n) in [(0, big), (5_000_001, big), (1, 4095), (0, 0)] {
-            assert_eq!(
-                round_trip(start, n, Some(Route::PageCache)),
-                Route::PageCache
-            );
+            assert_eq!(round_trip(start, n, true), Route::PageCache);
         }
     }
 
