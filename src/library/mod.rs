@@ -7,6 +7,7 @@
 
 pub mod control;
 pub mod roots;
+pub mod safeopen;
 pub mod scan;
 pub mod walk;
 pub mod watcher;
