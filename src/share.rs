@@ -107,24 +107,21 @@ pub async fn resolve(db: &Db, cfg: &Arc<Config>, key: &str) -> Result<FileRecord
             let Some(rec) = files::by_id(tx, link.file_id)? else {
                 return Ok(None);
             };
-            match link.user_id {
-                Some(by) => {
-                    // Refused without a trace: the link stays, and works
-                    // again only if its maker may share the file again.
-                    if !sharer_may(tx, by, &rec)? {
-                        log::debug!(
-                            "share link {} refused: its maker {by} may no longer share file {}",
-                            link.id,
-                            rec.id.0
-                        );
-                        return Ok(None);
-                    }
-                    shares::touch(tx, link.id, now)?;
+            // A link made before isync recorded makers (migration 5) has
+            // nobody to check: it is served until its lifetime runs out,
+            // and never extended.
+            if let Some(by) = link.user_id {
+                // Refused without a trace: the link stays, and works again
+                // only if its maker may share the file again.
+                if !sharer_may(tx, by, &rec)? {
+                    log::debug!(
+                        "share link {} refused: its maker {by} may no longer share file {}",
+                        link.id,
+                        rec.id.0
+                    );
+                    return Ok(None);
                 }
-                // Made before isync recorded makers (migration 5): nobody
-                // to check, so it is served until its lifetime runs out
-                // and never extended.
-                None => {}
+                shares::touch(tx, link.id, now)?;
             }
             let online = libraries::by_id(tx, rec.library_id)?.is_none_or(|l| l.online);
             Ok(Some((rec, online)))
