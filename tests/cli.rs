@@ -522,7 +522,7 @@ async fn the_control_socket_is_private_and_reads_a_bounded_request() {
         .filter(|n| n.starts_with(".isync.sock"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
-    let before = (s.snapshot().await, s.accounts_snapshot().await);
+    let before = (s.snapshot().await, s.accounts_snapshot().await, s.tree());
 
     // 64 MiB without an end of line: the server reads its bound, answers
     // and hangs up, so the rest cannot even be sent.
@@ -551,7 +551,10 @@ async fn the_control_socket_is_private_and_reads_a_bounded_request() {
     assert!(v["output"].as_str().unwrap().contains("longer than"), "{v}");
 
     // Nothing changed, and the socket still serves the admin CLI.
-    assert_eq!((s.snapshot().await, s.accounts_snapshot().await), before);
+    assert_eq!(
+        (s.snapshot().await, s.accounts_snapshot().await, s.tree()),
+        before
+    );
     let config = s.dir.path().join("isync.toml");
     std::fs::write(&config, s.cfg.to_toml()).unwrap();
     let o = run_with(&config, &["admin", "user", "list"], "");

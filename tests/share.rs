@@ -260,11 +260,14 @@ async fn a_share_link_stops_with_its_makers_access() {
         )
         .await;
     assert_eq!(v["code"], 0, "{v}");
-    let before = (s.snapshot().await, s.accounts_snapshot().await);
+    let before = (s.snapshot().await, s.accounts_snapshot().await, s.tree());
     for _ in 0..2 {
         assert_binary_err(fetch(&s, "", &key, &[]).await, BAD_PARAM).await;
     }
-    assert_eq!((s.snapshot().await, s.accounts_snapshot().await), before);
+    assert_eq!(
+        (s.snapshot().await, s.accounts_snapshot().await, s.tree()),
+        before
+    );
     // Given back, it works again: the link is worth what its maker may see.
     let v = admin
         .post_form(
