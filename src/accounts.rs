@@ -9,6 +9,19 @@
 //! digests: a stolen database does not let anyone register or sign in.
 //! Every function here is blocking or async as its name says; handlers and
 //! the CLI share them, so a rule is enforced in one place.
+//!
+//! Two invariants hold across every change, each checked inside the change's
+//! own transaction:
+//! - **`init` exists only while no enabled account holds `accounts`**: any
+//!   change that makes an admin (a token, `user add --type`, `set-type`,
+//!   `type set`, `enable`) retires it, and redeeming it re-checks.
+//! - **No change leaves zero admins** where there was one (demote, disable,
+//!   type change): it is refused and changes nothing.
+//!
+//! And an account that manages others ([`Actor::User`]) may only grant what
+//! it holds — types whose permissions are a subset of its own, libraries it
+//! sees — and may only change accounts holding no more than it does. The
+//! console ([`Actor::Console`], root on the machine) may do anything.
 
 use crate::auth::Session;
 use crate::db::{self, accounts as q, catalogs, libraries, users, Db, DbError};
@@ -88,6 +101,16 @@ impl Perms {
 
     pub fn with(self, p: Perm) -> Perms {
         Perms(self.0 | p.bit())
+    }
+
+    /// Whether every permission of `other` is in `self`.
+    pub fn contains(self, other: Perms) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The permissions of `self` that `other` lacks.
+    pub fn minus(self, other: Perms) -> Perms {
+        Perms(self.0 & !other.0)
     }
 
     /// Space- or comma-separated names; unknown names are an error.
@@ -197,6 +220,114 @@ pub fn has_admin(c: &rusqlite::Connection) -> Result<bool, DbError> {
     Ok(q::count_enabled_with_perm(c, Perm::Accounts.name())? > 0)
 }
 
+/// Who asks for an account change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// `isync admin …` / `isync user add` on the server's console: root on
+    /// the machine, may do anything.
+    Console,
+    /// A logged-in account (admin API): limited to what it holds.
+    User(UserId),
+}
+
+/// What an actor may hand out, read inside the change's transaction (not
+/// from a session cache that may be a request behind).
+struct Authority {
+    perms: Perms,
+    /// Root catalogs it sees; `None` = every library (the console).
+    roots: Option<Vec<CatalogId>>,
+}
+
+fn authority(c: &rusqlite::Connection, actor: Actor) -> Result<Authority> {
+    let uid = match actor {
+        Actor::Console => {
+            return Ok(Authority {
+                perms: Perms::ALL,
+                roots: None,
+            })
+        }
+        Actor::User(uid) => uid,
+    };
+    let u = users::by_id(c, uid)?
+        .filter(|u| !u.disabled)
+        .ok_or(Error::NeedLogin)?;
+    Ok(Authority {
+        perms: perms_of_type(c, u.account_type_id)?,
+        roots: Some(users::roots(c, uid)?),
+    })
+}
+
+fn not_yours(what: String) -> Error {
+    Error::NoPermission(format!(
+        "{what}; an account may only grant permissions and libraries it holds itself, and \
+         change only accounts that hold no more than it does (ask an admin)"
+    ))
+}
+
+impl Authority {
+    /// −10002 unless the actor holds every permission of type `t`.
+    fn may_grant_type(&self, t: &q::TypeRow) -> Result<()> {
+        let perms = Perms::parse(&t.perms).unwrap_or_default();
+        self.may_grant_perms(&format!("type {:?}", t.name), perms)
+    }
+
+    fn may_grant_perms(&self, what: &str, perms: Perms) -> Result<()> {
+        let lacking = perms.minus(self.perms);
+        if lacking == Perms::default() {
+            Ok(())
+        } else {
+            Err(not_yours(format!(
+                "{what} has {} which your account lacks",
+                lacking.names().join(", ")
+            )))
+        }
+    }
+
+    /// −10002 unless the actor sees library `root`.
+    fn may_grant_library(&self, c: &rusqlite::Connection, root: CatalogId) -> Result<()> {
+        match &self.roots {
+            Some(roots) if !roots.contains(&root) => Err(not_yours(format!(
+                "your account does not see library {:?}",
+                root_name(c, root)?
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// −10002 unless the actor holds every permission of `u`'s type.
+    fn may_manage(&self, c: &rusqlite::Connection, u: &User) -> Result<()> {
+        let perms = perms_of_type(c, u.account_type_id)?;
+        self.may_grant_perms(&format!("account {:?}", u.name), perms)
+    }
+}
+
+/// Runs an account change in one transaction that keeps the invariants (see
+/// the module doc): refused — nothing changed — when it would leave no
+/// enabled admin where there was one; `init` retired when an admin exists
+/// afterwards. Blocking.
+fn admin_change<T>(db: &Db, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+    write_checked(db, |tx| {
+        let had_admin = has_admin(tx)?;
+        let v = f(tx)?;
+        settle_admins(tx, had_admin)?;
+        Ok(v)
+    })
+}
+
+fn settle_admins(c: &rusqlite::Connection, had_admin: bool) -> Result<()> {
+    let has = has_admin(c)?;
+    if had_admin && !has {
+        return Err(bad(
+            "refused: this would leave no enabled admin (an account whose type has `accounts`); \
+             make another admin first",
+        ));
+    }
+    if has && q::delete_token_hash(c, &digest(INIT_TOKEN))? {
+        log::info!("the one-time token `init` is retired: the server has an admin");
+    }
+    Ok(())
+}
+
 /// Every root catalog of a configured library (what the first admin sees).
 fn all_library_roots(c: &rusqlite::Connection) -> Result<Vec<CatalogId>, DbError> {
     Ok(libraries::list(c)?
@@ -261,11 +392,18 @@ pub fn redeem(
     let now = db::now();
     let r = db.write(|tx| {
         let Some(t) = q::token_by_hash(tx, &hash)? else {
-            return Ok(Err(Error::BadLogin));
+            return Ok(Err(Error::BadToken));
         };
         if t.expires.is_some_and(|e| e <= now) {
             q::delete_token(tx, t.id)?;
             return Ok(Err(Error::TokenExpired));
+        }
+        // `init` claims an unclaimed server, nothing else: once any enabled
+        // account may manage accounts it is void (and goes).
+        if hash == digest(INIT_TOKEN) && has_admin(tx)? {
+            q::delete_token(tx, t.id)?;
+            log::warn!("the one-time token `init` was offered after an admin existed; retired");
+            return Ok(Err(Error::BadToken));
         }
         let Some(uid) = users::insert_typed(tx, name, password_hash, t.account_type_id, now)?
         else {
@@ -280,6 +418,10 @@ pub fn redeem(
         }
         q::delete_token(tx, t.id)?;
         let key_id = q::insert_key(tx, uid, &key_hash, label, now)?;
+        // An admin made from an ordinary token retires `init` too.
+        if has_admin(tx)? {
+            q::delete_token_hash(tx, &digest(INIT_TOKEN))?;
+        }
         let user = users::by_id(tx, uid)?.expect("just inserted");
         let type_name = q::type_by_id(tx, t.account_type_id)?
             .map(|t| t.name)
@@ -299,6 +441,108 @@ pub fn redeem(
         access_key: key,
         key_id,
     })
+}
+
+/// Whether `token` can be redeemed for the name `name`, before the caller
+/// spends a password hash on it: −10000 ([`Error::BadToken`]) for a token
+/// that does not exist, −10003 for a taken name. [`redeem`] checks again in
+/// its transaction, and is where a void `init` is refused and retired.
+/// Blocking.
+pub fn check_redeemable(db: &Db, token: &str, name: &str) -> Result<()> {
+    let hash = digest(&normalize_token(token));
+    db.read(|c| {
+        if q::token_by_hash(c, &hash)?.is_none() {
+            return Ok(Err(Error::BadToken));
+        }
+        if users::by_name(c, name)?.is_some() {
+            return Ok(Err(bad(format!(
+                "the user name {name:?} is taken; pick another"
+            ))));
+        }
+        Ok(Ok(()))
+    })?
+}
+
+/// What `isync user add` did.
+#[derive(Debug, Clone)]
+pub struct UserAdded {
+    pub id: UserId,
+    pub created: bool,
+    pub type_name: String,
+    /// Access keys and share links revoked by a password reset.
+    pub keys_revoked: usize,
+    pub links_revoked: usize,
+}
+
+/// `isync user add NAME [--type T]`: creates the account (an `uploader`
+/// unless `type_name` says otherwise) or, for an existing one, replaces its
+/// password — which revokes its access keys and share links (the caller
+/// ends its sessions): a reset is what one does when a password may have
+/// leaked, so nothing obtained with the old one survives it. `--type` on an
+/// existing account changes its type too. Console only; keeps the admin
+/// invariants. Blocking.
+pub fn add_or_reset_user(
+    db: &Db,
+    name: &str,
+    password_hash: &str,
+    type_name: Option<&str>,
+) -> Result<UserAdded> {
+    let now = db::now();
+    let added = admin_change(db, |tx| {
+        let t = match (type_name, users::by_name(tx, name)?.is_some()) {
+            (Some(t), _) => Some(resolve_type(tx, t)?),
+            (None, false) => Some(resolve_type(tx, "uploader")?),
+            (None, true) => None,
+        };
+        match users::by_name(tx, name)? {
+            Some(u) => {
+                users::set_password(tx, u.id, password_hash)?;
+                let keys_revoked = q::delete_keys_of(tx, u.id)?;
+                let links_revoked = crate::db::shares::delete_of_user(tx, u.id)?;
+                if let Some(t) = &t {
+                    users::set_type(tx, u.id, t.id, now)?;
+                }
+                let type_id = t.as_ref().map_or(u.account_type_id, |t| t.id);
+                Ok(UserAdded {
+                    id: u.id,
+                    created: false,
+                    type_name: q::type_by_id(tx, type_id)?
+                        .map(|t| t.name)
+                        .unwrap_or_default(),
+                    keys_revoked,
+                    links_revoked,
+                })
+            }
+            None => {
+                let t = t.expect("a type for a new account");
+                let id = users::insert_typed(tx, name, password_hash, t.id, now)?
+                    .expect("the name is free");
+                Ok(UserAdded {
+                    id,
+                    created: true,
+                    type_name: t.name,
+                    keys_revoked: 0,
+                    links_revoked: 0,
+                })
+            }
+        }
+    })?;
+    if added.created {
+        log::info!(
+            "account {name} ({}) created on the console as {}",
+            added.id,
+            added.type_name
+        );
+    } else {
+        log::info!(
+            "password of {name} ({}) replaced on the console; {} access keys and {} share links \
+             revoked, sessions ended",
+            added.id,
+            added.keys_revoked,
+            added.links_revoked
+        );
+    }
+    Ok(added)
 }
 
 /// `isync admin init`: creates the first admin on the console (the other way
@@ -439,7 +683,7 @@ pub struct NewToken {
 /// 7 days: an invite lying around forever is a risk). Blocking.
 pub fn create_token(
     db: &Db,
-    by: Option<UserId>,
+    actor: Actor,
     type_name: &str,
     libraries: &[String],
     expires_in: Option<i64>,
@@ -449,25 +693,25 @@ pub fn create_token(
     let hash = digest(&normalize_token(&token));
     let now = db::now();
     let expires = Some(now + expires_in.unwrap_or(7 * 86_400));
-    let (id, type_name, names) = db.write(|tx| {
-        let t = match resolve_type(tx, type_name) {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
+    let by = match actor {
+        Actor::User(u) => Some(u),
+        Actor::Console => None,
+    };
+    let (id, type_name, names) = write_checked(db, |tx| {
+        let auth = authority(tx, actor)?;
+        let t = resolve_type(tx, type_name)?;
+        auth.may_grant_type(&t)?;
         let mut roots = Vec::new();
         let mut names = Vec::new();
         for l in libraries {
-            match resolve_library(tx, l) {
-                Ok((_, root)) => {
-                    roots.push(root);
-                    names.push(root_name(tx, root)?);
-                }
-                Err(e) => return Ok(Err(e)),
-            }
+            let (_, root) = resolve_library(tx, l)?;
+            auth.may_grant_library(tx, root)?;
+            roots.push(root);
+            names.push(root_name(tx, root)?);
         }
         let id = q::insert_token(tx, &hash, t.id, &roots, now, expires, by, note)?;
-        Ok(Ok((id, t.name, names)))
-    })??;
+        Ok((id, t.name, names))
+    })?;
     log::info!("registration token {id} created ({type_name}, libraries {names:?})");
     Ok(NewToken {
         id,
@@ -507,12 +751,20 @@ pub fn list_tokens(db: &Db) -> Result<Vec<TokenInfo>> {
     })?)
 }
 
-pub fn delete_token(db: &Db, id: i64) -> Result<()> {
-    if db.write(|tx| q::delete_token(tx, id))? {
+/// Withdraws a pending token (one of a type the actor may grant). Blocking.
+pub fn delete_token(db: &Db, actor: Actor, id: i64) -> Result<()> {
+    write_checked(db, |tx| {
+        let auth = authority(tx, actor)?;
+        let t = q::tokens(tx)?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no registration token {id}")))?;
+        if let Some(ty) = q::type_by_id(tx, t.account_type_id)? {
+            auth.may_grant_type(&ty)?;
+        }
+        q::delete_token(tx, id)?;
         Ok(())
-    } else {
-        Err(Error::NotFound(format!("no registration token {id}")))
-    }
+    })
 }
 
 /// A user as the admin API lists them.
@@ -556,18 +808,6 @@ pub fn list_users(db: &Db) -> Result<Vec<UserSummary>> {
     })?)
 }
 
-/// Refuses a change that would leave no enabled account able to manage
-/// accounts (the server could not be administered any more).
-fn keep_an_admin(c: &rusqlite::Connection) -> Result<()> {
-    if has_admin(c)? {
-        Ok(())
-    } else {
-        Err(bad(
-            "refused: this would leave no enabled admin (make another admin first)",
-        ))
-    }
-}
-
 /// Runs `f` in one write transaction that commits only when `f` succeeds:
 /// a refusal found after a change (e.g. the last admin demoted) undoes it.
 pub fn write_checked<T>(db: &Db, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
@@ -587,31 +827,41 @@ pub fn write_checked<T>(db: &Db, f: impl FnOnce(&rusqlite::Transaction) -> Resul
 }
 
 /// Gives `who` account type `type_name`. Blocking.
-pub fn set_type(db: &Db, who: &str, type_name: &str) -> Result<UserSummary> {
-    let uid = write_checked(db, |tx| {
+pub fn set_type(db: &Db, actor: Actor, who: &str, type_name: &str) -> Result<UserSummary> {
+    let uid = admin_change(db, |tx| {
+        let auth = authority(tx, actor)?;
         let u = resolve_user(tx, who)?;
         let t = resolve_type(tx, type_name)?;
+        auth.may_manage(tx, &u)?;
+        auth.may_grant_type(&t)?;
         users::set_type(tx, u.id, t.id, db::now())?;
-        keep_an_admin(tx)?;
         Ok(u.id)
     })?;
     log::info!("account {who} is now of type {type_name}");
     summary(db, uid)
 }
 
-/// Disables or enables `who`. A disabled account cannot log in, and its
-/// sessions and access keys stop working at once. Blocking.
-pub fn set_disabled(db: &Db, who: &str, disabled: bool) -> Result<UserSummary> {
-    let uid = write_checked(db, |tx| {
+/// Disables or enables `who`. A disabled account cannot log in; disabling
+/// revokes its access keys and share links (the caller ends its sessions),
+/// so enabling it again revives none of them. Blocking.
+pub fn set_disabled(db: &Db, actor: Actor, who: &str, disabled: bool) -> Result<UserSummary> {
+    let (uid, keys, links) = admin_change(db, |tx| {
+        let auth = authority(tx, actor)?;
         let u = resolve_user(tx, who)?;
+        auth.may_manage(tx, &u)?;
         users::set_disabled(tx, u.id, disabled, db::now())?;
-        keep_an_admin(tx)?;
-        Ok(u.id)
+        if !disabled {
+            return Ok((u.id, 0, 0));
+        }
+        let keys = q::delete_keys_of(tx, u.id)?;
+        let links = crate::db::shares::delete_of_user(tx, u.id)?;
+        Ok((u.id, keys, links))
     })?;
-    log::info!(
-        "account {who} {}",
-        if disabled { "disabled" } else { "enabled" }
-    );
+    if disabled {
+        log::info!("account {who} disabled; {keys} access keys and {links} share links revoked");
+    } else {
+        log::info!("account {who} enabled");
+    }
     summary(db, uid)
 }
 
@@ -668,16 +918,22 @@ pub fn create_key(db: &Db, user: UserId, label: &str) -> Result<(KeyInfo, String
 }
 
 /// Revokes key `id`; `only_of` limits it to one user's keys (a user
-/// revoking their own device). Blocking.
-pub fn revoke_key(db: &Db, id: i64, only_of: Option<UserId>) -> Result<KeyInfo> {
-    let key = db.write(|tx| {
-        let k = q::keys(tx, only_of)?.into_iter().find(|k| k.id == id);
-        if let Some(k) = &k {
-            q::delete_key(tx, k.id)?;
+/// revoking their own device). Anyone else's key only by an actor that may
+/// manage its owner. Blocking.
+pub fn revoke_key(db: &Db, actor: Actor, id: i64, only_of: Option<UserId>) -> Result<KeyInfo> {
+    let k = write_checked(db, |tx| {
+        let k = q::keys(tx, only_of)?
+            .into_iter()
+            .find(|k| k.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no access key {id}")))?;
+        if actor != Actor::User(k.user_id) {
+            let owner = users::by_id(tx, k.user_id)?
+                .ok_or_else(|| Error::NotFound(format!("no access key {id}")))?;
+            authority(tx, actor)?.may_manage(tx, &owner)?;
         }
+        q::delete_key(tx, k.id)?;
         Ok(k)
     })?;
-    let k = key.ok_or_else(|| Error::NotFound(format!("no access key {id}")))?;
     log::info!(
         "access key {} ({}) of {} revoked",
         k.id,
@@ -695,42 +951,47 @@ pub fn list_types(db: &Db) -> Result<Vec<AccountType>> {
         .collect())
 }
 
-/// Creates or changes a custom account type. Built-in types are fixed.
-pub fn upsert_type(db: &Db, name: &str, perms: &str) -> Result<AccountType> {
+/// Creates or changes a custom account type. Built-in types are fixed; an
+/// account may only set permissions it holds, on a type holding no more
+/// than it does; a change that would leave no admin is refused. Blocking.
+pub fn upsert_type(db: &Db, actor: Actor, name: &str, perms: &str) -> Result<AccountType> {
     let perms = Perms::parse(perms).map_err(bad)?;
     crate::config::validate_user_name(name).map_err(|e| bad(format!("type name {name:?}: {e}")))?;
-    let t = db.write(|tx| {
+    let t = admin_change(db, |tx| {
+        let auth = authority(tx, actor)?;
         if let Some(t) = q::type_by_name(tx, name)? {
             if t.builtin {
-                return Ok(Err(bad(format!(
+                return Err(bad(format!(
                     "{name:?} is a built-in type and cannot change; create a type of your own"
-                ))));
+                )));
             }
+            auth.may_grant_type(&t)?;
         }
+        auth.may_grant_perms(&format!("type {name:?}"), perms)?;
         let id = q::upsert_type(tx, name, &perms.to_db())?;
-        Ok(Ok(q::type_by_id(tx, id)?.expect("just written")))
-    })??;
+        Ok(q::type_by_id(tx, id)?.expect("just written"))
+    })?;
+    log::info!("account type {} is now: {}", t.name, t.perms);
     Ok(t.into())
 }
 
-pub fn delete_type(db: &Db, name: &str) -> Result<()> {
-    db.write(|tx| {
-        let t = match resolve_type(tx, name) {
-            Ok(t) => t,
-            Err(e) => return Ok(Err(e)),
-        };
+pub fn delete_type(db: &Db, actor: Actor, name: &str) -> Result<()> {
+    admin_change(db, |tx| {
+        let auth = authority(tx, actor)?;
+        let t = resolve_type(tx, name)?;
         if t.builtin {
-            return Ok(Err(bad(format!("{name:?} is a built-in type"))));
+            return Err(bad(format!("{name:?} is a built-in type")));
         }
+        auth.may_grant_type(&t)?;
         let uses = q::type_uses(tx, t.id)?;
         if uses > 0 {
-            return Ok(Err(bad(format!(
+            return Err(bad(format!(
                 "type {name:?} is used by {uses} accounts or tokens; change those first"
-            ))));
+            )));
         }
         q::delete_type(tx, t.id)?;
-        Ok(Ok(()))
-    })?
+        Ok(())
+    })
 }
 
 /// A library and who sees it.
@@ -783,11 +1044,19 @@ pub fn list_libraries(db: &Db) -> Result<Vec<LibraryInfo>> {
 
 /// Lets `who` see `library` (or stops it). A grant written in the config
 /// file's `users` cannot be revoked here: it would come back at the next
-/// start. Blocking.
-pub fn set_grant(db: &Db, library: &str, who: &str, grant: bool) -> Result<()> {
+/// start. An account may only grant or revoke a library it sees, and
+/// revoke only from an account holding no more than it does. Blocking.
+pub fn set_grant(db: &Db, actor: Actor, library: &str, who: &str, grant: bool) -> Result<()> {
     write_checked(db, |tx| {
+        let auth = authority(tx, actor)?;
         let (_, root) = resolve_library(tx, library)?;
         let u = resolve_user(tx, who)?;
+        auth.may_grant_library(tx, root)?;
+        if !grant {
+            // Taking a library away from an account that holds more than
+            // the actor would be a way to work against it.
+            auth.may_manage(tx, &u)?;
+        }
         if grant {
             users::grant_root_admin(tx, u.id, root)?;
             return Ok(());

@@ -1,13 +1,17 @@
-//! `isync admin …` and `isync backup`: one command type, executed by the
-//! running server when there is one (asked over the control socket, so its
-//! sessions and caches see the change at once and there is one writer), or
-//! here in the CLI process holding the data dir lock when there is none.
-//! The output is the text the CLI prints.
+//! `isync admin …`, `isync user add` and `isync backup`: one command type,
+//! executed by the running server when there is one (asked over the control
+//! socket, so its sessions and caches see the change at once and there is
+//! one writer), or here in the CLI process holding the data dir lock when
+//! there is none. The output is the text the CLI prints. Commands come from
+//! the console (root on the machine): they act as [`Actor::Console`].
 
-use crate::accounts::{self, NewAccount};
+use crate::accounts::{self, Actor, NewAccount};
+use crate::auth::Sessions;
 use crate::backup::Backups;
+use crate::config::Config;
 use crate::db::Db;
 use crate::error::{Error, Result};
+use crate::model::UserId;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write;
 use std::path::PathBuf;
@@ -21,6 +25,14 @@ pub enum Command {
         name: String,
         password_hash: String,
         label: String,
+    },
+    /// `isync user add NAME [--type T]`: a new account, or a password reset
+    /// (which ends the account's sessions and revokes its keys and share
+    /// links). The CLI checks and hashes the password.
+    UserAdd {
+        name: String,
+        password_hash: String,
+        type_name: Option<String>,
     },
     TokenCreate {
         type_name: String,
@@ -142,8 +154,27 @@ fn new_account_text(a: &NewAccount) -> String {
     )
 }
 
+/// What a command runs against.
+pub struct Ctx<'a> {
+    pub db: &'a Db,
+    pub backups: &'a Backups,
+    pub cfg: &'a Config,
+    /// The running server's sessions (None in a CLI working alone: there
+    /// are none to end).
+    pub sessions: Option<&'a Sessions>,
+}
+
+impl Ctx<'_> {
+    fn end_sessions(&self, user: UserId) {
+        if let Some(s) = self.sessions {
+            s.end_user(user);
+        }
+    }
+}
+
 /// Runs `cmd`. Blocking (SQL, Argon2 already done by the caller).
-pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
+pub fn execute(ctx: &Ctx, cmd: Command) -> Result<String> {
+    let (db, backups) = (ctx.db, ctx.backups);
     let mut out = String::new();
     match cmd {
         Command::Init {
@@ -156,6 +187,28 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
             let a = accounts::admin_init(db, &name, &password_hash, &label)?;
             out = new_account_text(&a);
         }
+        Command::UserAdd {
+            name,
+            password_hash,
+            type_name,
+        } => {
+            crate::config::validate_user_name(&name)
+                .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
+            let a = accounts::add_or_reset_user(db, &name, &password_hash, type_name.as_deref())?;
+            // Grants in the config may name this user: apply them now.
+            crate::library::sync_libraries(db, ctx.cfg)?;
+            if a.created {
+                let _ = write!(out, "created user {name} (id {}, {})", a.id.0, a.type_name);
+            } else {
+                ctx.end_sessions(a.id);
+                let _ = write!(
+                    out,
+                    "password of user {name} (id {}, {}) replaced; its sessions ended, \
+                     {} access keys and {} share links revoked",
+                    a.id.0, a.type_name, a.keys_revoked, a.links_revoked
+                );
+            }
+        }
         Command::TokenCreate {
             type_name,
             libraries,
@@ -164,7 +217,7 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
         } => {
             let t = accounts::create_token(
                 db,
-                None,
+                Actor::Console,
                 &type_name,
                 &libraries,
                 expires_secs,
@@ -199,7 +252,7 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
             }
         }
         Command::TokenDelete { id } => {
-            accounts::delete_token(db, id)?;
+            accounts::delete_token(db, Actor::Console, id)?;
             let _ = write!(out, "registration token {id} deleted");
         }
         Command::UserList => {
@@ -218,19 +271,20 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
             }
         }
         Command::UserSetType { user, type_name } => {
-            let u = accounts::set_type(db, &user, &type_name)?;
+            let u = accounts::set_type(db, Actor::Console, &user, &type_name)?;
             let _ = write!(out, "{} is now {}", u.name, u.type_name);
         }
         Command::UserDisable { user } => {
-            let u = accounts::set_disabled(db, &user, true)?;
+            let u = accounts::set_disabled(db, Actor::Console, &user, true)?;
+            ctx.end_sessions(UserId(u.id));
             let _ = write!(
                 out,
-                "{} disabled (sessions and access keys stop working)",
+                "{} disabled (sessions ended; access keys and share links revoked)",
                 u.name
             );
         }
         Command::UserEnable { user } => {
-            let u = accounts::set_disabled(db, &user, false)?;
+            let u = accounts::set_disabled(db, Actor::Console, &user, false)?;
             let _ = write!(out, "{} enabled", u.name);
         }
         Command::KeyList { user } => {
@@ -255,7 +309,7 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
             }
         }
         Command::KeyRevoke { id } => {
-            let k = accounts::revoke_key(db, id, None)?;
+            let k = accounts::revoke_key(db, Actor::Console, id, None)?;
             let _ = write!(
                 out,
                 "access key {} ({}, of {}) revoked",
@@ -275,11 +329,11 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
             }
         }
         Command::TypeSet { name, perms } => {
-            let t = accounts::upsert_type(db, &name, &perms)?;
+            let t = accounts::upsert_type(db, Actor::Console, &name, &perms)?;
             let _ = write!(out, "type {}: {}", t.name, t.perms.join(" "));
         }
         Command::TypeDelete { name } => {
-            accounts::delete_type(db, &name)?;
+            accounts::delete_type(db, Actor::Console, &name)?;
             let _ = write!(out, "type {name} deleted");
         }
         Command::LibraryList => {
@@ -297,11 +351,11 @@ pub fn execute(db: &Db, backups: &Backups, cmd: Command) -> Result<String> {
             }
         }
         Command::LibraryGrant { library, user } => {
-            accounts::set_grant(db, &library, &user, true)?;
+            accounts::set_grant(db, Actor::Console, &library, &user, true)?;
             let _ = write!(out, "{user} now sees {library}");
         }
         Command::LibraryRevoke { library, user } => {
-            accounts::set_grant(db, &library, &user, false)?;
+            accounts::set_grant(db, Actor::Console, &library, &user, false)?;
             let _ = write!(out, "{user} no longer sees {library}");
         }
         Command::Backup { to } => {

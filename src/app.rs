@@ -98,7 +98,13 @@ fn op_handler(st: AppState) -> control::OpHandler {
                     let st2 = st.clone();
                     let restoring = matches!(cmd, crate::admin::Command::TrashRestore { .. });
                     let r = tokio::task::spawn_blocking(move || {
-                        let mut r = crate::admin::execute(&st2.db, &st2.backups, cmd);
+                        let ctx = crate::admin::Ctx {
+                            db: &st2.db,
+                            backups: &st2.backups,
+                            cfg: &st2.cfg,
+                            sessions: Some(&st2.sessions),
+                        };
+                        let mut r = crate::admin::execute(&ctx, cmd);
                         if let (Ok(out), true) = (&mut r, restoring) {
                             // List it again now, watcher or not: this
                             // server's own scanner, never a second one.
@@ -177,6 +183,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
                 window: Duration::from_secs(cfg.login.window_secs),
             },
         )),
+        hasher: crate::auth::Hasher::new(cfg.login.max_pending_checks as usize),
         backups: Arc::new(crate::backup::Backups::new(
             db.clone(),
             cfg.clone(),

@@ -1,7 +1,8 @@
 //! Users' passwords (Argon2id) and login sessions. Sessions live in memory
 //! (spec §4 allows it; clients log in again on −10001): a random 128-bit
-//! cookie value, sliding idle timeout, at most `max_online`, least recently
-//! used dropped first.
+//! cookie value, sliding idle timeout, at most `max_per_user` per user (that
+//! user's least recently used dropped first) and `max_online` in all (the
+//! user holding the most gives one up), so no account can log others out.
 
 use crate::accounts::{self, Perm, Perms};
 use crate::config::SessionConfig;
@@ -14,6 +15,7 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,23 @@ const ARGON2_PASSES: u32 = 5;
 const ARGON2_LANES: u32 = 1;
 /// Longest password accepted (bounds hashing cost).
 pub const MAX_PASSWORD_CHARS: usize = 1024;
+/// Shortest password a new account or a reset may set.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// The one rule for a new password, however an account is made or reset
+/// (`isync user add`, `isync admin init`, `POST /api/v1/register`): 8 to
+/// 1024 characters (code points, as people count them).
+pub fn check_new_password(password: &str) -> std::result::Result<(), String> {
+    let n = password.chars().count();
+    if (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters long \
+             (this one has {n})"
+        ))
+    }
+}
 
 fn argon2() -> Argon2<'static> {
     let params = Params::new(ARGON2_MEM_KIB, ARGON2_PASSES, ARGON2_LANES, None)
@@ -125,6 +144,12 @@ struct SessionsInner {
     keys: HashMap<String, Entry>,
     /// Bumped whenever root grants change, so sessions re-read their roots.
     generation: u64,
+    /// Bumped by every [`Sessions::end_user`]; `ended` keeps, per user, its
+    /// value then. A login that started before (its [`Sessions::mark`] is
+    /// older) makes no session: a password checked just before a reset or a
+    /// disable must not outlive it.
+    revocations: u64,
+    ended: HashMap<UserId, u64>,
 }
 
 /// The cookie name legacy clients know (spec §4).
@@ -137,6 +162,8 @@ impl Sessions {
                 map: HashMap::new(),
                 keys: HashMap::new(),
                 generation: 0,
+                revocations: 0,
+                ended: HashMap::new(),
             })),
             cfg,
         }
@@ -146,27 +173,45 @@ impl Sessions {
         Duration::from_secs(self.cfg.idle_timeout_secs)
     }
 
-    /// Starts a session and returns its cookie value.
-    pub fn create(&self, session: Session) -> String {
+    /// Where revocations stand: take it before reading the account a
+    /// session is made for, and hand it to [`Sessions::create`].
+    pub fn mark(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .revocations
+    }
+
+    /// Starts a session and returns its cookie value; `None` when the
+    /// user's sessions were ended since `mark` (see [`Sessions::mark`]).
+    ///
+    /// Past `max_per_user` sessions of this user, its least recently used
+    /// goes; past `max_online` in all, the least recently used session of
+    /// the user holding the most. So logging in again and again evicts
+    /// only one's own sessions.
+    pub fn create(&self, session: Session, mark: u64) -> Option<String> {
         let mut bytes = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.ended.get(&session.user_id).is_some_and(|&at| at > mark) {
+            return None;
+        }
         let now = Instant::now();
         let idle = self.idle();
         g.map.retain(|_, e| now.duration_since(e.last_seen) < idle);
-        while g.map.len() >= self.cfg.max_online as usize {
-            let oldest = g
-                .map
-                .iter()
-                .min_by_key(|(_, e)| e.last_seen)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => {
-                    g.map.remove(&k);
-                }
+        let uid = session.user_id;
+        while count_of(&g.map, uid) >= self.cfg.max_per_user.max(1) as usize {
+            match least_recent(&g.map, uid) {
+                Some(k) => g.map.remove(&k),
                 None => break,
-            }
+            };
+        }
+        while g.map.len() >= self.cfg.max_online.max(1) as usize {
+            match busiest_users_oldest(&g.map) {
+                Some(k) => g.map.remove(&k),
+                None => break,
+            };
         }
         let generation = g.generation;
         g.map.insert(
@@ -177,7 +222,19 @@ impl Sessions {
                 generation,
             },
         );
-        token
+        Some(token)
+    }
+
+    /// Ends every session of `user` at once (cookies and cached access
+    /// keys), and any login of it still checking a password (see
+    /// [`Sessions::mark`]). For a disabled account or a password reset.
+    pub fn end_user(&self, user: UserId) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.revocations += 1;
+        let at = g.revocations;
+        g.ended.insert(user, at);
+        g.map.retain(|_, e| e.session.user_id != user);
+        g.keys.retain(|_, e| e.session.user_id != user);
     }
 
     /// The live session for `token`, touching it (sliding timeout). The bool
@@ -212,9 +269,13 @@ impl Sessions {
     }
 
     /// Remembers an access key's session under `token` (`key:<digest>`),
-    /// outside the cookie sessions' count and idle limits.
-    pub fn insert_key(&self, token: String, session: Session) {
+    /// outside the cookie sessions' count and idle limits. False (nothing
+    /// kept) when the user's sessions were ended since `mark`.
+    pub fn insert_key(&self, token: String, session: Session, mark: u64) -> bool {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.ended.get(&session.user_id).is_some_and(|&at| at > mark) {
+            return false;
+        }
         let generation = g.generation;
         // Bounded: a key entry is made only for a key found in the database.
         if g.keys.len() >= 10_000 {
@@ -228,6 +289,7 @@ impl Sessions {
                 generation,
             },
         );
+        true
     }
 
     /// The cached session of an access key, and whether it is stale.
@@ -260,6 +322,94 @@ impl Sessions {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many cookie sessions `user` has.
+    pub fn count_of(&self, user: UserId) -> usize {
+        self.inner
+            .lock()
+            .map(|g| count_of(&g.map, user))
+            .unwrap_or(0)
+    }
+}
+
+fn count_of(map: &HashMap<String, Entry>, user: UserId) -> usize {
+    map.values().filter(|e| e.session.user_id == user).count()
+}
+
+/// The least recently used session of `user`.
+fn least_recent(map: &HashMap<String, Entry>, user: UserId) -> Option<String> {
+    map.iter()
+        .filter(|(_, e)| e.session.user_id == user)
+        .min_by_key(|(_, e)| e.last_seen)
+        .map(|(k, _)| k.clone())
+}
+
+/// The least recently used session of the user holding the most sessions
+/// (of those tied, the one whose oldest session is oldest).
+fn busiest_users_oldest(map: &HashMap<String, Entry>) -> Option<String> {
+    let mut per_user: HashMap<UserId, (usize, Instant, &String)> = HashMap::new();
+    for (k, e) in map {
+        let slot = per_user
+            .entry(e.session.user_id)
+            .or_insert((0, e.last_seen, k));
+        slot.0 += 1;
+        if e.last_seen < slot.1 {
+            (slot.1, slot.2) = (e.last_seen, k);
+        }
+    }
+    per_user
+        .into_values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)))
+        .map(|(_, _, k)| k.clone())
+}
+
+/// The password checks of one server: at most `max_pending` wait for (or
+/// run on) the hashing thread at once — past that a check is refused at
+/// once (−10012 with `Retry-After`) instead of queueing without bound — and
+/// how many ran is counted (tests prove a flood costs no Argon2).
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<tokio::sync::Semaphore>,
+    runs: Arc<AtomicU64>,
+}
+
+impl Hasher {
+    pub fn new(max_pending: usize) -> Hasher {
+        Hasher {
+            permits: Arc::new(tokio::sync::Semaphore::new(max_pending.max(1))),
+            runs: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Password hashes computed (checks and new hashes) so far.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Runs `job` (one Argon2 hash) on the hashing thread, or refuses when
+    /// `max_pending` checks are queued already. The queue place is held by
+    /// the job itself, so a client that hangs up does not free it before
+    /// its hash has run.
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            return Err(Error::TooManyPending {
+                retry_after_secs: 1,
+            });
+        };
+        let runs = self.runs.clone();
+        on_hasher(move || {
+            runs.fetch_add(1, Ordering::Relaxed);
+            let out = job();
+            drop(permit);
+            out
+        })
+        .await
+    }
+
+    /// Hashes a new password (account creation).
+    pub async fn hash(&self, password: String) -> Result<String> {
+        self.run(move || hash_password(&password)).await
     }
 }
 
@@ -307,21 +457,26 @@ async fn on_hasher<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) 
 /// Checks the credentials; on success records the login time and returns
 /// the user as it was *before* (spec §3.1: `lastLoginDate` is the previous
 /// login) with its permissions. Failed attempts are limited per address and
-/// per name (`ratelimit`); a disabled account fails like a wrong password.
-/// SQL runs on the blocking pool, Argon2 on the hashing thread.
+/// per name (`ratelimit`), each counted before its hash; a disabled account
+/// fails like a wrong password. SQL runs on the blocking pool, Argon2 on
+/// the hashing thread (at most `login.max_pending_checks` queued).
 pub async fn login(
     db: &Db,
     limiter: &LoginLimiter,
+    hasher: &Hasher,
     ip: IpAddr,
     name: String,
     password: String,
 ) -> Result<(User, Perms)> {
-    if let Err(secs) = limiter.check(Some(&name), ip) {
-        log::warn!("login of {name:?} from {ip} refused: too many failed attempts");
-        return Err(Error::TooManyAttempts {
-            retry_after_secs: secs,
-        });
-    }
+    let attempt = match limiter.reserve(Some(&name), ip) {
+        Ok(a) => a,
+        Err(secs) => {
+            log::warn!("login of {name:?} from {ip} refused: too many failed attempts");
+            return Err(Error::TooManyAttempts {
+                retry_after_secs: secs,
+            });
+        }
+    };
     let lookup = name.clone();
     let found = db
         .read_async(move |c| {
@@ -332,32 +487,45 @@ pub async fn login(
             Ok(Some((u, perms)))
         })
         .await?;
-    let ok = match &found {
-        Some((user, _)) => {
-            let phc = user.password_hash.clone();
-            on_hasher(move || verify_password(&password, &phc)).await? && !user.disabled
+    // Same work for an unknown name as for a real check, so timing does
+    // not reveal names.
+    let phc = found.as_ref().map(|(u, _)| u.password_hash.clone());
+    let checked = hasher
+        .run(move || verify_password(&password, phc.as_deref().unwrap_or(&DUMMY_HASH)))
+        .await;
+    let ok = match checked {
+        Ok(ok) => ok && found.as_ref().is_some_and(|(u, _)| !u.disabled),
+        Err(e @ Error::TooManyPending { .. }) => {
+            // Not a guess: nothing was checked.
+            limiter.release(attempt);
+            log::warn!("login of {name:?} from {ip} refused: too many password checks waiting");
+            return Err(e);
         }
-        None => {
-            // Same work as a real check, so timing does not reveal names.
-            on_hasher(move || verify_password(&password, DUMMY_HASH.as_str())).await?;
-            false
-        }
+        Err(e) => return Err(e),
     };
     let Some((user, perms)) = found.filter(|_| ok) else {
-        limiter.failure(Some(&name), ip);
         log::info!("failed login for {name:?} from {ip}");
         return Err(Error::BadLogin);
     };
-    limiter.success(&user.name, ip);
-    let id = user.id;
-    db.write_async(move |tx| users::set_last_login(tx, id, db::now()))
+    // The account may have been disabled or its password reset while the
+    // hash ran: the login counts only if it still stands as checked.
+    let (id, phc) = (user.id, user.password_hash.clone());
+    let still = db
+        .write_async(move |tx| {
+            let now = users::by_id(tx, id)?;
+            let still = now.is_some_and(|u| !u.disabled && u.password_hash == phc);
+            if still {
+                users::set_last_login(tx, id, db::now())?;
+            }
+            Ok(still)
+        })
         .await?;
+    if !still {
+        log::info!("login of {name:?} from {ip} raced a disable or a password reset");
+        return Err(Error::BadLogin);
+    }
+    limiter.succeeded(attempt, &user.name);
     Ok((user, perms))
-}
-
-/// Hashes a password on the hashing thread (for account creation).
-pub async fn hash_password_async(password: String) -> Result<String> {
-    on_hasher(move || hash_password(&password)).await
 }
 
 static DUMMY_HASH: std::sync::LazyLock<String> =
@@ -372,7 +540,14 @@ mod tests {
         let a = hash_password("hunter2");
         let b = hash_password("hunter2");
         assert_ne!(a, b, "salted");
-        assert!(a.starts_with("$argon2id$"));
+        // The promised profile, read back from the PHC string: Argon2id
+        // v1.3, 7 MiB, 5 passes, 1 lane.
+        let h = PasswordHash::new(&a).unwrap();
+        assert_eq!(h.algorithm.as_str(), "argon2id");
+        assert_eq!(h.version, Some(0x13));
+        let p = Params::try_from(&h).unwrap();
+        assert_eq!((p.m_cost(), p.t_cost(), p.p_cost()), (7168, 5, 1), "{a}");
+        assert!(a.starts_with("$argon2id$v=19$m=7168,t=5,p=1$"), "{a}");
         assert!(verify_password("hunter2", &a));
         assert!(!verify_password("hunter3", &a));
         assert!(!verify_password("hunter2", "garbage"));
@@ -383,21 +558,16 @@ mod tests {
         let s = Sessions::new(SessionConfig {
             max_online: 2,
             idle_timeout_secs: 3600,
+            max_per_user: 10,
         });
-        let mk = |id| Session {
-            user_id: UserId(id),
-            roots: vec![],
-            perms: Perms::default(),
-            key_id: None,
-        };
-        let a = s.create(mk(1));
+        let a = s.create(mk(1), 0).unwrap();
         std::thread::sleep(Duration::from_millis(2));
-        let b = s.create(mk(2));
+        let b = s.create(mk(2), 0).unwrap();
         assert_eq!(a.len(), 32);
         assert_ne!(a, b);
         assert!(s.get(&a).is_some()); // touch a: b is now least recent
         std::thread::sleep(Duration::from_millis(2));
-        let c = s.create(mk(3));
+        let c = s.create(mk(3), 0).unwrap();
         assert!(s.get(&b).is_none(), "least recently used dropped");
         assert!(s.get(&a).is_some());
         assert!(s.get(&c).is_some());
@@ -407,9 +577,61 @@ mod tests {
         let short = Sessions::new(SessionConfig {
             max_online: 5,
             idle_timeout_secs: 1,
+            max_per_user: 10,
         });
-        let t = short.create(mk(1));
+        let t = short.create(mk(1), 0).unwrap();
         std::thread::sleep(Duration::from_millis(1100));
         assert!(short.get(&t).is_none(), "idle timeout");
+    }
+
+    fn mk(id: i64) -> Session {
+        Session {
+            user_id: UserId(id),
+            roots: vec![],
+            perms: Perms::default(),
+            key_id: None,
+        }
+    }
+
+    #[test]
+    fn one_user_evicts_only_its_own_sessions() {
+        let s = Sessions::new(SessionConfig {
+            max_online: 6,
+            idle_timeout_secs: 3600,
+            max_per_user: 3,
+        });
+        let alice = s.create(mk(1), 0).unwrap();
+        let bob: Vec<String> = (0..50).map(|_| s.create(mk(2), 0).unwrap()).collect();
+        assert!(s.get(&alice).is_some(), "alice kept");
+        assert_eq!(s.count_of(UserId(2)), 3);
+        assert!(bob[..47].iter().all(|t| s.get(t).is_none()));
+        assert!(bob[47..].iter().all(|t| s.get(t).is_some()));
+        // Past the global cap, the user holding the most gives one up.
+        let carol: Vec<String> = (0..3).map(|_| s.create(mk(3), 0).unwrap()).collect();
+        assert_eq!(s.len(), 6);
+        assert!(s.get(&alice).is_some(), "the user with one session kept it");
+        assert!(carol.iter().all(|t| s.get(t).is_some()));
+        assert_eq!(s.count_of(UserId(2)), 2);
+    }
+
+    #[test]
+    fn ending_a_user_ends_its_sessions_and_logins_in_flight() {
+        let s = Sessions::new(SessionConfig::default());
+        let before = s.mark();
+        let a = s.create(mk(1), before).unwrap();
+        let other = s.create(mk(2), before).unwrap();
+        assert!(s.insert_key("key:x".into(), mk(1), before));
+        s.end_user(UserId(1));
+        assert!(s.get(&a).is_none() && s.get_key("key:x").is_none());
+        assert!(s.get(&other).is_some(), "other users untouched");
+        // A login whose password was checked before the end makes nothing.
+        assert!(s.create(mk(1), before).is_none());
+        assert!(!s.insert_key("key:y".into(), mk(1), before));
+        // A login that starts afterwards works.
+        assert!(s.create(mk(1), s.mark()).is_some());
+        assert!(
+            s.create(mk(2), before).is_some(),
+            "other users' logins go on"
+        );
     }
 }

@@ -27,6 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -305,7 +306,13 @@ impl Backups {
 
     fn write(&self, dir: &Path, started: i64) -> Result<(PathBuf, u64)> {
         let io = |what: String| move |e: std::io::Error| Error::Internal(format!("{what}: {e}"));
-        std::fs::create_dir_all(dir).map_err(io(format!("cannot create {}", dir.display())))?;
+        // A backup holds the password hashes: private to this user (an
+        // existing folder keeps its mode, e.g. the timer's 0750).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(format!("cannot create {}", dir.display())))?;
         // Names sort by time (pruning keeps the newest by name), to the
         // millisecond: `isync-2026-11-22T041700.123Z`.
         let _ = started;
@@ -327,7 +334,10 @@ impl Backups {
         };
         let tmp = dir.join(format!(".{name}{PARTIAL}"));
         let _ = std::fs::remove_dir_all(&tmp);
-        std::fs::create_dir(&tmp).map_err(io(format!("cannot create {}", tmp.display())))?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&tmp)
+            .map_err(io(format!("cannot create {}", tmp.display())))?;
         let r = self.fill(&tmp);
         if let Err(e) = r {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -380,6 +390,14 @@ impl Backups {
                     false
                 }),
             );
+            // Created empty and 0600 first (VACUUM INTO fills an empty
+            // file): SQLite would make it 0644.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&copy)
+                .map_err(io(format!("cannot create {}", copy.display())))?;
             c.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
                 .map_err(|e| Error::Internal(format!("backup copy failed: {e}")))?;
             c.progress_handler(0, None::<fn() -> bool>);
@@ -509,6 +527,10 @@ pub fn restore(cfg: &Config, from: &Path) -> std::result::Result<Restored, Strin
     }
     let staging = cfg.data_dir.join(format!("{DB_FILE}.restoring"));
     std::fs::copy(&src, &staging).map_err(|e| format!("cannot copy {}: {e}", src.display()))?;
+    // `copy` keeps the backup's mode (0644 from an older isync): the live
+    // database is private.
+    std::fs::set_permissions(&staging, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| e.to_string())?;
     std::fs::File::open(&staging)
         .and_then(|f| f.sync_all())
         .map_err(|e| e.to_string())?;

@@ -2,7 +2,7 @@
 //! backup. User-facing results go to stdout; diagnostics to the log.
 
 use crate::config::{validate_user_name, Config};
-use crate::db::{self, users, Db};
+use crate::db::Db;
 use crate::library::{self, Scanner};
 use anyhow::Context;
 use std::io::BufRead;
@@ -86,6 +86,10 @@ async fn wait_for_signal() {
     }
 }
 
+/// `isync user add NAME --password-stdin [--type T]`: creates the account
+/// or resets its password — through the running server when there is one
+/// (so a reset ends the account's live sessions and cached keys at once),
+/// else here holding the data dir lock. Only the hash leaves this process.
 pub fn user_add(cfg: &Config, name: &str, type_name: Option<&str>) -> Result<(), CliError> {
     validate_user_name(name).map_err(|e| CliError::Usage(format!("user name {name:?}: {e}")))?;
     let mut line = String::new();
@@ -100,43 +104,16 @@ pub fn user_add(cfg: &Config, name: &str, type_name: Option<&str>) -> Result<(),
                 .into(),
         ));
     }
-    if password.chars().count() > crate::auth::MAX_PASSWORD_CHARS {
-        return Err(CliError::Usage(
-            "password too long (max 1024 characters)".into(),
-        ));
-    }
+    crate::auth::check_new_password(password).map_err(CliError::Usage)?;
     let hash = crate::auth::hash_password(password);
-    let db = open_db(cfg)?;
-    // New accounts are uploaders unless told otherwise; an existing one
-    // keeps its type unless --type is given.
-    let wanted = type_name.or(Some("uploader"));
-    let type_row = match wanted {
-        Some(t) => Some(
-            db.read(|c| db::accounts::type_by_name(c, t))
-                .context("cannot read account types")?
-                .ok_or_else(|| CliError::Usage(format!("no account type {t:?}")))?,
-        ),
-        None => None,
-    };
-    let (id, created) = db
-        .write(|tx| {
-            let (id, created) = users::upsert(tx, name, &hash, db::now())?;
-            if let Some(t) = &type_row {
-                if created || type_name.is_some() {
-                    users::set_type(tx, id, t.id, db::now())?;
-                }
-            }
-            Ok((id, created))
-        })
-        .context("cannot store the user")?;
-    // Grants in the config may name this user: apply them now.
-    library::sync_libraries(&db, cfg).context("cannot apply library access")?;
-    if created {
-        println!("created user {name} (id {id})");
-    } else {
-        println!("password of user {name} (id {id}) replaced");
-    }
-    Ok(())
+    admin(
+        cfg,
+        crate::admin::Command::UserAdd {
+            name: name.to_string(),
+            password_hash: hash,
+            type_name: type_name.map(str::to_owned),
+        },
+    )
 }
 
 fn open_db(cfg: &Config) -> Result<Db, CliError> {
@@ -275,7 +252,13 @@ pub fn admin(cfg: &Config, cmd: crate::admin::Command) -> Result<(), CliError> {
         cfg.file.clone(),
     );
     let restoring = matches!(cmd, crate::admin::Command::TrashRestore { .. });
-    let reply = crate::admin::Reply::of(crate::admin::execute(&db, &backups, cmd));
+    let ctx = crate::admin::Ctx {
+        db: &db,
+        backups: &backups,
+        cfg,
+        sessions: None,
+    };
+    let reply = crate::admin::Reply::of(crate::admin::execute(&ctx, cmd));
     let ok = reply.ok;
     finish(reply)?;
     if ok && restoring {
@@ -319,13 +302,7 @@ pub fn read_new_password() -> Result<String, CliError> {
             .context("cannot read the password from standard input")?;
         line.trim_end_matches(['\n', '\r']).to_string()
     };
-    let n = pw.chars().count();
-    if !(8..=crate::auth::MAX_PASSWORD_CHARS).contains(&n) {
-        return Err(CliError::Usage(format!(
-            "the password must be 8 to {} characters long",
-            crate::auth::MAX_PASSWORD_CHARS
-        )));
-    }
+    crate::auth::check_new_password(&pw).map_err(CliError::Usage)?;
     Ok(pw)
 }
 

@@ -47,10 +47,14 @@ pub struct ShareConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct SessionConfig {
-    /// At most this many sessions; the least recently used are dropped.
+    /// At most this many sessions in all; past it, the user holding the
+    /// most gives up its least recently used one.
     pub max_online: u32,
     /// A session unused for this long ends (sliding, spec §4).
     pub idle_timeout_secs: u64,
+    /// At most this many sessions per user; its least recently used goes
+    /// first (logging in again and again evicts only one's own sessions).
+    pub max_per_user: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -144,6 +148,11 @@ pub struct LoginConfig {
     /// `window_secs` (see `ratelimit`).
     pub max_failures: u32,
     pub window_secs: u64,
+    /// Password checks (logins, registrations) waiting for the one hashing
+    /// thread at most; past it a login is refused with −10012 and
+    /// `Retry-After` instead of queueing (each waits ~one hash per check
+    /// ahead of it).
+    pub max_pending_checks: u32,
 }
 
 impl Default for LoginConfig {
@@ -151,6 +160,7 @@ impl Default for LoginConfig {
         LoginConfig {
             max_failures: 10,
             window_secs: 900,
+            max_pending_checks: 16,
         }
     }
 }
@@ -221,6 +231,7 @@ impl Default for SessionConfig {
         SessionConfig {
             max_online: 100,
             idle_timeout_secs: 3600,
+            max_per_user: 10,
         }
     }
 }
@@ -339,6 +350,9 @@ impl Config {
         if self.sessions.idle_timeout_secs == 0 {
             p.push("sessions.idle_timeout_secs = 0: must be at least 1".into());
         }
+        if self.sessions.max_per_user == 0 {
+            p.push("sessions.max_per_user = 0: must be at least 1".into());
+        }
         if self.scan.batch_size == 0 || self.scan.batch_size > 100_000 {
             p.push(format!(
                 "scan.batch_size = {}: must be between 1 and 100000",
@@ -380,6 +394,12 @@ impl Config {
         }
         if self.login.max_failures == 0 || self.login.window_secs == 0 {
             p.push("login.max_failures and login.window_secs must be at least 1".into());
+        }
+        if self.login.max_pending_checks == 0 || self.login.max_pending_checks > 1000 {
+            p.push(format!(
+                "login.max_pending_checks = {}: must be between 1 and 1000",
+                self.login.max_pending_checks
+            ));
         }
         if self.login.window_secs > 86_400 {
             p.push(format!(
@@ -541,6 +561,8 @@ path = "/srv/media/video"
             "[sessions]",
             "max_online",
             "idle_timeout_secs",
+            "max_per_user",
+            "max_pending_checks",
             "[scan]",
             "threads",
             "batch_size",

@@ -256,6 +256,9 @@ fn create_library(dir: &Path) -> anyhow::Result<()> {
 /// Creates the demo library (once), resets the demo user's password, and
 /// returns the config with the library added plus the login to print.
 pub fn prepare(mut cfg: Config) -> anyhow::Result<(Config, (String, String))> {
+    // The library is made inside the data dir: create that private first.
+    crate::library::control::create_data_dir(&cfg.data_dir)
+        .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;
     let dir = library_dir(&cfg);
     if !dir.exists() {
         let tmp = cfg.data_dir.join(".demo-library.tmp");

@@ -17,6 +17,12 @@ pub enum Error {
     /// Too many failed logins from this address or for this user (−10012).
     #[error("too many failed attempts; try again in {retry_after_secs} s")]
     TooManyAttempts { retry_after_secs: u64 },
+    /// Too many password checks already wait for the hashing thread (−10012).
+    #[error("the server is busy checking other passwords; try again in {retry_after_secs} s")]
+    TooManyPending { retry_after_secs: u64 },
+    /// A registration token that does not exist (any more).
+    #[error("unknown or already used registration token; ask an admin for a new one")]
+    BadToken,
     /// The operation is already running (a backup) (−10013).
     #[error("{0}")]
     Busy(String),

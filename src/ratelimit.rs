@@ -15,7 +15,11 @@
 //! - Every refusal ends by itself within `window_secs`; nothing is stored on
 //!   disk, and memory is bounded (oldest entries are dropped first).
 //!
-//! The check happens before the password hash, so a flood costs no Argon2.
+//! An attempt is **counted before its password is hashed**
+//! ([`LoginLimiter::reserve`]), as a failure until it proves otherwise: 200
+//! simultaneous guesses cannot all pass the check while the first ones are
+//! still hashing, so a flood costs at most `max_failures` Argon2 runs per
+//! window, and a client that hangs up mid-check is still counted.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -90,9 +94,13 @@ impl LoginLimiter {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(seconds)` when an attempt for `user` (None: a registration)
-    /// from `ip` must be refused now.
-    pub fn check(&self, user: Option<&str>, ip: IpAddr) -> Result<(), u64> {
+    /// Counts an attempt for `user` (None: a registration) from `ip`, or
+    /// `Err(seconds)` when it must be refused now. Check and count are one
+    /// step under the lock, so concurrent attempts cannot all slip in. The
+    /// attempt stays counted as a failure — also when its [`Attempt`] is
+    /// dropped — unless [`LoginLimiter::succeeded`] or
+    /// [`LoginLimiter::release`] takes it back.
+    pub fn reserve(&self, user: Option<&str>, ip: IpAddr) -> Result<Attempt, u64> {
         let (max, window) = (self.limits.max_failures as usize, self.limits.window);
         let now = Instant::now();
         let mut g = self.lock();
@@ -102,50 +110,79 @@ impl LoginLimiter {
                 return Err(wait(q, now, window));
             }
         }
-        let Some(user) = user else { return Ok(()) };
-        let name = user.to_lowercase();
-        let known = g
-            .known
-            .get(&(name.clone(), ip))
-            .is_some_and(|t| now.duration_since(*t) < TRUST_FOR);
-        if let Some(q) = g.by_user.get_mut(&name) {
-            prune(q, now, window);
-            if q.len() >= max && !known {
-                return Err(wait(q, now, window));
+        let name = user.map(str::to_lowercase);
+        if let Some(name) = &name {
+            let known = g
+                .known
+                .get(&(name.clone(), ip))
+                .is_some_and(|t| now.duration_since(*t) < TRUST_FOR);
+            if let Some(q) = g.by_user.get_mut(name) {
+                prune(q, now, window);
+                if q.len() >= max && !known {
+                    return Err(wait(q, now, window));
+                }
             }
         }
-        Ok(())
-    }
-
-    /// Records a failed attempt.
-    pub fn failure(&self, user: Option<&str>, ip: IpAddr) {
-        let now = Instant::now();
-        let mut g = self.lock();
-        let cap = self.limits.max_failures as usize;
         let q = g.by_ip.entry(ip).or_default();
         q.push_back(now);
-        if q.len() > cap {
+        if q.len() > max {
             q.pop_front();
         }
         bound(&mut g.by_ip, |q| q.back().copied().unwrap_or(now));
-        if let Some(user) = user {
-            let q = g.by_user.entry(user.to_lowercase()).or_default();
+        if let Some(name) = &name {
+            let q = g.by_user.entry(name.clone()).or_default();
             q.push_back(now);
-            if q.len() > cap {
+            // A known device may go past the name's limit: keep the last few.
+            if q.len() > max {
                 q.pop_front();
             }
             bound(&mut g.by_user, |q| q.back().copied().unwrap_or(now));
         }
+        Ok(Attempt { ip, name, at: now })
     }
 
-    /// Records a successful login: the address becomes a known device for
-    /// the user, and its own failures are forgotten.
-    pub fn success(&self, user: &str, ip: IpAddr) {
+    /// Takes a counted attempt back: it turned out not to be a guess (the
+    /// password check queue was full, or a registration succeeded).
+    pub fn release(&self, a: Attempt) {
+        let mut g = self.lock();
+        if let Some(q) = g.by_ip.get_mut(&a.ip) {
+            unqueue(q, a.at);
+        }
+        if let Some(name) = &a.name {
+            if let Some(q) = g.by_user.get_mut(name) {
+                unqueue(q, a.at);
+            }
+        }
+    }
+
+    /// A successful login: the attempt is taken back, the address becomes a
+    /// known device for the user, and its own failures are forgotten.
+    pub fn succeeded(&self, a: Attempt, user: &str) {
+        let ip = a.ip;
+        self.release(a);
         let now = Instant::now();
         let mut g = self.lock();
         g.by_ip.remove(&ip);
         g.known.insert((user.to_lowercase(), ip), now);
         bound(&mut g.known, |t| *t);
+    }
+}
+
+/// An attempt counted by [`LoginLimiter::reserve`]. Dropping it leaves it
+/// counted as a failure.
+#[derive(Debug)]
+#[must_use = "an attempt stays counted as a failure unless released or succeeded"]
+pub struct Attempt {
+    ip: IpAddr,
+    name: Option<String>,
+    at: Instant,
+}
+
+/// Removes one entry recorded at `at` (the newest such, searching from the
+/// back where fresh reservations are).
+fn unqueue(q: &mut VecDeque<Instant>, at: Instant) {
+    if let Some(i) = q.iter().rposition(|t| *t == at) {
+        q.remove(i);
     }
 }
 
@@ -165,19 +202,41 @@ mod tests {
         });
         let a = ip("192.168.1.9");
         for _ in 0..3 {
-            assert!(l.check(Some("x"), a).is_ok());
-            l.failure(Some("x"), a);
+            // Counted as a failure as soon as it is reserved.
+            drop(l.reserve(Some("x"), a).unwrap());
         }
         assert!(
-            l.check(Some("y"), a).is_err(),
+            l.reserve(Some("y"), a).is_err(),
             "the address is limited for any name"
         );
         assert!(
-            l.check(Some("y"), ip("192.168.1.10")).is_ok(),
+            l.reserve(Some("y"), ip("192.168.1.10")).is_ok(),
             "other addresses are not"
         );
         std::thread::sleep(Duration::from_millis(350));
-        assert!(l.check(Some("y"), a).is_ok(), "the limit ends by itself");
+        assert!(l.reserve(Some("y"), a).is_ok(), "the limit ends by itself");
+    }
+
+    #[test]
+    fn reservations_count_before_the_outcome_and_can_be_taken_back() {
+        let l = LoginLimiter::new(Limits {
+            max_failures: 3,
+            window: Duration::from_secs(600),
+        });
+        let a = ip("192.168.1.9");
+        // Three attempts in flight at once: a fourth is refused before any
+        // of them has finished.
+        let held: Vec<Attempt> = (0..3).map(|_| l.reserve(Some("bob"), a).unwrap()).collect();
+        assert!(l.reserve(Some("bob"), a).is_err());
+        // One was not a guess (the check queue was full): its slot is free.
+        let mut held = held.into_iter();
+        l.release(held.next().unwrap());
+        let again = l.reserve(Some("bob"), a).unwrap();
+        assert!(l.reserve(Some("bob"), a).is_err());
+        // A success forgets the address's failures and trusts the device.
+        l.succeeded(again, "Bob");
+        assert!(l.reserve(Some("carol"), a).is_ok());
+        drop(held);
     }
 
     #[test]
@@ -187,19 +246,20 @@ mod tests {
             window: Duration::from_secs(600),
         });
         let home = ip("192.168.1.20");
-        l.success("Mom", home);
+        let first = l.reserve(Some("Mom"), home).unwrap();
+        l.succeeded(first, "Mom");
         // An attacker spreads guesses over many addresses.
         for i in 0..5 {
-            l.failure(Some("mom"), ip(&format!("10.0.0.{i}")));
+            let _ = l.reserve(Some("mom"), ip(&format!("10.0.0.{i}")));
         }
-        let retry = l.check(Some("mom"), ip("10.0.0.99")).unwrap_err();
+        let retry = l.reserve(Some("mom"), ip("10.0.0.99")).unwrap_err();
         assert!(retry > 0 && retry <= 600);
         assert!(
-            l.check(Some("MOM"), home).is_ok(),
+            l.reserve(Some("MOM"), home).is_ok(),
             "known device not locked out"
         );
         assert!(
-            l.check(Some("dad"), ip("10.0.0.99")).is_ok(),
+            l.reserve(Some("dad"), ip("10.0.0.99")).is_ok(),
             "other users unaffected"
         );
     }
@@ -212,7 +272,7 @@ mod tests {
         });
         for i in 0..(MAX_ENTRIES as u32 + 50) {
             let a = IpAddr::from(i.to_be_bytes());
-            l.failure(Some(&format!("u{i}")), a);
+            let _ = l.reserve(Some(&format!("u{i}")), a);
         }
         let g = l.lock();
         assert!(g.by_ip.len() <= MAX_ENTRIES && g.by_user.len() <= MAX_ENTRIES);

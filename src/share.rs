@@ -1,13 +1,23 @@
-//! Share links (spec §8): 128-bit random keys stored in the database (they
-//! survive a restart), a sliding lifetime, at most `share.max_links` live
-//! keys with the least recently used dropped. A key dies with its file
-//! (`ON DELETE CASCADE`).
+//! Share links (spec §8): 128-bit random keys, stored only as their SHA-256
+//! (like registration tokens and access keys) with the account that made
+//! them, so they survive a restart but a copy of the database opens nothing;
+//! a sliding lifetime; at most `share.max_links` live links with the least
+//! recently used dropped. A key dies with its file (`ON DELETE CASCADE`).
+//!
+//! A link carries its maker's authority and no more: at every use the maker
+//! must still be enabled, hold `browse` and `share`, and see the file — a
+//! disabled account or a library taken away stops its links at once.
+//! Disabling an account or resetting its password also deletes them, so
+//! they do not come back. Every issue returns a fresh key (spec §8: clients
+//! must not expect the same key twice), which is what lets the server keep
+//! only digests.
 
+use crate::accounts::{self, Perm};
 use crate::auth::Session;
 use crate::config::Config;
 use crate::db::{files, libraries, shares, Db};
 use crate::error::{Error, Result};
-use crate::model::{FileId, FileRecord, PartStatus};
+use crate::model::{FileId, FileRecord, PartStatus, UserId};
 use rand::RngCore;
 use std::path::Path;
 use std::sync::Arc;
@@ -50,10 +60,26 @@ pub async fn issue(db: &Db, cfg: &Arc<Config>, s: &Session, id: FileId) -> Resul
         )));
     }
     let key = new_key();
-    let (k, life, max) = (key.clone(), lifetime_ms(cfg), cfg.share.max_links);
-    db.write_async(move |tx| shares::insert(tx, &k, id, now_ms(), life, max))
+    let hash = accounts::digest(&key);
+    let (life, max, by) = (lifetime_ms(cfg), cfg.share.max_links, s.user_id);
+    db.write_async(move |tx| shares::insert(tx, &hash, id, by, now_ms(), life, max))
         .await?;
     Ok(key)
+}
+
+/// Whether `user` may still share `rec`: enabled, holds `browse` and
+/// `share`, and sees the file. Blocking.
+fn sharer_may(
+    c: &rusqlite::Connection,
+    user: UserId,
+    rec: &FileRecord,
+) -> Result<bool, crate::db::DbError> {
+    Ok(match crate::auth::revalidate(c, user, None)? {
+        Some((perms, roots)) => {
+            perms.has(Perm::Browse) && perms.has(Perm::Share) && roots.contains(&rec.root_id)
+        }
+        None => false,
+    })
 }
 
 /// `shareFile.ic*`: the record behind a live key (touching it). Unknown,
@@ -64,15 +90,39 @@ pub async fn resolve(db: &Db, cfg: &Arc<Config>, key: &str) -> Result<FileRecord
     if !valid {
         return Err(unknown());
     }
-    let (k, life) = (key.to_ascii_lowercase(), lifetime_ms(cfg));
+    let (hash, life) = (
+        accounts::digest(&key.to_ascii_lowercase()),
+        lifetime_ms(cfg),
+    );
     let found = db
         .write_async(move |tx| {
-            let Some(id) = shares::use_key(tx, &k, now_ms(), life)? else {
+            let now = now_ms();
+            let Some(link) = shares::find(tx, &hash)? else {
                 return Ok(None);
             };
-            let Some(rec) = files::by_id(tx, id)? else {
+            if now - link.used_ms >= life {
+                shares::delete(tx, link.id)?;
+                return Ok(None);
+            }
+            let Some(rec) = files::by_id(tx, link.file_id)? else {
                 return Ok(None);
             };
+            // A link made before isync recorded makers (migration 5) has
+            // nobody to check: it is served until its lifetime runs out,
+            // and never extended.
+            if let Some(by) = link.user_id {
+                // Refused without a trace: the link stays, and works again
+                // only if its maker may share the file again.
+                if !sharer_may(tx, by, &rec)? {
+                    log::debug!(
+                        "share link {} refused: its maker {by} may no longer share file {}",
+                        link.id,
+                        rec.id.0
+                    );
+                    return Ok(None);
+                }
+                shares::touch(tx, link.id, now)?;
+            }
             let online = libraries::by_id(tx, rec.library_id)?.is_none_or(|l| l.online);
             Ok(Some((rec, online)))
         })
@@ -89,4 +139,59 @@ pub async fn resolve(db: &Db, cfg: &Arc<Config>, key: &str) -> Result<FileRecord
         ));
     }
     Ok(rec)
+}
+
+/// `GET /api/v1/shares`: with the `shares` permission every live link
+/// (`mine` = only the caller's), else the caller's own.
+pub async fn list(db: &Db, s: &Session, mine: bool) -> Result<Vec<shares::ShareRow>> {
+    let who = (mine || !s.can(Perm::Shares)).then_some(s.user_id);
+    Ok(db.read_async(move |c| shares::list(c, who)).await?)
+}
+
+/// `POST /api/v1/shares/revoke`: revokes the link `id`, the link of the
+/// whole `key`, and/or every link to `file` — any link with the `shares`
+/// permission, else only the caller's own (others count as not found).
+/// Returns how many went.
+pub async fn revoke(
+    db: &Db,
+    s: &Session,
+    id: Option<i64>,
+    key: Option<&str>,
+    file: Option<FileId>,
+) -> Result<usize> {
+    let hash = match key {
+        Some(k) if k.len() == 32 && k.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Some(accounts::digest(&k.to_ascii_lowercase()))
+        }
+        Some(_) => {
+            return Err(Error::BadParam(
+                "key must be a whole share key (32 hex characters; only its digest is stored, \
+                 so a part of it names nothing); or give id (see GET /api/v1/shares) or fileId"
+                    .into(),
+            ))
+        }
+        None => None,
+    };
+    if id.is_none() && hash.is_none() && file.is_none() {
+        return Err(Error::BadParam("give id, key or fileId".into()));
+    }
+    let owner = (!s.can(Perm::Shares)).then_some(s.user_id);
+    let n = db
+        .write_async(move |tx| {
+            shares::revoke(
+                tx,
+                shares::Revoke {
+                    owner,
+                    id,
+                    key_hash: hash.as_ref().map(|h| &h[..]),
+                    file,
+                },
+            )
+        })
+        .await?;
+    if n == 0 {
+        return Err(Error::NotFound("no such share link".into()));
+    }
+    log::info!("{n} share links revoked by user {}", s.user_id);
+    Ok(n)
 }

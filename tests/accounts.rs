@@ -391,7 +391,13 @@ async fn every_role_against_every_endpoint() {
         row("admin types", false, false, false, true),
         row("admin libraries", false, false, false, true),
         row("admin backup", false, false, false, true),
-        row("admin shares", false, false, false, true),
+        row(
+            "shares (own; every account's with `shares`)",
+            true,
+            true,
+            true,
+            true,
+        ),
         row("own account and keys", true, true, true, true),
     ];
     let mut checked = 0;
@@ -504,7 +510,11 @@ async fn every_role_against_every_endpoint() {
                 "admin types" => api.get_json("/api/v1/types", json!({})).await,
                 "admin libraries" => api.get_json("/api/v1/libraries", json!({})).await,
                 "admin backup" => api.get_json("/api/v1/backup", json!({})).await,
-                "admin shares" => api.get_json("/api/v1/shares", json!({})).await,
+                "shares (own; every account's with `shares`)" => {
+                    // Whose links each role sees is tests/share.rs's
+                    // `owners_list_and_revoke_only_their_own_links`.
+                    api.get_json("/api/v1/shares", json!({})).await
+                }
                 "own account and keys" => {
                     let a = api.get_json("/api/v1/account", json!({})).await;
                     assert_eq!(a["code"], OK, "{a}");
@@ -728,4 +738,551 @@ async fn the_admin_cli_talks_to_the_running_server() {
     let (code, out, _) = isync(&s, &["admin", "library", "list"], None);
     assert_eq!(code, 0);
     assert!(out.contains("alice (config)"), "{out}");
+}
+
+// ---------------------------------------------------------------------------
+// Security issue #12: attacks on accounts, each performed over 127.0.0.1 and
+// shown to fail without changing anything.
+
+async fn needs_admin(s: &Server) -> bool {
+    let i = Api::new(&s.base).get_json("/api/v1/info", json!({})).await;
+    data(&i)["needsAdmin"].as_bool().unwrap()
+}
+
+/// Someone on the LAN tries the one-time token `init` to become an admin.
+async fn redeem_init(s: &Server) -> Value {
+    Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": "init", "userName": "mallory", "password": PW}),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_is_void_once_set_type_makes_an_admin() {
+    let (mut s, _alice) = Server::start(|_| {}).await;
+    assert!(needs_admin(&s).await);
+    let (code, out, err) = isync(&s, &["admin", "user", "set-type", "alice", "admin"], None);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!needs_admin(&s).await);
+    let before = s.accounts_snapshot().await;
+    assert_err(&redeem_init(&s).await, BAD_LOGIN);
+    assert_eq!(
+        s.accounts_snapshot().await,
+        before,
+        "init changed something"
+    );
+
+    // An `init` row left behind (by an older isync, say) is void too: the
+    // redeeming transaction checks for an admin, and retires it.
+    s.db()
+        .write_async(|tx| {
+            isync::db::accounts::insert_token(
+                tx,
+                &isync::accounts::digest("init"),
+                isync::accounts::BUILTIN_ADMIN,
+                &[],
+                isync::db::now(),
+                None,
+                None,
+                Some("first admin"),
+            )
+            .map(|_| ())
+        })
+        .await
+        .unwrap();
+    let v = redeem_init(&s).await;
+    assert_err(&v, BAD_LOGIN);
+    assert!(
+        v["msg"].as_str().unwrap().contains("registration token"),
+        "{v}"
+    );
+    assert_eq!(
+        s.accounts_snapshot().await,
+        before,
+        "the stale init is gone"
+    );
+
+    // A restart does not offer it again (the restart logs alice in, which
+    // moves her last login: compare from there).
+    s.restart().await;
+    assert!(!needs_admin(&s).await);
+    let before = s.accounts_snapshot().await;
+    assert_err(&redeem_init(&s).await, BAD_LOGIN);
+    assert_eq!(s.accounts_snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_is_void_once_user_add_makes_an_admin() {
+    let (s, _alice) = Server::start(|_| {}).await;
+    assert!(needs_admin(&s).await);
+    // `isync user add` beside the running server goes through it.
+    let (code, out, err) = isync(
+        &s,
+        &["user", "add", "boss", "--password-stdin", "--type", "admin"],
+        Some(&format!("{PW}\n")),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("created user boss") && out.contains("admin"),
+        "{out}"
+    );
+    assert!(!needs_admin(&s).await);
+    let before = s.accounts_snapshot().await;
+    assert_err(&redeem_init(&s).await, BAD_LOGIN);
+    assert_eq!(s.accounts_snapshot().await, before);
+    // The new admin is an admin.
+    let boss = Api::new(&s.base);
+    let l = boss
+        .get_json("/login.icc", json!({"userName": "boss", "password": PW}))
+        .await;
+    assert_eq!(l["code"], OK, "{l}");
+    assert_eq!(boss.get_json("/api/v1/users", json!({})).await["code"], OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_change_may_leave_the_server_without_an_admin() {
+    let (mut s, _alice) = Server::start(|_| {}).await;
+    let root = claim(&s).await;
+    // The only admin gets a type of its own.
+    let all = "browse share upload moderate accounts libraries backup shares";
+    let v = root
+        .post_form("/api/v1/types", json!({"name": "chief", "perms": all}))
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+    let v = root
+        .post_form(
+            "/api/v1/users/type",
+            json!({"user": "root", "type": "chief"}),
+        )
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+    let before = s.accounts_snapshot().await;
+
+    // Stripping `accounts` from that type would leave no admin: refused,
+    // over the API and on the console.
+    let v = root
+        .post_form(
+            "/api/v1/types",
+            json!({"name": "chief", "perms": "browse share upload moderate libraries"}),
+        )
+        .await;
+    assert_err(&v, BAD_PARAM);
+    assert!(
+        v["msg"].as_str().unwrap().contains("no enabled admin"),
+        "{v}"
+    );
+    let (code, _, err) = isync(&s, &["admin", "type", "set", "chief", "browse"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no enabled admin"), "{err}");
+    // So are demoting and disabling it, both ways.
+    for (path, params) in [
+        (
+            "/api/v1/users/type",
+            json!({"user": "root", "type": "viewer"}),
+        ),
+        ("/api/v1/users/disable", json!({"user": "root"})),
+    ] {
+        assert_err(&root.post_form(path, params).await, BAD_PARAM);
+    }
+    for args in [
+        &["admin", "user", "disable", "root"][..],
+        &["admin", "user", "set-type", "root", "editor"][..],
+    ] {
+        let (code, _, err) = isync(&s, args, None);
+        assert_eq!(code, 2, "{args:?}: {err}");
+    }
+    assert_eq!(
+        s.accounts_snapshot().await,
+        before,
+        "a refusal changed something"
+    );
+
+    // And a restart finds an admin: `init` is not offered again. (The
+    // restart logs alice in, which moves her last login: compare from
+    // there.)
+    s.restart().await;
+    assert!(!needs_admin(&s).await);
+    let before = s.accounts_snapshot().await;
+    assert_err(&redeem_init(&s).await, BAD_LOGIN);
+    assert_eq!(s.accounts_snapshot().await, before);
+}
+
+/// Fires `n` logins of `user` at once, each with `password(i)`; the codes.
+async fn login_flood(
+    s: &Server,
+    n: usize,
+    user: &'static str,
+    password: fn(usize) -> String,
+) -> Vec<(i64, String)> {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let url = format!("{}/login.icc", s.base);
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                let r = http
+                    .get(url)
+                    .query(&[("userName", user.to_string()), ("password", password(i))])
+                    .send()
+                    .await
+                    .unwrap();
+                let retry = common::header(&r, "retry-after");
+                let v: Value = r.json().await.unwrap();
+                (v["code"].as_i64().unwrap(), retry)
+            })
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_wrong_logins_cannot_outrun_the_limit() {
+    let (s, _alice) = Server::start(|_| {}).await;
+    let max = s.cfg.login.max_failures as u64;
+    let hashes = s.state().hasher.clone();
+    let (h0, before) = (hashes.runs(), s.accounts_snapshot().await);
+    let codes = login_flood(&s, 200, "bob", |i| format!("guess number {i}")).await;
+    let bad = codes.iter().filter(|(c, _)| *c == BAD_LOGIN).count() as u64;
+    let limited = codes.iter().filter(|(c, _)| *c == TOO_MANY).count() as u64;
+    assert_eq!(bad + limited, 200, "{codes:?}");
+    assert!(bad <= max, "{bad} guesses were checked (limit {max})");
+    let spent = hashes.runs() - h0;
+    assert!(
+        spent <= max,
+        "{spent} password hashes for 200 guesses (limit {max})"
+    );
+    assert!(codes
+        .iter()
+        .filter(|(c, _)| *c == TOO_MANY)
+        .all(|(_, r)| r.parse::<u64>().is_ok_and(|s| s >= 1)));
+    // The right password is refused as well now, and costs no hash.
+    let right = Api::new(&s.base)
+        .get_json(
+            "/login.icc",
+            json!({"userName": "bob", "password": common::PASSWORD}),
+        )
+        .await;
+    assert_err(&right, TOO_MANY);
+    assert_eq!(hashes.runs() - h0, spent);
+    assert_eq!(s.accounts_snapshot().await, before, "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_registrations_cannot_outrun_the_limit() {
+    let (s, _alice) = Server::start(|_| {}).await;
+    let admin = claim(&s).await;
+    let t = admin
+        .post_form(
+            "/api/v1/tokens",
+            json!({"type": "viewer", "libraries": "lib"}),
+        )
+        .await;
+    let token = data(&t)["token"].as_str().unwrap().to_string();
+    let hashes = s.state().hasher.clone();
+    let h0 = hashes.runs();
+    // 60 registrations race for one valid token: without counting before
+    // the hash, each would cost an Argon2 run.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let (http, url, token) = (
+                http.clone(),
+                format!("{}/api/v1/register", s.base),
+                token.clone(),
+            );
+            tokio::spawn(async move {
+                let v: Value = http
+                    .post(url)
+                    .json(&json!({"token": token, "userName": format!("kid{i}"), "password": PW}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                v["code"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        codes.push(t.await.unwrap());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == OK).count(), 1, "{codes:?}");
+    assert!(
+        codes.iter().all(|c| [OK, BAD_LOGIN, TOO_MANY].contains(c)),
+        "{codes:?}"
+    );
+    let spent = hashes.runs() - h0;
+    let max = u64::from(s.cfg.login.max_failures);
+    assert!(
+        spent <= max,
+        "{spent} hashes for 60 registrations (limit {max})"
+    );
+    let users = admin.get_json("/api/v1/users", json!({})).await;
+    let kids = data(&users)
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["name"].as_str().unwrap().starts_with("kid"))
+        .count();
+    assert_eq!(kids, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_checks_wait_in_a_bounded_queue() {
+    let (s, _alice) = Server::start(|c| {
+        c.login.max_failures = 1000;
+        c.login.max_pending_checks = 1;
+    })
+    .await;
+    let hashes = s.state().hasher.clone();
+    let (h0, before) = (hashes.runs(), s.accounts_snapshot().await);
+    let codes = login_flood(&s, 80, "nobody", |i| format!("guess number {i}")).await;
+    let checked = codes.iter().filter(|(c, _)| *c == BAD_LOGIN).count() as u64;
+    let busy: Vec<&(i64, String)> = codes.iter().filter(|(c, _)| *c == TOO_MANY).collect();
+    assert_eq!(checked + busy.len() as u64, 80, "{codes:?}");
+    assert!(
+        !busy.is_empty(),
+        "80 checks at once never found the queue of 1 full"
+    );
+    assert!(busy.iter().all(|(_, r)| r == "1"), "{busy:?}");
+    // Exactly the checks let in were hashed; the refused ones cost nothing.
+    assert_eq!(hashes.runs() - h0, checked);
+    assert_eq!(s.accounts_snapshot().await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_password_reset_ends_everything_the_old_password_gave() {
+    let (s, alice) = Server::start(|_| {}).await;
+    let admin = claim(&s).await;
+    let (key, cookie) = account(&s, &admin, "gran", "uploader").await;
+    let a = alice.file_id("a.jpg").await;
+    let link = data(&cookie.get_json("/shareFileUrl.icc", json!({"id": a})).await)
+        .as_str()
+        .unwrap()
+        .to_string();
+    let share = |k: String| {
+        let url = format!("{}/shareFile.icc", s.base);
+        async move {
+            reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(url)
+                .query(&[("shareKey", k)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(share(link.clone()).await, 200);
+    // Someone who learnt gran's password holds a session, a key and a link;
+    // the admin resets the password on the console.
+    let new_pw = "a brand new family password";
+    let (code, out, err) = isync(
+        &s,
+        &["user", "add", "gran", "--password-stdin"],
+        Some(&format!("{new_pw}\n")),
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("sessions ended") && out.contains("1 access keys"),
+        "{out}"
+    );
+    for api in [&key, &cookie] {
+        assert_err(
+            &api.get_json("/files.icc", json!({"pageIndex": 0})).await,
+            NEED_LOGIN,
+        );
+    }
+    assert_eq!(
+        share(link).await,
+        400,
+        "the link died with the old password"
+    );
+    let anon = Api::new(&s.base);
+    let login =
+        |pw: &'static str| anon.get_json("/login.icc", json!({"userName": "gran", "password": pw}));
+    assert_err(&login(PW).await, BAD_LOGIN);
+    assert_eq!(login(new_pw).await["code"], OK);
+    // The type stayed (no --type given).
+    let (_, out, _) = isync(&s, &["admin", "user", "list"], None);
+    assert!(out.contains("gran\tuploader"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabling_an_account_again_revives_no_session_key_or_link() {
+    let (s, alice) = Server::start(|_| {}).await;
+    let admin = claim(&s).await;
+    let (key, cookie) = account(&s, &admin, "gran", "viewer").await;
+    let a = alice.file_id("a.jpg").await;
+    let link = data(&key.get_json("/shareFileUrl.icc", json!({"id": a})).await)
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Disabled and enabled again while its session and key sat unused.
+    for path in ["/api/v1/users/disable", "/api/v1/users/enable"] {
+        let v = admin.post_form(path, json!({"user": "gran"})).await;
+        assert_eq!(v["code"], OK, "{v}");
+    }
+    let before = s.accounts_snapshot().await;
+    for api in [&key, &cookie] {
+        assert_err(
+            &api.get_json("/files.icc", json!({"pageIndex": 0})).await,
+            NEED_LOGIN,
+        );
+    }
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/shareFile.icc", s.base))
+        .query(&[("shareKey", &link)])
+        .send()
+        .await
+        .unwrap();
+    common::assert_binary_err(r, BAD_PARAM).await;
+    assert_eq!(s.accounts_snapshot().await, before);
+    let keys = admin
+        .get_json("/api/v1/keys", json!({"user": "gran"}))
+        .await;
+    assert_eq!(data(&keys), &json!([]), "disabling revoked the keys");
+    // Logging in with the password works again.
+    let l = Api::new(&s.base)
+        .get_json("/login.icc", json!({"userName": "gran", "password": PW}))
+        .await;
+    assert_eq!(l["code"], OK, "{l}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_manager_grants_only_what_it_holds() {
+    let (s, _alice) = Server::start(|c| c.watch.enabled = false).await;
+    let root = claim(&s).await;
+    // A family manager: may manage accounts and grants, sees library `lib`
+    // only, and holds no `backup` or `shares`.
+    let v = root
+        .post_form(
+            "/api/v1/types",
+            json!({"name": "manager", "perms": "browse share accounts libraries"}),
+        )
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+    let (mgr, _) = account(&s, &root, "mgr", "manager").await;
+    let (_, _) = account(&s, &root, "gran", "viewer").await;
+    // The key's first use is recorded once: before the snapshot.
+    assert_eq!(mgr.get_json("/api/v1/account", json!({})).await["code"], OK);
+    let before = s.accounts_snapshot().await;
+    for (path, params) in [
+        // Promote itself, directly or through a type.
+        (
+            "/api/v1/users/type",
+            json!({"user": "mgr", "type": "admin"}),
+        ),
+        (
+            "/api/v1/types",
+            json!({"name": "manager", "perms": "browse share accounts libraries backup shares upload moderate"}),
+        ),
+        (
+            "/api/v1/types",
+            json!({"name": "helper", "perms": "browse backup"}),
+        ),
+        // Invite an admin, or anyone into a library it does not see.
+        (
+            "/api/v1/tokens",
+            json!({"type": "admin", "libraries": "lib"}),
+        ),
+        (
+            "/api/v1/tokens",
+            json!({"type": "viewer", "libraries": "other"}),
+        ),
+        // Give itself or others a library it does not see.
+        (
+            "/api/v1/libraries/grant",
+            json!({"library": "other", "user": "mgr"}),
+        ),
+        (
+            "/api/v1/libraries/grant",
+            json!({"library": "other", "user": "gran"}),
+        ),
+        // Work against the account above it.
+        ("/api/v1/users/disable", json!({"user": "root"})),
+        (
+            "/api/v1/users/type",
+            json!({"user": "root", "type": "viewer"}),
+        ),
+        (
+            "/api/v1/libraries/revoke",
+            json!({"library": "lib", "user": "root"}),
+        ),
+        ("/api/v1/keys/revoke", json!({"id": 1})),
+        // Turn an account into one it could not create.
+        (
+            "/api/v1/users/type",
+            json!({"user": "gran", "type": "uploader"}),
+        ),
+    ] {
+        let v = mgr.post_form(path, params.clone()).await;
+        assert_err(&v, NO_PERMISSION);
+        assert_eq!(
+            s.accounts_snapshot().await,
+            before,
+            "{path} {params} changed something"
+        );
+    }
+    // What it holds, it may grant.
+    let t = mgr
+        .post_form(
+            "/api/v1/tokens",
+            json!({"type": "viewer", "libraries": "lib"}),
+        )
+        .await;
+    assert_eq!(t["code"], OK, "{t}");
+    let v = mgr
+        .post_form("/api/v1/users/disable", json!({"user": "gran"}))
+        .await;
+    assert_eq!(v["code"], OK, "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_password_rule_for_registration() {
+    let (s, _alice) = Server::start(|_| {}).await;
+    let admin = claim(&s).await;
+    // Code points, not bytes: 'é' is two bytes in UTF-8.
+    for (n, ok) in [(7, false), (8, true), (1024, true), (1025, false)] {
+        let t = admin
+            .post_form(
+                "/api/v1/tokens",
+                json!({"type": "viewer", "libraries": "lib"}),
+            )
+            .await;
+        let token = data(&t)["token"].as_str().unwrap().to_string();
+        let pw = "é".repeat(n);
+        let name = format!("user{n}");
+        let before = s.accounts_snapshot().await;
+        let v = Api::new(&s.base)
+            .post_json(
+                "/api/v1/register",
+                json!({"token": token, "userName": name, "password": pw}),
+            )
+            .await;
+        if ok {
+            assert_eq!(v["code"], OK, "{n}: {v}");
+            let l = Api::new(&s.base)
+                .post_json("/login.icc", json!({"userName": name, "password": pw}))
+                .await;
+            assert_eq!(l["code"], OK, "{n}: {l}");
+        } else {
+            assert_err(&v, BAD_PARAM);
+            assert!(v["msg"].as_str().unwrap().contains("8 to 1024"), "{v}");
+            assert_eq!(s.accounts_snapshot().await, before, "{n} changed something");
+        }
+    }
 }

@@ -277,9 +277,9 @@ fn user_add_refuses_empty_passwords_and_bad_names() {
 async fn a_user_added_on_the_command_line_can_log_in() {
     let cli = Cli::new();
     write_file(&cli.photos().join("a.jpg"), &jpeg(20, 10, 1, None));
-    let o = user_add(&cli, "alice", "pw one");
+    let o = user_add(&cli, "alice", "password one");
     assert!(o.status.success(), "{}", show(&o));
-    let o = user_add(&cli, "alice", "pw two");
+    let o = user_add(&cli, "alice", "password two");
     assert!(o.status.success(), "{}", show(&o));
 
     let cfg = Config::load(Some(&cli.config())).unwrap();
@@ -293,8 +293,8 @@ async fn a_user_added_on_the_command_line_can_log_in() {
             serde_json::json!({"userName": "alice", "password": pw}),
         )
     };
-    assert_err(&login("pw one").await, BAD_LOGIN);
-    assert_eq!(login("pw two").await["code"], 0);
+    assert_err(&login("password one").await, BAD_LOGIN);
+    assert_eq!(login("password two").await["code"], 0);
     // The library granted in the config is hers.
     assert_eq!(api.file_named("a.jpg").await["type"], 1);
     running.stop().await.unwrap();
@@ -393,4 +393,171 @@ fn scan_of_an_unplugged_library_removes_nothing() {
         .read(|c| Ok(c.query_row("SELECT count(*) FROM files", [], |r| r.get::<_, i64>(0))?))
         .unwrap();
     assert_eq!(n, 2);
+}
+
+/// One password rule (8 to 1024 characters, counted as code points) for
+/// every way an account is made or reset on the console; `register` is
+/// tests/accounts.rs `one_password_rule_for_registration`.
+#[test]
+fn one_password_rule_for_every_way_an_account_is_made() {
+    let cli = Cli::new();
+    let pw = |n: usize| "é".repeat(n);
+    // user add: a new account.
+    let o = user_add(&cli, "alice", &pw(7));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(text(&o.stderr).contains("8 to 1024"), "{}", show(&o));
+    if cli.path("data/isync.db").exists() {
+        let n = cli
+            .db()
+            .read(|c| Ok(isync::db::users::list(c)?.len()))
+            .unwrap();
+        assert_eq!(n, 0, "nothing created");
+    }
+    let o = user_add(&cli, "alice", &pw(8));
+    assert!(o.status.success(), "{}", show(&o));
+    // user add: a reset.
+    let o = user_add(&cli, "alice", &pw(1024));
+    assert!(o.status.success(), "{}", show(&o));
+    let (_, hash, _) = stored_hash(&cli, "alice");
+    assert!(isync::auth::verify_password(&pw(1024), &hash));
+    let o = user_add(&cli, "alice", &pw(1025));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(
+        stored_hash(&cli, "alice").1,
+        hash,
+        "a refused reset changed nothing"
+    );
+    let o = user_add(&cli, "alice", &pw(7));
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert_eq!(stored_hash(&cli, "alice").1, hash);
+
+    // admin init, on two fresh data dirs (one admin each).
+    for ok_len in [8, 1024] {
+        let cli = Cli::new();
+        for bad in [7, 1025] {
+            let o = cli.run(&["admin", "init", "boss"], &format!("{}\n", pw(bad)));
+            assert_eq!(o.status.code(), Some(2), "{bad}: {}", show(&o));
+            assert!(text(&o.stderr).contains("8 to 1024"), "{}", show(&o));
+        }
+        let o = cli.run(&["admin", "init", "boss"], &format!("{}\n", pw(ok_len)));
+        assert!(o.status.success(), "{ok_len}: {}", show(&o));
+        let (_, hash, n) = stored_hash(&cli, "boss");
+        assert_eq!(n, 1);
+        assert!(isync::auth::verify_password(&pw(ok_len), &hash));
+    }
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Security issue #12: outside systemd the data dir was made 0755 and the
+/// database 0644, so every user of the machine could read the password
+/// hashes and grants. Now what the server creates is its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_data_dir_and_what_it_holds_are_private() {
+    use common::server::Server;
+    let (s, _alice) = Server::start(|c| {
+        // Backups into the data dir (the default without a library disk).
+        c.backup.dir = Some(c.data_dir.join("backups"));
+    })
+    .await;
+    let data = s.cfg.data_dir.clone();
+    assert_eq!(mode(&data), 0o700);
+    for f in [
+        "isync.db",
+        "isync.db-wal",
+        "isync.db-shm",
+        "isync.lock",
+        "isync.sock",
+    ] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    // A backup, made by the running server for the CLI.
+    let config = s.dir.path().join("isync.toml");
+    std::fs::write(&config, s.cfg.to_toml()).unwrap();
+    let o = run_with(&config, &["backup"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let backups = data.join("backups");
+    assert_eq!(mode(&backups), 0o700);
+    let gens: Vec<PathBuf> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(gens.len(), 1, "{gens:?}");
+    assert_eq!(mode(&gens[0]), 0o700);
+    assert_eq!(mode(&gens[0].join("isync.db")), 0o600);
+
+    // A database left world-readable by an older isync loses those bits
+    // (and only those) at the next start.
+    let mut s = s;
+    s.running.take().unwrap().stop().await.unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.cfg.db_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+    s.boot().await;
+    assert_eq!(mode(&s.cfg.db_path()), 0o640);
+}
+
+/// Security issue #12: the control socket read an unbounded line (a local
+/// process could grow the server's memory without end) and was made 0600
+/// only after `bind`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_socket_is_private_and_reads_a_bounded_request() {
+    use common::server::Server;
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixStream;
+    let (s, _alice) = Server::start(|_| {}).await;
+    let data = s.cfg.data_dir.clone();
+    let sock = isync::library::control::socket_path(&data);
+    assert_eq!(mode(&sock), 0o600);
+    // No private bind folder is left behind.
+    let left: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".isync.sock"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    let before = (s.snapshot().await, s.accounts_snapshot().await, s.tree());
+
+    // 64 MiB without an end of line: the server reads its bound, answers
+    // and hangs up, so the rest cannot even be sent.
+    let stream = UnixStream::connect(&sock).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sent = std::thread::spawn(move || {
+        use std::io::Write;
+        let chunk = vec![b'{'; 1 << 20];
+        let mut sent = 0usize;
+        for _ in 0..64 {
+            match writer.write_all(&chunk) {
+                Ok(()) => sent += chunk.len(),
+                Err(_) => break,
+            }
+        }
+        sent
+    });
+    let mut reply = String::new();
+    BufReader::new(&stream).read_line(&mut reply).unwrap();
+    let sent = tokio::task::spawn_blocking(move || sent.join().unwrap())
+        .await
+        .unwrap();
+    assert!(sent < 64 << 20, "the server read all {sent} bytes");
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["output"].as_str().unwrap().contains("longer than"), "{v}");
+
+    // Nothing changed, and the socket still serves the admin CLI.
+    assert_eq!(
+        (s.snapshot().await, s.accounts_snapshot().await, s.tree()),
+        before
+    );
+    let config = s.dir.path().join("isync.toml");
+    std::fs::write(&config, s.cfg.to_toml()).unwrap();
+    let o = run_with(&config, &["admin", "user", "list"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(text(&o.stdout).contains("alice"), "{}", show(&o));
 }

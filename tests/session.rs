@@ -454,3 +454,69 @@ async fn editing_sharing_and_upload_endpoints_need_a_session_too() {
     );
     assert!(app.media().join("photos/a.jpg").is_file());
 }
+
+/// Security issue #12: one account logging in again and again (100 times
+/// was enough) used to push every other user's session out of the global
+/// LRU. Now a user past `max_per_user` gives up its own oldest session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_logging_in_again_and_again_logs_out_only_itself() {
+    let app = TestApp::builder()
+        .user("alice")
+        .user("bob")
+        .library("photos", &["alice", "bob"])
+        .max_online(10)
+        .max_per_user(3)
+        .spawn()
+        .await;
+    let alice = app.user_id("alice").await;
+    let bob = app.user_id("bob").await;
+    let alice_row = |app: &TestApp| {
+        let db = app.db().clone();
+        async move {
+            db.read_async(move |c| {
+                Ok(
+                    isync::db::users::by_id(c, isync::model::UserId(alice))?.map(|u| {
+                        (
+                            u.name,
+                            u.password_hash,
+                            u.last_login,
+                            u.last_modify,
+                            u.disabled,
+                        )
+                    }),
+                )
+            })
+            .await
+            .unwrap()
+        }
+    };
+    let before = alice_row(&app).await;
+    let mut bobs = Vec::new();
+    for _ in 0..25 {
+        let (token, _, body) = raw_login(&app, "bob", PASSWORD).await;
+        assert_eq!(body["code"], 0, "{body}");
+        bobs.push(token);
+    }
+    let alive = |token: &String| {
+        let api = Api::with_session_cookie(&app.base, token);
+        async move { api.get_json("/helpInfo.icc", json!({"type": 0})).await["code"] == 0 }
+    };
+    assert_eq!(
+        app.api.get_json("/helpInfo.icc", json!({"type": 0})).await["code"],
+        0,
+        "alice is still logged in"
+    );
+    let mut live = Vec::new();
+    for t in &bobs {
+        live.push(alive(t).await);
+    }
+    assert_eq!(
+        live,
+        [vec![false; 22], vec![true; 3]].concat(),
+        "bob keeps his 3 newest"
+    );
+    let sessions = &app.state().sessions;
+    assert_eq!(sessions.count_of(isync::model::UserId(bob)), 3);
+    assert_eq!(sessions.count_of(isync::model::UserId(alice)), 1);
+    assert_eq!(alice_row(&app).await, before, "alice's account unchanged");
+}

@@ -207,3 +207,220 @@ async fn share_links_survive_a_restart_are_bounded_and_die_with_the_file() {
     assert_binary_err(fetch(&s, "", &k1, &[]).await, BAD_PARAM).await;
     assert_binary_err(fetch(&s, "", &k3, &[]).await, BAD_PARAM).await;
 }
+
+// ---------------------------------------------------------------------------
+// Security issue #12: a link carries its maker's access and no more, its key
+// is stored only as a digest, and owners revoke their own links.
+
+/// Claims the server with `init` and makes a viewer `gran` who sees `lib`
+/// through an admin grant (revocable, unlike the config's); returns the
+/// admin's and gran's key clients.
+async fn admin_and_gran(s: &Server) -> (Api, Api) {
+    let v = Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": "init", "userName": "root", "password": "a long family password"}),
+        )
+        .await;
+    let admin = Api::with_bearer(&s.base, data(&v)["accessKey"].as_str().unwrap());
+    let t = admin
+        .post_form(
+            "/api/v1/tokens",
+            json!({"type": "viewer", "libraries": "lib"}),
+        )
+        .await;
+    let v = Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": data(&t)["token"], "userName": "gran", "password": "a long family password"}),
+        )
+        .await;
+    let gran = Api::with_bearer(&s.base, data(&v)["accessKey"].as_str().unwrap());
+    (admin, gran)
+}
+
+async fn status(s: &Server, key: &str) -> u16 {
+    fetch(s, "", key, &[]).await.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_link_stops_with_its_makers_access() {
+    let (s, alice) = Server::start(|c| c.watch.enabled = false).await;
+    let (admin, gran) = admin_and_gran(&s).await;
+    let a = alice.file_id("a.jpg").await;
+    let key = share(&gran, a).await;
+    assert_eq!(status(&s, &key).await, 200);
+
+    // The admin takes the library away from gran: her link stops at once,
+    // and the refused uses change nothing.
+    let v = admin
+        .post_form(
+            "/api/v1/libraries/revoke",
+            json!({"library": "lib", "user": "gran"}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let before = (s.snapshot().await, s.accounts_snapshot().await, s.tree());
+    for _ in 0..2 {
+        assert_binary_err(fetch(&s, "", &key, &[]).await, BAD_PARAM).await;
+    }
+    assert_eq!(
+        (s.snapshot().await, s.accounts_snapshot().await, s.tree()),
+        before
+    );
+    // Given back, it works again: the link is worth what its maker may see.
+    let v = admin
+        .post_form(
+            "/api/v1/libraries/grant",
+            json!({"library": "lib", "user": "gran"}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(status(&s, &key).await, 200);
+
+    // A maker whose type loses `share` stops sharing too.
+    let k2 = share(&alice, a).await;
+    let v = admin
+        .post_form(
+            "/api/v1/types",
+            json!({"name": "looker", "perms": "browse"}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let v = admin
+        .post_form(
+            "/api/v1/users/type",
+            json!({"user": "alice", "type": "looker"}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_binary_err(fetch(&s, "", &k2, &[]).await, BAD_PARAM).await;
+
+    // Disabling gran revokes her links; enabling her revives none.
+    for path in ["/api/v1/users/disable", "/api/v1/users/enable"] {
+        let v = admin.post_form(path, json!({"user": "gran"})).await;
+        assert_eq!(v["code"], 0, "{v}");
+    }
+    assert_binary_err(fetch(&s, "", &key, &[]).await, BAD_PARAM).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn share_keys_are_stored_only_as_digests() {
+    let (s, api) = Server::start(|_| {}).await;
+    let a = api.file_id("a.jpg").await;
+    let key = share(&api, a).await;
+    assert_eq!(status(&s, &key).await, 200);
+    // Anyone with a copy of the database (or a backup) finds no key in it.
+    let db = std::fs::read(s.cfg.db_path()).unwrap();
+    let wal = std::fs::read(format!("{}-wal", s.cfg.db_path().display())).unwrap_or_default();
+    for hay in [&db, &wal] {
+        assert!(!hay.windows(key.len()).any(|w| w == key.as_bytes()));
+        assert!(!hay
+            .windows(key.len())
+            .any(|w| w.eq_ignore_ascii_case(key.as_bytes())));
+    }
+    // An upper-case spelling of the key still works (hex is hex).
+    assert_eq!(status(&s, &key.to_uppercase()).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_list_and_revoke_only_their_own_links() {
+    let (s, alice) = Server::start(|c| c.watch.enabled = false).await;
+    let bob = s.login("bob").await;
+    let a = alice.file_id("a.jpg").await;
+    let c = bob.file_id("c.jpg").await;
+    let ka = share(&alice, a).await;
+    let kb = share(&bob, c).await;
+    // Each sees its own link (never a key), nobody else's.
+    let mine = alice.get_json("/api/v1/shares", json!({})).await;
+    let list = data(&mine).as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{mine}");
+    assert_eq!(list[0]["user"], "alice");
+    assert_eq!(list[0]["fileName"], "a.jpg");
+    assert!(!mine.to_string().contains(&ka), "{mine}");
+    let theirs = bob.get_json("/api/v1/shares", json!({})).await;
+    let bob_link = data(&theirs)[0]["id"].as_i64().unwrap();
+    assert_eq!(data(&theirs).as_array().unwrap().len(), 1, "{theirs}");
+
+    // Alice cannot revoke bob's link, whichever way she names it.
+    let before = s.snapshot().await;
+    for params in [
+        json!({"id": bob_link}),
+        json!({"key": kb}),
+        json!({"fileId": c}),
+    ] {
+        let v = alice.post_form("/api/v1/shares/revoke", params).await;
+        assert_err(&v, NOT_FOUND);
+    }
+    // A part of a key names nothing now (only digests are stored).
+    let v = alice
+        .post_form("/api/v1/shares/revoke", json!({"key": &ka[..8]}))
+        .await;
+    assert_err(&v, BAD_PARAM);
+    assert_err(
+        &alice.post_form("/api/v1/shares/revoke", json!({})).await,
+        BAD_PARAM,
+    );
+    assert_eq!(
+        s.snapshot().await,
+        before,
+        "a refused revoke changed something"
+    );
+    assert_eq!(status(&s, &kb).await, 200);
+
+    // Her own she revokes, by id (or whole key, or file).
+    let mine_id = list[0]["id"].as_i64().unwrap();
+    let v = alice
+        .post_form("/api/v1/shares/revoke", json!({"id": mine_id}))
+        .await;
+    assert_eq!(data(&v)["revoked"], 1, "{v}");
+    assert_binary_err(fetch(&s, "", &ka, &[]).await, BAD_PARAM).await;
+    let k2 = share(&alice, a).await;
+    let v = alice
+        .post_form("/api/v1/shares/revoke", json!({"key": k2}))
+        .await;
+    assert_eq!(data(&v)["revoked"], 1, "{v}");
+    assert_eq!(status(&s, &kb).await, 200, "bob's link untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clear_keys_of_an_older_database_are_hashed_on_upgrade() {
+    let (mut s, api) = Server::start(|c| c.watch.enabled = false).await;
+    let a = api.file_id("a.jpg").await;
+    drop(api);
+    s.running.take().unwrap().stop().await.unwrap();
+    // The database as isync kept it before migration 5: the key in clear.
+    let key = "0123456789abcdef0123456789abcdef";
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    {
+        let c = rusqlite::Connection::open(s.cfg.db_path()).unwrap();
+        c.execute_batch(
+            "DROP TABLE share_links; \
+             CREATE TABLE share_links (key TEXT PRIMARY KEY, \
+                 file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE, \
+                 created_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL) WITHOUT ROWID; \
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        c.execute(
+            "INSERT INTO share_links(key, file_id, created_ms, used_ms) VALUES (?1, ?2, ?3, ?3)",
+            rusqlite::params![key, a, now_ms],
+        )
+        .unwrap();
+    }
+    s.boot().await;
+    // The link still works after the upgrade…
+    assert_eq!(status(&s, key).await, 200);
+    // …and its key is no longer in the database.
+    s.running.take().unwrap().stop().await.unwrap();
+    let db = std::fs::read(s.cfg.db_path()).unwrap();
+    assert!(!db.windows(key.len()).any(|w| w == key.as_bytes()));
+    let version: i64 = rusqlite::Connection::open(s.cfg.db_path())
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(version >= 5, "{version}");
+}

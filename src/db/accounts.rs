@@ -235,6 +235,11 @@ pub fn keys(c: &Connection, user: Option<UserId>) -> Result<Vec<KeyRow>, DbError
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Revokes every access key of `user`; returns how many there were.
+pub fn delete_keys_of(c: &Connection, user: UserId) -> Result<usize, DbError> {
+    Ok(c.execute("DELETE FROM access_keys WHERE user_id = ?1", [user.0])?)
+}
+
 pub fn delete_key(c: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(c.execute("DELETE FROM access_keys WHERE id = ?1", [id])? > 0)
 }

@@ -24,11 +24,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const MIGRATIONS: &[&str] = &[
-    include_str!("schema.sql"),
-    include_str!("schema2.sql"),
-    include_str!("schema_live.sql"),
-    include_str!("schema_accounts.sql"),
+/// One forward-only schema step: SQL, or code where SQL cannot do it.
+enum Migration {
+    Sql(&'static str),
+    Code(fn(&Transaction) -> rusqlite::Result<()>),
+}
+
+const MIGRATIONS: &[Migration] = &[
+    Migration::Sql(include_str!("schema.sql")),
+    Migration::Sql(include_str!("schema2.sql")),
+    Migration::Sql(include_str!("schema_live.sql")),
+    Migration::Sql(include_str!("schema_accounts.sql")),
+    // Share keys hashed (SHA-256 is not in SQLite): see schema_shares.sql.
+    Migration::Code(shares::migrate_hash_keys),
 ];
 const READERS: usize = 4;
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -125,6 +133,63 @@ fn spawn_checkpointer(
     }
 }
 
+/// Creates `dir` (and missing parents) 0700 when it does not exist; an
+/// existing one keeps its mode (systemd's `StateDirectoryMode=0750`), with
+/// a warning when anyone on the machine may look inside.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o007 != 0 {
+        log::warn!(
+            "{} is open to every user of this machine (mode {:o}) and holds the database \
+             (password hashes, who sees what): `chmod o-rwx {}`",
+            dir.display(),
+            mode & 0o777,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The database holds password hashes: a new one is created 0600 (SQLite
+/// gives its `-wal` and `-shm` the database's mode), and an existing one
+/// readable by every user of the machine (0644, from an older isync) loses
+/// those bits — owner and group bits are never widened or narrowed, so
+/// systemd's `UMask=0027` stays in charge under it.
+fn private_files(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o007 != 0 {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode & !0o007))?;
+            log::info!(
+                "{} was readable by every user of this machine; now mode {:o}",
+                p.display(),
+                mode & 0o770
+            );
+        }
+    }
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(Duration::from_secs(10))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -141,9 +206,10 @@ impl Db {
             msg,
         };
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
+            private_dir(dir)
                 .map_err(|e| open_err(format!("cannot create {}: {e}", dir.display())))?;
         }
+        private_files(path).map_err(|e| open_err(e.to_string()))?;
         let mut writer = Connection::open(path).map_err(|e| open_err(e.to_string()))?;
         let mode: String = writer.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
@@ -316,13 +382,16 @@ impl Db {
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate() {
+    for (i, step) in MIGRATIONS.iter().enumerate() {
         let target = i as i64 + 1;
         if version >= target {
             continue;
         }
         let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
+        match step {
+            Migration::Sql(sql) => tx.execute_batch(sql)?,
+            Migration::Code(f) => f(&tx)?,
+        }
         tx.pragma_update(None, "user_version", target)?;
         tx.commit()?;
         log::info!("database migrated to version {target}");
@@ -413,6 +482,65 @@ mod tests {
         // Re-opening an up-to-date database runs no migration and keeps data.
         let db = Db::open(&path).unwrap();
         db.ping().unwrap();
+    }
+
+    /// Migration 5 turns clear share keys into their SHA-256, keeps the
+    /// links, and leaves the clear keys nowhere in the file.
+    #[test]
+    fn share_keys_are_hashed_by_migration_5() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let key = "00112233445566778899aabbccddeeff";
+        {
+            let mut c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "journal_mode", "WAL").unwrap();
+            let tx = c.transaction().unwrap();
+            for step in &MIGRATIONS[..4] {
+                let Migration::Sql(sql) = step else {
+                    unreachable!("the first four are SQL")
+                };
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 4).unwrap();
+            tx.execute_batch(
+                "INSERT INTO libraries(id, path) VALUES (1, '/lib'); \
+                 INSERT INTO catalogs(id, root_id, parent_id, library_id, path, name, create_time, \
+                 last_modify) VALUES (1, 1, -1, 1, '/lib', 'lib', 0, 0);",
+            )
+            .unwrap();
+            tx.execute(ADD_FILE, ["a.jpg"]).unwrap();
+            tx.execute(
+                "INSERT INTO share_links(key, file_id, created_ms, used_ms) VALUES (?1, 1, 5, 6)",
+                [key],
+            )
+            .unwrap();
+            // Enough rows for the old table to span pages of its own.
+            for i in 0..300 {
+                tx.execute(
+                    "INSERT INTO share_links(key, file_id, created_ms, used_ms) \
+                     VALUES (printf('%032x', ?1), 1, 1, 1)",
+                    [0xfeed_0000_i64 + i],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let db = Db::open(&path).unwrap();
+        let want: [u8; 32] = sha2::Sha256::digest(key.as_bytes()).into();
+        let link = db.read(|c| shares::find(c, &want)).unwrap().unwrap();
+        assert_eq!(
+            (link.file_id, link.user_id, link.used_ms),
+            (crate::model::FileId(1), None, 6)
+        );
+        drop(db);
+        let bytes = std::fs::read(&path).unwrap();
+        for k in [key.to_string(), format!("{:032x}", 0xfeed_0000_i64 + 150)] {
+            assert!(
+                !bytes.windows(k.len()).any(|w| w == k.as_bytes()),
+                "the clear key {k} is still in the file"
+            );
+        }
     }
 
     #[test]

@@ -85,6 +85,16 @@ pub fn insert_typed(
     Ok(Some(UserId(c.last_insert_rowid())))
 }
 
+/// Replaces the password hash of `id` (`last_modify`, which the iSync API
+/// shows, is about the record's help info and stays).
+pub fn set_password(c: &Connection, id: UserId, password_hash: &str) -> Result<bool, DbError> {
+    let n = c.execute(
+        "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+        params![password_hash, id.0],
+    )?;
+    Ok(n > 0)
+}
+
 pub fn set_type(c: &Connection, id: UserId, type_id: i64, now: i64) -> Result<bool, DbError> {
     let n = c.execute(
         "UPDATE users SET account_type_id = ?1, last_modify = ?3 WHERE id = ?2",

@@ -37,7 +37,8 @@ pub fn code_of(e: &Error) -> i64 {
         Error::NeedLogin => NEED_LOGIN,
         Error::NoPermission(_) => NO_PERMISSION,
         Error::TokenExpired => BAD_LOGIN,
-        Error::TooManyAttempts { .. } => TOO_MANY_ATTEMPTS,
+        Error::TooManyAttempts { .. } | Error::TooManyPending { .. } => TOO_MANY_ATTEMPTS,
+        Error::BadToken => BAD_LOGIN,
         Error::Busy(_) => BUSY,
         Error::BadParam(_) => BAD_PARAM,
         Error::NotFound(_) => NOT_FOUND,
@@ -100,7 +101,9 @@ impl IntoResponse for ApiError {
 
 /// `Retry-After` on a rate-limited reply.
 fn retry_after(e: &Error, resp: &mut Response) {
-    if let Error::TooManyAttempts { retry_after_secs } = e {
+    if let Error::TooManyAttempts { retry_after_secs }
+    | Error::TooManyPending { retry_after_secs } = e
+    {
         resp.headers_mut().insert(
             axum::http::header::RETRY_AFTER,
             axum::http::HeaderValue::from(*retry_after_secs),
@@ -123,7 +126,9 @@ impl IntoResponse for BinaryError {
     fn into_response(self) -> Response {
         let status = match &self.0 {
             Error::NeedLogin | Error::NoPermission(_) => StatusCode::FORBIDDEN,
-            Error::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooManyAttempts { .. } | Error::TooManyPending { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::BadParam(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_)
             | Error::WrongFileType(_)

@@ -2,7 +2,7 @@
 //! endpoint but login/logout/shareFile starts with.
 
 use crate::accounts;
-use crate::auth::{self, Session, Sessions, COOKIE};
+use crate::auth::{self, Hasher, Session, Sessions, COOKIE};
 use crate::backup::Backups;
 use crate::config::Config;
 use crate::db::{accounts as accounts_db, Db};
@@ -25,6 +25,8 @@ pub struct AppState {
     pub plan: Arc<RwLock<LibraryPlan>>,
     pub started: Instant,
     pub limiter: Arc<LoginLimiter>,
+    /// Password checks: bounded queue, counted.
+    pub hasher: Hasher,
     pub backups: Arc<Backups>,
 }
 
@@ -109,6 +111,9 @@ impl AppState {
                 }
             };
         }
+        // Before the read: a disable or reset committed after it ends the
+        // user's sessions, and this one must not be kept past that.
+        let mark = self.sessions.mark();
         let found = self
             .db
             .read_async(move |c| {
@@ -131,7 +136,9 @@ impl AppState {
             perms,
             key_id: Some(kid),
         };
-        self.sessions.insert_key(token.clone(), s.clone());
+        if !self.sessions.insert_key(token.clone(), s.clone(), mark) {
+            return Err(Error::NeedLogin);
+        }
         Ok((token, s))
     }
 }

@@ -4,18 +4,25 @@
 //! scan` asks the server when one runs — the scan then goes through the
 //! server's one ingest path and its listings see the result at once — and
 //! otherwise takes the lock itself, so a server starting meanwhile waits.
+//!
+//! The socket takes admin commands, so it is private from its first moment:
+//! bound inside a fresh 0700 directory, made 0600, and only then renamed to
+//! its public name (a umask set for the bind would be process-wide, and a
+//! `chmod` after `bind` leaves a window). A request is one line of at most
+//! [`MAX_REQUEST_BYTES`], read within [`REQUEST_READ_TIMEOUT`]; a reply at
+//! most [`MAX_REPLY_BYTES`].
 
 use super::roots::LibraryPlan;
 use super::scan::{ScanOptions, ScanReport, Scanner};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -25,6 +32,24 @@ pub fn lock_path(data_dir: &Path) -> PathBuf {
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("isync.sock")
+}
+
+/// Longest request line the server reads (a command with a password hash
+/// and a few names is well under 1 KiB).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest reply line a client reads (a user or key list of thousands).
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
+/// A connection that sends no complete request line within this is closed.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Creates the data dir (and any missing parent) private to this user
+/// (0700) when it does not exist; an existing one keeps its mode (systemd's
+/// `StateDirectoryMode=0750`, say). Blocking.
+pub fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)
 }
 
 /// A scan asked of the running server.
@@ -72,11 +97,12 @@ pub struct DataDirLock {
 
 /// Tries to take the data dir lock without waiting.
 pub fn try_lock(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
-    std::fs::create_dir_all(data_dir)?;
+    create_data_dir(data_dir)?;
     let file = File::options()
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(0o600)
         .open(lock_path(data_dir))?;
     match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => Ok(Some(DataDirLock { _file: file })),
@@ -122,11 +148,22 @@ pub fn request(data_dir: &Path, req: &ScanRequest) -> std::io::Result<Option<Sca
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
     s.write_all(line.as_bytes())?;
-    let mut reply = String::new();
-    BufReader::new(s).read_line(&mut reply)?;
-    let reply: ScanReply = serde_json::from_str(&reply)
+    let reply: ScanReply = serde_json::from_str(&read_reply(s)?)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     Ok(Some(reply))
+}
+
+/// The server's one reply line, at most [`MAX_REPLY_BYTES`].
+fn read_reply(s: UnixStream) -> std::io::Result<String> {
+    let mut reply = String::new();
+    BufReader::new(s.take(MAX_REPLY_BYTES as u64 + 1)).read_line(&mut reply)?;
+    if !reply.ends_with('\n') && reply.len() > MAX_REPLY_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("the server's reply is longer than {MAX_REPLY_BYTES} bytes"),
+        ));
+    }
+    Ok(reply)
 }
 
 /// Answers a request other than a scan (`{"op": …}`: admin commands,
@@ -161,9 +198,7 @@ pub fn request_op(
     let mut line = serde_json::to_string(req)?;
     line.push('\n');
     s.write_all(line.as_bytes())?;
-    let mut reply = String::new();
-    BufReader::new(s).read_line(&mut reply)?;
-    serde_json::from_str(&reply)
+    serde_json::from_str(&read_reply(s)?)
         .map(Some)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
@@ -181,9 +216,7 @@ pub fn serve(
     tracker: &TaskTracker,
 ) -> std::io::Result<()> {
     let path = socket_path(data_dir);
-    let _ = std::fs::remove_file(&path);
-    let listener = tokio::net::UnixListener::bind(&path)?;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let listener = bind_private(&path)?;
     tracker.spawn(async move {
         loop {
             let conn = tokio::select! {
@@ -194,11 +227,27 @@ pub fn serve(
             let (scanner, plan, ops) = (scanner.clone(), plan.clone(), ops.clone());
             tokio::spawn(async move {
                 let (rd, mut wr) = stream.into_split();
-                let mut line = String::new();
-                let mut rd = tokio::io::BufReader::new(rd);
-                if rd.read_line(&mut line).await.is_err() {
-                    return;
-                }
+                let line = match read_request(rd).await {
+                    Ok(line) => line,
+                    Err(why) => {
+                        log::warn!("control socket: request refused: {why}");
+                        let mut out = serde_json::json!({
+                            "ok": false,
+                            "code": crate::http::error::BAD_PARAM,
+                            "output": why,
+                            // The fields of a scan reply too, so either
+                            // client reads the refusal.
+                            "error": why,
+                            "report": "",
+                            "offline": [],
+                            "held_back": 0,
+                        })
+                        .to_string();
+                        out.push('\n');
+                        let _ = wr.write_all(out.as_bytes()).await;
+                        return;
+                    }
+                };
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                     if v.get("op").is_some() {
                         let mut out = ops(v).await.to_string();
@@ -240,6 +289,48 @@ pub fn serve(
         let _ = std::fs::remove_file(&path);
     });
     Ok(())
+}
+
+/// Reads one request line of at most [`MAX_REQUEST_BYTES`] within
+/// [`REQUEST_READ_TIMEOUT`]; what is past the bound is never read.
+async fn read_request(rd: tokio::net::unix::OwnedReadHalf) -> Result<String, String> {
+    let mut rd = tokio::io::BufReader::new(rd.take(MAX_REQUEST_BYTES as u64 + 1));
+    let mut buf = Vec::new();
+    match tokio::time::timeout(REQUEST_READ_TIMEOUT, rd.read_until(b'\n', &mut buf)).await {
+        Err(_) => return Err(format!("no request line within {REQUEST_READ_TIMEOUT:?}")),
+        Ok(Err(e)) => return Err(format!("cannot read the request: {e}")),
+        Ok(Ok(_)) => {}
+    }
+    if buf.last() != Some(&b'\n') {
+        return Err(if buf.len() > MAX_REQUEST_BYTES {
+            format!("request longer than {MAX_REQUEST_BYTES} bytes")
+        } else {
+            "incomplete request (no end of line)".into()
+        });
+    }
+    String::from_utf8(buf).map_err(|_| "the request is not UTF-8".into())
+}
+
+/// Binds the listening socket at `path` so that nobody else can ever
+/// connect: inside a fresh 0700 directory next to it, made 0600, then
+/// renamed into place (replacing a stale socket of a crashed server).
+fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let private = path.with_file_name(format!(".{name}.{}", std::process::id()));
+    // Left by a crash of a process with our pid: ours to remove.
+    let _ = std::fs::remove_dir_all(&private);
+    std::fs::DirBuilder::new().mode(0o700).create(&private)?;
+    let inside = private.join("s");
+    let bound = tokio::net::UnixListener::bind(&inside).and_then(|l| {
+        std::fs::set_permissions(&inside, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::rename(&inside, path)?;
+        Ok(l)
+    });
+    let _ = std::fs::remove_dir_all(&private);
+    bound
 }
 
 /// Runs the scan a request asks for. Blocking.

@@ -106,6 +106,11 @@ impl Builder {
         self
     }
 
+    pub fn max_per_user(mut self, n: u32) -> Self {
+        self.sessions.max_per_user = n;
+        self
+    }
+
     pub fn idle_timeout_secs(mut self, secs: u64) -> Self {
         self.sessions.idle_timeout_secs = secs;
         self

@@ -176,6 +176,48 @@ impl Server {
             .unwrap()
     }
 
+    /// Every row of the account tables (users, grants, types, tokens, keys,
+    /// share links), to prove a refused account change changed nothing.
+    pub async fn accounts_snapshot(&self) -> String {
+        self.db()
+            .read_async(|c| {
+                let mut out = String::new();
+                for t in [
+                    "users",
+                    "user_roots",
+                    "account_types",
+                    "registration_tokens",
+                    "access_keys",
+                    "share_links",
+                ] {
+                    let mut st = c.prepare(&format!("SELECT * FROM {t} ORDER BY 1, 2"))?;
+                    let n = st.column_count();
+                    let mut rows = st.query([])?;
+                    while let Some(r) = rows.next()? {
+                        out.push_str(t);
+                        for i in 0..n {
+                            // Text as text, so a failing comparison reads.
+                            match r.get_ref(i)? {
+                                rusqlite::types::ValueRef::Text(b) => {
+                                    out.push_str(&format!(" {:?}", String::from_utf8_lossy(b)))
+                                }
+                                v => out.push_str(&format!(" {v:?}")),
+                            }
+                        }
+                        out.push('\n');
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The running server's state (sessions, password checks).
+    pub fn state(&self) -> &isync::http::state::AppState {
+        &self.running.as_ref().unwrap().state
+    }
+
     /// Every path under the media dir and the data dir (files and folders).
     pub fn tree(&self) -> Vec<String> {
         // The server-made thumbnail cache (`thumbs/<shard>/…`, not the

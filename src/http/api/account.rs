@@ -77,7 +77,11 @@ pub async fn login(
     if password.chars().count() > auth::MAX_PASSWORD_CHARS || name.chars().count() > 256 {
         return Err(Error::BadLogin.into());
     }
-    let (user, perms) = auth::login(&st.db, &st.limiter, peer.ip(), name, password).await?;
+    // Before the account is read: a disable or password reset committed
+    // while the password is checked must win (see `Sessions::mark`).
+    let mark = st.sessions.mark();
+    let (user, perms) =
+        auth::login(&st.db, &st.limiter, &st.hasher, peer.ip(), name, password).await?;
     let (db, dir, uid) = (st.db.clone(), st.cfg.default_user_path(), user.id);
     // Accounts that may upload get their own root when they have none
     // (spec §5); a viewer sees only the libraries granted to it.
@@ -91,12 +95,18 @@ pub async fn login(
     })
     .await
     .map_err(Error::from)??;
-    let token = st.sessions.create(Session {
-        user_id: user.id,
-        roots,
-        perms,
-        key_id: None,
-    });
+    let token = st
+        .sessions
+        .create(
+            Session {
+                user_id: user.id,
+                roots,
+                perms,
+                key_id: None,
+            },
+            mark,
+        )
+        .ok_or(Error::BadLogin)?;
     log::info!("login: user {} ({})", user.name, user.id);
     let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
     let mut resp = ok(UserInfo::from(user));

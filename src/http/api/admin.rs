@@ -5,9 +5,9 @@
 //! `login.icc` or `Authorization: Bearer <access key>`; each route checks
 //! its permission (`accounts::Perm`) before doing anything.
 
-use crate::accounts::{self, Perm};
+use crate::accounts::{self, Actor, Perm};
 use crate::auth::{self, Session};
-use crate::db::{libraries, shares, users};
+use crate::db::{libraries, users};
 use crate::error::Error;
 use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
@@ -181,8 +181,9 @@ struct AccountWire {
 }
 
 /// `POST /api/v1/register` `{token, userName, password[, label]}`: redeems a
-/// registration token. No login needed; failures count against the
-/// caller's address like failed logins.
+/// registration token. No login needed; every attempt is counted against
+/// the caller's address like a failed login (before anything is checked),
+/// and taken back only when an account is made.
 pub async fn register(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -191,41 +192,40 @@ pub async fn register(
 ) -> ApiResult {
     p.check()?;
     let ip = peer.ip();
-    if let Err(secs) = st.limiter.check(None, ip) {
-        return Err(Error::TooManyAttempts {
-            retry_after_secs: secs,
-        }
-        .into());
-    }
     let token = p.req_text("token", 1, 128)?.to_string();
     let name = p.req_str("userName")?.to_string();
     crate::config::validate_user_name(&name)
         .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
-    let password = p
-        .req_text("password", 8, auth::MAX_PASSWORD_CHARS)
-        .map_err(|_| {
-            Error::BadParam(format!(
-                "password must be 8 to {} characters long",
-                auth::MAX_PASSWORD_CHARS
-            ))
-        })?;
+    let password = p.req_str("password")?.to_string();
+    auth::check_new_password(&password).map_err(Error::BadParam)?;
     let label = label_param(&p, &headers)?;
-    // Check the token before the expensive hash, so a guessing client
-    // costs no Argon2; `redeem` checks it again inside its transaction.
-    let exists = {
-        let h = accounts::digest(&accounts::normalize_token(&token));
-        st.db
-            .read_async(move |c| Ok(crate::db::accounts::token_by_hash(c, &h)?.is_some()))
-            .await?
-    };
-    if !exists {
-        st.limiter.failure(None, ip);
-        log::info!("registration with an unknown token from {ip}");
-        return Err(Error::BadLogin.into());
+    let attempt = st
+        .limiter
+        .reserve(None, ip)
+        .map_err(|secs| Error::TooManyAttempts {
+            retry_after_secs: secs,
+        })?;
+    // Check the token (and the name) before the expensive hash, so a
+    // guessing client costs no Argon2; `redeem` checks again inside its
+    // transaction.
+    let (db, t, n) = (st.db.clone(), token.clone(), name.clone());
+    if let Err(e) = blocking(move || accounts::check_redeemable(&db, &t, &n)).await {
+        if matches!(e, Error::BadToken) {
+            log::info!("registration with an unknown token from {ip}");
+        }
+        return Err(e.into());
     }
-    let hash = auth::hash_password_async(password.to_string()).await?;
+    let hash = match st.hasher.hash(password).await {
+        Ok(h) => h,
+        Err(e @ Error::TooManyPending { .. }) => {
+            st.limiter.release(attempt);
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let db = st.db.clone();
     let acc = blocking(move || accounts::redeem(&db, &token, &name, &hash, &label)).await?;
+    st.limiter.release(attempt);
     st.sessions.access_changed();
     let perms = st
         .db
@@ -334,14 +334,15 @@ pub async fn create_key(State(st): State<AppState>, headers: HeaderMap, p: Param
     }))
 }
 
-/// `POST /api/v1/keys/revoke {id}`: revokes one of the caller's keys (any
-/// key with the `accounts` permission). Works at once.
+/// `POST /api/v1/keys/revoke {id}`: revokes one of the caller's keys (with
+/// the `accounts` permission, a key of any account it may manage). Works at
+/// once.
 pub async fn revoke_key(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
     let s = authed(&st, &headers, &p, None).await?;
     let id = p.req_int("id")?;
     let only = (!s.can(Perm::Accounts)).then_some(s.user_id);
-    let db = st.db.clone();
-    let k = blocking(move || accounts::revoke_key(&db, id, only)).await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    let k = blocking(move || accounts::revoke_key(&db, me, id, only)).await?;
     st.sessions.access_changed();
     Ok(ok(k))
 }
@@ -354,28 +355,32 @@ pub async fn users(State(st): State<AppState>, headers: HeaderMap, p: Params) ->
 
 /// `POST /api/v1/users/type {user, type}`.
 pub async fn set_user_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
     let (who, t) = (
         p.req_str("user")?.to_string(),
         p.req_str("type")?.to_string(),
     );
-    let db = st.db.clone();
-    let u = blocking(move || accounts::set_type(&db, &who, &t)).await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    let u = blocking(move || accounts::set_type(&db, me, &who, &t)).await?;
     st.sessions.access_changed();
     Ok(ok(u))
 }
 
 async fn set_disabled(st: AppState, headers: HeaderMap, p: Params, disabled: bool) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
     let who = p.req_str("user")?.to_string();
-    let db = st.db.clone();
-    let u = blocking(move || accounts::set_disabled(&db, &who, disabled)).await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    let u = blocking(move || accounts::set_disabled(&db, me, &who, disabled)).await?;
+    if disabled {
+        st.sessions.end_user(UserId(u.id));
+    }
     st.sessions.access_changed();
     Ok(ok(u))
 }
 
-/// `POST /api/v1/users/disable {user}`: the account's sessions and keys
-/// stop working at once.
+/// `POST /api/v1/users/disable {user}`: the account's sessions end at once;
+/// its access keys and share links are revoked (enabling it again revives
+/// none of them).
 pub async fn disable_user(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
     set_disabled(st, headers, p, true).await
 }
@@ -393,22 +398,22 @@ pub async fn types(State(st): State<AppState>, headers: HeaderMap, p: Params) ->
 /// `POST /api/v1/types {name, perms}`: creates or changes a custom type
 /// (`perms` comma- or space-separated).
 pub async fn upsert_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
     let (name, perms) = (
         p.req_str("name")?.to_string(),
         p.req_str("perms")?.to_string(),
     );
-    let db = st.db.clone();
-    let t = blocking(move || accounts::upsert_type(&db, &name, &perms)).await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    let t = blocking(move || accounts::upsert_type(&db, me, &name, &perms)).await?;
     st.sessions.access_changed();
     Ok(ok(t))
 }
 
 pub async fn delete_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
     let name = p.req_str("name")?.to_string();
-    let db = st.db.clone();
-    blocking(move || accounts::delete_type(&db, &name)).await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    blocking(move || accounts::delete_type(&db, me, &name)).await?;
     Ok(ok_empty())
 }
 
@@ -420,6 +425,7 @@ pub async fn tokens(State(st): State<AppState>, headers: HeaderMap, p: Params) -
 
 /// `POST /api/v1/tokens {type, libraries, expires?, note?}`: a one-use
 /// registration token, shown once. `expires` like `7d` (default 7 days).
+/// Only a type and libraries the caller holds itself.
 pub async fn create_token(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
     let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
     let t = p.req_str("type")?.to_string();
@@ -429,19 +435,18 @@ pub async fn create_token(State(st): State<AppState>, headers: HeaderMap, p: Par
         None => None,
     };
     let note = p.opt_text("note", 200).map(str::to_owned);
-    let (db, by) = (st.db.clone(), s.user_id);
-    let tok = blocking(move || {
-        accounts::create_token(&db, Some(by), &t, &libs, expires, note.as_deref())
-    })
-    .await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    let tok =
+        blocking(move || accounts::create_token(&db, me, &t, &libs, expires, note.as_deref()))
+            .await?;
     Ok(ok(tok))
 }
 
 pub async fn delete_token(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
     let id = p.req_int("id")?;
-    let db = st.db.clone();
-    blocking(move || accounts::delete_token(&db, id)).await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    blocking(move || accounts::delete_token(&db, me, id)).await?;
     Ok(ok_empty())
 }
 
@@ -452,13 +457,13 @@ pub async fn libraries(State(st): State<AppState>, headers: HeaderMap, p: Params
 }
 
 async fn grant(st: AppState, headers: HeaderMap, p: Params, on: bool) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Libraries)).await?;
+    let s = authed(&st, &headers, &p, Some(Perm::Libraries)).await?;
     let (lib, who) = (
         p.req_str("library")?.to_string(),
         p.req_str("user")?.to_string(),
     );
-    let db = st.db.clone();
-    blocking(move || accounts::set_grant(&db, &lib, &who, on)).await?;
+    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
+    blocking(move || accounts::set_grant(&db, me, &lib, &who, on)).await?;
     st.sessions.access_changed();
     Ok(ok_empty())
 }
@@ -499,26 +504,23 @@ pub async fn start_backup(State(st): State<AppState>, headers: HeaderMap, p: Par
     Ok(ok(st.backups.progress()))
 }
 
+/// `GET /api/v1/shares[?mine=1]`: the caller's live share links; with the
+/// `shares` permission every account's (`mine=1`: only its own).
 pub async fn share_links(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Shares)).await?;
-    Ok(ok(st.db.read_async(shares::list).await?))
+    let s = authed(&st, &headers, &p, None).await?;
+    let mine = p.opt_int("mine") == Some(1);
+    Ok(ok(crate::share::list(&st.db, &s, mine).await?))
 }
 
-/// `POST /api/v1/shares/revoke {key | fileId}`: `key` is the link's key or
-/// its first 8+ characters; `fileId` revokes every link to that file.
+/// `POST /api/v1/shares/revoke {id | key | fileId}`: revokes one of the
+/// caller's links (with the `shares` permission, anyone's): by the `id`
+/// `GET /api/v1/shares` lists, by its whole `key`, or every link to
+/// `fileId`.
 pub async fn revoke_share(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Shares)).await?;
+    let s = authed(&st, &headers, &p, None).await?;
+    let id = p.opt_int("id");
     let key = p.raw("key").map(str::to_owned);
     let file = p.opt_int("fileId").map(FileId);
-    if key.as_ref().is_none_or(|k| k.len() < 8) && file.is_none() {
-        return Err(Error::BadParam("give key (8+ characters) or fileId".into()).into());
-    }
-    let n = st
-        .db
-        .write_async(move |tx| shares::revoke(tx, key.as_deref(), file))
-        .await?;
-    if n == 0 {
-        return Err(Error::NotFound("no such share link".into()).into());
-    }
+    let n = crate::share::revoke(&st.db, &s, id, key.as_deref(), file).await?;
     Ok(ok(serde_json::json!({ "revoked": n })))
 }
