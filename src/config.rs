@@ -38,8 +38,13 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ShareConfig {
-    /// At most this many live share keys; the least recently used go first.
+    /// At most this many live share keys in all; past it, the account
+    /// holding the most gives up its least recently used one.
     pub max_links: u32,
+    /// At most this many live share keys per account that made them; its
+    /// least recently used goes first (issuing link after link evicts only
+    /// one's own links).
+    pub max_per_user: u32,
     /// A key unused for this long stops working (sliding, spec §8).
     pub lifetime_secs: u64,
 }
@@ -221,6 +226,7 @@ impl Default for ShareConfig {
     fn default() -> Self {
         ShareConfig {
             max_links: 1000,
+            max_per_user: 200,
             lifetime_secs: 1800,
         }
     }
@@ -340,6 +346,9 @@ impl Config {
         }
         if self.share.max_links == 0 {
             p.push("share.max_links = 0: must be at least 1".into());
+        }
+        if self.share.max_per_user == 0 {
+            p.push("share.max_per_user = 0: must be at least 1".into());
         }
         if self.share.lifetime_secs == 0 {
             p.push("share.lifetime_secs = 0: must be at least 1".into());
@@ -526,6 +535,7 @@ data_dir = "/tmp/isync"
 default_user_path = "/tmp/isync/u"
 [share]
 max_links = 10
+max_per_user = 4
 lifetime_secs = 60
 [sessions]
 max_online = 5
@@ -543,6 +553,7 @@ path = "/srv/media/video"
         assert!(cfg.libraries[1].merge);
         assert_eq!(cfg.libraries[0].users, vec!["alice", "bob"]);
         assert_eq!(cfg.share.max_links, 10);
+        assert_eq!(cfg.share.max_per_user, 4);
     }
 
     #[test]
@@ -613,6 +624,7 @@ listen = "nope"
 data_dir = "relative"
 [share]
 max_links = 0
+max_per_user = 0
 [[library]]
 path = "photos"
 users = [""]
@@ -624,10 +636,11 @@ path = "/a/../b"
         assert!(all.contains("listen"), "{all}");
         assert!(all.contains("data_dir"), "{all}");
         assert!(all.contains("max_links"), "{all}");
+        assert!(all.contains("share.max_per_user"), "{all}");
         assert!(all.contains("must be absolute"), "{all}");
         assert!(all.contains("1 to 64"), "{all}");
         assert!(all.contains("'..'"), "{all}");
-        assert_eq!(err.len(), 6, "{all}");
+        assert_eq!(err.len(), 7, "{all}");
     }
 
     #[test]

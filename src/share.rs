@@ -1,8 +1,11 @@
 //! Share links (spec §8): 128-bit random keys, stored only as their SHA-256
 //! (like registration tokens and access keys) with the account that made
 //! them, so they survive a restart but a copy of the database opens nothing;
-//! a sliding lifetime; at most `share.max_links` live links with the least
-//! recently used dropped. A key dies with its file (`ON DELETE CASCADE`).
+//! a sliding lifetime; at most `share.max_per_user` live links per maker
+//! (that maker's least recently used dropped first) and `share.max_links` in
+//! all (the maker holding the most gives one up), so no account can push
+//! out another's links by issuing many. A key dies with its file
+//! (`ON DELETE CASCADE`).
 //!
 //! A link carries its maker's authority and no more: at every use the maker
 //! must still be enabled, hold `browse` and `share`, and see the file — a
@@ -61,8 +64,12 @@ pub async fn issue(db: &Db, cfg: &Arc<Config>, s: &Session, id: FileId) -> Resul
     }
     let key = new_key();
     let hash = accounts::digest(&key);
-    let (life, max, by) = (lifetime_ms(cfg), cfg.share.max_links, s.user_id);
-    db.write_async(move |tx| shares::insert(tx, &hash, id, by, now_ms(), life, max))
+    let caps = shares::Caps {
+        total: cfg.share.max_links,
+        per_maker: cfg.share.max_per_user,
+    };
+    let (life, by) = (lifetime_ms(cfg), s.user_id);
+    db.write_async(move |tx| shares::insert(tx, &hash, id, by, now_ms(), life, caps))
         .await?;
     Ok(key)
 }

@@ -1286,3 +1286,93 @@ async fn one_password_rule_for_registration() {
         }
     }
 }
+
+/// `GET /shareFile.icc?shareKey=…` without a session: the status, and the
+/// body of a 200 (the file's bytes).
+async fn open_link(s: &Server, key: &str) -> reqwest::Response {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/shareFile.icc", s.base))
+        .query(&[("shareKey", key)])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn issue_link(api: &Api, file: i64) -> String {
+    let v = api.get_json("/shareFileUrl.icc", json!({"id": file})).await;
+    data(&v).as_str().unwrap().to_string()
+}
+
+/// Live share links made by `user`, counted in the database.
+async fn links_of(s: &Server, user: &'static str) -> i64 {
+    s.db()
+        .read_async(move |c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM share_links l JOIN users u ON u.id = l.user_id \
+                 WHERE u.name = ?1",
+                [user],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+        .unwrap()
+}
+
+/// One account issuing link after link (share links used to be evicted
+/// least recently used first across all accounts, so alice could end bob's
+/// link by issuing `share.max_links` of her own) pushes out only her own
+/// links: past `share.max_per_user`, and past `share.max_links` in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_account_issuing_many_share_links_ends_no_other_accounts_link() {
+    let (mut s, alice) = Server::start(|c| {
+        c.watch.enabled = false;
+        c.share.max_per_user = 3;
+    })
+    .await;
+    let bob = s.login("bob").await;
+    let c_jpg = bob.file_id("c.jpg").await;
+    let bobs = issue_link(&bob, c_jpg).await;
+    let c_bytes = common::jpeg(32, 32, 3, None);
+    let a = alice.file_id("a.jpg").await;
+
+    let mut hers = Vec::new();
+    for _ in 0..40 {
+        hers.push(issue_link(&alice, a).await);
+    }
+    assert_eq!(links_of(&s, "alice").await, 3, "her cap");
+    assert_eq!(links_of(&s, "bob").await, 1);
+    let r = open_link(&s, &bobs).await;
+    assert_eq!(r.status(), 200, "bob's link outlived 40 of alice's");
+    assert_eq!(r.bytes().await.unwrap(), c_bytes);
+    // Her three newest work; her older ones are gone (and say so).
+    for k in &hers[37..] {
+        assert_eq!(open_link(&s, k).await.status(), 200);
+    }
+    for k in [&hers[0], &hers[36]] {
+        common::assert_binary_err_status(open_link(&s, k).await, 400, BAD_PARAM).await;
+    }
+    let listed = alice.get_json("/api/v1/shares", json!({"mine": 1})).await;
+    assert_eq!(data(&listed).as_array().unwrap().len(), 3, "{listed}");
+
+    // The total cap: with room for 4 links in all and none per account,
+    // the account holding the most gives one up — alice, again.
+    s.cfg.share.max_per_user = 1000;
+    s.cfg.share.max_links = 4;
+    let alice = s.restart().await;
+    for _ in 0..40 {
+        hers.push(issue_link(&alice, a).await);
+    }
+    assert_eq!(links_of(&s, "alice").await, 3);
+    assert_eq!(links_of(&s, "bob").await, 1);
+    let r = open_link(&s, &bobs).await;
+    assert_eq!(r.status(), 200, "bob's link outlived 40 more of alice's");
+    assert_eq!(r.bytes().await.unwrap(), c_bytes);
+    for k in &hers[hers.len() - 3..] {
+        assert_eq!(open_link(&s, k).await.status(), 200);
+    }
+    common::assert_binary_err_status(open_link(&s, &hers[hers.len() - 4]).await, 400, BAD_PARAM)
+        .await;
+}

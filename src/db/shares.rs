@@ -1,5 +1,6 @@
 //! SQL for `share_links` (spec §8): issue, look up with a sliding lifetime,
-//! and bound the number of live links (least recently used dropped first).
+//! and bound the number of live links, per maker and in all (least recently
+//! used dropped first, and only the busiest maker's).
 //! Only the SHA-256 of a key is stored, with the account that made the link
 //! (migration 5, [`migrate_hash_keys`]): a copy of the database does not
 //! hand out the family's photos.
@@ -9,8 +10,22 @@ use crate::model::{FileId, UserId};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use sha2::{Digest, Sha256};
 
+/// Bounds on live links (`share.max_links`, `share.max_per_user`).
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Live links in all.
+    pub total: u32,
+    /// Live links of one maker.
+    pub per_maker: u32,
+}
+
 /// Stores a fresh link (`key_hash` = SHA-256 of its key) to `file` made by
-/// `user`, drops expired links and, beyond `max`, the least recently used.
+/// `user`, after making room: expired links go; past `caps.per_maker`
+/// links of `user`, its least recently used; past `caps.total` in all, the
+/// least recently used link of the maker holding the most (of those tied,
+/// the one whose oldest link is oldest; links from before makers were
+/// recorded count as one maker). So issuing link after link evicts only the
+/// issuer's own links, never those of an account holding fewer.
 pub fn insert(
     c: &Connection,
     key_hash: &[u8],
@@ -18,20 +33,31 @@ pub fn insert(
     user: UserId,
     now_ms: i64,
     lifetime_ms: i64,
-    max: u32,
+    caps: Caps,
 ) -> Result<(), DbError> {
     c.prepare_cached("DELETE FROM share_links WHERE used_ms <= ?1")?
         .execute([now_ms - lifetime_ms])?;
+    let keep = i64::from(caps.per_maker.max(1)) - 1;
+    c.prepare_cached(
+        "DELETE FROM share_links WHERE id IN (SELECT id FROM share_links WHERE user_id = ?1 \
+         ORDER BY used_ms DESC, id DESC LIMIT -1 OFFSET ?2)",
+    )?
+    .execute(params![user.0, keep])?;
+    let over = count(c)? - (i64::from(caps.total.max(1)) - 1);
+    let mut evict = c.prepare_cached(
+        "DELETE FROM share_links WHERE id = (SELECT id FROM share_links WHERE user_id IS \
+         (SELECT user_id FROM share_links GROUP BY user_id ORDER BY count(*) DESC, \
+          min(used_ms), user_id LIMIT 1) \
+         ORDER BY used_ms, id LIMIT 1)",
+    )?;
+    for _ in 0..over.max(0) {
+        evict.execute([])?;
+    }
     c.prepare_cached(
         "INSERT INTO share_links(key_hash, file_id, user_id, created_ms, used_ms) \
          VALUES (?1, ?2, ?3, ?4, ?4)",
     )?
     .execute(params![key_hash, file.0, user.0, now_ms])?;
-    c.prepare_cached(
-        "DELETE FROM share_links WHERE id NOT IN \
-         (SELECT id FROM share_links ORDER BY used_ms DESC, created_ms DESC LIMIT ?1)",
-    )?
-    .execute([i64::from(max)])?;
     Ok(())
 }
 
@@ -172,4 +198,101 @@ pub(super) fn migrate_hash_keys(tx: &Transaction) -> rusqlite::Result<()> {
     )?;
     tx.pragma_update(None, "secure_delete", secure)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{users, Db};
+
+    /// A database with one file and the users `a`, `b`, `c`.
+    fn fixture() -> (tempfile::TempDir, Db, [UserId; 3]) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let ids = db
+            .write(|tx| {
+                tx.execute_batch(
+                    "INSERT INTO libraries(id, path) VALUES (1, '/lib'); \
+                     INSERT INTO catalogs(id, root_id, parent_id, library_id, path, name, \
+                     create_time, last_modify) VALUES (1, 1, -1, 1, '/lib', 'lib', 0, 0); \
+                     INSERT INTO files(id, catalog_id, real_catalog_id, root_id, disk_name, name, \
+                     ext, import_time, last_modify, size, type) \
+                     VALUES (1, 1, 1, 1, 'a.jpg', 'a.jpg', 'jpg', 0, 0, 1, 1);",
+                )?;
+                let mut ids = [UserId(0); 3];
+                for (i, n) in ["a", "b", "c"].into_iter().enumerate() {
+                    ids[i] = users::upsert(tx, n, "x", 0)?.0;
+                }
+                Ok(ids)
+            })
+            .unwrap();
+        (dir, db, ids)
+    }
+
+    /// Issues a link by `user` at `now` (lifetime long enough for all).
+    fn issue(db: &Db, n: u8, user: UserId, now: i64, caps: Caps) {
+        db.write(|tx| insert(tx, &[n; 32], FileId(1), user, now, 1_000_000, caps))
+            .unwrap();
+    }
+
+    /// The key bytes of every live link of `user`, oldest first.
+    fn links_of(db: &Db, user: UserId) -> Vec<u8> {
+        db.read(|c| {
+            let mut st = c.prepare(
+                "SELECT key_hash FROM share_links WHERE user_id = ?1 ORDER BY used_ms, id",
+            )?;
+            let rows = st.query_map([user.0], |r| r.get::<_, Vec<u8>>(0))?;
+            Ok(rows.map(|r| r.map(|k| k[0])).collect::<Result<_, _>>()?)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn a_maker_past_its_cap_loses_only_its_own_least_recently_used() {
+        let (_dir, db, [a, b, _]) = fixture();
+        let caps = Caps {
+            total: 100,
+            per_maker: 3,
+        };
+        issue(&db, 1, b, 1, caps);
+        for n in 10..20 {
+            issue(&db, n, a, i64::from(n), caps);
+        }
+        assert_eq!(links_of(&db, a), vec![17, 18, 19]);
+        assert_eq!(links_of(&db, b), vec![1], "b's older link stays");
+        // A use moves a link to the back of its maker's queue.
+        let l17 = db.read(|c| find(c, &[17; 32])).unwrap().unwrap();
+        db.write(|tx| touch(tx, l17.id, 50)).unwrap();
+        issue(&db, 20, a, 51, caps);
+        assert_eq!(links_of(&db, a), vec![19, 17, 20]);
+    }
+
+    #[test]
+    fn past_the_total_the_busiest_maker_gives_one_up() {
+        let (_dir, db, [a, b, c]) = fixture();
+        let caps = Caps {
+            total: 5,
+            per_maker: 5,
+        };
+        issue(&db, 1, b, 1, caps);
+        issue(&db, 2, c, 2, caps);
+        for n in 10..13 {
+            issue(&db, n, a, i64::from(n), caps);
+        }
+        // Full (5): a holds the most, so a's new links cost a's old ones.
+        issue(&db, 13, a, 13, caps);
+        issue(&db, 14, a, 14, caps);
+        assert_eq!(links_of(&db, a), vec![12, 13, 14]);
+        assert_eq!((links_of(&db, b), links_of(&db, c)), (vec![1], vec![2]));
+        // b's new link also comes out of a's share, the busiest.
+        issue(&db, 3, b, 15, caps);
+        assert_eq!(links_of(&db, a), vec![13, 14]);
+        assert_eq!(links_of(&db, b), vec![1, 3]);
+        // Tied (a and b hold two each): the one whose oldest link is
+        // oldest gives it up (b's, from time 1).
+        issue(&db, 4, c, 16, caps);
+        assert_eq!(links_of(&db, b), vec![3]);
+        assert_eq!(links_of(&db, a), vec![13, 14]);
+        assert_eq!(db.read(count).unwrap(), 5);
+    }
 }

@@ -616,6 +616,38 @@ pub async fn assert_binary_err(r: reqwest::Response, code: i64) -> u16 {
     status.as_u16()
 }
 
+/// Asserts a binary endpoint's error reply: exactly HTTP `status`, a JSON
+/// content type and body `{code, msg}` with `code` (see `src/http/error.rs`
+/// for which status each code travels with: 403 for −10001/−10002, 400 for
+/// −10003, 404 for −10004/5/6/8/9, 503 for −10011, 429 for −10012).
+#[track_caller]
+pub fn assert_binary_err_status(
+    r: reqwest::Response,
+    status: u16,
+    code: i64,
+) -> impl std::future::Future<Output = ()> {
+    let caller = std::panic::Location::caller();
+    async move {
+        let got = r.status();
+        let ctype = header(&r, "content-type");
+        let text = r.text().await.expect("body");
+        assert_eq!(
+            got.as_u16(),
+            status,
+            "{caller}: expected HTTP {status} with code {code}, got {got}: {text}"
+        );
+        assert!(
+            ctype.starts_with("application/json"),
+            "{caller}: content-type {ctype:?}: {text}"
+        );
+        let v: Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{caller}: not JSON ({e}): {got} {text}"));
+        assert_eq!(v["code"], code, "{caller}: expected code {code}, got {v}");
+        let msg = v["msg"].as_str().unwrap_or("");
+        assert!(!msg.trim().is_empty(), "{caller}: error without msg: {v}");
+    }
+}
+
 pub fn id(v: &Value) -> i64 {
     v["id"].as_i64().unwrap_or_else(|| panic!("no id in {v}"))
 }
