@@ -1068,22 +1068,7 @@ async fn a_console_password_reset_ends_everything_the_old_password_gave() {
         .as_str()
         .unwrap()
         .to_string();
-    let share = |k: String| {
-        let url = format!("{}/shareFile.icc", s.base);
-        async move {
-            reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .unwrap()
-                .get(url)
-                .query(&[("shareKey", k)])
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    };
-    assert_eq!(share(link.clone()).await, 200);
+    assert_eq!(open_link(&s, &link).await.status(), 200);
     // Someone who learnt gran's password holds a session, a key and a link;
     // the admin resets the password on the console.
     let new_pw = "a brand new family password";
@@ -1103,11 +1088,8 @@ async fn a_console_password_reset_ends_everything_the_old_password_gave() {
             NEED_LOGIN,
         );
     }
-    assert_eq!(
-        share(link).await,
-        400,
-        "the link died with the old password"
-    );
+    // The link died with the old password.
+    common::assert_binary_err_status(open_link(&s, &link).await, 400, BAD_PARAM).await;
     let anon = Api::new(&s.base);
     let login =
         |pw: &'static str| anon.get_json("/login.icc", json!({"userName": "gran", "password": pw}));
@@ -1149,7 +1131,7 @@ async fn enabling_an_account_again_revives_no_session_key_or_link() {
         .send()
         .await
         .unwrap();
-    common::assert_binary_err(r, BAD_PARAM).await;
+    common::assert_binary_err_status(r, 400, BAD_PARAM).await;
     assert_eq!(s.accounts_snapshot().await, before);
     let keys = admin
         .get_json("/api/v1/keys", json!({"user": "gran"}))

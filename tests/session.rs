@@ -192,9 +192,9 @@ async fn every_endpoint_needs_a_session_checked_before_params() {
             let v = api.post_form("/updateHelpInfo.icc", params.clone()).await;
             assert_err(&v, NEED_LOGIN);
             let r = api.get("/downFile.icc", params.clone()).await;
-            assert_eq!(assert_binary_err(r, NEED_LOGIN).await, 403);
+            assert_binary_err_status(r, 403, NEED_LOGIN).await;
             let r = api.get("/downFile.icc.jpg", params.clone()).await;
-            assert_binary_err(r, NEED_LOGIN).await;
+            assert_binary_err_status(r, 403, NEED_LOGIN).await;
         }
         // A body that is not a JSON object is a parameter problem: still −10001.
         let r = api
