@@ -12,7 +12,9 @@
 //! database on a connection of its own. WAL readers never block writers
 //! and writers never block readers, so uploads and listings go on while the
 //! copy is made (the benchmark and the tests measure it). Only one backup
-//! runs at a time.
+//! runs at a time: a run is claimed under the progress lock before anything
+//! starts, so of two requests at once exactly one runs and the other hears
+//! −10013 (the API claims before it answers, see [`Backups::claim`]).
 //!
 //! Restore (`isync restore FROM`) needs the server stopped: it takes the
 //! data dir lock (refused while `isync serve` holds it), checks the copy,
@@ -30,7 +32,7 @@ use std::io::Read;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 pub const DB_FILE: &str = "isync.db";
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -85,6 +87,8 @@ pub struct Backups {
     /// The config file in use (copied into each backup), if any.
     config_file: Option<PathBuf>,
     progress: Mutex<Progress>,
+    /// Signalled when a run ends (see [`Backups::wait_idle`]).
+    idle: Condvar,
     done: Arc<AtomicU64>,
 }
 
@@ -93,8 +97,29 @@ struct RunGuard<'a>(&'a Backups);
 
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
-        let mut p = self.0.progress.lock().unwrap_or_else(|p| p.into_inner());
-        *p = Progress::default();
+        self.0.release();
+    }
+}
+
+/// A backup run claimed by [`Backups::claim`] and not yet made: while it
+/// lives, every other start is refused with −10013. Spent by
+/// [`Claim::run`]; dropped unspent, it frees the slot.
+pub struct Claim(Option<Arc<Backups>>);
+
+impl Claim {
+    /// Makes the claimed backup (see [`Backups::run`]). Blocking.
+    pub fn run(mut self, to: Option<&Path>) -> Result<q::BackupRun> {
+        // From here the guard inside `run_claimed` releases the slot.
+        let b = self.0.take().expect("a claim runs once");
+        b.run_claimed(to)
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.release();
+        }
     }
 }
 
@@ -166,6 +191,7 @@ impl Backups {
             cfg,
             config_file,
             progress: Mutex::new(Progress::default()),
+            idle: Condvar::new(),
             done: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -222,22 +248,55 @@ impl Backups {
         Ok(())
     }
 
+    /// Marks a run as started; −10013 when one runs already.
+    fn reserve(&self) -> Result<()> {
+        let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        if p.running {
+            return Err(Error::Busy("a backup is already running".into()));
+        }
+        *p = Progress {
+            running: true,
+            phase: "starting".into(),
+            started: Some(db::now()),
+            bytes_done: 0,
+            bytes_total: 0,
+        };
+        Ok(())
+    }
+
+    fn release(&self) {
+        let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        *p = Progress::default();
+        self.idle.notify_all();
+    }
+
+    /// Claims the one backup slot now, for a run made later (on another
+    /// thread): what a request does before it answers, so that of two
+    /// requests at once exactly one is told the backup started.
+    /// −10013 while a backup runs or is claimed. Not blocking.
+    pub fn claim(self: &Arc<Self>) -> Result<Claim> {
+        self.reserve()?;
+        Ok(Claim(Some(self.clone())))
+    }
+
+    /// Waits until no backup runs (returns at once when none does). Blocking.
+    pub fn wait_idle(&self) {
+        let p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        let _idle = self
+            .idle
+            .wait_while(p, |p| p.running)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+
     /// Makes one backup into `to` (default: the backup folder) and keeps
     /// the newest `backup.keep`. Refused (−10013) while one runs. Blocking.
     pub fn run(&self, to: Option<&Path>) -> Result<q::BackupRun> {
-        {
-            let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
-            if p.running {
-                return Err(Error::Busy("a backup is already running".into()));
-            }
-            *p = Progress {
-                running: true,
-                phase: "starting".into(),
-                started: Some(db::now()),
-                bytes_done: 0,
-                bytes_total: 0,
-            };
-        }
+        self.reserve()?;
+        self.run_claimed(to)
+    }
+
+    /// [`Backups::run`] once the slot is reserved; releases it at the end.
+    fn run_claimed(&self, to: Option<&Path>) -> Result<q::BackupRun> {
         let _guard = RunGuard(self);
         self.done.store(0, Ordering::Relaxed);
         crate::app::notify_status_note(&self.db, "backup running");
@@ -613,5 +672,28 @@ mod tests {
         let bad = dir.path().join("bad.db");
         std::fs::write(&bad, b"not a database at all, just some bytes here").unwrap();
         assert!(check_copy(&bad).is_err());
+    }
+
+    #[test]
+    fn a_claim_holds_the_one_slot_until_spent_or_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            data_dir: dir.path().join("data"),
+            ..Config::default()
+        };
+        cfg.backup.dir = Some(dir.path().join("backups"));
+        let db = Db::open(&cfg.db_path()).unwrap();
+        let b = Arc::new(Backups::new(db, Arc::new(cfg.clone()), None));
+        let claim = b.claim().unwrap();
+        assert!(b.progress().running);
+        assert!(matches!(b.claim(), Err(Error::Busy(_))));
+        assert!(matches!(b.run(None), Err(Error::Busy(_))));
+        drop(claim);
+        assert!(!b.progress().running, "an unspent claim frees the slot");
+        let claim = b.claim().unwrap();
+        let run = claim.run(None).unwrap();
+        assert!(run.ok && !b.progress().running);
+        b.wait_idle();
+        assert_eq!(generations(&cfg.backup_dir()).len(), 1);
     }
 }

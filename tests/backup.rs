@@ -385,3 +385,339 @@ fn isync_backups_empty(s: &Server) -> bool {
         .map(|mut d| d.next().is_none())
         .unwrap_or(true)
 }
+
+// ---------------------------------------------------------------------------
+// The README's backup and restore promises, each through the real binary
+// where the promise is about the command line.
+
+const PW: &str = "a long family password";
+const BUSY: i64 = -10013;
+
+/// Claims the server with `init`; the admin's key client.
+async fn admin(s: &Server) -> Api {
+    let v = Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": "init", "userName": "root", "password": PW}),
+        )
+        .await;
+    Api::with_bearer(&s.base, data(&v)["accessKey"].as_str().unwrap())
+}
+
+/// Adds `n` file records (bulk for the copy to chew on).
+async fn bulk(s: &Server, n: u32) {
+    s.db()
+        .write_async(move |tx| {
+            tx.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+                 INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
+                   import_time, last_modify, size, type, memo) \
+                 SELECT f.catalog_id, f.real_catalog_id, f.root_id, 'bulk' || i || '.jpg', \
+                   'bulk' || i || '.jpg', 'jpg', 0, 0, 1000, 1, hex(randomblob(100)) \
+                 FROM n, (SELECT * FROM files ORDER BY id LIMIT 1) f",
+                [n],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+}
+
+/// Every file under `dir` (relative path → bytes).
+fn files_under(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| {
+            let rel = e.path().strip_prefix(dir).unwrap();
+            (
+                rel.to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Makes a backup with the running server; its folder.
+async fn backup_now(s: &Server) -> PathBuf {
+    let b = s.state().backups.clone();
+    let run = tokio::task::spawn_blocking(move || b.run(None))
+        .await
+        .unwrap()
+        .unwrap();
+    PathBuf::from(run.path.unwrap())
+}
+
+/// Copies backup `folder` to `<test dir>/<name>` and lets `damage` change
+/// its database; with `reseal`, the manifest's SHA-256 is made to match the
+/// changed copy (as if it had been damaged before it was sealed).
+fn altered_copy(
+    s: &Server,
+    folder: &Path,
+    name: &str,
+    reseal: bool,
+    damage: impl FnOnce(&Path),
+) -> PathBuf {
+    let to = s.dir.path().join(name);
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["isync.db", "manifest.json"] {
+        std::fs::copy(folder.join(f), to.join(f)).unwrap();
+    }
+    damage(&to.join("isync.db"));
+    assert!(
+        !to.join("isync.db-wal").exists(),
+        "the damage left a WAL beside the copy"
+    );
+    if reseal {
+        use sha2::Digest;
+        let sha = hex::encode(sha2::Sha256::digest(
+            std::fs::read(to.join("isync.db")).unwrap(),
+        ));
+        let mut m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(to.join("manifest.json")).unwrap())
+                .unwrap();
+        m["dbSha256"] = sha.into();
+        std::fs::write(to.join("manifest.json"), m.to_string()).unwrap();
+    }
+    to
+}
+
+/// Runs `sql` on a database file (not a live one).
+fn sql_on(db: &Path, sql: &str) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch(sql).unwrap();
+}
+
+/// `isync restore` refuses a copy that does not match its manifest, one
+/// that fails SQLite's integrity check, and one from a newer isync — each
+/// with a message saying what is wrong, and nothing changes: not the data
+/// dir (database, thumbnails, lock) byte for byte, nor the copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_refuses_a_damaged_or_newer_copy_and_changes_nothing() {
+    let (mut s, _api) = Server::start(|c| c.watch.enabled = false).await;
+    let folder = backup_now(&s).await;
+    s.running.take().unwrap().stop().await.unwrap();
+
+    // A flipped byte: the copy no longer matches its manifest.
+    let flipped = altered_copy(&s, &folder, "flipped", false, |db| {
+        let mut b = std::fs::read(db).unwrap();
+        let mid = b.len() / 2;
+        b[mid] ^= 0xff;
+        std::fs::write(db, b).unwrap();
+    });
+    // An index that no longer matches its table (sealed: only the
+    // integrity check can tell).
+    let corrupt = altered_copy(&s, &folder, "corrupt", true, |db| {
+        sql_on(
+            db,
+            "PRAGMA writable_schema = ON; \
+             UPDATE sqlite_master SET sql = 'CREATE INDEX files_catalog ON files(size)' \
+             WHERE name = 'files_catalog';",
+        );
+    });
+    // A schema this isync does not know.
+    let newer = isync::db::MIGRATIONS_LEN + 1;
+    let future = altered_copy(&s, &folder, "future", true, |db| {
+        sql_on(db, &format!("PRAGMA user_version = {newer};"));
+    });
+
+    let data_dir = s.cfg.data_dir.clone();
+    let before = files_under(&data_dir);
+    assert!(before.contains_key("isync.db"), "{:?}", before.keys());
+    for (from, says) in [
+        (&flipped, vec!["does not match its manifest", "refusing"]),
+        (&corrupt, vec!["integrity check", "failed", "files_catalog"]),
+        // The bare database file (no manifest): checked all the same.
+        (&corrupt.join("isync.db"), vec!["integrity check", "failed"]),
+        (
+            &future,
+            vec![
+                "newer isync",
+                &*format!("schema {newer}"),
+                "upgrade isync first",
+            ],
+        ),
+    ] {
+        let copy_dir = if from.is_dir() {
+            from.to_path_buf()
+        } else {
+            from.parent().unwrap().to_path_buf()
+        };
+        let copy_before = files_under(&copy_dir);
+        let (code, out, err) = isync(&s, &["restore", from.to_str().unwrap()]);
+        assert_eq!(code, 2, "{}: {out}{err}", from.display());
+        for w in says {
+            assert!(err.contains(w), "{}: {w:?} not said: {err}", from.display());
+        }
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            files_under(&data_dir) == before,
+            "restoring {} changed the data dir",
+            from.display()
+        );
+        assert!(files_under(&copy_dir) == copy_before, "{}", from.display());
+    }
+    // And the real backup still restores after all that.
+    let (code, out, err) = isync(&s, &["restore", folder.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+/// A successful restore deletes nothing: the database it replaces (and any
+/// thumbnail uploaded for a record the backup does not have) is moved
+/// aside, byte for byte as it was; everything else in the data dir stays
+/// where it was, and the backup itself is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_moves_the_replaced_database_aside_byte_for_byte() {
+    let (mut s, api) = Server::start(|c| c.watch.enabled = false).await;
+    let folder = backup_now(&s).await;
+    let backup_before = files_under(&folder);
+
+    // After the backup: a memo changed, and an upload with a client
+    // thumbnail (a record the backup does not know).
+    let a = api.file_id("a.jpg").await;
+    let d = api
+        .post_form(
+            "/updateFile.icc",
+            json!({"id": a, "memo": "after the backup"}),
+        )
+        .await;
+    assert_eq!(d["code"], OK, "{d}");
+    let cid = common::server::root_id(&api).await;
+    let v = api
+        .post_form(
+            "/uploadFileInfo.icc",
+            json!({"cid": cid, "name": "new.jpg", "size": 5, "type": 1, "ext": "jpg",
+                   "statusForThumb": 2}),
+        )
+        .await;
+    let new_id = data(&v)["id"].as_i64().unwrap();
+    let thumb = common::jpeg(40, 30, 7, None);
+    let mut body = b"--B0und\r\nContent-Disposition: form-data; name=\"origin\"; filename=\"origin\"\r\n\r\nhello\r\n--B0und\r\nContent-Disposition: form-data; name=\"thumb\"; filename=\"thumb\"\r\n\r\n".to_vec();
+    body.extend_from_slice(&thumb);
+    body.extend_from_slice(b"\r\n--B0und--\r\n");
+    let r = api
+        .send_raw(
+            reqwest::Method::POST,
+            &format!("/uploadFile.icc?id={new_id}&obp=0&tbp=0"),
+            "multipart/form-data; boundary=B0und",
+            body,
+        )
+        .await;
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], OK, "{v}");
+    let thumb_rel = format!("thumbs/uploaded/{new_id}_0.jpg");
+    s.running.take().unwrap().stop().await.unwrap();
+
+    let data_dir = s.cfg.data_dir.clone();
+    let before = files_under(&data_dir);
+    assert_eq!(before.get(&thumb_rel), Some(&thumb), "{:?}", before.keys());
+    let (code, out, err) = isync(&s, &["restore", folder.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}{err}");
+    let aside = PathBuf::from(
+        out.lines()
+            .find_map(|l| l.strip_prefix("the database it replaced is kept in "))
+            .unwrap_or_else(|| panic!("{out}")),
+    );
+    let aside_rel = aside
+        .strip_prefix(&data_dir)
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let after = files_under(&data_dir);
+    // Each file of before is where it was or aside, unchanged.
+    for (path, bytes) in &before {
+        let name = Path::new(path).file_name().unwrap().to_string_lossy();
+        let moved = if path.starts_with("isync.db") {
+            Some(format!("{aside_rel}/{name}"))
+        } else if path.starts_with("thumbs/uploaded/") {
+            Some(format!("{aside_rel}/uploaded-thumbs/{name}"))
+        } else {
+            None
+        };
+        match (after.get(path), moved.as_ref().and_then(|m| after.get(m))) {
+            (Some(b), None) if !path.starts_with("isync.db") => {
+                assert!(b == bytes, "{path} changed")
+            }
+            (_, Some(b)) => assert!(b == bytes, "{path} moved aside but changed"),
+            _ => panic!(
+                "{path} is gone (aside: {aside_rel}; now: {:?})",
+                after.keys()
+            ),
+        }
+    }
+    assert!(
+        after[&format!("{aside_rel}/isync.db")] == before["isync.db"],
+        "the replaced database is kept byte for byte"
+    );
+    assert!(
+        !after.contains_key(&thumb_rel),
+        "the new record's thumbnail went aside"
+    );
+    assert!(files_under(&folder) == backup_before, "the backup changed");
+
+    // The server starts on the restored data: the memo is the backup's.
+    let api = s.boot().await;
+    let a = api.file_named("a.jpg").await;
+    assert_ne!(a["memo"], "after the backup", "{a}");
+}
+
+/// Backups started at once over the API: exactly one runs; every other
+/// start is answered −10013 and leaves no backup behind. (Before, the
+/// handler looked at `running` and started the run on another thread, so
+/// two requests at once could both be told the backup had started.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backups_started_at_once_run_one_at_a_time() {
+    let (s, _api) = Server::start(|c| {
+        c.watch.enabled = false;
+        c.backup.keep = 50;
+    })
+    .await;
+    let root = admin(&s).await;
+    // A copy that takes a while (and several fsyncs).
+    bulk(&s, 20_000).await;
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let root = root.clone();
+            tokio::spawn(async move { root.post_form("/api/v1/backup", json!({})).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for t in starts {
+        replies.push(t.await.unwrap());
+    }
+    let started: Vec<_> = replies.iter().filter(|v| v["code"] == OK).collect();
+    let busy: Vec<_> = replies.iter().filter(|v| v["code"] == BUSY).collect();
+    assert_eq!(started.len() + busy.len(), 8, "{replies:?}");
+    assert!(!started.is_empty(), "{replies:?}");
+    assert!(
+        !busy.is_empty(),
+        "8 starts at once all found it idle: {replies:?}"
+    );
+    for v in &started {
+        assert_eq!(data(v)["running"], true, "{v}");
+    }
+    for v in &busy {
+        common::assert_err(v, BUSY);
+        assert!(
+            v["msg"].as_str().unwrap().contains("already running"),
+            "{v}"
+        );
+    }
+    // Every start that was told "started" made one backup, no more.
+    let b = s.state().backups.clone();
+    tokio::task::spawn_blocking(move || b.wait_idle())
+        .await
+        .unwrap();
+    let st = root.get_json("/api/v1/backup", json!({})).await;
+    let st = data(&st);
+    let recent = st["recent"].as_array().unwrap();
+    assert_eq!(recent.len(), started.len(), "{st}");
+    assert!(recent.iter().all(|r| r["ok"] == true), "{st}");
+    assert_eq!(
+        st["generations"].as_array().unwrap().len(),
+        started.len(),
+        "{st}"
+    );
+    assert_eq!(st["progress"]["running"], false);
+}

@@ -492,16 +492,16 @@ pub async fn backup_status(State(st): State<AppState>, headers: HeaderMap, p: Pa
 /// one runs); `GET /api/v1/backup` follows it.
 pub async fn start_backup(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
     authed(&st, &headers, &p, Some(Perm::Backup)).await?;
-    if st.backups.progress().running {
-        return Err(Error::Busy("a backup is already running".into()).into());
-    }
-    let st2 = st.clone();
+    // Claimed before answering (a check of `running` here and a start on
+    // the blocking thread let two requests at once both hear "started").
+    let claim = st.backups.claim()?;
+    let progress = st.backups.progress();
     // The outcome is logged, recorded (GET /api/v1/backup) and shown in
     // the service status by `run` itself.
     tokio::task::spawn_blocking(move || {
-        let _ = st2.backups.run(None);
+        let _ = claim.run(None);
     });
-    Ok(ok(st.backups.progress()))
+    Ok(ok(progress))
 }
 
 /// `GET /api/v1/shares[?mine=1]`: the caller's live share links; with the
