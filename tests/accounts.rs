@@ -1358,3 +1358,127 @@ async fn one_account_issuing_many_share_links_ends_no_other_accounts_link() {
     common::assert_binary_err_status(open_link(&s, &hers[hers.len() - 4]).await, 400, BAD_PARAM)
         .await;
 }
+
+/// The admin CLI beside a stopped server works on the database itself
+/// (holding the data dir lock), through the real binary: what it does is
+/// in the database and in force when the server starts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_cli_works_on_the_database_of_a_stopped_server() {
+    let (mut s, _alice) = Server::start(|c| c.watch.enabled = false).await;
+    s.running.take().unwrap().stop().await.unwrap();
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let (code, out, err) = isync(&s, args, stdin);
+        assert_eq!(code, 0, "{args:?}: {out}{err}");
+        assert!(
+            !out.contains("waiting for the other isync"),
+            "{args:?}: {out}"
+        );
+        out
+    };
+    let pw = format!("{PW}\n");
+    let out = run(&["admin", "init", "boss"], Some(&pw));
+    let boss_key = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("isync_"))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let out = run(
+        &[
+            "admin",
+            "token",
+            "create",
+            "--type",
+            "viewer",
+            "--library",
+            "lib",
+        ],
+        None,
+    );
+    let token = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.len() == 39 && l.matches('-').count() == 7)
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_string();
+    let out = run(
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+            "--type",
+            "editor",
+        ],
+        Some(&pw),
+    );
+    assert!(out.contains("created user carol"), "{out}");
+    run(&["admin", "user", "set-type", "bob", "viewer"], None);
+    run(&["admin", "user", "disable", "bob"], None);
+    run(&["admin", "type", "set", "family", "browse,share"], None);
+    run(&["admin", "library", "grant", "other", "alice"], None);
+    let out = run(&["admin", "user", "list"], None);
+    assert!(
+        out.contains("boss\tadmin") && out.contains("carol\teditor") && out.contains("bob\tviewer"),
+        "{out}"
+    );
+    assert!(run(&["admin", "type", "list"], None).contains("family"));
+    assert!(run(&["admin", "key", "list", "--user", "boss"], None).contains("boss"));
+    let to = s.dir.path().join("cli-backup");
+    let out = run(&["backup", "--to", to.to_str().unwrap()], None);
+    assert!(out.starts_with("backup written to "), "{out}");
+    assert_eq!(isync::backup::generations(&to).len(), 1);
+
+    // In the database, with no server in between.
+    let db = rusqlite::Connection::open_with_flags(
+        s.cfg.db_path(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let users: Vec<(String, String, bool)> = db
+        .prepare(
+            "SELECT u.name, t.name, u.disabled FROM users u \
+             JOIN account_types t ON t.id = u.account_type_id ORDER BY u.name",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let has = |n: &str, t: &str, d: bool| users.contains(&(n.into(), t.into(), d));
+    assert!(
+        has("boss", "admin", false) && has("carol", "editor", false) && has("bob", "viewer", true),
+        "{users:?}"
+    );
+    drop(db);
+
+    // In force once the server is back.
+    s.boot().await;
+    let boss = Api::with_bearer(&s.base, &boss_key);
+    assert_eq!(boss.get_json("/api/v1/users", json!({})).await["code"], OK);
+    assert!(!needs_admin(&s).await);
+    let v = Api::new(&s.base)
+        .post_json(
+            "/api/v1/register",
+            json!({"token": token, "userName": "gran", "password": PW}),
+        )
+        .await;
+    assert_eq!(data(&v)["user"]["type"], "viewer", "{v}");
+    let carol = Api::new(&s.base);
+    let l = carol
+        .get_json("/login.icc", json!({"userName": "carol", "password": PW}))
+        .await;
+    assert_eq!(l["code"], OK, "{l}");
+    assert_err(
+        &Api::new(&s.base)
+            .get_json(
+                "/login.icc",
+                json!({"userName": "bob", "password": common::PASSWORD}),
+            )
+            .await,
+        BAD_LOGIN,
+    );
+    let alice = s.login("alice").await;
+    let roots: Vec<Value> = alice.catalogs("-1").await;
+    assert!(roots.iter().any(|c| c["name"] == "other"), "{roots:?}");
+}
