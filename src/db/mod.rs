@@ -29,6 +29,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema2.sql"),
     include_str!("schema_live.sql"),
     include_str!("schema_accounts.sql"),
+    include_str!("schema_upload.sql"),
 ];
 const READERS: usize = 4;
 /// The schema version this build writes (`PRAGMA user_version`).
