@@ -7,7 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod server;
+pub mod upload;
 
 use isync::app::{self, Running};
 use isync::config::{Config, LibraryConfig, SessionConfig};
