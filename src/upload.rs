@@ -53,6 +53,11 @@ pub const MAX_PARTS: usize = 16;
 pub const MAX_FIELD_BYTES: u64 = 64 * 1024;
 /// Longest `name`/`filename` of a part.
 pub const MAX_PART_NAME_CHARS: usize = 255;
+/// After refusing a part mid-stream (a limit, the quota, the free-space
+/// reserve, a failed write), up to this much of the rest of the body is
+/// read and dropped before the reply: a client still sending then reads
+/// the error instead of a reset connection. Past it the connection closes.
+const DRAIN_BYTES: u64 = 32 << 20;
 /// How long a request waits for another request on the same file.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Bytes queued between the network and the disk writer, at most: memory
@@ -852,16 +857,19 @@ where
             if let Err(e) = written {
                 log::warn!("upload of file {}: {e}", req.id.0);
             }
+            if !matches!(p, Error::BadParam(ref m) if m.starts_with("the body broke off")) {
+                mp.drain(DRAIN_BYTES).await;
+            }
             return Err(p);
         }
         let digest = match written {
             Ok((_, digest)) => digest,
             Err(e) => {
                 let (ctx, role) = (ctx.clone(), role);
-                return Err(tokio::task::spawn_blocking(move || {
-                    write_failed(&ctx, role, &staging, e)
-                })
-                .await?);
+                let e = tokio::task::spawn_blocking(move || write_failed(&ctx, role, &staging, e))
+                    .await?;
+                mp.drain(DRAIN_BYTES).await;
+                return Err(e);
             }
         };
         received.push(Received {

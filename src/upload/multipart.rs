@@ -189,6 +189,20 @@ impl Multipart {
         }
     }
 
+    /// Reads and drops what is left of the body, up to `max` bytes (a
+    /// refused request, so the client reads the reply; see the caller).
+    pub async fn drain(&mut self, max: u64) {
+        let mut n = self.buf.len() as u64;
+        self.buf.clear();
+        self.at = At::End;
+        while n < max {
+            match self.next_chunk().await {
+                Ok(Some(b)) => n += b.len() as u64,
+                _ => break,
+            }
+        }
+    }
+
     /// Skips what is left of the current part and reads the next part's
     /// headers; `None` after the closing delimiter.
     pub async fn next_part(&mut self) -> Result<Option<PartHead>, MultipartError> {

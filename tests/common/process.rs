@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 #[allow(dead_code)]
 pub struct Process {
     pub dir: tempfile::TempDir,
+    lib: PathBuf,
     config: PathBuf,
     child: Option<Child>,
     pub base: String,
@@ -27,13 +28,14 @@ impl Process {
             .prefix("isync-proc-")
             .tempdir()
             .unwrap();
-        Self::new_in(dir, users, extra)
-    }
-
-    /// [`Process::new`] in a given folder.
-    pub fn new_in(dir: tempfile::TempDir, users: &[&str], extra: &str) -> Process {
         let lib = dir.path().join("lib");
         std::fs::create_dir_all(&lib).unwrap();
+        Self::new_in(dir, &lib, users, extra)
+    }
+
+    /// [`Process::new`] in a given folder, with the library at `lib`.
+    pub fn new_in(dir: tempfile::TempDir, lib: &Path, users: &[&str], extra: &str) -> Process {
+        let lib = lib.to_path_buf();
         let config = dir.path().join("isync.toml");
         std::fs::write(
             &config,
@@ -46,6 +48,7 @@ impl Process {
         .unwrap();
         let p = Process {
             dir,
+            lib,
             config,
             child: None,
             base: String::new(),
@@ -80,7 +83,7 @@ impl Process {
     }
 
     pub fn lib(&self) -> PathBuf {
-        self.dir.path().join("lib")
+        self.lib.clone()
     }
 
     pub fn data(&self) -> PathBuf {
@@ -170,10 +173,6 @@ impl Process {
         .unwrap();
         c.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
         f(&c).unwrap()
-    }
-
-    pub fn path_of(&self, rel: &str) -> PathBuf {
-        Path::new(self.dir.path()).join(rel)
     }
 }
 
