@@ -315,10 +315,13 @@ pub fn check_root(lib: &Library, marker: Option<&str>, known_files: usize) -> Re
 /// The first library holding `path` (the deepest one, then each library
 /// enclosing it) whose root is not usable right now, and why: a missing
 /// root, or one that is not the recorded disk (an empty mount point on the
-/// SD card). It is marked offline at once (logged once). A folder kept on
-/// a library's disk (the users folder of the appliance) is thereby never
-/// written while that disk is away. Blocking: a stat and a small read per
-/// library.
+/// SD card). It is marked offline at once (logged once); one found usable
+/// again is marked online (what a writer saw on the disk is the truth, not
+/// a flag nobody may have cleared yet). A folder kept on a library's disk
+/// (the users folder of the appliance) is thereby never written while that
+/// disk is away. Blocking: a stat and a small read per library (on an
+/// automounted disk that is absent, the read waits for the mount to give
+/// up).
 pub fn offline_holder(db: &Db, path: &Path) -> Result<Option<(Library, Offline)>, DbError> {
     let mut holders: Vec<Library> = db
         .read(libraries::list)?
@@ -333,11 +336,15 @@ pub fn offline_holder(db: &Db, path: &Path) -> Result<Option<(Library, Offline)>
                 crate::db::uploads::any_stored_in_library(c, lib.id)?,
             ))
         })?;
-        if let Err(why) = check_root(&lib, marker.as_deref(), has_files as usize) {
-            if lib.online {
-                set_online(db, &lib, &Err(why.clone()))?;
+        match check_root(&lib, marker.as_deref(), has_files as usize) {
+            Err(why) => {
+                if lib.online {
+                    set_online(db, &lib, &Err(why.clone()))?;
+                }
+                return Ok(Some((lib, why)));
             }
-            return Ok(Some((lib, why)));
+            Ok(dev) if !lib.online => set_online(db, &lib, &Ok(dev))?,
+            Ok(_) => {}
         }
     }
     Ok(None)
