@@ -155,9 +155,16 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     }
     let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
     {
+        // Leftover staging files are looked for once per library and run,
+        // at its first scan that finds it online.
         let (db, thumbs) = (db.clone(), cfg.thumb_dir());
+        let swept = std::sync::Mutex::new(std::collections::HashSet::new());
         scanner.before_walk(move |lib| {
-            if let Err(e) = crate::upload::recover_library(&db, &thumbs, lib) {
+            let first = swept
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(lib.id);
+            if let Err(e) = crate::upload::recover_library(&db, &thumbs, lib, first) {
                 log::error!("library {}: unfinished uploads: {e}", lib.path);
             }
         });

@@ -135,6 +135,9 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
     let _moving = crate::library::scan::hold(&lock);
     // Read again under the lock: a scan may have renamed the file since.
     let rec = ctx.record()?;
+    if origin_pending(&rec) {
+        return Ok(());
+    }
     let at = place(&rec, &ctx.library, &ctx.thumbs, Role::Origin);
     if offset > at.stored {
         return Err(Error::BadParam(format!(
@@ -262,6 +265,10 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn origin_pending(rec: &FileRecord) -> bool {
+    Role::Origin.status(rec) == crate::model::PartStatus::Uploading
 }
 
 /// Makes a client thumbnail pending: a complete one moves back to its
@@ -600,10 +607,11 @@ fn settle(db: &Db, thumbs: &Path, library: &Path, mv: &UploadMove) -> Result<()>
 }
 
 /// Finishes the moves a crash left in library `lib`, whose lock the caller
-/// holds (the scanner, before it walks a library that is online). Errors
-/// are logged per file: one stuck file does not keep the others waiting.
-/// Returns how many were finished. Blocking.
-pub fn recover_library(db: &Db, thumbs: &Path, lib: &Library) -> Result<usize> {
+/// holds (the scanner, before it walks a library that is online), and with
+/// `leftovers` removes the staging files a crash left beside complete
+/// originals. Errors are logged per file: one stuck file does not keep the
+/// others waiting. Blocking.
+pub fn recover_library(db: &Db, thumbs: &Path, lib: &Library, leftovers: bool) -> Result<()> {
     let moves = db.read(|c| uploads::moves_in_library(c, lib.id))?;
     let mut done = 0;
     for mv in &moves {
@@ -612,7 +620,19 @@ pub fn recover_library(db: &Db, thumbs: &Path, lib: &Library) -> Result<usize> {
             Err(e) => log::error!("upload of file {}: {e}", mv.file_id.0),
         }
     }
-    Ok(done)
+    let left = if leftovers {
+        remove_leftovers(db, Path::new(&lib.path))?
+    } else {
+        0
+    };
+    if done + left > 0 {
+        log::info!(
+            "library {}: {done} uploads a crash interrupted finished, {left} leftover staging \
+             files removed",
+            lib.path
+        );
+    }
+    Ok(())
 }
 
 /// Removes the staging files of complete originals: second links a crash
@@ -656,36 +676,27 @@ fn remove_leftovers(db: &Db, library: &Path) -> Result<usize> {
 
 /// At start, before serving and before the first scan: finishes every move
 /// a crash left, in each library that is online (an offline one's wait for
-/// its disk: the scanner finishes them before it walks the library again),
-/// and removes leftover staging files. Blocking.
+/// its disk: the scanner finishes them before it walks the library again).
+/// Only libraries with such moves are looked at on disk (an absent
+/// automounted disk would hold the start up). Blocking.
 pub fn recover(db: &Db, cfg: &Config) -> Result<()> {
     let thumbs = cfg.thumb_dir();
     for lib in db.read(libraries::list)? {
         let moves = db.read(|c| uploads::moves_in_library(c, lib.id))?.len();
-        if moves == 0 && !staging_dir(Path::new(&lib.path)).is_dir() {
+        if moves == 0 {
             continue;
         }
         if crate::library::roots::offline_holder(db, Path::new(&lib.path))?.is_some() {
-            if moves > 0 {
-                log::warn!(
-                    "library {}: {moves} uploads interrupted by a crash are finished when it \
-                     is back online",
-                    lib.path
-                );
-            }
+            log::warn!(
+                "library {}: {moves} uploads a crash interrupted are finished when it is back \
+                 online",
+                lib.path
+            );
             continue;
         }
         let lock = crate::library::scan::library_lock(db, &lib.path);
         let _held = crate::library::scan::hold(&lock);
-        let done = recover_library(db, &thumbs, &lib)?;
-        let left = remove_leftovers(db, Path::new(&lib.path))?;
-        if done + left > 0 {
-            log::info!(
-                "library {}: {done} interrupted uploads finished, {left} leftover staging files \
-                 removed",
-                lib.path
-            );
-        }
+        recover_library(db, &thumbs, &lib, false)?;
     }
     Ok(())
 }
