@@ -33,10 +33,12 @@ use std::time::Duration;
 mod disk;
 mod finish;
 mod multipart;
+mod recover;
 mod space;
 
 use disk::Queue;
-pub use finish::{failpoint, recover, recover_library};
+pub use finish::failpoint;
+pub use recover::{recover, recover_library};
 pub use space::free_bytes;
 
 /// Hidden folder at a library root for staging and trash.
@@ -503,7 +505,7 @@ fn make_staging_dir(library: &Path, dir: &Path) -> Result<()> {
 
 /// Checks the offset of a part against what is stored and makes the part
 /// pending (moving a complete part back to staging, see
-/// [`finish::reopen`]), so its bytes can be written. Returns the staging
+/// [`finish::reopen_origin`]), so its bytes can be written. Returns the staging
 /// path. Changes nothing when refusing. Blocking.
 fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
     let rec = ctx.record()?;
@@ -705,7 +707,7 @@ where
             ctx.check_online()?;
             // A move a crash left unfinished (its library was offline at
             // start) is finished before anything else.
-            finish::settle_file(&ctx)?;
+            recover::settle_file(&ctx)?;
             if let Some(n) = req.body_len {
                 space::check_free(&ctx.library, n, min_free)?;
             }
@@ -815,6 +817,8 @@ where
         );
         let mut total = offset as u64;
         let mut problem: Option<Error> = None;
+        // Whether the client may still be sending (see DRAIN_BYTES).
+        let mut sending = true;
         loop {
             match mp.chunk().await {
                 Ok(Some(b)) => {
@@ -847,6 +851,7 @@ where
                         "the body broke off in part {}: {e}; resume from the size uploadingInfo.icc reports",
                         role.name()
                     )));
+                    sending = false;
                     break;
                 }
             }
@@ -857,7 +862,7 @@ where
             if let Err(e) = written {
                 log::warn!("upload of file {}: {e}", req.id.0);
             }
-            if !matches!(p, Error::BadParam(ref m) if m.starts_with("the body broke off")) {
+            if sending {
                 mp.drain(DRAIN_BYTES).await;
             }
             return Err(p);

@@ -120,19 +120,26 @@ pub fn is_no_space(e: &std::io::Error) -> bool {
 const CLAIM_STEP_BYTES: u64 = 64 << 20;
 
 /// The writer's side of the reserve: room is taken on the disk ahead of the
-/// bytes written, a step at a time, and a batch is refused when its room
-/// would leave less than `min_free` free. Where the file system allocates
-/// ahead (`fallocate` with `KEEP_SIZE`: ext4, xfs, btrfs, tmpfs) the room
-/// is allocated first and the free space read after, so concurrent uploads
-/// see each other's room and never cross the reserve together; near the
-/// reserve the step shrinks to the batch. Elsewhere (exFAT, vfat) a margin
-/// stands for the bytes still on their way to the disk.
+/// bytes written — a step at a time far from the reserve, only what the
+/// batch needs near it — and a batch is refused when its room leaves less
+/// than `min_free` free. Where the file system allocates ahead (`fallocate`
+/// with `KEEP_SIZE`: ext4, xfs, btrfs, tmpfs) the room is allocated first
+/// and the free space read after, so concurrent uploads see each other's
+/// room and never cross the reserve together. Elsewhere (exFAT, vfat) a
+/// margin stands for the bytes still on their way to the disk.
+///
+/// Nothing is given back while the stream runs: the direct-I/O thread may
+/// be extending the file at that moment, and past the end of a file only a
+/// truncation frees room on ext4. [`Claim::release`] does it once the
+/// writes are done.
 pub struct Claim {
     min_free: u64,
     /// The file offset up to which bytes were let through.
     used: u64,
-    /// The file offset up to which room is taken.
+    /// The file offset up to which room is taken for them.
     end: u64,
+    /// The furthest offset allocated (a refused batch's room included).
+    allocated: u64,
     ahead: bool,
 }
 
@@ -142,6 +149,7 @@ impl Claim {
             min_free,
             used: start,
             end: start,
+            allocated: start,
             ahead: true,
         }
     }
@@ -155,28 +163,29 @@ impl Claim {
             return Ok(());
         }
         let short = want - self.end;
-        let step = short.max(CLAIM_STEP_BYTES);
-        let taken = match self.room(f, step) {
-            Ok(()) => step,
-            // Near the reserve: only what this batch needs.
-            Err(e) if step > short && is_no_space(&e) => {
-                self.room(f, short)?;
-                short
-            }
-            Err(e) => return Err(e),
+        let far = free_of(f)?
+            >= self
+                .min_free
+                .saturating_add(2 * CLAIM_STEP_BYTES)
+                .saturating_add(UNALLOCATED_BYTES);
+        let len = if far {
+            short.max(CLAIM_STEP_BYTES)
+        } else {
+            short
         };
-        self.end += taken;
+        self.room(f, len)?;
+        self.end += len;
         self.used = want;
         Ok(())
     }
 
-    /// Takes `len` bytes of room from `self.end` on, or gives it back and
-    /// fails if that leaves less than the reserve.
+    /// Takes `len` bytes of room from `self.end` on; fails if that leaves
+    /// less than the reserve.
     fn room(&mut self, f: &File, len: u64) -> std::io::Result<()> {
         use rustix::fs::FallocateFlags;
         if self.ahead {
             match rustix::fs::fallocate(f, FallocateFlags::KEEP_SIZE, self.end, len) {
-                Ok(()) => {}
+                Ok(()) => self.allocated = self.allocated.max(self.end + len),
                 Err(rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT) => {
                     return Err(self.reached(free_of(f)?));
                 }
@@ -195,12 +204,6 @@ impl Claim {
                 .saturating_add(UNALLOCATED_BYTES)
         };
         if free < need {
-            if self.ahead {
-                // Give back what was just taken (past the end of the file:
-                // cutting the file to its length frees it).
-                let len = f.metadata()?.len();
-                f.set_len(len)?;
-            }
             return Err(self.reached(free));
         }
         Ok(())
@@ -213,10 +216,11 @@ impl Claim {
         })
     }
 
-    /// Frees room taken past the end of `f` (bytes that never came).
+    /// Frees the room taken past the end of `f` (for bytes that never came,
+    /// or refused), once nothing writes to it any more.
     pub fn release(&self, f: &File) -> std::io::Result<()> {
         let len = f.metadata()?.len();
-        if self.ahead && self.end > len {
+        if self.allocated > len {
             f.set_len(len)?;
         }
         Ok(())
@@ -247,8 +251,13 @@ mod tests {
         assert!(is_no_space(&e), "{e}");
         assert!(e.to_string().contains("upload.min_free_bytes"), "{e}");
         assert_eq!(c.used, 1 << 20);
+        // Far from the reserve a whole step was allocated ahead; all of it
+        // goes back (nothing was written).
+        use std::os::unix::fs::MetadataExt;
+        assert!(f.metadata().unwrap().blocks() * 512 >= CLAIM_STEP_BYTES);
         c.release(&f).unwrap();
         assert_eq!(f.metadata().unwrap().len(), 0);
+        assert_eq!(f.metadata().unwrap().blocks(), 0);
         // No reserve at all: anything that fits the disk is fine.
         let mut c = Claim::new(0, 0);
         c.take(&f, 4096).unwrap();
