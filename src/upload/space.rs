@@ -114,9 +114,11 @@ pub fn is_no_space(e: &std::io::Error) -> bool {
         || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-/// How far ahead of the bytes written the writer takes room on the disk
-/// (one `fallocate` and one `fstatvfs` per step, not per batch: the direct
-/// path's throughput stays that of the disk).
+/// How far ahead of the bytes written the writer takes room on the disk,
+/// at most: steps grow with what the upload wrote so far (a thumbnail takes
+/// just its own room, which on tmpfs is memory), up to one `fallocate` and
+/// a few `fstatvfs` per 64 MiB, so the direct path's throughput stays that
+/// of the disk.
 const CLAIM_STEP_BYTES: u64 = 64 << 20;
 
 /// The writer's side of the reserve: room is taken on the disk ahead of the
@@ -134,6 +136,8 @@ const CLAIM_STEP_BYTES: u64 = 64 << 20;
 /// writes are done.
 pub struct Claim {
     min_free: u64,
+    /// Where the stream started.
+    start: u64,
     /// The file offset up to which bytes were let through.
     used: u64,
     /// The file offset up to which room is taken for them.
@@ -147,6 +151,7 @@ impl Claim {
     pub fn new(start: u64, min_free: u64) -> Claim {
         Claim {
             min_free,
+            start,
             used: start,
             end: start,
             allocated: start,
@@ -169,7 +174,7 @@ impl Claim {
                 .saturating_add(2 * CLAIM_STEP_BYTES)
                 .saturating_add(UNALLOCATED_BYTES);
         let len = if far {
-            short.max(CLAIM_STEP_BYTES)
+            short.max((self.used - self.start).min(CLAIM_STEP_BYTES))
         } else {
             short
         };
@@ -245,16 +250,29 @@ mod tests {
         // far less than a gigabyte while this runs.
         let free = free_of(&f).unwrap();
         let mut c = Claim::new(0, free.saturating_sub(1 << 30));
+        // Steps grow with what came: the first batch takes its own room,
+        // the next ones as much as came before (up to a step).
         c.take(&f, 1 << 20).unwrap();
+        assert_eq!(c.end, 1 << 20);
+        c.take(&f, 4096).unwrap();
+        assert_eq!(c.end, 2 << 20);
+        for _ in 0..100 {
+            c.take(&f, 1 << 20).unwrap();
+        }
+        assert!(
+            c.end - c.used <= CLAIM_STEP_BYTES,
+            "{} ahead",
+            c.end - c.used
+        );
+        let used = c.used;
         // More than the whole disk has: refused, nothing taken.
         let e = c.take(&f, free + (1 << 30)).unwrap_err();
         assert!(is_no_space(&e), "{e}");
         assert!(e.to_string().contains("upload.min_free_bytes"), "{e}");
-        assert_eq!(c.used, 1 << 20);
-        // Far from the reserve a whole step was allocated ahead; all of it
-        // goes back (nothing was written).
+        assert_eq!(c.used, used);
+        // The room taken ahead goes back (nothing was written).
         use std::os::unix::fs::MetadataExt;
-        assert!(f.metadata().unwrap().blocks() * 512 >= CLAIM_STEP_BYTES);
+        assert!(f.metadata().unwrap().blocks() * 512 >= c.end);
         c.release(&f).unwrap();
         assert_eq!(f.metadata().unwrap().len(), 0);
         assert_eq!(f.metadata().unwrap().blocks(), 0);
