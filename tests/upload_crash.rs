@@ -301,10 +301,11 @@ async fn send_paced(api: Api, id: i64, obp: i64, bytes: Vec<u8>, pace_ms: u64) -
 }
 
 /// Item 3: uploads killed with `kill -9` at random moments — during the
-/// body, during the fsync, during completion — and, one in four starts,
+/// body, during the fsync, during completion — and, for every other file,
 /// exactly between "file in place" and "recorded". After each restart the
 /// app's resume: ask `uploadingInfo.icc`, send the rest from there. Bounded:
-/// 6 files of 1–13 MB, at most 10 kills each.
+/// 6 files of 1–13 MB, 1 to 3 kills each at a random time within the
+/// request's sending, 3 aborts at the failpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_killed_at_random_points_resume_byte_identical() {
     let seed = std::time::SystemTime::now()
@@ -327,11 +328,15 @@ async fn uploads_killed_at_random_points_resume_byte_identical() {
         let id = new_upload(&api, &format!("f{n}.bin"), size, json!({})).await;
         // The last size the server reported; never to go down.
         let mut stored = 0i64;
+        // Each file: 1 to 3 kills at random moments, then every other one
+        // dies at the failpoint as it completes, then it completes.
+        let planned_kills = 1 + rng.below(3);
+        let mut abort = n % 2 == 0;
         let mut attempts = 0;
         loop {
             attempts += 1;
             assert!(attempts <= 12, "file {n} never completed (seed {seed})");
-            let failpoint = attempts <= 10 && rng.below(4) == 0;
+            let failpoint = attempts > planned_kills && std::mem::take(&mut abort);
             if failpoint {
                 p.kill9();
                 p.start(&[("ISYNC_FAILPOINT", "upload-complete-moved")]);
@@ -350,7 +355,7 @@ async fn uploads_killed_at_random_points_resume_byte_identical() {
                 assert!(p.wait_died());
                 aborts += 1;
                 true
-            } else if attempts <= 10 && rng.below(5) != 0 {
+            } else if attempts <= planned_kills {
                 // Somewhere in the request: its body, the fsync, the moves.
                 let ms = rng.below(span + 50);
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
@@ -389,11 +394,13 @@ async fn uploads_killed_at_random_points_resume_byte_identical() {
         "drill: {kills} random kills, {aborts} aborts at the failpoint, {mid} left the upload \
          pending; stored sizes then: {seen:?}"
     );
-    // The drill must have hit the middle of uploads, not only their ends.
+    // The drill must have hit the middle of uploads, not only their ends,
+    // and the window between moving and recording.
     assert!(
         mid >= 3,
         "only {mid} kills landed inside an upload (seed {seed})"
     );
+    assert!(aborts >= 2, "only {aborts} aborts (seed {seed})");
     // One more clean restart: nothing left to finish changes anything.
     p.kill9();
     p.start(&[]);
