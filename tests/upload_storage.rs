@@ -18,7 +18,7 @@ use std::process::Command;
 /// A tmpfs of `size` mounted at a folder for the test's life (lazily
 /// unmounted at the end). Needs root: outside CI a test without it says so
 /// and skips; under `CI=true` it fails.
-struct Mount(PathBuf, bool);
+struct Mount(PathBuf);
 
 impl Mount {
     fn tmpfs(at: &Path, size: &str) -> Option<Mount> {
@@ -34,7 +34,7 @@ impl Mount {
             .arg(at)
             .output();
         match out {
-            Ok(o) if o.status.success() => Some(Mount(at.to_path_buf(), true)),
+            Ok(o) if o.status.success() => Some(Mount(at.to_path_buf())),
             other => {
                 let why = format!("cannot mount a tmpfs at {} ({other:?})", at.display());
                 if std::env::var("CI").as_deref() == Ok("true") {
@@ -45,25 +45,23 @@ impl Mount {
             }
         }
     }
+}
 
-    /// The disk goes away: `umount -l`, the folder is the empty mount
-    /// point again (files open on it stay usable, as after an unplug).
-    fn unplug(&mut self) {
-        let st = Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status()
-            .unwrap();
-        assert!(st.success());
-        self.1 = false;
-    }
+/// The disk goes away: `umount -l`, the folder is the empty mount point
+/// again (files open on it stay usable, as after an unplug).
+fn unplug(at: &Path) {
+    let st = Command::new("umount").arg("-l").arg(at).status().unwrap();
+    assert!(st.success());
 }
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
+        // Already gone when the test unplugged it: that failure is fine.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .stderr(std::process::Stdio::null())
+            .status();
     }
 }
 
@@ -188,7 +186,7 @@ async fn the_users_folder_on_the_library_disk_is_never_written_without_it() {
         .tempdir()
         .unwrap();
     let disk = dir.path().join("disk");
-    let Some(mut mount) = Mount::tmpfs(&disk, "64m") else {
+    let Some(mount) = Mount::tmpfs(&disk, "64m") else {
         return;
     };
     common::write_file(&disk.join("a.jpg"), &common::jpeg(40, 30, 1, None));
@@ -199,6 +197,7 @@ async fn the_users_folder_on_the_library_disk_is_never_written_without_it() {
         &["alice"],
         &format!("default_user_path = {users:?}\n[upload]\nmin_free_bytes = 1048576"),
     );
+    p.hold(mount);
     p.add_user("carol");
     p.add_user("dave");
     p.start(&[]);
@@ -216,7 +215,7 @@ async fn the_users_folder_on_the_library_disk_is_never_written_without_it() {
     let before_rows = rows(&p);
     let mark = p.log().len();
 
-    mount.unplug();
+    unplug(&disk);
     assert_eq!(tree(&disk), [disk.to_string_lossy()]);
     for _ in 0..20 {
         assert_err(&new_upload(&carol, 1000).await, LIBRARY_OFFLINE);
@@ -262,7 +261,7 @@ async fn uploads_stop_before_the_free_space_reserve() {
         .tempdir()
         .unwrap();
     let users = dir.path().join("users");
-    let Some(_mount) = Mount::tmpfs(&users, "32m") else {
+    let Some(mount) = Mount::tmpfs(&users, "32m") else {
         return;
     };
     let lib = dir.path().join("lib");
@@ -273,6 +272,7 @@ async fn uploads_stop_before_the_free_space_reserve() {
         &["alice"],
         &format!("default_user_path = {users:?}\n[upload]\nmin_free_bytes = {RESERVE}"),
     );
+    p.hold(mount);
     p.add_user("carol");
     p.start(&[]);
     let carol = p.login("carol").await;

@@ -10,6 +10,9 @@ use std::sync::{Arc, Mutex};
 
 #[allow(dead_code)]
 pub struct Process {
+    /// Dropped after the process is killed and before the folder goes
+    /// (a file system mounted inside it, say).
+    guards: Vec<Box<dyn std::any::Any>>,
     pub dir: tempfile::TempDir,
     lib: PathBuf,
     config: PathBuf,
@@ -47,6 +50,7 @@ impl Process {
         )
         .unwrap();
         let p = Process {
+            guards: Vec::new(),
             dir,
             lib,
             config,
@@ -58,6 +62,12 @@ impl Process {
             p.add_user(u);
         }
         p
+    }
+
+    /// Keeps `guard` until the process is gone, and drops it before the
+    /// folder is removed.
+    pub fn hold(&mut self, guard: impl std::any::Any) {
+        self.guards.push(Box::new(guard));
     }
 
     pub fn add_user(&self, name: &str) {
@@ -179,5 +189,6 @@ impl Process {
 impl Drop for Process {
     fn drop(&mut self) {
         self.kill9();
+        self.guards.clear();
     }
 }
