@@ -152,7 +152,29 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         let (db, cfg) = (db.clone(), cfg.clone());
         tokio::task::spawn_blocking(move || library::sync_libraries(&db, &cfg)).await??
     };
+    // Uploads a crash interrupted while their bytes moved are finished
+    // before anything is served or scanned (upload/finish.rs); those of a
+    // library offline now, by the scanner once it is back.
+    {
+        let (db, cfg) = (db.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || crate::upload::recover(&db, &cfg)).await??;
+    }
     let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
+    {
+        // Leftover staging files are looked for once per library and run,
+        // at its first scan that finds it online.
+        let (db, thumbs) = (db.clone(), cfg.thumb_dir());
+        let swept = std::sync::Mutex::new(std::collections::HashSet::new());
+        scanner.before_walk(move |lib| {
+            let first = swept
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(lib.id);
+            if let Err(e) = crate::upload::recover_library(&db, &thumbs, lib, first) {
+                log::error!("library {}: unfinished uploads: {e}", lib.path);
+            }
+        });
+    }
     {
         let db = db.clone();
         let port = listener.local_addr()?.port();

@@ -147,6 +147,21 @@ pub fn ensure_roots(db: &Db, default_user_path: &Path, user: UserId) -> Result<V
         return Ok(roots);
     }
     let dir = default_user_path.join(user.0.to_string());
+    // The users folder may live on a library's disk (the appliance keeps it
+    // there, off the SD card): never create it under that disk's empty
+    // mount point.
+    if let Some((lib, why)) = crate::library::roots::offline_holder(db, &dir)? {
+        log::debug!(
+            "no root folder for user {}: library {} is offline ({why})",
+            user.0,
+            lib.path
+        );
+        return Err(Error::Offline(
+            "the disk holding your folder is offline (unplugged or not mounted); try again \
+             when it is back"
+                .into(),
+        ));
+    }
     std::fs::create_dir_all(&dir).map_err(|e| {
         log::error!("cannot create the root folder {}: {e}", dir.display());
         Error::NoRootPath(format!("cannot create a root folder for user {}", user.0))

@@ -120,6 +120,15 @@ pub struct UploadConfig {
     pub max_thumb_bytes: u64,
     /// A pending upload untouched for this many hours is removed.
     pub stale_after_hours: u64,
+    /// Free space (bytes) no upload may eat into, on every disk an upload
+    /// writes to: the library disk, the users folder (the SD card, unless
+    /// `default_user_path` puts it elsewhere), the data dir for client
+    /// thumbnails. Checked against the announced size and while streaming.
+    pub min_free_bytes: u64,
+    /// Most bytes one user's uploads may hold (announced sizes of pending
+    /// uploads, stored sizes of complete ones; the trash does not count).
+    /// 0 = no quota.
+    pub user_quota_bytes: u64,
 }
 
 impl Default for UploadConfig {
@@ -128,6 +137,8 @@ impl Default for UploadConfig {
             max_file_bytes: 64 << 30,
             max_thumb_bytes: 32 << 20,
             stale_after_hours: 7 * 24,
+            min_free_bytes: 1 << 30,
+            user_quota_bytes: 0,
         }
     }
 }
@@ -585,6 +596,12 @@ path = "/srv/media/video"
             "max_watches",
             "fallback_rescan_secs",
             "offline_check_secs",
+            "[upload]",
+            "max_file_bytes",
+            "max_thumb_bytes",
+            "stale_after_hours",
+            "min_free_bytes",
+            "user_quota_bytes",
             "[[library]]",
             "path",
             "users",

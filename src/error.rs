@@ -45,6 +45,10 @@ pub enum Error {
     /// The library holding the file is offline (disk unplugged/unmounted).
     #[error("{0}")]
     Offline(String),
+    /// An upload would cross the disk's free-space reserve or the
+    /// uploader's quota (−10014).
+    #[error("{0}")]
+    StorageFull(String),
     #[error("{0}")]
     NoRootPath(String),
     /// A catalog deletion failed part-way (−103).

@@ -28,7 +28,9 @@ pub fn trash_dir(library: &Path) -> PathBuf {
     library.join(HIDDEN_DIR).join("trash")
 }
 
-fn stamp_name(now: i64, name: &str) -> String {
+/// A name in the trash for `name` deleted at `now`: unique (time and 32 random
+/// bits) and still saying what it was.
+pub(crate) fn stamp_name(now: i64, name: &str) -> String {
     let mut r = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
     format!("{now}-{}_{name}", hex::encode(r))

@@ -17,7 +17,7 @@
 
 use crate::auth::Session;
 use crate::config::Config;
-use crate::db::{self, catalogs, files, uploads, Db};
+use crate::db::{catalogs, files, uploads, Db};
 use crate::error::{Error, Result};
 use crate::media::thumbcache::ThumbCache;
 use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
@@ -26,15 +26,20 @@ use rand::RngCore;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 mod disk;
+mod finish;
 mod multipart;
+mod recover;
+mod space;
 
 use disk::Queue;
+pub use finish::failpoint;
+pub use recover::{recover, recover_library};
+pub use space::free_bytes;
 
 /// Hidden folder at a library root for staging and trash.
 pub const HIDDEN_DIR: &str = ".isync";
@@ -50,6 +55,11 @@ pub const MAX_PARTS: usize = 16;
 pub const MAX_FIELD_BYTES: u64 = 64 * 1024;
 /// Longest `name`/`filename` of a part.
 pub const MAX_PART_NAME_CHARS: usize = 255;
+/// After refusing a part mid-stream (a limit, the quota, the free-space
+/// reserve, a failed write), up to this much of the rest of the body is
+/// read and dropped before the reply: a client still sending then reads
+/// the error instead of a reset connection. Past it the connection closes.
+const DRAIN_BYTES: u64 = 32 << 20;
 /// How long a request waits for another request on the same file.
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Bytes queued between the network and the disk writer, at most: memory
@@ -227,12 +237,6 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Free bytes for an unprivileged writer on the file system holding `p`.
-pub fn free_bytes(p: &Path) -> std::io::Result<u64> {
-    let s = rustix::fs::statvfs(p).map_err(std::io::Error::from)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
-}
-
 /// Lower-case ASCII letters and digits of `ext`, at most 10 (a safe
 /// extension for a name on disk).
 pub fn safe_ext(ext: &str) -> String {
@@ -355,8 +359,9 @@ pub struct Announce {
     pub record: uploads::NewUpload,
 }
 
-/// Creates the pending record (spec §9.1) after checking the target catalog
-/// and the free space of its disk.
+/// Creates the pending record (spec §9.1) after checking the target catalog,
+/// that its disk is there (−10011), that the announced size fits on it
+/// above the free-space reserve and within the user's quota (−10014).
 pub async fn announce(
     db: &Db,
     cfg: &Arc<Config>,
@@ -365,25 +370,30 @@ pub async fn announce(
 ) -> Result<(FileRecord, PartSizes)> {
     s.require(crate::accounts::Perm::Upload)?;
     crate::trash::maybe_housekeep(db, cfg);
-    let (db2, roots, uid) = (db.clone(), s.roots.clone(), s.user_id);
+    let (db2, roots, uid, cfg) = (db.clone(), s.roots.clone(), s.user_id, cfg.clone());
     tokio::task::spawn_blocking(move || {
         let cat = db2
             .read(|c| catalogs::accessible(c, a.catalog, &roots))?
             .ok_or_else(|| Error::BadParam(format!("catalog {} not found", a.catalog.0)))?;
-        let free = free_bytes(Path::new(&cat.path))
-            .map_err(|e| internal(&format!("free space of {}", cat.path), e))?;
-        if a.record.size as u64 > free {
-            return Err(Error::BadParam(format!(
-                "not enough free space: the file needs {} bytes, the disk has {free}",
-                a.record.size
-            )));
-        }
+        space::check_online(&db2, Path::new(&cat.path))?;
+        let size = a.record.size.max(0) as u64;
+        space::check_free(Path::new(&cat.path), size, cfg.upload.min_free_bytes)?;
         let mut rec = a.record;
         rec.catalog_id = cat.id;
         rec.root_id = cat.root_id;
         rec.uploader = uid;
         rec.placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
-        let id = db2.write(|tx| uploads::insert(tx, &rec))?;
+        // The quota is read in the transaction that charges the new file:
+        // announcements side by side cannot both take the last room.
+        let quota = cfg.upload.user_quota_bytes;
+        let id = db2.write(|tx| {
+            if let Some(room) = space::quota_room(tx, quota, uid, None)? {
+                if size > room {
+                    return Ok(Err(space::over_quota(quota, room, size)));
+                }
+            }
+            Ok(Ok(uploads::insert(tx, &rec)?))
+        })??;
         let rec = db2
             .read(|c| files::by_id(c, id))?
             .ok_or_else(|| internal("announce", "record vanished"))?;
@@ -457,6 +467,10 @@ struct Ctx {
     id: FileId,
     library: PathBuf,
     thumbs: PathBuf,
+    /// Who sends the request (recorded as deleting an original it replaces).
+    user: crate::model::UserId,
+    /// `upload.min_free_bytes`.
+    min_free: u64,
 }
 
 impl Ctx {
@@ -472,11 +486,27 @@ impl Ctx {
             .read(|c| files::by_id(c, self.id))?
             .ok_or_else(|| Error::BadParam(format!("file {} not found", self.id.0)))
     }
+
+    /// −10011 when the file's library (or the disk it is on) is offline.
+    fn check_online(&self) -> Result<()> {
+        space::check_online(&self.db, &self.library)
+    }
+}
+
+/// Creates the staging folder of an original, `<library>/.isync/uploads`,
+/// only below an existing library root (never a whole path where a disk
+/// should be mounted).
+fn make_staging_dir(library: &Path, dir: &Path) -> Result<()> {
+    if !library.is_dir() {
+        return Err(space::offline());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| internal(&dir.display().to_string(), e))
 }
 
 /// Checks the offset of a part against what is stored and makes the part
-/// pending (moving a complete part back to staging), so its bytes can be
-/// written. Returns the staging path. Changes nothing when refusing. Blocking.
+/// pending (moving a complete part back to staging, see
+/// [`finish::reopen_origin`]), so its bytes can be written. Returns the staging
+/// path. Changes nothing when refusing. Blocking.
 fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
     let rec = ctx.record()?;
     let status = role.status(&rec);
@@ -496,53 +526,18 @@ fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
         )));
     }
     if let Some(dir) = at.staging.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| internal(&dir.display().to_string(), e))?;
+        if role == Role::Origin {
+            make_staging_dir(&ctx.library, dir)?;
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| internal(&dir.display().to_string(), e))?;
+        }
     }
     if status == PartStatus::Uploading {
         return Ok(at.staging);
     }
-    let now = db::now();
-    // Database first: a crash before the rename leaves the data where it
-    // was (a scan may list it again), never a record pointing at nothing.
     match role {
-        Role::Origin => {
-            let lock = ctx.library_lock();
-            let _moving = crate::library::scan::hold(&lock);
-            let placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
-            let old_name = Path::new(&rec.path)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            ctx.db
-                .write(|tx| uploads::set_origin_pending(tx, rec.id, &placeholder, now))?;
-            if let Err(e) = std::fs::rename(&at.final_path, &at.staging) {
-                let _ = ctx.db.write(|tx| {
-                    uploads::complete(
-                        tx,
-                        rec.id,
-                        &uploads::Completion {
-                            origin: Some((old_name, rec.size, rec.mtime_ns.unwrap_or(0))),
-                            ..Default::default()
-                        },
-                        rec.last_modify,
-                    )
-                });
-                return Err(internal(&format!("move {} to staging", rec.path), e));
-            }
-        }
-        Role::Thumb | Role::Screen => {
-            let screen = role == Role::Screen;
-            ctx.db
-                .write(|tx| uploads::set_thumb_status(tx, rec.id, screen, 2, now))?;
-            if status == PartStatus::Uploaded {
-                if let Err(e) = std::fs::rename(&at.final_path, &at.staging) {
-                    let _ = ctx
-                        .db
-                        .write(|tx| uploads::set_thumb_status(tx, rec.id, screen, 3, now));
-                    return Err(internal("move thumbnail to staging", e));
-                }
-            }
-        }
+        Role::Origin => finish::reopen_origin(ctx, offset)?,
+        Role::Thumb | Role::Screen => finish::reopen_thumb(ctx, &rec, role)?,
     }
     Ok(at.staging)
 }
@@ -553,13 +548,15 @@ fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
 ///
 /// How the bytes reach the disk (direct I/O where the file system takes
 /// it) is `upload/disk.rs`; a digest (`cm=`) is computed on a thread of its
-/// own, beside the writes.
+/// own, beside the writes. No batch is written that would leave less than
+/// `min_free` bytes free on the disk ([`space::Claim`]).
 fn spawn_writer(
     path: PathBuf,
     offset: u64,
     cm: Option<Checksum>,
     mut rx: Queue,
     guard: FileGuard,
+    min_free: u64,
 ) -> tokio::task::JoinHandle<std::io::Result<(u64, Option<String>)>> {
     tokio::task::spawn_blocking(move || {
         let _guard = guard;
@@ -586,10 +583,19 @@ fn spawn_writer(
             }
         }
         let digest = hasher.map(HashThread::start).transpose()?;
-        let written = disk::write_stream(&mut rx, &f, &path, offset, digest.as_ref());
+        let mut claim = space::Claim::new(offset, min_free);
+        let written = disk::write_stream(&mut rx, &f, &path, offset, digest.as_ref(), &mut claim);
         if let Ok(route) = &written {
             log::debug!("upload: {} written ({route:?})", path.display());
         }
+        // Room taken for bytes that never came (a broken request, a failed
+        // write) goes back to the disk.
+        if let Err(e) = claim.release(&f) {
+            log::debug!("upload: {}: {e}", path.display());
+        }
+        // The rest of the request's bytes are not wanted: a writer that
+        // stopped early lets the request see it at once.
+        drop(rx);
         // Whatever reached the file is synced, success or not: the size
         // reported afterwards is what survives a power cut.
         let t = std::time::Instant::now();
@@ -676,27 +682,44 @@ where
             Error::BadParam("the body must be multipart/form-data with a boundary".into())
         })?;
     let guard = lock_file(db, req.id).await?;
-    let ctx = {
-        let (db2, roots, id) = (db.clone(), s.roots.clone(), req.id);
-        let thumb_dir = cfg.thumb_dir();
+    let (ctx, quota_room) = {
+        let (db2, s2, id) = (db.clone(), s.clone(), req.id);
+        let (thumb_dir, min_free) = (cfg.thumb_dir(), cfg.upload.min_free_bytes);
+        let quota = cfg.upload.user_quota_bytes;
         tokio::task::spawn_blocking(move || {
-            db2.read(|c| files::accessible(c, id, &roots))?
+            let rec = db2
+                .read(|c| files::accessible(c, id, &s2.roots))?
                 .ok_or_else(|| Error::BadParam(format!("file {} not found", id.0)))?;
+            // Every part (origin, thumb, screen), pending or complete, is
+            // written by its uploader or a moderator only: the rule of
+            // updateFile.icc and deleteFiles.icc. Checked before anything
+            // is read or written.
+            crate::accounts::check_change_file(&s2, rec.upload_user_id, id)?;
             let library = library_of(&db2, id)?;
-            if let Some(n) = req.body_len {
-                let free = free_bytes(&library).map_err(|e| internal("free space", e))?;
-                if n > free {
-                    return Err(Error::BadParam(format!(
-                        "not enough free space: the body has {n} bytes, the disk has {free}"
-                    )));
-                }
-            }
-            Ok(Arc::new(Ctx {
+            let ctx = Ctx {
                 db: db2,
                 id,
                 library,
                 thumbs: thumb_dir,
-            }))
+                user: s2.user_id,
+                min_free,
+            };
+            ctx.check_online()?;
+            // A move a crash left unfinished (its library was offline at
+            // start) is finished before anything else.
+            recover::settle_file(&ctx)?;
+            if let Some(n) = req.body_len {
+                space::check_free(&ctx.library, n, min_free)?;
+            }
+            // The quota is the file's uploader's (a moderator's upload to
+            // it counts for them too).
+            let room = match rec.upload_user_id {
+                Some(owner) => ctx
+                    .db
+                    .read(|c| space::quota_room(c, quota, owner, Some(id)))?,
+                None => None,
+            };
+            Ok::<_, Error>((Arc::new(ctx), room))
         })
         .await??
     };
@@ -779,11 +802,23 @@ where
         } else {
             max_thumb
         };
+        // The original counts against its uploader's quota (thumbnails,
+        // bounded by `max_thumb_bytes`, do not).
+        let quota = quota_room.filter(|_| role == Role::Origin);
         let room = Arc::new(tokio::sync::Semaphore::new(QUEUE_BYTES >> 10));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let writer = spawn_writer(staging.clone(), offset as u64, req.cm, rx, guard.clone());
+        let writer = spawn_writer(
+            staging.clone(),
+            offset as u64,
+            req.cm,
+            rx,
+            guard.clone(),
+            ctx.min_free,
+        );
         let mut total = offset as u64;
         let mut problem: Option<Error> = None;
+        // Whether the client may still be sending (see DRAIN_BYTES).
+        let mut sending = true;
         loop {
             match mp.chunk().await {
                 Ok(Some(b)) => {
@@ -793,6 +828,11 @@ where
                             "part {} is larger than the limit of {limit} bytes",
                             role.name()
                         )));
+                        break;
+                    }
+                    if let Some(q) = quota.filter(|q| total > *q) {
+                        let max = cfg.upload.user_quota_bytes;
+                        problem = Some(space::over_quota(max, q, total));
                         break;
                     }
                     // Bounded by bytes, whatever the chunk sizes: a chunk
@@ -811,6 +851,7 @@ where
                         "the body broke off in part {}: {e}; resume from the size uploadingInfo.icc reports",
                         role.name()
                     )));
+                    sending = false;
                     break;
                 }
             }
@@ -821,10 +862,21 @@ where
             if let Err(e) = written {
                 log::warn!("upload of file {}: {e}", req.id.0);
             }
+            if sending {
+                mp.drain(DRAIN_BYTES).await;
+            }
             return Err(p);
         }
-        let (_, digest) =
-            written.map_err(|e| internal(&format!("writing {}", staging.display()), e))?;
+        let digest = match written {
+            Ok((_, digest)) => digest,
+            Err(e) => {
+                let (ctx, role) = (ctx.clone(), role);
+                let e = tokio::task::spawn_blocking(move || write_failed(&ctx, role, &staging, e))
+                    .await?;
+                mp.drain(DRAIN_BYTES).await;
+                return Err(e);
+            }
+        };
         received.push(Received {
             role,
             staging,
@@ -838,7 +890,7 @@ where
         .collect();
     let (record, sizes) = tokio::task::spawn_blocking(move || {
         let _guard = guard;
-        complete(&ctx2, &done)
+        finish::complete(&ctx2, &done)
     })
     .await??;
     // The original is in its folder and the record says complete: render
@@ -867,104 +919,30 @@ where
     })
 }
 
-/// Marks the received parts complete: the original is linked into its
-/// catalog folder under a fresh numbered name (never over an existing
-/// file), thumbnails are renamed to their final path, and only then does
-/// the database say status 3. Blocking.
-fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecord, PartSizes)> {
-    let lock = ctx.library_lock();
-    let moving = crate::library::scan::hold(&lock);
-    let rec = ctx.record()?;
-    let mut c = uploads::Completion::default();
-    let mut undo: Vec<(PathBuf, PathBuf)> = Vec::new();
-    let mut result = Ok(());
-    for (role, staging) in done {
-        match role {
-            Role::Origin => {
-                let dir = ctx
-                    .db
-                    .read(|c| catalogs::by_id(c, rec.real_catalog_id))?
-                    .map(|c| PathBuf::from(c.path))
-                    .ok_or_else(|| internal("complete", "catalog vanished"))?;
-                let stem = format!(
-                    "{}_{}",
-                    civil_date(rec.upload_time.unwrap_or_else(db::now)),
-                    rec.id.0
-                );
-                // A name free on disk and in the database: a record whose
-                // file vanished a moment ago (and no scan has dropped yet)
-                // must not make the completion fail.
-                let taken = |name: &str| {
-                    ctx.db
-                        .read(|c| uploads::name_taken(c, rec.real_catalog_id, name))
-                        .unwrap_or(false)
-                };
-                let step = move_no_clobber_where(staging, &dir, &stem, &safe_ext(&rec.ext), taken)
-                    .and_then(|name| {
-                        let m = std::fs::metadata(dir.join(&name))?;
-                        sync_dir(&dir)?;
-                        if let Some(sd) = staging.parent() {
-                            sync_dir(sd)?;
-                        }
-                        Ok((name, m))
-                    });
-                match step {
-                    Ok((name, m)) => {
-                        undo.push((dir.join(&name), staging.clone()));
-                        let mtime_ns = m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec();
-                        c.origin = Some((name, m.len() as i64, mtime_ns));
-                    }
-                    Err(e) => {
-                        result = Err(internal(
-                            &format!("move {} into {}", staging.display(), dir.display()),
-                            e,
-                        ));
-                        break;
-                    }
-                }
-            }
-            r => {
-                let fin = uploaded_thumb_path(&ctx.thumbs, rec.id, r.level());
-                let step = std::fs::rename(staging, &fin).and_then(|_| match fin.parent() {
-                    Some(d) => sync_dir(d),
-                    None => Ok(()),
-                });
-                if let Err(e) = step {
-                    result = Err(internal("store thumbnail", e));
-                    break;
-                }
-                undo.push((fin, staging.clone()));
-                if *r == Role::Thumb {
-                    c.thumb = true;
-                } else {
-                    c.screen = true;
-                }
-            }
-        }
+/// What a failed write of a part means for the client: no room (the
+/// free-space reserve or a full disk: −10014, saying how much is stored),
+/// the disk gone (−10011, quietly), or an internal error (−102, logged).
+/// Blocking (checks the disk).
+fn write_failed(ctx: &Ctx, role: Role, staging: &Path, e: std::io::Error) -> Error {
+    if space::is_no_space(&e) {
+        log::debug!("upload of file {}: {e}", ctx.id.0);
+        return Error::StorageFull(format!(
+            "not enough free space on the server for the {} part ({e}); {} bytes of it are \
+             stored: resume from there once space is freed",
+            role.name(),
+            len_of(staging)
+        ));
     }
-    let result = result.and_then(|_| {
-        Ok(ctx
-            .db
-            .write(|tx| uploads::complete(tx, rec.id, &c, db::now()))?)
-    });
-    if let Err(e) = result {
-        // Put every part back where a pending part lives.
-        for (fin, staging) in undo {
-            if let Err(e) = std::fs::rename(&fin, &staging) {
-                log::error!(
-                    "upload of file {}: cannot move {} back to {}: {e}",
-                    rec.id.0,
-                    fin.display(),
-                    staging.display()
-                );
-            }
-        }
-        return Err(e);
+    let offline = match role {
+        Role::Origin => ctx.check_online().is_err(),
+        // Client thumbnails live in the data dir, not on a library disk.
+        _ => false,
+    };
+    if offline {
+        log::debug!("upload of file {}: {e} (its disk is offline)", ctx.id.0);
+        return space::offline();
     }
-    drop(moving);
-    let rec = ctx.record()?;
-    let sizes = part_sizes(&rec, &ctx.library, &ctx.thumbs);
-    Ok((rec, sizes))
+    internal(&format!("writing {}", staging.display()), e)
 }
 
 /// Valid `type` values (spec §2.2).

@@ -5,10 +5,9 @@
 
 mod common;
 
-use common::{assert_err, data, Api, BAD_PARAM, NEED_LOGIN};
+use common::{assert_err, data, Api, BAD_PARAM, NEED_LOGIN, STORAGE_FULL};
 use md5::Digest as _;
 use serde_json::{json, Value};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,30 +17,9 @@ use std::time::Duration;
 
 // Each test file uses a different part of the harness.
 use common::server::{root_id, Server};
+use common::upload::{multipart, payload, BOUNDARY};
 
 // ------------------------------------------------------------------ helpers
-
-const BOUNDARY: &str = "isyncTestBoundary7MA4YWxkTrZu0gW";
-
-/// A multipart body: (field name, filename, bytes) per part.
-fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for (name, file, bytes) in parts {
-        write!(
-            b,
-            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"{name}\""
-        )
-        .unwrap();
-        if let Some(f) = file {
-            write!(b, "; filename=\"{f}\"").unwrap();
-        }
-        b.extend_from_slice(b"\r\nContent-Type: application/octet-stream\r\n\r\n");
-        b.extend_from_slice(bytes);
-        b.extend_from_slice(b"\r\n");
-    }
-    write!(b, "--{BOUNDARY}--\r\n").unwrap();
-    b
-}
 
 async fn upload(api: &Api, query: Value, parts: &[(&str, Option<&str>, &[u8])]) -> Value {
     let r = api
@@ -75,18 +53,6 @@ fn sha1_hex(b: &[u8]) -> String {
 
 fn md5_hex(b: &[u8]) -> String {
     hex::encode(md5::Md5::digest(b))
-}
-
-fn payload(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 async fn uploading(api: &Api) -> Vec<Value> {
@@ -446,11 +412,13 @@ async fn traversal_attempts_are_refused_or_made_harmless() {
         json!({"size": -1}),
         json!({"type": 3}),
         json!({"type": "1/.."}),
-        json!({"size": 1_u64 << 62}),
     ] {
         let v = announce(&api, bad.clone()).await;
         assert_err(&v, BAD_PARAM);
     }
+    // A size no disk has: storage full (isync's −10014), not a bad value.
+    let v = announce(&api, json!({"size": 1_u64 << 62})).await;
+    assert_err(&v, STORAGE_FULL);
     assert_eq!(s.snapshot().await, before);
     assert_eq!(s.tree(), tree);
 
@@ -647,6 +615,198 @@ async fn bad_input_changes_nothing() {
     assert!(list[0]["uploadingThumbSize"].as_i64().unwrap() <= 1000);
 }
 
+// ------------------------------------------------------------- ownership
+
+/// Makes `name` an account of built-in type `type_id` (3 uploader, 2
+/// editor) and logs it in again (a session carries the permissions it was
+/// opened with).
+async fn as_type(s: &Server, name: &str, type_id: i64) -> Api {
+    let n = name.to_string();
+    s.db()
+        .write(move |tx| {
+            let u = isync::db::users::by_name(tx, &n)?.expect("user");
+            isync::db::users::set_type(tx, u.id, type_id, isync::db::now())?;
+            Ok(())
+        })
+        .unwrap();
+    s.login(name).await
+}
+
+/// What an attack must leave alone: every row, every path, and the bytes
+/// of the uploads, the staged part and the client thumbnails.
+async fn everything(s: &Server) -> (String, Vec<String>, Vec<(String, Vec<u8>)>) {
+    let mut bytes = Vec::new();
+    for e in walkdir::WalkDir::new(s.dir.path()).sort_by_file_name() {
+        let e = e.unwrap();
+        let p = e.path().to_string_lossy().into_owned();
+        if e.file_type().is_file() && !p.contains("isync.db") && !p.contains("isync.lock") {
+            bytes.push((p, std::fs::read(e.path()).unwrap()));
+        }
+    }
+    (s.snapshot().await, s.tree(), bytes)
+}
+
+/// Security issue #12 (High): an uploader wrote over files that are not
+/// theirs. Now every part of `uploadFile.icc` — origin, thumb, screen, at
+/// any offset, to a complete upload, a pending one or a scanned photo — is
+/// the uploader's or a moderator's, like `updateFile.icc`/`deleteFiles.icc`,
+/// and a refusal changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_uploader_cannot_write_any_part_of_someone_elses_file() {
+    let (s, _) = Server::start(|c| c.libraries[0].users.push("bob".into())).await;
+    let alice = as_type(&s, "alice", 3).await;
+    let bob = as_type(&s, "bob", 3).await;
+    // Alice's complete upload with her own thumbnail, and a pending one.
+    let body = payload(300_000, 21);
+    let thumb = common::jpeg(100, 80, 4, None);
+    let v = announce(&alice, json!({"statusForThumb": 2})).await;
+    let done = data(&v)["id"].as_i64().unwrap();
+    let v = upload(
+        &alice,
+        json!({"id": done}),
+        &[
+            ("origin", Some("origin"), &body),
+            ("thumb", Some("thumb"), &thumb),
+        ],
+    )
+    .await;
+    data(&v);
+    let v = announce(&alice, json!({"name": "pending.mov"})).await;
+    let pending = data(&v)["id"].as_i64().unwrap();
+    let v = upload(
+        &alice,
+        json!({"id": pending}),
+        &[("origin", Some("origin"), &body[..1000])],
+    )
+    .await;
+    data(&v);
+    // Make it pending again (an append that breaks off keeps 1000 bytes).
+    let token = s.token("alice").await;
+    broken_upload(&s, &token, pending, 1000, &body[1000..], 0).await;
+    let scanned = bob.file_id("a.jpg").await;
+    let before = everything(&s).await;
+
+    let evil = payload(5000, 66);
+    let attacks: Vec<(i64, Value, &str)> = vec![
+        // Replace, truncate, append to her complete original.
+        (done, json!({"id": done, "obp": 0}), "origin"),
+        (done, json!({"id": done, "obp": 100}), "origin"),
+        (done, json!({"id": done, "obp": 300_000}), "origin"),
+        // Her thumbnail, and the screen level the server would make.
+        (done, json!({"id": done, "tbp": 0}), "thumb"),
+        (done, json!({"id": done, "sbp": 0}), "screen"),
+        // Truncate or extend her pending upload.
+        (pending, json!({"id": pending, "obp": 0}), "origin"),
+        (pending, json!({"id": pending, "obp": 1000}), "origin"),
+        // The thumbnails of a scanned library photo, for everyone.
+        (scanned, json!({"id": scanned, "tbp": 0}), "thumb"),
+        (scanned, json!({"id": scanned, "sbp": 0}), "screen"),
+        (scanned, json!({"id": scanned}), "origin"),
+    ];
+    for (id, q, part) in &attacks {
+        let v = upload(&bob, q.clone(), &[(part, Some(part), &evil)]).await;
+        assert_err(&v, common::NO_PERMISSION);
+        assert!(v["msg"].as_str().unwrap().contains("moderate"), "{v}");
+        // The same with the role as the field name only.
+        let v = upload(&bob, q.clone(), &[(part, None, &evil)]).await;
+        assert_err(&v, common::NO_PERMISSION);
+        assert_eq!(everything(&s).await, before, "file {id}, {q}, {part}");
+    }
+    let got = alice.download(done, &[]).await.bytes().await.unwrap();
+    assert!(got[..] == body[..]);
+    let list = uploading(&alice).await;
+    let p = list.iter().find(|f| f["id"] == pending).unwrap();
+    assert_eq!(p["uploadingOriginSize"], 1000, "{p}");
+
+    // The owner may, and so may a moderator: the same rule as updateFile.
+    let v = upload(
+        &alice,
+        json!({"id": pending, "obp": 1000}),
+        &[("origin", Some("origin"), &body[1000..2000])],
+    )
+    .await;
+    assert_eq!(data(&v)["fileInfo"]["size"], 2000);
+    let bob = as_type(&s, "bob", 2).await;
+    let shot = common::jpeg(300, 200, 8, None);
+    let v = upload(
+        &bob,
+        json!({"id": scanned, "sbp": 0}),
+        &[("screen", Some("screen"), &shot)],
+    )
+    .await;
+    data(&v);
+}
+
+/// Security issue #12: a rewrite of a complete original (an offset below
+/// its size) never cuts it in place. The stored version goes to the trash,
+/// restorable byte for byte; the spec's semantics hold (the bytes below the
+/// offset are kept, the rest is the new part); an append at its size keeps
+/// everything and trashes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_original_keeps_its_old_version_in_the_trash() {
+    let (s, api) = Server::start(|_| {}).await;
+    let old = payload(300_000, 31);
+    let v = announce(&api, json!({})).await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    data(&upload(&api, json!({"id": id}), &[("origin", Some("origin"), &old)]).await);
+    let old_path = s.lib().join(format!(
+        "{}_{id}.jpg",
+        isync::upload::civil_date(data(&v)["uploadTime"].as_i64().unwrap())
+    ));
+    assert_eq!(std::fs::read(&old_path).unwrap(), old);
+
+    // Rewrite from byte 100,000.
+    let tail = payload(50_000, 32);
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": 100_000, "cm": "sha1"}),
+        &[("origin", Some("origin"), &tail)],
+    )
+    .await;
+    let mut new = old[..100_000].to_vec();
+    new.extend_from_slice(&tail);
+    assert_eq!(data(&v)["check"]["origin"], sha1_hex(&new), "{v}");
+    assert_eq!(data(&v)["fileInfo"]["size"], 150_000);
+    let got = api.download(id, &[]).await.bytes().await.unwrap();
+    assert!(got[..] == new[..]);
+    let trash = isync::trash::list(s.db()).unwrap();
+    assert_eq!(trash.len(), 1, "{trash:?}");
+    assert_eq!(trash[0].original_path, old_path.to_string_lossy());
+    assert_eq!(trash[0].size, Some(300_000));
+    assert!(std::fs::read(&trash[0].trash_path).unwrap() == old);
+    assert!(staged(&s).is_empty(), "{:?}", staged(&s));
+
+    // An append at the size: kept and extended, nothing more in the trash.
+    let more = payload(1000, 33);
+    let v = upload(
+        &api,
+        json!({"id": id, "obp": 150_000}),
+        &[("origin", Some("origin"), &more)],
+    )
+    .await;
+    assert_eq!(data(&v)["fileInfo"]["size"], 151_000);
+    assert_eq!(isync::trash::list(s.db()).unwrap().len(), 1);
+
+    // The old version comes back with `isync trash restore`, beside the
+    // new one; one record for the upload, the restored file listed anew.
+    let back = isync::trash::restore(s.db(), trash[0].id).unwrap();
+    assert!(std::fs::read(&back).unwrap() == old);
+    let st = s.running.as_ref().unwrap().state.clone();
+    tokio::task::spawn_blocking(move || {
+        let plan = st.plan.read().unwrap().clone();
+        st.scanner.scan_plan(&plan).unwrap()
+    })
+    .await
+    .unwrap();
+    let all = api.all_files().await;
+    assert_eq!(all.iter().filter(|f| f["id"] == id).count(), 1);
+    assert_eq!(
+        all.len(),
+        4,
+        "a.jpg, b.jpg, the upload, the restored version"
+    );
+}
+
 // ------------------------------------------------------- memory, races, timer
 
 /// `VmRSS` of process `pid`, in bytes.
@@ -658,81 +818,6 @@ fn rss_of(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .expect("VmRSS");
     kb * 1024
-}
-
-/// The real binary serving a fresh data dir; killed on drop.
-struct Process {
-    child: std::process::Child,
-    base: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Process {
-    /// `isync serve` over an empty library of alice, on a free port.
-    fn start() -> Process {
-        use std::io::BufRead;
-        let dir = tempfile::Builder::new()
-            .prefix("isync-rss-")
-            .tempdir()
-            .unwrap();
-        let lib = dir.path().join("lib");
-        std::fs::create_dir_all(&lib).unwrap();
-        let cfg = dir.path().join("isync.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[[library]]\npath = {lib:?}\n\
-                 users = [\"alice\"]\n",
-                dir.path().join("data")
-            ),
-        )
-        .unwrap();
-        let bin = env!("CARGO_BIN_EXE_isync");
-        let mut add = std::process::Command::new(bin)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["user", "add", "alice", "--password-stdin"])
-            .env_remove("JOURNAL_STREAM")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        writeln!(add.stdin.take().unwrap(), "{}", common::PASSWORD).unwrap();
-        assert!(add.wait().unwrap().success());
-        let mut child = std::process::Command::new(bin)
-            .arg("--config")
-            .arg(&cfg)
-            .arg("serve")
-            .env_remove("JOURNAL_STREAM")
-            .env("ISYNC_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        // The log names the bound address once it accepts requests.
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "isync serve exited");
-            if let Some(a) = line.split("listening on ").nth(1) {
-                break a.trim().to_string();
-            }
-        };
-        // Keep draining the log so the server never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        Process {
-            child,
-            base: format!("http://{addr}"),
-            _dir: dir,
-        }
-    }
 }
 
 /// A multipart body of one `origin` part of `size` bytes, generated as it
@@ -766,8 +851,9 @@ fn streamed_origin(size: u64, sent: std::sync::Arc<AtomicU64>) -> (u64, reqwest:
 async fn a_256_mib_upload_keeps_server_memory_flat() {
     const SIZE: u64 = 256 << 20;
     const BOUND: u64 = 32 << 20;
-    let p = Process::start();
-    let pid = p.child.id();
+    let mut p = common::process::Process::new(&["alice"], "");
+    p.start(&[]);
+    let pid = p.pid();
     let api = Api::new(&p.base);
     let v = api
         .get_json(

@@ -55,17 +55,25 @@ pub fn set_root(c: &Connection, id: LibraryId, root: CatalogId) -> Result<(), Db
     Ok(())
 }
 
+/// Sets a library's online state (and device, when given). Returns whether
+/// the state changed, read in the same transaction: of several callers
+/// noticing the same change (the watcher, a scan, an upload), exactly one
+/// sees `true` and reports it.
 pub fn set_online(
     c: &Connection,
     id: LibraryId,
     online: bool,
     device: Option<i64>,
-) -> Result<(), DbError> {
+) -> Result<bool, DbError> {
+    let was: Option<bool> = c
+        .prepare_cached("SELECT online FROM libraries WHERE id = ?1")?
+        .query_row([id.0], |r| Ok(r.get::<_, i64>(0)? != 0))
+        .optional()?;
     c.execute(
         "UPDATE libraries SET online = ?1, device = coalesce(?2, device) WHERE id = ?3",
         params![online as i64, device, id.0],
     )?;
-    Ok(())
+    Ok(was.is_some_and(|w| w != online))
 }
 
 pub fn set_scanned(c: &Connection, id: LibraryId, now: i64) -> Result<(), DbError> {

@@ -37,6 +37,8 @@ const MIGRATIONS: &[Migration] = &[
     Migration::Sql(include_str!("schema_accounts.sql")),
     // Share keys hashed (SHA-256 is not in SQLite): see schema_shares.sql.
     Migration::Code(shares::migrate_hash_keys),
+    // Upload moves recorded before they happen; bytes charged to quotas.
+    Migration::Sql(include_str!("schema_upload.sql")),
 ];
 const READERS: usize = 4;
 /// The schema version this build writes (`PRAGMA user_version`).

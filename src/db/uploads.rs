@@ -4,7 +4,7 @@
 //! confuse it with a real file and the real name is chosen at completion.
 
 use super::DbError;
-use crate::model::{CatalogId, FileId, UserId};
+use crate::model::{CatalogId, FileId, LibraryId, UserId};
 use rusqlite::{params, Connection};
 
 /// A record announced by `uploadFileInfo.icc` (spec §6.14).
@@ -40,9 +40,9 @@ pub fn insert(c: &Connection, u: &NewUpload) -> Result<FileId, DbError> {
         "INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
          create_time, upload_time, import_time, last_modify, size, type, duration, width, height, \
          orientation, memo, help_int, help_text, upload_user_id, status_origin, status_thumb, \
-         status_screen, longitude, latitude) \
+         status_screen, longitude, latitude, charged_bytes) \
          VALUES (?1, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, \
-         ?18, ?19, 2, ?20, ?21, ?22, ?23)",
+         ?18, ?19, 2, ?20, ?21, ?22, ?23, ?10)",
     )?
     .execute(params![
         u.catalog_id.0,
@@ -148,8 +148,8 @@ pub struct Completion {
 pub fn complete(c: &Connection, id: FileId, done: &Completion, now: i64) -> Result<(), DbError> {
     if let Some((name, size, mtime_ns)) = &done.origin {
         c.prepare_cached(
-            "UPDATE files SET status_origin = 3, disk_name = ?2, size = ?3, mtime_ns = ?4 \
-             WHERE id = ?1",
+            "UPDATE files SET status_origin = 3, disk_name = ?2, size = ?3, mtime_ns = ?4, \
+             charged_bytes = ?3 WHERE id = ?1",
         )?
         .execute(params![id.0, name, size, mtime_ns])?;
     }
@@ -292,10 +292,141 @@ pub fn library_path_of(c: &Connection, id: FileId) -> Result<Option<String>, DbE
     .optional()?)
 }
 
-/// Whether a record already uses `name` in folder `cat`.
+/// Whether a record already uses `name` in folder `cat`, or an unfinished
+/// completion chose it (see [`UploadMove`]).
 pub fn name_taken(c: &Connection, cat: CatalogId, name: &str) -> Result<bool, DbError> {
     Ok(c.prepare_cached(
-        "SELECT EXISTS(SELECT 1 FROM files WHERE real_catalog_id = ?1 AND disk_name = ?2)",
+        "SELECT EXISTS(SELECT 1 FROM files WHERE real_catalog_id = ?1 AND disk_name = ?2) \
+         OR EXISTS(SELECT 1 FROM upload_moves m JOIN files f ON f.id = m.file_id \
+         WHERE m.kind = 'complete' AND f.real_catalog_id = ?1 AND m.disk_name = ?2)",
     )?
     .query_row(rusqlite::params![cat.0, name], |r| r.get(0))?)
+}
+
+/// Bytes charged to `user`'s quota (announced sizes of pending uploads,
+/// stored sizes of complete ones), leaving out file `except`.
+pub fn charged_to(c: &Connection, user: UserId, except: Option<FileId>) -> Result<i64, DbError> {
+    Ok(c.prepare_cached(
+        "SELECT coalesce(sum(charged_bytes), 0) FROM files WHERE upload_user_id = ?1 \
+         AND id IS NOT ?2",
+    )?
+    .query_row(params![user.0, except.map(|f| f.0)], |r| r.get(0))?)
+}
+
+/// What an [`UploadMove`] does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MoveKind {
+    /// Parts of one request become complete.
+    Complete,
+    /// A complete original becomes pending again.
+    Reopen,
+}
+
+/// A move of an upload's bytes in progress (table `upload_moves`, see
+/// `schema_upload.sql`): written before the move, deleted with the record
+/// of its result, finished at start after a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadMove {
+    pub file_id: FileId,
+    pub kind: MoveKind,
+    /// Complete: the original's chosen name in its folder (None: the
+    /// original is not part of it). Reopen: the name it leaves.
+    pub disk_name: Option<String>,
+    pub thumb: bool,
+    pub screen: bool,
+    /// Reopen below the stored size: where the old original goes.
+    pub trash_path: Option<String>,
+}
+
+fn move_from_row(r: &rusqlite::Row) -> rusqlite::Result<UploadMove> {
+    let kind: String = r.get(1)?;
+    Ok(UploadMove {
+        file_id: FileId(r.get(0)?),
+        kind: if kind == "reopen" {
+            MoveKind::Reopen
+        } else {
+            MoveKind::Complete
+        },
+        disk_name: r.get(2)?,
+        thumb: r.get(3)?,
+        screen: r.get(4)?,
+        trash_path: r.get(5)?,
+    })
+}
+
+const MOVE_COLS: &str = "m.file_id, m.kind, m.disk_name, m.thumb, m.screen, m.trash_path";
+
+/// Writes (or replaces) the move of a file.
+pub fn put_move(c: &Connection, m: &UploadMove) -> Result<(), DbError> {
+    let kind = match m.kind {
+        MoveKind::Complete => "complete",
+        MoveKind::Reopen => "reopen",
+    };
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO upload_moves(file_id, kind, disk_name, thumb, screen, trash_path) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        m.file_id.0,
+        kind,
+        m.disk_name,
+        m.thumb,
+        m.screen,
+        m.trash_path
+    ])?;
+    Ok(())
+}
+
+pub fn delete_move(c: &Connection, id: FileId) -> Result<(), DbError> {
+    c.prepare_cached("DELETE FROM upload_moves WHERE file_id = ?1")?
+        .execute([id.0])?;
+    Ok(())
+}
+
+pub fn move_of(c: &Connection, id: FileId) -> Result<Option<UploadMove>, DbError> {
+    use rusqlite::OptionalExtension;
+    Ok(c.prepare_cached(&format!(
+        "SELECT {MOVE_COLS} FROM upload_moves m WHERE m.file_id = ?1"
+    ))?
+    .query_row([id.0], move_from_row)
+    .optional()?)
+}
+
+/// Unfinished moves of files living in library `lib`.
+pub fn moves_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<UploadMove>, DbError> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {MOVE_COLS} FROM upload_moves m JOIN files f ON f.id = m.file_id \
+         JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1 ORDER BY m.file_id"
+    ))?;
+    let rows = st.query_map([lib.0], move_from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Puts a reopened original back as it was: complete, under `disk_name`,
+/// with its size and mtime (the reopen failed before anything moved).
+pub fn undo_reopen(
+    c: &Connection,
+    id: FileId,
+    disk_name: &str,
+    size: i64,
+    mtime_ns: Option<i64>,
+    last_modify: i64,
+) -> Result<(), DbError> {
+    c.prepare_cached(
+        "UPDATE files SET status_origin = 3, disk_name = ?2, size = ?3, mtime_ns = ?4, \
+         last_modify = ?5 WHERE id = ?1",
+    )?
+    .execute(params![id.0, disk_name, size, mtime_ns, last_modify])?;
+    Ok(())
+}
+
+/// Whether any record of library `lib` has its original in a folder of the
+/// library (pending uploads have theirs in the hidden staging folder, so
+/// they say nothing about whether the root should be empty).
+pub fn any_stored_in_library(c: &Connection, lib: LibraryId) -> Result<bool, DbError> {
+    Ok(c.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
+         WHERE c.library_id = ?1 AND f.status_origin <> 2)",
+    )?
+    .query_row([lib.0], |r| r.get(0))?)
 }

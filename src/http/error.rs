@@ -30,6 +30,11 @@ pub const LIBRARY_OFFLINE: i64 = -10011;
 pub const TOO_MANY_ATTEMPTS: i64 = -10012;
 /// isync extension: the operation is already running (e.g. a backup).
 pub const BUSY: i64 = -10013;
+/// isync extension: an upload would cross the server disk's free-space
+/// reserve (`upload.min_free_bytes`) or the uploader's quota
+/// (`upload.user_quota_bytes`); the message says which. Nothing past the
+/// limit was stored.
+pub const STORAGE_FULL: i64 = -10014;
 
 pub fn code_of(e: &Error) -> i64 {
     match e {
@@ -49,6 +54,7 @@ pub fn code_of(e: &Error) -> i64 {
         Error::WaitingUpload(_) => WAITING_UPLOAD,
         Error::NotModified(_) => NOT_MODIFIED,
         Error::Offline(_) => LIBRARY_OFFLINE,
+        Error::StorageFull(_) => STORAGE_FULL,
         Error::NoRootPath(_) => NO_ROOT_PATH,
         Error::DeleteFailed(_) => DELETE_FAILED,
         Error::Internal(_) => DATA_ERROR,
@@ -136,6 +142,7 @@ impl IntoResponse for BinaryError {
             | Error::ThumbFailed(_)
             | Error::WaitingUpload(_) => StatusCode::NOT_FOUND,
             Error::Offline(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut resp = (status, Json(body(&self.0))).into_response();

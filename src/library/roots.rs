@@ -312,27 +312,67 @@ pub fn check_root(lib: &Library, marker: Option<&str>, known_files: usize) -> Re
     Ok(dev)
 }
 
-/// Marks a library online/offline in the database, logging transitions once.
+/// The first library holding `path` (the deepest one, then each library
+/// enclosing it) whose root is not usable right now, and why: a missing
+/// root, or one that is not the recorded disk (an empty mount point on the
+/// SD card). It is marked offline at once (logged once); one found usable
+/// again is marked online (what a writer saw on the disk is the truth, not
+/// a flag nobody may have cleared yet). A folder kept on a library's disk
+/// (the users folder of the appliance) is thereby never written while that
+/// disk is away. Blocking: a stat and a small read per library (on an
+/// automounted disk that is absent, the read waits for the mount to give
+/// up).
+pub fn offline_holder(db: &Db, path: &Path) -> Result<Option<(Library, Offline)>, DbError> {
+    let mut holders: Vec<Library> = db
+        .read(libraries::list)?
+        .into_iter()
+        .filter(|l| path.starts_with(&l.path))
+        .collect();
+    holders.sort_by_key(|l| std::cmp::Reverse(l.path.len()));
+    for lib in holders {
+        let (marker, has_files) = db.read(|c| {
+            Ok((
+                libraries::marker(c, lib.id)?,
+                crate::db::uploads::any_stored_in_library(c, lib.id)?,
+            ))
+        })?;
+        match check_root(&lib, marker.as_deref(), has_files as usize) {
+            Err(why) => {
+                if lib.online {
+                    set_online(db, &lib, &Err(why.clone()))?;
+                }
+                return Ok(Some((lib, why)));
+            }
+            Ok(dev) if !lib.online => set_online(db, &lib, &Ok(dev))?,
+            Ok(_) => {}
+        }
+    }
+    Ok(None)
+}
+
+/// Marks a library online/offline in the database, logging transitions once
+/// (whoever notices first: the watcher, a scan or an upload; the database
+/// says which). Offline is a warning: listings go on, nothing is removed,
+/// and the library comes back by itself with its disk.
 pub fn set_online(db: &Db, lib: &Library, state: &Result<i64, Offline>) -> Result<(), DbError> {
     let id: LibraryId = lib.id;
     match state {
         Ok(_) => {
-            if !lib.online {
-                log::info!("library {} is back online", lib.path);
-            }
             // The device is recorded after a scan that found files, so an
             // empty mount point seen first is never taken as "the" device.
-            db.write(|tx| libraries::set_online(tx, id, true, None))
+            if db.write(|tx| libraries::set_online(tx, id, true, None))? {
+                log::info!("library {} is back online", lib.path);
+            }
         }
         Err(why) => {
-            if lib.online {
-                log::error!(
+            if db.write(|tx| libraries::set_online(tx, id, false, None))? {
+                log::warn!(
                     "library {} is offline: {why}; its records are kept and nothing under it \
                      is removed until it is back",
                     lib.path
                 );
             }
-            db.write(|tx| libraries::set_online(tx, id, false, None))
         }
     }
+    Ok(())
 }

@@ -151,6 +151,8 @@ pub struct Scanner {
     /// Told the start time (unix s) of each finished library scan: the
     /// thumbnail pre-render worker sweeps what changed (see `after_scan`).
     after_scan: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
+    /// Called before an online library is walked (see `before_walk`).
+    before_walk: std::sync::OnceLock<BeforeWalk>,
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> i64 {
@@ -202,6 +204,9 @@ pub fn hold(lock: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// See [`Scanner::before_walk`].
+type BeforeWalk = Box<dyn Fn(&Library) + Send + Sync>;
+
 /// A known folder that is gone from where it was.
 struct GoneFolders {
     /// Every gone catalog (tops and all below), shallowest first.
@@ -241,6 +246,7 @@ impl Scanner {
             lock: Mutex::new(()),
             guard_logged: Mutex::new(HashMap::new()),
             after_scan: std::sync::OnceLock::new(),
+            before_walk: std::sync::OnceLock::new(),
         }
     }
 
@@ -248,6 +254,14 @@ impl Scanner {
     /// scan, online or not, with the time its writes are stamped from.
     pub fn after_scan(&self, f: impl Fn(i64) + Send + Sync + 'static) {
         let _ = self.after_scan.set(Box::new(f));
+    }
+
+    /// Registers `f` to be called before a library found online is walked,
+    /// holding its [`library_lock`] (so `f` must not take it): the upload
+    /// moves a crash left while the library was offline are finished there
+    /// before the walk could take a moved original for a new file.
+    pub fn before_walk(&self, f: impl Fn(&Library) + Send + Sync + 'static) {
+        let _ = self.before_walk.set(Box::new(f));
     }
 
     fn threads(&self) -> usize {
@@ -446,6 +460,9 @@ impl Scanner {
                 return Ok(report);
             }
         };
+        if let Some(f) = self.before_walk.get() {
+            f(&lib);
+        }
 
         let mut cat_by_path: HashMap<String, CatalogId> =
             folders.iter().map(|f| (f.path.clone(), f.id)).collect();

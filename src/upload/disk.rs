@@ -20,6 +20,7 @@
 //! `pwritev`, and writeback started every [`WRITEBACK_BYTES`], so the fsync
 //! before the reply only waits for the tail.
 
+use super::space::Claim;
 use super::HashThread;
 use bytes::Bytes;
 use std::fs::{File, OpenOptions};
@@ -52,25 +53,28 @@ pub(super) enum Route {
 
 /// Appends every chunk of `rx`, until its sender is gone, to `f` from
 /// `start` on. `path` is `f`'s path (opened a second time for direct I/O).
-/// Every batch taken from the queue is also fed to `digest`. On return,
-/// all that arrived has been handed to the kernel, except after an error.
-/// The caller fsyncs.
+/// Every batch taken from the queue is first given room on the disk by
+/// `claim` (which refuses a batch that would cross the free-space reserve:
+/// the stream stops there, with what came before written), then fed to
+/// `digest`. On return, all that arrived has been handed to the kernel,
+/// except after an error. The caller fsyncs.
 pub(super) fn write_stream(
     rx: &mut Queue,
     f: &File,
     path: &Path,
     start: u64,
     digest: Option<&HashThread>,
+    claim: &mut Claim,
 ) -> Result<Route> {
     match open_direct(path) {
         Some(direct) => {
-            let route = direct_stream(rx, f, direct, start, digest);
+            let route = direct_stream(rx, f, direct, start, digest, claim);
             // The blocks are freed; glibc would keep them resident.
             crate::heap::release_free_memory();
             route
         }
         None => {
-            cached_stream(rx, f, start, digest)?;
+            cached_stream(rx, f, start, digest, claim)?;
             Ok(Route::PageCache)
         }
     }
@@ -187,6 +191,7 @@ fn direct_stream(
     direct: Direct,
     start: u64,
     digest: Option<&HashThread>,
+    claim: &mut Claim,
 ) -> Result<Route> {
     let align = direct.align;
     // Full blocks go to the writer thread with their file offset, and come
@@ -219,10 +224,13 @@ fn direct_stream(
             Ok(w) => w,
             Err(e) => {
                 log::warn!("upload: no disk writer thread ({e}); writing through the page cache");
-                cached_stream(rx, f, start, digest)?;
+                cached_stream(rx, f, start, digest, claim)?;
                 return Ok(Route::PageCache);
             }
         };
+        // A batch refused by the claim ends the stream like its end would
+        // (the bytes before it are all written), then fails it.
+        let mut refused = None;
         let gone = || Error::other("the upload's disk writer stopped");
         let mut made = 1;
         let mut cur = Block::new(align);
@@ -231,7 +239,13 @@ fn direct_stream(
         let mut batch = Vec::new();
         let mut permits = Vec::new();
         let fed = (|| -> Result<()> {
-            while next_batch(rx, &mut batch, &mut permits).is_some() {
+            while let Some(n) = next_batch(rx, &mut batch, &mut permits) {
+                if let Err(e) = claim.take(f, n as u64) {
+                    batch.clear();
+                    permits.clear();
+                    refused = Some(e);
+                    break;
+                }
                 if let Some(d) = digest {
                     d.feed(batch.clone());
                 }
@@ -277,7 +291,10 @@ fn direct_stream(
         fed?;
         // The last partial block through the page cache.
         f.write_all_at(cur.filled(), pos)?;
-        Ok(route)
+        match refused {
+            Some(e) => Err(e),
+            None => Ok(route),
+        }
     })
 }
 
@@ -319,12 +336,19 @@ fn start_writeback(f: &File, pos: u64, len: u64) {
 
 /// The page-cache path: each batch in one `pwritev` (no copy on this side),
 /// writeback started every [`WRITEBACK_BYTES`].
-fn cached_stream(rx: &mut Queue, f: &File, start: u64, digest: Option<&HashThread>) -> Result<()> {
+fn cached_stream(
+    rx: &mut Queue,
+    f: &File,
+    start: u64,
+    digest: Option<&HashThread>,
+    claim: &mut Claim,
+) -> Result<()> {
     let mut pos = start;
     let mut started = start;
     let mut batch = Vec::new();
     let mut permits = Vec::new();
     while let Some(n) = next_batch(rx, &mut batch, &mut permits) {
+        claim.take(f, n as u64)?;
         if let Some(d) = digest {
             d.feed(batch.clone());
         }
@@ -446,10 +470,25 @@ mod tests {
         let digest = HashThread::start(Hasher::new(Checksum::Sha1)).unwrap();
         let mut rx = queue(parts);
         let took = if page_cache {
-            cached_stream(&mut rx, &f, start as u64, Some(&digest)).unwrap();
+            cached_stream(
+                &mut rx,
+                &f,
+                start as u64,
+                Some(&digest),
+                &mut Claim::new(start as u64, 0),
+            )
+            .unwrap();
             Route::PageCache
         } else {
-            write_stream(&mut rx, &f, &path, start as u64, Some(&digest)).unwrap()
+            write_stream(
+                &mut rx,
+                &f,
+                &path,
+                start as u64,
+                Some(&digest),
+                &mut Claim::new(start as u64, 0),
+            )
+            .unwrap()
         };
         assert_eq!(digest.finish().unwrap(), sha1(&all), "start {start}, {n} B");
         let got = from_disk(&f, &path);
@@ -569,7 +608,7 @@ mod tests {
         let (all, parts) = chunks(3 * BLOCK_BYTES, 8);
         let mut rx = queue(parts);
         let t = std::time::Instant::now();
-        let r = direct_stream(&mut rx, &f, broken, 1001, None);
+        let r = direct_stream(&mut rx, &f, broken, 1001, None, &mut Claim::new(1001, 0));
         let e = r.expect_err("a write failed");
         assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
         assert!(t.elapsed() < std::time::Duration::from_secs(10));

@@ -189,6 +189,20 @@ impl Multipart {
         }
     }
 
+    /// Reads and drops what is left of the body, up to `max` bytes (a
+    /// refused request, so the client reads the reply; see the caller).
+    pub async fn drain(&mut self, max: u64) {
+        let mut n = self.buf.len() as u64;
+        self.buf.clear();
+        self.at = At::End;
+        while n < max {
+            match self.next_chunk().await {
+                Ok(Some(b)) => n += b.len() as u64,
+                _ => break,
+            }
+        }
+    }
+
     /// Skips what is left of the current part and reads the next part's
     /// headers; `None` after the closing delimiter.
     pub async fn next_part(&mut self) -> Result<Option<PartHead>, MultipartError> {
@@ -218,18 +232,33 @@ impl Multipart {
                 return Err(self.incomplete());
             }
         }
+        // The blank line must come within the limit, however the bytes
+        // arrived: a header block that came in one chunk is bounded like
+        // one fed byte by byte. Only the first `MAX_HEADER_BYTES` + 4
+        // bytes are searched, each once (`from`: where the last look
+        // stopped, less the 3 bytes a line end split between two looks
+        // may have).
+        let too_long = || {
+            MultipartError::Malformed(format!(
+                "the headers of a part are longer than {MAX_HEADER_BYTES} bytes"
+            ))
+        };
+        let mut from = 0;
         let end = loop {
             if self.buf.starts_with(b"\r\n") {
                 break 0; // no headers at all
             }
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
+            let upto = self.buf.len().min(MAX_HEADER_BYTES + 4);
+            if let Some(i) = self.buf[from..upto]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+            {
+                break from + i;
             }
-            if self.buf.len() > MAX_HEADER_BYTES {
-                return Err(MultipartError::Malformed(format!(
-                    "the headers of a part are longer than {MAX_HEADER_BYTES} bytes"
-                )));
+            if upto == MAX_HEADER_BYTES + 4 {
+                return Err(too_long());
             }
+            from = upto.saturating_sub(3);
             if !self.fill(MAX_HEADER_BYTES).await? {
                 return Err(self.incomplete());
             }
@@ -444,6 +473,47 @@ mod tests {
         assert!(read_all(b"--bjunk\r\n\r\n", "b", 5).is_err());
         // An empty body (only the closing delimiter) has no parts.
         assert!(read_all(b"--b--\r\n", "b", 2).unwrap().is_empty());
+    }
+
+    /// A part whose header block is exactly `n` bytes long.
+    fn head_of(n: usize) -> String {
+        let mut h = String::from("Content-Disposition: form-data; name=\"f\"; filename=\"origin\"");
+        h.push_str("\r\nX-Pad: ");
+        let pad = n.checked_sub(h.len()).expect("room for the padding");
+        h.push_str(&"p".repeat(pad));
+        assert_eq!(h.len(), n);
+        h
+    }
+
+    #[test]
+    fn the_header_limit_holds_however_the_body_is_cut() {
+        let bnd = "lim";
+        let at_limit = body(&[(&head_of(MAX_HEADER_BYTES), b"data")], bnd);
+        let over = body(&[(&head_of(MAX_HEADER_BYTES + 1), b"data")], bnd);
+        let far_over = body(&[(&head_of(MAX_HEADER_BYTES * 4), b"data")], bnd);
+        // One chunk for the whole body, byte by byte, and sizes around the
+        // limit.
+        for size in [
+            usize::MAX,
+            1,
+            3,
+            4096,
+            MAX_HEADER_BYTES,
+            MAX_HEADER_BYTES + 5,
+        ] {
+            let got = read_all(&at_limit, bnd, size.min(at_limit.len()))
+                .unwrap_or_else(|e| panic!("chunks of {size}: {e}"));
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].0.file_name.as_deref(), Some("origin"));
+            assert_eq!(got[0].1, b"data");
+            for b in [&over, &far_over] {
+                let e = read_all(b, bnd, size.min(b.len())).unwrap_err();
+                assert!(
+                    e.contains("longer than 16384 bytes"),
+                    "chunks of {size}: {e}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
 pub mod server;
+pub mod upload;
 
 use isync::app::{self, Running};
 use isync::config::{Config, LibraryConfig, SessionConfig};
@@ -35,6 +37,8 @@ pub const WRONG_FILE_TYPE: i64 = -10005;
 pub const FILE_GONE: i64 = -10006;
 /// isync extension: the file's library is offline.
 pub const LIBRARY_OFFLINE: i64 = -10011;
+/// isync extension: past the free-space reserve or the uploader's quota.
+pub const STORAGE_FULL: i64 = -10014;
 
 struct LibrarySpec {
     name: String,

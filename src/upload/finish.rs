@@ -1,0 +1,456 @@
+//! Moves of an upload's bytes between their staging file and their final
+//! place, safe against a crash at any point (security issue #12, item 2).
+//! Each move is written to `upload_moves` by the transaction that decides
+//! it, before anything moves, and leaves with the transaction that records
+//! the result. A crash in between leaves the row; `upload/recover.rs`
+//! finishes the move at the next start, before the first scan: a moved original is never
+//! taken for a new file (a duplicate record) and its record never reports 0
+//! bytes stored (which made the app send the whole file again).
+//!
+//! - Completion: the original is linked (never over a file) from staging to
+//!   a fresh name in its folder, client thumbnails are renamed into place,
+//!   the record says complete, and only then the staging name goes.
+//! - Reopen: a complete original becomes pending for a new upload to it. At
+//!   its size (an append, spec §9.3) it moves back to staging. Below its
+//!   size (a rewrite, spec §9.2) it is never cut in place: the stored
+//!   version goes to the trash (restorable with `isync trash restore`) and
+//!   staging starts with a copy of its first bytes.
+
+use super::{
+    civil_date, internal, numbered, part_sizes, place, random_hex, safe_ext, staging_thumb_path,
+    sync_dir, uploaded_thumb_path, Ctx, PartSizes, Role, PLACEHOLDER_PREFIX,
+};
+use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
+use crate::db::{self, trash};
+use crate::error::{Error, Result};
+use crate::model::FileRecord;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// A test hook: in debug builds, `ISYNC_FAILPOINT=<name>[,<name>…]` makes
+/// the process abort at the step called `name`, as a crash would (no
+/// destructor runs, nothing more is written). Release builds compile it to
+/// nothing. Steps: `upload-reopen-recorded` (a complete original is
+/// recorded pending, not moved yet), `upload-complete-moved` (the original
+/// is in its folder, not recorded yet), `upload-complete-recorded` (the
+/// record says complete, the staging name not removed yet).
+pub fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    {
+        static POINTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+        let points = POINTS.get_or_init(|| {
+            std::env::var("ISYNC_FAILPOINT")
+                .map(|v| v.split(',').map(str::to_owned).collect())
+                .unwrap_or_default()
+        });
+        if points.iter().any(|p| p == name) {
+            log::warn!("failpoint {name}: aborting");
+            std::process::abort();
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
+}
+
+pub(super) fn exists(p: &Path) -> std::io::Result<bool> {
+    match std::fs::symlink_metadata(p) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+pub(super) fn remove_if_exists(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+pub(super) fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
+    let (a, b) = (std::fs::metadata(a)?, std::fs::metadata(b)?);
+    Ok(a.dev() == b.dev() && a.ino() == b.ino())
+}
+
+pub(super) fn sync_parent(p: &Path) -> std::io::Result<()> {
+    match p.parent() {
+        Some(d) => sync_dir(d),
+        None => Ok(()),
+    }
+}
+
+/// The real folder of a record (a pending one's path ends in its
+/// placeholder name, in the same folder).
+pub(super) fn folder_of(rec: &FileRecord) -> PathBuf {
+    Path::new(&rec.path)
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+pub(super) fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+    m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
+}
+
+/// The stem of the server-made name of an upload (spec §9.1).
+pub(super) fn stem_of(rec: &FileRecord) -> String {
+    format!(
+        "{}_{}",
+        civil_date(rec.upload_time.unwrap_or_else(db::now)),
+        rec.id.0
+    )
+}
+
+/// Copies the first `n` bytes of `from` into a new file `to`, synced (the
+/// kernel copies: `copy_file_range`, a reflink where the file system can).
+fn copy_prefix(from: &Path, to: &Path, n: u64) -> std::io::Result<()> {
+    let src = File::open(from)?;
+    let mut dst = OpenOptions::new().write(true).create_new(true).open(to)?;
+    let copied = std::io::copy(&mut (&src).take(n), &mut dst)?;
+    if copied != n {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("{} has {copied} bytes, {n} expected", from.display()),
+        ));
+    }
+    dst.sync_all()
+}
+
+/// Makes the complete original of `ctx`'s file pending so a part can be
+/// written at `offset` (checked against the stored size again, under the
+/// library lock): an append moves it back to staging, a rewrite sends it to
+/// the trash and copies its first `offset` bytes to staging. Blocking.
+pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
+    let lock = ctx.library_lock();
+    let _moving = crate::library::scan::hold(&lock);
+    // Read again under the lock: a scan may have renamed the file since.
+    let rec = ctx.record()?;
+    if origin_pending(&rec) {
+        return Ok(());
+    }
+    let at = place(&rec, &ctx.library, &ctx.thumbs, Role::Origin);
+    if offset > at.stored {
+        return Err(Error::BadParam(format!(
+            "origin offset {offset} is not usable: {} bytes are stored, resume at {}",
+            at.stored, at.stored
+        )));
+    }
+    let fin = at.final_path.clone();
+    let folder = folder_of(&rec);
+    let old_name = file_name(&fin);
+    let io =
+        |what: &str, e: std::io::Error| internal(&format!("reopen file {}: {what}", rec.id.0), e);
+    if !exists(&fin).map_err(|e| io("stat", e))? {
+        return Err(Error::FileGone(format!(
+            "the original of file {} is missing on the server's disk; it cannot be written to",
+            rec.id.0
+        )));
+    }
+    // A staging file beside a complete original is what a crash left (a
+    // second link to the original, or part of a copy): never written
+    // through, it goes.
+    remove_if_exists(&at.staging).map_err(|e| io("remove a stale staging file", e))?;
+    let now = db::now();
+    let placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
+    let mut mv = UploadMove {
+        file_id: rec.id,
+        kind: MoveKind::Reopen,
+        disk_name: Some(old_name.clone()),
+        thumb: false,
+        screen: false,
+        trash_path: None,
+    };
+    let rewrite = offset < at.stored;
+    let trash_id = if rewrite {
+        let staging_dir = at.staging.parent().unwrap_or(&ctx.library);
+        super::space::check_free(staging_dir, offset as u64, ctx.min_free)?;
+        copy_prefix(&fin, &at.staging, offset as u64)
+            .and_then(|()| sync_dir(staging_dir))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&at.staging);
+                io("copy the kept bytes to staging", e)
+            })?;
+        let tdir = crate::trash::trash_dir(&ctx.library);
+        std::fs::create_dir_all(&tdir).map_err(|e| io("create the trash folder", e))?;
+        let to = tdir.join(crate::trash::stamp_name(now, &old_name));
+        mv.trash_path = Some(to.to_string_lossy().into_owned());
+        let entry = trash::TrashEntry {
+            id: 0,
+            kind: "file".into(),
+            trash_path: to.to_string_lossy().into_owned(),
+            original_path: rec.path.clone(),
+            name: rec.name.clone(),
+            size: Some(rec.size),
+            deleted_by: Some(ctx.user),
+            deleted_at: now,
+        };
+        let r = ctx.db.write(|tx| {
+            let id = trash::insert(tx, &entry)?;
+            uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
+            uploads::put_move(tx, &mv)?;
+            Ok(id)
+        });
+        match r {
+            Ok(id) => Some(id),
+            Err(e) => {
+                let _ = std::fs::remove_file(&at.staging);
+                return Err(e.into());
+            }
+        }
+    } else {
+        ctx.db.write(|tx| {
+            uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
+            uploads::put_move(tx, &mv)
+        })?;
+        None
+    };
+    failpoint("upload-reopen-recorded");
+    let to = mv
+        .trash_path
+        .as_ref()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| at.staging.clone());
+    let moved = std::fs::rename(&fin, &to)
+        .and_then(|()| sync_dir(&folder))
+        .and_then(|()| sync_parent(&to));
+    if let Err(e) = moved {
+        // Put everything back as it was: the original in its folder, the
+        // record complete, no trash entry.
+        if exists(&to).unwrap_or(false) && !exists(&fin).unwrap_or(true) {
+            let _ = std::fs::rename(&to, &fin);
+        }
+        if rewrite {
+            let _ = std::fs::remove_file(&at.staging);
+        }
+        let undone = ctx.db.write(|tx| {
+            uploads::undo_reopen(
+                tx,
+                rec.id,
+                &old_name,
+                rec.size,
+                rec.mtime_ns,
+                rec.last_modify,
+            )?;
+            if let Some(t) = trash_id {
+                trash::delete(tx, t)?;
+            }
+            uploads::delete_move(tx, rec.id)
+        });
+        if let Err(u) = undone {
+            log::error!(
+                "upload of file {}: cannot undo a failed reopen: {u}",
+                rec.id.0
+            );
+        }
+        return Err(io(
+            &format!("move {} to {}", fin.display(), to.display()),
+            e,
+        ));
+    }
+    ctx.db.write(|tx| uploads::delete_move(tx, rec.id))?;
+    if rewrite {
+        log::info!(
+            "upload of file {}: rewritten from byte {offset}; the stored version is in the trash",
+            rec.id.0
+        );
+    }
+    Ok(())
+}
+
+fn origin_pending(rec: &FileRecord) -> bool {
+    Role::Origin.status(rec) == crate::model::PartStatus::Uploading
+}
+
+/// Makes a client thumbnail pending: a complete one moves back to its
+/// staging name (journaled like the original's moves). Blocking.
+pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()> {
+    let screen = role == Role::Screen;
+    let level = role.level();
+    let now = db::now();
+    let complete = role.status(rec) == crate::model::PartStatus::Uploaded;
+    let mv = UploadMove {
+        file_id: rec.id,
+        kind: MoveKind::Reopen,
+        disk_name: None,
+        thumb: !screen,
+        screen,
+        trash_path: None,
+    };
+    ctx.db.write(|tx| {
+        uploads::set_thumb_status(tx, rec.id, screen, 2, now)?;
+        if complete {
+            uploads::put_move(tx, &mv)?;
+        }
+        Ok(())
+    })?;
+    if complete {
+        let fin = uploaded_thumb_path(&ctx.thumbs, rec.id, level);
+        let staging = staging_thumb_path(&ctx.thumbs, rec.id, level);
+        if let Err(e) = std::fs::rename(&fin, &staging) {
+            let _ = ctx.db.write(|tx| {
+                uploads::set_thumb_status(tx, rec.id, screen, 3, now)?;
+                uploads::delete_move(tx, rec.id)
+            });
+            return Err(internal("move thumbnail to staging", e));
+        }
+        ctx.db.write(|tx| uploads::delete_move(tx, rec.id))?;
+    }
+    Ok(())
+}
+
+/// Links the staged original to the first numbered name free in its folder
+/// (on disk and in the database), journaling each name before it is tried.
+/// Returns the name.
+fn link_into_folder(
+    ctx: &Ctx,
+    rec: &FileRecord,
+    staging: &Path,
+    mv: &mut UploadMove,
+) -> Result<String> {
+    let dir = folder_of(rec);
+    let (stem, ext) = (stem_of(rec), safe_ext(&rec.ext));
+    let io = |e: std::io::Error| {
+        internal(
+            &format!("link {} into {}", staging.display(), dir.display()),
+            e,
+        )
+    };
+    for n in 0..10_000 {
+        let name = numbered(&stem, &ext, n);
+        // A record whose file vanished a moment ago (no scan dropped it
+        // yet) keeps its name too.
+        if exists(&dir.join(&name)).map_err(io)?
+            || ctx
+                .db
+                .read(|c| uploads::name_taken(c, rec.real_catalog_id, &name))?
+        {
+            continue;
+        }
+        mv.disk_name = Some(name.clone());
+        ctx.db.write(|tx| uploads::put_move(tx, mv))?;
+        // `link` never replaces a file: one that appeared meanwhile under
+        // this name makes it try the next.
+        match std::fs::hard_link(staging, dir.join(&name)) {
+            Ok(()) => return Ok(name),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(e)),
+        }
+    }
+    Err(internal(
+        "complete",
+        format!("no free name for {stem}.{ext} in {}", dir.display()),
+    ))
+}
+
+/// Marks the received parts complete (spec §9.2): the original gets a
+/// fresh numbered name in its catalog folder (never over an existing
+/// file), thumbnails their final path, and only then does the database say
+/// status 3. Blocking.
+pub(super) fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecord, PartSizes)> {
+    let origin = done
+        .iter()
+        .find(|(r, _)| *r == Role::Origin)
+        .map(|(_, p)| p.as_path());
+    if origin.is_some() {
+        // Its folder must be on the library's disk, not the mount point
+        // left behind when the disk went.
+        ctx.check_online()?;
+    }
+    let lock = ctx.library_lock();
+    let moving = crate::library::scan::hold(&lock);
+    let rec = ctx.record()?;
+    let mut mv = UploadMove {
+        file_id: rec.id,
+        kind: MoveKind::Complete,
+        disk_name: None,
+        thumb: done.iter().any(|(r, _)| *r == Role::Thumb),
+        screen: done.iter().any(|(r, _)| *r == Role::Screen),
+        trash_path: None,
+    };
+    let folder = folder_of(&rec);
+    let mut linked: Option<PathBuf> = None;
+    let mut renamed: Vec<(PathBuf, PathBuf)> = Vec::new();
+    let result = (|| -> Result<()> {
+        let mut c = Completion::default();
+        match origin {
+            Some(staging) => {
+                let name = link_into_folder(ctx, &rec, staging, &mut mv)?;
+                let path = folder.join(&name);
+                linked = Some(path.clone());
+                let m = std::fs::metadata(&path)
+                    .and_then(|m| sync_dir(&folder).map(|()| m))
+                    .map_err(|e| internal(&format!("store {}", path.display()), e))?;
+                c.origin = Some((name, m.len() as i64, mtime_ns(&m)));
+            }
+            None => ctx.db.write(|tx| uploads::put_move(tx, &mv))?,
+        }
+        for (role, staging) in done.iter().filter(|(r, _)| *r != Role::Origin) {
+            let fin = uploaded_thumb_path(&ctx.thumbs, rec.id, role.level());
+            std::fs::rename(staging, &fin)
+                .and_then(|()| sync_parent(&fin))
+                .map_err(|e| internal("store thumbnail", e))?;
+            renamed.push((fin, staging.clone()));
+            if *role == Role::Thumb {
+                c.thumb = true;
+            } else {
+                c.screen = true;
+            }
+        }
+        failpoint("upload-complete-moved");
+        let now = db::now();
+        ctx.db.write(|tx| {
+            uploads::complete(tx, rec.id, &c, now)?;
+            uploads::delete_move(tx, rec.id)
+        })?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Every part back where a pending part lives: the staged original
+        // never left staging (only a second name was made), thumbnails go
+        // back to their staging names.
+        if let Some(l) = &linked {
+            if let Err(e) = std::fs::remove_file(l) {
+                log::error!(
+                    "upload of file {}: cannot remove {}: {e}",
+                    rec.id.0,
+                    l.display()
+                );
+            }
+        }
+        for (fin, staging) in renamed {
+            if let Err(e) = std::fs::rename(&fin, &staging) {
+                log::error!(
+                    "upload of file {}: cannot move {} back to {}: {e}",
+                    rec.id.0,
+                    fin.display(),
+                    staging.display()
+                );
+            }
+        }
+        if let Err(e) = ctx.db.write(|tx| uploads::delete_move(tx, rec.id)) {
+            log::error!("upload of file {}: {e}", rec.id.0);
+        }
+        return Err(e);
+    }
+    failpoint("upload-complete-recorded");
+    // The staging name goes last: until the record said where the bytes
+    // are, it was the name the record counted. A crash before this leaves
+    // a second link to the original, removed at the next start.
+    if let Some(staging) = origin {
+        if let Err(e) = std::fs::remove_file(staging).and_then(|()| sync_parent(staging)) {
+            log::warn!("upload of file {}: {}: {e}", rec.id.0, staging.display());
+        }
+    }
+    drop(moving);
+    let rec = ctx.record()?;
+    let sizes = part_sizes(&rec, &ctx.library, &ctx.thumbs);
+    Ok((rec, sizes))
+}

@@ -1,0 +1,263 @@
+//! Finishing what a crash interrupted (security issue #12, item 2): the
+//! moves journaled in `upload_moves` by `upload/finish.rs` are carried
+//! through — at start before serving and scanning, by the scanner before it
+//! walks a library that was offline then, and by a request to the file —
+//! and the staging files a crash left beside complete originals go.
+
+use super::finish::{
+    exists, folder_of, mtime_ns, remove_if_exists, same_file, stem_of, sync_parent,
+};
+use super::{
+    internal, safe_ext, staging_dir, staging_origin_path, staging_thumb_path, sync_dir,
+    uploaded_thumb_path, Ctx,
+};
+use crate::config::Config;
+use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
+use crate::db::{self, files, libraries, Db};
+use crate::error::Result;
+use crate::model::{Library, ThumbLevel};
+use std::path::{Path, PathBuf};
+
+/// Finishes the move a crash left for `ctx`'s file, if any (its library was
+/// offline at start and no scan has run since). Blocking.
+pub(super) fn settle_file(ctx: &Ctx) -> Result<()> {
+    if ctx.db.read(|c| uploads::move_of(c, ctx.id))?.is_none() {
+        return Ok(());
+    }
+    let lock = ctx.library_lock();
+    let _held = crate::library::scan::hold(&lock);
+    if let Some(mv) = ctx.db.read(|c| uploads::move_of(c, ctx.id))? {
+        settle(&ctx.db, &ctx.thumbs, &ctx.library, &mv)?;
+    }
+    Ok(())
+}
+
+/// Finishes the unfinished move `mv` of a file living in `library`, whose
+/// lock the caller holds: a completion is completed (the upload was
+/// received in full), a reopen is carried through. Blocking.
+fn settle(db: &Db, thumbs: &Path, library: &Path, mv: &UploadMove) -> Result<()> {
+    let id = mv.file_id;
+    let Some(rec) = db.read(|c| files::by_id(c, id))? else {
+        db.write(|tx| uploads::delete_move(tx, id))?;
+        return Ok(());
+    };
+    let io = |what: String, e: std::io::Error| {
+        internal(&format!("finish the upload of file {}: {what}", id.0), e)
+    };
+    let folder = folder_of(&rec);
+    let staging = staging_origin_path(library, id);
+    let levels = [
+        (mv.thumb, ThumbLevel::Small),
+        (mv.screen, ThumbLevel::Screen),
+    ];
+    match mv.kind {
+        MoveKind::Complete => {
+            let mut c = Completion::default();
+            if let Some(name) = &mv.disk_name {
+                let fin = folder.join(name);
+                let on_disk = (|| -> std::io::Result<Option<String>> {
+                    Ok(match (exists(&staging)?, exists(&fin)?) {
+                        (true, false) => {
+                            std::fs::hard_link(&staging, &fin)?;
+                            Some(name.clone())
+                        }
+                        (true, true) if same_file(&staging, &fin)? => Some(name.clone()),
+                        // Another file took the name before the link:
+                        // the staged bytes get the next free one.
+                        (true, true) => Some(super::move_no_clobber_where(
+                            &staging,
+                            &folder,
+                            &stem_of(&rec),
+                            &safe_ext(&rec.ext),
+                            |n| {
+                                db.read(|c| uploads::name_taken(c, rec.real_catalog_id, n))
+                                    .unwrap_or(true)
+                            },
+                        )?),
+                        (false, true) => Some(name.clone()),
+                        (false, false) => None,
+                    })
+                })()
+                .map_err(|e| io(format!("link into {}", folder.display()), e))?;
+                match on_disk {
+                    Some(n) => {
+                        let m = std::fs::metadata(folder.join(&n))
+                            .and_then(|m| sync_dir(&folder).map(|()| m))
+                            .map_err(|e| io(n.clone(), e))?;
+                        c.origin = Some((n, m.len() as i64, mtime_ns(&m)));
+                    }
+                    None => log::warn!(
+                        "upload of file {}: its staged original is gone; it stays pending",
+                        id.0
+                    ),
+                }
+            }
+            for (wanted, level) in levels {
+                let (part, fin) = (
+                    staging_thumb_path(thumbs, id, level),
+                    uploaded_thumb_path(thumbs, id, level),
+                );
+                if !wanted {
+                    continue;
+                }
+                if exists(&part).map_err(|e| io("stat".into(), e))? {
+                    std::fs::rename(&part, &fin)
+                        .and_then(|()| sync_parent(&fin))
+                        .map_err(|e| io("store thumbnail".into(), e))?;
+                }
+                if exists(&fin).map_err(|e| io("stat".into(), e))? {
+                    if level == ThumbLevel::Small {
+                        c.thumb = true;
+                    } else {
+                        c.screen = true;
+                    }
+                }
+            }
+            let now = db::now();
+            db.write(|tx| {
+                uploads::complete(tx, id, &c, now)?;
+                uploads::delete_move(tx, id)
+            })?;
+            if c.origin.is_some() {
+                remove_if_exists(&staging)
+                    .and_then(|()| sync_parent(&staging))
+                    .map_err(|e| io("remove the staging name".into(), e))?;
+            }
+            log::info!(
+                "upload of file {}: finished its completion, which a crash interrupted",
+                id.0
+            );
+        }
+        MoveKind::Reopen => {
+            if let Some(name) = &mv.disk_name {
+                let fin = folder.join(name);
+                if exists(&fin).map_err(|e| io("stat".into(), e))? {
+                    let to = mv
+                        .trash_path
+                        .as_ref()
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| staging.clone());
+                    if let Some(d) = to.parent() {
+                        std::fs::create_dir_all(d).map_err(|e| io(d.display().to_string(), e))?;
+                    }
+                    std::fs::rename(&fin, &to)
+                        .and_then(|()| sync_dir(&folder))
+                        .and_then(|()| sync_parent(&to))
+                        .map_err(|e| {
+                            io(format!("move {} to {}", fin.display(), to.display()), e)
+                        })?;
+                }
+            }
+            for (wanted, level) in levels {
+                let (part, fin) = (
+                    staging_thumb_path(thumbs, id, level),
+                    uploaded_thumb_path(thumbs, id, level),
+                );
+                if wanted && exists(&fin).map_err(|e| io("stat".into(), e))? {
+                    std::fs::rename(&fin, &part).map_err(|e| io("move thumbnail".into(), e))?;
+                }
+            }
+            db.write(|tx| uploads::delete_move(tx, id))?;
+            log::info!(
+                "upload of file {}: finished its reopening, which a crash interrupted",
+                id.0
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Finishes the moves a crash left in library `lib`, whose lock the caller
+/// holds (the scanner, before it walks a library that is online), and with
+/// `leftovers` removes the staging files a crash left beside complete
+/// originals. Errors are logged per file: one stuck file does not keep the
+/// others waiting. Blocking.
+pub fn recover_library(db: &Db, thumbs: &Path, lib: &Library, leftovers: bool) -> Result<()> {
+    let moves = db.read(|c| uploads::moves_in_library(c, lib.id))?;
+    let mut done = 0;
+    for mv in &moves {
+        match settle(db, thumbs, Path::new(&lib.path), mv) {
+            Ok(()) => done += 1,
+            Err(e) => log::error!("upload of file {}: {e}", mv.file_id.0),
+        }
+    }
+    let left = if leftovers {
+        remove_leftovers(db, Path::new(&lib.path))?
+    } else {
+        0
+    };
+    if done + left > 0 {
+        log::info!(
+            "library {}: {done} uploads a crash interrupted finished, {left} leftover staging \
+             files removed",
+            lib.path
+        );
+    }
+    Ok(())
+}
+
+/// Removes the staging files of complete originals: second links a crash
+/// left between recording a completion and removing the staging name, or
+/// copies of a rewrite whose recording never came. Only beside an
+/// original that is in place. Blocking.
+fn remove_leftovers(db: &Db, library: &Path) -> Result<usize> {
+    let dir = staging_dir(library);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(internal(&dir.display().to_string(), e)),
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = name
+            .strip_suffix(".origin")
+            .and_then(|n| n.parse::<i64>().ok())
+        else {
+            continue;
+        };
+        let id = crate::model::FileId(id);
+        let Some(rec) = db.read(|c| files::by_id(c, id))? else {
+            continue;
+        };
+        let moving = db.read(|c| uploads::move_of(c, id))?.is_some();
+        if rec.status_origin == 2 || moving || !Path::new(&rec.path).is_file() {
+            continue;
+        }
+        match std::fs::remove_file(entry.path()) {
+            Ok(()) => removed += 1,
+            Err(e) => log::warn!("upload of file {}: {}: {e}", id.0, entry.path().display()),
+        }
+    }
+    if removed > 0 {
+        let _ = sync_dir(&dir);
+    }
+    Ok(removed)
+}
+
+/// At start, before serving and before the first scan: finishes every move
+/// a crash left, in each library that is online (an offline one's wait for
+/// its disk: the scanner finishes them before it walks the library again).
+/// Only libraries with such moves are looked at on disk (an absent
+/// automounted disk would hold the start up). Blocking.
+pub fn recover(db: &Db, cfg: &Config) -> Result<()> {
+    let thumbs = cfg.thumb_dir();
+    for lib in db.read(libraries::list)? {
+        let moves = db.read(|c| uploads::moves_in_library(c, lib.id))?.len();
+        if moves == 0 {
+            continue;
+        }
+        if crate::library::roots::offline_holder(db, Path::new(&lib.path))?.is_some() {
+            log::warn!(
+                "library {}: {moves} uploads a crash interrupted are finished when it is back \
+                 online",
+                lib.path
+            );
+            continue;
+        }
+        let lock = crate::library::scan::library_lock(db, &lib.path);
+        let _held = crate::library::scan::hold(&lock);
+        recover_library(db, &thumbs, &lib, false)?;
+    }
+    Ok(())
+}

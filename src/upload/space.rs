@@ -1,0 +1,284 @@
+//! Where an upload may write, and how much (security issue #12, part B):
+//! - the disk must be there: a library whose root is missing or is not the
+//!   recorded disk (an empty mount point on the SD card) is offline, and so
+//!   is everything below it, a users folder kept on the library disk
+//!   included (→ −10011, one warning per library going offline);
+//! - every disk keeps `upload.min_free_bytes` free: checked against the
+//!   announced size, and by the writer before each batch it writes
+//!   ([`Claim`]);
+//! - a user's uploads stay within `upload.user_quota_bytes`.
+
+use crate::db::{uploads, Db};
+use crate::error::{Error, Result};
+use crate::library::roots;
+use crate::model::{FileId, UserId};
+use std::fs::File;
+use std::path::Path;
+
+/// Bytes a writer may hold that are not yet allocated on its disk, where
+/// the file system cannot allocate ahead ([`Claim`]): the request's queue
+/// and the direct-I/O blocks (`upload/disk.rs`), with room to spare.
+const UNALLOCATED_BYTES: u64 = 24 << 20;
+
+/// Refuses (−10011) when the library holding `path`, or a library
+/// enclosing it, is offline right now. The first refusal marks it offline
+/// (one warning); later ones are quiet. Blocking: a stat and a small read
+/// per library.
+pub fn check_online(db: &Db, path: &Path) -> Result<()> {
+    match roots::offline_holder(db, path)? {
+        None => Ok(()),
+        Some(_) => Err(offline()),
+    }
+}
+
+pub fn offline() -> Error {
+    Error::Offline(
+        "the disk this upload goes to is offline (unplugged or not mounted); nothing was \
+         stored; try again when it is back"
+            .into(),
+    )
+}
+
+/// Free bytes for an unprivileged writer on the file system holding `p`.
+pub fn free_bytes(p: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(p).map_err(std::io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+fn free_of(f: &File) -> std::io::Result<u64> {
+    let s = rustix::fs::fstatvfs(f).map_err(std::io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// −10014 unless `bytes` more fit on the disk holding `dir` with
+/// `min_free` left over. Blocking.
+pub fn check_free(dir: &Path, bytes: u64, min_free: u64) -> Result<()> {
+    let free = free_bytes(dir)
+        .map_err(|e| Error::Internal(format!("free space of {}: {e}", dir.display())))?;
+    if bytes.saturating_add(min_free) > free {
+        return Err(Error::StorageFull(format!(
+            "not enough free space on the server: {bytes} bytes do not fit while keeping the \
+             free-space reserve (upload.min_free_bytes = {min_free}; {free} bytes free); \
+             free some space on the server's disk"
+        )));
+    }
+    Ok(())
+}
+
+/// How many bytes `user`'s uploads may still hold, besides file `except`
+/// (None: no quota).
+pub fn quota_room(
+    c: &rusqlite::Connection,
+    quota: u64,
+    user: UserId,
+    except: Option<FileId>,
+) -> std::result::Result<Option<u64>, crate::db::DbError> {
+    if quota == 0 {
+        return Ok(None);
+    }
+    let used = uploads::charged_to(c, user, except)?;
+    Ok(Some(quota.saturating_sub(used.max(0) as u64)))
+}
+
+pub fn over_quota(quota: u64, room: u64, wanted: u64) -> Error {
+    Error::StorageFull(format!(
+        "upload quota exceeded: your uploads may hold {quota} bytes \
+         (upload.user_quota_bytes) and {room} bytes are left, this file needs {wanted}; \
+         delete some of your files or ask the server's admin for more"
+    ))
+}
+
+/// The writer stopped: the next bytes would have crossed the reserve.
+#[derive(Debug)]
+pub struct ReserveReached {
+    pub free: u64,
+    pub min_free: u64,
+}
+
+impl std::fmt::Display for ReserveReached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the disk keeps {} bytes free (upload.min_free_bytes) and has {} free",
+            self.min_free, self.free
+        )
+    }
+}
+
+impl std::error::Error for ReserveReached {}
+
+/// Whether a write failed for want of space (the reserve, or the disk or a
+/// disk quota really full).
+pub fn is_no_space(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|r| r.is::<ReserveReached>())
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// How far ahead of the bytes written the writer takes room on the disk,
+/// at most: steps grow with what the upload wrote so far (a thumbnail takes
+/// just its own room, which on tmpfs is memory), up to one `fallocate` and
+/// a few `fstatvfs` per 64 MiB, so the direct path's throughput stays that
+/// of the disk.
+const CLAIM_STEP_BYTES: u64 = 64 << 20;
+
+/// The writer's side of the reserve: room is taken on the disk ahead of the
+/// bytes written — a step at a time far from the reserve, only what the
+/// batch needs near it — and a batch is refused when its room leaves less
+/// than `min_free` free. Where the file system allocates ahead (`fallocate`
+/// with `KEEP_SIZE`: ext4, xfs, btrfs, tmpfs) the room is allocated first
+/// and the free space read after, so concurrent uploads see each other's
+/// room and never cross the reserve together. Elsewhere (exFAT, vfat) a
+/// margin stands for the bytes still on their way to the disk.
+///
+/// Nothing is given back while the stream runs: the direct-I/O thread may
+/// be extending the file at that moment, and past the end of a file only a
+/// truncation frees room on ext4. [`Claim::release`] does it once the
+/// writes are done.
+pub struct Claim {
+    min_free: u64,
+    /// Where the stream started.
+    start: u64,
+    /// The file offset up to which bytes were let through.
+    used: u64,
+    /// The file offset up to which room is taken for them.
+    end: u64,
+    /// The furthest offset allocated (a refused batch's room included).
+    allocated: u64,
+    ahead: bool,
+}
+
+impl Claim {
+    pub fn new(start: u64, min_free: u64) -> Claim {
+        Claim {
+            min_free,
+            start,
+            used: start,
+            end: start,
+            allocated: start,
+            ahead: true,
+        }
+    }
+
+    /// Lets the next `n` bytes of `f` through, taking room for them if
+    /// needed, or fails with [`ReserveReached`] (letting nothing through).
+    pub fn take(&mut self, f: &File, n: u64) -> std::io::Result<()> {
+        let want = self.used + n;
+        if want <= self.end {
+            self.used = want;
+            return Ok(());
+        }
+        let short = want - self.end;
+        let far = free_of(f)?
+            >= self
+                .min_free
+                .saturating_add(2 * CLAIM_STEP_BYTES)
+                .saturating_add(UNALLOCATED_BYTES);
+        let len = if far {
+            short.max((self.used - self.start).min(CLAIM_STEP_BYTES))
+        } else {
+            short
+        };
+        self.room(f, len)?;
+        self.end += len;
+        self.used = want;
+        Ok(())
+    }
+
+    /// Takes `len` bytes of room from `self.end` on; fails if that leaves
+    /// less than the reserve.
+    fn room(&mut self, f: &File, len: u64) -> std::io::Result<()> {
+        use rustix::fs::FallocateFlags;
+        if self.ahead {
+            match rustix::fs::fallocate(f, FallocateFlags::KEEP_SIZE, self.end, len) {
+                Ok(()) => self.allocated = self.allocated.max(self.end + len),
+                Err(rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT) => {
+                    return Err(self.reached(free_of(f)?));
+                }
+                Err(e) => {
+                    log::debug!("upload: no allocation ahead ({e}); counting a margin instead");
+                    self.ahead = false;
+                }
+            }
+        }
+        let free = free_of(f)?;
+        let need = if self.ahead {
+            self.min_free
+        } else {
+            self.min_free
+                .saturating_add(len)
+                .saturating_add(UNALLOCATED_BYTES)
+        };
+        if free < need {
+            return Err(self.reached(free));
+        }
+        Ok(())
+    }
+
+    fn reached(&self, free: u64) -> std::io::Error {
+        std::io::Error::other(ReserveReached {
+            free,
+            min_free: self.min_free,
+        })
+    }
+
+    /// Frees the room taken past the end of `f` (for bytes that never came,
+    /// or refused), once nothing writes to it any more.
+    pub fn release(&self, f: &File) -> std::io::Result<()> {
+        let len = f.metadata()?.len();
+        if self.allocated > len {
+            f.set_len(len)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_stop_before_the_reserve() {
+        let d = tempfile::tempdir().unwrap();
+        let f = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(d.path().join("x"))
+            .unwrap();
+        // The machine is shared: other writers move the free space, by
+        // far less than a gigabyte while this runs.
+        let free = free_of(&f).unwrap();
+        let mut c = Claim::new(0, free.saturating_sub(1 << 30));
+        // Steps grow with what came: the first batch takes its own room,
+        // the next ones as much as came before (up to a step).
+        c.take(&f, 1 << 20).unwrap();
+        assert_eq!(c.end, 1 << 20);
+        c.take(&f, 4096).unwrap();
+        assert_eq!(c.end, 2 << 20);
+        for _ in 0..100 {
+            c.take(&f, 1 << 20).unwrap();
+        }
+        assert!(
+            c.end - c.used <= CLAIM_STEP_BYTES,
+            "{} ahead",
+            c.end - c.used
+        );
+        let used = c.used;
+        // More than the whole disk has: refused, nothing taken.
+        let e = c.take(&f, free + (1 << 30)).unwrap_err();
+        assert!(is_no_space(&e), "{e}");
+        assert!(e.to_string().contains("upload.min_free_bytes"), "{e}");
+        assert_eq!(c.used, used);
+        // The room taken ahead goes back (nothing was written).
+        use std::os::unix::fs::MetadataExt;
+        assert!(f.metadata().unwrap().blocks() * 512 >= c.end);
+        c.release(&f).unwrap();
+        assert_eq!(f.metadata().unwrap().len(), 0);
+        assert_eq!(f.metadata().unwrap().blocks(), 0);
+        // No reserve at all: anything that fits the disk is fine.
+        let mut c = Claim::new(0, 0);
+        c.take(&f, 4096).unwrap();
+        c.release(&f).unwrap();
+    }
+}
