@@ -389,7 +389,8 @@ async fn clear_keys_of_an_older_database_are_hashed_on_upgrade() {
     let a = api.file_id("a.jpg").await;
     drop(api);
     s.running.take().unwrap().stop().await.unwrap();
-    // The database as isync kept it before migration 5: the key in clear.
+    // The database as isync kept it before migration 5: the key in clear,
+    // and nothing of the later migrations (6: upload moves and quotas).
     let key = "0123456789abcdef0123456789abcdef";
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -402,6 +403,8 @@ async fn clear_keys_of_an_older_database_are_hashed_on_upgrade() {
              CREATE TABLE share_links (key TEXT PRIMARY KEY, \
                  file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE, \
                  created_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL) WITHOUT ROWID; \
+             DROP TABLE upload_moves; \
+             ALTER TABLE files DROP COLUMN charged_bytes; \
              PRAGMA user_version = 4;",
         )
         .unwrap();
