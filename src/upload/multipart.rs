@@ -10,8 +10,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
 
-/// Longest header block of one part.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longest header block of one part, however the body is chunked.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longest transport padding (spaces, tabs) after a boundary, however the
+/// body is chunked.
+pub const MAX_PADDING_BYTES: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MultipartError {
@@ -205,6 +208,11 @@ impl Multipart {
                 return Ok(None);
             }
             let pad = b.iter().take_while(|c| **c == b' ' || **c == b'\t').count();
+            if pad > MAX_PADDING_BYTES {
+                return Err(MultipartError::Malformed(format!(
+                    "a boundary line is followed by more than {MAX_PADDING_BYTES} bytes of padding"
+                )));
+            }
             if b.len() >= pad + 2 {
                 if &b[pad..pad + 2] != b"\r\n" {
                     return Err(MultipartError::Malformed(
@@ -214,22 +222,35 @@ impl Multipart {
                 self.buf.advance(pad + 2);
                 break;
             }
-            if b.len() > 1024 || !self.fill(MAX_HEADER_BYTES).await? {
+            if !self.fill(MAX_HEADER_BYTES).await? {
                 return Err(self.incomplete());
             }
         }
+        // Where the search for the blank line goes on: the bytes before it
+        // were searched already (a body trickling in a byte at a time must
+        // not cost a rescan of the whole block each time).
+        let mut searched = 0;
         let end = loop {
             if self.buf.starts_with(b"\r\n") {
                 break 0; // no headers at all
             }
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i;
-            }
-            if self.buf.len() > MAX_HEADER_BYTES {
+            let found = self.buf[searched..]
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|i| searched + i);
+            // The block is `i` bytes long when found, else at least all but
+            // the last 3 bytes held: the same verdict whether it arrived in
+            // one chunk or byte by byte.
+            let len = found.unwrap_or(self.buf.len().saturating_sub(3));
+            if len > MAX_HEADER_BYTES {
                 return Err(MultipartError::Malformed(format!(
                     "the headers of a part are longer than {MAX_HEADER_BYTES} bytes"
                 )));
             }
+            if let Some(i) = found {
+                break i;
+            }
+            searched = self.buf.len().saturating_sub(3);
             if !self.fill(MAX_HEADER_BYTES).await? {
                 return Err(self.incomplete());
             }
@@ -444,6 +465,30 @@ mod tests {
         assert!(read_all(b"--bjunk\r\n\r\n", "b", 5).is_err());
         // An empty body (only the closing delimiter) has no parts.
         assert!(read_all(b"--b--\r\n", "b", 2).unwrap().is_empty());
+    }
+
+    /// Found by fuzz/fuzz_targets/multipart.rs: a header block or padding
+    /// over its limit was refused when it arrived in small chunks and
+    /// accepted when it arrived in one.
+    #[test]
+    fn limits_hold_whatever_the_chunking() {
+        let long_head = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"f\"\r\nX-Pad: {}\r\n\r\nx\r\n--b--",
+            "a".repeat(MAX_HEADER_BYTES)
+        );
+        let just_fits = format!("--b\r\n{}\r\n\r\nx\r\n--b--", "a".repeat(MAX_HEADER_BYTES));
+        let long_pad = format!("--b{}\r\n\r\nx\r\n--b--", " ".repeat(MAX_PADDING_BYTES + 1));
+        let pad_fits = format!("--b{}\r\n\r\nx\r\n--b--", " ".repeat(MAX_PADDING_BYTES));
+        for size in [1, 5, 100, 1 << 20] {
+            let err = read_all(long_head.as_bytes(), "b", size).unwrap_err();
+            assert!(err.contains("longer than"), "chunks of {size}: {err}");
+            let got = read_all(just_fits.as_bytes(), "b", size).unwrap();
+            assert_eq!(got[0].1, b"x", "chunks of {size}");
+            let err = read_all(long_pad.as_bytes(), "b", size).unwrap_err();
+            assert!(err.contains("padding"), "chunks of {size}: {err}");
+            let got = read_all(pad_fits.as_bytes(), "b", size).unwrap();
+            assert_eq!(got[0].1, b"x", "chunks of {size}");
+        }
     }
 
     #[test]
