@@ -274,10 +274,12 @@ fn probe_gif(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo), 
     if let Some(e) = &walk.error {
         log::debug!(path:% = path.display(), error:% = e; "gif walk stopped early");
     }
+    // Both sides or neither: a zero side makes the size unknown, not half
+    // known (found by fuzz/fuzz_targets/probe.rs).
     let info = match walk.screen {
         Some((w, h)) => MediaInfo {
-            width: Some(i64::from(w)).filter(|&w| w > 0),
-            height: Some(i64::from(h)).filter(|&h| h > 0),
+            width: Some(i64::from(w)).filter(|_| w > 0 && h > 0),
+            height: Some(i64::from(h)).filter(|_| w > 0 && h > 0),
             duration: Some(f64::from(walk.delay_cs) / 100.0),
             ..MediaInfo::default()
         },
@@ -909,6 +911,26 @@ mod tests {
         let junk = [&anim[..13], &noise(4000, 9)].concat();
         let path = write(dir.path(), "junk.gif", &junk);
         assert_eq!(probe(&path, FileType::Gif).unwrap().0, FileType::Gif);
+    }
+
+    /// Found by fuzz/fuzz_targets/probe.rs: a GIF whose logical screen is
+    /// 0 wide came back with a height and no width.
+    #[test]
+    fn a_gif_with_a_zero_side_has_no_size() {
+        let dir = tempfile::tempdir().unwrap();
+        for (w, h) in [(0u16, 65535u16), (7, 0), (0, 0)] {
+            let mut bytes = gif(&[10]);
+            bytes[6..8].copy_from_slice(&w.to_le_bytes());
+            bytes[8..10].copy_from_slice(&h.to_le_bytes());
+            let path = write(dir.path(), "zero.gif", &bytes);
+            let (kind, info) = probe(&path, FileType::Image).unwrap();
+            assert_eq!(
+                (kind, dims(&info)),
+                (FileType::Gif, (None, None)),
+                "{w}x{h}"
+            );
+            assert_eq!(info.duration, Some(0.1));
+        }
     }
 
     #[test]
