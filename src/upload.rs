@@ -32,7 +32,8 @@ use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
 mod disk;
-mod multipart;
+/// `pub` for its fuzz target (`fuzz/fuzz_targets/multipart.rs`).
+pub mod multipart;
 
 use disk::Queue;
 
