@@ -221,7 +221,8 @@ fn jpeg_exif(path: &Path, head: &mut Head<'_>) -> Result<Option<exifmeta::ExifMe
             }
             JpegExif::Absent => return Ok(None),
             JpegExif::NeedMore(want) => {
-                if !head.extend_to(want).map_err(|e| ProbeError::io(path, e))? {
+                // Only a request for bytes not held yet makes progress.
+                if want <= head.len || !head.extend_to(want).map_err(|e| ProbeError::io(path, e))? {
                     return Ok(None);
                 }
             }
@@ -911,6 +912,21 @@ mod tests {
         let junk = [&anim[..13], &noise(4000, 9)].concat();
         let path = write(dir.path(), "junk.gif", &junk);
         assert_eq!(probe(&path, FileType::Gif).unwrap().0, FileType::Gif);
+    }
+
+    /// Found by fuzz/fuzz_targets/exif.rs: this 10-byte file (a JPEG head
+    /// ending in a too-short APP1 segment) made the probe loop forever,
+    /// hanging a scanner thread at 100% CPU.
+    #[test]
+    fn a_jpeg_ending_in_a_short_app1_segment_probes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "short.jpg",
+            b"\xFF\xD8\xFF\xE1\x00\x04\x00\x01\x00\x00",
+        );
+        let (kind, info) = probe(&path, FileType::Image).unwrap();
+        assert_eq!((kind, info.orientation), (FileType::Image, None));
     }
 
     /// Found by fuzz/fuzz_targets/probe.rs: a GIF whose logical screen is
