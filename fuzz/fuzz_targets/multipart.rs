@@ -21,6 +21,8 @@ use isync::upload::multipart::{self, Multipart, PartHead, MAX_HEADER_BYTES, MAX_
 use libfuzzer_sys::fuzz_target;
 
 type Parts = Vec<(PartHead, Vec<u8>)>;
+/// A part's raw header block and its data.
+type RawPart = (Vec<u8>, Vec<u8>);
 
 /// The outcome: every part read, then how the body ended.
 #[derive(Debug, PartialEq)]
@@ -77,7 +79,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 /// raw header block of each part, or whether it failed. Errors are compared
 /// by kind only (the streaming reader's messages are checked against each
 /// other above).
-fn reference(body: &[u8], boundary: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ()> {
+fn reference(body: &[u8], boundary: &str) -> Result<Vec<RawPart>, ()> {
     let mut buf = b"\r\n".to_vec();
     buf.extend_from_slice(body);
     let delim = format!("\r\n--{boundary}").into_bytes();

@@ -15,11 +15,14 @@ use isync::http::stream::{range_for, RangeAnswer};
 use isync_fuzz::params;
 use libfuzzer_sys::fuzz_target;
 
+/// The first and last positions of a plain range, as written.
+type Bounds = (Option<u64>, Option<u64>);
+
 /// A plain single range: `bytes=<a>-<b>` with `a`, `b` optional digit
 /// runs that fit a u64. `Err(())` when a number has a leading zero, which
 /// http-range-header refuses by design (RFC 9110 lets a server ignore any
 /// Range: the whole file is sent).
-fn plain(value: &str) -> Option<Result<(Option<u64>, Option<u64>), ()>> {
+fn plain(value: &str) -> Option<Result<Bounds, ()>> {
     let spec = value.strip_prefix("bytes=")?;
     let (a, b) = spec.split_once('-')?;
     let num = |s: &str| -> Option<Option<u64>> {
