@@ -1,6 +1,7 @@
 # isync — build, run and test. A newcomer on a fresh Debian machine needs only:
 #   make run    # installs what it needs, starts a demo server with a demo library
 #   make test   # installs what it needs, runs the whole test suite
+#   make fuzz-ci  # every fuzz target for 25 s (mk/fuzz.mk, docs/fuzzing.md)
 # Appliance targets (cross builds, systemd checks, SD image) live in mk/appliance.mk.
 
 SHELL := /bin/bash
@@ -50,3 +51,4 @@ clean:
 	$(CARGO) clean
 
 -include mk/appliance.mk
+-include mk/fuzz.mk

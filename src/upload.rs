@@ -32,7 +32,8 @@ use std::time::Duration;
 
 mod disk;
 mod finish;
-mod multipart;
+/// `pub` for its fuzz target (`fuzz/fuzz_targets/multipart.rs`).
+pub mod multipart;
 mod recover;
 mod space;
 

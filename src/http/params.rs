@@ -77,7 +77,7 @@ pub fn parse_ids(s: &str) -> Option<Vec<i64>> {
 impl Params {
     /// Adds pairs not already present: the query string is added first, so
     /// it wins over a body (spec §1.1).
-    fn add_urlencoded(&mut self, raw: &[u8]) {
+    pub fn add_urlencoded(&mut self, raw: &[u8]) {
         match serde_urlencoded::from_bytes::<Vec<(String, String)>>(raw) {
             Ok(pairs) => {
                 for (k, v) in pairs {
@@ -88,7 +88,7 @@ impl Params {
         }
     }
 
-    fn add_json(&mut self, body: &[u8]) {
+    pub fn add_json(&mut self, body: &[u8]) {
         if body.iter().all(|b| b.is_ascii_whitespace()) {
             return;
         }

@@ -11,7 +11,8 @@ pub enum JpegExif {
     Found(Range<usize>),
     /// The header holds no Exif segment (or is not a JPEG we can walk).
     Absent,
-    /// The walk ran off the end of the buffer; it needs this many bytes.
+    /// The walk ran off the end of the buffer; it needs this many bytes
+    /// (always more than it was given).
     NeedMore(usize),
 }
 
@@ -68,17 +69,17 @@ pub fn find_jpeg_exif(buf: &[u8]) -> JpegExif {
         }
         let body = pos + 4;
         let end = pos + 2 + seg_len;
-        if marker == 0xE1 {
-            if body + EXIF_ID.len() > buf.len() {
+        let tiff = body + EXIF_ID.len();
+        // An APP1 segment too short for the identifier is no Exif: skip it.
+        // (Asking for its end, already held, made the caller loop forever:
+        // found by the exif fuzz target.)
+        if marker == 0xE1 && tiff <= end {
+            if tiff > buf.len() {
                 return JpegExif::NeedMore(end);
             }
-            if buf[body..].starts_with(EXIF_ID) {
+            if buf[body..tiff] == *EXIF_ID {
                 if end > buf.len() {
                     return JpegExif::NeedMore(end);
-                }
-                let tiff = body + EXIF_ID.len();
-                if tiff > end {
-                    return JpegExif::Absent;
                 }
                 return JpegExif::Found(tiff..end);
             }
@@ -205,6 +206,25 @@ mod tests {
         assert_eq!(unix_from_civil(2021, 2, 29, 0, 0, 0), None);
         assert_eq!(unix_from_civil(0, 0, 0, 0, 0, 0), None);
         assert_eq!(unix_from_civil(2021, 13, 1, 0, 0, 0), None);
+    }
+
+    /// Found by fuzz/fuzz_targets/exif.rs: an APP1 segment shorter than
+    /// `Exif\0\0` at the end of the buffer gave `NeedMore` of bytes the
+    /// buffer already held, and the probe's read-more loop spun forever on
+    /// a 10-byte file.
+    #[test]
+    fn a_short_app1_segment_is_skipped_and_never_asks_for_held_bytes() {
+        let file = b"\xFF\xD8\xFF\xE1\x00\x04\x00\x01\x00\x00";
+        for len in 2..=file.len() {
+            if let JpegExif::NeedMore(n) = find_jpeg_exif(&file[..len]) {
+                assert!(n > len, "asks for {n} bytes holding {len}");
+            }
+        }
+        // A real Exif segment after the short one is still found.
+        let mut jpeg = b"\xFF\xD8\xFF\xE1\x00\x04Ex".to_vec();
+        jpeg.extend_from_slice(b"\xFF\xE1\x00\x0CExif\0\0II*\0");
+        jpeg.extend_from_slice(b"\xFF\xD9");
+        assert_eq!(find_jpeg_exif(&jpeg), JpegExif::Found(18..22));
     }
 
     #[test]

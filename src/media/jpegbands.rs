@@ -156,9 +156,11 @@ pub(super) fn segments(data: &[u8]) -> impl Iterator<Item = (u8, usize, usize)> 
 }
 
 /// Where each restart interval's bytes begin, and where the entropy-coded
-/// data ends (the offset of the marker after it). `None` when the RST
-/// markers are not numbered 0, 1, … 7, 0, … in order (a damaged file: the
-/// one-piece decoder reports it).
+/// data ends (the offset of the EOI marker after it). `None` when the RST
+/// markers are not numbered 0, 1, … 7, 0, … in order, or the data ends in
+/// anything but EOI (another marker, the end of the file): a damaged file
+/// the one-piece decoder reports, which bands cut at `end` and closed with
+/// their own EOI would decode instead (found by the jpegbands fuzz target).
 fn intervals(data: &[u8], from: usize) -> Option<(Vec<usize>, usize)> {
     let mut starts = vec![from];
     let mut i = from;
@@ -175,10 +177,11 @@ fn intervals(data: &[u8], from: usize) -> Option<(Vec<usize>, usize)> {
                 starts.push(at + 2);
                 i = at + 2;
             }
-            _ => return Some((starts, at)),
+            Some(0xD9) => return Some((starts, at)),
+            _ => return None,
         }
     }
-    Some((starts, data.len()))
+    None
 }
 
 /// Decodes `data` at the smallest DCT scale whose longer side covers `edge`
@@ -498,5 +501,21 @@ mod tests {
         // not split either.
         renumbered[rst + 1] = 0xD5;
         assert!(decode(&renumbered, 320, 2).is_none());
+    }
+
+    /// Found by fuzz/fuzz_targets/jpegbands.rs: a stray marker in the last
+    /// interval (or a file cut before EOI) made jpeg-decoder refuse the
+    /// file, while the bands, cut before it and closed with an EOI of their
+    /// own, decoded: a picture or an error depending on the core count.
+    #[test]
+    fn data_not_ending_in_eoi_is_left_to_the_whole_decode() {
+        let data = jpeg(128, 96, Some(8), false);
+        assert!(decode(&data, 64, 2).is_some());
+        let eoi = data.len() - 2;
+        assert_eq!(&data[eoi..], &[0xFF, 0xD9]);
+        let stray = [&data[..eoi - 20], &[0xFF, 0x83], &data[eoi - 20..]].concat();
+        assert!(super::super::jpegscale::decode_scaled(stray.as_slice(), 64).is_err());
+        assert!(decode(&stray, 64, 2).is_none());
+        assert!(decode(&data[..eoi], 64, 2).is_none(), "no EOI");
     }
 }

@@ -687,6 +687,17 @@ pub(crate) fn decode(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
 
 /// `decode` with any number of ranges, one included (for tests).
 fn decode_in(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
+    decode_split(jpeg, edge, threads, MIN_RANGE_BYTES)
+}
+
+/// `decode_in` with ranges of at least `min_range_bytes` (down to 1): the
+/// fuzz targets split small inputs the way big photos are split.
+pub(super) fn decode_split(
+    jpeg: &[u8],
+    edge: u32,
+    threads: usize,
+    min_range_bytes: usize,
+) -> Option<Raster> {
     let frame = parse(jpeg)?;
     // jpeg-decoder's choice of scale (`idct::choose_idct_size`), so the
     // result is the size the one-piece decode would give.
@@ -705,7 +716,7 @@ fn decode_in(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
     // each, and a start and predictors per MCU, with the vectors' growth
     // room), the sample planes and the RGB output.
     let (w, h) = (scaled(frame.width, n), scaled(frame.height, n));
-    let ranges = threads.clamp(1, frame.bits / 8 / MIN_RANGE_BYTES + 1);
+    let ranges = threads.clamp(1, frame.bits / 8 / min_range_bytes.max(1) + 1);
     let per_mcu = frame.blocks.len() as u64 * u64::from(n * n);
     let runs_bytes = ranges as u64 * total as u64 * (per_mcu * 2 + 20) * 2;
     let out_bytes = total as u64 * per_mcu + u64::from(w) * u64::from(h) * 3;

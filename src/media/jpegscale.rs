@@ -192,19 +192,19 @@ fn same_shape(w: u32, h: u32, tw: u32, th: u32) -> bool {
 
 /// One entry of the MP Index IFD's MPEntry table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MpEntry {
+pub(super) struct MpEntry {
     /// Image data format (bits 24–26 of the attribute): 0 = JPEG.
-    format: u32,
+    pub format: u32,
     /// Image type code (low 24 bits of the attribute).
-    kind: u32,
-    size: u32,
+    pub kind: u32,
+    pub size: u32,
     /// From the MP header; 0 for the primary image.
-    offset: u32,
+    pub offset: u32,
 }
 
 /// The MPEntry table of an MPF payload (`mpf` starts at the MP header's
 /// byte-order mark). `None` when the structure is damaged.
-fn mp_entries(mpf: &[u8]) -> Option<Vec<MpEntry>> {
+pub(super) fn mp_entries(mpf: &[u8]) -> Option<Vec<MpEntry>> {
     let le = match mpf.get(..4)? {
         b"II*\0" => true,
         b"MM\0*" => false,

@@ -5,6 +5,7 @@
 
 pub mod exifmeta;
 mod framegrab;
+pub mod fuzzing;
 mod jpegbands;
 mod jpegpar;
 mod jpegscale;

@@ -221,7 +221,8 @@ fn jpeg_exif(path: &Path, head: &mut Head<'_>) -> Result<Option<exifmeta::ExifMe
             }
             JpegExif::Absent => return Ok(None),
             JpegExif::NeedMore(want) => {
-                if !head.extend_to(want).map_err(|e| ProbeError::io(path, e))? {
+                // Only a request for bytes not held yet makes progress.
+                if want <= head.len || !head.extend_to(want).map_err(|e| ProbeError::io(path, e))? {
                     return Ok(None);
                 }
             }
@@ -274,10 +275,12 @@ fn probe_gif(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo), 
     if let Some(e) = &walk.error {
         log::debug!(path:% = path.display(), error:% = e; "gif walk stopped early");
     }
+    // Both sides or neither: a zero side makes the size unknown, not half
+    // known (found by fuzz/fuzz_targets/probe.rs).
     let info = match walk.screen {
         Some((w, h)) => MediaInfo {
-            width: Some(i64::from(w)).filter(|&w| w > 0),
-            height: Some(i64::from(h)).filter(|&h| h > 0),
+            width: Some(i64::from(w)).filter(|_| w > 0 && h > 0),
+            height: Some(i64::from(h)).filter(|_| w > 0 && h > 0),
             duration: Some(f64::from(walk.delay_cs) / 100.0),
             ..MediaInfo::default()
         },
@@ -909,6 +912,42 @@ mod tests {
         let junk = [&anim[..13], &noise(4000, 9)].concat();
         let path = write(dir.path(), "junk.gif", &junk);
         assert_eq!(probe(&path, FileType::Gif).unwrap().0, FileType::Gif);
+    }
+
+    /// Found by fuzz/fuzz_targets/exif.rs: a file ending within 6 bytes of
+    /// a too-short APP1 segment (22 bytes here: SOI, a comment, APP1 of
+    /// length 4, 2 bytes) made the probe loop forever, holding a scanner
+    /// thread at 100% CPU.
+    #[test]
+    fn a_jpeg_ending_in_a_short_app1_segment_probes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "short.jpg",
+            b"\xFF\xD8\xFF\xFE\x00\x0A12345678\xFF\xE1\x00\x04\x00\x01\x00\x00",
+        );
+        let (kind, info) = probe(&path, FileType::Image).unwrap();
+        assert_eq!((kind, info.orientation), (FileType::Image, None));
+    }
+
+    /// Found by fuzz/fuzz_targets/probe.rs: a GIF whose logical screen is
+    /// 0 wide came back with a height and no width.
+    #[test]
+    fn a_gif_with_a_zero_side_has_no_size() {
+        let dir = tempfile::tempdir().unwrap();
+        for (w, h) in [(0u16, 65535u16), (7, 0), (0, 0)] {
+            let mut bytes = gif(&[10]);
+            bytes[6..8].copy_from_slice(&w.to_le_bytes());
+            bytes[8..10].copy_from_slice(&h.to_le_bytes());
+            let path = write(dir.path(), "zero.gif", &bytes);
+            let (kind, info) = probe(&path, FileType::Image).unwrap();
+            assert_eq!(
+                (kind, dims(&info)),
+                (FileType::Gif, (None, None)),
+                "{w}x{h}"
+            );
+            assert_eq!(info.duration, Some(0.1));
+        }
     }
 
     #[test]

@@ -10,8 +10,11 @@ use bytes::{Buf, Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use std::pin::Pin;
 
-/// Longest header block of one part.
-const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longest header block of one part, however the body is chunked.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Longest transport padding (spaces, tabs) after a boundary, however the
+/// body is chunked.
+pub const MAX_PADDING_BYTES: usize = 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MultipartError {
@@ -219,6 +222,11 @@ impl Multipart {
                 return Ok(None);
             }
             let pad = b.iter().take_while(|c| **c == b' ' || **c == b'\t').count();
+            if pad > MAX_PADDING_BYTES {
+                return Err(MultipartError::Malformed(format!(
+                    "a boundary line is followed by more than {MAX_PADDING_BYTES} bytes of padding"
+                )));
+            }
             if b.len() >= pad + 2 {
                 if &b[pad..pad + 2] != b"\r\n" {
                     return Err(MultipartError::Malformed(
@@ -228,37 +236,35 @@ impl Multipart {
                 self.buf.advance(pad + 2);
                 break;
             }
-            if b.len() > 1024 || !self.fill(MAX_HEADER_BYTES).await? {
+            if !self.fill(MAX_HEADER_BYTES).await? {
                 return Err(self.incomplete());
             }
         }
-        // The blank line must come within the limit, however the bytes
-        // arrived: a header block that came in one chunk is bounded like
-        // one fed byte by byte. Only the first `MAX_HEADER_BYTES` + 4
-        // bytes are searched, each once (`from`: where the last look
-        // stopped, less the 3 bytes a line end split between two looks
-        // may have).
-        let too_long = || {
-            MultipartError::Malformed(format!(
-                "the headers of a part are longer than {MAX_HEADER_BYTES} bytes"
-            ))
-        };
-        let mut from = 0;
+        // Where the search for the blank line goes on: the bytes before it
+        // were searched already (a body trickling in a byte at a time must
+        // not cost a rescan of the whole block each time).
+        let mut searched = 0;
         let end = loop {
             if self.buf.starts_with(b"\r\n") {
                 break 0; // no headers at all
             }
-            let upto = self.buf.len().min(MAX_HEADER_BYTES + 4);
-            if let Some(i) = self.buf[from..upto]
+            let found = self.buf[searched..]
                 .windows(4)
                 .position(|w| w == b"\r\n\r\n")
-            {
-                break from + i;
+                .map(|i| searched + i);
+            // The block is `i` bytes long when found, else at least all but
+            // the last 3 bytes held: the same verdict whether it arrived in
+            // one chunk or byte by byte.
+            let len = found.unwrap_or(self.buf.len().saturating_sub(3));
+            if len > MAX_HEADER_BYTES {
+                return Err(MultipartError::Malformed(format!(
+                    "the headers of a part are longer than {MAX_HEADER_BYTES} bytes"
+                )));
             }
-            if upto == MAX_HEADER_BYTES + 4 {
-                return Err(too_long());
+            if let Some(i) = found {
+                break i;
             }
-            from = upto.saturating_sub(3);
+            searched = self.buf.len().saturating_sub(3);
             if !self.fill(MAX_HEADER_BYTES).await? {
                 return Err(self.incomplete());
             }
@@ -513,6 +519,30 @@ mod tests {
                     "chunks of {size}: {e}"
                 );
             }
+        }
+    }
+
+    /// Found by fuzz/fuzz_targets/multipart.rs: a header block or padding
+    /// over its limit was refused when it arrived in small chunks and
+    /// accepted when it arrived in one.
+    #[test]
+    fn limits_hold_whatever_the_chunking() {
+        let long_head = format!(
+            "--b\r\nContent-Disposition: form-data; name=\"f\"\r\nX-Pad: {}\r\n\r\nx\r\n--b--",
+            "a".repeat(MAX_HEADER_BYTES)
+        );
+        let just_fits = format!("--b\r\n{}\r\n\r\nx\r\n--b--", "a".repeat(MAX_HEADER_BYTES));
+        let long_pad = format!("--b{}\r\n\r\nx\r\n--b--", " ".repeat(MAX_PADDING_BYTES + 1));
+        let pad_fits = format!("--b{}\r\n\r\nx\r\n--b--", " ".repeat(MAX_PADDING_BYTES));
+        for size in [1, 5, 100, 1 << 20] {
+            let err = read_all(long_head.as_bytes(), "b", size).unwrap_err();
+            assert!(err.contains("longer than"), "chunks of {size}: {err}");
+            let got = read_all(just_fits.as_bytes(), "b", size).unwrap();
+            assert_eq!(got[0].1, b"x", "chunks of {size}");
+            let err = read_all(long_pad.as_bytes(), "b", size).unwrap_err();
+            assert!(err.contains("padding"), "chunks of {size}: {err}");
+            let got = read_all(pad_fits.as_bytes(), "b", size).unwrap();
+            assert_eq!(got[0].1, b"x", "chunks of {size}");
         }
     }
 

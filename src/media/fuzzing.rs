@@ -1,0 +1,115 @@
+//! Entry points for the fuzz targets in `fuzz/` (docs/fuzzing.md): the
+//! crate-private JPEG decoders and header readers behind a small `pub`
+//! surface, so the parsers are fuzzed exactly as the server runs them.
+//! Nothing in the server calls these; they add no behaviour of their own.
+
+use std::io;
+use std::path::Path;
+
+use super::thumbs::{Raster, ThumbError};
+use super::{jpegbands, jpegpar, jpegscale};
+use crate::model::ThumbLevel;
+
+/// Decoded pixels: `width`×`height`, RGB (or RGBA when `alpha`), rows
+/// without padding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pixels {
+    pub width: u32,
+    pub height: u32,
+    pub alpha: bool,
+    pub data: Vec<u8>,
+}
+
+impl From<Raster> for Pixels {
+    fn from(r: Raster) -> Pixels {
+        Pixels {
+            width: r.width,
+            height: r.height,
+            alpha: r.alpha,
+            data: r.data,
+        }
+    }
+}
+
+/// The thumbnail decode of the JPEG at `path` for `level` (`jpegscale`:
+/// EXIF thumbnail, MPF preview, `jpegpar`, `jpegbands`, jpeg-decoder).
+/// `Ok(None)`: the general decoder would take the file.
+pub fn thumbnail_decode(path: &Path, level: ThumbLevel) -> Result<Option<Pixels>, ThumbError> {
+    jpegscale::decode(path, level).map(|r| r.map(Pixels::from))
+}
+
+/// The EXIF thumbnail of the JPEG at `path` when it can stand in at `edge`.
+pub fn exif_thumbnail(path: &Path, edge: u32) -> Option<Pixels> {
+    jpegscale::exif_thumbnail_of(path, edge).map(Pixels::from)
+}
+
+/// A JPEG in memory decoded at the smallest scale covering `edge` (video
+/// frames), with the pixel-count check first.
+pub fn decode_bytes(jpeg: &[u8], edge: u32) -> Result<Pixels, String> {
+    jpegscale::decode_bytes(jpeg, edge).map(Pixels::from)
+}
+
+/// jpeg-decoder in one piece at the smallest scale covering `edge`: the
+/// reference the parallel decoders must agree with.
+pub fn decode_scaled(jpeg: &[u8], edge: u32) -> Result<Pixels, String> {
+    jpegscale::decode_scaled(jpeg, edge).map(Pixels::from)
+}
+
+/// `jpegpar` with up to `threads` ranges of at least `min_range_bytes`
+/// (the server uses 64 KiB; a fuzzer's small inputs need less to be split).
+pub fn jpegpar_decode(
+    jpeg: &[u8],
+    edge: u32,
+    threads: usize,
+    min_range_bytes: usize,
+) -> Option<Pixels> {
+    jpegpar::decode_split(jpeg, edge, threads, min_range_bytes).map(Pixels::from)
+}
+
+/// `jpegbands` in up to `bands` bands.
+pub fn jpegbands_decode(jpeg: &[u8], edge: u32, bands: usize) -> Option<Pixels> {
+    jpegbands::decode(jpeg, edge, bands).map(Pixels::from)
+}
+
+/// What `jpegscale` reads before the frame header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JpegHead {
+    pub width: u32,
+    pub height: u32,
+    pub components: u8,
+    pub precision: u8,
+    pub huffman_dct: bool,
+    pub progressive: bool,
+    /// The APP1 Exif payload from its TIFF header on.
+    pub exif: Option<Vec<u8>>,
+    /// The APP2 MPF payload and the offset of its MP header in the input.
+    pub mpf: Option<(u64, Vec<u8>)>,
+}
+
+pub fn jpeg_head(jpeg: &[u8]) -> io::Result<JpegHead> {
+    let h = jpegscale::read_head(&mut &jpeg[..])?;
+    Ok(JpegHead {
+        width: h.width,
+        height: h.height,
+        components: h.components,
+        precision: h.precision,
+        huffman_dct: h.huffman_dct,
+        progressive: h.progressive,
+        exif: h.exif,
+        mpf: h.mpf,
+    })
+}
+
+/// One MP entry: `(format, type, size, offset)`.
+pub type MpEntry = (u32, u32, u32, u32);
+
+/// The MPEntry table of an MPF payload; `None` when damaged.
+pub fn mp_entries(mpf: &[u8]) -> Option<Vec<MpEntry>> {
+    let entries = jpegscale::mp_entries(mpf)?;
+    Some(
+        entries
+            .into_iter()
+            .map(|e| (e.format, e.kind, e.size, e.offset))
+            .collect(),
+    )
+}
