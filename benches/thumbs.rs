@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use isync::media::thumbcache::{ThumbCache, ThumbKey, ThumbSource};
+use isync::media::thumbcache::{ThumbCache, ThumbSource};
 use isync::media::thumbs::{render, render_both};
 use isync::model::{FileType, ThumbLevel};
 
@@ -332,23 +332,25 @@ fn cache_hits(dir: &Path, photo: &Path) -> f64 {
         .enable_all()
         .build()
         .expect("runtime");
-    let cache = ThumbCache::new(dir.join("cache"), 1);
-    let key = ThumbKey {
-        file_id: 1,
-        level: ThumbLevel::Screen,
-        fingerprint: 42,
-    };
+    let cache = ThumbCache::new(
+        dir.join("cache"),
+        1,
+        isync::media::budget::DEFAULT_BUDGET_BYTES,
+    );
     let src = ThumbSource {
+        root: photo.parent().expect("in a folder").to_owned(),
         path: photo.to_owned(),
+        inode: None,
         kind: FileType::Image,
         orientation: None,
     };
-    rt.block_on(cache.get(key, src.clone()))
+    rt.block_on(cache.get(1, ThumbLevel::Screen, src.clone()))
         .expect("fill cache");
     let mut wall = Vec::new();
     for _ in 0..500 {
         let t0 = Instant::now();
-        rt.block_on(cache.get(key, src.clone())).expect("hit");
+        rt.block_on(cache.get(1, ThumbLevel::Screen, src.clone()))
+            .expect("hit");
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     assert_eq!(cache.renders(), 1);

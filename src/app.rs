@@ -167,6 +167,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         thumbs: Arc::new(ThumbCache::new(
             cfg.thumb_dir(),
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            cfg.thumbnails.memory_mb << 20,
         )),
         scanner: scanner.clone(),
         plan: Arc::new(RwLock::new(plan)),
@@ -186,6 +187,15 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let background = tokio_util::task::TaskTracker::new();
+    // Renders the last run did not survive are recorded as failed before
+    // anything renders (or scans) again: no original crashes it in a loop.
+    {
+        let (db, thumbs) = (db.clone(), state.thumbs.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::media::prerender::record_interrupted(&db, &thumbs)
+        })
+        .await?;
+    }
     // Thumbnails of new and changed files are rendered after every scan on
     // low-priority threads, ahead of requests (media/prerender.rs).
     let prerender = crate::media::prerender::Prerender::start(
@@ -349,6 +359,10 @@ impl Running {
             ),
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
+        // A thumbnail render the stop leaves running is not one that killed
+        // the server: the next start must not record it as failed.
+        let thumbs = self.state.thumbs.clone();
+        let _ = tokio::task::spawn_blocking(move || thumbs.end_of_run()).await;
         log::info!("isync stopped");
         Ok(())
     }

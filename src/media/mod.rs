@@ -3,12 +3,17 @@
 //! timeout. No knowledge of HTTP, and none of the database but in
 //! `prerender`, which reads which originals need thumbnails.
 
+pub mod budget;
+pub mod container;
 pub mod exifmeta;
 mod framegrab;
+pub mod journal;
 mod jpegbands;
 mod jpegpar;
 mod jpegscale;
 pub mod mp4;
+pub mod original;
+mod pngstream;
 pub mod prerender;
 pub mod probe;
 pub mod process;
