@@ -326,6 +326,11 @@ impl Shared {
                     // buffers this thread's malloc arena would keep (about
                     // 2 MB idle, docs/performance.md "Memory"), then wake
                     // `wait_idle`, so that a waiter sees the memory freed.
+                    let s = &st.status;
+                    log::info!(
+                        visited = s.visited, written = s.written, failed = s.failed;
+                        "thumbnail pre-render idle"
+                    );
                     drop(st);
                     crate::heap::release_free_memory();
                     st = self.lock();

@@ -217,6 +217,7 @@ impl ThumbCache {
             .journal
             .begin(file_id, fingerprint, &marked)
             .map_err(|e| ThumbError::io(&self.inner.dir, e))?;
+        log::debug!(file_id, levels = marked.len(); "thumbnail pre-render started");
         let rendered: Vec<(ThumbKey, Result<Thumb, ThumbError>)> = match missing.as_slice() {
             [one] => vec![(
                 *one,
