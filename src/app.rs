@@ -162,11 +162,12 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         db: db.clone(),
         cfg: cfg.clone(),
         sessions: Sessions::new(cfg.sessions.clone()),
-        // Thumbnail renders run on cores − 1 (at least one) so a burst of
-        // cold thumbnails never starves request handling.
+        // Thumbnail renders run up to one per core for each level, level 0
+        // first (media/lanes.rs); they are threads of their own, so the
+        // async workers answering other requests are never taken.
         thumbs: Arc::new(ThumbCache::new(
             cfg.thumb_dir(),
-            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
             cfg.thumbnails.memory_mb << 20,
         )),
         scanner: scanner.clone(),

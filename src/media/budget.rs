@@ -7,7 +7,8 @@
 //! hold more than the budget (`thumbnails.memory_mb`, docs/appliance.md).
 //!
 //! Requests are served first come, first served (a large render is not
-//! starved by a stream of small ones) and wait at most [`REQUEST_WAIT`].
+//! starved by a stream of small ones), level 0 before level 1 (what the
+//! user looks at first, as in `lanes.rs`), and wait at most [`REQUEST_WAIT`].
 //! The pre-render worker (class [`Class::Background`]) yields: it takes
 //! memory only while no request waits, and past half of the budget only
 //! when nothing else is rendering, so a request never waits long behind it.
@@ -19,6 +20,8 @@
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+use crate::model::ThumbLevel;
 
 /// Default budget: with the server's ~20 MB at rest, the 300 MB bound of a
 /// Pi with 1 GB (docs/appliance.md) leaves room for what is not counted
@@ -34,10 +37,11 @@ pub const BACKGROUND_WAIT: Duration = Duration::from_secs(300);
 /// rather than what glibc's arenas keep (`heap::release_free_memory`).
 const TRIM_AFTER_BYTES: u64 = 8 << 20;
 
-/// Who asks: a request (first served) or the pre-render worker (yields).
+/// Who asks: a request for a level (first served, level 0 first) or the
+/// pre-render worker (yields).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
-    Request,
+    Request(ThumbLevel),
     Background,
 }
 
@@ -63,8 +67,8 @@ struct State {
     used: u64,
     /// Leases held, to tell "nothing else renders" apart.
     leases: usize,
-    /// Tickets of the requests waiting, oldest first.
-    queue: VecDeque<u64>,
+    /// Tickets of the requests waiting, oldest first, by level.
+    queues: [VecDeque<u64>; 2],
     next_ticket: u64,
     /// Largest `used` seen: for tests and the bench.
     peak: u64,
@@ -125,16 +129,19 @@ impl Budget {
         }
         let deadline = Instant::now() + wait;
         let mut st = self.lock();
-        let ticket = (class == Class::Request).then(|| {
-            let t = st.next_ticket;
-            st.next_ticket += 1;
-            st.queue.push_back(t);
-            t
-        });
+        let ticket = match class {
+            Class::Request(level) => {
+                let t = st.next_ticket;
+                st.next_ticket += 1;
+                st.queues[usize::from(level.as_u8())].push_back(t);
+                Some((usize::from(level.as_u8()), t))
+            }
+            Class::Background => None,
+        };
         loop {
-            if self.grantable(&st, bytes, class, ticket) {
-                if let Some(t) = ticket {
-                    st.queue.retain(|q| *q != t);
+            if self.grantable(&st, bytes, ticket) {
+                if let Some((q, t)) = ticket {
+                    st.queues[q].retain(|x| *x != t);
                 }
                 st.used += bytes;
                 st.leases += 1;
@@ -149,8 +156,8 @@ impl Budget {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                if let Some(t) = ticket {
-                    st.queue.retain(|q| *q != t);
+                if let Some((q, t)) = ticket {
+                    st.queues[q].retain(|x| *x != t);
                 }
                 drop(st);
                 self.freed.notify_all();
@@ -180,15 +187,20 @@ impl Budget {
         })
     }
 
-    fn grantable(&self, st: &State, bytes: u64, class: Class, ticket: Option<u64>) -> bool {
+    fn grantable(&self, st: &State, bytes: u64, ticket: Option<(usize, u64)>) -> bool {
         let fits = st.used + bytes <= self.total;
-        match class {
-            // First come, first served among requests.
-            Class::Request => fits && st.queue.front() == ticket.as_ref(),
+        match ticket {
+            // First come, first served among requests of a level; level 1
+            // only when no level 0 waits.
+            Some((q, t)) => {
+                fits && st.queues[q].front() == Some(&t) && (q == 0 || st.queues[0].is_empty())
+            }
             // Never ahead of a waiting request; past half the budget only
             // alone, so a request finds room beside the worker.
-            Class::Background => {
-                st.queue.is_empty() && fits && (st.used + bytes <= self.total / 2 || st.leases == 0)
+            None => {
+                st.queues.iter().all(VecDeque::is_empty)
+                    && fits
+                    && (st.used + bytes <= self.total / 2 || st.leases == 0)
             }
         }
     }
@@ -207,7 +219,7 @@ impl Budget {
 
 fn wait_for(class: Class) -> Duration {
     match class {
-        Class::Request => REQUEST_WAIT,
+        Class::Request(_) => REQUEST_WAIT,
         Class::Background => BACKGROUND_WAIT,
     }
 }
@@ -249,9 +261,10 @@ impl<'a> Allowance<'a> {
         Allowance { budget, class }
     }
 
-    /// For renders outside a server: the shared default budget, as a request.
+    /// For renders outside a server: the shared default budget, as a
+    /// level-1 request.
     pub fn standalone() -> Allowance<'static> {
-        Allowance::new(Budget::shared_default(), Class::Request)
+        Allowance::new(Budget::shared_default(), Class::Request(ThumbLevel::Screen))
     }
 }
 
@@ -264,7 +277,9 @@ mod tests {
     #[test]
     fn too_large_is_refused_at_once_and_leases_add_up() {
         let b = Budget::new(100 * MIB);
-        let err = b.reserve(101 * MIB, Class::Request).unwrap_err();
+        let err = b
+            .reserve(101 * MIB, Class::Request(ThumbLevel::Screen))
+            .unwrap_err();
         assert_eq!(
             err,
             BudgetError::TooLarge {
@@ -273,8 +288,12 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("101 MiB"), "{err}");
-        let a = b.reserve(60 * MIB, Class::Request).unwrap();
-        let c = b.reserve(40 * MIB, Class::Request).unwrap();
+        let a = b
+            .reserve(60 * MIB, Class::Request(ThumbLevel::Screen))
+            .unwrap();
+        let c = b
+            .reserve(40 * MIB, Class::Request(ThumbLevel::Screen))
+            .unwrap();
         assert_eq!(b.used(), 100 * MIB);
         assert!(b.try_reserve(1).is_none(), "full");
         drop(a);
@@ -287,15 +306,24 @@ mod tests {
     #[test]
     fn a_request_waits_for_memory_and_gives_up_past_its_bound() {
         let b = Budget::new(100 * MIB);
-        let held = b.reserve(80 * MIB, Class::Request).unwrap();
+        let held = b
+            .reserve(80 * MIB, Class::Request(ThumbLevel::Screen))
+            .unwrap();
         let err = b
-            .reserve_within(30 * MIB, Class::Request, Duration::from_millis(20))
+            .reserve_within(
+                30 * MIB,
+                Class::Request(ThumbLevel::Screen),
+                Duration::from_millis(20),
+            )
             .unwrap_err();
         assert_eq!(err, BudgetError::Busy);
         // Granted as soon as the holder lets go.
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| b.reserve(30 * MIB, Class::Request).map(|l| l.bytes()));
-            while b.lock().queue.is_empty() {
+            let waiter = s.spawn(|| {
+                b.reserve(30 * MIB, Class::Request(ThumbLevel::Screen))
+                    .map(|l| l.bytes())
+            });
+            while b.lock().queues[1].is_empty() {
                 std::thread::yield_now();
             }
             drop(held);
@@ -310,7 +338,9 @@ mod tests {
         // Alone, the worker may take more than half.
         let big = b.reserve(70 * MIB, Class::Background).unwrap();
         drop(big);
-        let request = b.reserve(10 * MIB, Class::Request).unwrap();
+        let request = b
+            .reserve(10 * MIB, Class::Request(ThumbLevel::Screen))
+            .unwrap();
         // Beside a request, at most half of the budget in all.
         let short = Duration::from_millis(20);
         assert_eq!(
@@ -322,8 +352,11 @@ mod tests {
         // A request waits for memory: the worker gets nothing meanwhile,
         // even what would fit.
         std::thread::scope(|s| {
-            let waiter = s.spawn(|| b.reserve(60 * MIB, Class::Request).map(|l| l.bytes()));
-            while b.lock().queue.is_empty() {
+            let waiter = s.spawn(|| {
+                b.reserve(60 * MIB, Class::Request(ThumbLevel::Screen))
+                    .map(|l| l.bytes())
+            });
+            while b.lock().queues[1].is_empty() {
                 std::thread::yield_now();
             }
             assert_eq!(
@@ -339,21 +372,29 @@ mod tests {
     #[test]
     fn requests_are_served_in_order() {
         let b = Budget::new(100 * MIB);
-        let held = b.reserve(90 * MIB, Class::Request).unwrap();
+        let held = b
+            .reserve(90 * MIB, Class::Request(ThumbLevel::Screen))
+            .unwrap();
         let small_done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|s| {
             // A large request first, then a small one that would fit now:
             // the small one waits its turn.
-            let large = s.spawn(|| b.reserve(50 * MIB, Class::Request).map(|l| l.bytes()));
-            while b.lock().queue.is_empty() {
+            let large = s.spawn(|| {
+                b.reserve(50 * MIB, Class::Request(ThumbLevel::Screen))
+                    .map(|l| l.bytes())
+            });
+            while b.lock().queues[1].is_empty() {
                 std::thread::yield_now();
             }
             let small = s.spawn(|| {
-                let got = b.reserve(5 * MIB, Class::Request).map(|l| l.bytes());
+                let got = b
+                    .reserve(5 * MIB, Class::Request(ThumbLevel::Screen))
+                    .map(|l| l.bytes());
                 small_done.store(true, std::sync::atomic::Ordering::SeqCst);
                 got
             });
-            while b.lock().queue.len() < 2 && !small_done.load(std::sync::atomic::Ordering::SeqCst)
+            while b.lock().queues[1].len() < 2
+                && !small_done.load(std::sync::atomic::Ordering::SeqCst)
             {
                 std::thread::yield_now();
             }
@@ -367,5 +408,43 @@ mod tests {
             assert_eq!(small.join().unwrap(), Ok(5 * MIB));
         });
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn level_0_is_served_before_level_1_that_came_first() {
+        let b = Budget::new(100 * MIB);
+        let held = b
+            .reserve(90 * MIB, Class::Request(ThumbLevel::Screen))
+            .unwrap();
+        let order = Mutex::new(Vec::new());
+        std::thread::scope(|s| {
+            let screen = s.spawn(|| {
+                let l = b
+                    .reserve(60 * MIB, Class::Request(ThumbLevel::Screen))
+                    .unwrap();
+                order.lock().unwrap().push(1);
+                drop(l);
+            });
+            while b.lock().queues[1].is_empty() {
+                std::thread::yield_now();
+            }
+            let small = s.spawn(|| {
+                // Holds its lease until level 1 is in: level 1 cannot have
+                // gone first, it needs this memory too.
+                let l = b
+                    .reserve(60 * MIB, Class::Request(ThumbLevel::Small))
+                    .unwrap();
+                order.lock().unwrap().push(0);
+                std::thread::sleep(Duration::from_millis(5));
+                drop(l);
+            });
+            while b.lock().queues[0].is_empty() {
+                std::thread::yield_now();
+            }
+            drop(held);
+            small.join().unwrap();
+            screen.join().unwrap();
+        });
+        assert_eq!(*order.lock().unwrap(), [0, 1]);
     }
 }

@@ -11,6 +11,7 @@ pub mod journal;
 mod jpegbands;
 mod jpegpar;
 mod jpegscale;
+pub mod lanes;
 pub mod mp4;
 pub mod original;
 mod pngstream;

@@ -140,33 +140,58 @@ impl Shrink {
     }
 
     fn push(&mut self, row: &[u8]) {
-        let cell = self.fx as usize * self.input;
-        let c = if self.alpha { 4 } else { 3 };
-        for (sums, px) in self.sums.chunks_exact_mut(c).zip(row.chunks(cell)) {
-            for p in px.chunks_exact(self.input) {
-                let (r, g, b, a) = match *p {
-                    [l] => (l, l, l, 255),
-                    [l, a] => (l, l, l, a),
-                    [r, g, b] => (r, g, b, 255),
-                    [r, g, b, a] => (r, g, b, a),
-                    _ => unreachable!("1 to 4 channels"),
-                };
-                if self.alpha {
-                    let a64 = u64::from(a);
-                    sums[0] += u64::from(r) * a64;
-                    sums[1] += u64::from(g) * a64;
-                    sums[2] += u64::from(b) * a64;
-                    sums[3] += a64;
-                } else {
-                    sums[0] += u64::from(r);
-                    sums[1] += u64::from(g);
-                    sums[2] += u64::from(b);
-                }
-            }
+        match self.input {
+            1 => self.add::<1>(row),
+            2 => self.add::<2>(row),
+            3 => self.add::<3>(row),
+            _ => self.add::<4>(row),
         }
         self.rows_in += 1;
         if self.rows_in == self.fy {
             self.emit();
+        }
+    }
+
+    /// Adds one row of `N`-channel pixels into the sums, a cell at a time.
+    fn add<const N: usize>(&mut self, row: &[u8]) {
+        let c = if self.alpha { 4 } else { 3 };
+        for (sums, cell) in self
+            .sums
+            .chunks_exact_mut(c)
+            .zip(row.chunks(self.fx as usize * N))
+        {
+            // Within one cell (at most 2^29 pixels of 255 · 255) a u64 holds.
+            let mut acc = [0u64; 4];
+            for p in cell.chunks_exact(N) {
+                match N {
+                    1 => acc[0] += u64::from(p[0]),
+                    2 => {
+                        let a = u64::from(p[1]);
+                        acc[0] += u64::from(p[0]) * a;
+                        acc[3] += a;
+                    }
+                    3 => {
+                        acc[0] += u64::from(p[0]);
+                        acc[1] += u64::from(p[1]);
+                        acc[2] += u64::from(p[2]);
+                    }
+                    _ => {
+                        let a = u64::from(p[3]);
+                        acc[0] += u64::from(p[0]) * a;
+                        acc[1] += u64::from(p[1]) * a;
+                        acc[2] += u64::from(p[2]) * a;
+                        acc[3] += a;
+                    }
+                }
+            }
+            if N <= 2 {
+                // Grey: one sum stands for the three channels.
+                acc[1] = acc[0];
+                acc[2] = acc[0];
+            }
+            for (s, a) in sums.iter_mut().zip(acc) {
+                *s += a;
+            }
         }
     }
 
@@ -227,9 +252,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), "p.png", bytes);
         let orig = Original::open_path(&path).unwrap();
-        super::decode(&orig, edge, Allowance::new(budget, Class::Request))
-            .unwrap()
-            .0
+        super::decode(
+            &orig,
+            edge,
+            Allowance::new(budget, Class::Request(crate::model::ThumbLevel::Screen)),
+        )
+        .unwrap()
+        .0
     }
 
     #[test]
@@ -432,7 +461,11 @@ mod tests {
         ] {
             let path = write(dir.path(), name, &bytes);
             let orig = Original::open_path(&path).unwrap();
-            let got = super::decode(&orig, 800, Allowance::new(&budget, Class::Request));
+            let got = super::decode(
+                &orig,
+                800,
+                Allowance::new(&budget, Class::Request(crate::model::ThumbLevel::Screen)),
+            );
             assert!(matches!(got, Err(ThumbError::Failed(_))), "{name}: {got:?}");
         }
         assert_eq!(budget.used(), 0);

@@ -105,6 +105,10 @@ fn run(mut cmd: Command, stdin: Stdio, timeout: Duration) -> Result<Vec<u8>, Pro
     if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::Data, limit) {
         log::debug!("cannot limit {program}'s memory: {e}");
     }
+    // A thumbnail render's child: lowered with its render when level-0
+    // work arrives (`lanes.rs`).
+    super::lanes::child_of_current_render(Some(pid));
+    let _reaped = Reaped;
     // Drain both pipes on helper threads so a chatty child can't block on a
     // full pipe while we wait for it.
     let mut out = child.stdout.take().expect("piped stdout");
@@ -147,4 +151,13 @@ fn run(mut cmd: Command, stdin: Stdio, timeout: Duration) -> Result<Vec<u8>, Pro
         });
     }
     Ok(stdout)
+}
+
+/// Tells the current render its child is gone, however `run` returns.
+struct Reaped;
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        super::lanes::child_of_current_render(None);
+    }
 }

@@ -1,9 +1,10 @@
 //! On-disk thumbnail cache, `dir/<xx>/<file_id>_<level>_<fingerprint>.<jpg|png>`
 //! (`xx` = file id mod 256 in hex, so no directory grows huge). A lookup
 //! opens the original (safely, `original.rs`) for its size and mtime, then
-//! costs a `stat`; a miss renders on the blocking pool under a semaphore,
-//! once per key however many requests ask at the same time, and the file
-//! appears atomically (temp name in the same directory, then rename). The
+//! costs a `stat`; a miss renders on a thread of the render lanes (level 0
+//! first, `lanes.rs`), once per key however many requests ask at the same
+//! time, and the file appears atomically (temp name in the same directory,
+//! then rename). The
 //! pre-render worker (`prerender`) fills the same cache ahead of requests
 //! through [`ThumbCache::prerender_blocking`].
 //!
@@ -17,10 +18,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch};
 
 use super::budget::{Allowance, Budget, Class};
 use super::journal::{Interrupted, Journal};
+use super::lanes::Lanes;
 use super::original::Original;
 use super::thumbs::{self, Thumb, ThumbError, CONTENT_TYPE_JPEG, CONTENT_TYPE_PNG};
 use crate::model::{FileType, ThumbLevel};
@@ -85,7 +87,7 @@ type Outcome = Result<CachedThumb, Arc<ThumbError>>;
 
 struct Inner {
     dir: PathBuf,
-    permits: Semaphore,
+    lanes: Arc<Lanes>,
     /// Memory of every render, requests' and the pre-render worker's.
     budget: Budget,
     journal: Journal,
@@ -101,15 +103,15 @@ struct Inner {
 }
 
 impl ThumbCache {
-    /// A cache rooted at `dir` (created on first write) running at most
-    /// `max_parallel` renders at once (at least one), all of them within
-    /// `memory_bytes`.
-    pub fn new(dir: PathBuf, max_parallel: usize, memory_bytes: u64) -> ThumbCache {
+    /// A cache rooted at `dir` (created on first write) rendering up to
+    /// `per_level` thumbnails of each level at once (at least one; the
+    /// cores), all of them within `memory_bytes`.
+    pub fn new(dir: PathBuf, per_level: usize, memory_bytes: u64) -> ThumbCache {
         ThumbCache {
             inner: Arc::new(Inner {
                 journal: Journal::new(dir.join(".journal")),
                 dir,
-                permits: Semaphore::new(max_parallel.max(1)),
+                lanes: Lanes::new(per_level),
                 budget: Budget::new(memory_bytes),
                 flights: Mutex::new(HashMap::new()),
                 renders: AtomicU64::new(0),
@@ -374,15 +376,13 @@ impl Inner {
         key: ThumbKey,
         job: Render,
     ) -> Result<CachedThumb, ThumbError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ThumbError::Failed("thumbnail cache is shutting down".into()))?;
+        let (tx, rx) = oneshot::channel();
         let inner = Arc::clone(self);
-        tokio::task::spawn_blocking(move || inner.render_into_cache(key, &job))
-            .await
-            .map_err(|e| ThumbError::Failed(format!("thumbnail render task: {e}")))?
+        self.lanes.submit(key.level, move || {
+            let _ = tx.send(inner.render_into_cache(key, &job));
+        });
+        rx.await
+            .map_err(|_| ThumbError::Failed("thumbnail render task died".into()))?
     }
 
     fn shard_dir(&self, file_id: i64) -> PathBuf {
@@ -418,7 +418,7 @@ impl Inner {
             .begin(key.file_id, key.fingerprint, &[key.level])
             .map_err(|e| ThumbError::io(&self.dir, e))?;
         log::debug!(file_id = key.file_id, level = key.level.as_u8(); "thumbnail render started");
-        let allow = Allowance::new(&self.budget, Class::Request);
+        let allow = Allowance::new(&self.budget, Class::Request(key.level));
         let (src, orig) = (&job.src, &job.orig);
         let thumb = thumbs::render_original(orig, src.kind, src.orientation, key.level, allow)?;
         let stored = self.store(key, &thumb)?;
