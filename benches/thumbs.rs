@@ -119,6 +119,26 @@ fn main() {
     });
     let hit = cache_hits(dir.path(), &plain);
     contention(&plain, &with_mpf);
+    println!("-- bounded memory (media/pngstream.rs, media/journal.rs):");
+    for side in [9000u32, 20000] {
+        let png = zero_png(dir.path(), side);
+        measure(
+            &format!("PNG {side}x{side} zeros, level 1, row by row"),
+            3,
+            || {
+                render(&png, FileType::Image, None, ThumbLevel::Screen).expect("render");
+            },
+        );
+    }
+    let journal = isync::media::journal::Journal::new(dir.path().join("journal"));
+    measure(
+        "journal: mark a render (write + fdatasync), clear",
+        50,
+        || {
+            let mark = journal.begin(1, 2, &[ThumbLevel::Screen]).expect("journal");
+            drop(mark);
+        },
+    );
     if let Some(video) = &fixtures.video {
         println!("-- video (1080p H.264, keyframe every 2 s):");
         measure("video level 1 cold (ffmpeg, target < 300 ms)", 10, || {
@@ -550,4 +570,21 @@ fn photo_like(w: u32, h: u32) -> image::RgbImage {
             b.clamp(0.0, 255.0) as u8,
         ])
     })
+}
+
+/// A `side`² PNG of black RGB pixels, written row by row.
+fn zero_png(dir: &Path, side: u32) -> PathBuf {
+    let path = dir.join(format!("zeros{side}.png"));
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut enc = png::Encoder::new(file, side, side);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_compression(png::Compression::Fast);
+    let mut writer = enc.write_header().expect("header");
+    let mut rows = writer.stream_writer().expect("rows");
+    let row = vec![0u8; side as usize * 3];
+    for _ in 0..side {
+        std::io::Write::write_all(&mut rows, &row).expect("row");
+    }
+    rows.finish().expect("finish");
+    path
 }

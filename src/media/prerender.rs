@@ -7,7 +7,8 @@
 //! request still renders on its own (`thumbcache`).
 //!
 //! The threads run at the lowest CPU priority (nice 19, set per thread), take
-//! no render permit from requests, skip what is already cached or being
+//! no render slot from requests (`lanes.rs`), ask for memory only when no
+//! request waits for it (`budget.rs`), skip what is already cached or being
 //! rendered by a request, leave offline libraries alone until they return,
 //! and stop between two originals when the server shuts down. This is the
 //! one part of `media` that reads the database: which originals to visit.

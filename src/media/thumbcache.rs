@@ -182,7 +182,7 @@ impl ThumbCache {
     /// when both are missing. A level a request is rendering right now is
     /// left to it. Returns how many thumbnails were written; an error only
     /// when nothing could be. Blocking: for the pre-render worker's
-    /// threads, which take no render permit from requests (they run at the
+    /// threads, which take no render slot from requests (they run at the
     /// lowest CPU priority) and ask for memory as [`Class::Background`].
     pub fn prerender_blocking(
         &self,
