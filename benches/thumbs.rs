@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use isync::media::thumbcache::{ThumbCache, ThumbKey, ThumbSource};
+use isync::media::thumbcache::{ThumbCache, ThumbSource};
 use isync::media::thumbs::{render, render_both};
 use isync::model::{FileType, ThumbLevel};
 
@@ -119,6 +119,26 @@ fn main() {
     });
     let hit = cache_hits(dir.path(), &plain);
     contention(&plain, &with_mpf);
+    println!("-- bounded memory (media/pngstream.rs, media/journal.rs):");
+    for side in [9000u32, 20000] {
+        let png = zero_png(dir.path(), side);
+        measure(
+            &format!("PNG {side}x{side} zeros, level 1, row by row"),
+            3,
+            || {
+                render(&png, FileType::Image, None, ThumbLevel::Screen).expect("render");
+            },
+        );
+    }
+    let journal = isync::media::journal::Journal::new(dir.path().join("journal"));
+    measure(
+        "journal: mark a render (write + fdatasync), clear",
+        50,
+        || {
+            let mark = journal.begin(1, 2, &[ThumbLevel::Screen]).expect("journal");
+            drop(mark);
+        },
+    );
     if let Some(video) = &fixtures.video {
         println!("-- video (1080p H.264, keyframe every 2 s):");
         measure("video level 1 cold (ffmpeg, target < 300 ms)", 10, || {
@@ -332,23 +352,25 @@ fn cache_hits(dir: &Path, photo: &Path) -> f64 {
         .enable_all()
         .build()
         .expect("runtime");
-    let cache = ThumbCache::new(dir.join("cache"), 1);
-    let key = ThumbKey {
-        file_id: 1,
-        level: ThumbLevel::Screen,
-        fingerprint: 42,
-    };
+    let cache = ThumbCache::new(
+        dir.join("cache"),
+        1,
+        isync::media::budget::DEFAULT_BUDGET_BYTES,
+    );
     let src = ThumbSource {
+        root: photo.parent().expect("in a folder").to_owned(),
         path: photo.to_owned(),
+        inode: None,
         kind: FileType::Image,
         orientation: None,
     };
-    rt.block_on(cache.get(key, src.clone()))
+    rt.block_on(cache.get(1, ThumbLevel::Screen, src.clone()))
         .expect("fill cache");
     let mut wall = Vec::new();
     for _ in 0..500 {
         let t0 = Instant::now();
-        rt.block_on(cache.get(key, src.clone())).expect("hit");
+        rt.block_on(cache.get(1, ThumbLevel::Screen, src.clone()))
+            .expect("hit");
         wall.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     assert_eq!(cache.renders(), 1);
@@ -548,4 +570,21 @@ fn photo_like(w: u32, h: u32) -> image::RgbImage {
             b.clamp(0.0, 255.0) as u8,
         ])
     })
+}
+
+/// A `side`² PNG of black RGB pixels, written row by row.
+fn zero_png(dir: &Path, side: u32) -> PathBuf {
+    let path = dir.join(format!("zeros{side}.png"));
+    let file = std::io::BufWriter::new(std::fs::File::create(&path).expect("create"));
+    let mut enc = png::Encoder::new(file, side, side);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_compression(png::Compression::Fast);
+    let mut writer = enc.write_header().expect("header");
+    let mut rows = writer.stream_writer().expect("rows");
+    let row = vec![0u8; side as usize * 3];
+    for _ in 0..side {
+        std::io::Write::write_all(&mut rows, &row).expect("row");
+    }
+    rows.finish().expect("finish");
+    path
 }

@@ -190,11 +190,13 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         db: db.clone(),
         cfg: cfg.clone(),
         sessions: Sessions::new(cfg.sessions.clone()),
-        // Thumbnail renders run on cores − 1 (at least one) so a burst of
-        // cold thumbnails never starves request handling.
+        // Thumbnail renders run up to one per core for each level, level 0
+        // first (media/lanes.rs); they are threads of their own, so the
+        // async workers answering other requests are never taken.
         thumbs: Arc::new(ThumbCache::new(
             cfg.thumb_dir(),
-            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cfg.thumbnails.memory_mb << 20,
         )),
         scanner: scanner.clone(),
         plan: Arc::new(RwLock::new(plan)),
@@ -215,6 +217,15 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let background = tokio_util::task::TaskTracker::new();
+    // Renders the last run did not survive are recorded as failed before
+    // anything renders (or scans) again: no original crashes it in a loop.
+    {
+        let (db, thumbs) = (db.clone(), state.thumbs.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::media::prerender::record_interrupted(&db, &thumbs)
+        })
+        .await?;
+    }
     // Thumbnails of new and changed files are rendered after every scan on
     // low-priority threads, ahead of requests (media/prerender.rs).
     let prerender = crate::media::prerender::Prerender::start(
@@ -378,6 +389,10 @@ impl Running {
             ),
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.background.wait()).await;
+        // A thumbnail render the stop leaves running is not one that killed
+        // the server: the next start must not record it as failed.
+        let thumbs = self.state.thumbs.clone();
+        let _ = tokio::task::spawn_blocking(move || thumbs.end_of_run()).await;
         log::info!("isync stopped");
         Ok(())
     }

@@ -23,6 +23,7 @@ pub struct Config {
     pub share: ShareConfig,
     pub sessions: SessionConfig,
     pub scan: ScanConfig,
+    pub thumbnails: ThumbnailConfig,
     pub watch: WatchConfig,
     pub upload: UploadConfig,
     pub trash: TrashConfig,
@@ -78,6 +79,24 @@ pub struct ScanConfig {
     /// Background threads rendering thumbnails of new and changed files after
     /// each scan, at the lowest CPU priority (0 = off; at most cores − 1).
     pub prerender_threads: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ThumbnailConfig {
+    /// Memory all thumbnail renders together may use, in MiB (requests and
+    /// the pre-render worker; ffmpeg's own memory is capped apart). A render
+    /// that needs more than this is refused (−10008); one that finds it used
+    /// up waits.
+    pub memory_mb: u64,
+}
+
+impl Default for ThumbnailConfig {
+    fn default() -> Self {
+        ThumbnailConfig {
+            memory_mb: crate::media::budget::DEFAULT_BUDGET_BYTES >> 20,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -222,6 +241,7 @@ impl Default for Config {
             share: ShareConfig::default(),
             sessions: SessionConfig::default(),
             scan: ScanConfig::default(),
+            thumbnails: ThumbnailConfig::default(),
             watch: WatchConfig::default(),
             upload: UploadConfig::default(),
             trash: TrashConfig::default(),
@@ -354,6 +374,12 @@ impl Config {
                     "default_user_path = {d:?}: must be an absolute path"
                 ));
             }
+        }
+        if !(16..=4096).contains(&self.thumbnails.memory_mb) {
+            p.push(format!(
+                "thumbnails.memory_mb = {}: must be between 16 and 4096 (MiB)",
+                self.thumbnails.memory_mb
+            ));
         }
         if self.share.max_links == 0 {
             p.push("share.max_links = 0: must be at least 1".into());
@@ -590,6 +616,8 @@ path = "/srv/media/video"
             "batch_size",
             "max_delete_share",
             "max_delete_count",
+            "[thumbnails]",
+            "memory_mb",
             "[watch]",
             "enabled",
             "debounce_ms",

@@ -668,3 +668,248 @@ async fn a_completed_upload_is_prerendered_without_the_watcher() {
     assert_eq!((img.dimensions(), red_corner(&img)), ((800, 600), "tl"));
     assert_eq!(app.state().thumbs.renders(), 0, "served from the cache");
 }
+
+// ------------------------------------------------------------------ attacks
+
+/// Opens of files in a folder, seen through inotify: what the server (and
+/// the ffmpeg/ffprobe it starts) opened or read there.
+struct OpenWatch {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl OpenWatch {
+    fn new(dir: &std::path::Path) -> OpenWatch {
+        use rustix::fs::inotify;
+        let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)
+            .expect("inotify");
+        inotify::add_watch(
+            &fd,
+            dir,
+            inotify::WatchFlags::OPEN | inotify::WatchFlags::ACCESS,
+        )
+        .expect("watch");
+        OpenWatch { fd }
+    }
+
+    /// Names of the files opened or read since the last call.
+    fn touched(&self) -> Vec<String> {
+        let mut buf = [std::mem::MaybeUninit::uninit(); 8192];
+        let mut reader = rustix::fs::inotify::Reader::new(&self.fd, &mut buf);
+        let mut names = Vec::new();
+        while let Ok(ev) = reader.next() {
+            if let Some(n) = ev.file_name() {
+                names.push(n.to_string_lossy().into_owned());
+            }
+        }
+        names
+    }
+}
+
+/// An MPEG-TS video (what an HLS playlist lists) of a solid `colour`.
+fn ts_video(colour: &str) -> Option<Vec<u8>> {
+    if !ffmpeg_available() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v.ts");
+    let st = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("color=c={colour}:s=320x240:r=10:d=3"))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    Some(std::fs::read(out).unwrap())
+}
+
+/// Announces `name` (`ext`, wire `type`) in the root catalog and uploads
+/// its original; returns the file id.
+async fn upload_as(api: &Api, name: &str, ext: &str, kind: i64, bytes: &[u8]) -> i64 {
+    let root = id(&api.catalogs("-1").await[0]);
+    let v = api
+        .post_form(
+            "/uploadFileInfo.icc",
+            json!({"cid": root, "name": name, "size": bytes.len(), "type": kind, "ext": ext}),
+        )
+        .await;
+    let file = data(&v)["id"].as_i64().unwrap_or_else(|| panic!("{v}"));
+    let mut body = format!(
+        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"origin\"; filename=\"origin\"\r\n\
+         Content-Type: application/octet-stream\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    let r = api
+        .http
+        .post(api.url("/uploadFile.icc"))
+        .query(&json!({"id": file, "obp": 0}))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    file
+}
+
+/// Finding 7: an HLS playlist uploaded as a video (named `.m3u8`, or the
+/// same bytes named `.mp4` in a library) listing another user's video by
+/// its path. ffprobe (scan) and ffmpeg (thumbnails) used to follow it and
+/// decode bob's video for alice. Now neither runs on it at all: no
+/// thumbnail, nothing of bob's opened, nothing learnt from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_playlist_posing_as_a_video_opens_no_other_file() {
+    let Some(secret) = ts_video("red") else {
+        return;
+    };
+    let b = TestApp::builder()
+        .user("alice")
+        .user("bob")
+        .library("photos", &["alice"])
+        .library("bobs", &["bob"])
+        .file("bobs/secret.ts", &secret);
+    let target = b.media().join("bobs/secret.ts");
+    let playlist = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:10\n#EXTINF:3.0,\n{}\n\
+         #EXTINF:3.0,\nfile:{}\n#EXT-X-ENDLIST\n",
+        target.display(),
+        target.display()
+    );
+    // Watched from before the server starts: the initial scan's ffprobe
+    // counts too.
+    let opens = OpenWatch::new(&b.media().join("bobs"));
+    let app = b.file("photos/evil.mp4", playlist.as_bytes()).spawn().await;
+    let uploaded = upload_as(&app.api, "evil.m3u8", "m3u8", 4, playlist.as_bytes()).await;
+    prerendered(&app).await;
+    let in_library = app.api.file_id("evil.mp4").await;
+    let listed = app.api.file_named("evil.mp4").await;
+    assert!(
+        listed.get("width").is_none() && listed.get("duration").is_none(),
+        "the probe learnt nothing from bob's video: {listed}"
+    );
+    let before = app.db_snapshot().await;
+    for id in [in_library, uploaded] {
+        for level in [0, 1] {
+            let r = thumb(&app.api, id, json!(level)).await;
+            assert_binary_err(r, -10008).await;
+        }
+    }
+    assert!(cached(&app, in_library, 1).is_empty() && cached(&app, uploaded, 1).is_empty());
+    let touched = opens.touched();
+    assert!(
+        !touched.iter().any(|n| n == "secret.ts"),
+        "bob's video was opened: {touched:?}"
+    );
+    // Failing is sticky (spec §2.3), nothing else changed.
+    let after = app.db_snapshot().await;
+    let changed: Vec<_> = before
+        .lines()
+        .zip(after.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert!(
+        changed.iter().all(|(a, _)| a.starts_with("files")),
+        "{changed:?}"
+    );
+    // The watch does see an open of that file.
+    drop(std::fs::File::open(&target).unwrap());
+    assert!(opens.touched().iter().any(|n| n == "secret.ts"));
+}
+
+/// Finding 5, thumbnail side: a listed file (or a folder on its path)
+/// swapped for a symlink to another user's file, or replaced by another
+/// file, between the scan and a request. The thumbnail used to show the
+/// other file; now the request answers −10006 and nothing is cached or
+/// recorded, for photos and for the video ffmpeg reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_file_swapped_for_a_symlink_gives_no_thumbnail_of_its_target() {
+    let blue = solid_jpeg(640, 480, [20, 20, 230]);
+    let red = solid_jpeg(640, 480, [230, 20, 20]);
+    let mut b = TestApp::builder()
+        .user("alice")
+        .user("bob")
+        .library("photos", &["alice"])
+        .library("bobs", &["bob"])
+        .file("photos/pic.jpg", &blue)
+        .file("photos/copy.jpg", &blue)
+        .file("photos/sub/pic2.jpg", &blue)
+        .file("bobs/secret.jpg", &red)
+        .file("bobs/sub/pic2.jpg", &red);
+    let video = av(Av::Mp4);
+    if let Some(mp4) = video {
+        b = b.file("photos/clip.mp4", mp4).file("bobs/secret.mp4", mp4);
+    }
+    let app = b.spawn().await;
+    prerendered(&app).await;
+    let media = app.media();
+    let mut names = vec!["pic.jpg", "copy.jpg", "pic2.jpg"];
+    if video.is_some() {
+        names.push("clip.mp4");
+    }
+    let mut ids = Vec::new();
+    for name in &names {
+        let id = app.api.file_id(name).await;
+        // Not served from what the pre-render made before the swap.
+        for level in [0, 1] {
+            for p in cached(&app, id, level) {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        ids.push(id);
+    }
+    // The swaps: a file link, a folder link, another file under the name
+    // (the recorded one kept aside, so its inode is not reused).
+    let aside = app.root().join("aside");
+    std::fs::create_dir(&aside).unwrap();
+    std::fs::rename(media.join("photos/pic.jpg"), aside.join("pic.jpg")).unwrap();
+    std::os::unix::fs::symlink(media.join("bobs/secret.jpg"), media.join("photos/pic.jpg"))
+        .unwrap();
+    std::fs::rename(media.join("photos/sub"), aside.join("sub")).unwrap();
+    std::os::unix::fs::symlink(media.join("bobs/sub"), media.join("photos/sub")).unwrap();
+    std::fs::rename(media.join("photos/copy.jpg"), aside.join("copy.jpg")).unwrap();
+    std::fs::copy(media.join("bobs/secret.jpg"), media.join("photos/copy.jpg")).unwrap();
+    if video.is_some() {
+        std::fs::rename(media.join("photos/clip.mp4"), aside.join("clip.mp4")).unwrap();
+        std::os::unix::fs::symlink(media.join("bobs/secret.mp4"), media.join("photos/clip.mp4"))
+            .unwrap();
+    }
+    let before = app.db_snapshot().await;
+    let renders = app.state().thumbs.renders();
+    for _ in 0..3 {
+        for (name, id) in names.iter().zip(&ids) {
+            for level in [0, 1] {
+                let r = thumb(&app.api, *id, json!(level)).await;
+                let status = r.status();
+                let body = r.bytes().await.unwrap();
+                let v: Value = serde_json::from_slice(&body)
+                    .unwrap_or_else(|_| panic!("{name} level {level}: served {status}"));
+                assert_eq!(v["code"], FILE_GONE, "{name} level {level}: {v}");
+            }
+        }
+    }
+    for id in &ids {
+        assert!(cached(&app, *id, 0).is_empty() && cached(&app, *id, 1).is_empty());
+    }
+    assert_eq!(app.state().thumbs.renders(), renders, "nothing rendered");
+    assert_eq!(app.db_snapshot().await, before, "nothing recorded");
+}

@@ -9,7 +9,7 @@
 #![no_main]
 
 use isync::media::fuzzing::{decode_scaled, jpegbands_decode};
-use isync::media::thumbs::MAX_DECODE_BYTES;
+use isync::media::budget::DEFAULT_BUDGET_BYTES;
 use isync_fuzz::{params, set_heap_limit};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +17,7 @@ const EDGES: [u32; 8] = [160, 800, 1, 20, 64, 100, 300, 1200];
 
 fuzz_target!(
     init: {
-        set_heap_limit(MAX_DECODE_BYTES as usize + (64 << 20));
+        set_heap_limit(DEFAULT_BUDGET_BYTES as usize + (64 << 20));
     },
     |data: &[u8]| {
     let ([e, b], jpeg) = params::<2>(data);

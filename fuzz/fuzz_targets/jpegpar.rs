@@ -10,11 +10,11 @@
 //!   frame header's dimensions, and holds `width × height × 3` bytes;
 //! - where jpeg-decoder (one piece) also decodes the file, its size is the
 //!   same;
-//! - the live heap stays within the decode budget (`MAX_DECODE_BYTES`).
+//! - the live heap stays within the render budget (`DEFAULT_BUDGET_BYTES`).
 #![no_main]
 
 use isync::media::fuzzing::{decode_scaled, jpeg_head, jpegpar_decode};
-use isync::media::thumbs::MAX_DECODE_BYTES;
+use isync::media::budget::DEFAULT_BUDGET_BYTES;
 use isync_fuzz::{params, set_heap_limit};
 use libfuzzer_sys::fuzz_target;
 
@@ -24,7 +24,7 @@ const EDGES: [u32; 8] = [160, 800, 1, 20, 64, 100, 300, 1200];
 fuzz_target!(
     init: {
         // The decoder's own budget, plus the reference decode and copies.
-        set_heap_limit(MAX_DECODE_BYTES as usize + (64 << 20));
+        set_heap_limit(DEFAULT_BUDGET_BYTES as usize + (64 << 20));
     },
     |data: &[u8]| {
     let ([e, t, r], jpeg) = params::<3>(data);

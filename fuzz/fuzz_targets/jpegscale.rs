@@ -9,11 +9,11 @@
 //!   or the photo's own long side when that is smaller (an embedded
 //!   preview too small for the box must not be used);
 //! - the EXIF thumbnail alone obeys the same rule;
-//! - the live heap stays within the decode budget (`MAX_DECODE_BYTES`).
+//! - the live heap stays within the render budget (`DEFAULT_BUDGET_BYTES`).
 #![no_main]
 
 use isync::media::fuzzing::{decode_bytes, exif_thumbnail, jpeg_head, thumbnail_decode, Pixels};
-use isync::media::thumbs::MAX_DECODE_BYTES;
+use isync::media::budget::DEFAULT_BUDGET_BYTES;
 use isync::model::ThumbLevel;
 use isync_fuzz::{params, scratch_file, set_heap_limit};
 use libfuzzer_sys::fuzz_target;
@@ -38,7 +38,7 @@ fn check(p: &Pixels, photo_long: u32, edge: u32, what: &str) {
 
 fuzz_target!(
     init: {
-        set_heap_limit(MAX_DECODE_BYTES as usize + (64 << 20));
+        set_heap_limit(DEFAULT_BUDGET_BYTES as usize + (64 << 20));
     },
     |data: &[u8]| {
     let ([l], jpeg) = params::<1>(data);

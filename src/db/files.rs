@@ -102,6 +102,39 @@ pub fn set_thumb_status(
     Ok(())
 }
 
+/// Records that the server could not build the thumbnail `levels` it makes
+/// of file `id` (status 0 → 1, sticky until the original changes: the
+/// scanner's `update_scanned` resets it). Client-uploaded levels keep
+/// their status.
+pub fn mark_thumbs_failed(
+    c: &Connection,
+    id: FileId,
+    levels: &[crate::model::ThumbLevel],
+) -> Result<(), DbError> {
+    use crate::model::ThumbLevel;
+    c.prepare_cached(
+        "UPDATE files SET \
+         status_thumb = CASE WHEN ?2 AND status_thumb = 0 THEN 1 ELSE status_thumb END, \
+         status_screen = CASE WHEN ?3 AND status_screen = 0 THEN 1 ELSE status_screen END \
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id.0,
+        levels.contains(&ThumbLevel::Small),
+        levels.contains(&ThumbLevel::Screen)
+    ])?;
+    Ok(())
+}
+
+/// The recorded inode of file `id` (`None` when the file is unknown or its
+/// inode was never recorded).
+pub fn inode_of(c: &Connection, id: FileId) -> Result<Option<i64>, DbError> {
+    Ok(c.prepare_cached("SELECT inode FROM files WHERE id = ?1")?
+        .query_row([id.0], |r| r.get(0))
+        .optional()?
+        .flatten())
+}
+
 /// What the scanner needs to know about a known file to decide whether it
 /// changed.
 #[derive(Debug, Clone)]

@@ -343,6 +343,10 @@ pub struct ThumbWork {
     pub library_id: LibraryId,
     /// Absolute path of the original.
     pub path: String,
+    /// Its library's folder, and its recorded inode: it is opened from
+    /// there and checked against that (`media::original`).
+    pub root: String,
+    pub inode: Option<i64>,
     pub file_type: i64,
     pub orientation: Option<i64>,
     /// Which levels the server makes (status 0): not the ones a client
@@ -354,7 +358,7 @@ pub struct ThumbWork {
 /// What `thumbnail_work` and `thumbnail_work_of` select: images, GIFs and
 /// videos of online libraries, complete originals, a level the server makes.
 const THUMB_WORK_SQL: &str = "SELECT f.id, c.library_id, c.path || '/' || f.disk_name, f.type, \
-     f.orientation, f.status_thumb = 0, f.status_screen = 0 \
+     f.orientation, f.status_thumb = 0, f.status_screen = 0, l.path, f.inode \
      FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
      JOIN libraries l ON l.id = c.library_id \
      WHERE l.online AND f.type IN (1, 2, 4) AND f.status_origin <> 2 \
@@ -369,6 +373,8 @@ fn thumb_work_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThumbWork> {
         orientation: r.get(4)?,
         small: r.get(5)?,
         screen: r.get(6)?,
+        root: r.get(7)?,
+        inode: r.get(8)?,
     })
 }
 

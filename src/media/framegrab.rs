@@ -1,14 +1,19 @@
 //! Thumbnail frames from ffmpeg: a representative, upright, scaled frame of
 //! a video as one MJPEG image, and still formats the `image` crate doesn't
 //! read (WebP, TIFF, BMP, HEIF…) as PNG.
+//!
+//! ffmpeg reads the original the server opened (its standard input), with
+//! the demuxer our own sniffing chose (`container.rs`) and the `file`
+//! protocol alone: it never guesses a format and never opens another file.
 
 use std::ffi::OsString;
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use super::process::{ffmpeg_path, run_capture, FFMPEG_TIMEOUT};
-use super::thumbs::{decode_limited, Raster, ThumbError};
+use super::budget::Allowance;
+use super::original::Original;
+use super::process::{ffmpeg_path, input_args, run_on_file, FFMPEG_TIMEOUT};
+use super::thumbs::{decode_image, Raster, ThumbError};
 
 /// Where we look for a video frame, in seconds: about 1 s in (spec §10; the
 /// first keyframe from there, 1–2 s in for phone videos), then further along
@@ -19,19 +24,22 @@ const BLACK_MEAN_LUMA: u32 = 24;
 /// MJPEG quantiser (2 best … 31 worst); 3 is close to JPEG quality 85.
 const MJPEG_QSCALE: &str = "3";
 
-/// A representative frame of the video at `path`, turned upright from its
+/// A representative frame of the video `orig`, turned upright from its
 /// display matrix (ffmpeg autorotates), scaled to fit `edge`: baseline JPEG.
-pub(crate) fn video_frame(path: &Path, edge: u32) -> Result<Vec<u8>, ThumbError> {
+pub(crate) fn video_frame(orig: &Original, edge: u32) -> Result<Vec<u8>, ThumbError> {
+    if !orig.container.is_some_and(|c| c.is_video_container()) {
+        return Err(orig.failed("not a video container isync reads"));
+    }
     // One budget for all attempts, so a slow file can't cost 4 timeouts.
     let deadline = Instant::now() + FFMPEG_TIMEOUT;
     let mut darkest_fallback: Option<(u32, Vec<u8>)> = None;
     for seek in VIDEO_SEEKS_S {
-        let mut jpeg = grab(path, Some(seek), edge, Output::Keyframe, deadline)?;
+        let mut jpeg = grab(orig, Some(seek), edge, Output::Keyframe, deadline)?;
         if jpeg.is_empty() {
             // No keyframe from here on (one keyframe for the whole video, as
             // some encoders and screen recorders write) or past the end:
             // decode every frame up to this point.
-            jpeg = grab(path, Some(seek), edge, Output::Frame, deadline)?;
+            jpeg = grab(orig, Some(seek), edge, Output::Frame, deadline)?;
         }
         if jpeg.is_empty() {
             break; // the video ends before this point
@@ -40,7 +48,7 @@ pub(crate) fn video_frame(path: &Path, edge: u32) -> Result<Vec<u8>, ThumbError>
         if luma >= BLACK_MEAN_LUMA {
             return Ok(jpeg);
         }
-        log::debug!(path:display = path.display(), seek, luma; "black video frame, looking further");
+        log::debug!(path:display = orig.label().display(), seek, luma; "black video frame, looking further");
         if darkest_fallback.as_ref().is_none_or(|(l, _)| luma > *l) {
             darkest_fallback = Some((luma, jpeg));
         }
@@ -49,29 +57,35 @@ pub(crate) fn video_frame(path: &Path, edge: u32) -> Result<Vec<u8>, ThumbError>
         return Ok(jpeg); // dark all along: the brightest we saw
     }
     // Shorter than the first seek point: the first frame (spec §10).
-    let jpeg = grab(path, None, edge, Output::Keyframe, deadline)?;
+    let jpeg = grab(orig, None, edge, Output::Keyframe, deadline)?;
     if jpeg.is_empty() {
-        return Err(ThumbError::failed(path, "ffmpeg found no video frame"));
+        return Err(orig.failed("ffmpeg found no video frame"));
     }
     Ok(jpeg)
 }
 
 /// The first frame of a still image ffmpeg can read, scaled to fit `edge`,
-/// with its alpha channel. Orientation is the caller's business.
-pub(crate) fn still_frame(path: &Path, edge: u32) -> Result<Raster, ThumbError> {
+/// with its alpha channel. Orientation is the caller's business. ffmpeg's
+/// own memory is capped (`process::CHILD_MAX_DATA_BYTES`); ours, the PNG
+/// it returns, is at most `edge`² pixels and is reserved by `decode_image`.
+pub(crate) fn still_frame<'a>(
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<(Raster, super::budget::Lease<'a>), ThumbError> {
     let png = grab(
-        path,
+        orig,
         None,
         edge,
         Output::Png,
         Instant::now() + FFMPEG_TIMEOUT,
     )?;
     if png.is_empty() {
-        return Err(ThumbError::failed(path, "ffmpeg could not read this image"));
+        return Err(orig.failed("ffmpeg could not read this image"));
     }
     let reader =
         image::ImageReader::with_format(std::io::Cursor::new(png), image::ImageFormat::Png);
-    decode_limited(reader).map_err(|e| ThumbError::failed(path, e))
+    decode_image(reader, orig, edge, allow)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -87,15 +101,19 @@ enum Output {
 /// Runs ffmpeg once. Empty output means "no frame there" (e.g. a seek past
 /// the end), which ffmpeg does not treat as an error.
 fn grab(
-    path: &Path,
+    orig: &Original,
     seek_s: Option<f64>,
     edge: u32,
     out: Output,
     deadline: Instant,
 ) -> Result<Vec<u8>, ThumbError> {
+    let Some(container) = orig.container.filter(|c| c.demuxer().is_some()) else {
+        return Err(orig.failed("not a format isync gives to ffmpeg"));
+    };
+    let demuxer = container.demuxer().expect("filtered above");
     let timeout = deadline.saturating_duration_since(Instant::now());
     if timeout.is_zero() {
-        return Err(ThumbError::failed(path, "ffmpeg took too long"));
+        return Err(orig.failed("ffmpeg took too long"));
     }
     let mut args: Vec<OsString> = ["-hide_banner", "-nostdin", "-loglevel", "error"]
         .map(OsString::from)
@@ -113,7 +131,7 @@ fn grab(
         // Input seeking: jumps to the keyframe before, then decodes up to it.
         args.extend(["-ss".into(), format!("{s:.3}").into()]);
     }
-    args.extend(["-i".into(), path.as_os_str().to_owned()]);
+    args.extend(input_args(demuxer, container.demuxer_options()));
     // Fit the box without enlarging; min() keeps small videos at their size.
     // Autorotation has already inserted its transpose, so iw/ih are upright.
     let scale =
@@ -152,7 +170,8 @@ fn grab(
     args.push("pipe:1".into());
     let mut cmd = Command::new(ffmpeg_path());
     cmd.args(args);
-    run_capture(cmd, timeout).map_err(|e| ThumbError::failed(path, e))
+    let input = orig.stdin().map_err(|e| orig.failed(e))?;
+    run_on_file(cmd, input, timeout).map_err(|e| orig.failed(e))
 }
 
 /// Average luma of a small JPEG, decoded at 1/8 scale (a few hundred pixels).

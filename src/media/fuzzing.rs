@@ -6,6 +6,8 @@
 use std::io;
 use std::path::Path;
 
+use super::budget::{Allowance, Budget, DEFAULT_BUDGET_BYTES};
+use super::original::Original;
 use super::thumbs::{Raster, ThumbError};
 use super::{jpegbands, jpegpar, jpegscale};
 use crate::model::ThumbLevel;
@@ -35,12 +37,16 @@ impl From<Raster> for Pixels {
 /// EXIF thumbnail, MPF preview, `jpegpar`, `jpegbands`, jpeg-decoder).
 /// `Ok(None)`: the general decoder would take the file.
 pub fn thumbnail_decode(path: &Path, level: ThumbLevel) -> Result<Option<Pixels>, ThumbError> {
-    jpegscale::decode(path, level).map(|r| r.map(Pixels::from))
+    let orig = Original::open_path(path)?;
+    let decoded = jpegscale::decode(&orig, level.max_edge_px(), Allowance::standalone())?;
+    Ok(decoded.map(|(raster, _lease)| Pixels::from(raster)))
 }
 
 /// The EXIF thumbnail of the JPEG at `path` when it can stand in at `edge`.
 pub fn exif_thumbnail(path: &Path, edge: u32) -> Option<Pixels> {
-    jpegscale::exif_thumbnail_of(path, edge).map(Pixels::from)
+    let orig = Original::open_path(path).ok()?;
+    jpegscale::exif_thumbnail_of(&orig, edge, Budget::shared_default())
+        .map(|(raster, _lease)| Pixels::from(raster))
 }
 
 /// A JPEG in memory decoded at the smallest scale covering `edge` (video
@@ -50,20 +56,22 @@ pub fn decode_bytes(jpeg: &[u8], edge: u32) -> Result<Pixels, String> {
 }
 
 /// jpeg-decoder in one piece at the smallest scale covering `edge`: the
-/// reference the parallel decoders must agree with.
+/// reference the parallel decoders must agree with. Within the default
+/// render budget ([`DEFAULT_BUDGET_BYTES`]).
 pub fn decode_scaled(jpeg: &[u8], edge: u32) -> Result<Pixels, String> {
-    jpegscale::decode_scaled(jpeg, edge).map(Pixels::from)
+    jpegscale::decode_scaled(jpeg, edge, DEFAULT_BUDGET_BYTES).map(Pixels::from)
 }
 
 /// `jpegpar` with up to `threads` ranges of at least `min_range_bytes`
-/// (the server uses 64 KiB; a fuzzer's small inputs need less to be split).
+/// (the server uses 64 KiB; a fuzzer's small inputs need less to be split),
+/// within the default render budget.
 pub fn jpegpar_decode(
     jpeg: &[u8],
     edge: u32,
     threads: usize,
     min_range_bytes: usize,
 ) -> Option<Pixels> {
-    jpegpar::decode_split(jpeg, edge, threads, min_range_bytes).map(Pixels::from)
+    jpegpar::decode_split(jpeg, edge, threads, min_range_bytes, DEFAULT_BUDGET_BYTES).map(Pixels::from)
 }
 
 /// `jpegbands` in up to `bands` bands.

@@ -44,6 +44,10 @@ struct Layout {
 
 /// Most bands (threads) one decode uses.
 const MAX_BANDS: usize = 4;
+/// A backstop for one band's decoder. Bands are cut only at full scale,
+/// which `jpegscale` uses for pictures up to twice the box (2.5 MP): a
+/// band needs a few MB, and the caller's budget lease covers the whole.
+const MAX_BAND_DECODE_BYTES: usize = 64 << 20;
 
 /// Set by [`set_decode_bands`]; 0: one per core.
 static BANDS: AtomicUsize = AtomicUsize::new(0);
@@ -273,7 +277,7 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<Raster> {
     };
     let decode_band = |jpeg: Vec<u8>| -> Option<(Vec<u8>, u16, u16, Option<PixelFormat>)> {
         let mut dec = Decoder::new(jpeg.as_slice());
-        dec.set_max_decoding_buffer_size(super::thumbs::MAX_DECODE_BYTES as usize);
+        dec.set_max_decoding_buffer_size(MAX_BAND_DECODE_BYTES);
         dec.read_info().ok()?;
         // The width pins the same scale as the whole picture's.
         let (w, h) = dec.scale(out_w, u16::MAX).ok()?;
@@ -381,7 +385,7 @@ mod tests {
 
     /// The one-piece decode `jpegscale` falls back to.
     fn whole(data: &[u8], edge: u32) -> Raster {
-        super::super::jpegscale::decode_scaled(data, edge).unwrap()
+        super::super::jpegscale::decode_scaled(data, edge, u64::MAX).unwrap()
     }
 
     /// Same pixels as one whole decode for every chroma layout cameras
@@ -462,7 +466,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let level = crate::model::ThumbLevel::Screen;
         set_decode_bands(2);
-        let got = super::super::jpegscale::decode(&path, level)
+        let got = super::super::jpegscale::decode_path(&path, level)
             .unwrap()
             .expect("decoded");
         set_decode_bands(0);

@@ -675,28 +675,57 @@ struct Segment {
 }
 
 /// Decodes `jpeg` at the smallest DCT scale (1/2, 1/4 or 1/8) whose longer
-/// side still covers `edge`, entropy decoding in up to `threads` ranges.
-/// `None` when this module can't (see the module doc); the caller then
-/// decodes the file the usual way.
-pub(crate) fn decode(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
+/// side still covers `edge`, entropy decoding in up to `threads` ranges,
+/// within `max_bytes` of memory (see [`memory_bound`]). `None` when this
+/// module can't (see the module doc); the caller then decodes the file the
+/// usual way.
+pub(crate) fn decode(jpeg: &[u8], edge: u32, threads: usize, max_bytes: u64) -> Option<Raster> {
     if threads < 2 {
         return None;
     }
-    decode_in(jpeg, edge, threads)
+    decode_within(jpeg, edge, threads, MIN_RANGE_BYTES, max_bytes)
 }
 
-/// `decode` with any number of ranges, one included (for tests).
+/// The most memory a decode in `ranges` ranges of a picture of `total`
+/// MCUs of `blocks` 8x8 blocks each, at scale `n`/8 into `w`×`h` pixels,
+/// can hold: each range holding up to a whole picture's MCUs
+/// (coefficients, an i16 each, and a start and predictors per MCU, with
+/// the vectors' growth room), the sample planes and the RGB output. Not
+/// counted: its copy of the entropy-coded data (the file's size at most).
+pub(crate) fn memory_bound(total: u64, blocks: u64, n: u32, ranges: usize, w: u32, h: u32) -> u64 {
+    let per_mcu = blocks * u64::from(n * n);
+    let runs_bytes = ranges as u64 * total * (per_mcu * 2 + 20) * 2;
+    let out_bytes = total * per_mcu + u64::from(w) * u64::from(h) * 3;
+    runs_bytes + out_bytes
+}
+
+/// `decode` with any number of ranges, one included, and no memory bound.
+#[cfg(test)]
 fn decode_in(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
-    decode_split(jpeg, edge, threads, MIN_RANGE_BYTES)
+    decode_within(jpeg, edge, threads, MIN_RANGE_BYTES, u64::MAX)
 }
 
-/// `decode_in` with ranges of at least `min_range_bytes` (down to 1): the
-/// fuzz targets split small inputs the way big photos are split.
+/// `decode_in` with ranges of at least `min_range_bytes` (down to 1) and a
+/// memory bound of `max_bytes`: the fuzz targets split small inputs the way
+/// big photos are split.
 pub(super) fn decode_split(
     jpeg: &[u8],
     edge: u32,
     threads: usize,
     min_range_bytes: usize,
+    max_bytes: u64,
+) -> Option<Raster> {
+    decode_within(jpeg, edge, threads, min_range_bytes, max_bytes)
+}
+
+/// `decode` with any number of ranges, one included, each of at least
+/// `min_range_bytes`, within `max_bytes`.
+fn decode_within(
+    jpeg: &[u8],
+    edge: u32,
+    threads: usize,
+    min_range_bytes: usize,
+    max_bytes: u64,
 ) -> Option<Raster> {
     let frame = parse(jpeg)?;
     // jpeg-decoder's choice of scale (`idct::choose_idct_size`), so the
@@ -711,16 +740,10 @@ pub(super) fn decode_split(
     }
     let scan = Scan::new(&frame, n as usize)?;
     let total = (frame.mcus_x * frame.mcus_y) as usize;
-    // Within the bound every other decode path keeps to, at worst: each
-    // range holding up to a whole picture's MCUs (coefficients, an i16
-    // each, and a start and predictors per MCU, with the vectors' growth
-    // room), the sample planes and the RGB output.
     let (w, h) = (scaled(frame.width, n), scaled(frame.height, n));
     let ranges = threads.clamp(1, frame.bits / 8 / min_range_bytes.max(1) + 1);
-    let per_mcu = frame.blocks.len() as u64 * u64::from(n * n);
-    let runs_bytes = ranges as u64 * total as u64 * (per_mcu * 2 + 20) * 2;
-    let out_bytes = total as u64 * per_mcu + u64::from(w) * u64::from(h) * 3;
-    if runs_bytes + out_bytes > super::thumbs::MAX_DECODE_BYTES {
+    let bound = memory_bound(total as u64, frame.blocks.len() as u64, n, ranges, w, h);
+    if bound + frame.data.len() as u64 > max_bytes {
         return None;
     }
     let (runs, segments) = if frame.restart == 0 {
@@ -1211,7 +1234,7 @@ mod tests {
 
     /// jpeg-decoder's one-piece decode at the same scale.
     fn reference(data: &[u8], edge: u32) -> Raster {
-        super::super::jpegscale::decode_scaled(data, edge).unwrap()
+        super::super::jpegscale::decode_scaled(data, edge, u64::MAX).unwrap()
     }
 
     /// Mean and largest difference per channel value.
@@ -1340,7 +1363,7 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let level = crate::model::ThumbLevel::Screen;
         crate::media::set_decode_bands(2);
-        let got = super::super::jpegscale::decode(&path, level)
+        let got = super::super::jpegscale::decode_path(&path, level)
             .unwrap()
             .expect("decoded");
         crate::media::set_decode_bands(0);
@@ -1513,7 +1536,7 @@ mod tests {
         assert!(decode_in(&out, 200, 2).is_none(), "progressive");
         assert!(decode_in(&data, 1200, 2).is_none(), "full scale");
         assert!(
-            decode(&data, 400, 1).is_none(),
+            decode(&data, 400, 1, u64::MAX).is_none(),
             "one thread: not this module's job"
         );
     }

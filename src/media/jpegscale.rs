@@ -19,18 +19,25 @@
 //! bands at restart markers through jpeg-decoder (`jpegbands`); jpeg-decoder
 //! in one piece takes everything else.
 
-use std::fs::File;
-use std::io::{self, BufReader, Read, Seek};
-use std::path::Path;
+use std::io::{self, Read, Seek};
 
 use jpeg_decoder::{Decoder, PixelFormat};
 
-use super::thumbs::{check_pixels, fit_size, Raster, ThumbError, MAX_DECODE_BYTES};
-use crate::model::ThumbLevel;
+use super::budget::{Allowance, Budget, Lease};
+use super::original::Original;
+use super::thumbs::{check_pixels, fit_size, post_cost, reserve, Raster, ThumbError};
 
 /// Most header bytes we read looking for the frame header. APP segments are
 /// at most 64 KiB each; real files put SOF within the first ~70 KiB.
 const MAX_HEAD_BYTES: u64 = 1024 * 1024;
+/// Most bytes of entropy-coded data per pixel and component we read looking
+/// for the end of the picture. Huffman coding of 8-bit samples costs at
+/// most 27 bits per coefficient (a 16-bit code and 11 bits of value), 3.4
+/// bytes per sample; quality-100 noise takes under 2. A file longer than
+/// this before its end marker is not a picture of that size.
+const MAX_BYTES_PER_SAMPLE: u64 = 4;
+/// … plus this for the headers (APP segments: EXIF, ICC, XMP) before it.
+const MAX_HEADER_BYTES: u64 = 4 << 20;
 
 /// What the markers before the frame header tell us.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,11 +50,88 @@ pub(crate) struct JpegHead {
     /// processes the scaled decoder handles.
     pub huffman_dct: bool,
     pub progressive: bool,
+    /// Horizontal and vertical sampling factors of each component.
+    pub sampling: Vec<(u8, u8)>,
     /// The APP1 Exif payload from its TIFF header on, if any.
     pub exif: Option<Vec<u8>>,
     /// The APP2 MPF payload from its MP header on, and the file offset of
     /// that header (MP entry offsets count from it).
     pub mpf: Option<(u64, Vec<u8>)>,
+}
+
+impl JpegHead {
+    /// Whether the scaled decoders here handle it (not CMYK, 12-bit,
+    /// lossless or arithmetic-coded).
+    fn scalable(&self) -> bool {
+        self.huffman_dct && self.precision == 8 && matches!(self.components, 1 | 3)
+    }
+
+    /// Most bytes of the file a decode of the picture reads (see
+    /// [`MAX_BYTES_PER_SAMPLE`]).
+    fn max_bytes(&self) -> u64 {
+        let samples = u64::from(self.width) * u64::from(self.height) * u64::from(self.components);
+        samples * MAX_BYTES_PER_SAMPLE + MAX_HEADER_BYTES
+    }
+
+    /// The IDCT scale (n/8) the decoders use for the `edge` box, and the
+    /// decoded size: jpeg-decoder's choice (`idct::choose_idct_size`).
+    fn scale_for(&self, edge: u32) -> (u32, u32, u32) {
+        let scaled = |len: u32, n: u32| (len * n).div_ceil(8);
+        let n = [1u32, 2, 4, 8]
+            .into_iter()
+            .find(|&n| scaled(self.width, n) >= edge || scaled(self.height, n) >= edge)
+            .unwrap_or(8);
+        (n, scaled(self.width, n), scaled(self.height, n))
+    }
+
+    /// MCUs of the picture and 8x8 blocks per MCU, from the sampling factors.
+    fn mcus(&self) -> (u64, u64) {
+        let hmax = self
+            .sampling
+            .iter()
+            .map(|s| u32::from(s.0))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let vmax = self
+            .sampling
+            .iter()
+            .map(|s| u32::from(s.1))
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mcus_x = u64::from(self.width.div_ceil(8 * hmax));
+        let mcus_y = u64::from(self.height.div_ceil(8 * vmax));
+        let blocks: u64 = self
+            .sampling
+            .iter()
+            .map(|(h, v)| u64::from(*h) * u64::from(*v))
+            .sum();
+        (mcus_x * mcus_y, blocks.max(1))
+    }
+
+    /// Peak memory of a decode at the `edge` box besides the file's bytes,
+    /// with the decoder that gets it: jpeg-decoder (the sample planes at the
+    /// reduced scale, the RGB result and its grey-to-RGB copy; every
+    /// coefficient of the full picture when progressive), or this crate's
+    /// range decoder (`jpegpar::memory_bound`, plus its copy of the
+    /// entropy-coded data) or band decoder (a copy of the data) when
+    /// `threads` > 1.
+    fn decode_cost(&self, edge: u32, threads: usize, data: u64) -> u64 {
+        let (n, sw, sh) = self.scale_for(edge);
+        let (total, blocks) = self.mcus();
+        let out = u64::from(sw) * u64::from(sh) * 3;
+        let planes = total * blocks * u64::from(n * n);
+        let mut cost = planes + 2 * out + (1 << 20);
+        if self.progressive {
+            cost += total * blocks * 64 * 2;
+        }
+        if threads > 1 && !self.progressive {
+            let split = super::jpegpar::memory_bound(total, blocks, n, threads, sw, sh);
+            cost = cost.max(split + data).max(planes + 2 * out + data);
+        }
+        cost
+    }
 }
 
 /// MP entry image types that are a downscaled copy of the primary image
@@ -58,52 +142,46 @@ const MPF_LARGE_THUMBNAIL_TYPES: [u32; 2] = [0x01_0001, 0x01_0002];
 /// Largest embedded preview we read into memory.
 const MAX_PREVIEW_BYTES: u32 = 16 * 1024 * 1024;
 
-/// Decodes the JPEG at `path` no smaller than `level`'s box needs, or `None`
-/// when this path can't handle the file (CMYK, 12-bit, lossless) and the
-/// general decoder should try.
-pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, ThumbError> {
-    let failed = |e: &dyn std::fmt::Display| ThumbError::failed(path, e);
-    let edge = level.max_edge_px();
-    let file = File::open(path).map_err(|e| failed(&e))?;
+/// Decodes the JPEG `orig` no smaller than the `edge` box needs, with the
+/// lease covering it and what follows (scaling, encoding), or `None` when
+/// this path can't handle the file (CMYK, 12-bit, lossless) and the general
+/// decoder should try.
+///
+/// Each attempt — the EXIF thumbnail, an MPF preview, the photo — reserves
+/// its own peak before it reads or decodes, and gives it back before the
+/// next one starts. The photo is read up to its end marker, never past it
+/// (a camera's preview or a phone's motion-photo video after it, or a
+/// gigabyte of padding, stay on disk), and at most what its dimensions can
+/// take.
+pub(crate) fn decode<'a>(
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<Option<(Raster, Lease<'a>)>, ThumbError> {
+    let failed = |e: &dyn std::fmt::Display| orig.failed(e);
     // 64 KiB covers a whole APP1 segment in one read, so the EXIF thumbnail
     // path touches only the head of the file: cheap even on a USB disk.
-    let mut reader = BufReader::with_capacity(64 * 1024, file);
+    let mut reader = orig.reader(64 * 1024).map_err(|e| failed(&e))?;
     let head = read_head(&mut reader).map_err(|e| failed(&e))?;
     check_pixels(head.width, head.height).map_err(|e| failed(&e))?;
-    if !head.huffman_dct || head.precision != 8 || !matches!(head.components, 1 | 3) {
+    if !head.scalable() {
         return Ok(None);
     }
+    let label = orig.label();
     // An embedded preview large enough for the box: no decode of the photo.
-    if let Some(raster) = head
+    let blocking = |bytes: u64| allow.budget.reserve(bytes, allow.class).ok();
+    if let Some(found) = head
         .exif
         .as_deref()
-        .and_then(|tiff| exif_thumbnail(tiff, head.width, head.height, edge))
+        .and_then(|tiff| exif_thumbnail(tiff, head.width, head.height, edge, &blocking))
     {
-        log::debug!(path:display = path.display(), edge; "thumbnail from the EXIF thumbnail");
-        return Ok(Some(raster));
+        log::debug!(path:display = label.display(), edge; "thumbnail from the EXIF thumbnail");
+        return Ok(Some(found));
     }
-    if let Some(raster) = mpf_preview(&mut reader, &head, edge) {
-        log::debug!(path:display = path.display(), edge; "thumbnail from the MPF preview");
-        return Ok(Some(raster));
+    if let Some(found) = mpf_preview(&mut reader, &head, edge, orig, allow) {
+        log::debug!(path:display = label.display(), edge; "thumbnail from the MPF preview");
+        return Ok(Some(found));
     }
-    if head.progressive {
-        // Progressive decoding keeps every coefficient (an i16 each) of the
-        // full-size image until the last scan, whatever the output scale.
-        let coefficients = u64::from(head.width) * u64::from(head.height) * 2 * 3;
-        if coefficients > MAX_DECODE_BYTES {
-            return Err(failed(&format_args!(
-                "progressive {}x{} JPEG needs more than {} MiB to decode",
-                head.width,
-                head.height,
-                MAX_DECODE_BYTES >> 20
-            )));
-        }
-    }
-    // The whole file in memory: jpeg-decoder reads the entropy-coded data a
-    // byte at a time, which costs +50% CPU through a BufReader.
-    let mut data = Vec::new();
-    reader.rewind().map_err(|e| failed(&e))?;
-    reader.read_to_end(&mut data).map_err(|e| failed(&e))?;
     // On several cores when the encoder wrote restart markers (and the
     // photo is big enough for threads to pay: 1 MP and up).
     let bands = if u64::from(head.width) * u64::from(head.height) >= 1_000_000 {
@@ -111,27 +189,142 @@ pub(crate) fn decode(path: &Path, level: ThumbLevel) -> Result<Option<Raster>, T
     } else {
         1
     };
+    let cap = head.max_bytes();
+    let data_len = orig.len.min(cap);
+    let decode_cost = head.decode_cost(edge, bands, data_len);
+    let (_, sw, sh) = head.scale_for(edge);
+    let lease = reserve(
+        orig,
+        allow,
+        data_len + decode_cost + post_cost(sw, sh, edge, false),
+    )?;
+    // The photo up to its end marker, in memory: jpeg-decoder reads the
+    // entropy-coded data a byte at a time, which costs +50% CPU through a
+    // BufReader, and the split decoders need it whole.
+    reader.rewind().map_err(|e| failed(&e))?;
+    let data = read_to_eoi(&mut reader, cap).map_err(|e| failed(&e))?;
+    let Some(data) = data else {
+        return Err(failed(&format_args!(
+            "no end of picture within {} MB, more than a {}x{} JPEG holds",
+            cap / 1_000_000,
+            head.width,
+            head.height
+        )));
+    };
     // The entropy-coded data in ranges, cut at restart markers or where
     // the Huffman code resynchronises (`jpegpar`, at 1/2 scale and below);
     // a full-scale decode in bands at restart markers (`jpegbands`).
-    if let Some(raster) = super::jpegpar::decode(&data, edge, bands) {
-        log::debug!(path:display = path.display(), edge; "decoded in ranges");
-        return Ok(Some(raster));
+    if let Some(raster) = super::jpegpar::decode(&data, edge, bands, decode_cost) {
+        log::debug!(path:display = label.display(), edge; "decoded in ranges");
+        return Ok(Some((raster, lease)));
     }
     if let Some(raster) = super::jpegbands::decode(&data, edge, bands) {
-        log::debug!(path:display = path.display(), edge; "decoded in bands at restart markers");
-        return Ok(Some(raster));
+        log::debug!(path:display = label.display(), edge; "decoded in bands at restart markers");
+        return Ok(Some((raster, lease)));
     }
-    decode_scaled(data.as_slice(), edge)
-        .map(Some)
-        .map_err(|e| failed(&e))
+    let raster = decode_scaled(data.as_slice(), edge, decode_cost).map_err(|e| failed(&e))?;
+    Ok(Some((raster, lease)))
+}
+
+/// [`decode`] of the file at `path` with the shared default budget, the
+/// raster alone: for the decoders' tests.
+#[cfg(test)]
+pub(crate) fn decode_path(
+    path: &std::path::Path,
+    level: crate::model::ThumbLevel,
+) -> Result<Option<Raster>, ThumbError> {
+    let orig = Original::open_path(path)?;
+    Ok(decode(&orig, level.max_edge_px(), Allowance::standalone())?.map(|(r, _)| r))
+}
+
+/// Reads a JPEG from its SOI up to and including its EOI marker, walking
+/// the marker segments and the entropy-coded data between them (where an
+/// 0xFF is always followed by a stuffed zero, a restart marker or the next
+/// marker). Stops at the end of the file too (a cut-off photo still shows
+/// what it has); `None` when `cap` bytes pass without the end.
+fn read_to_eoi<R: Read>(reader: R, cap: u64) -> io::Result<Option<Vec<u8>>> {
+    const CHUNK: u64 = 256 * 1024;
+    let mut r = reader.take(cap);
+    let mut data = Vec::new();
+    let mut walk = EoiWalk::default();
+    loop {
+        let n = (&mut r).take(CHUNK).read_to_end(&mut data)?;
+        if let Some(end) = walk.advance(&data) {
+            data.truncate(end);
+            data.shrink_to_fit();
+            return Ok(Some(data));
+        }
+        if n == 0 {
+            // The end of the file, or of what a picture this size can hold.
+            return Ok((r.limit() > 0).then_some(data));
+        }
+    }
+}
+
+/// Where [`read_to_eoi`] is in the file: resumable as more bytes arrive.
+#[derive(Default)]
+struct EoiWalk {
+    at: usize,
+    in_scan: bool,
+}
+
+impl EoiWalk {
+    /// The length of the picture once its EOI is in `d`.
+    fn advance(&mut self, d: &[u8]) -> Option<usize> {
+        if self.at == 0 {
+            self.at = 2; // past the SOI the caller checked
+        }
+        loop {
+            if self.at >= d.len() {
+                return None;
+            }
+            if self.in_scan {
+                let Some(p) = memchr::memchr(0xFF, &d[self.at..]) else {
+                    self.at = d.len();
+                    return None;
+                };
+                let ff = self.at + p;
+                match *d.get(ff + 1)? {
+                    0x00 | 0xD0..=0xD7 => self.at = ff + 2,
+                    0xFF => self.at = ff + 1,
+                    _ => {
+                        self.in_scan = false;
+                        self.at = ff;
+                    }
+                }
+                continue;
+            }
+            if d[self.at] != 0xFF {
+                // Garbage between segments: look for the next marker.
+                self.in_scan = true;
+                continue;
+            }
+            match *d.get(self.at + 1)? {
+                0xFF => self.at += 1,
+                0xD9 => return Some(self.at + 2),
+                0x01 | 0xD0..=0xD8 => self.at += 2,
+                marker => {
+                    let len = d.get(self.at + 2..self.at + 4)?;
+                    let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+                    self.in_scan = marker == 0xDA || len < 2;
+                    self.at += 2 + len.max(2);
+                }
+            }
+        }
+    }
 }
 
 /// The smallest MPF large thumbnail of the photo that covers `edge` (or is
 /// as large as the photo) and has its shape, decoded at the smallest scale
-/// that still covers `edge`. `None` when there is none or it is damaged:
-/// the caller decodes the photo itself.
-fn mpf_preview<R: Read + Seek>(reader: &mut R, head: &JpegHead, edge: u32) -> Option<Raster> {
+/// that still covers `edge`, with its lease. `None` when there is none, it
+/// is damaged or its memory is not granted: the caller decodes the photo.
+fn mpf_preview<'a, R: Read + Seek>(
+    reader: &mut R,
+    head: &JpegHead,
+    edge: u32,
+    orig: &Original,
+    allow: Allowance<'a>,
+) -> Option<(Raster, Lease<'a>)> {
     let (base, mpf) = head.mpf.as_ref()?;
     let mut previews: Vec<MpEntry> = mp_entries(mpf)?
         .into_iter()
@@ -146,15 +339,17 @@ fn mpf_preview<R: Read + Seek>(reader: &mut R, head: &JpegHead, edge: u32) -> Op
     previews.sort_by_key(|e| e.size);
     let photo_long = head.width.max(head.height);
     for e in previews {
-        let bytes = read_at(reader, base + u64::from(e.offset), e.size).ok()?;
-        let Ok(ph) = read_head(&mut bytes.as_slice()) else {
+        let at = base + u64::from(e.offset);
+        // Its header first (a bounded read), to know what decoding it costs.
+        let ph = reader
+            .seek(io::SeekFrom::Start(at))
+            .and_then(|_| read_head(&mut reader.by_ref().take(u64::from(e.size))));
+        let Ok(ph) = ph else {
             log::debug!(offset = e.offset; "MPF preview is not a JPEG");
             continue;
         };
         let (pw, phh) = (ph.width, ph.height);
-        let usable = ph.huffman_dct
-            && ph.precision == 8
-            && matches!(ph.components, 1 | 3)
+        let usable = ph.scalable()
             && pw.max(phh) >= edge.min(photo_long)
             && u64::from(pw) * u64::from(phh) < u64::from(head.width) * u64::from(head.height)
             && same_shape(head.width, head.height, pw, phh);
@@ -162,8 +357,15 @@ fn mpf_preview<R: Read + Seek>(reader: &mut R, head: &JpegHead, edge: u32) -> Op
             log::debug!(pw, ph = phh, edge; "MPF preview unusable for this box");
             continue;
         }
-        match decode_scaled(bytes.as_slice(), edge) {
-            Ok(raster) => return Some(raster),
+        let decode_cost = ph.decode_cost(edge, 1, 0);
+        let (_, sw, sh) = ph.scale_for(edge);
+        let need = u64::from(e.size) + decode_cost + post_cost(sw, sh, edge, false);
+        let Ok(lease) = reserve(orig, allow, need) else {
+            continue;
+        };
+        let bytes = read_at(reader, at, e.size).ok()?;
+        match decode_scaled(bytes.as_slice(), edge, decode_cost) {
+            Ok(raster) => return Some((raster, lease)),
             Err(e) => log::debug!("MPF preview does not decode: {e}"),
         }
     }
@@ -253,26 +455,43 @@ pub(super) fn mp_entries(mpf: &[u8]) -> Option<Vec<MpEntry>> {
     Some(entries)
 }
 
-/// The EXIF thumbnail of the JPEG at `path` when it can stand in for the
-/// photo at `edge` (see [`exif_thumbnail`]); reads only the file's head.
-pub(crate) fn exif_thumbnail_of(path: &Path, edge: u32) -> Option<Raster> {
-    let file = File::open(path).ok()?;
-    let head = read_head(&mut BufReader::with_capacity(64 * 1024, file)).ok()?;
-    exif_thumbnail(head.exif.as_deref()?, head.width, head.height, edge)
+/// The EXIF thumbnail of the JPEG `orig` when it can stand in for the photo
+/// at `edge` (see [`exif_thumbnail`]); reads only the file's head. For a
+/// render that already holds a lease: its memory is taken only if free at
+/// once.
+pub(crate) fn exif_thumbnail_of<'a>(
+    orig: &Original,
+    edge: u32,
+    budget: &'a Budget,
+) -> Option<(Raster, Lease<'a>)> {
+    let head = read_head(&mut orig.reader(64 * 1024).ok()?).ok()?;
+    exif_thumbnail(
+        head.exif.as_deref()?,
+        head.width,
+        head.height,
+        edge,
+        &|bytes| budget.try_reserve(bytes),
+    )
 }
 
 /// A JPEG held in memory (e.g. a video frame from ffmpeg), decoded at the
-/// smallest scale that covers `edge`.
+/// smallest scale that covers `edge`. Small by construction (the caller's
+/// lease covers it): a frame ffmpeg scaled into the box.
 pub(crate) fn decode_bytes(jpeg: &[u8], edge: u32) -> Result<Raster, String> {
     let head = read_head(&mut &jpeg[..]).map_err(|e| e.to_string())?;
     check_pixels(head.width, head.height)?;
-    decode_scaled(jpeg, edge)
+    decode_scaled(jpeg, edge, head.decode_cost(edge, 1, 0))
 }
 
-/// Decodes with the smallest IDCT scale whose longest side still covers `edge`.
-pub(super) fn decode_scaled<R: Read>(reader: R, edge: u32) -> Result<Raster, String> {
+/// Decodes with the smallest IDCT scale whose longest side still covers
+/// `edge`; jpeg-decoder refuses to allocate more than `max_bytes`.
+pub(super) fn decode_scaled<R: Read>(
+    reader: R,
+    edge: u32,
+    max_bytes: u64,
+) -> Result<Raster, String> {
     let mut dec = Decoder::new(reader);
-    dec.set_max_decoding_buffer_size(MAX_DECODE_BYTES as usize);
+    dec.set_max_decoding_buffer_size(usize::try_from(max_bytes).unwrap_or(usize::MAX));
     let want = u16::try_from(edge).unwrap_or(u16::MAX);
     dec.read_info().map_err(|e| e.to_string())?;
     let (w, h) = dec.scale(want, want).map_err(|e| e.to_string())?;
@@ -301,11 +520,18 @@ pub(super) fn to_raster(
     })
 }
 
-/// The embedded IFD1 thumbnail, decoded, when it can stand in for the photo
-/// at `edge`: at least `edge` on its longest side (or as large as the photo),
-/// and the photo's aspect ratio. Some cameras letterbox a 4:3 thumbnail for a
-/// 3:2 or 16:9 photo; those black bars must not reach the client.
-fn exif_thumbnail(tiff: &[u8], width: u32, height: u32, edge: u32) -> Option<Raster> {
+/// The embedded IFD1 thumbnail, decoded, with its lease, when it can stand
+/// in for the photo at `edge`: at least `edge` on its longest side (or as
+/// large as the photo), and the photo's aspect ratio. Some cameras
+/// letterbox a 4:3 thumbnail for a 3:2 or 16:9 photo; those black bars must
+/// not reach the client. `reserve` grants its memory, or not (then `None`).
+fn exif_thumbnail<'a>(
+    tiff: &[u8],
+    width: u32,
+    height: u32,
+    edge: u32,
+    reserve: &dyn Fn(u64) -> Option<Lease<'a>>,
+) -> Option<(Raster, Lease<'a>)> {
     let exif = exif::Reader::new().read_raw(tiff.to_vec()).ok()?;
     let field = |tag| {
         exif.get_field(tag, exif::In::THUMBNAIL)
@@ -319,19 +545,19 @@ fn exif_thumbnail(tiff: &[u8], width: u32, height: u32, edge: u32) -> Option<Ras
     let th_head = read_head(&mut &bytes[..]).ok()?;
     let (tw, th) = (th_head.width, th_head.height);
     let big_enough = tw.max(th) >= edge.min(width.max(height));
-    if !big_enough || !same_shape(width, height, tw, th) {
+    if !big_enough || !same_shape(width, height, tw, th) || !th_head.scalable() {
         log::debug!(tw, th, width, height, edge; "EXIF thumbnail unusable");
         return None;
     }
-    let mut dec = Decoder::new(bytes);
-    dec.read_info().ok()?;
+    // Its decode can cost more than its 64 KiB suggest (a progressive one
+    // keeps every coefficient): reserved from its header.
+    let decode_cost = th_head.decode_cost(edge, 1, 0);
+    let (_, sw, sh) = th_head.scale_for(edge);
+    let lease = reserve(decode_cost + post_cost(sw, sh, edge, false))?;
     // A large EXIF preview for level 0: decode it scaled, like the photo.
-    let want = u16::try_from(edge).unwrap_or(u16::MAX);
-    let (tw, th) = dec.scale(want, want).ok()?;
-    let pixels = dec.decode().ok()?;
-    let info = dec.info()?;
-    let (tw, th) = (u32::from(tw), u32::from(th));
-    to_raster(pixels, tw, th, Some(info.pixel_format)).ok()
+    decode_scaled(bytes, edge, decode_cost)
+        .ok()
+        .map(|raster| (raster, lease))
 }
 
 /// Reads markers up to the frame header (SOFn), keeping the Exif payload.
@@ -388,11 +614,17 @@ pub(crate) fn read_head<R: Read>(reader: &mut R) -> io::Result<JpegHead> {
                 if body.len() < 6 {
                     return Err(bad("short frame header"));
                 }
+                let sampling = body[6..]
+                    .chunks_exact(3)
+                    .take(usize::from(body[5]))
+                    .map(|c| (c[1] >> 4, c[1] & 0x0F))
+                    .collect();
                 return Ok(JpegHead {
                     precision: body[0],
                     height: u32::from(u16::from_be_bytes([body[1], body[2]])),
                     width: u32::from(u16::from_be_bytes([body[3], body[4]])),
                     components: body[5],
+                    sampling,
                     huffman_dct: matches!(marker, 0xC0..=0xC2),
                     progressive: marker == 0xC2,
                     exif,
@@ -409,7 +641,8 @@ mod tests {
     use super::super::thumbs::testkit::{self, *};
     use super::super::thumbs::{render, CONTENT_TYPE_JPEG};
     use super::*;
-    use crate::model::FileType;
+    use crate::model::{FileType, ThumbLevel};
+    use std::path::Path;
 
     /// A blue photo whose embedded thumbnail is red: the colour tells which
     /// one a level-0 thumbnail came from.

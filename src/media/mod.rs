@@ -3,13 +3,19 @@
 //! timeout. No knowledge of HTTP, and none of the database but in
 //! `prerender`, which reads which originals need thumbnails.
 
+pub mod budget;
+pub mod container;
 pub mod exifmeta;
 mod framegrab;
 pub mod fuzzing;
+pub mod journal;
 mod jpegbands;
 mod jpegpar;
 mod jpegscale;
+pub mod lanes;
 pub mod mp4;
+pub mod original;
+mod pngstream;
 pub mod prerender;
 pub mod probe;
 pub mod process;

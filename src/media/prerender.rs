@@ -7,7 +7,8 @@
 //! request still renders on its own (`thumbcache`).
 //!
 //! The threads run at the lowest CPU priority (nice 19, set per thread), take
-//! no render permit from requests, skip what is already cached or being
+//! no render slot from requests (`lanes.rs`), ask for memory only when no
+//! request waits for it (`budget.rs`), skip what is already cached or being
 //! rendered by a request, leave offline libraries alone until they return,
 //! and stop between two originals when the server shuts down. This is the
 //! one part of `media` that reads the database: which originals to visit.
@@ -20,7 +21,8 @@ use std::time::{Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::thumbcache::{fingerprint, ThumbCache, ThumbSource};
+use super::thumbcache::{ThumbCache, ThumbSource};
+use super::thumbs::ThumbError;
 use crate::db::listing::{self, ThumbWork};
 use crate::db::{files, libraries, Db, DbError};
 use crate::model::{FileId, FileType, LibraryId, ThumbLevel};
@@ -325,6 +327,11 @@ impl Shared {
                     // buffers this thread's malloc arena would keep (about
                     // 2 MB idle, docs/performance.md "Memory"), then wake
                     // `wait_idle`, so that a waiter sees the memory freed.
+                    let s = &st.status;
+                    log::info!(
+                        visited = s.visited, written = s.written, failed = s.failed;
+                        "thumbnail pre-render idle"
+                    );
                     drop(st);
                     crate::heap::release_free_memory();
                     st = self.lock();
@@ -359,7 +366,10 @@ impl Shared {
 
     /// Renders the missing levels of one original. `Err` when it fails for
     /// a reason worth counting (a vanished original is not: its library
-    /// may have gone offline, or a scan will remove it).
+    /// may have gone offline, or a scan will remove it; nor a busy memory
+    /// budget: the next sweep visits it again). A failure is recorded
+    /// (sticky status 1, as a request's would be): neither the next sweep
+    /// nor a request tries the file again until it changes.
     fn visit(&self, w: &ThumbWork) -> Result<usize, ()> {
         let levels: Vec<ThumbLevel> =
             [(w.small, ThumbLevel::Small), (w.screen, ThumbLevel::Screen)]
@@ -369,21 +379,19 @@ impl Shared {
         let Some(kind) = FileType::from_bits(w.file_type) else {
             return Ok(0);
         };
-        // The same key a request computes: the original as it is on disk.
-        let Ok(meta) = std::fs::metadata(&w.path) else {
-            return Ok(0);
-        };
-        let fp = fingerprint(
-            meta.len(),
-            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-        );
         let src = ThumbSource {
+            root: PathBuf::from(&w.root),
             path: PathBuf::from(&w.path),
+            inode: w.inode,
             kind,
             orientation: w.orientation,
         };
         let started = Instant::now();
-        match self.cache.prerender_blocking(w.id.0, fp, &src, &levels) {
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.cache.prerender_blocking(w.id.0, &src, &levels)
+        }))
+        .unwrap_or_else(|_| Err(ThumbError::Failed(format!("{}: render panicked", w.path))));
+        match rendered {
             Ok(0) => Ok(0),
             Ok(n) => {
                 log::debug!(
@@ -398,14 +406,69 @@ impl Shared {
                 }
                 Ok(n)
             }
-            Err(super::thumbs::ThumbError::SourceMissing(_)) => Ok(0),
+            Err(ThumbError::SourceMissing(_) | ThumbError::Unsupported) => Ok(0),
+            Err(ThumbError::Busy(why)) => {
+                log::debug!(file_id = w.id.0; "thumbnail pre-render put off: {why}");
+                Ok(0)
+            }
+            Err(e @ ThumbError::Io { .. }) => {
+                log::warn!("thumbnail pre-render of file {}: {e}", w.id.0);
+                Err(())
+            }
             Err(e) => {
-                // Not sticky: a request for it records the build error.
-                log::debug!(file_id = w.id.0; "thumbnail pre-render failed: {e}");
+                log::info!(
+                    "thumbnails of file {} ({}) cannot be built: {e}",
+                    w.id.0,
+                    w.path
+                );
+                if let Err(e) = self
+                    .db
+                    .write(|tx| files::mark_thumbs_failed(tx, w.id, &levels))
+                {
+                    log::warn!("thumbnail pre-render: cannot record a failure: {e}");
+                }
                 Err(())
             }
         }
     }
+}
+
+/// Records as failed the thumbnails whose render the last run did not
+/// survive (see `journal.rs`), so that no original crashes the server in a
+/// loop; returns how many originals. Call at start, before renders and
+/// scans. Blocking.
+pub fn record_interrupted(db: &Db, cache: &ThumbCache) -> usize {
+    let found = match cache.take_interrupted() {
+        Ok(found) => found,
+        Err(e) => {
+            log::warn!(
+                "thumbnail journal unreadable ({e}); renders interrupted by a crash are not known"
+            );
+            return 0;
+        }
+    };
+    for i in &found {
+        let id = FileId(i.file_id);
+        let path = db
+            .read(|c| files::by_id(c, id))
+            .ok()
+            .flatten()
+            .map(|r| r.path)
+            .unwrap_or_default();
+        log::warn!(
+            file_id = i.file_id;
+            "the thumbnail render of {path} was cut short by the server's end (out of memory, \
+             killed, crashed); its thumbnails are recorded as failed and not tried again until \
+             the file changes"
+        );
+        if let Err(e) = db.write(|tx| files::mark_thumbs_failed(tx, id, &i.levels)) {
+            log::warn!(
+                "cannot record the failed thumbnails of file {}: {e}",
+                i.file_id
+            );
+        }
+    }
+    found.len()
 }
 
 fn unix_now() -> i64 {
@@ -454,7 +517,11 @@ mod tests {
     async fn workers_run_at_the_lowest_priority_and_stop_on_shutdown() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("t.db")).unwrap();
-        let cache = Arc::new(ThumbCache::new(dir.path().join("thumbs"), 1));
+        let cache = Arc::new(ThumbCache::new(
+            dir.path().join("thumbs"),
+            1,
+            crate::media::budget::DEFAULT_BUDGET_BYTES,
+        ));
         let (token, tracker) = (CancellationToken::new(), TaskTracker::new());
         let worker = Prerender::start(db, Arc::clone(&cache), 2, &token, &tracker);
         tracker.close();

@@ -6,6 +6,7 @@
 //! walker in `mp4.rs`; every other audio/video format, and MP4s the walker
 //! rejects, by ffprobe under a timeout.
 
+use crate::media::container;
 use crate::media::exifmeta::{self, JpegExif};
 use crate::media::mp4;
 use crate::media::process::{self, ProcessError, FFPROBE_TIMEOUT};
@@ -13,7 +14,6 @@ use crate::model::{FileType, MediaInfo};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::path::Path;
@@ -445,24 +445,48 @@ fn media_from_mp4(info: &mp4::Mp4Info) -> (FileType, MediaInfo) {
 }
 
 /// Runs ffprobe on `path` and reads its JSON report. Blocking.
+///
+/// ffprobe reads the file we opened (its standard input; the last component
+/// must not be a symlink) with the demuxer our sniffing of its first bytes
+/// chose, never one it guesses: a playlist or `concat` script named `.mp4`
+/// would otherwise make it open the files listed (`container.rs`).
 pub fn probe_with_ffprobe(path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
-    // `file:` keeps a name like `clip:1.mkv` from being taken as a protocol,
-    // and `-i` keeps `-x.mp3` from being taken as an option.
-    let mut url = OsString::from("file:");
-    url.push(path.as_os_str());
+    use rustix::fs::{Mode, OFlags};
+    // O_NONBLOCK: a FIFO in its place must not hang the probe thread.
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+    let file = File::from(
+        rustix::fs::open(path, flags, Mode::empty()).map_err(|e| ProbeError::io(path, e.into()))?,
+    );
+    let unrecognized = |reason: String| ProbeError::Unrecognized {
+        path: path.display().to_string(),
+        reason,
+    };
+    if !file
+        .metadata()
+        .map_err(|e| ProbeError::io(path, e))?
+        .is_file()
+    {
+        return Err(unrecognized("not a regular file".into()));
+    }
+    let mut head = [0u8; container::SNIFF_BYTES];
+    let n = crate::media::original::read_at_most(&file, &mut head, 0)
+        .map_err(|e| ProbeError::io(path, e))?;
+    let Some((c, demuxer)) = container::sniff(&head[..n]).and_then(|c| Some((c, c.demuxer()?)))
+    else {
+        return Err(unrecognized(
+            "not an audio or video format isync reads".into(),
+        ));
+    };
     let mut cmd = Command::new(process::ffprobe_path());
     cmd.args(["-v", "error", "-print_format", "json"])
-        .args(["-show_format", "-show_streams", "-i"])
-        .arg(url);
+        .args(["-show_format", "-show_streams"])
+        .args(process::input_args(demuxer, c.demuxer_options()));
     let json =
-        process::run_capture(cmd, FFPROBE_TIMEOUT).map_err(|source| ProbeError::Ffprobe {
+        process::run_on_file(cmd, file, FFPROBE_TIMEOUT).map_err(|source| ProbeError::Ffprobe {
             path: path.display().to_string(),
             source,
         })?;
-    parse_ffprobe_json(&json).map_err(|reason| ProbeError::Unrecognized {
-        path: path.display().to_string(),
-        reason,
-    })
+    parse_ffprobe_json(&json).map_err(unrecognized)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,10 @@
-//! Subprocess discipline for ffmpeg/ffprobe: no shell, stdin closed, output
-//! captured, a hard timeout after which the child is killed and reaped.
+//! Subprocess discipline for ffmpeg/ffprobe: no shell, output captured, a
+//! hard timeout after which the child is killed and reaped, and a cap on
+//! the memory one child may allocate. Standard input is closed, or is the
+//! original itself ([`run_on_file`]): ffmpeg reads `/dev/stdin`, the open
+//! file, and is never given a path it would resolve (`media/original.rs`).
 
+use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus, Stdio};
@@ -10,6 +14,17 @@ use std::time::{Duration, Instant};
 pub const FFPROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one ffmpeg frame grab may take before it is killed.
 pub const FFMPEG_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most memory one ffmpeg/ffprobe may allocate (`RLIMIT_DATA`: heap and
+/// private mappings). A 4K H.264 frame grab needs under 256 MiB (measured
+/// with `ulimit -d`; its RSS peaks near 100 MB), 8K about twice that; a
+/// TIFF or WebP declaring absurd dimensions fails its allocation instead
+/// of pushing the Pi into the OOM killer.
+pub const CHILD_MAX_DATA_BYTES: u64 = 512 << 20;
+/// The URL under which a child reads the original given as its standard
+/// input: the `file` protocol reopening `/dev/stdin` (= `/proc/self/fd/0`,
+/// the open file itself, seekable; systemd's `PrivateDevices=` keeps that
+/// link), the only protocol the child is allowed (`-protocol_whitelist`).
+pub const STDIN_URL: &str = "file:/dev/stdin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -50,15 +65,50 @@ pub fn ffprobe_path() -> PathBuf {
 
 /// Runs `cmd` to completion with a timeout, returning its stdout on success.
 /// Must be called from a blocking context (never on an async task).
-pub fn run_capture(mut cmd: Command, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
+pub fn run_capture(cmd: Command, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
+    run(cmd, Stdio::null(), timeout)
+}
+
+/// [`run_capture`] with `input` (an original opened by the server) as the
+/// child's standard input, for it to read as [`STDIN_URL`].
+pub fn run_on_file(cmd: Command, input: File, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
+    run(cmd, Stdio::from(input), timeout)
+}
+
+/// The flags that keep ffmpeg/ffprobe to the original it is given as
+/// standard input, read with the demuxer `demuxer` and its `options`:
+/// the `file` protocol alone, the format named, never guessed.
+pub fn input_args(demuxer: &str, options: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec!["-protocol_whitelist".into(), "file".into()];
+    args.extend(options.iter().map(Into::into));
+    args.extend(["-f".into(), demuxer.into(), "-i".into(), STDIN_URL.into()]);
+    args
+}
+
+fn run(mut cmd: Command, stdin: Stdio, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
-    cmd.stdin(Stdio::null())
+    cmd.stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
         program: program.clone(),
         source,
     })?;
+    // Set from outside right after the start (setting it in the child
+    // before exec needs `unsafe`): the child has only begun loading its
+    // libraries by then, long before it decodes anything.
+    let limit = rustix::process::Rlimit {
+        current: Some(CHILD_MAX_DATA_BYTES),
+        maximum: Some(CHILD_MAX_DATA_BYTES),
+    };
+    let pid = rustix::process::Pid::from_child(&child);
+    if let Err(e) = rustix::process::prlimit(Some(pid), rustix::process::Resource::Data, limit) {
+        log::debug!("cannot limit {program}'s memory: {e}");
+    }
+    // A thumbnail render's child: lowered with its render when level-0
+    // work arrives (`lanes.rs`).
+    super::lanes::child_of_current_render(Some(pid));
+    let _reaped = Reaped;
     // Drain both pipes on helper threads so a chatty child can't block on a
     // full pipe while we wait for it.
     let mut out = child.stdout.take().expect("piped stdout");
@@ -101,4 +151,13 @@ pub fn run_capture(mut cmd: Command, timeout: Duration) -> Result<Vec<u8>, Proce
         });
     }
     Ok(stdout)
+}
+
+/// Tells the current render its child is gone, however `run` returns.
+struct Reaped;
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        super::lanes::child_of_current_render(None);
+    }
 }

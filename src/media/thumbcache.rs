@@ -1,10 +1,16 @@
 //! On-disk thumbnail cache, `dir/<xx>/<file_id>_<level>_<fingerprint>.<jpg|png>`
-//! (`xx` = file id mod 256 in hex, so no directory grows huge). A hit costs
-//! one `stat`; a miss renders on the blocking pool under a semaphore, once
-//! per key however many requests ask at the same time, and the file appears
-//! atomically (temp name in the same directory, then rename). The
+//! (`xx` = file id mod 256 in hex, so no directory grows huge). A lookup
+//! opens the original (safely, `original.rs`) for its size and mtime, then
+//! costs a `stat`; a miss renders on a thread of the render lanes (level 0
+//! first, `lanes.rs`), once per key however many requests ask at the same
+//! time, and the file appears atomically (temp name in the same directory,
+//! then rename). The
 //! pre-render worker (`prerender`) fills the same cache ahead of requests
 //! through [`ThumbCache::prerender_blocking`].
+//!
+//! Every render, request or pre-render, reserves its memory in the cache's
+//! one [`Budget`] and is recorded in the [`Journal`] while it runs, so a
+//! render the process does not survive is known at the next start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{oneshot, watch};
 
+use super::budget::{Allowance, Budget, Class};
+use super::journal::{Interrupted, Journal};
+use super::lanes::Lanes;
+use super::original::Original;
 use super::thumbs::{self, Thumb, ThumbError, CONTENT_TYPE_JPEG, CONTENT_TYPE_PNG};
 use crate::model::{FileType, ThumbLevel};
 
@@ -26,10 +36,16 @@ pub struct ThumbKey {
     pub fingerprint: u64,
 }
 
-/// The original a thumbnail is built from.
+/// The original a thumbnail is built from, as its record describes it.
 #[derive(Debug, Clone)]
 pub struct ThumbSource {
+    /// The library folder it lies in: it is opened from there, refusing
+    /// symlinks below (`library::safeopen`).
+    pub root: PathBuf,
     pub path: PathBuf,
+    /// The recorded inode, checked against the file opened (`None`: not
+    /// recorded, e.g. a pending upload's).
+    pub inode: Option<i64>,
     pub kind: FileType,
     /// Stored EXIF orientation (§2.4); ignored for videos.
     pub orientation: Option<i64>,
@@ -71,7 +87,10 @@ type Outcome = Result<CachedThumb, Arc<ThumbError>>;
 
 struct Inner {
     dir: PathBuf,
-    permits: Semaphore,
+    lanes: Arc<Lanes>,
+    /// Memory of every render, requests' and the pre-render worker's.
+    budget: Budget,
+    journal: Journal,
     /// Renders in progress. A std mutex: held for a map operation only,
     /// never across an await.
     flights: Mutex<HashMap<ThumbKey, watch::Receiver<Option<Outcome>>>>,
@@ -84,13 +103,16 @@ struct Inner {
 }
 
 impl ThumbCache {
-    /// A cache rooted at `dir` (created on first write) running at most
-    /// `max_parallel` renders at once (at least one).
-    pub fn new(dir: PathBuf, max_parallel: usize) -> ThumbCache {
+    /// A cache rooted at `dir` (created on first write) rendering up to
+    /// `per_level` thumbnails of each level at once (at least one; the
+    /// cores), all of them within `memory_bytes`.
+    pub fn new(dir: PathBuf, per_level: usize, memory_bytes: u64) -> ThumbCache {
         ThumbCache {
             inner: Arc::new(Inner {
+                journal: Journal::new(dir.join(".journal")),
                 dir,
-                permits: Semaphore::new(max_parallel.max(1)),
+                lanes: Lanes::new(per_level),
+                budget: Budget::new(memory_bytes),
                 flights: Mutex::new(HashMap::new()),
                 renders: AtomicU64::new(0),
                 prerendered: AtomicU64::new(0),
@@ -98,6 +120,37 @@ impl ThumbCache {
                 temp_seq: AtomicU64::new(0),
             }),
         }
+    }
+
+    /// The memory budget of the renders.
+    pub fn budget(&self) -> &Budget {
+        &self.inner.budget
+    }
+
+    /// The renders the last run began and did not finish (it died during
+    /// them), leaving out those whose thumbnails were written after all;
+    /// the journal is cleared. Call once at start, before any render.
+    /// Blocking.
+    pub fn take_interrupted(&self) -> std::io::Result<Vec<Interrupted>> {
+        let mut found = self.inner.journal.take_interrupted()?;
+        found.retain(|i| {
+            i.levels.iter().any(|&level| {
+                self.inner
+                    .lookup(ThumbKey {
+                        file_id: i.file_id,
+                        level,
+                        fingerprint: i.fingerprint,
+                    })
+                    .is_none()
+            })
+        });
+        Ok(found)
+    }
+
+    /// The server stops on purpose: renders it leaves running are not
+    /// crashes. Blocking.
+    pub fn end_of_run(&self) {
+        self.inner.journal.clear_all();
     }
 
     /// How many thumbnails this cache has rendered (hits excluded).
@@ -124,20 +177,24 @@ impl ThumbCache {
         self.inner.lookup(key).is_some()
     }
 
-    /// Makes sure the `levels` of `file_id` (original version `fingerprint`)
-    /// are cached, rendering the missing ones — both from one decode when
-    /// both are missing. A level a request is rendering right now is left
-    /// to it. Returns how many thumbnails were written; an error only when
-    /// nothing could be. Blocking: for the pre-render worker's threads,
-    /// which take no render permit (they run at the lowest CPU priority, so
-    /// requests never queue behind them).
+    /// Makes sure the `levels` of `file_id` are cached for the original as
+    /// it is on disk now, rendering the missing ones — both from one decode
+    /// when both are missing. A level a request is rendering right now is
+    /// left to it. Returns how many thumbnails were written; an error only
+    /// when nothing could be. Blocking: for the pre-render worker's
+    /// threads, which take no render slot from requests (they run at the
+    /// lowest CPU priority) and ask for memory as [`Class::Background`].
     pub fn prerender_blocking(
         &self,
         file_id: i64,
-        fingerprint: u64,
         src: &ThumbSource,
         levels: &[ThumbLevel],
     ) -> Result<usize, ThumbError> {
+        if !src.kind.has_thumbnail() {
+            return Err(ThumbError::Unsupported);
+        }
+        let orig = Original::open(&src.root, &src.path, src.inode)?;
+        let fingerprint = fingerprint(orig.len, orig.modified);
         let key = |level| ThumbKey {
             file_id,
             level,
@@ -152,14 +209,25 @@ impl ThumbCache {
             .map(|l| key(*l))
             .filter(|k| self.inner.lookup(*k).is_none() && !in_flight(k))
             .collect();
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let allow = Allowance::new(&self.inner.budget, Class::Background);
+        let marked: Vec<ThumbLevel> = missing.iter().map(|k| k.level).collect();
+        let _mark = self
+            .inner
+            .journal
+            .begin(file_id, fingerprint, &marked)
+            .map_err(|e| ThumbError::io(&self.inner.dir, e))?;
+        log::debug!(file_id, levels = marked.len(); "thumbnail pre-render started");
         let rendered: Vec<(ThumbKey, Result<Thumb, ThumbError>)> = match missing.as_slice() {
-            [] => return Ok(0),
             [one] => vec![(
                 *one,
-                thumbs::render(&src.path, src.kind, src.orientation, one.level),
+                thumbs::render_original(&orig, src.kind, src.orientation, one.level, allow),
             )],
             _ => {
-                let [small, screen] = thumbs::render_both(&src.path, src.kind, src.orientation);
+                let [small, screen] =
+                    thumbs::render_both_original(&orig, src.kind, src.orientation, allow);
                 vec![
                     (key(ThumbLevel::Small), small),
                     (key(ThumbLevel::Screen), screen),
@@ -182,18 +250,39 @@ impl ThumbCache {
         }
     }
 
-    /// The cached thumbnail for `key`, rendering it from `src` on a miss.
-    /// Failures are not cached: the caller records the sticky build error.
-    pub async fn get(&self, key: ThumbKey, src: ThumbSource) -> Result<CachedThumb, ThumbError> {
-        let inner = Arc::clone(&self.inner);
-        // A stat can block for seconds on a sleeping USB disk: never on the
-        // async workers.
-        let hit = tokio::task::spawn_blocking(move || inner.lookup(key))
-            .await
-            .map_err(|e| ThumbError::Failed(format!("thumbnail lookup task: {e}")))?;
-        if let Some(hit) = hit {
-            return Ok(hit);
+    /// The cached thumbnail of `file_id` at `level` for its original as it
+    /// is on disk now, rendering it on a miss. Failures are not cached:
+    /// the caller records the sticky build error.
+    pub async fn get(
+        &self,
+        file_id: i64,
+        level: ThumbLevel,
+        src: ThumbSource,
+    ) -> Result<CachedThumb, ThumbError> {
+        if !src.kind.has_thumbnail() {
+            return Err(ThumbError::Unsupported);
         }
+        let inner = Arc::clone(&self.inner);
+        // Opening the original and a stat can block for seconds on a
+        // sleeping USB disk: never on the async workers.
+        let looked = tokio::task::spawn_blocking(move || {
+            let orig = Original::open(&src.root, &src.path, src.inode)?;
+            let key = ThumbKey {
+                file_id,
+                level,
+                fingerprint: fingerprint(orig.len, orig.modified),
+            };
+            Ok::<_, ThumbError>(match inner.lookup(key) {
+                Some(hit) => Err(hit),
+                None => Ok((key, Render { orig, src })),
+            })
+        })
+        .await
+        .map_err(|e| ThumbError::Failed(format!("thumbnail lookup task: {e}")))??;
+        let (key, job) = match looked {
+            Err(hit) => return Ok(hit),
+            Ok(miss) => miss,
+        };
         let mut rx = {
             let mut flights = self.inner.flights.lock().unwrap_or_else(|p| p.into_inner());
             match flights.get(&key) {
@@ -203,7 +292,7 @@ impl ThumbCache {
                     flights.insert(key, rx.clone());
                     // Detached: a client that hangs up doesn't waste the work
                     // or strand the other waiters.
-                    tokio::spawn(Arc::clone(&self.inner).fly(key, src, tx));
+                    tokio::spawn(Arc::clone(&self.inner).fly(key, job, tx));
                     rx
                 }
             }
@@ -250,6 +339,12 @@ impl ThumbCache {
     }
 }
 
+/// A render to do: the original as opened for the lookup.
+struct Render {
+    orig: Original,
+    src: ThumbSource,
+}
+
 /// Removes the in-flight entry when the render ends, even by panic, so the
 /// next request retries instead of waiting forever.
 struct FlightGuard {
@@ -265,17 +360,12 @@ impl Drop for FlightGuard {
 }
 
 impl Inner {
-    async fn fly(
-        self: Arc<Self>,
-        key: ThumbKey,
-        src: ThumbSource,
-        tx: watch::Sender<Option<Outcome>>,
-    ) {
+    async fn fly(self: Arc<Self>, key: ThumbKey, job: Render, tx: watch::Sender<Option<Outcome>>) {
         let _guard = FlightGuard {
             inner: Arc::clone(&self),
             key,
         };
-        let outcome = self.build(key, src).await.map_err(Arc::new);
+        let outcome = self.build(key, job).await.map_err(Arc::new);
         // Publish before the guard drops the entry: a request arriving in
         // between joins this flight and reads the result at once.
         tx.send_replace(Some(outcome));
@@ -284,17 +374,15 @@ impl Inner {
     async fn build(
         self: &Arc<Self>,
         key: ThumbKey,
-        src: ThumbSource,
+        job: Render,
     ) -> Result<CachedThumb, ThumbError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| ThumbError::Failed("thumbnail cache is shutting down".into()))?;
+        let (tx, rx) = oneshot::channel();
         let inner = Arc::clone(self);
-        tokio::task::spawn_blocking(move || inner.render_into_cache(key, &src))
-            .await
-            .map_err(|e| ThumbError::Failed(format!("thumbnail render task: {e}")))?
+        self.lanes.submit(key.level, move || {
+            let _ = tx.send(inner.render_into_cache(key, &job));
+        });
+        rx.await
+            .map_err(|_| ThumbError::Failed("thumbnail render task died".into()))?
     }
 
     fn shard_dir(&self, file_id: i64) -> PathBuf {
@@ -318,18 +406,21 @@ impl Inner {
             .map(|(path, content_type)| CachedThumb { path, content_type })
     }
 
-    fn render_into_cache(
-        &self,
-        key: ThumbKey,
-        src: &ThumbSource,
-    ) -> Result<CachedThumb, ThumbError> {
+    fn render_into_cache(&self, key: ThumbKey, job: &Render) -> Result<CachedThumb, ThumbError> {
         // A flight that finished between our miss and our start left its file.
         if let Some(hit) = self.lookup(key) {
             return Ok(hit);
         }
         self.renders.fetch_add(1, Ordering::Relaxed);
         let started = std::time::Instant::now();
-        let thumb = thumbs::render(&src.path, src.kind, src.orientation, key.level)?;
+        let _mark = self
+            .journal
+            .begin(key.file_id, key.fingerprint, &[key.level])
+            .map_err(|e| ThumbError::io(&self.dir, e))?;
+        log::debug!(file_id = key.file_id, level = key.level.as_u8(); "thumbnail render started");
+        let allow = Allowance::new(&self.budget, Class::Request(key.level));
+        let (src, orig) = (&job.src, &job.orig);
+        let thumb = thumbs::render_original(orig, src.kind, src.orientation, key.level, allow)?;
         let stored = self.store(key, &thumb)?;
         log::debug!(
             file_id = key.file_id, level = key.level.as_u8(), bytes = thumb.bytes.len(),
@@ -426,12 +517,15 @@ fn remove_if_present(path: &Path) -> Result<(), ThumbError> {
 mod tests {
     use std::time::{Duration, Instant};
 
+    use super::super::budget::DEFAULT_BUDGET_BYTES;
     use super::super::thumbs::testkit::*;
     use super::*;
 
     fn source(path: &Path) -> ThumbSource {
         ThumbSource {
+            root: path.parent().unwrap().to_owned(),
             path: path.to_owned(),
+            inode: None,
             kind: FileType::Image,
             orientation: None,
         }
@@ -445,20 +539,31 @@ mod tests {
         }
     }
 
+    /// The fingerprint of the file at `path` as it is now.
+    fn fp(path: &Path) -> u64 {
+        let meta = std::fs::metadata(path).unwrap();
+        fingerprint(meta.len(), meta.modified().unwrap())
+    }
+
+    fn cache(dir: &Path, parallel: usize) -> ThumbCache {
+        ThumbCache::new(dir.join("thumbs"), parallel, DEFAULT_BUDGET_BYTES)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn identical_concurrent_requests_render_once() {
         let dir = tempfile::tempdir().unwrap();
         let photo = write(dir.path(), "p.jpg", &jpeg_bytes(&quadrants(2400, 1600), 90));
-        let cache = ThumbCache::new(dir.path().join("thumbs"), 2);
-        let k = key(4242, ThumbLevel::Screen, 7);
+        let cache = cache(dir.path(), 2);
         let gets = (0..40).map(|_| {
             let cache = cache.clone();
             let src = source(&photo);
-            tokio::spawn(async move { cache.get(k, src).await })
+            tokio::spawn(async move { cache.get(4242, ThumbLevel::Screen, src).await })
         });
         let results = futures_util::future::join_all(gets).await;
         assert_eq!(cache.renders(), 1, "one render for 40 identical requests");
-        let expected = dir.path().join("thumbs/92/4242_1_0000000000000007.jpg");
+        let expected = dir
+            .path()
+            .join(format!("thumbs/92/4242_1_{:016x}.jpg", fp(&photo)));
         for r in results {
             let thumb = r.unwrap().unwrap();
             assert_eq!(thumb.path, expected);
@@ -473,10 +578,17 @@ mod tests {
                 .count(),
             1
         );
+        // Every render gave its memory back, and left no journal record.
+        assert_eq!(cache.budget().used(), 0);
+        assert!(cache.budget().peak() > 0);
+        assert!(cache.take_interrupted().unwrap().is_empty());
 
-        // A hit is a stat: no render, and quick.
+        // A hit is an open and a stat: no render, and quick.
         let started = Instant::now();
-        let hit = cache.get(k, source(&photo)).await.unwrap();
+        let hit = cache
+            .get(4242, ThumbLevel::Screen, source(&photo))
+            .await
+            .unwrap();
         assert!(
             started.elapsed() < Duration::from_millis(50),
             "{:?}",
@@ -489,24 +601,21 @@ mod tests {
     async fn changed_original_misses_and_replaces_the_old_thumbnail() {
         let dir = tempfile::tempdir().unwrap();
         let photo = write(dir.path(), "p.jpg", &jpeg_bytes(&solid(400, 300, RED), 90));
-        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
-        let meta = std::fs::metadata(&photo).unwrap();
-        let fp1 = fingerprint(meta.len(), meta.modified().unwrap());
+        let cache = cache(dir.path(), 1);
+        let fp1 = fp(&photo);
         let old = cache
-            .get(key(1, ThumbLevel::Small, fp1), source(&photo))
+            .get(1, ThumbLevel::Small, source(&photo))
             .await
             .unwrap();
         let other_level = cache
-            .get(key(1, ThumbLevel::Screen, fp1), source(&photo))
+            .get(1, ThumbLevel::Screen, source(&photo))
             .await
             .unwrap();
 
         write(dir.path(), "p.jpg", &jpeg_bytes(&solid(400, 200, BLUE), 90));
-        let meta = std::fs::metadata(&photo).unwrap();
-        let fp2 = fingerprint(meta.len(), meta.modified().unwrap());
-        assert_ne!(fp1, fp2);
+        assert_ne!(fp1, fp(&photo));
         let new = cache
-            .get(key(1, ThumbLevel::Small, fp2), source(&photo))
+            .get(1, ThumbLevel::Small, source(&photo))
             .await
             .unwrap();
         assert_eq!(cache.renders(), 3);
@@ -529,18 +638,18 @@ mod tests {
             "p.jpg",
             &jpeg_bytes(&solid(300, 300, GREEN), 90),
         );
-        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        let cache = cache(dir.path(), 1);
         // 5 and 261 share shard 05.
         let a0 = cache
-            .get(key(5, ThumbLevel::Small, 1), source(&photo))
+            .get(5, ThumbLevel::Small, source(&photo))
             .await
             .unwrap();
         let a1 = cache
-            .get(key(5, ThumbLevel::Screen, 1), source(&photo))
+            .get(5, ThumbLevel::Screen, source(&photo))
             .await
             .unwrap();
         let b = cache
-            .get(key(261, ThumbLevel::Small, 1), source(&photo))
+            .get(261, ThumbLevel::Small, source(&photo))
             .await
             .unwrap();
         assert_eq!(a0.path.parent(), b.path.parent());
@@ -556,29 +665,73 @@ mod tests {
     #[tokio::test]
     async fn failures_are_reported_and_not_cached() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        let cache = cache(dir.path(), 1);
         let gone = dir.path().join("gone.jpg");
-        let k = key(9, ThumbLevel::Small, 1);
         for _ in 0..2 {
-            let err = cache.get(k, source(&gone)).await.unwrap_err();
+            let err = cache
+                .get(9, ThumbLevel::Small, source(&gone))
+                .await
+                .unwrap_err();
             assert!(matches!(err, ThumbError::SourceMissing(_)), "{err}");
         }
-        assert_eq!(cache.renders(), 2, "each request retried");
+        assert_eq!(cache.renders(), 0, "nothing to render");
         let bad = write(dir.path(), "bad.jpg", b"\xFF\xD8\xFF\xE0 junk");
-        let err = cache.get(k, source(&bad)).await.unwrap_err();
+        let err = cache
+            .get(9, ThumbLevel::Small, source(&bad))
+            .await
+            .unwrap_err();
         assert!(matches!(err, ThumbError::Failed(_)), "{err}");
         let audio = ThumbSource {
             kind: FileType::Audio,
             ..source(&bad)
         };
         assert!(matches!(
-            cache.get(k, audio).await,
+            cache.get(9, ThumbLevel::Small, audio).await,
             Err(ThumbError::Unsupported)
         ));
 
         // Then the original appears: rendered and cached.
         write(dir.path(), "gone.jpg", &jpeg_bytes(&solid(20, 20, RED), 90));
-        assert!(cache.get(k, source(&gone)).await.unwrap().path.exists());
+        let got = cache.get(9, ThumbLevel::Small, source(&gone)).await;
+        assert!(got.unwrap().path.exists());
+    }
+
+    #[tokio::test]
+    async fn a_symlink_or_another_inode_gives_no_thumbnail() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("lib");
+        std::fs::create_dir(&lib).unwrap();
+        let secret = write(
+            dir.path(),
+            "secret.jpg",
+            &jpeg_bytes(&solid(64, 64, RED), 90),
+        );
+        let photo = write(&lib, "p.jpg", &jpeg_bytes(&solid(64, 64, BLUE), 90));
+        let inode = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata(&photo).unwrap().ino() as i64
+        };
+        let cache = cache(dir.path(), 1);
+        let recorded = ThumbSource {
+            inode: Some(inode),
+            ..source(&photo)
+        };
+        // The same name, now a link out of the library; then another file.
+        // (The recorded file stays alive aside, so its inode number is not
+        // reused by the newcomers.)
+        std::fs::rename(&photo, lib.join("aside.jpg")).unwrap();
+        std::os::unix::fs::symlink(&secret, &photo).unwrap();
+        for _ in 0..2 {
+            let err = cache
+                .get(1, ThumbLevel::Small, recorded.clone())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, ThumbError::SourceMissing(_)), "{err}");
+            std::fs::remove_file(&photo).unwrap();
+            std::fs::copy(&secret, &photo).unwrap();
+        }
+        assert_eq!(cache.renders(), 0);
+        assert!(!dir.path().join("thumbs").exists(), "nothing cached");
     }
 
     #[tokio::test]
@@ -588,12 +741,22 @@ mod tests {
         image::RgbaImage::from_pixel(30, 30, image::Rgba([0, 0, 0, 10]))
             .save(&path)
             .unwrap();
-        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
-        let k = key(3, ThumbLevel::Small, 0xabc);
-        let thumb = cache.get(k, source(&path)).await.unwrap();
+        let cache = cache(dir.path(), 1);
+        let thumb = cache
+            .get(3, ThumbLevel::Small, source(&path))
+            .await
+            .unwrap();
         assert_eq!(thumb.content_type, CONTENT_TYPE_PNG);
-        assert!(thumb.path.ends_with("03/3_0_0000000000000abc.png"));
-        assert_eq!(cache.get(k, source(&path)).await.unwrap(), thumb);
+        assert!(thumb
+            .path
+            .ends_with(format!("03/3_0_{:016x}.png", fp(&path))));
+        assert_eq!(
+            cache
+                .get(3, ThumbLevel::Small, source(&path))
+                .await
+                .unwrap(),
+            thumb
+        );
         assert_eq!(cache.renders(), 1);
     }
 
@@ -601,20 +764,21 @@ mod tests {
     async fn prerender_fills_missing_levels_and_skips_cached_ones() {
         let dir = tempfile::tempdir().unwrap();
         let photo = write(dir.path(), "p.jpg", &jpeg_bytes(&quadrants(2000, 1000), 90));
-        let cache = ThumbCache::new(dir.path().join("thumbs"), 1);
+        let cache = cache(dir.path(), 1);
         let both = [ThumbLevel::Small, ThumbLevel::Screen];
         let c = cache.clone();
         let src = source(&photo);
-        let written = tokio::task::spawn_blocking(move || c.prerender_blocking(7, 3, &src, &both))
+        let written = tokio::task::spawn_blocking(move || c.prerender_blocking(7, &src, &both))
             .await
             .unwrap()
             .unwrap();
         assert_eq!((written, cache.prerendered()), (2, 2));
-        assert!(cache.contains(key(7, ThumbLevel::Small, 3)));
-        assert!(cache.contains(key(7, ThumbLevel::Screen, 3)));
+        let fp3 = fp(&photo);
+        assert!(cache.contains(key(7, ThumbLevel::Small, fp3)));
+        assert!(cache.contains(key(7, ThumbLevel::Screen, fp3)));
         // A request now is a hit: nothing rendered at request time.
         let hit = cache
-            .get(key(7, ThumbLevel::Screen, 3), source(&photo))
+            .get(7, ThumbLevel::Screen, source(&photo))
             .await
             .unwrap();
         assert_eq!(
@@ -622,7 +786,7 @@ mod tests {
             (800, 400)
         );
         let small = cache
-            .get(key(7, ThumbLevel::Small, 3), source(&photo))
+            .get(7, ThumbLevel::Small, source(&photo))
             .await
             .unwrap();
         assert_eq!(
@@ -630,17 +794,18 @@ mod tests {
             (160, 80)
         );
         assert_eq!(cache.renders(), 0);
-        // Cached: nothing to do. A new version of the original: both again,
-        // and the old version's files go.
+        // Cached: nothing to do. A new version of the original: again, and
+        // the old version's files go.
         assert_eq!(
-            cache
-                .prerender_blocking(7, 3, &source(&photo), &both)
-                .unwrap(),
+            cache.prerender_blocking(7, &source(&photo), &both).unwrap(),
             0
         );
+        let f = std::fs::File::options().write(true).open(&photo).unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000))
+            .unwrap();
         assert_eq!(
             cache
-                .prerender_blocking(7, 4, &source(&photo), &both[1..])
+                .prerender_blocking(7, &source(&photo), &both[1..])
                 .unwrap(),
             1
         );
@@ -652,11 +817,36 @@ mod tests {
         // Failures are reported, nothing is written.
         let bad = write(dir.path(), "bad.jpg", b"\xFF\xD8\xFF\xE0 junk");
         let err = cache
-            .prerender_blocking(8, 1, &source(&bad), &both)
+            .prerender_blocking(8, &source(&bad), &both)
             .unwrap_err();
         assert!(matches!(err, ThumbError::Failed(_)), "{err}");
-        assert!(!cache.contains(key(8, ThumbLevel::Small, 1)));
+        assert!(!cache.contains(key(8, ThumbLevel::Small, fp(&bad))));
         assert_eq!(cache.prerendered(), 3);
+        assert_eq!(cache.budget().used(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_render_too_large_for_the_budget_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 16 MiB budget, and a 5000x4000 GIF whose decode needs ~240 MB.
+        let cache = ThumbCache::new(dir.path().join("thumbs"), 1, 16 << 20);
+        let mut gif = Vec::new();
+        {
+            let mut enc = image::codecs::gif::GifEncoder::new(&mut gif);
+            let px = image::RgbaImage::from_pixel(5000, 4000, image::Rgba([9, 9, 9, 255]));
+            enc.encode_frame(image::Frame::new(px)).unwrap();
+        }
+        let path = write(dir.path(), "big.gif", &gif);
+        let src = ThumbSource {
+            kind: FileType::Gif,
+            ..source(&path)
+        };
+        let err = cache.get(1, ThumbLevel::Small, src).await.unwrap_err();
+        assert!(
+            matches!(&err, ThumbError::Failed(m) if m.contains("more than the 16 MiB")),
+            "{err}"
+        );
+        assert_eq!((cache.budget().used(), cache.budget().peak()), (0, 0));
     }
 
     #[test]

@@ -3,26 +3,43 @@
 //! (§2.4) and encode it as a baseline JPEG, or a PNG when transparency is used.
 //!
 //! Everything here blocks: callers run it on the blocking pool (see
-//! `thumbcache`). JPEGs take the fast path in `jpegscale`, videos and formats
-//! the `image` crate can't read go through ffmpeg (`framegrab`).
+//! `thumbcache`). The original is read through the file the server opened
+//! (`original.rs`), by format as its first bytes say: JPEGs take the fast
+//! paths in `jpegscale`, PNGs are decoded row by row into a shrinking
+//! accumulator (`pngstream`), GIFs by the `image` crate, videos and the
+//! still formats the server doesn't decode itself by ffmpeg (`framegrab`).
+//!
+//! Memory: each render works out its peak from the file's header and
+//! reserves it in the process's one budget (`budget.rs`) before it
+//! allocates; one that could never fit is refused (−10008), one that finds
+//! the budget used up waits. Nothing reads more of an original than its
+//! decoder needs (a JPEG up to its end marker, bounded by its dimensions).
 
-use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use fast_image_resize as fir;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
-use super::{framegrab, jpegscale};
+use super::budget::{Allowance, BudgetError, Lease};
+use super::container::Container;
+use super::original::Original;
+use super::{framegrab, jpegscale, pngstream};
 use crate::model::{FileType, ThumbLevel};
 
-/// Largest source we agree to decode, in pixels. Scaled JPEG decoding needs
-/// little memory whatever the size, but other formats decode at full size:
-/// 100 MP is already far past any camera a family owns.
+/// Largest source we agree to decode into a full raster, in pixels
+/// (scaled JPEG decoding needs little memory whatever the size, but other
+/// decoders hold every pixel): 100 MP is already far past any camera a
+/// family owns. PNGs, decoded row by row, go up to [`MAX_STREAMED_PIXELS`].
 pub const MAX_SOURCE_PIXELS: u64 = 100_000_000;
-/// Decoder allocation budget for one render. Several renders run at once
-/// (one per permit), and the server must fit a 1 GB Raspberry Pi.
-pub const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+/// Largest PNG we decode (row by row, so memory is no limit): 2^29 pixels,
+/// a 23,000 px square. Time is: inflating and filtering every row of that
+/// takes seconds on a Pi.
+pub const MAX_STREAMED_PIXELS: u64 = 1 << 29;
+/// What a video render holds in this process (ffmpeg's own memory is
+/// capped separately, `process::CHILD_MAX_DATA_BYTES`): the JPEG frame
+/// ffmpeg returns and its small decodes.
+const VIDEO_RENDER_BYTES: u64 = 4 << 20;
 /// JPEG quality of generated thumbnails: visually clean at screen size
 /// while keeping a level-1 thumbnail around 50–120 kB.
 pub const THUMB_JPEG_QUALITY: u8 = 80;
@@ -40,7 +57,8 @@ pub struct Thumb {
 
 /// Why a thumbnail could not be produced. `http/error.rs` maps these to
 /// wire codes: `Unsupported` → −10005, `SourceMissing` → −10006,
-/// `Failed` → −10008 (and a sticky build-error status), `Io` → −102.
+/// `Failed` → −10008 (and a sticky build-error status), `Busy` → −10013
+/// (nothing recorded: try again), `Io` → −102.
 #[derive(Debug, thiserror::Error)]
 pub enum ThumbError {
     #[error("this file type has no thumbnail")]
@@ -49,6 +67,10 @@ pub enum ThumbError {
     SourceMissing(PathBuf),
     #[error("cannot build thumbnail: {0}")]
     Failed(String),
+    /// The render could not start for now (memory or render slots taken by
+    /// other renders); the file itself may be fine.
+    #[error("{0}")]
+    Busy(String),
     #[error("thumbnail cache i/o at {path}: {source}")]
     Io {
         path: PathBuf,
@@ -68,12 +90,22 @@ impl ThumbError {
         }
     }
 
+    /// A refused reservation: never possible is a failure of this file,
+    /// a busy budget is not.
+    pub(crate) fn from_budget(orig: &Original, e: BudgetError) -> ThumbError {
+        match e {
+            BudgetError::TooLarge { .. } => orig.failed(e),
+            BudgetError::Busy => ThumbError::Busy(e.to_string()),
+        }
+    }
+
     /// A copy for every waiter of a shared render (`io::Error` isn't `Clone`).
     pub(crate) fn duplicate(&self) -> ThumbError {
         match self {
             ThumbError::Unsupported => ThumbError::Unsupported,
             ThumbError::SourceMissing(p) => ThumbError::SourceMissing(p.clone()),
             ThumbError::Failed(m) => ThumbError::Failed(m.clone()),
+            ThumbError::Busy(m) => ThumbError::Busy(m.clone()),
             ThumbError::Io { path, source } => ThumbError::Io {
                 path: path.clone(),
                 source: std::io::Error::new(source.kind(), source.to_string()),
@@ -114,57 +146,101 @@ impl Raster {
     }
 }
 
-/// Builds the thumbnail of one original. Blocking.
-///
-/// `orientation` is the stored EXIF value (§2.4) and is applied to stills;
-/// videos are turned upright by ffmpeg from their display matrix, so it is
-/// ignored for them (applying both would rotate twice).
+/// Builds the thumbnail of the file at `path`, opened as given: for tests
+/// and benches (the server opens originals with [`Original::open`] and
+/// calls [`render_original`]). Blocking.
 pub fn render(
     path: &Path,
     kind: FileType,
     orientation: Option<i64>,
     level: ThumbLevel,
 ) -> Result<Thumb, ThumbError> {
-    check_source(path, kind)?;
-    let edge = level.max_edge_px();
-    if kind == FileType::Video {
-        let bytes = framegrab::video_frame(path, edge)?;
-        return Ok(Thumb {
-            bytes,
-            content_type: CONTENT_TYPE_JPEG,
-        });
+    if !kind.has_thumbnail() {
+        return Err(ThumbError::Unsupported);
     }
-    let raster = decode_still(path, level)?;
-    let raster = fit(raster, edge).map_err(|e| ThumbError::failed(path, e))?;
-    let raster = orient(raster, orientation.unwrap_or(1));
-    encode(raster).map_err(|e| ThumbError::failed(path, e))
+    let orig = Original::open_path(path)?;
+    render_original(&orig, kind, orientation, level, Allowance::standalone())
 }
 
-/// Both levels of one original, `[level 0, level 1]`, from a single decode:
-/// what the pre-render worker uses, since decoding a 12 MP JPEG twice costs
-/// twice. Level 1 is made as [`render`] makes it; level 0 from the EXIF
-/// thumbnail when that is usable, else scaled down from level 1's pixels
-/// (for a video: from its level-1 frame, one ffmpeg run instead of two).
-/// Blocking.
+/// Both levels of the file at `path`, as [`render_both_original`]; for
+/// tests and benches. Blocking.
 pub fn render_both(
     path: &Path,
     kind: FileType,
     orientation: Option<i64>,
 ) -> [Result<Thumb, ThumbError>; 2] {
+    if !kind.has_thumbnail() {
+        return [Err(ThumbError::Unsupported), Err(ThumbError::Unsupported)];
+    }
+    match Original::open_path(path) {
+        Ok(orig) => render_both_original(&orig, kind, orientation, Allowance::standalone()),
+        Err(e) => {
+            let copy = e.duplicate();
+            [Err(e), Err(copy)]
+        }
+    }
+}
+
+/// Builds the thumbnail of one original. Blocking.
+///
+/// `orientation` is the stored EXIF value (§2.4) and is applied to stills;
+/// videos are turned upright by ffmpeg from their display matrix, so it is
+/// ignored for them (applying both would rotate twice).
+pub fn render_original(
+    orig: &Original,
+    kind: FileType,
+    orientation: Option<i64>,
+    level: ThumbLevel,
+    allow: Allowance<'_>,
+) -> Result<Thumb, ThumbError> {
+    if !kind.has_thumbnail() {
+        return Err(ThumbError::Unsupported);
+    }
+    let edge = level.max_edge_px();
+    if kind == FileType::Video {
+        let _lease = reserve(orig, allow, VIDEO_RENDER_BYTES)?;
+        let bytes = framegrab::video_frame(orig, edge)?;
+        return Ok(Thumb {
+            bytes,
+            content_type: CONTENT_TYPE_JPEG,
+        });
+    }
+    let (raster, _lease) = decode_still(orig, edge, allow)?;
+    let raster = fit(raster, edge).map_err(|e| orig.failed(e))?;
+    let raster = orient(raster, orientation.unwrap_or(1));
+    encode(raster).map_err(|e| orig.failed(e))
+}
+
+/// Both levels of one original, `[level 0, level 1]`, from a single decode:
+/// what the pre-render worker uses, since decoding a 12 MP JPEG twice costs
+/// twice. Level 1 is made as [`render_original`] makes it; level 0 from the
+/// EXIF thumbnail when that is usable, else scaled down from level 1's
+/// pixels (for a video: from its level-1 frame, one ffmpeg run instead of
+/// two). Blocking.
+pub fn render_both_original(
+    orig: &Original,
+    kind: FileType,
+    orientation: Option<i64>,
+    allow: Allowance<'_>,
+) -> [Result<Thumb, ThumbError>; 2] {
     let both = |e: ThumbError| {
         let copy = e.duplicate();
         [Err(e), Err(copy)]
     };
-    if let Err(e) = check_source(path, kind) {
-        return both(e);
+    if !kind.has_thumbnail() {
+        return both(ThumbError::Unsupported);
     }
-    let failed = |e: String| ThumbError::failed(path, e);
+    let failed = |e: String| orig.failed(e);
     let (small_edge, screen_edge) = (
         ThumbLevel::Small.max_edge_px(),
         ThumbLevel::Screen.max_edge_px(),
     );
     if kind == FileType::Video {
-        let frame = match framegrab::video_frame(path, screen_edge) {
+        let _lease = match reserve(orig, allow, VIDEO_RENDER_BYTES) {
+            Ok(l) => l,
+            Err(e) => return both(e),
+        };
+        let frame = match framegrab::video_frame(orig, screen_edge) {
             Ok(bytes) => bytes,
             Err(e) => return both(e),
         };
@@ -178,14 +254,17 @@ pub fn render_both(
         };
         return [small, Ok(screen)];
     }
-    let screen = match decode_still(path, ThumbLevel::Screen)
-        .and_then(|r| fit(r, screen_edge).map_err(failed))
+    let (screen, _lease) = match decode_still(orig, screen_edge, allow)
+        .and_then(|(r, lease)| Ok((fit(r, screen_edge).map_err(failed)?, lease)))
     {
-        Ok(r) => orient(r, orientation.unwrap_or(1)),
+        Ok((r, lease)) => (orient(r, orientation.unwrap_or(1)), lease),
         Err(e) => return both(e),
     };
-    let small = match jpegscale::exif_thumbnail_of(path, small_edge) {
-        Some(r) => fit(r, small_edge).map(|r| orient(r, orientation.unwrap_or(1))),
+    let exif_small = (orig.container == Some(Container::Jpeg))
+        .then(|| jpegscale::exif_thumbnail_of(orig, small_edge, allow.budget))
+        .flatten();
+    let small = match exif_small {
+        Some((r, _exif_lease)) => fit(r, small_edge).map(|r| orient(r, orientation.unwrap_or(1))),
         None => fit(screen.clone(), small_edge), // already upright
     };
     [
@@ -194,60 +273,85 @@ pub fn render_both(
     ]
 }
 
-/// Whether `path` is an original of a kind with thumbnails, there and a
-/// regular file.
-fn check_source(path: &Path, kind: FileType) -> Result<(), ThumbError> {
-    if !kind.has_thumbnail() {
-        return Err(ThumbError::Unsupported);
-    }
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => Ok(()),
-        Ok(_) => Err(ThumbError::failed(path, "not a regular file")),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(ThumbError::SourceMissing(path.to_owned()))
-        }
-        Err(e) => Err(ThumbError::failed(path, e)),
-    }
+/// Reserves `bytes` for a render of `orig`.
+pub(crate) fn reserve<'a>(
+    orig: &Original,
+    allow: Allowance<'a>,
+    bytes: u64,
+) -> Result<Lease<'a>, ThumbError> {
+    allow
+        .budget
+        .reserve(bytes, allow.class)
+        .map_err(|e| ThumbError::from_budget(orig, e))
 }
 
 /// Decodes a still image (first frame of a GIF) no smaller than needed for
-/// `level`: JPEGs at a reduced DCT scale, the rest at full size.
-fn decode_still(path: &Path, level: ThumbLevel) -> Result<Raster, ThumbError> {
-    let file = File::open(path).map_err(|e| ThumbError::failed(path, e))?;
-    let mut magic = [0u8; 3];
-    let is_jpeg = (&file).read_exact(&mut magic).is_ok() && magic == [0xFF, 0xD8, 0xFF];
-    drop(file);
-    if is_jpeg {
-        if let Some(raster) = jpegscale::decode(path, level)? {
-            return Ok(raster);
+/// the `edge` box: JPEGs at a reduced DCT scale, PNGs shrunk row by row,
+/// GIFs at full size; with the lease covering the decode and what follows
+/// (scaling, turning, encoding).
+fn decode_still<'a>(
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<(Raster, Lease<'a>), ThumbError> {
+    let format = match orig.container {
+        Some(Container::Jpeg) => {
+            if let Some(decoded) = jpegscale::decode(orig, edge, allow)? {
+                return Ok(decoded);
+            }
+            // CMYK or 12-bit JPEGs: rare enough for the general decoder.
+            image::ImageFormat::Jpeg
         }
-        // CMYK or 12-bit JPEGs: rare enough for the general decoder below.
-    }
-    let file = File::open(path).map_err(|e| ThumbError::failed(path, e))?;
-    let reader = ImageReader::new(BufReader::new(file))
-        .with_guessed_format()
-        .map_err(|e| ThumbError::failed(path, e))?;
-    if !matches!(reader.format(), Some(f) if f.reading_enabled()) {
-        // WebP, TIFF, BMP, HEIF…: not compiled into `image`, ffmpeg reads them.
-        return framegrab::still_frame(path, level.max_edge_px());
-    }
-    decode_limited(reader).map_err(|e| ThumbError::failed(path, e))
+        Some(Container::Png) => return pngstream::decode(orig, edge, allow),
+        Some(Container::Gif) => image::ImageFormat::Gif,
+        // WebP, TIFF, BMP, HEIF, a video named like a photo…: ffmpeg reads
+        // them, with the demuxer for what the bytes are.
+        Some(c) if c.demuxer().is_some() => return framegrab::still_frame(orig, edge, allow),
+        _ => return Err(orig.failed("not an image format isync reads")),
+    };
+    let reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
+    decode_image(ImageReader::with_format(reader, format), orig, edge, allow)
 }
 
-/// Decodes with `image`, refusing absurd dimensions before allocating.
-pub(crate) fn decode_limited<R: std::io::BufRead + std::io::Seek>(
+/// Decodes with the `image` crate, which holds the whole picture: refused
+/// past [`MAX_SOURCE_PIXELS`] or when its peak does not fit the budget,
+/// before anything is allocated.
+pub(crate) fn decode_image<'a, R: BufRead + std::io::Seek>(
     mut reader: ImageReader<R>,
-) -> Result<Raster, String> {
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<(Raster, Lease<'a>), ThumbError> {
+    let failed = |e: &dyn std::fmt::Display| orig.failed(e);
     let mut limits = Limits::default();
     limits.max_image_width = Some(u16::MAX.into());
     limits.max_image_height = Some(u16::MAX.into());
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
-    reader.limits(limits);
-    let decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    reader.limits(limits.clone());
+    let mut decoder = reader.into_decoder().map_err(|e| failed(&e))?;
     let (w, h) = decoder.dimensions();
-    check_pixels(w, h)?;
-    let img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
-    Ok(Raster::from_dynamic(img))
+    check_pixels(w, h).map_err(|e| failed(&e))?;
+    // The decoder's own buffer, a composed frame (GIF) or a conversion to
+    // 8-bit RGB(A) of the same size, then scaling and encoding.
+    let pixels = u64::from(w) * u64::from(h);
+    let decoded = decoder.total_bytes();
+    let cost = 2 * decoded + 4 * pixels + post_cost(w, h, edge, true);
+    let lease = reserve(orig, allow, cost)?;
+    limits.max_alloc = Some(2 * decoded + 4 * pixels);
+    decoder.set_limits(limits).map_err(|e| failed(&e))?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| failed(&e))?;
+    Ok((Raster::from_dynamic(img), lease))
+}
+
+/// What scaling a `w`×`h` raster (RGBA at worst) into the `edge` box,
+/// turning it and encoding it hold besides the raster itself: the scaler's
+/// intermediate (box width × source height), the result, its turned copy
+/// (and for the pre-render's two levels, a copy for level 0) and the
+/// encoded bytes.
+pub(crate) fn post_cost(w: u32, h: u32, edge: u32, alpha: bool) -> u64 {
+    let c: u64 = if alpha { 4 } else { 3 };
+    let (fw, fh) = fit_size(w, h, edge);
+    let (fw, fh) = (u64::from(fw), u64::from(fh));
+    fw * u64::from(h) * c + 4 * fw * fh * c + (1 << 20)
 }
 
 pub(crate) fn check_pixels(w: u32, h: u32) -> Result<(), String> {
@@ -278,6 +382,11 @@ pub(crate) fn fit_size(w: u32, h: u32, edge: u32) -> (u32, u32) {
 /// fast_image_resize; alpha is premultiplied during resampling).
 pub(crate) fn fit(src: Raster, edge: u32) -> Result<Raster, String> {
     let (w, h) = fit_size(src.width, src.height, edge);
+    resize(src, w, h)
+}
+
+/// Scales `src` to exactly `w`×`h` (Lanczos3, as [`fit`]).
+pub(crate) fn resize(src: Raster, w: u32, h: u32) -> Result<Raster, String> {
     if (w, h) == (src.width, src.height) {
         return Ok(src);
     }

@@ -1,20 +1,19 @@
 //! `thumbnail.icc` (spec §6.10, §10).
 
 use crate::browse;
-use crate::db::files;
+use crate::db::{files, libraries};
 use crate::error::Error;
 use crate::http::error::BinaryError;
 use crate::http::params::Params;
 use crate::http::state::AppState;
 use crate::http::stream::{send_file, OpenError};
-use crate::media::thumbcache::{fingerprint, ThumbKey, ThumbSource};
+use crate::media::thumbcache::ThumbSource;
 use crate::media::thumbs::ThumbError;
 use crate::model::{FileId, FileType, PartStatus, ThumbLevel};
 use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 use std::path::PathBuf;
-use std::time::UNIX_EPOCH;
 
 pub async fn thumbnail(
     State(st): State<AppState>,
@@ -80,29 +79,29 @@ pub async fn thumbnail(
     if rec.status_origin == PartStatus::Uploading as i64 {
         return Err(Error::WaitingUpload(format!("file {} is still being uploaded", id.0)).into());
     }
-    // Key the cache on the original as it is on disk now, so an edited or
-    // re-uploaded original never serves a stale thumbnail.
-    let meta = match tokio::fs::metadata(&rec.path).await {
-        Ok(m) => m,
-        Err(_) => {
-            return Err(Error::FileGone(format!(
-                "the original of file {} is missing on disk",
-                id.0
-            ))
-            .into())
-        }
+    // The original is opened from its library's folder, refusing symlinks,
+    // and must be the recorded inode (a listed file swapped for a link to
+    // another user's photo gives no thumbnail of it); the cache is keyed on
+    // it as it is on disk now, so an edited original never serves a stale
+    // thumbnail.
+    let (library, inode) = {
+        let (lib, file) = (rec.library_id, id);
+        st.db
+            .read_async(move |c| Ok((libraries::by_id(c, lib)?, files::inode_of(c, file)?)))
+            .await
+            .map_err(Error::from)?
     };
-    let key = ThumbKey {
-        file_id: id.0,
-        level,
-        fingerprint: fingerprint(meta.len(), meta.modified().unwrap_or(UNIX_EPOCH)),
+    let Some(library) = library else {
+        return Err(Error::NotFound(format!("file {} has no library", id.0)).into());
     };
     let src = ThumbSource {
+        root: PathBuf::from(&library.path),
         path: PathBuf::from(&rec.path),
+        inode,
         kind,
         orientation: rec.orientation,
     };
-    match st.thumbs.get(key, src).await {
+    match st.thumbs.get(id.0, level, src).await {
         Ok(t) => serve(&t.path, t.content_type, &method, &headers).await,
         Err(ThumbError::SourceMissing(_)) => {
             Err(Error::FileGone(format!("the original of file {} is missing on disk", id.0)).into())
@@ -110,6 +109,11 @@ pub async fn thumbnail(
         Err(ThumbError::Unsupported) => {
             Err(Error::WrongFileType(format!("file {} has no thumbnail", id.0)).into())
         }
+        Err(ThumbError::Busy(why)) => Err(Error::Busy(format!(
+            "the thumbnail of file {} cannot be made now ({why})",
+            id.0
+        ))
+        .into()),
         Err(ThumbError::Failed(why)) => {
             log::warn!("thumbnail of file {} ({}) failed: {why}", id.0, rec.path);
             let screen = level == ThumbLevel::Screen;
