@@ -7,13 +7,13 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_range_header::{EndPosition, StartPosition};
-use std::io::SeekFrom;
 use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -91,15 +91,39 @@ pub async fn send_file(
     method: &Method,
     req: &HeaderMap,
 ) -> Result<Response, OpenError> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
+    let p = path.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&p)?;
+        let meta = file.metadata()?;
+        Ok::<_, std::io::Error>((file, meta))
+    })
+    .await
+    .map_err(|e| OpenError::Io(std::io::Error::other(e)))?;
+    let (file, meta) = match opened {
+        Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::Missing),
         Err(e) => return Err(OpenError::Io(e)),
     };
-    let meta = file.metadata().await.map_err(OpenError::Io)?;
     if !meta.is_file() {
         return Err(OpenError::Missing);
     }
+    let ctype = content_type
+        .map(str::to_owned)
+        .unwrap_or_else(|| content_type_for(path));
+    Ok(send_open(file, &meta, &ctype, method, req))
+}
+
+/// Builds the response for sending an already open regular file (`meta` is
+/// its metadata): validators, conditional requests, `Range`, `HEAD`. The
+/// body reads from `file` itself, so what is sent is what was opened,
+/// whatever the path names meanwhile.
+pub fn send_open(
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+    ctype: &str,
+    method: &Method,
+    req: &HeaderMap,
+) -> Response {
     let size = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let mtime_secs = mtime
@@ -108,13 +132,10 @@ pub async fn send_file(
         .unwrap_or(0);
     let etag = format!("\"{:x}-{:x}\"", size, mtime_secs);
     let last_modified = http_date(mtime);
-    let ctype = content_type
-        .map(str::to_owned)
-        .unwrap_or_else(|| content_type_for(path));
 
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&ctype) {
+    if let Ok(v) = HeaderValue::from_str(ctype) {
         h.insert(header::CONTENT_TYPE, v);
     }
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -130,7 +151,7 @@ pub async fn send_file(
         None => hdr(header::IF_MODIFIED_SINCE).is_some_and(|ims| ims == last_modified),
     };
     if not_modified {
-        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+        return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     // If-Range: only honour the range when the validator still matches.
     let range_hdr = match hdr(header::IF_RANGE) {
@@ -158,20 +179,48 @@ pub async fn send_file(
                 HeaderValue::from_str(&v).expect("ascii"),
             );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response());
+            return (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response();
         }
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if method == Method::HEAD {
-        return Ok((status, h).into_response());
+        return (status, h).into_response();
     }
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
+    (status, h, file_body(Arc::new(file), start, len)).into_response()
+}
+
+/// `len` bytes of `file` from `offset`, read in [`CHUNK_BYTES`] pieces on
+/// the blocking pool as the client takes them (positional reads: nothing
+/// happens before the first poll, and memory stays one chunk per
+/// connection). A file that shrank while being sent ends the body with an
+/// error, so the client sees a short, failed transfer rather than
+/// silently truncated data.
+fn file_body(file: Arc<std::fs::File>, offset: u64, len: u64) -> Body {
+    let chunks =
+        futures_util::stream::try_unfold((file, offset, len), |(file, offset, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let want = left.min(CHUNK_BYTES as u64) as usize;
+            let f = file.clone();
+            let buf = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; want];
+                let n = f.read_at(&mut buf, offset)?;
+                buf.truncate(n);
+                Ok::<_, std::io::Error>(buf)
+            })
             .await
-            .map_err(OpenError::Io)?;
-    }
-    let stream = ReaderStream::with_capacity(file.take(len), CHUNK_BYTES);
-    Ok((status, h, Body::from_stream(stream)).into_response())
+            .map_err(std::io::Error::other)??;
+            if buf.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was being sent",
+                ));
+            }
+            let n = buf.len() as u64;
+            Ok(Some((Bytes::from(buf), (file, offset + n, left - n))))
+        });
+    Body::from_stream(chunks)
 }
 
 #[cfg(test)]

@@ -153,7 +153,8 @@ pub struct Scanner {
     after_scan: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
 }
 
-fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+/// A file's mtime in nanoseconds, as recorded in `files.mtime_ns`.
+pub fn mtime_ns(m: &std::fs::Metadata) -> i64 {
     m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
 }
 
