@@ -223,9 +223,139 @@ fn file_body(file: Arc<std::fs::File>, offset: u64, len: u64) -> Body {
     Body::from_stream(chunks)
 }
 
+/// What every original (`downFile`, `shareFile`) is sent with, whoever
+/// put it in the library: the browser must never run it as a page of this
+/// server's origin, where it could call `/api/v1/*` with the viewer's
+/// session (stored XSS through an uploaded `.html` or `.svg`).
+///
+/// - `X-Content-Type-Options: nosniff`: the declared type is final (no
+///   HTML sniffed out of a "JPEG").
+/// - `Content-Security-Policy: sandbox; default-src 'none'; …`: even
+///   rendered, the document gets a unique opaque origin, no scripts, no
+///   plugins, no forms, and may load nothing; pictures, video and sound
+///   still display (the image or media document loads itself, `'self'`).
+/// - `Content-Disposition`: `inline` only for pictures, video and sound
+///   that cannot script (not SVG); anything else (HTML, SVG, PDF, text,
+///   unknown) is `attachment`, saved rather than shown. The name follows
+///   RFC 6266: an ASCII `filename` fallback and the exact name as UTF-8 in
+///   `filename*`.
+pub fn original_headers(name: &str, ctype: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(ORIGINAL_CSP),
+    );
+    let kind = if displays_inline(ctype) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(kind, name)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h
+}
+
+/// The policy of [`original_headers`].
+pub const ORIGINAL_CSP: &str =
+    "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; \
+     style-src 'unsafe-inline'";
+
+/// Pictures, video and sound, which a browser shows without running
+/// anything; SVG is a document that can carry scripts.
+pub fn displays_inline(ctype: &str) -> bool {
+    let essence = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let media = ["image/", "video/", "audio/"]
+        .iter()
+        .any(|p| essence.starts_with(p));
+    media && !essence.contains("svg") && !essence.contains("xml")
+}
+
+/// `<kind>; filename="<ascii fallback>"; filename*=UTF-8''<pct-encoded>`
+/// (RFC 6266 §4.3, RFC 8187). The fallback keeps printable ASCII but for
+/// `"` `\` `/` (each becomes `_`, as do non-ASCII characters and
+/// controls); `filename*` carries every character, percent-encoded outside
+/// RFC 8187's `attr-char`.
+pub fn content_disposition(kind: &str, name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '/' => '_',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '_',
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        let attr_char = b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b);
+        if attr_char {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_pictures_video_and_sound_display_inline() {
+        for t in [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/heic",
+            "video/mp4",
+            "video/quicktime",
+            "audio/mpeg",
+            "IMAGE/JPEG; charset=x",
+        ] {
+            assert!(displays_inline(t), "{t}");
+        }
+        for t in [
+            "image/svg+xml",
+            "text/html",
+            "application/xhtml+xml",
+            "text/plain",
+            "application/pdf",
+            "application/octet-stream",
+            "text/xml",
+            "image/x-svg",
+            "",
+        ] {
+            assert!(!displays_inline(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn content_disposition_has_an_ascii_fallback_and_the_exact_utf8_name() {
+        assert_eq!(
+            content_disposition("inline", "IMG_0001.JPG"),
+            "inline; filename=\"IMG_0001.JPG\"; filename*=UTF-8''IMG_0001.JPG"
+        );
+        assert_eq!(
+            content_disposition("attachment", "Été \"x\"\\/a;b\r\n.html"),
+            "attachment; filename=\"_t_ _x___a;b__.html\"; \
+             filename*=UTF-8''%C3%89t%C3%A9%20%22x%22%5C%2Fa%3Bb%0D%0A.html"
+        );
+        // Every header built from a hostile name is a valid header value.
+        let h = original_headers("a\u{0}\n\u{7f}é.svg", "image/svg+xml");
+        let cd = h[header::CONTENT_DISPOSITION].to_str().unwrap();
+        assert!(cd.starts_with("attachment; "), "{cd}");
+        assert!(cd.is_ascii() && !cd.contains('\n'));
+    }
 
     #[test]
     fn range_semantics() {

@@ -245,7 +245,9 @@ fn files_reply(list: &[u8], page: &PageInfo) -> Response {
 }
 
 /// Sends the original of `rec`, opened below its library's root without
-/// following symlinks (see `browse::open_original`).
+/// following symlinks (see `browse::open_original`), with the headers that
+/// keep a browser from running it as a page of this origin
+/// (`stream::original_headers`).
 pub async fn send_original(
     st: &AppState,
     rec: &FileRecord,
@@ -254,9 +256,21 @@ pub async fn send_original(
 ) -> Result<Response, BinaryError> {
     let orig = browse::open_original(&st.db, rec).await?;
     let ctype = stream::content_type_for(Path::new(&rec.path));
-    Ok(stream::send_open(
-        orig.file, &orig.meta, &ctype, method, headers,
-    ))
+    let mut resp = stream::send_open(orig.file, &orig.meta, &ctype, method, headers);
+    resp.headers_mut()
+        .extend(stream::original_headers(&download_name(rec), &ctype));
+    Ok(resp)
+}
+
+/// The name a browser saves an original under: its display name, with the
+/// extension when the name lacks it.
+fn download_name(rec: &FileRecord) -> String {
+    let ext = rec.ext.to_ascii_lowercase();
+    if ext.is_empty() || rec.name.to_ascii_lowercase().ends_with(&format!(".{ext}")) {
+        rec.name.clone()
+    } else {
+        format!("{}.{ext}", rec.name)
+    }
 }
 
 pub async fn down_file(
