@@ -394,3 +394,38 @@ fn scan_of_an_unplugged_library_removes_nothing() {
         .unwrap();
     assert_eq!(n, 2);
 }
+
+/// Log forging: files whose names carry a newline and a made-up log line
+/// are logged (a symlink the scan does not follow, named in the message; a
+/// damaged picture, named in a `path=` field) as exactly one line each,
+/// the newline escaped — nothing in the log starts with the forged text.
+#[test]
+fn a_file_name_cannot_forge_log_lines() {
+    let cli = Cli::new();
+    let forged = "WARN  isync::auth: admin password reset for alice";
+    let name = format!("holiday.jpg\n{forged}\r\u{1b}[2K.jpg");
+    write_file(&cli.photos().join(&name), b"not a JPEG at all");
+    std::os::unix::fs::symlink("/etc/hostname", cli.photos().join(format!("link-{name}"))).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
+    cmd.arg("--config")
+        .arg(cli.config())
+        .arg("scan")
+        .env("ISYNC_LOG", "debug");
+    let o = run(cmd, "");
+    assert!(o.status.success(), "{}", show(&o));
+    let log = text(&o.stderr);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(forged)).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    let escaped = format!("holiday.jpg\\n{forged}\\r\\u{{1b}}[2K.jpg");
+    for l in &lines {
+        assert!(l.starts_with("DEBUG isync::"), "{l}");
+        assert!(l.contains(&escaped), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("not following symlink")),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l.contains(" path=")), "{log}");
+    assert!(!log.contains('\u{1b}') && !log.contains('\r'), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
+}
