@@ -429,3 +429,87 @@ fn a_file_name_cannot_forge_log_lines() {
     assert!(!log.contains('\u{1b}') && !log.contains('\r'), "{log}");
     assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
 }
+
+/// The local addresses (`ip:port`, hex as the kernel writes them) of the
+/// IPv4 and IPv6 sockets listening on `port`.
+fn listening_on(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, state) = (f[1], f[3]);
+            let p = u16::from_str_radix(local.rsplit(':').next().unwrap(), 16).unwrap();
+            if p == port && state == "0A" {
+                out.push(local.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Runs `isync serve --demo [args]` (configured for all interfaces, port
+/// 0) until it prints its URL; returns the process, the URL and the port.
+fn demo(cli: &Cli, args: &[&str]) -> (std::process::Child, String, u16) {
+    use std::io::BufRead;
+    cli.write_config(&format!(
+        "listen = \"0.0.0.0:0\"\ndata_dir = {:?}\n",
+        cli.path("data")
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isync"))
+        .arg("--config")
+        .arg(cli.config())
+        .args(["serve", "--demo"])
+        .args(args)
+        .env_remove("ISYNC_DATA_DIR")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "demo exited");
+        if let Some(u) = line.trim().strip_prefix("isync demo is running at ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    (child, url, port)
+}
+
+/// `make run` (`serve --demo`) starts a server nobody has claimed yet: it
+/// listens on 127.0.0.1 only, even where the configuration says 0.0.0.0,
+/// and the URL it prints is the one it answers on. `--listen` still opens
+/// it up on purpose.
+#[test]
+fn the_demo_listens_on_loopback_unless_told_otherwise() {
+    let cli = Cli::new();
+    let (mut child, url, port) = demo(&cli, &[]);
+    assert!(url.starts_with("http://127.0.0.1:") && port != 0, "{url}");
+    assert_eq!(listening_on(port), [format!("0100007F:{port:04X}")]);
+    // The URL answers.
+    let mut c = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    write!(
+        c,
+        "GET /api/v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut c, &mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"server\":\"isync\""), "{reply}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, url, port) = demo(&cli, &["--listen", "0.0.0.0:0"]);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(listening_on(port), [format!("00000000:{port:04X}")]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
