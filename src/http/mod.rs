@@ -2,9 +2,11 @@
 //! and thin handlers under `api/`. Nothing outside this module knows axum.
 
 pub mod api;
+pub mod conn_io;
 pub mod csrf;
 pub mod error;
 pub mod params;
+pub mod serve;
 pub mod state;
 pub mod stream;
 
