@@ -27,6 +27,8 @@ pub struct Running {
     pub scanned: watch::Receiver<bool>,
     /// The watcher's live figures (None when `watch.enabled = false`).
     pub watch: Option<Arc<watcher::WatchStats>>,
+    /// Open, refused, evicted and timed-out connections.
+    pub conns: Arc<http::serve::ConnStats>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     background: tokio_util::task::TaskTracker,
@@ -240,16 +242,14 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     scanner.after_scan(move |since| prerender.request_sweep(since));
 
     let app = http::router(state.clone());
-    let token = shutdown.clone();
-    let server = tokio::spawn(async move {
-        // The peer address feeds the login limiter.
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await
-    });
+    let conns = Arc::new(http::serve::ConnStats::default());
+    let server = tokio::spawn(http::serve::serve(
+        listener,
+        app,
+        http::serve::Limits::from_config(&cfg.http).fit_descriptor_limit(),
+        shutdown.clone(),
+        conns.clone(),
+    ));
     let status = {
         let db = db.clone();
         tokio::task::spawn_blocking(move || status_line(&db)).await?
@@ -360,6 +360,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         addr,
         scanned,
         watch,
+        conns,
         shutdown,
         server,
         background,

@@ -7,6 +7,8 @@ use crate::auth::Session;
 use crate::db::{self, catalogs, files, libraries, listing, users, Db};
 use crate::error::{Error, Result};
 use crate::library::roots::path_key;
+use crate::library::safeopen::{self, SafeOpenError};
+use crate::library::watcher::root_online;
 use crate::model::{Catalog, CatalogId, FileId, FileRecord, UserId};
 use std::path::Path;
 
@@ -137,6 +139,102 @@ pub async fn readable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecor
         )));
     }
     Ok(rec)
+}
+
+/// An original opened for reading: the file itself (below its library's
+/// root, reached through no symlink, the inode the scanner recorded) and
+/// its metadata. Sent from this open file, never by path again.
+#[derive(Debug)]
+pub struct Original {
+    pub file: std::fs::File,
+    pub meta: std::fs::Metadata,
+}
+
+/// Opens the original of `rec` for sending (`downFile`, `shareFile`).
+///
+/// The path is resolved by the kernel below the library's root without
+/// following any symlink (`safeopen::open_in_root`): a listed file or a
+/// folder on its path swapped for a symlink between the scan and this
+/// request is refused, never followed out of the library. The file must be
+/// the one recorded (same inode). A miss is checked against the library's
+/// root at that moment: when the root is missing or is not the library's
+/// disk (unplugged, unmounted, another disk at the mount point) the answer
+/// is "offline" (−10011), which a client retries, never "gone" (−10006),
+/// which it may take as a deletion — the watcher may not have noticed yet.
+pub async fn open_original(db: &Db, rec: &FileRecord) -> Result<Original> {
+    let (db, rec) = (db.clone(), rec.clone());
+    tokio::task::spawn_blocking(move || open_original_blocking(&db, &rec)).await?
+}
+
+fn open_original_blocking(db: &Db, rec: &FileRecord) -> Result<Original> {
+    let lib = db.read(|c| libraries::by_id(c, rec.library_id))?;
+    let opened = match &lib {
+        Some(lib) => {
+            safeopen::open_in_root(Path::new(&lib.path), Path::new(&rec.path)).and_then(|file| {
+                let meta = same_file(&file, rec)?;
+                Ok(Original { file, meta })
+            })
+        }
+        None => Err(SafeOpenError::Missing),
+    };
+    let why = match opened {
+        Ok(o) => return Ok(o),
+        Err(why) => why,
+    };
+    if !root_online(db, rec.library_id)? {
+        return Err(Error::Offline(format!(
+            "file {} is in a library whose disk is not there right now (unplugged or \
+             unmounted?); try again when it is back",
+            rec.id.0
+        )));
+    }
+    match why {
+        SafeOpenError::Io(e) => Err(Error::Internal(format!("open {:?}: {e}", rec.path))),
+        SafeOpenError::Escapes => {
+            // Someone with write access to the library planted a symlink:
+            // worth the operator's attention.
+            log::warn!(
+                "refused to send file {} ({:?}): {}",
+                rec.id.0,
+                rec.path,
+                SafeOpenError::Escapes
+            );
+            Err(Error::FileGone(format!(
+                "the original of file {} is not a plain file inside its library any more",
+                rec.id.0
+            )))
+        }
+        SafeOpenError::Replaced => Err(Error::FileGone(format!(
+            "the original of file {} was replaced on disk since it was scanned; try again \
+             in a moment",
+            rec.id.0
+        ))),
+        SafeOpenError::Missing | SafeOpenError::NotRegular => Err(Error::FileGone(format!(
+            "the original of file {} is missing on disk",
+            rec.id.0
+        ))),
+    }
+}
+
+/// Checks that `file` is the original `rec` describes: the inode the
+/// scanner recorded or, failing that, the recorded size and mtime — the
+/// scanner's own test of "unchanged" at a known path, which a library
+/// copied to a new disk (`cp -a`, rsync) passes with new inodes, and which
+/// a hard link to some other file planted at that path does not.
+fn same_file(file: &std::fs::File, rec: &FileRecord) -> Result<std::fs::Metadata, SafeOpenError> {
+    match safeopen::check_identity(file, rec.inode) {
+        Err(SafeOpenError::Replaced) => {
+            let meta = file.metadata()?;
+            let unchanged = meta.len() as i64 == rec.size
+                && rec.mtime_ns == Some(crate::library::scan::mtime_ns(&meta));
+            if unchanged {
+                Ok(meta)
+            } else {
+                Err(SafeOpenError::Replaced)
+            }
+        }
+        other => other,
+    }
 }
 
 /// The user's roots, creating the default root `<default_user_path>/<id>`

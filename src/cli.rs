@@ -29,6 +29,12 @@ pub fn serve(mut cfg: Config, listen: Option<String>, demo: bool) -> Result<(), 
         if !problems.is_empty() {
             return Err(CliError::Usage(problems.join("; ")));
         }
+    } else if demo {
+        // A demo prints its login on the console and, until claimed,
+        // offers the `init` token to whoever reaches it: it stays on this
+        // machine unless --listen says otherwise (the configured port is
+        // kept).
+        cfg.listen = format!("127.0.0.1:{}", cfg.listen_addr().port());
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -51,12 +57,20 @@ pub fn serve(mut cfg: Config, listen: Option<String>, demo: bool) -> Result<(), 
             .await
             .with_context(|| format!("cannot listen on {addr} (in use? set `listen` or --listen)"))?;
         if let Some((user, password)) = demo_login {
+            // The address really bound (port 0 picks one).
+            let addr = listener.local_addr().unwrap_or(addr);
             let shown = if addr.ip().is_unspecified() {
                 format!("http://127.0.0.1:{}", addr.port())
             } else {
                 format!("http://{addr}")
             };
             println!("isync demo is running at {shown}");
+            if !addr.ip().is_loopback() {
+                println!(
+                    "  reachable from the network ({addr}): claim it (see README) before \
+                     others do"
+                );
+            }
             println!("  library: {}", crate::demo::library_dir(&cfg).display());
             println!("  login:   user {user:?}, password {password:?}");
             println!(

@@ -29,6 +29,7 @@ pub struct Config {
     pub trash: TrashConfig,
     pub login: LoginConfig,
     pub backup: BackupConfig,
+    pub http: HttpConfig,
     #[serde(rename = "library")]
     pub libraries: Vec<LibraryConfig>,
     /// The file this configuration was read from (copied into backups).
@@ -216,6 +217,33 @@ impl Default for BackupConfig {
     }
 }
 
+/// Connection handling (`http/serve.rs`): what one misbehaving device on
+/// the LAN may hold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct HttpConfig {
+    /// A request head must be complete this many seconds after its first
+    /// byte; a new connection must have sent one within this time.
+    pub header_read_timeout_secs: u64,
+    /// A connection idle between requests is closed after this long.
+    pub keep_alive_timeout_secs: u64,
+    /// Connections open at once, all clients together.
+    pub max_connections: usize,
+    /// Connections open at once from one client address.
+    pub max_connections_per_address: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            header_read_timeout_secs: 10,
+            keep_alive_timeout_secs: 60,
+            max_connections: 512,
+            max_connections_per_address: 64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LibraryConfig {
     /// Absolute path of the media tree; it becomes a root catalog.
@@ -247,6 +275,7 @@ impl Default for Config {
             trash: TrashConfig::default(),
             login: LoginConfig::default(),
             backup: BackupConfig::default(),
+            http: HttpConfig::default(),
             libraries: Vec::new(),
             file: None,
         }
@@ -464,6 +493,31 @@ impl Config {
                 self.backup.keep
             ));
         }
+        let h = &self.http;
+        if !(1..=3600).contains(&h.header_read_timeout_secs) {
+            p.push(format!(
+                "http.header_read_timeout_secs = {}: must be between 1 and 3600",
+                h.header_read_timeout_secs
+            ));
+        }
+        if !(1..=86_400).contains(&h.keep_alive_timeout_secs) {
+            p.push(format!(
+                "http.keep_alive_timeout_secs = {}: must be between 1 and 86400",
+                h.keep_alive_timeout_secs
+            ));
+        }
+        if h.max_connections == 0 || h.max_connections_per_address == 0 {
+            p.push(
+                "http.max_connections and http.max_connections_per_address must be at least 1"
+                    .into(),
+            );
+        }
+        if h.max_connections_per_address > h.max_connections {
+            p.push(format!(
+                "http.max_connections_per_address = {} is above http.max_connections = {}",
+                h.max_connections_per_address, h.max_connections
+            ));
+        }
         for (i, lib) in self.libraries.iter().enumerate() {
             let at = format!("library[{i}] (path = {:?})", lib.path);
             if !lib.path.is_absolute() {
@@ -630,6 +684,11 @@ path = "/srv/media/video"
             "stale_after_hours",
             "min_free_bytes",
             "user_quota_bytes",
+            "[http]",
+            "header_read_timeout_secs",
+            "keep_alive_timeout_secs",
+            "max_connections",
+            "max_connections_per_address",
             "[[library]]",
             "path",
             "users",

@@ -206,6 +206,10 @@ pub struct FileRecord {
     pub status_origin: i64,
     pub status_thumb: i64,
     pub status_screen: i64,
+    /// Inode of the original when the scanner last saw it (None for a file
+    /// not scanned yet, e.g. a fresh upload). An open original must be this
+    /// file (`library::safeopen::check_identity`).
+    pub inode: Option<i64>,
 }
 
 /// A configured or auto-created media tree.

@@ -561,3 +561,122 @@ async fn the_control_socket_is_private_and_reads_a_bounded_request() {
     assert!(o.status.success(), "{}", show(&o));
     assert!(text(&o.stdout).contains("alice"), "{}", show(&o));
 }
+
+/// Log forging: files whose names carry a newline and a made-up log line
+/// are logged (a symlink the scan does not follow, named in the message; a
+/// damaged picture, named in a `path=` field) as exactly one line each,
+/// the newline escaped — nothing in the log starts with the forged text.
+#[test]
+fn a_file_name_cannot_forge_log_lines() {
+    let cli = Cli::new();
+    let forged = "WARN  isync::auth: admin password reset for alice";
+    let name = format!("holiday.jpg\n{forged}\r\u{1b}[2K.jpg");
+    write_file(&cli.photos().join(&name), b"not a JPEG at all");
+    std::os::unix::fs::symlink("/etc/hostname", cli.photos().join(format!("link-{name}"))).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
+    cmd.arg("--config")
+        .arg(cli.config())
+        .arg("scan")
+        .env("ISYNC_LOG", "debug");
+    let o = run(cmd, "");
+    assert!(o.status.success(), "{}", show(&o));
+    let log = text(&o.stderr);
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains(forged)).collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    let escaped = format!("holiday.jpg\\n{forged}\\r\\u{{1b}}[2K.jpg");
+    for l in &lines {
+        assert!(l.starts_with("DEBUG isync::"), "{l}");
+        assert!(l.contains(&escaped), "{l}");
+    }
+    assert!(
+        lines.iter().any(|l| l.contains("not following symlink")),
+        "{log}"
+    );
+    assert!(lines.iter().any(|l| l.contains(" path=")), "{log}");
+    assert!(!log.contains('\u{1b}') && !log.contains('\r'), "{log}");
+    assert!(!log.lines().any(|l| l.starts_with(forged)), "{log}");
+}
+
+/// The local addresses (`ip:port`, hex as the kernel writes them) of the
+/// IPv4 and IPv6 sockets listening on `port`.
+fn listening_on(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let (local, state) = (f[1], f[3]);
+            let p = u16::from_str_radix(local.rsplit(':').next().unwrap(), 16).unwrap();
+            if p == port && state == "0A" {
+                out.push(local.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Runs `isync serve --demo [args]` (configured for all interfaces, port
+/// 0) until it prints its URL; returns the process, the URL and the port.
+fn demo(cli: &Cli, args: &[&str]) -> (std::process::Child, String, u16) {
+    use std::io::BufRead;
+    cli.write_config(&format!(
+        "listen = \"0.0.0.0:0\"\ndata_dir = {:?}\n",
+        cli.path("data")
+    ));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_isync"))
+        .arg("--config")
+        .arg(cli.config())
+        .args(["serve", "--demo"])
+        .args(args)
+        .env_remove("ISYNC_DATA_DIR")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let url = loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "demo exited");
+        if let Some(u) = line.trim().strip_prefix("isync demo is running at ") {
+            break u.to_string();
+        }
+    };
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    (child, url, port)
+}
+
+/// `make run` (`serve --demo`) starts a server nobody has claimed yet: it
+/// listens on 127.0.0.1 only, even where the configuration says 0.0.0.0,
+/// and the URL it prints is the one it answers on. `--listen` still opens
+/// it up on purpose.
+#[test]
+fn the_demo_listens_on_loopback_unless_told_otherwise() {
+    let cli = Cli::new();
+    let (mut child, url, port) = demo(&cli, &[]);
+    assert!(url.starts_with("http://127.0.0.1:") && port != 0, "{url}");
+    assert_eq!(listening_on(port), [format!("0100007F:{port:04X}")]);
+    // The URL answers.
+    let mut c = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    write!(
+        c,
+        "GET /api/v1/info HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut c, &mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"server\":\"isync\""), "{reply}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (mut child, url, port) = demo(&cli, &["--listen", "0.0.0.0:0"]);
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    assert_eq!(listening_on(port), [format!("00000000:{port:04X}")]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -396,3 +396,313 @@ async fn names_with_spaces_unicode_and_url_characters() {
     let r = app.api.download(id(&jpeg), &[]).await;
     assert_eq!(header(&r, "content-type"), "image/jpeg");
 }
+
+// ------------------------------------------------- symlink swaps (finding 5)
+
+/// What a file outside the library holds; no reply may ever carry it.
+const SECRET: &[u8] = b"OUTSIDE-THE-LIBRARY: /etc/shadow stand-in";
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Swaps two paths atomically (`renameat2(RENAME_EXCHANGE)`): a file or a
+/// folder of the library and a symlink beside it trade places, and
+/// swapping again puts everything back, inodes included.
+fn exchange(a: &std::path::Path, b: &std::path::Path) {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        a,
+        rustix::fs::CWD,
+        b,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .unwrap_or_else(|e| panic!("exchange {} and {}: {e}", a.display(), b.display()));
+}
+
+/// Every path and content under `dir`, to show nothing changed there.
+fn tree_of(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<(String, Vec<u8>)> = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .into_iter()
+        .map(|e| e.unwrap())
+        .map(|e| {
+            let bytes = if e.file_type().is_file() {
+                std::fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            (e.path().display().to_string(), bytes)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A library with `photo.jpg` and `sub/c.jpg`; beside it (not a library)
+/// `outside/` holds files of the same names with [`SECRET`], and `swap/`
+/// holds symlinks to them, ready to be exchanged with the library's.
+async fn swap_app(watch: bool) -> TestApp {
+    TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/photo.jpg", &jpeg(64, 48, 1, None))
+        .file("lib/sub/c.jpg", &jpeg(32, 32, 3, None))
+        .file("outside/photo.jpg", SECRET)
+        .file("outside/c.jpg", SECRET)
+        .with_media(|m| {
+            std::fs::create_dir_all(m.join("swap")).unwrap();
+            std::os::unix::fs::symlink(m.join("outside/photo.jpg"), m.join("swap/photo.jpg"))
+                .unwrap();
+            std::os::unix::fs::symlink(m.join("outside"), m.join("swap/sub")).unwrap();
+        })
+        .watch(watch)
+        .spawn()
+        .await
+}
+
+/// One reply of the hammer: the original's exact bytes, or a JSON error;
+/// never a byte of the outside file.
+#[derive(Debug, Default)]
+struct Outcomes {
+    sent: usize,
+    refused: Vec<i64>,
+}
+
+async fn fetch_checked(r: reqwest::Response, original: &[u8], what: &str, out: &mut Outcomes) {
+    let status = r.status().as_u16();
+    let body = r.bytes().await.unwrap();
+    assert!(
+        !contains(&body, SECRET),
+        "{what}: HTTP {status} sent the outside file"
+    );
+    if status == 200 || status == 206 {
+        assert_eq!(body.as_ref(), original, "{what}: {status} with other bytes");
+        out.sent += 1;
+    } else {
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{what}: HTTP {status}, not JSON ({e})"));
+        out.refused.push(v["code"].as_i64().unwrap());
+    }
+}
+
+async fn symlink_swaps_never_send_an_outside_file(watch: bool) {
+    let app = swap_app(watch).await;
+    let m = app.media();
+    let photo = jpeg(64, 48, 1, None);
+    let c = jpeg(32, 32, 3, None);
+    let (pid, cid) = (
+        app.api.file_id("photo.jpg").await,
+        app.api.file_id("c.jpg").await,
+    );
+    let key = |id: i64| {
+        let api = app.api.clone();
+        async move {
+            let v = api.get_json("/shareFileUrl.icc", json!({"id": id})).await;
+            data(&v).as_str().unwrap().to_string()
+        }
+    };
+    let (pkey, ckey) = (key(pid).await, key(cid).await);
+    let anon = app.anon();
+    let outside_before = tree_of(&m.join("outside"));
+    let db_before = app.db_snapshot().await;
+
+    // Held swapped: the file, then a folder on the path. With the watcher
+    // off nothing has rescanned: the record still names the path.
+    for (lib_path, swap_path) in [
+        (m.join("lib/photo.jpg"), m.join("swap/photo.jpg")),
+        (m.join("lib/sub"), m.join("swap/sub")),
+    ] {
+        exchange(&lib_path, &swap_path);
+        for (id, k) in [(pid, &pkey), (cid, &ckey)] {
+            let mut out = Outcomes::default();
+            let original = if id == pid { &photo } else { &c };
+            fetch_checked(
+                app.api.download(id, &[]).await,
+                original,
+                "download",
+                &mut out,
+            )
+            .await;
+            let r = anon.get("/shareFile.icc", json!({"shareKey": k})).await;
+            fetch_checked(r, original, "share link", &mut out).await;
+            let r = app.api.download(id, &[("Range", "bytes=0-")]).await;
+            fetch_checked(r, original, "ranged download", &mut out).await;
+            let swapped = lib_path.ends_with("sub") == (id == cid);
+            if !watch && swapped {
+                assert_eq!(out.refused, [FILE_GONE; 3], "{}", lib_path.display());
+            }
+        }
+        exchange(&lib_path, &swap_path);
+    }
+    if !watch {
+        // Put back, the same files are served again.
+        assert_eq!(
+            app.api.download(pid, &[]).await.bytes().await.unwrap(),
+            photo
+        );
+        let r = anon.get("/shareFile.icc", json!({"shareKey": &ckey})).await;
+        assert_eq!(r.bytes().await.unwrap(), c);
+    }
+
+    // Hammered while both are swapped back and forth as fast as the
+    // machine goes (the review's race: 12 of 2,239 requests leaked).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, m) = (stop.clone(), m.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut pairs = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for name in ["photo.jpg", "sub"] {
+                    exchange(&m.join("lib").join(name), &m.join("swap").join(name));
+                    std::thread::yield_now();
+                    exchange(&m.join("lib").join(name), &m.join("swap").join(name));
+                }
+                pairs += 1;
+            }
+            pairs
+        })
+    };
+    let mut clients = Vec::new();
+    for n in 0..4 {
+        let (api, anon) = (app.api.clone(), app.anon());
+        let (pkey, ckey, photo, c) = (pkey.clone(), ckey.clone(), photo.clone(), c.clone());
+        clients.push(tokio::spawn(async move {
+            let mut out = Outcomes::default();
+            for i in 0..150 {
+                let (id, k, original) = if (i + n) % 2 == 0 {
+                    (pid, &pkey, &photo)
+                } else {
+                    (cid, &ckey, &c)
+                };
+                let r = if i % 3 == 0 {
+                    anon.get("/shareFile.icc", json!({"shareKey": k})).await
+                } else {
+                    api.download(id, &[]).await
+                };
+                fetch_checked(r, original, "hammered", &mut out).await;
+            }
+            out
+        }));
+    }
+    let mut total = Outcomes::default();
+    for c in clients {
+        let out = c.await.unwrap();
+        total.sent += out.sent;
+        total.refused.extend(out.refused);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let pairs = swapper.await.unwrap();
+    eprintln!(
+        "watch={watch}: {pairs} swap rounds; {} sent intact, {} refused",
+        total.sent,
+        total.refused.len()
+    );
+    assert!(pairs > 0);
+    if !watch {
+        // The record still names the file: only "gone" while swapped.
+        assert!(
+            total.refused.iter().all(|c| *c == FILE_GONE),
+            "{:?}",
+            total.refused
+        );
+        assert_eq!(app.db_snapshot().await, db_before, "nothing changed");
+    } else {
+        // The watcher may drop the record (or the share link with it)
+        // while a symlink stands in for it: not found, never the file.
+        let allowed = [FILE_GONE, NOT_FOUND, BAD_PARAM];
+        assert!(
+            total.refused.iter().all(|c| allowed.contains(c)),
+            "{:?}",
+            total.refused
+        );
+    }
+    assert_eq!(tree_of(&m.join("outside")), outside_before);
+    assert_eq!(std::fs::read(m.join("lib/photo.jpg")).unwrap(), photo);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlink_swaps_never_send_an_outside_file_watcher_off() {
+    symlink_swaps_never_send_an_outside_file(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlink_swaps_never_send_an_outside_file_watcher_on() {
+    symlink_swaps_never_send_an_outside_file(true).await;
+}
+
+/// A file replaced behind the scanner's back (another inode renamed over
+/// it, say a hard link to a file elsewhere) is not sent under the old
+/// record's id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_since_the_scan_is_not_sent_under_its_old_id() {
+    let app = swap_app(false).await;
+    let m = app.media();
+    let id = app.api.file_id("photo.jpg").await;
+    std::fs::hard_link(m.join("outside/photo.jpg"), m.join("lib/.tmp")).unwrap();
+    std::fs::rename(m.join("lib/.tmp"), m.join("lib/photo.jpg")).unwrap();
+    let r = app.api.download(id, &[]).await;
+    assert_binary_err(r, FILE_GONE).await;
+    // Once scanned, the record describes the new file and it is sent.
+    app.rescan().await;
+    let r = app
+        .api
+        .download(app.api.file_id("photo.jpg").await, &[])
+        .await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), SECRET);
+}
+
+// ------------------------------------------------------- offline vs gone
+
+/// A miss in a library whose root is gone or is not the library's disk
+/// is "offline" (−10011, retry later), never "gone" (−10006, which an app
+/// may take as a deletion) — even before the watcher (off here) noticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_under_a_missing_or_swapped_root_is_offline_not_gone() {
+    let app = app().await;
+    let id = app.api.file_id("photo.jpg").await;
+    let key = {
+        let v = app
+            .api
+            .get_json("/shareFileUrl.icc", json!({"id": id}))
+            .await;
+        data(&v).as_str().unwrap().to_string()
+    };
+    let lib = app.media().join("lib");
+    let away = app.media().join("lib.unplugged");
+    let before = app.db_snapshot().await;
+    let offline = |what: &'static str| {
+        let (api, anon, key) = (app.api.clone(), app.anon(), key.clone());
+        async move {
+            for r in [
+                api.download(id, &[]).await,
+                api.download(id, &[("Range", "bytes=0-")]).await,
+                anon.get("/shareFile.icc", json!({"shareKey": key})).await,
+            ] {
+                let status = assert_binary_err(r, LIBRARY_OFFLINE).await;
+                assert_eq!(status, 503, "{what}");
+            }
+        }
+    };
+
+    // Unplugged: the root is gone.
+    std::fs::rename(&lib, &away).unwrap();
+    offline("root missing").await;
+    // Unmounted: an empty mount point.
+    std::fs::create_dir(&lib).unwrap();
+    offline("empty mount point").await;
+    // Another disk at the mount point, with a file of the same name (a
+    // different inode, and no identity marker).
+    write_file(&lib.join("photo.jpg"), &jpeg(64, 48, 9, None));
+    offline("another disk").await;
+    std::fs::remove_dir_all(&lib).unwrap();
+
+    // Back: served again; nothing was changed meanwhile.
+    std::fs::rename(&away, &lib).unwrap();
+    assert_eq!(app.api.download(id, &[]).await.status(), 200);
+    assert_eq!(app.db_snapshot().await, before);
+    assert!(app.library_online("lib").await);
+    // The root there and the file missing: that is "gone".
+    std::fs::remove_file(lib.join("photo.jpg")).unwrap();
+    assert_binary_err(app.api.download(id, &[]).await, FILE_GONE).await;
+}

@@ -8,7 +8,7 @@ const COLS: &str = "f.id, f.catalog_id, f.real_catalog_id, f.root_id, c.library_
      c.path || '/' || f.disk_name, f.name, f.ext, f.create_time, f.upload_time, f.import_time, \
      f.last_modify, f.size, f.mtime_ns, f.type, f.duration, f.width, f.height, f.orientation, \
      f.memo, f.help_int, f.help_text, f.upload_user_id, f.status_origin, f.status_thumb, \
-     f.status_screen";
+     f.status_screen, f.inode";
 
 fn from_row(r: &Row) -> rusqlite::Result<FileRecord> {
     Ok(FileRecord {
@@ -38,6 +38,7 @@ fn from_row(r: &Row) -> rusqlite::Result<FileRecord> {
         status_origin: r.get(23)?,
         status_thumb: r.get(24)?,
         status_screen: r.get(25)?,
+        inode: r.get(26)?,
     })
 }
 

@@ -2,8 +2,11 @@
 //! and thin handlers under `api/`. Nothing outside this module knows axum.
 
 pub mod api;
+pub mod conn_io;
+pub mod csrf;
 pub mod error;
 pub mod params;
+pub mod serve;
 pub mod state;
 pub mod stream;
 
@@ -78,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/shares/revoke", post(api::admin::revoke_share))
         .fallback(prefixed)
         .layer(DefaultBodyLimit::max(params::MAX_PARAM_BODY_BYTES))
+        .layer(axum::middleware::from_fn(csrf::guard))
         .layer(axum::middleware::from_fn(timing))
         .with_state(state)
 }
@@ -92,11 +96,24 @@ async fn timing(req: Request, next: axum::middleware::Next) -> Response {
     if let Ok(v) = axum::http::HeaderValue::from_str(&format!("app;dur={ms:.3}")) {
         resp.headers_mut().insert("server-timing", v);
     }
+    browser_defaults(resp.headers_mut());
     log::debug!(
         "{method} {path} -> {} in {ms:.3} ms",
         resp.status().as_u16()
     );
     resp
+}
+
+/// Headers every response carries for browsers: the declared content type
+/// is final (`nosniff`: client-uploaded thumbnails are served as images
+/// and must never be sniffed into a page), and no page of this server may
+/// be framed by another site (clickjacking of the welcome page's form).
+fn browser_defaults(h: &mut axum::http::HeaderMap) {
+    use axum::http::{header, HeaderValue};
+    h.entry(header::X_CONTENT_TYPE_OPTIONS)
+        .or_insert(HeaderValue::from_static("nosniff"));
+    h.entry(header::X_FRAME_OPTIONS)
+        .or_insert(HeaderValue::from_static("DENY"));
 }
 
 /// Routes by path prefix: `/downFile.ic…` and `/shareFile.ic…` carry a

@@ -7,13 +7,13 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http_range_header::{EndPosition, StartPosition};
-use std::io::SeekFrom;
 use std::ops::RangeInclusive;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -91,15 +91,39 @@ pub async fn send_file(
     method: &Method,
     req: &HeaderMap,
 ) -> Result<Response, OpenError> {
-    let mut file = match tokio::fs::File::open(path).await {
-        Ok(f) => f,
+    let p = path.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::open(&p)?;
+        let meta = file.metadata()?;
+        Ok::<_, std::io::Error>((file, meta))
+    })
+    .await
+    .map_err(|e| OpenError::Io(std::io::Error::other(e)))?;
+    let (file, meta) = match opened {
+        Ok(o) => o,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(OpenError::Missing),
         Err(e) => return Err(OpenError::Io(e)),
     };
-    let meta = file.metadata().await.map_err(OpenError::Io)?;
     if !meta.is_file() {
         return Err(OpenError::Missing);
     }
+    let ctype = content_type
+        .map(str::to_owned)
+        .unwrap_or_else(|| content_type_for(path));
+    Ok(send_open(file, &meta, &ctype, method, req))
+}
+
+/// Builds the response for sending an already open regular file (`meta` is
+/// its metadata): validators, conditional requests, `Range`, `HEAD`. The
+/// body reads from `file` itself, so what is sent is what was opened,
+/// whatever the path names meanwhile.
+pub fn send_open(
+    file: std::fs::File,
+    meta: &std::fs::Metadata,
+    ctype: &str,
+    method: &Method,
+    req: &HeaderMap,
+) -> Response {
     let size = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     let mtime_secs = mtime
@@ -108,13 +132,10 @@ pub async fn send_file(
         .unwrap_or(0);
     let etag = format!("\"{:x}-{:x}\"", size, mtime_secs);
     let last_modified = http_date(mtime);
-    let ctype = content_type
-        .map(str::to_owned)
-        .unwrap_or_else(|| content_type_for(path));
 
     let mut h = HeaderMap::new();
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if let Ok(v) = HeaderValue::from_str(&ctype) {
+    if let Ok(v) = HeaderValue::from_str(ctype) {
         h.insert(header::CONTENT_TYPE, v);
     }
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -130,7 +151,7 @@ pub async fn send_file(
         None => hdr(header::IF_MODIFIED_SINCE).is_some_and(|ims| ims == last_modified),
     };
     if not_modified {
-        return Ok((StatusCode::NOT_MODIFIED, h).into_response());
+        return (StatusCode::NOT_MODIFIED, h).into_response();
     }
     // If-Range: only honour the range when the validator still matches.
     let range_hdr = match hdr(header::IF_RANGE) {
@@ -158,25 +179,183 @@ pub async fn send_file(
                 HeaderValue::from_str(&v).expect("ascii"),
             );
             h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
-            return Ok((StatusCode::RANGE_NOT_SATISFIABLE, h).into_response());
+            return (StatusCode::RANGE_NOT_SATISFIABLE, h).into_response();
         }
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if method == Method::HEAD {
-        return Ok((status, h).into_response());
+        return (status, h).into_response();
     }
-    if start > 0 {
-        file.seek(SeekFrom::Start(start))
+    (status, h, file_body(Arc::new(file), start, len)).into_response()
+}
+
+/// `len` bytes of `file` from `offset`, read in [`CHUNK_BYTES`] pieces on
+/// the blocking pool as the client takes them (positional reads: nothing
+/// happens before the first poll, and memory stays one chunk per
+/// connection). A file that shrank while being sent ends the body with an
+/// error, so the client sees a short, failed transfer rather than
+/// silently truncated data.
+fn file_body(file: Arc<std::fs::File>, offset: u64, len: u64) -> Body {
+    let chunks =
+        futures_util::stream::try_unfold((file, offset, len), |(file, offset, left)| async move {
+            if left == 0 {
+                return Ok(None);
+            }
+            let want = left.min(CHUNK_BYTES as u64) as usize;
+            let f = file.clone();
+            let buf = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0; want];
+                let n = f.read_at(&mut buf, offset)?;
+                buf.truncate(n);
+                Ok::<_, std::io::Error>(buf)
+            })
             .await
-            .map_err(OpenError::Io)?;
+            .map_err(std::io::Error::other)??;
+            if buf.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the file shrank while it was being sent",
+                ));
+            }
+            let n = buf.len() as u64;
+            Ok(Some((Bytes::from(buf), (file, offset + n, left - n))))
+        });
+    Body::from_stream(chunks)
+}
+
+/// What every original (`downFile`, `shareFile`) is sent with, whoever
+/// put it in the library: the browser must never run it as a page of this
+/// server's origin, where it could call `/api/v1/*` with the viewer's
+/// session (stored XSS through an uploaded `.html` or `.svg`).
+///
+/// - `X-Content-Type-Options: nosniff`: the declared type is final (no
+///   HTML sniffed out of a "JPEG").
+/// - `Content-Security-Policy: sandbox; default-src 'none'; …`: even
+///   rendered, the document gets a unique opaque origin, no scripts, no
+///   plugins, no forms, and may load nothing; pictures, video and sound
+///   still display (the image or media document loads itself, `'self'`).
+/// - `Content-Disposition`: `inline` only for pictures, video and sound
+///   that cannot script (not SVG); anything else (HTML, SVG, PDF, text,
+///   unknown) is `attachment`, saved rather than shown. The name follows
+///   RFC 6266: an ASCII `filename` fallback and the exact name as UTF-8 in
+///   `filename*`.
+pub fn original_headers(name: &str, ctype: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(ORIGINAL_CSP),
+    );
+    let kind = if displays_inline(ctype) {
+        "inline"
+    } else {
+        "attachment"
+    };
+    if let Ok(v) = HeaderValue::from_str(&content_disposition(kind, name)) {
+        h.insert(header::CONTENT_DISPOSITION, v);
     }
-    let stream = ReaderStream::with_capacity(file.take(len), CHUNK_BYTES);
-    Ok((status, h, Body::from_stream(stream)).into_response())
+    h
+}
+
+/// The policy of [`original_headers`].
+pub const ORIGINAL_CSP: &str =
+    "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; \
+     style-src 'unsafe-inline'";
+
+/// Pictures, video and sound, which a browser shows without running
+/// anything; SVG is a document that can carry scripts.
+pub fn displays_inline(ctype: &str) -> bool {
+    let essence = ctype
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let media = ["image/", "video/", "audio/"]
+        .iter()
+        .any(|p| essence.starts_with(p));
+    media && !essence.contains("svg") && !essence.contains("xml")
+}
+
+/// `<kind>; filename="<ascii fallback>"; filename*=UTF-8''<pct-encoded>`
+/// (RFC 6266 §4.3, RFC 8187). The fallback keeps printable ASCII but for
+/// `"` `\` `/` (each becomes `_`, as do non-ASCII characters and
+/// controls); `filename*` carries every character, percent-encoded outside
+/// RFC 8187's `attr-char`.
+pub fn content_disposition(kind: &str, name: &str) -> String {
+    let fallback: String = name
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '/' => '_',
+            c if c.is_ascii_graphic() || c == ' ' => c,
+            _ => '_',
+        })
+        .collect();
+    let mut encoded = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        let attr_char = b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b);
+        if attr_char {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{kind}; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_pictures_video_and_sound_display_inline() {
+        for t in [
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/heic",
+            "video/mp4",
+            "video/quicktime",
+            "audio/mpeg",
+            "IMAGE/JPEG; charset=x",
+        ] {
+            assert!(displays_inline(t), "{t}");
+        }
+        for t in [
+            "image/svg+xml",
+            "text/html",
+            "application/xhtml+xml",
+            "text/plain",
+            "application/pdf",
+            "application/octet-stream",
+            "text/xml",
+            "image/x-svg",
+            "",
+        ] {
+            assert!(!displays_inline(t), "{t}");
+        }
+    }
+
+    #[test]
+    fn content_disposition_has_an_ascii_fallback_and_the_exact_utf8_name() {
+        assert_eq!(
+            content_disposition("inline", "IMG_0001.JPG"),
+            "inline; filename=\"IMG_0001.JPG\"; filename*=UTF-8''IMG_0001.JPG"
+        );
+        assert_eq!(
+            content_disposition("attachment", "Été \"x\"\\/a;b\r\n.html"),
+            "attachment; filename=\"_t_ _x___a;b__.html\"; \
+             filename*=UTF-8''%C3%89t%C3%A9%20%22x%22%5C%2Fa%3Bb%0D%0A.html"
+        );
+        // Every header built from a hostile name is a valid header value.
+        let h = original_headers("a\u{0}\n\u{7f}é.svg", "image/svg+xml");
+        let cd = h[header::CONTENT_DISPOSITION].to_str().unwrap();
+        assert!(cd.starts_with("attachment; "), "{cd}");
+        assert!(cd.is_ascii() && !cd.contains('\n'));
+    }
 
     #[test]
     fn range_semantics() {

@@ -155,7 +155,8 @@ pub struct Scanner {
     before_walk: std::sync::OnceLock<BeforeWalk>,
 }
 
-fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+/// A file's mtime in nanoseconds, as recorded in `files.mtime_ns`.
+pub fn mtime_ns(m: &std::fs::Metadata) -> i64 {
     m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
 }
 

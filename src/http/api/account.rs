@@ -108,7 +108,12 @@ pub async fn login(
         )
         .ok_or(Error::BadLogin)?;
     log::info!("login: user {} ({})", user.name, user.id);
-    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
+    // HttpOnly: no script reads it. SameSite=Strict: a browser never sends
+    // it with a request another site's page starts, not even a link
+    // followed to here (Lax would send it on top-level GETs, and a GET can
+    // change something: shareFileUrl.icc). The app keeps its own cookie
+    // store and is unaffected; links meant for others are share links.
+    let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict");
     let mut resp = ok(UserInfo::from(user));
     resp.headers_mut().insert(
         header::SET_COOKIE,
@@ -124,7 +129,7 @@ pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response 
     let mut resp = ok_empty();
     resp.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("session=; Path=/; HttpOnly; Max-Age=0"),
+        HeaderValue::from_static("session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     resp.into_response()
 }

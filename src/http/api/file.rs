@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::http::error::{ApiError, BinaryError};
 use crate::http::params::Params;
 use crate::http::state::AppState;
-use crate::http::stream::{send_file, OpenError};
+use crate::http::stream;
 use crate::model::{CatalogId, FileId, FileRecord, PartStatus};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -244,21 +244,32 @@ fn files_reply(list: &[u8], page: &PageInfo) -> Response {
     ([(header::CONTENT_TYPE, json)], body).into_response()
 }
 
-/// Sends a file that must exist: a missing one is −10006 (record without
-/// its file).
+/// Sends the original of `rec`, opened below its library's root without
+/// following symlinks (see `browse::open_original`), with the headers that
+/// keep a browser from running it as a page of this origin
+/// (`stream::original_headers`).
 pub async fn send_original(
+    st: &AppState,
     rec: &FileRecord,
     method: &Method,
     headers: &HeaderMap,
 ) -> Result<Response, BinaryError> {
-    match send_file(Path::new(&rec.path), None, method, headers).await {
-        Ok(r) => Ok(r),
-        Err(OpenError::Missing) => Err(Error::FileGone(format!(
-            "the original of file {} is missing on disk",
-            rec.id.0
-        ))
-        .into()),
-        Err(OpenError::Io(e)) => Err(Error::Internal(format!("open {}: {e}", rec.path)).into()),
+    let orig = browse::open_original(&st.db, rec).await?;
+    let ctype = stream::content_type_for(Path::new(&rec.path));
+    let mut resp = stream::send_open(orig.file, &orig.meta, &ctype, method, headers);
+    resp.headers_mut()
+        .extend(stream::original_headers(&download_name(rec), &ctype));
+    Ok(resp)
+}
+
+/// The name a browser saves an original under: its display name, with the
+/// extension when the name lacks it.
+fn download_name(rec: &FileRecord) -> String {
+    let ext = rec.ext.to_ascii_lowercase();
+    if ext.is_empty() || rec.name.to_ascii_lowercase().ends_with(&format!(".{ext}")) {
+        rec.name.clone()
+    } else {
+        format!("{}.{ext}", rec.name)
     }
 }
 
@@ -275,7 +286,7 @@ pub async fn down_file(
     if rec.status_origin == PartStatus::Uploading as i64 {
         return Err(Error::WaitingUpload(format!("file {} is still being uploaded", id.0)).into());
     }
-    send_original(&rec, &method, &headers).await
+    send_original(&st, &rec, &method, &headers).await
 }
 
 #[cfg(test)]
@@ -311,6 +322,7 @@ mod tests {
             status_origin: 0,
             status_thumb: 0,
             status_screen: 0,
+            inode: None,
         }
     }
 

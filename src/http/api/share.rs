@@ -32,5 +32,5 @@ pub async fn share_file(
     p.check()?;
     let key = p.req_str("shareKey")?;
     let rec = share::resolve(&st.db, &st.cfg, key).await?;
-    send_original(&rec, &method, &headers).await
+    send_original(&st, &rec, &method, &headers).await
 }
