@@ -23,6 +23,8 @@ async fn app() -> TestApp {
         .file("lib/photo.jpg", &jpeg(64, 48, 1, None))
         .file("lib/clip.mp4", b"not really a video, but named like one")
         .file("lib/empty.txt", b"")
+        // Thumbnails only when asked (offline_not_gone needs one uncached).
+        .prerender(false)
         .spawn()
         .await
 }
@@ -670,18 +672,35 @@ async fn a_miss_under_a_missing_or_swapped_root_is_offline_not_gone() {
     };
     let lib = app.media().join("lib");
     let away = app.media().join("lib.unplugged");
+    // Level 0 is cached before the disk goes; level 1 is not.
+    let small = app
+        .api
+        .get("/thumbnail.icc", json!({"id": id, "level": 0}))
+        .await;
+    assert_eq!(small.status(), 200);
+    let small = small.bytes().await.unwrap();
     let before = app.db_snapshot().await;
     let offline = |what: &'static str| {
-        let (api, anon, key) = (app.api.clone(), app.anon(), key.clone());
+        let (api, anon, key, small) = (app.api.clone(), app.anon(), key.clone(), small.clone());
         async move {
             for r in [
                 api.download(id, &[]).await,
                 api.download(id, &[("Range", "bytes=0-")]).await,
                 anon.get("/shareFile.icc", json!({"shareKey": key})).await,
+                // Never "gone" (nor a build error recorded for good) for a
+                // thumbnail whose original cannot be read because the disk
+                // is not there.
+                api.get("/thumbnail.icc", json!({"id": id, "level": 1}))
+                    .await,
             ] {
-                let status = assert_binary_err(r, LIBRARY_OFFLINE).await;
-                assert_eq!(status, 503, "{what}");
+                assert_binary_err_status(r, 503, LIBRARY_OFFLINE).await;
             }
+            // A cached thumbnail is still served.
+            let r = api
+                .get("/thumbnail.icc", json!({"id": id, "level": 0}))
+                .await;
+            assert_eq!(r.status(), 200, "{what}");
+            assert_eq!(r.bytes().await.unwrap(), small, "{what}");
         }
     };
 
@@ -704,5 +723,10 @@ async fn a_miss_under_a_missing_or_swapped_root_is_offline_not_gone() {
     assert!(app.library_online("lib").await);
     // The root there and the file missing: that is "gone".
     std::fs::remove_file(lib.join("photo.jpg")).unwrap();
-    assert_binary_err(app.api.download(id, &[]).await, FILE_GONE).await;
+    assert_binary_err_status(app.api.download(id, &[]).await, 404, FILE_GONE).await;
+    let r = app
+        .api
+        .get("/thumbnail.icc", json!({"id": id, "level": 1}))
+        .await;
+    assert_binary_err_status(r, 404, FILE_GONE).await;
 }

@@ -598,6 +598,47 @@ async fn bad_input_changes_nothing() {
     // Too many parts (all plain fields, so nothing is written).
     let many: Vec<(&str, Option<&str>, &[u8])> = (0..20).map(|_| ("f", None, part)).collect();
     assert_err(&upload(&api, json!({"id": id}), &many).await, BAD_PARAM);
+    // Security issue #12 (low): a part header block over 16 KiB, or more
+    // than 1 KiB of padding after a boundary, sent in one piece (one
+    // request body, one write) — the limits held only for bytes arriving in
+    // small chunks. Refused, nothing stored.
+    for (what, body) in [
+        (
+            "header",
+            format!(
+                "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"origin\"\r\nX-Pad: {}\r\n\r\nabc\r\n--{BOUNDARY}--\r\n",
+                "p".repeat(20 * 1024)
+            ),
+        ),
+        (
+            "padding",
+            format!(
+                "--{BOUNDARY}{}\r\nContent-Disposition: form-data; name=\"file\"; \
+                 filename=\"origin\"\r\n\r\nabc\r\n--{BOUNDARY}--\r\n",
+                " ".repeat(2 * 1024)
+            ),
+        ),
+    ] {
+        let r = api
+            .send_raw(
+                reqwest::Method::POST,
+                &format!("/uploadFile.icc?id={id}"),
+                &format!("multipart/form-data; boundary={BOUNDARY}"),
+                body,
+            )
+            .await;
+        let v: Value = r.json().await.unwrap();
+        assert_err(&v, BAD_PARAM);
+        assert!(
+            v["msg"].as_str().unwrap().contains(if what == "header" {
+                "longer than 16384 bytes"
+            } else {
+                "padding"
+            }),
+            "{what}: {v}"
+        );
+    }
     // Wrong method.
     let r = api.get("/uploadFile.icc", json!({"id": id})).await;
     assert_eq!(r.status(), 405);

@@ -897,7 +897,11 @@ fn probe_one(f: &SeenFile, cat: CatalogId, root_id: CatalogId) -> Option<files::
     let (file_type, info) = if guess == FileType::Other {
         (FileType::Other, MediaInfo::default())
     } else {
-        match probe::probe(&path, guess) {
+        let seen = {
+            use std::os::unix::fs::MetadataExt;
+            (f.meta.dev(), f.meta.ino())
+        };
+        match probe::probe_expecting(&path, guess, Some(seen)) {
             Ok(r) => r,
             Err(probe::ProbeError::Io { source, .. }) => {
                 log::warn!("scan: skipping unreadable {}: {source}", path.display());

@@ -71,7 +71,8 @@ pub fn jpegpar_decode(
     threads: usize,
     min_range_bytes: usize,
 ) -> Option<Pixels> {
-    jpegpar::decode_split(jpeg, edge, threads, min_range_bytes, DEFAULT_BUDGET_BYTES).map(Pixels::from)
+    jpegpar::decode_split(jpeg, edge, threads, min_range_bytes, DEFAULT_BUDGET_BYTES)
+        .map(Pixels::from)
 }
 
 /// `jpegbands` in up to `bands` bands.

@@ -518,7 +518,7 @@ mod tests {
         let eoi = data.len() - 2;
         assert_eq!(&data[eoi..], &[0xFF, 0xD9]);
         let stray = [&data[..eoi - 20], &[0xFF, 0x83], &data[eoi - 20..]].concat();
-        assert!(super::super::jpegscale::decode_scaled(stray.as_slice(), 64).is_err());
+        assert!(super::super::jpegscale::decode_scaled(stray.as_slice(), 64, u64::MAX).is_err());
         assert!(decode(&stray, 64, 2).is_none());
         assert!(decode(&data[..eoi], 64, 2).is_none(), "no EOI");
     }

@@ -93,12 +93,56 @@ pub fn classify_by_name(path: &Path) -> FileType {
 /// under `guess`). Images whose content is not recognised come back as
 /// `FileType::Other`, not as errors.
 pub fn probe(path: &Path, guess: FileType) -> Result<(FileType, MediaInfo), ProbeError> {
+    probe_expecting(path, guess, None)
+}
+
+/// [`probe`] of the file a directory walk saw: `expect` is its (device,
+/// inode). The file is opened without following a symlink in its place
+/// and must be a regular file with that identity, or the probe fails with
+/// `Io` (the scanner skips it until the next look): a listed file or a
+/// folder on its path swapped for a symlink, or a FIFO, between the walk
+/// and the probe is never read, so no record gets another file's
+/// dimensions, capture time or duration, and no scan thread blocks.
+pub fn probe_expecting(
+    path: &Path,
+    guess: FileType,
+    expect: Option<(u64, u64)>,
+) -> Result<(FileType, MediaInfo), ProbeError> {
+    let file = open_plain(path, expect)?;
     match guess {
-        FileType::Video | FileType::Audio => probe_av(path),
+        FileType::Video | FileType::Audio => probe_av(file, path),
         // Type by content: a `.jpg` that is really a PNG or a GIF is still
         // shown correctly, and nothing here ever starts a process.
-        FileType::Image | FileType::Gif | FileType::Other => probe_by_content(path),
+        FileType::Image | FileType::Gif | FileType::Other => probe_by_content(file, path),
     }
+}
+
+/// Opens `path` for probing: the last component not followed if it is a
+/// symlink, not blocking on a FIFO, a regular file only, and (when given)
+/// the expected (device, inode).
+fn open_plain(path: &Path, expect: Option<(u64, u64)>) -> Result<File, ProbeError> {
+    use rustix::fs::{Mode, OFlags};
+    use std::os::unix::fs::MetadataExt;
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
+    let file = File::from(
+        rustix::fs::open(path, flags, Mode::empty()).map_err(|e| ProbeError::io(path, e.into()))?,
+    );
+    let meta = file.metadata().map_err(|e| ProbeError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(ProbeError::io(
+            path,
+            io::Error::other("not a regular file any more"),
+        ));
+    }
+    if let Some((dev, ino)) = expect {
+        if (meta.dev(), meta.ino()) != (dev, ino) {
+            return Err(ProbeError::io(
+                path,
+                io::Error::other("replaced since the folder was read"),
+            ));
+        }
+    }
+    Ok(file)
 }
 
 thread_local! {
@@ -141,8 +185,7 @@ impl Head<'_> {
     }
 }
 
-fn probe_by_content(path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
-    let mut file = File::open(path).map_err(|e| ProbeError::io(path, e))?;
+fn probe_by_content(mut file: File, path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
     HEAD_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
         if buf.len() < HEAD_BYTES {
@@ -407,20 +450,19 @@ fn probe_isobmff_head(
     }
 }
 
-fn probe_av(path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
-    // Opening first turns a missing or unreadable file into a plain `Io`
-    // error instead of an ffprobe failure.
-    let file = File::open(path).map_err(|e| ProbeError::io(path, e))?;
+/// `file`: opened by the caller (a missing or unreadable file is a plain
+/// `Io` error, not an ffprobe failure), and the one ffprobe reads.
+fn probe_av(file: File, path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ISOBMFF_EXTS.iter().any(|e| e.eq_ignore_ascii_case(ext)) {
-        match mp4::read_info(file) {
+        match mp4::read_info(&file) {
             Ok(info) => return Ok(media_from_mp4(&info)),
             Err(e) => {
                 log::debug!(path:% = path.display(), error:% = e; "native mp4 probe failed, trying ffprobe");
             }
         }
     }
-    probe_with_ffprobe(path)
+    ffprobe_file(file, path)
 }
 
 fn media_from_mp4(info: &mp4::Mp4Info) -> (FileType, MediaInfo) {
@@ -451,23 +493,17 @@ fn media_from_mp4(info: &mp4::Mp4Info) -> (FileType, MediaInfo) {
 /// chose, never one it guesses: a playlist or `concat` script named `.mp4`
 /// would otherwise make it open the files listed (`container.rs`).
 pub fn probe_with_ffprobe(path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
-    use rustix::fs::{Mode, OFlags};
     // O_NONBLOCK: a FIFO in its place must not hang the probe thread.
-    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
-    let file = File::from(
-        rustix::fs::open(path, flags, Mode::empty()).map_err(|e| ProbeError::io(path, e.into()))?,
-    );
+    ffprobe_file(open_plain(path, None)?, path)
+}
+
+/// [`probe_with_ffprobe`] of a regular file already opened.
+fn ffprobe_file(file: File, path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
     let unrecognized = |reason: String| ProbeError::Unrecognized {
         path: path.display().to_string(),
         reason,
     };
-    if !file
-        .metadata()
-        .map_err(|e| ProbeError::io(path, e))?
-        .is_file()
-    {
-        return Err(unrecognized("not a regular file".into()));
-    }
+    (&file).rewind().map_err(|e| ProbeError::io(path, e))?;
     let mut head = [0u8; container::SNIFF_BYTES];
     let n = crate::media::original::read_at_most(&file, &mut head, 0)
         .map_err(|e| ProbeError::io(path, e))?;
@@ -637,6 +673,77 @@ mod tests {
         let path = dir.join(name);
         std::fs::write(&path, bytes).unwrap();
         path
+    }
+
+    /// Security issue #12, finding 5 (the scanner's side): what the walk
+    /// saw is what gets probed. A listed file swapped for a symlink to an
+    /// outside photo, a folder on its path swapped for a symlink to an
+    /// outside folder, another file renamed over it, or a FIFO in its
+    /// place: an `Io` error (skipped), never the outside file's size, and
+    /// no wait on the FIFO.
+    #[test]
+    fn a_file_swapped_after_the_walk_is_not_probed() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        let lib = dir.path().join("lib");
+        std::fs::create_dir_all(outside.join("album")).unwrap();
+        std::fs::create_dir_all(lib.join("album")).unwrap();
+        let gif = |w: u8| {
+            let mut g = b"GIF89a".to_vec();
+            g.extend_from_slice(&[w, 0, 7, 0, 0, 0, 0, 0x3b]);
+            g
+        };
+        write(&outside, "secret.gif", &gif(99));
+        write(&outside.join("album"), "a.gif", &gif(99));
+        let a = write(&lib.join("album"), "a.gif", &gif(5));
+        let seen = |p: &Path| {
+            let m = std::fs::symlink_metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        let walked = seen(&a);
+        let (t, info) = probe_expecting(&a, FileType::Gif, Some(walked)).unwrap();
+        assert_eq!(
+            (t, info.width, info.height),
+            (FileType::Gif, Some(5), Some(7))
+        );
+        let refused = |p: &Path, what: &str| match probe_expecting(p, FileType::Gif, Some(walked)) {
+            Err(ProbeError::Io { .. }) => {}
+            other => panic!("{what}: {other:?}"),
+        };
+
+        // The file itself swapped for a symlink.
+        std::fs::rename(&a, lib.join("kept.gif")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret.gif"), &a).unwrap();
+        refused(&a, "symlink in place of the file");
+        std::fs::remove_file(&a).unwrap();
+        // The folder swapped for a symlink to an outside folder holding a
+        // file of the same name.
+        std::fs::rename(lib.join("album"), lib.join("album.old")).unwrap();
+        std::os::unix::fs::symlink(outside.join("album"), lib.join("album")).unwrap();
+        refused(&a, "symlink in place of the folder");
+        std::fs::remove_file(lib.join("album")).unwrap();
+        std::fs::rename(lib.join("album.old"), lib.join("album")).unwrap();
+        // Another file renamed over it.
+        let other = write(&lib, "other.gif", &gif(42));
+        std::fs::rename(&other, &a).unwrap();
+        refused(&a, "another file");
+        // A FIFO: refused at once (the open does not wait for a writer).
+        std::fs::remove_file(&a).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &a,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        for guess in [FileType::Gif, FileType::Video] {
+            match probe_expecting(&a, guess, None) {
+                Err(ProbeError::Io { .. }) => {}
+                other => panic!("fifo as {guess:?}: {other:?}"),
+            }
+        }
     }
 
     /// A little-endian TIFF/Exif block with IFD0 (Orientation, Exif pointer)

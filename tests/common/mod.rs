@@ -55,6 +55,7 @@ pub struct Builder {
     sessions: SessionConfig,
     login_as: Option<String>,
     watch: bool,
+    prerender: bool,
 }
 
 impl Builder {
@@ -128,6 +129,13 @@ impl Builder {
         self
     }
 
+    /// Runs the thumbnail pre-render worker (on by default, as shipped); off
+    /// for tests that need a thumbnail nobody has rendered yet.
+    pub fn prerender(mut self, on: bool) -> Self {
+        self.prerender = on;
+        self
+    }
+
     /// Which user the default client logs in as (default: the first user).
     pub fn login_as(mut self, name: &str) -> Self {
         self.login_as = Some(name.into());
@@ -150,6 +158,9 @@ impl Builder {
         // Two probe threads: the machine is shared and every test has its own server.
         cfg.scan.threads = 2;
         cfg.watch.enabled = self.watch;
+        if !self.prerender {
+            cfg.scan.prerender_threads = 0;
+        }
         cfg.libraries = self
             .libraries
             .iter()
@@ -236,6 +247,7 @@ impl TestApp {
             sessions: SessionConfig::default(),
             login_as: None,
             watch: false,
+            prerender: true,
         }
     }
 

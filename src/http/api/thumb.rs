@@ -101,7 +101,28 @@ pub async fn thumbnail(
         kind,
         orientation: rec.orientation,
     };
-    match st.thumbs.get(id.0, level, src).await {
+    let got = st.thumbs.get(id.0, level, src).await;
+    if matches!(
+        got,
+        Err(ThumbError::SourceMissing(_) | ThumbError::Failed(_))
+    ) && !root_online(&st, rec.library_id).await?
+    {
+        // The disk went away before the watcher noticed: the original is
+        // not gone and its thumbnail not broken, the library is offline
+        // (−10011, which a client retries; −10006 it may take as a
+        // deletion, and a build error would stick). A cached thumbnail is
+        // still served, as for a library already marked offline.
+        return match offline_cached(&st, &s, id, level).await {
+            Some((path, ctype)) => serve(&path, ctype, &method, &headers).await,
+            None => Err(Error::Offline(format!(
+                "file {} is in a library whose disk is not there right now (unplugged or \
+                 unmounted?); try again when it is back",
+                id.0
+            ))
+            .into()),
+        };
+    }
+    match got {
         Ok(t) => serve(&t.path, t.content_type, &method, &headers).await,
         Err(ThumbError::SourceMissing(_)) => {
             Err(Error::FileGone(format!("the original of file {} is missing on disk", id.0)).into())
@@ -130,6 +151,16 @@ pub async fn thumbnail(
         }
         Err(e) => Err(Error::Internal(format!("thumbnail of file {}: {e}", id.0)).into()),
     }
+}
+
+/// Whether the library's root is there and is the library's disk, checked
+/// now (not the watcher's last word).
+async fn root_online(st: &AppState, lib: crate::model::LibraryId) -> Result<bool, BinaryError> {
+    let db = st.db.clone();
+    tokio::task::spawn_blocking(move || crate::library::watcher::root_online(&db, lib))
+        .await
+        .map_err(|e| Error::Internal(format!("root check: {e}")))?
+        .map_err(|e| Error::from(e).into())
 }
 
 /// The newest cached thumbnail of an accessible file whose library is
