@@ -404,6 +404,15 @@ def guest_checks(agent, root_size):
     check("isync.service is Type=notify with a watchdog, as user isync",
           props.get("Type") == "notify" and props.get("WatchdogUSec") not in (None, "0", "infinity")
           and props.get("User") == "isync", out.replace("\n", " "))
+    # The unit's bounds reach the kernel: the running server's cgroup has the
+    # memory limits of isync.service (the kernel, not the Pi, stops isync)
+    # and the process its descriptor limit (security issue #12).
+    rc, out = agent.run("pid=$(systemctl show -p MainPID --value isync.service); "
+                        "cg=$(sed -n 's/^0:://p' /proc/$pid/cgroup); "
+                        "cat /sys/fs/cgroup$cg/memory.high /sys/fs/cgroup$cg/memory.max; "
+                        "awk '/^Max open files/ {print $4, $5}' /proc/$pid/limits")
+    check("isync runs with memory.high 400M, memory.max 600M and 4096 descriptors",
+          out.split() == [str(400 << 20), str(600 << 20), "4096", "4096"], out.replace("\n", " "))
     # Asked before anything else touches /media/isync: isync's own start did it.
     rc, out = agent.run("systemctl is-active media-isync.mount; findmnt -n -o SOURCE,FSTYPE,LABEL /media/isync")
     check("media-isync.mount mounted the USB disk by label", out.startswith("active")

@@ -562,6 +562,49 @@ async fn the_control_socket_is_private_and_reads_a_bounded_request() {
     assert!(text(&o.stdout).contains("alice"), "{}", show(&o));
 }
 
+/// Security issue #12: a local process that connects to the control socket
+/// and sends half a line (or nothing) does not hold a server task and its
+/// buffer for good: after the read timeout (10 s) it gets a refusal and the
+/// connection is closed; meanwhile the socket serves others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_control_client_is_dropped_after_the_read_timeout() {
+    use common::server::Server;
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+    let (s, _alice) = Server::start(|_| {}).await;
+    let sock = isync::library::control::socket_path(&s.cfg.data_dir);
+    let mut slow = UnixStream::connect(&sock).unwrap();
+    slow.write_all(b"{\"op\":").unwrap();
+    // Another client is served meanwhile.
+    let config = s.dir.path().join("isync.toml");
+    std::fs::write(&config, s.cfg.to_toml()).unwrap();
+    let o = run_with(&config, &["admin", "user", "list"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    // The slow one: a refusal naming the timeout, then the end of the stream.
+    let waited = tokio::task::spawn_blocking(move || {
+        slow.set_read_timeout(Some(std::time::Duration::from_secs(60)))
+            .unwrap();
+        let mut r = BufReader::new(slow);
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        let mut rest = Vec::new();
+        let end = r.read_to_end(&mut rest).map(|_| rest.len());
+        (reply, end)
+    })
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&waited.0).unwrap();
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(
+        v["output"]
+            .as_str()
+            .unwrap()
+            .contains("no request line within"),
+        "{v}"
+    );
+    assert_eq!(waited.1.unwrap(), 0, "closed after the refusal");
+}
+
 /// Log forging: files whose names carry a newline and a made-up log line
 /// are logged (a symlink the scan does not follow, named in the message; a
 /// damaged picture, named in a `path=` field) as exactly one line each,

@@ -888,6 +888,9 @@ async fn scene() -> Scene {
         // call's back.
         c.watch.enabled = false;
         c.watch.offline_check_secs = 3600;
+        // Nor the thumbnail pre-render, which records a failed render on
+        // the file's row whenever it gets to it.
+        c.scan.prerender_threads = 0;
         // The anonymous logins are failures; they must not lock 127.0.0.1.
         c.login.max_failures = 1000;
         c.backup.keep = 100;

@@ -11,8 +11,8 @@ use crate::model::{CatalogId, FileId, FileRecord};
 use crate::upload::{self, Announce, Checksum, PartSizes, UploadRequest};
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderMap};
-use axum::response::Response;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 pub fn file_info(rec: FileRecord, s: PartSizes) -> FileInfo {
@@ -128,7 +128,24 @@ struct UploadReplyWire {
 /// Parameters come from the query string only (spec §1.1); the body is the
 /// multipart stream, handed to the service unread. This route has no body
 /// size layer of its own: the service bounds every part.
-pub async fn upload_file(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
+pub async fn upload_file(st: State<AppState>, req: Request) -> Response {
+    match receive(st, req).await {
+        Ok(r) => r,
+        Err(e) => {
+            // A refusal may come before or in the middle of the body, which
+            // is then left unread (at most `upload::DRAIN_BYTES` are read
+            // and dropped): the connection is closed after the answer, and
+            // the answer says so, so that no client sends its next request
+            // on a connection the server is closing.
+            let mut r = e.into_response();
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
+    }
+}
+
+async fn receive(State(st): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let (_, s) = st.session(&parts.headers).await?;
     let query_only = Request::builder()
