@@ -280,12 +280,11 @@ async fn file_gone_from_disk_and_bad_ids() {
     let app = app().await;
     let id = app.api.file_id("photo.jpg").await;
     std::fs::remove_file(app.media().join("lib/photo.jpg")).unwrap();
-    let status = assert_binary_err(app.api.download(id, &[]).await, FILE_GONE).await;
-    assert_eq!(status, 404);
+    assert_binary_err_status(app.api.download(id, &[]).await, 404, FILE_GONE).await;
     let r = app.api.download(id, &[("Range", "bytes=0-0")]).await;
-    assert_binary_err(r, FILE_GONE).await;
+    assert_binary_err_status(r, 404, FILE_GONE).await;
 
-    assert_binary_err(app.api.download(999_999, &[]).await, NOT_FOUND).await;
+    assert_binary_err_status(app.api.download(999_999, &[]).await, 404, NOT_FOUND).await;
     for bad in [
         json!({}),
         json!({"id": "x"}),
@@ -293,7 +292,7 @@ async fn file_gone_from_disk_and_bad_ids() {
         json!({"id": "1_0"}),
     ] {
         let r = app.api.get("/downFile.icc", bad.clone()).await;
-        assert_eq!(assert_binary_err(r, BAD_PARAM).await, 400, "{bad}");
+        assert_binary_err_status(r, 400, BAD_PARAM).await;
     }
     // Wrong method.
     let r = app
@@ -644,7 +643,7 @@ async fn a_file_replaced_since_the_scan_is_not_sent_under_its_old_id() {
     std::fs::hard_link(m.join("outside/photo.jpg"), m.join("lib/.tmp")).unwrap();
     std::fs::rename(m.join("lib/.tmp"), m.join("lib/photo.jpg")).unwrap();
     let r = app.api.download(id, &[]).await;
-    assert_binary_err(r, FILE_GONE).await;
+    assert_binary_err_status(r, 404, FILE_GONE).await;
     // Once scanned, the record describes the new file and it is sent.
     app.rescan().await;
     let r = app

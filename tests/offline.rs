@@ -26,7 +26,7 @@ async fn assert_offline_but_listed(app: &Live, files: &[Value], cats: &[Value]) 
     assert_eq!(app.api.all_catalogs().await, cats, "catalogs stay listed");
     for f in files {
         let r = app.api.download(id(f), &[]).await;
-        assert_binary_err(r, LIBRARY_OFFLINE).await;
+        assert_binary_err_status(r, 503, LIBRARY_OFFLINE).await;
     }
 }
 

@@ -4,7 +4,9 @@
 
 mod common;
 
-use common::{assert_binary_err, assert_err, data, header, Api, BAD_PARAM, NEED_LOGIN, NOT_FOUND};
+use common::{
+    assert_binary_err_status, assert_err, data, header, Api, BAD_PARAM, NEED_LOGIN, NOT_FOUND,
+};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -102,7 +104,7 @@ async fn share_links_serve_with_ranges_without_a_session() {
         "x",
     ] {
         let r = fetch(&s, "", bad, &[]).await;
-        assert_binary_err(r, BAD_PARAM).await;
+        assert_binary_err_status(r, 400, BAD_PARAM).await;
     }
     let r = reqwest::Client::builder()
         .no_proxy()
@@ -112,7 +114,7 @@ async fn share_links_serve_with_ranges_without_a_session() {
         .send()
         .await
         .unwrap();
-    assert_binary_err(r, BAD_PARAM).await;
+    assert_binary_err_status(r, 400, BAD_PARAM).await;
     let r = reqwest::Client::builder()
         .no_proxy()
         .build()
@@ -177,7 +179,7 @@ async fn share_links_expire_on_a_sliding_lifetime() {
     }
     // …and stops working once unused for longer than that.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_binary_err(fetch(&s, "", &key, &[]).await, BAD_PARAM).await;
+    assert_binary_err_status(fetch(&s, "", &key, &[]).await, 400, BAD_PARAM).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +198,7 @@ async fn share_links_survive_a_restart_are_bounded_and_die_with_the_file() {
     );
     // A third key drops the least recently used (k2: k1 was just used).
     let k3 = share(&api, a).await;
-    assert_binary_err(fetch(&s, "", &k2, &[]).await, BAD_PARAM).await;
+    assert_binary_err_status(fetch(&s, "", &k2, &[]).await, 400, BAD_PARAM).await;
     assert_eq!(fetch(&s, "", &k1, &[]).await.status(), 200);
     assert_eq!(fetch(&s, "", &k3, &[]).await.status(), 200);
     // Deleting the file kills its keys.
@@ -204,8 +206,8 @@ async fn share_links_survive_a_restart_are_bounded_and_die_with_the_file() {
         .post_form("/deleteFiles.icc", json!({"ids": a.to_string()}))
         .await;
     assert_eq!(data(&v), &Value::from("OK"));
-    assert_binary_err(fetch(&s, "", &k1, &[]).await, BAD_PARAM).await;
-    assert_binary_err(fetch(&s, "", &k3, &[]).await, BAD_PARAM).await;
+    assert_binary_err_status(fetch(&s, "", &k1, &[]).await, 400, BAD_PARAM).await;
+    assert_binary_err_status(fetch(&s, "", &k3, &[]).await, 400, BAD_PARAM).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -262,7 +264,7 @@ async fn a_share_link_stops_with_its_makers_access() {
     assert_eq!(v["code"], 0, "{v}");
     let before = (s.snapshot().await, s.accounts_snapshot().await, s.tree());
     for _ in 0..2 {
-        assert_binary_err(fetch(&s, "", &key, &[]).await, BAD_PARAM).await;
+        assert_binary_err_status(fetch(&s, "", &key, &[]).await, 400, BAD_PARAM).await;
     }
     assert_eq!(
         (s.snapshot().await, s.accounts_snapshot().await, s.tree()),
@@ -294,14 +296,14 @@ async fn a_share_link_stops_with_its_makers_access() {
         )
         .await;
     assert_eq!(v["code"], 0, "{v}");
-    assert_binary_err(fetch(&s, "", &k2, &[]).await, BAD_PARAM).await;
+    assert_binary_err_status(fetch(&s, "", &k2, &[]).await, 400, BAD_PARAM).await;
 
     // Disabling gran revokes her links; enabling her revives none.
     for path in ["/api/v1/users/disable", "/api/v1/users/enable"] {
         let v = admin.post_form(path, json!({"user": "gran"})).await;
         assert_eq!(v["code"], 0, "{v}");
     }
-    assert_binary_err(fetch(&s, "", &key, &[]).await, BAD_PARAM).await;
+    assert_binary_err_status(fetch(&s, "", &key, &[]).await, 400, BAD_PARAM).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,7 +376,7 @@ async fn owners_list_and_revoke_only_their_own_links() {
         .post_form("/api/v1/shares/revoke", json!({"id": mine_id}))
         .await;
     assert_eq!(data(&v)["revoked"], 1, "{v}");
-    assert_binary_err(fetch(&s, "", &ka, &[]).await, BAD_PARAM).await;
+    assert_binary_err_status(fetch(&s, "", &ka, &[]).await, 400, BAD_PARAM).await;
     let k2 = share(&alice, a).await;
     let v = alice
         .post_form("/api/v1/shares/revoke", json!({"key": k2}))

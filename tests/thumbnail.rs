@@ -312,11 +312,11 @@ async fn thumbnail_errors() {
     let app = photos_app().await;
     let notes = app.api.file_id("notes.txt").await;
     let r = thumb(&app.api, notes, json!(0)).await;
-    assert_binary_err(r, WRONG_FILE_TYPE).await;
-    assert_binary_err(thumb(&app.api, 999_999, json!(0)).await, NOT_FOUND).await;
+    assert_binary_err_status(r, 404, WRONG_FILE_TYPE).await;
+    assert_binary_err_status(thumb(&app.api, 999_999, json!(0)).await, 404, NOT_FOUND).await;
     let bob = app.login("bob").await;
     let secret = bob.file_id("secret.jpg").await;
-    assert_binary_err(thumb(&app.api, secret, json!(0)).await, NOT_FOUND).await;
+    assert_binary_err_status(thumb(&app.api, secret, json!(0)).await, 404, NOT_FOUND).await;
     for bad in [
         json!({}),
         json!({"id": "x"}),
@@ -324,18 +324,18 @@ async fn thumbnail_errors() {
         json!({"level": 0}),
     ] {
         let r = app.api.get("/thumbnail.icc", bad.clone()).await;
-        assert_eq!(assert_binary_err(r, BAD_PARAM).await, 400, "{bad}");
+        assert_binary_err_status(r, 400, BAD_PARAM).await;
     }
     let r = app
         .anon()
         .get("/thumbnail.icc", json!({"id": notes, "level": 0}))
         .await;
-    assert_eq!(assert_binary_err(r, NEED_LOGIN).await, 403);
+    assert_binary_err_status(r, 403, NEED_LOGIN).await;
 
     // The original vanished before any thumbnail was made.
     let small = app.api.file_id("small.jpg").await;
     std::fs::remove_file(app.media().join("photos/small.jpg")).unwrap();
-    assert_binary_err(thumb(&app.api, small, json!(0)).await, FILE_GONE).await;
+    assert_binary_err_status(thumb(&app.api, small, json!(0)).await, 404, FILE_GONE).await;
     // A damaged image: its header is fine, its pixels are cut off. Either
     // the scanner already saw it is no image (−10005) or building fails
     // (−10008, sticky).
@@ -348,7 +348,7 @@ async fn thumbnail_errors() {
     let kind = app.api.file_named("tall.jpg").await["type"].clone();
     let want = if kind == 1 { -10008 } else { WRONG_FILE_TYPE };
     for _ in 0..2 {
-        assert_binary_err(thumb(&app.api, tall, json!(1)).await, want).await;
+        assert_binary_err_status(thumb(&app.api, tall, json!(1)).await, 404, want).await;
     }
 }
 
@@ -372,7 +372,7 @@ async fn offline_libraries_serve_only_cached_thumbnails() {
     let (_, again, _) = thumb_ok(&app.api, kept, json!(0)).await;
     assert_eq!(again, first);
     let r = thumb(&app.api, uncached, json!(0)).await;
-    assert_binary_err(r, LIBRARY_OFFLINE).await;
+    assert_binary_err_status(r, 503, LIBRARY_OFFLINE).await;
 }
 
 // ------------------------------------------------ embedded previews, pre-render
@@ -811,7 +811,7 @@ async fn a_playlist_posing_as_a_video_opens_no_other_file() {
     for id in [in_library, uploaded] {
         for level in [0, 1] {
             let r = thumb(&app.api, id, json!(level)).await;
-            assert_binary_err(r, -10008).await;
+            assert_binary_err_status(r, 404, -10008).await;
         }
     }
     assert!(cached(&app, in_library, 1).is_empty() && cached(&app, uploaded, 1).is_empty());
