@@ -139,14 +139,12 @@ pub fn scan(cfg: &Config, path: Option<&Path>, confirm_deletions: bool) -> Resul
     };
     let mut said = false;
     let _lock = loop {
-        if let Some(reply) = control::request(&cfg.data_dir, &req)
-            .with_context(|| {
-                format!(
-                    "cannot talk to the running isync server at {}",
-                    control::socket_path(&cfg.data_dir).display()
-                )
-            })?
-        {
+        if let Some(reply) = control::request(&cfg.data_dir, &req).with_context(|| {
+            format!(
+                "cannot talk to the running isync server at {}",
+                control::socket_path(&cfg.data_dir).display()
+            )
+        })? {
             if !reply.ok {
                 return Err(CliError::Usage(reply.error.unwrap_or_default()));
             }
@@ -156,15 +154,13 @@ pub fn scan(cfg: &Config, path: Option<&Path>, confirm_deletions: bool) -> Resul
             }
             return Ok(());
         }
-        if let Some(lock) = control::try_lock(&cfg.data_dir)
-            .with_context(|| {
-                format!(
-                    "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, to \
+        if let Some(lock) = control::try_lock(&cfg.data_dir).with_context(|| {
+            format!(
+                "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, to \
                      a folder isync may write)",
-                    cfg.data_dir.display()
-                )
-            })?
-        {
+                cfg.data_dir.display()
+            )
+        })? {
             break lock;
         }
         if !said {
@@ -232,27 +228,23 @@ pub fn admin(cfg: &Config, cmd: crate::admin::Command) -> Result<(), CliError> {
     let req = serde_json::to_value(&cmd).context("cannot encode the command")?;
     let mut said = false;
     let _lock = loop {
-        if let Some(v) = control::request_op(&cfg.data_dir, &req)
-            .with_context(|| {
-                format!(
-                    "cannot talk to the running isync server at {}",
-                    control::socket_path(&cfg.data_dir).display()
-                )
-            })?
-        {
+        if let Some(v) = control::request_op(&cfg.data_dir, &req).with_context(|| {
+            format!(
+                "cannot talk to the running isync server at {}",
+                control::socket_path(&cfg.data_dir).display()
+            )
+        })? {
             let reply: crate::admin::Reply =
                 serde_json::from_value(v).context("unreadable reply from the server")?;
             return finish(reply);
         }
-        if let Some(lock) = control::try_lock(&cfg.data_dir)
-            .with_context(|| {
-                format!(
-                    "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, to \
+        if let Some(lock) = control::try_lock(&cfg.data_dir).with_context(|| {
+            format!(
+                "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, to \
                      a folder isync may write)",
-                    cfg.data_dir.display()
-                )
-            })?
-        {
+                cfg.data_dir.display()
+            )
+        })? {
             break lock;
         }
         if !said {

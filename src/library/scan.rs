@@ -556,9 +556,11 @@ impl Scanner {
         // 2. With the moves applied: what is really gone, what is new.
         let gone = gone_folders(&cat_by_path, &root_key, &listed, &seen, &vanished);
         let gone_ids: HashSet<CatalogId> = gone.all.iter().map(|(_, id)| *id).collect();
+        // A new folder that cannot be read costs no catalog either.
+        let unreadable: HashSet<String> = w.unreadable.iter().map(|p| path_key(p)).collect();
         let mut new_dirs: Vec<(&String, &std::fs::Metadata)> = seen_meta
             .iter()
-            .filter(|(p, _)| !cat_by_path.contains_key(*p))
+            .filter(|(p, _)| !cat_by_path.contains_key(*p) && !unreadable.contains(*p))
             .map(|(p, m)| (p, *m))
             .collect();
         new_dirs.sort_by_key(|(p, _)| p.len());
@@ -894,6 +896,12 @@ fn probe_one(f: &SeenFile, cat: CatalogId, root_id: CatalogId) -> Option<files::
     let path = f.dir.join(&f.name);
     let guess = probe::classify_by_name(&path);
     let (file_type, info) = if guess == FileType::Other {
+        // Not probed, but it must be readable to be listed: a record of a
+        // file nobody can download is worse than none (README "Scanning").
+        if let Err(e) = std::fs::File::open(&path) {
+            log::warn!("scan: skipping unreadable {}: {e}", path.display());
+            return None;
+        }
         (FileType::Other, MediaInfo::default())
     } else {
         match probe::probe(&path, guess) {
