@@ -61,10 +61,18 @@ fn run_with(config: &Path, args: &[&str], stdin: &str) -> Output {
     run(cmd, stdin)
 }
 
-fn run(mut cmd: Command, stdin: &str) -> Output {
+fn run(cmd: Command, stdin: &str) -> Output {
+    run_env(cmd, &[], stdin)
+}
+
+/// Runs `cmd` with none of isync's variables from the test's environment,
+/// but `env`.
+fn run_env(mut cmd: Command, env: &[(&str, &str)], stdin: &str) -> Output {
     let mut child = cmd
         .env_remove("ISYNC_DATA_DIR")
+        .env_remove("ISYNC_LOG")
         .env_remove("JOURNAL_STREAM")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -650,4 +658,362 @@ async fn the_control_socket_is_private_and_reads_a_bounded_request() {
     let o = run_with(&config, &["admin", "user", "list"], "");
     assert!(o.status.success(), "{}", show(&o));
     assert!(text(&o.stdout).contains("alice"), "{}", show(&o));
+}
+
+fn isync(config: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
+    cmd.arg("--config").arg(config).args(args);
+    cmd
+}
+
+/// README "Configuration": `ISYNC_DATA_DIR` overrides `data_dir` — what
+/// `check-config` prints and where the database goes — and is validated
+/// like it.
+#[test]
+fn isync_data_dir_overrides_data_dir() {
+    let cli = Cli::new();
+    write_file(&cli.photos().join("a.jpg"), &jpeg(20, 10, 1, None));
+    let elsewhere = cli.path("elsewhere");
+    let env = [("ISYNC_DATA_DIR", elsewhere.to_str().unwrap())];
+    let o = run_env(isync(&cli.config(), &["check-config"]), &env, "");
+    assert!(o.status.success(), "{}", show(&o));
+    let printed = Config::parse(&text(&o.stdout)).unwrap();
+    assert_eq!(printed.data_dir, elsewhere);
+
+    let o = run_env(isync(&cli.config(), &["scan"]), &env, "");
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(count(&text(&o.stdout), "added"), 1, "{}", show(&o));
+    assert!(elsewhere.join("isync.db").is_file());
+    assert!(
+        !cli.path("data").exists(),
+        "the configured data_dir is not used"
+    );
+
+    let o = run_env(
+        isync(&cli.config(), &["check-config"]),
+        &[("ISYNC_DATA_DIR", "relative/data")],
+        "",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(text(&o.stderr).contains("relative/data"), "{}", show(&o));
+}
+
+/// `isync ARGS` without `--config`, in a private mount namespace whose
+/// `/etc` is an empty tmpfs — the machine's `/etc/isync/isync.toml`, if
+/// any, is out of sight and nothing of the machine's is touched — holding
+/// `default_file` as `/etc/isync/isync.toml` when given. `None` (after
+/// saying why) where no namespace can be made; a failure under `CI=true`.
+fn run_with_private_etc(default_file: Option<&str>, args: &[&str]) -> Option<Output> {
+    const READY: &str = "isync-test: /etc is private";
+    let script = format!(
+        "mount -t tmpfs tmpfs /etc || exit 97; \
+         if [ -n \"$CONF\" ]; then mkdir /etc/isync && printf '%s' \"$CONF\" > /etc/isync/isync.toml; fi; \
+         echo '{READY}' >&2; exec \"$@\""
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--mount");
+    if !rustix::process::geteuid().is_root() {
+        cmd.arg("--map-root-user");
+    }
+    cmd.args(["--propagation", "private", "sh", "-c", &script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_isync"))
+        .args(args);
+    let conf = default_file.unwrap_or("");
+    let mut o = run_env(cmd, &[("CONF", conf)], "");
+    let err = text(&o.stderr);
+    let Some(rest) = err.split_once(&format!("{READY}\n")).map(|(_, r)| r) else {
+        common::mount::cannot_run(&format!(
+            "cannot hide /etc in a mount namespace (unshare): {}",
+            show(&o)
+        ));
+        return None;
+    };
+    o.stderr = rest.as_bytes().to_vec();
+    Some(o)
+}
+
+/// README "Configuration" and "Command line": a missing default config
+/// file (`/etc/isync/isync.toml`) means the built-in defaults, while that
+/// file is read when it exists (and refused, exit 2, when invalid); a
+/// missing `--config FILE` is an error (exit 2) naming the file.
+#[test]
+fn a_missing_default_config_means_defaults_but_a_missing_explicit_one_is_an_error() {
+    let Some(o) = run_with_private_etc(None, &["check-config"]) else {
+        return;
+    };
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(
+        Config::parse(&text(&o.stdout)).unwrap(),
+        Config::default(),
+        "{}",
+        show(&o)
+    );
+    let o = run_with_private_etc(Some("[sessions]\nmax_online = 7\n"), &["check-config"]).unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let printed = Config::parse(&text(&o.stdout)).unwrap();
+    assert_eq!(printed.sessions.max_online, 7, "the default file is read");
+    let o = run_with_private_etc(Some("lisen = 1\n"), &["check-config"]).unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("/etc/isync/isync.toml") && err.contains("lisen"),
+        "{}",
+        show(&o)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.toml");
+    for args in [&["check-config"][..], &["scan"]] {
+        let o = run_with(&missing, args, "");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show(&o));
+        let err = text(&o.stderr);
+        assert!(
+            err.contains("cannot read config") && err.contains(&missing.display().to_string()),
+            "{}",
+            show(&o)
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing created"
+    );
+}
+
+/// README "Command line": exit codes 0 ok, 2 bad usage or configuration,
+/// 1 failure at run time — here a data dir that cannot be created (a file
+/// is in the way, which stops root too), for every command that needs it,
+/// with a message naming it; nothing is created.
+#[test]
+fn exit_codes_tell_usage_errors_from_failures_at_run_time() {
+    let cli = Cli::new();
+    for args in [
+        &["frobnicate"][..],
+        &["scan", "--bogus"],
+        &["serve", "--listen", "nonsense"],
+        &["user", "add"],
+        &["trash", "restore", "not-a-number"],
+    ] {
+        let o = cli.run(args, "");
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", show(&o));
+    }
+    assert!(!cli.path("data").exists(), "usage errors create nothing");
+
+    std::fs::write(cli.path("in-the-way"), b"a file").unwrap();
+    let data = cli.path("in-the-way/data");
+    cli.write_config(&format!(
+        "listen = \"127.0.0.1:0\"\ndata_dir = {data:?}\n[[library]]\npath = {:?}\n",
+        cli.photos()
+    ));
+    let o = cli.run(&["check-config"], "");
+    assert!(o.status.success(), "valid, if not usable: {}", show(&o));
+    for (args, stdin) in [
+        (&["scan"][..], ""),
+        (&["serve"], ""),
+        (
+            &["user", "add", "bob", "--password-stdin"],
+            "password one\n",
+        ),
+        (&["backup"], ""),
+        (&["trash", "list"], ""),
+    ] {
+        let o = cli.run(args, stdin);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", show(&o));
+        assert!(
+            text(&o.stderr).contains(&data.display().to_string()),
+            "{args:?}: the message names the data dir: {}",
+            show(&o)
+        );
+    }
+    assert!(cli.path("in-the-way").is_file());
+}
+
+/// README "Command line": the log level comes from `ISYNC_LOG` (`error`,
+/// `warn`, `info` — the default —, `debug`), through the real binary: a
+/// first scan that logs at every level (a symlink not followed: debug; the
+/// database created: info; a configured user who does not exist: warn).
+#[test]
+fn isync_log_sets_what_is_logged() {
+    let cli = Cli::new();
+    write_file(&cli.photos().join("a.jpg"), &jpeg(20, 10, 1, None));
+    std::os::unix::fs::symlink(cli.photos().join("a.jpg"), cli.photos().join("link.jpg")).unwrap();
+    for (level, want) in [
+        (Some("debug"), ["DEBUG", "INFO", "WARN"].as_slice()),
+        (None, &["INFO", "WARN"]),
+        (Some("info"), &["INFO", "WARN"]),
+        (Some("warn"), &["WARN"]),
+        (Some("error"), &[]),
+    ] {
+        // A fresh data dir each time, so the database is created again.
+        let data = cli.path(&format!("data-{}", level.unwrap_or("default")));
+        let mut env = vec![("ISYNC_DATA_DIR", data.to_str().unwrap())];
+        if let Some(l) = level {
+            env.push(("ISYNC_LOG", l));
+        }
+        let o = run_env(isync(&cli.config(), &["scan"]), &env, "");
+        assert!(o.status.success(), "{}", show(&o));
+        let err = text(&o.stderr);
+        for (tag, line) in [
+            ("DEBUG", "not following symlink"),
+            ("INFO", "database migrated"),
+            ("WARN", "does not exist yet"),
+        ] {
+            let logged = err.lines().any(|l| l.starts_with(tag) && l.contains(line));
+            assert_eq!(
+                logged,
+                want.contains(&tag),
+                "ISYNC_LOG={level:?}, {tag} {line:?}: {}",
+                show(&o)
+            );
+        }
+        if want.is_empty() {
+            assert_eq!(err, "", "ISYNC_LOG=error logs nothing here");
+        }
+    }
+}
+
+/// README "Mass-deletion guard", with the default limits: a scan that
+/// would remove more than 5,000 files removes none (though they are under
+/// half of the library) and says why, until `isync scan
+/// --confirm-deletions` — the real binary, no server — applies them;
+/// exactly 5,000 are removed at once.
+#[test]
+fn more_than_5000_removals_wait_for_confirm_deletions() {
+    let cli = Cli::new();
+    let p = cli.photos();
+    let make = |dir: &str, n: usize| {
+        std::fs::create_dir_all(p.join(dir)).unwrap();
+        for i in 0..n {
+            std::fs::write(p.join(format!("{dir}/f{i:05}.txt")), b"x").unwrap();
+        }
+    };
+    make("keep", 5003);
+    make("gone", 5001);
+    let files = |cli: &Cli| -> i64 {
+        cli.db()
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?))
+            .unwrap()
+    };
+    let o = cli.run(&["scan"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(count(&text(&o.stdout), "added"), 10_004, "{}", show(&o));
+
+    // 5,001 of 10,004 (under half): only the count limit applies.
+    std::fs::remove_dir_all(p.join("gone")).unwrap();
+    let o = cli.run(&["scan"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert_eq!(count(&out, "removed"), 0, "{}", show(&o));
+    assert_eq!(count(&out, "removals"), 5001, "held back: {}", show(&o));
+    assert!(out.contains("--confirm-deletions"), "{}", show(&o));
+    let err = text(&o.stderr);
+    assert!(
+        err.lines().any(|l| l.starts_with("ERROR")
+            && l.contains("5001 files would be removed, more than scan.max_delete_count = 5000")),
+        "{}",
+        show(&o)
+    );
+    assert!(!err.contains("max_delete_share"), "{}", show(&o));
+    assert_eq!(files(&cli), 10_004, "records kept");
+    // A second scan still holds them back.
+    let o = cli.run(&["scan"], "");
+    assert_eq!(count(&text(&o.stdout), "removals"), 5001, "{}", show(&o));
+
+    let o = cli.run(&["scan", "--confirm-deletions"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert_eq!(count(&out, "removed"), 5001, "{}", show(&o));
+    assert!(!out.contains("held back"), "{}", show(&o));
+    assert_eq!(files(&cli), 5003);
+
+    // Exactly 5,000 (of 10,003): removed without confirmation.
+    make("gone", 5000);
+    let o = cli.run(&["scan"], "");
+    assert_eq!(count(&text(&o.stdout), "added"), 5000, "{}", show(&o));
+    std::fs::remove_dir_all(p.join("gone")).unwrap();
+    let o = cli.run(&["scan"], "");
+    let out = text(&o.stdout);
+    assert_eq!(count(&out, "removed"), 5000, "{}", show(&o));
+    assert!(!out.contains("held back"), "{}", show(&o));
+    assert!(!text(&o.stderr).contains("ERROR"), "{}", show(&o));
+    assert_eq!(files(&cli), 5003);
+}
+
+/// README "Disk offline": a disk with no identity marker at the library's
+/// path (another disk, or a forgotten folder) is offline for `isync scan`
+/// — nothing removed — until `isync scan --confirm-deletions` adopts it:
+/// its files replace the records and a new marker is written on it and
+/// recorded, so the next plain scan takes it as the library. The real
+/// binary, no server.
+#[test]
+fn confirm_deletions_adopts_a_disk_without_a_marker() {
+    let cli = Cli::new();
+    let p = cli.photos();
+    write_file(&p.join("a.jpg"), &jpeg(20, 10, 1, None));
+    write_file(&p.join("sub/b.jpg"), &jpeg(20, 10, 2, None));
+    let o = cli.run(&["scan"], "");
+    assert_eq!(count(&text(&o.stdout), "added"), 2, "{}", show(&o));
+    let first = std::fs::read_to_string(p.join(".isync/library-id")).unwrap();
+    let marker = |cli: &Cli| -> Option<String> {
+        cli.db()
+            .read(|c| Ok(c.query_row("SELECT marker FROM libraries", [], |r| r.get(0))?))
+            .unwrap()
+    };
+    assert_eq!(marker(&cli).as_deref(), Some(first.trim()));
+
+    std::fs::rename(&p, cli.path("media/old-disk")).unwrap();
+    write_file(&p.join("c.jpg"), &jpeg(20, 10, 3, None));
+    let snapshot = |cli: &Cli| -> String {
+        cli.db()
+            .read(|c| {
+                let mut st = c.prepare("SELECT * FROM files ORDER BY id")?;
+                let n = st.column_count();
+                let mut rows = st.query([])?;
+                let mut out = String::new();
+                while let Some(r) = rows.next()? {
+                    for i in 0..n {
+                        out.push_str(&format!("{:?} ", r.get_ref(i)?));
+                    }
+                    out.push('\n');
+                }
+                Ok(out)
+            })
+            .unwrap()
+    };
+    let before = snapshot(&cli);
+    let o = cli.run(&["scan"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert!(out.contains("offline (nothing removed)"), "{}", show(&o));
+    assert!(
+        text(&o.stderr).contains("has no .isync/library-id"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(snapshot(&cli), before, "nothing changed");
+    assert!(!p.join(".isync").exists(), "nothing written on it");
+
+    let o = cli.run(&["scan", "--confirm-deletions"], "");
+    assert!(o.status.success(), "{}", show(&o));
+    let out = text(&o.stdout);
+    assert_eq!(
+        (count(&out, "added"), count(&out, "removed")),
+        (1, 2),
+        "{}",
+        show(&o)
+    );
+    assert!(out.contains("(0 offline)"), "{}", show(&o));
+    let second = std::fs::read_to_string(p.join(".isync/library-id")).unwrap();
+    assert_ne!(second, first);
+    assert_eq!(marker(&cli).as_deref(), Some(second.trim()));
+
+    let o = cli.run(&["scan"], "");
+    let out = text(&o.stdout);
+    assert_eq!(
+        (count(&out, "added"), count(&out, "removed")),
+        (0, 0),
+        "{}",
+        show(&o)
+    );
+    assert!(out.contains("(0 offline)"), "{}", show(&o));
 }
