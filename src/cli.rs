@@ -51,6 +51,8 @@ pub fn serve(mut cfg: Config, listen: Option<String>, demo: bool) -> Result<(), 
             .await
             .with_context(|| format!("cannot listen on {addr} (in use? set `listen` or --listen)"))?;
         if let Some((user, password)) = demo_login {
+            // The bound address: `--listen 127.0.0.1:0` prints the port taken.
+            let addr = listener.local_addr().unwrap_or(addr);
             let shown = if addr.ip().is_unspecified() {
                 format!("http://127.0.0.1:{}", addr.port())
             } else {

@@ -1017,3 +1017,230 @@ fn confirm_deletions_adopts_a_disk_without_a_marker() {
     );
     assert!(out.contains("(0 offline)"), "{}", show(&o));
 }
+
+/// A server started by a test, with the file its stderr goes to: killed
+/// and reaped when dropped, also when the test panics (then its log is
+/// shown).
+struct Server(std::process::Child, PathBuf);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            eprintln!("the server's log:\n{log}");
+        }
+    }
+}
+
+/// What `serve --demo` printed.
+struct Demo {
+    /// Killed when the `Demo` is dropped.
+    _server: Server,
+    url: String,
+    library: PathBuf,
+    user: String,
+    password: String,
+}
+
+/// `make run` as the README gives it: `ISYNC_DATA_DIR=<dir> isync serve
+/// --demo` with no `--config` and no `/etc/isync/isync.toml` (a private
+/// `/etc`, as in [`run_with_private_etc`]), listening on a free port of
+/// 127.0.0.1. Returns once the banner is printed; `None` (after saying
+/// why) where no namespace can be made.
+async fn start_demo(data: &Path, stderr: &Path) -> Option<Demo> {
+    const READY: &str = "isync-test: /etc is private";
+    let script = format!("mount -t tmpfs tmpfs /etc || exit 97; echo '{READY}' >&2; exec \"$@\"");
+    let mut cmd = Command::new("unshare");
+    cmd.arg("--mount");
+    if !rustix::process::geteuid().is_root() {
+        cmd.arg("--map-root-user");
+    }
+    // `unshare` and `sh` exec: the child's pid is the server's.
+    cmd.args(["--propagation", "private", "sh", "-c", &script, "sh"])
+        .arg(env!("CARGO_BIN_EXE_isync"))
+        .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
+        .env_remove("ISYNC_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .env("ISYNC_DATA_DIR", data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let server = Server(child, stderr.to_path_buf());
+    // Read to the end on a thread of its own: a closed pipe would fail the
+    // server's next line.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for l in std::io::BufReader::new(out).lines() {
+            let Ok(l) = l else { break };
+            // Still read once nobody listens.
+            let _ = tx.send(l);
+        }
+    });
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        // Ends when the server does (no banner) or after the login line.
+        while let Ok(l) = rx.recv() {
+            let done = l.contains("login:");
+            lines.push(l);
+            if done {
+                break;
+            }
+        }
+        lines
+    })
+    .await
+    .unwrap();
+    let err = std::fs::read_to_string(stderr).unwrap();
+    if !err.contains(READY) {
+        common::mount::cannot_run(&format!(
+            "cannot hide /etc in a mount namespace (unshare): {err}"
+        ));
+        return None;
+    }
+    let after = |prefix: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_string))
+            .unwrap_or_else(|| panic!("no {prefix:?} printed: {lines:?}\n{err}"))
+    };
+    let url = after("isync demo is running at ");
+    let library = PathBuf::from(after("library: "));
+    let login = after("login:");
+    let quoted: Vec<&str> = login.split('"').collect();
+    assert_eq!(
+        quoted.len(),
+        5,
+        "user \"NAME\", password \"PASSWORD\": {login}"
+    );
+    Some(Demo {
+        _server: server,
+        url,
+        library,
+        user: quoted[1].to_string(),
+        password: quoted[3].to_string(),
+    })
+}
+
+/// Every file below `dir` (relative paths), sorted.
+fn files_below(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.path().strip_prefix(dir).unwrap().display().to_string())
+        .filter(|p| !p.starts_with('.'))
+        .collect();
+    out.sort();
+    out
+}
+
+/// README "Two commands": `make run` — `serve --demo` on a fresh machine
+/// (no config file, `ISYNC_DATA_DIR` set) creates the demo library in the
+/// data dir and prints a URL and a login that work over HTTP: the login
+/// succeeds and every file of the library is listed and downloads byte for
+/// byte. Run again, it keeps the library (created once) and resets the
+/// password: the old one is refused, the new one works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_demo_prints_a_url_and_login_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo-data");
+    let Some(demo) = start_demo(&data, &dir.path().join("stderr-1")).await else {
+        return;
+    };
+    assert_eq!(demo.library, data.join("demo-library"));
+    assert_eq!(demo.user, "demo");
+    assert!(demo.password.len() >= 8, "{}", demo.password);
+    let mut expected = vec![
+        "Documents/readme.txt".to_string(),
+        "Family/2023 Winter/Day 1/snow_01.jpg".into(),
+        "Family/2023 Winter/Day 1/snow_02.jpg".into(),
+        "Family/2023 Winter/Day 1/snow_03.jpg".into(),
+        "Family/2024 Summer/beach_01.jpg".into(),
+        "Family/2024 Summer/beach_02.jpg".into(),
+        "Family/2024 Summer/beach_03.jpg".into(),
+        "Family/2024 Summer/beach_04.jpg".into(),
+        "Family/2024 Summer/beach_05.jpg".into(),
+        "Family/2024 Summer/beach_06.jpg".into(),
+        "Family/2024 Summer/portrait_rot6.jpg".into(),
+        "Family/2024 Summer/portrait_rot8.jpg".into(),
+        "Family/2024 Summer/upside_down_rot3.jpg".into(),
+        "Family/Animations/spinner.gif".into(),
+    ];
+    if common::ffmpeg_available() {
+        expected.push("Videos/clip.mp4".into());
+        expected.sort();
+    }
+    assert_eq!(files_below(&demo.library), expected);
+
+    let login = |d: &Demo, password: &str| {
+        let (url, user, password) = (d.url.clone(), d.user.clone(), password.to_string());
+        async move {
+            let api = Api::new(&url);
+            let v = api
+                .get_json(
+                    "/login.icc",
+                    serde_json::json!({"userName": user, "password": password}),
+                )
+                .await;
+            (api, v)
+        }
+    };
+    let (api, v) = login(&demo, &demo.password).await;
+    assert_eq!(v["code"], 0, "{v}");
+    // The library is scanned in the background: wait for all of it.
+    let start = std::time::Instant::now();
+    let listed = loop {
+        let files = api.all_files().await;
+        if files.len() >= expected.len() || start.elapsed() > std::time::Duration::from_secs(60) {
+            break files;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let mut names: Vec<String> = listed
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_string())
+        .collect();
+    names.sort();
+    let mut want: Vec<String> = expected
+        .iter()
+        .map(|p| p.rsplit('/').next().unwrap().to_string())
+        .collect();
+    want.sort();
+    assert_eq!(names, want);
+    for f in &listed {
+        let name = f["name"].as_str().unwrap();
+        let path = expected.iter().find(|p| p.ends_with(name)).unwrap();
+        let r = api.download(id(f), &[]).await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(
+            r.bytes().await.unwrap().to_vec(),
+            std::fs::read(demo.library.join(path)).unwrap(),
+            "{name}"
+        );
+    }
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let first = demo.library.join("Family/2024 Summer/beach_01.jpg");
+    let (ino, bytes) = (inode(&first), std::fs::read(&first).unwrap());
+    let old_password = demo.password.clone();
+    drop(demo);
+
+    let Some(demo) = start_demo(&data, &dir.path().join("stderr-2")).await else {
+        panic!("the namespace worked the first time");
+    };
+    assert_eq!(files_below(&demo.library), expected, "created once");
+    assert_eq!(
+        (inode(&first), std::fs::read(&first).unwrap()),
+        (ino, bytes)
+    );
+    assert_ne!(demo.password, old_password);
+    let (_, v) = login(&demo, &old_password).await;
+    assert_err(&v, BAD_LOGIN);
+    let (api, v) = login(&demo, &demo.password).await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(api.all_files().await.len(), expected.len());
+}
