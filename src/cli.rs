@@ -58,13 +58,20 @@ pub fn serve(mut cfg: Config, listen: Option<String>, demo: bool) -> Result<(), 
             } else {
                 format!("http://{addr}")
             };
-            println!("isync demo is running at {shown}");
-            println!("  library: {}", crate::demo::library_dir(&cfg).display());
-            println!("  login:   user {user:?}, password {password:?}");
-            println!(
-                "  try:     curl -c /tmp/isync.cookies '{shown}/login.icc?userName={user}&password={password}'"
+            let banner = format!(
+                "isync demo is running at {shown}\n  library: {}\n  login:   user {user:?}, \
+                 password {password:?}\n  try:     curl -c /tmp/isync.cookies \
+                 '{shown}/login.icc?userName={user}&password={password}'\n           curl -b \
+                 /tmp/isync.cookies '{shown}/files.icc?pageIndex=0'\n",
+                crate::demo::library_dir(&cfg).display()
             );
-            println!("           curl -b /tmp/isync.cookies '{shown}/files.icc?pageIndex=0'");
+            // Not println!: a reader gone (`serve --demo | head -3`, a closed
+            // terminal) must not stop the server.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+                log::warn!("cannot print the demo login ({e}); reset it with `isync user add demo --password-stdin`");
+            }
         }
         let stop = CancellationToken::new();
         let s2 = stop.clone();

@@ -698,15 +698,24 @@ fn isync_data_dir_overrides_data_dir() {
     assert!(text(&o.stderr).contains("relative/data"), "{}", show(&o));
 }
 
-/// `isync ARGS` without `--config`, in a private mount namespace whose
-/// `/etc` is an empty tmpfs — the machine's `/etc/isync/isync.toml`, if
-/// any, is out of sight and nothing of the machine's is touched — holding
-/// `default_file` as `/etc/isync/isync.toml` when given. `None` (after
-/// saying why) where no namespace can be made; a failure under `CI=true`.
-fn run_with_private_etc(default_file: Option<&str>, args: &[&str]) -> Option<Output> {
-    const READY: &str = "isync-test: /etc is private";
+const READY: &str = "isync-test: /etc is private";
+
+/// `unshare … sh -c SCRIPT sh` to be followed by a command: it runs in a
+/// private mount namespace whose `/etc` is a tmpfs holding a symlink to
+/// each entry of the machine's `/etc` (bind-mounted under `view`, a
+/// folder of the test's) but `isync` — so the machine's
+/// `/etc/isync/isync.toml`, if any, is out of sight, the dynamic loader
+/// and the rest still find their files, and nothing of the machine's is
+/// touched — plus `/etc/isync/isync.toml` holding `$CONF` when that is set.
+/// [`READY`] is written to stderr before the command starts (`unshare`
+/// and `sh` exec: the child's pid is the command's).
+fn with_private_etc(view: &Path) -> Command {
     let script = format!(
-        "mount -t tmpfs tmpfs /etc || exit 97; \
+        "real=\"$VIEW/etc\"; mkdir -p \"$real\" && mount --bind /etc \"$real\" && \
+         mount -t tmpfs tmpfs /etc || exit 97; \
+         for e in \"$real\"/* \"$real\"/.[!.]*; do n=\"${{e##*/}}\"; \
+         if [ -e \"$e\" ] || [ -L \"$e\" ]; then [ \"$n\" = isync ] || ln -s \"$e\" \"/etc/$n\"; fi; \
+         done; \
          if [ -n \"$CONF\" ]; then mkdir /etc/isync && printf '%s' \"$CONF\" > /etc/isync/isync.toml; fi; \
          echo '{READY}' >&2; exec \"$@\""
     );
@@ -716,8 +725,17 @@ fn run_with_private_etc(default_file: Option<&str>, args: &[&str]) -> Option<Out
         cmd.arg("--map-root-user");
     }
     cmd.args(["--propagation", "private", "sh", "-c", &script, "sh"])
-        .arg(env!("CARGO_BIN_EXE_isync"))
-        .args(args);
+        .env("VIEW", view);
+    cmd
+}
+
+/// `isync ARGS` without `--config` [`with_private_etc`], holding
+/// `default_file` as `/etc/isync/isync.toml` when given. `None` (after
+/// saying why) where no namespace can be made; a failure under `CI=true`.
+fn run_with_private_etc(default_file: Option<&str>, args: &[&str]) -> Option<Output> {
+    let view = tempfile::tempdir().unwrap();
+    let mut cmd = with_private_etc(view.path());
+    cmd.arg(env!("CARGO_BIN_EXE_isync")).args(args);
     let conf = default_file.unwrap_or("");
     let mut o = run_env(cmd, &[("CONF", conf)], "");
     let err = text(&o.stderr);
@@ -1046,23 +1064,16 @@ struct Demo {
 
 /// `make run` as the README gives it: `ISYNC_DATA_DIR=<dir> isync serve
 /// --demo` with no `--config` and no `/etc/isync/isync.toml` (a private
-/// `/etc`, as in [`run_with_private_etc`]), listening on a free port of
+/// `/etc`, [`with_private_etc`]), listening on a free port of
 /// 127.0.0.1. Returns once the banner is printed; `None` (after saying
 /// why) where no namespace can be made.
 async fn start_demo(data: &Path, stderr: &Path) -> Option<Demo> {
-    const READY: &str = "isync-test: /etc is private";
-    let script = format!("mount -t tmpfs tmpfs /etc || exit 97; echo '{READY}' >&2; exec \"$@\"");
-    let mut cmd = Command::new("unshare");
-    cmd.arg("--mount");
-    if !rustix::process::geteuid().is_root() {
-        cmd.arg("--map-root-user");
-    }
-    // `unshare` and `sh` exec: the child's pid is the server's.
-    cmd.args(["--propagation", "private", "sh", "-c", &script, "sh"])
-        .arg(env!("CARGO_BIN_EXE_isync"))
+    let mut cmd = with_private_etc(data.parent().unwrap());
+    cmd.arg(env!("CARGO_BIN_EXE_isync"))
         .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
         .env_remove("ISYNC_LOG")
         .env_remove("JOURNAL_STREAM")
+        .env_remove("CONF")
         .env("ISYNC_DATA_DIR", data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1243,4 +1254,58 @@ async fn serve_demo_prints_a_url_and_login_that_work() {
     let (api, v) = login(&demo, &demo.password).await;
     assert_eq!(v["code"], 0, "{v}");
     assert_eq!(api.all_files().await.len(), expected.len());
+}
+
+/// `serve --demo` whose banner nobody reads (`isync serve --demo | head
+/// -3`, a closed terminal): the pipe is closed before it prints, and the
+/// server still starts and answers (it died of a failed println!, exit
+/// 101, before listening).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demo_server_whose_banner_nobody_reads_keeps_running() {
+    let cli = Cli::new();
+    let stderr = cli.path("stderr");
+    let mut cmd = isync(
+        &cli.config(),
+        &["serve", "--demo", "--listen", "127.0.0.1:0"],
+    );
+    cmd.env_remove("ISYNC_LOG")
+        .env_remove("ISYNC_DATA_DIR")
+        .env_remove("JOURNAL_STREAM")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&stderr).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    // Closed at once: the demo library is made before anything is printed.
+    drop(child.stdout.take());
+    let mut server = Server(child, stderr.clone());
+    let start = std::time::Instant::now();
+    let addr = loop {
+        let log = std::fs::read_to_string(&stderr).unwrap();
+        if let Some(a) = log.split("listening on ").nth(1) {
+            break a.lines().next().unwrap().trim().to_string();
+        }
+        if let Some(st) = server.0.try_wait().unwrap() {
+            panic!("the server ended ({st}) before listening:\n{log}");
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "not listening:\n{log}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let api = Api::new(&format!("http://{addr}"));
+    let v = api
+        .get_json(
+            "/login.icc",
+            serde_json::json!({"userName": "demo", "password": "not it"}),
+        )
+        .await;
+    assert_err(&v, BAD_LOGIN);
+    assert!(server.0.try_wait().unwrap().is_none(), "still running");
+    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("WARN") && l.contains("cannot print the demo login")),
+        "{log}"
+    );
 }
