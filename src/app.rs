@@ -144,7 +144,17 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     let cfg = Arc::new(cfg);
     let lock = {
         let dir = cfg.data_dir.clone();
-        tokio::task::spawn_blocking(move || control::lock(&dir)).await??
+        tokio::task::spawn_blocking(move || {
+            use anyhow::Context as _;
+            control::lock(&dir).with_context(|| {
+                format!(
+                    "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, \
+                     to a folder isync may write)",
+                    dir.display()
+                )
+            })
+        })
+        .await??
     };
     let db = {
         let path = cfg.db_path();

@@ -57,26 +57,35 @@ pub fn serve(mut cfg: Config, listen: Option<String>, demo: bool) -> Result<(), 
             .await
             .with_context(|| format!("cannot listen on {addr} (in use? set `listen` or --listen)"))?;
         if let Some((user, password)) = demo_login {
-            // The address really bound (port 0 picks one).
+            // The bound address: `--listen 127.0.0.1:0` prints the port taken.
             let addr = listener.local_addr().unwrap_or(addr);
             let shown = if addr.ip().is_unspecified() {
                 format!("http://127.0.0.1:{}", addr.port())
             } else {
                 format!("http://{addr}")
             };
-            println!("isync demo is running at {shown}");
-            if !addr.ip().is_loopback() {
-                println!(
-                    "  reachable from the network ({addr}): claim it (see README) before \
-                     others do"
-                );
-            }
-            println!("  library: {}", crate::demo::library_dir(&cfg).display());
-            println!("  login:   user {user:?}, password {password:?}");
-            println!(
-                "  try:     curl -c /tmp/isync.cookies '{shown}/login.icc?userName={user}&password={password}'"
+            let banner = format!(
+                "isync demo is running at {shown}\n  library: {}\n  login:   user {user:?}, \
+                 password {password:?}\n  try:     curl -c /tmp/isync.cookies \
+                 '{shown}/login.icc?userName={user}&password={password}'\n           curl -b \
+                 /tmp/isync.cookies '{shown}/files.icc?pageIndex=0'\n{}",
+                crate::demo::library_dir(&cfg).display(),
+                if addr.ip().is_loopback() {
+                    String::new()
+                } else {
+                    format!(
+                        "  reachable from the network ({addr}): claim it (see README) before \
+                         others do\n"
+                    )
+                }
             );
-            println!("           curl -b /tmp/isync.cookies '{shown}/files.icc?pageIndex=0'");
+            // Not println!: a reader gone (`serve --demo | head -3`, a closed
+            // terminal) must not stop the server.
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            if let Err(e) = out.write_all(banner.as_bytes()).and_then(|()| out.flush()) {
+                log::warn!("cannot print the demo login ({e}); reset it with `isync user add demo --password-stdin`");
+            }
         }
         let stop = CancellationToken::new();
         let s2 = stop.clone();
@@ -153,9 +162,12 @@ pub fn scan(cfg: &Config, path: Option<&Path>, confirm_deletions: bool) -> Resul
     };
     let mut said = false;
     let _lock = loop {
-        if let Some(reply) = control::request(&cfg.data_dir, &req)
-            .context("cannot talk to the running isync server")?
-        {
+        if let Some(reply) = control::request(&cfg.data_dir, &req).with_context(|| {
+            format!(
+                "cannot talk to the running isync server at {}",
+                control::socket_path(&cfg.data_dir).display()
+            )
+        })? {
             if !reply.ok {
                 return Err(CliError::Usage(reply.error.unwrap_or_default()));
             }
@@ -165,9 +177,13 @@ pub fn scan(cfg: &Config, path: Option<&Path>, confirm_deletions: bool) -> Resul
             }
             return Ok(());
         }
-        if let Some(lock) = control::try_lock(&cfg.data_dir)
-            .with_context(|| format!("cannot lock {}", cfg.data_dir.display()))?
-        {
+        if let Some(lock) = control::try_lock(&cfg.data_dir).with_context(|| {
+            format!(
+                "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, to \
+                     a folder isync may write)",
+                cfg.data_dir.display()
+            )
+        })? {
             break lock;
         }
         if !said {
@@ -235,16 +251,23 @@ pub fn admin(cfg: &Config, cmd: crate::admin::Command) -> Result<(), CliError> {
     let req = serde_json::to_value(&cmd).context("cannot encode the command")?;
     let mut said = false;
     let _lock = loop {
-        if let Some(v) = control::request_op(&cfg.data_dir, &req)
-            .context("cannot talk to the running isync server")?
-        {
+        if let Some(v) = control::request_op(&cfg.data_dir, &req).with_context(|| {
+            format!(
+                "cannot talk to the running isync server at {}",
+                control::socket_path(&cfg.data_dir).display()
+            )
+        })? {
             let reply: crate::admin::Reply =
                 serde_json::from_value(v).context("unreadable reply from the server")?;
             return finish(reply);
         }
-        if let Some(lock) = control::try_lock(&cfg.data_dir)
-            .with_context(|| format!("cannot lock {}", cfg.data_dir.display()))?
-        {
+        if let Some(lock) = control::try_lock(&cfg.data_dir).with_context(|| {
+            format!(
+                "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, to \
+                     a folder isync may write)",
+                cfg.data_dir.display()
+            )
+        })? {
             break lock;
         }
         if !said {

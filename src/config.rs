@@ -648,54 +648,13 @@ path = "/srv/media/video"
     }
 
     #[test]
-    fn example_file_documents_every_key_and_parses() {
+    fn example_file_parses() {
         let text = include_str!("../isync.example.toml");
         let cfg = Config::parse(text).unwrap();
         assert_eq!(cfg.libraries.len(), 1);
-        // Every top-level key and section of the Config tree is documented.
-        for key in [
-            "listen",
-            "data_dir",
-            "default_user_path",
-            "[share]",
-            "max_links",
-            "lifetime_secs",
-            "[sessions]",
-            "max_online",
-            "idle_timeout_secs",
-            "max_per_user",
-            "max_pending_checks",
-            "[scan]",
-            "threads",
-            "batch_size",
-            "max_delete_share",
-            "max_delete_count",
-            "[thumbnails]",
-            "memory_mb",
-            "[watch]",
-            "enabled",
-            "debounce_ms",
-            "max_watches",
-            "fallback_rescan_secs",
-            "offline_check_secs",
-            "[upload]",
-            "max_file_bytes",
-            "max_thumb_bytes",
-            "stale_after_hours",
-            "min_free_bytes",
-            "user_quota_bytes",
-            "[http]",
-            "header_read_timeout_secs",
-            "keep_alive_timeout_secs",
-            "max_connections",
-            "max_connections_per_address",
-            "[[library]]",
-            "path",
-            "users",
-            "merge",
-        ] {
-            assert!(text.contains(key), "isync.example.toml lacks {key}");
-        }
+        // That it documents every key, and no other, is checked against
+        // these structs by tests/cli.rs
+        // `the_example_config_is_valid_and_documents_every_key`.
     }
 
     #[test]

@@ -275,6 +275,158 @@ async fn conditional_requests() {
     assert_ne!(header(&r, "etag"), etag);
 }
 
+/// README "Downloads honour `If-Modified-Since`" (RFC 9110 §13.1.3): 304
+/// with no body when the file was not modified after the date sent — its
+/// Last-Modified or any later date —, the whole file when it was, when the
+/// date is not an HTTP-date, and once the file changes; `If-None-Match`,
+/// when sent, decides alone. (The date was compared as a string: only the
+/// exact Last-Modified got a 304.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_modified_since() {
+    const T: u64 = 1_700_000_000;
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/data.qqq", &pattern(SIZE))
+        .with_media(|m| set_mtime(&m.join("lib/data.qqq"), T))
+        .spawn()
+        .await;
+    let date = |secs: u64| {
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    };
+    let id = app.api.file_id("data.qqq").await;
+    let r = app.api.download(id, &[]).await;
+    let (modified, etag) = (header(&r, "last-modified"), header(&r, "etag"));
+    assert_eq!(modified, date(T));
+    for (ims, status) in [
+        (modified.clone(), 304),
+        (date(T + 1), 304),
+        (date(T + 100_000_000), 304),
+        // Another spelling of the same instant (RFC 850).
+        ("Tuesday, 14-Nov-23 22:13:20 GMT".to_string(), 304),
+        (date(T - 1), 200),
+        (date(0), 200),
+        ("yesterday".into(), 200),
+        (String::new(), 200),
+    ] {
+        let r = app.api.download(id, &[("If-Modified-Since", &ims)]).await;
+        assert_eq!(r.status(), status, "If-Modified-Since: {ims:?}");
+        assert_eq!(header(&r, "etag"), etag, "{ims:?}");
+        let body = r.bytes().await.unwrap().to_vec();
+        if status == 304 {
+            assert!(body.is_empty(), "{ims:?}");
+        } else {
+            assert_eq!(body, pattern(SIZE), "{ims:?}");
+        }
+    }
+    let r = app
+        .api
+        .download(
+            id,
+            &[
+                ("If-None-Match", "\"other\""),
+                ("If-Modified-Since", &modified),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200, "If-None-Match decides");
+    let r = app
+        .api
+        .download(
+            id,
+            &[("If-None-Match", &etag), ("If-Modified-Since", &date(0))],
+        )
+        .await;
+    assert_eq!(r.status(), 304, "If-None-Match decides");
+
+    // Touched later: modified since.
+    set_mtime(&app.media().join("lib/data.qqq"), T + 60);
+    let r = app
+        .api
+        .download(id, &[("If-Modified-Since", &modified)])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "last-modified"), date(T + 60));
+    assert_eq!(r.bytes().await.unwrap().to_vec(), pattern(SIZE));
+}
+
+/// The `Server-Timing: app;dur=<ms>` value of a response.
+fn server_timing(r: &reqwest::Response, what: &str) -> f64 {
+    let v = header(r, "server-timing");
+    let ms = v
+        .strip_prefix("app;dur=")
+        .unwrap_or_else(|| panic!("{what}: Server-Timing {v:?}"));
+    let ms: f64 = ms
+        .parse()
+        .unwrap_or_else(|_| panic!("{what}: Server-Timing {v:?}"));
+    assert!(ms.is_finite() && ms >= 0.0, "{what}: {v:?}");
+    ms
+}
+
+/// README "Every response carries `Server-Timing: app;dur=<ms>`": a JSON
+/// success and a JSON error, a binary 200, 304 and 206, a binary error,
+/// the 404 of an unknown path and the 405 of a wrong method, with and
+/// without a session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_server_timing() {
+    let app = app().await;
+    let id = app.api.file_id("data.qqq").await;
+    let r = app.api.download(id, &[]).await;
+    let etag = header(&r, "etag");
+    let mut seen = Vec::new();
+    let mut check = |what: &str, r: &reqwest::Response, status: u16| {
+        assert_eq!(r.status(), status, "{what}");
+        server_timing(r, what);
+        seen.push(status);
+    };
+    check("binary", &app.api.download(id, &[]).await, 200);
+    check(
+        "304",
+        &app.api.download(id, &[("If-None-Match", &etag)]).await,
+        304,
+    );
+    check(
+        "206",
+        &app.api.download(id, &[("Range", "bytes=0-9")]).await,
+        206,
+    );
+    check(
+        "416",
+        &app.api.download(id, &[("Range", "bytes=5000-")]).await,
+        416,
+    );
+    check("binary error", &app.api.download(999_999, &[]).await, 404);
+    let r = app.api.get("/files.icc", json!({"pageIndex": 0})).await;
+    assert_eq!(header(&r, "content-type"), "application/json");
+    check("JSON ok", &r, 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], OK);
+    let r = app.anon().get("/files.icc", json!({"pageIndex": 0})).await;
+    check("JSON error (no session)", &r, 200);
+    assert_err(&r.json().await.unwrap(), NEED_LOGIN);
+    let r = app.api.get("/files.icc", json!({"pageIndex": "x"})).await;
+    check("JSON error (bad parameter)", &r, 200);
+    assert_err(&r.json().await.unwrap(), BAD_PARAM);
+    let r = app.anon().get("/no/such/path", json!({})).await;
+    check("404 fallback", &r, 404);
+    let r = app
+        .api
+        .http
+        .post(app.api.url("/downFile.icc.bin"))
+        .send()
+        .await
+        .unwrap();
+    check("405 on a prefixed route", &r, 405);
+    let r = app
+        .api
+        .http
+        .put(app.api.url("/files.icc"))
+        .send()
+        .await
+        .unwrap();
+    check("405 on a route", &r, 405);
+    assert_eq!(seen.len(), 11);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_gone_from_disk_and_bad_ids() {
     let app = app().await;

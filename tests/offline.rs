@@ -8,6 +8,8 @@
 mod common;
 mod live;
 
+use common::mount::{device, Mounts};
+use common::process::Process;
 use common::*;
 use live::{until, Live};
 use serde_json::Value;
@@ -231,4 +233,233 @@ async fn a_deleted_root_folder_goes_offline_and_comes_back_when_restored() {
     assert_eq!(app.api.download(id(a), &[]).await.status(), 200);
     write_file(&app.lib().join("sub/after.jpg"), &jpeg(10, 10, 4, None));
     until("after.jpg listed", || async { app.file("after.jpg").await }).await;
+}
+
+/// Every file and catalog row, as text (ids, paths, probe results), to
+/// show that nothing was removed or changed.
+fn rows(p: &Process) -> String {
+    p.db_read(|c| {
+        let mut out = String::new();
+        for t in ["catalogs", "files"] {
+            let mut st = c.prepare(&format!("SELECT * FROM {t} ORDER BY id"))?;
+            let n = st.column_count();
+            let mut q = st.query([])?;
+            while let Some(r) = q.next()? {
+                out.push_str(t);
+                for i in 0..n {
+                    out.push_str(&format!(" {:?}", r.get_ref(i)?));
+                }
+                out.push('\n');
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// File names recorded, sorted.
+fn names(p: &Process) -> Vec<String> {
+    p.db_read(|c| {
+        let mut st = c.prepare("SELECT name FROM files ORDER BY name")?;
+        let v = st.query_map([], |r| r.get(0))?.collect();
+        v
+    })
+}
+
+/// (marker, device, online) recorded for the one library.
+fn identity(p: &Process) -> (Option<String>, Option<i64>, bool) {
+    p.db_read(|c| {
+        c.query_row(
+            "SELECT marker, device, online FROM libraries WHERE kind = 'config'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+    })
+}
+
+fn same_files(a: &std::path::Path, b: &std::path::Path) {
+    for (rel, bytes) in tree() {
+        for d in [a, b] {
+            write_file(&d.join(rel), &bytes);
+            set_mtime(&d.join(rel), 1_600_000_000);
+        }
+    }
+}
+
+fn out(o: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// README "Disk offline": a read-only root — where no identity marker can
+/// be written — is identified by its device number. Another file system
+/// mounted there with the very same files (names, sizes, mtimes) is another
+/// device: offline, nothing removed, downloads −10011, nothing written on
+/// it; the first one back is online again with the same ids. Through the
+/// real binary, which notices both mount changes by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_root_is_identified_by_its_device() {
+    let mut p = Process::new(&["alice"], "[watch]\noffline_check_secs = 1\n");
+    let (disk_a, disk_b) = (p.dir.path().join("disk-a"), p.dir.path().join("disk-b"));
+    let mut m = Mounts::default();
+    if m.tmpfs(&disk_a).is_none() {
+        return;
+    }
+    m.tmpfs(&disk_b).unwrap();
+    same_files(&disk_a, &disk_b);
+    m.bind_read_only(&disk_a, &p.lib());
+    assert!(
+        std::fs::create_dir(p.lib().join(".isync")).is_err(),
+        "the root is read-only, even for root"
+    );
+
+    p.start(&[("ISYNC_LOG", "debug")]);
+    p.wait_logged("initial scan:", 1).await;
+    assert_eq!(names(&p), ["a.jpg", "b.jpg", "c.jpg"]);
+    let (marker, dev, online) = identity(&p);
+    assert_eq!(marker, None, "no marker could be written");
+    assert_eq!(dev, Some(device(&disk_a) as i64), "the device is recorded");
+    assert!(online);
+    assert!(!disk_a.join(".isync").exists());
+    assert!(
+        !p.logged("identifying it by device").is_empty(),
+        "{:#?}",
+        p.log()
+    );
+    let api = p.login("alice").await;
+    let files = api.all_files().await;
+    let a = files.iter().find(|f| f["name"] == "a.jpg").unwrap();
+    assert_eq!(api.download(id(a), &[]).await.status(), 200);
+    let before = rows(&p);
+
+    // Another disk with the same files is mounted over it.
+    m.bind_read_only(&disk_b, &p.lib());
+    let why = p.wait_logged("is offline:", 1).await;
+    assert!(why[0].contains("another device than recorded"), "{why:?}");
+    assert_eq!(rows(&p), before, "nothing removed or changed");
+    assert!(!identity(&p).2);
+    assert_eq!(api.all_files().await, files, "still listed");
+    assert_binary_err(api.download(id(a), &[]).await, LIBRARY_OFFLINE).await;
+    assert!(!disk_b.join(".isync").exists());
+
+    // The library's own disk again.
+    m.unmount_top(&p.lib());
+    p.wait_logged("is back online", 1).await;
+    assert_eq!(rows(&p), before, "same ids, nothing probed again");
+    assert_eq!(api.download(id(a), &[]).await.status(), 200);
+    assert_eq!(p.logged("is offline:").len(), 1, "said once");
+}
+
+/// README "Disk offline": isync follows the mount table. A file system
+/// mounted over a library's folder (another disk, with files of its own
+/// and no marker) raises no inotify event in the covered folder; the
+/// mount table change alone takes the library offline, with every record
+/// kept and nothing written on the other disk. Unmounted, the library is
+/// back, same records, and watched again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_system_mounted_over_the_library_takes_it_offline_until_unmounted() {
+    let mut p = Process::new(&["alice"], "[watch]\noffline_check_secs = 1\n");
+    for (rel, bytes) in tree() {
+        write_file(&p.lib().join(rel), &bytes);
+    }
+    let other = p.dir.path().join("other-disk");
+    let mut m = Mounts::default();
+    if m.tmpfs(&other).is_none() {
+        return;
+    }
+    write_file(&other.join("stranger.jpg"), &jpeg(10, 10, 9, None));
+    write_file(&other.join("sub/c.jpg"), &jpeg(10, 10, 8, None));
+
+    p.start(&[]);
+    p.wait_logged("initial scan:", 1).await;
+    assert!(p.lib().join(".isync/library-id").is_file());
+    let before = rows(&p);
+
+    m.bind(&other, &p.lib());
+    let why = p.wait_logged("is offline:", 1).await;
+    assert!(why[0].contains("has no .isync/library-id"), "{why:?}");
+    assert_eq!(rows(&p), before, "nothing removed, nothing added");
+    assert!(!identity(&p).2);
+    assert!(!other.join(".isync").exists(), "nothing written on it");
+
+    m.unmount_top(&p.lib());
+    p.wait_logged("is back online", 1).await;
+    assert_eq!(rows(&p), before);
+    write_file(&p.lib().join("after.jpg"), &jpeg(10, 10, 4, None));
+    until("after.jpg recorded", || async {
+        names(&p).contains(&"after.jpg".to_string()).then_some(())
+    })
+    .await;
+    assert_eq!(p.logged("is offline:").len(), 1, "said once");
+}
+
+/// README "Disk offline" and "Command line": a different disk at the
+/// library's path (another isync library's, with its own marker) stays
+/// offline — also through `isync scan` — until `isync scan
+/// --confirm-deletions`, asked of the running server by the real binary,
+/// adopts it: its files replace the old records, its marker becomes the
+/// library's, and it is watched from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_different_disk_is_adopted_only_with_confirm_deletions() {
+    let mut p = Process::new(&["alice"], "[watch]\noffline_check_secs = 1\n");
+    for (rel, bytes) in tree() {
+        write_file(&p.lib().join(rel), &bytes);
+    }
+    p.start(&[]);
+    p.wait_logged("initial scan:", 1).await;
+    let first = std::fs::read_to_string(p.lib().join(".isync/library-id")).unwrap();
+    assert_eq!(identity(&p).0.as_deref(), Some(first.trim()));
+
+    // The other disk: other files, another library's marker.
+    let old = p.dir.path().join("old-disk");
+    std::fs::rename(p.lib(), &old).unwrap();
+    let foreign = "0123456789abcdef0123456789abcdef";
+    write_file(&p.lib().join("d.jpg"), &jpeg(10, 10, 5, None));
+    write_file(&p.lib().join("new/e.jpg"), &jpeg(10, 10, 6, None));
+    write_file(
+        &p.lib().join(".isync/library-id"),
+        format!("{foreign}\n").as_bytes(),
+    );
+    let why = p.wait_logged("is offline:", 1).await;
+    assert!(why[0].contains("belongs to another library"), "{why:?}");
+    let before = rows(&p);
+
+    let o = p.cli(&["scan"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("by the running server"), "{}", out(&o));
+    assert!(text.contains("offline (nothing removed)"), "{}", out(&o));
+    assert_eq!(rows(&p), before, "a plain scan changed nothing");
+
+    let o = p.cli(&["scan", "--confirm-deletions"]);
+    assert!(o.status.success(), "{}", out(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(text.contains("by the running server"), "{}", out(&o));
+    assert!(
+        text.contains("2 added, 0 updated, 3 removed"),
+        "{}",
+        out(&o)
+    );
+    assert!(!text.contains("offline (nothing removed)"), "{}", out(&o));
+    assert_eq!(names(&p), ["d.jpg", "e.jpg"]);
+    let (marker, _, online) = identity(&p);
+    assert_eq!(
+        marker.as_deref(),
+        Some(foreign),
+        "its marker is the library's now"
+    );
+    assert!(online);
+    assert_eq!(p.logged("adopting the folder as it is").len(), 1);
+    // The old disk is untouched.
+    assert!(old.join("a.jpg").is_file() && old.join("sub/c.jpg").is_file());
+
+    // Watched from now on.
+    write_file(&p.lib().join("new/f.jpg"), &jpeg(10, 10, 7, None));
+    until("f.jpg recorded", || async {
+        names(&p).contains(&"f.jpg".to_string()).then_some(())
+    })
+    .await;
 }

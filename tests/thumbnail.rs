@@ -669,6 +669,73 @@ async fn a_completed_upload_is_prerendered_without_the_watcher() {
     assert_eq!(app.state().thumbs.renders(), 0, "served from the cache");
 }
 
+/// README "Renames and moves keep ids … and cached thumbnails": a file
+/// renamed, and a folder moved elsewhere with a file in it, keep their ids
+/// and their cached thumbnails — the same files on disk (same inode, same
+/// bytes), nothing rendered again by the pre-render worker or by a
+/// request, and the thumbnail served is the cached one, of the right
+/// picture.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_thumbnails_survive_a_rename_and_a_move() {
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/a.jpg", &jpeg(1600, 1200, SEED, None))
+        .file("lib/sub/b.jpg", &jpeg(400, 300, SEED, Some(6)))
+        .dir("lib/elsewhere")
+        .watch(false)
+        .spawn()
+        .await;
+    let before = prerendered(&app).await;
+    assert_eq!(before.written, 4, "{before:?}");
+    let ids = [
+        app.api.file_id("a.jpg").await,
+        app.api.file_id("b.jpg").await,
+    ];
+    let on_disk = |id: i64| -> Vec<(std::path::PathBuf, u64, Vec<u8>)> {
+        [0, 1]
+            .into_iter()
+            .flat_map(|level| cached(&app, id, level))
+            .map(|p| {
+                let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&p).unwrap());
+                let bytes = std::fs::read(&p).unwrap();
+                (p, ino, bytes)
+            })
+            .collect()
+    };
+    let cache: Vec<_> = ids.iter().map(|&id| on_disk(id)).collect();
+    assert!(cache.iter().all(|c| c.len() == 2), "two levels each");
+
+    let lib = app.media().join("lib");
+    std::fs::rename(lib.join("a.jpg"), lib.join("renamed.jpg")).unwrap();
+    std::fs::rename(lib.join("sub"), lib.join("elsewhere/moved")).unwrap();
+    let report = app.rescan().await;
+    assert_eq!(
+        (report.added, report.removed, report.moved),
+        (0, 0, 1),
+        "{report}"
+    );
+    assert_eq!(report.catalogs_moved, 1, "{report}");
+    assert_eq!(app.api.file_id("renamed.jpg").await, ids[0]);
+    assert_eq!(app.api.file_id("b.jpg").await, ids[1]);
+
+    let after = prerendered(&app).await;
+    assert_eq!(
+        after.written, before.written,
+        "nothing rendered again: {after:?}"
+    );
+    for (id, was) in ids.iter().zip(&cache) {
+        assert_eq!(&on_disk(*id), was, "the cached files of {id} are kept");
+    }
+    let (_, bytes, img) = thumb_ok(&app.api, ids[0], json!(1)).await;
+    assert_eq!(bytes, std::fs::read(&cached(&app, ids[0], 1)[0]).unwrap());
+    assert_eq!((img.dimensions(), red_corner(&img)), ((800, 600), "tl"));
+    let (_, bytes, img) = thumb_ok(&app.api, ids[1], json!(0)).await;
+    assert_eq!(bytes, std::fs::read(&cached(&app, ids[1], 0)[0]).unwrap());
+    assert_eq!((img.dimensions(), red_corner(&img)), ((120, 160), "tr"));
+    assert_eq!(app.state().thumbs.renders(), 0, "served from the cache");
+}
+
 // ------------------------------------------------------------------ attacks
 
 /// Opens of files in a folder, seen through inotify: what the server (and
@@ -796,9 +863,16 @@ async fn a_playlist_posing_as_a_video_opens_no_other_file() {
         target.display()
     );
     // Watched from before the server starts: the initial scan's ffprobe
-    // counts too.
+    // counts too. The scan of bob's own library opens secret.ts (every
+    // listed file is checked readable): `bob_scanned` is the scan's opens
+    // of it, all before the first request, and only those.
     let opens = OpenWatch::new(&b.media().join("bobs"));
     let app = b.file("photos/evil.mp4", playlist.as_bytes()).spawn().await;
+    let bob_scanned = opens.touched().iter().filter(|n| *n == "secret.ts").count();
+    assert!(
+        bob_scanned <= 1,
+        "the scan opened secret.ts {bob_scanned} times"
+    );
     let uploaded = upload_as(&app.api, "evil.m3u8", "m3u8", 4, playlist.as_bytes()).await;
     prerendered(&app).await;
     let in_library = app.api.file_id("evil.mp4").await;

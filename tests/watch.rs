@@ -434,3 +434,136 @@ async fn deleting_the_root_catalog_keeps_the_library_served_and_watched() {
     })
     .await;
 }
+
+/// Sends `sig` (`STOP`, `CONT`) to process `pid`.
+fn signal(pid: u32, sig: &str) {
+    let st = std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+/// Waits until the image `name` is listed for `api` (failing after the
+/// deadline); images only, so tens of thousands of other files do not
+/// push it off the page.
+async fn listed(api: &Api, name: &str) {
+    until(&format!("{name} listed"), || async {
+        api.files(json!({"pageIndex": 0, "maxPerPage": 10000, "types": "1"}))
+            .await
+            .iter()
+            .any(|f| f["name"] == name)
+            .then_some(())
+    })
+    .await;
+}
+
+/// README "Watch limit": "An overflowing event queue is handled the same
+/// way: one warning, one full rescan." The real binary is stopped
+/// (SIGSTOP) while more events than the kernel's queue holds
+/// (`fs.inotify.max_queued_events`) happen in one folder, then a file is
+/// written in another folder — its events are lost. Continued, the server
+/// lists that file (only a full rescan can find it) after exactly one full
+/// rescan; a file written next is picked up by an ordinary scan of its
+/// folder (no second full rescan was pending). Twice: the warning is
+/// logged once, each overflow costs one full rescan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_event_queue_costs_one_warning_and_one_full_rescan() {
+    let queue: usize = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut p = common::process::Process::new(&["alice"], "");
+    let lib = p.lib();
+    for d in ["burst-1", "burst-2", "other"] {
+        std::fs::create_dir_all(lib.join(d)).unwrap();
+    }
+    write_file(&lib.join("other/a.jpg"), &jpeg(20, 10, 1, None));
+    p.start(&[("ISYNC_LOG", "debug")]);
+    let api = p.login("alice").await;
+    listed(&api, "a.jpg").await;
+    // An event after the start is seen: the watches are in place.
+    write_file(&lib.join("other/probe.jpg"), &jpeg(20, 10, 2, None));
+    listed(&api, "probe.jpg").await;
+    let root = format!("library {}:", lib.display());
+    let scans = |p: &common::process::Process, kind: &str| {
+        p.logged(&root).iter().filter(|l| l.ends_with(kind)).count()
+    };
+    let warning = "inotify queue overflow";
+    assert_eq!(p.logged(warning).len(), 0);
+    for round in 1..=2 {
+        let full = scans(&p, "(full rescan)");
+        signal(p.pid(), "STOP");
+        // A create and a close-write each: twice the queue.
+        for i in 0..queue {
+            std::fs::File::create(lib.join(format!("burst-{round}/f{i:05}.txt"))).unwrap();
+        }
+        let late = format!("late-{round}.jpg");
+        write_file(&lib.join("other").join(&late), &jpeg(20, 10, 3, None));
+        signal(p.pid(), "CONT");
+        listed(&api, &late).await;
+        p.wait_logged("(full rescan)", full + 1).await;
+        let next = format!("next-{round}.jpg");
+        let ordinary = p.logged("(1 folders)").len();
+        write_file(&lib.join("other").join(&next), &jpeg(20, 10, 4, None));
+        listed(&api, &next).await;
+        p.wait_logged("(1 folders)", ordinary + 1).await;
+        let last = p.logged(&root).last().cloned().unwrap_or_default();
+        assert!(
+            last.contains("1 added") && last.ends_with("(1 folders)"),
+            "{next} is found by a scan of its folder: {last}"
+        );
+        assert_eq!(
+            scans(&p, "(full rescan)"),
+            full + 1,
+            "round {round}: one full rescan:\n{}",
+            p.logged(&root).join("\n")
+        );
+        let warned = p.logged(warning);
+        assert_eq!(warned.len(), 1, "{warned:?}");
+        assert!(warned[0].starts_with("WARN"), "{warned:?}");
+    }
+    let files: i64 = p.db_read(|c| c.query_row("SELECT count(*) FROM files", [], |r| r.get(0)));
+    assert_eq!(files, 2 * queue as i64 + 6, "every file recorded once");
+}
+
+/// README "Watching": "a folder that keeps changing [is scanned] at least
+/// once a second" — not only once it is quiet. With a debounce of a
+/// minute (`watch.debounce_ms` at its maximum) a folder is changed without
+/// pause (a new file after each look at the listing) until its files have
+/// been picked up by three successive scans, each seeing more of them:
+/// scans happen while it keeps changing, long before any quiet minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_that_keeps_changing_is_scanned_while_it_changes() {
+    let app = Live::start(&three(), |c| c.watch.debounce_ms = 60_000).await;
+    use std::sync::atomic::Ordering::Relaxed;
+    let busy = app.lib().join("busy");
+    std::fs::create_dir_all(&busy).unwrap();
+    let start = std::time::Instant::now();
+    let (mut written, mut seen) = (0usize, Vec::new());
+    let scans_before = app.stats().scans.load(Relaxed);
+    while seen.len() < 3 {
+        write_file(&busy.join(format!("f{written:05}.txt")), b"x");
+        written += 1;
+        let listed = app
+            .api
+            .all_files()
+            .await
+            .iter()
+            .filter(|f| f["name"].as_str().is_some_and(|n| n.starts_with('f')))
+            .count();
+        if listed > seen.last().copied().unwrap_or(0) {
+            assert!(listed <= written);
+            seen.push(listed);
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(40),
+            "no scan while the folder kept changing ({written} files written, seen {seen:?}); \
+             a quiet folder would wait for 60 s"
+        );
+    }
+    let scans = app.stats().scans.load(Relaxed) - scans_before;
+    assert!(scans >= 3, "{scans} scans, listed after each: {seen:?}");
+}

@@ -148,7 +148,13 @@ pub fn send_open(
     let hdr = |name: header::HeaderName| req.get(name).and_then(|v| v.to_str().ok());
     let not_modified = match hdr(header::IF_NONE_MATCH) {
         Some(inm) => inm.split(',').any(|t| t.trim() == etag || t.trim() == "*"),
-        None => hdr(header::IF_MODIFIED_SINCE).is_some_and(|ims| ims == last_modified),
+        // Not modified since a date at or after the file's (whole
+        // seconds, as Last-Modified gives them); an invalid date is
+        // ignored (RFC 9110 §13.1.3).
+        None => hdr(header::IF_MODIFIED_SINCE)
+            .and_then(|ims| httpdate::parse_http_date(ims).ok())
+            .and_then(|ims| ims.duration_since(UNIX_EPOCH).ok())
+            .is_some_and(|ims| mtime_secs <= ims.as_secs()),
     };
     if not_modified {
         return (StatusCode::NOT_MODIFIED, h).into_response();

@@ -135,14 +135,7 @@ pub fn lock(data_dir: &Path) -> std::io::Result<DataDirLock> {
 pub fn request(data_dir: &Path, req: &ScanRequest) -> std::io::Result<Option<ScanReply>> {
     let mut s = match UnixStream::connect(socket_path(data_dir)) {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None)
-        }
+        Err(e) if no_server(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
     let mut line = serde_json::to_string(req)?;
@@ -151,6 +144,16 @@ pub fn request(data_dir: &Path, req: &ScanRequest) -> std::io::Result<Option<Sca
     let reply: ScanReply = serde_json::from_str(&read_reply(s)?)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     Ok(Some(reply))
+}
+
+/// Whether a failed connect to the socket means that no server runs: no
+/// socket, nobody listening, or a data dir that does not exist as a folder
+/// (the caller then fails on the data dir itself, naming it).
+fn no_server(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    ) || e.raw_os_error() == Some(rustix::io::Errno::NOTDIR.raw_os_error())
 }
 
 /// The server's one reply line, at most [`MAX_REPLY_BYTES`].
@@ -185,14 +188,7 @@ pub fn request_op(
 ) -> std::io::Result<Option<serde_json::Value>> {
     let mut s = match UnixStream::connect(socket_path(data_dir)) {
         Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None)
-        }
+        Err(e) if no_server(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
     let mut line = serde_json::to_string(req)?;

@@ -557,9 +557,11 @@ impl Scanner {
         // 2. With the moves applied: what is really gone, what is new.
         let gone = gone_folders(&cat_by_path, &root_key, &listed, &seen, &vanished);
         let gone_ids: HashSet<CatalogId> = gone.all.iter().map(|(_, id)| *id).collect();
+        // A new folder that cannot be read costs no catalog either.
+        let unreadable: HashSet<String> = w.unreadable.iter().map(|p| path_key(p)).collect();
         let mut new_dirs: Vec<(&String, &std::fs::Metadata)> = seen_meta
             .iter()
-            .filter(|(p, _)| !cat_by_path.contains_key(*p))
+            .filter(|(p, _)| !cat_by_path.contains_key(*p) && !unreadable.contains(*p))
             .map(|(p, m)| (p, *m))
             .collect();
         new_dirs.sort_by_key(|(p, _)| p.len());
@@ -894,13 +896,21 @@ impl Scanner {
 fn probe_one(f: &SeenFile, cat: CatalogId, root_id: CatalogId) -> Option<files::ScannedFile> {
     let path = f.dir.join(&f.name);
     let guess = probe::classify_by_name(&path);
+    let seen = {
+        use std::os::unix::fs::MetadataExt;
+        (f.meta.dev(), f.meta.ino())
+    };
     let (file_type, info) = if guess == FileType::Other {
+        // Not probed, but it must be readable to be listed: a record of a
+        // file nobody can download is worse than none (README "Scanning").
+        // Opened as a probe opens (no symlink followed, no wait on a FIFO,
+        // the file the walk saw).
+        if let Err(e) = probe::open_checked(&path, Some(seen)) {
+            log::warn!("scan: {e}; skipped");
+            return None;
+        }
         (FileType::Other, MediaInfo::default())
     } else {
-        let seen = {
-            use std::os::unix::fs::MetadataExt;
-            (f.meta.dev(), f.meta.ino())
-        };
         match probe::probe_expecting(&path, guess, Some(seen)) {
             Ok(r) => r,
             Err(probe::ProbeError::Io { source, .. }) => {

@@ -33,6 +33,9 @@ pub struct Walk {
     /// Folders asked for that no longer exist (their records may be gone or
     /// moved).
     pub vanished: Vec<PathBuf>,
+    /// Folders seen whose entries could not be read: a new one gets no
+    /// catalog until it can be read (a known one keeps its records).
+    pub unreadable: Vec<PathBuf>,
     pub skipped: usize,
 }
 
@@ -91,8 +94,10 @@ impl Walk {
                 self.files.push(SeenFile { dir, name, meta });
             }
         }
-        self.listed
-            .extend(entered.into_iter().filter(|d| !unreadable.contains(d)));
+        let (unlisted, listed): (Vec<PathBuf>, Vec<PathBuf>) =
+            entered.into_iter().partition(|d| unreadable.contains(d));
+        self.listed.extend(listed);
+        self.unreadable.extend(unlisted);
     }
 
     /// Lists each folder of `dirs` (not recursively); a sub-folder for which

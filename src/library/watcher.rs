@@ -814,18 +814,16 @@ impl State {
         };
         self.stats.scans.fetch_add(1, Ordering::Relaxed);
         let report = r.map_err(|e| DbError::Join(e.to_string()))?;
+        let kind = if full {
+            "full rescan".to_string()
+        } else {
+            format!("{n_dirs} folders")
+        };
         match &report {
-            Ok(r) if r.changed_anything() || r.held_back > 0 => log::info!(
-                "library {}: {} ({})",
-                self.libs[i].root.display(),
-                r,
-                if full {
-                    "full rescan".to_string()
-                } else {
-                    format!("{n_dirs} folders")
-                }
-            ),
-            Ok(r) => log::debug!("library {}: {r}", self.libs[i].root.display()),
+            Ok(r) if r.changed_anything() || r.held_back > 0 => {
+                log::info!("library {}: {r} ({kind})", self.libs[i].root.display())
+            }
+            Ok(r) => log::debug!("library {}: {r} ({kind})", self.libs[i].root.display()),
             Err(e) => log::error!(
                 "library {}: scan after file events failed: {e}",
                 self.libs[i].root.display()

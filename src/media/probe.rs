@@ -108,7 +108,7 @@ pub fn probe_expecting(
     guess: FileType,
     expect: Option<(u64, u64)>,
 ) -> Result<(FileType, MediaInfo), ProbeError> {
-    let file = open_plain(path, expect)?;
+    let file = open_checked(path, expect)?;
     match guess {
         FileType::Video | FileType::Audio => probe_av(file, path),
         // Type by content: a `.jpg` that is really a PNG or a GIF is still
@@ -119,8 +119,8 @@ pub fn probe_expecting(
 
 /// Opens `path` for probing: the last component not followed if it is a
 /// symlink, not blocking on a FIFO, a regular file only, and (when given)
-/// the expected (device, inode).
-fn open_plain(path: &Path, expect: Option<(u64, u64)>) -> Result<File, ProbeError> {
+/// the expected (device, inode). `Io` errors otherwise.
+pub fn open_checked(path: &Path, expect: Option<(u64, u64)>) -> Result<File, ProbeError> {
     use rustix::fs::{Mode, OFlags};
     use std::os::unix::fs::MetadataExt;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
@@ -494,7 +494,7 @@ fn media_from_mp4(info: &mp4::Mp4Info) -> (FileType, MediaInfo) {
 /// would otherwise make it open the files listed (`container.rs`).
 pub fn probe_with_ffprobe(path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
     // O_NONBLOCK: a FIFO in its place must not hang the probe thread.
-    ffprobe_file(open_plain(path, None)?, path)
+    ffprobe_file(open_checked(path, None)?, path)
 }
 
 /// [`probe_with_ffprobe`] of a regular file already opened.

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
+/// How long [`Process::wait_logged`] waits before failing (generous: two
+/// shared cores, debug build).
+pub const LOG_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 #[allow(dead_code)]
 pub struct Process {
     /// Dropped after the process is killed and before the folder goes
@@ -88,8 +92,23 @@ impl Process {
         c.arg("--config")
             .arg(&self.config)
             .env_remove("JOURNAL_STREAM")
+            .env_remove("ISYNC_DATA_DIR")
             .env_remove("ISYNC_FAILPOINT");
         c
+    }
+
+    /// Runs the command line `isync --config <this config> ARGS` (beside
+    /// the server, when one runs) and waits for it.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.command()
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.config.clone()
     }
 
     pub fn lib(&self) -> PathBuf {
@@ -158,6 +177,35 @@ impl Process {
     /// The log lines so far.
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
+    }
+
+    /// The log lines so far that contain `needle`.
+    pub fn logged(&self, needle: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until `needle` has been logged `times` times (polling the
+    /// log; fails after [`LOG_WAIT`]); returns those lines.
+    pub async fn wait_logged(&self, needle: &str, times: usize) -> Vec<String> {
+        let start = std::time::Instant::now();
+        loop {
+            let hits = self.logged(needle);
+            if hits.len() >= times {
+                return hits;
+            }
+            assert!(
+                self.child.is_some() && start.elapsed() < LOG_WAIT,
+                "{needle:?} not logged {times} times within {LOG_WAIT:?}; the log:\n{}",
+                self.log().join("\n")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 
     /// A logged-in client.
