@@ -475,6 +475,74 @@ impl Walk {
     }
 }
 
+/// RGB(A) rows as YCbCr for a 4:2:0 JPEG, each pixel's chroma the mean of
+/// its 2x2 block. jpeg-encoder subsamples by taking one pixel of each block
+/// (the top-left); on a fine pattern (text, a screenshot's dither, fabric)
+/// that pixel's colour then stands for all four and the thumbnail takes a
+/// false tint. libjpeg and every camera average, and so do we: as the
+/// encoder reads the block's top-left pixel, every pixel of a block gets
+/// the block's mean chroma. Luma stays per pixel.
+struct AveragedChroma<'a> {
+    data: &'a [u8],
+    bpp: usize,
+    width: u16,
+    height: u16,
+}
+
+impl jpeg_encoder::ImageBuffer for AveragedChroma<'_> {
+    fn get_jpeg_color_type(&self) -> jpeg_encoder::JpegColorType {
+        jpeg_encoder::JpegColorType::Ycbcr
+    }
+
+    fn width(&self) -> u16 {
+        self.width
+    }
+
+    fn height(&self) -> u16 {
+        self.height
+    }
+
+    fn fill_buffers(&self, y: u16, buffers: &mut [Vec<u8>; 4]) {
+        let (w, h, bpp) = (usize::from(self.width), usize::from(self.height), self.bpp);
+        let row = |y: usize| &self.data[y * w * bpp..(y + 1) * w * bpp];
+        let y = usize::from(y);
+        let (top, bottom) = (row(y & !1), row((y | 1).min(h - 1)));
+        let here = row(y);
+        let [luma, cb, cr, _] = buffers;
+        luma.reserve(w);
+        cb.reserve(w);
+        cr.reserve(w);
+        // jpeg-encoder's own fixed-point conversion (`rgb_to_ycbcr`), split
+        // so that luma is per pixel and chroma per block.
+        for (x, p) in here.chunks_exact(bpp).enumerate() {
+            let (r, g, b) = (i32::from(p[0]), i32::from(p[1]), i32::from(p[2]));
+            luma.push(((19595 * r + 38470 * g + 7471 * b + 0x7FFF) >> 16) as u8);
+            if x % 2 == 1 {
+                continue;
+            }
+            let x1 = (x + 1).min(w - 1);
+            // The block's summed colour; the conversion is linear, so its
+            // chroma (rounded once) is the mean of the four pixels'.
+            let mut sum = [0i32; 3];
+            for r in [top, bottom] {
+                for i in [x * bpp, x1 * bpp] {
+                    for (c, s) in sum.iter_mut().enumerate() {
+                        *s += i32::from(r[i + c]);
+                    }
+                }
+            }
+            let [r, g, b] = sum;
+            let u = ((-11059 * r - 21709 * g + 32768 * b + (512 << 16) + 0x1_FFFF) >> 18) as u8;
+            let v = ((32768 * r - 27439 * g - 5329 * b + (512 << 16) + 0x1_FFFF) >> 18) as u8;
+            let n = if x1 > x { 2 } else { 1 };
+            for _ in 0..n {
+                cb.push(u);
+                cr.push(v);
+            }
+        }
+    }
+}
+
 /// Encodes as PNG when any pixel is not fully opaque, else as a baseline
 /// 4:2:0 JPEG. jpeg-encoder (SIMD on x86, plain Rust elsewhere) takes 4 ms
 /// for 800x600 where the `image` crate's encoder takes 12–20 ms.
@@ -496,11 +564,6 @@ pub(crate) fn encode(src: Raster) -> Result<Thumb, String> {
             content_type: CONTENT_TYPE_PNG,
         });
     }
-    let color = if src.alpha {
-        jpeg_encoder::ColorType::Rgba // alpha all opaque: dropped
-    } else {
-        jpeg_encoder::ColorType::Rgb
-    };
     let (w, h) = (
         u16::try_from(src.width).map_err(|e| e.to_string())?,
         u16::try_from(src.height).map_err(|e| e.to_string())?,
@@ -508,7 +571,13 @@ pub(crate) fn encode(src: Raster) -> Result<Thumb, String> {
     let mut encoder = jpeg_encoder::Encoder::new(&mut bytes, THUMB_JPEG_QUALITY);
     encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     encoder
-        .encode(&src.data, w, h, color)
+        .encode_image(AveragedChroma {
+            data: &src.data,
+            // Alpha, all opaque here, is dropped.
+            bpp: if src.alpha { 4 } else { 3 },
+            width: w,
+            height: h,
+        })
         .map_err(|e| e.to_string())?;
     Ok(Thumb {
         bytes,
@@ -647,6 +716,66 @@ mod tests {
             7 => imageops::flip_horizontal(&imageops::rotate270(upright)),
             8 => imageops::rotate90(upright), // shown rotated 90° counter-clockwise
             _ => unreachable!(),
+        }
+    }
+
+    /// Issue #15: jpeg-encoder's 4:2:0 takes each 2x2 block's top-left
+    /// chroma, so a 1-pixel dither of blue and yellow (grey from any
+    /// distance) came out blue, off by ~100 levels. Averaged chroma keeps
+    /// every 8x8 area's mean colour within a few levels, like libjpeg; an
+    /// odd width and height and an RGBA raster too. Fails on point sampling.
+    #[test]
+    fn chroma_is_averaged_not_point_sampled() {
+        for (w, h, alpha) in [(64u32, 48u32, false), (63, 47, false), (64, 48, true)] {
+            let bpp = if alpha { 4 } else { 3 };
+            let mut data = Vec::new();
+            for y in 0..h {
+                for x in 0..w {
+                    let px: [u8; 3] = if (x + y) % 2 == 0 {
+                        [0, 0, 255]
+                    } else {
+                        [255, 255, 0]
+                    };
+                    data.extend_from_slice(&px);
+                    if alpha {
+                        data.push(255);
+                    }
+                }
+            }
+            let src = data.clone();
+            let thumb = encode(Raster {
+                width: w,
+                height: h,
+                alpha,
+                data,
+            })
+            .unwrap();
+            assert_eq!(thumb.content_type, CONTENT_TYPE_JPEG);
+            let img = decode(&thumb.bytes);
+            assert_eq!(img.dimensions(), (w, h));
+            let mut worst = 0i32;
+            for by in 0..h / 8 {
+                for bx in 0..w / 8 {
+                    let (mut want, mut got) = ([0i32; 3], [0i32; 3]);
+                    for y in by * 8..by * 8 + 8 {
+                        for x in bx * 8..bx * 8 + 8 {
+                            let i = ((y * w + x) as usize) * bpp;
+                            let p = img.get_pixel(x, y).0;
+                            for c in 0..3 {
+                                want[c] += i32::from(src[i + c]);
+                                got[c] += i32::from(p[c]);
+                            }
+                        }
+                    }
+                    for c in 0..3 {
+                        worst = worst.max((want[c] - got[c]).abs() / 64);
+                    }
+                }
+            }
+            assert!(
+                worst <= 12,
+                "{w}x{h} alpha {alpha}: an 8x8 mean off by {worst}"
+            );
         }
     }
 
