@@ -354,6 +354,8 @@ async fn half_open_slow_header_and_idle_connections_are_closed_requests_in_fligh
         .iter()
         .enumerate()
         .all(|(i, b)| *b == (i % 251) as u8));
+    // Sent from the page cache with sendfile (http/sendfile.rs).
+    assert!(st.sendfile_bytes.load(Ordering::Relaxed) >= BIG as u64);
 }
 
 /// Reads one response (head and `Content-Length` body) 16 KiB at a time;
