@@ -467,7 +467,7 @@ fn latency() {
         }
     }
     println!("latency (ms; client = what the client saw, server = Server-Timing):");
-    for (conns, n) in [(1usize, 400usize), (50, 40)] {
+    for (conns, n) in [(1usize, 200usize), (50, 40)] {
         for k in 0..plans[0].len() {
             for round in 0..2 {
                 // Interleaved: both servers each round.

@@ -125,8 +125,30 @@ fn writable_now(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
     }
 }
 
+/// How long a `sendfile` job waits in its thread for room in a full send
+/// buffer before handing the wait back to the runtime. A client reading at
+/// full speed makes room within microseconds: waiting here keeps one job
+/// per region instead of one per `EPOLLOUT` (a thread hand-off and a
+/// wake-up each, which cost twice nginx's CPU per GB in `benches/edge.rs`);
+/// a client that stopped reading holds the thread no longer than this.
+const ROOM_WAIT_MS: i32 = 20;
+
+/// Whether the socket gets room to write within [`ROOM_WAIT_MS`].
+fn room_soon(sock: &OwnedFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        sock,
+        rustix::event::PollFlags::OUT,
+    )];
+    let wait = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(ROOM_WAIT_MS) * 1_000_000,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&wait)), Ok(n) if n > 0)
+        && fds[0].revents().contains(rustix::event::PollFlags::OUT)
+}
+
 /// Sends up to `len` bytes of `file` from `offset` to the non-blocking
-/// socket `sock`, until done or the send buffer is full. Where the file
+/// socket `sock`, until done or the send buffer stays full (see [`ROOM_WAIT_MS`]). Where the file
 /// system cannot `sendfile` (EINVAL, ENOSYS: some FUSE and network file
 /// systems), it reads and writes instead. Blocking (a disk read).
 fn send_region(sock: &OwnedFd, file: &File, offset: u64, len: usize) -> std::io::Result<Sent> {
@@ -137,6 +159,7 @@ fn send_region(sock: &OwnedFd, file: &File, offset: u64, len: usize) -> std::io:
             Ok(0) => return Err(shrank()),
             Ok(n) => sent += n,
             Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if room_soon(sock) => {}
             Err(Errno::AGAIN) => {
                 return Ok(Sent {
                     bytes: sent,
@@ -173,6 +196,7 @@ fn copy_region(sock: &OwnedFd, file: &File, offset: u64, len: usize) -> std::io:
             match rustix::io::write(sock, &buf[done..n]) {
                 Ok(w) => done += w,
                 Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) if room_soon(sock) => {}
                 Err(Errno::AGAIN) => {
                     return Ok(Sent {
                         bytes: sent + done,
