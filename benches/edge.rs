@@ -93,9 +93,21 @@ struct Server {
 }
 
 impl Drop for Server {
+    /// SIGTERM, so that nginx's master takes its workers down with it (a
+    /// SIGKILL left them running, orphaned); then whatever of the family
+    /// is still there is killed.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        use rustix::process::{kill_process, Pid, Signal};
+        let family = self.pids();
+        let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
         let _ = self.child.wait();
+        for pid in family
+            .into_iter()
+            .skip(1)
+            .filter_map(|p| Pid::from_raw(p as i32))
+        {
+            let _ = kill_process(pid, Signal::KILL);
+        }
     }
 }
 
