@@ -1,24 +1,224 @@
 //! The IO of one accepted connection as hyper sees it: the TCP stream,
 //! reporting each read to the connection's [`Activity`] (a request head
-//! starting is what starts the header-read timeout).
+//! starting is what starts the header-read timeout), and writing file
+//! bodies with `sendfile` (see `http::sendfile`).
+//!
+//! A `sendfile` reads the file: from the page cache it is a copy, from the
+//! USB disk a wait. So it runs on the blocking pool, like every other file
+//! read, on a duplicate of the socket's descriptor (which a dropped
+//! connection cannot close under it). The socket stays non-blocking: a
+//! full send buffer ends the call early, and the task waits for the
+//! socket to become writable on the runtime, holding no thread.
 
-use crate::http::serve::Activity;
+use crate::http::sendfile::{marker_offset, Queue};
+use crate::http::serve::{Activity, ConnStats};
+use rustix::io::Errno;
+use std::fs::File;
+use std::future::Future;
 use std::io::IoSlice;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use std::task::{ready, Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 pub struct ConnIo {
     stream: TcpStream,
     activity: Arc<Activity>,
+    stats: Arc<ConnStats>,
+    queue: Arc<Queue>,
+    /// A duplicate of the socket for `sendfile` on the blocking pool.
+    sock: Option<Arc<OwnedFd>>,
+    job: Option<JoinHandle<std::io::Result<Sent>>>,
+}
+
+/// What one blocking `sendfile` job did.
+struct Sent {
+    bytes: usize,
+    /// The socket's send buffer filled up (`EAGAIN`).
+    full: bool,
 }
 
 impl ConnIo {
-    pub fn new(stream: TcpStream, activity: Arc<Activity>) -> ConnIo {
-        ConnIo { stream, activity }
+    pub fn new(stream: TcpStream, activity: Arc<Activity>, stats: Arc<ConnStats>) -> ConnIo {
+        ConnIo {
+            stream,
+            activity,
+            stats,
+            queue: Arc::new(Queue::default()),
+            sock: None,
+            job: None,
+        }
     }
+
+    /// The queue [`crate::http::sendfile::adopt`] puts this connection's
+    /// file regions on.
+    pub fn sendfile_queue(&self) -> Arc<Queue> {
+        self.queue.clone()
+    }
+
+    /// Sends (part of) the marker slice `buf`, which stands for bytes of
+    /// the region at the head of the queue; returns how many were sent.
+    fn poll_sendfile(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        loop {
+            if let Some(job) = &mut self.job {
+                let done = ready!(Pin::new(job).poll(cx));
+                self.job = None;
+                let sent = done.map_err(std::io::Error::other)??;
+                if sent.full {
+                    // The send buffer filled up in the other thread: make
+                    // the runtime forget its stale "writable" so that the
+                    // next wait is for real room (checked inside try_io,
+                    // so an event arriving meanwhile is not lost).
+                    let fd = self.stream.as_fd();
+                    match self.stream.try_io(Interest::WRITABLE, || writable_now(fd)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Poll::Ready(Err(e)),
+                    }
+                }
+                if sent.bytes > 0 {
+                    self.queue.sent(sent.bytes);
+                    self.stats
+                        .sendfile_bytes
+                        .fetch_add(sent.bytes as u64, std::sync::atomic::Ordering::Relaxed);
+                    return Poll::Ready(Ok(sent.bytes));
+                }
+                continue;
+            }
+            ready!(self.stream.poll_write_ready(cx))?;
+            let at = marker_offset(buf).expect("a marker slice");
+            let (file, offset, len) = self.queue.next(at, buf.len())?;
+            let sock = match &self.sock {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(self.stream.as_fd().try_clone_to_owned()?);
+                    self.sock = Some(s.clone());
+                    s
+                }
+            };
+            self.job = Some(tokio::task::spawn_blocking(move || {
+                send_region(&sock, &file, offset, len)
+            }));
+        }
+    }
+}
+
+/// Whether the socket has room to write now (`poll` without waiting).
+fn writable_now(fd: std::os::fd::BorrowedFd<'_>) -> std::io::Result<()> {
+    let mut fds = [rustix::event::PollFd::new(
+        &fd,
+        rustix::event::PollFlags::OUT,
+    )];
+    let zero = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    rustix::event::poll(&mut fds, Some(&zero))?;
+    if fds[0].revents().contains(rustix::event::PollFlags::OUT) {
+        Ok(())
+    } else {
+        Err(std::io::ErrorKind::WouldBlock.into())
+    }
+}
+
+/// How long a `sendfile` job waits in its thread for room in a full send
+/// buffer before handing the wait back to the runtime. A client reading at
+/// full speed makes room within microseconds: waiting here keeps one job
+/// per region instead of one per `EPOLLOUT` (a thread hand-off and a
+/// wake-up each, which cost twice nginx's CPU per GB in `benches/edge.rs`);
+/// a client that stopped reading holds the thread no longer than this.
+const ROOM_WAIT_MS: i32 = 20;
+
+/// Whether the socket gets room to write within [`ROOM_WAIT_MS`].
+fn room_soon(sock: &OwnedFd) -> bool {
+    let mut fds = [rustix::event::PollFd::new(
+        sock,
+        rustix::event::PollFlags::OUT,
+    )];
+    let wait = rustix::event::Timespec {
+        tv_sec: 0,
+        tv_nsec: i64::from(ROOM_WAIT_MS) * 1_000_000,
+    };
+    matches!(rustix::event::poll(&mut fds, Some(&wait)), Ok(n) if n > 0)
+        && fds[0].revents().contains(rustix::event::PollFlags::OUT)
+}
+
+/// Sends up to `len` bytes of `file` from `offset` to the non-blocking
+/// socket `sock`, until done or the send buffer stays full (see [`ROOM_WAIT_MS`]). Where the file
+/// system cannot `sendfile` (EINVAL, ENOSYS: some FUSE and network file
+/// systems), it reads and writes instead. Blocking (a disk read).
+fn send_region(sock: &OwnedFd, file: &File, offset: u64, len: usize) -> std::io::Result<Sent> {
+    let mut sent = 0;
+    let mut pos = offset;
+    while sent < len {
+        match rustix::fs::sendfile(sock, file, Some(&mut pos), len - sent) {
+            Ok(0) => return Err(shrank()),
+            Ok(n) => sent += n,
+            Err(Errno::INTR) => {}
+            Err(Errno::AGAIN) if room_soon(sock) => {}
+            Err(Errno::AGAIN) => {
+                return Ok(Sent {
+                    bytes: sent,
+                    full: true,
+                })
+            }
+            Err(Errno::INVAL | Errno::NOSYS | Errno::OPNOTSUPP) => {
+                return copy_region(sock, file, offset + sent as u64, len - sent).map(|s| Sent {
+                    bytes: sent + s.bytes,
+                    full: s.full,
+                })
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Sent {
+        bytes: sent,
+        full: false,
+    })
+}
+
+/// [`send_region`] by read and write, 256 KiB at a time.
+fn copy_region(sock: &OwnedFd, file: &File, offset: u64, len: usize) -> std::io::Result<Sent> {
+    let mut buf = vec![0u8; len.min(256 << 10)];
+    let mut sent = 0;
+    while sent < len {
+        let want = (len - sent).min(buf.len());
+        let n = file.read_at(&mut buf[..want], offset + sent as u64)?;
+        if n == 0 {
+            return Err(shrank());
+        }
+        let mut done = 0;
+        while done < n {
+            match rustix::io::write(sock, &buf[done..n]) {
+                Ok(w) => done += w,
+                Err(Errno::INTR) => {}
+                Err(Errno::AGAIN) if room_soon(sock) => {}
+                Err(Errno::AGAIN) => {
+                    return Ok(Sent {
+                        bytes: sent + done,
+                        full: true,
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        sent += n;
+    }
+    Ok(Sent {
+        bytes: sent,
+        full: false,
+    })
+}
+
+fn shrank() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the file shrank while it was being sent",
+    )
 }
 
 impl AsyncRead for ConnIo {
@@ -43,19 +243,30 @@ impl AsyncWrite for ConnIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let me = self.get_mut();
+        if marker_offset(buf).is_some() {
+            return me.poll_sendfile(cx, buf);
+        }
+        Pin::new(&mut me.stream).poll_write(cx, buf)
     }
 
+    /// Plain slices are written together with `writev`, up to the first
+    /// marker slice; a marker slice first in line is sent with `sendfile`.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let me = self.get_mut();
+        match bufs.iter().position(|b| marker_offset(b).is_some()) {
+            None => Pin::new(&mut me.stream).poll_write_vectored(cx, bufs),
+            Some(0) => me.poll_sendfile(cx, &bufs[0]),
+            Some(k) => Pin::new(&mut me.stream).poll_write_vectored(cx, &bufs[..k]),
+        }
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -64,5 +275,58 @@ impl AsyncWrite for ConnIo {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A file of `n` patterned bytes and a connected socket pair whose
+    /// sending end is non-blocking (as a hyper connection's is).
+    fn setup(n: usize) -> (File, OwnedFd, std::os::unix::net::UnixStream, Vec<u8>) {
+        let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&data).unwrap();
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        (f, OwnedFd::from(a), b, data)
+    }
+
+    #[test]
+    fn both_ways_send_the_region_and_stop_at_a_full_buffer() {
+        for copy in [false, true] {
+            let (f, sock, mut peer, data) = setup(8 << 20);
+            let send = |off: u64, len: usize| {
+                if copy {
+                    copy_region(&sock, &f, off, len).unwrap()
+                } else {
+                    send_region(&sock, &f, off, len).unwrap()
+                }
+            };
+            // More than a socket buffer holds: stops early, says so.
+            let first = send(1000, 6 << 20);
+            assert!(first.full && first.bytes > 0 && first.bytes < 6 << 20);
+            let mut got = vec![0u8; first.bytes];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(got, data[1000..1000 + first.bytes], "copy={copy}");
+            // A small region fits.
+            let small = send(7 << 20, 5000);
+            assert_eq!((small.bytes, small.full), (5000, false));
+            let mut got = vec![0u8; 5000];
+            peer.read_exact(&mut got).unwrap();
+            assert_eq!(got, data[7 << 20..(7 << 20) + 5000]);
+            // Past the end of the file: an error, never short data.
+            let e = if copy {
+                copy_region(&sock, &f, (8 << 20) - 10, 20)
+            } else {
+                send_region(&sock, &f, (8 << 20) - 10, 20)
+            };
+            assert_eq!(
+                e.err().map(|e| e.kind()),
+                Some(std::io::ErrorKind::UnexpectedEof)
+            );
+        }
     }
 }

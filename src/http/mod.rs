@@ -6,6 +6,7 @@ pub mod conn_io;
 pub mod csrf;
 pub mod error;
 pub mod params;
+pub mod sendfile;
 pub mod serve;
 pub mod state;
 pub mod stream;

@@ -12,6 +12,7 @@
 //! - a connection cap, per client address and in total, so that one device
 //!   cannot hold every socket (or every file descriptor: systemd's default
 //!   soft limit is 1024). See [`Table`] for what happens at a cap;
+//! - file bodies sent with `sendfile` (`http::sendfile`, `ConnIo`);
 //! - `TCP_NODELAY` on every connection (a response's last small segment is
 //!   not held back waiting for the client's delayed ACK: ~40 ms a request);
 //! - graceful shutdown: on cancel, stop accepting, let requests in flight
@@ -19,6 +20,7 @@
 //!   return once every connection is gone (the caller bounds the wait).
 
 use crate::http::conn_io::ConnIo;
+use crate::http::sendfile;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use std::collections::HashMap;
@@ -44,6 +46,8 @@ pub struct Limits {
     pub max_per_address: usize,
     /// Off only in benchmarks measuring what it saves.
     pub nodelay: bool,
+    /// Off only in benchmarks comparing the streamed body in the same run.
+    pub sendfile: bool,
 }
 
 /// File descriptors kept free of connections: the database, thumbnail
@@ -60,6 +64,9 @@ impl Limits {
             // Benchmarks only (`benches/edge.rs`): leave Nagle's algorithm
             // on to measure, in the same run, what TCP_NODELAY saves.
             nodelay: std::env::var_os("ISYNC_BENCH_NAGLE").is_none(),
+            // Benchmarks only: `ISYNC_BENCH_STREAMED=1` sends file bodies
+            // through 64 KiB reads, the baseline of `sendfile`.
+            sendfile: std::env::var_os("ISYNC_BENCH_STREAMED").is_none(),
         }
     }
 
@@ -110,6 +117,8 @@ pub struct ConnStats {
     pub header_timeouts: AtomicU64,
     /// Closed by the keep-alive timeout.
     pub idle_timeouts: AtomicU64,
+    /// Body bytes sent with `sendfile` (or its read-and-write fallback).
+    pub sendfile_bytes: AtomicU64,
 }
 
 impl ConnStats {
@@ -415,19 +424,26 @@ impl Conn {
     async fn run(self, stream: tokio::net::TcpStream) {
         self.stats.open.fetch_add(1, Ordering::Relaxed);
         let (peer, activity) = (self.peer, self.activity.clone());
-        let io = ConnIo::new(stream, activity.clone());
+        let io = ConnIo::new(stream, activity.clone(), self.stats.clone());
+        let queue = self.limits.sendfile.then(|| io.sendfile_queue());
         let app = self.app.clone();
         let svc =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 let in_flight = activity.request_started();
                 // For the handlers that want the peer (the login limiter).
                 req.extensions_mut().insert(ConnectInfo(peer));
-                let app = app.clone();
+                let (app, queue) = (app.clone(), queue.clone());
+                let head = req.method() == hyper::Method::HEAD;
                 async move {
                     let resp = app
                         .oneshot(req.map(axum::body::Body::new))
                         .await
                         .unwrap_or_else(|never| match never {});
+                    // File bodies go out with sendfile (http/sendfile.rs).
+                    let resp = match &queue {
+                        Some(q) => sendfile::adopt(resp, q, head),
+                        None => resp,
+                    };
                     Ok::<_, std::convert::Infallible>(resp.map(|inner| Tracked {
                         inner,
                         _in_flight: in_flight,
@@ -438,6 +454,9 @@ impl Conn {
             // Our own timeouts below; hyper's would also start at the end
             // of each response, conflating idle and slow heads.
             .header_read_timeout(None)
+            // Body frames are queued, not copied, and reach ConnIo as they
+            // are: how sendfile's marker frames are recognised.
+            .writev(true)
             .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
         let end = self.drive(conn).await;
         match end {

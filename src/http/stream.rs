@@ -1,9 +1,11 @@
 //! Sending a file from disk (spec §7): whole (200) or one byte range (206),
 //! 416 for a range starting past the end, `HEAD` with the same headers,
 //! `ETag`/`Last-Modified` with `If-None-Match`/`If-Modified-Since` and
-//! `If-Range`. Bodies are streamed in 64 KiB chunks, never buffered whole:
-//! a 4 GB video streams on a 1 GB Pi with flat memory.
+//! `If-Range`. Bodies are never buffered whole (a 4 GB video streams on a
+//! 1 GB Pi with flat memory): the accept loop sends them with `sendfile`
+//! (`http::sendfile`); elsewhere they stream in 64 KiB reads.
 
+use crate::http::sendfile::FileRegion;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -192,7 +194,16 @@ pub fn send_open(
     if method == Method::HEAD {
         return (status, h).into_response();
     }
-    (status, h, file_body(Arc::new(file), start, len)).into_response()
+    let file = Arc::new(file);
+    let mut resp = (status, h, file_body(file.clone(), start, len)).into_response();
+    // The accept loop sends this region with sendfile instead of the
+    // streamed body (http/sendfile.rs).
+    resp.extensions_mut().insert(FileRegion {
+        file,
+        offset: start,
+        len,
+    });
+    resp
 }
 
 /// `len` bytes of `file` from `offset`, read in [`CHUNK_BYTES`] pieces on
