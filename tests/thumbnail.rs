@@ -212,9 +212,20 @@ async fn videos_give_a_frame_that_is_not_black() {
     let luma = img.to_luma8();
     let mean: f64 = luma.pixels().map(|p| p.0[0] as f64).sum::<f64>() / (320.0 * 240.0);
     assert!(mean > 30.0, "black frame (mean luma {mean})");
+    // Turned, checked by pixels: the stored top-left red corner shows where
+    // the display matrix puts it (a quarter turn the wrong way has the same
+    // size but the red corner opposite).
+    let corner = match av_orientation(rot).expect("fixture has a quarter-turn display matrix") {
+        6 => "tr",
+        8 => "bl",
+        o => panic!("unexpected orientation {o}"),
+    };
     let id = app.api.file_id("rotated.mp4").await;
-    let (_, _, img) = thumb_ok(&app.api, id, json!(0)).await;
-    assert_eq!(img.dimensions(), (120, 160), "rotation applied");
+    for (level, dims) in [(0, (120, 160)), (1, (240, 320))] {
+        let (_, _, img) = thumb_ok(&app.api, id, json!(level)).await;
+        assert_eq!(img.dimensions(), dims, "rotation applied, level {level}");
+        assert_eq!(red_corner(&img), corner, "level {level}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

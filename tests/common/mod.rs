@@ -750,8 +750,10 @@ pub fn ffmpeg_available() -> bool {
 pub enum Av {
     /// 320×240, 2 s, H.264 + AAC.
     Mp4,
-    /// 320×240 stored, 2 s, H.264, with a display matrix turning it a
-    /// quarter (displayed 240×320); see [`av_orientation`] for which way.
+    /// 320×240 stored, 2 s, H.264, blue with a red top-left quarter-by-quarter
+    /// corner (so a thumbnail shows which way it was turned), with a display
+    /// matrix turning it a quarter (displayed 240×320); see
+    /// [`av_orientation`] for which way.
     Mp4Rotated,
     /// 1.5 s AAC in MP4.
     M4a,
@@ -788,7 +790,9 @@ fn make_av(kind: Av) -> Vec<u8> {
         }
         Av::Mp4Rotated => {
             // The rotate tag only becomes a display matrix on a stream copy.
-            ffmpeg(d, &format!("{VIDEO_IN} {H264} plain.mp4"));
+            const MARKED: &str = "-f lavfi -i color=c=blue:s=320x240:r=10:d=2,\
+                                  drawbox=x=0:y=0:w=80:h=60:color=red:t=fill";
+            ffmpeg(d, &format!("{MARKED} {H264} plain.mp4"));
             ffmpeg(d, "-i plain.mp4 -c copy -metadata:s:v:0 rotate=90 out.mp4");
             "out.mp4"
         }
