@@ -441,6 +441,21 @@ impl Api {
         }
     }
 
+    /// A client whose connections come from `local`, another loopback
+    /// address (127.0.0.2…): a second device, as the server sees it.
+    pub fn from_address(base: &str, local: std::net::IpAddr) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .no_proxy()
+                .local_address(local)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            base: base.to_string(),
+        }
+    }
+
     /// A client that sends exactly `Cookie: session=<token>` and stores no
     /// cookies (to reuse a session after the server told a client to drop it).
     pub fn with_session_cookie(base: &str, token: &str) -> Api {
