@@ -558,7 +558,7 @@ async fn prerender_waits_out_an_offline_library_and_catches_up_on_its_return() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_the_prerender_backlog() {
-    // A backlog far longer than any bound below: 150 originals of 1024x768
+    // A backlog far longer than the bound below: 150 originals of 1024x768
     // (~15 ms a visit on an idle core, much more at nice 19 on a busy one).
     const N: u64 = 150;
     let mut b = TestApp::builder().user("alice").library("lib", &["alice"]);
@@ -585,21 +585,21 @@ async fn shutdown_does_not_wait_for_the_prerender_backlog() {
         at_stop.visited + 2 * threads < N,
         "the backlog was already done, nothing to show: {at_stop:?}"
     );
-    let started = std::time::Instant::now();
+    assert_eq!(at_stop.threads as u64, threads, "{at_stop:?}");
     app.stop().await;
-    let took = started.elapsed();
-    // A stop waits at most ~1 s for the renders in progress (at nice 19
-    // behind other builds one render can take seconds), never for the
-    // backlog: `Running::stop` itself gives background work 5 s.
-    assert!(
-        took < std::time::Duration::from_millis(4_500),
-        "stop took {took:?}: {:?}",
-        worker.status()
-    );
     // Each thread finishes at most the original it was rendering when we
     // looked and the one it may have begun before the stop reached it, and
-    // then ends: a while later nothing more was visited.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // then ends (awaited as an event: how long a render takes at nice 19
+    // on a busy machine is not the question, whether the backlog is left is).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while worker.status().threads > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pre-render threads never ended after the stop: {:?}",
+            worker.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let after = worker.status();
     assert!(
         after.visited <= at_stop.visited + 2 * threads,
