@@ -998,3 +998,40 @@ async fn a_listed_file_swapped_for_a_symlink_gives_no_thumbnail_of_its_target() 
     assert_eq!(app.state().thumbs.renders(), renders, "nothing rendered");
     assert_eq!(app.db_snapshot().await, before, "nothing recorded");
 }
+
+/// A test skipped for a missing tool fails under `CI=true`: this binary's
+/// video test, run again with ffmpeg out of `PATH`, is skipped (and
+/// passes) without `CI`, and fails naming ffmpeg with `CI=true`.
+#[test]
+fn a_test_skipped_for_a_missing_tool_fails_under_ci() {
+    let no_tools = tempfile::tempdir().unwrap();
+    let run = |ci: bool| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        c.args([
+            "--exact",
+            "videos_give_a_frame_that_is_not_black",
+            "--nocapture",
+        ])
+        .env("PATH", no_tools.path())
+        .env_remove("CI");
+        if ci {
+            c.env("CI", "true");
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), text)
+    };
+    let (ok, text) = run(false);
+    assert!(ok && text.contains("skipping: ffmpeg not found"), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    let (ok, text) = run(true);
+    assert!(!ok, "passed under CI=true without ffmpeg: {text}");
+    assert!(
+        text.contains("ffmpeg is required when CI=true") && text.contains("1 failed"),
+        "{text}"
+    );
+}
