@@ -342,7 +342,7 @@ async fn a_read_only_root_is_identified_by_its_device() {
     assert_eq!(rows(&p), before, "nothing removed or changed");
     assert!(!identity(&p).2);
     assert_eq!(api.all_files().await, files, "still listed");
-    assert_binary_err(api.download(id(a), &[]).await, LIBRARY_OFFLINE).await;
+    assert_binary_err_status(api.download(id(a), &[]).await, 503, LIBRARY_OFFLINE).await;
     assert!(!disk_b.join(".isync").exists());
 
     // The library's own disk again.

@@ -633,21 +633,6 @@ pub fn assert_err(v: &Value, code: i64) {
     assert!(!msg.trim().is_empty(), "error without msg: {v}");
 }
 
-/// Asserts a binary endpoint's error reply: non-2xx status and JSON `{code,
-/// msg}`; returns the status.
-pub async fn assert_binary_err(r: reqwest::Response, code: i64) -> u16 {
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    assert!(
-        !status.is_success() && status != 500,
-        "expected an error status, got {status}: {text}"
-    );
-    let v: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {status} {text}"));
-    assert_err(&v, code);
-    status.as_u16()
-}
-
 /// Asserts a binary endpoint's error reply: exactly HTTP `status`, a JSON
 /// content type and body `{code, msg}` with `code` (see `src/http/error.rs`
 /// for which status each code travels with: 403 for −10001/−10002, 400 for
