@@ -4,7 +4,9 @@
 //! no backup (the baseline), then for as long again while backups run back
 //! to back. Prints the server-side time of each request (`Server-Timing`)
 //! as median, 99th percentile and maximum for both phases, the ratios, and
-//! the time one backup takes.
+//! the time one backup takes; then, as the backup's own baseline, one
+//! isync backup against the sqlite3 shell's `.backup` of the same database
+//! (interleaved, idle server).
 //! Run: `cargo bench --bench backup`.
 
 use isync::config::{Config, LibraryConfig};
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 const RECORDS: usize = 50_000;
 const PHASE: Duration = Duration::from_secs(4);
+/// Backups timed for the same-run baseline against `sqlite3 .backup`.
+const BASELINE_RUNS: usize = 5;
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -201,6 +205,47 @@ fn main() {
                 a[0].0.split(',').next().unwrap(),
                 pct(&mut b[0].1, 0.5) / pct(&mut a[0].1, 0.5),
                 pct(&mut b[0].1, 0.99) / pct(&mut a[0].1, 0.99)
+            );
+        }
+        // Baseline for the backup itself, same run, server idle: the
+        // sqlite3 shell's `.backup` of the same database (the online backup
+        // API, nothing else) against an isync backup (`VACUUM INTO`, the
+        // integrity check, fsyncs, manifest and pruning), interleaved.
+        let (db_path, to) = (cfg.db_path(), cfg.backup.dir.clone().unwrap());
+        let mut ours = Vec::new();
+        let mut shell = Vec::new();
+        for i in 0..BASELINE_RUNS {
+            let b = running.state.backups.clone();
+            let t = Instant::now();
+            tokio::task::spawn_blocking(move || b.run(None).expect("backup"))
+                .await
+                .unwrap();
+            ours.push(t.elapsed().as_secs_f64() * 1e3);
+            let (from, copy) = (db_path.clone(), to.join(format!("shell-{i}.db")));
+            let t = Instant::now();
+            let ran = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("sqlite3")
+                    .arg(&from)
+                    .arg(format!(".backup '{}'", copy.display()))
+                    .status()
+            })
+            .await
+            .unwrap();
+            match ran {
+                Ok(st) if st.success() => shell.push(t.elapsed().as_secs_f64() * 1e3),
+                other => {
+                    println!("no sqlite3 shell baseline ({other:?}): apt-get install sqlite3");
+                    break;
+                }
+            }
+        }
+        if !shell.is_empty() {
+            let (o, b) = (pct(&mut ours, 0.5), pct(&mut shell, 0.5));
+            println!(
+                "one backup, idle server: isync median {o:.0} ms, sqlite3 .backup median {b:.0} ms \
+                 ({} runs each), ratio {:.2}",
+                shell.len(),
+                o / b
             );
         }
         running.stop().await.unwrap();

@@ -27,6 +27,10 @@ const PHOTO_H: u32 = 3000;
 const CASE_BUDGET: Duration = Duration::from_secs(4);
 
 fn main() {
+    // `cargo test --benches` runs benches with --bench absent: stay quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     let started = Instant::now();
     let fixtures = Fixtures::make(dir.path());
@@ -141,9 +145,32 @@ fn main() {
     );
     if let Some(video) = &fixtures.video {
         println!("-- video (1080p H.264, keyframe every 2 s):");
-        measure("video level 1 cold (ffmpeg, target < 300 ms)", 10, || {
+        // Same-run baseline: the bare first frame, `ffmpeg -frames:v 1` to
+        // a JPEG of the same file (no seek, no scaling, no probe).
+        let out = dir.path().join("bare-frame.jpg");
+        let bare = measure(
+            "bare `ffmpeg -i clip -frames:v 1 out.jpg` (baseline)",
+            10,
+            || {
+                let st = Command::new(isync::media::process::ffmpeg_path())
+                    .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+                    .arg(video)
+                    .args(["-frames:v", "1"])
+                    .arg(&out)
+                    .status()
+                    .expect("run ffmpeg");
+                assert!(st.success(), "bare ffmpeg");
+            },
+        );
+        let level1 = measure("video level 1 cold (ffmpeg, target < 300 ms)", 10, || {
             render(video, FileType::Video, None, ThumbLevel::Screen).expect("render");
         });
+        println!(
+            "{:<58} {:>4} {:>10.2}",
+            "  ratio level 1 / bare ffmpeg (wall)",
+            "",
+            level1.wall / bare.wall
+        );
         measure("video level 0 cold (ffmpeg)", 10, || {
             render(video, FileType::Video, None, ThumbLevel::Small).expect("render");
         });

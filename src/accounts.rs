@@ -378,18 +378,20 @@ pub struct NewAccount {
 /// Redeems a registration token: creates the account `name` with the
 /// token's type and libraries, and an access key labelled `label`. The
 /// token is gone afterwards. `password_hash` is the Argon2 PHC string (hash
-/// before calling: this runs in one short write transaction). Blocking.
+/// before calling: this runs in one short write transaction); `now` (unix
+/// seconds, the app's clock) judges the token's expiry and stamps the
+/// account. Blocking.
 pub fn redeem(
     db: &Db,
     token: &str,
     name: &str,
     password_hash: &str,
     label: &str,
+    now: i64,
 ) -> Result<NewAccount> {
     let hash = digest(&normalize_token(token));
     let key = new_key();
     let key_hash = digest(&key);
-    let now = db::now();
     let r = db.write(|tx| {
         let Some(t) = q::token_by_hash(tx, &hash)? else {
             return Ok(Err(Error::BadToken));

@@ -198,10 +198,11 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
             );
         }
     }
+    let clock = crate::clock::Clock::default();
     let state = AppState {
         db: db.clone(),
         cfg: cfg.clone(),
-        sessions: Sessions::new(cfg.sessions.clone()),
+        sessions: Sessions::new(cfg.sessions.clone()).with_clock(clock.clone()),
         // Thumbnail renders run up to one per core for each level, level 0
         // first (media/lanes.rs); they are threads of their own, so the
         // async workers answering other requests are never taken.
@@ -213,18 +214,20 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         scanner: scanner.clone(),
         plan: Arc::new(RwLock::new(plan)),
         started: Instant::now(),
-        limiter: Arc::new(crate::ratelimit::LoginLimiter::new(
-            crate::ratelimit::Limits {
+        limiter: Arc::new(
+            crate::ratelimit::LoginLimiter::new(crate::ratelimit::Limits {
                 max_failures: cfg.login.max_failures,
                 window: Duration::from_secs(cfg.login.window_secs),
-            },
-        )),
+            })
+            .with_clock(clock.clone()),
+        ),
         hasher: crate::auth::Hasher::new(cfg.login.max_pending_checks as usize),
         backups: Arc::new(crate::backup::Backups::new(
             db.clone(),
             cfg.clone(),
             cfg.file.clone(),
         )),
+        clock,
     };
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();

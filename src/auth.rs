@@ -5,6 +5,7 @@
 //! user holding the most gives one up), so no account can log others out.
 
 use crate::accounts::{self, Perm, Perms};
+use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::db::{self, accounts as q, users, Db};
 use crate::error::{Error, Result};
@@ -136,6 +137,8 @@ struct Entry {
 pub struct Sessions {
     inner: Arc<Mutex<SessionsInner>>,
     cfg: SessionConfig,
+    /// What idle timeouts are measured by.
+    clock: Clock,
 }
 
 struct SessionsInner {
@@ -166,7 +169,15 @@ impl Sessions {
                 ended: HashMap::new(),
             })),
             cfg,
+            clock: Clock::default(),
         }
+    }
+
+    /// These sessions with their idle time measured by `clock` (the app's,
+    /// which a test can advance).
+    pub fn with_clock(mut self, clock: Clock) -> Sessions {
+        self.clock = clock;
+        self
     }
 
     fn idle(&self) -> Duration {
@@ -197,7 +208,7 @@ impl Sessions {
         if g.ended.get(&session.user_id).is_some_and(|&at| at > mark) {
             return None;
         }
-        let now = Instant::now();
+        let now = self.clock.instant();
         let idle = self.idle();
         g.map.retain(|_, e| now.duration_since(e.last_seen) < idle);
         let uid = session.user_id;
@@ -241,7 +252,7 @@ impl Sessions {
     /// is true when its root set may be stale.
     pub fn get(&self, token: &str) -> Option<(Session, bool)> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
+        let now = self.clock.instant();
         let idle = self.idle();
         let current = g.generation;
         let e = g.map.get_mut(token)?;
@@ -285,7 +296,7 @@ impl Sessions {
             token,
             Entry {
                 session,
-                last_seen: Instant::now(),
+                last_seen: self.clock.instant(),
                 generation,
             },
         );

@@ -4,6 +4,7 @@
 //! - `model`: ids and plain records shared by every layer.
 //! - `config`: the one configuration tree (defaults → TOML → flags).
 //! - `logging`: journald or stderr.
+//! - `clock`: the time expiry is judged by (real, or advanced by a test).
 //! - `heap`: gives freed heap memory back to the system after bursts of work.
 //! - `db`: SQLite handle, migrations, SQL per table, the listing index.
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod backup;
 pub mod browse;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -21,6 +21,7 @@
 //! still hashing, so a flood costs at most `max_failures` Argon2 runs per
 //! window, and a client that hangs up mid-check is still counted.
 
+use crate::clock::Clock;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -40,6 +41,8 @@ pub struct Limits {
 pub struct LoginLimiter {
     limits: Limits,
     inner: Mutex<Inner>,
+    /// What windows and known devices' 30 days are measured by.
+    clock: Clock,
 }
 
 #[derive(Default)]
@@ -87,7 +90,15 @@ impl LoginLimiter {
         LoginLimiter {
             limits,
             inner: Mutex::new(Inner::default()),
+            clock: Clock::default(),
         }
+    }
+
+    /// This limiter measuring time by `clock` (the app's, which a test can
+    /// advance).
+    pub fn with_clock(mut self, clock: Clock) -> LoginLimiter {
+        self.clock = clock;
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -102,7 +113,7 @@ impl LoginLimiter {
     /// [`LoginLimiter::release`] takes it back.
     pub fn reserve(&self, user: Option<&str>, ip: IpAddr) -> Result<Attempt, u64> {
         let (max, window) = (self.limits.max_failures as usize, self.limits.window);
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut g = self.lock();
         if let Some(q) = g.by_ip.get_mut(&ip) {
             prune(q, now, window);
@@ -160,7 +171,7 @@ impl LoginLimiter {
     pub fn succeeded(&self, a: Attempt, user: &str) {
         let ip = a.ip;
         self.release(a);
-        let now = Instant::now();
+        let now = self.clock.instant();
         let mut g = self.lock();
         g.by_ip.remove(&ip);
         g.known.insert((user.to_lowercase(), ip), now);

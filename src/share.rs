@@ -17,6 +17,7 @@
 
 use crate::accounts::{self, Perm};
 use crate::auth::Session;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{files, libraries, shares, Db};
 use crate::error::{Error, Result};
@@ -24,13 +25,6 @@ use crate::model::{FileId, FileRecord, PartStatus, UserId};
 use rand::RngCore;
 use std::path::Path;
 use std::sync::Arc;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 /// A fresh key: 32 lowercase hex characters from the OS CSPRNG.
 pub fn new_key() -> String {
@@ -45,7 +39,13 @@ fn lifetime_ms(cfg: &Config) -> i64 {
 
 /// `shareFileUrl.icc`: issues a key for an accessible, complete file whose
 /// original is on disk.
-pub async fn issue(db: &Db, cfg: &Arc<Config>, s: &Session, id: FileId) -> Result<String> {
+pub async fn issue(
+    db: &Db,
+    cfg: &Arc<Config>,
+    clock: &Clock,
+    s: &Session,
+    id: FileId,
+) -> Result<String> {
     s.require(crate::accounts::Perm::Share)?;
     let rec = crate::browse::readable_file(db, s, id).await?;
     if rec.status_origin == PartStatus::Uploading as i64 {
@@ -68,8 +68,8 @@ pub async fn issue(db: &Db, cfg: &Arc<Config>, s: &Session, id: FileId) -> Resul
         total: cfg.share.max_links,
         per_maker: cfg.share.max_per_user,
     };
-    let (life, by) = (lifetime_ms(cfg), s.user_id);
-    db.write_async(move |tx| shares::insert(tx, &hash, id, by, now_ms(), life, caps))
+    let (life, by, now) = (lifetime_ms(cfg), s.user_id, clock.unix_ms());
+    db.write_async(move |tx| shares::insert(tx, &hash, id, by, now, life, caps))
         .await?;
     Ok(key)
 }
@@ -89,9 +89,10 @@ fn sharer_may(
     })
 }
 
-/// `shareFile.ic*`: the record behind a live key (touching it). Unknown,
-/// malformed or expired keys are all −10003, saying nothing about files.
-pub async fn resolve(db: &Db, cfg: &Arc<Config>, key: &str) -> Result<FileRecord> {
+/// `shareFile.ic*`: the record behind a live key (touching it), its age
+/// judged by `clock`. Unknown, malformed or expired keys are all −10003,
+/// saying nothing about files.
+pub async fn resolve(db: &Db, cfg: &Arc<Config>, clock: &Clock, key: &str) -> Result<FileRecord> {
     let unknown = || Error::BadParam("unknown or expired share key".into());
     let valid = key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit());
     if !valid {
@@ -101,9 +102,9 @@ pub async fn resolve(db: &Db, cfg: &Arc<Config>, key: &str) -> Result<FileRecord
         accounts::digest(&key.to_ascii_lowercase()),
         lifetime_ms(cfg),
     );
+    let now = clock.unix_ms();
     let found = db
         .write_async(move |tx| {
-            let now = now_ms();
             let Some(link) = shares::find(tx, &hash)? else {
                 return Ok(None);
             };

@@ -192,7 +192,8 @@ async fn tokens_are_single_use_and_expire() {
         .await;
     assert_err(&wrong, BAD_LOGIN);
     let short = mk("1s").await;
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // Its second goes by on the server's clock (moved by hand).
+    s.state().clock.advance(std::time::Duration::from_secs(2));
     let expired = anon
         .post_json(
             "/api/v1/register",
@@ -413,9 +414,59 @@ async fn failed_logins_are_limited_and_the_limit_ends() {
         )
         .await;
     assert_err(&reg, TOO_MANY);
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    // The window passes (on the server's clock, moved by hand).
+    s.state().clock.advance(std::time::Duration::from_secs(2));
     let ok = anon.get_json("/login.icc", right).await;
     assert_eq!(ok["code"], OK, "the limit ended by itself: {ok}");
+}
+
+/// README "Logins": the name's limit spares an address where the user
+/// logged in within the last 30 days (a known device), and only for 30
+/// days. Three loopback addresses stand for bob's phone, the guest Wi-Fi
+/// and a stranger; the server's clock is moved by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_device_gets_past_the_name_limit_for_30_days() {
+    use isync::ratelimit::TRUST_FOR;
+    const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+    let (s, _alice) = Server::start(|c| {
+        c.login.max_failures = 3;
+        c.login.window_secs = 60;
+    })
+    .await;
+    let from = |ip: &str| Api::from_address(&s.base, ip.parse().unwrap());
+    let (phone, guest, stranger) = (from("127.0.0.1"), from("127.0.0.2"), from("127.0.0.3"));
+    let right = json!({"userName": "bob", "password": common::PASSWORD});
+    let wrong = json!({"userName": "bob", "password": "not it"});
+    let login = |api: &Api| {
+        let (api, right) = (api.clone(), right.clone());
+        async move { api.get_json("/login.icc", right).await }
+    };
+    // Guesses at bob's password from the guest Wi-Fi, up to the limit:
+    // from then on his name is refused everywhere but on a known device.
+    let guess = || async {
+        for _ in 0..3 {
+            assert_err(
+                &guest.get_json("/login.icc", wrong.clone()).await,
+                BAD_LOGIN,
+            );
+        }
+    };
+    let clock = &s.state().clock;
+
+    // bob logs in on his phone: a known device.
+    assert_eq!(login(&phone).await["code"], OK);
+    // 30 days less an hour later, the guessing starts.
+    clock.advance(TRUST_FOR - HOUR);
+    guess().await;
+    assert_err(&login(&stranger).await, TOO_MANY);
+    let v = login(&phone).await;
+    assert_eq!(v["code"], OK, "the known device gets in: {v}");
+    // That login renewed the phone's trust for 30 days; an hour past them
+    // it is a stranger too when the guessing starts again.
+    clock.advance(TRUST_FOR + HOUR);
+    guess().await;
+    assert_err(&login(&phone).await, TOO_MANY);
+    assert_err(&login(&stranger).await, TOO_MANY);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

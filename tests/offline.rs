@@ -13,7 +13,6 @@ use common::process::Process;
 use common::*;
 use live::{until, Live};
 use serde_json::Value;
-use std::time::Duration;
 
 fn tree() -> Vec<(&'static str, Vec<u8>)> {
     vec![
@@ -52,7 +51,7 @@ async fn a_vanished_root_goes_offline_and_the_same_disk_comes_back() {
     assert_offline_but_listed(&app, &files, &cats).await;
     // Changes in the moved-away tree are not taken for the library's.
     std::fs::remove_file(away.join("b.jpg")).unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.offline_checks_pass(2).await;
     assert_eq!(app.api.all_files().await, files);
 
     std::fs::write(away.join("b.jpg"), jpeg(80, 60, 2, None)).unwrap();
@@ -92,14 +91,14 @@ async fn a_different_tree_at_the_same_path_stays_offline() {
     // Another disk mounted at the same path: other files, no marker.
     write_file(&app.lib().join("stranger.jpg"), &jpeg(10, 10, 9, None));
     write_file(&app.lib().join("sub/c.jpg"), &jpeg(10, 10, 8, None));
-    // Several offline checks (offline_check_secs = 1) go by.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Offline checks go by (at least one begun after the writes).
+    app.offline_checks_pass(2).await;
     assert!(!app.online().await, "a different tree is not the library");
     assert_offline_but_listed(&app, &files, &cats).await;
 
     // Another isync library's disk (a different marker) is not it either.
     write_file(&app.lib().join(".isync/library-id"), b"0123456789abcdef\n");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.offline_checks_pass(2).await;
     assert!(!app.online().await);
     assert_offline_but_listed(&app, &files, &cats).await;
 
@@ -127,7 +126,7 @@ async fn an_emptied_mount_point_is_offline() {
         (!app.online().await).then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.offline_checks_pass(2).await;
     assert!(!app.online().await);
     assert_offline_but_listed(&app, &files, &cats).await;
     std::fs::remove_dir(app.lib()).unwrap();
@@ -214,8 +213,8 @@ async fn a_deleted_root_folder_goes_offline_and_comes_back_when_restored() {
         )
         .await;
     assert_ne!(v["code"], 0, "{v}");
-    // Several offline checks (offline_check_secs = 1) go by.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Offline checks go by (at least one begun after the upload).
+    app.offline_checks_pass(2).await;
     assert!(!app.online().await);
     assert!(!app.lib().exists(), "nothing re-created the deleted root");
     assert_offline_but_listed(&app, &files, &cats).await;
@@ -342,7 +341,7 @@ async fn a_read_only_root_is_identified_by_its_device() {
     assert_eq!(rows(&p), before, "nothing removed or changed");
     assert!(!identity(&p).2);
     assert_eq!(api.all_files().await, files, "still listed");
-    assert_binary_err(api.download(id(a), &[]).await, LIBRARY_OFFLINE).await;
+    assert_binary_err_status(api.download(id(a), &[]).await, 503, LIBRARY_OFFLINE).await;
     assert!(!disk_b.join(".isync").exists());
 
     // The library's own disk again.

@@ -169,16 +169,19 @@ async fn share_url_bad_input_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn share_links_expire_on_a_sliding_lifetime() {
-    let (s, api) = Server::start(|c| c.share.lifetime_secs = 1).await;
+    let (s, api) = Server::start(|c| c.share.lifetime_secs = 10).await;
     let id = api.file_id("a.jpg").await;
     let key = share(&api, id).await;
-    // Used every 0.6 s, the key outlives its 1 s lifetime…
+    // The server's clock is moved by hand (no sleeps, no dependence on
+    // this machine's speed; real time only adds to the steps: 4 s of
+    // margin). Used every 6 s, the key outlives its 10 s lifetime…
+    let clock = &s.state().clock;
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        clock.advance(Duration::from_secs(6));
         assert_eq!(fetch(&s, "", &key, &[]).await.status(), 200);
     }
-    // …and stops working once unused for longer than that.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    // …and stops working once unused for its whole lifetime.
+    clock.advance(Duration::from_secs(10));
     assert_binary_err_status(fetch(&s, "", &key, &[]).await, 400, BAD_PARAM).await;
 }
 

@@ -212,9 +212,20 @@ async fn videos_give_a_frame_that_is_not_black() {
     let luma = img.to_luma8();
     let mean: f64 = luma.pixels().map(|p| p.0[0] as f64).sum::<f64>() / (320.0 * 240.0);
     assert!(mean > 30.0, "black frame (mean luma {mean})");
+    // Turned, checked by pixels: the stored top-left red corner shows where
+    // the display matrix puts it (a quarter turn the wrong way has the same
+    // size but the red corner opposite).
+    let corner = match av_orientation(rot).expect("fixture has a quarter-turn display matrix") {
+        6 => "tr",
+        8 => "bl",
+        o => panic!("unexpected orientation {o}"),
+    };
     let id = app.api.file_id("rotated.mp4").await;
-    let (_, _, img) = thumb_ok(&app.api, id, json!(0)).await;
-    assert_eq!(img.dimensions(), (120, 160), "rotation applied");
+    for (level, dims) in [(0, (120, 160)), (1, (240, 320))] {
+        let (_, _, img) = thumb_ok(&app.api, id, json!(level)).await;
+        assert_eq!(img.dimensions(), dims, "rotation applied, level {level}");
+        assert_eq!(red_corner(&img), corner, "level {level}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -547,7 +558,7 @@ async fn prerender_waits_out_an_offline_library_and_catches_up_on_its_return() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_does_not_wait_for_the_prerender_backlog() {
-    // A backlog far longer than any bound below: 150 originals of 1024x768
+    // A backlog far longer than the bound below: 150 originals of 1024x768
     // (~15 ms a visit on an idle core, much more at nice 19 on a busy one).
     const N: u64 = 150;
     let mut b = TestApp::builder().user("alice").library("lib", &["alice"]);
@@ -574,21 +585,21 @@ async fn shutdown_does_not_wait_for_the_prerender_backlog() {
         at_stop.visited + 2 * threads < N,
         "the backlog was already done, nothing to show: {at_stop:?}"
     );
-    let started = std::time::Instant::now();
+    assert_eq!(at_stop.threads as u64, threads, "{at_stop:?}");
     app.stop().await;
-    let took = started.elapsed();
-    // A stop waits at most ~1 s for the renders in progress (at nice 19
-    // behind other builds one render can take seconds), never for the
-    // backlog: `Running::stop` itself gives background work 5 s.
-    assert!(
-        took < std::time::Duration::from_millis(4_500),
-        "stop took {took:?}: {:?}",
-        worker.status()
-    );
     // Each thread finishes at most the original it was rendering when we
     // looked and the one it may have begun before the stop reached it, and
-    // then ends: a while later nothing more was visited.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // then ends (awaited as an event: how long a render takes at nice 19
+    // on a busy machine is not the question, whether the backlog is left is).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while worker.status().threads > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pre-render threads never ended after the stop: {:?}",
+            worker.status()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let after = worker.status();
     assert!(
         after.visited <= at_stop.visited + 2 * threads,
@@ -986,4 +997,41 @@ async fn a_listed_file_swapped_for_a_symlink_gives_no_thumbnail_of_its_target() 
     }
     assert_eq!(app.state().thumbs.renders(), renders, "nothing rendered");
     assert_eq!(app.db_snapshot().await, before, "nothing recorded");
+}
+
+/// A test skipped for a missing tool fails under `CI=true`: this binary's
+/// video test, run again with ffmpeg out of `PATH`, is skipped (and
+/// passes) without `CI`, and fails naming ffmpeg with `CI=true`.
+#[test]
+fn a_test_skipped_for_a_missing_tool_fails_under_ci() {
+    let no_tools = tempfile::tempdir().unwrap();
+    let run = |ci: bool| {
+        let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+        c.args([
+            "--exact",
+            "videos_give_a_frame_that_is_not_black",
+            "--nocapture",
+        ])
+        .env("PATH", no_tools.path())
+        .env_remove("CI");
+        if ci {
+            c.env("CI", "true");
+        }
+        let o = c.output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success(), text)
+    };
+    let (ok, text) = run(false);
+    assert!(ok && text.contains("skipping: ffmpeg not found"), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    let (ok, text) = run(true);
+    assert!(!ok, "passed under CI=true without ffmpeg: {text}");
+    assert!(
+        text.contains("ffmpeg is required when CI=true") && text.contains("1 failed"),
+        "{text}"
+    );
 }

@@ -4,6 +4,7 @@
 use crate::accounts;
 use crate::auth::{self, Hasher, Session, Sessions, COOKIE};
 use crate::backup::Backups;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{accounts as accounts_db, Db};
 use crate::error::{Error, Result};
@@ -28,6 +29,9 @@ pub struct AppState {
     /// Password checks: bounded queue, counted.
     pub hasher: Hasher,
     pub backups: Arc<Backups>,
+    /// What session, share-link and login-limit expiry are measured by:
+    /// the real clock, which a test can advance.
+    pub clock: Clock,
 }
 
 /// The access key of `Authorization: Bearer <key>`, if any.

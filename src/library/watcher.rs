@@ -62,6 +62,9 @@ pub struct WatchStats {
     pub fallback: AtomicUsize,
     /// Incremental scans run for events.
     pub scans: AtomicUsize,
+    /// Checks of offline roots done (every `offline_check_secs` while one
+    /// is offline): how a test knows that one went by.
+    pub offline_checks: AtomicUsize,
     pub running: AtomicBool,
 }
 
@@ -779,9 +782,11 @@ impl State {
 
     async fn check_offline(&self, i: usize) -> Result<bool, DbError> {
         let (db, id) = (self.parts.db.clone(), self.libs[i].id);
-        tokio::task::spawn_blocking(move || root_online(&db, id))
+        let online = tokio::task::spawn_blocking(move || root_online(&db, id))
             .await
-            .map_err(|e| DbError::Join(e.to_string()))?
+            .map_err(|e| DbError::Join(e.to_string()))?;
+        self.stats.offline_checks.fetch_add(1, Ordering::Relaxed);
+        online
     }
 
     async fn scan(

@@ -52,6 +52,21 @@ const MAX_BAND_DECODE_BYTES: usize = 64 << 20;
 /// Set by [`set_decode_bands`]; 0: one per core.
 static BANDS: AtomicUsize = AtomicUsize::new(0);
 
+thread_local! {
+    /// Split decodes that succeeded on this thread, and the bands they
+    /// used: the pixels are the same either way by design, so this is how
+    /// a test (or a curious bench) sees that the split path ran. Per thread
+    /// because tests run side by side in one process, and the caller of
+    /// [`decode`] is the thread that asked for the thumbnail.
+    static BAND_DECODES: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+}
+
+/// `(decodes, bands)`: how many JPEGs this thread has decoded in bands so
+/// far, and how many bands those took in all.
+pub fn band_decodes_on_this_thread() -> (u64, u64) {
+    BAND_DECODES.with(|c| c.get())
+}
+
 /// How many bands (threads) one JPEG decode may use: 0 for one per core
 /// (up to 4, the default), 1 to decode every file in one piece (the
 /// benchmark's baseline).
@@ -334,7 +349,12 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<Raster> {
     if height != u32::from(out_h) {
         return None;
     }
-    to_raster(pixels, u32::from(out_w), height, format).ok()
+    let raster = to_raster(pixels, u32::from(out_w), height, format).ok()?;
+    BAND_DECODES.with(|c| {
+        let (n, b) = c.get();
+        c.set((n + 1, b + bands));
+    });
+    Some(raster)
 }
 
 #[cfg(test)]
@@ -456,24 +476,39 @@ mod tests {
     }
 
     /// The thumbnail path takes the band decode for such a file at full
-    /// scale (`jpegpar` takes the smaller scales) and gets the same raster
-    /// as a one-piece decode.
+    /// scale (`jpegpar` takes the smaller scales) — one split decode in two
+    /// bands, counted — and gets the same raster as a one-piece decode; a
+    /// file without restart markers is decoded whole (the count stays).
     #[test]
     fn the_thumbnail_decoder_uses_bands() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.jpg");
         let data = jpeg(1200, 900, Some(75), false);
         std::fs::write(&path, &data).unwrap();
+        let plain = dir.path().join("plain.jpg");
+        std::fs::write(&plain, jpeg(1200, 900, None, false)).unwrap();
         let level = crate::model::ThumbLevel::Screen;
         set_decode_bands(2);
+        let before = band_decodes_on_this_thread();
         let got = super::super::jpegscale::decode_path(&path, level)
             .unwrap()
             .expect("decoded");
+        let after = band_decodes_on_this_thread();
+        let unsplit = super::super::jpegscale::decode_path(&plain, level)
+            .unwrap()
+            .expect("decoded");
+        let after_plain = band_decodes_on_this_thread();
         set_decode_bands(0);
+        assert_eq!(
+            (after.0 - before.0, after.1 - before.1),
+            (1, 2),
+            "one decode in two bands"
+        );
+        assert_eq!(after_plain, after, "no restart markers: decoded whole");
         let want = whole(&data, level.max_edge_px());
         assert_eq!((got.width, got.height), (want.width, want.height));
         assert!(got.data == want.data, "pixels differ");
-        assert!(decode(&data, level.max_edge_px(), 2).is_some(), "split");
+        assert_eq!((unsplit.width, unsplit.height), (want.width, want.height));
     }
 
     #[test]

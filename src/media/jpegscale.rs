@@ -696,6 +696,44 @@ mod tests {
         assert!(near(&img, 60, 80, RED, 30));
     }
 
+    /// The EXIF thumbnail (level 0) and the MPF preview (level 1) are
+    /// turned by the photo's orientation, checked by pixels: each embedded
+    /// picture is stored as a camera would store the quadrant picture for
+    /// orientation `o`, and the thumbnail must show it upright (a quarter
+    /// turn the wrong way has the right size but the wrong corners). The
+    /// photo itself is solid blue, so falling back to it fails as well.
+    #[test]
+    fn embedded_previews_are_turned_by_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = jpeg_bytes(&solid(2000, 1500, BLUE), 90);
+        for o in 1..=8i64 {
+            let turned = o >= 5;
+            let upright = |w: u32, h: u32| {
+                if turned {
+                    quadrants(h, w)
+                } else {
+                    quadrants(w, h)
+                }
+            };
+            let thumb = jpeg_bytes(&stored_for(&upright(320, 240), o), 85);
+            let preview = jpeg_bytes(&stored_for(&upright(1600, 1200), o), 85);
+            let main = with_exif(&photo, Some(o as u16), Some(&thumb));
+            let bytes = crate::demo::with_mpf_preview(&main, &preview, 0x01_0002);
+            let path = write(dir.path(), &format!("o{o}.jpg"), &bytes);
+
+            let img = level0(&path, Some(o));
+            let want = if turned { (120, 160) } else { (160, 120) };
+            assert_eq!(img.dimensions(), want, "EXIF thumbnail, orientation {o}");
+            assert_upright(&img, &format!("EXIF thumbnail, orientation {o}"));
+
+            let thumb = render(&path, FileType::Image, Some(o), ThumbLevel::Screen).unwrap();
+            let img = testkit::decode(&thumb.bytes);
+            let want = if turned { (600, 800) } else { (800, 600) };
+            assert_eq!(img.dimensions(), want, "MPF preview, orientation {o}");
+            assert_upright(&img, &format!("MPF preview, orientation {o}"));
+        }
+    }
+
     #[test]
     fn unusable_exif_thumbnails_are_ignored() {
         let dir = tempfile::tempdir().unwrap();

@@ -22,4 +22,4 @@ pub mod process;
 pub mod thumbcache;
 pub mod thumbs;
 
-pub use jpegbands::set_decode_bands;
+pub use jpegbands::{band_decodes_on_this_thread, set_decode_bands};

@@ -48,6 +48,9 @@ pub struct PrerenderStatus {
     pub failed: u64,
     /// Whether a sweep or a render is pending or running.
     pub busy: bool,
+    /// Worker threads still running: they end after a stop, once the
+    /// render each has in hand is done.
+    pub threads: usize,
 }
 
 /// Handle to the worker threads; cheap to clone. Dropping it does not stop
@@ -132,7 +135,11 @@ impl Prerender {
                 Err(e) => log::warn!("cannot start a thumbnail pre-render thread: {e}"),
             }
         }
-        shared.lock().workers = handles.len();
+        {
+            let mut st = shared.lock();
+            st.workers = handles.len();
+            st.status.threads = handles.len();
+        }
         if !handles.is_empty() {
             // Wakes idle threads on shutdown, and lets `Running::stop` wait
             // (briefly) for the render in progress to finish. The guard also
@@ -247,6 +254,7 @@ impl Shared {
         let mut st = self.lock();
         loop {
             if st.stop {
+                st.status.threads -= 1;
                 break;
             }
             if !st.files.is_empty() {

@@ -591,7 +591,7 @@ pub(crate) mod testkit {
     use std::path::{Path, PathBuf};
     use std::process::Command;
 
-    use image::{Rgb, RgbImage};
+    use image::{imageops, Rgb, RgbImage};
 
     /// Whether ffmpeg is here; under `CI=true` its absence fails the test.
     pub fn have_ffmpeg() -> bool {
@@ -676,6 +676,23 @@ pub(crate) mod testkit {
         (0..3).all(|i| p[i].abs_diff(c[i]) <= tol)
     }
 
+    /// The stored pixels whose display (per §2.4 orientation `o`) is `upright`,
+    /// built from the spec's definitions, independently of `orient`.
+    pub fn stored_for(upright: &image::RgbImage, o: i64) -> image::RgbImage {
+        match o {
+            1 => upright.clone(),
+            2 => imageops::flip_horizontal(upright),
+            3 => imageops::rotate180(upright),
+            4 => imageops::flip_vertical(upright),
+            // Transpose and transverse are their own inverses.
+            5 => imageops::flip_horizontal(&imageops::rotate90(upright)),
+            6 => imageops::rotate270(upright), // shown rotated 90° clockwise
+            7 => imageops::flip_horizontal(&imageops::rotate270(upright)),
+            8 => imageops::rotate90(upright), // shown rotated 90° counter-clockwise
+            _ => unreachable!(),
+        }
+    }
+
     /// Asserts the four quadrant colours sit where an upright picture has them.
     pub fn assert_upright(img: &image::RgbaImage, what: &str) {
         let (w, h) = img.dimensions();
@@ -697,27 +714,8 @@ pub(crate) mod testkit {
 
 #[cfg(test)]
 mod tests {
-    use image::imageops;
-
     use super::testkit::*;
     use super::*;
-
-    /// The stored pixels whose display (per §2.4 orientation `o`) is `upright`,
-    /// built from the spec's definitions, independently of `orient`.
-    fn stored_for(upright: &image::RgbImage, o: i64) -> image::RgbImage {
-        match o {
-            1 => upright.clone(),
-            2 => imageops::flip_horizontal(upright),
-            3 => imageops::rotate180(upright),
-            4 => imageops::flip_vertical(upright),
-            // Transpose and transverse are their own inverses.
-            5 => imageops::flip_horizontal(&imageops::rotate90(upright)),
-            6 => imageops::rotate270(upright), // shown rotated 90° clockwise
-            7 => imageops::flip_horizontal(&imageops::rotate270(upright)),
-            8 => imageops::rotate90(upright), // shown rotated 90° counter-clockwise
-            _ => unreachable!(),
-        }
-    }
 
     /// Issue #15: jpeg-encoder's 4:2:0 takes each 2x2 block's top-left
     /// chroma, so a 1-pixel dither of blue and yellow (grey from any

@@ -441,6 +441,21 @@ impl Api {
         }
     }
 
+    /// A client whose connections come from `local`, another loopback
+    /// address (127.0.0.2…): a second device, as the server sees it.
+    pub fn from_address(base: &str, local: std::net::IpAddr) -> Api {
+        Api {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .no_proxy()
+                .local_address(local)
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("http client"),
+            base: base.to_string(),
+        }
+    }
+
     /// A client that sends exactly `Cookie: session=<token>` and stores no
     /// cookies (to reuse a session after the server told a client to drop it).
     pub fn with_session_cookie(base: &str, token: &str) -> Api {
@@ -618,21 +633,6 @@ pub fn assert_err(v: &Value, code: i64) {
     assert!(!msg.trim().is_empty(), "error without msg: {v}");
 }
 
-/// Asserts a binary endpoint's error reply: non-2xx status and JSON `{code,
-/// msg}`; returns the status.
-pub async fn assert_binary_err(r: reqwest::Response, code: i64) -> u16 {
-    let status = r.status();
-    let text = r.text().await.expect("body");
-    assert!(
-        !status.is_success() && status != 500,
-        "expected an error status, got {status}: {text}"
-    );
-    let v: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {status} {text}"));
-    assert_err(&v, code);
-    status.as_u16()
-}
-
 /// Asserts a binary endpoint's error reply: exactly HTTP `status`, a JSON
 /// content type and body `{code, msg}` with `code` (see `src/http/error.rs`
 /// for which status each code travels with: 403 for −10001/−10002, 400 for
@@ -750,8 +750,10 @@ pub fn ffmpeg_available() -> bool {
 pub enum Av {
     /// 320×240, 2 s, H.264 + AAC.
     Mp4,
-    /// 320×240 stored, 2 s, H.264, with a display matrix turning it a
-    /// quarter (displayed 240×320); see [`av_orientation`] for which way.
+    /// 320×240 stored, 2 s, H.264, blue with a red top-left quarter-by-quarter
+    /// corner (so a thumbnail shows which way it was turned), with a display
+    /// matrix turning it a quarter (displayed 240×320); see
+    /// [`av_orientation`] for which way.
     Mp4Rotated,
     /// 1.5 s AAC in MP4.
     M4a,
@@ -788,7 +790,9 @@ fn make_av(kind: Av) -> Vec<u8> {
         }
         Av::Mp4Rotated => {
             // The rotate tag only becomes a display matrix on a stream copy.
-            ffmpeg(d, &format!("{VIDEO_IN} {H264} plain.mp4"));
+            const MARKED: &str = "-f lavfi -i color=c=blue:s=320x240:r=10:d=2,\
+                                  drawbox=x=0:y=0:w=80:h=60:color=red:t=fill";
+            ffmpeg(d, &format!("{MARKED} {H264} plain.mp4"));
             ffmpeg(d, "-i plain.mp4 -c copy -metadata:s:v:0 rotate=90 out.mp4");
             "out.mp4"
         }

@@ -124,6 +124,19 @@ impl Live {
         &self.running.as_ref().expect("running").state.db
     }
 
+    /// Waits until `n` more checks of an offline root have been done than
+    /// when called, so at least `n - 1` of them began after the call: what
+    /// the tests of a disk that must *stay* offline wait for, instead of a
+    /// sleep that assumes the checks kept up.
+    pub async fn offline_checks_pass(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let from = self.stats().offline_checks.load(Relaxed);
+        until(&format!("{n} offline checks"), || async {
+            (self.stats().offline_checks.load(Relaxed) >= from + n).then_some(())
+        })
+        .await;
+    }
+
     pub fn stats(&self) -> &isync::library::watcher::WatchStats {
         self.running
             .as_ref()

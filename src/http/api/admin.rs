@@ -223,8 +223,8 @@ pub async fn register(
         }
         Err(e) => return Err(e.into()),
     };
-    let db = st.db.clone();
-    let acc = blocking(move || accounts::redeem(&db, &token, &name, &hash, &label)).await?;
+    let (db, now) = (st.db.clone(), st.clock.unix_ms() / 1000);
+    let acc = blocking(move || accounts::redeem(&db, &token, &name, &hash, &label, now)).await?;
     st.limiter.release(attempt);
     st.sessions.access_changed();
     let perms = st

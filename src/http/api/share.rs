@@ -18,7 +18,7 @@ pub async fn share_file_url(
     let (_, s) = st.session(&headers).await?;
     p.check()?;
     let id = FileId(p.req_int("id")?);
-    let key = share::issue(&st.db, &st.cfg, &s, id).await?;
+    let key = share::issue(&st.db, &st.cfg, &st.clock, &s, id).await?;
     Ok(ok(key))
 }
 
@@ -31,6 +31,6 @@ pub async fn share_file(
 ) -> Result<Response, BinaryError> {
     p.check()?;
     let key = p.req_str("shareKey")?;
-    let rec = share::resolve(&st.db, &st.cfg, key).await?;
+    let rec = share::resolve(&st.db, &st.cfg, &st.clock, key).await?;
     send_original(&st, &rec, &method, &headers).await
 }
