@@ -8,6 +8,7 @@ pub mod container;
 pub mod exifmeta;
 mod framegrab;
 pub mod fuzzing;
+pub mod heif;
 pub mod journal;
 mod jpegbands;
 mod jpegpar;
