@@ -115,8 +115,11 @@ pub struct Picture {
     pub crop: Option<Crop>,
     /// Counter-clockwise quarter turns (`irot`), applied after the crop.
     pub rotation_ccw: u8,
-    /// `imir`, applied after the rotation: `Some(0)` mirrors about the
-    /// vertical axis (left↔right), `Some(1)` about the horizontal one.
+    /// `imir`, applied after the rotation: `Some(0)` swaps top and bottom,
+    /// `Some(1)` left and right. That is the `mode` of HEIF amendment 2,
+    /// which renamed the 2017 text's ambiguous `axis` to match what iPhones,
+    /// libheif and ImageMagick had always done (MPEGGroup/FileFormat#22,
+    /// libavif#665); `heif-convert` agrees (`tests/heif.rs`).
     pub mirror: Option<u8>,
     /// Bits per channel (`pixi`), when given.
     pub bit_depth: Option<u8>,
@@ -136,16 +139,17 @@ impl Picture {
     /// The EXIF orientation (§2.4) equivalent to `irot` then `imir`.
     pub fn orientation(&self) -> u8 {
         // irot counter-clockwise: 0 → 1, 90 → 8, 180 → 3, 270 → 6; then a
-        // left↔right mirror turns those into 2, 7, 4, 5, and a top↔bottom
-        // one (= left↔right after another 180°) into 4, 5, 2, 7.
+        // top↔bottom mirror (mode 0) turns those into 4, 5, 2, 7, and a
+        // left↔right one (mode 1; = top↔bottom after another 180°) into
+        // 2, 7, 4, 5.
         const PLAIN: [u8; 4] = [1, 8, 3, 6];
         const MIRROR_LR: [u8; 4] = [2, 7, 4, 5];
         const MIRROR_TB: [u8; 4] = [4, 5, 2, 7];
         let r = usize::from(self.rotation_ccw % 4);
         match self.mirror {
             None => PLAIN[r],
-            Some(0) => MIRROR_LR[r],
-            Some(_) => MIRROR_TB[r],
+            Some(0) => MIRROR_TB[r],
+            Some(_) => MIRROR_LR[r],
         }
     }
 }
@@ -956,7 +960,11 @@ mod tests {
         );
         assert_eq!((p.rotation_ccw, p.mirror), (1, Some(0)));
         assert_eq!(p.display_size(), (40, 48));
-        assert_eq!(p.orientation(), 7);
+        assert_eq!(
+            p.orientation(),
+            5,
+            "quarter left, then top↔bottom: transpose"
+        );
         assert!(matches!(p.codec, Codec::Hevc { nal_length: 4 }));
         assert_eq!(p.config, c.config, "VPS/SPS/PPS from hvcC");
         let data = h.item_data(&mut Cursor::new(&bytes), 1, 1 << 20).unwrap();
@@ -1035,7 +1043,8 @@ mod tests {
             let mut d = Vec::new();
             for y in 0..r.height {
                 for x in 0..r.width {
-                    let (sx, sy) = if axis == 0 {
+                    // mode 0: top↔bottom; 1: left↔right.
+                    let (sx, sy) = if axis == 1 {
                         (r.width - 1 - x, y)
                     } else {
                         (x, r.height - 1 - y)

@@ -9,6 +9,7 @@ pub mod exifmeta;
 mod framegrab;
 pub mod fuzzing;
 pub mod heif;
+mod heifdec;
 pub mod journal;
 mod jpegbands;
 mod jpegpar;

@@ -266,12 +266,14 @@ fn pixi(ten_bit: bool) -> Vec<u8> {
     full(b"pixi", 0, 0, &[3, d, d, d])
 }
 
-fn infe(id: u16, kind: &[u8; 4]) -> Vec<u8> {
+/// An item description; `hidden` (flag 1) as iPhones mark grid tiles, so
+/// readers do not list them as pictures of their own.
+fn infe(id: u16, kind: &[u8; 4], hidden: bool) -> Vec<u8> {
     let mut b = id.to_be_bytes().to_vec();
     b.extend_from_slice(&[0, 0]);
     b.extend_from_slice(kind);
     b.push(0); // empty name
-    full(b"infe", 2, 0, &b)
+    full(b"infe", 2, u32::from(hidden), &b)
 }
 
 /// The item payloads of a file: (id, type, bytes, in idat?).
@@ -280,6 +282,7 @@ struct Item {
     kind: [u8; 4],
     data: Vec<u8>,
     idat: bool,
+    hidden: bool,
     props: Vec<Vec<u8>>,
 }
 
@@ -311,6 +314,7 @@ pub fn mux(spec: &Spec) -> Vec<u8> {
             kind,
             data: c.data.clone(),
             idat: false,
+            hidden: false,
             props,
         }
     };
@@ -336,11 +340,14 @@ pub fn mux(spec: &Spec) -> Vec<u8> {
                 kind: *b"grid",
                 data,
                 idat: true,
+                hidden: false,
                 props,
             });
             let ids: Vec<u16> = (2..2 + tiles.len() as u16).collect();
             for (t, id) in tiles.iter().zip(&ids) {
-                items.push(coded_item(*id, t, &[]));
+                let mut tile = coded_item(*id, t, &[]);
+                tile.hidden = true;
+                items.push(tile);
             }
             refs.push((b"dimg", 1, ids));
             2 + tiles.len() as u16
@@ -359,6 +366,7 @@ pub fn mux(spec: &Spec) -> Vec<u8> {
             kind: *b"Exif",
             data,
             idat: false,
+            hidden: false,
             props: Vec::new(),
         });
         refs.push((b"cdsc", next, vec![1]));
@@ -384,7 +392,7 @@ pub fn mux(spec: &Spec) -> Vec<u8> {
         body.extend(full(b"pitm", 0, 0, &1u16.to_be_bytes()));
         let mut iinf = (items.len() as u16).to_be_bytes().to_vec();
         for it in &items {
-            iinf.extend(infe(it.id, &it.kind));
+            iinf.extend(infe(it.id, &it.kind, it.hidden));
         }
         body.extend(full(b"iinf", 0, 0, &iinf));
         if !refs.is_empty() {
