@@ -202,6 +202,9 @@ fn brands_say_still(ftyp: &[u8]) -> bool {
         .any(|b| STILL_BRANDS.iter().any(|s| &s[..] == b))
 }
 
+/// A child box: its type and payload.
+type BoxRef<'a> = ([u8; 4], &'a [u8]);
+
 /// A byte reader over one box's payload: every read is bounds-checked.
 struct Rd<'a> {
     buf: &'a [u8],
@@ -253,7 +256,7 @@ impl<'a> Rd<'a> {
         Ok(((v >> 24) as u8, v & 0xFF_FFFF))
     }
     /// The next child box: (type, payload).
-    fn child(&mut self) -> Result<Option<([u8; 4], &'a [u8])>, HeifError> {
+    fn child(&mut self) -> Result<Option<BoxRef<'a>>, HeifError> {
         if self.left() == 0 {
             return Ok(None);
         }
@@ -274,7 +277,7 @@ impl<'a> Rd<'a> {
 }
 
 /// The boxes of `buf`, in order.
-fn children(buf: &[u8]) -> Result<Vec<([u8; 4], &[u8])>, HeifError> {
+fn children(buf: &[u8]) -> Result<Vec<BoxRef<'_>>, HeifError> {
     let mut rd = Rd::new(buf);
     let mut out = Vec::new();
     while let Some(b) = rd.child()? {
@@ -286,7 +289,7 @@ fn children(buf: &[u8]) -> Result<Vec<([u8; 4], &[u8])>, HeifError> {
     Ok(out)
 }
 
-fn find<'a>(boxes: &[([u8; 4], &'a [u8])], kind: &[u8; 4]) -> Option<&'a [u8]> {
+fn find<'a>(boxes: &[BoxRef<'a>], kind: &[u8; 4]) -> Option<&'a [u8]> {
     boxes.iter().find(|(k, _)| k == kind).map(|(_, b)| *b)
 }
 

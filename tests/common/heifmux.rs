@@ -519,6 +519,7 @@ pub fn crop(rgb: &[u8], w: u32, x0: u32, y0: u32, x1: u32, y1: u32) -> Vec<u8> {
 /// A grid file of `rows`×`cols` tiles of `tile`² pixels cut from `rgb`
 /// (`width`×`height`, smaller than the tiles cover: the last row and
 /// column are padded by repeating the edge).
+#[allow(clippy::too_many_arguments)] // a fixture's knobs, all named at the call
 pub fn grid(
     rgb: &[u8],
     width: u32,
