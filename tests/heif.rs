@@ -331,3 +331,65 @@ fn libheif_agrees_with_the_fixtures() {
         assert_eq!(corners(&img), want, "{name}");
     }
 }
+
+/// `rgb` (`w` wide) upside down.
+fn flipped(rgb: &[u8], w: u32) -> Vec<u8> {
+    let row = (w * 3) as usize;
+    rgb.chunks_exact(row).rev().flatten().copied().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_aperture_and_embedded_thumbnail() {
+    if !ffmpeg_available() {
+        return;
+    }
+    // 160x120 of the 320x240 stored picture, its centre 80 px right of the
+    // picture's: x 160..320, y 60..180, the green and yellow quadrants; then
+    // a quarter turn to the left.
+    let c = heifmux::encode(&quadrants(320, 240), 320, 240, Codec::Hevc, false);
+    let mut clapped = Spec::single(c);
+    clapped.clap = Some([160, 1, 120, 1, 80, 1, 0, 1]);
+    clapped.irot = Some(1);
+    // A primary with a thumbnail item (`thmb`) that differs from it, so the
+    // thumbnail shows which one was decoded: upside down.
+    let c = heifmux::encode(&quadrants(640, 480), 640, 480, Codec::Hevc, false);
+    let t = heifmux::encode(
+        &flipped(&quadrants(240, 180), 240),
+        240,
+        180,
+        Codec::Hevc,
+        false,
+    );
+    let mut thumbed = Spec::single(c);
+    thumbed.thumbnail = Some(t);
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/clapped.heic", &heifmux::mux(&clapped))
+        .file("lib/thumbed.heic", &heifmux::mux(&thumbed))
+        .prerender(false)
+        .spawn()
+        .await;
+    let api = &app.api;
+    assert_eq!(dims(&api.file_named("clapped.heic").await), (120, 160));
+    for level in [0, 1] {
+        let img = thumb_img(api, "clapped.heic", level).await;
+        // Already inside both boxes: not enlarged.
+        assert_eq!(img.dimensions(), (120, 160), "level {level}");
+        assert_eq!(
+            corners(&img),
+            [GREEN, YELLOW, GREEN, YELLOW],
+            "level {level}"
+        );
+    }
+    assert_eq!(dims(&api.file_named("thumbed.heic").await), (640, 480));
+    // Level 0 from the embedded thumbnail (240 px covers its 160 px box)…
+    let small = thumb_img(api, "thumbed.heic", 0).await;
+    assert_eq!(small.dimensions(), (160, 120));
+    assert_eq!(corners(&small), [BLUE, YELLOW, RED, GREEN]);
+    // …level 1 from the picture itself.
+    let screen = thumb_img(api, "thumbed.heic", 1).await;
+    assert_eq!(screen.dimensions(), (640, 480));
+    assert_eq!(corners(&screen), [RED, GREEN, BLUE, YELLOW]);
+    app.stop().await;
+}

@@ -65,8 +65,9 @@ pub(crate) fn decode<'a>(
         return Err(failed(&format!("coded picture of {tile_w}x{tile_h}")));
     }
     // Every tile scaled by the same factor, rounded up so the assembled
-    // picture still covers the box.
-    let long = w.max(h);
+    // picture still covers the box, from what is shown: the clean aperture
+    // when there is one (a 2:1 crop must not come out at half the box).
+    let long = pic.crop.map_or(w.max(h), |c| c.w.max(c.h)).max(1);
     let scale = |side: u32| -> u32 {
         if long <= edge {
             side
