@@ -225,19 +225,22 @@ fn assemble(raw: &[u8], tw: u32, th: u32, cols: u32, rows: u32) -> Raster {
             data: raw.to_vec(),
         };
     }
-    let (w, h) = (tw * cols, th * rows);
-    let row_bytes = (tw * 3) as usize;
-    let mut data = vec![0u8; (w * h * 3) as usize];
-    for (i, frame) in raw.chunks_exact(row_bytes * th as usize).enumerate() {
-        let (c, r) = (i as u32 % cols, i as u32 / cols);
+    // usize throughout: the budget already bounded the canvas, but the
+    // arithmetic must not depend on that.
+    let (tw_u, th_u, cols_u) = (tw as usize, th as usize, cols as usize);
+    let (w, h) = (tw_u * cols_u, th_u * rows as usize);
+    let row_bytes = tw_u * 3;
+    let mut data = vec![0u8; w * h * 3];
+    for (i, frame) in raw.chunks_exact(row_bytes * th_u).enumerate() {
+        let (c, r) = (i % cols_u, i / cols_u);
         for (y, line) in frame.chunks_exact(row_bytes).enumerate() {
-            let at = (((r * th + y as u32) * w + c * tw) * 3) as usize;
+            let at = ((r * th_u + y) * w + c * tw_u) * 3;
             data[at..at + row_bytes].copy_from_slice(line);
         }
     }
     Raster {
-        width: w,
-        height: h,
+        width: tw * cols,
+        height: th * rows,
         alpha: false,
         data,
     }
@@ -256,13 +259,14 @@ fn crop(src: Raster, x: u32, y: u32, w: u32, h: u32) -> Result<Raster, String> {
     if (x, y, w, h) == (0, 0, src.width, src.height) {
         return Ok(src);
     }
-    let mut data = Vec::with_capacity((w * h * 3) as usize);
-    for row in y..y + h {
-        let at = ((row * src.width + x) * 3) as usize;
-        data.extend_from_slice(&src.data[at..at + (w * 3) as usize]);
+    let (x, w, sw) = (x as usize, w as usize, src.width as usize);
+    let mut data = Vec::with_capacity(w * h as usize * 3);
+    for row in y as usize..(y + h) as usize {
+        let at = (row * sw + x) * 3;
+        data.extend_from_slice(&src.data[at..at + w * 3]);
     }
     Ok(Raster {
-        width: w,
+        width: w as u32,
         height: h,
         alpha: false,
         data,
