@@ -318,7 +318,7 @@ pub fn read<R: Read + Seek>(file: &mut R) -> Result<Heif, HeifError> {
         } else if size == 0 {
             size = file_len - pos;
         }
-        if size < header || pos + size > file_len {
+        if size < header || pos.checked_add(size).is_none_or(|end| end > file_len) {
             return Err(bad(format!(
                 "top-level box {} past the end of the file",
                 String::from_utf8_lossy(&kind)
@@ -754,7 +754,7 @@ impl Heif {
                 .checked_add(len)
                 .filter(|&e| e <= source_len)
                 .ok_or_else(|| bad(format!("item {id} lies past the end of the file")))?;
-            total += len;
+            total = total.saturating_add(len);
             if total > max {
                 return Err(bad(format!(
                     "item {id} larger than isync reads ({max} bytes)"
@@ -1168,6 +1168,37 @@ mod tests {
             Err(HeifError::NotHeif)
         );
         assert!(!is_heif(b"\0\0\0\x10ftypmp42\0\0\0\0"));
+    }
+
+    /// Writes the `heif` fuzz target's seeds (docs/fuzzing.md):
+    /// `cargo test --lib media::heif::tests::write_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes fuzz/seeds/heif; run by hand"]
+    fn write_fuzz_seeds() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/heif");
+        std::fs::create_dir_all(&dir).unwrap();
+        let put = |name: &str, spec: &mux::Spec| {
+            std::fs::write(dir.join(name), mux::mux(spec)).unwrap();
+        };
+        let c = mux::encode(&mux::corners(48, 40), 48, 40, MuxCodec::Hevc, false);
+        let t = mux::encode(&mux::corners(32, 32), 32, 32, MuxCodec::Hevc, false);
+        let mut spec = mux::Spec::single(c);
+        spec.irot = Some(1);
+        spec.imir = Some(1);
+        spec.clap = Some([24, 1, 20, 1, 2, 1, 0, 1]);
+        spec.exif = Some(mux::exif_taken("2021:06:05 04:03:02"));
+        spec.thumbnail = Some(t);
+        put("single.heic", &spec);
+        let rgb = mux::corners(40, 40);
+        put(
+            "grid.heic",
+            &mux::grid(&rgb, 40, 40, 32, 2, 2, MuxCodec::Hevc, true),
+        );
+        let a = mux::encode(&mux::corners(32, 24), 32, 24, MuxCodec::Av1, false);
+        let mut spec = mux::Spec::single(a);
+        spec.irot = Some(3);
+        put("rotated.avif", &spec);
+        std::fs::write(dir.join("synthetic.heic"), synthetic(3, (640, 480), 50)).unwrap();
     }
 
     #[test]
