@@ -15,7 +15,10 @@ all: build
 
 # System packages the server and its tests use at run time: ffmpeg/ffprobe for
 # video and audio, pkg-config and a C compiler for the bundled SQLite.
-APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl
+# libheif-examples is a test tool only (tests/heif.rs checks our HEIF
+# fixtures and our reading of irot/imir with heif-convert); the server
+# never runs it.
+APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl libheif-examples
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

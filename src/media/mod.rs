@@ -8,6 +8,8 @@ pub mod container;
 pub mod exifmeta;
 mod framegrab;
 pub mod fuzzing;
+pub mod heif;
+mod heifdec;
 pub mod journal;
 mod jpegbands;
 mod jpegpar;

@@ -8,6 +8,7 @@
 
 use crate::media::container;
 use crate::media::exifmeta::{self, JpegExif};
+use crate::media::heif;
 use crate::media::mp4;
 use crate::media::process::{self, ProcessError, FFPROBE_TIMEOUT};
 use crate::model::{FileType, MediaInfo};
@@ -26,8 +27,8 @@ const HEAD_BYTES: usize = 128 * 1024;
 const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
 
 const IMAGE_EXTS: &[&str] = &[
-    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "heic", "heif", "avif", "tif", "tiff", "bmp",
-    "dng",
+    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "heic", "heif", "hif", "avif", "tif", "tiff",
+    "bmp", "dng",
 ];
 const VIDEO_EXTS: &[&str] = &[
     "mp4", "m4v", "mov", "qt", "3gp", "3g2", "mkv", "webm", "avi", "mts", "m2ts", "mpg", "mpeg",
@@ -215,6 +216,9 @@ fn probe_by_content(mut file: File, path: &Path) -> Result<(FileType, MediaInfo)
 
 fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo), ProbeError> {
     use imagesize::ImageType;
+    if heif::is_heif(head.data()) {
+        return Ok(probe_heif(path, head));
+    }
     let kind = imagesize::image_type(head.data()).ok();
     let exif = match kind {
         Some(ImageType::Gif) => return probe_gif(path, head),
@@ -222,8 +226,8 @@ fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo),
         Some(ImageType::Png | ImageType::Webp | ImageType::Tiff) => {
             exifmeta::from_container(head.data())
         }
-        // HEIF/AVIF: imagesize already applies `irot`, which is what HEIF
-        // readers obey; their Exif orientation is informational only.
+        // HEIF/AVIF without a still brand we know (`probe_heif` takes the
+        // rest): imagesize's size, no orientation.
         Some(ImageType::Heif(_) | ImageType::Bmp | ImageType::Jxl) => None,
         _ if head.data().get(4..8) == Some(b"ftyp") => return probe_isobmff_head(path, head),
         _ => {
@@ -433,6 +437,40 @@ fn skip<R: BufRead>(r: &mut R, n: u64) -> io::Result<()> {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
     Ok(())
+}
+
+/// A HEIF/AVIF still (`heif.rs`): the primary item's displayed size (after
+/// `clap` and `irot`), `irot`/`imir` as the equivalent EXIF orientation
+/// (what the stored pixels need to be upright, §2.4; the Exif item's own
+/// orientation is ignored, as iOS and libheif ignore it) and the capture
+/// time from the Exif item. A file whose boxes don't parse is still a
+/// photo, listed without its size. Reads only the boxes before the media
+/// data and the Exif item; decodes nothing.
+fn probe_heif(path: &Path, head: &mut Head<'_>) -> (FileType, MediaInfo) {
+    let parsed = heif::read(&mut *head.file);
+    let h = match parsed {
+        Ok(h) => h,
+        Err(e) => {
+            log::debug!(path:% = path.display(), error:% = e; "HEIF not readable");
+            return (FileType::Image, MediaInfo::default());
+        }
+    };
+    let (w, h_px) = h.primary.display_size();
+    let orientation = match h.primary.orientation() {
+        1 => None,
+        o => Some(i64::from(o)),
+    };
+    let exif = h
+        .exif(&mut *head.file)
+        .and_then(|tiff| exifmeta::parse_tiff(&tiff));
+    let info = MediaInfo {
+        width: Some(i64::from(w)),
+        height: Some(i64::from(h_px)),
+        orientation,
+        duration: None,
+        capture_time: exif.and_then(|e| e.capture_time),
+    };
+    (FileType::Image, info)
 }
 
 /// An ISO-BMFF file under an image name: the native walker may read it, but

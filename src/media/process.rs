@@ -85,7 +85,27 @@ pub fn input_args(demuxer: &str, options: &[&str]) -> Vec<std::ffi::OsString> {
     args
 }
 
-fn run(mut cmd: Command, stdin: Stdio, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
+/// [`run_capture`] with `input` written to the child's standard input (on
+/// a helper thread, so a child that stops reading can't block us), for it
+/// to read as `pipe:0` under `-protocol_whitelist pipe`.
+pub fn run_with_input(
+    cmd: Command,
+    input: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ProcessError> {
+    run_fed(cmd, Stdio::piped(), Some(input), timeout)
+}
+
+fn run(cmd: Command, stdin: Stdio, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
+    run_fed(cmd, stdin, None, timeout)
+}
+
+fn run_fed(
+    mut cmd: Command,
+    stdin: Stdio,
+    input: Option<Vec<u8>>,
+    timeout: Duration,
+) -> Result<Vec<u8>, ProcessError> {
     let program = cmd.get_program().to_string_lossy().into_owned();
     cmd.stdin(stdin)
         .stdout(Stdio::piped())
@@ -111,6 +131,15 @@ fn run(mut cmd: Command, stdin: Stdio, timeout: Duration) -> Result<Vec<u8>, Pro
     let _reaped = Reaped;
     // Drain both pipes on helper threads so a chatty child can't block on a
     // full pipe while we wait for it.
+    // A child that exits early closes the pipe: the write fails, which is
+    // its business to report (its status), not ours.
+    let in_t = match (input, child.stdin.take()) {
+        (Some(bytes), Some(mut pipe)) => Some(std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = pipe.write_all(&bytes);
+        })),
+        _ => None,
+    };
     let mut out = child.stdout.take().expect("piped stdout");
     let err = child.stderr.take().expect("piped stderr");
     let out_t = std::thread::spawn(move || {
@@ -139,6 +168,9 @@ fn run(mut cmd: Command, stdin: Stdio, timeout: Duration) -> Result<Vec<u8>, Pro
             Err(source) => return Err(ProcessError::Io { program, source }),
         }
     };
+    if let Some(t) = in_t {
+        let _ = t.join();
+    }
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
     if !status.success() {

@@ -23,8 +23,9 @@ use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
 use super::budget::{Allowance, BudgetError, Lease};
 use super::container::Container;
+use super::heif::{self, HeifError};
 use super::original::Original;
-use super::{framegrab, jpegscale, pngstream};
+use super::{framegrab, heifdec, jpegscale, pngstream};
 use crate::model::{FileType, ThumbLevel};
 
 /// Largest source we agree to decode into a full raster, in pixels
@@ -205,9 +206,9 @@ pub fn render_original(
             content_type: CONTENT_TYPE_JPEG,
         });
     }
-    let (raster, _lease) = decode_still(orig, edge, allow)?;
+    let (raster, _lease, upright) = decode_still(orig, edge, allow)?;
     let raster = fit(raster, edge).map_err(|e| orig.failed(e))?;
-    let raster = orient(raster, orientation.unwrap_or(1));
+    let raster = orient(raster, stored_turn(orientation, upright));
     encode(raster).map_err(|e| orig.failed(e))
 }
 
@@ -255,9 +256,9 @@ pub fn render_both_original(
         return [small, Ok(screen)];
     }
     let (screen, _lease) = match decode_still(orig, screen_edge, allow)
-        .and_then(|(r, lease)| Ok((fit(r, screen_edge).map_err(failed)?, lease)))
+        .and_then(|(r, lease, up)| Ok((fit(r, screen_edge).map_err(failed)?, lease, up)))
     {
-        Ok((r, lease)) => (orient(r, orientation.unwrap_or(1)), lease),
+        Ok((r, lease, upright)) => (orient(r, stored_turn(orientation, upright)), lease),
         Err(e) => return both(e),
     };
     let exif_small = (orig.container == Some(Container::Jpeg))
@@ -285,11 +286,39 @@ pub(crate) fn reserve<'a>(
         .map_err(|e| ThumbError::from_budget(orig, e))
 }
 
+/// The EXIF orientation still to apply to a decoded raster: none when the
+/// decoder already turned it upright (HEIF/AVIF, from `irot`/`imir`).
+fn stored_turn(orientation: Option<i64>, upright: bool) -> i64 {
+    if upright {
+        1
+    } else {
+        orientation.unwrap_or(1)
+    }
+}
+
 /// Decodes a still image (first frame of a GIF) no smaller than needed for
 /// the `edge` box: JPEGs at a reduced DCT scale, PNGs shrunk row by row,
-/// GIFs at full size; with the lease covering the decode and what follows
-/// (scaling, turning, encoding).
+/// GIFs at full size, HEIF/AVIF by `heifdec` (already upright: the `bool`);
+/// with the lease covering the decode and what follows (scaling, turning,
+/// encoding).
 fn decode_still<'a>(
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<(Raster, Lease<'a>, bool), ThumbError> {
+    if orig.container == Some(Container::IsoBmff) {
+        match heif::read(&mut orig.file()) {
+            Ok(h) => {
+                return heifdec::decode(orig, &h, edge, allow).map(|(r, l)| (r, l, true));
+            }
+            Err(HeifError::NotHeif) => {}
+            Err(e) => return Err(orig.failed(e)),
+        }
+    }
+    decode_plain(orig, edge, allow).map(|(r, l)| (r, l, false))
+}
+
+fn decode_plain<'a>(
     orig: &Original,
     edge: u32,
     allow: Allowance<'a>,

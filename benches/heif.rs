@@ -1,0 +1,123 @@
+//! HEIF bench (`cargo bench --bench heif`): thumbnails of an iPhone-like
+//! 4032x3024 HEIC (a 8x6 grid of 512² HEVC tiles with a 320x240 `thmb`,
+//! made by `tests/common/heifmux.rs` from ffmpeg/libx265) against Debian's
+//! `heif-convert` (libheif + libde265) decoding the same file in the same
+//! run. Level 1 cold is one full render (every tile decoded and scaled by
+//! one ffmpeg run); level 0 takes the embedded thumbnail. Prints medians
+//! and the ratio to heif-convert (goal from issue 15: no slower).
+
+#[path = "../tests/common/heifmux.rs"]
+mod heifmux;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use isync::media::probe::probe;
+use isync::media::thumbs::render;
+use isync::model::{FileType, ThumbLevel};
+
+const W: u32 = 4032;
+const H: u32 = 3024;
+const TILE: u32 = 512;
+const RUNS: usize = 7;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut v = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        f();
+        v.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    median(v)
+}
+
+/// A photo-like picture: gradients and hard edges.
+fn picture(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity((w * h * 3) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            let edge = if (x / 37 + y / 23) % 5 == 0 { 80 } else { 0 };
+            out.extend_from_slice(&[
+                (x * 255 / w) as u8 ^ edge,
+                (y * 255 / h) as u8,
+                ((x ^ y) % 251) as u8,
+            ]);
+        }
+    }
+    out
+}
+
+fn main() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let rgb = picture(W, H);
+    let (cols, rows) = (W.div_ceil(TILE) as u8, H.div_ceil(TILE) as u8);
+    let mut spec = heifmux::grid(&rgb, W, H, TILE, rows, cols, heifmux::Codec::Hevc, false);
+    let small = picture(320, 240);
+    spec.thumbnail = Some(heifmux::encode(
+        &small,
+        320,
+        240,
+        heifmux::Codec::Hevc,
+        false,
+    ));
+    let path = dir.path().join("IMG_0001.HEIC");
+    std::fs::write(&path, heifmux::mux(&spec)).expect("write fixture");
+    println!(
+        "fixture in {:.1} s: {W}x{H} HEIC, {cols}x{rows} tiles of {TILE}², {:.1} MB",
+        started.elapsed().as_secs_f64(),
+        std::fs::metadata(&path).unwrap().len() as f64 / 1e6
+    );
+
+    // The scanner's cost per HEIC: the probe (boxes, Exif item; no decode),
+    // the same file again and again (page cache hot, as a rescan sees it).
+    let n = 10_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        let (kind, info) = probe(&path, FileType::Image).expect("probe");
+        assert_eq!((kind, info.width), (FileType::Image, Some(i64::from(W))));
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    println!("probe: {rate:.0} HEIC files/s on one thread (goal >= 10,000)");
+
+    let level1 = time(RUNS, || {
+        render(&path, FileType::Image, None, ThumbLevel::Screen).expect("level 1");
+    });
+    let level0 = time(RUNS, || {
+        render(&path, FileType::Image, None, ThumbLevel::Small).expect("level 0");
+    });
+    println!("isync level 1 cold (all tiles):      median {level1:8.1} ms");
+    println!("isync level 0 (embedded thumbnail):  median {level0:8.1} ms");
+
+    let have = Command::new("heif-convert")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !have {
+        println!("heif-convert not installed (apt-get install libheif-examples): no baseline");
+        return;
+    }
+    let out = dir.path().join("out.jpg");
+    let convert = |p: &Path| {
+        let o = Command::new("heif-convert")
+            .args(["-q", "80"])
+            .arg(p)
+            .arg(&out)
+            .output()
+            .expect("run heif-convert");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let baseline = time(RUNS, || convert(&path));
+    println!("heif-convert full decode to JPEG:    median {baseline:8.1} ms");
+    println!(
+        "ratio to heif-convert: level 1 {:.2}, level 0 {:.2} (< 1 is faster)",
+        level1 / baseline,
+        level0 / baseline
+    );
+}
