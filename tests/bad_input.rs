@@ -268,6 +268,26 @@ async fn an_oversized_body_is_bad_param_not_a_crash() {
     assert_eq!(before, app.db_snapshot().await);
     // The server is fine afterwards.
     assert_eq!(app.api.catalogs("-1").await.len(), 1);
+    // Refused before its body was read, the answer closes the connection
+    // and says so (a pooled client would otherwise send its next request
+    // into the closing socket); one read to its end keeps it.
+    let form = "application/x-www-form-urlencoded";
+    let body = format!("type=0&helpText={}", "x".repeat(2 << 20));
+    let r = app
+        .api
+        .send_raw(reqwest::Method::POST, "/updateHelpInfo.icc", form, body)
+        .await;
+    assert_eq!(header(&r, "connection"), "close");
+    let r = app
+        .api
+        .send_raw(
+            reqwest::Method::POST,
+            "/updateHelpInfo.icc",
+            form,
+            "type=0&helpText=hello",
+        )
+        .await;
+    assert!(r.headers().get("connection").is_none(), "{:?}", r.headers());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -447,7 +447,7 @@ fn server_end(client: &std::net::TcpStream) -> std::net::TcpStream {
 async fn the_server_turns_nagle_off_on_every_connection() {
     let (s, api) = Server::start(|c| {
         let lib = &c.libraries[0].path;
-        common::write_file(&lib.join("noise.jpg"), &noise_jpeg(1600, 300));
+        common::write_file(&lib.join("noise.jpg"), &noise_jpeg(1600, 400));
         common::write_file(&lib.join("data.bin"), &vec![7u8; 100_000]);
     })
     .await;

@@ -10,6 +10,7 @@ pub mod sendfile;
 pub mod serve;
 pub mod state;
 pub mod stream;
+mod unread;
 
 use crate::error::Error;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -84,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(params::MAX_PARAM_BODY_BYTES))
         .layer(axum::middleware::from_fn(csrf::guard))
         .layer(axum::middleware::from_fn(timing))
+        .layer(axum::middleware::from_fn(unread::close_if_unread))
         .with_state(state)
 }
 
