@@ -70,7 +70,9 @@ get /usr/local/lib/isync/firstboot | head -n1 | grep -q '^#!/bin/sh' && ok "firs
 [ "$(get /etc/hostname)" = raspberrypi ] && ok "hostname left to first boot" || bad "hostname left to first boot"
 e2fsck -fn "$root" >/dev/null 2>&1 && ok "ext4 clean (e2fsck -fn)" || bad "ext4 clean (e2fsck -fn)"
 mdir -i "$img@@$((8192 * 512))" -b :: | grep -q 'isync-README.txt' && ok "README on the boot partition" || bad "README on the boot partition"
-mtype -i "$img@@$((8192 * 512))" ::/cmdline.txt | grep -q 'PARTUUID=deadbeef-02' && ok "cmdline.txt untouched" || bad "cmdline.txt untouched"
+mtype -i "$img@@$((8192 * 512))" ::/cmdline.txt | grep -q 'PARTUUID=deadbeef-02 rootfstype=ext4 fsck.repair=yes rootwait' && ok "cmdline.txt keeps its options" || bad "cmdline.txt keeps its options"
+[ "$(mtype -i "$img@@$((8192 * 512))" ::/cmdline.txt | grep -o 'cgroup_enable=memory cgroup_memory=1' | wc -l)" = 1 ] && ok "cmdline.txt enables the memory cgroup (once)" || bad "cmdline.txt enables the memory cgroup (once)"
+[ "$(mtype -i "$img@@$((8192 * 512))" ::/cmdline.txt | wc -l)" = 1 ] && ok "cmdline.txt is one line" || bad "cmdline.txt is one line"
 dd if="$img" of="$work/boot.check" bs=512 skip=8192 count=131072 status=none
 fsck.vfat -n "$work/boot.check" >/dev/null && ok "FAT clean (fsck.vfat -n)" || bad "FAT clean (fsck.vfat -n)"
 [ "$fail" = 0 ] && echo "rpios-test: passed" || { echo "rpios-test: FAILED"; exit 1; }

@@ -46,5 +46,17 @@ fi
 e2fsck -fn "$rootfs" >/dev/null 2>&1 || { echo "rpios: e2fsck found problems after writing" >&2; exit 1; }
 
 mcopy -o -i "$out.part@@$boot_off" "$here/overlay/boot/firmware/isync-README.txt" ::/isync-README.txt
+# Raspberry Pi kernels leave the memory cgroup controller off unless the
+# kernel command line asks for it; without it isync.service's MemoryHigh and
+# MemoryMax do nothing and an out-of-memory kill may take another process.
+# The one line of cmdline.txt gets the two options (once), nothing else.
+cmdline=$(mtype -i "$out.part@@$boot_off" ::/cmdline.txt | tr -d '\r' | head -n1)
+case " $cmdline " in
+*" cgroup_enable=memory "*) ;;
+*)
+	printf '%s cgroup_enable=memory cgroup_memory=1\n' "$cmdline" >"$stage/cmdline.txt"
+	mcopy -o -i "$out.part@@$boot_off" "$stage/cmdline.txt" ::/cmdline.txt
+	;;
+esac
 mv "$out.part" "$out"
 echo "rpios: $out ready ($(($(date +%s) - start)) s): flash it like the original image"
