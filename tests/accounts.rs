@@ -761,7 +761,10 @@ async fn login_flood(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_wrong_logins_cannot_outrun_the_limit() {
-    let (s, _alice) = Server::start(|_| {}).await;
+    // 200 connections from 127.0.0.1 at once: over the per-address cap
+    // (64), which would reset some before they are counted; this test is
+    // about the limiter.
+    let (s, _alice) = Server::start(|c| c.http.max_connections_per_address = 1000).await;
     let max = s.cfg.login.max_failures as u64;
     let hashes = s.state().hasher.clone();
     let (h0, before) = (hashes.runs(), s.accounts_snapshot().await);
@@ -793,7 +796,8 @@ async fn simultaneous_wrong_logins_cannot_outrun_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simultaneous_registrations_cannot_outrun_the_limit() {
-    let (s, _alice) = Server::start(|_| {}).await;
+    // 60 connections at once from one address, near the per-address cap.
+    let (s, _alice) = Server::start(|c| c.http.max_connections_per_address = 1000).await;
     let admin = claim(&s).await;
     let t = admin
         .post_form(
@@ -860,7 +864,7 @@ async fn password_checks_wait_in_a_bounded_queue() {
         c.login.max_pending_checks = 1;
         // 80 connections from 127.0.0.1 at once: over the per-address cap
         // (64), which is not what this test is about.
-        c.http.max_connections_per_address = 200;
+        c.http.max_connections_per_address = 1000;
     })
     .await;
     let hashes = s.state().hasher.clone();
