@@ -51,36 +51,10 @@ async fn server() -> (Server, Api, Api, Api) {
     (s, alice, cookie, key)
 }
 
-/// Every row of the tables an admin's browser could be made to change.
+/// Every row of the tables an admin's browser could be made to change: the
+/// account tables and the library ones.
 async fn snapshot(s: &Server) -> String {
-    let tables = s
-        .db()
-        .read_async(|c| {
-            let mut out = String::new();
-            for t in [
-                "users",
-                "account_types",
-                "registration_tokens",
-                "access_keys",
-                "share_links",
-                "user_roots",
-            ] {
-                let mut st = c.prepare(&format!("SELECT * FROM {t} ORDER BY 1"))?;
-                let n = st.column_count();
-                let mut rows = st.query([])?;
-                while let Some(r) = rows.next()? {
-                    out.push_str(t);
-                    for i in 0..n {
-                        out.push_str(&format!(" {:?}", r.get_ref(i)?));
-                    }
-                    out.push('\n');
-                }
-            }
-            Ok(out)
-        })
-        .await
-        .unwrap();
-    format!("{tables}{}", s.snapshot().await)
+    format!("{}{}", s.accounts_snapshot().await, s.snapshot().await)
 }
 
 async fn json_reply(r: reqwest::Response) -> Value {
