@@ -54,6 +54,12 @@ for t in "${targets[@]}"; do
 		tail -n 40 "$out/$t.log"
 		crash=$(ls -t "$artifacts"/* 2>/dev/null | head -n 1)
 		echo "=== fuzz: $t FAILED; input: ${crash:-none written (see $out/$t.log)}"
+		# A CI log is all that is left of a fresh clone: print small inputs
+		# whole, so they can be rebuilt with `base64 -d`.
+		if [ -n "$crash" ] && [ "$(stat -c %s "$crash")" -le 65536 ]; then
+			echo "=== fuzz: $t input as base64 (base64 -d > crash):"
+			base64 -w 76 "$crash"
+		fi
 		failed+=("$t: ${crash:-$out/$t.log}")
 	fi
 done

@@ -711,6 +711,15 @@ impl Heif {
             {
                 log::debug!("grid ispe differs from its output size; using the grid's");
             }
+            // The crop was placed against `ispe`; a grid whose output size
+            // differs must still hold it whole.
+            if let Some(c) = self.primary.crop {
+                if u64::from(c.x) + u64::from(c.w) > u64::from(width)
+                    || u64::from(c.y) + u64::from(c.h) > u64::from(height)
+                {
+                    return Err(bad("clap rectangle outside the grid's output size"));
+                }
+            }
             self.primary.width = width;
             self.primary.height = height;
             self.primary.layout = Layout::Grid {
@@ -1199,6 +1208,31 @@ mod tests {
         spec.irot = Some(3);
         put("rotated.avif", &spec);
         std::fs::write(dir.join("synthetic.heic"), synthetic(3, (640, 480), 50)).unwrap();
+    }
+
+    #[test]
+    fn a_crop_outside_the_grids_output_size_is_refused() {
+        if !have_ffmpeg() {
+            return;
+        }
+        // A 64x64 grid whose `ispe` claims 128x128: the centred 48x48
+        // `clap` fits the claim (at 40,40) but not the grid's real output.
+        let rgb = mux::corners(64, 64);
+        let mut spec = mux::grid(&rgb, 64, 64, 32, 2, 2, MuxCodec::Hevc, false);
+        spec.clap = Some([48, 1, 48, 1, 0, 1, 0, 1]);
+        let bytes = mux::mux(&spec);
+        assert!(parse(&bytes).is_ok(), "the honest file parses");
+        let mut ispe = b"ispe\0\0\0\0".to_vec();
+        ispe.extend_from_slice(&64u32.to_be_bytes());
+        ispe.extend_from_slice(&64u32.to_be_bytes());
+        let at = bytes
+            .windows(ispe.len())
+            .position(|w| w == ispe)
+            .expect("the grid's ispe");
+        let mut lying = bytes.clone();
+        lying[at + 8..at + 16].copy_from_slice(&[0, 0, 0, 128, 0, 0, 0, 128]);
+        let err = parse(&lying).expect_err("a crop outside the picture");
+        assert!(err.to_string().contains("clap"), "{err}");
     }
 
     #[test]
