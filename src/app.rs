@@ -77,7 +77,7 @@ fn status_line(db: &Db) -> String {
             match last {
                 Some(b) if b.ok => s.push_str(&format!(
                     ", last backup {} ok",
-                    crate::upload::civil_date(b.finished)
+                    crate::time::civil_date(b.finished)
                 )),
                 Some(b) => s.push_str(&format!(", LAST BACKUP FAILED: {}", b.message)),
                 None => s.push_str(", no backup yet"),

@@ -128,7 +128,7 @@ fn stamp(unix: i64) -> String {
     let secs = unix.rem_euclid(86_400);
     format!(
         "{}T{:02}{:02}{:02}Z",
-        crate::upload::civil_date(unix),
+        crate::time::civil_date(unix),
         secs / 3600,
         secs / 60 % 60,
         secs % 60

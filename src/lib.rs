@@ -5,6 +5,7 @@
 //! - `config`: the one configuration tree (defaults → TOML → flags).
 //! - `logging`: journald or stderr.
 //! - `clock`: the time expiry is judged by (real, or advanced by a test).
+//! - `time`: calendar dates of unix times.
 //! - `heap`: gives freed heap memory back to the system after bursts of work.
 //! - `db`: SQLite handle, migrations, SQL per table, the listing index.
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
@@ -33,5 +34,6 @@ pub mod media;
 pub mod model;
 pub mod ratelimit;
 pub mod share;
+pub mod time;
 pub mod trash;
 pub mod upload;

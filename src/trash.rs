@@ -8,10 +8,11 @@ use crate::auth::Session;
 use crate::config::Config;
 use crate::db::{self, catalogs, files, trash, uploads, Db, DbError};
 use crate::error::{Error, Result};
-use crate::model::{CatalogId, FileId, FileRecord, ThumbLevel, UserId};
-use crate::upload::{
-    move_no_clobber, staging_origin_path, sync_dir, uploaded_thumb_path, HIDDEN_DIR,
+use crate::library::layout::{
+    move_no_clobber, numbered, safe_ext, safe_folder_name, split_name, staging_origin_path,
+    stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
 };
+use crate::model::{CatalogId, FileId, FileRecord, ThumbLevel, UserId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -22,19 +23,6 @@ pub use crate::db::trash::TrashEntry;
 /// How often housekeeping runs at most when triggered by uploads and
 /// deletions; the server's timer runs it that often too.
 const HOUSEKEEP_EVERY: Duration = Duration::from_secs(3600);
-
-/// `<library>/.isync/trash`.
-pub fn trash_dir(library: &Path) -> PathBuf {
-    library.join(HIDDEN_DIR).join("trash")
-}
-
-/// A name in the trash for `name` deleted at `now`: unique (time and 32 random
-/// bits) and still saying what it was.
-pub(crate) fn stamp_name(now: i64, name: &str) -> String {
-    let mut r = [0u8; 4];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
-    format!("{now}-{}_{name}", hex::encode(r))
-}
 
 /// The library folder holding a catalog's folder. Blocking.
 fn library_of_catalog(db: &Db, cat: CatalogId) -> Result<PathBuf> {
@@ -105,15 +93,7 @@ fn delete_one(
     // into the catalog folder under the name completion would have chosen.
     let (from, original) = if pending {
         let folder = Path::new(&rec.path).parent().unwrap_or(Path::new("/"));
-        let name = crate::upload::numbered(
-            &format!(
-                "{}_{}",
-                crate::upload::civil_date(rec.upload_time.unwrap_or(now)),
-                rec.id.0
-            ),
-            &crate::upload::safe_ext(&rec.ext),
-            0,
-        );
+        let name = numbered(&upload_stem(rec, now), &safe_ext(&rec.ext), 0);
         (
             staging_origin_path(&library, rec.id),
             folder.join(name).to_string_lossy().into_owned(),
@@ -208,35 +188,6 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
         Ok(())
     })
     .await?
-}
-
-fn split_name(name: &str) -> (String, String) {
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => (stem.to_string(), ext.to_string()),
-        _ => (name.to_string(), String::new()),
-    }
-}
-
-/// A folder name from a display name: ASCII letters, digits, `_`, `-`, `.`
-/// (no separators, no leading dot, never `..`), at most 60 characters.
-pub fn safe_folder_name(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(60)
-        .collect();
-    let s = s.trim_start_matches('.').to_string();
-    if s.is_empty() {
-        "folder".into()
-    } else {
-        s
-    }
 }
 
 fn is_in(path: &str, folders: &[String]) -> bool {
@@ -787,13 +738,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn folder_names_are_safe() {
-        assert_eq!(safe_folder_name("../etc"), "_etc");
-        assert_eq!(safe_folder_name("a/b"), "a_b");
-        assert_eq!(safe_folder_name(".."), "folder");
-        assert_eq!(safe_folder_name("Été 2024"), "_t__2024");
-        assert_eq!(split_name("a.b.jpg"), ("a.b".into(), "jpg".into()));
-        assert_eq!(split_name(".hidden"), (".hidden".into(), String::new()));
+    fn folders_contain_their_subfolders() {
         assert!(is_in("/a/b/c", &["/a/b".into()]));
         assert!(!is_in("/a/bc", &["/a/b".into()]));
     }

@@ -64,7 +64,7 @@ pub async fn thumbnail(
             .into())
         }
         PartStatus::Uploaded => {
-            let path = crate::upload::uploaded_thumb_path(&st.cfg.thumb_dir(), id, level);
+            let path = crate::library::layout::uploaded_thumb_path(&st.cfg.thumb_dir(), id, level);
             let ctype = sniff_image_type(&path).await;
             return serve(&path, ctype, &method, &headers).await.map_err(|_| {
                 Error::NotFound(format!(
