@@ -26,15 +26,9 @@ const HOUSEKEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// The library folder holding a catalog's folder. Blocking.
 fn library_of_catalog(db: &Db, cat: CatalogId) -> Result<PathBuf> {
-    db.read(|c| {
-        Ok(c.query_row(
-            "SELECT l.path FROM catalogs c JOIN libraries l ON l.id = c.library_id WHERE c.id = ?1",
-            [cat.0],
-            |r| r.get::<_, String>(0),
-        )?)
-    })
-    .map(PathBuf::from)
-    .map_err(Error::from)
+    db.read(|c| catalogs::library_path(c, cat))
+        .map(PathBuf::from)
+        .map_err(Error::from)
 }
 
 /// Runs `f` holding the scanner's lock of every library in `paths` (see
@@ -165,13 +159,14 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
     tokio::task::spawn_blocking(move || {
         // Every file is checked before any is deleted: a refusal changes
         // nothing.
-        let mut recs = Vec::new();
-        for id in ids {
-            let id = FileId(id);
-            if let Some(rec) = db2.read(|c| files::accessible(c, id, &roots))? {
-                crate::accounts::check_change_file(&s, rec.upload_user_id, id)?;
-                recs.push(rec);
-            }
+        let ids: Vec<FileId> = ids.into_iter().map(FileId).collect();
+        let recs: Vec<FileRecord> = db2
+            .read(|c| files::by_ids(c, &ids))?
+            .into_iter()
+            .filter(|rec| roots.contains(&rec.root_id))
+            .collect();
+        for rec in &recs {
+            crate::accounts::check_change_file(&s, rec.upload_user_id, rec.id)?;
         }
         for rec in recs {
             let library = library_of_catalog(&db2, rec.real_catalog_id)?;
@@ -272,15 +267,7 @@ fn delete_catalogs_blocking(
         return Ok(false);
     }
     let d_ids = db.read(|c| trash::with_descendants(c, &s))?;
-    let d: Vec<crate::model::Catalog> = db.read(|c| {
-        let mut v = Vec::new();
-        for id in &d_ids {
-            if let Some(cat) = catalogs::by_id(c, *id)? {
-                v.push(cat);
-            }
-        }
-        Ok(v)
-    })?;
+    let d: Vec<crate::model::Catalog> = db.read(|c| catalogs::by_ids(c, &d_ids))?;
     let d_paths: Vec<String> = d.iter().map(|c| c.path.clone()).collect();
     let in_d = |id: CatalogId| d_ids.contains(&id);
 
@@ -297,19 +284,11 @@ fn delete_catalogs_blocking(
     // Step 3: catalogs outside D whose folders are inside a folder of D get
     // a folder of their own inside their shown parent's folder, parents
     // first, and take their files along.
-    let mut pending: Vec<crate::model::Catalog> = db.read(|c| {
-        let mut st = c.prepare("SELECT id FROM catalogs ORDER BY id")?;
-        let all: Vec<i64> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        let mut v = Vec::new();
-        for id in all {
-            if let Some(cat) = catalogs::by_id(c, CatalogId(id))? {
-                if !d_ids.contains(&cat.id) && is_in(&cat.path, &d_paths) {
-                    v.push(cat);
-                }
-            }
-        }
-        Ok(v)
-    })?;
+    let mut pending: Vec<crate::model::Catalog> = db
+        .read(catalogs::all)?
+        .into_iter()
+        .filter(|cat| !d_ids.contains(&cat.id) && is_in(&cat.path, &d_paths))
+        .collect();
     while !pending.is_empty() {
         let ready = pending
             .iter()
@@ -643,14 +622,7 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
     }
     for id in db.read(|c| uploads::stale_thumbs(c, cutoff))? {
         // The original is complete: let the server build the thumbnails.
-        db.write(|tx| {
-            tx.execute(
-                "UPDATE files SET status_thumb = CASE status_thumb WHEN 2 THEN 0 ELSE status_thumb END, \
-                 status_screen = CASE status_screen WHEN 2 THEN 0 ELSE status_screen END WHERE id = ?1",
-                [id.0],
-            )?;
-            Ok(())
-        })?;
+        db.write(|tx| uploads::drop_pending_thumbs(tx, id))?;
         remove_uploaded_thumbs(&cfg.thumb_dir(), id);
         r.stale_thumbs += 1;
     }

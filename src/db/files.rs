@@ -309,6 +309,19 @@ pub fn insert_scanned_if_new(
     insert_scanned(c, f, now).map(Some)
 }
 
+/// How many files are recorded.
+pub fn count(c: &Connection) -> Result<i64, DbError> {
+    Ok(c.prepare_cached("SELECT count(*) FROM files")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The ids of every recorded file.
+pub fn all_ids(c: &Connection) -> Result<std::collections::HashSet<i64>, DbError> {
+    let mut st = c.prepare_cached("SELECT id FROM files")?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {
     c.prepare_cached("DELETE FROM files WHERE id = ?1")?
         .execute([id.0])?;

@@ -8,6 +8,7 @@
 //! scanner batches hundreds of rows per transaction.
 
 pub mod accounts;
+pub mod backup;
 pub mod catalogs;
 pub mod edits;
 pub mod files;

@@ -136,6 +136,17 @@ pub fn set_thumb_status(
     Ok(())
 }
 
+/// Gives up the client thumbnails still pending (status 2 → 0) of a file
+/// whose original is complete: the server builds them instead.
+pub fn drop_pending_thumbs(c: &Connection, id: FileId) -> Result<(), DbError> {
+    c.prepare_cached(
+        "UPDATE files SET status_thumb = CASE status_thumb WHEN 2 THEN 0 ELSE status_thumb END, \
+         status_screen = CASE status_screen WHEN 2 THEN 0 ELSE status_screen END WHERE id = ?1",
+    )?
+    .execute([id.0])?;
+    Ok(())
+}
+
 /// What one successful `uploadFile.icc` request completed.
 #[derive(Debug, Clone, Default)]
 pub struct Completion {
