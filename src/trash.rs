@@ -12,7 +12,7 @@ use crate::library::layout::{
     move_no_clobber, numbered, safe_ext, safe_folder_name, split_name, staging_origin_path,
     stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
 };
-use crate::model::{CatalogId, FileId, FileRecord, ThumbLevel, UserId};
+use crate::model::{CatalogId, FileId, FileRecord, PartStatus, ThumbLevel, UserId};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -61,6 +61,12 @@ fn library_holding(db: &Db, path: &Path) -> Result<Option<String>> {
         .map(|l| l.path))
 }
 
+/// Whether a record's original is still being uploaded (its bytes are in
+/// the library's staging area).
+fn origin_pending(rec: &FileRecord) -> bool {
+    PartStatus::from_i64(rec.status_origin) == PartStatus::Uploading
+}
+
 /// Removes the client thumbnails (complete and pending) of a file.
 fn remove_uploaded_thumbs(thumb_dir: &Path, id: FileId) {
     for level in [ThumbLevel::Small, ThumbLevel::Screen] {
@@ -81,7 +87,7 @@ fn delete_one(
 ) -> Result<()> {
     let library = library_of_catalog(db, rec.real_catalog_id)?;
     let now = db::now();
-    let pending = rec.status_origin == 2;
+    let pending = origin_pending(rec);
     // A pending original has its bytes staged (maybe a whole earlier
     // version being re-uploaded): they go to the trash too, restorable
     // into the catalog folder under the name completion would have chosen.
@@ -246,6 +252,50 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::DeleteFailed(format!("{what}: {e}"))
 }
 
+/// The catalogs one `deleteCatalog.icc` removes (spec §11): D, the
+/// accessible listed catalogs and all their shown descendants.
+struct Doomed {
+    ids: Vec<CatalogId>,
+    cats: Vec<crate::model::Catalog>,
+    paths: Vec<String>,
+}
+
+impl Doomed {
+    /// S (the accessible listed catalogs) and D; `None` when S is empty.
+    /// Blocking.
+    fn find(db: &Db, roots: &[CatalogId], ids: &[i64]) -> Result<Option<Doomed>> {
+        let listed: Vec<CatalogId> = ids.iter().map(|i| CatalogId(*i)).collect();
+        let s: Vec<CatalogId> = db
+            .read(|c| catalogs::by_ids(c, &listed))?
+            .into_iter()
+            .filter(|cat| roots.contains(&cat.root_id))
+            .map(|cat| cat.id)
+            .collect();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let ids = db.read(|c| trash::with_descendants(c, &s))?;
+        let cats = db.read(|c| catalogs::by_ids(c, &ids))?;
+        let paths = cats.iter().map(|c| c.path.clone()).collect();
+        Ok(Some(Doomed { ids, cats, paths }))
+    }
+
+    fn contains(&self, id: CatalogId) -> bool {
+        self.ids.contains(&id)
+    }
+
+    /// The catalogs of D whose folder is not inside another's: their
+    /// folders go to the trash.
+    fn tops(&self) -> impl Iterator<Item = &crate::model::Catalog> {
+        self.cats.iter().filter(|c| {
+            !self
+                .cats
+                .iter()
+                .any(|o| o.id != c.id && c.path.starts_with(&format!("{}/", o.path)))
+        })
+    }
+}
+
 fn delete_catalogs_blocking(
     db: &Db,
     cfg: &Config,
@@ -253,41 +303,55 @@ fn delete_catalogs_blocking(
     uid: UserId,
     ids: &[i64],
 ) -> Result<bool> {
-    // S: the accessible listed catalogs; D: S and all shown descendants.
-    let s: Vec<CatalogId> = db.read(|c| {
-        let mut v = Vec::new();
-        for id in ids {
-            if let Some(cat) = catalogs::accessible(c, CatalogId(*id), roots)? {
-                v.push(cat.id);
-            }
-        }
-        Ok(v)
-    })?;
-    if s.is_empty() {
+    let Some(d) = Doomed::find(db, roots, ids)? else {
         return Ok(false);
+    };
+    relocate_files_shown_outside(db, &d)?;
+    rehome_nested_catalogs(db, &d)?;
+    delete_files_shown_in(db, cfg, uid, &d)?;
+    let root_gone = d.cats.iter().any(|c| c.parent_id.is_none());
+    let moves = plan_folder_moves(db, uid, &d, db::now())?;
+    db.write(|tx| {
+        trash::delete_catalogs(tx, &d.ids)?;
+        for m in &moves {
+            trash::insert(tx, &m.entry)?;
+        }
+        Ok(())
+    })?;
+    for m in &moves {
+        m.run()?;
     }
-    let d_ids = db.read(|c| trash::with_descendants(c, &s))?;
-    let d: Vec<crate::model::Catalog> = db.read(|c| catalogs::by_ids(c, &d_ids))?;
-    let d_paths: Vec<String> = d.iter().map(|c| c.path.clone()).collect();
-    let in_d = |id: CatalogId| d_ids.contains(&id);
+    if root_gone {
+        // A configured library whose root catalog went gets a new one at
+        // once (its folder stayed), with the configured users: otherwise it
+        // would be invisible and unscannable until the next start.
+        crate::library::sync_libraries(db, cfg)
+            .map_err(|e| Error::DeleteFailed(format!("re-creating library roots: {e}")))?;
+    }
+    Ok(root_gone)
+}
 
-    // Step 2: files living in D but shown outside move to their shown
-    // catalog's folder and live there from now on.
+/// Step 2: files living in D but shown outside move to their shown
+/// catalog's folder and live there from now on. Blocking.
+fn relocate_files_shown_outside(db: &Db, d: &Doomed) -> Result<()> {
     let living = db.read(|c| {
-        let ids = trash::files_living_in(c, &d_ids)?;
+        let ids = trash::files_living_in(c, &d.ids)?;
         files::by_ids(c, &ids)
     })?;
-    for f in living.iter().filter(|f| !in_d(f.catalog_id)) {
+    for f in living.iter().filter(|f| !d.contains(f.catalog_id)) {
         relocate_file(db, f, f.catalog_id)?;
     }
+    Ok(())
+}
 
-    // Step 3: catalogs outside D whose folders are inside a folder of D get
-    // a folder of their own inside their shown parent's folder, parents
-    // first, and take their files along.
+/// Step 3: catalogs outside D whose folders are inside a folder of D get a
+/// folder of their own inside their shown parent's folder, parents first,
+/// and take their files along. Blocking.
+fn rehome_nested_catalogs(db: &Db, d: &Doomed) -> Result<()> {
     let mut pending: Vec<crate::model::Catalog> = db
         .read(catalogs::all)?
         .into_iter()
-        .filter(|cat| !d_ids.contains(&cat.id) && is_in(&cat.path, &d_paths))
+        .filter(|cat| !d.contains(cat.id) && is_in(&cat.path, &d.paths))
         .collect();
     while !pending.is_empty() {
         let ready = pending
@@ -297,10 +361,14 @@ fn delete_catalogs_blocking(
         let cat = pending.remove(ready);
         rehome_catalog(db, &cat)?;
     }
+    Ok(())
+}
 
-    // Steps 1 and 4: the files shown in D, then the records of D.
+/// Steps 1 and 4: the files shown in D are deleted; originals inside D's
+/// folders leave with their folder, the others go to the trash. Blocking.
+fn delete_files_shown_in(db: &Db, cfg: &Config, uid: UserId, d: &Doomed) -> Result<()> {
     let shown = db.read(|c| {
-        let ids = trash::files_shown_in(c, &d_ids)?;
+        let ids = trash::files_shown_in(c, &d.ids)?;
         files::by_ids(c, &ids)
     })?;
     for f in &shown {
@@ -308,23 +376,49 @@ fn delete_catalogs_blocking(
             .parent()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Originals inside D's folders leave with their folder.
-        let with_folder = is_in(&real_path, &d_paths);
+        let with_folder = is_in(&real_path, &d.paths);
         delete_one(db, cfg, Some(uid), f, with_folder)?;
     }
-    let root_gone = d.iter().any(|c| c.parent_id.is_none());
-    let now = db::now();
-    // Step 5: the top folders of D go to the trash (a library root keeps its
-    // folder: its contents go).
-    let tops: Vec<&crate::model::Catalog> = d
-        .iter()
-        .filter(|c| {
-            !d.iter()
-                .any(|o| o.id != c.id && c.path.starts_with(&format!("{}/", o.path)))
-        })
-        .collect();
-    let mut moves: Vec<(PathBuf, PathBuf, TrashEntry, bool)> = Vec::new();
-    for top in &tops {
+    Ok(())
+}
+
+/// One top folder of D on its way to the trash.
+struct FolderMove {
+    folder: PathBuf,
+    dest: PathBuf,
+    entry: TrashEntry,
+    /// A library root keeps its folder: its contents go.
+    is_root: bool,
+}
+
+impl FolderMove {
+    fn run(&self) -> Result<()> {
+        let r = if self.is_root {
+            move_contents(&self.folder, &self.dest)
+        } else {
+            std::fs::rename(&self.folder, &self.dest)
+        };
+        match r {
+            Ok(()) => {
+                if let Some(p) = self.folder.parent() {
+                    let _ = sync_dir(p);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(
+                format!("move {} to trash", self.folder.display()),
+                e,
+            )),
+        }
+    }
+}
+
+/// Step 5, planned: where each top folder of D goes in its library's trash
+/// (the trash folder is created), and the entry that records it. Blocking.
+fn plan_folder_moves(db: &Db, uid: UserId, d: &Doomed, now: i64) -> Result<Vec<FolderMove>> {
+    let mut moves = Vec::new();
+    for top in d.tops() {
         let library = library_of_catalog(db, top.id)?;
         let tdir = trash_dir(&library);
         std::fs::create_dir_all(&tdir).map_err(|e| io_err(tdir.display(), e))?;
@@ -344,39 +438,14 @@ fn delete_catalogs_blocking(
             deleted_by: Some(uid),
             deleted_at: now,
         };
-        moves.push((folder, dest, entry, top.parent_id.is_none()));
+        moves.push(FolderMove {
+            folder,
+            dest,
+            entry,
+            is_root: top.parent_id.is_none(),
+        });
     }
-    db.write(|tx| {
-        trash::delete_catalogs(tx, &d_ids)?;
-        for (_, _, e, _) in &moves {
-            trash::insert(tx, e)?;
-        }
-        Ok(())
-    })?;
-    for (folder, dest, _, is_root) in &moves {
-        let r = if *is_root {
-            move_contents(folder, dest)
-        } else {
-            std::fs::rename(folder, dest)
-        };
-        match r {
-            Ok(()) => {
-                if let Some(p) = folder.parent() {
-                    let _ = sync_dir(p);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(format!("move {} to trash", folder.display()), e)),
-        }
-    }
-    if root_gone {
-        // A configured library whose root catalog went gets a new one at
-        // once (its folder stayed), with the configured users: otherwise it
-        // would be invisible and unscannable until the next start.
-        crate::library::sync_libraries(db, cfg)
-            .map_err(|e| Error::DeleteFailed(format!("re-creating library roots: {e}")))?;
-    }
-    Ok(root_gone)
+    Ok(moves)
 }
 
 /// Moves everything in `folder` but the hidden `.isync` into a new `dest`.
@@ -429,7 +498,7 @@ fn relocate_file(db: &Db, f: &FileRecord, to: CatalogId) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if f.status_origin == 2 {
+    if origin_pending(f) {
         // Pending: the bytes are in the library's staging area, not here.
         return Ok(db.write(|tx| trash::set_real_location(tx, f.id, to, &disk_name))?);
     }
@@ -476,7 +545,7 @@ fn rehome_catalog(db: &Db, cat: &crate::model::Catalog) -> Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if f.status_origin == 2 {
+        if origin_pending(&f) {
             continue;
         }
         match std::fs::rename(&f.path, dir.join(&disk_name)) {
@@ -610,7 +679,7 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
                 let Some(now) = db.read(|c| files::by_id(c, id))? else {
                     return Ok(false);
                 };
-                if now.status_origin != 2 || !old(&staging_origin_path(&library, id)) {
+                if !origin_pending(&now) || !old(&staging_origin_path(&library, id)) {
                     return Ok(false);
                 }
                 delete_one(db, cfg, None, &now, false).map(|()| true)

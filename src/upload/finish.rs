@@ -24,7 +24,7 @@ use crate::library::layout::{
     exists, folder_of, mtime_ns, numbered, remove_if_exists, safe_ext, staging_thumb_path,
     stamp_name, sync_dir, sync_parent, trash_dir, upload_stem, uploaded_thumb_path,
 };
-use crate::model::FileRecord;
+use crate::model::{FileRecord, PartStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -217,7 +217,7 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
 }
 
 fn origin_pending(rec: &FileRecord) -> bool {
-    Role::Origin.status(rec) == crate::model::PartStatus::Uploading
+    Role::Origin.status(rec) == PartStatus::Uploading
 }
 
 /// Makes a client thumbnail pending: a complete one moves back to its
@@ -226,7 +226,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
     let screen = role == Role::Screen;
     let level = role.level();
     let now = db::now();
-    let complete = role.status(rec) == crate::model::PartStatus::Uploaded;
+    let complete = role.status(rec) == PartStatus::Uploaded;
     let mv = UploadMove {
         file_id: rec.id,
         kind: MoveKind::Reopen,
@@ -236,7 +236,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
         trash_path: None,
     };
     ctx.db.write(|tx| {
-        uploads::set_thumb_status(tx, rec.id, screen, 2, now)?;
+        uploads::set_thumb_status(tx, rec.id, level, PartStatus::Uploading, now)?;
         if complete {
             uploads::put_move(tx, &mv)?;
         }
@@ -247,7 +247,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
         let staging = staging_thumb_path(&ctx.thumbs, rec.id, level);
         if let Err(e) = std::fs::rename(&fin, &staging) {
             let _ = ctx.db.write(|tx| {
-                uploads::set_thumb_status(tx, rec.id, screen, 3, now)?;
+                uploads::set_thumb_status(tx, rec.id, level, PartStatus::Uploaded, now)?;
                 uploads::delete_move(tx, rec.id)
             });
             return Err(internal("move thumbnail to staging", e));

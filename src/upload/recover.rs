@@ -14,7 +14,7 @@ use crate::library::layout::{
     staging_dir, staging_origin_path, staging_thumb_path, sync_dir, sync_parent, upload_stem,
     uploaded_thumb_path,
 };
-use crate::model::{Library, ThumbLevel};
+use crate::model::{Library, PartStatus, ThumbLevel};
 use std::path::{Path, PathBuf};
 
 /// Finishes the move a crash left for `ctx`'s file, if any (its library was
@@ -220,7 +220,10 @@ fn remove_leftovers(db: &Db, library: &Path) -> Result<usize> {
             continue;
         };
         let moving = db.read(|c| uploads::move_of(c, id))?.is_some();
-        if rec.status_origin == 2 || moving || !Path::new(&rec.path).is_file() {
+        if PartStatus::from_i64(rec.status_origin) == PartStatus::Uploading
+            || moving
+            || !Path::new(&rec.path).is_file()
+        {
             continue;
         }
         match std::fs::remove_file(entry.path()) {

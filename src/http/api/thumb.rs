@@ -137,11 +137,10 @@ pub async fn thumbnail(
         .into()),
         Err(ThumbError::Failed(why)) => {
             log::warn!("thumbnail of file {} ({}) failed: {why}", id.0, rec.path);
-            let screen = level == ThumbLevel::Screen;
             let db = st.db.clone();
             let _ = db
                 .write_async(move |tx| {
-                    files::set_thumb_status(tx, id, screen, PartStatus::BuildError as i64)
+                    files::set_thumb_status(tx, id, level, PartStatus::BuildError, None)
                 })
                 .await;
             Err(
