@@ -13,10 +13,9 @@ use crate::library::layout::{
     stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
 };
 use crate::model::{CatalogId, FileId, FileRecord, PartStatus, ThumbLevel, UserId};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use crate::db::trash::TrashEntry;
 
@@ -558,19 +557,10 @@ fn rehome_catalog(db: &Db, cat: &crate::model::Catalog) -> Result<()> {
     Ok(())
 }
 
-/// When housekeeping last ran, per database (tests run several servers in
-/// one process).
-static LAST_HOUSEKEEP: LazyLock<Mutex<HashMap<PathBuf, Instant>>> = LazyLock::new(Default::default);
-
-/// Whether housekeeping of `db` is due (and, if so, marks it as run now).
+/// Whether housekeeping of `db`'s app is due (and, if so, marks it as run
+/// now): see [`crate::locks::Locks::housekeep_due`].
 fn housekeep_due(db: &Db, every: Duration) -> bool {
-    let mut m = LAST_HOUSEKEEP.lock().unwrap_or_else(|p| p.into_inner());
-    let key = db.path().to_path_buf();
-    if m.get(&key).is_some_and(|t| t.elapsed() < every) {
-        return false;
-    }
-    m.insert(key, Instant::now());
-    true
+    db.locks().housekeep_due(every)
 }
 
 fn log_housekeeping(r: Result<HousekeepReport>) {

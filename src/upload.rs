@@ -23,11 +23,10 @@ use crate::media::thumbcache::ThumbCache;
 use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
 use bytes::Bytes;
 use rand::RngCore;
-use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod disk;
@@ -221,28 +220,14 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("{what}: {e}"))
 }
 
-/// One request per file at a time, per database (tests run several servers
-/// in one process). The guard is shared with the disk writer, so a request
-/// whose connection died still holds it until its bytes are synced.
-type FileLock = Arc<tokio::sync::Mutex<()>>;
+/// One request per file at a time (the app's lock of the file, see
+/// [`crate::locks::Locks::upload_file`]). The guard is shared with the disk
+/// writer, so a request whose connection died still holds it until its
+/// bytes are synced.
 pub(crate) type FileGuard = Arc<tokio::sync::OwnedMutexGuard<()>>;
-type LockMap = HashMap<(PathBuf, i64), Weak<tokio::sync::Mutex<()>>>;
-static LOCKS: LazyLock<Mutex<LockMap>> = LazyLock::new(Default::default);
 
 pub(crate) async fn lock_file(db: &Db, id: FileId) -> Result<FileGuard> {
-    let lock: FileLock = {
-        let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, w| w.strong_count() > 0);
-        let key = (db.path().to_path_buf(), id.0);
-        match m.get(&key).and_then(Weak::upgrade) {
-            Some(l) => l,
-            None => {
-                let l = FileLock::default();
-                m.insert(key, Arc::downgrade(&l));
-                l
-            }
-        }
-    };
+    let lock = db.locks().upload_file(id.0);
     match tokio::time::timeout(LOCK_WAIT, lock.lock_owned()).await {
         Ok(g) => Ok(Arc::new(g)),
         Err(_) => Err(Error::BadParam(format!(

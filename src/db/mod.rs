@@ -100,6 +100,8 @@ struct Inner {
     /// The writer's `PRAGMA data_version` when last looked at: it changes
     /// only when another connection (another process) commits.
     data_version: std::sync::atomic::AtomicI64,
+    /// What the app's parts coordinate on (see [`crate::locks`]).
+    locks: crate::locks::Locks,
 }
 
 impl Drop for Inner {
@@ -287,12 +289,19 @@ impl Db {
                 checkpoint,
                 checkpointer,
                 data_version: std::sync::atomic::AtomicI64::new(data_version),
+                locks: crate::locks::Locks::default(),
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The library, upload and housekeeping locks of the app that opened
+    /// this database (shared by every clone of the handle).
+    pub fn locks(&self) -> &crate::locks::Locks {
+        &self.inner.locks
     }
 
     /// Runs `f` on a read-only connection. Blocking: call from a blocking
