@@ -135,7 +135,7 @@ fn when(t: Option<i64>) -> String {
             let s = t.rem_euclid(86_400);
             format!(
                 "{} {:02}:{:02}",
-                crate::upload::civil_date(t),
+                crate::time::civil_date(t),
                 s / 3600,
                 s / 60 % 60
             )

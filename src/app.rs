@@ -60,7 +60,7 @@ pub fn notify_status_note(db: &Db, note: &str) {
 fn status_line(db: &Db) -> String {
     let r = db.read(|c| {
         let libs = libraries::list(c)?;
-        let files: i64 = c.query_row("SELECT count(*) FROM files", [], |r| r.get(0))?;
+        let files = crate::db::files::count(c)?;
         let held: i64 = libraries::held_deletions(c)?.iter().map(|(_, n)| n).sum();
         let last = crate::db::accounts::backup_runs(c, 1)?.pop();
         Ok((libs, files, held, last))
@@ -77,7 +77,7 @@ fn status_line(db: &Db) -> String {
             match last {
                 Some(b) if b.ok => s.push_str(&format!(
                     ", last backup {} ok",
-                    crate::upload::civil_date(b.finished)
+                    crate::time::civil_date(b.finished)
                 )),
                 Some(b) => s.push_str(&format!(", LAST BACKUP FAILED: {}", b.message)),
                 None => s.push_str(", no backup yet"),

@@ -128,7 +128,7 @@ fn stamp(unix: i64) -> String {
     let secs = unix.rem_euclid(86_400);
     format!(
         "{}T{:02}{:02}{:02}Z",
-        crate::upload::civil_date(unix),
+        crate::time::civil_date(unix),
         secs / 3600,
         secs / 60 % 60,
         secs % 60
@@ -157,12 +157,8 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 pub fn check_copy(path: &Path) -> std::result::Result<Manifest, String> {
     let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-    let q = |sql: &str| -> std::result::Result<i64, String> {
-        c.query_row(sql, [], |r| r.get(0))
-            .map_err(|e| format!("{} is not an isync database ({e})", path.display()))
-    };
-    let integrity: String = c
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+    let not_isync = |e| format!("{} is not an isync database ({e})", path.display());
+    let integrity = db::backup::integrity_check(&c)
         .map_err(|e| format!("integrity check of {} failed: {e}", path.display()))?;
     if integrity != "ok" {
         return Err(format!(
@@ -170,17 +166,24 @@ pub fn check_copy(path: &Path) -> std::result::Result<Manifest, String> {
             path.display()
         ));
     }
+    // In the order the checks always ran: the version, the digest, the counts.
+    let created = db::now();
+    let schema_version = db::backup::schema_version(&c).map_err(not_isync)?;
+    let db_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let db_sha256 =
+        sha256_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (users, catalogs, files) = db::backup::row_counts(&c).map_err(not_isync)?;
     Ok(Manifest {
         format: 1,
         isync_version: env!("CARGO_PKG_VERSION").into(),
-        created: db::now(),
-        schema_version: q("PRAGMA user_version")?,
-        db_bytes: std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
-        db_sha256: sha256_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        created,
+        schema_version,
+        db_bytes,
+        db_sha256,
         integrity,
-        users: q("SELECT count(*) FROM users")?,
-        catalogs: q("SELECT count(*) FROM catalogs")?,
-        files: q("SELECT count(*) FROM files")?,
+        users,
+        catalogs,
+        files,
     })
 }
 
@@ -426,13 +429,7 @@ impl Backups {
             .map_err(|e| Error::Internal(format!("backup: cannot open the database: {e}")))?;
             c.busy_timeout(std::time::Duration::from_secs(10))
                 .map_err(|e| Error::Internal(e.to_string()))?;
-            let total: i64 = c
-                .query_row(
-                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()",
-                    [],
-                    |r| r.get(0),
-                )
-                .unwrap_or(0);
+            let total = db::backup::size_bytes(&c).unwrap_or(0);
             {
                 let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
                 p.bytes_total = total.max(0) as u64;
@@ -457,7 +454,7 @@ impl Backups {
                 .mode(0o600)
                 .open(&copy)
                 .map_err(io(format!("cannot create {}", copy.display())))?;
-            c.execute("VACUUM INTO ?1", [copy.to_string_lossy()])
+            db::backup::vacuum_into(&c, &copy)
                 .map_err(|e| Error::Internal(format!("backup copy failed: {e}")))?;
             c.progress_handler(0, None::<fn() -> bool>);
         }
@@ -600,11 +597,7 @@ pub fn restore(cfg: &Config, from: &Path) -> std::result::Result<Restored, Strin
     // Thumbnails uploaded for records newer than the backup would be shown
     // for new records that reuse their ids: move them aside too.
     let ids: std::collections::HashSet<i64> = db
-        .read(|c| {
-            let mut st = c.prepare("SELECT id FROM files")?;
-            let rows = st.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<std::result::Result<_, _>>()?)
-        })
+        .read(crate::db::files::all_ids)
         .map_err(|e| e.to_string())?;
     let uploaded = cfg.thumb_dir().join("uploaded");
     if let Ok(rd) = std::fs::read_dir(&uploaded) {

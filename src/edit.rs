@@ -9,10 +9,11 @@ use crate::db::edits::{self, CatalogEdit};
 use crate::db::uploads::{self, FileEdit};
 use crate::db::{self, catalogs, files, trash, Db};
 use crate::error::{Error, Result};
+use crate::library::layout::{safe_folder_name, sync_dir};
 use crate::library::roots::path_key;
 use crate::model::{Catalog, CatalogId, FileId, FileRecord};
-use crate::trash::safe_folder_name;
-use crate::upload::{civil_date, part_sizes, PartSizes};
+use crate::time::civil_date;
+use crate::upload::{part_sizes, PartSizes};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,7 +89,7 @@ pub async fn create_catalog(db: &Db, s: &Session, n: NewCatalog) -> Result<Catal
         match r {
             Ok(Some(cat)) => {
                 if let Some(p) = dir.parent() {
-                    let _ = crate::upload::sync_dir(p);
+                    let _ = sync_dir(p);
                 }
                 Ok(cat)
             }

@@ -5,6 +5,9 @@
 //! - `config`: the one configuration tree (defaults → TOML → flags).
 //! - `logging`: journald or stderr.
 //! - `clock`: the time expiry is judged by (real, or advanced by a test).
+//! - `time`: calendar dates of unix times.
+//! - `locks`: the library, upload-file and housekeeping locks one app's
+//!   parts share (held by its `db::Db`).
 //! - `heap`: gives freed heap memory back to the system after bursts of work.
 //! - `db`: SQLite handle, migrations, SQL per table, the listing index.
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
@@ -28,10 +31,12 @@ pub mod error;
 pub mod heap;
 pub mod http;
 pub mod library;
+pub mod locks;
 pub mod logging;
 pub mod media;
 pub mod model;
 pub mod ratelimit;
 pub mod share;
+pub mod time;
 pub mod trash;
 pub mod upload;

@@ -8,14 +8,14 @@ use crate::auth::Session;
 use crate::config::Config;
 use crate::db::{self, catalogs, files, trash, uploads, Db, DbError};
 use crate::error::{Error, Result};
-use crate::model::{CatalogId, FileId, FileRecord, ThumbLevel, UserId};
-use crate::upload::{
-    move_no_clobber, staging_origin_path, sync_dir, uploaded_thumb_path, HIDDEN_DIR,
+use crate::library::layout::{
+    move_no_clobber, numbered, safe_ext, safe_folder_name, split_name, staging_origin_path,
+    stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
 };
-use std::collections::HashMap;
+use crate::model::{CatalogId, FileId, FileRecord, PartStatus, ThumbLevel, UserId};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 pub use crate::db::trash::TrashEntry;
 
@@ -23,30 +23,11 @@ pub use crate::db::trash::TrashEntry;
 /// deletions; the server's timer runs it that often too.
 const HOUSEKEEP_EVERY: Duration = Duration::from_secs(3600);
 
-/// `<library>/.isync/trash`.
-pub fn trash_dir(library: &Path) -> PathBuf {
-    library.join(HIDDEN_DIR).join("trash")
-}
-
-/// A name in the trash for `name` deleted at `now`: unique (time and 32 random
-/// bits) and still saying what it was.
-pub(crate) fn stamp_name(now: i64, name: &str) -> String {
-    let mut r = [0u8; 4];
-    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
-    format!("{now}-{}_{name}", hex::encode(r))
-}
-
 /// The library folder holding a catalog's folder. Blocking.
 fn library_of_catalog(db: &Db, cat: CatalogId) -> Result<PathBuf> {
-    db.read(|c| {
-        Ok(c.query_row(
-            "SELECT l.path FROM catalogs c JOIN libraries l ON l.id = c.library_id WHERE c.id = ?1",
-            [cat.0],
-            |r| r.get::<_, String>(0),
-        )?)
-    })
-    .map(PathBuf::from)
-    .map_err(Error::from)
+    db.read(|c| catalogs::library_path(c, cat))
+        .map(PathBuf::from)
+        .map_err(Error::from)
 }
 
 /// Runs `f` holding the scanner's lock of every library in `paths` (see
@@ -79,6 +60,12 @@ fn library_holding(db: &Db, path: &Path) -> Result<Option<String>> {
         .map(|l| l.path))
 }
 
+/// Whether a record's original is still being uploaded (its bytes are in
+/// the library's staging area).
+fn origin_pending(rec: &FileRecord) -> bool {
+    PartStatus::from_i64(rec.status_origin) == PartStatus::Uploading
+}
+
 /// Removes the client thumbnails (complete and pending) of a file.
 fn remove_uploaded_thumbs(thumb_dir: &Path, id: FileId) {
     for level in [ThumbLevel::Small, ThumbLevel::Screen] {
@@ -99,21 +86,13 @@ fn delete_one(
 ) -> Result<()> {
     let library = library_of_catalog(db, rec.real_catalog_id)?;
     let now = db::now();
-    let pending = rec.status_origin == 2;
+    let pending = origin_pending(rec);
     // A pending original has its bytes staged (maybe a whole earlier
     // version being re-uploaded): they go to the trash too, restorable
     // into the catalog folder under the name completion would have chosen.
     let (from, original) = if pending {
         let folder = Path::new(&rec.path).parent().unwrap_or(Path::new("/"));
-        let name = crate::upload::numbered(
-            &format!(
-                "{}_{}",
-                crate::upload::civil_date(rec.upload_time.unwrap_or(now)),
-                rec.id.0
-            ),
-            &crate::upload::safe_ext(&rec.ext),
-            0,
-        );
+        let name = numbered(&upload_stem(rec, now), &safe_ext(&rec.ext), 0);
         (
             staging_origin_path(&library, rec.id),
             folder.join(name).to_string_lossy().into_owned(),
@@ -185,13 +164,14 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
     tokio::task::spawn_blocking(move || {
         // Every file is checked before any is deleted: a refusal changes
         // nothing.
-        let mut recs = Vec::new();
-        for id in ids {
-            let id = FileId(id);
-            if let Some(rec) = db2.read(|c| files::accessible(c, id, &roots))? {
-                crate::accounts::check_change_file(&s, rec.upload_user_id, id)?;
-                recs.push(rec);
-            }
+        let ids: Vec<FileId> = ids.into_iter().map(FileId).collect();
+        let recs: Vec<FileRecord> = db2
+            .read(|c| files::by_ids(c, &ids))?
+            .into_iter()
+            .filter(|rec| roots.contains(&rec.root_id))
+            .collect();
+        for rec in &recs {
+            crate::accounts::check_change_file(&s, rec.upload_user_id, rec.id)?;
         }
         for rec in recs {
             let library = library_of_catalog(&db2, rec.real_catalog_id)?;
@@ -208,35 +188,6 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
         Ok(())
     })
     .await?
-}
-
-fn split_name(name: &str) -> (String, String) {
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => (stem.to_string(), ext.to_string()),
-        _ => (name.to_string(), String::new()),
-    }
-}
-
-/// A folder name from a display name: ASCII letters, digits, `_`, `-`, `.`
-/// (no separators, no leading dot, never `..`), at most 60 characters.
-pub fn safe_folder_name(name: &str) -> String {
-    let s: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(60)
-        .collect();
-    let s = s.trim_start_matches('.').to_string();
-    if s.is_empty() {
-        "folder".into()
-    } else {
-        s
-    }
 }
 
 fn is_in(path: &str, folders: &[String]) -> bool {
@@ -300,6 +251,50 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
     Error::DeleteFailed(format!("{what}: {e}"))
 }
 
+/// The catalogs one `deleteCatalog.icc` removes (spec §11): D, the
+/// accessible listed catalogs and all their shown descendants.
+struct Doomed {
+    ids: Vec<CatalogId>,
+    cats: Vec<crate::model::Catalog>,
+    paths: Vec<String>,
+}
+
+impl Doomed {
+    /// S (the accessible listed catalogs) and D; `None` when S is empty.
+    /// Blocking.
+    fn find(db: &Db, roots: &[CatalogId], ids: &[i64]) -> Result<Option<Doomed>> {
+        let listed: Vec<CatalogId> = ids.iter().map(|i| CatalogId(*i)).collect();
+        let s: Vec<CatalogId> = db
+            .read(|c| catalogs::by_ids(c, &listed))?
+            .into_iter()
+            .filter(|cat| roots.contains(&cat.root_id))
+            .map(|cat| cat.id)
+            .collect();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let ids = db.read(|c| trash::with_descendants(c, &s))?;
+        let cats = db.read(|c| catalogs::by_ids(c, &ids))?;
+        let paths = cats.iter().map(|c| c.path.clone()).collect();
+        Ok(Some(Doomed { ids, cats, paths }))
+    }
+
+    fn contains(&self, id: CatalogId) -> bool {
+        self.ids.contains(&id)
+    }
+
+    /// The catalogs of D whose folder is not inside another's: their
+    /// folders go to the trash.
+    fn tops(&self) -> impl Iterator<Item = &crate::model::Catalog> {
+        self.cats.iter().filter(|c| {
+            !self
+                .cats
+                .iter()
+                .any(|o| o.id != c.id && c.path.starts_with(&format!("{}/", o.path)))
+        })
+    }
+}
+
 fn delete_catalogs_blocking(
     db: &Db,
     cfg: &Config,
@@ -307,58 +302,56 @@ fn delete_catalogs_blocking(
     uid: UserId,
     ids: &[i64],
 ) -> Result<bool> {
-    // S: the accessible listed catalogs; D: S and all shown descendants.
-    let s: Vec<CatalogId> = db.read(|c| {
-        let mut v = Vec::new();
-        for id in ids {
-            if let Some(cat) = catalogs::accessible(c, CatalogId(*id), roots)? {
-                v.push(cat.id);
-            }
-        }
-        Ok(v)
-    })?;
-    if s.is_empty() {
+    let Some(d) = Doomed::find(db, roots, ids)? else {
         return Ok(false);
-    }
-    let d_ids = db.read(|c| trash::with_descendants(c, &s))?;
-    let d: Vec<crate::model::Catalog> = db.read(|c| {
-        let mut v = Vec::new();
-        for id in &d_ids {
-            if let Some(cat) = catalogs::by_id(c, *id)? {
-                v.push(cat);
-            }
+    };
+    relocate_files_shown_outside(db, &d)?;
+    rehome_nested_catalogs(db, &d)?;
+    delete_files_shown_in(db, cfg, uid, &d)?;
+    let root_gone = d.cats.iter().any(|c| c.parent_id.is_none());
+    let moves = plan_folder_moves(db, uid, &d, db::now())?;
+    db.write(|tx| {
+        trash::delete_catalogs(tx, &d.ids)?;
+        for m in &moves {
+            trash::insert(tx, &m.entry)?;
         }
-        Ok(v)
+        Ok(())
     })?;
-    let d_paths: Vec<String> = d.iter().map(|c| c.path.clone()).collect();
-    let in_d = |id: CatalogId| d_ids.contains(&id);
+    for m in &moves {
+        m.run()?;
+    }
+    if root_gone {
+        // A configured library whose root catalog went gets a new one at
+        // once (its folder stayed), with the configured users: otherwise it
+        // would be invisible and unscannable until the next start.
+        crate::library::sync_libraries(db, cfg)
+            .map_err(|e| Error::DeleteFailed(format!("re-creating library roots: {e}")))?;
+    }
+    Ok(root_gone)
+}
 
-    // Step 2: files living in D but shown outside move to their shown
-    // catalog's folder and live there from now on.
+/// Step 2: files living in D but shown outside move to their shown
+/// catalog's folder and live there from now on. Blocking.
+fn relocate_files_shown_outside(db: &Db, d: &Doomed) -> Result<()> {
     let living = db.read(|c| {
-        let ids = trash::files_living_in(c, &d_ids)?;
+        let ids = trash::files_living_in(c, &d.ids)?;
         files::by_ids(c, &ids)
     })?;
-    for f in living.iter().filter(|f| !in_d(f.catalog_id)) {
+    for f in living.iter().filter(|f| !d.contains(f.catalog_id)) {
         relocate_file(db, f, f.catalog_id)?;
     }
+    Ok(())
+}
 
-    // Step 3: catalogs outside D whose folders are inside a folder of D get
-    // a folder of their own inside their shown parent's folder, parents
-    // first, and take their files along.
-    let mut pending: Vec<crate::model::Catalog> = db.read(|c| {
-        let mut st = c.prepare("SELECT id FROM catalogs ORDER BY id")?;
-        let all: Vec<i64> = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
-        let mut v = Vec::new();
-        for id in all {
-            if let Some(cat) = catalogs::by_id(c, CatalogId(id))? {
-                if !d_ids.contains(&cat.id) && is_in(&cat.path, &d_paths) {
-                    v.push(cat);
-                }
-            }
-        }
-        Ok(v)
-    })?;
+/// Step 3: catalogs outside D whose folders are inside a folder of D get a
+/// folder of their own inside their shown parent's folder, parents first,
+/// and take their files along. Blocking.
+fn rehome_nested_catalogs(db: &Db, d: &Doomed) -> Result<()> {
+    let mut pending: Vec<crate::model::Catalog> = db
+        .read(catalogs::all)?
+        .into_iter()
+        .filter(|cat| !d.contains(cat.id) && is_in(&cat.path, &d.paths))
+        .collect();
     while !pending.is_empty() {
         let ready = pending
             .iter()
@@ -367,10 +360,14 @@ fn delete_catalogs_blocking(
         let cat = pending.remove(ready);
         rehome_catalog(db, &cat)?;
     }
+    Ok(())
+}
 
-    // Steps 1 and 4: the files shown in D, then the records of D.
+/// Steps 1 and 4: the files shown in D are deleted; originals inside D's
+/// folders leave with their folder, the others go to the trash. Blocking.
+fn delete_files_shown_in(db: &Db, cfg: &Config, uid: UserId, d: &Doomed) -> Result<()> {
     let shown = db.read(|c| {
-        let ids = trash::files_shown_in(c, &d_ids)?;
+        let ids = trash::files_shown_in(c, &d.ids)?;
         files::by_ids(c, &ids)
     })?;
     for f in &shown {
@@ -378,23 +375,49 @@ fn delete_catalogs_blocking(
             .parent()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        // Originals inside D's folders leave with their folder.
-        let with_folder = is_in(&real_path, &d_paths);
+        let with_folder = is_in(&real_path, &d.paths);
         delete_one(db, cfg, Some(uid), f, with_folder)?;
     }
-    let root_gone = d.iter().any(|c| c.parent_id.is_none());
-    let now = db::now();
-    // Step 5: the top folders of D go to the trash (a library root keeps its
-    // folder: its contents go).
-    let tops: Vec<&crate::model::Catalog> = d
-        .iter()
-        .filter(|c| {
-            !d.iter()
-                .any(|o| o.id != c.id && c.path.starts_with(&format!("{}/", o.path)))
-        })
-        .collect();
-    let mut moves: Vec<(PathBuf, PathBuf, TrashEntry, bool)> = Vec::new();
-    for top in &tops {
+    Ok(())
+}
+
+/// One top folder of D on its way to the trash.
+struct FolderMove {
+    folder: PathBuf,
+    dest: PathBuf,
+    entry: TrashEntry,
+    /// A library root keeps its folder: its contents go.
+    is_root: bool,
+}
+
+impl FolderMove {
+    fn run(&self) -> Result<()> {
+        let r = if self.is_root {
+            move_contents(&self.folder, &self.dest)
+        } else {
+            std::fs::rename(&self.folder, &self.dest)
+        };
+        match r {
+            Ok(()) => {
+                if let Some(p) = self.folder.parent() {
+                    let _ = sync_dir(p);
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(
+                format!("move {} to trash", self.folder.display()),
+                e,
+            )),
+        }
+    }
+}
+
+/// Step 5, planned: where each top folder of D goes in its library's trash
+/// (the trash folder is created), and the entry that records it. Blocking.
+fn plan_folder_moves(db: &Db, uid: UserId, d: &Doomed, now: i64) -> Result<Vec<FolderMove>> {
+    let mut moves = Vec::new();
+    for top in d.tops() {
         let library = library_of_catalog(db, top.id)?;
         let tdir = trash_dir(&library);
         std::fs::create_dir_all(&tdir).map_err(|e| io_err(tdir.display(), e))?;
@@ -414,39 +437,14 @@ fn delete_catalogs_blocking(
             deleted_by: Some(uid),
             deleted_at: now,
         };
-        moves.push((folder, dest, entry, top.parent_id.is_none()));
+        moves.push(FolderMove {
+            folder,
+            dest,
+            entry,
+            is_root: top.parent_id.is_none(),
+        });
     }
-    db.write(|tx| {
-        trash::delete_catalogs(tx, &d_ids)?;
-        for (_, _, e, _) in &moves {
-            trash::insert(tx, e)?;
-        }
-        Ok(())
-    })?;
-    for (folder, dest, _, is_root) in &moves {
-        let r = if *is_root {
-            move_contents(folder, dest)
-        } else {
-            std::fs::rename(folder, dest)
-        };
-        match r {
-            Ok(()) => {
-                if let Some(p) = folder.parent() {
-                    let _ = sync_dir(p);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err(format!("move {} to trash", folder.display()), e)),
-        }
-    }
-    if root_gone {
-        // A configured library whose root catalog went gets a new one at
-        // once (its folder stayed), with the configured users: otherwise it
-        // would be invisible and unscannable until the next start.
-        crate::library::sync_libraries(db, cfg)
-            .map_err(|e| Error::DeleteFailed(format!("re-creating library roots: {e}")))?;
-    }
-    Ok(root_gone)
+    Ok(moves)
 }
 
 /// Moves everything in `folder` but the hidden `.isync` into a new `dest`.
@@ -499,7 +497,7 @@ fn relocate_file(db: &Db, f: &FileRecord, to: CatalogId) -> Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    if f.status_origin == 2 {
+    if origin_pending(f) {
         // Pending: the bytes are in the library's staging area, not here.
         return Ok(db.write(|tx| trash::set_real_location(tx, f.id, to, &disk_name))?);
     }
@@ -546,7 +544,7 @@ fn rehome_catalog(db: &Db, cat: &crate::model::Catalog) -> Result<()> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if f.status_origin == 2 {
+        if origin_pending(&f) {
             continue;
         }
         match std::fs::rename(&f.path, dir.join(&disk_name)) {
@@ -559,19 +557,10 @@ fn rehome_catalog(db: &Db, cat: &crate::model::Catalog) -> Result<()> {
     Ok(())
 }
 
-/// When housekeeping last ran, per database (tests run several servers in
-/// one process).
-static LAST_HOUSEKEEP: LazyLock<Mutex<HashMap<PathBuf, Instant>>> = LazyLock::new(Default::default);
-
-/// Whether housekeeping of `db` is due (and, if so, marks it as run now).
+/// Whether housekeeping of `db`'s app is due (and, if so, marks it as run
+/// now): see [`crate::locks::Locks::housekeep_due`].
 fn housekeep_due(db: &Db, every: Duration) -> bool {
-    let mut m = LAST_HOUSEKEEP.lock().unwrap_or_else(|p| p.into_inner());
-    let key = db.path().to_path_buf();
-    if m.get(&key).is_some_and(|t| t.elapsed() < every) {
-        return false;
-    }
-    m.insert(key, Instant::now());
-    true
+    db.locks().housekeep_due(every)
 }
 
 fn log_housekeeping(r: Result<HousekeepReport>) {
@@ -680,7 +669,7 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
                 let Some(now) = db.read(|c| files::by_id(c, id))? else {
                     return Ok(false);
                 };
-                if now.status_origin != 2 || !old(&staging_origin_path(&library, id)) {
+                if !origin_pending(&now) || !old(&staging_origin_path(&library, id)) {
                     return Ok(false);
                 }
                 delete_one(db, cfg, None, &now, false).map(|()| true)
@@ -692,14 +681,7 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
     }
     for id in db.read(|c| uploads::stale_thumbs(c, cutoff))? {
         // The original is complete: let the server build the thumbnails.
-        db.write(|tx| {
-            tx.execute(
-                "UPDATE files SET status_thumb = CASE status_thumb WHEN 2 THEN 0 ELSE status_thumb END, \
-                 status_screen = CASE status_screen WHEN 2 THEN 0 ELSE status_screen END WHERE id = ?1",
-                [id.0],
-            )?;
-            Ok(())
-        })?;
+        db.write(|tx| uploads::drop_pending_thumbs(tx, id))?;
         remove_uploaded_thumbs(&cfg.thumb_dir(), id);
         r.stale_thumbs += 1;
     }
@@ -787,13 +769,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn folder_names_are_safe() {
-        assert_eq!(safe_folder_name("../etc"), "_etc");
-        assert_eq!(safe_folder_name("a/b"), "a_b");
-        assert_eq!(safe_folder_name(".."), "folder");
-        assert_eq!(safe_folder_name("Été 2024"), "_t__2024");
-        assert_eq!(split_name("a.b.jpg"), ("a.b".into(), "jpg".into()));
-        assert_eq!(split_name(".hidden"), (".hidden".into(), String::new()));
+    fn folders_contain_their_subfolders() {
         assert!(is_in("/a/b/c", &["/a/b".into()]));
         assert!(!is_in("/a/bc", &["/a/b".into()]));
     }

@@ -23,11 +23,10 @@ use crate::media::thumbcache::ThumbCache;
 use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
 use bytes::Bytes;
 use rand::RngCore;
-use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 mod disk;
@@ -42,13 +41,15 @@ pub use finish::failpoint;
 pub use recover::{recover, recover_library};
 pub use space::free_bytes;
 
+pub use crate::library::layout::MAX_EXT_CHARS;
+use crate::library::layout::{staging_origin_path, staging_thumb_path, uploaded_thumb_path};
+
 /// Hidden folder at a library root for staging and trash.
 pub const HIDDEN_DIR: &str = ".isync";
 /// `disk_name` of a record whose original is still pending.
 pub const PLACEHOLDER_PREFIX: &str = ".isync-upload-";
 /// Longest display name (spec §6.14) and extension.
 pub const MAX_NAME_CHARS: usize = 100;
-pub const MAX_EXT_CHARS: usize = 10;
 pub const MAX_MEMO_CHARS: usize = 1024;
 /// Parts (of any kind) one multipart body may carry.
 pub const MAX_PARTS: usize = 16;
@@ -66,30 +67,6 @@ const LOCK_WAIT: Duration = Duration::from_secs(30);
 /// Bytes queued between the network and the disk writer, at most: memory
 /// stays flat for any size (`upload/disk.rs` adds its aligned blocks).
 const QUEUE_BYTES: usize = 4 << 20;
-
-/// Where a completed client thumbnail of `file_id` is stored:
-/// `<thumb_dir>/uploaded/<id>_<0|1>.jpg`. `thumbnail.icc` serves it for
-/// status 3.
-pub fn uploaded_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) -> PathBuf {
-    thumb_dir
-        .join("uploaded")
-        .join(format!("{}_{}.jpg", file_id.0, level.as_u8()))
-}
-
-fn staging_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) -> PathBuf {
-    thumb_dir
-        .join("uploaded")
-        .join(format!("{}_{}.part", file_id.0, level.as_u8()))
-}
-
-/// `<library>/.isync/uploads`.
-pub fn staging_dir(library: &Path) -> PathBuf {
-    library.join(HIDDEN_DIR).join("uploads")
-}
-
-pub fn staging_origin_path(library: &Path, file_id: FileId) -> PathBuf {
-    staging_dir(library).join(format!("{}.origin", file_id.0))
-}
 
 /// The three parts of an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -233,85 +210,6 @@ pub fn part_sizes(rec: &FileRecord, library: &Path, thumb_dir: &Path) -> PartSiz
     }
 }
 
-/// fsyncs a directory so a rename/link/unlink in it is durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Lower-case ASCII letters and digits of `ext`, at most 10 (a safe
-/// extension for a name on disk).
-pub fn safe_ext(ext: &str) -> String {
-    ext.chars()
-        .filter(char::is_ascii_alphanumeric)
-        .map(|c| c.to_ascii_lowercase())
-        .take(MAX_EXT_CHARS)
-        .collect()
-}
-
-/// `YYYY-MM-DD` (UTC) of a unix time.
-pub fn civil_date(unix: i64) -> String {
-    // Howard Hinnant's days→civil algorithm.
-    let z = unix.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
-/// Candidate names on disk: `<stem>.<ext>`, then `<stem>_1.<ext>`, …
-pub fn numbered(stem: &str, ext: &str, n: u32) -> String {
-    let stem = if n == 0 {
-        stem.to_string()
-    } else {
-        format!("{stem}_{n}")
-    };
-    if ext.is_empty() {
-        stem
-    } else {
-        format!("{stem}.{ext}")
-    }
-}
-
-/// Links `from` to the first free numbered name in `dir` (never replacing
-/// an existing file: `link` fails on an existing target), then unlinks
-/// `from`. Returns the name chosen. Blocking.
-pub fn move_no_clobber(from: &Path, dir: &Path, stem: &str, ext: &str) -> std::io::Result<String> {
-    move_no_clobber_where(from, dir, stem, ext, |_| false)
-}
-
-/// [`move_no_clobber`], also skipping the names for which `taken` is true.
-pub fn move_no_clobber_where(
-    from: &Path,
-    dir: &Path,
-    stem: &str,
-    ext: &str,
-    taken: impl Fn(&str) -> bool,
-) -> std::io::Result<String> {
-    for n in 0..10_000 {
-        let name = numbered(stem, ext, n);
-        if taken(&name) {
-            continue;
-        }
-        match std::fs::hard_link(from, dir.join(&name)) {
-            Ok(()) => {
-                std::fs::remove_file(from)?;
-                return Ok(name);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other(format!(
-        "no free name for {stem}.{ext} in {}",
-        dir.display()
-    )))
-}
-
 fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     rand::rngs::OsRng.fill_bytes(&mut b);
@@ -322,28 +220,14 @@ fn internal(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("{what}: {e}"))
 }
 
-/// One request per file at a time, per database (tests run several servers
-/// in one process). The guard is shared with the disk writer, so a request
-/// whose connection died still holds it until its bytes are synced.
-type FileLock = Arc<tokio::sync::Mutex<()>>;
+/// One request per file at a time (the app's lock of the file, see
+/// [`crate::locks::Locks::upload_file`]). The guard is shared with the disk
+/// writer, so a request whose connection died still holds it until its
+/// bytes are synced.
 pub(crate) type FileGuard = Arc<tokio::sync::OwnedMutexGuard<()>>;
-type LockMap = HashMap<(PathBuf, i64), Weak<tokio::sync::Mutex<()>>>;
-static LOCKS: LazyLock<Mutex<LockMap>> = LazyLock::new(Default::default);
 
 pub(crate) async fn lock_file(db: &Db, id: FileId) -> Result<FileGuard> {
-    let lock: FileLock = {
-        let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-        m.retain(|_, w| w.strong_count() > 0);
-        let key = (db.path().to_path_buf(), id.0);
-        match m.get(&key).and_then(Weak::upgrade) {
-            Some(l) => l,
-            None => {
-                let l = FileLock::default();
-                m.insert(key, Arc::downgrade(&l));
-                l
-            }
-        }
-    };
+    let lock = db.locks().upload_file(id.0);
     match tokio::time::timeout(LOCK_WAIT, lock.lock_owned()).await {
         Ok(g) => Ok(Arc::new(g)),
         Err(_) => Err(Error::BadParam(format!(
@@ -949,41 +833,4 @@ fn write_failed(ctx: &Ctx, role: Role, staging: &Path, e: std::io::Error) -> Err
 /// Valid `type` values (spec §2.2).
 pub fn valid_type(t: i64) -> bool {
     FileType::from_bits(t).is_some()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_are_safe_and_numbered() {
-        assert_eq!(safe_ext("JPG"), "jpg");
-        assert_eq!(safe_ext("../etc"), "etc");
-        assert_eq!(safe_ext("a/b\0c.d"), "abcd");
-        assert_eq!(safe_ext(""), "");
-        assert_eq!(numbered("2024-01-02_7", "jpg", 0), "2024-01-02_7.jpg");
-        assert_eq!(numbered("2024-01-02_7", "jpg", 2), "2024-01-02_7_2.jpg");
-        assert_eq!(numbered("x", "", 1), "x_1");
-    }
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), "1970-01-01");
-        assert_eq!(civil_date(951_782_400), "2000-02-29");
-        assert_eq!(civil_date(1_700_000_000), "2023-11-14");
-        assert_eq!(civil_date(-86_400), "1969-12-31");
-    }
-
-    #[test]
-    fn no_clobber_picks_the_next_name() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("a.jpg"), b"old").unwrap();
-        let src = d.path().join("src");
-        std::fs::write(&src, b"new").unwrap();
-        let name = move_no_clobber(&src, d.path(), "a", "jpg").unwrap();
-        assert_eq!(name, "a_1.jpg");
-        assert_eq!(std::fs::read(d.path().join("a.jpg")).unwrap(), b"old");
-        assert_eq!(std::fs::read(d.path().join("a_1.jpg")).unwrap(), b"new");
-        assert!(!src.exists());
-    }
 }

@@ -203,7 +203,7 @@ async fn resumed_upload_in_three_chunks_with_digests() {
     let got = api.download(id, &[]).await.bytes().await.unwrap();
     assert_eq!(&got[..], &body[..]);
     assert!(staged(&s).is_empty(), "{:?}", staged(&s));
-    let t = isync::upload::uploaded_thumb_path(
+    let t = isync::library::layout::uploaded_thumb_path(
         &s.cfg.thumb_dir(),
         isync::model::FileId(id),
         isync::model::ThumbLevel::Small,
@@ -367,7 +367,7 @@ async fn name_collisions_never_overwrite() {
     let (s, api) = Server::start(|_| {}).await;
     let v = announce(&api, json!({"name": "a.jpg", "ext": "JPG"})).await;
     let id = data(&v)["id"].as_i64().unwrap();
-    let date = isync::upload::civil_date(data(&v)["uploadTime"].as_i64().unwrap());
+    let date = isync::time::civil_date(data(&v)["uploadTime"].as_i64().unwrap());
     // Someone puts a file exactly where the server would name the upload.
     let squatter = s.lib().join(format!("{date}_{id}.jpg"));
     std::fs::write(&squatter, b"do not touch").unwrap();
@@ -804,7 +804,7 @@ async fn a_rewritten_original_keeps_its_old_version_in_the_trash() {
     data(&upload(&api, json!({"id": id}), &[("origin", Some("origin"), &old)]).await);
     let old_path = s.lib().join(format!(
         "{}_{id}.jpg",
-        isync::upload::civil_date(data(&v)["uploadTime"].as_i64().unwrap())
+        isync::time::civil_date(data(&v)["uploadTime"].as_i64().unwrap())
     ));
     assert_eq!(std::fs::read(&old_path).unwrap(), old);
 

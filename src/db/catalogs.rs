@@ -134,6 +134,32 @@ pub fn paths_of_library(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Catalogs `ids`, in the order given (missing ids are skipped): one
+/// statement, not one per id.
+pub fn by_ids(c: &Connection, ids: &[CatalogId]) -> Result<Vec<Catalog>, DbError> {
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {COLS} FROM json_each(?1) j JOIN catalogs c ON c.id = j.value ORDER BY j.key"
+    ))?;
+    let rows = st.query_map([id_list(ids.iter().map(|i| i.0))], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every catalog, ordered by id.
+pub fn all(c: &Connection) -> Result<Vec<Catalog>, DbError> {
+    let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM catalogs c ORDER BY c.id"))?;
+    let rows = st.query_map([], from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The path of the library holding catalog `id`'s folder (an error when
+/// the catalog is unknown).
+pub fn library_path(c: &Connection, id: CatalogId) -> Result<String, DbError> {
+    Ok(c.prepare_cached(
+        "SELECT l.path FROM catalogs c JOIN libraries l ON l.id = c.library_id WHERE c.id = ?1",
+    )?
+    .query_row([id.0], |r| r.get(0))?)
+}
+
 pub fn by_path(c: &Connection, path: &str) -> Result<Option<Catalog>, DbError> {
     Ok(
         c.prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.path = ?1"))?

@@ -1,7 +1,9 @@
 //! SQL for `files`.
 
 use super::DbError;
-use crate::model::{CatalogId, FileId, FileRecord, LibraryId, MediaInfo, UserId};
+use crate::model::{
+    CatalogId, FileId, FileRecord, LibraryId, MediaInfo, PartStatus, ThumbLevel, UserId,
+};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const COLS: &str = "f.id, f.catalog_id, f.real_catalog_id, f.root_id, c.library_id, \
@@ -87,20 +89,31 @@ pub fn set_help(
     Ok(n > 0)
 }
 
-/// Marks a thumbnail level as failed to build (spec §10: sticky status 1).
+/// The one writer of a thumbnail level's status on its own
+/// (`status_thumb` for the small level, `status_screen` for the screen
+/// one; spec §10): sets it to `to`, only where it is `only_from` when that
+/// is given. Returns whether the row changed. (The scanner's
+/// `update_scanned` and `updateFile.icc`'s `uploads::update` also set it,
+/// with the rest of a record.)
 pub fn set_thumb_status(
     c: &Connection,
     id: FileId,
-    screen: bool,
-    status: i64,
-) -> Result<(), DbError> {
-    let sql = if screen {
-        "UPDATE files SET status_screen = ?1 WHERE id = ?2"
-    } else {
-        "UPDATE files SET status_thumb = ?1 WHERE id = ?2"
+    level: ThumbLevel,
+    to: PartStatus,
+    only_from: Option<PartStatus>,
+) -> Result<bool, DbError> {
+    let sql = match level {
+        ThumbLevel::Small => {
+            "UPDATE files SET status_thumb = ?2 WHERE id = ?1 AND (?3 IS NULL OR status_thumb = ?3)"
+        }
+        ThumbLevel::Screen => {
+            "UPDATE files SET status_screen = ?2 WHERE id = ?1 AND (?3 IS NULL OR status_screen = ?3)"
+        }
     };
-    c.execute(sql, params![status, id.0])?;
-    Ok(())
+    let n =
+        c.prepare_cached(sql)?
+            .execute(params![id.0, to as i64, only_from.map(|s| s as i64)])?;
+    Ok(n > 0)
 }
 
 /// Records that the server could not build the thumbnail `levels` it makes
@@ -110,20 +123,19 @@ pub fn set_thumb_status(
 pub fn mark_thumbs_failed(
     c: &Connection,
     id: FileId,
-    levels: &[crate::model::ThumbLevel],
+    levels: &[ThumbLevel],
 ) -> Result<(), DbError> {
-    use crate::model::ThumbLevel;
-    c.prepare_cached(
-        "UPDATE files SET \
-         status_thumb = CASE WHEN ?2 AND status_thumb = 0 THEN 1 ELSE status_thumb END, \
-         status_screen = CASE WHEN ?3 AND status_screen = 0 THEN 1 ELSE status_screen END \
-         WHERE id = ?1",
-    )?
-    .execute(params![
-        id.0,
-        levels.contains(&ThumbLevel::Small),
-        levels.contains(&ThumbLevel::Screen)
-    ])?;
+    for level in [ThumbLevel::Small, ThumbLevel::Screen] {
+        if levels.contains(&level) {
+            set_thumb_status(
+                c,
+                id,
+                level,
+                PartStatus::BuildError,
+                Some(PartStatus::Local),
+            )?;
+        }
+    }
     Ok(())
 }
 
@@ -307,6 +319,19 @@ pub fn insert_scanned_if_new(
         return Ok(None);
     }
     insert_scanned(c, f, now).map(Some)
+}
+
+/// How many files are recorded.
+pub fn count(c: &Connection) -> Result<i64, DbError> {
+    Ok(c.prepare_cached("SELECT count(*) FROM files")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The ids of every recorded file.
+pub fn all_ids(c: &Connection) -> Result<std::collections::HashSet<i64>, DbError> {
+    let mut st = c.prepare_cached("SELECT id FROM files")?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {

@@ -8,6 +8,7 @@
 //! scanner batches hundreds of rows per transaction.
 
 pub mod accounts;
+pub mod backup;
 pub mod catalogs;
 pub mod edits;
 pub mod files;
@@ -30,15 +31,36 @@ enum Migration {
     Code(fn(&Transaction) -> rusqlite::Result<()>),
 }
 
-const MIGRATIONS: &[Migration] = &[
-    Migration::Sql(include_str!("schema.sql")),
-    Migration::Sql(include_str!("schema2.sql")),
-    Migration::Sql(include_str!("schema_live.sql")),
-    Migration::Sql(include_str!("schema_accounts.sql")),
-    // Share keys hashed (SHA-256 is not in SQLite): see schema_shares.sql.
-    Migration::Code(shares::migrate_hash_keys),
+/// The schema steps, applied in this order: step N is
+/// `migrations/000N_*.sql` (a code step runs its file's SQL itself) and
+/// `PRAGMA user_version` says how many have run.
+const MIGRATIONS: &[(&str, Migration)] = &[
+    (
+        "0001_base.sql",
+        Migration::Sql(include_str!("migrations/0001_base.sql")),
+    ),
+    (
+        "0002_write_path.sql",
+        Migration::Sql(include_str!("migrations/0002_write_path.sql")),
+    ),
+    (
+        "0003_live_library.sql",
+        Migration::Sql(include_str!("migrations/0003_live_library.sql")),
+    ),
+    (
+        "0004_accounts.sql",
+        Migration::Sql(include_str!("migrations/0004_accounts.sql")),
+    ),
+    // Share keys hashed (SHA-256 is not in SQLite).
+    (
+        "0005_share_key_hashes.sql",
+        Migration::Code(shares::migrate_hash_keys),
+    ),
     // Upload moves recorded before they happen; bytes charged to quotas.
-    Migration::Sql(include_str!("schema_upload.sql")),
+    (
+        "0006_upload_moves.sql",
+        Migration::Sql(include_str!("migrations/0006_upload_moves.sql")),
+    ),
 ];
 const READERS: usize = 4;
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -78,6 +100,8 @@ struct Inner {
     /// The writer's `PRAGMA data_version` when last looked at: it changes
     /// only when another connection (another process) commits.
     data_version: std::sync::atomic::AtomicI64,
+    /// What the app's parts coordinate on (see [`crate::locks`]).
+    locks: crate::locks::Locks,
 }
 
 impl Drop for Inner {
@@ -265,12 +289,19 @@ impl Db {
                 checkpoint,
                 checkpointer,
                 data_version: std::sync::atomic::AtomicI64::new(data_version),
+                locks: crate::locks::Locks::default(),
             }),
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The library, upload and housekeeping locks of the app that opened
+    /// this database (shared by every clone of the handle).
+    pub fn locks(&self) -> &crate::locks::Locks {
+        &self.inner.locks
     }
 
     /// Runs `f` on a read-only connection. Blocking: call from a blocking
@@ -384,7 +415,7 @@ impl Db {
 
 fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, step) in MIGRATIONS.iter().enumerate() {
+    for (i, (_, step)) in MIGRATIONS.iter().enumerate() {
         let target = i as i64 + 1;
         if version >= target {
             continue;
@@ -498,7 +529,7 @@ mod tests {
             let mut c = Connection::open(&path).unwrap();
             c.pragma_update(None, "journal_mode", "WAL").unwrap();
             let tx = c.transaction().unwrap();
-            for step in &MIGRATIONS[..4] {
+            for (_, step) in &MIGRATIONS[..4] {
                 let Migration::Sql(sql) = step else {
                     unreachable!("the first four are SQL")
                 };
@@ -543,6 +574,58 @@ mod tests {
                 "the clear key {k} is still in the file"
             );
         }
+    }
+
+    /// The numbered files are the migrations, each once, in order.
+    #[test]
+    fn migrations_are_the_numbered_files_in_order() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/db/migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".sql"))
+            .collect();
+        files.sort();
+        let listed: Vec<String> = MIGRATIONS.iter().map(|(n, _)| n.to_string()).collect();
+        assert_eq!(listed, files);
+        for (i, name) in listed.iter().enumerate() {
+            assert!(name.starts_with(&format!("{:04}_", i + 1)), "{name}");
+        }
+    }
+
+    /// A fresh database has exactly the schema the old (unnumbered) schema
+    /// statements made: `migrations/schema_v6.snapshot` is `sqlite_master`
+    /// of schema.sql, schema2.sql, schema_live.sql, schema_accounts.sql,
+    /// schema_shares.sql with migration 5's renames, and schema_upload.sql
+    /// run in that order (as they were before they were numbered).
+    #[test]
+    fn a_fresh_database_has_the_old_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let dump = db
+            .read(|c| {
+                let mut st = c.prepare(
+                    "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master \
+                     ORDER BY type, name",
+                )?;
+                let rows = st.query_map([], |r| {
+                    Ok(format!(
+                        "{}|{}|{}|{}\n;;\n",
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?
+                    ))
+                })?;
+                Ok(rows.collect::<Result<String, _>>()?)
+            })
+            .unwrap();
+        assert_eq!(dump, include_str!("migrations/schema_v6.snapshot"));
+        assert_eq!(
+            db.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?))
+                .unwrap(),
+            MIGRATIONS_LEN as i64
+        );
     }
 
     #[test]

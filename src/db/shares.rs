@@ -166,7 +166,7 @@ pub fn revoke(c: &Connection, r: Revoke<'_>) -> Result<usize, DbError> {
 /// dropped with `secure_delete` on, so its pages are zeroed rather than left
 /// readable in the free list. Links from before have no recorded sharer.
 pub(super) fn migrate_hash_keys(tx: &Transaction) -> rusqlite::Result<()> {
-    tx.execute_batch(include_str!("schema_shares.sql"))?;
+    tx.execute_batch(include_str!("migrations/0005_share_key_hashes.sql"))?;
     {
         let mut read = tx.prepare("SELECT key, file_id, created_ms, used_ms FROM share_links")?;
         let mut write = tx.prepare(

@@ -4,7 +4,7 @@
 //! confuse it with a real file and the real name is chosen at completion.
 
 use super::DbError;
-use crate::model::{CatalogId, FileId, LibraryId, UserId};
+use crate::model::{CatalogId, FileId, LibraryId, PartStatus, ThumbLevel, UserId};
 use rusqlite::{params, Connection};
 
 /// A record announced by `uploadFileInfo.icc` (spec §6.14).
@@ -119,20 +119,33 @@ pub fn set_origin_pending(
     Ok(())
 }
 
-/// Sets the status of a thumbnail level (0 small, 1 screen).
+/// Sets the status of a client thumbnail level (pending or complete) and
+/// the record's `last_modify`.
 pub fn set_thumb_status(
     c: &Connection,
     id: FileId,
-    screen: bool,
-    status: i64,
+    level: ThumbLevel,
+    status: PartStatus,
     now: i64,
 ) -> Result<(), DbError> {
-    let sql = if screen {
-        "UPDATE files SET status_screen = ?2, last_modify = ?3 WHERE id = ?1"
-    } else {
-        "UPDATE files SET status_thumb = ?2, last_modify = ?3 WHERE id = ?1"
-    };
-    c.prepare_cached(sql)?.execute(params![id.0, status, now])?;
+    super::files::set_thumb_status(c, id, level, status, None)?;
+    touch(c, id, now)
+}
+
+/// Sets a record's `last_modify`.
+fn touch(c: &Connection, id: FileId, now: i64) -> Result<(), DbError> {
+    c.prepare_cached("UPDATE files SET last_modify = ?2 WHERE id = ?1")?
+        .execute(params![id.0, now])?;
+    Ok(())
+}
+
+/// Gives up the client thumbnails still pending (status 2 → 0) of a file
+/// whose original is complete: the server builds them instead.
+pub fn drop_pending_thumbs(c: &Connection, id: FileId) -> Result<(), DbError> {
+    for level in [ThumbLevel::Small, ThumbLevel::Screen] {
+        let (to, from) = (PartStatus::Local, Some(PartStatus::Uploading));
+        super::files::set_thumb_status(c, id, level, to, from)?;
+    }
     Ok(())
 }
 
@@ -153,17 +166,15 @@ pub fn complete(c: &Connection, id: FileId, done: &Completion, now: i64) -> Resu
         )?
         .execute(params![id.0, name, size, mtime_ns])?;
     }
-    if done.thumb {
-        c.prepare_cached("UPDATE files SET status_thumb = 3 WHERE id = ?1")?
-            .execute([id.0])?;
+    for (done, level) in [
+        (done.thumb, ThumbLevel::Small),
+        (done.screen, ThumbLevel::Screen),
+    ] {
+        if done {
+            super::files::set_thumb_status(c, id, level, PartStatus::Uploaded, None)?;
+        }
     }
-    if done.screen {
-        c.prepare_cached("UPDATE files SET status_screen = 3 WHERE id = ?1")?
-            .execute([id.0])?;
-    }
-    c.prepare_cached("UPDATE files SET last_modify = ?2 WHERE id = ?1")?
-        .execute(params![id.0, now])?;
-    Ok(())
+    touch(c, id, now)
 }
 
 /// The fields `updateFile.icc` may change; `None` leaves a column alone.
@@ -323,7 +334,7 @@ pub enum MoveKind {
 }
 
 /// A move of an upload's bytes in progress (table `upload_moves`, see
-/// `schema_upload.sql`): written before the move, deleted with the record
+/// `migrations/0006_upload_moves.sql`): written before the move, deleted with the record
 /// of its result, finished at start after a crash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadMove {

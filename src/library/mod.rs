@@ -2,10 +2,12 @@
 //! and disk identity (`roots`), the scanner that keeps the database in step
 //! with the disk (`scan`, reading the disk through `walk`), the watcher that
 //! turns file-system events into incremental scans while `serve` runs
-//! (`watcher`), and the control socket through which `isync scan` asks a
-//! running server to scan (`control`).
+//! (`watcher`), the control socket through which `isync scan` asks a
+//! running server to scan (`control`), and where the server keeps its own
+//! files on disk and how it names them without clobbering (`layout`).
 
 pub mod control;
+pub mod layout;
 pub mod roots;
 pub mod safeopen;
 pub mod scan;

@@ -192,12 +192,7 @@ fn within(p: &str, prefix: &str) -> bool {
 /// upload's file for a new one or an upload's record for a deleted file.
 /// Probing (the slow part) runs without it.
 pub fn library_lock(db: &Db, library: &str) -> Arc<Mutex<()>> {
-    type Locks = HashMap<(PathBuf, String), Arc<Mutex<()>>>;
-    static LOCKS: std::sync::LazyLock<Mutex<Locks>> = std::sync::LazyLock::new(Default::default);
-    let mut m = LOCKS.lock().unwrap_or_else(|p| p.into_inner());
-    m.entry((db.path().to_path_buf(), library.to_string()))
-        .or_default()
-        .clone()
+    db.locks().library(library)
 }
 
 /// Takes a [`library_lock`].

@@ -152,61 +152,11 @@ fn capture_time(exif: &exif::Exif, tag: Tag, offset_tag: Tag) -> Option<i64> {
     Some(local - i64::from(dt.offset.unwrap_or(0)) * 60)
 }
 
-/// Seconds since the unix epoch of a proleptic-Gregorian UTC date-time, or
-/// `None` for an impossible one (month 13, `0000:00:00 00:00:00`, …).
-pub fn unix_from_civil(
-    year: i64,
-    month: u32,
-    day: u32,
-    hour: u32,
-    minute: u32,
-    second: u32,
-) -> Option<i64> {
-    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
-    let month_days = match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if leap => 29,
-        2 => 28,
-        _ => return None,
-    };
-    if !(1..=9999).contains(&year)
-        || !(1..=month_days).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    // Days from civil (H. Hinnant): shift the year to start in March so the
-    // leap day is the last day of the "year".
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + i64::from(hour) * 3600 + i64::from(minute) * 60 + i64::from(second))
-}
+pub use crate::time::unix_from_civil;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_dates_convert_to_unix_seconds() {
-        assert_eq!(unix_from_civil(1970, 1, 1, 0, 0, 0), Some(0));
-        assert_eq!(unix_from_civil(2000, 2, 29, 0, 0, 0), Some(951_782_400));
-        assert_eq!(
-            unix_from_civil(2021, 6, 15, 12, 34, 56),
-            Some(1_623_760_496)
-        );
-        assert_eq!(unix_from_civil(1969, 12, 31, 23, 59, 59), Some(-1));
-        assert_eq!(unix_from_civil(2021, 2, 29, 0, 0, 0), None);
-        assert_eq!(unix_from_civil(0, 0, 0, 0, 0, 0), None);
-        assert_eq!(unix_from_civil(2021, 13, 1, 0, 0, 0), None);
-    }
 
     /// Found by fuzz/fuzz_targets/exif.rs: an APP1 segment shorter than
     /// `Exif\0\0` at the end of the buffer gave `NeedMore` of bytes the

@@ -16,17 +16,17 @@
 //!   version goes to the trash (restorable with `isync trash restore`) and
 //!   staging starts with a copy of its first bytes.
 
-use super::{
-    civil_date, internal, numbered, part_sizes, place, random_hex, safe_ext, staging_thumb_path,
-    sync_dir, uploaded_thumb_path, Ctx, PartSizes, Role, PLACEHOLDER_PREFIX,
-};
+use super::{internal, part_sizes, place, random_hex, Ctx, PartSizes, Role, PLACEHOLDER_PREFIX};
 use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
 use crate::db::{self, trash};
 use crate::error::{Error, Result};
-use crate::model::FileRecord;
+use crate::library::layout::{
+    exists, folder_of, mtime_ns, numbered, remove_if_exists, safe_ext, staging_thumb_path,
+    stamp_name, sync_dir, sync_parent, trash_dir, upload_stem, uploaded_thumb_path,
+};
+use crate::model::{FileRecord, PartStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// A test hook: in debug builds, `ISYNC_FAILPOINT=<name>[,<name>…]` makes
@@ -54,59 +54,10 @@ pub fn failpoint(name: &str) {
     let _ = name;
 }
 
-pub(super) fn exists(p: &Path) -> std::io::Result<bool> {
-    match std::fs::symlink_metadata(p) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
-pub(super) fn remove_if_exists(p: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
-}
-
-pub(super) fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
-    let (a, b) = (std::fs::metadata(a)?, std::fs::metadata(b)?);
-    Ok(a.dev() == b.dev() && a.ino() == b.ino())
-}
-
-pub(super) fn sync_parent(p: &Path) -> std::io::Result<()> {
-    match p.parent() {
-        Some(d) => sync_dir(d),
-        None => Ok(()),
-    }
-}
-
-/// The real folder of a record (a pending one's path ends in its
-/// placeholder name, in the same folder).
-pub(super) fn folder_of(rec: &FileRecord) -> PathBuf {
-    Path::new(&rec.path)
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
-}
-
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-pub(super) fn mtime_ns(m: &std::fs::Metadata) -> i64 {
-    m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
-}
-
-/// The stem of the server-made name of an upload (spec §9.1).
-pub(super) fn stem_of(rec: &FileRecord) -> String {
-    format!(
-        "{}_{}",
-        civil_date(rec.upload_time.unwrap_or_else(db::now)),
-        rec.id.0
-    )
 }
 
 /// Copies the first `n` bytes of `from` into a new file `to`, synced (the
@@ -178,9 +129,9 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
                 let _ = std::fs::remove_file(&at.staging);
                 io("copy the kept bytes to staging", e)
             })?;
-        let tdir = crate::trash::trash_dir(&ctx.library);
+        let tdir = trash_dir(&ctx.library);
         std::fs::create_dir_all(&tdir).map_err(|e| io("create the trash folder", e))?;
-        let to = tdir.join(crate::trash::stamp_name(now, &old_name));
+        let to = tdir.join(stamp_name(now, &old_name));
         mv.trash_path = Some(to.to_string_lossy().into_owned());
         let entry = trash::TrashEntry {
             id: 0,
@@ -266,7 +217,7 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
 }
 
 fn origin_pending(rec: &FileRecord) -> bool {
-    Role::Origin.status(rec) == crate::model::PartStatus::Uploading
+    Role::Origin.status(rec) == PartStatus::Uploading
 }
 
 /// Makes a client thumbnail pending: a complete one moves back to its
@@ -275,7 +226,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
     let screen = role == Role::Screen;
     let level = role.level();
     let now = db::now();
-    let complete = role.status(rec) == crate::model::PartStatus::Uploaded;
+    let complete = role.status(rec) == PartStatus::Uploaded;
     let mv = UploadMove {
         file_id: rec.id,
         kind: MoveKind::Reopen,
@@ -285,7 +236,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
         trash_path: None,
     };
     ctx.db.write(|tx| {
-        uploads::set_thumb_status(tx, rec.id, screen, 2, now)?;
+        uploads::set_thumb_status(tx, rec.id, level, PartStatus::Uploading, now)?;
         if complete {
             uploads::put_move(tx, &mv)?;
         }
@@ -296,7 +247,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
         let staging = staging_thumb_path(&ctx.thumbs, rec.id, level);
         if let Err(e) = std::fs::rename(&fin, &staging) {
             let _ = ctx.db.write(|tx| {
-                uploads::set_thumb_status(tx, rec.id, screen, 3, now)?;
+                uploads::set_thumb_status(tx, rec.id, level, PartStatus::Uploaded, now)?;
                 uploads::delete_move(tx, rec.id)
             });
             return Err(internal("move thumbnail to staging", e));
@@ -316,7 +267,7 @@ fn link_into_folder(
     mv: &mut UploadMove,
 ) -> Result<String> {
     let dir = folder_of(rec);
-    let (stem, ext) = (stem_of(rec), safe_ext(&rec.ext));
+    let (stem, ext) = (upload_stem(rec, db::now()), safe_ext(&rec.ext));
     let io = |e: std::io::Error| {
         internal(
             &format!("link {} into {}", staging.display(), dir.display()),

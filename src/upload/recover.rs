@@ -4,18 +4,17 @@
 //! walks a library that was offline then, and by a request to the file —
 //! and the staging files a crash left beside complete originals go.
 
-use super::finish::{
-    exists, folder_of, mtime_ns, remove_if_exists, same_file, stem_of, sync_parent,
-};
-use super::{
-    internal, safe_ext, staging_dir, staging_origin_path, staging_thumb_path, sync_dir,
-    uploaded_thumb_path, Ctx,
-};
+use super::{internal, Ctx};
 use crate::config::Config;
 use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
 use crate::db::{self, files, libraries, Db};
 use crate::error::Result;
-use crate::model::{Library, ThumbLevel};
+use crate::library::layout::{
+    exists, folder_of, move_no_clobber_where, mtime_ns, remove_if_exists, safe_ext, same_file,
+    staging_dir, staging_origin_path, staging_thumb_path, sync_dir, sync_parent, upload_stem,
+    uploaded_thumb_path,
+};
+use crate::model::{Library, PartStatus, ThumbLevel};
 use std::path::{Path, PathBuf};
 
 /// Finishes the move a crash left for `ctx`'s file, if any (its library was
@@ -64,10 +63,10 @@ fn settle(db: &Db, thumbs: &Path, library: &Path, mv: &UploadMove) -> Result<()>
                         (true, true) if same_file(&staging, &fin)? => Some(name.clone()),
                         // Another file took the name before the link:
                         // the staged bytes get the next free one.
-                        (true, true) => Some(super::move_no_clobber_where(
+                        (true, true) => Some(move_no_clobber_where(
                             &staging,
                             &folder,
-                            &stem_of(&rec),
+                            &upload_stem(&rec, db::now()),
                             &safe_ext(&rec.ext),
                             |n| {
                                 db.read(|c| uploads::name_taken(c, rec.real_catalog_id, n))
@@ -221,7 +220,10 @@ fn remove_leftovers(db: &Db, library: &Path) -> Result<usize> {
             continue;
         };
         let moving = db.read(|c| uploads::move_of(c, id))?.is_some();
-        if rec.status_origin == 2 || moving || !Path::new(&rec.path).is_file() {
+        if PartStatus::from_i64(rec.status_origin) == PartStatus::Uploading
+            || moving
+            || !Path::new(&rec.path).is_file()
+        {
             continue;
         }
         match std::fs::remove_file(entry.path()) {

@@ -64,7 +64,7 @@ pub async fn thumbnail(
             .into())
         }
         PartStatus::Uploaded => {
-            let path = crate::upload::uploaded_thumb_path(&st.cfg.thumb_dir(), id, level);
+            let path = crate::library::layout::uploaded_thumb_path(&st.cfg.thumb_dir(), id, level);
             let ctype = sniff_image_type(&path).await;
             return serve(&path, ctype, &method, &headers).await.map_err(|_| {
                 Error::NotFound(format!(
@@ -137,11 +137,10 @@ pub async fn thumbnail(
         .into()),
         Err(ThumbError::Failed(why)) => {
             log::warn!("thumbnail of file {} ({}) failed: {why}", id.0, rec.path);
-            let screen = level == ThumbLevel::Screen;
             let db = st.db.clone();
             let _ = db
                 .write_async(move |tx| {
-                    files::set_thumb_status(tx, id, screen, PartStatus::BuildError as i64)
+                    files::set_thumb_status(tx, id, level, PartStatus::BuildError, None)
                 })
                 .await;
             Err(
