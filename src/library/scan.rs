@@ -5,6 +5,10 @@
 //! changed (size/mtime), removes records of files that are really gone —
 //! never under an offline root, and never more than the mass-deletion guard
 //! allows without confirmation.
+//!
+//! One library's scan is load (its records) → walk (the disk) → diff (a
+//! pure plan, in `diff`) → guard (the mass-deletion thresholds, also in
+//! `diff`) → apply (the writes, SQL in `db`).
 
 use super::diff::{self, folder_name, parent_key, Plan, SeenDir, SeenEntry, WalkSeen};
 use super::roots::{self, check_root, earliest_time, path_key, set_online, LibraryPlan, Offline};
