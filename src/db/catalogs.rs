@@ -124,6 +124,25 @@ pub fn insert(c: &Connection, n: &NewCatalog) -> Result<CatalogId, DbError> {
     Ok(CatalogId(id))
 }
 
+/// Makes catalog `id` (path `path`), a sub-catalog of an enclosing library
+/// until now, the root of library `lib`: it and every catalog below it take
+/// it as root and `lib` as library, it loses its parent, and the files of
+/// its tree take it as root.
+pub fn make_root(c: &Connection, id: CatalogId, lib: LibraryId, path: &str) -> Result<(), DbError> {
+    let like = format!("{}/%", path.replace('%', "\\%").replace('_', "\\_"));
+    c.execute(
+        "UPDATE catalogs SET root_id = ?1, library_id = ?2 WHERE path = ?3 OR path LIKE ?4 ESCAPE '\\'",
+        params![id.0, lib.0, path, like],
+    )?;
+    c.execute("UPDATE catalogs SET parent_id = -1 WHERE id = ?1", [id.0])?;
+    c.execute(
+        "UPDATE files SET root_id = ?1 WHERE real_catalog_id IN \
+         (SELECT id FROM catalogs WHERE root_id = ?1)",
+        [id.0],
+    )?;
+    Ok(())
+}
+
 /// Real folder path → id for every catalog of a library.
 pub fn paths_of_library(
     c: &Connection,
@@ -174,6 +193,20 @@ pub fn delete(c: &Connection, id: CatalogId) -> Result<(), DbError> {
     c.prepare_cached("DELETE FROM catalogs WHERE id = ?1")?
         .execute([id.0])?;
     Ok(())
+}
+
+/// Removes the catalog of a folder gone from disk, with the files living in
+/// it: files shown here but living elsewhere go back to their real folder's
+/// catalog, and catalogs shown below it go under `root`. Called deepest
+/// first, so children go before their parents.
+pub fn delete_gone(c: &Connection, id: CatalogId, root: CatalogId) -> Result<(), DbError> {
+    c.prepare_cached("UPDATE files SET catalog_id = real_catalog_id WHERE catalog_id = ?1")?
+        .execute([id.0])?;
+    c.prepare_cached("DELETE FROM files WHERE real_catalog_id = ?1")?
+        .execute([id.0])?;
+    c.prepare_cached("UPDATE catalogs SET parent_id = ?2 WHERE parent_id = ?1")?
+        .execute(params![id.0, root.0])?;
+    delete(c, id)
 }
 
 /// What the scanner knows about a folder of a library.

@@ -131,20 +131,7 @@ fn ensure_root(
     let root = if let Some(existing) = catalogs::by_path(tx, &key)? {
         // The folder was a sub-catalog of an enclosing library: make it the
         // root of its own tree, taking its descendants and files along.
-        let like = format!("{}/%", key.replace('%', "\\%").replace('_', "\\_"));
-        tx.execute(
-            "UPDATE catalogs SET root_id = ?1, library_id = ?2 WHERE path = ?3 OR path LIKE ?4 ESCAPE '\\'",
-            rusqlite::params![existing.id.0, lib.id.0, key, like],
-        )?;
-        tx.execute(
-            "UPDATE catalogs SET parent_id = -1 WHERE id = ?1",
-            [existing.id.0],
-        )?;
-        tx.execute(
-            "UPDATE files SET root_id = ?1 WHERE real_catalog_id IN \
-             (SELECT id FROM catalogs WHERE root_id = ?1)",
-            [existing.id.0],
-        )?;
+        catalogs::make_root(tx, existing.id, lib.id, &key)?;
         existing.id
     } else {
         let create_time = std::fs::metadata(path)

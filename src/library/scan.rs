@@ -5,7 +5,12 @@
 //! changed (size/mtime), removes records of files that are really gone —
 //! never under an offline root, and never more than the mass-deletion guard
 //! allows without confirmation.
+//!
+//! One library's scan is load (its records) → walk (the disk) → diff (a
+//! pure plan, in `diff`) → guard (the mass-deletion thresholds, also in
+//! `diff`) → apply (the writes, SQL in `db`).
 
+use super::diff::{self, folder_name, parent_key, Plan, SeenDir, SeenEntry, WalkSeen};
 use super::roots::{self, check_root, earliest_time, path_key, set_online, LibraryPlan, Offline};
 use super::walk::{SeenFile, Walk};
 use crate::config::ScanConfig;
@@ -19,9 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Below this many removals the share rule of the mass-deletion guard does
-/// not apply: deleting 3 of a new library's 4 photos is not a failing disk.
-pub const GUARD_MIN_FILES: usize = 10;
+pub use super::diff::GUARD_MIN_FILES;
 
 #[derive(Debug, Default, Clone)]
 pub struct ScanReport {
@@ -135,11 +138,6 @@ enum Scope<'a> {
     },
 }
 
-enum ScopeKind {
-    Tree,
-    Dirs,
-}
-
 /// Scans with a configuration; one scanner per process (scans serialise on
 /// its lock so a rescan never races another, nor the watcher's ingest).
 pub struct Scanner {
@@ -167,21 +165,6 @@ fn ext_of(name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn parent_key(p: &str) -> &str {
-    p.rfind('/')
-        .map(|i| if i == 0 { "/" } else { &p[..i] })
-        .unwrap_or("")
-}
-
-fn folder_name(p: &str) -> &str {
-    p.rsplit('/').next().unwrap_or(p)
-}
-
-/// `p` is `prefix` or lies below it.
-fn within(p: &str, prefix: &str) -> bool {
-    p == prefix || (p.starts_with(prefix) && p.as_bytes().get(prefix.len()) == Some(&b'/'))
-}
-
 /// One lock per library (per database: tests run several servers in one
 /// process) between the scanner and uploads that move an original into or
 /// out of a catalog folder (completing, or re-uploading a completed one).
@@ -203,35 +186,101 @@ pub fn hold(lock: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
 /// See [`Scanner::before_walk`].
 type BeforeWalk = Box<dyn Fn(&Library) + Send + Sync>;
 
-/// A known folder that is gone from where it was.
-struct GoneFolders {
-    /// Every gone catalog (tops and all below), shallowest first.
-    all: Vec<(String, CatalogId)>,
+/// What the database knows of a library when its scan starts.
+struct Known {
+    lib: Library,
+    marker: Option<String>,
+    folders: Vec<catalogs::KnownFolder>,
+    files: Vec<files::KnownFile>,
 }
 
-/// Gone catalogs: known folders directly inside a listed folder that were
-/// not seen, vanished folders, and everything below them.
-fn gone_folders(
-    cat_by_path: &HashMap<String, CatalogId>,
-    root: &str,
-    listed: &HashSet<String>,
-    seen: &HashSet<String>,
-    vanished: &HashSet<String>,
-) -> GoneFolders {
-    let mut tops: Vec<&str> = cat_by_path
-        .keys()
-        .filter(|p| p.as_str() != root)
-        .filter(|p| vanished.contains(*p) || (listed.contains(parent_key(p)) && !seen.contains(*p)))
-        .map(String::as_str)
-        .collect();
-    tops.sort_by_key(|p| p.len());
-    let mut all: Vec<(String, CatalogId)> = cat_by_path
-        .iter()
-        .filter(|(p, _)| tops.iter().any(|t| within(p, t)))
-        .map(|(p, id)| (p.clone(), *id))
-        .collect();
-    all.sort_by_key(|(p, _)| p.len());
-    GoneFolders { all }
+/// What applying a plan writes against.
+struct Ctx<'a> {
+    lib: &'a Library,
+    root_id: CatalogId,
+    /// The time the scan's writes are stamped with.
+    now: i64,
+    known: &'a Known,
+    walk: &'a Walk,
+}
+
+/// Reads the disk for `scope` of the library rooted at `root`, whose known
+/// folders are `folders`. Blocking.
+fn walk_scope(
+    root: &Path,
+    folders: &[catalogs::KnownFolder],
+    scope: &Scope,
+    excluded: &[PathBuf],
+) -> Result<Walk, DbError> {
+    let known: HashSet<&str> = folders.iter().map(|f| f.path.as_str()).collect();
+    let is_known = |p: &Path| known.contains(path_key(p).as_str());
+    let mut w = Walk::default();
+    match scope {
+        Scope::Whole => w.walk_tree(root, excluded),
+        Scope::Subtree(top) => {
+            if !is_known(top) {
+                return Err(DbError::Open {
+                    path: top.display().to_string(),
+                    msg: "not a known folder of the library; run a full `isync scan` first".into(),
+                });
+            }
+            w.walk_tree(top, excluded);
+        }
+        Scope::Dirs { dirs, .. } => {
+            // A folder the database does not know yet is seen (and walked
+            // whole) through its nearest known ancestor, unless it vanished
+            // (then its record, if any, is gone or moved).
+            let mut inside: Vec<PathBuf> = dirs
+                .iter()
+                .filter(|d| d.starts_with(root))
+                .filter(|d| !excluded.iter().any(|x| d.starts_with(x)))
+                .map(|d| {
+                    d.ancestors()
+                        .take_while(|a| a.starts_with(root))
+                        .find(|a| is_known(a) || !a.exists())
+                        .unwrap_or(root)
+                        .to_path_buf()
+                })
+                .collect();
+            inside.sort();
+            inside.dedup();
+            w.list_dirs(&inside, excluded, is_known);
+        }
+    }
+    Ok(w)
+}
+
+/// What the diff needs of a walk: path keys, inodes, sizes and mtimes, and
+/// which files are `busy` (being written).
+fn seen_of<'w>(w: &'w Walk, busy: &HashSet<PathBuf>) -> WalkSeen<'w> {
+    let keys = |v: &[PathBuf]| v.iter().map(|p| path_key(p)).collect::<HashSet<String>>();
+    WalkSeen {
+        dirs: w
+            .dirs
+            .iter()
+            .map(|(p, m)| SeenDir {
+                path: path_key(p),
+                ino: m.ino(),
+                create_time: earliest_time(m),
+            })
+            .collect(),
+        files: w
+            .files
+            .iter()
+            .map(|f| SeenEntry {
+                dir: path_key(&f.dir),
+                name: &f.name,
+                ino: f.meta.ino() as i64,
+                size: f.meta.len() as i64,
+                mtime_ns: mtime_ns(&f.meta),
+                busy: !busy.is_empty() && busy.contains(&f.path()),
+            })
+            .collect(),
+        listed: keys(&w.listed),
+        vanished: keys(&w.vanished),
+        unreadable: keys(&w.unreadable),
+        busy: busy.clone(),
+    }
 }
 
 impl Scanner {
@@ -361,26 +410,6 @@ impl Scanner {
         Ok(r)
     }
 
-    /// Whether removing `gone` of `known` files needs confirmation; the
-    /// reason when it does.
-    fn guard(&self, gone: usize, known: usize) -> Option<String> {
-        if gone > self.cfg.max_delete_count {
-            return Some(format!(
-                "{gone} files would be removed, more than scan.max_delete_count = {}",
-                self.cfg.max_delete_count
-            ));
-        }
-        let share = gone as f64 / known.max(1) as f64;
-        (gone >= GUARD_MIN_FILES && share > self.cfg.max_delete_share).then(|| {
-            format!(
-                "{gone} of {known} files ({:.0}%) would be removed, more than \
-                 scan.max_delete_share = {}",
-                share * 100.0,
-                self.cfg.max_delete_share
-            )
-        })
-    }
-
     /// Logs a held-back removal once per library and count.
     fn log_guard(&self, lib: &Library, held: Option<(usize, &str)>) {
         let mut logged = self.guard_logged.lock().unwrap_or_else(|p| p.into_inner());
@@ -404,6 +433,7 @@ impl Scanner {
         }
     }
 
+    /// Scans one library: load → walk → diff → guard → apply.
     fn scan_library(
         &self,
         planned: &Library,
@@ -415,11 +445,65 @@ impl Scanner {
             libraries: 1,
             ..Default::default()
         };
-        let lib_id = planned.id;
         let transit = library_lock(&self.db, &planned.path);
         let walking = hold(&transit);
-        // The plan's copy is from startup: online state and device come fresh.
-        let (lib, marker, folders, known_files) = self.db.read(|c| {
+        let known = self.load(planned)?;
+        let lib = &known.lib;
+        let Some(root_id) = lib.root_id else {
+            // Its root catalog was deleted through the API a moment ago and
+            // is not re-created yet: nothing to file records under.
+            log::debug!("library {}: no root catalog; not scanned", lib.path);
+            return Ok(report);
+        };
+        let Some((dev, marker)) = self.check_online(&known, opts)? else {
+            report.offline.push(lib.path.clone());
+            self.scanned(db::now());
+            return Ok(report);
+        };
+        if let Some(f) = self.before_walk.get() {
+            f(lib);
+        }
+
+        let root = Path::new(&lib.path);
+        let no_busy = HashSet::new();
+        let (busy, dirs_only) = match &scope {
+            Scope::Dirs { busy, .. } => (*busy, true),
+            _ => (&no_busy, false),
+        };
+        let w = walk_scope(root, &known.folders, &scope, excluded)?;
+        report.skipped += w.skipped;
+        let now = db::now();
+        let seen = seen_of(&w, busy);
+        let mut plan = diff::diff(&known.folders, &known.files, &path_key(root), &seen);
+        report.files_seen += plan.files_seen;
+        drop(seen);
+
+        // The mass-deletion guard.
+        let held = if opts.confirm_deletions {
+            None
+        } else {
+            diff::guard(&self.cfg, &mut plan, known.files.len())
+        };
+        self.log_guard(lib, held.as_deref().map(|why| (plan.held_back, why)));
+
+        let cx = Ctx {
+            lib,
+            root_id,
+            now,
+            known: &known,
+            walk: &w,
+        };
+        let _writing = self.apply(&cx, plan, &transit, walking, &mut report)?;
+        self.finish(&cx, marker.is_none(), dev, dirs_only, &report)?;
+        self.scanned(now);
+        Ok(report)
+    }
+
+    /// The library's records. The plan's copy of the library is from
+    /// startup: online state and device come fresh.
+    fn load(&self, planned: &Library) -> Result<Known, DbError> {
+        let lib_id = planned.id;
+        let (lib, marker, folders, files) = self.db.read(|c| {
             Ok((
                 libraries::by_id(c, lib_id)?.unwrap_or_else(|| planned.clone()),
                 libraries::marker(c, lib_id)?,
@@ -427,238 +511,134 @@ impl Scanner {
                 files::known_in_library(c, lib_id)?,
             ))
         })?;
-        let Some(root_id) = lib.root_id else {
-            // Its root catalog was deleted through the API a moment ago and
-            // is not re-created yet: nothing to file records under.
-            log::debug!("library {}: no root catalog; not scanned", lib.path);
-            return Ok(report);
-        };
-        let root = Path::new(&lib.path);
-        let root_key = path_key(root);
-        let mut marker = marker;
-        let mut state = check_root(&lib, marker.as_deref(), known_files.len());
+        Ok(Known {
+            lib,
+            marker,
+            folders,
+            files,
+        })
+    }
+
+    /// Checks the library's root (see [`check_root`]) and records whether it
+    /// is online. When it is: its device, and the identity marker the scan
+    /// goes on with (none when a confirmed scan adopts the folder as it is).
+    fn check_online(
+        &self,
+        known: &Known,
+        opts: ScanOptions,
+    ) -> Result<Option<(i64, Option<String>)>, DbError> {
+        let lib = &known.lib;
+        let mut marker = known.marker.clone();
+        let mut state = check_root(lib, marker.as_deref(), known.files.len());
         if let (Err(why), true) = (&state, opts.confirm_deletions) {
             if !matches!(why, Offline::Missing(_) | Offline::NotADirectory) {
                 // The operator confirmed: this tree is the library now.
                 log::warn!("library {}: adopting the folder as it is ({why})", lib.path);
                 marker = None;
-                state = std::fs::metadata(root)
+                state = std::fs::metadata(Path::new(&lib.path))
                     .map(|m| m.dev() as i64)
                     .map_err(|e| Offline::Missing(e.to_string()));
             }
         }
-        set_online(&self.db, &lib, &state)?;
-        let dev = match state {
-            Ok(dev) => dev,
-            Err(_) => {
-                report.offline.push(lib.path.clone());
-                self.scanned(db::now());
-                return Ok(report);
-            }
-        };
-        if let Some(f) = self.before_walk.get() {
-            f(&lib);
-        }
+        set_online(&self.db, lib, &state)?;
+        Ok(state.ok().map(|dev| (dev, marker)))
+    }
 
-        let mut cat_by_path: HashMap<String, CatalogId> =
-            folders.iter().map(|f| (f.path.clone(), f.id)).collect();
-        let scope_kind = match scope {
-            Scope::Dirs { .. } => ScopeKind::Dirs,
-            _ => ScopeKind::Tree,
-        };
-        let no_busy = HashSet::new();
-        let mut w = Walk::default();
-        let busy = match scope {
-            Scope::Whole => {
-                w.walk_tree(root, excluded);
-                &no_busy
-            }
-            Scope::Subtree(top) => {
-                if !cat_by_path.contains_key(&path_key(top)) {
-                    return Err(DbError::Open {
-                        path: top.display().to_string(),
-                        msg: "not a known folder of the library; run a full `isync scan` first"
-                            .into(),
-                    });
+    /// Writes `plan`: folder moves and new folders, learned folder inodes,
+    /// moved files, then (probed without the library lock, which is taken
+    /// again after) new and changed files, then removals. Returns the lock.
+    fn apply<'l>(
+        &self,
+        cx: &Ctx,
+        mut plan: Plan,
+        transit: &'l Mutex<()>,
+        walking: std::sync::MutexGuard<'l, ()>,
+        report: &mut ScanReport,
+    ) -> Result<std::sync::MutexGuard<'l, ()>, DbError> {
+        let mut cats = std::mem::take(&mut plan.catalogs);
+        self.apply_folders(cx, &plan, &mut cats, report)?;
+
+        // Files moved on disk: same id, memo, help info, share links.
+        for chunk in plan.moved_files.chunks(self.cfg.batch_size.max(1)) {
+            self.db.write(|tx| {
+                for &(k, s) in chunk {
+                    let f = &cx.walk.files[s];
+                    if let Some(&cat) = cats.get(&path_key(&f.dir)) {
+                        let k = &cx.known.files[k];
+                        files::moved(tx, k, cat, cx.root_id, &f.name, cx.now)?;
+                    }
                 }
-                w.walk_tree(top, excluded);
-                &no_busy
-            }
-            Scope::Dirs { dirs, busy } => {
-                // A folder the database does not know yet is seen (and
-                // walked whole) through its nearest known ancestor, unless
-                // it vanished (then its record, if any, is gone or moved).
-                let mut inside: Vec<PathBuf> = dirs
-                    .iter()
-                    .filter(|d| d.starts_with(root))
-                    .filter(|d| !excluded.iter().any(|x| d.starts_with(x)))
-                    .map(|d| {
-                        d.ancestors()
-                            .take_while(|a| a.starts_with(root))
-                            .find(|a| cat_by_path.contains_key(&path_key(a)) || !a.exists())
-                            .unwrap_or(root)
-                            .to_path_buf()
-                    })
-                    .collect();
-                inside.sort();
-                inside.dedup();
-                w.list_dirs(&inside, excluded, |p| {
-                    cat_by_path.contains_key(&path_key(p))
-                });
-                busy
-            }
-        };
-        report.skipped += w.skipped;
-        let now = db::now();
-        let listed: HashSet<String> = w.listed.iter().map(|p| path_key(p)).collect();
-        let vanished: HashSet<String> = w.vanished.iter().map(|p| path_key(p)).collect();
-        let seen_meta: HashMap<String, &std::fs::Metadata> =
-            w.dirs.iter().map(|(p, m)| (path_key(p), m)).collect();
-        let seen: HashSet<String> = seen_meta.keys().cloned().collect();
+                Ok(())
+            })?;
+        }
+        report.moved = plan.moved_files.len();
 
-        // 1. Folders renamed or moved: a gone catalog whose inode turns up
-        // as a new folder keeps its id; everything below moves with it.
-        let gone = gone_folders(&cat_by_path, &root_key, &listed, &seen, &vanished);
-        let mut new_by_inode: HashMap<u64, String> = seen_meta
-            .iter()
-            .filter(|(p, _)| !cat_by_path.contains_key(*p))
-            .map(|(p, m)| (m.ino(), p.clone()))
-            .collect();
-        let inode_of: HashMap<CatalogId, i64> = folders
-            .iter()
-            .filter_map(|f| f.inode.map(|i| (f.id, i)))
-            .collect();
-        let mut moves: Vec<(CatalogId, String, String)> = Vec::new();
-        for (old, id) in &gone.all {
-            if moves.iter().any(|(_, o, _)| within(old, o)) {
-                continue;
-            }
-            let hit = inode_of
-                .get(id)
-                .and_then(|i| new_by_inode.remove(&(*i as u64)));
-            if let Some(new) = hit {
-                moves.push((*id, old.clone(), new));
-            }
-        }
-        for (_, old, new) in &moves {
-            let renamed: Vec<(String, CatalogId)> = cat_by_path
-                .iter()
-                .filter(|(p, _)| within(p, old))
-                .map(|(p, id)| (format!("{new}{}", &p[old.len()..]), *id))
-                .collect();
-            cat_by_path.retain(|p, _| !within(p, old));
-            cat_by_path.extend(renamed);
-        }
-        // 2. With the moves applied: what is really gone, what is new.
-        let gone = gone_folders(&cat_by_path, &root_key, &listed, &seen, &vanished);
-        let gone_ids: HashSet<CatalogId> = gone.all.iter().map(|(_, id)| *id).collect();
-        // A new folder that cannot be read costs no catalog either.
-        let unreadable: HashSet<String> = w.unreadable.iter().map(|p| path_key(p)).collect();
-        let mut new_dirs: Vec<(&String, &std::fs::Metadata)> = seen_meta
-            .iter()
-            .filter(|(p, _)| !cat_by_path.contains_key(*p) && !unreadable.contains(*p))
-            .map(|(p, m)| (p, *m))
-            .collect();
-        new_dirs.sort_by_key(|(p, _)| p.len());
-
-        // 3. Files: unchanged, changed, new, moved, gone.
-        let listed_ids: HashSet<CatalogId> = listed
-            .iter()
-            .filter_map(|p| cat_by_path.get(p).copied())
-            .collect();
-        let mut known: HashMap<(CatalogId, &str), &files::KnownFile> = known_files
-            .iter()
-            .map(|k| ((k.real_catalog_id, k.disk_name.as_str()), k))
-            .collect();
-        let path_of: HashMap<CatalogId, &str> = cat_by_path
-            .iter()
-            .map(|(p, id)| (*id, p.as_str()))
-            .collect();
-        let mut changed: Vec<(FileId, &SeenFile)> = Vec::new();
-        let mut fresh: Vec<&SeenFile> = Vec::new();
-        for f in &w.files {
-            if !busy.is_empty() && busy.contains(&f.path()) {
-                if let Some(&cat) = cat_by_path.get(&path_key(&f.dir)) {
-                    known.remove(&(cat, f.name.as_str()));
-                }
-                continue;
-            }
-            report.files_seen += 1;
-            let Some(&cat) = cat_by_path.get(&path_key(&f.dir)) else {
-                fresh.push(f);
-                continue;
-            };
-            match known.remove(&(cat, f.name.as_str())) {
-                Some(k)
-                    if k.size == f.meta.len() as i64 && k.mtime_ns == Some(mtime_ns(&f.meta)) => {}
-                Some(k) => changed.push((k.id, f)),
-                None => fresh.push(f),
-            }
-        }
-        // Known files not seen where we looked (or under a gone folder).
-        let mut gone_files: Vec<&files::KnownFile> = known
-            .values()
-            .filter(|k| {
-                let cat = k.real_catalog_id;
-                gone_ids.contains(&cat)
-                    || (listed_ids.contains(&cat)
-                        && !busy.contains(&Path::new(path_of[&cat]).join(&k.disk_name)))
+        // Probe new and changed files; write in batches.
+        let ids = plan.changed.iter().map(|(id, s)| (Some(*id), *s));
+        let to_probe: Vec<(Option<FileId>, CatalogId, &SeenFile)> = ids
+            .chain(plan.fresh.iter().map(|s| (None, *s)))
+            .filter_map(|(id, s)| {
+                let f = &cx.walk.files[s];
+                let cat = *cats.get(&path_key(&f.dir))?;
+                Some((id, cat, f))
             })
-            .copied()
             .collect();
-        gone_files.sort_by_key(|k| k.id.0);
-        let mut by_identity: HashMap<(i64, i64, i64), usize> = HashMap::new();
-        for (i, k) in gone_files.iter().enumerate() {
-            if let (Some(ino), Some(mt)) = (k.inode, k.mtime_ns) {
-                by_identity.insert((ino, k.size, mt), i);
+        drop(walking);
+        let probed = self.probe_all(&to_probe, cx.root_id);
+        let writing = hold(transit);
+        let mut batch: Vec<(Option<FileId>, files::ScannedFile)> = Vec::new();
+        for item in probed.into_iter().flatten() {
+            batch.push(item);
+            if batch.len() >= self.cfg.batch_size {
+                self.write_batch(&mut batch, report, cx.now)?;
             }
         }
-        let mut moved_files: Vec<(&files::KnownFile, &SeenFile)> = Vec::new();
-        let mut taken: HashSet<usize> = HashSet::new();
-        fresh.retain(|f| {
-            let key = (f.meta.ino() as i64, f.meta.len() as i64, mtime_ns(&f.meta));
-            match by_identity.remove(&key) {
-                Some(i) => {
-                    moved_files.push((gone_files[i], f));
-                    taken.insert(i);
-                    false
+        self.write_batch(&mut batch, report, cx.now)?;
+        report.skipped += to_probe.len().saturating_sub(report.added + report.updated);
+
+        // Removals (none when the guard held them back).
+        report.held_back = plan.held_back;
+        if !plan.gone_files.is_empty() || !plan.gone_catalogs.is_empty() {
+            self.db.write(|tx| {
+                for id in &plan.gone_files {
+                    files::delete(tx, *id)?;
                 }
-                None => true,
-            }
-        });
-        let gone_files: Vec<FileId> = gone_files
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !taken.contains(i))
-            .map(|(_, k)| k.id)
-            .collect();
+                for id in &plan.gone_catalogs {
+                    catalogs::delete_gone(tx, *id, cx.root_id)?;
+                }
+                Ok(())
+            })?;
+            report.removed += plan.gone_files.len();
+            report.catalogs_removed += plan.gone_catalogs.len();
+            report.changed_ids.extend(plan.gone_files);
+        }
+        Ok(writing)
+    }
 
-        // 4. The mass-deletion guard.
-        let held = if opts.confirm_deletions {
-            None
-        } else {
-            self.guard(gone_files.len(), known_files.len())
-        };
-        self.log_guard(&lib, held.as_deref().map(|why| (gone_files.len(), why)));
-
-        // 5. Folder moves and new folders, in one transaction.
-        if !moves.is_empty() || !new_dirs.is_empty() {
+    /// Folder moves and new folders, in one transaction (`cats` gains the
+    /// new folders); then the inodes of folders recorded without one.
+    fn apply_folders(
+        &self,
+        cx: &Ctx,
+        plan: &Plan,
+        cats: &mut HashMap<String, CatalogId>,
+        report: &mut ScanReport,
+    ) -> Result<(), DbError> {
+        let (moves, root_id, now) = (&plan.folder_moves, cx.root_id, cx.now);
+        if !moves.is_empty() || !plan.new_dirs.is_empty() {
             let added = self.db.write(|tx| {
-                for (id, old, new) in &moves {
-                    catalogs::move_tree(tx, *id, old, new)?;
+                for m in moves {
+                    catalogs::move_tree(tx, m.id, &m.old, &m.new)?;
                 }
                 let mut added: Vec<(String, CatalogId)> = Vec::new();
-                for (p, meta) in &new_dirs {
-                    let parent = cat_by_path
-                        .get(parent_key(p))
+                let lookup = |added: &[(String, CatalogId)], k: &str| {
+                    cats.get(k)
                         .copied()
-                        .or_else(|| {
-                            added
-                                .iter()
-                                .find(|(k, _)| k == parent_key(p))
-                                .map(|(_, id)| *id)
-                        })
-                        .unwrap_or(root_id);
+                        .or_else(|| added.iter().find(|(p, _)| p == k).map(|(_, id)| *id))
+                };
+                for d in &plan.new_dirs {
+                    let p = d.path.as_str();
+                    let parent = lookup(&added, parent_key(p)).unwrap_or(root_id);
                     // An API call may have recorded the folder meanwhile.
                     let id = match catalogs::by_path(tx, p)? {
                         Some(c) => c.id,
@@ -667,130 +647,54 @@ impl Scanner {
                             &catalogs::NewCatalog {
                                 root_id: Some(root_id),
                                 parent_id: Some(parent),
-                                library_id: lib.id,
+                                library_id: cx.lib.id,
                                 path: p,
                                 name: folder_name(p),
-                                create_time: earliest_time(meta),
+                                create_time: d.create_time,
                                 now,
                             },
                         )?,
                     };
-                    catalogs::set_inode(tx, id, meta.ino() as i64)?;
-                    added.push(((*p).clone(), id));
+                    catalogs::set_inode(tx, id, d.ino as i64)?;
+                    added.push((d.path.clone(), id));
                 }
-                let lookup = |k: &str| {
-                    cat_by_path
-                        .get(k)
-                        .copied()
-                        .or_else(|| added.iter().find(|(p, _)| p == k).map(|(_, id)| *id))
-                };
-                for (id, old, new) in &moves {
-                    let parent = lookup(parent_key(new)).unwrap_or(root_id);
-                    let was_folder_name = folders
-                        .iter()
-                        .any(|f| f.id == *id && f.name == folder_name(old));
-                    let name = was_folder_name.then(|| folder_name(new));
-                    catalogs::set_parent_and_name(tx, *id, parent, name, now)?;
+                for m in moves {
+                    let parent = lookup(&added, parent_key(&m.new)).unwrap_or(root_id);
+                    let name = m.rename.then(|| folder_name(&m.new));
+                    catalogs::set_parent_and_name(tx, m.id, parent, name, now)?;
                 }
                 Ok(added)
             })?;
             report.catalogs_added = added.len();
             report.catalogs_moved = moves.len();
-            cat_by_path.extend(added);
+            cats.extend(added);
         }
-        // Folders recorded before inodes were (or by the API): learn them.
-        let path_now: HashMap<CatalogId, &String> =
-            cat_by_path.iter().map(|(p, id)| (*id, p)).collect();
-        let learn: Vec<(CatalogId, i64)> = folders
-            .iter()
-            .filter_map(|f| {
-                let m = seen_meta.get(*path_now.get(&f.id)?)?;
-                (f.inode != Some(m.ino() as i64)).then_some((f.id, m.ino() as i64))
-            })
-            .collect();
-        if !learn.is_empty() {
+        if !plan.learn_inodes.is_empty() {
             self.db.write(|tx| {
-                for (id, ino) in &learn {
+                for (id, ino) in &plan.learn_inodes {
                     catalogs::set_inode(tx, *id, *ino)?;
                 }
                 Ok(())
             })?;
         }
+        Ok(())
+    }
 
-        // 6. Files moved on disk: same id, memo, help info, share links.
-        for chunk in moved_files.chunks(self.cfg.batch_size.max(1)) {
-            self.db.write(|tx| {
-                for (k, f) in chunk {
-                    if let Some(&cat) = cat_by_path.get(&path_key(&f.dir)) {
-                        files::moved(tx, k, cat, root_id, &f.name, now)?;
-                    }
-                }
-                Ok(())
-            })?;
-        }
-        report.moved = moved_files.len();
-
-        // 7. Probe new and changed files; write in batches.
-        let mut to_probe: Vec<(Option<FileId>, CatalogId, &SeenFile)> = Vec::new();
-        for (id, f) in &changed {
-            if let Some(&cat) = cat_by_path.get(&path_key(&f.dir)) {
-                to_probe.push((Some(*id), cat, f));
-            }
-        }
-        for f in &fresh {
-            if let Some(&cat) = cat_by_path.get(&path_key(&f.dir)) {
-                to_probe.push((None, cat, f));
-            }
-        }
-        drop(walking);
-        let probed = self.probe_all(&to_probe, root_id);
-        let _writing = hold(&transit);
-        let mut batch: Vec<(Option<FileId>, files::ScannedFile)> = Vec::new();
-        for item in probed.into_iter().flatten() {
-            batch.push(item);
-            if batch.len() >= self.cfg.batch_size {
-                self.write_batch(&mut batch, &mut report, now)?;
-            }
-        }
-        self.write_batch(&mut batch, &mut report, now)?;
-        report.skipped += to_probe.len().saturating_sub(report.added + report.updated);
-
-        // 8. Removals, unless the guard holds them back.
-        if held.is_some() {
-            report.held_back = gone_files.len();
-        } else if !gone_files.is_empty() || !gone.all.is_empty() {
-            let gone_cat_ids: Vec<CatalogId> = gone.all.iter().rev().map(|(_, id)| *id).collect();
-            self.db.write(|tx| {
-                for id in &gone_files {
-                    files::delete(tx, *id)?;
-                }
-                // Deepest first, so children go before their parents.
-                for id in &gone_cat_ids {
-                    // Files shown here but living elsewhere go back to their
-                    // real folder's catalog.
-                    tx.execute(
-                        "UPDATE files SET catalog_id = real_catalog_id WHERE catalog_id = ?1",
-                        [id.0],
-                    )?;
-                    tx.execute("DELETE FROM files WHERE real_catalog_id = ?1", [id.0])?;
-                    tx.execute(
-                        "UPDATE catalogs SET parent_id = ?2 WHERE parent_id = ?1",
-                        rusqlite::params![id.0, root_id.0],
-                    )?;
-                    catalogs::delete(tx, *id)?;
-                }
-                Ok(())
-            })?;
-            report.removed += gone_files.len();
-            report.catalogs_removed += gone_cat_ids.len();
-            report.changed_ids.extend(gone_files);
-        }
-
-        // 9. Identity: record the device and write the marker once the
-        // library has files (an empty mount point is never "the" disk).
-        let has_files = !known_files.is_empty() || report.added > 0;
-        if marker.is_none() && has_files {
-            match roots::ensure_marker(root) {
+    /// Identity and scan state: records the device and writes the marker
+    /// once the library has files (an empty mount point is never "the"
+    /// disk); stamps the scan.
+    fn finish(
+        &self,
+        cx: &Ctx,
+        no_marker: bool,
+        dev: i64,
+        dirs_only: bool,
+        report: &ScanReport,
+    ) -> Result<(), DbError> {
+        let lib = cx.lib;
+        let has_files = !cx.known.files.is_empty() || report.added > 0;
+        if no_marker && has_files {
+            match roots::ensure_marker(Path::new(&lib.path)) {
                 Ok(m) => {
                     self.db.write(|tx| libraries::set_marker(tx, lib.id, &m))?;
                 }
@@ -807,13 +711,11 @@ impl Scanner {
             }
             // A folder-set scan sees only part of the library: it can
             // report held removals, and a full scan clears them.
-            if report.held_back > 0 || !matches!(scope_kind, ScopeKind::Dirs) {
+            if report.held_back > 0 || !dirs_only {
                 libraries::set_held_deletions(tx, lib.id, report.held_back)?;
             }
-            libraries::set_scanned(tx, lib.id, now)
-        })?;
-        self.scanned(now);
-        Ok(report)
+            libraries::set_scanned(tx, lib.id, cx.now)
+        })
     }
 
     fn scanned(&self, started: i64) {
@@ -942,61 +844,4 @@ pub fn scan_libraries(
 ) -> Result<ScanReport, DbError> {
     let plan = roots::sync_libraries(db, cfg)?;
     scanner.scan_plan(&plan)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn path_helpers() {
-        assert_eq!(parent_key("/a/b/c"), "/a/b");
-        assert_eq!(parent_key("/a"), "/");
-        assert_eq!(folder_name("/a/b/c"), "c");
-        assert!(within("/a/b", "/a/b"));
-        assert!(within("/a/b/c", "/a/b"));
-        assert!(!within("/a/bc", "/a/b"), "a sibling with a common prefix");
-        assert!(!within("/a", "/a/b"));
-    }
-
-    #[test]
-    fn gone_folders_include_everything_below_a_missing_one() {
-        let cats: HashMap<String, CatalogId> = [
-            ("/r", 1),
-            ("/r/a", 2),
-            ("/r/a/x", 3),
-            ("/r/ab", 4),
-            ("/r/b", 5),
-        ]
-        .into_iter()
-        .map(|(p, id)| (p.to_string(), CatalogId(id)))
-        .collect();
-        let listed: HashSet<String> = ["/r".to_string()].into();
-        let seen: HashSet<String> = ["/r/ab".to_string(), "/r/b".to_string()].into();
-        let g = gone_folders(&cats, "/r", &listed, &seen, &HashSet::new());
-        let ids: Vec<i64> = g.all.iter().map(|(_, id)| id.0).collect();
-        assert_eq!(ids, [2, 3], "shallowest first; /r/ab is a sibling, kept");
-    }
-
-    #[test]
-    fn the_guard_counts_share_and_total() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&dir.path().join("t.db")).unwrap();
-        let s = Scanner::new(
-            db,
-            ScanConfig {
-                max_delete_share: 0.5,
-                max_delete_count: 100,
-                ..ScanConfig::default()
-            },
-        );
-        assert!(s.guard(0, 0).is_none());
-        assert!(
-            s.guard(3, 4).is_none(),
-            "small deletions never trip the share"
-        );
-        assert!(s.guard(10, 30).is_none(), "a third");
-        assert!(s.guard(16, 30).unwrap().contains("max_delete_share"));
-        assert!(s.guard(101, 100_000).unwrap().contains("max_delete_count"));
-    }
 }
