@@ -4,12 +4,12 @@
 //! user's least recently used dropped first) and `max_online` in all (the
 //! user holding the most gives one up), so no account can log others out.
 
-use crate::accounts::{self, Perm, Perms};
 use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::db::{self, accounts as q, users, Db};
 use crate::error::{Error, Result};
 use crate::model::{CatalogId, User, UserId};
+use crate::perms::{self, Perms, Session};
 use crate::ratelimit::LoginLimiter;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -72,37 +72,6 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A logged-in session (cookie or access key) as handlers see it.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub user_id: UserId,
-    /// Root catalogs this user may access (looked up at login, refreshed
-    /// when access changes).
-    pub roots: Vec<CatalogId>,
-    /// What the account's type allows (refreshed when accounts change).
-    pub perms: Perms,
-    /// The access key used, when the caller sent one instead of a cookie.
-    pub key_id: Option<i64>,
-}
-
-impl Session {
-    pub fn can(&self, p: Perm) -> bool {
-        self.perms.has(p)
-    }
-
-    /// −10002 unless the account's type has `p`.
-    pub fn require(&self, p: Perm) -> Result<()> {
-        if self.can(p) {
-            Ok(())
-        } else {
-            Err(Error::NoPermission(format!(
-                "your account type does not allow this (it needs the `{}` permission; ask an admin)",
-                p.name()
-            )))
-        }
-    }
-}
-
 /// What a session becomes after accounts changed: `None` when it must end
 /// (user gone or disabled, key revoked). Blocking.
 pub fn revalidate(
@@ -122,7 +91,7 @@ pub fn revalidate(
         }
     }
     Ok(Some((
-        accounts::perms_of_type(c, u.account_type_id)?,
+        perms::of_type(c, u.account_type_id)?,
         users::roots(c, user)?,
     )))
 }
@@ -494,7 +463,7 @@ pub async fn login(
             let Some(u) = users::by_name(c, &lookup)? else {
                 return Ok(None);
             };
-            let perms = accounts::perms_of_type(c, u.account_type_id)?;
+            let perms = perms::of_type(c, u.account_type_id)?;
             Ok(Some((u, perms)))
         })
         .await?;

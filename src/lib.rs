@@ -31,6 +31,7 @@ pub mod library;
 pub mod logging;
 pub mod media;
 pub mod model;
+pub mod perms;
 pub mod ratelimit;
 pub mod share;
 pub mod trash;

@@ -2,7 +2,7 @@
 //! endpoint but login/logout/shareFile starts with.
 
 use crate::accounts;
-use crate::auth::{self, Hasher, Session, Sessions, COOKIE};
+use crate::auth::{self, Hasher, Sessions, COOKIE};
 use crate::backup::Backups;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -10,6 +10,7 @@ use crate::db::{accounts as accounts_db, Db};
 use crate::error::{Error, Result};
 use crate::library::{LibraryPlan, Scanner};
 use crate::media::thumbcache::ThumbCache;
+use crate::perms::Session;
 use crate::ratelimit::LoginLimiter;
 
 use axum::http::{header, HeaderMap};

@@ -1,13 +1,13 @@
 //! `login.icc`, `logout.icc`, `helpInfo.icc`, `updateHelpInfo.icc`.
 
-use crate::accounts::Perm;
-use crate::auth::{self, Session, COOKIE};
+use crate::auth::{self, COOKIE};
 use crate::browse::{self, HelpInfo, HelpTarget};
 use crate::error::Error;
 use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
 use crate::http::state::{session_token, AppState};
 use crate::model::{CatalogId, FileId, User};
+use crate::perms::{Perm, Session};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};

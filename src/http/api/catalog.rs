@@ -1,11 +1,11 @@
 //! `catalogs.icc`.
 
-use crate::accounts::Perm;
 use crate::browse;
 use crate::http::error::{ok, ApiError};
 use crate::http::params::Params;
 use crate::http::state::AppState;
 use crate::model::Catalog;
+use crate::perms::Perm;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;

@@ -167,7 +167,7 @@ async fn root_online(st: &AppState, lib: crate::model::LibraryId) -> Result<bool
 /// offline (its original cannot be checked, so any cached version will do).
 async fn offline_cached(
     st: &AppState,
-    s: &crate::auth::Session,
+    s: &crate::perms::Session,
     id: FileId,
     level: ThumbLevel,
 ) -> Option<(PathBuf, &'static str)> {
