@@ -29,7 +29,7 @@ pub struct Running {
     /// The watcher's live figures (None when `watch.enabled = false`).
     pub watch: Option<Arc<watcher::WatchStats>>,
     /// Open, refused, evicted and timed-out connections.
-    pub conns: Arc<http::serve::ConnStats>,
+    pub conns: Arc<http::activity::ConnStats>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     background: tokio_util::task::TaskTracker,
@@ -204,7 +204,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     scanner.after_scan(move |since| prerender.request_sweep(since));
 
     let app = http::router(state.clone());
-    let conns = Arc::new(http::serve::ConnStats::default());
+    let conns = Arc::new(http::activity::ConnStats::default());
     let server = tokio::spawn(http::serve::serve(
         listener,
         app,
