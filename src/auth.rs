@@ -96,6 +96,96 @@ pub fn revalidate(
     )))
 }
 
+/// Where a caller's credentials came from.
+pub enum Credential<'a> {
+    /// An access key (`Authorization: Bearer <key>`).
+    Key(&'a str),
+    /// The value of the `session` cookie.
+    Cookie(String),
+}
+
+/// The caller's live session and its token — or −10001. A session made
+/// stale by an account change re-reads its user first: a disabled account
+/// or a revoked key ends here. SQL runs on the blocking pool.
+pub async fn session_of(
+    db: &Db,
+    sessions: &Sessions,
+    credential: Credential<'_>,
+) -> Result<(String, Session)> {
+    let token = match credential {
+        Credential::Key(key) => return key_session(db, sessions, key).await,
+        Credential::Cookie(token) => token,
+    };
+    let (mut s, stale) = sessions.get(&token).ok_or(Error::NeedLogin)?;
+    if stale {
+        let (uid, key) = (s.user_id, s.key_id);
+        match db.read_async(move |c| revalidate(c, uid, key)).await? {
+            Some((perms, roots)) => {
+                s.perms = perms;
+                s.roots = roots;
+                sessions.refresh(&token, perms, s.roots.clone());
+            }
+            None => {
+                sessions.remove(&token);
+                return Err(Error::NeedLogin);
+            }
+        }
+    }
+    Ok((token, s))
+}
+
+/// The session of an access key: cached under `key:<digest>` once found in
+/// the database.
+async fn key_session(db: &Db, sessions: &Sessions, key: &str) -> Result<(String, Session)> {
+    let digest = crate::accounts::digest(key);
+    let token = format!("key:{}", hex::encode(digest));
+    if let Some((mut s, stale)) = sessions.get_key(&token) {
+        if !stale {
+            return Ok((token, s));
+        }
+        let (uid, kid) = (s.user_id, s.key_id);
+        return match db.read_async(move |c| revalidate(c, uid, kid)).await? {
+            Some((perms, roots)) => {
+                s.perms = perms;
+                s.roots = roots;
+                sessions.refresh(&token, perms, s.roots.clone());
+                Ok((token, s))
+            }
+            None => {
+                sessions.remove_key(&token);
+                Err(Error::NeedLogin)
+            }
+        };
+    }
+    // Before the read: a disable or reset committed after it ends the
+    // user's sessions, and this one must not be kept past that.
+    let mark = sessions.mark();
+    let found = db
+        .read_async(move |c| {
+            let Some((kid, uid)) = q::key_by_hash(c, &digest)? else {
+                return Ok(None);
+            };
+            Ok(revalidate(c, uid, Some(kid))?.map(|v| (kid, uid, v)))
+        })
+        .await?;
+    let Some((kid, uid, (perms, roots))) = found else {
+        return Err(Error::NeedLogin);
+    };
+    // Last use is recorded once per server run and key (not per call).
+    db.write_async(move |tx| q::touch_key(tx, kid, db::now()))
+        .await?;
+    let s = Session {
+        user_id: uid,
+        roots,
+        perms,
+        key_id: Some(kid),
+    };
+    if !sessions.insert_key(token.clone(), s.clone(), mark) {
+        return Err(Error::NeedLogin);
+    }
+    Ok((token, s))
+}
+
 struct Entry {
     session: Session,
     last_seen: Instant,

@@ -1,12 +1,12 @@
-//! Shared state handed to every handler, and the session lookup every
-//! endpoint but login/logout/shareFile starts with.
+//! Shared state handed to every handler, and where the session lookup
+//! every endpoint but login/logout/shareFile starts with finds the
+//! caller's credentials (the lookup itself is `auth`'s).
 
-use crate::accounts;
 use crate::auth::{self, Hasher, Sessions, COOKIE};
 use crate::backup::Backups;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{accounts as accounts_db, Db};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::library::{LibraryPlan, Scanner};
 use crate::media::thumbcache::ThumbCache;
@@ -61,89 +61,13 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
 
 impl AppState {
     /// The caller's live session — from an access key (`Authorization:
-    /// Bearer`) or the `session` cookie — or −10001. A session made stale
-    /// by an account change re-reads its user first: a disabled account or
-    /// a revoked key ends here.
+    /// Bearer`) or the `session` cookie — or −10001 (see
+    /// [`auth::session_of`], which re-validates a stale one).
     pub async fn session(&self, headers: &HeaderMap) -> Result<(String, Session)> {
-        if let Some(key) = bearer_key(headers) {
-            return self.key_session(key).await;
-        }
-        let token = session_token(headers).ok_or(Error::NeedLogin)?;
-        let (mut s, stale) = self.sessions.get(&token).ok_or(Error::NeedLogin)?;
-        if stale {
-            let (uid, key) = (s.user_id, s.key_id);
-            match self
-                .db
-                .read_async(move |c| auth::revalidate(c, uid, key))
-                .await?
-            {
-                Some((perms, roots)) => {
-                    s.perms = perms;
-                    s.roots = roots;
-                    self.sessions.refresh(&token, perms, s.roots.clone());
-                }
-                None => {
-                    self.sessions.remove(&token);
-                    return Err(Error::NeedLogin);
-                }
-            }
-        }
-        Ok((token, s))
-    }
-
-    async fn key_session(&self, key: &str) -> Result<(String, Session)> {
-        let digest = accounts::digest(key);
-        let token = format!("key:{}", hex::encode(digest));
-        if let Some((mut s, stale)) = self.sessions.get_key(&token) {
-            if !stale {
-                return Ok((token, s));
-            }
-            let (uid, kid) = (s.user_id, s.key_id);
-            return match self
-                .db
-                .read_async(move |c| auth::revalidate(c, uid, kid))
-                .await?
-            {
-                Some((perms, roots)) => {
-                    s.perms = perms;
-                    s.roots = roots;
-                    self.sessions.refresh(&token, perms, s.roots.clone());
-                    Ok((token, s))
-                }
-                None => {
-                    self.sessions.remove_key(&token);
-                    Err(Error::NeedLogin)
-                }
-            };
-        }
-        // Before the read: a disable or reset committed after it ends the
-        // user's sessions, and this one must not be kept past that.
-        let mark = self.sessions.mark();
-        let found = self
-            .db
-            .read_async(move |c| {
-                let Some((kid, uid)) = accounts_db::key_by_hash(c, &digest)? else {
-                    return Ok(None);
-                };
-                Ok(auth::revalidate(c, uid, Some(kid))?.map(|v| (kid, uid, v)))
-            })
-            .await?;
-        let Some((kid, uid, (perms, roots))) = found else {
-            return Err(Error::NeedLogin);
+        let credential = match bearer_key(headers) {
+            Some(key) => auth::Credential::Key(key),
+            None => auth::Credential::Cookie(session_token(headers).ok_or(Error::NeedLogin)?),
         };
-        // Last use is recorded once per server run and key (not per call).
-        self.db
-            .write_async(move |tx| accounts_db::touch_key(tx, kid, crate::db::now()))
-            .await?;
-        let s = Session {
-            user_id: uid,
-            roots,
-            perms,
-            key_id: Some(kid),
-        };
-        if !self.sessions.insert_key(token.clone(), s.clone(), mark) {
-            return Err(Error::NeedLogin);
-        }
-        Ok((token, s))
+        auth::session_of(&self.db, &self.sessions, credential).await
     }
 }
