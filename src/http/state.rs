@@ -13,7 +13,12 @@ use crate::media::thumbcache::ThumbCache;
 use crate::perms::Session;
 use crate::ratelimit::LoginLimiter;
 
+use crate::http::error::ApiError;
+use crate::http::params::Params;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -69,5 +74,44 @@ impl AppState {
             None => auth::Credential::Cookie(session_token(headers).ok_or(Error::NeedLogin)?),
         };
         auth::session_of(&self.db, &self.sessions, credential).await
+    }
+}
+
+/// The opening of every authenticated `.icc` handler, as an extractor: the
+/// request's parameters are read (query and body, see [`Params`]), then the
+/// caller's session is looked up (−10001 without one), then a malformed
+/// body is reported (−10003) — in that order, so a missing login is always
+/// answered before bad input. A handler that takes `Authed` cannot forget
+/// to authenticate. `E` is the handler's error form (JSON or binary).
+pub struct Authed<E = ApiError> {
+    /// The caller's session.
+    pub s: Session,
+    /// The request's parameters, already checked for a malformed body.
+    pub p: Params,
+    /// The session's token (cookie value or `key:<digest>`).
+    pub token: String,
+    error: PhantomData<fn() -> E>,
+}
+
+impl<E> FromRequest<AppState> for Authed<E>
+where
+    E: From<Error> + IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request(req: Request, st: &AppState) -> std::result::Result<Self, E> {
+        let headers = req.headers().clone();
+        let p = match Params::from_request(req, st).await {
+            Ok(p) => p,
+            Err(never) => match never {},
+        };
+        let (token, s) = st.session(&headers).await?;
+        p.check()?;
+        Ok(Authed {
+            s,
+            p,
+            token,
+            error: PhantomData,
+        })
     }
 }
