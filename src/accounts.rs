@@ -23,10 +23,10 @@
 //! sees — and may only change accounts holding no more than it does. The
 //! console ([`Actor::Console`], root on the machine) may do anything.
 
-use crate::auth::Session;
 use crate::db::{self, accounts as q, catalogs, libraries, users, Db, DbError};
 use crate::error::{Error, Result};
 use crate::model::{CatalogId, FileId, User, UserId};
+use crate::perms::{self, Perm, Perms, Session};
 use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -37,114 +37,6 @@ pub const INIT_TOKEN: &str = "init";
 pub const KEY_PREFIX: &str = "isync_";
 /// Longest label of an access key (a device name).
 pub const MAX_LABEL_CHARS: usize = 64;
-
-/// One permission. Checked in the service layer for every endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Perm {
-    /// List catalogs and files, thumbnails, downloads, help info.
-    Browse,
-    /// Make share links of what the user can see.
-    Share,
-    /// Upload, create catalogs, edit and delete what the user uploaded or
-    /// created.
-    Upload,
-    /// Edit and delete anything the user can see.
-    Moderate,
-    /// Users, account types, registration tokens, access keys.
-    Accounts,
-    /// Libraries and who sees them.
-    Libraries,
-    /// Start backups and see their state.
-    Backup,
-    /// List and revoke share links.
-    Shares,
-}
-
-pub const ALL_PERMS: [(Perm, &str); 8] = [
-    (Perm::Browse, "browse"),
-    (Perm::Share, "share"),
-    (Perm::Upload, "upload"),
-    (Perm::Moderate, "moderate"),
-    (Perm::Accounts, "accounts"),
-    (Perm::Libraries, "libraries"),
-    (Perm::Backup, "backup"),
-    (Perm::Shares, "shares"),
-];
-
-impl Perm {
-    fn bit(self) -> u16 {
-        1 << ALL_PERMS
-            .iter()
-            .position(|(p, _)| *p == self)
-            .expect("listed")
-    }
-
-    pub fn name(self) -> &'static str {
-        ALL_PERMS
-            .iter()
-            .find(|(p, _)| *p == self)
-            .expect("listed")
-            .1
-    }
-}
-
-/// A set of permissions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Perms(u16);
-
-impl Perms {
-    pub const ALL: Perms = Perms(0xff);
-
-    pub fn has(self, p: Perm) -> bool {
-        self.0 & p.bit() != 0
-    }
-
-    pub fn with(self, p: Perm) -> Perms {
-        Perms(self.0 | p.bit())
-    }
-
-    /// Whether every permission of `other` is in `self`.
-    pub fn contains(self, other: Perms) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// The permissions of `self` that `other` lacks.
-    pub fn minus(self, other: Perms) -> Perms {
-        Perms(self.0 & !other.0)
-    }
-
-    /// Space- or comma-separated names; unknown names are an error.
-    pub fn parse(s: &str) -> std::result::Result<Perms, String> {
-        let mut out = Perms::default();
-        for name in s.split([' ', ',']).map(str::trim).filter(|n| !n.is_empty()) {
-            let p = ALL_PERMS
-                .iter()
-                .find(|(_, n)| n.eq_ignore_ascii_case(name))
-                .map(|(p, _)| *p)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown permission {name:?} (known: {})",
-                        ALL_PERMS.map(|(_, n)| n).join(", ")
-                    )
-                })?;
-            out = out.with(p);
-        }
-        Ok(out)
-    }
-
-    pub fn names(self) -> Vec<&'static str> {
-        ALL_PERMS
-            .iter()
-            .filter(|(p, _)| self.has(*p))
-            .map(|(_, n)| *n)
-            .collect()
-    }
-
-    /// The stored form: names separated by one space.
-    pub fn to_db(self) -> String {
-        self.names().join(" ")
-    }
-}
 
 /// An account type as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -168,13 +60,6 @@ impl From<q::TypeRow> for AccountType {
 }
 
 pub const BUILTIN_ADMIN: i64 = 1;
-
-/// The permissions of type `id` (none when the type is gone).
-pub fn perms_of_type(c: &rusqlite::Connection, id: i64) -> Result<Perms, DbError> {
-    Ok(q::type_by_id(c, id)?
-        .map(|t| Perms::parse(&t.perms).unwrap_or_default())
-        .unwrap_or_default())
-}
 
 /// SHA-256 of a secret as stored.
 pub fn digest(secret: &str) -> [u8; 32] {
@@ -252,7 +137,7 @@ fn authority(c: &rusqlite::Connection, actor: Actor) -> Result<Authority> {
         .filter(|u| !u.disabled)
         .ok_or(Error::NeedLogin)?;
     Ok(Authority {
-        perms: perms_of_type(c, u.account_type_id)?,
+        perms: perms::of_type(c, u.account_type_id)?,
         roots: Some(users::roots(c, uid)?),
     })
 }
@@ -296,7 +181,7 @@ impl Authority {
 
     /// −10002 unless the actor holds every permission of `u`'s type.
     fn may_manage(&self, c: &rusqlite::Connection, u: &User) -> Result<()> {
-        let perms = perms_of_type(c, u.account_type_id)?;
+        let perms = perms::of_type(c, u.account_type_id)?;
         self.may_grant_perms(&format!("account {:?}", u.name), perms)
     }
 }
@@ -1112,24 +997,9 @@ pub fn check_change_catalog(
     } else {
         vec![id]
     };
-    let list =
-        serde_json::to_string(&ids.iter().map(|c| c.0).collect::<Vec<_>>()).expect("ids serialise");
-    let foreign: i64 = c
-        .query_row(
-            "SELECT count(*) FROM catalogs WHERE id IN (SELECT value FROM json_each(?1)) \
-         AND created_by IS NOT ?2",
-            rusqlite::params![list, s.user_id.0],
-            |r| r.get(0),
-        )
-        .map_err(DbError::from)?;
-    let foreign_files: i64 = if subtree {
-        c.query_row(
-            "SELECT count(*) FROM files WHERE (catalog_id IN (SELECT value FROM json_each(?1)) \
-             OR real_catalog_id IN (SELECT value FROM json_each(?1))) AND upload_user_id IS NOT ?2",
-            rusqlite::params![list, s.user_id.0],
-            |r| r.get(0),
-        )
-        .map_err(DbError::from)?
+    let foreign = q::count_catalogs_not_by(c, &ids, s.user_id)?;
+    let foreign_files = if subtree {
+        q::count_files_not_by(c, &ids, s.user_id)?
     } else {
         0
     };
@@ -1142,16 +1012,6 @@ pub fn check_change_catalog(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn perms_parse_and_print() {
-        let p = Perms::parse("browse, upload share").unwrap();
-        assert!(p.has(Perm::Browse) && p.has(Perm::Upload) && p.has(Perm::Share));
-        assert!(!p.has(Perm::Moderate));
-        assert_eq!(p.to_db(), "browse share upload");
-        assert!(Perms::parse("browse fly").unwrap_err().contains("fly"));
-        assert_eq!(Perms::ALL.names().len(), ALL_PERMS.len());
-    }
 
     #[test]
     fn tokens_and_keys_are_random_and_normalised() {

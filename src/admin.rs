@@ -93,8 +93,10 @@ pub enum Command {
 pub struct Reply {
     pub ok: bool,
     pub output: String,
-    /// The wire code of the error (−10003 bad input, …), for the exit code.
-    pub code: i64,
+    /// The error was the caller's (see [`Error::is_usage`]): `isync` exits
+    /// with its usage status.
+    #[serde(default)]
+    pub usage: bool,
 }
 
 impl Reply {
@@ -103,11 +105,11 @@ impl Reply {
             Ok(output) => Reply {
                 ok: true,
                 output,
-                code: 0,
+                usage: false,
             },
             Err(e) => Reply {
                 ok: false,
-                code: crate::http::error::code_of(&e),
+                usage: e.is_usage(),
                 output: e.to_string(),
             },
         }

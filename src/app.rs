@@ -4,10 +4,11 @@
 
 use crate::auth::Sessions;
 use crate::config::Config;
-use crate::db::{libraries, Db};
+use crate::db::Db;
 use crate::http::{self, state::AppState};
 use crate::library::{self, control, watcher, Scanner};
 use crate::media::thumbcache::ThumbCache;
+use crate::status::{notify, notify_status, status_line};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
@@ -28,64 +29,12 @@ pub struct Running {
     /// The watcher's live figures (None when `watch.enabled = false`).
     pub watch: Option<Arc<watcher::WatchStats>>,
     /// Open, refused, evicted and timed-out connections.
-    pub conns: Arc<http::serve::ConnStats>,
+    pub conns: Arc<http::activity::ConnStats>,
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     background: tokio_util::task::TaskTracker,
     /// Held while serving: `isync scan` asks us instead of writing itself.
     _lock: control::DataDirLock,
-}
-
-fn notify(states: &[sd_notify::NotifyState]) {
-    // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
-    let _ = sd_notify::notify(false, states);
-}
-
-/// Sends the current status line to systemd (after a backup, say).
-/// Blocking.
-pub fn notify_status(db: &Db) {
-    notify(&[sd_notify::NotifyState::Status(&status_line(db))]);
-}
-
-/// The status line with a note of what is going on (e.g. "backup running").
-/// Blocking.
-pub fn notify_status_note(db: &Db, note: &str) {
-    notify(&[sd_notify::NotifyState::Status(&format!(
-        "{}; {note}",
-        status_line(db)
-    ))]);
-}
-
-/// One-line service status for `systemctl status isync`.
-fn status_line(db: &Db) -> String {
-    let r = db.read(|c| {
-        let libs = libraries::list(c)?;
-        let files = crate::db::files::count(c)?;
-        let held: i64 = libraries::held_deletions(c)?.iter().map(|(_, n)| n).sum();
-        let last = crate::db::accounts::backup_runs(c, 1)?.pop();
-        Ok((libs, files, held, last))
-    });
-    match r {
-        Ok((libs, files, held, last)) => {
-            let online = libs.iter().filter(|l| l.online).count();
-            let mut s = format!("{online} of {} libraries online, {files} files", libs.len());
-            if held > 0 {
-                s.push_str(&format!(
-                    ", {held} removals held back (isync scan --confirm-deletions)"
-                ));
-            }
-            match last {
-                Some(b) if b.ok => s.push_str(&format!(
-                    ", last backup {} ok",
-                    crate::time::civil_date(b.finished)
-                )),
-                Some(b) => s.push_str(&format!(", LAST BACKUP FAILED: {}", b.message)),
-                None => s.push_str(", no backup yet"),
-            }
-            s
-        }
-        Err(e) => format!("database error: {e}"),
-    }
 }
 
 /// Runs `isync admin …` / `isync backup` commands sent over the control
@@ -255,7 +204,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     scanner.after_scan(move |since| prerender.request_sweep(since));
 
     let app = http::router(state.clone());
-    let conns = Arc::new(http::serve::ConnStats::default());
+    let conns = Arc::new(http::activity::ConnStats::default());
     let server = tokio::spawn(http::serve::serve(
         listener,
         app,

@@ -4,12 +4,12 @@
 //! user's least recently used dropped first) and `max_online` in all (the
 //! user holding the most gives one up), so no account can log others out.
 
-use crate::accounts::{self, Perm, Perms};
 use crate::clock::Clock;
 use crate::config::SessionConfig;
 use crate::db::{self, accounts as q, users, Db};
 use crate::error::{Error, Result};
 use crate::model::{CatalogId, User, UserId};
+use crate::perms::{self, Perms, Session};
 use crate::ratelimit::LoginLimiter;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -72,37 +72,6 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// A logged-in session (cookie or access key) as handlers see it.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub user_id: UserId,
-    /// Root catalogs this user may access (looked up at login, refreshed
-    /// when access changes).
-    pub roots: Vec<CatalogId>,
-    /// What the account's type allows (refreshed when accounts change).
-    pub perms: Perms,
-    /// The access key used, when the caller sent one instead of a cookie.
-    pub key_id: Option<i64>,
-}
-
-impl Session {
-    pub fn can(&self, p: Perm) -> bool {
-        self.perms.has(p)
-    }
-
-    /// −10002 unless the account's type has `p`.
-    pub fn require(&self, p: Perm) -> Result<()> {
-        if self.can(p) {
-            Ok(())
-        } else {
-            Err(Error::NoPermission(format!(
-                "your account type does not allow this (it needs the `{}` permission; ask an admin)",
-                p.name()
-            )))
-        }
-    }
-}
-
 /// What a session becomes after accounts changed: `None` when it must end
 /// (user gone or disabled, key revoked). Blocking.
 pub fn revalidate(
@@ -122,9 +91,99 @@ pub fn revalidate(
         }
     }
     Ok(Some((
-        accounts::perms_of_type(c, u.account_type_id)?,
+        perms::of_type(c, u.account_type_id)?,
         users::roots(c, user)?,
     )))
+}
+
+/// Where a caller's credentials came from.
+pub enum Credential<'a> {
+    /// An access key (`Authorization: Bearer <key>`).
+    Key(&'a str),
+    /// The value of the `session` cookie.
+    Cookie(String),
+}
+
+/// The caller's live session and its token — or −10001. A session made
+/// stale by an account change re-reads its user first: a disabled account
+/// or a revoked key ends here. SQL runs on the blocking pool.
+pub async fn session_of(
+    db: &Db,
+    sessions: &Sessions,
+    credential: Credential<'_>,
+) -> Result<(String, Session)> {
+    let token = match credential {
+        Credential::Key(key) => return key_session(db, sessions, key).await,
+        Credential::Cookie(token) => token,
+    };
+    let (mut s, stale) = sessions.get(&token).ok_or(Error::NeedLogin)?;
+    if stale {
+        let (uid, key) = (s.user_id, s.key_id);
+        match db.read_async(move |c| revalidate(c, uid, key)).await? {
+            Some((perms, roots)) => {
+                s.perms = perms;
+                s.roots = roots;
+                sessions.refresh(&token, perms, s.roots.clone());
+            }
+            None => {
+                sessions.remove(&token);
+                return Err(Error::NeedLogin);
+            }
+        }
+    }
+    Ok((token, s))
+}
+
+/// The session of an access key: cached under `key:<digest>` once found in
+/// the database.
+async fn key_session(db: &Db, sessions: &Sessions, key: &str) -> Result<(String, Session)> {
+    let digest = crate::accounts::digest(key);
+    let token = format!("key:{}", hex::encode(digest));
+    if let Some((mut s, stale)) = sessions.get_key(&token) {
+        if !stale {
+            return Ok((token, s));
+        }
+        let (uid, kid) = (s.user_id, s.key_id);
+        return match db.read_async(move |c| revalidate(c, uid, kid)).await? {
+            Some((perms, roots)) => {
+                s.perms = perms;
+                s.roots = roots;
+                sessions.refresh(&token, perms, s.roots.clone());
+                Ok((token, s))
+            }
+            None => {
+                sessions.remove_key(&token);
+                Err(Error::NeedLogin)
+            }
+        };
+    }
+    // Before the read: a disable or reset committed after it ends the
+    // user's sessions, and this one must not be kept past that.
+    let mark = sessions.mark();
+    let found = db
+        .read_async(move |c| {
+            let Some((kid, uid)) = q::key_by_hash(c, &digest)? else {
+                return Ok(None);
+            };
+            Ok(revalidate(c, uid, Some(kid))?.map(|v| (kid, uid, v)))
+        })
+        .await?;
+    let Some((kid, uid, (perms, roots))) = found else {
+        return Err(Error::NeedLogin);
+    };
+    // Last use is recorded once per server run and key (not per call).
+    db.write_async(move |tx| q::touch_key(tx, kid, db::now()))
+        .await?;
+    let s = Session {
+        user_id: uid,
+        roots,
+        perms,
+        key_id: Some(kid),
+    };
+    if !sessions.insert_key(token.clone(), s.clone(), mark) {
+        return Err(Error::NeedLogin);
+    }
+    Ok((token, s))
 }
 
 struct Entry {
@@ -494,7 +553,7 @@ pub async fn login(
             let Some(u) = users::by_name(c, &lookup)? else {
                 return Ok(None);
             };
-            let perms = accounts::perms_of_type(c, u.account_type_id)?;
+            let perms = perms::of_type(c, u.account_type_id)?;
             Ok(Some((u, perms)))
         })
         .await?;

@@ -2,14 +2,14 @@
 //! root a user without a library gets (spec §5). Every lookup is filtered by
 //! the session's root set: anything else behaves as if it did not exist.
 
-use crate::accounts::{self, Perm};
-use crate::auth::Session;
+use crate::accounts;
 use crate::db::{self, catalogs, files, libraries, listing, users, Db};
 use crate::error::{Error, Result};
 use crate::library::roots::path_key;
 use crate::library::safeopen::{self, SafeOpenError};
 use crate::library::watcher::root_online;
 use crate::model::{Catalog, CatalogId, FileId, FileRecord, UserId};
+use crate::perms::{Perm, Session};
 use std::path::Path;
 
 /// Help info of a user, catalog or file (spec §3.5).

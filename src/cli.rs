@@ -307,16 +307,13 @@ pub fn admin(cfg: &Config, cmd: crate::admin::Command) -> Result<(), CliError> {
 }
 
 fn finish(reply: crate::admin::Reply) -> Result<(), CliError> {
-    use crate::http::error as codes;
     if reply.ok {
         println!("{}", reply.output);
-        return Ok(());
-    }
-    match reply.code {
-        codes::BAD_PARAM | codes::NOT_FOUND | codes::BAD_LOGIN | codes::NO_PERMISSION => {
-            Err(CliError::Usage(reply.output))
-        }
-        _ => Err(CliError::Runtime(anyhow::anyhow!(reply.output))),
+        Ok(())
+    } else if reply.usage {
+        Err(CliError::Usage(reply.output))
+    } else {
+        Err(CliError::Runtime(anyhow::anyhow!(reply.output)))
     }
 }
 

@@ -2,8 +2,7 @@
 //! (rename, memo, virtual move — no data moves on disk) and
 //! `updateFile.icc` (spec §6.6, §6.7, §6.18).
 
-use crate::accounts::{self, Perm};
-use crate::auth::Session;
+use crate::accounts;
 use crate::config::Config;
 use crate::db::edits::{self, CatalogEdit};
 use crate::db::uploads::{self, FileEdit};
@@ -12,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::library::layout::{safe_folder_name, sync_dir};
 use crate::library::roots::path_key;
 use crate::model::{Catalog, CatalogId, FileId, FileRecord};
+use crate::perms::{Perm, Session};
 use crate::time::civil_date;
 use crate::upload::{part_sizes, PartSizes};
 use std::path::{Path, PathBuf};

@@ -59,6 +59,24 @@ pub enum Error {
     Internal(String),
 }
 
+impl Error {
+    /// Whether the caller asked for something wrong (bad input, an unknown
+    /// name, bad credentials, a permission it lacks) rather than the server
+    /// failing: `isync` exits with its usage status for these. The wire
+    /// codes of the same conditions are `http::error`'s business.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::BadParam(_)
+                | Error::NotFound(_)
+                | Error::BadLogin
+                | Error::TokenExpired
+                | Error::BadToken
+                | Error::NoPermission(_)
+        )
+    }
+}
+
 impl From<DbError> for Error {
     fn from(e: DbError) -> Self {
         Error::Internal(e.to_string())

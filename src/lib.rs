@@ -13,8 +13,10 @@
 //! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
 //! - `upload`, `share`, `edit`, `trash`: the write path — resumable uploads,
 //!   share links, record edits, deletion into a restorable trash.
+//! - `perms`: the permission model (a permission, a set, a session).
 //! - `accounts`, `ratelimit`, `backup`: account types and permissions,
 //!   registration tokens and access keys, login limiting, online backups.
+//! - `status`: the status line and sd-notify calls (used by `app`, `backup`).
 pub mod accounts;
 pub mod admin;
 pub mod app;
@@ -35,8 +37,10 @@ pub mod locks;
 pub mod logging;
 pub mod media;
 pub mod model;
+pub mod perms;
 pub mod ratelimit;
 pub mod share;
 pub mod time;
+pub mod status;
 pub mod trash;
 pub mod upload;

@@ -15,13 +15,13 @@
 //! must not expect the same key twice), which is what lets the server keep
 //! only digests.
 
-use crate::accounts::{self, Perm};
-use crate::auth::Session;
+use crate::accounts;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{files, libraries, shares, Db};
 use crate::error::{Error, Result};
 use crate::model::{FileId, FileRecord, PartStatus, UserId};
+use crate::perms::{Perm, Session};
 use rand::RngCore;
 use std::path::Path;
 use std::sync::Arc;
@@ -46,7 +46,7 @@ pub async fn issue(
     s: &Session,
     id: FileId,
 ) -> Result<String> {
-    s.require(crate::accounts::Perm::Share)?;
+    s.require(crate::perms::Perm::Share)?;
     let rec = crate::browse::readable_file(db, s, id).await?;
     if rec.status_origin == PartStatus::Uploading as i64 {
         return Err(Error::WaitingUpload(format!(

@@ -4,7 +4,6 @@
 //! trash list|restore` brings them back. Also the housekeeping that purges
 //! expired trash and stale partial uploads.
 
-use crate::auth::Session;
 use crate::config::Config;
 use crate::db::{self, catalogs, files, trash, uploads, Db, DbError};
 use crate::error::{Error, Result};
@@ -13,6 +12,7 @@ use crate::library::layout::{
     stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
 };
 use crate::model::{CatalogId, FileId, FileRecord, PartStatus, ThumbLevel, UserId};
+use crate::perms::Session;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,7 +157,7 @@ fn delete_one(
 
 /// `deleteFiles.icc`: unknown or foreign ids are skipped.
 pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>) -> Result<()> {
-    s.require(crate::accounts::Perm::Upload)?;
+    s.require(crate::perms::Perm::Upload)?;
     maybe_housekeep(db, cfg);
     let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
     let s = s.clone();
@@ -204,7 +204,7 @@ pub async fn delete_catalogs(
     s: &Session,
     ids: Vec<i64>,
 ) -> Result<bool> {
-    s.require(crate::accounts::Perm::Upload)?;
+    s.require(crate::perms::Perm::Upload)?;
     maybe_housekeep(db, cfg);
     let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
     let s = s.clone();

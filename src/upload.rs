@@ -15,12 +15,12 @@
 //! request that completes the original asks the thumbnail pre-render worker
 //! for its thumbnails, without waiting for the watcher (or with none).
 
-use crate::auth::Session;
 use crate::config::Config;
 use crate::db::{catalogs, files, uploads, Db};
 use crate::error::{Error, Result};
 use crate::media::thumbcache::ThumbCache;
 use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
+use crate::perms::Session;
 use bytes::Bytes;
 use rand::RngCore;
 use std::fs::OpenOptions;
@@ -253,7 +253,7 @@ pub async fn announce(
     s: &Session,
     a: Announce,
 ) -> Result<(FileRecord, PartSizes)> {
-    s.require(crate::accounts::Perm::Upload)?;
+    s.require(crate::perms::Perm::Upload)?;
     crate::trash::maybe_housekeep(db, cfg);
     let (db2, roots, uid, cfg) = (db.clone(), s.roots.clone(), s.user_id, cfg.clone());
     tokio::task::spawn_blocking(move || {
@@ -301,7 +301,7 @@ pub async fn uploading(
     cfg: &Arc<Config>,
     s: &Session,
 ) -> Result<Vec<(FileRecord, PartSizes)>> {
-    s.require(crate::accounts::Perm::Upload)?;
+    s.require(crate::perms::Perm::Upload)?;
     let (db2, roots, uid, thumbs) = (db.clone(), s.roots.clone(), s.user_id, cfg.thumb_dir());
     tokio::task::spawn_blocking(move || {
         let recs = db2.read(|c| {
@@ -559,7 +559,7 @@ where
     S: futures_util::Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
     E: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
 {
-    s.require(crate::accounts::Perm::Upload)?;
+    s.require(crate::perms::Perm::Upload)?;
     let boundary = content_type
         .as_deref()
         .and_then(multipart::boundary)

@@ -89,7 +89,7 @@ async fn normal_client_is_answered(s: &Server) {
     assert!(!data(&v)["list"].as_array().unwrap().is_empty());
 }
 
-fn stats(s: &Server) -> &isync::http::serve::ConnStats {
+fn stats(s: &Server) -> &isync::http::activity::ConnStats {
     &s.running.as_ref().unwrap().conns
 }
 

@@ -45,6 +45,15 @@ pub fn type_by_name(c: &Connection, name: &str) -> Result<Option<TypeRow>, DbErr
     )
 }
 
+/// The stored permission names of type `id` (`None` when the type is gone).
+pub fn type_perms(c: &Connection, id: i64) -> Result<Option<String>, DbError> {
+    Ok(
+        c.prepare_cached("SELECT perms FROM account_types WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?,
+    )
+}
+
 /// Creates a type, or replaces the permissions of an existing custom one.
 pub fn upsert_type(c: &Connection, name: &str, perms: &str) -> Result<i64, DbError> {
     if let Some(t) = type_by_name(c, name)? {
@@ -293,4 +302,30 @@ pub fn backup_runs(c: &Connection, limit: i64) -> Result<Vec<BackupRun>, DbError
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How many of the catalogs `ids` were not created by `user` (ownership
+/// checks of a change without `moderate`).
+pub fn count_catalogs_not_by(
+    c: &Connection,
+    ids: &[CatalogId],
+    user: UserId,
+) -> Result<i64, DbError> {
+    let list = super::catalogs::id_list(ids.iter().map(|c| c.0));
+    Ok(c.prepare_cached(
+        "SELECT count(*) FROM catalogs WHERE id IN (SELECT value FROM json_each(?1)) \
+             AND created_by IS NOT ?2",
+    )?
+    .query_row(params![list, user.0], |r| r.get(0))?)
+}
+
+/// How many files shown or stored in the catalogs `ids` were not uploaded
+/// by `user`.
+pub fn count_files_not_by(c: &Connection, ids: &[CatalogId], user: UserId) -> Result<i64, DbError> {
+    let list = super::catalogs::id_list(ids.iter().map(|c| c.0));
+    Ok(c.prepare_cached(
+        "SELECT count(*) FROM files WHERE (catalog_id IN (SELECT value FROM json_each(?1)) \
+             OR real_catalog_id IN (SELECT value FROM json_each(?1))) AND upload_user_id IS NOT ?2",
+    )?
+    .query_row(params![list, user.0], |r| r.get(0))?)
 }

@@ -10,8 +10,8 @@
 //! full send buffer ends the call early, and the task waits for the
 //! socket to become writable on the runtime, holding no thread.
 
+use crate::http::activity::{Activity, ConnStats};
 use crate::http::sendfile::{marker_offset, Queue};
-use crate::http::serve::{Activity, ConnStats};
 use rustix::io::Errno;
 use std::fs::File;
 use std::future::Future;

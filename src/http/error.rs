@@ -165,3 +165,51 @@ pub fn ok<T: Serialize>(data: T) -> Response {
 pub fn ok_empty() -> Response {
     Json(serde_json::json!({ "code": OK })).into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `Error::is_usage` says what `isync`'s exit status said before it
+    /// left this module: usage exactly for the errors whose wire code is
+    /// bad param, not found, bad login or no permission.
+    #[test]
+    fn usage_errors_are_those_with_the_callers_codes() {
+        let s = || "x".to_string();
+        let all = [
+            Error::BadLogin,
+            Error::NeedLogin,
+            Error::NoPermission(s()),
+            Error::TokenExpired,
+            Error::TooManyAttempts {
+                retry_after_secs: 1,
+            },
+            Error::TooManyPending {
+                retry_after_secs: 1,
+            },
+            Error::BadToken,
+            Error::Busy(s()),
+            Error::BadParam(s()),
+            Error::NotFound(s()),
+            Error::WrongFileType(s()),
+            Error::FileGone(s()),
+            Error::BadCatalog(s()),
+            Error::ThumbFailed(s()),
+            Error::WaitingUpload(s()),
+            Error::NotModified(s()),
+            Error::Offline(s()),
+            Error::StorageFull(s()),
+            Error::NoRootPath(s()),
+            Error::DeleteFailed(s()),
+            Error::Internal(s()),
+        ];
+        for e in &all {
+            let by_code = matches!(
+                code_of(e),
+                BAD_PARAM | NOT_FOUND | BAD_LOGIN | NO_PERMISSION
+            );
+            assert_eq!(e.is_usage(), by_code, "{e:?}");
+        }
+        assert_eq!(all.iter().filter(|e| e.is_usage()).count(), 6);
+    }
+}

@@ -1,6 +1,7 @@
 //! HTTP: the router, parameter parsing, errors → wire codes, file sending,
 //! and thin handlers under `api/`. Nothing outside this module knows axum.
 
+pub mod activity;
 pub mod api;
 pub mod conn_io;
 pub mod csrf;

@@ -19,6 +19,7 @@
 //!   finish (hyper's `graceful_shutdown`), close idle connections, and
 //!   return once every connection is gone (the caller bounds the wait).
 
+use crate::http::activity::{Activity, ConnStats, InFlight};
 use crate::http::conn_io::ConnIo;
 use crate::http::sendfile;
 use axum::extract::ConnectInfo;
@@ -27,7 +28,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -100,117 +101,6 @@ impl Limits {
             }
         }
         self
-    }
-}
-
-/// Live connection figures, for tests and the status line.
-#[derive(Debug, Default)]
-pub struct ConnStats {
-    /// Connections open now.
-    pub open: AtomicUsize,
-    pub accepted: AtomicU64,
-    /// Closed at once because a cap was reached and nothing was idle.
-    pub refused: AtomicU64,
-    /// Idle connections closed to make room for a new one.
-    pub evicted: AtomicU64,
-    /// Closed by the header-read timeout (a head too slow, or none).
-    pub header_timeouts: AtomicU64,
-    /// Closed by the keep-alive timeout.
-    pub idle_timeouts: AtomicU64,
-    /// Body bytes sent with `sendfile` (or its read-and-write fallback).
-    pub sendfile_bytes: AtomicU64,
-}
-
-impl ConnStats {
-    pub fn get(&self, c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
-
-/// Milliseconds since the table was made: a clock an atomic can hold.
-fn ms_since(epoch: Instant) -> u64 {
-    epoch.elapsed().as_millis() as u64
-}
-
-/// One connection's state as the accept loop and the timeouts see it,
-/// updated by its IO (bytes read), its service (request started) and its
-/// response bodies (request finished).
-#[derive(Debug)]
-pub struct Activity {
-    epoch: Instant,
-    /// Requests whose response has not been sent (or dropped) yet.
-    in_flight: AtomicUsize,
-    /// When the current wait began: accept, or the end of the last
-    /// response, or the first byte of a request head (ms since `epoch`).
-    since_ms: AtomicU64,
-    /// Bytes of a request head arrived while nothing was in flight.
-    reading_head: AtomicBool,
-    /// At least one request was answered (the wait is a keep-alive one).
-    served: AtomicBool,
-    /// Set when the connection was chosen to make room.
-    evict: CancellationToken,
-}
-
-impl Activity {
-    fn new(epoch: Instant) -> Activity {
-        Activity {
-            epoch,
-            in_flight: AtomicUsize::new(0),
-            since_ms: AtomicU64::new(ms_since(epoch)),
-            reading_head: AtomicBool::new(false),
-            served: AtomicBool::new(false),
-            evict: CancellationToken::new(),
-        }
-    }
-
-    /// Called by the connection's IO after it read `n` > 0 bytes.
-    pub fn bytes_read(&self) {
-        if self.in_flight.load(Ordering::Acquire) == 0 && !self.reading_head.load(Ordering::Acquire)
-        {
-            self.since_ms.store(ms_since(self.epoch), Ordering::Release);
-            self.reading_head.store(true, Ordering::Release);
-        }
-    }
-
-    fn request_started(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.reading_head.store(false, Ordering::Release);
-        InFlight(self.clone())
-    }
-
-    fn idle(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) == 0
-    }
-
-    /// When the connection times out as things stand, and which timeout
-    /// that is (true: header read).
-    fn deadline(&self, l: &Limits) -> Option<(Instant, bool)> {
-        if !self.idle() {
-            return None;
-        }
-        let since = self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Acquire));
-        let head =
-            self.reading_head.load(Ordering::Acquire) || !self.served.load(Ordering::Acquire);
-        Some(if head {
-            (since + l.header_read_timeout, true)
-        } else {
-            (since + l.keep_alive_timeout, false)
-        })
-    }
-}
-
-/// A request in flight on its connection; dropped with the response body
-/// (sent, or abandoned by a client that went away) or with the handler
-/// (cancelled).
-struct InFlight(Arc<Activity>);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        let a = &self.0;
-        if a.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            a.since_ms.store(ms_since(a.epoch), Ordering::Release);
-            a.served.store(true, Ordering::Release);
-        }
     }
 }
 
@@ -501,7 +391,10 @@ impl Conn {
             if evict.as_mut().poll(cx).is_ready() && self.activity.idle() {
                 return Poll::Ready(End::Evicted);
             }
-            if let Some((at, header)) = self.activity.deadline(&self.limits) {
+            if let Some((at, header)) = self.activity.deadline(
+                self.limits.header_read_timeout,
+                self.limits.keep_alive_timeout,
+            ) {
                 if armed != Some(at) {
                     timer.as_mut().reset(at);
                     armed = Some(at);

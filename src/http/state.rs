@@ -1,18 +1,24 @@
-//! Shared state handed to every handler, and the session lookup every
-//! endpoint but login/logout/shareFile starts with.
+//! Shared state handed to every handler, and where the session lookup
+//! every endpoint but login/logout/shareFile starts with finds the
+//! caller's credentials (the lookup itself is `auth`'s).
 
-use crate::accounts;
-use crate::auth::{self, Hasher, Session, Sessions, COOKIE};
+use crate::auth::{self, Hasher, Sessions, COOKIE};
 use crate::backup::Backups;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::db::{accounts as accounts_db, Db};
+use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::library::{LibraryPlan, Scanner};
 use crate::media::thumbcache::ThumbCache;
+use crate::perms::Session;
 use crate::ratelimit::LoginLimiter;
 
+use crate::http::error::ApiError;
+use crate::http::params::Params;
+use axum::extract::{FromRequest, Request};
 use axum::http::{header, HeaderMap};
+use axum::response::IntoResponse;
+use std::marker::PhantomData;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -60,89 +66,52 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
 
 impl AppState {
     /// The caller's live session — from an access key (`Authorization:
-    /// Bearer`) or the `session` cookie — or −10001. A session made stale
-    /// by an account change re-reads its user first: a disabled account or
-    /// a revoked key ends here.
+    /// Bearer`) or the `session` cookie — or −10001 (see
+    /// [`auth::session_of`], which re-validates a stale one).
     pub async fn session(&self, headers: &HeaderMap) -> Result<(String, Session)> {
-        if let Some(key) = bearer_key(headers) {
-            return self.key_session(key).await;
-        }
-        let token = session_token(headers).ok_or(Error::NeedLogin)?;
-        let (mut s, stale) = self.sessions.get(&token).ok_or(Error::NeedLogin)?;
-        if stale {
-            let (uid, key) = (s.user_id, s.key_id);
-            match self
-                .db
-                .read_async(move |c| auth::revalidate(c, uid, key))
-                .await?
-            {
-                Some((perms, roots)) => {
-                    s.perms = perms;
-                    s.roots = roots;
-                    self.sessions.refresh(&token, perms, s.roots.clone());
-                }
-                None => {
-                    self.sessions.remove(&token);
-                    return Err(Error::NeedLogin);
-                }
-            }
-        }
-        Ok((token, s))
+        let credential = match bearer_key(headers) {
+            Some(key) => auth::Credential::Key(key),
+            None => auth::Credential::Cookie(session_token(headers).ok_or(Error::NeedLogin)?),
+        };
+        auth::session_of(&self.db, &self.sessions, credential).await
     }
+}
 
-    async fn key_session(&self, key: &str) -> Result<(String, Session)> {
-        let digest = accounts::digest(key);
-        let token = format!("key:{}", hex::encode(digest));
-        if let Some((mut s, stale)) = self.sessions.get_key(&token) {
-            if !stale {
-                return Ok((token, s));
-            }
-            let (uid, kid) = (s.user_id, s.key_id);
-            return match self
-                .db
-                .read_async(move |c| auth::revalidate(c, uid, kid))
-                .await?
-            {
-                Some((perms, roots)) => {
-                    s.perms = perms;
-                    s.roots = roots;
-                    self.sessions.refresh(&token, perms, s.roots.clone());
-                    Ok((token, s))
-                }
-                None => {
-                    self.sessions.remove_key(&token);
-                    Err(Error::NeedLogin)
-                }
-            };
-        }
-        // Before the read: a disable or reset committed after it ends the
-        // user's sessions, and this one must not be kept past that.
-        let mark = self.sessions.mark();
-        let found = self
-            .db
-            .read_async(move |c| {
-                let Some((kid, uid)) = accounts_db::key_by_hash(c, &digest)? else {
-                    return Ok(None);
-                };
-                Ok(auth::revalidate(c, uid, Some(kid))?.map(|v| (kid, uid, v)))
-            })
-            .await?;
-        let Some((kid, uid, (perms, roots))) = found else {
-            return Err(Error::NeedLogin);
+/// The opening of every authenticated `.icc` handler, as an extractor: the
+/// request's parameters are read (query and body, see [`Params`]), then the
+/// caller's session is looked up (−10001 without one), then a malformed
+/// body is reported (−10003) — in that order, so a missing login is always
+/// answered before bad input. A handler that takes `Authed` cannot forget
+/// to authenticate. `E` is the handler's error form (JSON or binary).
+pub struct Authed<E = ApiError> {
+    /// The caller's session.
+    pub s: Session,
+    /// The request's parameters, already checked for a malformed body.
+    pub p: Params,
+    /// The session's token (cookie value or `key:<digest>`).
+    pub token: String,
+    error: PhantomData<fn() -> E>,
+}
+
+impl<E> FromRequest<AppState> for Authed<E>
+where
+    E: From<Error> + IntoResponse,
+{
+    type Rejection = E;
+
+    async fn from_request(req: Request, st: &AppState) -> std::result::Result<Self, E> {
+        let headers = req.headers().clone();
+        let p = match Params::from_request(req, st).await {
+            Ok(p) => p,
+            Err(never) => match never {},
         };
-        // Last use is recorded once per server run and key (not per call).
-        self.db
-            .write_async(move |tx| accounts_db::touch_key(tx, kid, crate::db::now()))
-            .await?;
-        let s = Session {
-            user_id: uid,
-            roots,
-            perms,
-            key_id: Some(kid),
-        };
-        if !self.sessions.insert_key(token.clone(), s.clone(), mark) {
-            return Err(Error::NeedLogin);
-        }
-        Ok((token, s))
+        let (token, s) = st.session(&headers).await?;
+        p.check()?;
+        Ok(Authed {
+            s,
+            p,
+            token,
+            error: PhantomData,
+        })
     }
 }

@@ -1,13 +1,13 @@
 //! `login.icc`, `logout.icc`, `helpInfo.icc`, `updateHelpInfo.icc`.
 
-use crate::accounts::Perm;
-use crate::auth::{self, Session, COOKIE};
+use crate::auth::{self, COOKIE};
 use crate::browse::{self, HelpInfo, HelpTarget};
 use crate::error::Error;
 use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
-use crate::http::state::{session_token, AppState};
+use crate::http::state::{session_token, AppState, Authed};
 use crate::model::{CatalogId, FileId, User};
+use crate::perms::{Perm, Session};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -155,11 +155,8 @@ fn help_target(p: &Params) -> Result<HelpTarget, Error> {
 
 pub async fn help_info(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let t = help_target(&p)?;
     let info = browse::help_info(&st.db, &s, t).await?;
     Ok(ok(HelpInfoWire::from(info)))
@@ -170,11 +167,8 @@ pub const MAX_HELP_TEXT_CHARS: usize = 65_536;
 
 pub async fn update_help_info(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let t = help_target(&p)?;
     let help_int = p.opt_int("helpInt");
     let help_text = p

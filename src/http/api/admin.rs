@@ -3,16 +3,17 @@
 //! the `.icc` endpoints: query string, form or JSON object body; lists are
 //! comma-separated. Callers authenticate with the `session` cookie of
 //! `login.icc` or `Authorization: Bearer <access key>`; each route checks
-//! its permission (`accounts::Perm`) before doing anything.
+//! its permission (`perms::Perm`) before doing anything.
 
-use crate::accounts::{self, Actor, Perm};
-use crate::auth::{self, Session};
+use crate::accounts::{self, Actor};
+use crate::auth;
 use crate::db::{libraries, users};
 use crate::error::Error;
 use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
 use crate::http::state::AppState;
 use crate::model::{FileId, UserId};
+use crate::perms::{self, Perm, Session};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
@@ -229,7 +230,7 @@ pub async fn register(
     st.sessions.access_changed();
     let perms = st
         .db
-        .read_async(move |c| accounts::perms_of_type(c, acc.user.account_type_id).map(|p| (acc, p)))
+        .read_async(move |c| perms::of_type(c, acc.user.account_type_id).map(|p| (acc, p)))
         .await?;
     let (acc, perms) = perms;
     let libs = account_libraries(&st, acc.user.id).await?;

@@ -1,13 +1,11 @@
 //! `catalogs.icc`.
 
-use crate::accounts::Perm;
 use crate::browse;
 use crate::http::error::{ok, ApiError};
-use crate::http::params::Params;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Authed};
 use crate::model::Catalog;
+use crate::perms::Perm;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Serialize;
 
@@ -51,11 +49,10 @@ impl From<Catalog> for CatalogInfo {
 
 pub async fn catalogs(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed {
+        mut s, p, token, ..
+    }: Authed,
 ) -> Result<Response, ApiError> {
-    let (token, mut s) = st.session(&headers).await?;
-    p.check()?;
     let pids = p.req_ids("pids")?;
     // An account that may upload gets its own root folder (spec §5); a
     // viewer without libraries simply sees nothing.

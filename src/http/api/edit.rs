@@ -9,12 +9,11 @@ use crate::http::api::catalog::CatalogInfo;
 use crate::http::api::upload::file_info;
 use crate::http::error::{ok, ApiError};
 use crate::http::params::Params;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Authed};
 use crate::model::{CatalogId, FileId};
 use crate::trash;
 use crate::upload::{valid_type, MAX_EXT_CHARS, MAX_MEMO_CHARS, MAX_NAME_CHARS};
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 
 /// Longest catalog name (spec §6.6).
@@ -28,11 +27,8 @@ fn opt_name(p: &Params, max: usize) -> Option<String> {
 
 pub async fn create_catalog(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let n = NewCatalog {
         parent: CatalogId(p.req_int("parentId")?),
         name: p.req_text("name", 1, MAX_CATALOG_NAME_CHARS)?.to_owned(),
@@ -49,11 +45,8 @@ pub async fn create_catalog(
 
 pub async fn update_catalog(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let id = CatalogId(p.req_int("id")?);
     let e = CatalogEdit {
         parent: p.opt_int("parentId").map(CatalogId),
@@ -73,11 +66,8 @@ pub async fn update_catalog(
 
 pub async fn delete_catalog(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let ids = p.req_ids("ids")?;
     if trash::delete_catalogs(&st.db, &st.cfg, &s, ids).await? {
         st.sessions.access_changed();
@@ -87,11 +77,8 @@ pub async fn delete_catalog(
 
 pub async fn delete_files(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let ids = p.req_ids("ids")?;
     trash::delete_files(&st.db, &st.cfg, &s, ids.clone()).await?;
     // Drop the generated thumbnails of the files that are now gone (not of
@@ -119,11 +106,8 @@ fn thumb_status(p: &Params, key: &str) -> Option<i64> {
 
 pub async fn update_file(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let id = FileId(p.req_int("id")?);
     let e = FileEdit {
         catalog: None,

@@ -126,7 +126,7 @@ pub async fn files(
     p: Params,
 ) -> Result<Response, ApiError> {
     let (_, s) = st.session(&headers).await?;
-    s.require(crate::accounts::Perm::Browse)?;
+    s.require(crate::perms::Perm::Browse)?;
     p.check()?;
     let page_index = p.req_int("pageIndex")?;
     if page_index < 0 {

@@ -3,7 +3,7 @@
 use crate::http::api::file::send_original;
 use crate::http::error::{ok, ApiError, BinaryError};
 use crate::http::params::Params;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Authed};
 use crate::model::FileId;
 use crate::share;
 use axum::extract::State;
@@ -12,11 +12,8 @@ use axum::response::Response;
 
 pub async fn share_file_url(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let id = FileId(p.req_int("id")?);
     let key = share::issue(&st.db, &st.cfg, &st.clock, &s, id).await?;
     Ok(ok(key))

@@ -4,8 +4,7 @@ use crate::browse;
 use crate::db::{files, libraries};
 use crate::error::Error;
 use crate::http::error::BinaryError;
-use crate::http::params::Params;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Authed};
 use crate::http::stream::{send_file, OpenError};
 use crate::media::thumbcache::ThumbSource;
 use crate::media::thumbs::ThumbError;
@@ -19,10 +18,8 @@ pub async fn thumbnail(
     State(st): State<AppState>,
     method: Method,
     headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed<BinaryError>,
 ) -> Result<Response, BinaryError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let id = FileId(p.req_int("id")?);
     let level = ThumbLevel::from_param(p.opt_int("level").unwrap_or(0));
     let rec = match browse::readable_file(&st.db, &s, id).await {
@@ -166,7 +163,7 @@ async fn root_online(st: &AppState, lib: crate::model::LibraryId) -> Result<bool
 /// offline (its original cannot be checked, so any cached version will do).
 async fn offline_cached(
     st: &AppState,
-    s: &crate::auth::Session,
+    s: &crate::perms::Session,
     id: FileId,
     level: ThumbLevel,
 ) -> Option<(PathBuf, &'static str)> {

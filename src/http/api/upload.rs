@@ -5,13 +5,13 @@ use crate::error::Error;
 use crate::http::api::file::{FileInfo, UploadingSizes};
 use crate::http::error::{ok, ApiError};
 use crate::http::params::Params;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Authed};
 use crate::model::{CatalogId, FileId, FileRecord};
 
 use crate::upload::{self, Announce, Checksum, PartSizes, UploadRequest};
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -37,11 +37,8 @@ fn client_status(v: Option<i64>) -> i64 {
 
 pub async fn upload_file_info(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let cid = CatalogId(p.req_int("cid")?);
     let name = p.req_text("name", 1, upload::MAX_NAME_CHARS)?.to_owned();
     let size = p.req_int("size")?;
@@ -95,11 +92,8 @@ pub async fn upload_file_info(
 
 pub async fn uploading_info(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, .. }: Authed,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    p.check()?;
     let list = upload::uploading(&st.db, &st.cfg, &s).await?;
     Ok(ok(list
         .into_iter()
