@@ -21,8 +21,8 @@ use std::time::{Instant, SystemTime};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::raster::ThumbError;
 use super::thumbcache::{ThumbCache, ThumbSource};
-use super::thumbs::ThumbError;
 use crate::db::listing::{self, ThumbWork};
 use crate::db::{files, libraries, Db, DbError};
 use crate::model::{FileId, FileType, LibraryId, ThumbLevel};

@@ -518,7 +518,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::budget::DEFAULT_BUDGET_BYTES;
-    use super::super::thumbs::testkit::*;
+    use super::super::testkit::*;
     use super::*;
 
     fn source(path: &Path) -> ThumbSource {
