@@ -147,19 +147,45 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
             );
         }
     }
+    // Thumbnail renders run up to one per core for each level, level 0
+    // first (media/lanes.rs); they are threads of their own, so the
+    // async workers answering other requests are never taken.
+    let thumbs = Arc::new(ThumbCache::new(
+        cfg.thumb_dir(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cfg.thumbnails.memory_mb << 20,
+    ));
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let background = tokio_util::task::TaskTracker::new();
+    // Renders the last run did not survive are recorded as failed before
+    // anything renders (or scans) again: no original crashes it in a loop.
+    {
+        let (db, thumbs) = (db.clone(), thumbs.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::media::prerender::record_interrupted(&db, &thumbs)
+        })
+        .await?;
+    }
+    // Thumbnails of new and changed files are rendered after every scan on
+    // low-priority threads, ahead of requests (media/prerender.rs). The app
+    // owns the worker: the scanner and the upload handler get its handle.
+    let prerender = crate::media::prerender::Prerender::start(
+        db.clone(),
+        thumbs.clone(),
+        cfg.scan
+            .prerender_threads
+            .min(crate::media::prerender::default_threads()),
+        &shutdown,
+        &background,
+    );
     let clock = crate::clock::Clock::default();
     let state = AppState {
         db: db.clone(),
         cfg: cfg.clone(),
         sessions: Sessions::new(cfg.sessions.clone()).with_clock(clock.clone()),
-        // Thumbnail renders run up to one per core for each level, level 0
-        // first (media/lanes.rs); they are threads of their own, so the
-        // async workers answering other requests are never taken.
-        thumbs: Arc::new(ThumbCache::new(
-            cfg.thumb_dir(),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
-            cfg.thumbnails.memory_mb << 20,
-        )),
+        thumbs,
+        prerender: prerender.clone(),
         scanner: scanner.clone(),
         plan: Arc::new(RwLock::new(plan)),
         started: Instant::now(),
@@ -178,29 +204,6 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         )),
         clock,
     };
-    let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    let background = tokio_util::task::TaskTracker::new();
-    // Renders the last run did not survive are recorded as failed before
-    // anything renders (or scans) again: no original crashes it in a loop.
-    {
-        let (db, thumbs) = (db.clone(), state.thumbs.clone());
-        tokio::task::spawn_blocking(move || {
-            crate::media::prerender::record_interrupted(&db, &thumbs)
-        })
-        .await?;
-    }
-    // Thumbnails of new and changed files are rendered after every scan on
-    // low-priority threads, ahead of requests (media/prerender.rs).
-    let prerender = crate::media::prerender::Prerender::start(
-        db.clone(),
-        state.thumbs.clone(),
-        cfg.scan
-            .prerender_threads
-            .min(crate::media::prerender::default_threads()),
-        &shutdown,
-        &background,
-    );
     scanner.after_scan(move |since| prerender.request_sweep(since));
 
     let app = http::router(state.clone());

@@ -18,7 +18,7 @@
 use crate::config::Config;
 use crate::db::{catalogs, files, uploads, Db};
 use crate::error::{Error, Result};
-use crate::media::thumbcache::ThumbCache;
+use crate::media::prerender::Prerender;
 use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
 use crate::perms::Session;
 use bytes::Bytes;
@@ -545,11 +545,11 @@ struct Received {
 }
 
 /// `uploadFile.icc`: streams the multipart `body` to disk (spec §9.2).
-/// `thumbs` is told when the original becomes complete.
+/// `prerender` is told when the original becomes complete.
 pub async fn receive<S, E>(
     db: &Db,
     cfg: &Arc<Config>,
-    thumbs: &ThumbCache,
+    prerender: &Prerender,
     s: &Session,
     req: UploadRequest,
     content_type: Option<String>,
@@ -782,9 +782,7 @@ where
     // its thumbnails now rather than when the watcher's scan (if any) sees
     // the file. Client-made levels (status 3) are left alone.
     if received.iter().any(|r| r.role == Role::Origin) {
-        if let Some(worker) = thumbs.prerender() {
-            worker.request_file(record.id);
-        }
+        prerender.request_file(record.id);
     }
     let checks = req.cm.map(|_| {
         let mut c = Checks::default();

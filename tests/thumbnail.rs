@@ -390,11 +390,7 @@ async fn offline_libraries_serve_only_cached_thumbnails() {
 
 /// Waits until the pre-render worker has nothing pending; its status then.
 async fn prerendered(app: &TestApp) -> isync::media::prerender::PrerenderStatus {
-    let worker = app
-        .state()
-        .thumbs
-        .prerender()
-        .expect("the pre-render worker runs");
+    let worker = app.state().prerender.clone();
     tokio::task::spawn_blocking(move || worker.wait_idle(std::time::Duration::from_secs(120)))
         .await
         .unwrap()
@@ -572,7 +568,7 @@ async fn shutdown_does_not_wait_for_the_prerender_backlog() {
         .scan
         .prerender_threads
         .min(isync::media::prerender::default_threads()) as u64;
-    let worker = app.state().thumbs.prerender().unwrap();
+    let worker = app.state().prerender.clone();
     // Stop once the sweep has queued the backlog (not before: an empty
     // queue would prove nothing).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

@@ -28,6 +28,8 @@ pub struct AppState {
     pub cfg: Arc<Config>,
     pub sessions: Sessions,
     pub thumbs: Arc<ThumbCache>,
+    /// The pre-render worker filling `thumbs` (its handle; started by the app).
+    pub prerender: crate::media::prerender::Prerender,
     pub scanner: Arc<Scanner>,
     pub plan: Arc<RwLock<LibraryPlan>>,
     pub started: Instant,

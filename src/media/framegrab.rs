@@ -13,7 +13,7 @@ use std::time::Instant;
 use super::budget::Allowance;
 use super::original::Original;
 use super::process::{ffmpeg_path, input_args, run_on_file, FFMPEG_TIMEOUT};
-use super::thumbs::{decode_image, Raster, ThumbError};
+use super::raster::{decode_image, Raster, ThumbError};
 
 /// Where we look for a video frame, in seconds: about 1 s in (spec §10; the
 /// first keyframe from there, 1–2 s in for phone videos), then further along
@@ -202,7 +202,7 @@ fn mean_luma(jpeg: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::thumbs::testkit::*;
+    use super::super::testkit::*;
     use super::super::thumbs::{render, CONTENT_TYPE_JPEG};
     use crate::model::{FileType, ThumbLevel};
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use super::budget::{Allowance, Budget, DEFAULT_BUDGET_BYTES};
 use super::original::Original;
-use super::thumbs::{Raster, ThumbError};
+use super::raster::{Raster, ThumbError};
 use super::{jpegbands, jpegpar, jpegscale};
 use crate::model::ThumbLevel;
 

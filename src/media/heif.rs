@@ -933,7 +933,7 @@ mod tests {
     use std::io::Cursor;
 
     fn have_ffmpeg() -> bool {
-        super::super::thumbs::testkit::have_ffmpeg()
+        super::super::testkit::have_ffmpeg()
     }
 
     fn parse(bytes: &[u8]) -> Result<Heif, HeifError> {
@@ -1026,7 +1026,7 @@ mod tests {
     fn orientation_table_matches_composed_transforms() {
         // Compose irot (ccw) then imir on a 2x3 labelled grid and compare
         // with what each EXIF orientation does (thumbs::orient).
-        use super::super::thumbs::{orient, Raster};
+        use super::super::raster::{orient, Raster};
         let (w, h) = (2u32, 3u32);
         let src = Raster {
             width: w,

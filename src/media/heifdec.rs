@@ -18,7 +18,7 @@ use super::budget::{Allowance, Lease};
 use super::heif::{Codec, Heif, Layout, Picture};
 use super::original::Original;
 use super::process::{ffmpeg_path, run_with_input, FFMPEG_TIMEOUT};
-use super::thumbs::{check_pixels, orient, post_cost, reserve, Raster, ThumbError};
+use super::raster::{check_pixels, orient, post_cost, reserve, Raster, ThumbError};
 
 /// Largest coded bitstream we hand to ffmpeg: a 48 MP HEIC is ~15 MB.
 const MAX_BITSTREAM_BYTES: u64 = 64 << 20;

@@ -21,8 +21,7 @@
 //! at 1/2 scale and below `jpegpar` splits such a file at the same markers
 //! with its own, faster decoder.
 
-use super::jpegscale::to_raster;
-use super::thumbs::Raster;
+use super::raster::{to_raster, Raster};
 use jpeg_decoder::{Decoder, PixelFormat};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -40,7 +40,7 @@
 //! those at restart markers) returns `None` and the caller decodes the file
 //! the usual way.
 
-use super::thumbs::Raster;
+use super::raster::Raster;
 use std::ops::Range;
 
 /// Natural (row-major) index of the coefficient at each zigzag position.

@@ -21,11 +21,11 @@
 
 use std::io::{self, Read, Seek};
 
-use jpeg_decoder::{Decoder, PixelFormat};
+use jpeg_decoder::Decoder;
 
 use super::budget::{Allowance, Budget, Lease};
 use super::original::Original;
-use super::thumbs::{check_pixels, fit_size, post_cost, reserve, Raster, ThumbError};
+use super::raster::{check_pixels, fit_size, post_cost, reserve, to_raster, Raster, ThumbError};
 
 /// Most header bytes we read looking for the frame header. APP segments are
 /// at most 64 KiB each; real files put SOF within the first ~70 KiB.
@@ -500,26 +500,6 @@ pub(super) fn decode_scaled<R: Read>(
     to_raster(pixels, u32::from(w), u32::from(h), format)
 }
 
-pub(super) fn to_raster(
-    pixels: Vec<u8>,
-    width: u32,
-    height: u32,
-    format: Option<PixelFormat>,
-) -> Result<Raster, String> {
-    let n = width as usize * height as usize;
-    let data = match format {
-        Some(PixelFormat::RGB24) if pixels.len() == n * 3 => pixels,
-        Some(PixelFormat::L8) if pixels.len() == n => pixels.iter().flat_map(|&l| [l; 3]).collect(),
-        other => return Err(format!("unexpected decoder output {other:?}")),
-    };
-    Ok(Raster {
-        width,
-        height,
-        alpha: false,
-        data,
-    })
-}
-
 /// The embedded IFD1 thumbnail, decoded, with its lease, when it can stand
 /// in for the photo at `edge`: at least `edge` on its longest side (or as
 /// large as the photo), and the photo's aspect ratio. Some cameras
@@ -638,7 +618,7 @@ pub(crate) fn read_head<R: Read>(reader: &mut R) -> io::Result<JpegHead> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::thumbs::testkit::{self, *};
+    use super::super::testkit::{self, *};
     use super::super::thumbs::{render, CONTENT_TYPE_JPEG};
     use super::*;
     use crate::model::{FileType, ThumbLevel};

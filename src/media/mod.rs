@@ -21,7 +21,11 @@ mod pngstream;
 pub mod prerender;
 pub mod probe;
 pub mod process;
+pub(crate) mod raster;
+#[cfg(test)]
+mod testkit;
 pub mod thumbcache;
+pub mod thumberror;
 pub mod thumbs;
 
 pub use jpegbands::{band_decodes_on_this_thread, set_decode_bands};

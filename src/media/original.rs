@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::container::{self, Container, SNIFF_BYTES};
-use super::thumbs::ThumbError;
+use super::thumberror::ThumbError;
 use crate::library::safeopen::{self, SafeOpenError};
 
 /// An original, open, with what its first bytes say it is.

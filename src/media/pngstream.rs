@@ -21,7 +21,7 @@ use png::{Adam7Info, ColorType, InterlaceInfo, Transformations};
 
 use super::budget::{Allowance, Lease};
 use super::original::Original;
-use super::thumbs::{
+use super::raster::{
     decode_image, fit_size, post_cost, reserve, resize, Raster, ThumbError, MAX_STREAMED_PIXELS,
 };
 
@@ -238,7 +238,7 @@ impl Shrink {
 #[cfg(test)]
 mod tests {
     use super::super::budget::{Budget, Class};
-    use super::super::thumbs::testkit::*;
+    use super::super::testkit::*;
     use super::*;
 
     fn png_bytes(img: &image::DynamicImage) -> Vec<u8> {

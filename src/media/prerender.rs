@@ -15,14 +15,14 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::raster::ThumbError;
 use super::thumbcache::{ThumbCache, ThumbSource};
-use super::thumbs::ThumbError;
 use crate::db::listing::{self, ThumbWork};
 use crate::db::{files, libraries, Db, DbError};
 use crate::model::{FileId, FileType, LibraryId, ThumbLevel};
@@ -118,12 +118,10 @@ impl Prerender {
     ) -> Prerender {
         let shared = Arc::new(Shared {
             db,
-            cache: Arc::clone(&cache),
+            cache,
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         });
-        // Weak: the cache must not keep the worker alive, nor the reverse.
-        cache.attach_prerender(WeakPrerender(Arc::downgrade(&shared)));
         let mut handles = Vec::new();
         for n in 0..threads {
             let shared = Arc::clone(&shared);
@@ -217,16 +215,6 @@ impl Prerender {
                 .0;
         }
         st.status.clone()
-    }
-}
-
-/// What the cache keeps to hand out the worker's handle (see
-/// `ThumbCache::prerender`).
-pub(crate) struct WeakPrerender(Weak<Shared>);
-
-impl WeakPrerender {
-    pub(crate) fn upgrade(&self) -> Option<Prerender> {
-        self.0.upgrade().map(|shared| Prerender { shared })
     }
 }
 
@@ -533,10 +521,8 @@ mod tests {
         let (token, tracker) = (CancellationToken::new(), TaskTracker::new());
         let worker = Prerender::start(db, Arc::clone(&cache), 2, &token, &tracker);
         tracker.close();
-        assert!(
-            cache.prerender().is_some(),
-            "the cache hands out the worker"
-        );
+        // The app holds the worker's handle; the cache holds none.
+        let shared = Arc::downgrade(&worker.shared);
         assert!(!worker.status().busy);
         worker.request_sweep(0);
         let w = worker.clone();
@@ -576,6 +562,6 @@ mod tests {
         }
         assert!(worker_nices().is_empty(), "threads ended");
         drop(worker);
-        assert!(cache.prerender().is_none(), "nothing holds the worker now");
+        assert!(shared.upgrade().is_none(), "nothing holds the worker now");
     }
 }

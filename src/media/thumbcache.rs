@@ -6,7 +6,9 @@
 //! time, and the file appears atomically (temp name in the same directory,
 //! then rename). The
 //! pre-render worker (`prerender`) fills the same cache ahead of requests
-//! through [`ThumbCache::prerender_blocking`].
+//! through [`ThumbCache::prerender_blocking`]. The worker uses the cache,
+//! never the reverse: the app starts the worker with the cache and hands
+//! the worker's handle to whoever asks for renders (`AppState::prerender`).
 //!
 //! Every render, request or pre-render, reserves its memory in the cache's
 //! one [`Budget`] and is recorded in the [`Journal`] while it runs, so a
@@ -97,8 +99,6 @@ struct Inner {
     renders: AtomicU64,
     /// Thumbnails written by the pre-render worker (each level counts).
     prerendered: AtomicU64,
-    /// The pre-render worker filling this cache, if one was started.
-    prerender: std::sync::OnceLock<super::prerender::WeakPrerender>,
     temp_seq: AtomicU64,
 }
 
@@ -116,7 +116,6 @@ impl ThumbCache {
                 flights: Mutex::new(HashMap::new()),
                 renders: AtomicU64::new(0),
                 prerendered: AtomicU64::new(0),
-                prerender: std::sync::OnceLock::new(),
                 temp_seq: AtomicU64::new(0),
             }),
         }
@@ -161,15 +160,6 @@ impl ThumbCache {
     /// How many thumbnails the pre-render worker has written.
     pub fn prerendered(&self) -> u64 {
         self.inner.prerendered.load(Ordering::Relaxed)
-    }
-
-    /// The pre-render worker filling this cache, while it runs.
-    pub fn prerender(&self) -> Option<super::prerender::Prerender> {
-        self.inner.prerender.get()?.upgrade()
-    }
-
-    pub(crate) fn attach_prerender(&self, worker: super::prerender::WeakPrerender) {
-        let _ = self.inner.prerender.set(worker);
     }
 
     /// Whether the thumbnail for `key` is cached. Blocking (a stat or two).
@@ -518,7 +508,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::super::budget::DEFAULT_BUDGET_BYTES;
-    use super::super::thumbs::testkit::*;
+    use super::super::testkit::*;
     use super::*;
 
     fn source(path: &Path) -> ThumbSource {

@@ -15,28 +15,21 @@
 //! the budget used up waits. Nothing reads more of an original than its
 //! decoder needs (a JPEG up to its end marker, bounded by its dimensions).
 
-use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use fast_image_resize as fir;
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use image::ImageReader;
 
-use super::budget::{Allowance, BudgetError, Lease};
+use super::budget::{Allowance, Lease};
 use super::container::Container;
 use super::heif::{self, HeifError};
 use super::original::Original;
+use super::raster::{decode_image, fit, orient, reserve, Raster};
 use super::{framegrab, heifdec, jpegscale, pngstream};
 use crate::model::{FileType, ThumbLevel};
 
-/// Largest source we agree to decode into a full raster, in pixels
-/// (scaled JPEG decoding needs little memory whatever the size, but other
-/// decoders hold every pixel): 100 MP is already far past any camera a
-/// family owns. PNGs, decoded row by row, go up to [`MAX_STREAMED_PIXELS`].
-pub const MAX_SOURCE_PIXELS: u64 = 100_000_000;
-/// Largest PNG we decode (row by row, so memory is no limit): 2^29 pixels,
-/// a 23,000 px square. Time is: inflating and filtering every row of that
-/// takes seconds on a Pi.
-pub const MAX_STREAMED_PIXELS: u64 = 1 << 29;
+/// The error a render ends in, where callers of the renderer look for it.
+pub use super::thumberror::ThumbError;
+
 /// What a video render holds in this process (ffmpeg's own memory is
 /// capped separately, `process::CHILD_MAX_DATA_BYTES`): the JPEG frame
 /// ffmpeg returns and its small decodes.
@@ -54,97 +47,6 @@ pub struct Thumb {
     pub bytes: Vec<u8>,
     /// `image/jpeg` or `image/png`.
     pub content_type: &'static str,
-}
-
-/// Why a thumbnail could not be produced. `http/error.rs` maps these to
-/// wire codes: `Unsupported` → −10005, `SourceMissing` → −10006,
-/// `Failed` → −10008 (and a sticky build-error status), `Busy` → −10013
-/// (nothing recorded: try again), `Io` → −102.
-#[derive(Debug, thiserror::Error)]
-pub enum ThumbError {
-    #[error("this file type has no thumbnail")]
-    Unsupported,
-    #[error("original {0} is missing on disk")]
-    SourceMissing(PathBuf),
-    #[error("cannot build thumbnail: {0}")]
-    Failed(String),
-    /// The render could not start for now (memory or render slots taken by
-    /// other renders); the file itself may be fine.
-    #[error("{0}")]
-    Busy(String),
-    #[error("thumbnail cache i/o at {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-impl ThumbError {
-    pub(crate) fn failed(path: &Path, what: impl std::fmt::Display) -> ThumbError {
-        ThumbError::Failed(format!("{}: {what}", path.display()))
-    }
-
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> ThumbError {
-        ThumbError::Io {
-            path: path.to_owned(),
-            source,
-        }
-    }
-
-    /// A refused reservation: never possible is a failure of this file,
-    /// a busy budget is not.
-    pub(crate) fn from_budget(orig: &Original, e: BudgetError) -> ThumbError {
-        match e {
-            BudgetError::TooLarge { .. } => orig.failed(e),
-            BudgetError::Busy => ThumbError::Busy(e.to_string()),
-        }
-    }
-
-    /// A copy for every waiter of a shared render (`io::Error` isn't `Clone`).
-    pub(crate) fn duplicate(&self) -> ThumbError {
-        match self {
-            ThumbError::Unsupported => ThumbError::Unsupported,
-            ThumbError::SourceMissing(p) => ThumbError::SourceMissing(p.clone()),
-            ThumbError::Failed(m) => ThumbError::Failed(m.clone()),
-            ThumbError::Busy(m) => ThumbError::Busy(m.clone()),
-            ThumbError::Io { path, source } => ThumbError::Io {
-                path: path.clone(),
-                source: std::io::Error::new(source.kind(), source.to_string()),
-            },
-        }
-    }
-}
-
-/// Decoded pixels, 8 bits per channel, RGB or RGBA, rows without padding.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Raster {
-    pub width: u32,
-    pub height: u32,
-    pub alpha: bool,
-    pub data: Vec<u8>,
-}
-
-impl Raster {
-    pub fn from_dynamic(img: DynamicImage) -> Raster {
-        let (width, height) = (img.width(), img.height());
-        if img.color().has_alpha() {
-            let data = img.into_rgba8().into_raw();
-            Raster {
-                width,
-                height,
-                alpha: true,
-                data,
-            }
-        } else {
-            let data = img.into_rgb8().into_raw();
-            Raster {
-                width,
-                height,
-                alpha: false,
-                data,
-            }
-        }
-    }
 }
 
 /// Builds the thumbnail of the file at `path`, opened as given: for tests
@@ -274,18 +176,6 @@ pub fn render_both_original(
     ]
 }
 
-/// Reserves `bytes` for a render of `orig`.
-pub(crate) fn reserve<'a>(
-    orig: &Original,
-    allow: Allowance<'a>,
-    bytes: u64,
-) -> Result<Lease<'a>, ThumbError> {
-    allow
-        .budget
-        .reserve(bytes, allow.class)
-        .map_err(|e| ThumbError::from_budget(orig, e))
-}
-
 /// The EXIF orientation still to apply to a decoded raster: none when the
 /// decoder already turned it upright (HEIF/AVIF, from `irot`/`imir`).
 fn stored_turn(orientation: Option<i64>, upright: bool) -> i64 {
@@ -340,168 +230,6 @@ fn decode_plain<'a>(
     };
     let reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
     decode_image(ImageReader::with_format(reader, format), orig, edge, allow)
-}
-
-/// Decodes with the `image` crate, which holds the whole picture: refused
-/// past [`MAX_SOURCE_PIXELS`] or when its peak does not fit the budget,
-/// before anything is allocated.
-pub(crate) fn decode_image<'a, R: BufRead + std::io::Seek>(
-    mut reader: ImageReader<R>,
-    orig: &Original,
-    edge: u32,
-    allow: Allowance<'a>,
-) -> Result<(Raster, Lease<'a>), ThumbError> {
-    let failed = |e: &dyn std::fmt::Display| orig.failed(e);
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(u16::MAX.into());
-    limits.max_image_height = Some(u16::MAX.into());
-    reader.limits(limits.clone());
-    let mut decoder = reader.into_decoder().map_err(|e| failed(&e))?;
-    let (w, h) = decoder.dimensions();
-    check_pixels(w, h).map_err(|e| failed(&e))?;
-    // The decoder's own buffer, a composed frame (GIF) or a conversion to
-    // 8-bit RGB(A) of the same size, then scaling and encoding.
-    let pixels = u64::from(w) * u64::from(h);
-    let decoded = decoder.total_bytes();
-    let cost = 2 * decoded + 4 * pixels + post_cost(w, h, edge, true);
-    let lease = reserve(orig, allow, cost)?;
-    limits.max_alloc = Some(2 * decoded + 4 * pixels);
-    decoder.set_limits(limits).map_err(|e| failed(&e))?;
-    let img = DynamicImage::from_decoder(decoder).map_err(|e| failed(&e))?;
-    Ok((Raster::from_dynamic(img), lease))
-}
-
-/// What scaling a `w`×`h` raster (RGBA at worst) into the `edge` box,
-/// turning it and encoding it hold besides the raster itself: the scaler's
-/// intermediate (box width × source height), the result, its turned copy
-/// (and for the pre-render's two levels, a copy for level 0) and the
-/// encoded bytes.
-pub(crate) fn post_cost(w: u32, h: u32, edge: u32, alpha: bool) -> u64 {
-    let c: u64 = if alpha { 4 } else { 3 };
-    let (fw, fh) = fit_size(w, h, edge);
-    let (fw, fh) = (u64::from(fw), u64::from(fh));
-    fw * u64::from(h) * c + 4 * fw * fh * c + (1 << 20)
-}
-
-pub(crate) fn check_pixels(w: u32, h: u32) -> Result<(), String> {
-    let px = u64::from(w) * u64::from(h);
-    if px == 0 || px > MAX_SOURCE_PIXELS {
-        return Err(format!(
-            "{w}x{h} pixels is outside what thumbnails accept (1 to {MAX_SOURCE_PIXELS})"
-        ));
-    }
-    Ok(())
-}
-
-/// Size that fits `w`×`h` into an `edge` square keeping the aspect ratio,
-/// never enlarging; the longest side becomes exactly `edge` when scaled.
-pub(crate) fn fit_size(w: u32, h: u32, edge: u32) -> (u32, u32) {
-    let long = w.max(h);
-    if long <= edge {
-        return (w, h);
-    }
-    let scale = |side: u32| {
-        let s = (u64::from(side) * u64::from(edge) + u64::from(long) / 2) / u64::from(long);
-        (s as u32).max(1)
-    };
-    (scale(w), scale(h))
-}
-
-/// Scales `src` to fit the box with a Lanczos3 convolution (SIMD in
-/// fast_image_resize; alpha is premultiplied during resampling).
-pub(crate) fn fit(src: Raster, edge: u32) -> Result<Raster, String> {
-    let (w, h) = fit_size(src.width, src.height, edge);
-    resize(src, w, h)
-}
-
-/// Scales `src` to exactly `w`×`h` (Lanczos3, as [`fit`]).
-pub(crate) fn resize(src: Raster, w: u32, h: u32) -> Result<Raster, String> {
-    if (w, h) == (src.width, src.height) {
-        return Ok(src);
-    }
-    let pixel = if src.alpha {
-        fir::PixelType::U8x4
-    } else {
-        fir::PixelType::U8x3
-    };
-    let from = fir::images::ImageRef::new(src.width, src.height, &src.data, pixel)
-        .map_err(|e| format!("resize source: {e}"))?;
-    let mut to = fir::images::Image::new(w, h, pixel);
-    let options = fir::ResizeOptions::new()
-        .resize_alg(fir::ResizeAlg::Convolution(fir::FilterType::Lanczos3));
-    fir::Resizer::new()
-        .resize(&from, &mut to, &options)
-        .map_err(|e| format!("resize: {e}"))?;
-    Ok(Raster {
-        width: w,
-        height: h,
-        alpha: src.alpha,
-        data: to.into_vec(),
-    })
-}
-
-/// Applies EXIF orientation `o` (§2.4) so the pixels display upright.
-/// Values outside 1–8 count as 1, as the spec treats an absent value.
-pub(crate) fn orient(src: Raster, o: i64) -> Raster {
-    // Stored pixel of display pixel (x, y), as sx = ax·x + bx·y + cx and
-    // sy = ay·x + by·y + cy: each case straight from the §2.4 table.
-    let (w, h) = (src.width as isize, src.height as isize);
-    let (ax, bx, cx, ay, by, cy) = match o {
-        2 => (-1, 0, w - 1, 0, 1, 0),      // mirror left↔right
-        3 => (-1, 0, w - 1, 0, -1, h - 1), // rotate 180°
-        4 => (1, 0, 0, 0, -1, h - 1),      // mirror top↔bottom
-        5 => (0, 1, 0, 1, 0, 0),           // transpose
-        6 => (0, 1, 0, -1, 0, h - 1),      // rotate 90° clockwise
-        7 => (0, -1, w - 1, -1, 0, h - 1), // transverse
-        8 => (0, -1, w - 1, 1, 0, 0),      // rotate 90° counter-clockwise
-        _ => return src,
-    };
-    let (dw, dh) = if o >= 5 {
-        (src.height, src.width)
-    } else {
-        (src.width, src.height)
-    };
-    // Walk the stored image by index: +step_x per display column, +step_y
-    // per display row.
-    let walk = Walk {
-        origin: cx + cy * w,
-        step_x: ax + ay * w,
-        step_y: bx + by * w,
-        width: dw as usize,
-    };
-    let data = if src.alpha {
-        walk.remap::<4>(&src.data)
-    } else {
-        walk.remap::<3>(&src.data)
-    };
-    Raster {
-        width: dw,
-        height: dh,
-        alpha: src.alpha,
-        data,
-    }
-}
-
-struct Walk {
-    origin: isize,
-    step_x: isize,
-    step_y: isize,
-    width: usize,
-}
-
-impl Walk {
-    fn remap<const N: usize>(&self, src: &[u8]) -> Vec<u8> {
-        let mut out = vec![0u8; src.len()];
-        for (y, row) in out.chunks_exact_mut(self.width * N).enumerate() {
-            let mut s = self.origin + self.step_y * y as isize;
-            for px in row.chunks_exact_mut(N) {
-                let i = s as usize * N;
-                px.copy_from_slice(&src[i..i + N]);
-                s += self.step_x;
-            }
-        }
-        out
-    }
 }
 
 /// RGB(A) rows as YCbCr for a 4:2:0 JPEG, each pixel's chroma the mean of
@@ -614,136 +342,10 @@ pub(crate) fn encode(src: Raster) -> Result<Thumb, String> {
     })
 }
 
-/// Fixtures shared by the thumbnail tests of `media`.
-#[cfg(test)]
-pub(crate) mod testkit {
-    use std::path::{Path, PathBuf};
-    use std::process::Command;
-
-    use image::{imageops, Rgb, RgbImage};
-
-    /// Whether ffmpeg is here; under `CI=true` its absence fails the test.
-    pub fn have_ffmpeg() -> bool {
-        let ok = Command::new(super::super::process::ffmpeg_path())
-            .arg("-version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !ok {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "ffmpeg is required under CI (apt-get install ffmpeg)"
-            );
-            eprintln!("skipping: ffmpeg not installed");
-        }
-        ok
-    }
-
-    /// Runs ffmpeg with `args`, panicking with its stderr on failure.
-    pub fn ffmpeg(args: &[&str]) {
-        let out = Command::new(super::super::process::ffmpeg_path())
-            .args(["-hide_banner", "-loglevel", "error", "-y"])
-            .args(args)
-            .output()
-            .expect("run ffmpeg");
-        assert!(
-            out.status.success(),
-            "ffmpeg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    pub fn solid(w: u32, h: u32, c: [u8; 3]) -> RgbImage {
-        RgbImage::from_pixel(w, h, Rgb(c))
-    }
-
-    pub const RED: [u8; 3] = [230, 20, 20];
-    pub const GREEN: [u8; 3] = [20, 200, 20];
-    pub const BLUE: [u8; 3] = [20, 20, 230];
-    pub const YELLOW: [u8; 3] = [230, 230, 20];
-
-    /// An upright picture with one colour per quadrant: red top-left, green
-    /// top-right, blue bottom-left, yellow bottom-right.
-    pub fn quadrants(w: u32, h: u32) -> RgbImage {
-        RgbImage::from_fn(w, h, |x, y| {
-            Rgb(match (x < w / 2, y < h / 2) {
-                (true, true) => RED,
-                (false, true) => GREEN,
-                (true, false) => BLUE,
-                (false, false) => YELLOW,
-            })
-        })
-    }
-
-    pub fn jpeg_bytes(img: &RgbImage, quality: u8) -> Vec<u8> {
-        let mut out = Vec::new();
-        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality)
-            .encode_image(img)
-            .expect("encode jpeg");
-        out
-    }
-
-    pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = dir.join(name);
-        std::fs::write(&path, bytes).expect("write fixture");
-        path
-    }
-
-    /// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail): the
-    /// demo library's builder, shared with the integration tests and bench.
-    pub use crate::demo::with_exif;
-
-    /// Decodes a rendered thumbnail.
-    pub fn decode(bytes: &[u8]) -> image::RgbaImage {
-        image::load_from_memory(bytes)
-            .expect("decode thumbnail")
-            .into_rgba8()
-    }
-
-    /// Whether pixel `(x, y)` of `img` is within `tol` of `c` per channel.
-    pub fn near(img: &image::RgbaImage, x: u32, y: u32, c: [u8; 3], tol: u8) -> bool {
-        let p = img.get_pixel(x, y).0;
-        (0..3).all(|i| p[i].abs_diff(c[i]) <= tol)
-    }
-
-    /// The stored pixels whose display (per §2.4 orientation `o`) is `upright`,
-    /// built from the spec's definitions, independently of `orient`.
-    pub fn stored_for(upright: &image::RgbImage, o: i64) -> image::RgbImage {
-        match o {
-            1 => upright.clone(),
-            2 => imageops::flip_horizontal(upright),
-            3 => imageops::rotate180(upright),
-            4 => imageops::flip_vertical(upright),
-            // Transpose and transverse are their own inverses.
-            5 => imageops::flip_horizontal(&imageops::rotate90(upright)),
-            6 => imageops::rotate270(upright), // shown rotated 90° clockwise
-            7 => imageops::flip_horizontal(&imageops::rotate270(upright)),
-            8 => imageops::rotate90(upright), // shown rotated 90° counter-clockwise
-            _ => unreachable!(),
-        }
-    }
-
-    /// Asserts the four quadrant colours sit where an upright picture has them.
-    pub fn assert_upright(img: &image::RgbaImage, what: &str) {
-        let (w, h) = img.dimensions();
-        let (l, r, t, b) = (w / 8, w - 1 - w / 8, h / 8, h - 1 - h / 8);
-        for (x, y, c, name) in [
-            (l, t, RED, "red top-left"),
-            (r, t, GREEN, "green top-right"),
-            (l, b, BLUE, "blue bottom-left"),
-            (r, b, YELLOW, "yellow bottom-right"),
-        ] {
-            assert!(
-                near(img, x, y, c, 40),
-                "{what}: expected {name}, got {:?} at ({x},{y}) of {w}x{h}",
-                img.get_pixel(x, y)
-            );
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::testkit::*;
+    use super::super::raster::fit_size;
+    use super::super::testkit::*;
     use super::*;
 
     /// Issue #15: jpeg-encoder's 4:2:0 takes each 2x2 block's top-left

@@ -168,7 +168,7 @@ async fn receive(State(st): State<AppState>, req: Request) -> Result<Response, A
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let body = body.into_data_stream();
-    let r = upload::receive(&st.db, &st.cfg, &st.thumbs, &s, req, ctype, body).await?;
+    let r = upload::receive(&st.db, &st.cfg, &st.prerender, &s, req, ctype, body).await?;
     Ok(ok(UploadReplyWire {
         file_info: file_info(r.record, r.sizes),
         check: r.checks.map(|c| Check {
