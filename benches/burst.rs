@@ -15,6 +15,9 @@
 //! is the one before `media/lanes.rs` (one first-come-first-served queue,
 //! cores − 1 renders at once), "lanes" the current one.
 
+mod common;
+
+use common::pct;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -291,10 +294,6 @@ impl Bench {
 
 fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(0.0, f64::max)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// What a family's camera roll holds: phone photos (an EXIF thumbnail and
