@@ -327,8 +327,8 @@ fn fixtures(dir: &Path) -> Vec<Kind> {
     };
     let small = image::imageops::resize(&img, 160, 120, image::imageops::FilterType::Triangle);
     let preview = image::imageops::resize(&img, 1920, 1440, image::imageops::FilterType::Triangle);
-    let phone = isync::demo::with_mpf_preview(
-        &isync::demo::with_exif(&camera, Some(6), Some(&encode(&small))),
+    let phone = common::fixtures::with_mpf_preview(
+        &common::with_exif(&camera, Some(6), Some(&encode(&small))),
         &encode(&preview),
         0x01_0002,
     );

@@ -7,6 +7,9 @@
 //! bench. A bench uses a part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/fixtures.rs"]
+pub mod fixtures;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -27,6 +30,14 @@ pub fn median<T: PartialOrd + Copy>(v: &[T]) -> T {
     let mut v = v.to_vec();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
+}
+
+// --------------------------------------------------------------- fixtures
+
+/// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail) where
+/// cameras put it: the demo library's EXIF builder, shared with the tests.
+pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
+    fixtures::with_app1(jpeg, &isync::demo::exif_app1_with(orientation, thumb))
 }
 
 // ------------------------------------------------------------------ /proc

@@ -614,6 +614,10 @@ pub(crate) fn encode(src: Raster) -> Result<Thumb, String> {
     })
 }
 
+#[cfg(test)]
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+
 /// Fixtures shared by the thumbnail tests of `media`.
 #[cfg(test)]
 pub(crate) mod testkit {
@@ -688,9 +692,14 @@ pub(crate) mod testkit {
         path
     }
 
-    /// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail): the
-    /// demo library's builder, shared with the integration tests and bench.
-    pub use crate::demo::with_exif;
+    /// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail) where
+    /// cameras put it: the demo library's EXIF builder, shared with the
+    /// integration tests and benches.
+    pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
+        super::fixtures::with_app1(jpeg, &crate::demo::exif_app1_with(orientation, thumb))
+    }
+
+    pub use super::fixtures::with_mpf_preview;
 
     /// Decodes a rendered thumbnail.
     pub fn decode(bytes: &[u8]) -> image::RgbaImage {
