@@ -16,6 +16,9 @@
 //! Run: `cargo bench --bench api` (`-- memory` for the memory part alone,
 //! `-- listing` for the listing parts alone).
 
+mod common;
+
+use common::{cpu_ticks, free_port, median, pct, rss_kib, server_ms};
 use isync::config::{Config, LibraryConfig};
 use isync::db::listing::Query;
 use isync::db::{catalogs, files, users, Db};
@@ -24,11 +27,6 @@ use isync::model::{CatalogId, MediaInfo};
 use std::time::{Duration, Instant};
 
 const REQUESTS: usize = 400;
-
-fn pct(mut v: Vec<f64>, p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
 
 /// Writes `n` file records spread over 50 catalogs of one library.
 fn populate(db: &Db, root: CatalogId, lib_path: &str, n: usize) {
@@ -82,15 +80,14 @@ fn populate(db: &Db, root: CatalogId, lib_path: &str, n: usize) {
 
 /// Median in ms of `runs` calls of `f`.
 fn median_ms<T>(runs: usize, mut f: impl FnMut() -> T) -> f64 {
-    let mut v: Vec<f64> = (0..runs)
+    let v: Vec<f64> = (0..runs)
         .map(|_| {
             let t = Instant::now();
             std::hint::black_box(f());
             t.elapsed().as_secs_f64() * 1e3
         })
         .collect();
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    median(&v)
 }
 
 /// Where the time of one 100-record page goes, in-process (no HTTP).
@@ -134,16 +131,6 @@ fn breakdown(db: &Db, root: CatalogId, n: usize) {
          {sql:.3} ms; JSON encoding {encode:.3} ms; joining 100 kept encodings (what a page \
          served before costs now instead of the two) {joined:.3} ms"
     );
-}
-
-/// Server-side time of a reply (`Server-Timing: app;dur=<ms>`).
-fn server_ms(r: &reqwest::Response) -> f64 {
-    r.headers()
-        .get("server-timing")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split("dur=").nth(1))
-        .and_then(|v| v.parse().ok())
-        .expect("server-timing header")
 }
 
 struct Sample {
@@ -234,11 +221,11 @@ async fn run_library(n: usize) {
     assert_eq!(pages as usize, n.div_ceil(100));
 
     let baseline = measure(&client, &format!("{base}/helpInfo.icc?type=0"), REQUESTS).await;
-    let b_med = pct(baseline.server_ms.clone(), 0.5);
+    let b_med = pct(&baseline.server_ms, 0.5);
     println!(
         "[{n} files] baseline helpInfo.icc: server median {:.3} ms, end-to-end median {:.3} ms",
         b_med,
-        pct(baseline.e2e_ms.clone(), 0.5)
+        pct(&baseline.e2e_ms, 0.5)
     );
     let target = if n <= 5_000 { 0.5 } else { 5.0 };
     let mut worst: f64 = 0.0;
@@ -251,12 +238,12 @@ async fn run_library(n: usize) {
             // The very first request of the page (the warm-up's first): the
             // records are read and encoded; every later one reuses them.
             firsts.push(s.first_server_ms);
-            let med = pct(s.server_ms.clone(), 0.5);
+            let med = pct(&s.server_ms, 0.5);
             worst = worst.max(med);
             println!(
                 "[{n} files] files.icc sort={sort:>2} {label:<7} page: server median {med:.3} ms p95 {:.3} ms; end-to-end median {:.3} ms; {:.1}x baseline",
-                pct(s.server_ms.clone(), 0.95),
-                pct(s.e2e_ms.clone(), 0.5),
+                pct(&s.server_ms, 0.95),
+                pct(&s.e2e_ms, 0.5),
                 med / b_med.max(1e-6)
             );
         }
@@ -265,8 +252,8 @@ async fn run_library(n: usize) {
         "[{n} files] worst server median {worst:.3} ms (target < {target} ms): {}; \
          first request of each page (its records read and encoded; the first of a sort also sorts): median {:.3} ms, max {:.3} ms",
         if worst < target { "OK" } else { "MISSED" },
-        pct(firsts.clone(), 0.5),
-        pct(firsts, 1.0)
+        pct(&firsts, 0.5),
+        pct(&firsts, 1.0)
     );
     after_writes(
         &client,
@@ -322,40 +309,15 @@ async fn after_writes(
         assert!(body.starts_with(b"{\"code\":0"));
         if baseline { &mut full } else { &mut inc }.push(server);
     }
-    let (mi, mf) = (pct(inc.clone(), 0.5), pct(full.clone(), 0.5));
+    let (mi, mf) = (pct(&inc, 0.5), pct(&full, 0.5));
     println!(
         "[{n} files] files.icc (sort=-1, first page) right after a one-row write: index caught up \
          from the changed row: median {mi:.3} ms, max {:.3} ms; baseline, reloaded from the table: \
          median {mf:.3} ms, max {:.3} ms; {:.1}x faster",
-        pct(inc, 1.0),
-        pct(full, 1.0),
+        pct(&inc, 1.0),
+        pct(&full, 1.0),
         mf / mi.max(1e-6)
     );
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// CPU time (user + system, clock ticks) the process has used so far.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields 14 and 15, counted after the parenthesised name (field 2).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    f.iter().sum()
 }
 
 /// How many times the server is started for each configuration; the idle
@@ -391,45 +353,13 @@ struct RssServer {
 impl RssServer {
     async fn start(lib: &std::path::Path, prerender_threads: Option<usize>) -> RssServer {
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let cfg_path = dir.path().join("isync.toml");
+        let port = free_port();
         let scan = prerender_threads
             .map(|n| format!("[scan]\nprerender_threads = {n}\n"))
             .unwrap_or_default();
-        std::fs::write(
-            &cfg_path,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\n{scan}[[library]]\npath = \"{}\"\nusers = [\"bench\"]\n",
-                dir.path().join("data").display(),
-                lib.display()
-            ),
-        )
-        .unwrap();
-        let bin = env!("CARGO_BIN_EXE_isync");
-        let mut add = std::process::Command::new(bin)
-            .args([
-                "--config",
-                cfg_path.to_str().unwrap(),
-                "user",
-                "add",
-                "bench",
-                "--password-stdin",
-            ])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        add.stdin.take().unwrap().write_all(b"bench\n").unwrap();
-        assert!(add.wait().unwrap().success());
-        let child = std::process::Command::new(bin)
-            .args(["--config", cfg_path.to_str().unwrap(), "serve"])
-            .env("ISYNC_LOG", "warn")
-            .spawn()
-            .unwrap();
+        let cfg = common::write_config(dir.path(), &format!("127.0.0.1:{port}"), &scan, lib);
+        common::add_bench_user(&cfg);
+        let child = common::serve_command(&cfg, "warn").spawn().unwrap();
         let base = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::builder()
             .cookie_store(true)
@@ -531,9 +461,9 @@ async fn rss() {
     println!(
         "RSS idle (target < 20 MB), median of {RSS_RUNS}: {:.1} MB (runs: {}); baseline, \
          scan.prerender_threads = 0: {:.1} MB (runs: {})",
-        pct(on.clone(), 0.5),
+        pct(&on, 0.5),
         show(&on),
-        pct(off.clone(), 0.5),
+        pct(&off, 0.5),
         show(&off)
     );
 

@@ -9,6 +9,9 @@
 //! (interleaved, idle server).
 //! Run: `cargo bench --bench backup`.
 
+mod common;
+
+use common::{pct, server_ms};
 use isync::config::{Config, LibraryConfig};
 use isync::db::{users, Db};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,20 +22,6 @@ const RECORDS: usize = 50_000;
 const PHASE: Duration = Duration::from_secs(4);
 /// Backups timed for the same-run baseline against `sqlite3 .backup`.
 const BASELINE_RUNS: usize = 5;
-
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
-fn server_ms(r: &reqwest::Response) -> f64 {
-    r.headers()["server-timing"]
-        .to_str()
-        .unwrap()
-        .trim_start_matches("app;dur=")
-        .parse()
-        .unwrap()
-}
 
 /// Server times of `files.icc` pages (reads; the listing index stays warm)
 /// or of `updateFile.icc` memo changes (writes: one committed transaction
@@ -186,10 +175,10 @@ fn main() {
             "backup bench: {RECORDS} records, database copy {:.1} MB; {} backups, median {:.0} ms each",
             size as f64 / 1e6,
             all_times.len(),
-            pct(&mut all_times, 0.5)
+            pct(&all_times, 0.5)
         );
         println!("{:<32}{:>10}{:>10}{:>10}{:>8}", "server time (ms)", "median", "p99", "max", "n");
-        for (name, v) in rows.iter_mut() {
+        for (name, v) in rows.iter() {
             let n = v.len();
             println!(
                 "{name:<32}{:>10.3}{:>10.3}{:>10.3}{n:>8}",
@@ -198,13 +187,13 @@ fn main() {
                 pct(v, 1.0)
             );
         }
-        for pair in rows.chunks_mut(2) {
-            let (a, b) = pair.split_at_mut(1);
+        for pair in rows.chunks(2) {
+            let (a, b) = pair.split_at(1);
             println!(
                 "ratio during/no backup, {}: median {:.2}, p99 {:.2}",
                 a[0].0.split(',').next().unwrap(),
-                pct(&mut b[0].1, 0.5) / pct(&mut a[0].1, 0.5),
-                pct(&mut b[0].1, 0.99) / pct(&mut a[0].1, 0.99)
+                pct(&b[0].1, 0.5) / pct(&a[0].1, 0.5),
+                pct(&b[0].1, 0.99) / pct(&a[0].1, 0.99)
             );
         }
         // Baseline for the backup itself, same run, server idle: the
@@ -240,7 +229,7 @@ fn main() {
             }
         }
         if !shell.is_empty() {
-            let (o, b) = (pct(&mut ours, 0.5), pct(&mut shell, 0.5));
+            let (o, b) = (pct(&ours, 0.5), pct(&shell, 0.5));
             println!(
                 "one backup, idle server: isync median {o:.0} ms, sqlite3 .backup median {b:.0} ms \
                  ({} runs each), ratio {:.2}",

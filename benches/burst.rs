@@ -15,6 +15,9 @@
 //! is the one before `media/lanes.rs` (one first-come-first-served queue,
 //! cores − 1 renders at once), "lanes" the current one.
 
+mod common;
+
+use common::pct;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -293,10 +296,6 @@ fn max(v: &[f64]) -> f64 {
     v.iter().copied().fold(0.0, f64::max)
 }
 
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 /// What a family's camera roll holds: phone photos (an EXIF thumbnail and
 /// an MPF preview), camera photos without previews, screenshots (PNG) and
 /// phone videos (1080p H.264, a keyframe every 2 s).
@@ -328,8 +327,8 @@ fn fixtures(dir: &Path) -> Vec<Kind> {
     };
     let small = image::imageops::resize(&img, 160, 120, image::imageops::FilterType::Triangle);
     let preview = image::imageops::resize(&img, 1920, 1440, image::imageops::FilterType::Triangle);
-    let phone = isync::demo::with_mpf_preview(
-        &isync::demo::with_exif(&camera, Some(6), Some(&encode(&small))),
+    let phone = common::fixtures::with_mpf_preview(
+        &common::with_exif(&camera, Some(6), Some(&encode(&small))),
         &encode(&preview),
         0x01_0002,
     );

@@ -18,7 +18,12 @@
 //! Run: `cargo bench --bench edge` (`-- latency` or `-- streaming` for one
 //! part).
 
-use std::io::{Read, Write};
+mod common;
+
+use common::{
+    cpu_ticks, free_port, get, get_count, pct, rss_kib, server_ms_of_head, TICKS_PER_SEC,
+};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -27,44 +32,7 @@ use std::time::{Duration, Instant};
 const BIG_BYTES: u64 = 1 << 30;
 const MIB: u64 = 1 << 20;
 
-fn pct(v: &[f64], p: f64) -> f64 {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
-}
-
 // ------------------------------------------------------------ processes
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Clock ticks of CPU (user + system) process `pid` used so far.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse::<u64>().ok())
-        .sum()
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
 
 /// `pid` and its child processes (nginx's workers).
 fn family(pid: u32) -> Vec<u32> {
@@ -77,11 +45,6 @@ fn family(pid: u32) -> Vec<u32> {
             .filter_map(|c| c.parse::<u32>().ok()),
     );
     out
-}
-
-fn ticks_per_sec() -> f64 {
-    // USER_HZ: 100 on every Linux the project targets.
-    100.0
 }
 
 struct Server {
@@ -117,7 +80,7 @@ impl Server {
     }
 
     fn cpu_secs(&self) -> f64 {
-        self.pids().iter().map(|p| cpu_ticks(*p)).sum::<u64>() as f64 / ticks_per_sec()
+        self.pids().iter().map(|p| cpu_ticks(*p)).sum::<u64>() as f64 / TICKS_PER_SEC as f64
     }
 
     fn rss_mb(&self) -> f64 {
@@ -129,30 +92,14 @@ impl Server {
     fn isync(name: &'static str, lib: &Path, files: usize, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let cfg = dir.path().join("isync.toml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "listen = \"127.0.0.1:{port}\"\ndata_dir = {:?}\n[scan]\nprerender_threads = 0\n\
-                 [[library]]\npath = {lib:?}\nusers = [\"bench\"]\n",
-                dir.path().join("data"),
-            ),
-        )
-        .unwrap();
-        let bin = env!("CARGO_BIN_EXE_isync");
-        let mut add = Command::new(bin)
-            .arg("--config")
-            .arg(&cfg)
-            .args(["user", "add", "bench", "--password-stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        add.stdin.take().unwrap().write_all(b"bench\n").unwrap();
-        assert!(add.wait().unwrap().success());
-        let mut cmd = Command::new(bin);
-        cmd.arg("--config").arg(&cfg).arg("serve");
-        cmd.env("ISYNC_LOG", "warn").env_remove("JOURNAL_STREAM");
+        let cfg = common::write_config(
+            dir.path(),
+            &format!("127.0.0.1:{port}"),
+            "[scan]\nprerender_threads = 0\n",
+            lib,
+        );
+        common::add_bench_user(&cfg);
+        let mut cmd = common::serve_command(&cfg, "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -285,89 +232,6 @@ fn ensure_nginx() -> Option<PathBuf> {
     })
 }
 
-// ------------------------------------------------------------------ client
-
-/// One GET on a kept-alive connection, read 16 KiB at a time; returns the
-/// lower-cased head and the body.
-fn get(c: &mut TcpStream, path: &str, cookie: &str, extra: &[(&str, &str)]) -> (String, Vec<u8>) {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n");
-    if !cookie.is_empty() {
-        req.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
-    for (k, v) in extra {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.write_all(req.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 16 << 10];
-    let head_end = loop {
-        let n = c.read(&mut chunk).unwrap();
-        assert!(n > 0, "connection closed");
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = buf.split_off(head_end);
-    while body.len() < len {
-        let want = (len - body.len()).min(chunk.len());
-        let n = c.read(&mut chunk[..want]).unwrap();
-        assert!(n > 0, "connection closed");
-        body.extend_from_slice(&chunk[..n]);
-    }
-    (head, body)
-}
-
-/// A GET whose body is counted and dropped, read 256 KiB at a time (the
-/// same reader for every server); returns the status line and the bytes.
-fn get_count(c: &mut TcpStream, path: &str, cookie: &str, range: Option<&str>) -> (String, u64) {
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: bench\r\n");
-    if !cookie.is_empty() {
-        req.push_str(&format!("Cookie: {cookie}\r\n"));
-    }
-    if let Some(r) = range {
-        req.push_str(&format!("Range: {r}\r\n"));
-    }
-    req.push_str("\r\n");
-    c.write_all(req.as_bytes()).unwrap();
-    let mut chunk = vec![0u8; 256 << 10];
-    let mut head = Vec::new();
-    let (head_end, mut got) = loop {
-        let n = c.read(&mut chunk).unwrap();
-        assert!(n > 0);
-        head.extend_from_slice(&chunk[..n]);
-        if let Some(p) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-            break (p + 4, (head.len() - p - 4) as u64);
-        }
-    };
-    let text = String::from_utf8_lossy(&head[..head_end]).to_ascii_lowercase();
-    let len: u64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length: "))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    while got < len {
-        let n = c.read(&mut chunk).unwrap();
-        assert!(n > 0);
-        got += n as u64;
-    }
-    (text.lines().next().unwrap_or("").to_string(), got)
-}
-
-fn server_ms(head: &str) -> f64 {
-    head.lines()
-        .find_map(|l| l.strip_prefix("server-timing: app;dur="))
-        .map_or(f64::NAN, |v| v.trim().parse().unwrap())
-}
-
 // ----------------------------------------------------------------- latency
 
 /// `n` sequential requests of `path` on `conns` connections at once;
@@ -385,7 +249,7 @@ fn hammer(s: &Server, paths: &[String], conns: usize, n: usize) -> (Vec<f64>, Ve
                     let (head, _) = get(&mut c, path, &cookie, &[]);
                     assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
                     client.push(t.elapsed().as_secs_f64() * 1e3);
-                    server.push(server_ms(&head));
+                    server.push(server_ms_of_head(&head));
                 }
                 (client, server)
             })

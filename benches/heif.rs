@@ -6,9 +6,11 @@
 //! one ffmpeg run); level 0 takes the embedded thumbnail. Prints medians
 //! and the ratio to heif-convert (goal from issue 15: no slower).
 
+mod common;
 #[path = "../tests/common/heifmux.rs"]
 mod heifmux;
 
+use common::median;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
@@ -22,11 +24,6 @@ const H: u32 = 3024;
 const TILE: u32 = 512;
 const RUNS: usize = 7;
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
 fn time(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut v = Vec::with_capacity(runs);
     for _ in 0..runs {
@@ -34,7 +31,7 @@ fn time(runs: usize, mut f: impl FnMut()) -> f64 {
         f();
         v.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    median(v)
+    median(&v)
 }
 
 /// A photo-like picture: gradients and hard edges.

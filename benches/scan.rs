@@ -8,6 +8,9 @@
 //! the same tree (the least any scanner must do).
 //! Run: `cargo bench --bench scan` (about a minute).
 
+mod common;
+
+use common::median;
 use isync::config::{Config, LibraryConfig, ScanConfig};
 use isync::db::Db;
 use isync::library::{sync_libraries, Scanner};
@@ -16,11 +19,6 @@ use std::time::{Duration, Instant};
 
 const FILES: usize = 10_000;
 const RUNS: usize = 5;
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn ffmpeg(args: &[&str]) {
     let st = std::process::Command::new("ffmpeg")
@@ -191,8 +189,8 @@ fn main() {
     let _ = bare_walk(&mixed);
 
     let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(&jpegs).0).collect();
-    let walk_j = median(walks);
-    let scan_j = median(cold_scans(work.path(), &jpegs));
+    let walk_j = median(&walks);
+    let scan_j = median(&cold_scans(work.path(), &jpegs));
     report(
         "cold scan, 10,000 small JPEGs",
         scan_j,
@@ -202,8 +200,8 @@ fn main() {
     );
 
     let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(&mixed).0).collect();
-    let walk_m = median(walks);
-    let scan_m = median(cold_scans(work.path(), &mixed));
+    let walk_m = median(&walks);
+    let scan_m = median(&cold_scans(work.path(), &mixed));
     report(
         "cold scan, 10,000 mixed files",
         scan_m,
@@ -230,7 +228,7 @@ fn main() {
         .collect();
     report(
         "rescan, unchanged 10,000-file library",
-        median(rescans),
+        median(&rescans),
         walk_m,
         FILES,
         "< 0.5 s",

@@ -12,6 +12,8 @@
 //! would spend; wall time there is at most that (jpeg-decoder runs its IDCT
 //! on a helper thread, ffmpeg decodes with frame threads).
 
+mod common;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -290,7 +292,7 @@ impl Fixtures {
                 jpeg_encoder::ColorType::Rgb,
             )
             .expect("encode");
-            isync::demo::with_exif(&out, Some(6), None)
+            common::with_exif(&out, Some(6), None)
         };
         // Restart interval: one MCU row (4000 px / 16 px MCUs).
         let photo_restart = dir.join("photo-restart.jpg");
@@ -301,7 +303,7 @@ impl Fixtures {
         let plain_420 = camera_420(None);
         std::fs::write(&photo_420, &plain_420).expect("write photo");
         let photo_exif = dir.join("photo-exif.jpg");
-        let tagged = isync::demo::with_exif(&main, Some(6), Some(&thumb));
+        let tagged = common::with_exif(&main, Some(6), Some(&thumb));
         std::fs::write(&photo_exif, &tagged).expect("write photo");
         // What phones and cameras write: EXIF with orientation, no IFD1
         // thumbnail here (so level 0 must use the preview too), and a
@@ -311,8 +313,8 @@ impl Fixtures {
             85,
         );
         let photo_mpf = dir.join("photo-mpf.jpg");
-        let oriented = isync::demo::with_exif(&main, Some(6), None);
-        let mpf = isync::demo::with_mpf_preview(&oriented, &preview, 0x01_0002);
+        let oriented = common::with_exif(&main, Some(6), None);
+        let mpf = common::fixtures::with_mpf_preview(&oriented, &preview, 0x01_0002);
         std::fs::write(&photo_mpf, mpf).expect("write photo");
         let video = dir.join("clip.mp4");
         let made = Command::new(isync::media::process::ffmpeg_path())

@@ -17,6 +17,9 @@
 //! Run: `cargo bench --bench upload` (needs ~2 GiB free in the temp dir, 10
 //! for the memory part; `ISYNC_BENCH_DIR` picks another disk).
 
+mod common;
+
+use common::{median, rss_kib};
 use isync::config::{Config, LibraryConfig};
 use isync::db::{users, Db};
 use std::io::Write;
@@ -26,11 +29,6 @@ use std::time::{Duration, Instant};
 const SIZE: u64 = 1 << 30;
 const RUNS: usize = 3;
 const BOUNDARY: &str = "isyncBenchBoundary0123456789";
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 fn mb_s(d: Duration) -> f64 {
     SIZE as f64 / (1 << 20) as f64 / d.as_secs_f64()
@@ -199,50 +197,15 @@ async fn upload_once(
 
 use futures_util::StreamExt;
 
-/// `VmRSS` of process `pid`, in bytes.
-fn rss_of(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 /// The release binary serving `dir` (an empty library of user `bench`);
 /// returns the child and its base URL.
 fn spawn_server(dir: &Path) -> (std::process::Child, String) {
     use std::io::BufRead;
     let lib = dir.join("lib");
     std::fs::create_dir_all(&lib).unwrap();
-    let cfg = dir.join("isync.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[[library]]\npath = {lib:?}\n\
-             users = [\"bench\"]\n",
-            dir.join("data")
-        ),
-    )
-    .unwrap();
-    let bin = env!("CARGO_BIN_EXE_isync");
-    let mut add = std::process::Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .args(["user", "add", "bench", "--password-stdin"])
-        .env_remove("JOURNAL_STREAM")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    writeln!(add.stdin.take().unwrap(), "bench").unwrap();
-    assert!(add.wait().unwrap().success());
-    let mut child = std::process::Command::new(bin)
-        .arg("--config")
-        .arg(&cfg)
-        .arg("serve")
-        .env_remove("JOURNAL_STREAM")
-        .env("ISYNC_LOG", "info")
+    let cfg = common::write_config(dir, "127.0.0.1:0", "", &lib);
+    common::add_bench_user(&cfg);
+    let mut child = common::serve_command(&cfg, "info")
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -346,12 +309,12 @@ async fn memory_4g(base_dir: &Path) {
         *b = x as u8;
     }
     let block = bytes::Bytes::from(block);
-    let curve = std::sync::Arc::new(std::sync::Mutex::new(vec![(0u64, rss_of(pid))]));
+    let curve = std::sync::Arc::new(std::sync::Mutex::new(vec![(0u64, rss_kib(pid) * 1024)]));
     let c2 = curve.clone();
     let blocks = (0..(BIG >> 20)).map(move |i| {
         let sent = i << 20;
         if sent > 0 && sent % STEP == 0 {
-            c2.lock().unwrap().push((sent, rss_of(pid)));
+            c2.lock().unwrap().push((sent, rss_kib(pid) * 1024));
         }
         block.clone()
     });
@@ -379,7 +342,7 @@ async fn memory_4g(base_dir: &Path) {
     let took = t.elapsed();
     assert_eq!(r["code"], 0, "{r}");
     assert_eq!(r["data"]["fileInfo"]["size"], BIG);
-    let after = rss_of(pid);
+    let after = rss_kib(pid) * 1024;
     let _ = child.kill();
     let _ = child.wait();
     let curve = curve.lock().unwrap().clone();
@@ -492,12 +455,12 @@ fn main() {
     });
 
     let rows = [
-        ("cat file > dest", median(cats)),
-        ("cat file > dest; fsync", median(cats_sync)),
-        ("dd oflag=direct conv=fsync", median(dds)),
-        ("uploadFile.icc, curl client", median(curl)),
-        ("uploadFile.icc, in-process client", median(inproc)),
-        ("uploadFile.icc cm=sha1, in-process", median(inproc_sha1)),
+        ("cat file > dest", median(&cats)),
+        ("cat file > dest; fsync", median(&cats_sync)),
+        ("dd oflag=direct conv=fsync", median(&dds)),
+        ("uploadFile.icc, curl client", median(&curl)),
+        ("uploadFile.icc, in-process client", median(&inproc)),
+        ("uploadFile.icc cm=sha1, in-process", median(&inproc_sha1)),
     ];
     println!("upload benchmark: 1 GiB original over loopback, median of {RUNS}");
     for (what, d) in rows {

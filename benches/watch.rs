@@ -10,28 +10,14 @@
 //!
 //! Run: `cargo bench --bench watch` (under a minute).
 
+mod common;
+
+use common::{cpu_ticks, pct, TICKS_PER_SEC};
 use isync::app;
 use isync::config::{Config, LibraryConfig};
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize]
-}
-
-/// utime + stime of this process, from /proc/self/stat, in clock ticks.
-fn cpu_ticks() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // Fields after the parenthesised command name; utime/stime are 14/15.
-    let rest = &s[s.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
-}
-
-/// Clock ticks per second (USER_HZ); 100 on every Linux we target.
-const TICKS_PER_SEC: u64 = 100;
 
 fn jpeg(i: usize) -> Vec<u8> {
     let mut bytes = isync::demo::jpeg_bytes(96, 72, (i % 250) as u8, None);
@@ -138,7 +124,7 @@ async fn main() {
         lat.extend(burst(&running, &lib, round).await);
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let (p50, p95, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.95), pct(&mut lat, 1.0));
+    let (p50, p95, max) = (pct(&lat, 0.5), pct(&lat, 0.95), pct(&lat, 1.0));
     println!(
         "burst of 1,000 files (x3): close → visible median {:.0} ms, p95 {:.0} ms, max {:.0} ms \
          (target < 2 s)",
@@ -149,10 +135,10 @@ async fn main() {
 
     // 2. Idle CPU over 10 s (after everything settled).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = cpu_ticks();
+    let before = cpu_ticks(std::process::id());
     let t = Instant::now();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let ticks = cpu_ticks() - before;
+    let ticks = cpu_ticks(std::process::id()) - before;
     println!(
         "idle: whole server process used {} ms CPU in {:.1} s ({} watches, {} scans so far)",
         ticks * 1000 / TICKS_PER_SEC,
@@ -223,12 +209,12 @@ async fn main() {
     }
     // Same ids, and no row touched: nothing was re-probed.
     assert_eq!(before, snapshot(&db), "ids and rows kept");
-    let mt = pct(&mut times, 0.5);
+    let mt = pct(&times, 0.5);
     println!(
         "rename of a folder holding 10,000 files (10 sub-folders): detected and applied in \
          median {:.0} ms, max {:.0} ms over 5 renames; catalog and file ids kept, no re-probe",
         mt.as_secs_f64() * 1e3,
-        pct(&mut times, 1.0).as_secs_f64() * 1e3
+        pct(&times, 1.0).as_secs_f64() * 1e3
     );
     let r = running
         .state

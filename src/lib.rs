@@ -1,4 +1,5 @@
 //! isync — a family media server speaking the iSync wire API.
+//! "spec §N" in comments is section N of that API, `docs/isync-api.md`.
 //!
 //! # Layout
 //! - `model`: ids and plain records shared by every layer.

@@ -426,7 +426,7 @@ async fn an_embedded_mpf_preview_makes_the_thumbnails() {
     let photo = jpeg(3200, 2400, SEED, Some(6));
     let green = [30, 200, 40];
     let preview = solid_jpeg(1600, 1200, green);
-    let file = isync::demo::with_mpf_preview(&photo, &preview, 0x01_0002);
+    let file = common::fixtures::with_mpf_preview(&photo, &preview, 0x01_0002);
     let app = TestApp::builder()
         .user("alice")
         .library("lib", &["alice"])

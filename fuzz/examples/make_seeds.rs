@@ -14,8 +14,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use isync::demo::{exif_app1_with, with_exif, with_mpf_preview};
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+
+use fixtures::with_mpf_preview;
+use isync::demo::exif_app1_with;
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+/// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail) where
+/// cameras put it: the demo library's EXIF builder, as the tests use it.
+fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
+    fixtures::with_app1(jpeg, &exif_app1_with(orientation, thumb))
+}
 
 fn seeds_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds")

@@ -698,7 +698,7 @@ mod tests {
             let thumb = jpeg_bytes(&stored_for(&upright(320, 240), o), 85);
             let preview = jpeg_bytes(&stored_for(&upright(1600, 1200), o), 85);
             let main = with_exif(&photo, Some(o as u16), Some(&thumb));
-            let bytes = crate::demo::with_mpf_preview(&main, &preview, 0x01_0002);
+            let bytes = with_mpf_preview(&main, &preview, 0x01_0002);
             let path = write(dir.path(), &format!("o{o}.jpg"), &bytes);
 
             let img = level0(&path, Some(o));
@@ -799,11 +799,7 @@ mod tests {
         let thumb = jpeg_bytes(&solid(160, 160 * h / w, RED), 85);
         let main = with_exif(&main, Some(1), Some(&thumb));
         let preview = jpeg_bytes(&solid(pw, ph, GREEN), 85);
-        write(
-            dir,
-            name,
-            &crate::demo::with_mpf_preview(&main, &preview, kind),
-        )
+        write(dir, name, &with_mpf_preview(&main, &preview, kind))
     }
 
     use std::path::PathBuf;

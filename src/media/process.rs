@@ -49,7 +49,8 @@ pub enum ProcessError {
 }
 
 /// Path of the system `ffmpeg` (ffmpeg-sidecar's lookup: `FFMPEG_PATH`-free,
-/// sidecar-dir then `PATH`; we never download one).
+/// sidecar-dir then `PATH`; we never download one). The runs themselves
+/// don't go through ffmpeg-sidecar: docs/ffmpeg.md says why.
 pub fn ffmpeg_path() -> PathBuf {
     ffmpeg_sidecar::paths::ffmpeg_path()
 }

@@ -6,6 +6,9 @@ use std::process::Command;
 
 use image::{imageops, Rgb, RgbImage};
 
+#[path = "../../tests/common/fixtures.rs"]
+mod fixtures;
+
 /// Whether ffmpeg is here; under `CI=true` its absence fails the test.
 pub fn have_ffmpeg() -> bool {
     let ok = Command::new(super::process::ffmpeg_path())
@@ -72,9 +75,14 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-/// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail): the
-/// demo library's builder, shared with the integration tests and bench.
-pub use crate::demo::with_exif;
+/// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail) where
+/// cameras put it: the demo library's EXIF builder, shared with the
+/// integration tests and benches.
+pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
+    fixtures::with_app1(jpeg, &crate::demo::exif_app1_with(orientation, thumb))
+}
+
+pub use fixtures::with_mpf_preview;
 
 /// Decodes a rendered thumbnail.
 pub fn decode(bytes: &[u8]) -> image::RgbaImage {

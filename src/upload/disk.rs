@@ -90,7 +90,7 @@ struct Direct {
 fn open_direct(path: &Path) -> Option<Direct> {
     let file = OpenOptions::new()
         .write(true)
-        .custom_flags(libc::O_DIRECT)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
         .open(path)
         .ok()?;
     let align = direct_alignment(&file)?;
@@ -307,7 +307,7 @@ fn write_block(direct: &mut Option<Direct>, f: &File, buf: &[u8], pos: u64) -> R
     if let Some(d) = direct {
         match d.file.write_all_at(buf, pos) {
             Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
                 log::warn!("upload: direct I/O refused ({e}); writing through the page cache");
                 *direct = None;
             }
@@ -610,7 +610,11 @@ mod tests {
         let t = std::time::Instant::now();
         let r = direct_stream(&mut rx, &f, broken, 1001, None, &mut Claim::new(1001, 0));
         let e = r.expect_err("a write failed");
-        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
+        assert_eq!(
+            e.raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error()),
+            "{e}"
+        );
         assert!(t.elapsed() < std::time::Duration::from_secs(10));
         // The prefix and the buffered head up to the first aligned offset,
         // nothing more.

@@ -111,7 +111,10 @@ impl std::error::Error for ReserveReached {}
 /// disk quota really full).
 pub fn is_no_space(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|r| r.is::<ReserveReached>())
-        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+        || e.raw_os_error().is_some_and(|n| {
+            n == rustix::io::Errno::NOSPC.raw_os_error()
+                || n == rustix::io::Errno::DQUOT.raw_os_error()
+        })
 }
 
 /// How far ahead of the bytes written the writer takes room on the disk,
@@ -235,6 +238,19 @@ impl Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_or_quota_is_no_space_other_errors_are_not() {
+        // Linux's numbers on every target isync builds for.
+        let (enospc, edquot, eio, einval) = (28, 122, 5, 22);
+        for n in [enospc, edquot] {
+            assert!(is_no_space(&std::io::Error::from_raw_os_error(n)), "{n}");
+        }
+        for n in [eio, einval] {
+            assert!(!is_no_space(&std::io::Error::from_raw_os_error(n)), "{n}");
+        }
+        assert!(!is_no_space(&std::io::Error::other("not an errno")));
+    }
 
     #[test]
     fn claims_stop_before_the_reserve() {
