@@ -15,7 +15,11 @@ labelled ISYNC and a few JPEG photos, then asserts from outside:
 - over the one forwarded port (127.0.0.1 -> guest 5000): login.icc, files.icc
   lists the photos, thumbnail.icc serves an image;
 - isync-backup.service and isync-verify.service run cleanly;
-- the guest powers off cleanly.
+- the guest powers off cleanly;
+- then the same card boots again WITHOUT the USB disk: boot finishes (only
+  media-isync.mount may fail), isync runs, `systemctl status isync` says
+  "0 of 1 libraries online" and names the last backup, and what lives on the
+  card still serves: login, the catalog in files.icc, the cached thumbnail.
 
 The guest network is `restrict=on`: it reaches nothing; the only way in is the
 port forward. Assertions inside the guest go over a virtio-serial port that only
@@ -278,6 +282,46 @@ class Api:
             return False
 
 
+def qemu_command(machine, disk, usb, kernel, initrd, dtb, append, port, sock, serial):
+    """The qemu command line for one boot; `usb` None boots without the library disk."""
+    for p in (sock, serial):
+        if os.path.exists(p):
+            os.remove(p)
+    # The guest reaches nothing; the host reaches its port 5000 only.
+    net = f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
+    agent_dev = f"socket,id=agent,path={sock},server=on,wait=off"
+    common = ["qemu-system-aarch64", "-display", "none", "-monitor", "none",
+              "-kernel", kernel, "-initrd", initrd, "-append", append,
+              "-netdev", net, "-chardev", agent_dev]
+    if usb:
+        common += ["-drive", f"if=none,id=usb,file={usb},format=raw"]
+    if machine == "virt":
+        qemu = common + [
+            "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
+            "-serial", f"file:{serial}",
+            "-drive", f"if=none,id=root,file={disk},format=raw",
+            "-device", "virtio-blk-pci,drive=root",
+            "-device", "qemu-xhci,id=xhci",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=agent,name=isync.test",
+        ]
+        if usb:
+            qemu += ["-device", "usb-storage,bus=xhci.0,drive=usb"]
+    else:
+        # The Pi 3's own device tree and SD card; USB disk, network and agent all
+        # hang off its dwc2 USB. The console is the mini UART (ttyS1), as on a Pi.
+        qemu = common + [
+            "-M", "raspi3b", "-smp", "4", "-m", "1G", "-dtb", dtb,
+            "-serial", "null", "-serial", f"file:{serial}",
+            "-drive", f"if=sd,file={disk},format=raw",
+            "-device", "usb-net,netdev=n0",
+            "-device", "usb-serial,chardev=agent",
+        ]
+        if usb:
+            qemu += ["-device", "usb-storage,drive=usb"]
+    return qemu
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("image")
@@ -297,36 +341,7 @@ def main():
     port = free_port()
     sock = os.path.join(work, "agent.sock")
     serial = os.path.join(work, "serial.log")
-    for p in (sock, serial):
-        if os.path.exists(p):
-            os.remove(p)
-    # The guest reaches nothing; the host reaches its port 5000 only.
-    net = f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{port}-:{GUEST_PORT}"
-    agent_dev = f"socket,id=agent,path={sock},server=on,wait=off"
-    common = ["qemu-system-aarch64", "-display", "none", "-monitor", "none",
-              "-kernel", kernel, "-initrd", initrd, "-append", append,
-              "-drive", f"if=none,id=usb,file={usb},format=raw", "-netdev", net,
-              "-chardev", agent_dev]
-    if a.machine == "virt":
-        qemu = common + [
-            "-M", "virt", "-cpu", "cortex-a72", "-smp", "2", "-m", "1024",
-            "-serial", f"file:{serial}",
-            "-drive", f"if=none,id=root,file={disk},format=raw",
-            "-device", "virtio-blk-pci,drive=root",
-            "-device", "qemu-xhci,id=xhci", "-device", "usb-storage,bus=xhci.0,drive=usb",
-            "-device", "virtio-net-pci,netdev=n0",
-            "-device", "virtio-serial-pci", "-device", "virtserialport,chardev=agent,name=isync.test",
-        ]
-    else:
-        # The Pi 3's own device tree and SD card; USB disk, network and agent all
-        # hang off its dwc2 USB. The console is the mini UART (ttyS1), as on a Pi.
-        qemu = common + [
-            "-M", "raspi3b", "-smp", "4", "-m", "1G", "-dtb", dtb,
-            "-serial", "null", "-serial", f"file:{serial}",
-            "-drive", f"if=sd,file={disk},format=raw",
-            "-device", "usb-storage,drive=usb", "-device", "usb-net,netdev=n0",
-            "-device", "usb-serial,chardev=agent",
-        ]
+    qemu = qemu_command(a.machine, disk, usb, kernel, initrd, dtb, append, port, sock, serial)
     log(f"booting {os.path.basename(a.image)}: {append}")
     t_boot = time.monotonic()
     # qemu's own messages (slirp reports each packet restrict=on drops) go to a file.
@@ -355,7 +370,7 @@ def main():
         check("isync answers HTTP on the forwarded port", t_http is not None,
               f"{t_http:.1f} s after power-on" if t_http else "never")
         guest_checks(agent, root_size)
-        api_checks(agent, api, a.require_api == "1")
+        seen = api_checks(agent, api, a.require_api == "1")
         timer_unit_checks(agent)
         rc, out = agent.run("systemd-analyze | head -n1")
         timings["systemd-analyze"] = out
@@ -377,6 +392,9 @@ def main():
         if vm.poll() is None:
             vm.kill()
             vm.wait()
+    if seen and vm.returncode == 0:
+        boot_without_disk(a, qemu_command(a.machine, disk, None, kernel, initrd, dtb, append,
+                                          port, sock, serial), port, sock, serial, deadline, seen)
     total = time.monotonic() - T0
     for k, v in timings.items():
         log(f"timing: {k}: {v}")
@@ -386,6 +404,72 @@ def main():
         log(f"image-test FAILED ({len(failures)}): {', '.join(failures)}; serial log: {serial}")
         sys.exit(1)
     log(f"image-test passed in {total:.0f} s")
+
+
+def boot_without_disk(a, qemu, port, sock, serial, deadline, seen):
+    """Second boot of the same card with the USB disk unplugged: boot is not held
+    back by the missing disk, isync runs and says the library is offline, and
+    what lives on the card (accounts, catalog, cached thumbnails) still serves."""
+    log("second boot: the same card without the library disk")
+    t_boot = time.monotonic()
+    qemu_log = open(os.path.join(os.path.dirname(serial), "qemu-nodisk.log"), "w")
+    vm = subprocess.Popen(qemu, stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log)
+    try:
+        agent = Agent(sock, deadline)
+        agent.wait_alive(deadline)
+        rc, state = agent.run("systemctl is-system-running --wait", timeout=300)
+        check("without the disk: boot finished", state in ("running", "degraded"), state)
+        timings["without the disk: boot finished (host clock)"] = \
+            f"{time.monotonic() - t_boot:.1f} s"
+        rc, out = agent.run("systemctl --failed --no-legend --plain | awk '{print $1}'")
+        check("without the disk: no failed unit but the disk's mount",
+              set(out.split()) <= {"media-isync.mount"}, out.replace("\n", " "))
+        rc, out = agent.run("systemctl is-active isync.service")
+        if not check("without the disk: isync.service is active", out == "active", out):
+            log(agent.run("journalctl -b -u isync.service --no-pager -n 30")[1])
+        status = ""
+        end = time.monotonic() + 120  # the automount gives up on the disk after 30 s
+        while time.monotonic() < end:
+            rc, status = agent.run("systemctl show -p StatusText --value isync.service")
+            if "0 of 1 libraries online" in status:
+                break
+            time.sleep(2)
+        check("without the disk: `systemctl status isync` says the library is offline",
+              "0 of 1 libraries online" in status and f"{seen['files']} files" in status, status)
+        check("`systemctl status isync` names the last backup", "last backup" in status
+              and "ok" in status, status)
+        api = Api(port)
+        end = time.monotonic() + 60
+        while not api.answers() and time.monotonic() < end:
+            time.sleep(0.5)
+        timings["without the disk: power-on to first HTTP answer (host clock)"] = \
+            f"{time.monotonic() - t_boot:.1f} s"
+        try:
+            status, ctype, body = api.get("/login.icc", {"userName": "tester",
+                                                         "password": seen["password"]})
+            check("without the disk: login.icc", json.loads(body).get("code") == 0,
+                  body[:200].decode(errors="replace"))
+            status, ctype, body = api.get("/files.icc?pageIndex=0")
+            reply = json.loads(body)
+            listed = (reply.get("data") or {}).get("list") or []
+            check("without the disk: files.icc still lists the catalog",
+                  reply.get("code") == 0 and len(listed) == seen["files"],
+                  body[:300].decode(errors="replace"))
+            status, ctype, body = api.get(f"/thumbnail.icc?id={seen['id']}&level=0", timeout=60)
+            check("without the disk: the cached thumbnail is served, the same bytes",
+                  status == 200 and body == seen["thumb"], f"{status} {ctype} {len(body)} B")
+        except Exception as e:  # noqa: BLE001 - any failure is a failed check
+            check("without the disk: the API answers", False, repr(e))
+        agent.send("systemctl poweroff")
+        try:
+            code = vm.wait(timeout=120)
+            check("without the disk: guest powered off cleanly", code == 0, f"qemu exit {code}")
+        except subprocess.TimeoutExpired:
+            check("without the disk: guest powered off cleanly", False, "still running")
+    finally:
+        if vm.poll() is None:
+            vm.kill()
+            vm.wait()
 
 
 def guest_checks(agent, root_size):
@@ -453,7 +537,7 @@ def api_checks(agent, api, require):
     rc, out = agent.run("isync user add --help >/dev/null 2>&1")
     if rc != 0:
         missing("`user add` (HTTP login/files/thumbnail checks not run)", require)
-        return
+        return None
     rc, out = agent.run(f"printf '%s\\n' '{password}' | runuser -u isync -- "
                         f"isync --config {CONFIG} user add tester --password-stdin")
     check("isync user add tester (as the isync user)", rc == 0, out)
@@ -472,7 +556,7 @@ def api_checks(agent, api, require):
         check("login.icc", reply.get("code") == 0, body[:200].decode(errors="replace"))
     except Exception as e:  # noqa: BLE001 - any failure is a failed check
         check("login.icc", False, repr(e))
-        return
+        return None
     listed = []
     end = time.monotonic() + 120  # the scan at start may still be indexing
     while time.monotonic() < end:
@@ -485,13 +569,14 @@ def api_checks(agent, api, require):
     check(f"files.icc lists the {PHOTOS} photos", len(listed) >= PHOTOS,
           f"{len(listed)} listed: {body[:300].decode(errors='replace')}")
     if not listed:
-        return
+        return None
     fid = listed[0].get("id")
     try:
         status, ctype, body = api.get(f"/thumbnail.icc?id={fid}&level=0", timeout=60)
         is_image = body[:3] == b"\xff\xd8\xff" or body[:8] == b"\x89PNG\r\n\x1a\n"
-        check("thumbnail.icc serves an image", status == 200 and is_image,
-              f"{status} {ctype} {len(body)} B")
+        if check("thumbnail.icc serves an image", status == 200 and is_image,
+                 f"{status} {ctype} {len(body)} B"):
+            return {"password": password, "files": len(listed), "id": fid, "thumb": body}
     except urllib.error.HTTPError as e:
         if e.code == 404:
             missing("thumbnail.icc", require)
@@ -499,6 +584,7 @@ def api_checks(agent, api, require):
             check("thumbnail.icc serves an image", False, repr(e))
     except Exception as e:  # noqa: BLE001
         check("thumbnail.icc serves an image", False, repr(e))
+    return None
 
 
 def timer_unit_checks(agent):

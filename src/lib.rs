@@ -41,7 +41,7 @@ pub mod model;
 pub mod perms;
 pub mod ratelimit;
 pub mod share;
-pub mod time;
 pub mod status;
+pub mod time;
 pub mod trash;
 pub mod upload;
