@@ -537,3 +537,109 @@ async fn a_render_the_server_did_not_survive_is_not_tried_again_until_the_file_c
     assert_eq!(server.thumb_status(id), (0, 0));
     server.stop();
 }
+
+// ---------------------------------------------------------------- idle
+
+/// Context switches (voluntary and not) of every thread of process `pid`,
+/// by thread id; with the thread's name.
+fn wakeups(pid: u32) -> std::collections::BTreeMap<u32, (String, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(tid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string()
+        };
+        let switches = field("voluntary_ctxt_switches:")
+            .parse::<u64>()
+            .unwrap_or(0)
+            + field("nonvoluntary_ctxt_switches:")
+                .parse::<u64>()
+                .unwrap_or(0);
+        out.insert(tid, (field("Name:"), switches));
+    }
+    out
+}
+
+/// The threads that ran between two samples: a new thread, or one whose
+/// count of context switches moved.
+fn woke(
+    before: &std::collections::BTreeMap<u32, (String, u64)>,
+    after: &std::collections::BTreeMap<u32, (String, u64)>,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(tid, (_, n))| before.get(tid).is_none_or(|(_, m)| m != n))
+        .map(|(tid, (name, n))| {
+            let was = before.get(tid).map_or(0, |(_, m)| *m);
+            format!("{name}[{tid}] +{}", n - was)
+        })
+        .collect()
+}
+
+/// README: "idle, the watcher costs nothing (no polling)". The real binary
+/// with a watched library of 200 files, its initial scan done: within a
+/// minute there is a 3 s window in which no thread of the server runs at all
+/// (counted from the kernel's context switches per thread, so a watcher that
+/// polled, or any timer ticking faster than that, fails the test). Then a
+/// file written into the library is listed: the quiet server still watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_watching_its_library_does_not_wake_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Server::setup(root);
+    let lib = root.join("media/lib");
+    for d in 0..10 {
+        std::fs::create_dir_all(lib.join(format!("d{d}"))).unwrap();
+        for f in 0..20 {
+            std::fs::write(lib.join(format!("d{d}/note{f}.txt")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    let server = Server::start(root);
+    server
+        .log
+        .wait_for(0, "the initial scan", |l| l.contains("initial scan: "));
+    let api = server.api().await;
+    assert_eq!(api.all_files().await.len(), 200);
+
+    let pid = server.child.id();
+    let window = Duration::from_secs(3);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut windows = Vec::new();
+    loop {
+        let before = wakeups(pid);
+        tokio::time::sleep(window).await;
+        let ran = woke(&before, &wakeups(pid));
+        if ran.is_empty() {
+            break;
+        }
+        windows.push(ran.join(", "));
+        assert!(
+            Instant::now() < give_up,
+            "no quiet {window:?} in a minute; the threads that ran, window by window:\n{}",
+            windows.join("\n")
+        );
+    }
+    eprintln!(
+        "idle: quiet after {} busy window(s): {windows:?}",
+        windows.len()
+    );
+
+    // Still watching: a new file is found without a scan being asked for.
+    std::fs::write(lib.join("d3/late.txt"), "late").unwrap();
+    listed(&api, "late.txt").await;
+    server.stop();
+}
