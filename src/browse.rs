@@ -6,10 +6,10 @@ use crate::accounts;
 use crate::db::{self, catalogs, files, libraries, listing, users, Db};
 use crate::error::{Error, Result};
 use crate::library::roots::path_key;
-use crate::library::safeopen::{self, SafeOpenError};
 use crate::library::watcher::root_online;
 use crate::model::{Catalog, CatalogId, FileId, FileRecord, UserId};
 use crate::perms::{Perm, Session};
+use crate::safeopen::{self, SafeOpenError};
 use std::path::Path;
 
 /// Help info of a user, catalog or file (spec §3.5).

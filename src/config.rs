@@ -385,6 +385,16 @@ impl Config {
     /// Every problem with this configuration, one line each (empty = valid).
     pub fn validate(&self) -> Vec<String> {
         let mut p = Vec::new();
+        self.check_paths(&mut p);
+        self.check_service_limits(&mut p);
+        self.check_login_and_backup(&mut p);
+        self.check_http(&mut p);
+        self.check_libraries(&mut p);
+        p
+    }
+
+    /// `validate`: the listening address and the server's own paths.
+    fn check_paths(&self, p: &mut Vec<String>) {
         if self.listen.parse::<SocketAddr>().is_err() {
             p.push(format!(
                 "listen = {:?}: expected an address like \"0.0.0.0:5000\"",
@@ -404,6 +414,10 @@ impl Config {
                 ));
             }
         }
+    }
+
+    /// `validate`: thumbnails, share links, sessions, scan, watch, upload and trash.
+    fn check_service_limits(&self, p: &mut Vec<String>) {
         if !(16..=4096).contains(&self.thumbnails.memory_mb) {
             p.push(format!(
                 "thumbnails.memory_mb = {}: must be between 16 and 4096 (MiB)",
@@ -467,6 +481,10 @@ impl Config {
                 self.trash.retention_days
             ));
         }
+    }
+
+    /// `validate`: the login limiter and backups.
+    fn check_login_and_backup(&self, p: &mut Vec<String>) {
         if self.login.max_failures == 0 || self.login.window_secs == 0 {
             p.push("login.max_failures and login.window_secs must be at least 1".into());
         }
@@ -493,6 +511,10 @@ impl Config {
                 self.backup.keep
             ));
         }
+    }
+
+    /// `validate`: the HTTP connection limits and timeouts.
+    fn check_http(&self, p: &mut Vec<String>) {
         let h = &self.http;
         if !(1..=3600).contains(&h.header_read_timeout_secs) {
             p.push(format!(
@@ -518,6 +540,10 @@ impl Config {
                 h.max_connections_per_address, h.max_connections
             ));
         }
+    }
+
+    /// `validate`: the libraries: absolute, no `..`, valid user names, no path twice.
+    fn check_libraries(&self, p: &mut Vec<String>) {
         for (i, lib) in self.libraries.iter().enumerate() {
             let at = format!("library[{i}] (path = {:?})", lib.path);
             if !lib.path.is_absolute() {
@@ -541,7 +567,6 @@ impl Config {
                 }
             }
         }
-        p
     }
 
     /// Where backups go: `backup.dir`, else `.isync/backups` on the first

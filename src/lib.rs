@@ -1,23 +1,54 @@
 //! isync — a family media server speaking the iSync wire API.
 //! "spec §N" in comments is section N of that API, `docs/isync-api.md`.
 //!
-//! # Layout
-//! - `model`: ids and plain records shared by every layer.
-//! - `config`: the one configuration tree (defaults → TOML → flags).
-//! - `logging`: journald or stderr.
-//! - `clock`: the time expiry is judged by (real, or advanced by a test).
-//! - `time`: calendar dates of unix times.
-//! - `locks`: the library, upload-file and housekeeping locks one app's
-//!   parts share (held by its `db::Db`).
-//! - `heap`: gives freed heap memory back to the system after bursts of work.
-//! - `db`: SQLite handle, migrations, SQL per table, the listing index.
-//! - `media`: probing, thumbnails, ffmpeg runner (no DB, no HTTP).
-//! - `upload`, `share`, `edit`, `trash`: the write path — resumable uploads,
-//!   share links, record edits, deletion into a restorable trash.
-//! - `perms`: the permission model (a permission, a set, a session).
-//! - `accounts`, `ratelimit`, `backup`: account types and permissions,
-//!   registration tokens and access keys, login limiting, online backups.
-//! - `status`: the status line and sd-notify calls (used by `app`, `backup`).
+//! # Layers
+//! Each module imports only from the layers below it (checked with an import
+//! graph: no cycle between files, no import upwards but one in test builds,
+//! `media::testkit` borrowing the demo library's EXIF builder). From the top:
+//! 1. `main.rs` (thin), `cli`: the command line.
+//! 2. `app`: starts and stops the server's parts in order; owns the
+//!    pre-render worker, the watcher, the housekeeping timer.
+//! 3. `http`: the wire — sockets and connection limits (`serve`,
+//!    `conn_io`, `activity`), the router, middleware (`csrf`, `unread`),
+//!    the `Authed` extractor (`state`), thin handlers (`api/*`), file
+//!    sending (`stream`, `sendfile`), wire codes (`error`).
+//! 4. `admin`: account commands shared by the HTTP admin API and the CLI.
+//! 5. Services, one per concern, taking their own input types:
+//!    `browse` (catalogs, listing, help info), `thumbnail` (which file
+//!    answers a thumbnail request), `upload` (resumable uploads), `edit`,
+//!    `share`, `trash` (deletion into a restorable trash, housekeeping),
+//!    `backup`, `auth` (login, sessions), `accounts` (types, tokens, keys),
+//!    `demo` (the demo library).
+//! 6. `library`: roots and disks (`roots`), the scanner (`scan`: load →
+//!    walk → `diff` → guard → apply), the watcher, the on-disk layout of
+//!    `<library>/.isync` (`layout`), the control socket.
+//! 7. `config`, `perms` (a permission, a set, a session).
+//! 8. `media`: probing, decoders, thumbnails, the render budget and lanes,
+//!    the ffmpeg runner (no DB, no HTTP); `status` (the systemd status
+//!    line); `error` (the one error type; says whether an error is a usage
+//!    error, never a wire code).
+//! 9. `db`: the SQLite handle, numbered migrations, all SQL (one module per
+//!    table), the listing index; `ratelimit`.
+//! 10. `model` (ids, plain records, part statuses), `safeopen` (opening a
+//!     file under a root without following links), `locks`, `clock` (the
+//!     time expiry is judged by), `time` (calendar dates), `heap`,
+//!     `logging` (journald or stderr).
+//!
+//! # One request, socket to disk
+//! `GET /thumbnail.icc?id=7&level=1`: `http::serve` accepts the connection
+//! (per-address cap, header and idle timeouts) and hands it to hyper; the
+//! router sends it through `http::csrf` and `http::unread` to
+//! `http::api::thumb::thumbnail`, whose `Authed` extractor reads the
+//! parameters and finds the session (`auth`, on the clock of `clock`).
+//! The handler asks `thumbnail::find`, which reads the file's record
+//! through `browse` and `db::files` on a blocking thread, lets the part's
+//! status decide, and asks `media::thumbcache` for the level: on a miss the
+//! original is opened under its library root by `safeopen`
+//! (no symlink, the recorded inode) and rendered within the memory budget
+//! (`media::budget`, `media::lanes`) by a decoder (`jpegscale`,
+//! `pngstream`, `heifdec`, `framegrab`...) into the cache. The handler sends
+//! the cached file with `http::stream` (Range, conditional requests,
+//! `sendfile`).
 pub mod accounts;
 pub mod admin;
 pub mod app;
@@ -40,8 +71,10 @@ pub mod media;
 pub mod model;
 pub mod perms;
 pub mod ratelimit;
+pub mod safeopen;
 pub mod share;
 pub mod status;
+pub mod thumbnail;
 pub mod time;
 pub mod trash;
 pub mod upload;

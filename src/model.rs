@@ -208,7 +208,7 @@ pub struct FileRecord {
     pub status_screen: i64,
     /// Inode of the original when the scanner last saw it (None for a file
     /// not scanned yet, e.g. a fresh upload). An open original must be this
-    /// file (`library::safeopen::check_identity`).
+    /// file (`safeopen::check_identity`).
     pub inode: Option<i64>,
 }
 

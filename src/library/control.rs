@@ -229,7 +229,7 @@ pub fn serve(
                         log::warn!("control socket: request refused: {why}");
                         let mut out = serde_json::json!({
                             "ok": false,
-                            "code": crate::http::error::BAD_PARAM,
+                            "usage": true,
                             "output": why,
                             // The fields of a scan reply too, so either
                             // client reads the refusal.

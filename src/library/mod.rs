@@ -11,7 +11,6 @@ pub mod control;
 mod diff;
 pub mod layout;
 pub mod roots;
-pub mod safeopen;
 pub mod scan;
 pub mod walk;
 pub mod watcher;

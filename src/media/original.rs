@@ -1,5 +1,5 @@
 //! An original opened for rendering. The server opens it once, from its
-//! library root without following symlinks (`library::safeopen`), checks
+//! library root without following symlinks (`safeopen`), checks
 //! that it is the file the record describes (same inode), and from then on
 //! reads only through that open file: the decoders read it, and ffmpeg gets
 //! it as its standard input (`/dev/stdin`), never a path it would resolve
@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use super::container::{self, Container, SNIFF_BYTES};
 use super::thumberror::ThumbError;
-use crate::library::safeopen::{self, SafeOpenError};
+use crate::safeopen::{self, SafeOpenError};
 
 /// An original, open, with what its first bytes say it is.
 #[derive(Debug)]

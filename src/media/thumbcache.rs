@@ -42,7 +42,7 @@ pub struct ThumbKey {
 #[derive(Debug, Clone)]
 pub struct ThumbSource {
     /// The library folder it lies in: it is opened from there, refusing
-    /// symlinks below (`library::safeopen`).
+    /// symlinks below (`safeopen`).
     pub root: PathBuf,
     pub path: PathBuf,
     /// The recorded inode, checked against the file opened (`None`: not
