@@ -10,7 +10,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::library::{LibraryPlan, Scanner};
 use crate::media::thumbcache::ThumbCache;
-use crate::perms::Session;
+use crate::perms::{Perm, Session};
 use crate::ratelimit::LoginLimiter;
 
 use crate::http::error::ApiError;
@@ -84,20 +84,52 @@ impl AppState {
 /// caller's session is looked up (−10001 without one), then a malformed
 /// body is reported (−10003) — in that order, so a missing login is always
 /// answered before bad input. A handler that takes `Authed` cannot forget
-/// to authenticate. `E` is the handler's error form (JSON or binary).
-pub struct Authed<E = ApiError> {
+/// to authenticate. `E` is the handler's error form (JSON or binary); `N`
+/// the permission the route needs ([`Need`]), checked right after the
+/// session and before the body, so a caller without it learns nothing about
+/// its input.
+pub struct Authed<E = ApiError, N: Need = AnyUser> {
     /// The caller's session.
     pub s: Session,
     /// The request's parameters, already checked for a malformed body.
     pub p: Params,
     /// The session's token (cookie value or `key:<digest>`).
     pub token: String,
-    error: PhantomData<fn() -> E>,
+    error: PhantomData<fn() -> (E, N)>,
 }
 
-impl<E> FromRequest<AppState> for Authed<E>
+/// The permission a route needs, as a type (see [`Authed`]).
+pub trait Need {
+    const PERM: Option<Perm>;
+}
+
+macro_rules! needs {
+    ($($(#[$doc:meta])* $name:ident => $perm:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+        impl Need for $name {
+            const PERM: Option<Perm> = $perm;
+        }
+    )*};
+}
+
+needs! {
+    /// Any signed-in account.
+    AnyUser => None;
+    /// `browse`: listing files.
+    NeedBrowse => Some(Perm::Browse);
+    /// `accounts`: users, types and registration tokens.
+    NeedAccounts => Some(Perm::Accounts);
+    /// `libraries`: which account sees which library.
+    NeedLibraries => Some(Perm::Libraries);
+    /// `backup`: starting and following backups.
+    NeedBackup => Some(Perm::Backup);
+}
+
+impl<E, N> FromRequest<AppState> for Authed<E, N>
 where
     E: From<Error> + IntoResponse,
+    N: Need,
 {
     type Rejection = E;
 
@@ -108,6 +140,9 @@ where
             Err(never) => match never {},
         };
         let (token, s) = st.session(&headers).await?;
+        if let Some(perm) = N::PERM {
+            s.require(perm)?;
+        }
         p.check()?;
         Ok(Authed {
             s,

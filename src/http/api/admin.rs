@@ -11,9 +11,9 @@ use crate::db::{libraries, users};
 use crate::error::Error;
 use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
-use crate::http::state::AppState;
+use crate::http::state::{AnyUser, AppState, Authed, NeedAccounts, NeedBackup, NeedLibraries};
 use crate::model::{FileId, UserId};
-use crate::perms::{self, Perm, Session};
+use crate::perms::{self, Perm};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
@@ -26,20 +26,6 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
 ) -> crate::error::Result<T> {
     tokio::task::spawn_blocking(f).await?
-}
-
-async fn authed(
-    st: &AppState,
-    headers: &HeaderMap,
-    p: &Params,
-    perm: Option<Perm>,
-) -> Result<Session, ApiError> {
-    let (_, s) = st.session(headers).await?;
-    if let Some(perm) = perm {
-        s.require(perm)?;
-    }
-    p.check()?;
-    Ok(s)
 }
 
 fn list_param(p: &Params, key: &str) -> Vec<String> {
@@ -263,8 +249,10 @@ async fn account_libraries(st: &AppState, uid: UserId) -> crate::error::Result<V
 }
 
 /// `GET /api/v1/account`: the caller's account, type and permissions.
-pub async fn account(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, None).await?;
+pub async fn account(
+    State(st): State<AppState>,
+    Authed { s, .. }: Authed<ApiError, AnyUser>,
+) -> ApiResult {
     let uid = s.user_id;
     let (user, type_name) = st
         .db
@@ -289,8 +277,10 @@ pub async fn account(State(st): State<AppState>, headers: HeaderMap, p: Params) 
 
 /// `GET /api/v1/keys[?user=NAME]`: the caller's access keys (an admin may
 /// name another user, or `all=1`).
-pub async fn keys(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, None).await?;
+pub async fn keys(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, AnyUser>,
+) -> ApiResult {
     let who = match (p.raw("user"), p.opt_int("all") == Some(1)) {
         (None, false) => Some(s.user_id),
         (other, all) => {
@@ -317,8 +307,11 @@ pub async fn keys(State(st): State<AppState>, headers: HeaderMap, p: Params) -> 
 
 /// `POST /api/v1/keys {label}`: a new access key for the caller (another
 /// device). Shown once.
-pub async fn create_key(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, None).await?;
+pub async fn create_key(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Authed { s, p, .. }: Authed<ApiError, AnyUser>,
+) -> ApiResult {
     let label = label_param(&p, &headers)?;
     let (db, uid) = (st.db.clone(), s.user_id);
     let (info, key) = blocking(move || accounts::create_key(&db, uid, &label)).await?;
@@ -338,8 +331,10 @@ pub async fn create_key(State(st): State<AppState>, headers: HeaderMap, p: Param
 /// `POST /api/v1/keys/revoke {id}`: revokes one of the caller's keys (with
 /// the `accounts` permission, a key of any account it may manage). Works at
 /// once.
-pub async fn revoke_key(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, None).await?;
+pub async fn revoke_key(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, AnyUser>,
+) -> ApiResult {
     let id = p.req_int("id")?;
     let only = (!s.can(Perm::Accounts)).then_some(s.user_id);
     let (db, me) = (st.db.clone(), Actor::User(s.user_id));
@@ -348,15 +343,19 @@ pub async fn revoke_key(State(st): State<AppState>, headers: HeaderMap, p: Param
     Ok(ok(k))
 }
 
-pub async fn users(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn users(
+    State(st): State<AppState>,
+    Authed { .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let db = st.db.clone();
     Ok(ok(blocking(move || accounts::list_users(&db)).await?))
 }
 
 /// `POST /api/v1/users/type {user, type}`.
-pub async fn set_user_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn set_user_type(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let (who, t) = (
         p.req_str("user")?.to_string(),
         p.req_str("type")?.to_string(),
@@ -367,8 +366,11 @@ pub async fn set_user_type(State(st): State<AppState>, headers: HeaderMap, p: Pa
     Ok(ok(u))
 }
 
-async fn set_disabled(st: AppState, headers: HeaderMap, p: Params, disabled: bool) -> ApiResult {
-    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+async fn set_disabled(
+    st: AppState,
+    Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
+    disabled: bool,
+) -> ApiResult {
     let who = p.req_str("user")?.to_string();
     let (db, me) = (st.db.clone(), Actor::User(s.user_id));
     let u = blocking(move || accounts::set_disabled(&db, me, &who, disabled)).await?;
@@ -382,24 +384,34 @@ async fn set_disabled(st: AppState, headers: HeaderMap, p: Params, disabled: boo
 /// `POST /api/v1/users/disable {user}`: the account's sessions end at once;
 /// its access keys and share links are revoked (enabling it again revives
 /// none of them).
-pub async fn disable_user(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    set_disabled(st, headers, p, true).await
+pub async fn disable_user(
+    State(st): State<AppState>,
+    a: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
+    set_disabled(st, a, true).await
 }
 
-pub async fn enable_user(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    set_disabled(st, headers, p, false).await
+pub async fn enable_user(
+    State(st): State<AppState>,
+    a: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
+    set_disabled(st, a, false).await
 }
 
-pub async fn types(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn types(
+    State(st): State<AppState>,
+    Authed { .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let db = st.db.clone();
     Ok(ok(blocking(move || accounts::list_types(&db)).await?))
 }
 
 /// `POST /api/v1/types {name, perms}`: creates or changes a custom type
 /// (`perms` comma- or space-separated).
-pub async fn upsert_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn upsert_type(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let (name, perms) = (
         p.req_str("name")?.to_string(),
         p.req_str("perms")?.to_string(),
@@ -410,16 +422,20 @@ pub async fn upsert_type(State(st): State<AppState>, headers: HeaderMap, p: Para
     Ok(ok(t))
 }
 
-pub async fn delete_type(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn delete_type(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let name = p.req_str("name")?.to_string();
     let (db, me) = (st.db.clone(), Actor::User(s.user_id));
     blocking(move || accounts::delete_type(&db, me, &name)).await?;
     Ok(ok_empty())
 }
 
-pub async fn tokens(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn tokens(
+    State(st): State<AppState>,
+    Authed { .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let db = st.db.clone();
     Ok(ok(blocking(move || accounts::list_tokens(&db)).await?))
 }
@@ -427,8 +443,10 @@ pub async fn tokens(State(st): State<AppState>, headers: HeaderMap, p: Params) -
 /// `POST /api/v1/tokens {type, libraries, expires?, note?}`: a one-use
 /// registration token, shown once. `expires` like `7d` (default 7 days).
 /// Only a type and libraries the caller holds itself.
-pub async fn create_token(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn create_token(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let t = p.req_str("type")?.to_string();
     let libs = list_param(&p, "libraries");
     let expires = match p.raw("expires") {
@@ -443,22 +461,29 @@ pub async fn create_token(State(st): State<AppState>, headers: HeaderMap, p: Par
     Ok(ok(tok))
 }
 
-pub async fn delete_token(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, Some(Perm::Accounts)).await?;
+pub async fn delete_token(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
+) -> ApiResult {
     let id = p.req_int("id")?;
     let (db, me) = (st.db.clone(), Actor::User(s.user_id));
     blocking(move || accounts::delete_token(&db, me, id)).await?;
     Ok(ok_empty())
 }
 
-pub async fn libraries(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Libraries)).await?;
+pub async fn libraries(
+    State(st): State<AppState>,
+    Authed { .. }: Authed<ApiError, NeedLibraries>,
+) -> ApiResult {
     let db = st.db.clone();
     Ok(ok(blocking(move || accounts::list_libraries(&db)).await?))
 }
 
-async fn grant(st: AppState, headers: HeaderMap, p: Params, on: bool) -> ApiResult {
-    let s = authed(&st, &headers, &p, Some(Perm::Libraries)).await?;
+async fn grant(
+    st: AppState,
+    Authed { s, p, .. }: Authed<ApiError, NeedLibraries>,
+    on: bool,
+) -> ApiResult {
     let (lib, who) = (
         p.req_str("library")?.to_string(),
         p.req_str("user")?.to_string(),
@@ -470,29 +495,35 @@ async fn grant(st: AppState, headers: HeaderMap, p: Params, on: bool) -> ApiResu
 }
 
 /// `POST /api/v1/libraries/grant {library, user}`.
-pub async fn grant_library(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    grant(st, headers, p, true).await
+pub async fn grant_library(
+    State(st): State<AppState>,
+    a: Authed<ApiError, NeedLibraries>,
+) -> ApiResult {
+    grant(st, a, true).await
 }
 
 pub async fn revoke_library(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    a: Authed<ApiError, NeedLibraries>,
 ) -> ApiResult {
-    grant(st, headers, p, false).await
+    grant(st, a, false).await
 }
 
 /// `GET /api/v1/backup`: progress, recent runs, generations on disk.
-pub async fn backup_status(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Backup)).await?;
+pub async fn backup_status(
+    State(st): State<AppState>,
+    Authed { .. }: Authed<ApiError, NeedBackup>,
+) -> ApiResult {
     let b = st.backups.clone();
     Ok(ok(blocking(move || b.status()).await?))
 }
 
 /// `POST /api/v1/backup`: starts a backup and returns at once (−10013 if
 /// one runs); `GET /api/v1/backup` follows it.
-pub async fn start_backup(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    authed(&st, &headers, &p, Some(Perm::Backup)).await?;
+pub async fn start_backup(
+    State(st): State<AppState>,
+    Authed { .. }: Authed<ApiError, NeedBackup>,
+) -> ApiResult {
     // Claimed before answering (a check of `running` here and a start on
     // the blocking thread let two requests at once both hear "started").
     let claim = st.backups.claim()?;
@@ -507,8 +538,10 @@ pub async fn start_backup(State(st): State<AppState>, headers: HeaderMap, p: Par
 
 /// `GET /api/v1/shares[?mine=1]`: the caller's live share links; with the
 /// `shares` permission every account's (`mine=1`: only its own).
-pub async fn share_links(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, None).await?;
+pub async fn share_links(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, AnyUser>,
+) -> ApiResult {
     let mine = p.opt_int("mine") == Some(1);
     Ok(ok(crate::share::list(&st.db, &s, mine).await?))
 }
@@ -517,8 +550,10 @@ pub async fn share_links(State(st): State<AppState>, headers: HeaderMap, p: Para
 /// caller's links (with the `shares` permission, anyone's): by the `id`
 /// `GET /api/v1/shares` lists, by its whole `key`, or every link to
 /// `fileId`.
-pub async fn revoke_share(State(st): State<AppState>, headers: HeaderMap, p: Params) -> ApiResult {
-    let s = authed(&st, &headers, &p, None).await?;
+pub async fn revoke_share(
+    State(st): State<AppState>,
+    Authed { s, p, .. }: Authed<ApiError, AnyUser>,
+) -> ApiResult {
     let id = p.opt_int("id");
     let key = p.raw("key").map(str::to_owned);
     let file = p.opt_int("fileId").map(FileId);

@@ -6,7 +6,7 @@ use crate::db::{files as file_rows, Db};
 use crate::error::Error;
 use crate::http::error::{ApiError, BinaryError};
 use crate::http::params::Params;
-use crate::http::state::AppState;
+use crate::http::state::{AppState, Authed, NeedBrowse};
 use crate::http::stream;
 use crate::model::{CatalogId, FileId, FileRecord, PartStatus};
 use axum::extract::State;
@@ -122,12 +122,8 @@ pub const MAX_PER_PAGE: i64 = 10_000;
 
 pub async fn files(
     State(st): State<AppState>,
-    headers: HeaderMap,
-    p: Params,
+    Authed { s, p, .. }: Authed<ApiError, NeedBrowse>,
 ) -> Result<Response, ApiError> {
-    let (_, s) = st.session(&headers).await?;
-    s.require(crate::perms::Perm::Browse)?;
-    p.check()?;
     let page_index = p.req_int("pageIndex")?;
     if page_index < 0 {
         return Err(Error::BadParam(format!("pageIndex must be ≥ 0, got {page_index}")).into());
