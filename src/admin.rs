@@ -175,10 +175,12 @@ impl Ctx<'_> {
 }
 
 /// Runs `cmd`. Blocking (SQL, Argon2 already done by the caller).
+///
+/// One short arm per command; the listings and the longer replies have
+/// their own functions below, in the order of [`Command`].
 pub fn execute(ctx: &Ctx, cmd: Command) -> Result<String> {
     let (db, backups) = (ctx.db, ctx.backups);
-    let mut out = String::new();
-    match cmd {
+    let out = match cmd {
         Command::Init {
             name,
             password_hash,
@@ -186,194 +188,213 @@ pub fn execute(ctx: &Ctx, cmd: Command) -> Result<String> {
         } => {
             crate::config::validate_user_name(&name)
                 .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
-            let a = accounts::admin_init(db, &name, &password_hash, &label)?;
-            out = new_account_text(&a);
+            new_account_text(&accounts::admin_init(db, &name, &password_hash, &label)?)
         }
         Command::UserAdd {
             name,
             password_hash,
             type_name,
-        } => {
-            crate::config::validate_user_name(&name)
-                .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
-            let a = accounts::add_or_reset_user(db, &name, &password_hash, type_name.as_deref())?;
-            // Grants in the config may name this user: apply them now.
-            crate::library::sync_libraries(db, ctx.cfg)?;
-            if a.created {
-                let _ = write!(out, "created user {name} (id {}, {})", a.id.0, a.type_name);
-            } else {
-                ctx.end_sessions(a.id);
-                let _ = write!(
-                    out,
-                    "password of user {name} (id {}, {}) replaced; its sessions ended, \
-                     {} access keys and {} share links revoked",
-                    a.id.0, a.type_name, a.keys_revoked, a.links_revoked
-                );
-            }
-        }
+        } => user_add(ctx, &name, &password_hash, type_name.as_deref())?,
         Command::TokenCreate {
             type_name,
             libraries,
             expires_secs,
             note,
-        } => {
-            let t = accounts::create_token(
-                db,
-                Actor::Console,
-                &type_name,
-                &libraries,
-                expires_secs,
-                note.as_deref(),
-            )?;
-            let _ = write!(
-                out,
-                "registration token (one use, {} account, libraries [{}], expires {} UTC):\n  {}\n\
-                 redeem it at http://<this server>:<port>/ or POST /api/v1/register",
-                t.type_name,
-                t.libraries.join(", "),
-                when(t.expires),
-                t.token
-            );
-        }
-        Command::TokenList => {
-            let list = accounts::list_tokens(db)?;
-            if list.is_empty() {
-                out.push_str("no pending registration tokens");
-            }
-            for t in list {
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\tlibraries [{}]\tcreated {}\texpires {}\t{}",
-                    t.id,
-                    t.type_name,
-                    t.libraries.join(", "),
-                    when(Some(t.created)),
-                    when(t.expires),
-                    t.note.unwrap_or_default()
-                );
-            }
-        }
+        } => token_create(db, &type_name, &libraries, expires_secs, note.as_deref())?,
+        Command::TokenList => token_list(db)?,
         Command::TokenDelete { id } => {
             accounts::delete_token(db, Actor::Console, id)?;
-            let _ = write!(out, "registration token {id} deleted");
+            format!("registration token {id} deleted")
         }
-        Command::UserList => {
-            for u in accounts::list_users(db)? {
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\t{}{}\tlibraries [{}]\tkeys {}\tlast login {}",
-                    u.id,
-                    u.name,
-                    u.type_name,
-                    if u.disabled { " (disabled)" } else { "" },
-                    u.libraries.join(", "),
-                    u.access_keys,
-                    when(u.last_login)
-                );
-            }
-        }
+        Command::UserList => user_list(db)?,
         Command::UserSetType { user, type_name } => {
             let u = accounts::set_type(db, Actor::Console, &user, &type_name)?;
-            let _ = write!(out, "{} is now {}", u.name, u.type_name);
+            format!("{} is now {}", u.name, u.type_name)
         }
         Command::UserDisable { user } => {
             let u = accounts::set_disabled(db, Actor::Console, &user, true)?;
             ctx.end_sessions(UserId(u.id));
-            let _ = write!(
-                out,
+            format!(
                 "{} disabled (sessions ended; access keys and share links revoked)",
                 u.name
-            );
+            )
         }
         Command::UserEnable { user } => {
             let u = accounts::set_disabled(db, Actor::Console, &user, false)?;
-            let _ = write!(out, "{} enabled", u.name);
+            format!("{} enabled", u.name)
         }
-        Command::KeyList { user } => {
-            let who = match user {
-                Some(u) => Some(db.read(|c| Ok(accounts::resolve_user(c, &u)))??.id),
-                None => None,
-            };
-            let keys = accounts::list_keys(db, who)?;
-            if keys.is_empty() {
-                out.push_str("no access keys");
-            }
-            for k in keys {
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\t{}\tcreated {}\tlast used {}",
-                    k.id,
-                    k.user,
-                    k.label,
-                    when(Some(k.created)),
-                    when(k.last_used)
-                );
-            }
-        }
+        Command::KeyList { user } => key_list(db, user)?,
         Command::KeyRevoke { id } => {
             let k = accounts::revoke_key(db, Actor::Console, id, None)?;
-            let _ = write!(
-                out,
-                "access key {} ({}, of {}) revoked",
-                k.id, k.label, k.user
-            );
+            format!("access key {} ({}, of {}) revoked", k.id, k.label, k.user)
         }
-        Command::TypeList => {
-            for t in accounts::list_types(db)? {
-                let _ = writeln!(
-                    out,
-                    "{}\t{}{}\t{}",
-                    t.id,
-                    t.name,
-                    if t.builtin { " (built-in)" } else { "" },
-                    t.perms.join(" ")
-                );
-            }
-        }
+        Command::TypeList => type_list(db)?,
         Command::TypeSet { name, perms } => {
             let t = accounts::upsert_type(db, Actor::Console, &name, &perms)?;
-            let _ = write!(out, "type {}: {}", t.name, t.perms.join(" "));
+            format!("type {}: {}", t.name, t.perms.join(" "))
         }
         Command::TypeDelete { name } => {
             accounts::delete_type(db, Actor::Console, &name)?;
-            let _ = write!(out, "type {name} deleted");
+            format!("type {name} deleted")
         }
-        Command::LibraryList => {
-            for l in accounts::list_libraries(db)? {
-                let _ = writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}\t{}\tusers [{}]",
-                    l.id,
-                    l.name,
-                    l.kind,
-                    if l.online { "online" } else { "offline" },
-                    l.path,
-                    l.users.join(", ")
-                );
-            }
-        }
+        Command::LibraryList => library_list(db)?,
         Command::LibraryGrant { library, user } => {
             accounts::set_grant(db, Actor::Console, &library, &user, true)?;
-            let _ = write!(out, "{user} now sees {library}");
+            format!("{user} now sees {library}")
         }
         Command::LibraryRevoke { library, user } => {
             accounts::set_grant(db, Actor::Console, &library, &user, false)?;
-            let _ = write!(out, "{user} no longer sees {library}");
+            format!("{user} no longer sees {library}")
         }
         Command::Backup { to } => {
             let run = backups.run(to.as_deref())?;
-            let _ = write!(
-                out,
+            format!(
                 "backup written to {} ({} bytes, integrity ok) in {} s",
                 run.path.unwrap_or_default(),
                 run.bytes.unwrap_or(0),
                 run.finished - run.started
-            );
+            )
         }
         Command::TrashRestore { id } => {
             let dest = crate::trash::restore(db, id)?;
-            let _ = write!(out, "restored to {}", dest.display());
+            format!("restored to {}", dest.display())
         }
-    }
+    };
     Ok(out.trim_end().to_string())
+}
+
+/// `isync user add`: a new account, or a password reset that ends the
+/// account's sessions.
+fn user_add(ctx: &Ctx, name: &str, password_hash: &str, type_name: Option<&str>) -> Result<String> {
+    crate::config::validate_user_name(name)
+        .map_err(|e| Error::BadParam(format!("user name {name:?}: {e}")))?;
+    let a = accounts::add_or_reset_user(ctx.db, name, password_hash, type_name)?;
+    // Grants in the config may name this user: apply them now.
+    crate::library::sync_libraries(ctx.db, ctx.cfg)?;
+    if a.created {
+        return Ok(format!(
+            "created user {name} (id {}, {})",
+            a.id.0, a.type_name
+        ));
+    }
+    ctx.end_sessions(a.id);
+    Ok(format!(
+        "password of user {name} (id {}, {}) replaced; its sessions ended, \
+         {} access keys and {} share links revoked",
+        a.id.0, a.type_name, a.keys_revoked, a.links_revoked
+    ))
+}
+
+fn token_create(
+    db: &Db,
+    type_name: &str,
+    libraries: &[String],
+    expires_secs: Option<i64>,
+    note: Option<&str>,
+) -> Result<String> {
+    let t = accounts::create_token(db, Actor::Console, type_name, libraries, expires_secs, note)?;
+    Ok(format!(
+        "registration token (one use, {} account, libraries [{}], expires {} UTC):\n  {}\n\
+         redeem it at http://<this server>:<port>/ or POST /api/v1/register",
+        t.type_name,
+        t.libraries.join(", "),
+        when(t.expires),
+        t.token
+    ))
+}
+
+fn token_list(db: &Db) -> Result<String> {
+    let list = accounts::list_tokens(db)?;
+    let mut out = String::new();
+    if list.is_empty() {
+        out.push_str("no pending registration tokens");
+    }
+    for t in list {
+        let _ = writeln!(
+            out,
+            "{}\t{}\tlibraries [{}]\tcreated {}\texpires {}\t{}",
+            t.id,
+            t.type_name,
+            t.libraries.join(", "),
+            when(Some(t.created)),
+            when(t.expires),
+            t.note.unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
+
+fn user_list(db: &Db) -> Result<String> {
+    let mut out = String::new();
+    for u in accounts::list_users(db)? {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}{}\tlibraries [{}]\tkeys {}\tlast login {}",
+            u.id,
+            u.name,
+            u.type_name,
+            if u.disabled { " (disabled)" } else { "" },
+            u.libraries.join(", "),
+            u.access_keys,
+            when(u.last_login)
+        );
+    }
+    Ok(out)
+}
+
+/// The access keys of `user` (a name or id), or of everyone.
+fn key_list(db: &Db, user: Option<String>) -> Result<String> {
+    let who = match user {
+        Some(u) => Some(db.read(|c| Ok(accounts::resolve_user(c, &u)))??.id),
+        None => None,
+    };
+    let keys = accounts::list_keys(db, who)?;
+    let mut out = String::new();
+    if keys.is_empty() {
+        out.push_str("no access keys");
+    }
+    for k in keys {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\tcreated {}\tlast used {}",
+            k.id,
+            k.user,
+            k.label,
+            when(Some(k.created)),
+            when(k.last_used)
+        );
+    }
+    Ok(out)
+}
+
+fn type_list(db: &Db) -> Result<String> {
+    let mut out = String::new();
+    for t in accounts::list_types(db)? {
+        let _ = writeln!(
+            out,
+            "{}\t{}{}\t{}",
+            t.id,
+            t.name,
+            if t.builtin { " (built-in)" } else { "" },
+            t.perms.join(" ")
+        );
+    }
+    Ok(out)
+}
+
+fn library_list(db: &Db) -> Result<String> {
+    let mut out = String::new();
+    for l in accounts::list_libraries(db)? {
+        let _ = writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\tusers [{}]",
+            l.id,
+            l.name,
+            l.kind,
+            if l.online { "online" } else { "offline" },
+            l.path,
+            l.users.join(", ")
+        );
+    }
+    Ok(out)
 }

@@ -89,64 +89,18 @@ fn op_handler(st: AppState) -> control::OpHandler {
 
 /// Opens everything and starts serving on `listener`. Returns once the
 /// server accepts requests; the initial scan continues in the background.
+///
+/// The order is the contract: the data dir's lock, the database, the
+/// libraries and interrupted uploads ([`open_store`]), the scanner, the
+/// admin token, thumbnails and their pre-render worker, the state, HTTP,
+/// the control socket and `READY=1` ([`announce_ready`]), then the
+/// background work (watcher, initial scan, watchdog, housekeeping).
 pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running> {
     let cfg = Arc::new(cfg);
-    let lock = {
-        let dir = cfg.data_dir.clone();
-        tokio::task::spawn_blocking(move || {
-            use anyhow::Context as _;
-            control::lock(&dir).with_context(|| {
-                format!(
-                    "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, \
-                     to a folder isync may write)",
-                    dir.display()
-                )
-            })
-        })
-        .await??
-    };
-    let db = {
-        let path = cfg.db_path();
-        tokio::task::spawn_blocking(move || Db::open(&path)).await??
-    };
-    let plan = {
-        let (db, cfg) = (db.clone(), cfg.clone());
-        tokio::task::spawn_blocking(move || library::sync_libraries(&db, &cfg)).await??
-    };
-    // Uploads a crash interrupted while their bytes moved are finished
-    // before anything is served or scanned (upload/finish.rs); those of a
-    // library offline now, by the scanner once it is back.
-    {
-        let (db, cfg) = (db.clone(), cfg.clone());
-        tokio::task::spawn_blocking(move || crate::upload::recover(&db, &cfg)).await??;
-    }
-    let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
-    {
-        // Leftover staging files are looked for once per library and run,
-        // at its first scan that finds it online.
-        let (db, thumbs) = (db.clone(), cfg.thumb_dir());
-        let swept = std::sync::Mutex::new(std::collections::HashSet::new());
-        scanner.before_walk(move |lib| {
-            let first = swept
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(lib.id);
-            if let Err(e) = crate::upload::recover_library(&db, &thumbs, lib, first) {
-                log::error!("library {}: unfinished uploads: {e}", lib.path);
-            }
-        });
-    }
-    {
-        let db = db.clone();
-        let port = listener.local_addr()?.port();
-        if tokio::task::spawn_blocking(move || crate::accounts::ensure_init_token(&db)).await?? {
-            log::warn!(
-                "this server has no admin yet: claim it with the one-time registration token \
-                 `init` (open http://<this machine>:{port}/ or POST /api/v1/register \
-                 token=init&userName=…&password=…), or run `isync admin init NAME` on the console"
-            );
-        }
-    }
+    let lock = lock_data_dir(&cfg).await?;
+    let (db, plan) = open_store(&cfg).await?;
+    let scanner = new_scanner(&db, &cfg);
+    announce_init_token(&db, &listener).await?;
     // Thumbnail renders run up to one per core for each level, level 0
     // first (media/lanes.rs); they are threads of their own, so the
     // async workers answering other requests are never taken.
@@ -179,31 +133,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         &shutdown,
         &background,
     );
-    let clock = crate::clock::Clock::default();
-    let state = AppState {
-        db: db.clone(),
-        cfg: cfg.clone(),
-        sessions: Sessions::new(cfg.sessions.clone()).with_clock(clock.clone()),
-        thumbs,
-        prerender: prerender.clone(),
-        scanner: scanner.clone(),
-        plan: Arc::new(RwLock::new(plan)),
-        started: Instant::now(),
-        limiter: Arc::new(
-            crate::ratelimit::LoginLimiter::new(crate::ratelimit::Limits {
-                max_failures: cfg.login.max_failures,
-                window: Duration::from_secs(cfg.login.window_secs),
-            })
-            .with_clock(clock.clone()),
-        ),
-        hasher: crate::auth::Hasher::new(cfg.login.max_pending_checks as usize),
-        backups: Arc::new(crate::backup::Backups::new(
-            db.clone(),
-            cfg.clone(),
-            cfg.file.clone(),
-        )),
-        clock,
-    };
+    let state = app_state(&cfg, &db, thumbs, prerender.clone(), scanner.clone(), plan);
     scanner.after_scan(move |since| prerender.request_sweep(since));
 
     let app = http::router(state.clone());
@@ -215,28 +145,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         shutdown.clone(),
         conns.clone(),
     ));
-    let status = {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || status_line(&db)).await?
-    };
-    if let Err(e) = control::serve(
-        &cfg.data_dir,
-        scanner.clone(),
-        state.plan.clone(),
-        op_handler(state.clone()),
-        shutdown.clone(),
-        &background,
-    ) {
-        log::warn!(
-            "cannot open {} ({e}); `isync scan` will wait for this server to stop",
-            control::socket_path(&cfg.data_dir).display()
-        );
-    }
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&format!("listening on {addr}; scanning; {status}")),
-    ]);
-    log::info!("isync {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+    announce_ready(&state, addr, &shutdown, &background).await?;
 
     // Initial scan, in the background while requests are answered; the
     // watcher starts at once (nothing changed during the scan is missed) and
@@ -251,65 +160,8 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         };
         watcher::spawn(parts, scanned.clone(), shutdown.clone(), &background)
     });
-    {
-        let (st, token) = (state.clone(), shutdown.clone());
-        let st2 = state.clone();
-        background.spawn(async move {
-            let job = tokio::task::spawn_blocking(move || {
-                let plan = st
-                    .plan
-                    .read()
-                    .map(|p| p.clone())
-                    .unwrap_or_else(|p| p.into_inner().clone());
-                let r = st.scanner.scan_plan(&plan);
-                st.sessions.access_changed();
-                (r, status_line(&st.db))
-            });
-            let watching = if st2.cfg.watch.enabled {
-                "watching"
-            } else {
-                "not watching (watch.enabled = false)"
-            };
-            tokio::select! {
-                r = job => match r {
-                    Ok((Ok(report), status)) => {
-                        log::info!("initial scan: {report}");
-                        notify(&[sd_notify::NotifyState::Status(&format!(
-                            "{status}; scan done; {watching}"
-                        ))]);
-                    }
-                    Ok((Err(e), _)) => log::error!("initial scan failed: {e}"),
-                    Err(e) => log::error!("initial scan task failed: {e}"),
-                },
-                _ = token.cancelled() => {}
-            }
-            let _ = scanned_tx.send(true);
-        });
-    }
-
-    // Watchdog: ping only when the runtime schedules us and the DB answers.
-    let mut usec = 0u64;
-    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
-        let (db, token) = (db.clone(), shutdown.clone());
-        let every = Duration::from_micros(usec / 2);
-        background.spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = token.cancelled() => break,
-                }
-                let db = db.clone();
-                let alive =
-                    tokio::time::timeout(every, tokio::task::spawn_blocking(move || db.ping()))
-                        .await;
-                match alive {
-                    Ok(Ok(Ok(()))) => notify(&[sd_notify::NotifyState::Watchdog]),
-                    other => log::warn!("watchdog: database did not answer in time: {other:?}"),
-                }
-            }
-        });
-    }
+    spawn_initial_scan(&state, scanned_tx, &shutdown, &background);
+    spawn_watchdog(&db, &shutdown, &background);
     // Stale partial uploads and expired trash go also when nobody is active.
     crate::trash::spawn_housekeeping(
         &db,
@@ -331,6 +183,223 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
         background,
         _lock: lock,
     })
+}
+
+/// Takes the data dir's lock (held while serving: `isync scan` asks this
+/// server instead of writing itself).
+async fn lock_data_dir(cfg: &Config) -> anyhow::Result<control::DataDirLock> {
+    let dir = cfg.data_dir.clone();
+    tokio::task::spawn_blocking(move || {
+        use anyhow::Context as _;
+        control::lock(&dir).with_context(|| {
+            format!(
+                "cannot create or lock the data dir {} (set data_dir, or ISYNC_DATA_DIR, \
+                 to a folder isync may write)",
+                dir.display()
+            )
+        })
+    })
+    .await?
+}
+
+/// Opens the database, brings the configured libraries into it and
+/// finishes the uploads a crash interrupted. Returns the database and the
+/// library plan.
+async fn open_store(cfg: &Arc<Config>) -> anyhow::Result<(Db, library::LibraryPlan)> {
+    let db = {
+        let path = cfg.db_path();
+        tokio::task::spawn_blocking(move || Db::open(&path)).await??
+    };
+    let plan = {
+        let (db, cfg) = (db.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || library::sync_libraries(&db, &cfg)).await??
+    };
+    // Uploads a crash interrupted while their bytes moved are finished
+    // before anything is served or scanned (upload/finish.rs); those of a
+    // library offline now, by the scanner once it is back.
+    {
+        let (db, cfg) = (db.clone(), cfg.clone());
+        tokio::task::spawn_blocking(move || crate::upload::recover(&db, &cfg)).await??;
+    }
+    Ok((db, plan))
+}
+
+/// The scanner, with the sweep of leftover staging files hooked in.
+fn new_scanner(db: &Db, cfg: &Config) -> Arc<Scanner> {
+    let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
+    // Leftover staging files are looked for once per library and run,
+    // at its first scan that finds it online.
+    let (db, thumbs) = (db.clone(), cfg.thumb_dir());
+    let swept = std::sync::Mutex::new(std::collections::HashSet::new());
+    scanner.before_walk(move |lib| {
+        let first = swept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(lib.id);
+        if let Err(e) = crate::upload::recover_library(&db, &thumbs, lib, first) {
+            log::error!("library {}: unfinished uploads: {e}", lib.path);
+        }
+    });
+    scanner
+}
+
+/// Makes the one-time registration token of a server with no admin yet,
+/// and says how to use it.
+async fn announce_init_token(db: &Db, listener: &TcpListener) -> anyhow::Result<()> {
+    let db = db.clone();
+    let port = listener.local_addr()?.port();
+    if tokio::task::spawn_blocking(move || crate::accounts::ensure_init_token(&db)).await?? {
+        log::warn!(
+            "this server has no admin yet: claim it with the one-time registration token \
+             `init` (open http://<this machine>:{port}/ or POST /api/v1/register \
+             token=init&userName=…&password=…), or run `isync admin init NAME` on the console"
+        );
+    }
+    Ok(())
+}
+
+/// The state every handler shares.
+fn app_state(
+    cfg: &Arc<Config>,
+    db: &Db,
+    thumbs: Arc<ThumbCache>,
+    prerender: crate::media::prerender::Prerender,
+    scanner: Arc<Scanner>,
+    plan: library::LibraryPlan,
+) -> AppState {
+    let clock = crate::clock::Clock::default();
+    AppState {
+        db: db.clone(),
+        cfg: cfg.clone(),
+        sessions: Sessions::new(cfg.sessions.clone()).with_clock(clock.clone()),
+        thumbs,
+        prerender,
+        scanner,
+        plan: Arc::new(RwLock::new(plan)),
+        started: Instant::now(),
+        limiter: Arc::new(
+            crate::ratelimit::LoginLimiter::new(crate::ratelimit::Limits {
+                max_failures: cfg.login.max_failures,
+                window: Duration::from_secs(cfg.login.window_secs),
+            })
+            .with_clock(clock.clone()),
+        ),
+        hasher: crate::auth::Hasher::new(cfg.login.max_pending_checks as usize),
+        backups: Arc::new(crate::backup::Backups::new(
+            db.clone(),
+            cfg.clone(),
+            cfg.file.clone(),
+        )),
+        clock,
+    }
+}
+
+/// Opens the control socket (`isync scan`, `isync admin …`), then tells
+/// systemd the server is ready and logs that it listens on `addr`.
+async fn announce_ready(
+    state: &AppState,
+    addr: std::net::SocketAddr,
+    shutdown: &CancellationToken,
+    background: &tokio_util::task::TaskTracker,
+) -> anyhow::Result<()> {
+    let cfg = &state.cfg;
+    let status = {
+        let db = state.db.clone();
+        tokio::task::spawn_blocking(move || status_line(&db)).await?
+    };
+    if let Err(e) = control::serve(
+        &cfg.data_dir,
+        state.scanner.clone(),
+        state.plan.clone(),
+        op_handler(state.clone()),
+        shutdown.clone(),
+        background,
+    ) {
+        log::warn!(
+            "cannot open {} ({e}); `isync scan` will wait for this server to stop",
+            control::socket_path(&cfg.data_dir).display()
+        );
+    }
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&format!("listening on {addr}; scanning; {status}")),
+    ]);
+    log::info!("isync {} listening on {addr}", env!("CARGO_PKG_VERSION"));
+    Ok(())
+}
+
+/// The initial scan of every library, on a blocking thread; `scanned_tx`
+/// says when it is over (done, failed or cancelled).
+fn spawn_initial_scan(
+    state: &AppState,
+    scanned_tx: watch::Sender<bool>,
+    shutdown: &CancellationToken,
+    background: &tokio_util::task::TaskTracker,
+) {
+    let (st, token) = (state.clone(), shutdown.clone());
+    let st2 = state.clone();
+    background.spawn(async move {
+        let job = tokio::task::spawn_blocking(move || {
+            let plan = st
+                .plan
+                .read()
+                .map(|p| p.clone())
+                .unwrap_or_else(|p| p.into_inner().clone());
+            let r = st.scanner.scan_plan(&plan);
+            st.sessions.access_changed();
+            (r, status_line(&st.db))
+        });
+        let watching = if st2.cfg.watch.enabled {
+            "watching"
+        } else {
+            "not watching (watch.enabled = false)"
+        };
+        tokio::select! {
+            r = job => match r {
+                Ok((Ok(report), status)) => {
+                    log::info!("initial scan: {report}");
+                    notify(&[sd_notify::NotifyState::Status(&format!(
+                        "{status}; scan done; {watching}"
+                    ))]);
+                }
+                Ok((Err(e), _)) => log::error!("initial scan failed: {e}"),
+                Err(e) => log::error!("initial scan task failed: {e}"),
+            },
+            _ = token.cancelled() => {}
+        }
+        let _ = scanned_tx.send(true);
+    });
+}
+
+/// Watchdog (when systemd asks for one): ping only when the runtime
+/// schedules us and the DB answers.
+fn spawn_watchdog(
+    db: &Db,
+    shutdown: &CancellationToken,
+    background: &tokio_util::task::TaskTracker,
+) {
+    let mut usec = 0u64;
+    if !(sd_notify::watchdog_enabled(false, &mut usec) && usec > 0) {
+        return;
+    }
+    let (db, token) = (db.clone(), shutdown.clone());
+    let every = Duration::from_micros(usec / 2);
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = token.cancelled() => break,
+            }
+            let db = db.clone();
+            let alive =
+                tokio::time::timeout(every, tokio::task::spawn_blocking(move || db.ping())).await;
+            match alive {
+                Ok(Ok(Ok(()))) => notify(&[sd_notify::NotifyState::Watchdog]),
+                other => log::warn!("watchdog: database did not answer in time: {other:?}"),
+            }
+        }
+    });
 }
 
 impl Running {

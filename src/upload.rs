@@ -546,6 +546,10 @@ struct Received {
 
 /// `uploadFile.icc`: streams the multipart `body` to disk (spec §9.2).
 /// `prerender` is told when the original becomes complete.
+///
+/// The steps, in order: permission and boundary, the file's lock,
+/// [`prepare`] (blocking checks), [`receive_parts`] (each part streamed
+/// to its staging file), [`complete`] (the record and the reply).
 pub async fn receive<S, E>(
     db: &Db,
     cfg: &Arc<Config>,
@@ -567,53 +571,100 @@ where
             Error::BadParam("the body must be multipart/form-data with a boundary".into())
         })?;
     let guard = lock_file(db, req.id).await?;
-    let (ctx, quota_room) = {
-        let (db2, s2, id) = (db.clone(), s.clone(), req.id);
-        let (thumb_dir, min_free) = (cfg.thumb_dir(), cfg.upload.min_free_bytes);
-        let quota = cfg.upload.user_quota_bytes;
-        tokio::task::spawn_blocking(move || {
-            let rec = db2
-                .read(|c| files::accessible(c, id, &s2.roots))?
-                .ok_or_else(|| Error::BadParam(format!("file {} not found", id.0)))?;
-            // Every part (origin, thumb, screen), pending or complete, is
-            // written by its uploader or a moderator only: the rule of
-            // updateFile.icc and deleteFiles.icc. Checked before anything
-            // is read or written.
-            crate::accounts::check_change_file(&s2, rec.upload_user_id, id)?;
-            let library = library_of(&db2, id)?;
-            let ctx = Ctx {
-                db: db2,
-                id,
-                library,
-                thumbs: thumb_dir,
-                user: s2.user_id,
-                min_free,
-            };
-            ctx.check_online()?;
-            // A move a crash left unfinished (its library was offline at
-            // start) is finished before anything else.
-            recover::settle_file(&ctx)?;
-            if let Some(n) = req.body_len {
-                space::check_free(&ctx.library, n, min_free)?;
-            }
-            // The quota is the file's uploader's (a moderator's upload to
-            // it counts for them too).
-            let room = match rec.upload_user_id {
-                Some(owner) => ctx
-                    .db
-                    .read(|c| space::quota_room(c, quota, owner, Some(id)))?,
-                None => None,
-            };
-            Ok::<_, Error>((Arc::new(ctx), room))
-        })
-        .await??
-    };
+    let (ctx, quota_room) = prepare(db, cfg, s, req.id, req.body_len).await?;
     let max_file = cfg.upload.max_file_bytes;
     let max_thumb = cfg.upload.max_thumb_bytes;
     let limit = max_file
         .saturating_add(2 * max_thumb)
         .saturating_add(1 << 20);
     let mut mp = multipart::Multipart::new(body, &boundary, limit);
+    let shared = PartShared {
+        ctx: &ctx,
+        req: &req,
+        guard: &guard,
+        max_file,
+        max_thumb,
+        quota_room,
+        quota_max: cfg.upload.user_quota_bytes,
+    };
+    let received = receive_parts(&mut mp, &shared).await?;
+    complete(&ctx, guard, prerender, req.cm, received).await
+}
+
+/// The checks before any byte of the body is read, on a blocking thread:
+/// the file exists for `s` and `s` may change it, its library is online,
+/// a move a crash left unfinished is finished, the announced body fits
+/// the free space. Returns the request's context and the room left in
+/// the uploader's quota (`None`: no quota applies).
+async fn prepare(
+    db: &Db,
+    cfg: &Config,
+    s: &Session,
+    id: FileId,
+    body_len: Option<u64>,
+) -> Result<(Arc<Ctx>, Option<u64>)> {
+    let (db2, s2) = (db.clone(), s.clone());
+    let (thumb_dir, min_free) = (cfg.thumb_dir(), cfg.upload.min_free_bytes);
+    let quota = cfg.upload.user_quota_bytes;
+    tokio::task::spawn_blocking(move || {
+        let rec = db2
+            .read(|c| files::accessible(c, id, &s2.roots))?
+            .ok_or_else(|| Error::BadParam(format!("file {} not found", id.0)))?;
+        // Every part (origin, thumb, screen), pending or complete, is
+        // written by its uploader or a moderator only: the rule of
+        // updateFile.icc and deleteFiles.icc. Checked before anything
+        // is read or written.
+        crate::accounts::check_change_file(&s2, rec.upload_user_id, id)?;
+        let library = library_of(&db2, id)?;
+        let ctx = Ctx {
+            db: db2,
+            id,
+            library,
+            thumbs: thumb_dir,
+            user: s2.user_id,
+            min_free,
+        };
+        ctx.check_online()?;
+        // A move a crash left unfinished (its library was offline at
+        // start) is finished before anything else.
+        recover::settle_file(&ctx)?;
+        if let Some(n) = body_len {
+            space::check_free(&ctx.library, n, min_free)?;
+        }
+        // The quota is the file's uploader's (a moderator's upload to
+        // it counts for them too).
+        let room = match rec.upload_user_id {
+            Some(owner) => ctx
+                .db
+                .read(|c| space::quota_room(c, quota, owner, Some(id)))?,
+            None => None,
+        };
+        Ok::<_, Error>((Arc::new(ctx), room))
+    })
+    .await?
+}
+
+/// What every part of one request shares.
+struct PartShared<'a> {
+    ctx: &'a Arc<Ctx>,
+    req: &'a UploadRequest,
+    guard: &'a FileGuard,
+    /// `upload.max_file_bytes`, `upload.max_thumb_bytes`.
+    max_file: u64,
+    max_thumb: u64,
+    /// Room left in the uploader's quota (`None`: no quota applies).
+    quota_room: Option<u64>,
+    /// `upload.user_quota_bytes`, named in the over-quota message.
+    quota_max: u64,
+}
+
+/// Reads the parts of the body one by one: form fields are skipped
+/// (bounded), each of origin, thumb and screen is streamed to its
+/// staging file at most once. Stops at the first problem.
+async fn receive_parts(
+    mp: &mut multipart::Multipart,
+    sh: &PartShared<'_>,
+) -> Result<Vec<Received>> {
     let mut received: Vec<Received> = Vec::new();
     let mut parts = 0usize;
     loop {
@@ -628,43 +679,8 @@ where
                 "too many parts in the body (at most {MAX_PARTS})"
             )));
         }
-        let multipart::PartHead { name, file_name } = head;
-        for n in [&name, &file_name].into_iter().flatten() {
-            if n.chars().count() > MAX_PART_NAME_CHARS {
-                return Err(Error::BadParam(format!(
-                    "part name longer than {MAX_PART_NAME_CHARS} characters"
-                )));
-            }
-        }
-        let role = file_name
-            .as_deref()
-            .and_then(Role::parse)
-            .or_else(|| name.as_deref().and_then(Role::parse));
-        let Some(role) = role else {
-            if file_name.is_some() {
-                return Err(Error::BadParam(format!(
-                    "unknown part {:?}: parts are origin, thumb and screen",
-                    file_name.unwrap_or_default()
-                )));
-            }
-            // A plain form field: read and ignore (bounded).
-            let mut n = 0u64;
-            loop {
-                match mp.chunk().await {
-                    Ok(Some(b)) => {
-                        n += b.len() as u64;
-                        if n > MAX_FIELD_BYTES {
-                            return Err(Error::BadParam(format!(
-                                "form field larger than {MAX_FIELD_BYTES} bytes"
-                            )));
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        return Err(Error::BadParam(format!("malformed multipart body: {e}")))
-                    }
-                }
-            }
+        let Some(role) = part_role(head)? else {
+            skip_field(mp).await?;
             continue;
         };
         if received.iter().any(|r| r.role == role) {
@@ -673,101 +689,197 @@ where
                 role.name()
             )));
         }
-        let offset = match role {
-            Role::Origin => req.obp,
-            Role::Thumb => req.tbp,
-            Role::Screen => req.sbp,
-        };
-        let staging = {
-            let ctx = ctx.clone();
-            tokio::task::spawn_blocking(move || begin_part(&ctx, role, offset)).await??
-        };
-        let limit = if role == Role::Origin {
-            max_file
-        } else {
-            max_thumb
-        };
-        // The original counts against its uploader's quota (thumbnails,
-        // bounded by `max_thumb_bytes`, do not).
-        let quota = quota_room.filter(|_| role == Role::Origin);
+        received.push(receive_part(mp, sh, role).await?);
+    }
+    Ok(received)
+}
+
+/// Which part a part head names (its file name first, then its field
+/// name); `None` for a plain form field. Refuses over-long names and a
+/// file part of unknown name.
+fn part_role(head: multipart::PartHead) -> Result<Option<Role>> {
+    let multipart::PartHead { name, file_name } = head;
+    for n in [&name, &file_name].into_iter().flatten() {
+        if n.chars().count() > MAX_PART_NAME_CHARS {
+            return Err(Error::BadParam(format!(
+                "part name longer than {MAX_PART_NAME_CHARS} characters"
+            )));
+        }
+    }
+    let role = file_name
+        .as_deref()
+        .and_then(Role::parse)
+        .or_else(|| name.as_deref().and_then(Role::parse));
+    if role.is_none() && file_name.is_some() {
+        return Err(Error::BadParam(format!(
+            "unknown part {:?}: parts are origin, thumb and screen",
+            file_name.unwrap_or_default()
+        )));
+    }
+    Ok(role)
+}
+
+/// A plain form field: read and ignore (bounded).
+async fn skip_field(mp: &mut multipart::Multipart) -> Result<()> {
+    let mut n = 0u64;
+    loop {
+        match mp.chunk().await {
+            Ok(Some(b)) => {
+                n += b.len() as u64;
+                if n > MAX_FIELD_BYTES {
+                    return Err(Error::BadParam(format!(
+                        "form field larger than {MAX_FIELD_BYTES} bytes"
+                    )));
+                }
+            }
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(Error::BadParam(format!("malformed multipart body: {e}"))),
+        }
+    }
+}
+
+/// Streams one part to its staging file: makes the part pending
+/// ([`begin_part`]), feeds a writer thread, and on a problem drains what
+/// the client may still be sending before answering.
+async fn receive_part(
+    mp: &mut multipart::Multipart,
+    sh: &PartShared<'_>,
+    role: Role,
+) -> Result<Received> {
+    let (ctx, req) = (sh.ctx, sh.req);
+    let offset = match role {
+        Role::Origin => req.obp,
+        Role::Thumb => req.tbp,
+        Role::Screen => req.sbp,
+    };
+    let staging = {
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || begin_part(&ctx, role, offset)).await??
+    };
+    let limit = if role == Role::Origin {
+        sh.max_file
+    } else {
+        sh.max_thumb
+    };
+    // The original counts against its uploader's quota (thumbnails,
+    // bounded by `max_thumb_bytes`, do not).
+    let quota = sh.quota_room.filter(|_| role == Role::Origin);
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let writer = spawn_writer(
+        staging.clone(),
+        offset as u64,
+        req.cm,
+        rx,
+        sh.guard.clone(),
+        ctx.min_free,
+    );
+    let feed = PartFeed {
+        role,
+        limit,
+        quota,
+        quota_max: sh.quota_max,
+    };
+    // `tx` is dropped when the feed ends, so the writer sees the end.
+    let (problem, sending) = feed.run(mp, offset as u64, tx).await;
+    let written = writer.await?;
+    if let Some(p) = problem {
+        if let Err(e) = written {
+            log::warn!("upload of file {}: {e}", req.id.0);
+        }
+        if sending {
+            mp.drain(DRAIN_BYTES).await;
+        }
+        return Err(p);
+    }
+    let digest = match written {
+        Ok((_, digest)) => digest,
+        Err(e) => {
+            let (ctx, role) = (ctx.clone(), role);
+            let e =
+                tokio::task::spawn_blocking(move || write_failed(&ctx, role, &staging, e)).await?;
+            mp.drain(DRAIN_BYTES).await;
+            return Err(e);
+        }
+    };
+    Ok(Received {
+        role,
+        staging,
+        digest,
+    })
+}
+
+/// The limits one part's bytes are held to on their way to the writer.
+struct PartFeed {
+    role: Role,
+    /// Most bytes the stored part may hold.
+    limit: u64,
+    /// Room left in the quota, when it applies to this part.
+    quota: Option<u64>,
+    quota_max: u64,
+}
+
+impl PartFeed {
+    /// Passes the part's chunks to the writer through `tx`, the part
+    /// holding `offset` bytes before. Returns the problem that stopped
+    /// it, if any, and whether the client may still be sending (see
+    /// DRAIN_BYTES). A writer that failed stops the feed with no problem
+    /// here: its error is reported by the caller.
+    async fn run(
+        &self,
+        mp: &mut multipart::Multipart,
+        offset: u64,
+        tx: tokio::sync::mpsc::UnboundedSender<(Bytes, tokio::sync::OwnedSemaphorePermit)>,
+    ) -> (Option<Error>, bool) {
+        let (role, limit) = (self.role, self.limit);
         let room = Arc::new(tokio::sync::Semaphore::new(QUEUE_BYTES >> 10));
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let writer = spawn_writer(
-            staging.clone(),
-            offset as u64,
-            req.cm,
-            rx,
-            guard.clone(),
-            ctx.min_free,
-        );
-        let mut total = offset as u64;
-        let mut problem: Option<Error> = None;
-        // Whether the client may still be sending (see DRAIN_BYTES).
-        let mut sending = true;
+        let mut total = offset;
         loop {
             match mp.chunk().await {
                 Ok(Some(b)) => {
                     total += b.len() as u64;
                     if total > limit {
-                        problem = Some(Error::BadParam(format!(
+                        let e = Error::BadParam(format!(
                             "part {} is larger than the limit of {limit} bytes",
                             role.name()
-                        )));
-                        break;
+                        ));
+                        return (Some(e), true);
                     }
-                    if let Some(q) = quota.filter(|q| total > *q) {
-                        let max = cfg.upload.user_quota_bytes;
-                        problem = Some(space::over_quota(max, q, total));
-                        break;
+                    if let Some(q) = self.quota.filter(|q| total > *q) {
+                        return (Some(space::over_quota(self.quota_max, q, total)), true);
                     }
                     // Bounded by bytes, whatever the chunk sizes: a chunk
                     // waits for room in the queue (KiB granules).
                     let kib = (b.len() >> 10).clamp(1, QUEUE_BYTES >> 10) as u32;
                     let Ok(permit) = room.clone().acquire_many_owned(kib).await else {
-                        break;
+                        return (None, true);
                     };
                     if tx.send((b, permit)).is_err() {
-                        break; // the writer failed; its error is reported below
+                        return (None, true); // the writer failed
                     }
                 }
-                Ok(None) => break,
+                Ok(None) => return (None, true),
                 Err(e) => {
-                    problem = Some(Error::BadParam(format!(
+                    let e = Error::BadParam(format!(
                         "the body broke off in part {}: {e}; resume from the size uploadingInfo.icc reports",
                         role.name()
-                    )));
-                    sending = false;
-                    break;
+                    ));
+                    return (Some(e), false);
                 }
             }
         }
-        drop(tx);
-        let written = writer.await?;
-        if let Some(p) = problem {
-            if let Err(e) = written {
-                log::warn!("upload of file {}: {e}", req.id.0);
-            }
-            if sending {
-                mp.drain(DRAIN_BYTES).await;
-            }
-            return Err(p);
-        }
-        let digest = match written {
-            Ok((_, digest)) => digest,
-            Err(e) => {
-                let (ctx, role) = (ctx.clone(), role);
-                let e = tokio::task::spawn_blocking(move || write_failed(&ctx, role, &staging, e))
-                    .await?;
-                mp.drain(DRAIN_BYTES).await;
-                return Err(e);
-            }
-        };
-        received.push(Received {
-            role,
-            staging,
-            digest,
-        });
     }
+}
+
+/// Completes the received parts (blocking, holding the file's lock to
+/// the end), asks for the thumbnails of a new original, and builds the
+/// reply with the digests asked for.
+async fn complete(
+    ctx: &Arc<Ctx>,
+    guard: FileGuard,
+    prerender: &Prerender,
+    cm: Option<Checksum>,
+    received: Vec<Received>,
+) -> Result<UploadReply> {
     let ctx2 = ctx.clone();
     let done: Vec<(Role, PathBuf)> = received
         .iter()
@@ -784,7 +896,7 @@ where
     if received.iter().any(|r| r.role == Role::Origin) {
         prerender.request_file(record.id);
     }
-    let checks = req.cm.map(|_| {
+    let checks = cm.map(|_| {
         let mut c = Checks::default();
         for r in received {
             match r.role {

@@ -8,13 +8,13 @@ use super::{internal, Ctx};
 use crate::config::Config;
 use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
 use crate::db::{self, files, libraries, Db};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::library::layout::{
     exists, folder_of, move_no_clobber_where, mtime_ns, remove_if_exists, safe_ext, same_file,
     staging_dir, staging_origin_path, staging_thumb_path, sync_dir, sync_parent, upload_stem,
     uploaded_thumb_path,
 };
-use crate::model::{Library, PartStatus, ThumbLevel};
+use crate::model::{FileRecord, Library, PartStatus, ThumbLevel};
 use std::path::{Path, PathBuf};
 
 /// Finishes the move a crash left for `ctx`'s file, if any (its library was
@@ -40,130 +40,195 @@ fn settle(db: &Db, thumbs: &Path, library: &Path, mv: &UploadMove) -> Result<()>
         db.write(|tx| uploads::delete_move(tx, id))?;
         return Ok(());
     };
-    let io = |what: String, e: std::io::Error| {
-        internal(&format!("finish the upload of file {}: {what}", id.0), e)
+    let s = Settling {
+        db,
+        thumbs,
+        mv,
+        folder: folder_of(&rec),
+        staging: staging_origin_path(library, id),
+        rec,
     };
-    let folder = folder_of(&rec);
-    let staging = staging_origin_path(library, id);
-    let levels = [
-        (mv.thumb, ThumbLevel::Small),
-        (mv.screen, ThumbLevel::Screen),
-    ];
     match mv.kind {
-        MoveKind::Complete => {
-            let mut c = Completion::default();
-            if let Some(name) = &mv.disk_name {
-                let fin = folder.join(name);
-                let on_disk = (|| -> std::io::Result<Option<String>> {
-                    Ok(match (exists(&staging)?, exists(&fin)?) {
-                        (true, false) => {
-                            std::fs::hard_link(&staging, &fin)?;
-                            Some(name.clone())
-                        }
-                        (true, true) if same_file(&staging, &fin)? => Some(name.clone()),
-                        // Another file took the name before the link:
-                        // the staged bytes get the next free one.
-                        (true, true) => Some(move_no_clobber_where(
-                            &staging,
-                            &folder,
-                            &upload_stem(&rec, db::now()),
-                            &safe_ext(&rec.ext),
-                            |n| {
-                                db.read(|c| uploads::name_taken(c, rec.real_catalog_id, n))
-                                    .unwrap_or(true)
-                            },
-                        )?),
-                        (false, true) => Some(name.clone()),
-                        (false, false) => None,
-                    })
-                })()
-                .map_err(|e| io(format!("link into {}", folder.display()), e))?;
-                match on_disk {
-                    Some(n) => {
-                        let m = std::fs::metadata(folder.join(&n))
-                            .and_then(|m| sync_dir(&folder).map(|()| m))
-                            .map_err(|e| io(n.clone(), e))?;
-                        c.origin = Some((n, m.len() as i64, mtime_ns(&m)));
-                    }
-                    None => log::warn!(
-                        "upload of file {}: its staged original is gone; it stays pending",
-                        id.0
-                    ),
-                }
-            }
-            for (wanted, level) in levels {
-                let (part, fin) = (
-                    staging_thumb_path(thumbs, id, level),
-                    uploaded_thumb_path(thumbs, id, level),
-                );
-                if !wanted {
-                    continue;
-                }
-                if exists(&part).map_err(|e| io("stat".into(), e))? {
-                    std::fs::rename(&part, &fin)
-                        .and_then(|()| sync_parent(&fin))
-                        .map_err(|e| io("store thumbnail".into(), e))?;
-                }
-                if exists(&fin).map_err(|e| io("stat".into(), e))? {
-                    if level == ThumbLevel::Small {
-                        c.thumb = true;
-                    } else {
-                        c.screen = true;
-                    }
-                }
-            }
-            let now = db::now();
-            db.write(|tx| {
-                uploads::complete(tx, id, &c, now)?;
-                uploads::delete_move(tx, id)
-            })?;
-            if c.origin.is_some() {
-                remove_if_exists(&staging)
-                    .and_then(|()| sync_parent(&staging))
-                    .map_err(|e| io("remove the staging name".into(), e))?;
-            }
-            log::info!(
-                "upload of file {}: finished its completion, which a crash interrupted",
-                id.0
-            );
-        }
-        MoveKind::Reopen => {
-            if let Some(name) = &mv.disk_name {
-                let fin = folder.join(name);
-                if exists(&fin).map_err(|e| io("stat".into(), e))? {
-                    let to = mv
-                        .trash_path
-                        .as_ref()
-                        .map(PathBuf::from)
-                        .unwrap_or_else(|| staging.clone());
-                    if let Some(d) = to.parent() {
-                        std::fs::create_dir_all(d).map_err(|e| io(d.display().to_string(), e))?;
-                    }
-                    std::fs::rename(&fin, &to)
-                        .and_then(|()| sync_dir(&folder))
-                        .and_then(|()| sync_parent(&to))
-                        .map_err(|e| {
-                            io(format!("move {} to {}", fin.display(), to.display()), e)
-                        })?;
-                }
-            }
-            for (wanted, level) in levels {
-                let (part, fin) = (
-                    staging_thumb_path(thumbs, id, level),
-                    uploaded_thumb_path(thumbs, id, level),
-                );
-                if wanted && exists(&fin).map_err(|e| io("stat".into(), e))? {
-                    std::fs::rename(&fin, &part).map_err(|e| io("move thumbnail".into(), e))?;
-                }
-            }
-            db.write(|tx| uploads::delete_move(tx, id))?;
-            log::info!(
-                "upload of file {}: finished its reopening, which a crash interrupted",
-                id.0
-            );
-        }
+        MoveKind::Complete => s.complete(),
+        MoveKind::Reopen => s.reopen(),
     }
-    Ok(())
+}
+
+/// One unfinished move being carried through by [`settle`].
+struct Settling<'a> {
+    db: &'a Db,
+    thumbs: &'a Path,
+    mv: &'a UploadMove,
+    rec: FileRecord,
+    /// The catalog folder of the file.
+    folder: PathBuf,
+    /// The staging name of its original.
+    staging: PathBuf,
+}
+
+impl Settling<'_> {
+    fn io(&self, what: String, e: std::io::Error) -> Error {
+        internal(
+            &format!("finish the upload of file {}: {what}", self.mv.file_id.0),
+            e,
+        )
+    }
+
+    /// The client thumbnail levels the move carries.
+    fn levels(&self) -> [(bool, ThumbLevel); 2] {
+        [
+            (self.mv.thumb, ThumbLevel::Small),
+            (self.mv.screen, ThumbLevel::Screen),
+        ]
+    }
+
+    /// A completion: the original is linked into its folder, the client
+    /// thumbnails stored, the record completed and the move forgotten,
+    /// then the staging name goes.
+    fn complete(&self) -> Result<()> {
+        let (db, id) = (self.db, self.mv.file_id);
+        let mut c = Completion::default();
+        if let Some(name) = &self.mv.disk_name {
+            self.link_origin(name, &mut c)?;
+        }
+        self.store_thumbs(&mut c)?;
+        let now = db::now();
+        db.write(|tx| {
+            uploads::complete(tx, id, &c, now)?;
+            uploads::delete_move(tx, id)
+        })?;
+        if c.origin.is_some() {
+            remove_if_exists(&self.staging)
+                .and_then(|()| sync_parent(&self.staging))
+                .map_err(|e| self.io("remove the staging name".into(), e))?;
+        }
+        log::info!(
+            "upload of file {}: finished its completion, which a crash interrupted",
+            id.0
+        );
+        Ok(())
+    }
+
+    /// Puts the staged original in its folder under `name` (or the next
+    /// free name) and records it in `c`; a staged original that is gone
+    /// leaves the file pending.
+    fn link_origin(&self, name: &str, c: &mut Completion) -> Result<()> {
+        let folder = &self.folder;
+        let on_disk = self
+            .place_origin(name)
+            .map_err(|e| self.io(format!("link into {}", folder.display()), e))?;
+        match on_disk {
+            Some(n) => {
+                let m = std::fs::metadata(folder.join(&n))
+                    .and_then(|m| sync_dir(folder).map(|()| m))
+                    .map_err(|e| self.io(n.clone(), e))?;
+                c.origin = Some((n, m.len() as i64, mtime_ns(&m)));
+            }
+            None => log::warn!(
+                "upload of file {}: its staged original is gone; it stays pending",
+                self.mv.file_id.0
+            ),
+        }
+        Ok(())
+    }
+
+    /// The name the original has in its folder once linked there, `None`
+    /// when neither the staged nor the final name exists.
+    fn place_origin(&self, name: &str) -> std::io::Result<Option<String>> {
+        let (db, rec, folder, staging) = (self.db, &self.rec, &self.folder, &self.staging);
+        let fin = folder.join(name);
+        Ok(match (exists(staging)?, exists(&fin)?) {
+            (true, false) => {
+                std::fs::hard_link(staging, &fin)?;
+                Some(name.to_string())
+            }
+            (true, true) if same_file(staging, &fin)? => Some(name.to_string()),
+            // Another file took the name before the link:
+            // the staged bytes get the next free one.
+            (true, true) => Some(move_no_clobber_where(
+                staging,
+                folder,
+                &upload_stem(rec, db::now()),
+                &safe_ext(&rec.ext),
+                |n| {
+                    db.read(|c| uploads::name_taken(c, rec.real_catalog_id, n))
+                        .unwrap_or(true)
+                },
+            )?),
+            (false, true) => Some(name.to_string()),
+            (false, false) => None,
+        })
+    }
+
+    /// Moves the wanted client thumbnails from staging to their final
+    /// names and records in `c` those that are there.
+    fn store_thumbs(&self, c: &mut Completion) -> Result<()> {
+        let id = self.mv.file_id;
+        for (wanted, level) in self.levels() {
+            let (part, fin) = (
+                staging_thumb_path(self.thumbs, id, level),
+                uploaded_thumb_path(self.thumbs, id, level),
+            );
+            if !wanted {
+                continue;
+            }
+            if exists(&part).map_err(|e| self.io("stat".into(), e))? {
+                std::fs::rename(&part, &fin)
+                    .and_then(|()| sync_parent(&fin))
+                    .map_err(|e| self.io("store thumbnail".into(), e))?;
+            }
+            if exists(&fin).map_err(|e| self.io("stat".into(), e))? {
+                if level == ThumbLevel::Small {
+                    c.thumb = true;
+                } else {
+                    c.screen = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A reopen: the complete original goes to the trash (or back to
+    /// staging), the client thumbnails back to staging, and the move is
+    /// forgotten.
+    fn reopen(&self) -> Result<()> {
+        let (id, folder) = (self.mv.file_id, &self.folder);
+        if let Some(name) = &self.mv.disk_name {
+            let fin = folder.join(name);
+            if exists(&fin).map_err(|e| self.io("stat".into(), e))? {
+                let to = self
+                    .mv
+                    .trash_path
+                    .as_ref()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| self.staging.clone());
+                if let Some(d) = to.parent() {
+                    std::fs::create_dir_all(d).map_err(|e| self.io(d.display().to_string(), e))?;
+                }
+                std::fs::rename(&fin, &to)
+                    .and_then(|()| sync_dir(folder))
+                    .and_then(|()| sync_parent(&to))
+                    .map_err(|e| {
+                        self.io(format!("move {} to {}", fin.display(), to.display()), e)
+                    })?;
+            }
+        }
+        for (wanted, level) in self.levels() {
+            let (part, fin) = (
+                staging_thumb_path(self.thumbs, id, level),
+                uploaded_thumb_path(self.thumbs, id, level),
+            );
+            if wanted && exists(&fin).map_err(|e| self.io("stat".into(), e))? {
+                std::fs::rename(&fin, &part).map_err(|e| self.io("move thumbnail".into(), e))?;
+            }
+        }
+        self.db.write(|tx| uploads::delete_move(tx, id))?;
+        log::info!(
+            "upload of file {}: finished its reopening, which a crash interrupted",
+            id.0
+        );
+        Ok(())
+    }
 }
 
 /// Finishes the moves a crash left in library `lib`, whose lock the caller
