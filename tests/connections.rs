@@ -494,3 +494,47 @@ async fn the_server_turns_nagle_off_on_every_connection() {
     // The client's end was left as it was: the check is of the server's.
     assert!(!conn.nodelay().unwrap());
 }
+
+/// A refused upload whose client is still sending: the server answers at
+/// once (here −10001, no login) and ends the connection, but keeps reading
+/// and dropping what the client sends until it closes (lingering close), so
+/// the client can send its whole body and then read the answer. Closing at
+/// once would make the kernel reset the connection, and the reset destroys
+/// the answer before the client reads it: a phone would see "connection
+/// reset", not the error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_still_sending_a_refused_body_reads_the_answer() {
+    let (s, _) = Server::start(|_| {}).await;
+    const BODY: usize = 24 << 20;
+    let addr = s.addr();
+    let (sent, answer) = tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            c,
+            "POST /uploadFile.icc?id=1 HTTP/1.1\r\nHost: {addr}\r\n\
+             Content-Type: multipart/form-data; boundary=x\r\n\
+             Content-Length: {BODY}\r\n\r\n"
+        )
+        .unwrap();
+        let chunk = vec![b'x'; 64 << 10];
+        let mut sent = 0;
+        while sent < BODY {
+            match c.write(&chunk[..chunk.len().min(BODY - sent)]) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        (sent, String::from_utf8_lossy(&answer).into_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(sent, BODY, "the body could not be sent whole");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("-10001"),
+        "the answer was lost: {answer:?}"
+    );
+    assert!(stats(&s).lingered.load(Ordering::Relaxed) >= 1);
+}

@@ -26,6 +26,11 @@ pub struct ConnStats {
     pub idle_timeouts: AtomicU64,
     /// Body bytes sent with `sendfile` (or its read-and-write fallback).
     pub sendfile_bytes: AtomicU64,
+    /// Closed connections kept now to drain what the client still sends
+    /// (`http::conn_io`, lingering close).
+    pub lingering: AtomicUsize,
+    /// Connections that lingered so.
+    pub lingered: AtomicU64,
 }
 
 impl ConnStats {

@@ -9,6 +9,16 @@
 //! connection cannot close under it). The socket stays non-blocking: a
 //! full send buffer ends the call early, and the task waits for the
 //! socket to become writable on the runtime, holding no thread.
+//!
+//! Lingering close: a response that ends the connection (a refused upload,
+//! `Connection: close`) may leave the client still sending a body nobody
+//! reads. Closing a socket with unread input makes the kernel answer with a
+//! reset, which can destroy the response before the client reads it: the
+//! phone sees "connection reset" instead of −10014. So, as nginx does, a
+//! connection whose sending side was shut down is kept a little after hyper
+//! lets go of it: its input is read and dropped until the client closes,
+//! for at most [`LINGER_TIME`] and [`LINGER_BYTES`], and at most
+//! [`MAX_LINGERING`] at once (past that it closes at once, as before).
 
 use crate::http::activity::{Activity, ConnStats};
 use crate::http::sendfile::{marker_offset, Queue};
@@ -19,9 +29,11 @@ use std::io::IoSlice;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
@@ -33,7 +45,17 @@ pub struct ConnIo {
     /// A duplicate of the socket for `sendfile` on the blocking pool.
     sock: Option<Arc<OwnedFd>>,
     job: Option<JoinHandle<std::io::Result<Sent>>>,
+    /// The sending side was shut down: the response is complete and the
+    /// connection ends (see lingering close above).
+    shut: bool,
 }
+
+/// How long a closed connection drains the client's input at most.
+pub const LINGER_TIME: Duration = Duration::from_secs(5);
+/// How much of the client's input a closed connection drains at most.
+pub const LINGER_BYTES: usize = 64 << 20;
+/// How many closed connections drain at once at most.
+pub const MAX_LINGERING: usize = 64;
 
 /// What one blocking `sendfile` job did.
 struct Sent {
@@ -51,6 +73,7 @@ impl ConnIo {
             queue: Arc::new(Queue::default()),
             sock: None,
             job: None,
+            shut: false,
         }
     }
 
@@ -274,8 +297,59 @@ impl AsyncWrite for ConnIo {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let me = self.get_mut();
+        let r = Pin::new(&mut me.stream).poll_shutdown(cx);
+        if matches!(r, Poll::Ready(Ok(()))) {
+            me.shut = true;
+        }
+        r
     }
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        if self.shut {
+            linger(&self.stream, &self.stats);
+        }
+    }
+}
+
+/// Keeps a closed connection's socket (a duplicate of its descriptor) on a
+/// task that drains the client's input; see lingering close above.
+fn linger(stream: &TcpStream, stats: &Arc<ConnStats>) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    if stats.lingering.fetch_add(1, Ordering::AcqRel) >= MAX_LINGERING {
+        stats.lingering.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let dup = stream
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::net::TcpStream::from)
+        .and_then(TcpStream::from_std);
+    let Ok(mut dup) = dup else {
+        stats.lingering.fetch_sub(1, Ordering::AcqRel);
+        return;
+    };
+    stats.lingered.fetch_add(1, Ordering::Relaxed);
+    let stats = stats.clone();
+    rt.spawn(async move {
+        let drain = async {
+            let mut buf = vec![0u8; 64 << 10];
+            let mut left = LINGER_BYTES;
+            while let Ok(n @ 1..) = dup.read(&mut buf).await {
+                left = left.saturating_sub(n);
+                if left == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER_TIME, drain).await;
+        drop(dup);
+        stats.lingering.fetch_sub(1, Ordering::AcqRel);
+    });
 }
 
 #[cfg(test)]
