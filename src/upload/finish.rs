@@ -95,11 +95,8 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
         )));
     }
     let fin = at.final_path.clone();
-    let folder = folder_of(&rec);
     let old_name = file_name(&fin);
-    let io =
-        |what: &str, e: std::io::Error| internal(&format!("reopen file {}: {what}", rec.id.0), e);
-    if !exists(&fin).map_err(|e| io("stat", e))? {
+    if !exists(&fin).map_err(|e| reopen_io(&rec, "stat", e))? {
         return Err(Error::FileGone(format!(
             "the original of file {} is missing on the server's disk; it cannot be written to",
             rec.id.0
@@ -108,9 +105,7 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
     // A staging file beside a complete original is what a crash left (a
     // second link to the original, or part of a copy): never written
     // through, it goes.
-    remove_if_exists(&at.staging).map_err(|e| io("remove a stale staging file", e))?;
-    let now = db::now();
-    let placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
+    remove_if_exists(&at.staging).map_err(|e| reopen_io(&rec, "remove a stale staging file", e))?;
     let mut mv = UploadMove {
         file_id: rec.id,
         kind: MoveKind::Reopen,
@@ -120,49 +115,7 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
         trash_path: None,
     };
     let rewrite = offset < at.stored;
-    let trash_id = if rewrite {
-        let staging_dir = at.staging.parent().unwrap_or(&ctx.library);
-        super::space::check_free(staging_dir, offset as u64, ctx.min_free)?;
-        copy_prefix(&fin, &at.staging, offset as u64)
-            .and_then(|()| sync_dir(staging_dir))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&at.staging);
-                io("copy the kept bytes to staging", e)
-            })?;
-        let tdir = trash_dir(&ctx.library);
-        std::fs::create_dir_all(&tdir).map_err(|e| io("create the trash folder", e))?;
-        let to = tdir.join(stamp_name(now, &old_name));
-        mv.trash_path = Some(to.to_string_lossy().into_owned());
-        let entry = trash::TrashEntry {
-            id: 0,
-            kind: "file".into(),
-            trash_path: to.to_string_lossy().into_owned(),
-            original_path: rec.path.clone(),
-            name: rec.name.clone(),
-            size: Some(rec.size),
-            deleted_by: Some(ctx.user),
-            deleted_at: now,
-        };
-        let r = ctx.db.write(|tx| {
-            let id = trash::insert(tx, &entry)?;
-            uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
-            uploads::put_move(tx, &mv)?;
-            Ok(id)
-        });
-        match r {
-            Ok(id) => Some(id),
-            Err(e) => {
-                let _ = std::fs::remove_file(&at.staging);
-                return Err(e.into());
-            }
-        }
-    } else {
-        ctx.db.write(|tx| {
-            uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
-            uploads::put_move(tx, &mv)
-        })?;
-        None
-    };
+    let trash_id = record_reopen(ctx, &rec, &at, offset, &mut mv)?;
     failpoint("upload-reopen-recorded");
     let to = mv
         .trash_path
@@ -170,38 +123,12 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| at.staging.clone());
     let moved = std::fs::rename(&fin, &to)
-        .and_then(|()| sync_dir(&folder))
+        .and_then(|()| sync_dir(&folder_of(&rec)))
         .and_then(|()| sync_parent(&to));
     if let Err(e) = moved {
-        // Put everything back as it was: the original in its folder, the
-        // record complete, no trash entry.
-        if exists(&to).unwrap_or(false) && !exists(&fin).unwrap_or(true) {
-            let _ = std::fs::rename(&to, &fin);
-        }
-        if rewrite {
-            let _ = std::fs::remove_file(&at.staging);
-        }
-        let undone = ctx.db.write(|tx| {
-            uploads::undo_reopen(
-                tx,
-                rec.id,
-                &old_name,
-                rec.size,
-                rec.mtime_ns,
-                rec.last_modify,
-            )?;
-            if let Some(t) = trash_id {
-                trash::delete(tx, t)?;
-            }
-            uploads::delete_move(tx, rec.id)
-        });
-        if let Err(u) = undone {
-            log::error!(
-                "upload of file {}: cannot undo a failed reopen: {u}",
-                rec.id.0
-            );
-        }
-        return Err(io(
+        undo_failed_reopen(ctx, &rec, &at, &to, rewrite, trash_id);
+        return Err(reopen_io(
+            &rec,
             &format!("move {} to {}", fin.display(), to.display()),
             e,
         ));
@@ -214,6 +141,111 @@ pub(super) fn reopen_origin(ctx: &Ctx, offset: i64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// An IO error of reopening file `rec`.
+fn reopen_io(rec: &FileRecord, what: &str, e: std::io::Error) -> Error {
+    internal(&format!("reopen file {}: {what}", rec.id.0), e)
+}
+
+/// Records the reopening before anything moves: the original pending under
+/// a placeholder name and the move journalled (`mv`). A rewrite below the
+/// stored size first copies the kept bytes to staging and records the old
+/// version's trash entry (its id is returned; `mv.trash_path` says where
+/// the old version goes).
+fn record_reopen(
+    ctx: &Ctx,
+    rec: &FileRecord,
+    at: &super::PartPlace,
+    offset: i64,
+    mv: &mut UploadMove,
+) -> Result<Option<i64>> {
+    let now = db::now();
+    let placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
+    if offset >= at.stored {
+        ctx.db.write(|tx| {
+            uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
+            uploads::put_move(tx, mv)
+        })?;
+        return Ok(None);
+    }
+    let staging_dir = at.staging.parent().unwrap_or(&ctx.library);
+    super::space::check_free(staging_dir, offset as u64, ctx.min_free)?;
+    copy_prefix(&at.final_path, &at.staging, offset as u64)
+        .and_then(|()| sync_dir(staging_dir))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&at.staging);
+            reopen_io(rec, "copy the kept bytes to staging", e)
+        })?;
+    let tdir = trash_dir(&ctx.library);
+    std::fs::create_dir_all(&tdir).map_err(|e| reopen_io(rec, "create the trash folder", e))?;
+    let old_name = file_name(&at.final_path);
+    let to = tdir.join(stamp_name(now, &old_name));
+    mv.trash_path = Some(to.to_string_lossy().into_owned());
+    let entry = trash::TrashEntry {
+        id: 0,
+        kind: "file".into(),
+        trash_path: to.to_string_lossy().into_owned(),
+        original_path: rec.path.clone(),
+        name: rec.name.clone(),
+        size: Some(rec.size),
+        deleted_by: Some(ctx.user),
+        deleted_at: now,
+    };
+    let r = ctx.db.write(|tx| {
+        let id = trash::insert(tx, &entry)?;
+        uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
+        uploads::put_move(tx, mv)?;
+        Ok(id)
+    });
+    match r {
+        Ok(id) => Ok(Some(id)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&at.staging);
+            Err(e.into())
+        }
+    }
+}
+
+/// Puts everything back as it was after the original could not be moved
+/// to `to`: the original in its folder, the record complete, no trash
+/// entry, no journalled move.
+fn undo_failed_reopen(
+    ctx: &Ctx,
+    rec: &FileRecord,
+    at: &super::PartPlace,
+    to: &Path,
+    rewrite: bool,
+    trash_id: Option<i64>,
+) {
+    let fin = &at.final_path;
+    if exists(to).unwrap_or(false) && !exists(fin).unwrap_or(true) {
+        let _ = std::fs::rename(to, fin);
+    }
+    if rewrite {
+        let _ = std::fs::remove_file(&at.staging);
+    }
+    let old_name = file_name(fin);
+    let undone = ctx.db.write(|tx| {
+        uploads::undo_reopen(
+            tx,
+            rec.id,
+            &old_name,
+            rec.size,
+            rec.mtime_ns,
+            rec.last_modify,
+        )?;
+        if let Some(t) = trash_id {
+            trash::delete(tx, t)?;
+        }
+        uploads::delete_move(tx, rec.id)
+    });
+    if let Err(u) = undone {
+        log::error!(
+            "upload of file {}: cannot undo a failed reopen: {u}",
+            rec.id.0
+        );
+    }
 }
 
 fn origin_pending(rec: &FileRecord) -> bool {
