@@ -117,6 +117,17 @@ pub async fn update_help_info(
     }
 }
 
+/// −10011 for file `id` whose library's disk is found missing now (before
+/// the watcher has marked the library offline): a client retries it, where
+/// "gone" (−10006) it may take as a deletion.
+pub(crate) fn disk_not_there(id: FileId) -> Error {
+    Error::Offline(format!(
+        "file {} is in a library whose disk is not there right now (unplugged or \
+         unmounted?); try again when it is back",
+        id.0
+    ))
+}
+
 /// A file this session may read, whose original is complete and on disk.
 /// Distinguishes: not accessible (−10004), offline library, gone (−10006).
 pub async fn readable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecord> {
@@ -182,11 +193,7 @@ fn open_original_blocking(db: &Db, rec: &FileRecord) -> Result<Original> {
         Err(why) => why,
     };
     if !root_online(db, rec.library_id)? {
-        return Err(Error::Offline(format!(
-            "file {} is in a library whose disk is not there right now (unplugged or \
-             unmounted?); try again when it is back",
-            rec.id.0
-        )));
+        return Err(disk_not_there(rec.id));
     }
     match why {
         SafeOpenError::Io(e) => Err(Error::Internal(format!("open {:?}: {e}", rec.path))),

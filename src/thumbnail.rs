@@ -12,7 +12,7 @@ use crate::browse;
 use crate::config::Config;
 use crate::db::{files, libraries, Db};
 use crate::error::{Error, Result};
-use crate::media::thumbcache::{ThumbCache, ThumbSource};
+use crate::media::thumbcache::{CachedThumb, ThumbCache, ThumbSource};
 use crate::media::thumbs::ThumbError;
 use crate::model::{FileId, FileRecord, FileType, PartStatus, ThumbLevel};
 use crate::perms::Session;
@@ -26,6 +26,17 @@ pub struct Found {
     /// Uploaded by the client (stored as sent), not made by the server:
     /// when it is missing, that is "not found", not a cache that lost it.
     pub uploaded: bool,
+}
+
+impl From<CachedThumb> for Found {
+    /// A thumbnail the server made, from its cache.
+    fn from(t: CachedThumb) -> Found {
+        Found {
+            path: t.path,
+            content_type: t.content_type,
+            uploaded: false,
+        }
+    }
 }
 
 /// The thumbnail of `level` of file `id` for session `s`. Blocking work
@@ -72,13 +83,7 @@ pub async fn find(
         // still served, as for a library already marked offline.
         return offline_cached(db, thumbs, s, id, level)
             .await
-            .ok_or_else(|| {
-                Error::Offline(format!(
-                    "file {} is in a library whose disk is not there right now (unplugged or \
-                 unmounted?); try again when it is back",
-                    id.0
-                ))
-            });
+            .ok_or_else(|| browse::disk_not_there(id));
     }
     rendered(db, &rec, level, got).await
 }
@@ -149,15 +154,11 @@ async fn rendered(
     db: &Db,
     rec: &FileRecord,
     level: ThumbLevel,
-    got: std::result::Result<crate::media::thumbcache::CachedThumb, ThumbError>,
+    got: std::result::Result<CachedThumb, ThumbError>,
 ) -> Result<Found> {
     let id = rec.id;
     match got {
-        Ok(t) => Ok(Found {
-            path: t.path,
-            content_type: t.content_type,
-            uploaded: false,
-        }),
+        Ok(t) => Ok(t.into()),
         Err(ThumbError::SourceMissing(_)) => Err(Error::FileGone(format!(
             "the original of file {} is missing on disk",
             id.0
@@ -213,11 +214,7 @@ async fn offline_cached(
     tokio::task::spawn_blocking(move || thumbs.cached_any(id.0, level))
         .await
         .ok()?
-        .map(|t| Found {
-            path: t.path,
-            content_type: t.content_type,
-            uploaded: false,
-        })
+        .map(Found::from)
 }
 
 /// `image/png` for a PNG, else `image/jpeg` (clients upload either).
