@@ -282,6 +282,16 @@ class Api:
             return False
 
 
+def power_off(agent, vm, name):
+    """Clean power-off: the agent dies with the system, qemu exits by itself."""
+    agent.send("systemctl poweroff")
+    try:
+        code = vm.wait(timeout=120)
+        check(name, code == 0, f"qemu exit {code}")
+    except subprocess.TimeoutExpired:
+        check(name, False, "still running 120 s after poweroff")
+
+
 def qemu_command(machine, disk, usb, kernel, initrd, dtb, append, port, sock, serial):
     """The qemu command line for one boot; `usb` None boots without the library disk."""
     for p in (sock, serial):
@@ -378,13 +388,7 @@ def main():
             timings["power-on to first HTTP answer (host clock)"] = f"{t_http:.1f} s"
         rc, out = agent.run("systemctl status --no-pager -n 8 isync.service")
         log("systemctl status isync:\n" + out)
-        # Clean power-off: the agent dies with the system, qemu exits by itself.
-        agent.send("systemctl poweroff")
-        try:
-            code = vm.wait(timeout=120)
-            check("guest powered off cleanly", code == 0, f"qemu exit {code}")
-        except subprocess.TimeoutExpired:
-            check("guest powered off cleanly", False, "still running 120 s after poweroff")
+        power_off(agent, vm, "guest powered off cleanly")
         with open(serial, errors="replace") as f:
             tail = f.read()[-4000:]
         check("kernel reached power down", "reboot: Power down" in tail)
@@ -460,12 +464,7 @@ def boot_without_disk(a, qemu, port, sock, serial, deadline, seen):
                   status == 200 and body == seen["thumb"], f"{status} {ctype} {len(body)} B")
         except Exception as e:  # noqa: BLE001 - any failure is a failed check
             check("without the disk: the API answers", False, repr(e))
-        agent.send("systemctl poweroff")
-        try:
-            code = vm.wait(timeout=120)
-            check("without the disk: guest powered off cleanly", code == 0, f"qemu exit {code}")
-        except subprocess.TimeoutExpired:
-            check("without the disk: guest powered off cleanly", False, "still running")
+        power_off(agent, vm, "without the disk: guest powered off cleanly")
     finally:
         if vm.poll() is None:
             vm.kill()
