@@ -67,11 +67,25 @@ impl Mounts {
     }
 
     /// Unmounts the newest mount, which must be at `at` (what it covered is
-    /// visible again).
+    /// visible again). A server checking its roots holds the folder open
+    /// for a moment now and then (`umount` then says "target is busy"), so
+    /// a busy mount is tried again, for at most 30 s.
     pub fn unmount_top(&mut self, at: &Path) {
         assert_eq!(self.0.last().map(PathBuf::as_path), Some(at));
-        let st = Command::new("umount").arg(at).status().unwrap();
-        assert!(st.success(), "umount {}", at.display());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = Command::new("umount").arg(at).output().unwrap();
+            if out.status.success() {
+                break;
+            }
+            let why = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                why.contains("busy") && std::time::Instant::now() < deadline,
+                "umount {}: {why}",
+                at.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         self.0.pop();
     }
 }
