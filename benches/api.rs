@@ -369,7 +369,10 @@ impl RssServer {
         let mut listed = 0;
         while Instant::now() < deadline {
             if let Ok(r) = client
-                .get(format!("{base}/login.icc?userName=bench&password=bench"))
+                .get(format!(
+                    "{base}/login.icc?userName=bench&password={}",
+                    common::BENCH_PASSWORD
+                ))
                 .send()
                 .await
             {

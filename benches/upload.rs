@@ -262,7 +262,10 @@ async fn memory_4g(base_dir: &Path) {
         .build()
         .unwrap();
     let v: serde_json::Value = client
-        .get(format!("{base}/login.icc?userName=bench&password=bench"))
+        .get(format!(
+            "{base}/login.icc?userName=bench&password={}",
+            common::BENCH_PASSWORD
+        ))
         .send()
         .await
         .unwrap()

@@ -101,8 +101,12 @@ pub fn write_config(dir: &Path, listen: &str, extra: &str, lib: &Path) -> PathBu
     cfg
 }
 
-/// `isync user add bench` (password `bench`) with the release binary on
-/// config `cfg`.
+/// The password of user `bench` made by [`add_bench_user`] (8 to 1024
+/// characters, as `isync user add` asks).
+pub const BENCH_PASSWORD: &str = "bench-password";
+
+/// `isync user add bench` (password [`BENCH_PASSWORD`]) with the release
+/// binary on config `cfg`.
 pub fn add_bench_user(cfg: &Path) {
     let mut add = Command::new(env!("CARGO_BIN_EXE_isync"))
         .arg("--config")
@@ -113,7 +117,11 @@ pub fn add_bench_user(cfg: &Path) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    add.stdin.take().unwrap().write_all(b"bench\n").unwrap();
+    add.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{BENCH_PASSWORD}\n").as_bytes())
+        .unwrap();
     assert!(add.wait().unwrap().success());
 }
 
