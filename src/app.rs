@@ -228,6 +228,7 @@ async fn open_store(cfg: &Arc<Config>) -> anyhow::Result<(Db, library::LibraryPl
 /// The scanner, with the sweep of leftover staging files hooked in.
 fn new_scanner(db: &Db, cfg: &Config) -> Arc<Scanner> {
     let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
+    scanner.keep_free(cfg.storage.data_min_free_bytes);
     // Leftover staging files are looked for once per library and run,
     // at its first scan that finds it online.
     let (db, thumbs) = (db.clone(), cfg.thumb_dir());

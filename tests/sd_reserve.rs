@@ -237,3 +237,55 @@ async fn the_sd_card_keeps_its_reserve_and_says_so() {
     assert_eq!(downloaded(&alice, b_id).await, b);
     assert_eq!(downloaded(&alice, e_id).await, e);
 }
+
+/// A scan that finds the card below its reserve records no new files (the
+/// database's growth stops short of it) and says why; the server stays up
+/// and logins work; once space is freed, `isync scan` records them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_stops_short_of_the_reserve() {
+    const FILES: usize = 60;
+    let dir = tempfile::Builder::new()
+        .prefix("isync-sd-scan-")
+        .tempdir()
+        .unwrap();
+    let data_dir = dir.path().join("data");
+    let mut mounts = Mounts::default();
+    if mounts.tmpfs_sized(&data_dir, "16m").is_none() {
+        return;
+    }
+    let lib = dir.path().join("lib");
+    for i in 0..FILES {
+        let sub = lib.join(format!("2024-{:02}", i / 20 + 1));
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(format!("note-{i}.txt")), payload(100, i as u64)).unwrap();
+    }
+    let mut p = Process::new_in(
+        dir,
+        &lib,
+        &["alice"],
+        &format!(
+            "[storage]\ndata_min_free_bytes = {RESERVE}\n[upload]\nmin_free_bytes = 0\n\
+             [scan]\nprerender_threads = 0"
+        ),
+    );
+    p.hold(mounts);
+    let ballast = data_dir.join("ballast");
+    fill_to(&ballast, &data_dir, RESERVE - (1 << 20));
+    p.start(&[]);
+    p.wait_logged("new files not recorded", 1).await;
+    assert_eq!(rows(&p), 0, "files recorded below the reserve");
+    let alice = p.login("alice").await;
+    assert!(alice.all_files().await.is_empty());
+    let s = info(&alice).await;
+    assert_eq!(s["uploadsPaused"], true, "{s}");
+
+    std::fs::remove_file(&ballast).unwrap();
+    let out = p.cli(&["scan"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(rows(&p), FILES as i64);
+    assert_eq!(alice.all_files().await.len(), FILES);
+}
