@@ -198,7 +198,7 @@ async fn the_sd_card_keeps_its_reserve_and_says_so() {
     wait_status(&sock, &mut seen, |s| s.contains("SD card nearly full")).await;
     let line = seen.last().unwrap().clone();
     assert!(
-        line.contains("reserve 4.2 MB") && line.contains("uploads to it paused"),
+        line.contains("reserve 4.0 MiB") && line.contains("uploads to it paused"),
         "{line}"
     );
     p.wait_logged("SD card nearly full", 1).await;

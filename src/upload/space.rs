@@ -161,7 +161,7 @@ impl DataRoom {
     }
 
     /// What an operator reads when it is low, e.g. "SD card nearly full:
-    /// 120 MB free, reserve 256 MB; uploads to it paused".
+    /// 120 MiB free, reserve 256 MiB; uploads to it paused".
     pub fn note(&self) -> Option<String> {
         self.low().then(|| {
             format!(
@@ -173,13 +173,14 @@ impl DataRoom {
     }
 }
 
-/// Bytes as MB with one decimal below 10 MB (small test file systems).
+/// Bytes in MiB (the unit of `df -h` and of the reserve's default), with
+/// one decimal below 10 MiB (small test file systems).
 fn mb(b: u64) -> String {
-    let m = b as f64 / 1e6;
+    let m = b as f64 / (1u64 << 20) as f64;
     if m < 10.0 {
-        format!("{m:.1} MB")
+        format!("{m:.1} MiB")
     } else {
-        format!("{m:.0} MB")
+        format!("{m:.0} MiB")
     }
 }
 
@@ -370,6 +371,58 @@ mod tests {
             assert!(!is_no_space(&std::io::Error::from_raw_os_error(n)), "{n}");
         }
         assert!(!is_no_space(&std::io::Error::other("not an errno")));
+    }
+
+    #[test]
+    fn the_data_dirs_disk_keeps_the_larger_reserve() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            data_dir: d.path().to_path_buf(),
+            ..Config::default()
+        };
+        cfg.upload.min_free_bytes = 1 << 20;
+        cfg.storage.data_min_free_bytes = 8 << 20;
+        // A folder not made yet on the data dir's disk: its reserve.
+        let users = d.path().join("users/7/.isync/uploads");
+        let r = Reserve::for_dir(&cfg, &users);
+        assert_eq!((r.bytes, r.setting), (8 << 20, DATA_SETTING));
+        // Another file system (procfs): the uploads' reserve.
+        let r = Reserve::for_dir(&cfg, Path::new("/proc/self"));
+        assert_eq!((r.bytes, r.setting), (1 << 20, UPLOAD_SETTING));
+        // The larger one wins on the data dir's disk too.
+        cfg.upload.min_free_bytes = 16 << 20;
+        assert_eq!(Reserve::for_dir(&cfg, &users).setting, UPLOAD_SETTING);
+        // A refusal names the card and the setting.
+        let free = free_bytes(d.path()).unwrap();
+        cfg.upload.min_free_bytes = 0;
+        let e = check_free(&users, free, Reserve::for_dir(&cfg, &users)).unwrap_err();
+        assert!(e.to_string().contains("SD card"), "{e}");
+        assert!(e.to_string().contains(DATA_SETTING), "{e}");
+    }
+
+    #[test]
+    fn the_note_says_how_full_the_card_is() {
+        let low = DataRoom {
+            free: 120 << 20,
+            reserve: 256 << 20,
+        };
+        assert_eq!(
+            low.note().as_deref(),
+            Some("SD card nearly full: 120 MiB free, reserve 256 MiB; uploads to it paused")
+        );
+        let small = DataRoom {
+            free: 1_300_000,
+            reserve: 4 << 20,
+        };
+        assert!(small
+            .note()
+            .unwrap()
+            .contains("1.2 MiB free, reserve 4.0 MiB"));
+        let fine = DataRoom {
+            free: 257 << 20,
+            reserve: 256 << 20,
+        };
+        assert!(!fine.low() && fine.note().is_none());
     }
 
     #[test]
