@@ -65,7 +65,9 @@ for link in multi-user.target.wants/isync.service multi-user.target.wants/isync-
 done
 get '/usr/local/lib/systemd/system/dev-disk-by\x2dlabel-ISYNC.device.d/isync.conf' | grep -q JobRunningTimeoutSec &&
 	ok "device timeout drop-in" || bad "device timeout drop-in"
-get /usr/local/lib/isync/firstboot | head -n1 | grep -q '^#!/bin/sh' && ok "first-boot script" || bad "first-boot script"
+get /etc/systemd/journald.conf.d/isync.conf | grep -q '^SystemMaxUse=64M$' &&
+	ok "journald capped on the card" || bad "journald capped on the card"
+get /usr/local/lib/isync/firstboot | sed -n 1p | grep -q '^#!/bin/sh' && ok "first-boot script" || bad "first-boot script"
 [ "$(get /home/pi/notes.txt)" = "the owner's notes" ] && ok "owner's files untouched" || bad "owner's files untouched"
 [ "$(get /etc/hostname)" = raspberrypi ] && ok "hostname left to first boot" || bad "hostname left to first boot"
 e2fsck -fn "$root" >/dev/null 2>&1 && ok "ext4 clean (e2fsck -fn)" || bad "ext4 clean (e2fsck -fn)"

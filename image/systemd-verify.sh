@@ -22,6 +22,18 @@ out=$(unshare --mount sh -ec '
 if [ -n "$out" ]; then echo "$out"; echo "systemd-verify: warnings above"; exit 1; fi
 echo "systemd-verify: $(echo $units | wc -w) units clean"
 
+# The appliance's journald drop-in: one [Journal] section, every key one that
+# journald.conf(5) knows (this systemd's commented defaults list them all) and
+# a value for each, so a typo cannot silently leave the SD card uncapped.
+journald_keys=$(sed -n 's/^#\([A-Za-z]*\)=.*/\1/p' /etc/systemd/journald.conf)
+[ -n "$journald_keys" ] || { echo "systemd-verify: /etc/systemd/journald.conf lists no keys"; exit 1; }
+bad_keys=$(grep -v '^[[:space:]]*\(#\|$\|\[Journal\]$\)' provision/journald.conf |
+	while IFS='=' read -r k v; do
+		{ echo "$journald_keys" | grep -qx "$k" && [ -n "$v" ]; } || echo "$k=$v"
+	done)
+[ -z "$bad_keys" ] || { echo "systemd-verify: provision/journald.conf: unknown or empty: $bad_keys"; exit 1; }
+echo "systemd-verify: journald drop-in: $(grep -c '^[A-Z]' provision/journald.conf) settings known to journald"
+
 # The exposure score (0 = locked down, 10 = unprotected). Fail above 2.5, so a
 # change that loosens the sandbox is noticed.
 systemd-analyze security --offline=true --threshold=25 "$unit_dir/isync.service" \

@@ -520,6 +520,12 @@ def guest_checks(agent, root_size):
     check("hostname is isync", out.split() == ["isync", "isync"], out.replace("\n", " "))
     rc, out = agent.run("systemctl is-active avahi-daemon.service")
     check("avahi-daemon is active (isync.local)", out == "active", out)
+    # The journal's cap on the card (provision/journald.conf): the drop-in is
+    # what journald reads, and the journal is on the card (persistent).
+    rc, out = agent.run("systemd-analyze cat-config systemd/journald.conf | grep -x 'SystemMaxUse=64M'; "
+                        "journalctl --disk-usage; test -d /var/log/journal && echo persistent")
+    check("journald capped at 64M on the card (persistent)", rc == 0
+          and "SystemMaxUse=64M" in out and "persistent" in out, out.replace("\n", " "))
     rc, out = agent.run("journalctl -b -u isync-firstboot --no-pager -o cat")
     check("first boot printed how to add the first user", "isync user add" in out,
           out.splitlines()[-1] if out else "no output")

@@ -75,6 +75,8 @@ if [ "$appliance" = 1 ]; then
 	install -m 0644 "$here/isync-firstboot.service" "$unit_dir/"
 	install -D -m 0644 "$here/ssh-keygen.conf" "$root/etc/systemd/system/ssh.service.d/isync-keygen.conf"
 	install -D -m 0644 "$here/isync.issue" "$root/etc/issue.d/isync.issue"
+	# The journal's cap on the SD card (docs/appliance.md, "Where every byte lives").
+	install -D -m 0644 "$here/journald.conf" "$root/etc/systemd/journald.conf.d/isync.conf"
 fi
 
 enable=(isync.service media-isync.automount isync-backup.timer isync-verify.timer)

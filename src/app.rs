@@ -68,7 +68,7 @@ fn op_handler(st: AppState) -> control::OpHandler {
                                 Err(e) => out.push_str(&format!("\nrescan failed: {e}")),
                             }
                         }
-                        notify_status(&st2.db);
+                        notify_status(&st2.db, &st2.cfg);
                         r
                     })
                     .await
@@ -162,6 +162,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     });
     spawn_initial_scan(&state, scanned_tx, &shutdown, &background);
     spawn_watchdog(&db, &shutdown, &background);
+    spawn_data_room_watch(&db, &cfg, &shutdown, &background);
     // Stale partial uploads and expired trash go also when nobody is active.
     crate::trash::spawn_housekeeping(
         &db,
@@ -227,6 +228,7 @@ async fn open_store(cfg: &Arc<Config>) -> anyhow::Result<(Db, library::LibraryPl
 /// The scanner, with the sweep of leftover staging files hooked in.
 fn new_scanner(db: &Db, cfg: &Config) -> Arc<Scanner> {
     let scanner = Arc::new(Scanner::new(db.clone(), cfg.scan.clone()));
+    scanner.keep_free(cfg.storage.data_min_free_bytes);
     // Leftover staging files are looked for once per library and run,
     // at its first scan that finds it online.
     let (db, thumbs) = (db.clone(), cfg.thumb_dir());
@@ -304,8 +306,8 @@ async fn announce_ready(
 ) -> anyhow::Result<()> {
     let cfg = &state.cfg;
     let status = {
-        let db = state.db.clone();
-        tokio::task::spawn_blocking(move || status_line(&db)).await?
+        let (db, cfg) = (state.db.clone(), state.cfg.clone());
+        tokio::task::spawn_blocking(move || status_line(&db, &cfg)).await?
     };
     if let Err(e) = control::serve(
         &cfg.data_dir,
@@ -347,7 +349,7 @@ fn spawn_initial_scan(
                 .unwrap_or_else(|p| p.into_inner().clone());
             let r = st.scanner.scan_plan(&plan);
             st.sessions.access_changed();
-            (r, status_line(&st.db))
+            (r, status_line(&st.db, &st.cfg))
         });
         let watching = if st2.cfg.watch.enabled {
             "watching"
@@ -368,6 +370,54 @@ fn spawn_initial_scan(
             _ = token.cancelled() => {}
         }
         let _ = scanned_tx.send(true);
+    });
+}
+
+/// How often the data dir's free space is read for the status line.
+const DATA_ROOM_EVERY: Duration = Duration::from_secs(5);
+
+/// Watches the data dir's disk (the SD card) against its reserve: when it
+/// goes below or back above, says so once in the log (warn / info) and in
+/// the status line. The refusals themselves are the writers' checks
+/// ([`crate::upload::space::Reserve`]); this only tells the operator.
+fn spawn_data_room_watch(
+    db: &Db,
+    cfg: &Arc<Config>,
+    shutdown: &CancellationToken,
+    background: &tokio_util::task::TaskTracker,
+) {
+    use crate::upload::space::DataRoom;
+    let (db, cfg, token) = (db.clone(), cfg.clone(), shutdown.clone());
+    background.spawn(async move {
+        let mut tick = tokio::time::interval(DATA_ROOM_EVERY);
+        let mut was_low = false;
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = token.cancelled() => break,
+            }
+            let (db, cfg) = (db.clone(), cfg.clone());
+            let changed = tokio::task::spawn_blocking(move || {
+                let room = DataRoom::of(&cfg).ok()?;
+                if room.low() == was_low {
+                    return Some(was_low);
+                }
+                match room.note() {
+                    Some(n) => log::warn!("{n} ({}); free space there", cfg.data_dir.display()),
+                    None => log::info!(
+                        "SD card ({}) back above its reserve: {} bytes free, uploads to it resume",
+                        cfg.data_dir.display(),
+                        room.free
+                    ),
+                }
+                notify_status(&db, &cfg);
+                Some(room.low())
+            })
+            .await;
+            if let Ok(Some(low)) = changed {
+                was_low = low;
+            }
+        }
     });
 }
 

@@ -302,7 +302,7 @@ impl Backups {
     fn run_claimed(&self, to: Option<&Path>) -> Result<q::BackupRun> {
         let _guard = RunGuard(self);
         self.done.store(0, Ordering::Relaxed);
-        crate::status::notify_status_note(&self.db, "backup running");
+        crate::status::notify_status_note(&self.db, &self.cfg, "backup running");
         let started = db::now();
         let dir = to.map(Path::to_path_buf).unwrap_or_else(|| self.dir());
         // On a thread of its own at a lower CPU priority (nice is per
@@ -349,7 +349,7 @@ impl Backups {
             },
         };
         let id = self.db.write(|tx| q::insert_backup_run(tx, &run))?;
-        crate::status::notify_status(&self.db);
+        crate::status::notify_status(&self.db, &self.cfg);
         match r {
             Ok((path, bytes)) => {
                 log::info!(

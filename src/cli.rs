@@ -198,6 +198,7 @@ pub fn scan(cfg: &Config, path: Option<&Path>, confirm_deletions: bool) -> Resul
     let db = open_db(cfg)?;
     let plan = library::sync_libraries(&db, cfg).context("cannot sync libraries")?;
     let scanner = Scanner::new(db, cfg.scan.clone());
+    scanner.keep_free(cfg.storage.data_min_free_bytes);
     let plan = std::sync::RwLock::new(plan);
     let report = control::run_scan(&scanner, &plan, &req).map_err(|e| match req.path {
         Some(_) => CliError::Usage(e),
@@ -300,6 +301,7 @@ pub fn admin(cfg: &Config, cmd: crate::admin::Command) -> Result<(), CliError> {
     finish(reply)?;
     if ok && restoring {
         let scanner = Scanner::new(db.clone(), cfg.scan.clone());
+        scanner.keep_free(cfg.storage.data_min_free_bytes);
         let report = library::scan_libraries(&db, cfg, &scanner).context("rescan failed")?;
         println!("scan: {report}");
     }

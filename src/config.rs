@@ -26,6 +26,7 @@ pub struct Config {
     pub thumbnails: ThumbnailConfig,
     pub watch: WatchConfig,
     pub upload: UploadConfig,
+    pub storage: StorageConfig,
     pub trash: TrashConfig,
     pub login: LoginConfig,
     pub backup: BackupConfig,
@@ -163,6 +164,27 @@ impl Default for UploadConfig {
     }
 }
 
+/// The data dir's own disk (the SD card on the appliance).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct StorageConfig {
+    /// Free space (bytes) kept on the file system holding `data_dir`:
+    /// uploads staged there (users without a library, client thumbnails)
+    /// stop short of it (−10014), and the status line and `/api/v1/info`
+    /// say so. The database keeps this room for logins and sessions, so it
+    /// must stay well above what SQLite needs for a transaction (a few
+    /// MiB); 0 = no reserve beyond `upload.min_free_bytes`.
+    pub data_min_free_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_min_free_bytes: 256 << 20,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TrashConfig {
@@ -272,6 +294,7 @@ impl Default for Config {
             thumbnails: ThumbnailConfig::default(),
             watch: WatchConfig::default(),
             upload: UploadConfig::default(),
+            storage: StorageConfig::default(),
             trash: TrashConfig::default(),
             login: LoginConfig::default(),
             backup: BackupConfig::default(),

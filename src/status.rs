@@ -3,7 +3,9 @@
 //! watchdog, stopping). Used by `app` and `backup`; it imports `db` (and a
 //! date formatter), never `app`, `http` or `backup`.
 
+use crate::config::Config;
 use crate::db::{libraries, Db};
+use crate::upload::space::DataRoom;
 
 /// Sends `states` to systemd.
 pub fn notify(states: &[sd_notify::NotifyState]) {
@@ -13,21 +15,37 @@ pub fn notify(states: &[sd_notify::NotifyState]) {
 
 /// Sends the current status line to systemd (after a backup, say).
 /// Blocking.
-pub fn notify_status(db: &Db) {
-    notify(&[sd_notify::NotifyState::Status(&status_line(db))]);
+pub fn notify_status(db: &Db, cfg: &Config) {
+    notify(&[sd_notify::NotifyState::Status(&status_line(db, cfg))]);
 }
 
 /// The status line with a note of what is going on (e.g. "backup running").
 /// Blocking.
-pub fn notify_status_note(db: &Db, note: &str) {
+pub fn notify_status_note(db: &Db, cfg: &Config, note: &str) {
     notify(&[sd_notify::NotifyState::Status(&format!(
         "{}; {note}",
-        status_line(db)
+        status_line(db, cfg)
     ))]);
 }
 
-/// One-line service status for `systemctl status isync`.
-pub fn status_line(db: &Db) -> String {
+/// One-line service status for `systemctl status isync`: the data dir's
+/// disk first when it is below its reserve (what the operator must act
+/// on), then libraries, files, held removals, the last backup. Blocking.
+pub fn status_line(db: &Db, cfg: &Config) -> String {
+    let line = library_line(db);
+    match DataRoom::of(cfg) {
+        Ok(room) => match room.note() {
+            Some(n) => format!("{n}; {line}"),
+            None => line,
+        },
+        Err(e) => format!(
+            "free space of {} unknown ({e}); {line}",
+            cfg.data_dir.display()
+        ),
+    }
+}
+
+fn library_line(db: &Db) -> String {
     let r = db.read(|c| {
         let libs = libraries::list(c)?;
         let files = crate::db::files::count(c)?;

@@ -34,7 +34,7 @@ mod finish;
 /// `pub` for its fuzz target (`fuzz/fuzz_targets/multipart.rs`).
 pub mod multipart;
 mod recover;
-mod space;
+pub mod space;
 
 use disk::Queue;
 pub use finish::failpoint;
@@ -262,7 +262,8 @@ pub async fn announce(
             .ok_or_else(|| Error::BadParam(format!("catalog {} not found", a.catalog.0)))?;
         space::check_online(&db2, Path::new(&cat.path))?;
         let size = a.record.size.max(0) as u64;
-        space::check_free(Path::new(&cat.path), size, cfg.upload.min_free_bytes)?;
+        let reserve = space::Reserve::for_dir(&cfg, Path::new(&cat.path));
+        space::check_free(Path::new(&cat.path), size, reserve)?;
         let mut rec = a.record;
         rec.catalog_id = cat.id;
         rec.root_id = cat.root_id;
@@ -354,8 +355,11 @@ struct Ctx {
     thumbs: PathBuf,
     /// Who sends the request (recorded as deleting an original it replaces).
     user: crate::model::UserId,
-    /// `upload.min_free_bytes`.
-    min_free: u64,
+    /// The free space kept on the library's disk (`upload.min_free_bytes`,
+    /// or the data dir's reserve when the library is on that disk).
+    reserve: space::Reserve,
+    /// The same for the client thumbnails (in the data dir).
+    thumb_reserve: space::Reserve,
 }
 
 impl Ctx {
@@ -434,14 +438,14 @@ fn begin_part(ctx: &Ctx, role: Role, offset: i64) -> Result<PathBuf> {
 /// How the bytes reach the disk (direct I/O where the file system takes
 /// it) is `upload/disk.rs`; a digest (`cm=`) is computed on a thread of its
 /// own, beside the writes. No batch is written that would leave less than
-/// `min_free` bytes free on the disk ([`space::Claim`]).
+/// the reserve free on the disk ([`space::Claim`]).
 fn spawn_writer(
     path: PathBuf,
     offset: u64,
     cm: Option<Checksum>,
     mut rx: Queue,
     guard: FileGuard,
-    min_free: u64,
+    reserve: space::Reserve,
 ) -> tokio::task::JoinHandle<std::io::Result<(u64, Option<String>)>> {
     tokio::task::spawn_blocking(move || {
         let _guard = guard;
@@ -468,7 +472,7 @@ fn spawn_writer(
             }
         }
         let digest = hasher.map(HashThread::start).transpose()?;
-        let mut claim = space::Claim::new(offset, min_free);
+        let mut claim = space::Claim::new(offset, reserve);
         let written = disk::write_stream(&mut rx, &f, &path, offset, digest.as_ref(), &mut claim);
         if let Ok(route) = &written {
             log::debug!("upload: {} written ({route:?})", path.display());
@@ -604,7 +608,8 @@ async fn prepare(
     body_len: Option<u64>,
 ) -> Result<(Arc<Ctx>, Option<u64>)> {
     let (db2, s2) = (db.clone(), s.clone());
-    let (thumb_dir, min_free) = (cfg.thumb_dir(), cfg.upload.min_free_bytes);
+    let thumb_dir = cfg.thumb_dir();
+    let cfg2 = cfg.clone();
     let quota = cfg.upload.user_quota_bytes;
     tokio::task::spawn_blocking(move || {
         let rec = db2
@@ -619,17 +624,18 @@ async fn prepare(
         let ctx = Ctx {
             db: db2,
             id,
+            reserve: space::Reserve::for_dir(&cfg2, &library),
+            thumb_reserve: space::Reserve::for_dir(&cfg2, &thumb_dir),
             library,
             thumbs: thumb_dir,
             user: s2.user_id,
-            min_free,
         };
         ctx.check_online()?;
         // A move a crash left unfinished (its library was offline at
         // start) is finished before anything else.
         recover::settle_file(&ctx)?;
         if let Some(n) = body_len {
-            space::check_free(&ctx.library, n, min_free)?;
+            space::check_free(&ctx.library, n, ctx.reserve)?;
         }
         // The quota is the file's uploader's (a moderator's upload to
         // it counts for them too).
@@ -771,7 +777,11 @@ async fn receive_part(
         req.cm,
         rx,
         sh.guard.clone(),
-        ctx.min_free,
+        if role == Role::Origin {
+            ctx.reserve
+        } else {
+            ctx.thumb_reserve
+        },
     );
     let feed = PartFeed {
         role,

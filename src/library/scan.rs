@@ -151,6 +151,9 @@ pub struct Scanner {
     after_scan: std::sync::OnceLock<Box<dyn Fn(i64) + Send + Sync>>,
     /// Called before an online library is walked (see `before_walk`).
     before_walk: std::sync::OnceLock<BeforeWalk>,
+    /// Free bytes the database's disk keeps (`storage.data_min_free_bytes`,
+    /// see [`Scanner::keep_free`]); 0 = none.
+    data_reserve: std::sync::atomic::AtomicU64,
 }
 
 /// A file's mtime in nanoseconds, as recorded in `files.mtime_ns`.
@@ -292,6 +295,40 @@ impl Scanner {
             guard_logged: Mutex::new(HashMap::new()),
             after_scan: std::sync::OnceLock::new(),
             before_walk: std::sync::OnceLock::new(),
+            data_reserve: Default::default(),
+        }
+    }
+
+    /// New files are recorded only while the database's disk (the SD card)
+    /// keeps `bytes` free: a batch that finds it below stops the scan with
+    /// SQLite's own "full" error (what it would say a little later, with
+    /// the card full and everything else failing too), and nothing is
+    /// removed on a scan that did not finish.
+    pub fn keep_free(&self, bytes: u64) {
+        self.data_reserve
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `Err` (SQLITE_FULL) when the database's disk is below its reserve.
+    fn check_data_reserve(&self, new_rows: usize) -> Result<(), DbError> {
+        let reserve = self.data_reserve.load(std::sync::atomic::Ordering::Relaxed);
+        let Some(dir) = self.db.path().parent().filter(|_| reserve > 0) else {
+            return Ok(());
+        };
+        let Ok(free) = crate::upload::free_bytes(dir) else {
+            return Ok(());
+        };
+        let room = crate::upload::space::DataRoom { free, reserve };
+        match room.note() {
+            None => Ok(()),
+            Some(note) => Err(DbError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                Some(format!(
+                    "{note}: {new_rows} new files not recorded, the scan stopped; free space \
+                     in {}, then scan again (`isync scan`)",
+                    dir.display()
+                )),
+            ))),
         }
     }
 
@@ -764,6 +801,10 @@ impl Scanner {
     ) -> Result<(), DbError> {
         if batch.is_empty() {
             return Ok(());
+        }
+        let new_rows = batch.iter().filter(|(id, _)| id.is_none()).count();
+        if new_rows > 0 {
+            self.check_data_reserve(new_rows)?;
         }
         let (added, updated) = self.db.write(|tx| {
             let (mut a, mut u) = (0, Vec::new());

@@ -406,6 +406,7 @@ fn write_all_vectored(f: &File, mut pos: u64, bufs: &mut Vec<Bytes>) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upload::space::Reserve;
     use crate::upload::{Checksum, Hasher};
     use std::sync::Arc;
 
@@ -475,7 +476,7 @@ mod tests {
                 &f,
                 start as u64,
                 Some(&digest),
-                &mut Claim::new(start as u64, 0),
+                &mut Claim::new(start as u64, Reserve::none()),
             )
             .unwrap();
             Route::PageCache
@@ -486,7 +487,7 @@ mod tests {
                 &path,
                 start as u64,
                 Some(&digest),
-                &mut Claim::new(start as u64, 0),
+                &mut Claim::new(start as u64, Reserve::none()),
             )
             .unwrap()
         };
@@ -608,7 +609,14 @@ mod tests {
         let (all, parts) = chunks(3 * BLOCK_BYTES, 8);
         let mut rx = queue(parts);
         let t = std::time::Instant::now();
-        let r = direct_stream(&mut rx, &f, broken, 1001, None, &mut Claim::new(1001, 0));
+        let r = direct_stream(
+            &mut rx,
+            &f,
+            broken,
+            1001,
+            None,
+            &mut Claim::new(1001, Reserve::none()),
+        );
         let e = r.expect_err("a write failed");
         assert_eq!(
             e.raw_os_error(),

@@ -170,7 +170,7 @@ fn record_reopen(
         return Ok(None);
     }
     let staging_dir = at.staging.parent().unwrap_or(&ctx.library);
-    super::space::check_free(staging_dir, offset as u64, ctx.min_free)?;
+    super::space::check_free(staging_dir, offset as u64, ctx.reserve)?;
     copy_prefix(&at.final_path, &at.staging, offset as u64)
         .and_then(|()| sync_dir(staging_dir))
         .map_err(|e| {

@@ -6,13 +6,19 @@
 //! - every disk keeps `upload.min_free_bytes` free: checked against the
 //!   announced size, and by the writer before each batch it writes
 //!   ([`Claim`]);
-//! - a user's uploads stay within `upload.user_quota_bytes`.
+//! - a user's uploads stay within `upload.user_quota_bytes`;
+//! - the data dir's disk (the SD card on the appliance: database, users
+//!   folder, client thumbnails) keeps `storage.data_min_free_bytes` free
+//!   ([`Reserve::for_dir`], [`DataRoom`]), so the database and the logs
+//!   never meet a full card.
 
+use crate::config::Config;
 use crate::db::{uploads, Db};
 use crate::error::{Error, Result};
 use crate::library::roots;
 use crate::model::{FileId, UserId};
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Bytes a writer may hold that are not yet allocated on its disk, where
@@ -50,19 +56,132 @@ fn free_of(f: &File) -> std::io::Result<u64> {
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// −10014 unless `bytes` more fit on the disk holding `dir` with
-/// `min_free` left over. Blocking.
-pub fn check_free(dir: &Path, bytes: u64, min_free: u64) -> Result<()> {
+/// The free space a write must leave on one disk, and the setting that
+/// asks for it (named in refusals).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Reserve {
+    pub bytes: u64,
+    pub setting: &'static str,
+}
+
+const UPLOAD_SETTING: &str = "upload.min_free_bytes";
+const DATA_SETTING: &str = "storage.data_min_free_bytes";
+
+impl Reserve {
+    /// The reserve for writes into `dir`: `upload.min_free_bytes`, or the
+    /// data dir's larger one when `dir` is on the data dir's file system.
+    /// Blocking (stats).
+    pub fn for_dir(cfg: &Config, dir: &Path) -> Reserve {
+        let upload = Reserve {
+            bytes: cfg.upload.min_free_bytes,
+            setting: UPLOAD_SETTING,
+        };
+        let data = cfg.storage.data_min_free_bytes;
+        if data > upload.bytes && same_disk(dir, &cfg.data_dir) {
+            Reserve {
+                bytes: data,
+                setting: DATA_SETTING,
+            }
+        } else {
+            upload
+        }
+    }
+
+    /// No reserve (tests of the writer).
+    pub fn none() -> Reserve {
+        Reserve {
+            bytes: 0,
+            setting: UPLOAD_SETTING,
+        }
+    }
+
+    fn is_data(&self) -> bool {
+        self.setting == DATA_SETTING
+    }
+}
+
+/// Whether `a` and `b` (or their nearest existing ancestors: an upload's
+/// folder may not exist yet) are on one file system.
+fn same_disk(a: &Path, b: &Path) -> bool {
+    let dev = |p: &Path| {
+        p.ancestors()
+            .find_map(|q| std::fs::metadata(q).ok())
+            .map(|m| m.dev())
+    };
+    matches!((dev(a), dev(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// −10014 unless `bytes` more fit on the disk holding `dir` with the
+/// reserve left over. Blocking.
+pub fn check_free(dir: &Path, bytes: u64, reserve: Reserve) -> Result<()> {
     let free = free_bytes(dir)
         .map_err(|e| Error::Internal(format!("free space of {}: {e}", dir.display())))?;
-    if bytes.saturating_add(min_free) > free {
-        return Err(Error::StorageFull(format!(
-            "not enough free space on the server: {bytes} bytes do not fit while keeping the \
-             free-space reserve (upload.min_free_bytes = {min_free}; {free} bytes free); \
-             free some space on the server's disk"
-        )));
+    let min_free = reserve.bytes;
+    if bytes.saturating_add(min_free) <= free {
+        return Ok(());
     }
-    Ok(())
+    Err(Error::StorageFull(if reserve.is_data() {
+        format!(
+            "the server's SD card (data_dir) is nearly full: {bytes} bytes do not fit while \
+             keeping its reserve for the database and logs ({DATA_SETTING} = {min_free}; \
+             {free} bytes free); uploads to it are paused until space is freed there"
+        )
+    } else {
+        format!(
+            "not enough free space on the server: {bytes} bytes do not fit while keeping the \
+             free-space reserve ({UPLOAD_SETTING} = {min_free}; {free} bytes free); free some \
+             space on the server's disk"
+        )
+    }))
+}
+
+/// The free space of the data dir's disk against its reserve: what the
+/// status line and `/api/v1/info` report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DataRoom {
+    pub free: u64,
+    pub reserve: u64,
+}
+
+impl DataRoom {
+    /// Reads it now. Blocking (a statfs).
+    pub fn of(cfg: &Config) -> std::io::Result<DataRoom> {
+        Ok(DataRoom {
+            free: free_bytes(&cfg.data_dir)?,
+            reserve: cfg
+                .storage
+                .data_min_free_bytes
+                .max(cfg.upload.min_free_bytes),
+        })
+    }
+
+    /// Below the reserve: writes to the data dir's disk are refused.
+    pub fn low(&self) -> bool {
+        self.free < self.reserve
+    }
+
+    /// What an operator reads when it is low, e.g. "SD card nearly full:
+    /// 120 MiB free, reserve 256 MiB; uploads to it paused".
+    pub fn note(&self) -> Option<String> {
+        self.low().then(|| {
+            format!(
+                "SD card nearly full: {} free, reserve {}; uploads to it paused",
+                mb(self.free),
+                mb(self.reserve)
+            )
+        })
+    }
+}
+
+/// Bytes in MiB (the unit of `df -h` and of the reserve's default), with
+/// one decimal below 10 MiB (small test file systems).
+fn mb(b: u64) -> String {
+    let m = b as f64 / (1u64 << 20) as f64;
+    if m < 10.0 {
+        format!("{m:.1} MiB")
+    } else {
+        format!("{m:.0} MiB")
+    }
 }
 
 /// How many bytes `user`'s uploads may still hold, besides file `except`
@@ -92,15 +211,15 @@ pub fn over_quota(quota: u64, room: u64, wanted: u64) -> Error {
 #[derive(Debug)]
 pub struct ReserveReached {
     pub free: u64,
-    pub min_free: u64,
+    pub reserve: Reserve,
 }
 
 impl std::fmt::Display for ReserveReached {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "the disk keeps {} bytes free (upload.min_free_bytes) and has {} free",
-            self.min_free, self.free
+            "the disk keeps {} bytes free ({}) and has {} free",
+            self.reserve.bytes, self.reserve.setting, self.free
         )
     }
 }
@@ -138,7 +257,7 @@ const CLAIM_STEP_BYTES: u64 = 64 << 20;
 /// truncation frees room on ext4. [`Claim::release`] does it once the
 /// writes are done.
 pub struct Claim {
-    min_free: u64,
+    reserve: Reserve,
     /// Where the stream started.
     start: u64,
     /// The file offset up to which bytes were let through.
@@ -151,9 +270,9 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub fn new(start: u64, min_free: u64) -> Claim {
+    pub fn new(start: u64, reserve: Reserve) -> Claim {
         Claim {
-            min_free,
+            reserve,
             start,
             used: start,
             end: start,
@@ -173,7 +292,8 @@ impl Claim {
         let short = want - self.end;
         let far = free_of(f)?
             >= self
-                .min_free
+                .reserve
+                .bytes
                 .saturating_add(2 * CLAIM_STEP_BYTES)
                 .saturating_add(UNALLOCATED_BYTES);
         let len = if far {
@@ -205,9 +325,10 @@ impl Claim {
         }
         let free = free_of(f)?;
         let need = if self.ahead {
-            self.min_free
+            self.reserve.bytes
         } else {
-            self.min_free
+            self.reserve
+                .bytes
                 .saturating_add(len)
                 .saturating_add(UNALLOCATED_BYTES)
         };
@@ -220,7 +341,7 @@ impl Claim {
     fn reached(&self, free: u64) -> std::io::Error {
         std::io::Error::other(ReserveReached {
             free,
-            min_free: self.min_free,
+            reserve: self.reserve,
         })
     }
 
@@ -253,6 +374,64 @@ mod tests {
     }
 
     #[test]
+    fn the_data_dirs_disk_keeps_the_larger_reserve() {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            data_dir: d.path().to_path_buf(),
+            ..Config::default()
+        };
+        cfg.upload.min_free_bytes = 1 << 20;
+        cfg.storage.data_min_free_bytes = 8 << 20;
+        // A folder not made yet on the data dir's disk: its reserve.
+        let users = d.path().join("users/7/.isync/uploads");
+        let r = Reserve::for_dir(&cfg, &users);
+        assert_eq!((r.bytes, r.setting), (8 << 20, DATA_SETTING));
+        // Another file system (procfs): the uploads' reserve.
+        let r = Reserve::for_dir(&cfg, Path::new("/proc/self"));
+        assert_eq!((r.bytes, r.setting), (1 << 20, UPLOAD_SETTING));
+        // The larger one wins on the data dir's disk too.
+        cfg.upload.min_free_bytes = 16 << 20;
+        assert_eq!(Reserve::for_dir(&cfg, &users).setting, UPLOAD_SETTING);
+        // What fits the disk but not above the card's reserve is refused,
+        // naming the card and the setting. (The machine is shared: other
+        // writers move the free space by far less than a gigabyte.)
+        std::fs::create_dir_all(&users).unwrap();
+        let free = free_bytes(&users).unwrap();
+        cfg.upload.min_free_bytes = 0;
+        cfg.storage.data_min_free_bytes = 2 << 30;
+        let fits = free.saturating_sub(1 << 30);
+        check_free(&users, fits, Reserve::none()).unwrap();
+        let e = check_free(&users, fits, Reserve::for_dir(&cfg, &users)).unwrap_err();
+        assert!(e.to_string().contains("SD card"), "{e}");
+        assert!(e.to_string().contains(DATA_SETTING), "{e}");
+    }
+
+    #[test]
+    fn the_note_says_how_full_the_card_is() {
+        let low = DataRoom {
+            free: 120 << 20,
+            reserve: 256 << 20,
+        };
+        assert_eq!(
+            low.note().as_deref(),
+            Some("SD card nearly full: 120 MiB free, reserve 256 MiB; uploads to it paused")
+        );
+        let small = DataRoom {
+            free: 1_300_000,
+            reserve: 4 << 20,
+        };
+        assert!(small
+            .note()
+            .unwrap()
+            .contains("1.2 MiB free, reserve 4.0 MiB"));
+        let fine = DataRoom {
+            free: 257 << 20,
+            reserve: 256 << 20,
+        };
+        assert!(!fine.low() && fine.note().is_none());
+    }
+
+    #[test]
     fn claims_stop_before_the_reserve() {
         let d = tempfile::tempdir().unwrap();
         let f = File::options()
@@ -265,7 +444,13 @@ mod tests {
         // The machine is shared: other writers move the free space, by
         // far less than a gigabyte while this runs.
         let free = free_of(&f).unwrap();
-        let mut c = Claim::new(0, free.saturating_sub(1 << 30));
+        let mut c = Claim::new(
+            0,
+            Reserve {
+                bytes: free.saturating_sub(1 << 30),
+                setting: UPLOAD_SETTING,
+            },
+        );
         // Steps grow with what came: the first batch takes its own room,
         // the next ones as much as came before (up to a step).
         c.take(&f, 1 << 20).unwrap();
@@ -287,13 +472,12 @@ mod tests {
         assert!(e.to_string().contains("upload.min_free_bytes"), "{e}");
         assert_eq!(c.used, used);
         // The room taken ahead goes back (nothing was written).
-        use std::os::unix::fs::MetadataExt;
         assert!(f.metadata().unwrap().blocks() * 512 >= c.end);
         c.release(&f).unwrap();
         assert_eq!(f.metadata().unwrap().len(), 0);
         assert_eq!(f.metadata().unwrap().blocks(), 0);
         // No reserve at all: anything that fits the disk is fine.
-        let mut c = Claim::new(0, 0);
+        let mut c = Claim::new(0, Reserve::none());
         c.take(&f, 4096).unwrap();
         c.release(&f).unwrap();
     }

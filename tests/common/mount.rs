@@ -38,8 +38,14 @@ impl Mounts {
     /// Mounts an empty tmpfs at `at` (created when missing). `None` when
     /// this process may not mount (see [`cannot_run`]).
     pub fn tmpfs(&mut self, at: &Path) -> Option<()> {
+        self.tmpfs_sized(at, "64m")
+    }
+
+    /// [`Mounts::tmpfs`] of `size` (`mount`'s notation: "16m").
+    pub fn tmpfs_sized(&mut self, at: &Path, size: &str) -> Option<()> {
         std::fs::create_dir_all(at).unwrap();
-        match mount(&["-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs"], at) {
+        let opts = format!("size={size},mode=0755");
+        match mount(&["-t", "tmpfs", "-o", &opts, "tmpfs"], at) {
             Ok(()) => {
                 self.0.push(at.to_path_buf());
                 Some(())

@@ -14,6 +14,7 @@ use crate::http::params::Params;
 use crate::http::state::{AnyUser, AppState, Authed, NeedAccounts, NeedBackup, NeedLibraries};
 use crate::model::{FileId, UserId};
 use crate::perms::{self, Perm};
+use crate::upload::space::DataRoom;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
@@ -71,6 +72,21 @@ struct Info {
     libraries_online: usize,
     /// True until the first admin has claimed the server.
     needs_admin: bool,
+    storage: StorageWire,
+}
+
+/// The data dir's disk (the SD card) against its reserve
+/// (`storage.data_min_free_bytes`).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StorageWire {
+    data_free_bytes: u64,
+    data_reserve_bytes: u64,
+    /// Below the reserve: uploads to that disk are refused (−10014).
+    uploads_paused: bool,
+    /// Why, for a person ("SD card nearly full: …"); absent when fine.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<String>,
 }
 
 async fn info_of(st: &AppState) -> crate::error::Result<Info> {
@@ -78,6 +94,12 @@ async fn info_of(st: &AppState) -> crate::error::Result<Info> {
     let (libs, needs_admin) = db
         .read_async(|c| Ok((libraries::list(c)?, !accounts::has_admin(c)?)))
         .await?;
+    let cfg = st.cfg.clone();
+    let room = blocking(move || {
+        DataRoom::of(&cfg)
+            .map_err(|e| Error::Internal(format!("free space of {}: {e}", cfg.data_dir.display())))
+    })
+    .await?;
     Ok(Info {
         server: "isync",
         version: env!("CARGO_PKG_VERSION"),
@@ -85,6 +107,12 @@ async fn info_of(st: &AppState) -> crate::error::Result<Info> {
         libraries: libs.len(),
         libraries_online: libs.iter().filter(|l| l.online).count(),
         needs_admin,
+        storage: StorageWire {
+            data_free_bytes: room.free,
+            data_reserve_bytes: room.reserve,
+            uploads_paused: room.low(),
+            note: room.note(),
+        },
     })
 }
 
@@ -115,6 +143,10 @@ pub async fn welcome(State(st): State<AppState>) -> Response {
     } else {
         ""
     };
+    let storage = match &i.storage.note {
+        Some(n) => format!("<p class=warn>{}</p>", esc(n)),
+        None => String::new(),
+    };
     Html(format!(
         r#"<!doctype html>
 <html lang=en><head><meta charset=utf-8><meta name=viewport content="width=device-width">
@@ -126,7 +158,7 @@ code{{background:#eee;padding:0 .2em}}.warn{{color:#a40}}input{{display:block;ma
 <p>A family media server speaking the iSync API. Point iPrivate at this address (port {port}).</p>
 <table><tr><td>version</td><td>{version}</td></tr><tr><td>uptime</td><td>{uptime}</td></tr>
 <tr><td>libraries online</td><td>{online} of {libs}</td></tr></table>
-{claim}
+{claim}{storage}
 <h2>Join with an invitation</h2>
 <form id=f><label>Registration token<input name=token required autocomplete=off></label>
 <label>Pick a user name<input name=userName required autocomplete=username></label>
