@@ -386,7 +386,7 @@ fn spawn_data_room_watch(
     shutdown: &CancellationToken,
     background: &tokio_util::task::TaskTracker,
 ) {
-    use crate::upload::space::DataRoom;
+    use crate::freespace::DataRoom;
     let (db, cfg, token) = (db.clone(), cfg.clone(), shutdown.clone());
     background.spawn(async move {
         let mut tick = tokio::time::interval(DATA_ROOM_EVERY);
@@ -398,7 +398,7 @@ fn spawn_data_room_watch(
             }
             let (db, cfg) = (db.clone(), cfg.clone());
             let changed = tokio::task::spawn_blocking(move || {
-                let room = DataRoom::of(&cfg).ok()?;
+                let room = DataRoom::of(&cfg.data_dir, cfg.data_reserve()).ok()?;
                 if room.low() == was_low {
                     return Some(was_low);
                 }

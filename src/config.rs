@@ -614,6 +614,15 @@ impl Config {
         self.data_dir.join("isync.db")
     }
 
+    /// Free bytes the data dir's disk keeps (the SD card on the appliance):
+    /// `storage.data_min_free_bytes`, or `upload.min_free_bytes` where that
+    /// is larger (uploads there stop at the larger one).
+    pub fn data_reserve(&self) -> u64 {
+        self.storage
+            .data_min_free_bytes
+            .max(self.upload.min_free_bytes)
+    }
+
     pub fn thumb_dir(&self) -> PathBuf {
         self.data_dir.join("thumbs")
     }

@@ -22,17 +22,18 @@
 //! 6. `library`: roots and disks (`roots`), the scanner (`scan`: load →
 //!    walk → `diff` → guard → apply), the watcher, the on-disk layout of
 //!    `<library>/.isync` (`layout`), the control socket.
-//! 7. `config`, `perms` (a permission, a set, a session).
+//! 7. `config`, `perms` (a permission, a set, a session); `status` (the
+//!    systemd status line, which names the data dir's reserve).
 //! 8. `media`: probing, decoders, thumbnails, the render budget and lanes,
-//!    the ffmpeg runner (no DB, no HTTP); `status` (the systemd status
-//!    line); `error` (the one error type; says whether an error is a usage
-//!    error, never a wire code).
+//!    the ffmpeg runner (no DB, no HTTP); `error` (the one error type; says
+//!    whether an error is a usage error, never a wire code).
 //! 9. `db`: the SQLite handle, numbered migrations, all SQL (one module per
 //!    table), the listing index; `ratelimit`.
 //! 10. `model` (ids, plain records, part statuses), `safeopen` (opening a
 //!     file under a root without following links), `locks`, `clock` (the
 //!     time expiry is judged by), `time` (calendar dates), `heap`,
-//!     `logging` (journald or stderr).
+//!     `logging` (journald or stderr), `freespace` (free bytes of a file
+//!     system, the data dir's reserve).
 //!
 //! # One request, socket to disk
 //! `GET /thumbnail.icc?id=7&level=1`: `http::serve` accepts the connection
@@ -62,6 +63,7 @@ pub mod db;
 pub mod demo;
 pub mod edit;
 pub mod error;
+pub mod freespace;
 pub mod heap;
 pub mod http;
 pub mod library;

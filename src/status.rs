@@ -5,7 +5,7 @@
 
 use crate::config::Config;
 use crate::db::{libraries, Db};
-use crate::upload::space::DataRoom;
+use crate::freespace::DataRoom;
 
 /// Sends `states` to systemd.
 pub fn notify(states: &[sd_notify::NotifyState]) {
@@ -33,7 +33,7 @@ pub fn notify_status_note(db: &Db, cfg: &Config, note: &str) {
 /// on), then libraries, files, held removals, the last backup. Blocking.
 pub fn status_line(db: &Db, cfg: &Config) -> String {
     let line = library_line(db);
-    match DataRoom::of(cfg) {
+    match DataRoom::of(&cfg.data_dir, cfg.data_reserve()) {
         Ok(room) => match room.note() {
             Some(n) => format!("{n}; {line}"),
             None => line,

@@ -315,10 +315,10 @@ impl Scanner {
         let Some(dir) = self.db.path().parent().filter(|_| reserve > 0) else {
             return Ok(());
         };
-        let Ok(free) = crate::upload::free_bytes(dir) else {
+        let Ok(free) = crate::freespace::free_bytes(dir) else {
             return Ok(());
         };
-        let room = crate::upload::space::DataRoom { free, reserve };
+        let room = crate::freespace::DataRoom { free, reserve };
         match room.note() {
             None => Ok(()),
             Some(note) => Err(DbError::Sqlite(rusqlite::Error::SqliteFailure(

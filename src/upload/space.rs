@@ -15,6 +15,8 @@
 use crate::config::Config;
 use crate::db::{uploads, Db};
 use crate::error::{Error, Result};
+use crate::freespace::free_of;
+pub use crate::freespace::{free_bytes, DataRoom};
 use crate::library::roots;
 use crate::model::{FileId, UserId};
 use std::fs::File;
@@ -43,17 +45,6 @@ pub fn offline() -> Error {
          stored; try again when it is back"
             .into(),
     )
-}
-
-/// Free bytes for an unprivileged writer on the file system holding `p`.
-pub fn free_bytes(p: &Path) -> std::io::Result<u64> {
-    let s = rustix::fs::statvfs(p).map_err(std::io::Error::from)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
-}
-
-fn free_of(f: &File) -> std::io::Result<u64> {
-    let s = rustix::fs::fstatvfs(f).map_err(std::io::Error::from)?;
-    Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
 /// The free space a write must leave on one disk, and the setting that
@@ -133,55 +124,6 @@ pub fn check_free(dir: &Path, bytes: u64, reserve: Reserve) -> Result<()> {
              space on the server's disk"
         )
     }))
-}
-
-/// The free space of the data dir's disk against its reserve: what the
-/// status line and `/api/v1/info` report.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DataRoom {
-    pub free: u64,
-    pub reserve: u64,
-}
-
-impl DataRoom {
-    /// Reads it now. Blocking (a statfs).
-    pub fn of(cfg: &Config) -> std::io::Result<DataRoom> {
-        Ok(DataRoom {
-            free: free_bytes(&cfg.data_dir)?,
-            reserve: cfg
-                .storage
-                .data_min_free_bytes
-                .max(cfg.upload.min_free_bytes),
-        })
-    }
-
-    /// Below the reserve: writes to the data dir's disk are refused.
-    pub fn low(&self) -> bool {
-        self.free < self.reserve
-    }
-
-    /// What an operator reads when it is low, e.g. "SD card nearly full:
-    /// 120 MiB free, reserve 256 MiB; uploads to it paused".
-    pub fn note(&self) -> Option<String> {
-        self.low().then(|| {
-            format!(
-                "SD card nearly full: {} free, reserve {}; uploads to it paused",
-                mb(self.free),
-                mb(self.reserve)
-            )
-        })
-    }
-}
-
-/// Bytes in MiB (the unit of `df -h` and of the reserve's default), with
-/// one decimal below 10 MiB (small test file systems).
-fn mb(b: u64) -> String {
-    let m = b as f64 / (1u64 << 20) as f64;
-    if m < 10.0 {
-        format!("{m:.1} MiB")
-    } else {
-        format!("{m:.0} MiB")
-    }
 }
 
 /// How many bytes `user`'s uploads may still hold, besides file `except`

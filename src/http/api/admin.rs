@@ -9,12 +9,12 @@ use crate::accounts::{self, Actor};
 use crate::auth;
 use crate::db::{libraries, users};
 use crate::error::Error;
+use crate::freespace::DataRoom;
 use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
 use crate::http::state::{AnyUser, AppState, Authed, NeedAccounts, NeedBackup, NeedLibraries};
 use crate::model::{FileId, UserId};
 use crate::perms::{self, Perm};
-use crate::upload::space::DataRoom;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
@@ -96,7 +96,7 @@ async fn info_of(st: &AppState) -> crate::error::Result<Info> {
         .await?;
     let cfg = st.cfg.clone();
     let room = blocking(move || {
-        DataRoom::of(&cfg)
+        DataRoom::of(&cfg.data_dir, cfg.data_reserve())
             .map_err(|e| Error::Internal(format!("free space of {}: {e}", cfg.data_dir.display())))
     })
     .await?;

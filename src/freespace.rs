@@ -1,0 +1,66 @@
+//! Free space on a file system, and the data dir's reserve (the SD card on
+//! the appliance): what uploads, scans, the thumbnail cache, the status
+//! line and `/api/v1/info` ask. Imports nothing of the crate: every layer
+//! may use it.
+
+use std::fs::File;
+use std::path::Path;
+
+/// Free bytes for an unprivileged writer on the file system holding `p`.
+pub fn free_bytes(p: &Path) -> std::io::Result<u64> {
+    let s = rustix::fs::statvfs(p).map_err(std::io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Free bytes of the file system holding the open file `f`.
+pub fn free_of(f: &File) -> std::io::Result<u64> {
+    let s = rustix::fs::fstatvfs(f).map_err(std::io::Error::from)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// The free space of the data dir's disk against its reserve: what the
+/// status line and `/api/v1/info` report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DataRoom {
+    pub free: u64,
+    pub reserve: u64,
+}
+
+impl DataRoom {
+    /// Reads it now for the data dir `dir`, which keeps `reserve` bytes
+    /// free ([`crate::config::Config::data_reserve`]). Blocking (a statfs).
+    pub fn of(dir: &Path, reserve: u64) -> std::io::Result<DataRoom> {
+        Ok(DataRoom {
+            free: free_bytes(dir)?,
+            reserve,
+        })
+    }
+
+    /// Below the reserve: writes to the data dir's disk are refused.
+    pub fn low(&self) -> bool {
+        self.free < self.reserve
+    }
+
+    /// What an operator reads when it is low, e.g. "SD card nearly full:
+    /// 120 MiB free, reserve 256 MiB; uploads to it paused".
+    pub fn note(&self) -> Option<String> {
+        self.low().then(|| {
+            format!(
+                "SD card nearly full: {} free, reserve {}; uploads to it paused",
+                mb(self.free),
+                mb(self.reserve)
+            )
+        })
+    }
+}
+
+/// Bytes in MiB (the unit of `df -h` and of the reserve's default), with
+/// one decimal below 10 MiB (small test file systems).
+fn mb(b: u64) -> String {
+    let m = b as f64 / (1u64 << 20) as f64;
+    if m < 10.0 {
+        format!("{m:.1} MiB")
+    } else {
+        format!("{m:.0} MiB")
+    }
+}
