@@ -13,13 +13,16 @@
 //! First, "memory": the release binary's idle RSS (median of several starts,
 //! with the pre-render worker off as the baseline) and its RSS while a 2 GB
 //! file streams.
+//! Then, for each library, the server's CPU seconds per 1,000 pages (issue
+//! 13: what a Pi pays) against a bare SQLite query of the same pages.
 //! Run: `cargo bench --bench api` (`-- memory` for the memory part alone,
-//! `-- listing` for the listing parts alone).
+//! `-- listing` for the listing parts alone, `-- cpu` for the CPU per page
+//! alone).
 
 mod common;
 
-use common::{cpu_ticks, free_port, median, pct, rss_kib, server_ms};
-use isync::config::{Config, LibraryConfig};
+use common::{cpu_ticks, free_port, median, pct, rss_kib, server_ms, thread_cpu_secs, SelfCpu};
+use isync::config::{Config, LibraryConfig, ScanConfig};
 use isync::db::listing::Query;
 use isync::db::{catalogs, files, users, Db};
 use isync::http::api::file::FileInfo;
@@ -168,7 +171,100 @@ async fn measure(client: &reqwest::Client, url: &str, n: usize) -> Sample {
     s
 }
 
-async fn run_library(n: usize) {
+/// Pages per sample, and samples, of [`cpu_per_1000_pages`].
+const CPU_PAGES: usize = 1000;
+const CPU_RUNS: usize = 5;
+
+/// Issue 13: the server's CPU seconds per 1,000 `files.icc` pages of 100
+/// records (sort −1, newest first), as a phone scrolling the library asks
+/// them: every page in turn, from the top again after the last. A first
+/// pass reads every page once (the records read and encoded, as the
+/// first listing after a start does; that cost is in the listing figures)
+/// and collects the ids each page shows. The server runs in this process;
+/// the client is one thread on a kept-alive connection, so the server's
+/// CPU is this process's minus that thread's, both measured. Baseline, same
+/// run: the same pages' records by a bare SQLite query on a read-only
+/// connection of its own (`SELECT * … WHERE id IN (100 ids)`, every column
+/// read), nothing of HTTP or JSON.
+fn cpu_per_1000_pages(
+    addr: std::net::SocketAddr,
+    cookie: &str,
+    pages: usize,
+    db: &std::path::Path,
+    n: usize,
+) {
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    let url = |p: usize| format!("/files.icc?pageIndex={p}&maxPerPage=100&sort=-1");
+    let ids: Vec<Vec<i64>> = (0..pages)
+        .map(|p| {
+            let (_, body) = common::get(&mut c, &url(p), cookie, &[]);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["code"], 0, "{v}");
+            v["data"]["list"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_i64().unwrap())
+                .collect()
+        })
+        .collect();
+    assert_eq!(ids.iter().map(Vec::len).sum::<usize>(), n);
+    let (mut server, mut client) = (Vec::new(), Vec::new());
+    for _ in 0..CPU_RUNS {
+        let (p0, t0) = (SelfCpu::now(), thread_cpu_secs());
+        for i in 0..CPU_PAGES {
+            let (head, body) = common::get(&mut c, &url(i % pages), cookie, &[]);
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert!(body.starts_with(b"{\"code\":0"));
+        }
+        let mine = thread_cpu_secs() - t0;
+        server.push(SelfCpu::since(p0).own - mine);
+        client.push(mine);
+    }
+    // Baseline: the same pages' rows, on this thread.
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut bare = Vec::new();
+    for _ in 0..CPU_RUNS {
+        let t0 = thread_cpu_secs();
+        let mut rows_read = 0;
+        for i in 0..CPU_PAGES {
+            let page = &ids[i % pages];
+            let sql = format!(
+                "SELECT * FROM files WHERE id IN ({})",
+                vec!["?"; page.len()].join(",")
+            );
+            let mut stmt = conn.prepare_cached(&sql).unwrap();
+            let cols = stmt.column_count();
+            let mut rows = stmt.query(rusqlite::params_from_iter(page)).unwrap();
+            while let Some(r) = rows.next().unwrap() {
+                for k in 0..cols {
+                    std::hint::black_box(r.get::<_, rusqlite::types::Value>(k).unwrap());
+                }
+                rows_read += 1;
+            }
+        }
+        assert_eq!(
+            rows_read,
+            (0..CPU_PAGES).map(|i| ids[i % pages].len()).sum::<usize>()
+        );
+        bare.push(thread_cpu_secs() - t0);
+    }
+    let (sm, bm) = (median(&server), median(&bare));
+    println!(
+        "[{n} files] CPU-s per {CPU_PAGES} files.icc pages of 100 (median of {CPU_RUNS}): server \
+         {sm:.3} (min {:.3}, max {:.3}; the client thread {:.3}); baseline, bare SQLite query of \
+         the same pages {bm:.3}; {:.2}x the baseline",
+        pct(&server, 0.0),
+        pct(&server, 1.0),
+        median(&client),
+        sm / bm.max(1e-9)
+    );
+}
+
+async fn run_library(n: usize, only_cpu: bool) {
     let dir = tempfile::tempdir().unwrap();
     let lib_path = dir.path().join("lib");
     std::fs::create_dir_all(&lib_path).unwrap();
@@ -180,8 +276,14 @@ async fn run_library(n: usize) {
             users: vec!["bench".into()],
             merge: true,
         }],
+        // The records have no files behind them: nothing to pre-render.
+        scan: ScanConfig {
+            prerender_threads: 0,
+            ..ScanConfig::default()
+        },
         ..Config::default()
     };
+    let db_path = cfg.db_path();
     {
         let db = Db::open(&cfg.db_path()).unwrap();
         let hash = isync::auth::hash_password("bench");
@@ -219,6 +321,29 @@ async fn run_library(n: usize) {
         .unwrap();
     let pages = first["data"]["page"]["pageCount"].as_i64().unwrap();
     assert_eq!(pages as usize, n.div_ceil(100));
+
+    let login = client
+        .get(format!("{base}/login.icc?userName=bench&password=bench"))
+        .send()
+        .await
+        .unwrap();
+    let cookie = login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_string();
+    let addr = running.addr;
+    tokio::task::spawn_blocking(move || {
+        cpu_per_1000_pages(addr, &cookie, pages as usize, &db_path, n)
+    })
+    .await
+    .unwrap();
+    if only_cpu {
+        running.stop().await.unwrap();
+        return;
+    }
 
     let baseline = measure(&client, &format!("{base}/helpInfo.icc?type=0"), REQUESTS).await;
     let b_med = pct(&baseline.server_ms, 0.5);
@@ -527,13 +652,14 @@ fn main() {
     // `-- listing` the listing part alone.
     let only_memory = std::env::args().any(|a| a == "memory");
     let only_listing = std::env::args().any(|a| a == "listing");
+    let only_cpu = std::env::args().any(|a| a == "cpu");
     rt.block_on(async {
-        if !only_listing {
+        if !only_listing && !only_cpu {
             rss().await;
         }
         if !only_memory {
-            run_library(5_000).await;
-            run_library(100_000).await;
+            run_library(5_000, only_cpu).await;
+            run_library(100_000, only_cpu).await;
         }
     });
 }

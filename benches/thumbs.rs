@@ -11,6 +11,12 @@
 //! /proc/self/stat, averaged over the runs. That is what an idle machine
 //! would spend; wall time there is at most that (jpeg-decoder runs its IDCT
 //! on a helper thread, ffmpeg decodes with frame threads).
+//!
+//! First, CPU per cold 12 MP thumbnail (issue 13: what a Pi pays), medians
+//! over batches, against the same file decoded and resized by the `image`
+//! crate, by `ffmpeg -vf scale` and by libjpeg-turbo's `djpeg -scale 1/4`
+//! (when installed: `apt-get install libjpeg-turbo-progs`).
+//! `-- cpu` runs that part alone.
 
 mod common;
 
@@ -52,6 +58,11 @@ fn main() {
             "none (no ffmpeg)"
         }
     );
+    println!();
+    cpu_per_thumbnail(&fixtures, dir.path());
+    if std::env::args().any(|a| a == "cpu") {
+        return;
+    }
     println!();
     println!(
         "{:<58} {:>4} {:>10} {:>9} {:>10}",
@@ -371,6 +382,133 @@ fn measure(name: &str, runs: usize, mut f: impl FnMut()) -> Stats {
         wall: wall_med,
         cpu,
     }
+}
+
+/// Batches per case of [`cpu_per_thumbnail`].
+const CPU_BATCHES: usize = 5;
+
+/// CPU milliseconds per call of `f`, this process's (every thread) and its
+/// reaped children's (ffmpeg, djpeg): the median over [`CPU_BATCHES`]
+/// batches of `per_batch` calls each, since /proc counts in 10 ms ticks.
+fn cpu_per_op(name: &str, per_batch: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm the page cache and allocator
+    let per_op: Vec<f64> = (0..CPU_BATCHES)
+        .map(|_| {
+            let c0 = common::SelfCpu::now();
+            for _ in 0..per_batch {
+                f();
+            }
+            common::SelfCpu::since(c0).total() * 1e3 / per_batch as f64
+        })
+        .collect();
+    let med = common::median(&per_op);
+    println!(
+        "{name:<62} {:>4} {med:>8.1} {:>8.1} {:>8.1}",
+        per_op.len() * per_batch,
+        common::pct(&per_op, 0.0),
+        common::pct(&per_op, 1.0)
+    );
+    med
+}
+
+/// Issue 13: CPU per cold 12 MP thumbnail, the camera file (4:2:0, EXIF
+/// orientation 6, no preview) and the phone file (MPF preview), against
+/// three other ways to make the same level-1 picture from the same file.
+fn cpu_per_thumbnail(fx: &Fixtures, dir: &Path) {
+    println!(
+        "CPU per cold thumbnail, ms (user + system, with ffmpeg/djpeg children; median of \
+         {CPU_BATCHES} batches, min, max):"
+    );
+    println!(
+        "{:<62} {:>4} {:>8} {:>8} {:>8}",
+        "case", "runs", "median", "min", "max"
+    );
+    let cam = fx.photo_420.clone();
+    let level1 = cpu_per_op(
+        "isync level 1 (800 px), camera 4:2:0, no preview",
+        8,
+        || {
+            render(&cam, FileType::Image, Some(6), ThumbLevel::Screen).expect("render");
+        },
+    );
+    cpu_per_op("isync level 1, phone file with MPF preview", 10, || {
+        render(&fx.photo_mpf, FileType::Image, Some(6), ThumbLevel::Screen).expect("render");
+    });
+    cpu_per_op(
+        "isync level 0 (160 px), camera 4:2:0, no preview",
+        8,
+        || {
+            render(&cam, FileType::Image, Some(6), ThumbLevel::Small).expect("render");
+        },
+    );
+    cpu_per_op(
+        "isync render_both (pre-render, both levels), camera",
+        6,
+        || {
+            for t in render_both(&cam, FileType::Image, Some(6)) {
+                t.expect("render");
+            }
+        },
+    );
+    println!("  baselines, same file to an 800 px JPEG:");
+    let image_crate = cpu_per_op(
+        "image crate: full decode, resize (triangle), q80 encode",
+        3,
+        || {
+            let img = image::open(&cam).expect("decode");
+            let small = img.resize(800, 800, image::imageops::FilterType::Triangle);
+            let mut out = Cursor::new(Vec::new());
+            small
+                .write_to(&mut out, image::ImageFormat::Jpeg)
+                .expect("encode");
+        },
+    );
+    let out = dir.join("cpu-baseline.jpg");
+    let ffmpeg = cpu_per_op("ffmpeg -i photo.jpg -vf scale=800:-2 out.jpg", 3, || {
+        let st = Command::new(isync::media::process::ffmpeg_path())
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+            .arg(&cam)
+            .args(["-vf", "scale=800:-2", "-q:v", "3"])
+            .arg(&out)
+            .status()
+            .expect("run ffmpeg");
+        assert!(st.success(), "ffmpeg scale");
+    });
+    // libjpeg-turbo (SIMD) decoding at 1/4 scale as isync does, then
+    // cjpeg; the pipe between them is the shell's.
+    let djpeg = Command::new("djpeg").arg("-version").output().is_ok();
+    let turbo = djpeg.then(|| {
+        cpu_per_op(
+            "djpeg -scale 1/4 photo.jpg | cjpeg -quality 80 (libjpeg-turbo)",
+            8,
+            || {
+                let st = Command::new("sh")
+                    .arg("-c")
+                    .arg(r#"djpeg -scale 1/4 "$1" | cjpeg -quality 80 > "$2""#)
+                    .args([std::ffi::OsStr::new("sh"), cam.as_os_str(), out.as_os_str()])
+                    .status()
+                    .expect("run djpeg");
+                assert!(st.success(), "djpeg | cjpeg");
+            },
+        )
+    });
+    if !djpeg {
+        println!("  (djpeg not installed: apt-get install libjpeg-turbo-progs)");
+    }
+    if let Some(video) = &fx.video {
+        cpu_per_op("isync video level 1 cold (1080p H.264, ffmpeg)", 4, || {
+            render(video, FileType::Video, None, ThumbLevel::Screen).expect("render");
+        });
+    }
+    println!(
+        "  isync level 1 (camera file) uses {:.2}x the CPU of the image crate, {:.2}x ffmpeg's{}",
+        level1 / image_crate,
+        level1 / ffmpeg,
+        turbo.map_or(String::new(), |t| format!(
+            ", {:.2}x djpeg | cjpeg's",
+            level1 / t
+        ))
+    );
 }
 
 /// A request after the pre-render worker ran: `ThumbCache::get` finding

@@ -11,6 +11,12 @@
 //! the server's receive and its copy into aligned blocks (written with
 //! direct I/O), plus loopback TCP.
 //!
+//! CPU per GB uploaded (issue 13: what a Pi pays): the server's user +
+//! system (the server runs in this process and is the only thing in it
+//! working while curl uploads) against a bare socket sink receiving the same
+//! curl upload (read, write, fsync: the least a server storing it durably
+//! does) and the CPU of `cat` and `dd` writing the same GiB; medians.
+//!
 //! First, memory: a 4 GiB upload to the release binary as a separate
 //! process, its RSS printed every 256 MiB (skipped below 10 GB free;
 //! `-- --no-memory` skips it too).
@@ -19,7 +25,7 @@
 
 mod common;
 
-use common::{median, rss_kib};
+use common::{median, rss_kib, thread_cpu_secs, SelfCpu};
 use isync::config::{Config, LibraryConfig};
 use isync::db::{users, Db};
 use std::io::Write;
@@ -52,9 +58,15 @@ fn make_source(path: &Path) {
     f.flush().unwrap();
 }
 
-/// `cat src > dest`, optionally followed by an fsync of dest.
-fn cat_once(src: &Path, dest: &Path, sync: bool) -> Duration {
-    let t = Instant::now();
+/// CPU seconds per GB (10^9 bytes) of a 1 GiB transfer.
+fn per_gb(cpu: f64) -> f64 {
+    cpu / (SIZE as f64 / 1e9)
+}
+
+/// `cat src > dest`, optionally followed by an fsync of dest; wall time
+/// and CPU seconds (cat's and the fsync's).
+fn cat_once(src: &Path, dest: &Path, sync: bool) -> (Duration, f64) {
+    let (t, c0) = (Instant::now(), SelfCpu::now());
     let out = std::fs::File::create(dest).unwrap();
     let st = std::process::Command::new("cat")
         .arg(src)
@@ -65,15 +77,15 @@ fn cat_once(src: &Path, dest: &Path, sync: bool) -> Duration {
     if sync {
         out.sync_all().unwrap();
     }
-    let d = t.elapsed();
+    let (d, cpu) = (t.elapsed(), SelfCpu::since(c0).total());
     std::fs::remove_file(dest).unwrap();
-    d
+    (d, cpu)
 }
 
 /// `dd if=src of=dest bs=4M oflag=direct conv=fsync`: the durable write
-/// the server does, without the network.
-fn dd_once(src: &Path, dest: &Path) -> Duration {
-    let t = Instant::now();
+/// the server does, without the network; wall time and dd's CPU seconds.
+fn dd_once(src: &Path, dest: &Path) -> (Duration, f64) {
+    let (t, c0) = (Instant::now(), SelfCpu::now());
     let st = std::process::Command::new("dd")
         .arg(format!("if={}", src.display()))
         .arg(format!("of={}", dest.display()))
@@ -81,9 +93,74 @@ fn dd_once(src: &Path, dest: &Path) -> Duration {
         .status()
         .expect("dd");
     assert!(st.success());
-    let d = t.elapsed();
+    let (d, cpu) = (t.elapsed(), SelfCpu::since(c0).total());
     std::fs::remove_file(dest).unwrap();
-    d
+    (d, cpu)
+}
+
+/// `curl -F file=@src url`, as [`curl_once`] sends it; its stdout.
+fn curl_post(src: &Path, url: &str, cookie: &str) -> Vec<u8> {
+    let form = format!("file=@{};filename=origin", src.display());
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-H", "Expect:", "-b", cookie, "-F", &form, url])
+        .output()
+        .expect("curl (apt-get install curl)");
+    assert!(out.status.success(), "curl failed");
+    out.stdout
+}
+
+/// Baseline for the server's CPU: the same curl upload into a bare socket
+/// sink, one thread that reads the request, writes the body as it arrives
+/// to `dest` (1 MiB reads), fsyncs and answers 200 — the least a server
+/// storing an upload durably does, without HTTP and multipart parsing,
+/// hashing or direct I/O. Returns the wall time, the sink thread's CPU
+/// seconds and curl's.
+fn sink_once(src: &Path, dest: &Path) -> (Duration, f64, f64) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/upload", listener.local_addr().unwrap());
+    let dest2 = dest.to_owned();
+    let sink = std::thread::spawn(move || {
+        let (mut c, _) = listener.accept().unwrap();
+        let c0 = thread_cpu_secs();
+        let mut out = std::fs::File::create(&dest2).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut head = Vec::new();
+        let body_at = loop {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "curl closed the connection");
+            head.extend_from_slice(&buf[..n]);
+            if let Some(p) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+        };
+        let len: u64 = String::from_utf8_lossy(&head[..body_at])
+            .to_ascii_lowercase()
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: ").map(|v| v.trim().parse()))
+            .expect("content-length")
+            .unwrap();
+        out.write_all(&head[body_at..]).unwrap();
+        let mut got = (head.len() - body_at) as u64;
+        while got < len {
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "curl closed the connection");
+            out.write_all(&buf[..n]).unwrap();
+            got += n as u64;
+        }
+        out.sync_all().unwrap();
+        c.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+            .unwrap();
+        (got, thread_cpu_secs() - c0)
+    });
+    let (t, c0) = (Instant::now(), SelfCpu::now());
+    let reply = curl_post(src, &url, "x=y");
+    let (d, curl_cpu) = (t.elapsed(), SelfCpu::since(c0).children);
+    let (got, sink_cpu) = sink.join().expect("sink thread");
+    assert_eq!(reply, b"ok");
+    assert!(got > SIZE, "the whole multipart body arrived: {got}");
+    std::fs::remove_file(dest).unwrap();
+    (d, sink_cpu, curl_cpu)
 }
 
 /// Announces a 1 GiB file; returns its id.
@@ -123,33 +200,30 @@ async fn delete(client: &reqwest::Client, base: &str, id: i64, lib: &Path) {
 }
 
 /// The upload by `curl` (a separate, efficient client process, as a phone
-/// on the LAN would stream it).
+/// on the LAN would stream it). Returns the wall time, the CPU seconds of
+/// this process (the server: the bench's own client waits meanwhile) and
+/// curl's.
 async fn curl_once(
     client: &reqwest::Client,
     base: &str,
     token: &str,
     src: &Path,
     lib: &Path,
-) -> Duration {
+) -> (Duration, f64, f64) {
     let id = announce(client, base).await;
     let url = format!("{base}/uploadFile.icc?id={id}");
-    let form = format!("file=@{};filename=origin", src.display());
     let cookie = format!("session={token}");
-    let t = Instant::now();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("curl")
-            .args(["-sS", "-H", "Expect:", "-b", &cookie, "-F", &form, &url])
-            .output()
-            .expect("curl (apt-get install curl)")
-    })
-    .await
-    .unwrap();
-    let d = t.elapsed();
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).expect("curl reply");
+    let src2 = src.to_owned();
+    let (t, c0) = (Instant::now(), SelfCpu::now());
+    let out = tokio::task::spawn_blocking(move || curl_post(&src2, &url, &cookie))
+        .await
+        .unwrap();
+    let (d, cpu) = (t.elapsed(), SelfCpu::since(c0));
+    let r: serde_json::Value = serde_json::from_slice(&out).expect("curl reply");
     assert_eq!(r["code"], 0, "{r}");
     assert_eq!(r["data"]["fileInfo"]["size"], SIZE);
     delete(client, base, id, lib).await;
-    d
+    (d, cpu.own, cpu.children)
 }
 
 /// The upload by reqwest in this process (it shares the CPU with the
@@ -406,7 +480,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (curl, inproc, inproc_sha1) = rt.block_on(async {
+    let (curl, sinks, inproc, inproc_sha1) = rt.block_on(async {
         let cfg = Config {
             listen: "127.0.0.1:0".into(),
             data_dir: dir.path().join("data"),
@@ -447,20 +521,39 @@ fn main() {
             .expect("session cookie");
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["code"], 0);
-        let (mut curl, mut inproc, mut inproc_sha1) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut curl, mut sinks) = (Vec::new(), Vec::new());
+        let (mut inproc, mut inproc_sha1) = (Vec::new(), Vec::new());
         for _ in 0..RUNS {
             curl.push(curl_once(&client, &base, &token, &src, &lib).await);
+            let (src2, dest) = (src.clone(), lib.join("sink"));
+            sinks.push(
+                tokio::task::spawn_blocking(move || sink_once(&src2, &dest))
+                    .await
+                    .unwrap(),
+            );
             inproc.push(upload_once(&client, &base, &src, &lib, false).await);
             inproc_sha1.push(upload_once(&client, &base, &src, &lib, true).await);
         }
         running.stop().await.unwrap();
-        (curl, inproc, inproc_sha1)
+        (curl, sinks, inproc, inproc_sha1)
     });
+    let walls = |v: &[(Duration, f64)]| median(&v.iter().map(|r| r.0).collect::<Vec<_>>());
+    let cpus = |v: &[(Duration, f64)]| median(&v.iter().map(|r| r.1).collect::<Vec<_>>());
+    let col = |v: &[(Duration, f64, f64)], i: usize| {
+        median(&v.iter().map(|r| [r.1, r.2][i]).collect::<Vec<_>>())
+    };
+    let (cats_cpu, cats_sync_cpu, dds_cpu) = (cpus(&cats), cpus(&cats_sync), cpus(&dds));
+    let (cats, cats_sync, dds) = (walls(&cats), walls(&cats_sync), walls(&dds));
+    let (server_cpu, curl_cpu) = (col(&curl, 0), col(&curl, 1));
+    let (sink_cpu, sink_curl_cpu) = (col(&sinks, 0), col(&sinks, 1));
+    let sink_wall = median(&sinks.iter().map(|r| r.0).collect::<Vec<_>>());
+    let curl = curl.iter().map(|r| r.0).collect::<Vec<_>>();
 
     let rows = [
-        ("cat file > dest", median(&cats)),
-        ("cat file > dest; fsync", median(&cats_sync)),
-        ("dd oflag=direct conv=fsync", median(&dds)),
+        ("cat file > dest", cats),
+        ("cat file > dest; fsync", cats_sync),
+        ("dd oflag=direct conv=fsync", dds),
+        ("bare socket sink + fsync, curl client", sink_wall),
         ("uploadFile.icc, curl client", median(&curl)),
         ("uploadFile.icc, in-process client", median(&inproc)),
         ("uploadFile.icc cm=sha1, in-process", median(&inproc_sha1)),
@@ -475,7 +568,7 @@ fn main() {
     }
     let pct = |up: Duration, base: Duration| 100.0 * base.as_secs_f64() / up.as_secs_f64();
     let (cat, cat_sync, dd) = (rows[0].1, rows[1].1, rows[2].1);
-    for (what, d) in &rows[3..] {
+    for (what, d) in &rows[4..] {
         println!(
             "  {what}: {:.0}% of cat, {:.0}% of cat + fsync, {:.0}% of dd direct + fsync",
             pct(*d, cat),
@@ -496,4 +589,20 @@ fn main() {
             "within reach"
         }
     );
+    println!(
+        "CPU-s per GB uploaded (user + system, GB = 10^9 bytes, median of {RUNS}; the \
+         client's beside it):"
+    );
+    let ratio = per_gb(server_cpu) / per_gb(sink_cpu).max(1e-9);
+    for (what, cpu, client) in [
+        ("uploadFile.icc, server", server_cpu, Some(curl_cpu)),
+        ("bare socket sink + fsync", sink_cpu, Some(sink_curl_cpu)),
+        ("cat file > dest", cats_cpu, None),
+        ("cat file > dest; fsync", cats_sync_cpu, None),
+        ("dd oflag=direct conv=fsync", dds_cpu, None),
+    ] {
+        let client = client.map_or(String::new(), |c| format!("  (curl {:.3})", per_gb(c)));
+        println!("  {what:<36} {:7.3} CPU-s/GB{client}", per_gb(cpu));
+    }
+    println!("  server / bare sink: {ratio:.2}x");
 }

@@ -72,6 +72,58 @@ pub fn cpu_ticks(pid: u32) -> u64 {
         .sum()
 }
 
+/// CPU seconds (user + system) of this process — every thread, the exited
+/// ones too — and of its children it has waited for (ffmpeg, `cat`, `dd`,
+/// curl), from /proc/self/stat. Tick resolution (10 ms): take deltas over
+/// work of a few hundred ms at least.
+#[derive(Clone, Copy, Debug)]
+pub struct SelfCpu {
+    pub own: f64,
+    pub children: f64,
+}
+
+impl SelfCpu {
+    pub fn now() -> SelfCpu {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        // utime, stime, cutime, cstime: fields 14 to 17, counted after the
+        // parenthesised name (field 2).
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let f: Vec<u64> = after
+            .split_whitespace()
+            .skip(11)
+            .take(4)
+            .map(|v| v.parse().unwrap())
+            .collect();
+        let secs = |t: u64| t as f64 / TICKS_PER_SEC as f64;
+        SelfCpu {
+            own: secs(f[0] + f[1]),
+            children: secs(f[2] + f[3]),
+        }
+    }
+
+    /// Own plus children's.
+    pub fn total(&self) -> f64 {
+        self.own + self.children
+    }
+
+    /// What was used since `before`.
+    pub fn since(before: SelfCpu) -> SelfCpu {
+        let now = SelfCpu::now();
+        SelfCpu {
+            own: now.own - before.own,
+            children: now.children - before.children,
+        }
+    }
+}
+
+/// CPU seconds the calling thread has run so far, to the nanosecond
+/// (/proc/thread-self/schedstat: the scheduler's own run-time sum).
+pub fn thread_cpu_secs() -> f64 {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let ns: u64 = s.split_whitespace().next().unwrap().parse().unwrap();
+    ns as f64 / 1e9
+}
+
 // ------------------------------------------------------- the release binary
 
 /// A free TCP port on 127.0.0.1 (free when asked; the server binds it
