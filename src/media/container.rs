@@ -15,10 +15,10 @@ pub enum Container {
     Jpeg,
     Png,
     Gif,
+    Bmp,
     // Stills ffmpeg decodes.
     Webp,
     Tiff,
-    Bmp,
     // Audio and video (and HEIF, an ISO-BMFF file).
     IsoBmff,
     Matroska,
@@ -44,10 +44,11 @@ impl Container {
     /// decoded in-process, which ffmpeg never sees.
     pub fn demuxer(self) -> Option<&'static str> {
         Some(match self {
-            Container::Jpeg | Container::Png | Container::Gif => return None,
+            // ffmpeg 5.1 refuses 32-bit BI_BITFIELDS BMPs: the `image`
+            // crate reads every BMP header and bit depth.
+            Container::Jpeg | Container::Png | Container::Gif | Container::Bmp => return None,
             Container::Webp => "webp_pipe",
             Container::Tiff => "tiff_pipe",
-            Container::Bmp => "bmp_pipe",
             Container::IsoBmff => "mov",
             Container::Matroska => "matroska",
             Container::Avi => "avi",

@@ -22,6 +22,7 @@ pub mod prerender;
 pub mod probe;
 pub mod process;
 pub(crate) mod raster;
+pub mod stillmeta;
 #[cfg(test)]
 mod testkit;
 pub mod thumbcache;

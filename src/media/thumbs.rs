@@ -223,7 +223,9 @@ fn decode_plain<'a>(
         }
         Some(Container::Png) => return pngstream::decode(orig, edge, allow),
         Some(Container::Gif) => image::ImageFormat::Gif,
-        // WebP, TIFF, BMP, HEIF, a video named like a photo…: ffmpeg reads
+        // Every BMP header kind, top-down rows, bit fields, RLE.
+        Some(Container::Bmp) => image::ImageFormat::Bmp,
+        // WebP, TIFF, HEIF, a video named like a photo…: ffmpeg reads
         // them, with the demuxer for what the bytes are.
         Some(c) if c.demuxer().is_some() => return framegrab::still_frame(orig, edge, allow),
         _ => return Err(orig.failed("not an image format isync reads")),
@@ -705,8 +707,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("q.png");
         quadrants(640, 320).save(&png).unwrap();
-        let bmp = dir.path().join("q.bmp");
-        ffmpeg(&["-i", png.to_str().unwrap(), bmp.to_str().unwrap()]);
+        let bmp = dir.path().join("q.webp");
+        let (src, out) = (png.to_str().unwrap(), bmp.to_str().unwrap());
+        ffmpeg(&["-i", src, "-c:v", "libwebp", "-lossless", "1", out]);
         let img = decode(
             &render(&bmp, FileType::Image, Some(6), ThumbLevel::Small)
                 .unwrap()
@@ -714,6 +717,6 @@ mod tests {
         );
         assert_eq!(img.dimensions(), (80, 160), "rotated by its orientation");
         let thumb = render(&bmp, FileType::Image, None, ThumbLevel::Small).unwrap();
-        assert_upright(&decode(&thumb.bytes), "bmp via ffmpeg");
+        assert_upright(&decode(&thumb.bytes), "webp via ffmpeg");
     }
 }
