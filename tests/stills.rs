@@ -19,13 +19,15 @@ const H: u32 = 60;
 /// The stored picture: a red top-left quarter on a blue-green gradient
 /// that never looks red.
 fn marked(w: u32, h: u32) -> RgbImage {
-    RgbImage::from_fn(w, h, |x, y| {
-        if x < w / 2 && y < h / 2 {
-            image::Rgb([220, 20, 20])
-        } else {
-            image::Rgb([30, 90 + (x + y) as u8 % 60, 160])
-        }
-    })
+    RgbImage::from_fn(w, h, |x, y| image::Rgb(marked_at(x, y, w, h)))
+}
+
+fn marked_at(x: u32, y: u32, w: u32, h: u32) -> [u8; 3] {
+    if x < w / 2 && y < h / 2 {
+        [220, 20, 20]
+    } else {
+        [30, 90 + ((x + y) % 60) as u8, 160]
+    }
 }
 
 fn is_red(img: &DynamicImage, fx: f64, fy: f64) -> bool {
@@ -465,4 +467,403 @@ async fn exif_and_xmp_orientation_in_png_and_webp_is_applied() {
     for (name, _, want, corner) in &cases {
         assert_shown(&app, name, *want, corner).await;
     }
+}
+
+// ---- TIFF -----------------------------------------------------------------
+
+/// How one TIFF page lays out its samples.
+#[derive(Clone)]
+struct Page {
+    w: u32,
+    h: u32,
+    bits: u16,
+    spp: u16,
+    photometric: u16,
+    planar: bool,
+    /// Tile edge (a multiple of 16), or strips of 16 rows.
+    tile: Option<u32>,
+    /// Samples of pixel (x, y), `spp` of them at full scale for `bits`.
+    px: fn(u32, u32, u32, u32) -> [u16; 4],
+    /// Extra tags (tag, type, count, little-endian payload).
+    extra: Vec<(u16, u16, u32, Vec<u8>)>,
+    /// Replaces the sample data with one JPEG strip (compression 7).
+    jpeg: Option<Vec<u8>>,
+}
+
+/// The marked picture as 8-bit RGB samples.
+fn rgb8(x: u32, y: u32, w: u32, h: u32) -> [u16; 4] {
+    let [r, g, b] = marked_at(x, y, w, h);
+    [r.into(), g.into(), b.into(), 0]
+}
+fn rgb16(x: u32, y: u32, w: u32, h: u32) -> [u16; 4] {
+    rgb8(x, y, w, h).map(|v| v * 257)
+}
+fn cmyk8(x: u32, y: u32, w: u32, h: u32) -> [u16; 4] {
+    let [r, g, b, _] = rgb8(x, y, w, h);
+    [255 - r, 255 - g, 255 - b, 0]
+}
+/// Grey: the top-left quarter black, the rest white, at 2 or 4 bits.
+fn grey2(x: u32, y: u32, w: u32, h: u32) -> [u16; 4] {
+    [if x < w / 2 && y < h / 2 { 0 } else { 3 }, 0, 0, 0]
+}
+fn grey4(x: u32, y: u32, w: u32, h: u32) -> [u16; 4] {
+    [if x < w / 2 && y < h / 2 { 0 } else { 15 }, 0, 0, 0]
+}
+/// Palette indices: 0 the red quarter, 1 the background.
+fn index8(x: u32, y: u32, w: u32, h: u32) -> [u16; 4] {
+    [u16::from(!(x < w / 2 && y < h / 2)), 0, 0, 0]
+}
+fn green8(_: u32, _: u32, _: u32, _: u32) -> [u16; 4] {
+    [0, 200, 0, 0]
+}
+
+impl Page {
+    fn rgb(px: fn(u32, u32, u32, u32) -> [u16; 4], bits: u16) -> Page {
+        Page {
+            w: W,
+            h: H,
+            bits,
+            spp: 3,
+            photometric: 2,
+            planar: false,
+            tile: None,
+            px,
+            extra: Vec::new(),
+            jpeg: None,
+        }
+    }
+
+    /// Rows `y0..y1`, columns `x0..x1` (pixels outside the picture are 0)
+    /// of the given channels, each row packed to whole bytes.
+    fn pack(&self, (x0, x1): (u32, u32), (y0, y1): (u32, u32), chans: &[usize]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for y in y0..y1 {
+            let (mut acc, mut nbits) = (0u32, 0u32);
+            for x in x0..x1 {
+                let s = if x < self.w && y < self.h {
+                    (self.px)(x, y, self.w, self.h)
+                } else {
+                    [0; 4]
+                };
+                for &c in chans {
+                    match self.bits {
+                        8 => out.push(s[c] as u8),
+                        16 => out.extend(s[c].to_le_bytes()),
+                        b => {
+                            acc = (acc << b) | u32::from(s[c]);
+                            nbits += u32::from(b);
+                            if nbits == 8 {
+                                out.push(acc as u8);
+                                (acc, nbits) = (0, 0);
+                            }
+                        }
+                    }
+                }
+            }
+            if nbits > 0 {
+                out.push((acc << (8 - nbits)) as u8);
+            }
+        }
+        out
+    }
+
+    /// The strips or tiles, plane by plane when planar.
+    fn blocks(&self) -> Vec<Vec<u8>> {
+        if let Some(j) = &self.jpeg {
+            return vec![j.clone()];
+        }
+        let all: Vec<usize> = (0..self.spp as usize).collect();
+        let planes: Vec<Vec<usize>> = if self.planar {
+            all.iter().map(|&c| vec![c]).collect()
+        } else {
+            vec![all]
+        };
+        let mut out = Vec::new();
+        for chans in &planes {
+            match self.tile {
+                Some(t) => {
+                    for ty in 0..self.h.div_ceil(t) {
+                        for tx in 0..self.w.div_ceil(t) {
+                            let xs = (tx * t, tx * t + t);
+                            out.push(self.pack(xs, (ty * t, ty * t + t), chans));
+                        }
+                    }
+                }
+                None => {
+                    for s in 0..self.h.div_ceil(16) {
+                        let ys = (s * 16, (s * 16 + 16).min(self.h));
+                        out.push(self.pack((0, self.w), ys, chans));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn short(tag: u16, v: &[u16]) -> (u16, u16, u32, Vec<u8>) {
+    (
+        tag,
+        3,
+        v.len() as u32,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
+}
+fn long(tag: u16, v: &[u32]) -> (u16, u16, u32, Vec<u8>) {
+    (
+        tag,
+        4,
+        v.len() as u32,
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )
+}
+
+/// A little-endian TIFF (BigTIFF when `big`) of `pages`, in order.
+fn tiff(pages: &[Page], big: bool) -> Vec<u8> {
+    let mut out = b"II".to_vec();
+    let mut next_at;
+    if big {
+        out.extend(43u16.to_le_bytes());
+        out.extend(8u16.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        next_at = out.len();
+        out.extend(0u64.to_le_bytes());
+    } else {
+        out.extend(42u16.to_le_bytes());
+        next_at = out.len();
+        out.extend(0u32.to_le_bytes());
+    }
+    for p in pages {
+        let blocks = p.blocks();
+        let mut offsets = Vec::new();
+        for b in &blocks {
+            if out.len() % 2 == 1 {
+                out.push(0);
+            }
+            offsets.push(out.len() as u32);
+            out.extend(b);
+        }
+        let counts: Vec<u32> = blocks.iter().map(|b| b.len() as u32).collect();
+        let compression = if p.jpeg.is_some() { 7 } else { 1 };
+        let mut tags = vec![
+            long(256, &[p.w]),
+            long(257, &[p.h]),
+            short(258, &vec![p.bits; p.spp as usize]),
+            short(259, &[compression]),
+            short(262, &[p.photometric]),
+            short(277, &[p.spp]),
+            short(284, &[if p.planar { 2 } else { 1 }]),
+        ];
+        match p.tile {
+            Some(t) => tags.extend([
+                long(322, &[t]),
+                long(323, &[t]),
+                long(324, &offsets),
+                long(325, &counts),
+            ]),
+            None => {
+                let rps = if p.jpeg.is_some() { p.h } else { 16 };
+                tags.extend([long(273, &offsets), long(278, &[rps]), long(279, &counts)])
+            }
+        }
+        tags.extend(p.extra.iter().cloned());
+        tags.sort_by_key(|t| t.0);
+        while out.len() % 8 != 0 {
+            out.push(0);
+        }
+        let ifd = out.len() as u64;
+        if big {
+            out[next_at..next_at + 8].copy_from_slice(&ifd.to_le_bytes());
+        } else {
+            out[next_at..next_at + 4].copy_from_slice(&(ifd as u32).to_le_bytes());
+        }
+        let (count_len, entry_len, inline) = if big { (8, 20, 8) } else { (2, 12, 4) };
+        let mut area_at = ifd as usize + count_len + tags.len() * entry_len + inline;
+        let mut area = Vec::new();
+        if big {
+            out.extend((tags.len() as u64).to_le_bytes());
+        } else {
+            out.extend((tags.len() as u16).to_le_bytes());
+        }
+        for (tag, typ, count, payload) in &tags {
+            out.extend(tag.to_le_bytes());
+            out.extend(typ.to_le_bytes());
+            if big {
+                out.extend(u64::from(*count).to_le_bytes());
+            } else {
+                out.extend(count.to_le_bytes());
+            }
+            if payload.len() <= inline {
+                let mut v = payload.clone();
+                v.resize(inline, 0);
+                out.extend(v);
+            } else {
+                if big {
+                    out.extend((area_at as u64).to_le_bytes());
+                } else {
+                    out.extend((area_at as u32).to_le_bytes());
+                }
+                area.extend(payload);
+                if payload.len() % 2 == 1 {
+                    area.push(0);
+                }
+                area_at += payload.len() + payload.len() % 2;
+            }
+        }
+        next_at = out.len();
+        out.extend(vec![0u8; inline]);
+        out.extend(area);
+    }
+    out
+}
+
+/// Which corners of a grey thumbnail are dark: the fixture's top-left
+/// quarter is black, the rest white.
+fn dark_corners(img: &DynamicImage) -> Vec<&'static str> {
+    let (w, h) = img.dimensions();
+    let mut dark = Vec::new();
+    for (name, fx, fy) in [
+        ("tl", 0.125, 0.125),
+        ("tr", 0.875, 0.125),
+        ("bl", 0.125, 0.875),
+        ("br", 0.875, 0.875),
+    ] {
+        let p = img
+            .get_pixel(
+                ((w as f64 * fx) as u32).min(w - 1),
+                ((h as f64 * fy) as u32).min(h - 1),
+            )
+            .0;
+        let luma = (u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3;
+        assert!(
+            luma < 40 || luma > 215,
+            "corner {name} is grey noise: {p:?}"
+        );
+        if luma < 40 {
+            dark.push(name);
+        }
+    }
+    dark
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiff_classes_give_the_right_pixels_or_an_honest_refusal() {
+    let rgb = Page::rgb(rgb8, 8);
+    let tiled = Page {
+        tile: Some(16),
+        ..rgb.clone()
+    };
+    let planar = Page {
+        planar: true,
+        ..rgb.clone()
+    };
+    let planar_tiled = Page {
+        planar: true,
+        ..tiled.clone()
+    };
+    let cmyk = Page {
+        spp: 4,
+        photometric: 5,
+        px: cmyk8,
+        extra: vec![short(332, &[1])],
+        ..rgb.clone()
+    };
+    let grey = |bits, px| Page {
+        bits,
+        spp: 1,
+        photometric: 1,
+        px,
+        ..rgb.clone()
+    };
+    let mut colormap = vec![0u16; 3 * 256];
+    for (i, c) in [[220u16, 20, 20], [30, 120, 160]].iter().enumerate() {
+        for k in 0..3 {
+            colormap[k * 256 + i] = c[k] * 257;
+        }
+    }
+    let palette = Page {
+        spp: 1,
+        photometric: 3,
+        px: index8,
+        extra: vec![short(320, &colormap)],
+        ..rgb.clone()
+    };
+    let second_page = Page {
+        w: 50,
+        h: 90,
+        px: green8,
+        ..rgb.clone()
+    };
+    let mut jpeg = Vec::new();
+    DynamicImage::ImageRgb8(marked(W, H))
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    let jpeg_tiff = Page {
+        photometric: 6,
+        jpeg: Some(jpeg),
+        extra: vec![short(530, &[2, 2])],
+        ..rgb.clone()
+    };
+    let files: Vec<(String, Vec<u8>)> = [
+        ("strips.tif", tiff(&[rgb.clone()], false)),
+        ("tiled.tif", tiff(&[tiled], false)),
+        ("planar.tif", tiff(&[planar], false)),
+        ("planar_tiled.tif", tiff(&[planar_tiled], false)),
+        ("rgb16.tif", tiff(&[Page::rgb(rgb16, 16)], false)),
+        ("cmyk.tif", tiff(&[cmyk], false)),
+        ("multi_page.tif", tiff(&[rgb.clone(), second_page], false)),
+        ("big.tif", tiff(&[rgb.clone()], true)),
+        ("jpeg.tif", tiff(&[jpeg_tiff], false)),
+        ("palette.tif", tiff(&[palette], false)),
+        ("grey2.tif", tiff(&[grey(2, grey2)], false)),
+        ("grey4.tif", tiff(&[grey(4, grey4)], false)),
+    ]
+    .into_iter()
+    .map(|(n, b)| (n.to_string(), b))
+    .collect();
+    let app = library(&files).await;
+    let mut refused = Vec::new();
+    for (name, _) in &files {
+        let f = app.api.file_named(name).await;
+        assert_eq!(f["type"], 1, "{name} is a photo: {f}");
+        assert_eq!(dims(&f), (W as i64, H as i64), "{name} listed size");
+        for level in [0, 1] {
+            let r = app
+                .api
+                .get("/thumbnail.icc", json!({"id": id(&f), "level": level}))
+                .await;
+            if r.status() != 200 {
+                assert_binary_err_status(r, 404, -10008).await;
+                refused.push(format!("{name}@{level}"));
+                continue;
+            }
+            let img = image::load_from_memory(&r.bytes().await.unwrap()).unwrap();
+            assert_eq!(img.dimensions(), (W, H), "{name} level {level}");
+            if name.starts_with("grey") {
+                assert_eq!(dark_corners(&img), ["tl"], "{name} level {level}");
+            } else {
+                assert_eq!(red_corner(&img), "tl", "{name} level {level}");
+            }
+        }
+    }
+    // What must be decoded, not refused: the layouts flatbed scanners and
+    // photo tools write.
+    for must in [
+        "strips",
+        "tiled",
+        "planar",
+        "rgb16",
+        "cmyk",
+        "multi_page",
+        "big",
+    ] {
+        assert!(
+            !refused.iter().any(|r| r.starts_with(&format!("{must}."))),
+            "{must} refused: {refused:?}"
+        );
+    }
+    eprintln!("refused (-10008): {refused:?}");
 }

@@ -16,9 +16,9 @@ pub enum Container {
     Png,
     Gif,
     Bmp,
+    Tiff,
     // Stills ffmpeg decodes.
     Webp,
-    Tiff,
     // Audio and video (and HEIF, an ISO-BMFF file).
     IsoBmff,
     Matroska,
@@ -46,9 +46,13 @@ impl Container {
         Some(match self {
             // ffmpeg 5.1 refuses 32-bit BI_BITFIELDS BMPs: the `image`
             // crate reads every BMP header and bit depth.
-            Container::Jpeg | Container::Png | Container::Gif | Container::Bmp => return None,
+            // ffmpeg 5.1 renders most TIFF layouts wrong (`tiffdec`).
+            Container::Jpeg
+            | Container::Png
+            | Container::Gif
+            | Container::Bmp
+            | Container::Tiff => return None,
             Container::Webp => "webp_pipe",
-            Container::Tiff => "tiff_pipe",
             Container::IsoBmff => "mov",
             Container::Matroska => "matroska",
             Container::Avi => "avi",
@@ -119,7 +123,8 @@ pub fn sniff(head: &[u8]) -> Option<Container> {
         Container::Gif
     } else if riff(b"WEBP") {
         Container::Webp
-    } else if at(0, b"II*\0") || at(0, b"MM\0*") {
+    } else if at(0, b"II*\0") || at(0, b"MM\0*") || at(0, b"II+\0") || at(0, b"MM\0+") {
+        // Classic TIFF, or BigTIFF (version 43).
         Container::Tiff
     } else if at(0, b"BM") && bmp_header(head) {
         Container::Bmp

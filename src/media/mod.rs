@@ -28,5 +28,6 @@ mod testkit;
 pub mod thumbcache;
 pub mod thumberror;
 pub mod thumbs;
+mod tiffdec;
 
 pub use jpegbands::{band_decodes_on_this_thread, set_decode_bands};

@@ -220,6 +220,9 @@ fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo),
     if heif::is_heif(head.data()) {
         return Ok(probe_heif(path, head));
     }
+    if stillmeta::is_bigtiff(head.data()) {
+        return Ok(probe_bigtiff(path, head));
+    }
     let kind = imagesize::image_type(head.data()).ok();
     let exif = match kind {
         Some(ImageType::Gif) => return probe_gif(path, head),
@@ -283,6 +286,30 @@ fn jpeg_exif(path: &Path, head: &mut Head<'_>) -> Result<Option<exifmeta::ExifMe
             }
         }
     }
+}
+
+/// A BigTIFF (scanners, microscopes, GIS tools) is a photo like any TIFF;
+/// its size and orientation from its first directory.
+fn probe_bigtiff(path: &Path, head: &mut Head<'_>) -> (FileType, MediaInfo) {
+    let found = stillmeta::bigtiff_info(&mut BufReader::with_capacity(4096, &mut *head.file));
+    let (width, height, orientation) = match found {
+        Ok(Some((w, h, o))) => {
+            let o = o.map(i64::from);
+            let (w, h) = display_dims(w, h, o);
+            (w, h, o)
+        }
+        other => {
+            log::debug!(path:% = path.display(), found:? = other.err(); "bigtiff size not found");
+            (None, None, None)
+        }
+    };
+    let info = MediaInfo {
+        width,
+        height,
+        orientation,
+        ..MediaInfo::default()
+    };
+    (FileType::Image, info)
 }
 
 /// EXIF of a PNG (its `eXIf` chunk), with the orientation of its XMP

@@ -3,7 +3,8 @@
 //! top-down BMP's height is negative, an OS/2 1.x header has 16-bit
 //! sizes), and the orientation a PNG or WebP keeps outside a JPEG-style
 //! EXIF segment — a WebP `EXIF` chunk after the pixels, an XMP packet's
-//! `tiff:Orientation` (PNG `iTXt`, WebP `XMP ` chunk).
+//! `tiff:Orientation` (PNG `iTXt`, WebP `XMP ` chunk) — and a BigTIFF's
+//! size, which `imagesize` does not read.
 //!
 //! Pure parsers of untrusted bytes: bounded reads, no allocation beyond
 //! [`MAX_META_CHUNK_BYTES`], fuzzed through `fuzzing::still_meta`.
@@ -174,6 +175,79 @@ pub fn webp_meta<R: Read + Seek>(r: &mut R) -> io::Result<(Option<Vec<u8>>, Opti
     Ok((exif, xmp))
 }
 
+/// Whether `head` starts a BigTIFF (version 43, 8-byte offsets), which
+/// `imagesize` does not know.
+pub fn is_bigtiff(head: &[u8]) -> bool {
+    head.starts_with(b"II+\0") || head.starts_with(b"MM\0+")
+}
+
+/// Width, height and EXIF orientation (when tagged, 1–8) of a BigTIFF's
+/// first page, from its first directory wherever it lies in `r`.
+pub fn bigtiff_info<R: Read + Seek>(r: &mut R) -> io::Result<Option<(i64, i64, Option<u16>)>> {
+    /// Entries read at most (a real first directory has a few dozen).
+    const MAX_ENTRIES: u64 = 4096;
+    let mut h = [0u8; 16];
+    r.seek(SeekFrom::Start(0))?;
+    r.read_exact(&mut h)?;
+    let le = match &h[..4] {
+        b"II+\0" => true,
+        b"MM\0+" => false,
+        _ => return Ok(None),
+    };
+    let u16_of = |b: &[u8]| {
+        let a = [b[0], b[1]];
+        if le {
+            u16::from_le_bytes(a)
+        } else {
+            u16::from_be_bytes(a)
+        }
+    };
+    let u64_of = |b: &[u8]| {
+        let a: [u8; 8] = b[..8].try_into().expect("8 bytes");
+        if le {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        }
+    };
+    if u16_of(&h[4..6]) != 8 {
+        return Ok(None); // offset size: always 8
+    }
+    r.seek(SeekFrom::Start(u64_of(&h[8..16])))?;
+    let mut n = [0u8; 8];
+    r.read_exact(&mut n)?;
+    let count = u64_of(&n).min(MAX_ENTRIES);
+    let (mut w, mut hgt, mut orientation) = (None, None, None);
+    let mut e = [0u8; 20];
+    for _ in 0..count {
+        r.read_exact(&mut e)?;
+        let (tag, typ) = (u16_of(&e[0..2]), u16_of(&e[2..4]));
+        let value = match typ {
+            3 => u64::from(u16_of(&e[12..14])),
+            4 => {
+                let a = [e[12], e[13], e[14], e[15]];
+                u64::from(if le {
+                    u32::from_le_bytes(a)
+                } else {
+                    u32::from_be_bytes(a)
+                })
+            }
+            16 => u64_of(&e[12..20]),
+            _ => continue,
+        };
+        match tag {
+            256 => w = i64::try_from(value).ok(),
+            257 => hgt = i64::try_from(value).ok(),
+            274 => orientation = u16::try_from(value).ok().filter(|o| (1..=8).contains(o)),
+            _ => {}
+        }
+    }
+    Ok(match (w, hgt) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => Some((w, h, orientation)),
+        _ => None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +277,34 @@ mod tests {
         let min = bmp_head(40, &1i32.to_le_bytes(), &i32::MIN.to_le_bytes());
         assert_eq!(bmp_dims(&min), Some((1, 1 << 31)));
         assert_eq!(bmp_dims(&top_down[..20]), None);
+    }
+
+    #[test]
+    fn bigtiff_size_and_orientation_from_its_first_directory() {
+        let entry = |tag: u16, typ: u16, v: u64| {
+            let mut e = tag.to_le_bytes().to_vec();
+            e.extend(typ.to_le_bytes());
+            e.extend(1u64.to_le_bytes());
+            e.extend(v.to_le_bytes());
+            e
+        };
+        let mut t = b"II+\0\x08\0\0\0".to_vec();
+        t.extend(64u64.to_le_bytes());
+        t.resize(64, 0xAA); // pixel data before the directory
+        t.extend(3u64.to_le_bytes());
+        t.extend(entry(256, 4, 5000));
+        t.extend(entry(257, 16, 3000));
+        t.extend(entry(274, 3, 6));
+        t.extend(0u64.to_le_bytes());
+        assert!(is_bigtiff(&t));
+        let info = bigtiff_info(&mut std::io::Cursor::new(&t)).unwrap();
+        assert_eq!(info, Some((5000, 3000, Some(6))));
+        // Cut short or pointing nowhere: an error or nothing, no panic.
+        for cut in 0..t.len() {
+            let _ = bigtiff_info(&mut std::io::Cursor::new(&t[..cut]));
+        }
+        t[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(bigtiff_info(&mut std::io::Cursor::new(&t)).is_err());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::container::Container;
 use super::heif::{self, HeifError};
 use super::original::Original;
 use super::raster::{decode_image, fit, orient, reserve, Raster};
-use super::{framegrab, heifdec, jpegscale, pngstream};
+use super::{framegrab, heifdec, jpegscale, pngstream, tiffdec};
 use crate::model::{FileType, ThumbLevel};
 
 /// The error a render ends in, where callers of the renderer look for it.
@@ -225,7 +225,8 @@ fn decode_plain<'a>(
         Some(Container::Gif) => image::ImageFormat::Gif,
         // Every BMP header kind, top-down rows, bit fields, RLE.
         Some(Container::Bmp) => image::ImageFormat::Bmp,
-        // WebP, TIFF, HEIF, a video named like a photo…: ffmpeg reads
+        Some(Container::Tiff) => return tiffdec::decode(orig, edge, allow),
+        // WebP, HEIF, a video named like a photo…: ffmpeg reads
         // them, with the demuxer for what the bytes are.
         Some(c) if c.demuxer().is_some() => return framegrab::still_frame(orig, edge, allow),
         _ => return Err(orig.failed("not an image format isync reads")),
