@@ -405,6 +405,10 @@ fn webp(dir: &std::path::Path, img: &RgbImage, exif: Option<&[u8]>, xmp: Option<
     out
 }
 
+/// A fixture: name, bytes, listed size, display corner of the stored
+/// top-left.
+type Case = (&'static str, Vec<u8>, (i64, i64), &'static str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exif_and_xmp_orientation_in_png_and_webp_is_applied() {
     if !ffmpeg_available() {
@@ -415,7 +419,7 @@ async fn exif_and_xmp_orientation_in_png_and_webp_is_applied() {
     let plain = png(&img);
     let (w, h) = (W as i64, H as i64);
     // (name, bytes, listed size, where the stored top-left corner shows)
-    let cases: Vec<(&str, Vec<u8>, (i64, i64), &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "exif6.png",
             png_with(&plain, &png_chunk(b"eXIf", &tiff_orientation(6))),
@@ -736,7 +740,7 @@ fn dark_corners(img: &DynamicImage) -> Vec<&'static str> {
             .0;
         let luma = (u32::from(p[0]) + u32::from(p[1]) + u32::from(p[2])) / 3;
         assert!(
-            luma < 40 || luma > 215,
+            !(40..=215).contains(&luma),
             "corner {name} is grey noise: {p:?}"
         );
         if luma < 40 {
@@ -808,14 +812,14 @@ async fn tiff_classes_give_the_right_pixels_or_an_honest_refusal() {
         ..rgb.clone()
     };
     let files: Vec<(String, Vec<u8>)> = [
-        ("strips.tif", tiff(&[rgb.clone()], false)),
+        ("strips.tif", tiff(std::slice::from_ref(&rgb), false)),
         ("tiled.tif", tiff(&[tiled], false)),
         ("planar.tif", tiff(&[planar], false)),
         ("planar_tiled.tif", tiff(&[planar_tiled], false)),
         ("rgb16.tif", tiff(&[Page::rgb(rgb16, 16)], false)),
         ("cmyk.tif", tiff(&[cmyk], false)),
         ("multi_page.tif", tiff(&[rgb.clone(), second_page], false)),
-        ("big.tif", tiff(&[rgb.clone()], true)),
+        ("big.tif", tiff(std::slice::from_ref(&rgb), true)),
         ("jpeg.tif", tiff(&[jpeg_tiff], false)),
         ("palette.tif", tiff(&[palette], false)),
         ("grey2.tif", tiff(&[grey(2, grey2)], false)),

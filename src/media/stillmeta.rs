@@ -125,11 +125,14 @@ pub fn png_meta(head: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
     (exif, xmp)
 }
 
+/// A WebP's EXIF (TIFF block) and XMP packet, when it has them.
+pub type MetaChunks = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The `EXIF` and `XMP ` chunks of an extended (VP8X) WebP, read from `r`
 /// wherever they are (writers put them after the pixels), when its VP8X
 /// flags say it has them. The EXIF body is the TIFF block (a leading
 /// `Exif\0\0`, which some writers add, is removed).
-pub fn webp_meta<R: Read + Seek>(r: &mut R) -> io::Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+pub fn webp_meta<R: Read + Seek>(r: &mut R) -> io::Result<MetaChunks> {
     let mut riff = [0u8; 30];
     r.seek(SeekFrom::Start(0))?;
     r.read_exact(&mut riff)?;
