@@ -6,7 +6,8 @@
 //! `thumbcache`). The original is read through the file the server opened
 //! (`original.rs`), by format as its first bytes say: JPEGs take the fast
 //! paths in `jpegscale`, PNGs are decoded row by row into a shrinking
-//! accumulator (`pngstream`), GIFs by the `image` crate, videos and the
+//! accumulator (`pngstream`), TIFFs page 0 (`tiffdec`), GIFs and BMPs by
+//! the `image` crate, videos and the
 //! still formats the server doesn't decode itself by ffmpeg (`framegrab`).
 //!
 //! Memory: each render works out its peak from the file's header and
