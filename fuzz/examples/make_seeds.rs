@@ -411,6 +411,19 @@ fn ffmpeg_seeds() {
     put("probe", "still.png", &ffmpeg(&still, "png"));
     put("probe", "still.bmp", &ffmpeg(&still, "bmp"));
     put("probe", "still.tiff", &ffmpeg(&still, "tiff"));
+    // The in-process still decoders (level byte first), 16-bit and
+    // planar-capable TIFF layouts as ffmpeg writes them.
+    for (name, ext, extra) in [
+        ("still.png", "png", &[][..]),
+        ("still.bmp", "bmp", &[]),
+        ("still.tiff", "tiff", &[]),
+        ("rgb48.tiff", "tiff", &["-pix_fmt", "rgb48le"]),
+        ("gbrp.tiff", "tiff", &["-pix_fmt", "gbrp"]),
+        ("lzw.tiff", "tiff", &["-compression_algo", "lzw"]),
+    ] {
+        let bytes = ffmpeg(&[&still[..], extra].concat(), ext);
+        put("stills", &format!("{name}.bin"), &with_prefix(&[1], &bytes));
+    }
     let gif = [
         "-f",
         "lavfi",

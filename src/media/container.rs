@@ -15,10 +15,10 @@ pub enum Container {
     Jpeg,
     Png,
     Gif,
+    Bmp,
+    Tiff,
     // Stills ffmpeg decodes.
     Webp,
-    Tiff,
-    Bmp,
     // Audio and video (and HEIF, an ISO-BMFF file).
     IsoBmff,
     Matroska,
@@ -44,10 +44,15 @@ impl Container {
     /// decoded in-process, which ffmpeg never sees.
     pub fn demuxer(self) -> Option<&'static str> {
         Some(match self {
-            Container::Jpeg | Container::Png | Container::Gif => return None,
+            // ffmpeg 5.1 refuses 32-bit BI_BITFIELDS BMPs: the `image`
+            // crate reads every BMP header and bit depth.
+            // ffmpeg 5.1 renders most TIFF layouts wrong (`tiffdec`).
+            Container::Jpeg
+            | Container::Png
+            | Container::Gif
+            | Container::Bmp
+            | Container::Tiff => return None,
             Container::Webp => "webp_pipe",
-            Container::Tiff => "tiff_pipe",
-            Container::Bmp => "bmp_pipe",
             Container::IsoBmff => "mov",
             Container::Matroska => "matroska",
             Container::Avi => "avi",
@@ -118,7 +123,8 @@ pub fn sniff(head: &[u8]) -> Option<Container> {
         Container::Gif
     } else if riff(b"WEBP") {
         Container::Webp
-    } else if at(0, b"II*\0") || at(0, b"MM\0*") {
+    } else if at(0, b"II*\0") || at(0, b"MM\0*") || at(0, b"II+\0") || at(0, b"MM\0+") {
+        // Classic TIFF, or BigTIFF (version 43).
         Container::Tiff
     } else if at(0, b"BM") && bmp_header(head) {
         Container::Bmp

@@ -1,6 +1,6 @@
 //! Thumbnail frames from ffmpeg: a representative, upright, scaled frame of
 //! a video as one MJPEG image, and still formats the `image` crate doesn't
-//! read (WebP, TIFF, BMP, HEIF…) as PNG.
+//! read (WebP, HEIF…) as PNG.
 //!
 //! ffmpeg reads the original the server opened (its standard input), with
 //! the demuxer our own sniffing chose (`container.rs`) and the `file`

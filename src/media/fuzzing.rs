@@ -7,9 +7,10 @@ use std::io;
 use std::path::Path;
 
 use super::budget::{Allowance, Budget, DEFAULT_BUDGET_BYTES};
+use super::container::Container;
 use super::original::Original;
 use super::raster::{Raster, ThumbError};
-use super::{jpegbands, jpegpar, jpegscale};
+use super::{jpegbands, jpegpar, jpegscale, pngstream, tiffdec};
 use crate::model::ThumbLevel;
 
 /// Decoded pixels: `width`×`height`, RGB (or RGBA when `alpha`), rows
@@ -121,4 +122,23 @@ pub fn mp_entries(mpf: &[u8]) -> Option<Vec<MpEntry>> {
             .map(|e| (e.format, e.kind, e.size, e.offset))
             .collect(),
     )
+}
+
+/// The in-process thumbnail decode of a PNG (`pngstream`), TIFF
+/// (`tiffdec`) or BMP (the `image` crate) file at `path`, as the renderer
+/// runs it for `level`. `Ok(None)`: another format (ffmpeg's or a JPEG).
+pub fn still_decode(path: &Path, level: ThumbLevel) -> Result<Option<Pixels>, ThumbError> {
+    let orig = Original::open_path(path)?;
+    let (edge, allow) = (level.max_edge_px(), Allowance::standalone());
+    let decoded = match orig.container {
+        Some(Container::Png) => pngstream::decode(&orig, edge, allow)?,
+        Some(Container::Tiff) => tiffdec::decode(&orig, edge, allow)?,
+        Some(Container::Bmp) => {
+            let reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
+            let reader = image::ImageReader::with_format(reader, image::ImageFormat::Bmp);
+            super::raster::decode_image(reader, &orig, edge, allow)?
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(Pixels::from(decoded.0)))
 }

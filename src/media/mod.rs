@@ -22,10 +22,12 @@ pub mod prerender;
 pub mod probe;
 pub mod process;
 pub(crate) mod raster;
+pub mod stillmeta;
 #[cfg(test)]
 mod testkit;
 pub mod thumbcache;
 pub mod thumberror;
 pub mod thumbs;
+mod tiffdec;
 
 pub use jpegbands::{band_decodes_on_this_thread, set_decode_bands};

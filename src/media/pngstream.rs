@@ -22,7 +22,7 @@ use png::{Adam7Info, ColorType, InterlaceInfo, Transformations};
 use super::budget::{Allowance, Lease};
 use super::original::Original;
 use super::raster::{
-    decode_image, fit_size, post_cost, reserve, resize, Raster, ThumbError, MAX_STREAMED_PIXELS,
+    fit_size, post_cost, reserve, resize, Raster, ThumbError, MAX_STREAMED_PIXELS,
 };
 
 /// What the `png` crate may allocate besides its rows: the zlib window and
@@ -48,6 +48,10 @@ pub(crate) fn decode<'a>(
     dec.set_transformations(Transformations::normalize_to_color8());
     dec.set_ignore_text_chunk(true);
     dec.set_ignore_iccp_chunk(true);
+    // As libpng in browsers and iOS: a chunk with a bad CRC (or a bad
+    // zlib checksum) is still read; damage shows in the pixels, if at
+    // all, not as a refusal.
+    dec.ignore_checksums(true);
     let (w, h, interlaced) = {
         let info = dec.read_header_info().map_err(|e| failed(&e))?;
         (info.width, info.height, info.interlaced)
@@ -61,10 +65,7 @@ pub(crate) fn decode<'a>(
     let (tw, th) = fit_size(w, h, edge);
     let f = (w.max(h) / edge).max(1);
     if interlaced && (f < 2 || h < 2) {
-        // Small enough to hold whole.
-        let reader = orig.reader(64 * 1024).map_err(|e| failed(&e))?;
-        let reader = image::ImageReader::with_format(reader, image::ImageFormat::Png);
-        return decode_image(reader, orig, edge, allow);
+        return whole(dec, (w, h), orig, edge, allow);
     }
     // Interlaced: the last pass's rows are every other row of the picture.
     let (fy, rows) = if interlaced { (f / 2, h / 2) } else { (f, h) };
@@ -88,8 +89,15 @@ pub(crate) fn decode<'a>(
         ColorType::Indexed => return Err(failed(&"palette not expanded")),
     };
     let mut shrink = Shrink::new(w, f, fy, iw, ih, channels);
+    // Rows are taken up to the last one the picture needs, and no further:
+    // the decoder's next step would read on to IEND, which a file cut
+    // short after its pixels (browsers show those) does not have.
     let mut pass7 = 0;
-    while let Some(row) = reader.next_interlaced_row().map_err(|e| failed(&e))? {
+    let mut taken = 0;
+    while taken < rows {
+        let Some(row) = reader.next_interlaced_row().map_err(|e| failed(&e))? else {
+            return Err(failed(&"png ends before its last row"));
+        };
         if interlaced {
             match row.interlace() {
                 InterlaceInfo::Adam7(a) if *a == Adam7Info::new(7, pass7, w) => pass7 += 1,
@@ -97,12 +105,72 @@ pub(crate) fn decode<'a>(
             }
         }
         shrink.push(row.data());
+        taken += 1;
     }
     let raster = shrink.finish();
     // Exactly the box of the picture's own shape (the shrunk picture's may
     // be off by rounding, or by the rows an odd height left out).
     let raster = resize(raster, tw, th).map_err(|e| failed(&e))?;
     Ok((raster, lease))
+}
+
+/// A small interlaced PNG (under twice the box) decoded whole by the same
+/// lenient decoder, its 8-bit output turned into RGB(A).
+fn whole<'a, R: std::io::BufRead + std::io::Seek>(
+    dec: png::Decoder<R>,
+    (w, h): (u32, u32),
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<(Raster, Lease<'a>), ThumbError> {
+    let failed = |e: &dyn Display| orig.failed(e);
+    let px = u64::from(w) * u64::from(h);
+    // The decoder's frame (≤ 4 bytes a pixel at 8 bits), our RGBA copy,
+    // the decoder's rows and what follows.
+    let cost = 8 * px + 3 * 8 * u64::from(w) + post_cost(w, h, edge, true);
+    let lease = reserve(orig, allow, cost + PNG_DECODER_BYTES as u64)?;
+    let mut reader = dec.read_info().map_err(|e| failed(&e))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| failed(&"png frame too large"))?;
+    let mut buf = vec![0u8; size];
+    let (color, _) = reader.output_color_type();
+    let stride = size / h as usize;
+    let bits = 8 * color.samples() as u8;
+    // Row by row until every pixel has come (the passes hold each pixel
+    // once), for the reason `decode` stops at its last row.
+    let mut filled = 0u64;
+    while filled < px {
+        let Some(row) = reader.next_interlaced_row().map_err(|e| failed(&e))? else {
+            return Err(failed(&"png ends before its last row"));
+        };
+        let InterlaceInfo::Adam7(a) = *row.interlace() else {
+            return Err(failed(&"png rows not interlaced"));
+        };
+        png::expand_interlaced_row(&mut buf, stride, row.data(), &a, bits);
+        filled += (row.data().len() / color.samples()) as u64;
+    }
+    let (alpha, data) = match color {
+        ColorType::Grayscale => (false, buf.iter().flat_map(|&l| [l; 3]).collect()),
+        ColorType::GrayscaleAlpha => (
+            true,
+            buf.chunks_exact(2)
+                .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                .collect(),
+        ),
+        ColorType::Rgb => (false, buf),
+        ColorType::Rgba => (true, buf),
+        ColorType::Indexed => return Err(failed(&"palette not expanded")),
+    };
+    Ok((
+        Raster {
+            width: w,
+            height: h,
+            alpha,
+            data,
+        },
+        lease,
+    ))
 }
 
 /// Box sums of `fx`×`fy` cells over rows pushed one at a time.
@@ -418,6 +486,26 @@ mod tests {
         let r = render(&interlaced_png(&quadrants(300, 200)), 800, &budget);
         assert_eq!((r.width, r.height), (300, 200));
         assert_eq!(&r.data[..3], &RED);
+    }
+
+    #[test]
+    fn small_interlaced_pngs_without_iend_or_with_a_bad_crc_are_read() {
+        let budget = Budget::new(64 << 20);
+        // Odd sizes, down to one row and one column: passes left empty.
+        for (w, h) in [(300, 201), (7, 1), (1, 9), (3, 3)] {
+            let img = quadrants(w, h);
+            let good = interlaced_png(&img);
+            let no_iend = good[..good.len() - 12].to_vec();
+            let mut bad_crc = good.clone();
+            let idat_crc = good.len() - 12 - 4;
+            bad_crc[idat_crc] ^= 0xFF;
+            for (name, bytes) in [("good", good), ("no IEND", no_iend), ("bad CRC", bad_crc)] {
+                let r = render(&bytes, 800, &budget);
+                assert_eq!((r.width, r.height), (w, h), "{w}x{h} {name}");
+                let want: Vec<u8> = img.pixels().flat_map(|p| p.0).collect();
+                assert_eq!(r.data, want, "{w}x{h} {name}: every pixel");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::media::exifmeta::{self, JpegExif};
 use crate::media::heif;
 use crate::media::mp4;
 use crate::media::process::{self, ProcessError, FFPROBE_TIMEOUT};
+use crate::media::stillmeta;
 use crate::model::{FileType, MediaInfo};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -219,13 +220,16 @@ fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo),
     if heif::is_heif(head.data()) {
         return Ok(probe_heif(path, head));
     }
+    if stillmeta::is_bigtiff(head.data()) {
+        return Ok(probe_bigtiff(path, head));
+    }
     let kind = imagesize::image_type(head.data()).ok();
     let exif = match kind {
         Some(ImageType::Gif) => return probe_gif(path, head),
         Some(ImageType::Jpeg) => jpeg_exif(path, head)?,
-        Some(ImageType::Png | ImageType::Webp | ImageType::Tiff) => {
-            exifmeta::from_container(head.data())
-        }
+        Some(ImageType::Png) => png_exif(head.data()),
+        Some(ImageType::Webp) => webp_exif(path, head)?,
+        Some(ImageType::Tiff) => exifmeta::from_container(head.data()),
         // HEIF/AVIF without a still brand we know (`probe_heif` takes the
         // rest): imagesize's size, no orientation.
         Some(ImageType::Heif(_) | ImageType::Bmp | ImageType::Jxl) => None,
@@ -237,7 +241,14 @@ fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo),
     };
     let exif = exif.unwrap_or_default();
     let orientation = exif.orientation.map(i64::from);
-    let (width, height) = match image_dims(head) {
+    let dims = if kind == Some(ImageType::Bmp) {
+        // imagesize reads a top-down BMP's negative height unsigned and an
+        // OS/2 1.x header's 16-bit sizes as 32-bit ones.
+        stillmeta::bmp_dims(head.data())
+    } else {
+        image_dims(head)
+    };
+    let (width, height) = match dims {
         Some((w, h)) => display_dims(w, h, orientation),
         None => {
             log::debug!(path:% = path.display(); "image dimensions not found");
@@ -274,6 +285,75 @@ fn jpeg_exif(path: &Path, head: &mut Head<'_>) -> Result<Option<exifmeta::ExifMe
                 }
             }
         }
+    }
+}
+
+/// A BigTIFF (scanners, microscopes, GIS tools) is a photo like any TIFF;
+/// its size and orientation from its first directory.
+fn probe_bigtiff(path: &Path, head: &mut Head<'_>) -> (FileType, MediaInfo) {
+    let found = stillmeta::bigtiff_info(&mut BufReader::with_capacity(4096, &mut *head.file));
+    let (width, height, orientation) = match found {
+        Ok(Some((w, h, o))) => {
+            let o = o.map(i64::from);
+            let (w, h) = display_dims(w, h, o);
+            (w, h, o)
+        }
+        other => {
+            log::debug!(path:% = path.display(), found:? = other.err(); "bigtiff size not found");
+            (None, None, None)
+        }
+    };
+    let info = MediaInfo {
+        width,
+        height,
+        orientation,
+        ..MediaInfo::default()
+    };
+    (FileType::Image, info)
+}
+
+/// EXIF of a PNG (its `eXIf` chunk), with the orientation of its XMP
+/// packet when EXIF gives none.
+fn png_exif(head: &[u8]) -> Option<exifmeta::ExifMeta> {
+    let (exif, xmp) = stillmeta::png_meta(head);
+    let meta = exif
+        .and_then(exifmeta::parse_tiff)
+        .or_else(|| exifmeta::from_container(head));
+    with_xmp_orientation(meta, xmp.and_then(stillmeta::xmp_orientation))
+}
+
+/// EXIF of a WebP, from its `EXIF` chunk wherever it lies (after the
+/// pixels, as most writers put it, is past the head), with the orientation
+/// of its XMP chunk when EXIF gives none. A file cut short or unreadable
+/// past the head has no metadata, not an error: its pixels may still show.
+fn webp_exif(path: &Path, head: &mut Head<'_>) -> Result<Option<exifmeta::ExifMeta>, ProbeError> {
+    let found = stillmeta::webp_meta(&mut BufReader::with_capacity(4096, &mut *head.file));
+    // Back where the head ends, as `Head::extend_to` expects.
+    head.file
+        .seek(SeekFrom::Start(head.len as u64))
+        .map_err(|e| ProbeError::io(path, e))?;
+    let (exif, xmp) = found.unwrap_or_else(|e| {
+        log::debug!(path:% = path.display(), error:% = e; "webp metadata unreadable");
+        (None, None)
+    });
+    let meta = exif.as_deref().and_then(exifmeta::parse_tiff);
+    let xmp = xmp.as_deref().and_then(stillmeta::xmp_orientation);
+    Ok(with_xmp_orientation(meta, xmp))
+}
+
+/// `meta` with XMP's orientation when EXIF has none (EXIF wins, as in
+/// browsers, when both are there).
+fn with_xmp_orientation(
+    meta: Option<exifmeta::ExifMeta>,
+    xmp: Option<u16>,
+) -> Option<exifmeta::ExifMeta> {
+    match (meta, xmp) {
+        (Some(m), _) if m.orientation.is_some() => Some(m),
+        (m, Some(o)) => Some(exifmeta::ExifMeta {
+            orientation: Some(o),
+            ..m.unwrap_or_default()
+        }),
+        (m, None) => m,
     }
 }
 

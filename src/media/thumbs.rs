@@ -6,7 +6,8 @@
 //! `thumbcache`). The original is read through the file the server opened
 //! (`original.rs`), by format as its first bytes say: JPEGs take the fast
 //! paths in `jpegscale`, PNGs are decoded row by row into a shrinking
-//! accumulator (`pngstream`), GIFs by the `image` crate, videos and the
+//! accumulator (`pngstream`), TIFFs page 0 (`tiffdec`), GIFs and BMPs by
+//! the `image` crate, videos and the
 //! still formats the server doesn't decode itself by ffmpeg (`framegrab`).
 //!
 //! Memory: each render works out its peak from the file's header and
@@ -24,7 +25,7 @@ use super::container::Container;
 use super::heif::{self, HeifError};
 use super::original::Original;
 use super::raster::{decode_image, fit, orient, reserve, Raster};
-use super::{framegrab, heifdec, jpegscale, pngstream};
+use super::{framegrab, heifdec, jpegscale, pngstream, tiffdec};
 use crate::model::{FileType, ThumbLevel};
 
 /// The error a render ends in, where callers of the renderer look for it.
@@ -223,7 +224,10 @@ fn decode_plain<'a>(
         }
         Some(Container::Png) => return pngstream::decode(orig, edge, allow),
         Some(Container::Gif) => image::ImageFormat::Gif,
-        // WebP, TIFF, BMP, HEIF, a video named like a photo…: ffmpeg reads
+        // Every BMP header kind, top-down rows, bit fields, RLE.
+        Some(Container::Bmp) => image::ImageFormat::Bmp,
+        Some(Container::Tiff) => return tiffdec::decode(orig, edge, allow),
+        // WebP, HEIF, a video named like a photo…: ffmpeg reads
         // them, with the demuxer for what the bytes are.
         Some(c) if c.demuxer().is_some() => return framegrab::still_frame(orig, edge, allow),
         _ => return Err(orig.failed("not an image format isync reads")),
@@ -705,8 +709,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let png = dir.path().join("q.png");
         quadrants(640, 320).save(&png).unwrap();
-        let bmp = dir.path().join("q.bmp");
-        ffmpeg(&["-i", png.to_str().unwrap(), bmp.to_str().unwrap()]);
+        let bmp = dir.path().join("q.webp");
+        let (src, out) = (png.to_str().unwrap(), bmp.to_str().unwrap());
+        ffmpeg(&["-i", src, "-c:v", "libwebp", "-lossless", "1", out]);
         let img = decode(
             &render(&bmp, FileType::Image, Some(6), ThumbLevel::Small)
                 .unwrap()
@@ -714,6 +719,6 @@ mod tests {
         );
         assert_eq!(img.dimensions(), (80, 160), "rotated by its orientation");
         let thumb = render(&bmp, FileType::Image, None, ThumbLevel::Small).unwrap();
-        assert_upright(&decode(&thumb.bytes), "bmp via ffmpeg");
+        assert_upright(&decode(&thumb.bytes), "webp via ffmpeg");
     }
 }

@@ -1,0 +1,375 @@
+//! What the probe needs from still formats that `imagesize` and the EXIF
+//! reader get wrong or never look at: a BMP's size from its own header (a
+//! top-down BMP's height is negative, an OS/2 1.x header has 16-bit
+//! sizes), and the orientation a PNG or WebP keeps outside a JPEG-style
+//! EXIF segment — a WebP `EXIF` chunk after the pixels, an XMP packet's
+//! `tiff:Orientation` (PNG `iTXt`, WebP `XMP ` chunk) — and a BigTIFF's
+//! size, which `imagesize` does not read.
+//!
+//! Pure parsers of untrusted bytes: bounded reads, no allocation beyond
+//! [`MAX_META_CHUNK_BYTES`], fuzzed through `fuzzing::still_meta`.
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+/// Largest EXIF or XMP chunk read from a WebP (Adobe's XMP of a heavily
+/// edited photo runs to a few hundred KiB; anything past this is not a
+/// packet we want to search).
+pub const MAX_META_CHUNK_BYTES: u32 = 1 << 20;
+/// Chunks a WebP walk looks at before giving up (a real file has < 10).
+const MAX_WEBP_CHUNKS: usize = 64;
+
+/// Stored width and height of a BMP from its headers, or `None` when they
+/// make no sense (zero, or a header size no writer uses).
+pub fn bmp_dims(head: &[u8]) -> Option<(i64, i64)> {
+    let u16_at = |at: usize| {
+        head.get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let i32_at = |at: usize| {
+        head.get(at..at + 4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if head.get(..2) != Some(b"BM") {
+        return None;
+    }
+    let dib = i32_at(14)?;
+    let (w, h) = match dib {
+        // BITMAPCOREHEADER (Windows 2.x, OS/2 1.x): unsigned 16-bit sizes.
+        12 => (i64::from(u16_at(18)?), i64::from(u16_at(20)?)),
+        // BITMAPINFOHEADER and its successors, OS/2 2.x's 16- and 64-byte
+        // headers: signed 32-bit, a negative height meaning rows stored
+        // top first.
+        16 | 40 | 52 | 56 | 64 | 108 | 124 => {
+            let w = i64::from(i32_at(18)?);
+            let h = i64::from(i32_at(22)?).abs();
+            (w, h)
+        }
+        _ => return None,
+    };
+    (w > 0 && h > 0).then_some((w, h))
+}
+
+/// EXIF orientation (1–8) from an XMP packet's `tiff:Orientation`, as an
+/// attribute (`tiff:Orientation="6"`) or an element
+/// (`<tiff:Orientation>6</tiff:Orientation>`).
+pub fn xmp_orientation(xmp: &[u8]) -> Option<u16> {
+    const NAME: &[u8] = b"tiff:Orientation";
+    let mut from = 0;
+    while let Some(at) = find(&xmp[from..], NAME) {
+        let mut i = from + at + NAME.len();
+        from = i;
+        let skip_ws = |mut i: usize| {
+            while xmp.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+                i += 1;
+            }
+            i
+        };
+        i = skip_ws(i);
+        match xmp.get(i) {
+            Some(b'=') => {
+                i = skip_ws(i + 1);
+                if !matches!(xmp.get(i), Some(b'"' | b'\'')) {
+                    continue;
+                }
+                i += 1;
+            }
+            Some(b'>') => i = skip_ws(i + 1),
+            _ => continue, // the closing tag, or another name
+        }
+        let digit = xmp.get(i).filter(|c| (b'1'..=b'8').contains(c));
+        let ends = xmp.get(i + 1).is_some_and(|c| !c.is_ascii_digit());
+        if let (Some(d), true) = (digit, ends) {
+            return Some(u16::from(d - b'0'));
+        }
+    }
+    None
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The metadata chunks of a PNG found in `head` (its first bytes): the
+/// `eXIf` body and an uncompressed XMP `iTXt` text. Chunks past the head
+/// are not looked for: writers put them before the pixels.
+pub fn png_meta(head: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
+    const XMP_KEY: &[u8] = b"XML:com.adobe.xmp\0";
+    let (mut exif, mut xmp) = (None, None);
+    let mut at = 8usize;
+    while let Some(h) = head.get(at..at + 8) {
+        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let kind = &h[4..8];
+        let Some(body) = head.get(at + 8..at + 8 + len) else {
+            break;
+        };
+        match kind {
+            b"eXIf" if exif.is_none() => exif = Some(body),
+            b"iTXt" if xmp.is_none() && body.starts_with(XMP_KEY) => {
+                // Compression flag and method, then language tag and
+                // translated keyword, each ended by a NUL.
+                let rest = &body[XMP_KEY.len()..];
+                if rest.first() == Some(&0) {
+                    let mut text = rest.get(2..).unwrap_or_default();
+                    for _ in 0..2 {
+                        let nul = text.iter().position(|&c| c == 0);
+                        text = nul.map_or(&[][..], |n| &text[n + 1..]);
+                    }
+                    xmp = Some(text);
+                }
+            }
+            b"IEND" => break,
+            _ => {}
+        }
+        at += 12 + len;
+    }
+    (exif, xmp)
+}
+
+/// A WebP's EXIF (TIFF block) and XMP packet, when it has them.
+pub type MetaChunks = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// The `EXIF` and `XMP ` chunks of an extended (VP8X) WebP, read from `r`
+/// wherever they are (writers put them after the pixels), when its VP8X
+/// flags say it has them. The EXIF body is the TIFF block (a leading
+/// `Exif\0\0`, which some writers add, is removed).
+pub fn webp_meta<R: Read + Seek>(r: &mut R) -> io::Result<MetaChunks> {
+    let mut riff = [0u8; 30];
+    r.seek(SeekFrom::Start(0))?;
+    r.read_exact(&mut riff)?;
+    if &riff[..4] != b"RIFF" || &riff[8..16] != b"WEBPVP8X" {
+        return Ok((None, None));
+    }
+    let flags = riff[20];
+    let (want_exif, want_xmp) = (flags & 0x08 != 0, flags & 0x04 != 0);
+    if !want_exif && !want_xmp {
+        return Ok((None, None));
+    }
+    let end = 8 + u64::from(u32::from_le_bytes([riff[4], riff[5], riff[6], riff[7]]));
+    let (mut exif, mut xmp) = (None, None);
+    let mut at = 12u64;
+    for _ in 0..MAX_WEBP_CHUNKS {
+        if at + 8 > end {
+            break;
+        }
+        r.seek(SeekFrom::Start(at))?;
+        let mut h = [0u8; 8];
+        if r.read_exact(&mut h).is_err() {
+            break; // cut short: what we have
+        }
+        let size = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let slot = match &h[..4] {
+            b"EXIF" if want_exif && exif.is_none() => Some(&mut exif),
+            b"XMP " if want_xmp && xmp.is_none() => Some(&mut xmp),
+            _ => None,
+        };
+        if let Some(slot) = slot.filter(|_| size <= MAX_META_CHUNK_BYTES) {
+            let mut body = Vec::new();
+            r.by_ref().take(u64::from(size)).read_to_end(&mut body)?;
+            if body.starts_with(b"Exif\0\0") {
+                body.drain(..6);
+            }
+            *slot = Some(body);
+        }
+        if (exif.is_some() || !want_exif) && (xmp.is_some() || !want_xmp) {
+            break;
+        }
+        at += 8 + u64::from(size) + u64::from(size & 1);
+    }
+    Ok((exif, xmp))
+}
+
+/// Whether `head` starts a BigTIFF (version 43, 8-byte offsets), which
+/// `imagesize` does not know.
+pub fn is_bigtiff(head: &[u8]) -> bool {
+    head.starts_with(b"II+\0") || head.starts_with(b"MM\0+")
+}
+
+/// Width, height and EXIF orientation (when tagged, 1–8) of a BigTIFF's
+/// first page, from its first directory wherever it lies in `r`.
+pub fn bigtiff_info<R: Read + Seek>(r: &mut R) -> io::Result<Option<(i64, i64, Option<u16>)>> {
+    /// Entries read at most (a real first directory has a few dozen).
+    const MAX_ENTRIES: u64 = 4096;
+    let mut h = [0u8; 16];
+    r.seek(SeekFrom::Start(0))?;
+    r.read_exact(&mut h)?;
+    let le = match &h[..4] {
+        b"II+\0" => true,
+        b"MM\0+" => false,
+        _ => return Ok(None),
+    };
+    let u16_of = |b: &[u8]| {
+        let a = [b[0], b[1]];
+        if le {
+            u16::from_le_bytes(a)
+        } else {
+            u16::from_be_bytes(a)
+        }
+    };
+    let u64_of = |b: &[u8]| {
+        let a: [u8; 8] = b[..8].try_into().expect("8 bytes");
+        if le {
+            u64::from_le_bytes(a)
+        } else {
+            u64::from_be_bytes(a)
+        }
+    };
+    if u16_of(&h[4..6]) != 8 {
+        return Ok(None); // offset size: always 8
+    }
+    r.seek(SeekFrom::Start(u64_of(&h[8..16])))?;
+    let mut n = [0u8; 8];
+    r.read_exact(&mut n)?;
+    let count = u64_of(&n).min(MAX_ENTRIES);
+    let (mut w, mut hgt, mut orientation) = (None, None, None);
+    let mut e = [0u8; 20];
+    for _ in 0..count {
+        r.read_exact(&mut e)?;
+        let (tag, typ) = (u16_of(&e[0..2]), u16_of(&e[2..4]));
+        let value = match typ {
+            3 => u64::from(u16_of(&e[12..14])),
+            4 => {
+                let a = [e[12], e[13], e[14], e[15]];
+                u64::from(if le {
+                    u32::from_le_bytes(a)
+                } else {
+                    u32::from_be_bytes(a)
+                })
+            }
+            16 => u64_of(&e[12..20]),
+            _ => continue,
+        };
+        match tag {
+            256 => w = i64::try_from(value).ok(),
+            257 => hgt = i64::try_from(value).ok(),
+            274 => orientation = u16::try_from(value).ok().filter(|o| (1..=8).contains(o)),
+            _ => {}
+        }
+    }
+    Ok(match (w, hgt) {
+        (Some(w), Some(h)) if w > 0 && h > 0 => Some((w, h, orientation)),
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bmp_head(dib: u32, w: &[u8], h: &[u8]) -> Vec<u8> {
+        let mut b = b"BM".to_vec();
+        b.extend([0; 12]);
+        b.extend(dib.to_le_bytes());
+        b.extend(w);
+        b.extend(h);
+        b.extend([0; 40]);
+        b
+    }
+
+    #[test]
+    fn bmp_sizes_from_every_header_kind() {
+        let top_down = bmp_head(40, &640i32.to_le_bytes(), &(-480i32).to_le_bytes());
+        assert_eq!(bmp_dims(&top_down), Some((640, 480)));
+        let bottom_up = bmp_head(124, &640i32.to_le_bytes(), &480i32.to_le_bytes());
+        assert_eq!(bmp_dims(&bottom_up), Some((640, 480)));
+        let os2 = bmp_head(12, &640u16.to_le_bytes(), &480u16.to_le_bytes());
+        assert_eq!(bmp_dims(&os2), Some((640, 480)));
+        let zero = bmp_head(40, &0i32.to_le_bytes(), &480i32.to_le_bytes());
+        assert_eq!(bmp_dims(&zero), None);
+        let odd = bmp_head(41, &640i32.to_le_bytes(), &480i32.to_le_bytes());
+        assert_eq!(bmp_dims(&odd), None);
+        let min = bmp_head(40, &1i32.to_le_bytes(), &i32::MIN.to_le_bytes());
+        assert_eq!(bmp_dims(&min), Some((1, 1 << 31)));
+        assert_eq!(bmp_dims(&top_down[..20]), None);
+    }
+
+    #[test]
+    fn bigtiff_size_and_orientation_from_its_first_directory() {
+        let entry = |tag: u16, typ: u16, v: u64| {
+            let mut e = tag.to_le_bytes().to_vec();
+            e.extend(typ.to_le_bytes());
+            e.extend(1u64.to_le_bytes());
+            e.extend(v.to_le_bytes());
+            e
+        };
+        let mut t = b"II+\0\x08\0\0\0".to_vec();
+        t.extend(64u64.to_le_bytes());
+        t.resize(64, 0xAA); // pixel data before the directory
+        t.extend(3u64.to_le_bytes());
+        t.extend(entry(256, 4, 5000));
+        t.extend(entry(257, 16, 3000));
+        t.extend(entry(274, 3, 6));
+        t.extend(0u64.to_le_bytes());
+        assert!(is_bigtiff(&t));
+        let info = bigtiff_info(&mut std::io::Cursor::new(&t)).unwrap();
+        assert_eq!(info, Some((5000, 3000, Some(6))));
+        // Cut short or pointing nowhere: an error or nothing, no panic.
+        for cut in 0..t.len() {
+            let _ = bigtiff_info(&mut std::io::Cursor::new(&t[..cut]));
+        }
+        t[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(bigtiff_info(&mut std::io::Cursor::new(&t)).is_err());
+    }
+
+    #[test]
+    fn xmp_orientation_as_attribute_or_element() {
+        let attr = br#"<rdf:Description tiff:Orientation = '6' exif:X="1"/>"#;
+        assert_eq!(xmp_orientation(attr), Some(6));
+        let elem = b"<tiff:Orientation>\n 8 </tiff:Orientation>";
+        assert_eq!(xmp_orientation(elem), Some(8));
+        // Out of range, a longer number, other names: none.
+        assert_eq!(xmp_orientation(b"tiff:Orientation=\"9\""), None);
+        assert_eq!(xmp_orientation(b"tiff:Orientation=\"16\""), None);
+        assert_eq!(xmp_orientation(b"tiff:OrientationX=\"6\""), None);
+        assert_eq!(xmp_orientation(b"tiff:Orientation"), None);
+        // A first mention without a value, then the real one.
+        let two = b"<!-- tiff:Orientation --> tiff:Orientation=\"3\"";
+        assert_eq!(xmp_orientation(two), Some(3));
+    }
+
+    #[test]
+    fn png_and_webp_chunks_are_found_and_bounded() {
+        let chunk = |kind: &[u8], body: &[u8]| {
+            let mut c = (body.len() as u32).to_be_bytes().to_vec();
+            c.extend(kind);
+            c.extend(body);
+            c.extend([0; 4]);
+            c
+        };
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &[0; 13]));
+        png.extend(chunk(
+            b"iTXt",
+            b"XML:com.adobe.xmp\0\0\0\0\0<x tiff:Orientation='5'/>",
+        ));
+        png.extend(chunk(b"eXIf", b"MM\0*"));
+        let (exif, xmp) = png_meta(&png);
+        assert_eq!(exif, Some(&b"MM\0*"[..]));
+        assert_eq!(xmp.and_then(xmp_orientation), Some(5));
+        // A chunk running past the head ends the walk.
+        png.extend(999u32.to_be_bytes());
+        png.extend(b"eXIf");
+        assert_eq!(png_meta(&png[..png.len() - 30]).0, None);
+
+        let mut webp = b"RIFF\0\0\0\0WEBPVP8X".to_vec();
+        webp.extend(10u32.to_le_bytes());
+        webp.extend([0x0C, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        webp.extend(b"VP8L\x03\0\0\0abc\0");
+        webp.extend(b"EXIF\x0a\0\0\0Exif\0\0MM\0*");
+        webp.extend(b"XMP \x04\0\0\0<x/>");
+        let n = webp.len() as u32 - 8;
+        webp[4..8].copy_from_slice(&n.to_le_bytes());
+        let (exif, xmp) = webp_meta(&mut std::io::Cursor::new(&webp)).unwrap();
+        assert_eq!(exif.as_deref(), Some(&b"MM\0*"[..]));
+        assert_eq!(xmp.as_deref(), Some(&b"<x/>"[..]));
+        // No flags: nothing read; cut short: no panic.
+        let mut plain = webp.clone();
+        plain[20] = 0;
+        assert_eq!(
+            webp_meta(&mut std::io::Cursor::new(&plain)).unwrap(),
+            (None, None)
+        );
+        for cut in 0..webp.len() {
+            let _ = webp_meta(&mut std::io::Cursor::new(&webp[..cut]));
+        }
+    }
+}
