@@ -592,7 +592,8 @@ pub(crate) fn move_thumb(from: &Path, to: &Path) -> std::io::Result<u64> {
     }
     match std::fs::rename(from, to) {
         Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+        // EXDEV (`ErrorKind::CrossesDevices` needs a newer Rust than our MSRV).
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
             let temp = to.with_extension(format!("{}.tmp", std::process::id()));
             let temp = temp.with_file_name(format!(
                 ".{}",

@@ -114,10 +114,10 @@ impl Store {
         let fs = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
         let free = crate::upload::free_bytes(dir)?;
         if !is_fallback && free < bounds.reserve_bytes {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::StorageFull,
-                format!("{free} bytes free, below the reserve"),
-            ));
+            return Err(std::io::Error::other(format!(
+                "{free} bytes free, below the reserve of {}",
+                bounds.reserve_bytes
+            )));
         }
         let limit_bytes = match bounds.limit_bytes {
             0 => fs.f_blocks.saturating_mul(fs.f_frsize) / DEFAULT_SHARE_DIVISOR,
