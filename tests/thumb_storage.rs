@@ -2,8 +2,8 @@
 //! real binary: a library's thumbnails go to its own disk
 //! (`<library>/.isync/thumbs`), not the data dir; a cache past its size
 //! limit drops the least recently used thumbnail, which comes back with
-//! the same bytes when asked for; a read-only library root falls back to
-//! the data dir; an older installation's cache in the data dir moves to
+//! the same bytes when asked for; a read-only library root, or one at its
+//! free-space reserve, falls back to the data dir; an older installation's cache in the data dir moves to
 //! the library's disk at start, and a request meanwhile gets its cached
 //! thumbnail.
 
@@ -196,6 +196,39 @@ async fn a_read_only_library_root_falls_back_to_the_data_dir() {
         "said once"
     );
     assert_eq!(thumb(&api, id, 0).await, bytes, "a hit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_disk_at_its_reserve_falls_back_to_the_data_dir() {
+    // The library on a 64 MiB disk of its own, and a reserve of 100 MiB:
+    // it is "full" for thumbnails from the start.
+    let dir = tempfile::Builder::new()
+        .prefix("isync-proc-")
+        .tempdir()
+        .unwrap();
+    let lib = dir.path().join("disk");
+    let mut m = Mounts::default();
+    let Some(()) = m.tmpfs(&lib) else {
+        return; // not root: skipped (fails under CI=true)
+    };
+    let cfg = "[scan]\nprerender_threads = 0\n[upload]\nmin_free_bytes = 104857600\n";
+    let mut p = Process::new_in(dir, &lib, &["alice"], cfg);
+    p.hold(m);
+    common::write_file(&lib.join("a.jpg"), &common::jpeg(640, 480, 1, None));
+    p.start(&[]);
+    p.wait_logged("initial scan:", 1).await;
+    let api = p.login("alice").await;
+    let id = api.file_id("a.jpg").await;
+    let bytes = thumb(&api, id, 1).await;
+    let in_data = cached(&data_cache(&p), id, 1);
+    assert_eq!(in_data.len(), 1, "{in_data:?}");
+    assert_eq!(std::fs::read(&in_data[0]).unwrap(), bytes);
+    assert!(all_cached(&library_cache(&p)).is_empty());
+    assert_eq!(
+        p.logged("below the reserve").len(),
+        1,
+        "said once, with why"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

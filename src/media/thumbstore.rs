@@ -293,10 +293,13 @@ impl Stores {
         if self.location == ThumbLocation::DataDir {
             return self.fallback();
         }
-        let mut by_root = self.by_root.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = by_root.get(root) {
+        let lock = || self.by_root.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = lock().get(root) {
             return Arc::clone(s);
         }
+        // Opened without the lock: the walk of one library's folder does
+        // not hold up the lookups of the others. Two first lookups of one
+        // library may both walk it; the first to finish is kept.
         let dir = library_dir(root);
         let store = match Store::open(&dir, self.bounds, false) {
             Ok(s) => Arc::new(s),
@@ -310,8 +313,7 @@ impl Stores {
                 self.fallback()
             }
         };
-        by_root.insert(root.to_path_buf(), Arc::clone(&store));
-        store
+        Arc::clone(lock().entry(root.to_path_buf()).or_insert(store))
     }
 
     /// The folders of the stores opened so far, the data dir's first (for
