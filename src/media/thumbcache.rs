@@ -437,6 +437,9 @@ impl Inner {
             return None;
         }
         let old = find_in(&self.dir, key)?;
+        if !store.still_there() {
+            return None;
+        }
         let to = store.dir().join(old.path.strip_prefix(&self.dir).ok()?);
         match move_thumb(&old.path, &to) {
             Ok(size) => {
@@ -493,6 +496,11 @@ impl Inner {
         } else {
             "jpg"
         };
+        if !store.still_there() {
+            // Another disk was mounted over the library (or it went) since
+            // the original was opened: its thumbnail is not written there.
+            return Err(ThumbError::SourceMissing(store.dir().to_path_buf()));
+        }
         let path = path_for(store.dir(), key, ext);
         let dir = shard_dir(store.dir(), key.file_id);
         std::fs::create_dir_all(&dir).map_err(|e| ThumbError::io(&dir, e))?;

@@ -87,6 +87,11 @@ pub fn move_old_cache(db: &Db, cache: &ThumbCache, stop: &CancellationToken) -> 
                 continue;
             };
             let to = target.join(&shard_name).join(&name);
+            // The library's disk swapped for another since: leave it.
+            if !cache.stores().holding(&to).is_some_and(|s| s.still_there()) {
+                done.left += 1;
+                continue;
+            }
             match move_thumb(&from, &to) {
                 Ok(size) => {
                     if let Some(store) = cache.stores().holding(&to) {
@@ -115,7 +120,7 @@ fn target_of(db: &Db, cache: &ThumbCache, lib: LibraryId) -> Option<PathBuf> {
     }
     let root = db.read(|c| libraries::by_id(c, lib)).ok()??.path;
     let store = cache.stores().for_root(Path::new(&root));
-    (!store.is_fallback).then(|| store.dir().to_path_buf())
+    (!store.is_fallback && store.still_there()).then(|| store.dir().to_path_buf())
 }
 
 #[cfg(test)]

@@ -98,6 +98,9 @@ pub struct Store {
     lru: Mutex<Lru>,
     /// The data dir's store (a library's store falls back to it).
     pub is_fallback: bool,
+    /// Device and inode of `dir` when opened: another disk mounted over
+    /// the library later shows another folder (or none) at the same path.
+    id: Option<(u64, u64)>,
 }
 
 impl Store {
@@ -129,6 +132,7 @@ impl Store {
             reserve_bytes: bounds.reserve_bytes,
             lru: Mutex::new(Lru::default()),
             is_fallback,
+            id: dir_id(dir),
         };
         store.seed();
         log::info!(
@@ -142,6 +146,14 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether its folder is still the one opened (not another disk
+    /// mounted over the library since, nor gone): checked before every
+    /// write, so nothing is ever written on a disk that is not the
+    /// library's. Blocking (a stat).
+    pub fn still_there(&self) -> bool {
+        self.id.is_none() || dir_id(&self.dir) == self.id
     }
 
     /// Bytes of the thumbnails it holds.
@@ -232,6 +244,11 @@ impl Store {
     }
 }
 
+fn dir_id(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// The store of every library, chosen on first use.
 pub struct Stores {
     location: ThumbLocation,
@@ -278,6 +295,7 @@ impl Stores {
                     reserve_bytes: self.bounds.reserve_bytes,
                     lru: Mutex::new(Lru::default()),
                     is_fallback: true,
+                    id: None,
                 }
             }
         };
