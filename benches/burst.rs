@@ -93,6 +93,9 @@ async fn run(root: &Path, lib: &Path) {
         let hash = isync::auth::hash_password("bench");
         db.write(|tx| users::upsert(tx, "bench", &hash, 0)).unwrap();
     }
+    // Renders are measured, not where they go: the data dir's cache, which
+    // `clear` empties between rounds.
+    cfg.thumbnails.location = isync::config::ThumbLocation::DataDir;
     let thumbs = cfg.thumb_dir();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut running = isync::app::start(cfg, listener).await.unwrap();

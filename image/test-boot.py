@@ -470,9 +470,19 @@ def boot_without_disk(a, qemu, port, sock, serial, deadline, seen):
             check("without the disk: files.icc still lists the catalog",
                   reply.get("code") == 0 and len(listed) == seen["files"],
                   body[:300].decode(errors="replace"))
+            # Thumbnails live on the library's disk (thumbnails.location =
+            # "library", so that the card never fills): with the disk gone
+            # the answer is the honest "library offline", never a 500.
             status, ctype, body = api.get(f"/thumbnail.icc?id={seen['id']}&level=0", timeout=60)
-            check("without the disk: the cached thumbnail is served, the same bytes",
-                  status == 200 and body == seen["thumb"], f"{status} {ctype} {len(body)} B")
+            try:
+                code = json.loads(body).get("code")
+            except ValueError:
+                code = None
+            check("without the disk: a thumbnail (cached on the gone disk) answers -10011",
+                  status == 503 and code == -10011, f"{status} {ctype} {body[:200]!r}")
+            rc, out = agent.run("find /var/lib/isync/thumbs -type f ! -path '*/.journal/*' "
+                                "! -path '*/uploaded/*' 2>/dev/null | wc -l")
+            check("without the disk: no thumbnail was cached on the SD card", out == "0", out)
         except Exception as e:  # noqa: BLE001 - any failure is a failed check
             check("without the disk: the API answers", False, repr(e))
         power_off(agent, vm, "without the disk: guest powered off cleanly")

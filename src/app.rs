@@ -104,8 +104,15 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     // Thumbnail renders run up to one per core for each level, level 0
     // first (media/lanes.rs); they are threads of their own, so the
     // async workers answering other requests are never taken.
-    let thumbs = Arc::new(ThumbCache::new(
-        cfg.thumb_dir(),
+    let thumbs = Arc::new(ThumbCache::with_stores(
+        crate::media::thumbstore::Stores::new(
+            cfg.thumbnails.location,
+            cfg.thumb_dir(),
+            crate::media::thumbstore::Bounds {
+                limit_bytes: cfg.thumbnails.cache_mb << 20,
+                reserve_bytes: cfg.upload.min_free_bytes,
+            },
+        ),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         cfg.thumbnails.memory_mb << 20,
     ));
@@ -163,6 +170,9 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     spawn_initial_scan(&state, scanned_tx, &shutdown, &background);
     spawn_watchdog(&db, &shutdown, &background);
     spawn_data_room_watch(&db, &cfg, &shutdown, &background);
+    if cfg.thumbnails.location == crate::config::ThumbLocation::Library {
+        spawn_thumb_move(&db, &state.thumbs, &shutdown, &background);
+    }
     // Stale partial uploads and expired trash go also when nobody is active.
     crate::trash::spawn_housekeeping(
         &db,
@@ -417,6 +427,26 @@ fn spawn_data_room_watch(
             if let Ok(Some(low)) = changed {
                 was_low = low;
             }
+        }
+    });
+}
+
+/// Thumbnails an older installation cached in the data dir move to their
+/// libraries' disks, beside the requests (media/thumbmove.rs).
+fn spawn_thumb_move(
+    db: &Db,
+    thumbs: &Arc<ThumbCache>,
+    shutdown: &CancellationToken,
+    background: &tokio_util::task::TaskTracker,
+) {
+    let (db, thumbs, stop) = (db.clone(), thumbs.clone(), shutdown.clone());
+    background.spawn_blocking(move || {
+        let done = crate::media::thumbmove::move_old_cache(&db, &thumbs, &stop);
+        if done != Default::default() {
+            log::info!(
+                moved = done.moved, dropped = done.dropped, left = done.left;
+                "thumbnail cache moved to the library disks"
+            );
         }
     });
 }

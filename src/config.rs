@@ -91,12 +91,32 @@ pub struct ThumbnailConfig {
     /// that needs more than this is refused (−10008); one that finds it used
     /// up waits.
     pub memory_mb: u64,
+    /// Where a library's thumbnail cache lives: `"library"` (its own disk,
+    /// `<library>/.isync/thumbs`; a read-only or full one falls back to
+    /// the data dir) or `"data_dir"` (`<data_dir>/thumbs`, for every
+    /// library).
+    pub location: ThumbLocation,
+    /// Size limit of each thumbnail cache, in MiB; 0 = a tenth of the file
+    /// system it is on. Past it, the least recently used thumbnails go
+    /// (and are rendered again when asked for). A cache also never takes
+    /// its disk below `upload.min_free_bytes`.
+    pub cache_mb: u64,
+}
+
+/// `thumbnails.location`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ThumbLocation {
+    Library,
+    DataDir,
 }
 
 impl Default for ThumbnailConfig {
     fn default() -> Self {
         ThumbnailConfig {
             memory_mb: crate::media::budget::DEFAULT_BUDGET_BYTES >> 20,
+            location: ThumbLocation::Library,
+            cache_mb: 0,
         }
     }
 }

@@ -216,13 +216,14 @@ impl Server {
             .unwrap()
     }
 
+    /// The cached thumbnails of file `id` at `level`: on the library's disk
+    /// (or in the data dir, its fallback).
     fn cached(&self, id: i64, level: u8) -> Vec<PathBuf> {
-        let shard = self
-            .root
-            .join(format!("data/thumbs/{:02x}", id.rem_euclid(256)));
+        let shard = format!("{:02x}", id.rem_euclid(256));
         let prefix = format!("{id}_{level}_");
-        std::fs::read_dir(shard)
-            .into_iter()
+        ["media/lib/.isync/thumbs", "data/thumbs"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(self.root.join(d).join(&shard)).ok())
             .flatten()
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))

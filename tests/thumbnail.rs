@@ -262,14 +262,15 @@ async fn thumbnails_follow_the_original() {
     let id = app.api.file_id("big.jpg").await;
     let (_, first, img) = thumb_ok(&app.api, id, json!(0)).await;
     assert_eq!(img.dimensions(), (160, 120));
-    // Cached on disk under the data dir.
-    let cached = walk_files(&app.data_dir());
+    // Cached on disk, on the library's disk (issue 15).
+    let lib_cache = app.media().join("photos/.isync/thumbs");
+    let cached = walk_files(&lib_cache);
     assert!(
         cached
             .iter()
             .any(|p| std::fs::read(p).is_ok_and(|b| b == first)),
         "no cached copy of the thumbnail under {}",
-        app.data_dir().display()
+        lib_cache.display()
     );
     let (_, again, _) = thumb_ok(&app.api, id, json!(0)).await;
     assert_eq!(again, first, "served from the cache");
@@ -364,7 +365,7 @@ async fn thumbnail_errors() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn offline_libraries_serve_only_cached_thumbnails() {
+async fn offline_libraries_keep_their_thumbnails_on_their_disk() {
     let app = photos_app().await;
     let kept = app.api.file_id("big.jpg").await;
     let uncached = app.api.file_id("o3.jpg").await;
@@ -380,10 +381,19 @@ async fn offline_libraries_serve_only_cached_thumbnails() {
     std::fs::rename(app.media().join("photos"), app.media().join("away")).unwrap();
     let r = app.rescan().await;
     assert_eq!(r.offline.len(), 1, "{r}");
+    // The cache is on the library's disk (issue 15): gone with it, cached
+    // or not, the answer is "offline".
+    for id in [kept, uncached] {
+        let r = thumb(&app.api, id, json!(0)).await;
+        assert_binary_err_status(r, 503, LIBRARY_OFFLINE).await;
+    }
+    // Back: the cached one is there again, served without a render.
+    std::fs::rename(app.media().join("away"), app.media().join("photos")).unwrap();
+    assert!(app.rescan().await.offline.is_empty());
+    let renders = app.state().thumbs.renders();
     let (_, again, _) = thumb_ok(&app.api, kept, json!(0)).await;
     assert_eq!(again, first);
-    let r = thumb(&app.api, uncached, json!(0)).await;
-    assert_binary_err_status(r, 503, LIBRARY_OFFLINE).await;
+    assert_eq!(app.state().thumbs.renders(), renders, "a cache hit");
 }
 
 // ------------------------------------------------ embedded previews, pre-render
@@ -396,14 +406,18 @@ async fn prerendered(app: &TestApp) -> isync::media::prerender::PrerenderStatus 
         .unwrap()
 }
 
-/// The cached thumbnail files of file `id` at `level` (0 or 1).
+/// The cached thumbnail files of file `id` at `level` (0 or 1): on its
+/// library's disk (`<library>/.isync/thumbs`) or in the data dir.
 fn cached(app: &TestApp, id: i64, level: u8) -> Vec<std::path::PathBuf> {
-    let shard = app
-        .data_dir()
-        .join(format!("thumbs/{:02x}", id.rem_euclid(256)));
+    let shard = format!("{:02x}", id.rem_euclid(256));
+    let mut caches = vec![app.data_dir().join("thumbs")];
+    for lib in std::fs::read_dir(app.media()).unwrap().flatten() {
+        caches.push(lib.path().join(".isync/thumbs"));
+    }
     let prefix = format!("{id}_{level}_");
-    std::fs::read_dir(shard)
-        .into_iter()
+    caches
+        .iter()
+        .filter_map(|c| std::fs::read_dir(c.join(&shard)).ok())
         .flatten()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
@@ -531,7 +545,8 @@ async fn prerender_waits_out_an_offline_library_and_catches_up_on_its_return() {
         app.api.file_id("b.jpg").await,
     ];
 
-    // The disk goes away; the cache is lost meanwhile (say, a new SD card).
+    // The disk goes away; its thumbnail cache is lost meanwhile (say, its
+    // folder was cleaned up).
     std::fs::rename(app.media().join("lib"), app.media().join("away")).unwrap();
     assert_eq!(app.rescan().await.offline.len(), 1);
     let offline = prerendered(&app).await;
@@ -539,7 +554,7 @@ async fn prerender_waits_out_an_offline_library_and_catches_up_on_its_return() {
         offline.failed, first.failed,
         "offline files are not failures"
     );
-    std::fs::remove_dir_all(app.data_dir().join("thumbs")).unwrap();
+    std::fs::remove_dir_all(app.media().join("away/.isync/thumbs")).unwrap();
 
     // It comes back unchanged: no record changes, yet all of it is visited.
     std::fs::rename(app.media().join("away"), app.media().join("lib")).unwrap();

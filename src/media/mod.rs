@@ -1,7 +1,8 @@
 //! Media handling: probing files for type, dimensions, orientation and
 //! duration; building and caching thumbnails; running ffmpeg/ffprobe under a
 //! timeout. No knowledge of HTTP, and none of the database but in
-//! `prerender`, which reads which originals need thumbnails.
+//! `prerender`, which reads which originals need thumbnails, and
+//! `thumbmove`, which reads which library a cached thumbnail belongs to.
 
 pub mod budget;
 pub mod container;
@@ -27,7 +28,9 @@ pub mod stillmeta;
 mod testkit;
 pub mod thumbcache;
 pub mod thumberror;
+pub mod thumbmove;
 pub mod thumbs;
+pub mod thumbstore;
 mod tiffdec;
 
 pub use jpegbands::{band_decodes_on_this_thread, set_decode_bands};

@@ -10,6 +10,14 @@
 //! never the reverse: the app starts the worker with the cache and hands
 //! the worker's handle to whoever asks for renders (`AppState::prerender`).
 //!
+//! Which folder holds a library's thumbnails, and how big it may grow, is
+//! `thumbstore`'s: each library's own disk by default, the data dir as
+//! the fallback, each bounded with least-recently-used eviction. A
+//! thumbnail still in the data dir's folder from before (an older
+//! installation, or while the library's disk could not take it) is moved
+//! to its library's folder when first looked up; `thumbmove` moves the
+//! rest at start.
+//!
 //! Every render, request or pre-render, reserves its memory in the cache's
 //! one [`Budget`] and is recorded in the [`Journal`] while it runs, so a
 //! render the process does not survive is known at the next start.
@@ -27,6 +35,8 @@ use super::journal::{Interrupted, Journal};
 use super::lanes::Lanes;
 use super::original::Original;
 use super::thumbs::{self, Thumb, ThumbError, CONTENT_TYPE_JPEG, CONTENT_TYPE_PNG};
+use super::thumbstore::{Bounds, Store, Stores};
+use crate::config::ThumbLocation;
 use crate::model::{FileType, ThumbLevel};
 
 /// Identifies one cached thumbnail. `fingerprint` comes from the original's
@@ -88,7 +98,9 @@ pub struct ThumbCache {
 type Outcome = Result<CachedThumb, Arc<ThumbError>>;
 
 struct Inner {
+    /// The data dir's cache folder: the journal's home, and the fallback.
     dir: PathBuf,
+    stores: Stores,
     lanes: Arc<Lanes>,
     /// Memory of every render, requests' and the pre-render worker's.
     budget: Budget,
@@ -106,11 +118,25 @@ impl ThumbCache {
     /// A cache rooted at `dir` (created on first write) rendering up to
     /// `per_level` thumbnails of each level at once (at least one; the
     /// cores), all of them within `memory_bytes`.
+    /// Every thumbnail goes to `dir`, bounded by a tenth of its file system.
     pub fn new(dir: PathBuf, per_level: usize, memory_bytes: u64) -> ThumbCache {
+        let bounds = Bounds {
+            limit_bytes: 0,
+            reserve_bytes: 0,
+        };
+        let stores = Stores::new(ThumbLocation::DataDir, dir, bounds);
+        ThumbCache::with_stores(stores, per_level, memory_bytes)
+    }
+
+    /// A cache keeping thumbnails where `stores` says (the journal goes in
+    /// its data dir folder).
+    pub fn with_stores(stores: Stores, per_level: usize, memory_bytes: u64) -> ThumbCache {
+        let dir = stores.fallback_dir().to_path_buf();
         ThumbCache {
             inner: Arc::new(Inner {
                 journal: Journal::new(dir.join(".journal")),
                 dir,
+                stores,
                 lanes: Lanes::new(per_level),
                 budget: Budget::new(memory_bytes),
                 flights: Mutex::new(HashMap::new()),
@@ -126,6 +152,11 @@ impl ThumbCache {
         &self.inner.budget
     }
 
+    /// Where the thumbnails are kept.
+    pub fn stores(&self) -> &Stores {
+        &self.inner.stores
+    }
+
     /// The renders the last run began and did not finish (it died during
     /// them), leaving out those whose thumbnails were written after all;
     /// the journal is cleared. Call once at start, before any render.
@@ -134,13 +165,19 @@ impl ThumbCache {
         let mut found = self.inner.journal.take_interrupted()?;
         found.retain(|i| {
             i.levels.iter().any(|&level| {
+                let key = ThumbKey {
+                    file_id: i.file_id,
+                    level,
+                    fingerprint: i.fingerprint,
+                };
+                // At start only the data dir's folder is known; a render
+                // finished on a library disk just before the end counts
+                // as cut short (a window of microseconds).
                 self.inner
-                    .lookup(ThumbKey {
-                        file_id: i.file_id,
-                        level,
-                        fingerprint: i.fingerprint,
-                    })
-                    .is_none()
+                    .stores
+                    .opened_dirs()
+                    .iter()
+                    .all(|dir| find_in(dir, key).is_none())
             })
         });
         Ok(found)
@@ -162,9 +199,11 @@ impl ThumbCache {
         self.inner.prerendered.load(Ordering::Relaxed)
     }
 
-    /// Whether the thumbnail for `key` is cached. Blocking (a stat or two).
-    pub fn contains(&self, key: ThumbKey) -> bool {
-        self.inner.lookup(key).is_some()
+    /// Whether the thumbnail for `key` of a file of the library at `root`
+    /// is cached. Blocking (a stat or two).
+    pub fn contains(&self, root: &Path, key: ThumbKey) -> bool {
+        let store = self.inner.stores.for_root(root);
+        self.inner.lookup(&store, key).is_some()
     }
 
     /// Makes sure the `levels` of `file_id` are cached for the original as
@@ -184,6 +223,7 @@ impl ThumbCache {
             return Err(ThumbError::Unsupported);
         }
         let orig = Original::open(&src.root, &src.path, src.inode)?;
+        let store = self.inner.stores.for_root(&src.root);
         let fingerprint = fingerprint(orig.len, orig.modified);
         let key = |level| ThumbKey {
             file_id,
@@ -197,7 +237,7 @@ impl ThumbCache {
         let missing: Vec<ThumbKey> = levels
             .iter()
             .map(|l| key(*l))
-            .filter(|k| self.inner.lookup(*k).is_none() && !in_flight(k))
+            .filter(|k| self.inner.lookup(&store, *k).is_none() && !in_flight(k))
             .collect();
         if missing.is_empty() {
             return Ok(0);
@@ -226,7 +266,7 @@ impl ThumbCache {
         };
         let (mut written, mut first_error) = (0, None);
         for (k, thumb) in rendered {
-            match thumb.and_then(|t| self.inner.store(k, &t)) {
+            match thumb.and_then(|t| self.inner.store(&store, k, &t)) {
                 Ok(_) => written += 1,
                 Err(e) => first_error = first_error.or(Some(e)),
             }
@@ -257,14 +297,15 @@ impl ThumbCache {
         // sleeping USB disk: never on the async workers.
         let looked = tokio::task::spawn_blocking(move || {
             let orig = Original::open(&src.root, &src.path, src.inode)?;
+            let store = inner.stores.for_root(&src.root);
             let key = ThumbKey {
                 file_id,
                 level,
                 fingerprint: fingerprint(orig.len, orig.modified),
             };
-            Ok::<_, ThumbError>(match inner.lookup(key) {
+            Ok::<_, ThumbError>(match inner.lookup(&store, key) {
                 Some(hit) => Err(hit),
-                None => Ok((key, Render { orig, src })),
+                None => Ok((key, Render { orig, src, store })),
             })
         })
         .await
@@ -303,16 +344,23 @@ impl ThumbCache {
     /// `file_id`; returns how many files went. Blocking (one directory read):
     /// call it where the rest of a file's deletion runs.
     pub fn remove_file(&self, file_id: i64) -> Result<usize, ThumbError> {
-        self.inner.remove_matching(file_id, |_| true)
+        let mut removed = 0;
+        for dir in self.inner.stores.opened_dirs() {
+            removed += self.inner.remove_matching(&dir, file_id, |_| true)?;
+        }
+        Ok(removed)
     }
 
     /// The newest cached thumbnail of `file_id` at `level`, whatever the
     /// original's version: for serving while the original can't be checked
     /// (its disk is offline). Blocking (one directory read).
+    /// A disk that is gone holds none: its thumbnails went with it.
     pub fn cached_any(&self, file_id: i64, level: ThumbLevel) -> Option<CachedThumb> {
         let prefix = format!("{file_id}_{}_", level.as_u8());
-        let entries = std::fs::read_dir(self.inner.shard_dir(file_id)).ok()?;
-        entries
+        let dirs = self.inner.stores.opened_dirs();
+        dirs.iter()
+            .filter_map(|dir| std::fs::read_dir(shard_dir(dir, file_id)).ok())
+            .flatten()
             .filter_map(Result::ok)
             .filter_map(|entry| {
                 let name = entry.file_name().into_string().ok()?;
@@ -333,6 +381,8 @@ impl ThumbCache {
 struct Render {
     orig: Original,
     src: ThumbSource,
+    /// Where its library's thumbnails go.
+    store: Arc<Store>,
 }
 
 /// Removes the in-flight entry when the render ends, even by panic, so the
@@ -375,30 +425,43 @@ impl Inner {
             .map_err(|_| ThumbError::Failed("thumbnail render task died".into()))?
     }
 
-    fn shard_dir(&self, file_id: i64) -> PathBuf {
-        self.dir.join(format!("{:02x}", file_id.rem_euclid(256)))
-    }
-
-    fn path_for(&self, key: ThumbKey, ext: &str) -> PathBuf {
-        self.shard_dir(key.file_id).join(format!(
-            "{}_{}_{:016x}.{ext}",
-            key.file_id,
-            key.level.as_u8(),
-            key.fingerprint
-        ))
-    }
-
-    fn lookup(&self, key: ThumbKey) -> Option<CachedThumb> {
-        [("jpg", CONTENT_TYPE_JPEG), ("png", CONTENT_TYPE_PNG)]
-            .into_iter()
-            .map(|(ext, content_type)| (self.path_for(key, ext), content_type))
-            .find(|(path, _)| path.is_file())
-            .map(|(path, content_type)| CachedThumb { path, content_type })
+    /// The cached thumbnail of `key` in `store`. One left in the data
+    /// dir's folder (from before the library's disk kept them) is moved
+    /// over first: a request during the move at start still gets it.
+    fn lookup(&self, store: &Store, key: ThumbKey) -> Option<CachedThumb> {
+        if let Some(hit) = find_in(store.dir(), key) {
+            store.used(&hit.path);
+            return Some(hit);
+        }
+        if store.is_fallback {
+            return None;
+        }
+        let old = find_in(&self.dir, key)?;
+        if !store.still_there() {
+            return None;
+        }
+        let to = store.dir().join(old.path.strip_prefix(&self.dir).ok()?);
+        match move_thumb(&old.path, &to) {
+            Ok(size) => {
+                if let Some(fallback) = self.stores.holding(&old.path) {
+                    fallback.removed(&old.path);
+                }
+                store.added(&to, size);
+                Some(CachedThumb {
+                    path: to,
+                    content_type: old.content_type,
+                })
+            }
+            Err(e) => {
+                log::warn!("cannot move thumbnail {}: {e}", old.path.display());
+                None
+            }
+        }
     }
 
     fn render_into_cache(&self, key: ThumbKey, job: &Render) -> Result<CachedThumb, ThumbError> {
         // A flight that finished between our miss and our start left its file.
-        if let Some(hit) = self.lookup(key) {
+        if let Some(hit) = self.lookup(&job.store, key) {
             return Ok(hit);
         }
         self.renders.fetch_add(1, Ordering::Relaxed);
@@ -411,7 +474,7 @@ impl Inner {
         let allow = Allowance::new(&self.budget, Class::Request(key.level));
         let (src, orig) = (&job.src, &job.orig);
         let thumb = thumbs::render_original(orig, src.kind, src.orientation, key.level, allow)?;
-        let stored = self.store(key, &thumb)?;
+        let stored = self.store(&job.store, key, &thumb)?;
         log::debug!(
             file_id = key.file_id, level = key.level.as_u8(), bytes = thumb.bytes.len(),
             ms = started.elapsed().as_millis() as u64;
@@ -422,14 +485,24 @@ impl Inner {
 
     /// Writes `thumb` as the cached file of `key` (temp name, then rename)
     /// and removes the thumbnails of older versions of the original.
-    fn store(&self, key: ThumbKey, thumb: &Thumb) -> Result<CachedThumb, ThumbError> {
+    fn store(
+        &self,
+        store: &Store,
+        key: ThumbKey,
+        thumb: &Thumb,
+    ) -> Result<CachedThumb, ThumbError> {
         let ext = if thumb.content_type == CONTENT_TYPE_PNG {
             "png"
         } else {
             "jpg"
         };
-        let path = self.path_for(key, ext);
-        let dir = self.shard_dir(key.file_id);
+        if !store.still_there() {
+            // Another disk was mounted over the library (or it went) since
+            // the original was opened: its thumbnail is not written there.
+            return Err(ThumbError::SourceMissing(store.dir().to_path_buf()));
+        }
+        let path = path_for(store.dir(), key, ext);
+        let dir = shard_dir(store.dir(), key.file_id);
         std::fs::create_dir_all(&dir).map_err(|e| ThumbError::io(&dir, e))?;
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
         // Dot-prefixed so removal by file id never matches a half-written file.
@@ -443,7 +516,7 @@ impl Inner {
         // Thumbnails of an older version of the original are dead weight now.
         let current = path.file_name().map(|n| n.to_owned());
         let prefix = format!("{}_{}_", key.file_id, key.level.as_u8());
-        if let Err(e) = self.remove_matching(key.file_id, |name| {
+        if let Err(e) = self.remove_matching(store.dir(), key.file_id, |name| {
             name.starts_with(&prefix) && Some(name.as_ref()) != current.as_deref()
         }) {
             log::warn!(
@@ -451,19 +524,24 @@ impl Inner {
                 key.file_id
             );
         }
+        // Counted in, and the least recently used others go if it is full.
+        store.added(&path, thumb.bytes.len() as u64);
         Ok(CachedThumb {
             path,
             content_type: thumb.content_type,
         })
     }
 
-    /// Deletes the files of `file_id` in its shard whose names pass `also`.
+    /// Deletes the files of `file_id` in its shard of the cache folder
+    /// `base` whose names pass `also`.
     fn remove_matching(
         &self,
+        base: &Path,
         file_id: i64,
         also: impl Fn(&str) -> bool,
     ) -> Result<usize, ThumbError> {
-        let dir = self.shard_dir(file_id);
+        let dir = shard_dir(base, file_id);
+        let store = self.stores.holding(&dir);
         let entries = match std::fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -477,6 +555,9 @@ impl Inner {
             let Some(name) = name.to_str() else { continue };
             if name.starts_with(&prefix) && also(name) {
                 remove_if_present(&entry.path())?;
+                if let Some(store) = &store {
+                    store.removed(&entry.path());
+                }
                 removed += 1;
             } else if name.starts_with('.') && name.ends_with(".tmp") && is_abandoned(&entry) {
                 // Left by a crash mid-write; any live one is seconds old.
@@ -485,6 +566,60 @@ impl Inner {
         }
         Ok(removed)
     }
+}
+
+fn shard_dir(base: &Path, file_id: i64) -> PathBuf {
+    base.join(format!("{:02x}", file_id.rem_euclid(256)))
+}
+
+fn path_for(base: &Path, key: ThumbKey, ext: &str) -> PathBuf {
+    shard_dir(base, key.file_id).join(format!(
+        "{}_{}_{:016x}.{ext}",
+        key.file_id,
+        key.level.as_u8(),
+        key.fingerprint
+    ))
+}
+
+/// The thumbnail of `key` in the cache folder `base`, if there.
+fn find_in(base: &Path, key: ThumbKey) -> Option<CachedThumb> {
+    [("jpg", CONTENT_TYPE_JPEG), ("png", CONTENT_TYPE_PNG)]
+        .into_iter()
+        .map(|(ext, content_type)| (path_for(base, key, ext), content_type))
+        .find(|(path, _)| path.is_file())
+        .map(|(path, content_type)| CachedThumb { path, content_type })
+}
+
+/// Moves the cached file `from` to `to` (another cache folder, perhaps on
+/// another disk: then copied to a temp name beside `to`, renamed, and the
+/// original removed). Whoever moves it first wins; the other finds it
+/// there. Returns its size. Blocking.
+pub(crate) fn move_thumb(from: &Path, to: &Path) -> std::io::Result<u64> {
+    if let Some(dir) = to.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    match std::fs::rename(from, to) {
+        Ok(()) => {}
+        // EXDEV (`ErrorKind::CrossesDevices` needs a newer Rust than our MSRV).
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+            let temp = to.with_extension(format!("{}.tmp", std::process::id()));
+            let temp = temp.with_file_name(format!(
+                ".{}",
+                temp.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            if let Err(e) = std::fs::copy(from, &temp).and_then(|_| std::fs::rename(&temp, to)) {
+                let _ = std::fs::remove_file(&temp);
+                if !to.is_file() {
+                    return Err(e);
+                }
+            }
+            let _ = std::fs::remove_file(from);
+        }
+        // Moved by someone else meanwhile.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && to.is_file() => {}
+        Err(e) => return Err(e),
+    }
+    Ok(std::fs::metadata(to)?.len())
 }
 
 fn is_abandoned(entry: &std::fs::DirEntry) -> bool {
@@ -764,8 +899,8 @@ mod tests {
             .unwrap();
         assert_eq!((written, cache.prerendered()), (2, 2));
         let fp3 = fp(&photo);
-        assert!(cache.contains(key(7, ThumbLevel::Small, fp3)));
-        assert!(cache.contains(key(7, ThumbLevel::Screen, fp3)));
+        assert!(cache.contains(dir.path(), key(7, ThumbLevel::Small, fp3)));
+        assert!(cache.contains(dir.path(), key(7, ThumbLevel::Screen, fp3)));
         // A request now is a hit: nothing rendered at request time.
         let hit = cache
             .get(7, ThumbLevel::Screen, source(&photo))
@@ -810,7 +945,7 @@ mod tests {
             .prerender_blocking(8, &source(&bad), &both)
             .unwrap_err();
         assert!(matches!(err, ThumbError::Failed(_)), "{err}");
-        assert!(!cache.contains(key(8, ThumbLevel::Small, fp(&bad))));
+        assert!(!cache.contains(dir.path(), key(8, ThumbLevel::Small, fp(&bad))));
         assert_eq!(cache.prerendered(), 3);
         assert_eq!(cache.budget().used(), 0);
     }

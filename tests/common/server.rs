@@ -236,6 +236,8 @@ impl Server {
                 let p = e.path();
                 !(p.starts_with(&cache) && p != cache && !p.starts_with(&uploaded))
             })
+            // Nor is a library's (`<library>/.isync/thumbs`, issue 15).
+            .filter(|e| !e.path().to_string_lossy().contains("/.isync/thumbs"))
             .map(|e| e.path().to_string_lossy().into_owned())
             .filter(|p| !p.contains("isync.db"))
             .collect();
