@@ -866,7 +866,7 @@ async fn a_miss_under_a_missing_or_swapped_root_is_offline_not_gone() {
     let small = small.bytes().await.unwrap();
     let before = app.db_snapshot().await;
     let offline = |what: &'static str| {
-        let (api, anon, key, small) = (app.api.clone(), app.anon(), key.clone(), small.clone());
+        let (api, anon, key) = (app.api.clone(), app.anon(), key.clone());
         async move {
             for r in [
                 api.download(id, &[]).await,
@@ -880,12 +880,14 @@ async fn a_miss_under_a_missing_or_swapped_root_is_offline_not_gone() {
             ] {
                 assert_binary_err_status(r, 503, LIBRARY_OFFLINE).await;
             }
-            // A cached thumbnail is still served.
+            // The cached level lives on the library's disk (issue 15:
+            // thumbnails never fill the SD card): gone with it, and
+            // answered as offline, not as a new render or a 500.
             let r = api
                 .get("/thumbnail.icc", json!({"id": id, "level": 0}))
                 .await;
-            assert_eq!(r.status(), 200, "{what}");
-            assert_eq!(r.bytes().await.unwrap(), small, "{what}");
+            assert_eq!(r.status(), 503, "{what}");
+            assert_binary_err_status(r, 503, LIBRARY_OFFLINE).await;
         }
     };
 
@@ -904,6 +906,13 @@ async fn a_miss_under_a_missing_or_swapped_root_is_offline_not_gone() {
     // Back: served again; nothing was changed meanwhile.
     std::fs::rename(&away, &lib).unwrap();
     assert_eq!(app.api.download(id, &[]).await.status(), 200);
+    // The cached level is served again, the same bytes.
+    let r = app
+        .api
+        .get("/thumbnail.icc", json!({"id": id, "level": 0}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), small);
     assert_eq!(app.db_snapshot().await, before);
     assert!(app.library_online("lib").await);
     // The root there and the file missing: that is "gone".
