@@ -1,5 +1,6 @@
 //! Thumbnail frames from ffmpeg: a representative, upright, scaled frame of
-//! a video as one MJPEG image, and still formats the `image` crate doesn't
+//! a video as one MJPEG image (display-shaped for anamorphic video,
+//! tone-mapped to SDR for HDR video), and still formats the `image` crate doesn't
 //! read (WebP, TIFF, BMP, HEIF…) as PNG.
 //!
 //! ffmpeg reads the original the server opened (its standard input), with
@@ -11,6 +12,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use super::budget::Allowance;
+use super::container::Container;
+use super::mp4::{self, Colour};
 use super::original::Original;
 use super::process::{ffmpeg_path, input_args, run_on_file, FFMPEG_TIMEOUT};
 use super::raster::{decode_image, Raster, ThumbError};
@@ -30,16 +33,21 @@ pub(crate) fn video_frame(orig: &Original, edge: u32) -> Result<Vec<u8>, ThumbEr
     if !orig.container.is_some_and(|c| c.is_video_container()) {
         return Err(orig.failed("not a video container isync reads"));
     }
+    let tone_map = hdr_tone_map(orig);
+    let look = Look {
+        edge,
+        tone_map: tone_map.as_deref(),
+    };
     // One budget for all attempts, so a slow file can't cost 4 timeouts.
     let deadline = Instant::now() + FFMPEG_TIMEOUT;
     let mut darkest_fallback: Option<(u32, Vec<u8>)> = None;
     for seek in VIDEO_SEEKS_S {
-        let mut jpeg = grab(orig, Some(seek), edge, Output::Keyframe, deadline)?;
+        let mut jpeg = grab(orig, Some(seek), look, Output::Keyframe, deadline)?;
         if jpeg.is_empty() {
             // No keyframe from here on (one keyframe for the whole video, as
             // some encoders and screen recorders write) or past the end:
             // decode every frame up to this point.
-            jpeg = grab(orig, Some(seek), edge, Output::Frame, deadline)?;
+            jpeg = grab(orig, Some(seek), look, Output::Frame, deadline)?;
         }
         if jpeg.is_empty() {
             break; // the video ends before this point
@@ -57,7 +65,7 @@ pub(crate) fn video_frame(orig: &Original, edge: u32) -> Result<Vec<u8>, ThumbEr
         return Ok(jpeg); // dark all along: the brightest we saw
     }
     // Shorter than the first seek point: the first frame (spec §10).
-    let jpeg = grab(orig, None, edge, Output::Keyframe, deadline)?;
+    let jpeg = grab(orig, None, look, Output::Keyframe, deadline)?;
     if jpeg.is_empty() {
         return Err(orig.failed("ffmpeg found no video frame"));
     }
@@ -73,10 +81,14 @@ pub(crate) fn still_frame<'a>(
     edge: u32,
     allow: Allowance<'a>,
 ) -> Result<(Raster, super::budget::Lease<'a>), ThumbError> {
+    let look = Look {
+        edge,
+        tone_map: None,
+    };
     let png = grab(
         orig,
         None,
-        edge,
+        look,
         Output::Png,
         Instant::now() + FFMPEG_TIMEOUT,
     )?;
@@ -86,6 +98,60 @@ pub(crate) fn still_frame<'a>(
     let reader =
         image::ImageReader::with_format(std::io::Cursor::new(png), image::ImageFormat::Png);
     decode_image(reader, orig, edge, allow)
+}
+
+/// How a frame is shaped on its way out.
+#[derive(Clone, Copy)]
+struct Look<'a> {
+    /// The box the frame is fitted into, in pixels.
+    edge: u32,
+    /// Filters turning an HDR frame into SDR (BT.709), for HDR video.
+    tone_map: Option<&'a str>,
+}
+
+/// The filter chain tone-mapping `orig`'s frames to SDR BT.709, when its
+/// header says it is HDR (PQ or HLG transfer). Read from the ISO-BMFF
+/// `colr` box: iPhones, Android phones and ffmpeg write it; other
+/// containers are taken as SDR. Blocking (reads the header).
+fn hdr_tone_map(orig: &Original) -> Option<String> {
+    if orig.container != Some(Container::IsoBmff) {
+        return None;
+    }
+    let colour = match mp4::read_info(orig.file()) {
+        Ok(info) => info.video?.colour?,
+        Err(e) => {
+            log::debug!(path:display = orig.label().display(), error:% = e; "no mp4 header for colour");
+            return None;
+        }
+    };
+    tone_map_filters(&colour)
+}
+
+/// zscale (libzimg) filters for an HDR `colour`: to linear light (100 nits
+/// as 1.0), to BT.709 primaries, Hable's curve for the highlights, back to
+/// BT.709 gamma in limited-range YUV. The input's code points are named
+/// rather than taken from the frame, which the scaler before may not carry.
+fn tone_map_filters(colour: &Colour) -> Option<String> {
+    let transfer = match colour.hdr_transfer()? {
+        Colour::TRANSFER_PQ => "smpte2084",
+        _ => "arib-std-b67",
+    };
+    let primaries = if colour.primaries == Colour::PRIMARIES_BT2020 {
+        "bt2020"
+    } else {
+        "709"
+    };
+    // Matrix 9 is BT.2020 non-constant luminance; 10 (constant) is rare.
+    let matrix = if colour.matrix == 9 {
+        "bt2020nc"
+    } else {
+        "709"
+    };
+    Some(format!(
+        "zscale=tin={transfer}:pin={primaries}:min={matrix}:rin=tv:t=linear:npl=100,\
+         format=gbrpf32le,zscale=p=709,tonemap=hable:desat=0,\
+         zscale=t=709:m=709:r=tv,format=yuv420p"
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -103,7 +169,7 @@ enum Output {
 fn grab(
     orig: &Original,
     seek_s: Option<f64>,
-    edge: u32,
+    look: Look<'_>,
     out: Output,
     deadline: Instant,
 ) -> Result<Vec<u8>, ThumbError> {
@@ -132,10 +198,27 @@ fn grab(
         args.extend(["-ss".into(), format!("{s:.3}").into()]);
     }
     args.extend(input_args(demuxer, container.demuxer_options()));
-    // Fit the box without enlarging; min() keeps small videos at their size.
-    // Autorotation has already inserted its transpose, so iw/ih are upright.
-    let scale =
-        format!("scale='min({edge},iw)':'min({edge},ih)':force_original_aspect_ratio=decrease");
+    // Display shape first: anamorphic video (pixel aspect ratio ≠ 1, as
+    // DV and HDV cameras and some phones' slow-motion modes write) is shown
+    // `iw·sar` wide, which is the size the listing gives; for square pixels
+    // this scale is a pass-through. Then fit the box without enlarging;
+    // min() keeps small videos at their size. Autorotation has already
+    // inserted its transpose (which turns the sar too), so iw/ih are upright.
+    // (Stills keep their pixels: a TIFF's unequal dpi is no display shape.)
+    let edge = look.edge;
+    let mut filters = String::new();
+    if out != Output::Png {
+        filters.push_str("scale='max(1,round(iw*sar))':ih,setsar=1,");
+    }
+    filters.push_str(&format!(
+        "scale='min({edge},iw)':'min({edge},ih)':force_original_aspect_ratio=decrease"
+    ));
+    // Tone mapping after the fit: its float stages then work on a
+    // thumbnail's pixels, not a 4K frame's.
+    if let Some(tone_map) = look.tone_map {
+        filters.push(',');
+        filters.push_str(tone_map);
+    }
     // No `thumbnail` filter: comparing 6 full-HD frames cost +40% CPU
     // (120 ms here); the blackness check above catches the frames that
     // matter (fade-ins, lens caps) for less.
@@ -159,7 +242,7 @@ fn grab(
         "-sn".into(),
         "-dn".into(),
     ]);
-    args.extend(["-vf".into(), scale.into()]);
+    args.extend(["-vf".into(), filters.into()]);
     args.extend([
         "-frames:v".into(),
         "1".into(),
