@@ -1,6 +1,7 @@
 //! Thumbnail frames from ffmpeg: a representative, upright, scaled frame of
-//! a video as one MJPEG image, and still formats the `image` crate doesn't
-//! read (WebP, HEIF…) as PNG.
+//! a video as one MJPEG image (display-shaped for anamorphic video,
+//! tone-mapped to SDR for HDR video), and still formats the `image` crate
+//! doesn't read (WebP, HEIF…) as PNG.
 //!
 //! ffmpeg reads the original the server opened (its standard input), with
 //! the demuxer our own sniffing chose (`container.rs`) and the `file`
@@ -11,6 +12,8 @@ use std::process::Command;
 use std::time::Instant;
 
 use super::budget::Allowance;
+use super::container::Container;
+use super::mp4::{self, Colour};
 use super::original::Original;
 use super::process::{ffmpeg_path, input_args, run_on_file, FFMPEG_TIMEOUT};
 use super::raster::{decode_image, Raster, ThumbError};
@@ -30,16 +33,21 @@ pub(crate) fn video_frame(orig: &Original, edge: u32) -> Result<Vec<u8>, ThumbEr
     if !orig.container.is_some_and(|c| c.is_video_container()) {
         return Err(orig.failed("not a video container isync reads"));
     }
+    let tone_map = hdr_tone_map(orig);
+    let look = Look {
+        edge,
+        tone_map: tone_map.as_deref(),
+    };
     // One budget for all attempts, so a slow file can't cost 4 timeouts.
     let deadline = Instant::now() + FFMPEG_TIMEOUT;
     let mut darkest_fallback: Option<(u32, Vec<u8>)> = None;
     for seek in VIDEO_SEEKS_S {
-        let mut jpeg = grab(orig, Some(seek), edge, Output::Keyframe, deadline)?;
+        let mut jpeg = grab(orig, Some(seek), look, Output::Keyframe, deadline)?;
         if jpeg.is_empty() {
             // No keyframe from here on (one keyframe for the whole video, as
             // some encoders and screen recorders write) or past the end:
             // decode every frame up to this point.
-            jpeg = grab(orig, Some(seek), edge, Output::Frame, deadline)?;
+            jpeg = grab(orig, Some(seek), look, Output::Frame, deadline)?;
         }
         if jpeg.is_empty() {
             break; // the video ends before this point
@@ -57,7 +65,7 @@ pub(crate) fn video_frame(orig: &Original, edge: u32) -> Result<Vec<u8>, ThumbEr
         return Ok(jpeg); // dark all along: the brightest we saw
     }
     // Shorter than the first seek point: the first frame (spec §10).
-    let jpeg = grab(orig, None, edge, Output::Keyframe, deadline)?;
+    let jpeg = grab(orig, None, look, Output::Keyframe, deadline)?;
     if jpeg.is_empty() {
         return Err(orig.failed("ffmpeg found no video frame"));
     }
@@ -73,10 +81,14 @@ pub(crate) fn still_frame<'a>(
     edge: u32,
     allow: Allowance<'a>,
 ) -> Result<(Raster, super::budget::Lease<'a>), ThumbError> {
+    let look = Look {
+        edge,
+        tone_map: None,
+    };
     let png = grab(
         orig,
         None,
-        edge,
+        look,
         Output::Png,
         Instant::now() + FFMPEG_TIMEOUT,
     )?;
@@ -86,6 +98,63 @@ pub(crate) fn still_frame<'a>(
     let reader =
         image::ImageReader::with_format(std::io::Cursor::new(png), image::ImageFormat::Png);
     decode_image(reader, orig, edge, allow)
+}
+
+/// How a frame is shaped on its way out.
+#[derive(Clone, Copy)]
+struct Look<'a> {
+    /// The box the frame is fitted into, in pixels.
+    edge: u32,
+    /// Filters turning an HDR frame into SDR (BT.709), for HDR video.
+    tone_map: Option<&'a str>,
+}
+
+/// The filter chain tone-mapping `orig`'s frames to SDR BT.709, when its
+/// header says it is HDR (PQ or HLG transfer). Read from the ISO-BMFF
+/// `colr` box: iPhones, Android phones and ffmpeg write it; other
+/// containers are taken as SDR. Blocking (reads the header).
+fn hdr_tone_map(orig: &Original) -> Option<String> {
+    if orig.container != Some(Container::IsoBmff) {
+        return None;
+    }
+    let colour = match mp4::read_info(orig.file()) {
+        Ok(info) => info.video?.colour?,
+        Err(e) => {
+            log::debug!(path:display = orig.label().display(), error:% = e; "no mp4 header for colour");
+            return None;
+        }
+    };
+    tone_map_filters(&colour)
+}
+
+/// zscale (libzimg) filters for an HDR `colour`: to linear light (100 nits
+/// as 1.0), to BT.709 primaries, Hable's curve for the highlights, back to
+/// BT.709 gamma. The input's code points are named rather than taken from
+/// the frame, which the scaler before may not carry. The result is coded
+/// as a JPEG decoder reads it (JFIF: BT.601 matrix, full range): left as
+/// BT.709 YUV, every decoder would shift its hues (red 12 levels low on
+/// the test's fixture).
+fn tone_map_filters(colour: &Colour) -> Option<String> {
+    let transfer = match colour.hdr_transfer()? {
+        Colour::TRANSFER_PQ => "smpte2084",
+        _ => "arib-std-b67",
+    };
+    let primaries = if colour.primaries == Colour::PRIMARIES_BT2020 {
+        "bt2020"
+    } else {
+        "709"
+    };
+    // Matrix 9 is BT.2020 non-constant luminance; 10 (constant) is rare.
+    let matrix = if colour.matrix == 9 {
+        "bt2020nc"
+    } else {
+        "709"
+    };
+    Some(format!(
+        "zscale=tin={transfer}:pin={primaries}:min={matrix}:rin=tv:t=linear:npl=100,\
+         format=gbrpf32le,zscale=p=709,tonemap=hable:desat=0,\
+         zscale=t=709:m=470bg:r=full,format=yuvj420p"
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -103,7 +172,7 @@ enum Output {
 fn grab(
     orig: &Original,
     seek_s: Option<f64>,
-    edge: u32,
+    look: Look<'_>,
     out: Output,
     deadline: Instant,
 ) -> Result<Vec<u8>, ThumbError> {
@@ -133,9 +202,28 @@ fn grab(
     }
     args.extend(input_args(demuxer, container.demuxer_options()));
     // Fit the box without enlarging; min() keeps small videos at their size.
-    // Autorotation has already inserted its transpose, so iw/ih are upright.
-    let scale =
-        format!("scale='min({edge},iw)':'min({edge},ih)':force_original_aspect_ratio=decrease");
+    // Autorotation has already inserted its transpose (which turns the
+    // sample aspect ratio too), so iw/ih/sar are upright.
+    let edge = look.edge;
+    let mut filters = if out == Output::Png {
+        // Stills keep their pixels: a TIFF's unequal dpi is no display shape.
+        format!("scale='min({edge},iw)':'min({edge},ih)':force_original_aspect_ratio=decrease")
+    } else {
+        // Video is fitted by its display shape: anamorphic video (pixel
+        // aspect ratio ≠ 1, as DV/HDV cameras write) is shown widened by
+        // its sar (or heightened, for tall pixels, so a turned anamorphic
+        // video comes out at its listed size too). One scale, straight to
+        // the thumbnail's size; for square pixels the same as fitting iw×ih.
+        let (dw, dh) = ("iw*max(1,sar)", "ih/min(1,sar)");
+        let fit = format!("min(1,min({edge}/({dw}),{edge}/({dh})))");
+        format!("scale='max(1,round({dw}*{fit}))':'max(1,round({dh}*{fit}))',setsar=1")
+    };
+    // Tone mapping after the fit: its float stages then work on a
+    // thumbnail's pixels, not a 4K frame's.
+    if let Some(tone_map) = look.tone_map {
+        filters.push(',');
+        filters.push_str(tone_map);
+    }
     // No `thumbnail` filter: comparing 6 full-HD frames cost +40% CPU
     // (120 ms here); the blackness check above catches the frames that
     // matter (fade-ins, lens caps) for less.
@@ -159,7 +247,7 @@ fn grab(
         "-sn".into(),
         "-dn".into(),
     ]);
-    args.extend(["-vf".into(), scale.into()]);
+    args.extend(["-vf".into(), filters.into()]);
     args.extend([
         "-frames:v".into(),
         "1".into(),
@@ -333,6 +421,151 @@ mod tests {
         let img = frame(&path, ThumbLevel::Screen);
         assert_eq!(img.dimensions(), (200, 100));
         assert!(near(&img, 100, 50, [255, 0, 0], 60));
+    }
+
+    /// Mean red, green, blue of an image.
+    fn mean_rgb(img: &image::RgbaImage) -> [f64; 3] {
+        let n = f64::from(img.width() * img.height());
+        let mut sum = [0.0; 3];
+        for p in img.pixels() {
+            for (s, v) in sum.iter_mut().zip(p.0) {
+                *s += f64::from(v);
+            }
+        }
+        sum.map(|s| s / n)
+    }
+
+    /// Anamorphic video (4:3 pixels, as HDV and DV cameras record) is shown
+    /// 4/3 as wide as stored: the thumbnail has the listed shape, with the
+    /// red left half and blue right half still meeting in the middle.
+    #[test]
+    fn anamorphic_video_thumbnail_is_display_shaped() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hdv.mp4");
+        let rotated = dir.path().join("hdv-rotated.mp4");
+        ffmpeg(&[
+            "-f",
+            "lavfi",
+            "-i",
+            "color=c=red:s=240x360:r=25:d=2[l];color=c=blue:s=240x360:r=25:d=2[r];[l][r]hstack",
+            "-vf",
+            "setsar=4/3",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+            path.to_str().unwrap(),
+        ]);
+        let img = frame(&path, ThumbLevel::Screen);
+        assert_eq!(img.dimensions(), (640, 360), "480×360 stored, 4:3 pixels");
+        for (x, c) in [
+            (20, [255, 0, 0]),
+            (300, [255, 0, 0]),
+            (340, [0, 0, 255]),
+            (620, [0, 0, 255]),
+        ] {
+            assert!(
+                near(&img, x, 180, c, 60),
+                "x {x}: {:?}",
+                img.get_pixel(x, 180)
+            );
+        }
+        let img = frame(&path, ThumbLevel::Small);
+        assert_eq!(img.dimensions(), (160, 90));
+        // Turned a quarter by its display matrix: the pixels turn too.
+        ffmpeg(&[
+            "-i",
+            path.to_str().unwrap(),
+            "-c",
+            "copy",
+            "-metadata:s:v:0",
+            "rotate=90",
+            rotated.to_str().unwrap(),
+        ]);
+        let img = frame(&rotated, ThumbLevel::Screen);
+        assert_eq!(img.dimensions(), (360, 640), "portrait, display-shaped");
+    }
+
+    /// The tone map the thumbnail is expected to use, written out here
+    /// rather than taken from the code under test.
+    const REFERENCE_TONE_MAP: &str = "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,\
+        tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p";
+
+    /// A frame ffmpeg makes of `path` with `filters` (or none), as RGB.
+    fn reference_frame(
+        path: &std::path::Path,
+        filters: Option<&str>,
+        size: &str,
+    ) -> image::RgbaImage {
+        let out = path.with_extension(format!("{}.png", filters.is_some()));
+        let mut args = vec!["-i", path.to_str().unwrap()];
+        let chain = format!(
+            "scale={size}{}",
+            filters.map(|f| format!(",{f}")).unwrap_or_default()
+        );
+        args.extend(["-vf", &chain, "-frames:v", "1", out.to_str().unwrap()]);
+        ffmpeg(&args);
+        image::open(&out).unwrap().to_rgba8()
+    }
+
+    /// HDR video (10-bit HEVC, BT.2020, PQ or HLG, as iPhones record) gets a
+    /// tone-mapped thumbnail: its colour is the tone-mapped reference's,
+    /// clearly not the washed-out frame a plain conversion gives.
+    #[test]
+    fn hdr_video_thumbnail_is_tone_mapped() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        for (name, trc) in [("pq.mp4", "smpte2084"), ("hlg.mov", "arib-std-b67")] {
+            let path = dir.path().join(name);
+            ffmpeg(&[
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=0xA08060:s=320x240:r=25:d=2",
+                "-vf",
+                "format=yuv420p10le",
+                "-c:v",
+                "libx265",
+                "-preset",
+                "ultrafast",
+                "-x265-params",
+                "log-level=error",
+                "-pix_fmt",
+                "yuv420p10le",
+                "-color_primaries",
+                "bt2020",
+                "-color_trc",
+                trc,
+                "-colorspace",
+                "bt2020nc",
+                path.to_str().unwrap(),
+            ]);
+            let thumb = mean_rgb(&frame(&path, ThumbLevel::Small));
+            let tone_mapped =
+                mean_rgb(&reference_frame(&path, Some(REFERENCE_TONE_MAP), "160:120"));
+            let naive = mean_rgb(&reference_frame(&path, None, "160:120"));
+            let distance = |a: [f64; 3], b: [f64; 3]| {
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0, f64::max)
+            };
+            assert!(
+                distance(thumb, tone_mapped) < 6.0,
+                "{name}: thumbnail {thumb:?}, tone-mapped reference {tone_mapped:?}"
+            );
+            assert!(
+                distance(naive, tone_mapped) > 15.0,
+                "{name}: the fixture does not tell the two apart: naive {naive:?}"
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! box header, reads only the few small boxes that say what the file holds
 //! (mvhd, tkhd, mdhd, hdlr, stsd, stsz) and seeks over everything else, so a
 //! 4 GB video with its `moov` at the end costs a handful of small reads.
+//!
+//! A fragmented file (what OBS, action cams and screen recorders write: an
+//! empty `moov` with `mvex`, the samples in `moof`+`mdat` pairs) states no
+//! duration in its `moov`; it is summed from the fragment headers
+//! (`tfdt`/`trun`), hopping over each `mdat` as over any other box.
 
 use crate::model::FileType;
 use std::io::{self, BufReader, Read, Seek, SeekFrom};
@@ -13,6 +18,13 @@ const MP4_EPOCH_OFFSET_SECS: i64 = 2_082_844_800;
 const MAX_BOXES_PER_CONTAINER: usize = 10_000;
 /// Tracks beyond this many are ignored (real files have a handful).
 const MAX_TRACKS: usize = 64;
+/// Top-level boxes visited after the `moov` of a fragmented file: a moof
+/// and an mdat per fragment, so 50,000 fragments (28 hours of a recording
+/// cut every 2 s). Past it the duration is unknown rather than short.
+const MAX_FRAGMENT_BOXES: usize = 100_000;
+/// `trun` sample entries are read in slices of this many bytes: a fixed
+/// buffer whatever the sample count a file claims.
+const TRUN_CHUNK_BYTES: usize = 4 * 1024;
 /// Read-ahead: large enough that a fast-start `moov` header region usually
 /// arrives in one read, small enough that skipping costs nothing.
 const READ_BUF_BYTES: usize = 16 * 1024;
@@ -71,6 +83,35 @@ pub struct VideoTrack {
     /// Clockwise display rotation from the track matrix: 0, 90, 180 or 270.
     /// `None` when the matrix is not a plain rotation (mirrored, skewed).
     pub rotation_cw: Option<u16>,
+    /// Pixel aspect ratio (`pasp`: horizontal, vertical spacing) when it is
+    /// not square: anamorphic video is shown wider or narrower than stored.
+    pub pixel_aspect: Option<(u32, u32)>,
+    /// Colour description of the sample entry (`colr`, `nclx`/`nclc`).
+    pub colour: Option<Colour>,
+}
+
+/// ISO/IEC 23091-2 code points, as the `colr` box and ffmpeg name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Colour {
+    pub primaries: u16,
+    pub transfer: u16,
+    pub matrix: u16,
+}
+
+impl Colour {
+    /// BT.2020 colour primaries.
+    pub const PRIMARIES_BT2020: u16 = 9;
+    /// SMPTE ST 2084 (PQ): HDR10, Dolby Vision 8.1.
+    pub const TRANSFER_PQ: u16 = 16;
+    /// ARIB STD-B67 (HLG): iPhone HDR video, Dolby Vision 8.4.
+    pub const TRANSFER_HLG: u16 = 18;
+
+    /// The HDR transfer function, if this is HDR video (PQ or HLG).
+    pub fn hdr_transfer(&self) -> Option<u16> {
+        [Self::TRANSFER_PQ, Self::TRANSFER_HLG]
+            .contains(&self.transfer)
+            .then_some(self.transfer)
+    }
 }
 
 /// Reads the header of an ISO-BMFF file. Errors on anything that is not a
@@ -95,7 +136,12 @@ pub fn read_info<R: Read + Seek>(inner: R) -> Result<Mp4Info, Mp4Error> {
             });
         }
         if &hdr.kind == b"moov" {
-            return src.moov(&hdr);
+            let (mut info, fragmented) = src.moov(&hdr)?;
+            if let Some(tracks) = fragmented {
+                let moov_secs = info.duration_secs;
+                info.duration_secs = src.fragments_secs(hdr.end, tracks, moov_secs)?;
+            }
+            return Ok(info);
         }
         if seen >= MAX_BOXES_PER_CONTAINER {
             break;
@@ -121,6 +167,7 @@ struct BoxHeader {
 /// One track's facts, gathered while walking `trak`.
 #[derive(Debug, Default)]
 struct Track {
+    id: u32,
     handler: [u8; 4],
     enabled: bool,
     tkhd_size: (u32, u32),
@@ -129,6 +176,11 @@ struct Track {
     entry_size: (u32, u32),
     sample_count: Option<u32>,
     media_secs: Option<f64>,
+    timescale: u32,
+    /// `mdhd` duration in `timescale` units (0: unknown or empty).
+    media_units: u64,
+    pixel_aspect: Option<(u32, u32)>,
+    colour: Option<Colour>,
 }
 
 impl Track {
@@ -140,11 +192,43 @@ impl Track {
         !(still && (!self.enabled || self.sample_count.is_some_and(|n| n <= 1)))
     }
 
+    /// Presentation size: `tkhd`'s, which muxers write with the pixel
+    /// aspect ratio applied; else the coded size, widened by `pasp`.
     fn stored_size(&self) -> (u32, u32) {
-        match self.tkhd_size {
-            (w, h) if w > 0 && h > 0 => (w, h),
+        match (self.tkhd_size, self.pixel_aspect) {
+            ((w, h), _) if w > 0 && h > 0 => (w, h),
+            ((_, _), Some((hs, vs))) => {
+                let (w, h) = self.entry_size;
+                let w = u64::from(w) * u64::from(hs) / u64::from(vs);
+                (u32::try_from(w).unwrap_or(u32::MAX), h)
+            }
             _ => self.entry_size,
         }
+    }
+}
+
+/// A track of a fragmented movie, in its own time units.
+#[derive(Debug)]
+struct FragTrack {
+    id: u32,
+    timescale: u32,
+    /// `trex` default sample duration, for fragments that state none.
+    default_duration: u32,
+    /// Duration of the samples inside the moov itself.
+    in_moov: u64,
+    /// Decode time of the first fragment.
+    start: Option<u64>,
+    /// Decode time after the last sample seen so far.
+    end: u64,
+}
+
+/// Turns a malformed box or a short read into "the walk ends here":
+/// for fragments, whose damaged tail should not cost the whole duration.
+fn ended<T>(e: Mp4Error) -> Result<Option<T>, Mp4Error> {
+    match e {
+        Mp4Error::Malformed(_) => Ok(None),
+        Mp4Error::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        e => Err(e),
     }
 }
 
@@ -247,24 +331,60 @@ impl<R: Read + Seek> Source<R> {
         Ok(n)
     }
 
-    fn moov(&mut self, moov: &BoxHeader) -> Result<Mp4Info, Mp4Error> {
+    /// The movie header's facts, and for a fragmented file whose `moov`
+    /// states no overall duration (`mehd`) the tracks whose fragments are
+    /// to be summed.
+    fn moov(&mut self, moov: &BoxHeader) -> Result<(Mp4Info, Option<Vec<FragTrack>>), Mp4Error> {
         let mut mvhd: Option<(u32, u64, u64)> = None; // timescale, duration, created
         let mut fragment_duration = None;
         let mut tracks: Vec<Track> = Vec::new();
+        // trex per track: (track id, default sample duration).
+        let mut trex: Option<Vec<(u32, u32)>> = None;
         self.children(moov, |src, child| {
             match &child.kind {
                 b"mvhd" => mvhd = Some(src.mvhd(child)?),
                 b"trak" if tracks.len() < MAX_TRACKS => tracks.push(src.trak(child)?),
-                b"mvex" => src.children(child, |src, child| {
-                    if &child.kind == b"mehd" {
-                        fragment_duration = Some(src.mehd(child)?);
-                    }
-                    Ok(())
-                })?,
+                b"mvex" => {
+                    let defaults = trex.get_or_insert_with(Vec::new);
+                    src.children(child, |src, child| {
+                        match &child.kind {
+                            b"mehd" => fragment_duration = Some(src.mehd(child)?),
+                            b"trex" if defaults.len() < MAX_TRACKS => {
+                                // version/flags, track id, description index,
+                                // default duration.
+                                let mut b = [0u8; 16];
+                                if src.body(child, &mut b)? == 16 {
+                                    defaults.push((be32(&b, 4), be32(&b, 12)));
+                                }
+                            }
+                            _ => {}
+                        }
+                        Ok(())
+                    })?
+                }
                 _ => {}
             }
             Ok(())
         })?;
+        // Without `mehd`, `mvhd` covers only the samples inside the moov
+        // (none, for an empty moov): the fragments say the rest.
+        let fragmented = trex.filter(|_| fragment_duration.is_none()).map(|trex| {
+            tracks
+                .iter()
+                .filter(|t| t.timescale > 0)
+                .map(|t| FragTrack {
+                    id: t.id,
+                    timescale: t.timescale,
+                    default_duration: trex
+                        .iter()
+                        .find(|(id, _)| *id == t.id)
+                        .map_or(0, |&(_, d)| d),
+                    in_moov: t.media_units,
+                    start: None,
+                    end: t.media_units,
+                })
+                .collect()
+        });
         let (timescale, duration, created) =
             mvhd.ok_or(Mp4Error::Malformed("moov without mvhd"))?;
         let movie_secs = [Some(duration), fragment_duration]
@@ -295,14 +415,166 @@ impl<R: Read + Seek> Source<R> {
                     width,
                     height,
                     rotation_cw: t.rotation_cw,
+                    pixel_aspect: t.pixel_aspect,
+                    colour: t.colour,
                 }
             });
-        Ok(Mp4Info {
+        let info = Mp4Info {
             duration_secs,
             creation_time,
             video,
             has_audio: tracks.iter().any(|t| &t.handler == b"soun"),
-        })
+        };
+        Ok((info, fragmented))
+    }
+
+    /// Duration of a fragmented movie in seconds: for each track the end
+    /// of its last fragment (`tfdt` decode time, or the running sum where
+    /// a fragment has none, plus its `trun` sample durations), the longest
+    /// track winning. Walks the top-level boxes after the `moov` (reading
+    /// `moof`s, skipping `mdat`s); a damaged or cut-off tail (a recording
+    /// that crashed) ends the walk with what the whole fragments said.
+    fn fragments_secs(
+        &mut self,
+        from: u64,
+        mut tracks: Vec<FragTrack>,
+        moov_secs: Option<f64>,
+    ) -> Result<Option<f64>, Mp4Error> {
+        let mut pos = from;
+        let mut visited = 0;
+        while let Some(hdr) = self.header(pos, self.len).or_else(ended)? {
+            if hdr.end > self.len {
+                break;
+            }
+            visited += 1;
+            if visited > MAX_FRAGMENT_BOXES {
+                return Ok(None);
+            }
+            if &hdr.kind == b"moof" {
+                let walked = self.children(&hdr, |src, child| {
+                    if &child.kind == b"traf" {
+                        src.traf(child, &mut tracks)?;
+                    }
+                    Ok(())
+                });
+                if let Err(e) = walked {
+                    ended::<()>(e)?;
+                    break;
+                }
+            }
+            pos = hdr.end;
+        }
+        if tracks.iter().all(|t| t.start.is_none()) {
+            return Ok(moov_secs); // no fragment after all
+        }
+        Ok(tracks
+            .iter()
+            .filter_map(|t| {
+                // A recording cut from a live stream starts late: count from
+                // its first fragment unless the moov holds samples itself.
+                let start = if t.in_moov > 0 { 0 } else { t.start? };
+                let units = t.end.checked_sub(start).filter(|&u| u > 0)?;
+                Some(units as f64 / f64::from(t.timescale))
+            })
+            .max_by(|a, b| a.total_cmp(b)))
+    }
+
+    /// Adds one track fragment to its track's span.
+    fn traf(&mut self, traf: &BoxHeader, tracks: &mut [FragTrack]) -> Result<(), Mp4Error> {
+        let mut track: Option<usize> = None;
+        let mut default_duration = None;
+        let mut decode_time = None;
+        let mut units: u64 = 0;
+        self.children(traf, |src, child| {
+            match &child.kind {
+                b"tfhd" => {
+                    // version/flags, track id, then optional fields in order:
+                    // base data offset (8), description index (4), default
+                    // sample duration (4)…
+                    let mut b = [0u8; 24];
+                    let n = src.body(child, &mut b)?;
+                    if n < 8 {
+                        return Err(Mp4Error::Malformed("tfhd"));
+                    }
+                    let flags = be32(&b, 0) & 0xFF_FFFF;
+                    let id = be32(&b, 4);
+                    track = tracks.iter().position(|t| t.id == id);
+                    if flags & 0x8 != 0 {
+                        let at = 8
+                            + 8 * usize::from(flags & 0x1 != 0)
+                            + 4 * usize::from(flags & 0x2 != 0);
+                        if n < at + 4 {
+                            return Err(Mp4Error::Malformed("tfhd"));
+                        }
+                        default_duration = Some(be32(&b, at));
+                    }
+                }
+                b"tfdt" => {
+                    let mut b = [0u8; 12];
+                    let n = src.body(child, &mut b)?;
+                    decode_time = Some(match b[0] {
+                        1 if n >= 12 => be64(&b, 4),
+                        0 if n >= 8 => u64::from(be32(&b, 4)),
+                        _ => return Err(Mp4Error::Malformed("tfdt")),
+                    });
+                }
+                b"trun" => {
+                    let Some(t) = track else {
+                        return Err(Mp4Error::Malformed("trun before tfhd"));
+                    };
+                    let default = default_duration.unwrap_or(tracks[t].default_duration);
+                    units = units.saturating_add(src.trun(child, default)?);
+                }
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let Some(t) = track else {
+            return Ok(()); // a track the moov doesn't describe
+        };
+        let t = &mut tracks[t];
+        let base = decode_time.unwrap_or(t.end);
+        t.start.get_or_insert(base);
+        t.end = t.end.max(base.saturating_add(units));
+        Ok(())
+    }
+
+    /// Sum of the sample durations of one `trun`, in track time units.
+    fn trun(&mut self, hdr: &BoxHeader, default_duration: u32) -> Result<u64, Mp4Error> {
+        let mut b = [0u8; 16];
+        let n = self.body(hdr, &mut b)?;
+        if n < 8 {
+            return Err(Mp4Error::Malformed("trun"));
+        }
+        let flags = be32(&b, 0) & 0xFF_FFFF;
+        let count = u64::from(be32(&b, 4));
+        // Data offset, first-sample flags, then per sample: duration, size,
+        // flags, composition offset, each present or not.
+        let header = 8 + 4 * u64::from(flags & 0x1 != 0) + 4 * u64::from(flags & 0x4 != 0);
+        let entry = 4 * u64::from((flags >> 8 & 0xF).count_ones());
+        let body_len = hdr.end - hdr.body;
+        if header + count * entry > body_len {
+            return Err(Mp4Error::Malformed("trun sample count"));
+        }
+        if flags & 0x100 == 0 {
+            return Ok(count * u64::from(default_duration));
+        }
+        // Durations are the first field of each entry; read whole entries
+        // a fixed-size slice at a time.
+        let mut buf = [0u8; TRUN_CHUNK_BYTES];
+        let per_chunk = (TRUN_CHUNK_BYTES as u64 / entry).max(1);
+        let mut total: u64 = 0;
+        let mut done = 0;
+        while done < count {
+            let take = per_chunk.min(count - done);
+            let bytes = &mut buf[..(take * entry) as usize];
+            self.read_at(hdr.body + header + done * entry, bytes)?;
+            for e in bytes.chunks_exact(entry as usize) {
+                total = total.saturating_add(u64::from(be32(e, 0)));
+            }
+            done += take;
+        }
+        Ok(total)
     }
 
     /// (timescale, duration, creation time since 1904) from `mvhd`.
@@ -350,6 +622,8 @@ impl<R: Read + Seek> Source<R> {
             _ => return Err(Mp4Error::Malformed("tkhd")),
         };
         track.enabled = b[3] & 1 != 0;
+        // Two (v0) or two 64-bit (v1) times precede the track id.
+        track.id = be32(&b, if b[0] == 1 { 20 } else { 12 });
         let m = |i: usize| f64::from(be32(&b, at + 40 + 4 * i) as i32) / 65536.0;
         track.rotation_cw = rotation_cw(m(0), m(1), m(3), m(4));
         // 16.16 fixed point; the fraction is irrelevant for pixel sizes.
@@ -360,7 +634,14 @@ impl<R: Read + Seek> Source<R> {
     fn mdia(&mut self, mdia: &BoxHeader, track: &mut Track) -> Result<(), Mp4Error> {
         self.children(mdia, |src, child| {
             match &child.kind {
-                b"mdhd" => track.media_secs = src.mdhd(child)?,
+                b"mdhd" => {
+                    let (timescale, units) = src.mdhd(child)?;
+                    let known =
+                        timescale > 0 && ![0, u64::MAX, u64::from(u32::MAX)].contains(&units);
+                    track.media_secs = known.then(|| units as f64 / f64::from(timescale));
+                    track.timescale = timescale;
+                    track.media_units = if known { units } else { 0 };
+                }
                 b"hdlr" => {
                     // version/flags, pre_defined (QuickTime: component type), handler.
                     let mut b = [0u8; 12];
@@ -381,16 +662,64 @@ impl<R: Read + Seek> Source<R> {
         })
     }
 
-    fn mdhd(&mut self, hdr: &BoxHeader) -> Result<Option<f64>, Mp4Error> {
+    /// (timescale, duration in its units) from `mdhd`.
+    fn mdhd(&mut self, hdr: &BoxHeader) -> Result<(u32, u64), Mp4Error> {
         let mut b = [0u8; 32];
         let n = self.body(hdr, &mut b)?;
-        let (timescale, duration) = match b[0] {
-            1 if n >= 32 => (be32(&b, 20), be64(&b, 24)),
-            0 if n >= 20 => (be32(&b, 12), u64::from(be32(&b, 16))),
-            _ => return Err(Mp4Error::Malformed("mdhd")),
+        match b[0] {
+            1 if n >= 32 => Ok((be32(&b, 20), be64(&b, 24))),
+            0 if n >= 20 => Ok((be32(&b, 12), u64::from(be32(&b, 16)))),
+            _ => Err(Mp4Error::Malformed("mdhd")),
+        }
+    }
+
+    /// Reads `pasp` and `colr` from the boxes after the 78-byte visual
+    /// sample entry `entry_size` bytes long at the start of `stsd`'s table.
+    /// A malformed extension is ignored: it costs the colour, not the file.
+    fn visual_entry_extensions(
+        &mut self,
+        stsd: &BoxHeader,
+        entry_size: u32,
+        track: &mut Track,
+    ) -> Result<(), Mp4Error> {
+        const VISUAL_ENTRY_BYTES: u64 = 8 + 78;
+        let start = stsd.body + 8; // version/flags, entry count
+        let end = start + u64::from(entry_size);
+        if end > stsd.end || u64::from(entry_size) < VISUAL_ENTRY_BYTES {
+            return Ok(());
+        }
+        let extensions = BoxHeader {
+            kind: *b"stsd",
+            body: start + VISUAL_ENTRY_BYTES,
+            end,
         };
-        let known = timescale > 0 && duration != 0 && duration != u64::MAX;
-        Ok(known.then(|| duration as f64 / f64::from(timescale)))
+        let walked = self.children(&extensions, |src, child| {
+            let mut b = [0u8; 10];
+            let n = src.body(child, &mut b)?;
+            match &child.kind {
+                b"pasp" if n >= 8 => {
+                    let (h, v) = (be32(&b, 0), be32(&b, 4));
+                    if h > 0 && v > 0 && h != v {
+                        track.pixel_aspect = Some((h, v));
+                    }
+                }
+                // `nclx` (ISO) and `nclc` (QuickTime) share the three code
+                // points; `prof`/`rICC` (ICC profiles) say nothing we use.
+                b"colr" if n >= 10 && matches!(&b[..4], b"nclx" | b"nclc") => {
+                    track.colour = Some(Colour {
+                        primaries: u16::from_be_bytes([b[4], b[5]]),
+                        transfer: u16::from_be_bytes([b[6], b[7]]),
+                        matrix: u16::from_be_bytes([b[8], b[9]]),
+                    });
+                }
+                _ => {}
+            }
+            Ok(())
+        });
+        match walked {
+            Err(Mp4Error::Malformed(_)) => Ok(()),
+            other => other,
+        }
     }
 
     fn stbl(&mut self, stbl: &BoxHeader, track: &mut Track) -> Result<(), Mp4Error> {
@@ -409,6 +738,7 @@ impl<R: Read + Seek> Source<R> {
                         let w = u16::from_be_bytes([b[40], b[41]]);
                         let h = u16::from_be_bytes([b[42], b[43]]);
                         track.entry_size = (u32::from(w), u32::from(h));
+                        src.visual_entry_extensions(child, be32(&b, 8), track)?;
                     }
                 }
                 b"stsz" | b"stz2" => {
@@ -561,7 +891,9 @@ mod tests {
             Some(VideoTrack {
                 width: 1920,
                 height: 1080,
-                rotation_cw: Some(90)
+                rotation_cw: Some(90),
+                pixel_aspect: None,
+                colour: None,
             })
         );
         assert_eq!(info.file_type(), FileType::Video);
@@ -692,6 +1024,216 @@ mod tests {
             };
             Ok(self.pos)
         }
+    }
+
+    fn full_box(kind: &[u8; 4], version: u8, flags: u32, rest: &[u8]) -> Vec<u8> {
+        let mut b = (flags | u32::from(version) << 24).to_be_bytes().to_vec();
+        b.extend_from_slice(rest);
+        bx(kind, &b)
+    }
+
+    /// A video track with id `id` and media timescale `timescale`, whose
+    /// moov holds no samples (mdhd duration 0), with `extensions` after its
+    /// visual sample entry.
+    fn frag_trak(id: u32, timescale: u32, extensions: &[u8]) -> Vec<u8> {
+        let mut tk = tkhd(3, IDENTITY, 0, 0);
+        tk[8 + 12..8 + 16].copy_from_slice(&id.to_be_bytes());
+        let mut mdhd = vec![0u8; 24];
+        mdhd[12..16].copy_from_slice(&timescale.to_be_bytes());
+        let mut entry = vec![0u8; 78];
+        entry[24..26].copy_from_slice(&1440u16.to_be_bytes());
+        entry[26..28].copy_from_slice(&1080u16.to_be_bytes());
+        entry.extend_from_slice(extensions);
+        let stsd = bx(
+            b"stsd",
+            &[vec![0, 0, 0, 0, 0, 0, 0, 1], bx(b"hvc1", &entry)].concat(),
+        );
+        let minf = bx(b"minf", &bx(b"stbl", &stsd));
+        let mdia = bx(b"mdia", &[bx(b"mdhd", &mdhd), hdlr(b"vide"), minf].concat());
+        bx(b"trak", &[tk, mdia].concat())
+    }
+
+    /// A moov for fragments: mvhd with no duration, one track, trex.
+    fn frag_moov(id: u32, timescale: u32, trex_duration: u32, extensions: &[u8]) -> Vec<u8> {
+        let mut trex = id.to_be_bytes().to_vec();
+        trex.extend_from_slice(&1u32.to_be_bytes());
+        trex.extend_from_slice(&trex_duration.to_be_bytes());
+        trex.extend_from_slice(&[0; 8]);
+        let mvex = bx(b"mvex", &full_box(b"trex", 0, 0, &trex));
+        bx(
+            b"moov",
+            &[mvhd_v0(1000, 0), frag_trak(id, timescale, extensions), mvex].concat(),
+        )
+    }
+
+    /// A moof with one traf: tfhd (with a default duration when given),
+    /// tfdt (when given), a trun of `durations` (per sample when given,
+    /// else `count` samples of the default) with sizes, then an mdat.
+    fn fragment(
+        id: u32,
+        default: Option<u32>,
+        decode_time: Option<u64>,
+        count: u32,
+        durations: Option<&[u32]>,
+    ) -> Vec<u8> {
+        let mut tfhd = id.to_be_bytes().to_vec();
+        let mut tfhd_flags = 0x2_0000; // default-base-is-moof
+        if let Some(d) = default {
+            tfhd_flags |= 0x8;
+            tfhd.extend_from_slice(&d.to_be_bytes());
+        }
+        let mut traf = full_box(b"tfhd", 0, tfhd_flags, &tfhd);
+        if let Some(t) = decode_time {
+            traf.extend(full_box(b"tfdt", 1, 0, &t.to_be_bytes()));
+        }
+        // data offset + per-sample (duration?) size
+        let mut trun = count.to_be_bytes().to_vec();
+        trun.extend_from_slice(&0u32.to_be_bytes());
+        let mut trun_flags = 0x1 | 0x200;
+        for i in 0..count as usize {
+            if let Some(d) = durations {
+                trun_flags |= 0x100;
+                trun.extend_from_slice(&d[i].to_be_bytes());
+            }
+            trun.extend_from_slice(&100u32.to_be_bytes());
+        }
+        traf.extend(full_box(b"trun", 0, trun_flags, &trun));
+        let moof = bx(
+            b"moof",
+            &[full_box(b"mfhd", 0, 0, &[0, 0, 0, 1]), bx(b"traf", &traf)].concat(),
+        );
+        [moof, bx(b"mdat", &vec![0x11; 100 * count as usize])].concat()
+    }
+
+    #[test]
+    fn fragmented_movie_duration_is_summed_from_the_fragments() {
+        let ts = 90_000;
+        let per_sample = vec![3000u32; 30]; // 30 × 1/30 s
+        let file = [
+            ftyp(),
+            frag_moov(1, ts, 3600, &[]),
+            // 25 samples of trex's default (1 s), no tfdt: starts at 0.
+            fragment(1, None, None, 25, None),
+            // tfhd's default (1/30 s) for 30 samples: 1 s more.
+            fragment(1, Some(3000), None, 30, None),
+            // Per-sample durations at an explicit decode time.
+            fragment(1, Some(1), Some(2 * 90_000), 30, Some(&per_sample)),
+            // A fragment of a track the moov doesn't know: ignored.
+            fragment(7, Some(90_000), None, 30, None),
+        ]
+        .concat();
+        let info = read_info(Cursor::new(&file)).unwrap();
+        assert_eq!(info.duration_secs, Some(3.0));
+        assert_eq!(info.file_type(), FileType::Video);
+        // A recording that crashed: the last mdat is cut off, and a trun
+        // claiming more samples than its box holds ends the walk too.
+        let cut = &file[..file.len() - 50];
+        assert_eq!(
+            read_info(Cursor::new(cut)).unwrap().duration_secs,
+            Some(3.0)
+        );
+        let mut liar = fragment(1, Some(3000), None, 2, None);
+        let at = liar.windows(4).position(|w| w == b"trun").unwrap() + 8;
+        liar[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+        let file = [
+            ftyp(),
+            frag_moov(1, ts, 3600, &[]),
+            fragment(1, None, None, 25, None),
+            liar,
+        ]
+        .concat();
+        assert_eq!(
+            read_info(Cursor::new(&file)).unwrap().duration_secs,
+            Some(1.0)
+        );
+        // A stream cut from a live recording counts from its first fragment.
+        let file = [
+            ftyp(),
+            frag_moov(1, ts, 3600, &[]),
+            fragment(1, None, Some(1_000 * 90_000), 50, None),
+        ]
+        .concat();
+        assert_eq!(
+            read_info(Cursor::new(&file)).unwrap().duration_secs,
+            Some(2.0)
+        );
+        // No fragments at all (an empty recording): no duration, no error.
+        let file = [ftyp(), frag_moov(1, ts, 3600, &[])].concat();
+        assert_eq!(read_info(Cursor::new(&file)).unwrap().duration_secs, None);
+        // With mehd, the moov's word is taken and no fragment is read.
+        let mehd = full_box(b"mehd", 0, 0, &4500u32.to_be_bytes());
+        let mut moov = frag_moov(1, ts, 3600, &[]);
+        let mvex = moov.windows(4).position(|w| w == b"mvex").unwrap() - 4;
+        moov.splice(mvex + 8..mvex + 8, mehd.iter().copied());
+        let grow = |v: &mut Vec<u8>, at: usize| {
+            let n = u32::from_be_bytes(v[at..at + 4].try_into().unwrap()) + mehd.len() as u32;
+            v[at..at + 4].copy_from_slice(&n.to_be_bytes());
+        };
+        grow(&mut moov, mvex);
+        grow(&mut moov, 0);
+        let file = [ftyp(), moov, fragment(1, None, None, 25, None)].concat();
+        assert_eq!(
+            read_info(Cursor::new(&file)).unwrap().duration_secs,
+            Some(4.5)
+        );
+    }
+
+    #[test]
+    fn sample_entry_colour_and_pixel_aspect() {
+        let colr = bx(b"colr", b"nclx\0\x09\0\x10\0\x09\x80");
+        let pasp = bx(b"pasp", &[0, 0, 0, 4, 0, 0, 0, 3]);
+        let moov = frag_moov(1, 600, 20, &[bx(b"hvcC", &[0; 23]), colr, pasp].concat());
+        let v = read_info(Cursor::new([ftyp(), moov].concat()))
+            .unwrap()
+            .video
+            .unwrap();
+        let colour = Colour {
+            primaries: 9,
+            transfer: 16,
+            matrix: 9,
+        };
+        assert_eq!(v.colour, Some(colour));
+        assert_eq!(colour.hdr_transfer(), Some(Colour::TRANSFER_PQ));
+        assert_eq!(v.pixel_aspect, Some((4, 3)));
+        // No tkhd size: the coded 1440 is shown 4/3 as wide.
+        assert_eq!((v.width, v.height), (1920, 1080));
+        // QuickTime's nclc, HLG; SDR BT.709 is not HDR; an ICC profile and a
+        // square pasp say nothing; a broken extension costs only itself.
+        let colr = bx(b"colr", b"nclc\0\x09\0\x12\0\x09");
+        let moov = frag_moov(1, 600, 20, &colr);
+        let v = read_info(Cursor::new([ftyp(), moov].concat()))
+            .unwrap()
+            .video
+            .unwrap();
+        assert_eq!(
+            v.colour.and_then(|c| c.hdr_transfer()),
+            Some(Colour::TRANSFER_HLG)
+        );
+        let sdr = Colour {
+            primaries: 1,
+            transfer: 1,
+            matrix: 1,
+        };
+        assert_eq!(sdr.hdr_transfer(), None);
+        let extensions = [
+            bx(b"colr", b"prof\0\0\0\0\0\0"),
+            bx(b"pasp", &[0, 0, 0, 1, 0, 0, 0, 1]),
+        ]
+        .concat();
+        let moov = frag_moov(1, 600, 20, &extensions);
+        let v = read_info(Cursor::new([ftyp(), moov].concat()))
+            .unwrap()
+            .video
+            .unwrap();
+        assert_eq!((v.colour, v.pixel_aspect, v.width), (None, None, 1440));
+        let mut broken = bx(b"colr", b"nclx\0\x09\0\x10\0\x09\x80");
+        broken[3] = 200; // larger than the sample entry
+        let moov = frag_moov(1, 600, 20, &broken);
+        let v = read_info(Cursor::new([ftyp(), moov].concat()))
+            .unwrap()
+            .video
+            .unwrap();
+        assert_eq!((v.colour, v.width), (None, 1440));
     }
 
     #[test]

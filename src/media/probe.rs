@@ -664,6 +664,8 @@ struct FfStream {
     codec_name: Option<String>,
     width: Option<i64>,
     height: Option<i64>,
+    /// Pixel aspect ratio, `"4:3"` (`"0:1"` or absent: unknown, square).
+    sample_aspect_ratio: Option<String>,
     duration: Option<String>,
     nb_frames: Option<String>,
     #[serde(default)]
@@ -700,6 +702,23 @@ impl FfStream {
             .and_then(|n| n.parse::<u64>().ok());
         // Motion-JPEG AVIs from old cameras are real videos with many frames.
         !(still_codec && frames.is_none_or(|n| n <= 1))
+    }
+
+    /// Width as displayed before rotation: anamorphic video (pixel aspect
+    /// ratio ≠ 1) is shown `width·sar` wide, as the MP4 `tkhd` says it.
+    fn display_width(&self, width: i64) -> i64 {
+        let sar = self.sample_aspect_ratio.as_deref().and_then(|r| {
+            let (n, d) = r.split_once(':')?;
+            let (n, d) = (n.parse::<i64>().ok()?, d.parse::<i64>().ok()?);
+            (n > 0 && d > 0 && n != d).then_some((n, d))
+        });
+        match sar {
+            Some((n, d)) => {
+                let w = (i128::from(width) * i128::from(n) + i128::from(d) / 2) / i128::from(d);
+                i64::try_from(w).unwrap_or(width).max(1)
+            }
+            None => width,
+        }
     }
 
     /// Clockwise display rotation. ffmpeg's display matrix angle is
@@ -755,7 +774,7 @@ fn parse_ffprobe_json(json: &[u8]) -> Result<(FileType, MediaInfo), String> {
         info.orientation = v.rotation_cw().and_then(orientation_for_rotation);
         if let (Some(w), Some(h)) = (v.width, v.height) {
             if w > 0 && h > 0 {
-                (info.width, info.height) = display_dims(w, h, info.orientation);
+                (info.width, info.height) = display_dims(v.display_width(w), h, info.orientation);
             }
         }
     }
@@ -1482,6 +1501,62 @@ mod tests {
             (kind, dims(&info)),
             (FileType::Video, (Some(320), Some(240)))
         );
+    }
+
+    /// What OBS, action cams and screen recorders write: an empty moov,
+    /// the samples in moof+mdat fragments. ffprobe is the reference.
+    #[test]
+    fn fragmented_mp4s_list_their_duration() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let long = "-f lavfi -i testsrc=size=320x240:rate=10:duration=5 \
+            -f lavfi -i sine=duration=5 -c:v libx264 -preset ultrafast -g 10 -c:a aac -shortest";
+        for (name, flags) in [
+            ("frag.mp4", "frag_keyframe+empty_moov"),
+            ("frag.mov", "frag_keyframe+empty_moov+default_base_moof"),
+            // The first fragment inside the moov itself.
+            ("hybrid.mp4", "frag_keyframe"),
+        ] {
+            ffmpeg(d, &format!("{long} -movflags {flags} {name}"));
+            let path = d.join(name);
+            let native = mp4::read_info(File::open(&path).unwrap()).unwrap();
+            let (kind, info) = probe(&path, FileType::Video).unwrap();
+            assert_eq!(media_from_mp4(&native), (kind, info.clone()), "{name}");
+            assert_eq!(kind, FileType::Video, "{name}");
+            assert_eq!(dims(&info), (Some(320), Some(240)), "{name}");
+            let (_, ff) = probe_with_ffprobe(&path).unwrap();
+            let (ours, theirs) = (info.duration.unwrap(), ff.duration.unwrap());
+            assert!(
+                (ours - theirs).abs() < 0.1,
+                "{name}: {ours} vs ffprobe {theirs}"
+            );
+            assert_secs(info.duration, 5.0);
+        }
+    }
+
+    /// Anamorphic video (non-square pixels) is listed at the size it is
+    /// shown, by the native reader (tkhd) and through ffprobe (mkv) alike.
+    #[test]
+    fn anamorphic_video_lists_its_display_size() {
+        if !have_ffmpeg() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let src =
+            "-f lavfi -i testsrc=size=480x360:rate=10:duration=1 -c:v libx264 -preset ultrafast";
+        for name in ["wide.mp4", "wide.mkv"] {
+            ffmpeg(d, &format!("{src} -vf setsar=4/3 {name}"));
+            let (kind, info) = probe(&d.join(name), FileType::Video).unwrap();
+            assert_eq!(kind, FileType::Video);
+            assert_eq!(dims(&info), (Some(640), Some(360)), "{name}");
+        }
+        ffmpeg(d, &format!("{src} -vf setsar=3/4 tall.mkv"));
+        let (_, info) = probe(&d.join("tall.mkv"), FileType::Video).unwrap();
+        assert_eq!(dims(&info), (Some(360), Some(360)));
     }
 
     #[test]
