@@ -176,10 +176,15 @@ mod tests {
             JpegExif::Absent
         );
         assert_eq!(find_jpeg_exif(b"not a jpeg"), JpegExif::Absent);
+        // Stray bytes after SOI are skipped (libjpeg does; Photoshop files
+        // have them): a buffer of them asks for more, and an Exif segment
+        // after them is found.
         assert_eq!(
             find_jpeg_exif(b"\xFF\xD8\x12\x34\x56\x78"),
-            JpegExif::Absent
+            JpegExif::NeedMore(10)
         );
+        let stray = [&jpeg[..2], b"\0\0junk".as_slice(), &jpeg[2..]].concat();
+        assert_eq!(find_jpeg_exif(&stray), JpegExif::Found(tiff + 6..tiff + 10));
         assert_eq!(
             find_jpeg_exif(b"\xFF\xD8\xFF\xE1\x00\x01"),
             JpegExif::Absent

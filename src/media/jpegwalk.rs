@@ -200,8 +200,8 @@ mod tests {
         let (m, at, len) = segments(&file).nth(1).unwrap();
         assert_eq!((m, &file[at + 2..at + len]), (0xE1, &b"Exif\0\0II*\0"[..]));
         // Not a JPEG, a length below 2, EOI: the end.
-        assert_eq!(markers(b"GIF89a"), []);
-        assert_eq!(markers(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 1, 0xFF, 0xC0]), []);
+        assert!(markers(b"GIF89a").is_empty());
+        assert!(markers(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 1, 0xFF, 0xC0]).is_empty());
         assert_eq!(frame_size(&[0xFF, 0xD8, 0xFF, 0xD9]), Ok(None));
     }
 
@@ -241,7 +241,8 @@ mod tests {
         for cut in 0..file.len() {
             match frame_size(&file[..cut]) {
                 Err(n) => assert!(n > cut, "needs {n} of {cut}"),
-                other => panic!("{cut}: {other:?}"),
+                // Width and height are in: the rest of the header may not be.
+                Ok(size) => assert_eq!(size, Some((64, 48)), "cut {cut}"),
             }
             // One walker, fed a growing buffer.
             let mut walk = Walker::new();
