@@ -1,6 +1,7 @@
 //! EXIF for the catalogue: finding the Exif APP1 segment in a JPEG header held
 //! in memory, and reading Orientation and the capture time out of it.
 
+use super::jpegwalk::{is_sof, Step, Walker};
 use exif::{In, Tag, Value};
 use std::ops::Range;
 
@@ -29,51 +30,27 @@ const EXIF_ID: &[u8] = b"Exif\0\0";
 
 /// Walks the JPEG marker segments of `buf` (which starts at SOI) up to the
 /// first frame header, looking for an APP1 segment that carries Exif. Other
-/// APP1 segments (XMP) are skipped. Never reads past `buf`.
+/// APP1 segments (XMP) are skipped, and so are stray bytes between segments
+/// (`jpegwalk`). Never reads past `buf`.
 pub fn find_jpeg_exif(buf: &[u8]) -> JpegExif {
-    if !buf.starts_with(&[0xFF, 0xD8]) {
-        return JpegExif::Absent;
-    }
-    let mut pos = 2usize;
+    let mut walk = Walker::new();
     loop {
-        if pos + 4 > buf.len() {
-            return JpegExif::NeedMore(pos + 4);
-        }
-        if buf[pos] != 0xFF {
-            // Out of sync: a damaged header. Dimensions may still be found
-            // by imagesize; orientation is simply unknown.
+        let h = match walk.step(buf) {
+            Step::Header(h) => h,
+            Step::NeedMore(n) => return JpegExif::NeedMore(n),
+            Step::End => return JpegExif::Absent,
+        };
+        // Start of scan or any frame header: Exif comes before these in
+        // every writer we know of, so stop looking.
+        if h.marker == 0xDA || is_sof(h.marker) {
             return JpegExif::Absent;
         }
-        let marker = buf[pos + 1];
-        match marker {
-            // Fill byte before a marker.
-            0xFF => {
-                pos += 1;
-                continue;
-            }
-            // Stand-alone markers carry no length.
-            0x01 | 0xD0..=0xD7 => {
-                pos += 2;
-                continue;
-            }
-            // Start of scan / end of image / any frame header: Exif comes
-            // before these in every writer we know of, so stop looking.
-            0xDA | 0xD9 | 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => {
-                return JpegExif::Absent;
-            }
-            _ => {}
-        }
-        let seg_len = usize::from(u16::from_be_bytes([buf[pos + 2], buf[pos + 3]]));
-        if seg_len < 2 {
-            return JpegExif::Absent;
-        }
-        let body = pos + 4;
-        let end = pos + 2 + seg_len;
+        let (body, end) = (h.at + 2, h.end());
         let tiff = body + EXIF_ID.len();
         // An APP1 segment too short for the identifier is no Exif: skip it.
         // (Asking for its end, already held, made the caller loop forever:
         // found by the exif fuzz target.)
-        if marker == 0xE1 && tiff <= end {
+        if h.marker == 0xE1 && tiff <= end {
             if tiff > buf.len() {
                 return JpegExif::NeedMore(end);
             }
@@ -84,7 +61,6 @@ pub fn find_jpeg_exif(buf: &[u8]) -> JpegExif {
                 return JpegExif::Found(tiff..end);
             }
         }
-        pos = end;
     }
 }
 
@@ -200,10 +176,15 @@ mod tests {
             JpegExif::Absent
         );
         assert_eq!(find_jpeg_exif(b"not a jpeg"), JpegExif::Absent);
+        // Stray bytes after SOI are skipped (libjpeg does; Photoshop files
+        // have them): a buffer of them asks for more, and an Exif segment
+        // after them is found.
         assert_eq!(
             find_jpeg_exif(b"\xFF\xD8\x12\x34\x56\x78"),
-            JpegExif::Absent
+            JpegExif::NeedMore(10)
         );
+        let stray = [&jpeg[..2], b"\0\0junk".as_slice(), &jpeg[2..]].concat();
+        assert_eq!(find_jpeg_exif(&stray), JpegExif::Found(tiff + 6..tiff + 10));
         assert_eq!(
             find_jpeg_exif(b"\xFF\xD8\xFF\xE1\x00\x01"),
             JpegExif::Absent

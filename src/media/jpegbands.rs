@@ -21,6 +21,7 @@
 //! at 1/2 scale and below `jpegpar` splits such a file at the same markers
 //! with its own, faster decoder.
 
+use super::jpegwalk::segments;
 use super::raster::{to_raster, Raster};
 use jpeg_decoder::{Decoder, PixelFormat};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -140,37 +141,6 @@ fn layout(data: &[u8]) -> Option<Layout> {
         }
     }
     None
-}
-
-/// The marker segments of a JPEG held in memory, after its SOI: each one's
-/// marker, the offset of its length field and that length (which counts
-/// the field). Standalone markers and fill bytes are stepped over. Ends at
-/// the first thing that is not a whole segment (the entropy-coded data
-/// after an SOS, a cut-off file, garbage).
-pub(super) fn segments(data: &[u8]) -> impl Iterator<Item = (u8, usize, usize)> + '_ {
-    let mut at = if data.starts_with(&[0xFF, 0xD8]) {
-        2
-    } else {
-        usize::MAX
-    };
-    std::iter::from_fn(move || loop {
-        if *data.get(at)? != 0xFF {
-            return None;
-        }
-        while *data.get(at + 1)? == 0xFF {
-            at += 1;
-        }
-        let marker = *data.get(at + 1)?;
-        at += 2;
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]));
-        data.get(at + 2..at + len)?;
-        let segment = (marker, at, len);
-        at += len;
-        return Some(segment);
-    })
 }
 
 /// Where each restart interval's bytes begin, and where the entropy-coded

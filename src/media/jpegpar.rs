@@ -220,7 +220,7 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
         jfif: false,
         restart: 0,
     };
-    for (marker, at, len) in super::jpegbands::segments(jpeg) {
+    for (marker, at, len) in super::jpegwalk::segments(jpeg) {
         let body = &jpeg[at + 2..at + len];
         match marker {
             0xDB => read_dqt(&mut h.q, body)?,

@@ -24,6 +24,7 @@ use std::io::{self, Read, Seek};
 use jpeg_decoder::Decoder;
 
 use super::budget::{Allowance, Budget, Lease};
+use super::jpegwalk::{is_sof, segments, Step, Walker};
 use super::original::Original;
 use super::raster::{check_pixels, fit_size, post_cost, reserve, to_raster, Raster, ThumbError};
 
@@ -222,8 +223,61 @@ pub(crate) fn decode<'a>(
         log::debug!(path:display = label.display(), edge; "decoded in bands at restart markers");
         return Ok(Some((raster, lease)));
     }
-    let raster = decode_scaled(data.as_slice(), edge, decode_cost).map_err(|e| failed(&e))?;
-    Ok(Some((raster, lease)))
+    match decode_scaled(data.as_slice(), edge, decode_cost) {
+        Ok(raster) => Ok(Some((raster, lease))),
+        // jpeg-decoder wants each RST marker right where an interval's
+        // data ends and numbered in turn; libjpeg looks for it past stray
+        // bytes and takes a misnumbered one for the one expected. With
+        // every marker there, the general decoder (zune-jpeg, which looks
+        // for it the same way) gives libjpeg's pixels; with one missing
+        // the file is damaged and refused.
+        Err(e) if e.contains("where RST") && every_interval_has_its_marker(&data, &head) => {
+            log::debug!(path:display = label.display(); "{e}: left to the general decoder");
+            Ok(None)
+        }
+        Err(e) => Err(failed(&e)),
+    }
+}
+
+/// Whether the single-scan JPEG `data` has a restart interval and one RST
+/// marker between each two intervals of it, whatever bytes precede a
+/// marker or how it is numbered.
+fn every_interval_has_its_marker(data: &[u8], head: &JpegHead) -> bool {
+    let (mut restart, mut scan_at) = (0u64, None);
+    for (marker, at, len) in segments(data) {
+        match marker {
+            0xDD if len >= 4 => {
+                restart = u64::from(u16::from_be_bytes([data[at + 2], data[at + 3]]))
+            }
+            0xDA => scan_at = Some(at + len),
+            _ => {}
+        }
+    }
+    let Some(mut i) = scan_at else {
+        return false;
+    };
+    if restart == 0 || head.progressive {
+        return false;
+    }
+    // A one-component scan is not interleaved: its MCU is one block.
+    let mcus = if head.components == 1 {
+        u64::from(head.width.div_ceil(8)) * u64::from(head.height.div_ceil(8))
+    } else {
+        head.mcus().0
+    };
+    let mut markers = 0u64;
+    while let Some(p) = memchr::memchr(0xFF, &data[i..]) {
+        let at = i + p;
+        match data.get(at + 1) {
+            Some(0x00 | 0xFF) => i = at + 1,
+            Some(0xD0..=0xD7) => {
+                markers += 1;
+                i = at + 2;
+            }
+            _ => break,
+        }
+    }
+    markers + 1 == mcus.div_ceil(restart)
 }
 
 /// [`decode`] of the file at `path` with the shared default budget, the
@@ -540,57 +594,56 @@ fn exif_thumbnail<'a>(
         .map(|raster| (raster, lease))
 }
 
-/// Reads markers up to the frame header (SOFn), keeping the Exif payload.
+/// Reads markers up to the frame header (SOFn), keeping the Exif and MPF
+/// payloads: the `jpegwalk` walk over what has been read, reading on only
+/// as far as the next header or body it needs (at most
+/// [`MAX_HEAD_BYTES`]). Stray bytes between segments are skipped.
 pub(crate) fn read_head<R: Read>(reader: &mut R) -> io::Result<JpegHead> {
     let bad =
         |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("not a JPEG: {what}"));
     let mut r = reader.take(MAX_HEAD_BYTES);
-    let mut b2 = [0u8; 2];
-    r.read_exact(&mut b2)?;
-    if b2 != [0xFF, 0xD8] {
+    let mut buf = Vec::new();
+    // Reads until `buf` holds `want` bytes: all of them or an error, as
+    // `read_exact` (a cut-off header is an error).
+    let mut fill = |buf: &mut Vec<u8>, want: usize| -> io::Result<()> {
+        if want > buf.len() {
+            let more = (want - buf.len()) as u64;
+            if (&mut r).take(more).read_to_end(buf)? as u64 != more {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
+        Ok(())
+    };
+    fill(&mut buf, 2)?;
+    if buf[..2] != [0xFF, 0xD8] {
         return Err(bad("no SOI marker"));
     }
     let (mut exif, mut mpf) = (None, None);
+    let mut walk = Walker::new();
     loop {
-        let mut b = [0u8; 1];
-        r.read_exact(&mut b)?;
-        if b[0] != 0xFF {
-            return Err(bad("garbage between segments"));
-        }
-        // Any number of 0xFF fill bytes may precede a marker code.
-        let marker = loop {
-            r.read_exact(&mut b)?;
-            if b[0] != 0xFF {
-                break b[0];
+        let h = match walk.step(&buf) {
+            Step::Header(h) => h,
+            Step::NeedMore(n) => {
+                fill(&mut buf, n)?;
+                continue;
             }
+            Step::End => return Err(bad("scan or end before the frame header")),
         };
-        if matches!(marker, 0x01 | 0xD0..=0xD7) {
-            continue; // stand-alone markers carry no length
+        if h.marker == 0xDA {
+            return Err(bad("scan before the frame header"));
         }
-        if marker == 0xDA || marker == 0xD9 {
-            return Err(bad("scan or end before the frame header"));
-        }
-        r.read_exact(&mut b2)?;
-        let len = usize::from(u16::from_be_bytes(b2));
-        if len < 2 {
-            return Err(bad("segment length below 2"));
-        }
-        let mut body = vec![0u8; len - 2];
-        r.read_exact(&mut body)?;
-        // Offset of the byte after this segment (everything read so far).
-        let end = MAX_HEAD_BYTES - r.limit();
-        match marker {
+        // The walk goes on past the body: read it, as the reader can't seek.
+        fill(&mut buf, h.end())?;
+        let body = &buf[h.at + 2..h.end()];
+        match h.marker {
             0xE1 if exif.is_none() && body.starts_with(b"Exif\0\0") => {
-                body.drain(..6);
-                exif = Some(body);
+                exif = Some(body[6..].to_vec());
             }
             0xE2 if mpf.is_none() && body.starts_with(b"MPF\0") => {
-                let header_at = end - body.len() as u64 + 4;
-                body.drain(..4);
-                mpf = Some((header_at, body));
+                // MP entry offsets count from the MP header, after "MPF\0".
+                mpf = Some(((h.at + 6) as u64, body[4..].to_vec()));
             }
-            // SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC).
-            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+            marker if is_sof(marker) => {
                 if body.len() < 6 {
                     return Err(bad("short frame header"));
                 }

@@ -15,6 +15,7 @@ pub mod journal;
 mod jpegbands;
 mod jpegpar;
 mod jpegscale;
+mod jpegwalk;
 pub mod lanes;
 pub mod mp4;
 pub mod original;

@@ -9,6 +9,7 @@
 use crate::media::container;
 use crate::media::exifmeta::{self, JpegExif};
 use crate::media::heif;
+use crate::media::jpegwalk;
 use crate::media::mp4;
 use crate::media::process::{self, ProcessError, FFPROBE_TIMEOUT};
 use crate::media::stillmeta;
@@ -28,8 +29,8 @@ const HEAD_BYTES: usize = 128 * 1024;
 const MAX_HEAD_BYTES: usize = 2 * 1024 * 1024;
 
 const IMAGE_EXTS: &[&str] = &[
-    "jpg", "jpeg", "jpe", "jfif", "png", "webp", "heic", "heif", "hif", "avif", "tif", "tiff",
-    "bmp", "dng",
+    "jpg", "jpeg", "jpe", "jfif", "mpo", "png", "webp", "heic", "heif", "hif", "avif", "tif",
+    "tiff", "bmp", "dng",
 ];
 const VIDEO_EXTS: &[&str] = &[
     "mp4", "m4v", "mov", "qt", "3gp", "3g2", "mkv", "webm", "avi", "mts", "m2ts", "mpg", "mpeg",
@@ -241,12 +242,13 @@ fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo),
     };
     let exif = exif.unwrap_or_default();
     let orientation = exif.orientation.map(i64::from);
-    let dims = if kind == Some(ImageType::Bmp) {
+    let dims = match kind {
         // imagesize reads a top-down BMP's negative height unsigned and an
         // OS/2 1.x header's 16-bit sizes as 32-bit ones.
-        stillmeta::bmp_dims(head.data())
-    } else {
-        image_dims(head)
+        Some(ImageType::Bmp) => stillmeta::bmp_dims(head.data()),
+        // Our own walk first: it steps over stray bytes between segments.
+        Some(ImageType::Jpeg) => jpeg_dims(path, head)?.or_else(|| image_dims(head)),
+        _ => image_dims(head),
     };
     let (width, height) = match dims {
         Some((w, h)) => display_dims(w, h, orientation),
@@ -354,6 +356,24 @@ fn with_xmp_orientation(
             ..m.unwrap_or_default()
         }),
         (m, None) => m,
+    }
+}
+
+/// A JPEG's stored size from its first frame header, reading further when
+/// the header lies beyond the first read (up to `MAX_HEAD_BYTES`).
+fn jpeg_dims(path: &Path, head: &mut Head<'_>) -> Result<Option<(i64, i64)>, ProbeError> {
+    loop {
+        match jpegwalk::frame_size(head.data()) {
+            Ok(size) => {
+                let positive = |v: u32| Some(i64::from(v)).filter(|&v| v > 0);
+                return Ok(size.and_then(|(w, h)| Some((positive(w)?, positive(h)?))));
+            }
+            Err(want) => {
+                if want <= head.len || !head.extend_to(want).map_err(|e| ProbeError::io(path, e))? {
+                    return Ok(None);
+                }
+            }
+        }
     }
 }
 
