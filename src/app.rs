@@ -432,7 +432,7 @@ fn spawn_data_room_watch(
 }
 
 /// Thumbnails an older installation cached in the data dir move to their
-/// libraries' disks, beside the requests (media/thumbmove.rs).
+/// libraries' disks, beside the requests (thumbmove.rs).
 fn spawn_thumb_move(
     db: &Db,
     thumbs: &Arc<ThumbCache>,
@@ -441,7 +441,7 @@ fn spawn_thumb_move(
 ) {
     let (db, thumbs, stop) = (db.clone(), thumbs.clone(), shutdown.clone());
     background.spawn_blocking(move || {
-        let done = crate::media::thumbmove::move_old_cache(&db, &thumbs, &stop);
+        let done = crate::thumbmove::move_old_cache(&db, &thumbs, &stop);
         if done != Default::default() {
             log::info!(
                 moved = done.moved, dropped = done.dropped, left = done.left;

@@ -103,13 +103,8 @@ pub struct ThumbnailConfig {
     pub cache_mb: u64,
 }
 
-/// `thumbnails.location`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum ThumbLocation {
-    Library,
-    DataDir,
-}
+/// `thumbnails.location` (defined beside the caches it places).
+pub use crate::media::thumbstore::ThumbLocation;
 
 impl Default for ThumbnailConfig {
     fn default() -> Self {

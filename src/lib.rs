@@ -15,7 +15,8 @@
 //! 4. `admin`: account commands shared by the HTTP admin API and the CLI.
 //! 5. Services, one per concern, taking their own input types:
 //!    `browse` (catalogs, listing, help info), `thumbnail` (which file
-//!    answers a thumbnail request), `upload` (resumable uploads), `edit`,
+//!    answers a thumbnail request), `thumbmove` (the one-time move of an
+//!    old data-dir thumbnail cache to the library disks), `upload` (resumable uploads), `edit`,
 //!    `share`, `trash` (deletion into a restorable trash, housekeeping),
 //!    `backup`, `auth` (login, sessions), `accounts` (types, tokens, keys),
 //!    `demo` (the demo library).
@@ -76,6 +77,7 @@ pub mod ratelimit;
 pub mod safeopen;
 pub mod share;
 pub mod status;
+pub mod thumbmove;
 pub mod thumbnail;
 pub mod time;
 pub mod trash;

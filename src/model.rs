@@ -222,3 +222,8 @@ pub struct Library {
     pub device: Option<i64>,
     pub online: bool,
 }
+
+/// The hidden folder isync keeps on a library's disk (`<library>/.isync`:
+/// upload staging, trash, backups, the thumbnail cache; layout in
+/// `library::layout`). The scan never lists dot folders.
+pub const HIDDEN_DIR: &str = ".isync";

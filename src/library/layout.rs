@@ -19,8 +19,7 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Hidden folder at a library root for staging and trash.
-pub const HIDDEN_DIR: &str = ".isync";
+pub use crate::model::HIDDEN_DIR;
 /// Longest extension of a name on disk (and of an announced upload).
 pub const MAX_EXT_CHARS: usize = 10;
 

@@ -29,7 +29,6 @@ pub mod stillmeta;
 mod testkit;
 pub mod thumbcache;
 pub mod thumberror;
-pub mod thumbmove;
 pub mod thumbs;
 pub mod thumbstore;
 mod tiffdec;

@@ -23,6 +23,8 @@ pub struct Original {
     /// Size when opened.
     pub len: u64,
     pub modified: SystemTime,
+    /// The device it lies on (where its library's disk is now).
+    pub dev: u64,
     /// What the first bytes say (`None`: no format isync reads).
     pub container: Option<Container>,
     /// The path it was opened under: for messages only, never opened again.
@@ -75,6 +77,7 @@ impl Original {
             file,
             len: meta.len(),
             modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            dev: std::os::unix::fs::MetadataExt::dev(meta),
             container: container::sniff(&head[..n]),
             label: path.to_owned(),
         })

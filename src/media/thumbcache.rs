@@ -35,8 +35,8 @@ use super::journal::{Interrupted, Journal};
 use super::lanes::Lanes;
 use super::original::Original;
 use super::thumbs::{self, Thumb, ThumbError, CONTENT_TYPE_JPEG, CONTENT_TYPE_PNG};
+use super::thumbstore::ThumbLocation;
 use super::thumbstore::{Bounds, Store, Stores};
-use crate::config::ThumbLocation;
 use crate::model::{FileType, ThumbLevel};
 
 /// Identifies one cached thumbnail. `fingerprint` comes from the original's
@@ -202,7 +202,7 @@ impl ThumbCache {
     /// Whether the thumbnail for `key` of a file of the library at `root`
     /// is cached. Blocking (a stat or two).
     pub fn contains(&self, root: &Path, key: ThumbKey) -> bool {
-        let store = self.inner.stores.for_root(root);
+        let store = self.inner.stores.for_root(root, None);
         self.inner.lookup(&store, key).is_some()
     }
 
@@ -223,7 +223,7 @@ impl ThumbCache {
             return Err(ThumbError::Unsupported);
         }
         let orig = Original::open(&src.root, &src.path, src.inode)?;
-        let store = self.inner.stores.for_root(&src.root);
+        let store = self.inner.stores.for_root(&src.root, Some(orig.dev));
         let fingerprint = fingerprint(orig.len, orig.modified);
         let key = |level| ThumbKey {
             file_id,
@@ -297,7 +297,7 @@ impl ThumbCache {
         // sleeping USB disk: never on the async workers.
         let looked = tokio::task::spawn_blocking(move || {
             let orig = Original::open(&src.root, &src.path, src.inode)?;
-            let store = inner.stores.for_root(&src.root);
+            let store = inner.stores.for_root(&src.root, Some(orig.dev));
             let key = ThumbKey {
                 file_id,
                 level,

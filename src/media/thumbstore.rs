@@ -25,8 +25,16 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::config::ThumbLocation;
-use crate::library::layout::HIDDEN_DIR;
+/// Where thumbnails are cached (`thumbnails.location`): on each library's
+/// own disk, or all in the data dir.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ThumbLocation {
+    Library,
+    DataDir,
+}
+
+use crate::model::HIDDEN_DIR;
 
 /// A tenth of a file system, when no limit is configured.
 const DEFAULT_SHARE_DIVISOR: u64 = 10;
@@ -305,15 +313,31 @@ impl Stores {
     }
 
     /// The store of the library at `root`. Call with its disk there (an
-    /// original of it just opened). Blocking (the first call per library
-    /// checks the disk and walks the folder).
-    pub fn for_root(&self, root: &Path) -> Arc<Store> {
+    /// original of it just opened from device `dev`; `None`: nothing
+    /// opened). Blocking (the first call per library checks the disk and
+    /// walks the folder).
+    ///
+    /// A store whose folder is gone or another since it was opened (the
+    /// disk was unplugged and came back, its cache folder was deleted) is
+    /// opened again, creating the folder — but only when the root is on
+    /// the device the original was just read from: another disk mounted
+    /// over the library after that read never gets a cache folder.
+    pub fn for_root(&self, root: &Path, dev: Option<u64>) -> Arc<Store> {
         if self.location == ThumbLocation::DataDir {
             return self.fallback();
         }
         let lock = || self.by_root.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = lock().get(root) {
-            return Arc::clone(s);
+        let known = lock().get(root).cloned();
+        if let Some(s) = known {
+            let root_dev = || {
+                std::fs::metadata(root)
+                    .ok()
+                    .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
+            };
+            if s.is_fallback || s.still_there() || dev.is_none() || root_dev() != dev {
+                return s;
+            }
+            lock().remove(root);
         }
         // Opened without the lock: the walk of one library's folder does
         // not hold up the lookups of the others. Two first lookups of one

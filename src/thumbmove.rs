@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 
-use super::thumbcache::{move_thumb, ThumbCache};
 use crate::db::{files, libraries, Db};
+use crate::media::thumbcache::{move_thumb, ThumbCache};
 use crate::model::{FileId, LibraryId};
 
 /// What the move did.
@@ -119,7 +119,7 @@ fn target_of(db: &Db, cache: &ThumbCache, lib: LibraryId) -> Option<PathBuf> {
         return None;
     }
     let root = db.read(|c| libraries::by_id(c, lib)).ok()??.path;
-    let store = cache.stores().for_root(Path::new(&root));
+    let store = cache.stores().for_root(Path::new(&root), None);
     (!store.is_fallback && store.still_there()).then(|| store.dir().to_path_buf())
 }
 
