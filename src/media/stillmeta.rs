@@ -184,6 +184,101 @@ pub fn is_bigtiff(head: &[u8]) -> bool {
     head.starts_with(b"II+\0") || head.starts_with(b"MM\0+")
 }
 
+/// Values one TIFF directory entry may hold before a file is refused
+/// ([`tiff_directory_bounded`]): a strip or tile offset table of the
+/// largest picture thumbnails accept has far fewer.
+pub const MAX_TIFF_VALUES: u64 = 1 << 20;
+
+/// Entries a first TIFF directory may have (a real one has a few dozen).
+const MAX_TIFF_ENTRIES: u64 = 4096;
+
+/// Checks the first directory of a TIFF or BigTIFF of `len` bytes in `r`
+/// before a decoder reads it: `Err` with the reason when an entry claims
+/// more values than [`MAX_TIFF_VALUES`] or more bytes than the file has,
+/// or the directory more than 4,096 entries. The `tiff` crate allocates a
+/// vector for an entry's values by its count before reading them (a 2 KiB
+/// file asked for 245 MB); a count the file cannot hold is a lie, and
+/// nothing is allocated for it. `Ok` for anything else, a file that is no
+/// TIFF or is cut short included (the decoder refuses those itself).
+pub fn tiff_directory_bounded<R: Read + Seek>(
+    r: &mut R,
+    len: u64,
+) -> io::Result<Result<(), String>> {
+    let mut h = [0u8; 16];
+    r.seek(SeekFrom::Start(0))?;
+    if read_full(r, &mut h)? < 8 {
+        return Ok(Ok(()));
+    }
+    let (le, big) = match &h[..4] {
+        b"II*\0" => (true, false),
+        b"MM\0*" => (false, false),
+        b"II+\0" => (true, true),
+        b"MM\0+" => (false, true),
+        _ => return Ok(Ok(())),
+    };
+    let num = |b: &[u8]| -> u64 {
+        let mut a = [0u8; 8];
+        if le {
+            a[..b.len()].copy_from_slice(b);
+            u64::from_le_bytes(a)
+        } else {
+            a[8 - b.len()..].copy_from_slice(b);
+            u64::from_be_bytes(a)
+        }
+    };
+    let first = if big { num(&h[8..16]) } else { num(&h[4..8]) };
+    if first >= len {
+        return Ok(Ok(()));
+    }
+    r.seek(SeekFrom::Start(first))?;
+    let mut n = [0u8; 8];
+    let count_len = if big { 8 } else { 2 };
+    if read_full(r, &mut n[..count_len])? < count_len {
+        return Ok(Ok(()));
+    }
+    let entries = num(&n[..count_len]);
+    if entries > MAX_TIFF_ENTRIES {
+        return Ok(Err(format!("its first directory claims {entries} entries")));
+    }
+    let entry_len = if big { 20 } else { 12 };
+    let mut e = [0u8; 20];
+    for _ in 0..entries {
+        if read_full(r, &mut e[..entry_len])? < entry_len {
+            break;
+        }
+        let (tag, typ) = (num(&e[0..2]), num(&e[2..4]));
+        let count = if big { num(&e[4..12]) } else { num(&e[4..8]) };
+        let size: u64 = match typ {
+            1 | 2 | 6 | 7 => 1,
+            3 | 8 => 2,
+            4 | 9 | 11 | 13 => 4,
+            5 | 10 | 12 | 16 | 17 | 18 => 8,
+            _ => continue,
+        };
+        if count > MAX_TIFF_VALUES || count.saturating_mul(size) > len {
+            return Ok(Err(format!(
+                "tag {tag} claims {count} values, more than the file ({len} bytes) can hold \
+                 or than {MAX_TIFF_VALUES}"
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Reads into `buf` until it is full or the input ends; how many bytes.
+fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
 /// Width, height and EXIF orientation (when tagged, 1–8) of a BigTIFF's
 /// first page, from its first directory wherever it lies in `r`.
 pub fn bigtiff_info<R: Read + Seek>(r: &mut R) -> io::Result<Option<(i64, i64, Option<u16>)>> {
@@ -254,6 +349,49 @@ pub fn bigtiff_info<R: Read + Seek>(r: &mut R) -> io::Result<Option<(i64, i64, O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Cursor;
+
+    /// A classic little-endian TIFF whose first directory has one entry
+    /// `tag` of BYTE values, `count` of them, at offset 8.
+    fn tiff_with_entry(tag: u16, count: u32) -> Vec<u8> {
+        let mut f = b"II*\0".to_vec();
+        f.extend_from_slice(&8u32.to_le_bytes());
+        f.extend_from_slice(&1u16.to_le_bytes());
+        f.extend_from_slice(&tag.to_le_bytes());
+        f.extend_from_slice(&1u16.to_le_bytes());
+        f.extend_from_slice(&count.to_le_bytes());
+        f.extend_from_slice(&26u32.to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        f.resize(f.len() + 64, 0);
+        f
+    }
+
+    #[test]
+    fn tiff_entries_claiming_more_than_the_file_are_refused() {
+        // What the fuzzer found: a 2 KiB file whose entry made the tiff
+        // crate reserve 245 MB for its values.
+        let lying = tiff_with_entry(273, 8 << 20);
+        let len = lying.len() as u64;
+        let why = tiff_directory_bounded(&mut Cursor::new(&lying), len).unwrap();
+        assert!(why.unwrap_err().contains("tag 273 claims 8388608 values"));
+        // As many values as the file holds: fine.
+        let honest = tiff_with_entry(273, 64);
+        let len = honest.len() as u64;
+        assert_eq!(
+            tiff_directory_bounded(&mut Cursor::new(&honest), len).unwrap(),
+            Ok(())
+        );
+        // Not a TIFF, or cut short: left to the decoder.
+        assert_eq!(
+            tiff_directory_bounded(&mut Cursor::new(b"GIF89a"), 6).unwrap(),
+            Ok(())
+        );
+        let cut = &lying[..12];
+        assert_eq!(
+            tiff_directory_bounded(&mut Cursor::new(cut), 12).unwrap(),
+            Ok(())
+        );
+    }
 
     fn bmp_head(dib: u32, w: &[u8], h: &[u8]) -> Vec<u8> {
         let mut b = b"BM".to_vec();

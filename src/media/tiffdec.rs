@@ -21,6 +21,7 @@ use image::{ImageFormat, ImageReader};
 use super::budget::{Allowance, Lease};
 use super::original::Original;
 use super::raster::{decode_image, Raster, ThumbError};
+use super::stillmeta::tiff_directory_bounded;
 
 /// The first page of the TIFF `orig`, whole, with the lease covering it
 /// and what follows.
@@ -29,7 +30,13 @@ pub(crate) fn decode<'a>(
     edge: u32,
     allow: Allowance<'a>,
 ) -> Result<(Raster, Lease<'a>), ThumbError> {
-    let reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
+    let mut reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
+    // The `tiff` crate sizes a vector by an entry's claimed count before
+    // reading it: a lying count is refused here, before it can allocate.
+    if let Err(why) = tiff_directory_bounded(&mut reader, orig.len).map_err(|e| orig.failed(e))? {
+        return Err(orig.failed(why));
+    }
+    std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0)).map_err(|e| orig.failed(e))?;
     let decoded = catch_unwind(AssertUnwindSafe(|| {
         decode_image(
             ImageReader::with_format(reader, ImageFormat::Tiff),
