@@ -268,8 +268,11 @@ class Api:
 
     def get(self, path, data=None, timeout=30):
         body = urllib.parse.urlencode(data).encode() if data is not None else None
-        with self.opener.open(self.base + path, data=body, timeout=timeout) as r:
-            return r.status, r.headers.get("Content-Type", ""), r.read()
+        try:
+            with self.opener.open(self.base + path, data=body, timeout=timeout) as r:
+                return r.status, r.headers.get("Content-Type", ""), r.read()
+        except urllib.error.HTTPError as e:  # an error status is an answer too
+            return e.code, e.headers.get("Content-Type", ""), e.read()
 
     def answers(self):
         """True once anything answers HTTP on the port (an error status counts)."""

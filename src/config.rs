@@ -629,13 +629,13 @@ impl Config {
         self.data_dir.join("isync.db")
     }
 
-    /// Free bytes the data dir's disk keeps (the SD card on the appliance):
-    /// `storage.data_min_free_bytes`, or `upload.min_free_bytes` where that
-    /// is larger (uploads there stop at the larger one).
+    /// Free bytes the data dir's disk keeps for the database and the logs
+    /// (the SD card on the appliance), `storage.data_min_free_bytes`: below
+    /// it the status line and `/api/v1/info` say the card is nearly full.
+    /// Uploads onto that disk stop earlier where `upload.min_free_bytes` is
+    /// larger (`upload::space::Reserve::for_dir`), each refusal naming it.
     pub fn data_reserve(&self) -> u64 {
-        self.storage
-            .data_min_free_bytes
-            .max(self.upload.min_free_bytes)
+        self.storage.data_min_free_bytes
     }
 
     pub fn thumb_dir(&self) -> PathBuf {

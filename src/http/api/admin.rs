@@ -82,7 +82,8 @@ struct Info {
 struct StorageWire {
     data_free_bytes: u64,
     data_reserve_bytes: u64,
-    /// Below the reserve: uploads to that disk are refused (−10014).
+    /// Uploads onto that disk are refused (−10014): below its reserve or
+    /// below `upload.min_free_bytes`, whichever is larger.
     uploads_paused: bool,
     /// Why, for a person ("SD card nearly full: …"); absent when fine.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,8 +96,12 @@ async fn info_of(st: &AppState) -> crate::error::Result<Info> {
         .read_async(|c| Ok((libraries::list(c)?, !accounts::has_admin(c)?)))
         .await?;
     let cfg = st.cfg.clone();
-    let room = blocking(move || {
+    let (room, upload_reserve) = blocking(move || {
+        // Uploads onto the card stop at the larger of its reserve and
+        // `upload.min_free_bytes` (each refusal names the one it met).
+        let upload_reserve = crate::upload::space::Reserve::for_dir(&cfg, &cfg.data_dir).bytes;
         DataRoom::of(&cfg.data_dir, cfg.data_reserve())
+            .map(|room| (room, upload_reserve))
             .map_err(|e| Error::Internal(format!("free space of {}: {e}", cfg.data_dir.display())))
     })
     .await?;
@@ -110,7 +115,7 @@ async fn info_of(st: &AppState) -> crate::error::Result<Info> {
         storage: StorageWire {
             data_free_bytes: room.free,
             data_reserve_bytes: room.reserve,
-            uploads_paused: room.low(),
+            uploads_paused: room.low() || room.free < upload_reserve,
             note: room.note(),
         },
     })
