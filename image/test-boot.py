@@ -164,7 +164,7 @@ def prepare_disk(image, work, machine):
 
 
 def make_usb_disk(work):
-    """64 MiB ext4, label ISYNC, with PHOTOS distinct JPEGs under photos/."""
+    """2 GiB ext4, label ISYNC, with PHOTOS distinct JPEGs under photos/."""
     tree = os.path.join(work, "usb-tree")
     shutil.rmtree(tree, ignore_errors=True)
     os.makedirs(os.path.join(tree, "photos"))
@@ -176,7 +176,10 @@ def make_usb_disk(work):
     usb = os.path.join(work, "usb.img")
     if os.path.exists(usb):
         os.remove(usb)
-    run("mkfs.ext4", "-q", "-F", "-L", "ISYNC", "-d", tree, usb, "64M")
+    # 2 GiB (a sparse file): above the 1 GiB free-space reserve a library
+    # disk keeps (upload.min_free_bytes), as any real disk is, so that its
+    # thumbnails are cached on it.
+    run("mkfs.ext4", "-q", "-F", "-L", "ISYNC", "-d", tree, usb, "2G")
     return usb
 
 
@@ -484,8 +487,11 @@ def boot_without_disk(a, qemu, port, sock, serial, deadline, seen):
             check("without the disk: a thumbnail (cached on the gone disk) answers -10011",
                   status == 503 and code == -10011, f"{status} {ctype} {body[:200]!r}")
             rc, out = agent.run("find /var/lib/isync/thumbs -type f ! -path '*/.journal/*' "
-                                "! -path '*/uploaded/*' 2>/dev/null | wc -l")
-            check("without the disk: no thumbnail was cached on the SD card", out == "0", out)
+                                "! -path '*/uploaded/*' -printf '%P %s B\\n' 2>/dev/null")
+            if not check("without the disk: no thumbnail was cached on the SD card",
+                         out.strip() == "", out.replace("\n", "; ")[:300]):
+                log(agent.run("journalctl -b -1 -u isync.service --no-pager | "
+                              "grep -i 'thumbnail' | tail -n 8")[1])
         except Exception as e:  # noqa: BLE001 - any failure is a failed check
             check("without the disk: the API answers", False, repr(e))
         power_off(agent, vm, "without the disk: guest powered off cleanly")
@@ -607,15 +613,20 @@ def api_checks(agent, api, require):
     fid = listed[0].get("id")
     try:
         status, ctype, body = api.get(f"/thumbnail.icc?id={fid}&level=0", timeout=60)
+        if status == 404:
+            missing("thumbnail.icc", require)
+            return None
         is_image = body[:3] == b"\xff\xd8\xff" or body[:8] == b"\x89PNG\r\n\x1a\n"
         if check("thumbnail.icc serves an image", status == 200 and is_image,
                  f"{status} {ctype} {len(body)} B"):
+            # On the library disk (isync-disk.service made <disk>/.isync
+            # isync's when the disk was mounted), not on the card.
+            rc, out = agent.run("stat -c %U /media/isync/.isync; "
+                                "find /media/isync/.isync/thumbs -type f -name '*.jpg' | wc -l")
+            check("the thumbnail is cached on the library disk, in isync's own .isync",
+                  out.split()[:1] == ["isync"] and out.split()[-1:] != ["0"],
+                  out.replace("\n", " "))
             return {"password": password, "files": len(listed), "id": fid, "thumb": body}
-    except urllib.error.HTTPError as e:
-        if e.code == 404:
-            missing("thumbnail.icc", require)
-        else:
-            check("thumbnail.icc serves an image", False, repr(e))
     except Exception as e:  # noqa: BLE001
         check("thumbnail.icc serves an image", False, repr(e))
     return None

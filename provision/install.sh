@@ -79,7 +79,7 @@ if [ "$appliance" = 1 ]; then
 	install -D -m 0644 "$here/journald.conf" "$root/etc/systemd/journald.conf.d/isync.conf"
 fi
 
-enable=(isync.service media-isync.automount isync-backup.timer isync-verify.timer)
+enable=(isync.service media-isync.automount isync-disk.service isync-backup.timer isync-verify.timer)
 [ "$appliance" = 1 ] && enable+=(isync-firstboot.service)
 if [ -n "$root" ]; then
 	out=$(systemctl --root="$root" enable "${enable[@]}" 2>&1) || { echo "$out" >&2; exit 1; }

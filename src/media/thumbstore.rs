@@ -265,7 +265,16 @@ pub struct Stores {
     fallback: Mutex<Option<Arc<Store>>>,
     /// Library root → its store (possibly the fallback).
     by_root: Mutex<HashMap<PathBuf, Arc<Store>>>,
+    /// Library root → when its disk last refused a cache (see
+    /// [`FALLBACK_RETRY`]).
+    refused: Mutex<HashMap<PathBuf, std::time::Instant>>,
 }
+
+/// How long a library whose disk refused its cache folder (not writable
+/// yet, at its reserve) uses the data dir's before its disk is tried
+/// again: on the appliance `isync-disk.service` makes `.isync` writable
+/// just after the disk is mounted, which can be after isync's first look.
+pub const FALLBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Stores {
     pub fn new(location: ThumbLocation, fallback_dir: PathBuf, bounds: Bounds) -> Stores {
@@ -275,6 +284,7 @@ impl Stores {
             fallback_dir,
             fallback: Mutex::new(None),
             by_root: Mutex::new(HashMap::new()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -334,7 +344,14 @@ impl Stores {
                     .ok()
                     .map(|m| std::os::unix::fs::MetadataExt::dev(&m))
             };
-            if s.is_fallback || s.still_there() || dev.is_none() || root_dev() != dev {
+            let refused = || self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            let retry = s.is_fallback
+                && dev.is_some()
+                && refused()
+                    .get(root)
+                    .is_some_and(|t| t.elapsed() >= FALLBACK_RETRY);
+            let stale = !s.is_fallback && !s.still_there() && dev.is_some() && root_dev() == dev;
+            if !retry && !stale {
                 return s;
             }
             lock().remove(root);
@@ -343,14 +360,37 @@ impl Stores {
         // not hold up the lookups of the others. Two first lookups of one
         // library may both walk it; the first to finish is kept.
         let dir = library_dir(root);
+        let refused = |now: Option<std::time::Instant>| {
+            let mut r = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+            match now {
+                Some(t) => r.insert(root.to_path_buf(), t).is_none(),
+                None => r.remove(root).is_some(),
+            }
+        };
         let store = match Store::open(&dir, self.bounds, false) {
-            Ok(s) => Arc::new(s),
+            Ok(s) => {
+                if refused(None) {
+                    log::info!(
+                        "library {}: thumbnails now cached on its disk",
+                        root.display()
+                    );
+                }
+                Arc::new(s)
+            }
             Err(e) => {
-                log::warn!(
+                let first = refused(Some(std::time::Instant::now()));
+                let level = if first {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
                     "library {}: thumbnails cannot be cached on its disk ({}: {e}); they are \
-                     cached in the data dir instead, within its limit",
+                     cached in the data dir instead, within its limit (tried again every {} s)",
                     root.display(),
-                    dir.display()
+                    dir.display(),
+                    FALLBACK_RETRY.as_secs()
                 );
                 self.fallback()
             }
