@@ -12,7 +12,7 @@
 //!    `conn_io`, `activity`), the router, middleware (`csrf`, `unread`),
 //!    the `Authed` extractor (`state`), thin handlers (`api/*`), file
 //!    sending (`stream`, `sendfile`), wire codes (`error`).
-//! 4. `admin`: account commands shared by the HTTP admin API and the CLI.
+//! 4. `admin`: the console's commands (the CLI, the control socket).
 //! 5. Services, one per concern, taking their own input types (never a
 //!    `db` row a handler filled in): `browse` (catalogs, the `files.icc`
 //!    page, who gets an own root, help info), `thumbnail` (which file

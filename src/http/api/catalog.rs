@@ -53,6 +53,8 @@ pub async fn catalogs(
     }: Authed,
 ) -> Result<Response, ApiError> {
     let pids = p.req_ids("pids")?;
+    // The top level: an account may get its own root folder first
+    // (`browse::gets_own_root`), which its session then sees.
     if pids.contains(&-1) {
         let dir = st.cfg.default_user_path();
         let roots =
