@@ -7,8 +7,9 @@
 //!
 //! Tokens and keys are random (128 and 256 bits) and stored only as SHA-256
 //! digests: a stolen database does not let anyone register or sign in.
-//! Every function here is blocking or async as its name says; handlers and
-//! the CLI share them, so a rule is enforced in one place.
+//! The functions here are blocking: the console (`admin`, the CLI) runs
+//! them on its own thread, and [`pool`] runs them on the blocking pool for
+//! the admin API, so a rule is enforced in one place.
 //!
 //! Two invariants hold across every change, each checked inside the change's
 //! own transaction:
@@ -22,6 +23,8 @@
 //! it holds — types whose permissions are a subset of its own, libraries it
 //! sees — and may only change accounts holding no more than it does. The
 //! console ([`Actor::Console`], root on the machine) may do anything.
+
+pub mod pool;
 
 use crate::db::{self, accounts as q, catalogs, libraries, users, Db, DbError};
 use crate::error::{Error, Result};

@@ -115,6 +115,18 @@ impl Claim {
     }
 }
 
+impl Claim {
+    /// Makes the claimed backup into the backup folder on the blocking
+    /// pool and returns at once. The outcome is logged, recorded
+    /// ([`Backups::status`]) and shown in the service status by the run
+    /// itself.
+    pub fn start(self) {
+        tokio::task::spawn_blocking(move || {
+            let _ = self.run(None);
+        });
+    }
+}
+
 impl Drop for Claim {
     fn drop(&mut self) {
         if let Some(b) = self.0.take() {
@@ -271,6 +283,12 @@ impl Backups {
         let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
         *p = Progress::default();
         self.idle.notify_all();
+    }
+
+    /// [`Backups::status`], read on the blocking pool.
+    pub async fn status_async(self: &Arc<Self>) -> Result<Status> {
+        let b = self.clone();
+        tokio::task::spawn_blocking(move || b.status()).await?
     }
 
     /// Claims the one backup slot now, for a run made later (on another

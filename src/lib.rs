@@ -12,14 +12,25 @@
 //!    `conn_io`, `activity`), the router, middleware (`csrf`, `unread`),
 //!    the `Authed` extractor (`state`), thin handlers (`api/*`), file
 //!    sending (`stream`, `sendfile`), wire codes (`error`).
-//! 4. `admin`: account commands shared by the HTTP admin API and the CLI.
-//! 5. Services, one per concern, taking their own input types:
-//!    `browse` (catalogs, listing, help info), `thumbnail` (which file
+//! 4. `admin`: the console's commands (the CLI, the control socket).
+//! 5. Services, one per concern, taking their own input types (never a
+//!    `db` row a handler filled in): `browse` (catalogs, the `files.icc`
+//!    page, who gets an own root, help info), `thumbnail` (which file
 //!    answers a thumbnail request), `thumbmove` (the one-time move of an
 //!    old data-dir thumbnail cache to the library disks), `upload` (resumable uploads), `edit`,
 //!    `share`, `trash` (deletion into a restorable trash, housekeeping),
 //!    `backup`, `auth` (login, sessions), `accounts` (types, tokens, keys),
 //!    `demo` (the demo library).
+//!
+//!    One convention: a service is `async`. Every function a handler calls
+//!    is an `async fn` that runs its own blocking work (SQLite, the file
+//!    system, hashing, decoding, ffmpeg) on the blocking pool
+//!    (`Db::read_async`, `spawn_blocking`), so a handler never does; pure
+//!    rules and parsers are plain `fn`s. Work the console also runs, with
+//!    no runtime (`admin`, the CLI), is a blocking `fn` that says so
+//!    (`accounts`' commands, `trash::{list, restore}`, `Backups::run`); the
+//!    server reaches it through an async form (`accounts::pool`,
+//!    `Backups::status_async`, `backup::Claim::start`).
 //! 6. `library`: roots and disks (`roots`), the scanner (`scan`: load →
 //!    walk → `diff` → guard → apply), the watcher, the on-disk layout of
 //!    `<library>/.isync` (`layout`), the control socket.

@@ -11,6 +11,7 @@ use crate::library::layout::{
     move_no_clobber, numbered, safe_ext, safe_folder_name, split_name, staging_origin_path,
     stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
 };
+use crate::media::thumbcache::ThumbCache;
 use crate::model::{CatalogId, FileId, FileRecord, PartStatus, ThumbLevel, UserId};
 use crate::perms::Session;
 use std::path::{Path, PathBuf};
@@ -155,12 +156,19 @@ fn delete_one(
     Ok(())
 }
 
-/// `deleteFiles.icc`: unknown or foreign ids are skipped.
-pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>) -> Result<()> {
+/// `deleteFiles.icc`: unknown or foreign ids are skipped. The generated
+/// thumbnails of the files now gone are dropped from `thumbs`.
+pub async fn delete_files(
+    db: &Db,
+    cfg: &Arc<Config>,
+    thumbs: &Arc<ThumbCache>,
+    s: &Session,
+    ids: Vec<i64>,
+) -> Result<()> {
     s.require(crate::perms::Perm::Upload)?;
     maybe_housekeep(db, cfg);
     let (db2, cfg2, roots, uid) = (db.clone(), cfg.clone(), s.roots.clone(), s.user_id);
-    let s = s.clone();
+    let (s, thumbs) = (s.clone(), thumbs.clone());
     tokio::task::spawn_blocking(move || {
         // Every file is checked before any is deleted: a refusal changes
         // nothing.
@@ -184,6 +192,16 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
                     None => Ok(()),
                 }
             })?;
+        }
+        // Not of ids skipped as foreign: those files are still there.
+        for id in ids {
+            let gone = db2
+                .read(|c| files::by_id(c, id))
+                .map(|r| r.is_none())
+                .unwrap_or(false);
+            if gone {
+                let _ = thumbs.remove_file(id.0);
+            }
         }
         Ok(())
     })

@@ -18,8 +18,9 @@
 use crate::config::Config;
 use crate::db::{catalogs, files, uploads, Db};
 use crate::error::{Error, Result};
+use crate::freespace::DataRoom;
 use crate::media::prerender::Prerender;
-use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel};
+use crate::model::{CatalogId, FileId, FileRecord, FileType, PartStatus, ThumbLevel, UserId};
 use crate::perms::Session;
 use bytes::Bytes;
 use rand::RngCore;
@@ -237,11 +238,79 @@ pub(crate) async fn lock_file(db: &Db, id: FileId) -> Result<FileGuard> {
     }
 }
 
-/// What `uploadFileInfo.icc` announces (validated by the handler).
+/// What `uploadFileInfo.icc` announces (spec §6.14), as the client sent it
+/// (its size ≥ 0 and type checked by the handler). Times not given are the
+/// announcement's.
 #[derive(Debug, Clone)]
 pub struct Announce {
     pub catalog: CatalogId,
-    pub record: uploads::NewUpload,
+    pub name: String,
+    pub ext: String,
+    pub size: i64,
+    pub file_type: i64,
+    /// The client uploads the small / screen thumbnail itself.
+    pub client_thumb: bool,
+    pub client_screen: bool,
+    pub create_time: Option<i64>,
+    pub import_time: Option<i64>,
+    pub last_modify: Option<i64>,
+    pub duration: Option<f64>,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub orientation: Option<i64>,
+    pub longitude: Option<f64>,
+    pub latitude: Option<f64>,
+    pub memo: Option<String>,
+    pub help_int: Option<i64>,
+    pub help_text: Option<String>,
+}
+
+impl Announce {
+    /// The pending record of this announcement by `uploader` into `cat`
+    /// (of root `root`), its original staged as `placeholder`, at `now`.
+    fn record(
+        self,
+        cat: CatalogId,
+        root: CatalogId,
+        uploader: UserId,
+        placeholder: String,
+        now: i64,
+    ) -> uploads::NewUpload {
+        // The client's own thumbnails are pending until it sends them; the
+        // others are the server's to make.
+        let status = |client: bool| {
+            if client {
+                PartStatus::Uploading as i64
+            } else {
+                PartStatus::Local as i64
+            }
+        };
+        uploads::NewUpload {
+            catalog_id: cat,
+            root_id: root,
+            placeholder,
+            name: self.name,
+            ext: self.ext,
+            size: self.size,
+            file_type: self.file_type,
+            status_thumb: status(self.client_thumb),
+            status_screen: status(self.client_screen),
+            create_time: self.create_time.unwrap_or(now),
+            import_time: self.import_time.unwrap_or(now),
+            last_modify: self.last_modify.unwrap_or(now),
+            upload_time: now,
+            duration: self.duration,
+            width: self.width,
+            height: self.height,
+            orientation: self.orientation,
+            longitude: self.longitude,
+            latitude: self.latitude,
+            memo: self.memo,
+            help_int: self.help_int,
+            help_text: self.help_text,
+            uploader,
+        }
+    }
 }
 
 /// Creates the pending record (spec §9.1) after checking the target catalog,
@@ -254,6 +323,7 @@ pub async fn announce(
     a: Announce,
 ) -> Result<(FileRecord, PartSizes)> {
     s.require(crate::perms::Perm::Upload)?;
+    let now = crate::db::now();
     crate::trash::maybe_housekeep(db, cfg);
     let (db2, roots, uid, cfg) = (db.clone(), s.roots.clone(), s.user_id, cfg.clone());
     tokio::task::spawn_blocking(move || {
@@ -261,14 +331,11 @@ pub async fn announce(
             .read(|c| catalogs::accessible(c, a.catalog, &roots))?
             .ok_or_else(|| Error::BadParam(format!("catalog {} not found", a.catalog.0)))?;
         space::check_online(&db2, Path::new(&cat.path))?;
-        let size = a.record.size.max(0) as u64;
+        let size = a.size.max(0) as u64;
         let reserve = space::Reserve::for_dir(&cfg, Path::new(&cat.path));
         space::check_free(Path::new(&cat.path), size, reserve)?;
-        let mut rec = a.record;
-        rec.catalog_id = cat.id;
-        rec.root_id = cat.root_id;
-        rec.uploader = uid;
-        rec.placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
+        let placeholder = format!("{PLACEHOLDER_PREFIX}{}", random_hex(16));
+        let rec = a.record(cat.id, cat.root_id, uid, placeholder, now);
         // The quota is read in the transaction that charges the new file:
         // announcements side by side cannot both take the last room.
         let quota = cfg.upload.user_quota_bytes;
@@ -316,6 +383,22 @@ pub async fn uploading(
             out.push((r, sizes));
         }
         Ok(out)
+    })
+    .await?
+}
+
+/// The data dir's disk (the SD card) against its reserve, and whether
+/// uploads onto it are paused (−10014): below its reserve or below
+/// `upload.min_free_bytes`, whichever is larger (each refusal names the one
+/// it met).
+pub async fn data_dir_room(cfg: &Arc<Config>) -> Result<(DataRoom, bool)> {
+    let cfg = cfg.clone();
+    tokio::task::spawn_blocking(move || {
+        let upload_reserve = space::Reserve::for_dir(&cfg, &cfg.data_dir).bytes;
+        let room = DataRoom::of(&cfg.data_dir, cfg.data_reserve()).map_err(|e| {
+            Error::Internal(format!("free space of {}: {e}", cfg.data_dir.display()))
+        })?;
+        Ok((room, room.low() || room.free < upload_reserve))
     })
     .await?
 }
@@ -953,4 +1036,55 @@ fn write_failed(ctx: &Ctx, role: Role, staging: &Path, e: std::io::Error) -> Err
 /// Valid `type` values (spec §2.2).
 pub fn valid_type(t: i64) -> bool {
     FileType::from_bits(t).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announce() -> Announce {
+        Announce {
+            catalog: CatalogId(5),
+            name: "IMG_1".into(),
+            ext: "jpg".into(),
+            size: 10,
+            file_type: 1,
+            client_thumb: true,
+            client_screen: false,
+            create_time: Some(100),
+            import_time: None,
+            last_modify: None,
+            duration: None,
+            width: Some(4000),
+            height: Some(3000),
+            orientation: None,
+            longitude: None,
+            latitude: None,
+            memo: Some("m".into()),
+            help_int: None,
+            help_text: None,
+        }
+    }
+
+    #[test]
+    fn an_announcement_becomes_a_pending_record_in_the_found_catalog() {
+        let r = announce().record(CatalogId(8), CatalogId(2), UserId(3), ".p".into(), 900);
+        assert_eq!(
+            (r.catalog_id, r.root_id, r.uploader),
+            (CatalogId(8), CatalogId(2), UserId(3))
+        );
+        assert_eq!(r.placeholder, ".p");
+        // Times the client left out are the announcement's.
+        assert_eq!(
+            (r.create_time, r.import_time, r.last_modify, r.upload_time),
+            (100, 900, 900, 900)
+        );
+        // Only the thumbnails the client sends itself wait for it.
+        assert_eq!(r.status_thumb, PartStatus::Uploading as i64);
+        assert_eq!(r.status_screen, PartStatus::Local as i64);
+        assert_eq!(
+            (r.name.as_str(), r.size, r.width, r.memo.as_deref()),
+            ("IMG_1", 10, Some(4000), Some("m"))
+        );
+    }
 }

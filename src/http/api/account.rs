@@ -7,7 +7,7 @@ use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
 use crate::http::state::{session_token, AppState, Authed};
 use crate::model::{CatalogId, FileId, User};
-use crate::perms::{Perm, Session};
+use crate::perms::Session;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -82,19 +82,8 @@ pub async fn login(
     let mark = st.sessions.mark();
     let (user, perms) =
         auth::login(&st.db, &st.limiter, &st.hasher, peer.ip(), name, password).await?;
-    let (db, dir, uid) = (st.db.clone(), st.cfg.default_user_path(), user.id);
-    // Accounts that may upload get their own root when they have none
-    // (spec §5); a viewer sees only the libraries granted to it.
-    let may_upload = perms.has(Perm::Upload);
-    let roots: Vec<CatalogId> = tokio::task::spawn_blocking(move || {
-        if may_upload {
-            browse::ensure_roots(&db, &dir, uid)
-        } else {
-            Ok(db.read(|c| crate::db::users::roots(c, uid))?)
-        }
-    })
-    .await
-    .map_err(Error::from)??;
+    let dir = st.cfg.default_user_path();
+    let roots = browse::roots_of(&st.db, &dir, user.id, perms, None).await?;
     let token = st
         .sessions
         .create(

@@ -5,16 +5,14 @@
 //! `login.icc` or `Authorization: Bearer <access key>`; each route checks
 //! its permission (`perms::Perm`) before doing anything.
 
-use crate::accounts::{self, Actor};
+use crate::accounts::{self, pool, Actor};
 use crate::auth;
-use crate::db::{libraries, users};
 use crate::error::Error;
-use crate::freespace::DataRoom;
 use crate::http::error::{ok, ok_empty, ApiError};
 use crate::http::params::Params;
 use crate::http::state::{AnyUser, AppState, Authed, NeedAccounts, NeedBackup, NeedLibraries};
 use crate::model::{FileId, UserId};
-use crate::perms::{self, Perm};
+use crate::perms::Perm;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{Html, IntoResponse, Response};
@@ -22,12 +20,6 @@ use serde::Serialize;
 use std::net::SocketAddr;
 
 type ApiResult = Result<Response, ApiError>;
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
-) -> crate::error::Result<T> {
-    tokio::task::spawn_blocking(f).await?
-}
 
 fn list_param(p: &Params, key: &str) -> Vec<String> {
     p.raw(key)
@@ -91,31 +83,19 @@ struct StorageWire {
 }
 
 async fn info_of(st: &AppState) -> crate::error::Result<Info> {
-    let db = st.db.clone();
-    let (libs, needs_admin) = db
-        .read_async(|c| Ok((libraries::list(c)?, !accounts::has_admin(c)?)))
-        .await?;
-    let cfg = st.cfg.clone();
-    let (room, upload_reserve) = blocking(move || {
-        // Uploads onto the card stop at the larger of its reserve and
-        // `upload.min_free_bytes` (each refusal names the one it met).
-        let upload_reserve = crate::upload::space::Reserve::for_dir(&cfg, &cfg.data_dir).bytes;
-        DataRoom::of(&cfg.data_dir, cfg.data_reserve())
-            .map(|room| (room, upload_reserve))
-            .map_err(|e| Error::Internal(format!("free space of {}: {e}", cfg.data_dir.display())))
-    })
-    .await?;
+    let o = pool::overview(&st.db).await?;
+    let (room, uploads_paused) = crate::upload::data_dir_room(&st.cfg).await?;
     Ok(Info {
         server: "isync",
         version: env!("CARGO_PKG_VERSION"),
         uptime_secs: st.started.elapsed().as_secs(),
-        libraries: libs.len(),
-        libraries_online: libs.iter().filter(|l| l.online).count(),
-        needs_admin,
+        libraries: o.libraries,
+        libraries_online: o.libraries_online,
+        needs_admin: o.needs_admin,
         storage: StorageWire {
             data_free_bytes: room.free,
             data_reserve_bytes: room.reserve,
-            uploads_paused: room.low() || room.free < upload_reserve,
+            uploads_paused,
             note: room.note(),
         },
     })
@@ -232,8 +212,7 @@ pub async fn register(
     // Check the token (and the name) before the expensive hash, so a
     // guessing client costs no Argon2; `redeem` checks again inside its
     // transaction.
-    let (db, t, n) = (st.db.clone(), token.clone(), name.clone());
-    if let Err(e) = blocking(move || accounts::check_redeemable(&db, &t, &n)).await {
+    if let Err(e) = pool::check_redeemable(&st.db, token.clone(), name.clone()).await {
         if matches!(e, Error::BadToken) {
             log::info!("registration with an unknown token from {ip}");
         }
@@ -247,42 +226,26 @@ pub async fn register(
         }
         Err(e) => return Err(e.into()),
     };
-    let (db, now) = (st.db.clone(), st.clock.unix_ms() / 1000);
-    let acc = blocking(move || accounts::redeem(&db, &token, &name, &hash, &label, now)).await?;
+    let now = st.clock.unix_ms() / 1000;
+    let acc = pool::redeem(&st.db, token, name, hash, label, now).await?;
     st.limiter.release(attempt);
     st.sessions.access_changed();
-    let perms = st
-        .db
-        .read_async(move |c| perms::of_type(c, acc.user.account_type_id).map(|p| (acc, p)))
-        .await?;
-    let (acc, perms) = perms;
-    let libs = account_libraries(&st, acc.user.id).await?;
+    let profile = pool::profile(&st.db, acc.user.id).await?;
     Ok(ok(NewAccountWire {
         user: AccountWire {
             id: acc.user.id.0,
             name: acc.user.name.clone(),
             type_name: acc.type_name.clone(),
-            perms: perms.names(),
-            libraries: libs,
+            perms: profile
+                .as_ref()
+                .map(|p| p.perms)
+                .unwrap_or_default()
+                .names(),
+            libraries: profile.map(|p| p.libraries).unwrap_or_default(),
         },
         access_key: acc.access_key,
         key_id: acc.key_id,
     }))
-}
-
-async fn account_libraries(st: &AppState, uid: UserId) -> crate::error::Result<Vec<String>> {
-    Ok(st
-        .db
-        .read_async(move |c| {
-            let mut out = Vec::new();
-            for r in users::roots(c, uid)? {
-                if let Some(cat) = crate::db::catalogs::by_id(c, r)? {
-                    out.push(cat.name);
-                }
-            }
-            Ok(out)
-        })
-        .await?)
 }
 
 /// `GET /api/v1/account`: the caller's account, type and permissions.
@@ -290,25 +253,15 @@ pub async fn account(
     State(st): State<AppState>,
     Authed { s, .. }: Authed<ApiError, AnyUser>,
 ) -> ApiResult {
-    let uid = s.user_id;
-    let (user, type_name) = st
-        .db
-        .read_async(move |c| {
-            let u = users::by_id(c, uid)?;
-            let t = match &u {
-                Some(u) => crate::db::accounts::type_by_id(c, u.account_type_id)?.map(|t| t.name),
-                None => None,
-            };
-            Ok((u, t.unwrap_or_default()))
-        })
-        .await?;
-    let user = user.ok_or(Error::NeedLogin)?;
+    let profile = pool::profile(&st.db, s.user_id)
+        .await?
+        .ok_or(Error::NeedLogin)?;
     Ok(ok(AccountWire {
-        id: user.id.0,
-        name: user.name,
-        type_name,
+        id: profile.user.id.0,
+        name: profile.user.name,
+        type_name: profile.type_name,
         perms: s.perms.names(),
-        libraries: account_libraries(&st, uid).await?,
+        libraries: profile.libraries,
     }))
 }
 
@@ -324,22 +277,12 @@ pub async fn keys(
             s.require(Perm::Accounts)?;
             match (other, all) {
                 (_, true) => None,
-                (Some(name), _) => {
-                    let name = name.to_string();
-                    let db = st.db.clone();
-                    Some(
-                        blocking(move || {
-                            Ok(db.read(|c| Ok(accounts::resolve_user(c, &name)))??.id)
-                        })
-                        .await?,
-                    )
-                }
+                (Some(name), _) => Some(pool::user_id(&st.db, name.to_string()).await?),
                 (None, false) => unreachable!("handled above"),
             }
         }
     };
-    let db = st.db.clone();
-    Ok(ok(blocking(move || accounts::list_keys(&db, who)).await?))
+    Ok(ok(pool::list_keys(&st.db, who).await?))
 }
 
 /// `POST /api/v1/keys {label}`: a new access key for the caller (another
@@ -350,8 +293,7 @@ pub async fn create_key(
     Authed { s, p, .. }: Authed<ApiError, AnyUser>,
 ) -> ApiResult {
     let label = label_param(&p, &headers)?;
-    let (db, uid) = (st.db.clone(), s.user_id);
-    let (info, key) = blocking(move || accounts::create_key(&db, uid, &label)).await?;
+    let (info, key) = pool::create_key(&st.db, s.user_id, label).await?;
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct Wire {
@@ -374,8 +316,7 @@ pub async fn revoke_key(
 ) -> ApiResult {
     let id = p.req_int("id")?;
     let only = (!s.can(Perm::Accounts)).then_some(s.user_id);
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    let k = blocking(move || accounts::revoke_key(&db, me, id, only)).await?;
+    let k = pool::revoke_key(&st.db, Actor::User(s.user_id), id, only).await?;
     st.sessions.access_changed();
     Ok(ok(k))
 }
@@ -384,8 +325,7 @@ pub async fn users(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
-    let db = st.db.clone();
-    Ok(ok(blocking(move || accounts::list_users(&db)).await?))
+    Ok(ok(pool::list_users(&st.db).await?))
 }
 
 /// `POST /api/v1/users/type {user, type}`.
@@ -397,8 +337,7 @@ pub async fn set_user_type(
         p.req_str("user")?.to_string(),
         p.req_str("type")?.to_string(),
     );
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    let u = blocking(move || accounts::set_type(&db, me, &who, &t)).await?;
+    let u = pool::set_type(&st.db, Actor::User(s.user_id), who, t).await?;
     st.sessions.access_changed();
     Ok(ok(u))
 }
@@ -409,8 +348,7 @@ async fn set_disabled(
     disabled: bool,
 ) -> ApiResult {
     let who = p.req_str("user")?.to_string();
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    let u = blocking(move || accounts::set_disabled(&db, me, &who, disabled)).await?;
+    let u = pool::set_disabled(&st.db, Actor::User(s.user_id), who, disabled).await?;
     if disabled {
         st.sessions.end_user(UserId(u.id));
     }
@@ -439,8 +377,7 @@ pub async fn types(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
-    let db = st.db.clone();
-    Ok(ok(blocking(move || accounts::list_types(&db)).await?))
+    Ok(ok(pool::list_types(&st.db).await?))
 }
 
 /// `POST /api/v1/types {name, perms}`: creates or changes a custom type
@@ -453,8 +390,7 @@ pub async fn upsert_type(
         p.req_str("name")?.to_string(),
         p.req_str("perms")?.to_string(),
     );
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    let t = blocking(move || accounts::upsert_type(&db, me, &name, &perms)).await?;
+    let t = pool::upsert_type(&st.db, Actor::User(s.user_id), name, perms).await?;
     st.sessions.access_changed();
     Ok(ok(t))
 }
@@ -464,8 +400,7 @@ pub async fn delete_type(
     Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
     let name = p.req_str("name")?.to_string();
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    blocking(move || accounts::delete_type(&db, me, &name)).await?;
+    pool::delete_type(&st.db, Actor::User(s.user_id), name).await?;
     Ok(ok_empty())
 }
 
@@ -473,8 +408,7 @@ pub async fn tokens(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
-    let db = st.db.clone();
-    Ok(ok(blocking(move || accounts::list_tokens(&db)).await?))
+    Ok(ok(pool::list_tokens(&st.db).await?))
 }
 
 /// `POST /api/v1/tokens {type, libraries, expires?, note?}`: a one-use
@@ -491,10 +425,8 @@ pub async fn create_token(
         None => None,
     };
     let note = p.opt_text("note", 200).map(str::to_owned);
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    let tok =
-        blocking(move || accounts::create_token(&db, me, &t, &libs, expires, note.as_deref()))
-            .await?;
+    let me = Actor::User(s.user_id);
+    let tok = pool::create_token(&st.db, me, t, libs, expires, note).await?;
     Ok(ok(tok))
 }
 
@@ -503,8 +435,7 @@ pub async fn delete_token(
     Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
     let id = p.req_int("id")?;
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    blocking(move || accounts::delete_token(&db, me, id)).await?;
+    pool::delete_token(&st.db, Actor::User(s.user_id), id).await?;
     Ok(ok_empty())
 }
 
@@ -512,8 +443,7 @@ pub async fn libraries(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedLibraries>,
 ) -> ApiResult {
-    let db = st.db.clone();
-    Ok(ok(blocking(move || accounts::list_libraries(&db)).await?))
+    Ok(ok(pool::list_libraries(&st.db).await?))
 }
 
 async fn grant(
@@ -525,8 +455,7 @@ async fn grant(
         p.req_str("library")?.to_string(),
         p.req_str("user")?.to_string(),
     );
-    let (db, me) = (st.db.clone(), Actor::User(s.user_id));
-    blocking(move || accounts::set_grant(&db, me, &lib, &who, on)).await?;
+    pool::set_grant(&st.db, Actor::User(s.user_id), lib, who, on).await?;
     st.sessions.access_changed();
     Ok(ok_empty())
 }
@@ -551,8 +480,7 @@ pub async fn backup_status(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedBackup>,
 ) -> ApiResult {
-    let b = st.backups.clone();
-    Ok(ok(blocking(move || b.status()).await?))
+    Ok(ok(st.backups.status_async().await?))
 }
 
 /// `POST /api/v1/backup`: starts a backup and returns at once (−10013 if
@@ -565,11 +493,7 @@ pub async fn start_backup(
     // the blocking thread let two requests at once both hear "started").
     let claim = st.backups.claim()?;
     let progress = st.backups.progress();
-    // The outcome is logged, recorded (GET /api/v1/backup) and shown in
-    // the service status by `run` itself.
-    tokio::task::spawn_blocking(move || {
-        let _ = claim.run(None);
-    });
+    claim.start();
     Ok(ok(progress))
 }
 

@@ -4,7 +4,6 @@ use crate::browse;
 use crate::http::error::{ok, ApiError};
 use crate::http::state::{AppState, Authed};
 use crate::model::Catalog;
-use crate::perms::Perm;
 use axum::extract::State;
 use axum::response::Response;
 use serde::Serialize;
@@ -54,14 +53,16 @@ pub async fn catalogs(
     }: Authed,
 ) -> Result<Response, ApiError> {
     let pids = p.req_ids("pids")?;
-    // An account that may upload gets its own root folder (spec §5); a
-    // viewer without libraries simply sees nothing.
-    if pids.contains(&-1) && s.roots.is_empty() && s.can(Perm::Upload) {
-        let (db, dir, uid) = (st.db.clone(), st.cfg.default_user_path(), s.user_id);
-        s.roots = tokio::task::spawn_blocking(move || browse::ensure_roots(&db, &dir, uid))
-            .await
-            .map_err(crate::error::Error::from)??;
-        st.sessions.refresh(&token, s.perms, s.roots.clone());
+    // The top level: an account may get its own root folder first
+    // (`browse::gets_own_root`), which its session then sees.
+    if pids.contains(&-1) {
+        let dir = st.cfg.default_user_path();
+        let roots =
+            browse::roots_of(&st.db, &dir, s.user_id, s.perms, Some(s.roots.clone())).await?;
+        if roots != s.roots {
+            s.roots = roots;
+            st.sessions.refresh(&token, s.perms, s.roots.clone());
+        }
     }
     let list = browse::catalogs(&st.db, &s, pids).await?;
     Ok(ok(list

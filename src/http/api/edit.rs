@@ -1,9 +1,7 @@
 //! `createCatalog.icc`, `updateCatalog.icc`, `deleteCatalog.icc`,
 //! `updateFile.icc`, `deleteFiles.icc` (spec §6.6–6.8, §6.17, §6.18).
 
-use crate::db::edits::CatalogEdit;
-use crate::db::uploads::FileEdit;
-use crate::edit::{self, NewCatalog};
+use crate::edit::{self, CatalogChange, FileChange, NewCatalog};
 use crate::http::api::account::MAX_HELP_TEXT_CHARS;
 use crate::http::api::catalog::CatalogInfo;
 use crate::http::api::upload::file_info;
@@ -48,7 +46,7 @@ pub async fn update_catalog(
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
     let id = CatalogId(p.req_int("id")?);
-    let e = CatalogEdit {
+    let e = CatalogChange {
         parent: p.opt_int("parentId").map(CatalogId),
         name: opt_name(&p, MAX_CATALOG_NAME_CHARS),
         memo: p.opt_text("memo", MAX_MEMO_CHARS).map(str::to_owned),
@@ -80,22 +78,7 @@ pub async fn delete_files(
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
     let ids = p.req_ids("ids")?;
-    trash::delete_files(&st.db, &st.cfg, &s, ids.clone()).await?;
-    // Drop the generated thumbnails of the files that are now gone (not of
-    // ids that were skipped as unknown or foreign).
-    let (db, thumbs) = (st.db.clone(), st.thumbs.clone());
-    let _ = tokio::task::spawn_blocking(move || {
-        for id in ids {
-            let gone = db
-                .read(|c| crate::db::files::by_id(c, crate::model::FileId(id)))
-                .map(|r| r.is_none())
-                .unwrap_or(false);
-            if gone {
-                let _ = thumbs.remove_file(id);
-            }
-        }
-    })
-    .await;
+    trash::delete_files(&st.db, &st.cfg, &st.thumbs, &s, ids).await?;
     Ok(ok("OK"))
 }
 
@@ -109,8 +92,8 @@ pub async fn update_file(
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
     let id = FileId(p.req_int("id")?);
-    let e = FileEdit {
-        catalog: None,
+    let e = FileChange {
+        catalog: p.opt_int("catalogId").map(CatalogId),
         name: opt_name(&p, MAX_NAME_CHARS),
         ext: p.opt_text("ext", MAX_EXT_CHARS).map(str::to_owned),
         size: p.opt_int("size").filter(|v| *v >= 0),
@@ -132,7 +115,6 @@ pub async fn update_file(
             .opt_text("helpText", MAX_HELP_TEXT_CHARS)
             .map(str::to_owned),
     };
-    let cat = p.opt_int("catalogId").map(CatalogId);
-    let (rec, sizes) = edit::update_file(&st.db, &st.cfg, &s, id, e, cat).await?;
+    let (rec, sizes) = edit::update_file(&st.db, &st.cfg, &s, id, e).await?;
     Ok(ok(file_info(rec, sizes)))
 }

@@ -1,19 +1,15 @@
 //! `files.icc` and `downFile.ic*`.
 
-use crate::browse;
-use crate::db::listing::Query;
-use crate::db::{files as file_rows, Db};
-use crate::error::Error;
+use crate::browse::{self, FilesRequest};
 use crate::http::error::{ApiError, BinaryError};
 use crate::http::params::Params;
 use crate::http::state::{AppState, Authed, NeedBrowse};
 use crate::http::stream;
-use crate::model::{CatalogId, FileId, FileRecord, PartStatus};
+use crate::model::{FileId, FileRecord, PartStatus};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -116,108 +112,46 @@ struct FilesPage {
     page: PageInfo,
 }
 
-pub const DEFAULT_PER_PAGE: i64 = 100;
-pub const MIN_PER_PAGE: i64 = 10;
-pub const MAX_PER_PAGE: i64 = 10_000;
-
 pub async fn files(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, NeedBrowse>,
 ) -> Result<Response, ApiError> {
-    let page_index = p.req_int("pageIndex")?;
-    if page_index < 0 {
-        return Err(Error::BadParam(format!("pageIndex must be ≥ 0, got {page_index}")).into());
-    }
-    let per_page = p
-        .opt_int("maxPerPage")
-        .filter(|n| (MIN_PER_PAGE..=MAX_PER_PAGE).contains(n))
-        .unwrap_or(DEFAULT_PER_PAGE);
-    // rootIds narrows only when every id is one of the user's roots.
-    let roots = match p.opt_ids("rootIds") {
-        Some(ids) if ids.iter().all(|i| s.roots.contains(&CatalogId(*i))) => {
-            ids.into_iter().map(CatalogId).collect()
-        }
-        _ => s.roots.clone(),
-    };
-    let sort = p
-        .opt_int("sort")
-        .filter(|v| (-5..=5).contains(v))
-        .unwrap_or(0);
-    let offset = page_index
-        .checked_mul(per_page)
-        .and_then(|o| usize::try_from(o).ok())
-        .unwrap_or(usize::MAX);
-    let q = Query {
-        roots,
+    let req = FilesRequest {
+        page_index: p.req_int("pageIndex")?,
+        per_page: p.opt_int("maxPerPage"),
+        root_ids: p.opt_ids("rootIds"),
         pids: p.opt_ids("pids"),
         types: p.opt_ids("types"),
-        uploader: p
-            .opt_int("onlySelfUpload")
-            .filter(|v| *v != 0)
-            .map(|_| s.user_id.0),
-        sort,
-        offset,
-        limit: per_page as usize,
+        sort: p.opt_int("sort"),
+        only_self_upload: p.opt_int("onlySelfUpload").is_some_and(|v| v != 0),
     };
-    let (list, total) = page_list(&st.db, q).await?;
-    let page_count = (total as i64 + per_page - 1) / per_page;
+    let found =
+        browse::list_files(&st.db, &s, req, |r| encode_record(FileInfo::new(r, None))).await?;
     let page = PageInfo {
-        page_index,
-        max_per_page: per_page,
-        page_count,
+        page_index: found.page.page_index,
+        max_per_page: found.page.per_page,
+        page_count: found.page.page_count,
     };
-    Ok(files_reply(&list, &page))
+    Ok(files_reply(&json_array(&found.records), &page))
 }
 
-/// The JSON array of one page's records and the number of matches.
-///
-/// Encoding 100 records and reading them with one statement is most of a
-/// listing's time (~0.2 ms of ~0.3 on the dev machine, `benches/api.rs`), so
-/// each record is encoded once per listing snapshot and kept with it (see
-/// `db::listing`); only records not seen since `files` last changed are read
-/// and encoded.
-async fn page_list(db: &Db, q: Query) -> Result<(Vec<u8>, usize), Error> {
-    let db = db.clone();
-    let list = tokio::task::spawn_blocking(move || {
-        let idx = db.listing()?;
-        let (ids, total) = idx.page(&q);
-        let mut records = idx.cached(&ids);
-        let missing: Vec<FileId> = ids
-            .iter()
-            .zip(&records)
-            .filter(|(_, r)| r.is_none())
-            .map(|(id, _)| *id)
-            .collect();
-        if !missing.is_empty() {
-            let fresh: HashMap<FileId, Arc<[u8]>> = db
-                .read(|c| file_rows::by_ids(c, &missing))?
-                .into_iter()
-                .map(|r| (r.id, encode_record(FileInfo::new(r, None))))
-                .collect();
-            for (slot, id) in records.iter_mut().zip(&ids) {
-                if slot.is_none() {
-                    // Absent when deleted since the snapshot: left out.
-                    *slot = fresh.get(id).cloned();
-                }
-            }
-            idx.cache(fresh);
+/// The JSON array of records each already encoded.
+fn json_array(records: &[Arc<[u8]>]) -> Vec<u8> {
+    let len: usize = records.iter().map(|r| r.len() + 1).sum();
+    let mut out = Vec::with_capacity(len + 2);
+    out.push(b'[');
+    for (i, r) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        let len: usize = records.iter().flatten().map(|r| r.len() + 1).sum();
-        let mut out = Vec::with_capacity(len + 2);
-        out.push(b'[');
-        for (i, r) in records.iter().flatten().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(r);
-        }
-        out.push(b']');
-        Ok::<_, crate::db::DbError>((out, total))
-    })
-    .await??;
-    Ok(list)
+        out.extend_from_slice(r);
+    }
+    out.push(b']');
+    out
 }
 
+/// One record as `files.icc` lists it; `browse::list_files` keeps it with
+/// the listing snapshot, so it must not depend on anything but `info`.
 fn encode_record(info: FileInfo) -> Arc<[u8]> {
     // Serialising a struct of numbers, strings and options cannot fail.
     serde_json::to_vec(&info)
@@ -278,10 +212,7 @@ pub async fn down_file(
     let (_, s) = st.session(&headers).await?;
     p.check()?;
     let id = FileId(p.req_int("id")?);
-    let rec = browse::readable_file(&st.db, &s, id).await?;
-    if rec.status_origin == PartStatus::Uploading as i64 {
-        return Err(Error::WaitingUpload(format!("file {} is still being uploaded", id.0)).into());
-    }
+    let rec = browse::downloadable_file(&st.db, &s, id).await?;
     send_original(&st, &rec, &method, &headers).await
 }
 
@@ -346,14 +277,7 @@ mod tests {
                 .iter()
                 .map(|r| encode_record(FileInfo::new(r.clone(), None)))
                 .collect();
-            let joined = format!(
-                "[{}]",
-                list.iter()
-                    .map(|r| std::str::from_utf8(r).unwrap())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-            let fast = body(files_reply(joined.as_bytes(), &page())).await;
+            let fast = body(files_reply(&json_array(&list), &page())).await;
             let reference = body(crate::http::error::ok(FilesPage {
                 list: recs.into_iter().map(|r| FileInfo::new(r, None)).collect(),
                 page: page(),

@@ -1,6 +1,5 @@
 //! `uploadFileInfo.icc`, `uploadingInfo.icc`, `uploadFile.icc` (spec §6.14–6.16).
 
-use crate::db::uploads::NewUpload;
 use crate::error::Error;
 use crate::http::api::file::{FileInfo, UploadingSizes};
 use crate::http::error::{ok, ApiError};
@@ -26,15 +25,6 @@ pub fn file_info(rec: FileRecord, s: PartSizes) -> FileInfo {
     )
 }
 
-/// Client thumbnail statuses: 2 = the client uploads it, anything else 0.
-fn client_status(v: Option<i64>) -> i64 {
-    if v == Some(2) {
-        2
-    } else {
-        0
-    }
-}
-
 pub async fn upload_file_info(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
@@ -52,39 +42,31 @@ pub async fn upload_file_info(
         );
     }
     let ext = p.req_text("ext", 0, upload::MAX_EXT_CHARS)?.to_owned();
-    let now = crate::db::now();
     let a = Announce {
         catalog: cid,
-        record: NewUpload {
-            name,
-            ext,
-            size,
-            file_type,
-            status_thumb: client_status(p.opt_int("statusForThumb")),
-            status_screen: client_status(p.opt_int("statusForScreen")),
-            create_time: p.opt_ts("createTime").unwrap_or(now),
-            import_time: p.opt_ts("importTime").unwrap_or(now),
-            last_modify: p.opt_ts("lastModifyTime").unwrap_or(now),
-            upload_time: now,
-            duration: p.opt_float("duration"),
-            width: p.opt_int("width"),
-            height: p.opt_int("height"),
-            orientation: p.opt_int("orientation"),
-            longitude: p.opt_float("longitude"),
-            latitude: p.opt_float("latitude"),
-            memo: p
-                .opt_text("memo", upload::MAX_MEMO_CHARS)
-                .map(str::to_owned),
-            help_int: p.opt_int("helpInt"),
-            help_text: p
-                .opt_text("helpText", crate::http::api::account::MAX_HELP_TEXT_CHARS)
-                .map(str::to_owned),
-            // Filled in by the service from the catalog and session.
-            catalog_id: cid,
-            root_id: cid,
-            placeholder: String::new(),
-            uploader: s.user_id,
-        },
+        name,
+        ext,
+        size,
+        file_type,
+        // 2: the client uploads it; any other value counts as 0.
+        client_thumb: p.opt_int("statusForThumb") == Some(2),
+        client_screen: p.opt_int("statusForScreen") == Some(2),
+        create_time: p.opt_ts("createTime"),
+        import_time: p.opt_ts("importTime"),
+        last_modify: p.opt_ts("lastModifyTime"),
+        duration: p.opt_float("duration"),
+        width: p.opt_int("width"),
+        height: p.opt_int("height"),
+        orientation: p.opt_int("orientation"),
+        longitude: p.opt_float("longitude"),
+        latitude: p.opt_float("latitude"),
+        memo: p
+            .opt_text("memo", upload::MAX_MEMO_CHARS)
+            .map(str::to_owned),
+        help_int: p.opt_int("helpInt"),
+        help_text: p
+            .opt_text("helpText", crate::http::api::account::MAX_HELP_TEXT_CHARS)
+            .map(str::to_owned),
     };
     let (rec, sizes) = upload::announce(&st.db, &st.cfg, &s, a).await?;
     Ok(ok(file_info(rec, sizes)))
