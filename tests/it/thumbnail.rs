@@ -1020,7 +1020,7 @@ fn a_test_skipped_for_a_missing_tool_fails_under_ci() {
         let mut c = std::process::Command::new(std::env::current_exe().unwrap());
         c.args([
             "--exact",
-            "videos_give_a_frame_that_is_not_black",
+            "thumbnail::videos_give_a_frame_that_is_not_black",
             "--nocapture",
         ])
         .env("PATH", no_tools.path())

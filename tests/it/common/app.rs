@@ -192,6 +192,9 @@ impl<'t> Builder<'t> {
                 merge: l.merge,
             })
             .collect();
+        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
+        // After the check: a test of a limit may set one past what
+        // `isync check-config` accepts (`app::start` takes any `Config`).
         for tune in self.tunes.drain(..) {
             tune(&mut cfg);
         }
@@ -202,7 +205,6 @@ impl<'t> Builder<'t> {
     /// logs the default client in.
     pub async fn spawn(mut self) -> TestApp {
         let cfg = self.config();
-        assert!(cfg.validate().is_empty(), "{:?}", cfg.validate());
         let (db_path, users) = (cfg.db_path(), self.users.clone());
         tokio::task::spawn_blocking(move || {
             let db = Db::open(&db_path).expect("open test database");

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 /// shared cores, debug build).
 pub const LOG_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-#[allow(dead_code)]
 pub struct Process {
     /// Dropped after the process is killed and before the folder goes
     /// (a file system mounted inside it, say).
@@ -25,7 +24,6 @@ pub struct Process {
     log: Arc<Mutex<Vec<String>>>,
 }
 
-#[allow(dead_code)]
 impl Process {
     /// A data dir and an empty library `<dir>/lib` of `users` (each an
     /// `uploader`, with [`super::PASSWORD`]), configured with `extra` TOML
