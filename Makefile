@@ -15,7 +15,7 @@ all: build
 
 # System packages the server and its tests use at run time: ffmpeg/ffprobe for
 # video and audio, pkg-config and a C compiler for the bundled SQLite.
-# libheif-examples is a test tool only (tests/heif.rs checks our HEIF
+# libheif-examples is a test tool only (tests/it/heif.rs checks our HEIF
 # fixtures and our reading of irot/imir with heif-convert); the server
 # never runs it.
 APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl libheif-examples

@@ -1,13 +1,13 @@
 //! HEIF bench (`cargo bench --bench heif`): thumbnails of an iPhone-like
 //! 4032x3024 HEIC (a 8x6 grid of 512² HEVC tiles with a 320x240 `thmb`,
-//! made by `tests/common/heifmux.rs` from ffmpeg/libx265) against Debian's
+//! made by `tests/it/common/heifmux.rs` from ffmpeg/libx265) against Debian's
 //! `heif-convert` (libheif + libde265) decoding the same file in the same
 //! run. Level 1 cold is one full render (every tile decoded and scaled by
 //! one ffmpeg run); level 0 takes the embedded thumbnail. Prints medians
 //! and the ratio to heif-convert (goal from issue 15: no slower).
 
 mod common;
-#[path = "../tests/common/heifmux.rs"]
+#[path = "../tests/it/common/heifmux.rs"]
 mod heifmux;
 
 use common::median;

@@ -7,7 +7,7 @@
 //! bench. A bench uses a part of it, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
-#[path = "../../tests/common/fixtures.rs"]
+#[path = "../../tests/it/common/fixtures.rs"]
 pub mod fixtures;
 
 use std::io::{Read, Write};

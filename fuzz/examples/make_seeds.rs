@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-#[path = "../../tests/common/fixtures.rs"]
+#[path = "../../tests/it/common/fixtures.rs"]
 mod fixtures;
 
 use fixtures::with_mpf_preview;

@@ -923,7 +923,7 @@ fn clap_crop(c: &[u32; 8], w: u32, h: u32) -> Result<Crop, HeifError> {
 }
 
 #[cfg(test)]
-#[path = "../../tests/common/heifmux.rs"]
+#[path = "../../tests/it/common/heifmux.rs"]
 mod heifmux;
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use image::{imageops, Rgb, RgbImage};
 
-#[path = "../../tests/common/fixtures.rs"]
+#[path = "../../tests/it/common/fixtures.rs"]
 mod fixtures;
 
 /// Whether ffmpeg is here; under `CI=true` its absence fails the test.

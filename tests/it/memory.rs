@@ -1,0 +1,646 @@
+//! The server's memory under hostile files (issue #12, finding 3), measured
+//! on the `isync` binary itself run as a subprocess with the default
+//! configuration: its peak resident size (`VmHWM` in /proc, reset between
+//! cases through `clear_refs`) while a file lands in its library and is
+//! asked for at both levels — the pre-render worker and the requests
+//! rendering it, together. No file may take it past 300 MB, the bound of a
+//! Raspberry Pi with 1 GB. Then: a restart renders none of them again, and
+//! a render the server does not survive (killed mid-render) is recorded as
+//! failed and never tried again until the file changes.
+//!
+//! The figures are printed (`cargo test --test it memory:: -- --nocapture`) and
+//! copied into docs/performance.md.
+
+use crate::common;
+
+use common::*;
+use serde_json::json;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// The bound for the server process (VmHWM).
+const MAX_RSS_BYTES: u64 = 300 << 20;
+/// How long the server may take to get somewhere before the test gives up
+/// (a safety net, not a measurement: the debug build renders slowly).
+const PATIENCE: Duration = Duration::from_secs(600);
+
+/// The server's log lines, as they arrive.
+#[derive(Default)]
+struct Log {
+    lines: Mutex<Vec<String>>,
+    more: Condvar,
+}
+
+impl Log {
+    fn len(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Waits for a line from index `from` on that passes `pred`; returns it.
+    fn wait_for(&self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        let mut lines = self.lines.lock().unwrap();
+        loop {
+            if let Some(l) = lines.iter().skip(from).find(|l| pred(l)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no log line for {what}");
+            lines = self.more.wait_timeout(lines, left).unwrap().0;
+        }
+    }
+
+    fn count(&self, from: usize, pred: impl Fn(&str) -> bool) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .skip(from)
+            .filter(|l| pred(l))
+            .count()
+    }
+}
+
+/// Whether a log line says a render of `file_id` began (a request's or the
+/// pre-render worker's).
+fn render_started(line: &str, file_id: Option<i64>) -> bool {
+    let started =
+        line.contains("thumbnail render started") || line.contains("thumbnail pre-render started");
+    started && file_id.is_none_or(|id| line.contains(&format!("file_id={id} ")))
+}
+
+/// `isync serve` on `<root>/data` with library `<root>/media/lib` (user
+/// alice) and otherwise default settings, logging at debug level.
+struct Server {
+    root: PathBuf,
+    child: Child,
+    base: String,
+    log: Arc<Log>,
+}
+
+impl Server {
+    fn setup(root: &Path) {
+        std::fs::create_dir_all(root.join("media/lib")).unwrap();
+        std::fs::write(
+            root.join("config.toml"),
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[[library]]\npath = {:?}\n\
+                 users = [\"alice\"]\n",
+                root.join("data"),
+                root.join("media/lib")
+            ),
+        )
+        .unwrap();
+        let mut add = Command::new(env!("CARGO_BIN_EXE_isync"))
+            .arg("--config")
+            .arg(root.join("config.toml"))
+            .args(["user", "add", "alice", "--password-stdin"])
+            .env_remove("JOURNAL_STREAM")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+        assert!(add.wait().unwrap().success());
+    }
+
+    fn start(root: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_isync"))
+            .arg("--config")
+            .arg(root.join("config.toml"))
+            .arg("serve")
+            .env_remove("JOURNAL_STREAM")
+            .env("ISYNC_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Log::default());
+        let err = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                sink.lines.lock().unwrap().push(line);
+                sink.more.notify_all();
+            }
+        });
+        let line = log.wait_for(0, "listening", |l| l.contains("listening on "));
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_string();
+        Server {
+            root: root.to_owned(),
+            child,
+            base: format!("http://{addr}"),
+            log,
+        }
+    }
+
+    async fn api(&self) -> Api {
+        // The debug build renders a 20000² PNG slowly: no 30 s limit here.
+        let api = Api {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .no_proxy()
+                .timeout(PATIENCE)
+                .build()
+                .unwrap(),
+            base: self.base.clone(),
+        };
+        let v = api
+            .get_json(
+                "/login.icc",
+                json!({"userName": "alice", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(v["code"], 0, "{v}");
+        api
+    }
+
+    fn status(&self, key: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let kb: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{key} in /proc/pid/status"));
+        kb << 10
+    }
+
+    /// Peak resident size since the last [`Server::reset_peak`].
+    fn peak_rss(&self) -> u64 {
+        self.status("VmHWM:")
+    }
+
+    /// Starts a new peak from the current resident size (Linux ≥ 4.0).
+    fn reset_peak(&self) {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
+    }
+
+    /// SIGTERM: the server stops as systemd would stop it.
+    fn stop(mut self) {
+        let pid = rustix::process::Pid::from_child(&self.child);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        assert!(self.child.wait().unwrap().success(), "clean exit");
+    }
+
+    /// SIGKILL: what the kernel's OOM killer does.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    fn db(&self) -> rusqlite::Connection {
+        rusqlite::Connection::open_with_flags(
+            self.root.join("data/isync.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .unwrap()
+    }
+
+    /// Statuses of the server-made levels of file `id` (0 local, 1 failed).
+    fn thumb_status(&self, id: i64) -> (i64, i64) {
+        self.db()
+            .query_row(
+                "SELECT status_thumb, status_screen FROM files WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+    }
+
+    /// The cached thumbnails of file `id` at `level`: on the library's disk
+    /// (or in the data dir, its fallback).
+    fn cached(&self, id: i64, level: u8) -> Vec<PathBuf> {
+        let shard = format!("{:02x}", id.rem_euclid(256));
+        let prefix = format!("{id}_{level}_");
+        ["media/lib/.isync/thumbs", "data/thumbs"]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(self.root.join(d).join(&shard)).ok())
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// File ids of the renders in progress, from the journal's slots.
+    fn rendering(&self) -> Vec<i64> {
+        let dir = self.root.join("data/thumbs/.journal");
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path()).ok())
+            .filter(|r| r.len() >= 16 && r.starts_with(b"ISRJ"))
+            .map(|r| i64::from_le_bytes(r[8..16].try_into().unwrap()))
+            .collect()
+    }
+
+    /// Waits until both levels of file `id` are cached or recorded as
+    /// failed, and no render runs.
+    async fn settled(&self, id: i64) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (small, screen) = self.thumb_status(id);
+            let done = [(0, small), (1, screen)]
+                .into_iter()
+                .all(|(level, status)| status == 1 || !self.cached(id, level).is_empty());
+            if done && self.rendering().is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "file {id} never settled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Waits until `name` is listed; its id.
+async fn listed(api: &Api, name: &str) -> i64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let all = api.all_files().await;
+        if let Some(f) = all.iter().find(|f| f["name"] == name) {
+            return id(f);
+        }
+        assert!(Instant::now() < deadline, "{name} never listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Both levels of file `id`: the status and, for a thumbnail, its size.
+async fn both_levels(api: &Api, id: i64) -> Vec<Result<(u32, u32), i64>> {
+    let mut out = Vec::new();
+    for level in [0, 1] {
+        let r = api
+            .get("/thumbnail.icc", json!({"id": id, "level": level}))
+            .await;
+        let ok = r.status().is_success();
+        let body = r.bytes().await.unwrap();
+        out.push(if ok {
+            let img = image::load_from_memory(&body).expect("a thumbnail");
+            Ok((img.width(), img.height()))
+        } else {
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            Err(v["code"].as_i64().unwrap())
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------- fixtures
+
+/// A PNG of `w`×`h` black RGB pixels, written row by row (9000² packs
+/// into 236 KB, as in the issue; past that, faster compression).
+fn zero_png(path: &Path, w: u32, h: u32) {
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut enc = png::Encoder::new(file, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_compression(if w <= 9000 {
+        png::Compression::High
+    } else {
+        png::Compression::Fast
+    });
+    let mut writer = enc.write_header().unwrap();
+    let mut rows = writer.stream_writer().unwrap();
+    let row = vec![0u8; w as usize * 3];
+    for _ in 0..h {
+        rows.write_all(&row).unwrap();
+    }
+    rows.finish().unwrap();
+}
+
+/// A single-colour GIF of `w`×`h` (LZW packs it into little).
+fn flat_gif(path: &Path, screen: (u16, u16), frame: (u16, u16)) {
+    let mut out = Vec::new();
+    {
+        let mut enc =
+            gif::Encoder::new(&mut out, screen.0, screen.1, &[0, 0, 0, 255, 0, 0]).unwrap();
+        let px = vec![1u8; frame.0 as usize * frame.1 as usize];
+        let f = gif::Frame::from_indexed_pixels(frame.0, frame.1, px, None);
+        enc.write_frame(&f).unwrap();
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+/// A `w`×`h` progressive 4:2:0 JPEG of a smooth gradient.
+fn progressive_jpeg(path: &Path, w: u16, h: u16) {
+    let mut px = Vec::with_capacity(w as usize * h as usize * 3);
+    for y in 0..h as usize {
+        for x in 0..w as usize {
+            px.extend([(x / 32) as u8, (y / 32) as u8, ((x + y) / 64) as u8]);
+        }
+    }
+    let mut enc = jpeg_encoder::Encoder::new_file(path, 90).unwrap();
+    enc.set_progressive(true);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
+    enc.encode(&px, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
+}
+
+/// What lands in the library, and what the thumbnails must be.
+struct Case {
+    name: &'static str,
+    what: &'static str,
+    make: fn(&Path),
+    want: [Result<(u32, u32), i64>; 2],
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "padded.jpg",
+            what: "640x480 JPEG + 1 GiB of padding",
+            make: |p| {
+                let f = std::fs::File::create(p).unwrap();
+                (&f).write_all(&jpeg(640, 480, 3, None)).unwrap();
+                f.set_len(1 << 30).unwrap(); // sparse: no disk used
+            },
+            want: [Ok((160, 120)), Ok((640, 480))],
+        },
+        Case {
+            name: "zeros9000.png",
+            what: "9000x9000 zero-filled PNG",
+            make: |p| zero_png(p, 9000, 9000),
+            want: [Ok((160, 160)), Ok((800, 800))],
+        },
+        Case {
+            name: "zeros20000.png",
+            what: "20000x20000 zero-filled PNG",
+            make: |p| zero_png(p, 20000, 20000),
+            want: [Ok((160, 160)), Ok((800, 800))],
+        },
+        Case {
+            name: "huge.jpg",
+            what: "JPEG header claiming 65535x65535",
+            make: |p| {
+                let mut b = jpeg(64, 48, 3, None);
+                let sof = b.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+                b[sof + 5..sof + 9].copy_from_slice(&[0xFF; 4]);
+                std::fs::write(p, b).unwrap();
+            },
+            want: [Err(-10008), Err(-10008)],
+        },
+        Case {
+            name: "bomb.gif",
+            what: "GIF bomb: one 10000x10000 frame of one colour",
+            make: |p| flat_gif(p, (10000, 10000), (10000, 10000)),
+            want: [Err(-10008), Err(-10008)],
+        },
+        Case {
+            name: "screen.gif",
+            what: "GIF with a 65535x65535 screen, 1x1 frame",
+            make: |p| flat_gif(p, (65535, 65535), (1, 1)),
+            want: [Err(-10008), Err(-10008)],
+        },
+        Case {
+            name: "progressive.jpg",
+            what: "6000x4000 progressive JPEG (coefficients in memory)",
+            make: |p| progressive_jpeg(p, 6000, 4000),
+            want: [Ok((160, 107)), Ok((800, 533))],
+        },
+        Case {
+            name: "photo12mp.jpg",
+            what: "12 MP JPEG, cold",
+            make: |p| std::fs::write(p, jpeg(4000, 3000, 3, None)).unwrap(),
+            want: [Ok((160, 120)), Ok((800, 600))],
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Server::setup(root);
+    let server = Server::start(root);
+    let api = server.api().await;
+    let mut ids = Vec::new();
+    let mut report = Vec::new();
+    for case in cases() {
+        // Made aside, then moved in: the watcher sees a complete file.
+        let staged = root.join(case.name);
+        (case.make)(&staged);
+        server.reset_peak();
+        let before = server.peak_rss();
+        std::fs::rename(&staged, root.join("media/lib").join(case.name)).unwrap();
+        let id = listed(&api, case.name).await;
+        let got = both_levels(&api, id).await;
+        server.settled(id).await;
+        let peak = server.peak_rss();
+        report.push(format!(
+            "{:<52} peak {:>6.1} MB (from {:>5.1} MB)  {got:?}",
+            case.what,
+            peak as f64 / 1e6,
+            before as f64 / 1e6
+        ));
+        assert_eq!(got, case.want, "{}", case.what);
+        assert!(
+            peak <= MAX_RSS_BYTES,
+            "{}: peak RSS {} MB",
+            case.what,
+            peak >> 20
+        );
+        ids.push((case.name, id));
+    }
+    eprintln!("server peak RSS (VmHWM) per file, landing in the library and asked for:");
+    for line in &report {
+        eprintln!("  {line}");
+    }
+
+    // A restart: the first sweep visits every file again, renders nothing
+    // (all cached or recorded as failed), and requests render nothing.
+    server.stop();
+    let server = Server::start(root);
+    let from = 0;
+    let sweep = server.log.wait_for(from, "the first sweep", |l| {
+        l.contains("thumbnail pre-render sweep")
+    });
+    if !sweep.contains("added=0") {
+        server.log.wait_for(from, "the worker idle", |l| {
+            l.contains("thumbnail pre-render idle")
+        });
+    }
+    let api = server.api().await;
+    for (case, (name, id)) in cases().iter().zip(&ids) {
+        assert_eq!(&both_levels(&api, *id).await, &case.want, "{name} again");
+    }
+    assert_eq!(
+        server.log.count(from, |l| render_started(l, None)),
+        0,
+        "rendered again after the restart"
+    );
+    server.stop();
+}
+
+/// A render the server does not survive: the process is killed (as the
+/// kernel kills it when out of memory) while it renders a large PNG. At
+/// the next start that file is recorded as failed — answered −10008 at
+/// once, left out by the pre-render sweep — until it changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_the_server_did_not_survive_is_not_tried_again_until_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Server::setup(root);
+    let photo = root.join("media/lib/slow.png");
+    zero_png(&photo, 20000, 20000);
+    let server = Server::start(root);
+    // Killed while the journal shows the render in progress.
+    let deadline = Instant::now() + PATIENCE;
+    let id = loop {
+        if let Some(id) = server.rendering().first() {
+            break *id;
+        }
+        assert!(Instant::now() < deadline, "no render began");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    server.kill();
+
+    let server = Server::start(root);
+    let warned = server.log.wait_for(0, "the interrupted render", |l| {
+        l.contains("cut short") && l.contains(&format!("file_id={id}"))
+    });
+    assert!(warned.contains("slow.png"), "{warned}");
+    let sweep = server.log.wait_for(0, "the first sweep", |l| {
+        l.contains("thumbnail pre-render sweep")
+    });
+    assert!(
+        sweep.contains("added=0"),
+        "the sweep takes it up again: {sweep}"
+    );
+    assert_eq!(server.thumb_status(id), (1, 1));
+    let api = server.api().await;
+    assert_eq!(listed(&api, "slow.png").await, id);
+    for _ in 0..2 {
+        assert_eq!(both_levels(&api, id).await, [Err(-10008), Err(-10008)]);
+    }
+    assert_eq!(server.log.count(0, |l| render_started(l, Some(id))), 0);
+    assert!(server.rendering().is_empty());
+
+    // The file changes (a new mtime): the watcher's scan resets it, and the
+    // pre-render worker takes it up again.
+    let from = server.log.len();
+    let f = std::fs::File::options().write(true).open(&photo).unwrap();
+    f.set_modified(SystemTime::now() + Duration::from_secs(60))
+        .unwrap();
+    drop(f);
+    server
+        .log
+        .wait_for(from, "a render of the changed file", |l| {
+            render_started(l, Some(id))
+        });
+    assert_eq!(server.thumb_status(id), (0, 0));
+    server.stop();
+}
+
+// ---------------------------------------------------------------- idle
+
+/// Context switches (voluntary and not) of every thread of process `pid`,
+/// by thread id; with the thread's name.
+fn wakeups(pid: u32) -> std::collections::BTreeMap<u32, (String, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(tid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // A thread may end between the listing and the read.
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else {
+            continue;
+        };
+        let field = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .map(str::trim)
+                .unwrap_or("")
+                .to_string()
+        };
+        let switches = field("voluntary_ctxt_switches:")
+            .parse::<u64>()
+            .unwrap_or(0)
+            + field("nonvoluntary_ctxt_switches:")
+                .parse::<u64>()
+                .unwrap_or(0);
+        out.insert(tid, (field("Name:"), switches));
+    }
+    out
+}
+
+/// The threads that ran between two samples: a new thread, or one whose
+/// count of context switches moved.
+fn woke(
+    before: &std::collections::BTreeMap<u32, (String, u64)>,
+    after: &std::collections::BTreeMap<u32, (String, u64)>,
+) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(tid, (_, n))| before.get(tid).is_none_or(|(_, m)| m != n))
+        .map(|(tid, (name, n))| {
+            let was = before.get(tid).map_or(0, |(_, m)| *m);
+            format!("{name}[{tid}] +{}", n - was)
+        })
+        .collect()
+}
+
+/// README: "idle, the watcher costs nothing (no polling)". The real binary
+/// with a watched library of 200 files, its initial scan done: within a
+/// minute there is a 3 s window in which no thread of the server runs at all
+/// (counted from the kernel's context switches per thread, so a watcher that
+/// polled, or any timer ticking faster than that, fails the test). Then a
+/// file written into the library is listed: the quiet server still watches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_server_watching_its_library_does_not_wake_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    Server::setup(root);
+    let lib = root.join("media/lib");
+    for d in 0..10 {
+        std::fs::create_dir_all(lib.join(format!("d{d}"))).unwrap();
+        for f in 0..20 {
+            std::fs::write(lib.join(format!("d{d}/note{f}.txt")), format!("{d}/{f}")).unwrap();
+        }
+    }
+    let server = Server::start(root);
+    server
+        .log
+        .wait_for(0, "the initial scan", |l| l.contains("initial scan: "));
+    let api = server.api().await;
+    assert_eq!(api.all_files().await.len(), 200);
+
+    let pid = server.child.id();
+    let window = Duration::from_secs(3);
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let mut windows = Vec::new();
+    loop {
+        let before = wakeups(pid);
+        tokio::time::sleep(window).await;
+        let ran = woke(&before, &wakeups(pid));
+        if ran.is_empty() {
+            break;
+        }
+        windows.push(ran.join(", "));
+        assert!(
+            Instant::now() < give_up,
+            "no quiet {window:?} in a minute; the threads that ran, window by window:\n{}",
+            windows.join("\n")
+        );
+    }
+    eprintln!(
+        "idle: quiet after {} busy window(s): {windows:?}",
+        windows.len()
+    );
+
+    // Still watching: a new file is found without a scan being asked for.
+    std::fs::write(lib.join("d3/late.txt"), "late").unwrap();
+    listed(&api, "late.txt").await;
+    server.stop();
+}
