@@ -725,7 +725,7 @@ path = "/srv/media/video"
         let cfg = Config::parse(text).unwrap();
         assert_eq!(cfg.libraries.len(), 1);
         // That it documents every key, and no other, is checked against
-        // these structs by tests/cli.rs
+        // these structs by tests/it/cli.rs
         // `the_example_config_is_valid_and_documents_every_key`.
     }
 

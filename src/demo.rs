@@ -19,7 +19,7 @@ pub fn library_dir(cfg: &Config) -> PathBuf {
 /// optional Orientation in IFD0 and an optional JPEG `thumb` as the IFD1
 /// (JPEGInterchangeFormat) thumbnail, offsets counted from the TIFF header.
 /// The one EXIF builder: behind the demo library's rotated photos and,
-/// through `tests/common/fixtures.rs`, the tests' and benches' fixtures.
+/// through `tests/it/common/fixtures.rs`, the tests' and benches' fixtures.
 pub fn exif_app1_with(orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
     let entry = |tiff: &mut Vec<u8>, tag: u16, typ: u16, value: u32| {
         tiff.extend_from_slice(&tag.to_le_bytes());

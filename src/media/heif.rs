@@ -119,7 +119,7 @@ pub struct Picture {
     /// `Some(1)` left and right. That is the `mode` of HEIF amendment 2,
     /// which renamed the 2017 text's ambiguous `axis` to match what iPhones,
     /// libheif and ImageMagick had always done (MPEGGroup/FileFormat#22,
-    /// libavif#665); `heif-convert` agrees (`tests/heif.rs`).
+    /// libavif#665); `heif-convert` agrees (`tests/it/heif.rs`).
     pub mirror: Option<u8>,
     /// Bits per channel (`pixi`), when given.
     pub bit_depth: Option<u8>,
