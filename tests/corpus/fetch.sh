@@ -13,6 +13,7 @@
 # Each file lands at CACHE_DIR/files/SOURCE/PATH_IN_PACKAGE (":" → "_"), and
 # CACHE_DIR/VERSIONS records the version each source came from.
 # Any failure (no network, a path gone from a package) exits non-zero.
+# Once every file is in place the downloads are removed.
 set -euo pipefail
 
 PILLOW_VERSION=11.1.0
@@ -42,7 +43,7 @@ pip_download() { # ARGS…: the first python with pip
 unpack_pillow() {
   local dir="$cache/dl/pillow-$PILLOW_VERSION"
   [ -d "$dir" ] && return
-  # `--no-build-isolation` is not used: pip only reads the sdist's metadata.
+  # pip reads the sdist's metadata (with a build backend it fetches).
   local sdist
   sdist=$(ls "$cache"/dl/pillow-"$PILLOW_VERSION".tar.gz 2>/dev/null || true)
   if [ -z "$sdist" ]; then
@@ -120,3 +121,7 @@ while read -r src path; do
   mkdir -p "$(dirname "$out")"
   cp "$from" "$out.tmp" && mv "$out.tmp" "$out"
 done
+
+# Every listed file is in place: the archives and unpacked packages (some
+# 150 MB) are not needed again until the list grows.
+rm -rf "$cache/dl"
