@@ -17,8 +17,10 @@ all: build
 # video and audio, pkg-config and a C compiler for the bundled SQLite.
 # libheif-examples is a test tool only (tests/it/heif.rs checks our HEIF
 # fixtures and our reading of irot/imir with heif-convert); the server
-# never runs it.
-APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl libheif-examples
+# never runs it. python3-pil and python3-pip serve tests/corpus.rs only:
+# Pillow is its reference decoder, pip fetches its corpus (tests/corpus/).
+APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl libheif-examples \
+	python3-pil python3-pip
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
