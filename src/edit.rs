@@ -220,7 +220,9 @@ pub async fn update_file(
             let now = db::now();
             uploads::update(tx, f.id, &edit, now)?;
             // The two halves of a Live Photo are shown in one catalog.
-            if let (Some((cat, root)), Some(other)) = (edit.catalog, f.live_video_id.or(f.live_photo_id)) {
+            if let (Some((cat, root)), Some(other)) =
+                (edit.catalog, f.live_video_id.or(f.live_photo_id))
+            {
                 files::set_shown_catalog(tx, other, cat, root, now)?;
             }
             Ok(Ok(()))

@@ -8,8 +8,9 @@ use crate::config::Config;
 use crate::db::{self, catalogs, files, trash, uploads, Db, DbError};
 use crate::error::{Error, Result};
 use crate::library::layout::{
-    move_no_clobber, move_no_clobber_where, numbered, safe_ext, safe_folder_name, split_name, staging_origin_path,
-    stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
+    move_no_clobber, move_no_clobber_where, numbered, safe_ext, safe_folder_name, split_name,
+    staging_origin_path, stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path,
+    HIDDEN_DIR,
 };
 use crate::model::{CatalogId, FileId, FileRecord, PartStatus, ThumbLevel, UserId};
 use crate::perms::Session;
@@ -197,7 +198,10 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
         // their trash entries are linked); one whose photo went without it
         // (re-paired by a scan meanwhile) goes on its own, at the end.
         let mut order: Vec<&FileRecord> = recs.iter().collect();
-        order.sort_by_key(|r| r.live_photo_id.is_some_and(|p| recs.iter().any(|o| o.id == p)));
+        order.sort_by_key(|r| {
+            r.live_photo_id
+                .is_some_and(|p| recs.iter().any(|o| o.id == p))
+        });
         for rec in order {
             let library = library_of_catalog(&db2, rec.real_catalog_id)?;
             with_libraries_locked(&db2, vec![library.to_string_lossy().into_owned()], || {
@@ -210,7 +214,9 @@ pub async fn delete_files(db: &Db, cfg: &Arc<Config>, s: &Session, ids: Vec<i64>
                 let video = now.live_video_id;
                 let entry = delete_one(&db2, &cfg2, Some(uid), &now, false, None)?;
                 let video = match video {
-                    Some(v) if recs.iter().any(|r| r.id == v) => db2.read(|c| files::by_id(c, v))?,
+                    Some(v) if recs.iter().any(|r| r.id == v) => {
+                        db2.read(|c| files::by_id(c, v))?
+                    }
                     _ => None,
                 };
                 if let Some(v) = video {

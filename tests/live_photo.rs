@@ -26,14 +26,18 @@ const TAKEN: &str = "2024:07:14 09:30:00";
 /// MakerNote, `content_id` in it.
 fn heic(content_id: Option<&str>) -> Vec<u8> {
     let rgb: Vec<u8> = (0..64 * 48).flat_map(|i| [i as u8, 90, 200]).collect();
-    let mut spec = heifmux::Spec::single(heifmux::encode(&rgb, 64, 48, heifmux::Codec::Hevc, false));
+    let mut spec =
+        heifmux::Spec::single(heifmux::encode(&rgb, 64, 48, heifmux::Codec::Hevc, false));
     spec.exif = Some(iphone_exif_tiff(TAKEN, &apple_maker_note(content_id)));
     heifmux::mux(&spec)
 }
 
 /// An iPhone "most compatible" JPEG with the same EXIF.
 fn jpeg_live(content_id: &str) -> Vec<u8> {
-    let app1 = exif_app1(&iphone_exif_tiff(TAKEN, &apple_maker_note(Some(content_id))));
+    let app1 = exif_app1(&iphone_exif_tiff(
+        TAKEN,
+        &apple_maker_note(Some(content_id)),
+    ));
     with_app1(&jpeg(64, 48, 7, None), &app1)
 }
 
@@ -43,11 +47,30 @@ fn mov(content_id: &str, seed: u32) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("live.mov");
     let st = Command::new("ffmpeg")
-        .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-        .arg(format!("testsrc=size=64x48:rate=10:duration=1,hue=h={seed}"))
-        .args(["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p"])
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "testsrc=size=64x48:rate=10:duration=1,hue=h={seed}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
         .args(["-movflags", "use_metadata_tags", "-metadata"])
-        .arg(format!("com.apple.quicktime.content.identifier={content_id}"))
+        .arg(format!(
+            "com.apple.quicktime.content.identifier={content_id}"
+        ))
         .arg(&out)
         .status()
         .expect("run ffmpeg");
@@ -131,9 +154,16 @@ async fn a_live_photo_lists_as_one_photo_with_its_video() {
     // The photos of pairs name their videos; the rest name none.
     let photo_1 = api.file_named("IMG_0001.HEIC").await;
     assert_eq!(photo_1["type"], 1);
-    assert_eq!((photo_1["width"].as_i64(), photo_1["height"].as_i64()), (Some(64), Some(48)));
-    let v1 = video_of(api, "IMG_0001.HEIC").await.expect("HEIC names its video");
-    let v2 = video_of(api, "IMG_0002.JPG").await.expect("JPEG names its video");
+    assert_eq!(
+        (photo_1["width"].as_i64(), photo_1["height"].as_i64()),
+        (Some(64), Some(48))
+    );
+    let v1 = video_of(api, "IMG_0001.HEIC")
+        .await
+        .expect("HEIC names its video");
+    let v2 = video_of(api, "IMG_0002.JPG")
+        .await
+        .expect("JPEG names its video");
     for name in ["IMG_0003.HEIC", "IMG_0003.MOV", "IMG_0004.HEIC"] {
         assert_eq!(video_of(api, name).await, None, "{name}");
     }
@@ -157,7 +187,10 @@ async fn a_live_photo_lists_as_one_photo_with_its_video() {
     assert_eq!(data(&v)["page"]["pageCount"], 1);
     assert_eq!(data(&v)["list"].as_array().unwrap().len(), 5);
     let page_1 = api
-        .get_json("/files.icc", json!({"pageIndex": 0, "maxPerPage": 10, "sort": 1}))
+        .get_json(
+            "/files.icc",
+            json!({"pageIndex": 0, "maxPerPage": 10, "sort": 1}),
+        )
         .await;
     assert_eq!(data(&page_1)["list"].as_array().unwrap().len(), 5);
     let folder = api
@@ -195,7 +228,12 @@ async fn deleting_a_live_photo_trashes_both_and_restoring_restores_both() {
     assert_binary_err_status(api.download(video, &[]).await, 404, NOT_FOUND).await;
     assert_eq!(
         names(&api.all_files().await),
-        ["IMG_0002.JPG", "IMG_0003.HEIC", "IMG_0003.MOV", "IMG_0004.HEIC"]
+        [
+            "IMG_0002.JPG",
+            "IMG_0003.HEIC",
+            "IMG_0003.MOV",
+            "IMG_0004.HEIC"
+        ]
     );
     let db = app.db().clone();
     let trashed = tokio::task::spawn_blocking(move || isync::trash::list(&db))
@@ -208,10 +246,16 @@ async fn deleting_a_live_photo_trashes_both_and_restoring_restores_both() {
     let jpeg_video = video_of(api, "IMG_0002.JPG").await.unwrap();
     let lone = api.file_id("IMG_0003.HEIC").await;
     let v = api
-        .post_form("/deleteFiles.icc", json!({"ids": format!("{jpeg_video},{lone}")}))
+        .post_form(
+            "/deleteFiles.icc",
+            json!({"ids": format!("{jpeg_video},{lone}")}),
+        )
         .await;
     assert_eq!(v["code"], 0, "{v}");
-    assert_eq!(names(&api.all_files().await), ["IMG_0003.MOV", "IMG_0004.HEIC"]);
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0003.MOV", "IMG_0004.HEIC"]
+    );
 
     // Restoring the video's entry brings the photo back as well, under
     // their own names; the next scan pairs them again.
@@ -225,8 +269,14 @@ async fn deleting_a_live_photo_trashes_both_and_restoring_restores_both() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(std::fs::read(dcim(&app).join("IMG_0001.HEIC")).unwrap(), heic_bytes);
-    assert_eq!(std::fs::read(dcim(&app).join("IMG_0001.MOV")).unwrap(), lib.mov_1);
+    assert_eq!(
+        std::fs::read(dcim(&app).join("IMG_0001.HEIC")).unwrap(),
+        heic_bytes
+    );
+    assert_eq!(
+        std::fs::read(dcim(&app).join("IMG_0001.MOV")).unwrap(),
+        lib.mov_1
+    );
     app.rescan().await;
     let video = video_of(api, "IMG_0001.HEIC").await.expect("paired again");
     assert_eq!(downloaded(api, video).await, lib.mov_1);
@@ -269,18 +319,25 @@ async fn renames_part_and_pair_and_a_move_takes_both() {
     let target = id(cats.iter().find(|c| c["name"] == "DCIM").unwrap());
     assert_ne!(photo["catalogId"], target);
     let v = api
-        .post_form("/updateFile.icc", json!({"id": id(&photo), "catalogId": target}))
+        .post_form(
+            "/updateFile.icc",
+            json!({"id": id(&photo), "catalogId": target}),
+        )
         .await;
     assert_eq!(v["code"], 0, "{v}");
     let shown = app
         .db_read(move |c| {
-            Ok(c.query_row("SELECT catalog_id FROM files WHERE id = ?1", [video], |r| {
-                r.get::<_, i64>(0)
-            })?)
+            Ok(
+                c.query_row("SELECT catalog_id FROM files WHERE id = ?1", [video], |r| {
+                    r.get::<_, i64>(0)
+                })?,
+            )
         })
         .await;
     assert_eq!(shown, target);
-    let in_dcim = api.files(json!({"pageIndex": 0, "pids": target.to_string()})).await;
+    let in_dcim = api
+        .files(json!({"pageIndex": 0, "pids": target.to_string()}))
+        .await;
     assert!(names(&in_dcim).contains(&"IMG_0001.HEIC".to_owned()));
     assert!(in_dcim.iter().all(|f| id(f) != video));
     app.stop().await;
@@ -298,7 +355,10 @@ async fn a_library_scanned_before_live_photos_is_paired_by_the_next_scan() {
     let video = video_of(api, "IMG_0001.HEIC").await.unwrap();
     app.db()
         .write_async(|tx| {
-            tx.execute("UPDATE files SET content_id = NULL, live_photo_id = NULL", [])?;
+            tx.execute(
+                "UPDATE files SET content_id = NULL, live_photo_id = NULL",
+                [],
+            )?;
             Ok(())
         })
         .await

@@ -13,7 +13,7 @@ use crate::db::files::{self, LiveCandidate};
 use crate::db::DbError;
 use crate::model::{CatalogId, FileId, FileType};
 use rusqlite::Connection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Folders paired per statement: the list travels as one JSON parameter.
 const FOLDERS_PER_QUERY: usize = 500;
@@ -41,20 +41,20 @@ pub fn decide(files: &[LiveCandidate]) -> Vec<(FileId, Option<FileId>)> {
     }
     let mut videos: Vec<&LiveCandidate> = files.iter().collect();
     videos.sort_by_key(|f| f.id);
-    let mut taken: Vec<FileId> = Vec::new();
+    // Sets: a first scan pairs a whole library's folders at once.
+    let mut taken: HashSet<FileId> = HashSet::new();
+    let mut kept: HashSet<FileId> = HashSet::new();
     let mut want: Vec<(FileId, Option<FileId>)> = Vec::new();
     // First the links that still hold, so a new photo never steals a video.
     for v in videos.iter().filter(|f| is(f, FileType::Video)) {
         let group = photos.get(&key(v)).map(Vec::as_slice).unwrap_or_default();
         if let Some(p) = v.live_photo_id.filter(|p| group.contains(p)) {
-            taken.push(p);
+            taken.insert(p);
+            kept.insert(v.id);
             want.push((v.id, Some(p)));
         }
     }
-    for v in &videos {
-        if want.iter().any(|(id, _)| *id == v.id) {
-            continue;
-        }
+    for v in videos.iter().filter(|v| !kept.contains(&v.id)) {
         let photo = if is(v, FileType::Video) {
             let group = photos.get(&key(v)).map(Vec::as_slice).unwrap_or_default();
             group.iter().copied().find(|p| !taken.contains(p))
@@ -62,7 +62,7 @@ pub fn decide(files: &[LiveCandidate]) -> Vec<(FileId, Option<FileId>)> {
             None
         };
         if let Some(p) = photo {
-            taken.push(p);
+            taken.insert(p);
         }
         want.push((v.id, photo));
     }
@@ -159,7 +159,10 @@ mod tests {
         assert_eq!(ids(decide(&alone)), vec![(2, None)]);
         let mut moved = file(1, "IMG_1234.HEIC", FileType::Image, A);
         moved.real_catalog_id = CatalogId(9);
-        let apart = [moved, linked(file(2, "IMG_1234.MOV", FileType::Video, A), 1)];
+        let apart = [
+            moved,
+            linked(file(2, "IMG_1234.MOV", FileType::Video, A), 1),
+        ];
         assert_eq!(ids(decide(&apart)), vec![(2, None)]);
         // A linked file that is no video any more.
         let retyped = [

@@ -309,7 +309,10 @@ mod tests {
         for len in 0..note.len() {
             // The identifier ends the note: any cut loses it.
             let cut = apple_content_id(&note[..len]);
-            assert!(cut.is_none() || len >= note.len() - 1, "cut at {len}: {cut:?}");
+            assert!(
+                cut.is_none() || len >= note.len() - 1,
+                "cut at {len}: {cut:?}"
+            );
             let _ = parse_tiff(&iphone_exif_tiff("2023:06:01 12:00:00", &note[..len]));
         }
         for at in 0..note.len() {

@@ -1067,7 +1067,10 @@ mod tests {
         let keys = ["com.apple.quicktime.make", KEY, "com.apple.quicktime.model"];
         let values = ["Apple", &UUID.to_lowercase(), "iPhone 15"];
         // iPhone: moov/meta without version; ffmpeg: moov/udta/meta, ISO.
-        let iphone = bx(b"moov", &[mvhd_v0(600, 1200), meta(false, &keys, &values)].concat());
+        let iphone = bx(
+            b"moov",
+            &[mvhd_v0(600, 1200), meta(false, &keys, &values)].concat(),
+        );
         let info = read_info(Cursor::new([ftyp(), iphone].concat())).unwrap();
         assert_eq!(info.content_id.as_deref(), Some(UUID));
         assert_eq!(info.duration_secs, Some(2.0));
@@ -1076,8 +1079,16 @@ mod tests {
         let info = read_info(Cursor::new([ftyp(), ffmpeg].concat())).unwrap();
         assert_eq!(info.content_id.as_deref(), Some(UUID));
         // Other keys only, or no meta: none.
-        let other = bx(b"moov", &[mvhd_v0(600, 1200), meta(false, &keys[..1], &values[..1])].concat());
-        assert_eq!(read_info(Cursor::new([ftyp(), other].concat())).unwrap().content_id, None);
+        let other = bx(
+            b"moov",
+            &[mvhd_v0(600, 1200), meta(false, &keys[..1], &values[..1])].concat(),
+        );
+        assert_eq!(
+            read_info(Cursor::new([ftyp(), other].concat()))
+                .unwrap()
+                .content_id,
+            None
+        );
     }
 
     /// Fuzz safety of the `meta` parser: every truncation and every byte
