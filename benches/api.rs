@@ -72,6 +72,7 @@ fn populate(db: &Db, root: CatalogId, lib_path: &str, n: usize) {
                     orientation: None,
                     duration: video.then_some((x % 600) as f64 / 3.0),
                     capture_time: None,
+                    content_id: None,
                 },
             };
             files::insert_scanned(tx, &f, 1_700_000_000)?;

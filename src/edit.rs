@@ -264,7 +264,8 @@ pub async fn update_catalog(
     .await?
 }
 
-/// `updateFile.icc`.
+/// `updateFile.icc`. A virtual move (`catalogId`) takes the other half of
+/// a Live Photo along.
 pub async fn update_file(
     db: &Db,
     cfg: &Arc<Config>,
@@ -297,7 +298,14 @@ pub async fn update_file(
             if edit.is_empty() {
                 return Ok(Err(Error::NotModified("nothing to change".into())));
             }
-            uploads::update(tx, f.id, &edit, db::now())?;
+            let now = db::now();
+            uploads::update(tx, f.id, &edit, now)?;
+            // The two halves of a Live Photo are shown in one catalog.
+            if let (Some((cat, root)), Some(other)) =
+                (edit.catalog, f.live_video_id.or(f.live_photo_id))
+            {
+                files::set_shown_catalog(tx, other, cat, root, now)?;
+            }
             Ok(Ok(()))
         })?;
         r?;

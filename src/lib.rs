@@ -32,7 +32,8 @@
 //!    server reaches it through an async form (`accounts::pool`,
 //!    `Backups::status_async`, `backup::Claim::start`).
 //! 6. `library`: roots and disks (`roots`), the scanner (`scan`: load →
-//!    walk → `diff` → guard → apply), the watcher, the on-disk layout of
+//!    walk → `diff` → guard → apply), which photo and video make one Live
+//!    Photo (`live`), the watcher, the on-disk layout of
 //!    `<library>/.isync` (`layout`), the control socket.
 //! 7. `config`, `perms` (a permission, a set, a session); `status` (the
 //!    systemd status line, which names the data dir's reserve).

@@ -101,6 +101,10 @@ pub struct MediaInfo {
     /// Capture time from EXIF `DateTimeOriginal` (or the container's
     /// creation time), seconds since the epoch, when known.
     pub capture_time: Option<i64>,
+    /// The Live Photo content identifier an iPhone writes into both halves
+    /// of a Live Photo (the photo's Apple MakerNote, the video's QuickTime
+    /// metadata), upper-cased; `None` when the file has none.
+    pub content_id: Option<String>,
 }
 
 /// Thumbnail level (spec §2.6).
@@ -210,6 +214,10 @@ pub struct FileRecord {
     /// not scanned yet, e.g. a fresh upload). An open original must be this
     /// file (`safeopen::check_identity`).
     pub inode: Option<i64>,
+    /// Of a Live Photo's picture: its video (not listed on its own).
+    pub live_video_id: Option<FileId>,
+    /// Of a Live Photo's video: its picture.
+    pub live_photo_id: Option<FileId>,
 }
 
 /// A configured or auto-created media tree.

@@ -8,8 +8,9 @@ use crate::config::Config;
 use crate::db::{self, catalogs, files, trash, uploads, Db, DbError};
 use crate::error::{Error, Result};
 use crate::library::layout::{
-    move_no_clobber, numbered, safe_ext, safe_folder_name, split_name, staging_origin_path,
-    stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path, HIDDEN_DIR,
+    move_no_clobber, move_no_clobber_where, numbered, safe_ext, safe_folder_name, split_name,
+    staging_origin_path, stamp_name, sync_dir, trash_dir, upload_stem, uploaded_thumb_path,
+    HIDDEN_DIR,
 };
 use crate::media::thumbcache::ThumbCache;
 use crate::model::{CatalogId, FileId, FileRecord, PartStatus, ThumbLevel, UserId};
@@ -77,14 +78,18 @@ fn remove_uploaded_thumbs(thumb_dir: &Path, id: FileId) {
 }
 
 /// Deletes one record; its original goes to the trash unless `keep_on_disk`
-/// (it leaves with its folder). Blocking.
+/// (it leaves with its folder). `live_photo_entry`: the trash entry of the
+/// photo whose Live Photo video this is (the entries are linked, restored
+/// together). Returns the trash entry made, if any. Blocking.
 fn delete_one(
     db: &Db,
     cfg: &Config,
     user: Option<UserId>,
     rec: &FileRecord,
     keep_on_disk: bool,
-) -> Result<()> {
+    live_photo_entry: Option<i64>,
+) -> Result<Option<i64>> {
+    let mut entry = None;
     let library = library_of_catalog(db, rec.real_catalog_id)?;
     let now = db::now();
     let pending = origin_pending(rec);
@@ -127,7 +132,7 @@ fn delete_one(
                     )))
                 }
             }
-            trash::insert(
+            let id = trash::insert(
                 tx,
                 &TrashEntry {
                     id: 0,
@@ -140,6 +145,10 @@ fn delete_one(
                     deleted_at: now,
                 },
             )?;
+            if let Some(photo) = live_photo_entry {
+                trash::link_live(tx, id, photo)?;
+            }
+            entry = Some(id);
             Ok(())
         });
         if let Err(e) = r {
@@ -153,10 +162,12 @@ fn delete_one(
         }
     }
     remove_uploaded_thumbs(&cfg.thumb_dir(), rec.id);
-    Ok(())
+    Ok(entry)
 }
 
-/// `deleteFiles.icc`: unknown or foreign ids are skipped. The generated
+/// `deleteFiles.icc`: unknown or foreign ids are skipped. The two halves of
+/// a Live Photo go together, whichever was named, and their trash entries
+/// are linked so `isync trash restore` brings both back. The generated
 /// thumbnails of the files now gone are dropped from `thumbs`.
 pub async fn delete_files(
     db: &Db,
@@ -172,7 +183,17 @@ pub async fn delete_files(
     tokio::task::spawn_blocking(move || {
         // Every file is checked before any is deleted: a refusal changes
         // nothing.
-        let ids: Vec<FileId> = ids.into_iter().map(FileId).collect();
+        let mut ids: Vec<FileId> = ids.into_iter().map(FileId).collect();
+        let listed = db2.read(|c| files::by_ids(c, &ids))?;
+        // The other half of each Live Photo listed.
+        ids.extend(
+            listed
+                .iter()
+                .filter_map(|r| r.live_video_id.or(r.live_photo_id))
+                .collect::<Vec<_>>(),
+        );
+        ids.sort_unstable();
+        ids.dedup();
         let recs: Vec<FileRecord> = db2
             .read(|c| files::by_ids(c, &ids))?
             .into_iter()
@@ -181,16 +202,35 @@ pub async fn delete_files(
         for rec in &recs {
             crate::accounts::check_change_file(&s, rec.upload_user_id, rec.id)?;
         }
-        for rec in recs {
+        // A Live Photo's video goes with its photo, just after it (so
+        // their trash entries are linked); one whose photo went without it
+        // (re-paired by a scan meanwhile) goes on its own, at the end.
+        let mut order: Vec<&FileRecord> = recs.iter().collect();
+        order.sort_by_key(|r| {
+            r.live_photo_id
+                .is_some_and(|p| recs.iter().any(|o| o.id == p))
+        });
+        for rec in order {
             let library = library_of_catalog(&db2, rec.real_catalog_id)?;
             with_libraries_locked(&db2, vec![library.to_string_lossy().into_owned()], || {
                 // Read again under the lock: an upload may have completed
                 // (its original moved out of staging) or a scan renamed it
                 // since the check above.
-                match db2.read(|c| files::by_id(c, rec.id))? {
-                    Some(now) => delete_one(&db2, &cfg2, Some(uid), &now, false),
-                    None => Ok(()),
+                let Some(now) = db2.read(|c| files::by_id(c, rec.id))? else {
+                    return Ok(());
+                };
+                let video = now.live_video_id;
+                let entry = delete_one(&db2, &cfg2, Some(uid), &now, false, None)?;
+                let video = match video {
+                    Some(v) if recs.iter().any(|r| r.id == v) => {
+                        db2.read(|c| files::by_id(c, v))?
+                    }
+                    _ => None,
+                };
+                if let Some(v) = video {
+                    delete_one(&db2, &cfg2, Some(uid), &v, false, entry)?;
                 }
+                Ok::<_, Error>(())
             })?;
         }
         // Not of ids skipped as foreign: those files are still there.
@@ -394,7 +434,7 @@ fn delete_files_shown_in(db: &Db, cfg: &Config, uid: UserId, d: &Doomed) -> Resu
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
         let with_folder = is_in(&real_path, &d.paths);
-        delete_one(db, cfg, Some(uid), f, with_folder)?;
+        delete_one(db, cfg, Some(uid), f, with_folder, None)?;
     }
     Ok(())
 }
@@ -690,7 +730,7 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
                 if !origin_pending(&now) || !old(&staging_origin_path(&library, id)) {
                     return Ok(false);
                 }
-                delete_one(db, cfg, None, &now, false).map(|()| true)
+                delete_one(db, cfg, None, &now, false, None).map(|_| true)
             })?;
         if !removed {
             continue;
@@ -714,15 +754,52 @@ pub fn list(db: &Db) -> Result<Vec<TrashEntry>> {
 /// `isync trash restore ID`: moves the original (or folder) back where it
 /// was, under a numbered name if that is taken. The next scan lists it
 /// again. Returns where it went. Blocking.
+///
+/// Either half of a Live Photo brings the other back too: the photo under
+/// a name whose video name is free as well, the video under the photo's
+/// name, so the scan pairs them again.
 pub fn restore(db: &Db, id: i64) -> Result<PathBuf> {
     let e = db
         .read(|c| trash::by_id(c, id))?
         .ok_or_else(|| Error::NotFound(format!("no trash entry {id}; see `isync trash list`")))?;
     let library = library_holding(db, Path::new(&e.original_path))?;
-    with_libraries_locked(db, library.into_iter().collect(), || restore_locked(db, id))
+    with_libraries_locked(db, library.into_iter().collect(), || {
+        let (photo, video) = db.read(|c| trash::live_pair(c, id))?;
+        let video_entry = match video {
+            Some(v) => db.read(|c| trash::by_id(c, v))?,
+            None => None,
+        };
+        let video_ext = video_entry
+            .as_ref()
+            .map(|v| split_name(&base_name(&v.original_path)).1);
+        let photo_dest = restore_locked(db, photo, PairName::Photo(video_ext.as_deref()))?;
+        let Some(v) = video else {
+            return Ok(photo_dest);
+        };
+        let stem = split_name(&base_name(&photo_dest.to_string_lossy())).0;
+        let video_dest = restore_locked(db, v, PairName::Video(&stem))?;
+        Ok(if id == v { video_dest } else { photo_dest })
+    })
 }
 
-fn restore_locked(db: &Db, id: i64) -> Result<PathBuf> {
+/// The last component of `path`.
+fn base_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// How a restored file is named when it is half of a Live Photo.
+enum PairName<'a> {
+    /// The photo (or a lone entry): a name whose counterpart with the
+    /// video's extension, if any, is free too.
+    Photo(Option<&'a str>),
+    /// The video: the photo's name, with its own extension.
+    Video(&'a str),
+}
+
+fn restore_locked(db: &Db, id: i64, pair: PairName<'_>) -> Result<PathBuf> {
     let e = db
         .read(|c| trash::by_id(c, id))?
         .ok_or_else(|| Error::NotFound(format!("no trash entry {id}; see `isync trash list`")))?;
@@ -772,8 +849,17 @@ fn restore_locked(db: &Db, id: i64) -> Result<PathBuf> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (stem, ext) = split_name(&name);
-        let n = move_no_clobber(from, &dir, &stem, &ext)
+        let (mut stem, ext) = split_name(&name);
+        let mut video_ext = None;
+        match pair {
+            PairName::Photo(v) => video_ext = v.filter(|v| !v.is_empty()),
+            PairName::Video(photo_stem) => stem = photo_stem.to_owned(),
+        }
+        // A photo name is taken when the video's name beside it is.
+        let counterpart_taken = |candidate: &str| {
+            video_ext.is_some_and(|v| dir.join(numbered(&split_name(candidate).0, v, 0)).exists())
+        };
+        let n = move_no_clobber_where(from, &dir, &stem, &ext, counterpart_taken)
             .map_err(|err| Error::Internal(format!("restore {}: {err}", e.trash_path)))?;
         dir.join(n)
     };

@@ -5,10 +5,14 @@ use super::DbError;
 use crate::model::{Catalog, CatalogId, LibraryId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+/// `fileCount` counts a Live Photo once, as `files.icc` lists it: all the
+/// catalog's files less its paired videos, two index-only counts
+/// (`files_catalog`, `files_live_catalog`).
 const COLS: &str = "c.id, c.root_id, c.parent_id, c.library_id, c.path, c.name, c.create_time, \
      c.last_modify, c.memo, c.help_int, c.help_text, \
      (SELECT count(*) FROM catalogs s WHERE s.parent_id = c.id), \
-     (SELECT count(*) FROM files f WHERE f.catalog_id = c.id)";
+     (SELECT count(*) FROM files f WHERE f.catalog_id = c.id) - \
+     (SELECT count(*) FROM files v WHERE v.catalog_id = c.id AND v.live_photo_id IS NOT NULL)";
 
 fn from_row(r: &Row) -> rusqlite::Result<Catalog> {
     let parent: i64 = r.get(2)?;

@@ -10,7 +10,9 @@ const COLS: &str = "f.id, f.catalog_id, f.real_catalog_id, f.root_id, c.library_
      c.path || '/' || f.disk_name, f.name, f.ext, f.create_time, f.upload_time, f.import_time, \
      f.last_modify, f.size, f.mtime_ns, f.type, f.duration, f.width, f.height, f.orientation, \
      f.memo, f.help_int, f.help_text, f.upload_user_id, f.status_origin, f.status_thumb, \
-     f.status_screen, f.inode";
+     f.status_screen, f.inode, \
+     (SELECT v.id FROM files v WHERE v.live_photo_id = f.id ORDER BY v.id LIMIT 1), \
+     f.live_photo_id";
 
 fn from_row(r: &Row) -> rusqlite::Result<FileRecord> {
     Ok(FileRecord {
@@ -41,6 +43,8 @@ fn from_row(r: &Row) -> rusqlite::Result<FileRecord> {
         status_thumb: r.get(24)?,
         status_screen: r.get(25)?,
         inode: r.get(26)?,
+        live_video_id: r.get::<_, Option<i64>>(27)?.map(FileId),
+        live_photo_id: r.get::<_, Option<i64>>(28)?.map(FileId),
     })
 }
 
@@ -162,6 +166,10 @@ pub struct KnownFile {
     pub shown_in_real: bool,
     /// Display name equals the name on disk (an imported file).
     pub name_is_disk_name: bool,
+    /// A scanned file that may be half of a Live Photo, not probed for its
+    /// content identifier yet (recorded before migration 7): the scan
+    /// probes it again although it did not change.
+    pub needs_content_id: bool,
 }
 
 /// Every file record living in a folder of `lib`. Pending uploads are left
@@ -170,7 +178,9 @@ pub struct KnownFile {
 pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT f.id, f.real_catalog_id, f.disk_name, f.size, f.mtime_ns, f.inode, \
-         f.catalog_id = f.real_catalog_id, f.name = f.disk_name FROM files f \
+         f.catalog_id = f.real_catalog_id, f.name = f.disk_name, \
+         f.content_id IS NULL AND f.upload_user_id IS NULL \
+         AND f.ext IN ('heic', 'heif', 'jpg', 'jpeg', 'mov') FROM files f \
          JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1 \
          AND f.status_origin <> 2",
     )?;
@@ -184,6 +194,7 @@ pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>
             inode: r.get(5)?,
             shown_in_real: r.get(6)?,
             name_is_disk_name: r.get(7)?,
+            needs_content_id: r.get(8)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -216,8 +227,9 @@ pub struct ScannedFile {
 pub fn insert_scanned(c: &Connection, f: &ScannedFile, now: i64) -> Result<FileId, DbError> {
     c.prepare_cached(
         "INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, create_time, \
-         import_time, last_modify, size, mtime_ns, inode, type, duration, width, height, orientation) \
-         VALUES (?1, ?1, ?2, ?3, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+         import_time, last_modify, size, mtime_ns, inode, type, duration, width, height, orientation, \
+         content_id) \
+         VALUES (?1, ?1, ?2, ?3, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         f.catalog_id.0,
@@ -234,6 +246,7 @@ pub fn insert_scanned(c: &Connection, f: &ScannedFile, now: i64) -> Result<FileI
         f.info.width,
         f.info.height,
         f.info.orientation,
+        f.info.content_id.as_deref().unwrap_or(""),
     ])?;
     Ok(FileId(c.last_insert_rowid()))
 }
@@ -249,7 +262,7 @@ pub fn update_scanned(
 ) -> Result<(), DbError> {
     c.prepare_cached(
         "UPDATE files SET size = ?2, mtime_ns = ?3, inode = ?4, type = ?5, duration = ?6, \
-         width = ?7, height = ?8, orientation = ?9, last_modify = ?10, \
+         width = ?7, height = ?8, orientation = ?9, last_modify = ?10, content_id = ?11, \
          status_thumb = CASE status_thumb WHEN 1 THEN 0 ELSE status_thumb END, \
          status_screen = CASE status_screen WHEN 1 THEN 0 ELSE status_screen END \
          WHERE id = ?1",
@@ -265,6 +278,7 @@ pub fn update_scanned(
         f.info.height,
         f.info.orientation,
         now,
+        f.info.content_id.as_deref().unwrap_or(""),
     ])?;
     Ok(())
 }
@@ -335,7 +349,74 @@ pub fn all_ids(c: &Connection) -> Result<std::collections::HashSet<i64>, DbError
 }
 
 pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {
+    // A Live Photo's video left behind is listed again. Cleared here, not
+    // only by the foreign key's SET NULL: the listing learns of changed
+    // rows from the update hook, which a foreign-key action may not call.
+    c.prepare_cached("UPDATE files SET live_photo_id = NULL WHERE live_photo_id = ?1")?
+        .execute([id.0])?;
     c.prepare_cached("DELETE FROM files WHERE id = ?1")?
         .execute([id.0])?;
+    Ok(())
+}
+
+/// A file that may be half of a Live Photo (see `library::live`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveCandidate {
+    pub id: FileId,
+    pub real_catalog_id: CatalogId,
+    pub disk_name: String,
+    pub file_type: i64,
+    /// '' when it has none.
+    pub content_id: String,
+    /// Of a video: the photo it is linked to now.
+    pub live_photo_id: Option<FileId>,
+}
+
+/// The files of `folders` (real folders) that have a content identifier
+/// or are linked to a photo: complete originals only.
+pub fn live_candidates(
+    c: &Connection,
+    folders: &[CatalogId],
+) -> Result<Vec<LiveCandidate>, DbError> {
+    let mut st = c.prepare_cached(
+        "SELECT id, real_catalog_id, disk_name, type, coalesce(content_id, ''), live_photo_id \
+         FROM files WHERE real_catalog_id IN (SELECT value FROM json_each(?1)) \
+         AND status_origin <> 2 AND (content_id <> '' OR live_photo_id IS NOT NULL) ORDER BY id",
+    )?;
+    let list = super::catalogs::id_list(folders.iter().map(|c| c.0));
+    let rows = st.query_map([list], |r| {
+        Ok(LiveCandidate {
+            id: FileId(r.get(0)?),
+            real_catalog_id: CatalogId(r.get(1)?),
+            disk_name: r.get(2)?,
+            file_type: r.get(3)?,
+            content_id: r.get(4)?,
+            live_photo_id: r.get::<_, Option<i64>>(5)?.map(FileId),
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Links video `video` to its photo (`None`: unlinks it).
+pub fn set_live_photo(c: &Connection, video: FileId, photo: Option<FileId>) -> Result<(), DbError> {
+    c.prepare_cached("UPDATE files SET live_photo_id = ?2 WHERE id = ?1")?
+        .execute(params![video.0, photo.map(|p| p.0)])?;
+    Ok(())
+}
+
+/// Shows file `id` in catalog `cat` of tree `root` (a virtual move, as
+/// `updateFile.icc`'s `catalogId` makes): for the video of a Live Photo
+/// whose photo moved.
+pub fn set_shown_catalog(
+    c: &Connection,
+    id: FileId,
+    cat: CatalogId,
+    root: CatalogId,
+    now: i64,
+) -> Result<(), DbError> {
+    c.prepare_cached(
+        "UPDATE files SET catalog_id = ?2, root_id = ?3, last_modify = ?4 WHERE id = ?1",
+    )?
+    .execute(params![id.0, cat.0, root.0, now])?;
     Ok(())
 }

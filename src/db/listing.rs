@@ -101,9 +101,12 @@ fn cmp_opt<T: PartialOrd>(a: &Option<T>, b: &Option<T>, desc: bool) -> Ordering 
 }
 
 /// The visible files' sort keys; callers append `AND …` and the order.
+/// The video of a Live Photo is not listed on its own (its photo's record
+/// names it), so totals and page counts count what a page lists.
 const ENTRY_SELECT: &str = "SELECT id, root_id, catalog_id, coalesce(upload_user_id, 0), type, \
      create_time, upload_time, size, duration, width, height FROM files \
-     WHERE status_origin <> 2 AND status_thumb <> 2 AND status_screen <> 2";
+     WHERE status_origin <> 2 AND status_thumb <> 2 AND status_screen <> 2 \
+     AND live_photo_id IS NULL";
 
 fn entry_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
     Ok(Entry {
@@ -599,7 +602,8 @@ mod tests {
         c.execute_batch(
             "CREATE TABLE files (id INTEGER PRIMARY KEY, root_id, catalog_id, upload_user_id, \
              type, create_time, upload_time, size, duration, width, height, \
-             status_origin DEFAULT 1, status_thumb DEFAULT 1, status_screen DEFAULT 1)",
+             status_origin DEFAULT 1, status_thumb DEFAULT 1, status_screen DEFAULT 1, \
+             live_photo_id)",
         )
         .unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);

@@ -61,6 +61,11 @@ const MIGRATIONS: &[(&str, Migration)] = &[
         "0006_upload_moves.sql",
         Migration::Sql(include_str!("migrations/0006_upload_moves.sql")),
     ),
+    // Live Photos: content identifiers, video → photo links.
+    (
+        "0007_live_photos.sql",
+        Migration::Sql(include_str!("migrations/0007_live_photos.sql")),
+    ),
 ];
 const READERS: usize = 4;
 /// The schema version this build writes (`PRAGMA user_version`).
@@ -594,10 +599,11 @@ mod tests {
     }
 
     /// A fresh database has exactly the schema the old (unnumbered) schema
-    /// statements made: `migrations/schema_v6.snapshot` is `sqlite_master`
-    /// of schema.sql, schema2.sql, schema_live.sql, schema_accounts.sql,
-    /// schema_shares.sql with migration 5's renames, and schema_upload.sql
-    /// run in that order (as they were before they were numbered).
+    /// statements made, plus the numbered migrations since:
+    /// `migrations/schema_v7.snapshot` is `sqlite_master` of schema.sql,
+    /// schema2.sql, schema_live.sql, schema_accounts.sql, schema_shares.sql
+    /// with migration 5's renames, and schema_upload.sql run in that order
+    /// (as they were before they were numbered), then migration 7.
     #[test]
     fn a_fresh_database_has_the_old_schema() {
         let dir = tempfile::tempdir().unwrap();
@@ -620,7 +626,7 @@ mod tests {
                 Ok(rows.collect::<Result<String, _>>()?)
             })
             .unwrap();
-        assert_eq!(dump, include_str!("migrations/schema_v6.snapshot"));
+        assert_eq!(dump, include_str!("migrations/schema_v7.snapshot"));
         assert_eq!(
             db.read(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?))
                 .unwrap(),

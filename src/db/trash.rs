@@ -50,6 +50,34 @@ pub fn insert(c: &Connection, e: &TrashEntry) -> Result<i64, DbError> {
     Ok(c.last_insert_rowid())
 }
 
+/// Records that trash entry `video` holds the video of the Live Photo
+/// whose picture is entry `photo`: they are restored together.
+pub fn link_live(c: &Connection, video: i64, photo: i64) -> Result<(), DbError> {
+    c.prepare_cached("UPDATE trash SET live_photo_entry = ?2 WHERE id = ?1")?
+        .execute([video, photo])?;
+    Ok(())
+}
+
+/// The Live Photo entry `id` belongs to, as (photo entry, video entry):
+/// `id` is either; `(id, None)` when it is no half of one (or its other
+/// half left the trash).
+pub fn live_pair(c: &Connection, id: i64) -> Result<(i64, Option<i64>), DbError> {
+    let photo: Option<i64> = c
+        .prepare_cached(
+            "SELECT p.id FROM trash v JOIN trash p ON p.id = v.live_photo_entry WHERE v.id = ?1",
+        )?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    if let Some(p) = photo {
+        return Ok((p, Some(id)));
+    }
+    let video: Option<i64> = c
+        .prepare_cached("SELECT id FROM trash WHERE live_photo_entry = ?1 ORDER BY id LIMIT 1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    Ok((id, video))
+}
+
 pub fn list(c: &Connection) -> Result<Vec<TrashEntry>, DbError> {
     let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM trash ORDER BY id"))?;
     let rows = st.query_map([], from_row)?;

@@ -278,7 +278,10 @@ fn diff_files(
             continue;
         };
         match known.remove(&(cat, f.name)).map(|k| &known_files[k]) {
-            Some(k) if k.size == f.size && k.mtime_ns == Some(f.mtime_ns) => {}
+            // Unchanged, unless it may be half of a Live Photo and was
+            // never probed for that (recorded before migration 7).
+            Some(k)
+                if k.size == f.size && k.mtime_ns == Some(f.mtime_ns) && !k.needs_content_id => {}
             Some(k) => plan.changed.push((k.id, i)),
             None => fresh.push(i),
         }

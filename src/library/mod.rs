@@ -4,12 +4,13 @@
 //! changes with the pure `diff`), the watcher that turns file-system events
 //! into incremental scans while `serve` runs (`watcher`), the control socket
 //! through which `isync scan` asks a running server to scan (`control`),
-//! and where the server keeps its own files on disk and how it names them
+//! which files make one Live Photo (`live`), and where the server keeps its own files on disk and how it names them
 //! without clobbering (`layout`).
 
 pub mod control;
 mod diff;
 pub mod layout;
+pub mod live;
 pub mod roots;
 pub mod scan;
 pub mod walk;

@@ -11,6 +11,7 @@
 //! `diff`) → apply (the writes, SQL in `db`).
 
 use super::diff::{self, folder_name, parent_key, Plan, SeenDir, SeenEntry, WalkSeen};
+use super::live;
 use super::roots::{self, check_root, earliest_time, path_key, set_online, LibraryPlan, Offline};
 use super::walk::{SeenFile, Walk};
 use crate::config::ScanConfig;
@@ -647,8 +648,25 @@ impl Scanner {
             })?;
             report.removed += plan.gone_files.len();
             report.catalogs_removed += plan.gone_catalogs.len();
-            report.changed_ids.extend(plan.gone_files);
         }
+
+        // Live Photos of every folder a file came to, changed in or left.
+        let mut touched: Vec<CatalogId> = to_probe.iter().map(|(_, cat, _)| *cat).collect();
+        for &(k, s) in &plan.moved_files {
+            touched.push(cx.known.files[k].real_catalog_id);
+            touched.extend(cats.get(&path_key(&cx.walk.files[s].dir)).copied());
+        }
+        if !plan.gone_files.is_empty() {
+            let gone: HashSet<FileId> = plan.gone_files.iter().copied().collect();
+            let left = cx.known.files.iter().filter(|k| gone.contains(&k.id));
+            touched.extend(left.map(|k| k.real_catalog_id));
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        if !touched.is_empty() {
+            self.db.write(|tx| live::pair_folders(tx, &touched))?;
+        }
+        report.changed_ids.extend(plan.gone_files);
         Ok(writing)
     }
 

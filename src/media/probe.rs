@@ -263,6 +263,7 @@ fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo),
         orientation,
         duration: None,
         capture_time: exif.capture_time,
+        content_id: exif.content_id,
     };
     Ok((FileType::Image, info))
 }
@@ -563,12 +564,14 @@ fn probe_heif(path: &Path, head: &mut Head<'_>) -> (FileType, MediaInfo) {
     let exif = h
         .exif(&mut *head.file)
         .and_then(|tiff| exifmeta::parse_tiff(&tiff));
+    let (capture_time, content_id) = exif.map_or((None, None), |e| (e.capture_time, e.content_id));
     let info = MediaInfo {
         width: Some(i64::from(w)),
         height: Some(i64::from(h_px)),
         orientation,
         duration: None,
-        capture_time: exif.and_then(|e| e.capture_time),
+        capture_time,
+        content_id,
     };
     (FileType::Image, info)
 }
@@ -607,6 +610,7 @@ fn media_from_mp4(info: &mp4::Mp4Info) -> (FileType, MediaInfo) {
     let mut media = MediaInfo {
         duration: info.duration_secs,
         capture_time: info.creation_time,
+        content_id: info.content_id.clone(),
         ..MediaInfo::default()
     };
     if let Some(video) = info.video {
@@ -785,9 +789,16 @@ fn parse_ffprobe_json(json: &[u8]) -> Result<(FileType, MediaInfo), String> {
         .get("creation_time")
         .or_else(|| video.and_then(|v| v.tags.get("creation_time")))
         .and_then(|t| parse_utc_timestamp(t));
+    // ffmpeg reports QuickTime `mdta` keys as format tags by name.
+    let content_id = report
+        .format
+        .tags
+        .get("com.apple.quicktime.content.identifier")
+        .and_then(|t| exifmeta::content_id_text(t.as_bytes()));
     let mut info = MediaInfo {
         duration,
         capture_time,
+        content_id,
         ..MediaInfo::default()
     };
     if let Some(v) = video {

@@ -82,7 +82,7 @@ pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) ->
     fixtures::with_app1(jpeg, &crate::demo::exif_app1_with(orientation, thumb))
 }
 
-pub use fixtures::with_mpf_preview;
+pub use fixtures::{apple_maker_note, iphone_exif_tiff, with_mpf_preview};
 
 /// Decodes a rendered thumbnail.
 pub fn decode(bytes: &[u8]) -> image::RgbaImage {

@@ -398,7 +398,8 @@ async fn clear_keys_of_an_older_database_are_hashed_on_upgrade() {
     drop(api);
     s.running.take().unwrap().stop().await.unwrap();
     // The database as isync kept it before migration 5: the key in clear,
-    // and nothing of the later migrations (6: upload moves and quotas).
+    // and nothing of the later migrations (6: upload moves and quotas;
+    // 7: Live Photos).
     let key = "0123456789abcdef0123456789abcdef";
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -413,6 +414,10 @@ async fn clear_keys_of_an_older_database_are_hashed_on_upgrade() {
                  created_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL) WITHOUT ROWID; \
              DROP TABLE upload_moves; \
              ALTER TABLE files DROP COLUMN charged_bytes; \
+             DROP INDEX files_live_photo; DROP INDEX files_live_catalog; \
+             ALTER TABLE files DROP COLUMN live_photo_id; \
+             ALTER TABLE files DROP COLUMN content_id; \
+             ALTER TABLE trash DROP COLUMN live_photo_entry; \
              PRAGMA user_version = 4;",
         )
         .unwrap();

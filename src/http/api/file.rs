@@ -52,6 +52,9 @@ pub struct FileInfo {
     uploading_thumb_size: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     uploading_screen_size: Option<i64>,
+    /// isync extension (spec §3.3): the video of a Live Photo.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    live_photo_video_id: Option<i64>,
 }
 
 /// Bytes received so far of each part still uploading (spec §3.3).
@@ -90,6 +93,7 @@ impl FileInfo {
             uploading_origin_size: pending(f.status_origin, up.origin),
             uploading_thumb_size: pending(f.status_thumb, up.thumb),
             uploading_screen_size: pending(f.status_screen, up.screen),
+            live_photo_video_id: f.live_video_id.map(|v| v.0),
         }
     }
 }
@@ -250,6 +254,8 @@ mod tests {
             status_thumb: 0,
             status_screen: 0,
             inode: None,
+            live_video_id: (id == 5).then_some(FileId(6)),
+            live_photo_id: None,
         }
     }
 

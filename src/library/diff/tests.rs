@@ -23,6 +23,7 @@ fn known(id: i64, cat: i64, name: &str, ino: i64) -> KnownFile {
         inode: Some(ino),
         shown_in_real: true,
         name_is_disk_name: true,
+        needs_content_id: false,
     }
 }
 
@@ -134,6 +135,26 @@ fn an_unchanged_tree_plans_nothing() {
     assert_no_file_changes(&p);
     assert!(p.folder_moves.is_empty() && p.new_dirs.is_empty() && p.learn_inodes.is_empty());
     assert_eq!(p.files_seen, 3);
+}
+
+/// A file recorded before migration 7 (no content identifier learnt) is
+/// probed again once although unchanged: it may be half of a Live Photo.
+#[test]
+fn an_unchanged_file_never_probed_for_a_live_photo_is_probed_again() {
+    let (folders, mut files) = library();
+    files[1].needs_content_id = true;
+    let w = walk(
+        &["/r", "/r/a", "/r/a/x"],
+        vec![dir("/r/a", 20), dir("/r/a/x", 30)],
+        vec![
+            seen("/r", "one.jpg", 101),
+            seen("/r/a", "two.jpg", 102),
+            seen("/r/a/x", "three.jpg", 103),
+        ],
+    );
+    let p = diff(&folders, &files, "/r", &w);
+    assert_eq!(p.changed, vec![(FileId(2), 1)]);
+    assert!(p.fresh.is_empty() && p.gone_files.is_empty() && p.moved_files.is_empty());
 }
 
 #[test]

@@ -76,3 +76,71 @@ pub fn with_mpf_preview(primary: &[u8], preview: &[u8], preview_type: u32) -> Ve
     debug_assert_eq!(seg.len(), 2 + seg_len);
     [&primary[..at], &seg, &primary[at..], preview].concat()
 }
+
+/// An iPhone's MakerNote: `Apple iOS\0`, version 1, `MM`, then a
+/// big-endian directory whose offsets count from the note's first byte —
+/// a MakerNoteVersion entry, then the Live Photo ContentIdentifier (tag
+/// 0x0011, ASCII) when `content_id` is given.
+pub fn apple_maker_note(content_id: Option<&str>) -> Vec<u8> {
+    let mut note = b"Apple iOS\0\0\x01MM".to_vec();
+    let entries: u16 = 1 + u16::from(content_id.is_some());
+    let data_at = 14 + 2 + 12 * u32::from(entries) + 4;
+    note.extend_from_slice(&entries.to_be_bytes());
+    // 0x0001 MakerNoteVersion, SLONG 14.
+    note.extend_from_slice(&[0, 1, 0, 9, 0, 0, 0, 1, 0, 0, 0, 14]);
+    let mut data = Vec::new();
+    if let Some(id) = content_id {
+        let text = [id.as_bytes(), b"\0"].concat();
+        note.extend_from_slice(&0x0011u16.to_be_bytes());
+        note.extend_from_slice(&2u16.to_be_bytes());
+        note.extend_from_slice(&(text.len() as u32).to_be_bytes());
+        note.extend_from_slice(&data_at.to_be_bytes());
+        data.extend_from_slice(&text);
+    }
+    note.extend_from_slice(&[0; 4]);
+    note.extend_from_slice(&data);
+    note
+}
+
+/// A big-endian TIFF/Exif block as an iPhone writes it: IFD0 with Make
+/// and the Exif IFD pointer; the Exif IFD with DateTimeOriginal and the
+/// MakerNote `note` (UNDEFINED bytes).
+pub fn iphone_exif_tiff(taken: &str, note: &[u8]) -> Vec<u8> {
+    let make = b"Apple\0";
+    let taken = [taken.as_bytes(), b"\0"].concat();
+    let entry = |out: &mut Vec<u8>, tag: u16, typ: u16, count: u32, value: u32| {
+        out.extend_from_slice(&tag.to_be_bytes());
+        out.extend_from_slice(&typ.to_be_bytes());
+        out.extend_from_slice(&count.to_be_bytes());
+        out.extend_from_slice(&value.to_be_bytes());
+    };
+    // Header 8, IFD0 (2 + 2·12 + 4) at 8, Exif IFD (2 + 2·12 + 4) at 38,
+    // then Make, DateTimeOriginal and the note.
+    let exif_at = 8 + 30;
+    let make_at = exif_at + 30;
+    let taken_at = make_at + make.len() as u32;
+    let note_at = taken_at + taken.len() as u32;
+    let mut out = b"MM\0*\0\0\0\x08".to_vec();
+    out.extend_from_slice(&2u16.to_be_bytes());
+    entry(&mut out, 0x010F, 2, make.len() as u32, make_at);
+    entry(&mut out, 0x8769, 4, 1, exif_at);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&2u16.to_be_bytes());
+    entry(&mut out, 0x9003, 2, taken.len() as u32, taken_at);
+    entry(&mut out, 0x927C, 7, note.len() as u32, note_at);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(make);
+    out.extend_from_slice(&taken);
+    out.extend_from_slice(note);
+    out
+}
+
+/// `tiff` as a JPEG's EXIF APP1 segment.
+pub fn exif_app1(tiff: &[u8]) -> Vec<u8> {
+    let len = u16::try_from(2 + 6 + tiff.len()).expect("EXIF fits one APP1 segment");
+    let mut seg = vec![0xFF, 0xE1];
+    seg.extend_from_slice(&len.to_be_bytes());
+    seg.extend_from_slice(b"Exif\0\0");
+    seg.extend_from_slice(tiff);
+    seg
+}

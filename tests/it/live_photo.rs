@@ -1,0 +1,374 @@
+//! Live Photos (issue 15) through the real server: an iPhone-style library
+//! (HEIC and JPEG photos whose Apple MakerNote carries a content identifier,
+//! MOVs made by the real ffmpeg with the identifier in their QuickTime
+//! metadata) is scanned; a photo and a video of one name and identifier list
+//! as one photo naming its video (`livePhotoVideoId`), which downloads and
+//! thumbnails like any file; a pair whose identifiers differ lists as two.
+//! Deleting either half trashes both, restoring either brings both back,
+//! a virtual move takes both, and renames on disk part and re-pair them.
+
+mod common;
+#[path = "common/heifmux.rs"]
+mod heifmux;
+
+use common::fixtures::{apple_maker_note, exif_app1, iphone_exif_tiff, with_app1};
+use common::*;
+use serde_json::{json, Value};
+use std::process::Command;
+
+const ID_A: &str = "1B0C1D6E-7A52-4D1F-9C3E-6A2B8E9F0A11";
+const ID_B: &str = "2C4E5F60-8B63-4E20-AD4F-7B3C9FA01B22";
+const ID_C: &str = "3D5F6071-9C74-4F31-BE50-8C4DA0B12C33";
+const ID_D: &str = "4E607182-AD85-4042-CF61-9D5EB1C23D44";
+const TAKEN: &str = "2024:07:14 09:30:00";
+
+/// An iPhone HEIC: a real HEVC still with an Exif item holding the Apple
+/// MakerNote, `content_id` in it.
+fn heic(content_id: Option<&str>) -> Vec<u8> {
+    let rgb: Vec<u8> = (0..64 * 48).flat_map(|i| [i as u8, 90, 200]).collect();
+    let mut spec =
+        heifmux::Spec::single(heifmux::encode(&rgb, 64, 48, heifmux::Codec::Hevc, false));
+    spec.exif = Some(iphone_exif_tiff(TAKEN, &apple_maker_note(content_id)));
+    heifmux::mux(&spec)
+}
+
+/// An iPhone "most compatible" JPEG with the same EXIF.
+fn jpeg_live(content_id: &str) -> Vec<u8> {
+    let app1 = exif_app1(&iphone_exif_tiff(
+        TAKEN,
+        &apple_maker_note(Some(content_id)),
+    ));
+    with_app1(&jpeg(64, 48, 7, None), &app1)
+}
+
+/// A MOV from the real ffmpeg with the Live Photo key in its QuickTime
+/// metadata (`use_metadata_tags` writes `mdta` keys, as iOS does).
+fn mov(content_id: &str, seed: u32) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("live.mov");
+    let st = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!(
+            "testsrc=size=64x48:rate=10:duration=1,hue=h={seed}"
+        ))
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args(["-movflags", "use_metadata_tags", "-metadata"])
+        .arg(format!(
+            "com.apple.quicktime.content.identifier={content_id}"
+        ))
+        .arg(&out)
+        .status()
+        .expect("run ffmpeg");
+    assert!(st.success(), "ffmpeg failed");
+    std::fs::read(out).unwrap()
+}
+
+struct Library {
+    mov_1: Vec<u8>,
+    mov_2: Vec<u8>,
+}
+
+/// IMG_0001: HEIC + MOV, id A (a Live Photo). IMG_0002: JPEG + MOV, id B
+/// (one, "most compatible"). IMG_0003: HEIC id C + MOV id D (two files).
+/// IMG_0004: a HEIC without identifier. Returns the app and the MOVs.
+async fn iphone_library() -> Option<(TestApp, Library)> {
+    if !ffmpeg_available() {
+        return None;
+    }
+    let lib = Library {
+        mov_1: mov(ID_A, 10),
+        mov_2: mov(ID_B, 20),
+    };
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/DCIM/IMG_0001.HEIC", &heic(Some(ID_A)))
+        .file("lib/DCIM/IMG_0001.MOV", &lib.mov_1)
+        .file("lib/DCIM/IMG_0002.JPG", &jpeg_live(ID_B))
+        .file("lib/DCIM/IMG_0002.MOV", &lib.mov_2)
+        .file("lib/DCIM/IMG_0003.HEIC", &heic(Some(ID_C)))
+        .file("lib/DCIM/IMG_0003.MOV", &mov(ID_D, 30))
+        .file("lib/DCIM/IMG_0004.HEIC", &heic(None))
+        .spawn()
+        .await;
+    Some((app, lib))
+}
+
+fn names(list: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The id of the video behind photo `name`, or None.
+async fn video_of(api: &Api, name: &str) -> Option<i64> {
+    api.file_named(name).await["livePhotoVideoId"].as_i64()
+}
+
+fn dcim(app: &TestApp) -> std::path::PathBuf {
+    app.media().join("lib/DCIM")
+}
+
+async fn downloaded(api: &Api, id: i64) -> Vec<u8> {
+    let r = api.download(id, &[]).await;
+    assert_eq!(r.status(), 200, "download of {id}");
+    r.bytes().await.unwrap().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_photo_lists_as_one_photo_with_its_video() {
+    let Some((app, lib)) = iphone_library().await else {
+        return;
+    };
+    let api = &app.api;
+    let all = api.all_files().await;
+    assert_eq!(
+        names(&all),
+        [
+            "IMG_0001.HEIC",
+            "IMG_0002.JPG",
+            "IMG_0003.HEIC",
+            "IMG_0003.MOV",
+            "IMG_0004.HEIC"
+        ],
+        "{all:#?}"
+    );
+    // The photos of pairs name their videos; the rest name none.
+    let photo_1 = api.file_named("IMG_0001.HEIC").await;
+    assert_eq!(photo_1["type"], 1);
+    assert_eq!(
+        (photo_1["width"].as_i64(), photo_1["height"].as_i64()),
+        (Some(64), Some(48))
+    );
+    let v1 = video_of(api, "IMG_0001.HEIC")
+        .await
+        .expect("HEIC names its video");
+    let v2 = video_of(api, "IMG_0002.JPG")
+        .await
+        .expect("JPEG names its video");
+    for name in ["IMG_0003.HEIC", "IMG_0003.MOV", "IMG_0004.HEIC"] {
+        assert_eq!(video_of(api, name).await, None, "{name}");
+    }
+    assert!(all.iter().all(|f| id(f) != v1 && id(f) != v2));
+    // The videos are reachable as any file: original bytes and thumbnail.
+    assert_eq!(downloaded(api, v1).await, lib.mov_1);
+    assert_eq!(downloaded(api, v2).await, lib.mov_2);
+    let thumb = api
+        .get("/thumbnail.icc", json!({"id": v1, "level": 0}))
+        .await;
+    assert_eq!(thumb.status(), 200);
+    let img = image::load_from_memory(&thumb.bytes().await.unwrap()).expect("thumbnail");
+    assert!(img.width() <= 160 && img.width() > 0);
+
+    // Counts count what is listed: the filtered total, pages, fileCount.
+    let videos = api.files(json!({"pageIndex": 0, "types": "4"})).await;
+    assert_eq!(names(&videos), ["IMG_0003.MOV"]);
+    let v = api
+        .get_json("/files.icc", json!({"pageIndex": 0, "maxPerPage": 10}))
+        .await;
+    assert_eq!(data(&v)["page"]["pageCount"], 1);
+    assert_eq!(data(&v)["list"].as_array().unwrap().len(), 5);
+    let page_1 = api
+        .get_json(
+            "/files.icc",
+            json!({"pageIndex": 0, "maxPerPage": 10, "sort": 1}),
+        )
+        .await;
+    assert_eq!(data(&page_1)["list"].as_array().unwrap().len(), 5);
+    let folder = api
+        .all_catalogs()
+        .await
+        .into_iter()
+        .find(|c| c["name"] == "DCIM")
+        .expect("DCIM catalog");
+    assert_eq!(folder["fileCount"], 5);
+
+    // A second scan changes nothing.
+    let report = app.rescan().await;
+    assert_eq!((report.added, report.updated, report.removed), (0, 0, 0));
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(v1));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_live_photo_trashes_both_and_restoring_restores_both() {
+    let Some((app, lib)) = iphone_library().await else {
+        return;
+    };
+    let api = &app.api;
+    let photo = api.file_id("IMG_0001.HEIC").await;
+    let video = video_of(api, "IMG_0001.HEIC").await.unwrap();
+    let heic_bytes = std::fs::read(dcim(&app).join("IMG_0001.HEIC")).unwrap();
+
+    let v = api
+        .post_form("/deleteFiles.icc", json!({"ids": photo.to_string()}))
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    for name in ["IMG_0001.HEIC", "IMG_0001.MOV"] {
+        assert!(!dcim(&app).join(name).exists(), "{name} still on disk");
+    }
+    assert_binary_err_status(api.download(video, &[]).await, 404, NOT_FOUND).await;
+    assert_eq!(
+        names(&api.all_files().await),
+        [
+            "IMG_0002.JPG",
+            "IMG_0003.HEIC",
+            "IMG_0003.MOV",
+            "IMG_0004.HEIC"
+        ]
+    );
+    let db = app.db().clone();
+    let trashed = tokio::task::spawn_blocking(move || isync::trash::list(&db))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trashed.len(), 2, "{trashed:?}");
+
+    // Naming the video deletes its photo too; a lone half deletes alone.
+    let jpeg_video = video_of(api, "IMG_0002.JPG").await.unwrap();
+    let lone = api.file_id("IMG_0003.HEIC").await;
+    let v = api
+        .post_form(
+            "/deleteFiles.icc",
+            json!({"ids": format!("{jpeg_video},{lone}")}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0003.MOV", "IMG_0004.HEIC"]
+    );
+
+    // Restoring the video's entry brings the photo back as well, under
+    // their own names; the next scan pairs them again.
+    let video_entry = trashed
+        .iter()
+        .find(|e| e.original_path.ends_with("IMG_0001.MOV"))
+        .unwrap()
+        .id;
+    let db = app.db().clone();
+    tokio::task::spawn_blocking(move || isync::trash::restore(&db, video_entry))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        std::fs::read(dcim(&app).join("IMG_0001.HEIC")).unwrap(),
+        heic_bytes
+    );
+    assert_eq!(
+        std::fs::read(dcim(&app).join("IMG_0001.MOV")).unwrap(),
+        lib.mov_1
+    );
+    app.rescan().await;
+    let video = video_of(api, "IMG_0001.HEIC").await.expect("paired again");
+    assert_eq!(downloaded(api, video).await, lib.mov_1);
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0001.HEIC", "IMG_0003.MOV", "IMG_0004.HEIC"]
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renames_part_and_pair_and_a_move_takes_both() {
+    let Some((app, _lib)) = iphone_library().await else {
+        return;
+    };
+    let api = &app.api;
+    let video = video_of(api, "IMG_0001.HEIC").await.unwrap();
+    let dir = dcim(&app);
+    let rename = |from: &str, to: &str| std::fs::rename(dir.join(from), dir.join(to)).unwrap();
+
+    // The video renamed: two files (same record, recognised by inode).
+    rename("IMG_0001.MOV", "IMG_0009.MOV");
+    app.rescan().await;
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, None);
+    assert_eq!(api.file_id("IMG_0009.MOV").await, video);
+    // Back, with another case: one again.
+    rename("IMG_0009.MOV", "img_0001.mov");
+    app.rescan().await;
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    // Both moved into another folder on disk: still one.
+    std::fs::create_dir(dir.join("Trip")).unwrap();
+    rename("IMG_0001.HEIC", "Trip/IMG_0001.HEIC");
+    rename("img_0001.mov", "Trip/img_0001.mov");
+    app.rescan().await;
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+
+    // A virtual move of the photo shows the video in the new catalog too.
+    let photo = api.file_named("IMG_0001.HEIC").await;
+    let cats = api.all_catalogs().await;
+    let target = id(cats.iter().find(|c| c["name"] == "DCIM").unwrap());
+    assert_ne!(photo["catalogId"], target);
+    let v = api
+        .post_form(
+            "/updateFile.icc",
+            json!({"id": id(&photo), "catalogId": target}),
+        )
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    let shown = app
+        .db_read(move |c| {
+            Ok(
+                c.query_row("SELECT catalog_id FROM files WHERE id = ?1", [video], |r| {
+                    r.get::<_, i64>(0)
+                })?,
+            )
+        })
+        .await;
+    assert_eq!(shown, target);
+    let in_dcim = api
+        .files(json!({"pageIndex": 0, "pids": target.to_string()}))
+        .await;
+    assert!(names(&in_dcim).contains(&"IMG_0001.HEIC".to_owned()));
+    assert!(in_dcim.iter().all(|f| id(f) != video));
+    app.stop().await;
+}
+
+/// Files recorded before migration 7 (no identifier learnt, no link) are
+/// probed once more by the next scan and paired; the scan after that
+/// probes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_library_scanned_before_live_photos_is_paired_by_the_next_scan() {
+    let Some((app, _lib)) = iphone_library().await else {
+        return;
+    };
+    let api = &app.api;
+    let video = video_of(api, "IMG_0001.HEIC").await.unwrap();
+    app.db()
+        .write_async(|tx| {
+            tx.execute(
+                "UPDATE files SET content_id = NULL, live_photo_id = NULL",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, None);
+    assert_eq!(api.all_files().await.len(), 7);
+    let report = app.rescan().await;
+    assert_eq!(report.updated, 7, "{report:?}");
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    assert_eq!(api.all_files().await.len(), 5);
+    assert_eq!(app.rescan().await.updated, 0);
+    app.stop().await;
+}
