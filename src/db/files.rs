@@ -172,6 +172,14 @@ pub struct KnownFile {
     pub needs_content_id: bool,
 }
 
+/// Records the content identifier (empty: none) of a file recorded before
+/// migration 7, nothing else: its `last_modify` and thumbnails stay.
+pub fn set_content_id(c: &Connection, id: FileId, content_id: &str) -> Result<(), DbError> {
+    c.prepare_cached("UPDATE files SET content_id = ?2 WHERE id = ?1")?
+        .execute(params![id.0, content_id])?;
+    Ok(())
+}
+
 /// Every file record living in a folder of `lib`. Pending uploads are left
 /// out: their bytes are staged under a hidden name a scan never sees, and a
 /// scan must not take them for deleted files.

@@ -89,6 +89,11 @@ pub struct Plan {
     pub moved_files: Vec<(usize, usize)>,
     /// Known files whose size or mtime changed: (id, index in the walk).
     pub changed: Vec<(FileId, usize)>,
+    /// Unchanged known files recorded before migration 7 that may be half
+    /// of a Live Photo: (id, index in the walk). Probed for their content
+    /// identifier alone; nothing else of their record changes (not
+    /// `lastModifyTime`, not their thumbnails).
+    pub backfill: Vec<(FileId, usize)>,
     /// Files with no record: indexes in the walk.
     pub fresh: Vec<usize>,
     /// Known files gone from disk, by id.
@@ -278,10 +283,14 @@ fn diff_files(
             continue;
         };
         match known.remove(&(cat, f.name)).map(|k| &known_files[k]) {
-            // Unchanged, unless it may be half of a Live Photo and was
-            // never probed for that (recorded before migration 7).
-            Some(k)
-                if k.size == f.size && k.mtime_ns == Some(f.mtime_ns) && !k.needs_content_id => {}
+            // Unchanged; one that may be half of a Live Photo and was never
+            // probed for that (recorded before migration 7) is probed for
+            // its content identifier alone.
+            Some(k) if k.size == f.size && k.mtime_ns == Some(f.mtime_ns) => {
+                if k.needs_content_id {
+                    plan.backfill.push((k.id, i));
+                }
+            }
             Some(k) => plan.changed.push((k.id, i)),
             None => fresh.push(i),
         }

@@ -633,6 +633,7 @@ impl Scanner {
         }
         self.write_batch(&mut batch, report, cx.now)?;
         report.skipped += to_probe.len().saturating_sub(report.added + report.updated);
+        let backfilled = self.backfill_content_ids(cx, &plan, &cats)?;
 
         // Removals (none when the guard held them back).
         report.held_back = plan.held_back;
@@ -652,6 +653,7 @@ impl Scanner {
 
         // Live Photos of every folder a file came to, changed in or left.
         let mut touched: Vec<CatalogId> = to_probe.iter().map(|(_, cat, _)| *cat).collect();
+        touched.extend(backfilled);
         for &(k, s) in &plan.moved_files {
             touched.push(cx.known.files[k].real_catalog_id);
             touched.extend(cats.get(&path_key(&cx.walk.files[s].dir)).copied());
@@ -668,6 +670,49 @@ impl Scanner {
         }
         report.changed_ids.extend(plan.gone_files);
         Ok(writing)
+    }
+
+    /// Records the content identifier of unchanged files recorded before
+    /// Live Photos were known (`Plan::backfill`): probed again (headers
+    /// only, as any probe), only `content_id` is written — empty when the
+    /// probe found none or failed, so each file is probed once. Returns the
+    /// folders they are in, to be paired.
+    fn backfill_content_ids(
+        &self,
+        cx: &Ctx,
+        plan: &Plan,
+        cats: &HashMap<String, CatalogId>,
+    ) -> Result<Vec<CatalogId>, DbError> {
+        let items: Vec<(Option<FileId>, CatalogId, &SeenFile)> = plan
+            .backfill
+            .iter()
+            .filter_map(|&(id, s)| {
+                let f = &cx.walk.files[s];
+                Some((Some(id), *cats.get(&path_key(&f.dir))?, f))
+            })
+            .collect();
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let probed = self.probe_all(&items, cx.root_id);
+        for chunk in items
+            .iter()
+            .zip(&probed)
+            .collect::<Vec<_>>()
+            .chunks(self.cfg.batch_size.max(1))
+        {
+            self.db.write(|tx| {
+                for ((id, _, _), p) in chunk {
+                    let cid = p
+                        .as_ref()
+                        .and_then(|(_, sf)| sf.info.content_id.as_deref())
+                        .unwrap_or("");
+                    files::set_content_id(tx, id.expect("backfill ids are known"), cid)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(items.iter().map(|(_, cat, _)| *cat).collect())
     }
 
     /// Folder moves and new folders, in one transaction (`cats` gains the

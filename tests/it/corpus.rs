@@ -16,7 +16,7 @@
 //! compares on a 16×16 grid; see there why. `tests/corpus/README.md` also
 //! says what each kind of expectation in the table means.
 
-mod common;
+use crate::common;
 
 use common::*;
 use image::{ImageBuffer, ImageEncoder, Rgb, RgbImage};
