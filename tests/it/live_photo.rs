@@ -355,7 +355,12 @@ async fn a_library_scanned_before_live_photos_is_paired_by_the_next_scan() {
     let modified = |files: &[Value]| -> std::collections::BTreeMap<i64, i64> {
         files
             .iter()
-            .map(|f| (f["id"].as_i64().unwrap(), f["lastModifyTime"].as_i64().unwrap()))
+            .map(|f| {
+                (
+                    f["id"].as_i64().unwrap(),
+                    f["lastModifyTime"].as_i64().unwrap(),
+                )
+            })
             .collect()
     };
     let before = modified(&api.all_files().await);
