@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use isync::media::thumbcache::{ThumbCache, ThumbSource};
 use isync::media::budget::Allowance;
 use isync::media::original::Original;
+use isync::media::thumbcache::{ThumbCache, ThumbSource};
 use isync::media::thumbs::{render, render_both, render_original};
 use isync::model::{FileType, ThumbLevel};
 
@@ -622,7 +622,8 @@ fn interleaved(name: &str, photo: &Path, len: usize) {
         let allow = Allowance::standalone().with_decode_bands(if whole { 1 } else { 0 });
         let t = Instant::now();
         let orig = Original::open_path(photo).expect("open");
-        render_original(&orig, FileType::Image, Some(6), ThumbLevel::Screen, allow).expect("render");
+        render_original(&orig, FileType::Image, Some(6), ThumbLevel::Screen, allow)
+            .expect("render");
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if whole { &mut one } else { &mut split }.push(ms);
     }

@@ -272,7 +272,8 @@ impl Plan {
         let last = ((e1 * self.mcus_per_row).div_ceil(restart) as usize).min(starts.len());
         let top = e0 * u64::from(l.mcu_h);
         let bottom = (e1 * u64::from(l.mcu_h)).min(u64::from(l.height));
-        let mut out = Vec::with_capacity(l.scan_at + (self.end - starts[first]) / self.bands() + 64);
+        let mut out =
+            Vec::with_capacity(l.scan_at + (self.end - starts[first]) / self.bands() + 64);
         out.extend_from_slice(&data[..l.scan_at]);
         let h = (bottom - top) as u16;
         out[l.sof_height_at..l.sof_height_at + 2].copy_from_slice(&h.to_be_bytes());
@@ -546,7 +547,11 @@ mod tests {
             "one decode in two bands"
         );
         assert_eq!(after_plain, after, "no restart markers: decoded whole");
-        assert_eq!(band_decodes_on_this_thread(), after, "1 band: decoded whole");
+        assert_eq!(
+            band_decodes_on_this_thread(),
+            after,
+            "1 band: decoded whole"
+        );
         let want = whole(&data, level.max_edge_px());
         assert_eq!((got.width, got.height), (want.width, want.height));
         assert!(got.data == want.data, "pixels differ");
