@@ -140,7 +140,7 @@ async fn run(root: &Path, lib: &Path) {
     let mut results: Vec<(&str, Results)> = Vec::new();
     for round in 0..ROUNDS {
         for (name, fifo) in [("fifo", true), ("lanes", false)] {
-            isync::media::lanes::set_fifo_scheduling(fifo);
+            running.state.thumbs.lanes().set_fifo_scheduling(fifo);
             let r = b.round().await;
             println!(
                 "round {round} {name:<5}: level 0 max {:>6.0} ms (alone {:>6.0}), level 1 max {:>6.0} ms",
@@ -151,7 +151,6 @@ async fn run(root: &Path, lib: &Path) {
             results.push((name, r));
         }
     }
-    isync::media::lanes::set_fifo_scheduling(false);
     println!();
     println!(
         "{:<6} {:<28} {:>8} {:>8} {:>8}",

@@ -25,8 +25,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use isync::media::budget::Allowance;
+use isync::media::original::Original;
 use isync::media::thumbcache::{ThumbCache, ThumbSource};
-use isync::media::thumbs::{render, render_both};
+use isync::media::thumbs::{render, render_both, render_original};
 use isync::model::{FileType, ThumbLevel};
 
 const PHOTO_W: u32 = 4000;
@@ -617,13 +619,14 @@ fn interleaved(name: &str, photo: &Path, len: usize) {
             break;
         }
         let whole = i % 2 == 1;
-        isync::media::set_decode_bands(if whole { 1 } else { 0 });
+        let allow = Allowance::standalone().with_decode_bands(if whole { 1 } else { 0 });
         let t = Instant::now();
-        render(photo, FileType::Image, Some(6), ThumbLevel::Screen).expect("render");
+        let orig = Original::open_path(photo).expect("open");
+        render_original(&orig, FileType::Image, Some(6), ThumbLevel::Screen, allow)
+            .expect("render");
         let ms = t.elapsed().as_secs_f64() * 1e3;
         if whole { &mut one } else { &mut split }.push(ms);
     }
-    isync::media::set_decode_bands(0);
     let (sm, sp) = median_p95(&mut split);
     let (om, op) = median_p95(&mut one);
     println!(

@@ -249,16 +249,35 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// What a render may use: the budget and the class it asks as.
+/// What a render may use: the budget and the class it asks as, and how
+/// many threads one JPEG decode may take.
 #[derive(Clone, Copy)]
 pub struct Allowance<'a> {
     pub budget: &'a Budget,
     pub class: Class,
+    /// Bands (threads) one JPEG decode may be split into: 0 for one per
+    /// core, up to 4 (the default); 1 decodes every file in one piece (the
+    /// benchmark's baseline). Set per cache by
+    /// [`ThumbCache::set_decode_bands`](super::thumbcache::ThumbCache::set_decode_bands).
+    pub decode_bands: usize,
 }
 
 impl<'a> Allowance<'a> {
+    /// `budget` as `class`, decoding on one thread per core.
     pub fn new(budget: &'a Budget, class: Class) -> Allowance<'a> {
-        Allowance { budget, class }
+        Allowance {
+            budget,
+            class,
+            decode_bands: 0,
+        }
+    }
+
+    /// The same allowance with `bands` as its decode-bands setting.
+    pub fn with_decode_bands(self, bands: usize) -> Allowance<'a> {
+        Allowance {
+            decode_bands: bands,
+            ..self
+        }
     }
 
     /// For renders outside a server: the shared default budget, as a

@@ -24,7 +24,6 @@
 use super::jpegwalk::segments;
 use super::raster::{to_raster, Raster};
 use jpeg_decoder::{Decoder, PixelFormat};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// The frame and scan layout a band split needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,9 +48,6 @@ const MAX_BANDS: usize = 4;
 /// band needs a few MB, and the caller's budget lease covers the whole.
 const MAX_BAND_DECODE_BYTES: usize = 64 << 20;
 
-/// Set by [`set_decode_bands`]; 0: one per core.
-static BANDS: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     /// Split decodes that succeeded on this thread, and the bands they
     /// used: the pixels are the same either way by design, so this is how
@@ -67,17 +63,11 @@ pub fn band_decodes_on_this_thread() -> (u64, u64) {
     BAND_DECODES.with(|c| c.get())
 }
 
-/// How many bands (threads) one JPEG decode may use: 0 for one per core
-/// (up to 4, the default), 1 to decode every file in one piece (the
-/// benchmark's baseline).
-pub fn set_decode_bands(n: usize) {
-    BANDS.store(n, Ordering::Relaxed);
-}
-
-/// How many bands to use on this machine: one per core, up to
-/// [`MAX_BANDS`], unless set; 1 means "don't".
-pub(crate) fn default_bands() -> usize {
-    match BANDS.load(Ordering::Relaxed) {
+/// How many bands (threads) one decode uses for a render's setting
+/// ([`Allowance::decode_bands`](super::budget::Allowance)): 0 for one per
+/// core, up to [`MAX_BANDS`] (the default); 1 means "don't".
+pub(crate) fn bands_for(setting: usize) -> usize {
+    match setting {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
@@ -180,67 +170,110 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<Raster> {
     if bands < 2 {
         return None;
     }
-    let l = layout(data)?;
-    let mcus_per_row = l.width.div_ceil(l.mcu_w);
-    let rows = l.height.div_ceil(l.mcu_h);
-    let total_mcus = u64::from(mcus_per_row) * u64::from(rows);
-    let (starts, end) = intervals(data, l.scan_at)?;
-    if starts.len() as u64 != total_mcus.div_ceil(u64::from(l.restart)) {
-        return None;
-    }
-    // A band may start at MCU row r when r * mcus_per_row is a multiple of
-    // the interval: r a multiple of `step`.
-    let gcd = |mut a: u64, mut b: u64| {
-        while b != 0 {
-            (a, b) = (b, a % b);
+    let plan = Plan::new(data, bands)?;
+    let (out_w, out_h, eighths) = output_scale(data, plan.layout.width, edge)?;
+    let decoded = plan.decode_bands(data, out_w);
+    let raster = plan.stack(decoded, out_w, out_h, plan.layout.mcu_h * eighths / 8)?;
+    BAND_DECODES.with(|c| {
+        let (n, b) = c.get();
+        c.set((n + 1, b + plan.bands() as u64));
+    });
+    Some(raster)
+}
+
+/// Where a file is cut into bands: its layout, where each restart interval
+/// begins, and the MCU rows each band keeps.
+struct Plan {
+    layout: Layout,
+    mcus_per_row: u64,
+    /// MCU rows of the picture.
+    rows: u64,
+    /// Where each restart interval's bytes begin (see [`intervals`]).
+    starts: Vec<usize>,
+    /// Offset of the EOI marker that ends the entropy-coded data.
+    end: usize,
+    /// MCU rows between two rows a band may start at.
+    step: u64,
+    /// Band b keeps MCU rows `[cut[b], cut[b + 1])`; one entry more than
+    /// there are bands.
+    cut: Vec<u64>,
+}
+
+/// One band's decoded rows, as jpeg-decoder gave them.
+struct Band {
+    pixels: Vec<u8>,
+    width: u16,
+    height: u16,
+    format: Option<PixelFormat>,
+}
+
+impl Plan {
+    /// The cuts of `data` into up to `bands` bands. `None` when the file
+    /// can't be split (see the module doc) or has rows for one band only.
+    fn new(data: &[u8], bands: usize) -> Option<Plan> {
+        let layout = layout(data)?;
+        let mcus_per_row = u64::from(layout.width.div_ceil(layout.mcu_w));
+        let rows = u64::from(layout.height.div_ceil(layout.mcu_h));
+        let (starts, end) = intervals(data, layout.scan_at)?;
+        let restart = u64::from(layout.restart);
+        if starts.len() as u64 != (mcus_per_row * rows).div_ceil(restart) {
+            return None;
         }
-        a
-    };
-    let restart = u64::from(l.restart);
-    let step = restart / gcd(restart, u64::from(mcus_per_row));
-    let steps = u64::from(rows) / step;
-    let bands = (bands as u64).min(steps);
-    if bands < 2 {
-        return None;
+        // A band may start at MCU row r when r * mcus_per_row is a multiple
+        // of the interval: r a multiple of `step`.
+        let step = restart / gcd(restart, mcus_per_row);
+        let steps = rows / step;
+        let bands = (bands as u64).min(steps);
+        if bands < 2 {
+            return None;
+        }
+        let mut cut: Vec<u64> = (0..bands).map(|b| b * steps / bands * step).collect();
+        cut.push(rows);
+        Some(Plan {
+            layout,
+            mcus_per_row,
+            rows,
+            starts,
+            end,
+            step,
+            cut,
+        })
     }
-    // Band b keeps MCU rows [cut[b], cut[b + 1]), but decodes one step of
-    // rows more above and below (where there are any): with chroma halved
-    // vertically (4:2:0, the usual camera layout) the decoder blends each
-    // chroma row with its neighbours, so the rows at a band's edge need the
-    // rows beyond it to come out as in a one-piece decode. The extra rows
-    // are cropped.
-    let mut cut: Vec<u64> = (0..bands).map(|b| b * steps / bands * step).collect();
-    cut.push(u64::from(rows));
-    let last_band = bands as usize - 1;
-    let span = |b: usize| -> (u64, u64) {
-        let (r0, r1) = (cut[b], cut[b + 1]);
-        let e0 = if b > 0 { r0 - step } else { r0 };
-        let e1 = if b < last_band {
-            (r1 + step).min(u64::from(rows))
+
+    fn bands(&self) -> usize {
+        self.cut.len() - 1
+    }
+
+    /// The MCU rows band `b` decodes: the rows it keeps, and one step of
+    /// rows more above and below (where there are any). With chroma halved
+    /// vertically (4:2:0, the usual camera layout) the decoder blends each
+    /// chroma row with its neighbours, so the rows at a band's edge need the
+    /// rows beyond it to come out as in a one-piece decode. The extra rows
+    /// are cropped ([`Plan::stack`]).
+    fn span(&self, b: usize) -> (u64, u64) {
+        let (r0, r1) = (self.cut[b], self.cut[b + 1]);
+        let e0 = if b > 0 { r0 - self.step } else { r0 };
+        let e1 = if b + 1 < self.bands() {
+            (r1 + self.step).min(self.rows)
         } else {
             r1
         };
         (e0, e1)
-    };
+    }
 
-    // The output scale, chosen for the whole picture.
-    let mut whole = Decoder::new(data);
-    whole.read_info().ok()?;
-    let want = u16::try_from(edge).unwrap_or(u16::MAX);
-    let (out_w, out_h) = whole.scale(want, want).ok()?;
-    // Eighths: jpeg-decoder scales by 1/8, 2/8, 4/8 or 8/8.
-    let eighths = [1u32, 2, 4, 8]
-        .into_iter()
-        .find(|&s| (l.width * s).div_ceil(8) == u32::from(out_w))?;
-    let mcu_out = l.mcu_h * eighths / 8;
-
-    let band_jpeg = |b: usize| -> Vec<u8> {
-        let (e0, e1) = span(b);
-        let first = (e0 * u64::from(mcus_per_row) / restart) as usize;
-        let last = ((e1 * u64::from(mcus_per_row)).div_ceil(restart) as usize).min(starts.len());
+    /// Band `b` as a JPEG of its own: the original headers with the band's
+    /// height, the intervals of its rows, its RST markers renumbered from
+    /// 0 (the decoder checks them), and an EOI.
+    fn band_jpeg(&self, data: &[u8], b: usize) -> Vec<u8> {
+        let (l, starts) = (&self.layout, &self.starts);
+        let restart = u64::from(l.restart);
+        let (e0, e1) = self.span(b);
+        let first = (e0 * self.mcus_per_row / restart) as usize;
+        let last = ((e1 * self.mcus_per_row).div_ceil(restart) as usize).min(starts.len());
         let top = e0 * u64::from(l.mcu_h);
         let bottom = (e1 * u64::from(l.mcu_h)).min(u64::from(l.height));
-        let mut out = Vec::with_capacity(l.scan_at + (end - starts[first]) / bands as usize + 64);
+        let mut out =
+            Vec::with_capacity(l.scan_at + (self.end - starts[first]) / self.bands() + 64);
         out.extend_from_slice(&data[..l.scan_at]);
         let h = (bottom - top) as u16;
         out[l.sof_height_at..l.sof_height_at + 2].copy_from_slice(&h.to_be_bytes());
@@ -249,7 +282,7 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<Raster> {
             let stop = if i + 1 < starts.len() {
                 starts[i + 1] - 2
             } else {
-                end
+                self.end
             };
             out.extend_from_slice(&data[starts[i]..stop]);
             if i + 1 < last {
@@ -258,72 +291,115 @@ pub(crate) fn decode(data: &[u8], edge: u32, bands: usize) -> Option<Raster> {
         }
         out.extend_from_slice(&[0xFF, 0xD9]);
         out
-    };
-    let decode_band = |jpeg: Vec<u8>| -> Option<(Vec<u8>, u16, u16, Option<PixelFormat>)> {
-        let mut dec = Decoder::new(jpeg.as_slice());
-        dec.set_max_decoding_buffer_size(MAX_BAND_DECODE_BYTES);
-        dec.read_info().ok()?;
-        // The width pins the same scale as the whole picture's.
-        let (w, h) = dec.scale(out_w, u16::MAX).ok()?;
-        let pixels = dec.decode().ok()?;
-        Some((pixels, w, h, dec.info().map(|i| i.pixel_format)))
-    };
+    }
 
-    let decoded: Vec<Option<_>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (1..bands as usize)
-            .map(|b| {
-                let jpeg = band_jpeg(b);
-                std::thread::Builder::new()
-                    .name("isync-jpeg-band".into())
-                    .spawn_scoped(s, move || decode_band(jpeg))
-            })
-            .collect();
-        let mut out = vec![decode_band(band_jpeg(0))];
-        for h in handles {
-            out.push(h.ok().and_then(|h| h.join().ok().flatten()));
+    /// Every band decoded at the scale that makes it `out_w` wide, band 0
+    /// on this thread and each other on a thread of its own; `None` for a
+    /// band that failed.
+    fn decode_bands(&self, data: &[u8], out_w: u16) -> Vec<Option<Band>> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (1..self.bands())
+                .map(|b| {
+                    let jpeg = self.band_jpeg(data, b);
+                    std::thread::Builder::new()
+                        .name("isync-jpeg-band".into())
+                        .spawn_scoped(s, move || decode_band(&jpeg, out_w))
+                })
+                .collect();
+            let mut out = vec![decode_band(&self.band_jpeg(data, 0), out_w)];
+            for h in handles {
+                out.push(h.ok().and_then(|h| h.join().ok().flatten()));
+            }
+            out
+        })
+    }
+
+    /// The rows each band keeps (`mcu_out` output rows per MCU row),
+    /// stacked into one raster. `None` unless every band decoded, all in
+    /// one pixel format, `out_w` wide, and together `out_h` high.
+    fn stack(
+        &self,
+        decoded: Vec<Option<Band>>,
+        out_w: u16,
+        out_h: u16,
+        mcu_out: u32,
+    ) -> Option<Raster> {
+        let mut pixels = Vec::new();
+        let mut height = 0u32;
+        let mut format = None;
+        for (b, band) in decoded.into_iter().enumerate() {
+            let Band {
+                pixels: p,
+                width: w,
+                height: h,
+                format: f,
+            } = band?;
+            let f = f?;
+            let channels = match f {
+                PixelFormat::RGB24 => 3,
+                PixelFormat::L8 => 1,
+                _ => return None,
+            };
+            if w != out_w || format.is_some_and(|g| g != f) {
+                return None;
+            }
+            format = Some(f);
+            // The rows this band keeps, in output rows.
+            let (e0, _) = self.span(b);
+            let skip = u64::from(mcu_out) * (self.cut[b] - e0);
+            let keep = if b + 1 < self.bands() {
+                u64::from(mcu_out) * (self.cut[b + 1] - self.cut[b])
+            } else {
+                u64::from(h).checked_sub(skip)?
+            };
+            if skip + keep > u64::from(h) {
+                return None;
+            }
+            let row = usize::from(w) * channels;
+            pixels.extend_from_slice(p.get(skip as usize * row..(skip + keep) as usize * row)?);
+            height += keep as u32;
         }
-        out
-    });
-
-    let mut pixels = Vec::new();
-    let mut height = 0u32;
-    let mut format = None;
-    for (b, band) in decoded.into_iter().enumerate() {
-        let (p, w, h, f) = band?;
-        let f = f?;
-        let channels = match f {
-            PixelFormat::RGB24 => 3,
-            PixelFormat::L8 => 1,
-            _ => return None,
-        };
-        if w != out_w || format.is_some_and(|g| g != f) {
+        if height != u32::from(out_h) {
             return None;
         }
-        format = Some(f);
-        // The rows this band keeps, in output rows.
-        let (e0, _) = span(b);
-        let skip = u64::from(mcu_out) * (cut[b] - e0);
-        let keep = if b < last_band {
-            u64::from(mcu_out) * (cut[b + 1] - cut[b])
-        } else {
-            u64::from(h).checked_sub(skip)?
-        };
-        if skip + keep > u64::from(h) {
-            return None;
-        }
-        let row = usize::from(w) * channels;
-        pixels.extend_from_slice(p.get(skip as usize * row..(skip + keep) as usize * row)?);
-        height += keep as u32;
+        to_raster(pixels, u32::from(out_w), height, format).ok()
     }
-    if height != u32::from(out_h) {
-        return None;
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
     }
-    let raster = to_raster(pixels, u32::from(out_w), height, format).ok()?;
-    BAND_DECODES.with(|c| {
-        let (n, b) = c.get();
-        c.set((n + 1, b + bands));
-    });
-    Some(raster)
+    a
+}
+
+/// The size jpeg-decoder decodes the whole picture (`width` wide) to for
+/// `edge`, and that scale in eighths (it scales by 1/8, 2/8, 4/8 or 8/8).
+fn output_scale(data: &[u8], width: u32, edge: u32) -> Option<(u16, u16, u32)> {
+    let mut whole = Decoder::new(data);
+    whole.read_info().ok()?;
+    let want = u16::try_from(edge).unwrap_or(u16::MAX);
+    let (out_w, out_h) = whole.scale(want, want).ok()?;
+    let eighths = [1u32, 2, 4, 8]
+        .into_iter()
+        .find(|&s| (width * s).div_ceil(8) == u32::from(out_w))?;
+    Some((out_w, out_h, eighths))
+}
+
+/// Decodes one band's JPEG at the scale that makes it `out_w` wide (the
+/// whole picture's scale).
+fn decode_band(jpeg: &[u8], out_w: u16) -> Option<Band> {
+    let mut dec = Decoder::new(jpeg);
+    dec.set_max_decoding_buffer_size(MAX_BAND_DECODE_BYTES);
+    dec.read_info().ok()?;
+    let (width, height) = dec.scale(out_w, u16::MAX).ok()?;
+    let pixels = dec.decode().ok()?;
+    Some(Band {
+        pixels,
+        width,
+        height,
+        format: dec.info().map(|i| i.pixel_format),
+    })
 }
 
 #[cfg(test)]
@@ -447,7 +523,8 @@ mod tests {
     /// The thumbnail path takes the band decode for such a file at full
     /// scale (`jpegpar` takes the smaller scales) — one split decode in two
     /// bands, counted — and gets the same raster as a one-piece decode; a
-    /// file without restart markers is decoded whole (the count stays).
+    /// file without restart markers is decoded whole (the count stays), and
+    /// so is the same file when the render's setting is 1 band.
     #[test]
     fn the_thumbnail_decoder_uses_bands() {
         let dir = tempfile::tempdir().unwrap();
@@ -457,26 +534,28 @@ mod tests {
         let plain = dir.path().join("plain.jpg");
         std::fs::write(&plain, jpeg(1200, 900, None, false)).unwrap();
         let level = crate::model::ThumbLevel::Screen;
-        set_decode_bands(2);
+        let decode_path = super::super::jpegscale::decode_path;
         let before = band_decodes_on_this_thread();
-        let got = super::super::jpegscale::decode_path(&path, level)
-            .unwrap()
-            .expect("decoded");
+        let got = decode_path(&path, level, 2).unwrap().expect("decoded");
         let after = band_decodes_on_this_thread();
-        let unsplit = super::super::jpegscale::decode_path(&plain, level)
-            .unwrap()
-            .expect("decoded");
+        let unsplit = decode_path(&plain, level, 2).unwrap().expect("decoded");
         let after_plain = band_decodes_on_this_thread();
-        set_decode_bands(0);
+        let one_piece = decode_path(&path, level, 1).unwrap().expect("decoded");
         assert_eq!(
             (after.0 - before.0, after.1 - before.1),
             (1, 2),
             "one decode in two bands"
         );
         assert_eq!(after_plain, after, "no restart markers: decoded whole");
+        assert_eq!(
+            band_decodes_on_this_thread(),
+            after,
+            "1 band: decoded whole"
+        );
         let want = whole(&data, level.max_edge_px());
         assert_eq!((got.width, got.height), (want.width, want.height));
         assert!(got.data == want.data, "pixels differ");
+        assert!(one_piece.data == want.data, "pixels differ in one piece");
         assert_eq!((unsplit.width, unsplit.height), (want.width, want.height));
     }
 

@@ -1408,11 +1408,9 @@ mod tests {
         let data = jpeg(1600, 1200, false, Some(SamplingFactor::F_2_2));
         std::fs::write(&path, &data).unwrap();
         let level = crate::model::ThumbLevel::Screen;
-        crate::media::set_decode_bands(2);
-        let got = super::super::jpegscale::decode_path(&path, level)
+        let got = super::super::jpegscale::decode_path(&path, level, 2)
             .unwrap()
             .expect("decoded");
-        crate::media::set_decode_bands(0);
         let want = decode_in(&data, level.max_edge_px(), 2).expect("decoded");
         assert!(got == want, "not this module's pixels");
     }

@@ -186,7 +186,7 @@ pub(crate) fn decode<'a>(
     // On several cores when the encoder wrote restart markers (and the
     // photo is big enough for threads to pay: 1 MP and up).
     let bands = if u64::from(head.width) * u64::from(head.height) >= 1_000_000 {
-        super::jpegbands::default_bands()
+        super::jpegbands::bands_for(allow.decode_bands)
     } else {
         1
     };
@@ -280,15 +280,18 @@ fn every_interval_has_its_marker(data: &[u8], head: &JpegHead) -> bool {
     markers + 1 == mcus.div_ceil(restart)
 }
 
-/// [`decode`] of the file at `path` with the shared default budget, the
-/// raster alone: for the decoders' tests.
+/// [`decode`] of the file at `path` with the shared default budget and
+/// `bands` as the decode-bands setting, the raster alone: for the
+/// decoders' tests.
 #[cfg(test)]
 pub(crate) fn decode_path(
     path: &std::path::Path,
     level: crate::model::ThumbLevel,
+    bands: usize,
 ) -> Result<Option<Raster>, ThumbError> {
     let orig = Original::open_path(path)?;
-    Ok(decode(&orig, level.max_edge_px(), Allowance::standalone())?.map(|(r, _)| r))
+    let allow = Allowance::standalone().with_decode_bands(bands);
+    Ok(decode(&orig, level.max_edge_px(), allow)?.map(|(r, _)| r))
 }
 
 /// Reads a JPEG from its SOI up to and including its EOI marker, walking

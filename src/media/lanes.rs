@@ -36,22 +36,15 @@ use crate::model::ThumbLevel;
 /// pre-render worker.
 const DEMOTED_NICE: i32 = 19;
 
-/// The scheduling before lanes (one FIFO queue, cores − 1 renders at
-/// once), kept for `benches/burst.rs` to measure against in the same run.
-static FIFO: AtomicBool = AtomicBool::new(false);
-
-/// Makes every `Lanes` schedule as before this module (one first-come,
-/// first-served queue for both levels, cores − 1 renders, no demotion), or
-/// back. For the bench's baseline.
-pub fn set_fifo_scheduling(on: bool) {
-    FIFO.store(on, Ordering::Relaxed);
-}
-
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
 pub struct Lanes {
     /// Renders at once per lane.
     width: usize,
+    /// The scheduling before lanes (one FIFO queue, cores − 1 renders at
+    /// once), kept for `benches/burst.rs` to measure against in the same
+    /// run: see [`Lanes::set_fifo_scheduling`].
+    fifo: AtomicBool,
     state: Mutex<State>,
     /// To the spawner thread: a render to start.
     spawner: Mutex<std::sync::mpsc::Sender<(u64, ThumbLevel, Job)>>,
@@ -83,6 +76,7 @@ impl Lanes {
         let (tx, rx) = std::sync::mpsc::channel::<(u64, ThumbLevel, Job)>();
         let lanes = Arc::new(Lanes {
             width: width.max(1),
+            fifo: AtomicBool::new(false),
             state: Mutex::new(State::default()),
             spawner: Mutex::new(tx),
         });
@@ -129,6 +123,19 @@ impl Lanes {
         self.dispatch(&mut st);
     }
 
+    /// Makes these lanes schedule as before this module (one first-come,
+    /// first-served queue for both levels, cores − 1 renders, no demotion),
+    /// or back: for the burst bench's baseline. Renders already running
+    /// keep their priority.
+    pub fn set_fifo_scheduling(&self, on: bool) {
+        self.fifo.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether [`Lanes::set_fifo_scheduling`] turned FIFO scheduling on.
+    pub fn fifo_scheduling(&self) -> bool {
+        self.fifo.load(Ordering::Relaxed)
+    }
+
     /// Renders waiting, by level (for tests).
     pub fn waiting(&self) -> [usize; 2] {
         let st = self.lock();
@@ -141,7 +148,7 @@ impl Lanes {
             let (_, job) = st.queues[lane(level)].pop_front().expect("chosen from it");
             let id = st.next_id;
             st.next_id += 1;
-            let fifo = FIFO.load(Ordering::Relaxed);
+            let fifo = self.fifo_scheduling();
             // Level 1 beside level 0 starts at the lowest priority: it takes
             // only what level 0 leaves.
             let beside_small = st.running.iter().any(|r| r.level == ThumbLevel::Small);
@@ -172,7 +179,7 @@ impl Lanes {
     fn next_to_start(&self, st: &State) -> Option<ThumbLevel> {
         let count = |level| st.running.iter().filter(|r| r.level == level).count();
         let (small, screen) = (count(ThumbLevel::Small), count(ThumbLevel::Screen));
-        if FIFO.load(Ordering::Relaxed) {
+        if self.fifo_scheduling() {
             // One queue by arrival, cores − 1 at once.
             let slots = self.width.saturating_sub(1).max(1);
             if small + screen >= slots {
@@ -389,6 +396,38 @@ mod tests {
         assert_eq!(level, ThumbLevel::Screen);
         assert_eq!((nice_of(ts), nice_of(t1)), (0, 19));
         drop((release_small, release_screen));
+    }
+
+    /// FIFO scheduling is a setting of one `Lanes`: in those lanes level 0
+    /// waits behind level 1 (one render at once on two cores), which keeps
+    /// its priority, while other lanes at the same time start level 0 at
+    /// once and demote level 1.
+    #[test]
+    fn fifo_scheduling_is_set_per_lanes() {
+        let (fifo, lanes) = (Lanes::new(2), Lanes::new(2));
+        fifo.set_fifo_scheduling(true);
+        assert!(fifo.fifo_scheduling() && !lanes.fifo_scheduling());
+        let (tx, rx) = mpsc::channel();
+        let (a, release_a) = job(ThumbLevel::Screen, &tx);
+        fifo.submit(ThumbLevel::Screen, a);
+        let (_, ta) = next(&rx);
+        let (b, release_b) = job(ThumbLevel::Small, &tx);
+        fifo.submit(ThumbLevel::Small, b);
+        assert_eq!(fifo.waiting(), [1, 0], "level 0 waits its turn");
+        assert_eq!(nice_of(ta), 0);
+        let (c, release_c) = job(ThumbLevel::Screen, &tx);
+        lanes.submit(ThumbLevel::Screen, c);
+        let (_, tc) = next(&rx);
+        let (d, release_d) = job(ThumbLevel::Small, &tx);
+        lanes.submit(ThumbLevel::Small, d);
+        assert_eq!(next(&rx).0, ThumbLevel::Small);
+        assert_eq!((lanes.waiting(), nice_of(tc)), ([0, 0], 19));
+        assert_eq!(nice_of(ta), 0, "the FIFO lanes' level 1 is not demoted");
+        assert_eq!(fifo.waiting(), [1, 0], "still behind level 1");
+        // The FIFO lanes start level 0 once level 1 is done.
+        drop(release_a);
+        assert_eq!(next(&rx).0, ThumbLevel::Small);
+        drop((release_b, release_c, release_d));
     }
 
     #[test]

@@ -33,4 +33,4 @@ pub mod thumbs;
 pub mod thumbstore;
 mod tiffdec;
 
-pub use jpegbands::{band_decodes_on_this_thread, set_decode_bands};
+pub use jpegbands::band_decodes_on_this_thread;

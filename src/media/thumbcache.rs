@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -104,6 +104,8 @@ struct Inner {
     lanes: Arc<Lanes>,
     /// Memory of every render, requests' and the pre-render worker's.
     budget: Budget,
+    /// Each render's decode-bands setting ([`Allowance::decode_bands`]).
+    decode_bands: AtomicUsize,
     journal: Journal,
     /// Renders in progress. A std mutex: held for a map operation only,
     /// never across an await.
@@ -139,6 +141,7 @@ impl ThumbCache {
                 stores,
                 lanes: Lanes::new(per_level),
                 budget: Budget::new(memory_bytes),
+                decode_bands: AtomicUsize::new(0),
                 flights: Mutex::new(HashMap::new()),
                 renders: AtomicU64::new(0),
                 prerendered: AtomicU64::new(0),
@@ -150,6 +153,24 @@ impl ThumbCache {
     /// The memory budget of the renders.
     pub fn budget(&self) -> &Budget {
         &self.inner.budget
+    }
+
+    /// The lanes the renders of requests run in (their scheduling can be
+    /// set per cache, for the burst bench's baseline).
+    pub fn lanes(&self) -> &Lanes {
+        &self.inner.lanes
+    }
+
+    /// How many bands (threads) one JPEG decode of this cache's renders may
+    /// use from now on: 0 for one per core, up to 4 (the default), 1 to
+    /// decode every file in one piece (the thumbs bench's baseline).
+    pub fn set_decode_bands(&self, bands: usize) {
+        self.inner.decode_bands.store(bands, Ordering::Relaxed);
+    }
+
+    /// The setting [`ThumbCache::set_decode_bands`] made (0 unless set).
+    pub fn decode_bands(&self) -> usize {
+        self.inner.decode_bands.load(Ordering::Relaxed)
     }
 
     /// Where the thumbnails are kept.
@@ -242,7 +263,7 @@ impl ThumbCache {
         if missing.is_empty() {
             return Ok(0);
         }
-        let allow = Allowance::new(&self.inner.budget, Class::Background);
+        let allow = self.inner.allowance(Class::Background);
         let marked: Vec<ThumbLevel> = missing.iter().map(|k| k.level).collect();
         let _mark = self
             .inner
@@ -425,6 +446,13 @@ impl Inner {
             .map_err(|_| ThumbError::Failed("thumbnail render task died".into()))?
     }
 
+    /// What a render of `class` may use: this cache's budget and
+    /// decode-bands setting.
+    fn allowance(&self, class: Class) -> Allowance<'_> {
+        Allowance::new(&self.budget, class)
+            .with_decode_bands(self.decode_bands.load(Ordering::Relaxed))
+    }
+
     /// The cached thumbnail of `key` in `store`. One left in the data
     /// dir's folder (from before the library's disk kept them) is moved
     /// over first: a request during the move at start still gets it.
@@ -471,7 +499,7 @@ impl Inner {
             .begin(key.file_id, key.fingerprint, &[key.level])
             .map_err(|e| ThumbError::io(&self.dir, e))?;
         log::debug!(file_id = key.file_id, level = key.level.as_u8(); "thumbnail render started");
-        let allow = Allowance::new(&self.budget, Class::Request(key.level));
+        let allow = self.allowance(Class::Request(key.level));
         let (src, orig) = (&job.src, &job.orig);
         let thumb = thumbs::render_original(orig, src.kind, src.orientation, key.level, allow)?;
         let stored = self.store(&job.store, key, &thumb)?;
@@ -672,6 +700,22 @@ mod tests {
 
     fn cache(dir: &Path, parallel: usize) -> ThumbCache {
         ThumbCache::new(dir.join("thumbs"), parallel, DEFAULT_BUDGET_BYTES)
+    }
+
+    /// Two caches in one process (two servers in one test binary) each
+    /// keep their own setting, and every render of a cache, a request's or
+    /// the pre-render worker's, is allowed that cache's.
+    #[test]
+    fn the_decode_bands_setting_belongs_to_one_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = cache(dir.path(), 1);
+        let b = ThumbCache::new(dir.path().join("b"), 1, DEFAULT_BUDGET_BYTES);
+        a.set_decode_bands(1);
+        assert_eq!((a.decode_bands(), b.decode_bands()), (1, 0));
+        for class in [Class::Request(ThumbLevel::Small), Class::Background] {
+            assert_eq!(a.inner.allowance(class).decode_bands, 1);
+            assert_eq!(b.inner.allowance(class).decode_bands, 0);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
