@@ -51,6 +51,7 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	python3 tools/long_fns.py src
 
 clean:
 	$(CARGO) clean
