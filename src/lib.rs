@@ -3,8 +3,7 @@
 //!
 //! # Layers
 //! Each module imports only from the layers below it (checked with an import
-//! graph: no cycle between files, no import upwards but one in test builds,
-//! `media::testkit` borrowing the demo library's EXIF builder). From the top:
+//! graph: no cycle between files, no import upwards). From the top:
 //! 1. `main.rs` (thin), `cli`: the command line.
 //! 2. `app`: starts and stops the server's parts in order; owns the
 //!    pre-render worker, the watcher, the housekeeping timer.

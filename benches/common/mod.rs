@@ -37,7 +37,10 @@ pub fn median<T: PartialOrd + Copy>(v: &[T]) -> T {
 /// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail) where
 /// cameras put it: the demo library's EXIF builder, shared with the tests.
 pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
-    fixtures::with_app1(jpeg, &isync::demo::exif_app1_with(orientation, thumb))
+    fixtures::with_app1(
+        jpeg,
+        &isync::media::exifwrite::exif_app1_with(orientation, thumb),
+    )
 }
 
 // ------------------------------------------------------------------ /proc

@@ -18,7 +18,7 @@ use std::process::Command;
 mod fixtures;
 
 use fixtures::with_mpf_preview;
-use isync::demo::exif_app1_with;
+use isync::media::exifwrite::exif_app1_with;
 use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
 
 /// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail) where

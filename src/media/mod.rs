@@ -1,12 +1,12 @@
 //! Media handling: probing files for type, dimensions, orientation and
 //! duration; building and caching thumbnails; running ffmpeg/ffprobe under a
 //! timeout. No knowledge of HTTP, and none of the database but in
-//! `prerender`, which reads which originals need thumbnails, and
-//! `thumbmove`, which reads which library a cached thumbnail belongs to.
+//! `prerender`, which reads which originals need thumbnails.
 
 pub mod budget;
 pub mod container;
 pub mod exifmeta;
+pub mod exifwrite;
 mod framegrab;
 pub mod fuzzing;
 pub mod heif;

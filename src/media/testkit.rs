@@ -1,5 +1,5 @@
 //! Fixtures shared by the thumbnail tests of `media` (test builds only).
-//! May import: `process` (where ffmpeg is), `demo` (the EXIF builder).
+//! May import: `process` (where ffmpeg is), `exifwrite` (the EXIF builder).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,10 +76,10 @@ pub fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
 }
 
 /// `jpeg` with an APP1 Exif segment (orientation, IFD1 thumbnail) where
-/// cameras put it: the demo library's EXIF builder, shared with the
+/// cameras put it: the one EXIF builder (the demo library uses it too), shared with the
 /// integration tests and benches.
 pub fn with_exif(jpeg: &[u8], orientation: Option<u16>, thumb: Option<&[u8]>) -> Vec<u8> {
-    fixtures::with_app1(jpeg, &crate::demo::exif_app1_with(orientation, thumb))
+    fixtures::with_app1(jpeg, &super::exifwrite::exif_app1_with(orientation, thumb))
 }
 
 pub use fixtures::{apple_maker_note, iphone_exif_tiff, with_mpf_preview};

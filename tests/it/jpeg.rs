@@ -212,7 +212,10 @@ async fn stray_bytes_between_segments_keep_size_orientation_and_thumbnail() {
     let plain = photo(1000, 750, 0);
     let restarts = photo(1800, 1200, 8);
     // Orientation 6 in an Exif segment after the junk: displayed 750×1000.
-    let turned = with_app1(&plain, &isync::demo::exif_app1_with(Some(6), None));
+    let turned = with_app1(
+        &plain,
+        &isync::media::exifwrite::exif_app1_with(Some(6), None),
+    );
     let files = [
         ("zeros.jpg", junk_between_segments(&plain, &[0; 7])),
         (

@@ -4,7 +4,7 @@
 //! one file serves the integration tests (`mod fixtures;` in
 //! `tests/it/common`), the unit tests of `src/media` and the benches (both
 //! through `#[path]`). The EXIF segment itself comes from
-//! `isync::demo::exif_app1_with`, which the demo library needs too.
+//! `isync::media::exifwrite::exif_app1_with`, which the demo library needs too.
 
 #![allow(dead_code)]
 
@@ -19,7 +19,7 @@ fn after_app0(jpeg: &[u8]) -> usize {
 }
 
 /// `jpeg` with the APP1 segment `app1` inserted where cameras put it; with
-/// `isync::demo::exif_app1_with` it is a camera's EXIF JPEG.
+/// `isync::media::exifwrite::exif_app1_with` it is a camera's EXIF JPEG.
 pub fn with_app1(jpeg: &[u8], app1: &[u8]) -> Vec<u8> {
     let at = after_app0(jpeg);
     [&jpeg[..at], app1, &jpeg[at..]].concat()
