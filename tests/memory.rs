@@ -12,6 +12,8 @@
 //! copied into docs/performance.md.
 
 mod common;
+#[path = "common/heifmux.rs"]
+mod heifmux;
 
 use common::*;
 use serde_json::json;
@@ -344,6 +346,25 @@ fn progressive_jpeg(path: &Path, w: u16, h: u16) {
     enc.encode(&px, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
 }
 
+/// A 48 MP HEIC as a recent iPhone writes one: 8064x6048, a 16x12 grid of
+/// 512² HEVC tiles (192 coded pictures, each its own item), no `thmb` (so
+/// both levels come from the grid).
+fn grid_heic(path: &Path) {
+    let (w, h, tile) = (8064, 6048, 512);
+    let rgb = heifmux::corners(w, h);
+    let spec = heifmux::grid(
+        &rgb,
+        w,
+        h,
+        tile,
+        h.div_ceil(tile) as u8,
+        w.div_ceil(tile) as u8,
+        heifmux::Codec::Hevc,
+        false,
+    );
+    std::fs::write(path, heifmux::mux(&spec)).unwrap();
+}
+
 /// What lands in the library, and what the thumbnails must be.
 struct Case {
     name: &'static str,
@@ -409,6 +430,12 @@ fn cases() -> Vec<Case> {
             name: "photo12mp.jpg",
             what: "12 MP JPEG, cold",
             make: |p| std::fs::write(p, jpeg(4000, 3000, 3, None)).unwrap(),
+            want: [Ok((160, 120)), Ok((800, 600))],
+        },
+        Case {
+            name: "grid48mp.heic",
+            what: "8064x6048 HEIC, 16x12 grid of 512² HEVC tiles",
+            make: grid_heic,
             want: [Ok((160, 120)), Ok((800, 600))],
         },
     ]

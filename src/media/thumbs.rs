@@ -100,6 +100,9 @@ pub fn render_original(
     if !kind.has_thumbnail() {
         return Err(ThumbError::Unsupported);
     }
+    if level == ThumbLevel::View {
+        return render_view(orig, kind, orientation, allow);
+    }
     let edge = level.max_edge_px();
     if kind == FileType::Video {
         let _lease = reserve(orig, allow, VIDEO_RENDER_BYTES)?;
@@ -109,10 +112,49 @@ pub fn render_original(
             content_type: CONTENT_TYPE_JPEG,
         });
     }
+    still_at(orig, orientation, edge, allow)
+}
+
+/// A still fitted into the `edge` box, upright, encoded.
+fn still_at(
+    orig: &Original,
+    orientation: Option<i64>,
+    edge: u32,
+    allow: Allowance<'_>,
+) -> Result<Thumb, ThumbError> {
     let (raster, _lease, upright) = decode_still(orig, edge, allow)?;
     let raster = fit(raster, edge).map_err(|e| orig.failed(e))?;
     let raster = orient(raster, stored_turn(orientation, upright));
     encode(raster).map_err(|e| orig.failed(e))
+}
+
+/// The browser view of a still ([`ThumbLevel::View`]): the picture at full
+/// size, upright, as a JPEG (a PNG when it uses transparency). When its
+/// render at full size needs more than the whole memory budget, the
+/// largest size that fits: each try's box three quarters of the last,
+/// down to the screen level's; a try the budget can never hold is refused
+/// before anything is decoded, so the misses cost a header read each.
+/// Videos have none. Blocking.
+pub fn render_view(
+    orig: &Original,
+    kind: FileType,
+    orientation: Option<i64>,
+    allow: Allowance<'_>,
+) -> Result<Thumb, ThumbError> {
+    if !matches!(kind, FileType::Image | FileType::Gif) {
+        return Err(ThumbError::Unsupported);
+    }
+    let floor = ThumbLevel::Screen.max_edge_px();
+    let mut edge = ThumbLevel::View.max_edge_px();
+    loop {
+        match still_at(orig, orientation, edge, allow) {
+            Err(ThumbError::TooLarge(why)) if edge > floor => {
+                log::debug!("browser view at {edge} px does not fit: {why}");
+                edge = (edge / 4 * 3).max(floor);
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Both levels of one original, `[level 0, level 1]`, from a single decode:
