@@ -658,6 +658,44 @@ mod tests {
         );
     }
 
+    /// The browser view: full size when the budget holds it; the largest
+    /// size that fits when not (a smaller budget, the same 3000x2000
+    /// TIFF), aspect kept; refused (−10008's error) when not even the
+    /// decode fits. Nothing stays reserved.
+    #[test]
+    fn the_browser_view_is_full_size_or_the_largest_the_budget_holds() {
+        use super::super::budget::{Budget, Class};
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scan.tif");
+        image::RgbImage::from_fn(3000, 2000, |x, y| {
+            image::Rgb([(x / 12) as u8, (y / 8) as u8, 90])
+        })
+        .save(&path)
+        .unwrap();
+        let orig = Original::open_path(&path).unwrap();
+        let view = |mib: u64| {
+            let budget = Budget::new(mib * MIB);
+            let allow = Allowance::new(&budget, Class::Request(ThumbLevel::View));
+            let got = render_view(&orig, FileType::Image, None, allow);
+            assert_eq!(budget.used(), 0);
+            got.map(|t| {
+                let img = decode(&t.bytes);
+                (img.width(), img.height())
+            })
+        };
+        assert_eq!(view(160).unwrap(), (3000, 2000), "the default budget");
+        let (w, h) = view(100).unwrap();
+        assert!((800..3000).contains(&w), "reduced to {w}x{h}");
+        assert!((w * 2 / 3).abs_diff(h) <= 1, "aspect kept: {w}x{h}");
+        let err = view(40).unwrap_err();
+        assert!(matches!(err, ThumbError::TooLarge(_)), "{err}");
+        assert!(matches!(
+            render_view(&orig, FileType::Video, None, Allowance::standalone()),
+            Err(ThumbError::Unsupported)
+        ));
+    }
+
     #[test]
     fn transparency_gives_png_and_opaque_alpha_gives_jpeg() {
         let dir = tempfile::tempdir().unwrap();
