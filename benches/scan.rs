@@ -143,8 +143,7 @@ fn make_heic_tree(root: &Path, scratch: &Path, n: usize) -> u64 {
                     [(x / 500) as u8 * 30 + i, (y / 500) as u8 * 40, 90]
                 })
                 .collect();
-            let mut spec =
-                heifmux::grid(&rgb, w, h, tile, rows, cols, heifmux::Codec::Hevc, false);
+            let mut spec = heifmux::grid(&rgb, w, h, tile, rows, cols, heifmux::Codec::Hevc, false);
             let small = heifmux::corners(320, 240);
             spec.thumbnail = Some(heifmux::encode(
                 &small,
@@ -164,7 +163,11 @@ fn make_heic_tree(root: &Path, scratch: &Path, n: usize) -> u64 {
         if i % 100 == 0 {
             std::fs::create_dir_all(&dir).unwrap();
         }
-        std::fs::copy(&bases[i % bases.len()], dir.join(format!("IMG_{i:05}.HEIC"))).unwrap();
+        std::fs::copy(
+            &bases[i % bases.len()],
+            dir.join(format!("IMG_{i:05}.HEIC")),
+        )
+        .unwrap();
     }
     std::fs::metadata(&bases[0]).unwrap().len()
 }
@@ -291,7 +294,10 @@ fn main() {
     if std::env::args().any(|a| a == "heic") {
         // `cargo bench --bench scan -- heic`: case 4 alone.
         let heic_bytes = make_heic_tree(&heics, work.path(), FILES);
-        println!("fixtures: {FILES} HEICs made in {:.1} s", t.elapsed().as_secs_f64());
+        println!(
+            "fixtures: {FILES} HEICs made in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         let _ = bare_walk(&heics);
         heic_scans(work.path(), &heics, heic_bytes);
         return;

@@ -140,14 +140,12 @@ fn renamed(name: &str, ext: &str) -> String {
 /// marked by `thumbnail.icc`.
 fn render_error(id: FileId, e: ThumbError) -> Error {
     match e {
-        ThumbError::SourceMissing(_) => Error::FileGone(format!(
-            "the original of file {} is missing on disk",
-            id.0
-        )),
-        ThumbError::Unsupported => Error::WrongFileType(format!(
-            "file {} cannot be shown as a picture",
-            id.0
-        )),
+        ThumbError::SourceMissing(_) => {
+            Error::FileGone(format!("the original of file {} is missing on disk", id.0))
+        }
+        ThumbError::Unsupported => {
+            Error::WrongFileType(format!("file {} cannot be shown as a picture", id.0))
+        }
         ThumbError::Busy(why) => Error::Busy(format!(
             "file {} cannot be rendered now ({why}); try again",
             id.0
@@ -169,7 +167,9 @@ mod tests {
         for name in ["a.jpg", "b.JPEG", "c.png", "d.gif", "e.webp", "f.bmp"] {
             assert!(shown_as_is(Path::new(name)), "{name}");
         }
-        for name in ["a.heic", "b.HEIF", "c.avif", "d.tif", "e.tiff", "f.dng", "g"] {
+        for name in [
+            "a.heic", "b.HEIF", "c.avif", "d.tif", "e.tiff", "f.dng", "g",
+        ] {
             assert!(!shown_as_is(Path::new(name)), "{name}");
         }
     }

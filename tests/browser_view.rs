@@ -92,10 +92,7 @@ fn tiff() -> Vec<u8> {
 }
 
 async fn view(api: &Api, id: i64, headers: &[(&str, &str)]) -> reqwest::Response {
-    let mut rq = api
-        .http
-        .get(api.url("/viewFile.icc"))
-        .query(&[("id", id)]);
+    let mut rq = api.http.get(api.url("/viewFile.icc")).query(&[("id", id)]);
     for (k, v) in headers {
         rq = rq.header(*k, *v);
     }
@@ -114,8 +111,7 @@ async fn view_jpeg(api: &Api, id: i64) -> (DynamicImage, Vec<u8>, (u32, u32)) {
         header(&r, "x-isync-height").parse().unwrap(),
     );
     let body = r.bytes().await.unwrap().to_vec();
-    let img = image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg)
-        .expect("a JPEG");
+    let img = image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg).expect("a JPEG");
     (img, body, said)
 }
 

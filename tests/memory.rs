@@ -495,7 +495,10 @@ async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again()
             let (w, h) = view.unwrap_or_else(|e| panic!("{}: view refused: {e}", case.what));
             // Reduced (48 MP is past the budget at full size), not shrunk
             // to nothing: at least 3x the screen level, the aspect kept.
-            assert!(w >= 2400 && w < 8064 && (w * 3 / 4).abs_diff(h) <= 2, "view {w}x{h}");
+            assert!(
+                w >= 2400 && w < 8064 && (w * 3 / 4).abs_diff(h) <= 2,
+                "view {w}x{h}"
+            );
         }
         assert!(
             peak <= MAX_RSS_BYTES,
