@@ -5,7 +5,7 @@
 //! 3. a rescan of the unchanged 10,000-file library,
 //! 4. a cold scan of 10,000 iPhone-like HEICs (issue 15: ≥ 10,000 files/s,
 //!    no decode): copies of a few real 4032x3024 grid HEICs (48 HEVC
-//!    tiles, a `thmb`, an Exif item) made by `tests/common/heifmux.rs`,
+//!    tiles, a `thmb`, an Exif item; two of them) made by `tests/common/heifmux.rs`,
 //!    scanned with `ffmpeg` and `ffprobe` on `PATH` replaced by wrappers
 //!    that count their runs (must stay 0), and the bytes the process read
 //!    (`rchar` of /proc/self/io) per file printed beside the file's size,
@@ -126,14 +126,15 @@ fn make_mixed_tree(root: &Path, scratch: &Path) {
     }
 }
 
-/// `n` HEICs in 100 folders: copies of four distinct iPhone-like files
+/// `n` HEICs in 100 folders: copies of two distinct iPhone-like files
 /// (4032x3024, a 8x6 grid of 512² HEVC tiles, a 320x240 `thmb`, an Exif
 /// item with the capture time), each a real file of its own. Returns the
 /// size of one.
 fn make_heic_tree(root: &Path, scratch: &Path, n: usize) -> u64 {
     let (w, h, tile) = (4032u32, 3024u32, 512u32);
     let (cols, rows) = (w.div_ceil(tile) as u8, h.div_ceil(tile) as u8);
-    let bases: Vec<PathBuf> = (0..4u8)
+    // Two distinct files (each takes 48 x265 runs to make).
+    let bases: Vec<PathBuf> = (0..2u8)
         .map(|i| {
             // Flat colour blocks encode fast and small; the boxes (what the
             // scan reads) are those of a real photo.
@@ -177,6 +178,7 @@ fn make_heic_tree(root: &Path, scratch: &Path, n: usize) -> u64 {
 /// the file counting the runs.
 fn count_media_runs(dir: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
     let runs = dir.join("runs");
     std::fs::write(&runs, "").unwrap();
     for tool in ["ffmpeg", "ffprobe"] {
