@@ -37,7 +37,7 @@ const BROWSER_TYPES: [&str; 6] = [
 pub enum View {
     /// The original itself (the browser shows its type): sent as
     /// `downFile.icc` sends it.
-    Original(FileRecord),
+    Original(Box<FileRecord>),
     /// A rendering from the thumbnail cache.
     Rendered(Rendered),
 }
@@ -81,7 +81,7 @@ pub async fn of_record(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<
         )));
     }
     if shown_as_is(Path::new(&rec.path)) {
-        return Ok(View::Original(rec));
+        return Ok(View::Original(Box::new(rec)));
     }
     let src = crate::thumbnail::source(db, &rec, kind).await?;
     let id = rec.id;
@@ -116,7 +116,7 @@ pub async fn shared(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<Vie
     if matches!(kind, FileType::Image | FileType::Gif) {
         of_record(db, thumbs, rec).await
     } else {
-        Ok(View::Original(rec))
+        Ok(View::Original(Box::new(rec)))
     }
 }
 
