@@ -3,6 +3,12 @@
 //! 2. a cold scan of a mixed 10,000-file tree (photos, 100 MP4/MOV videos,
 //!    20 audio files, other files),
 //! 3. a rescan of the unchanged 10,000-file library,
+//! 4. a cold scan of 10,000 iPhone-like HEICs (issue 15: ≥ 10,000 files/s,
+//!    no decode): copies of a few real 4032x3024 grid HEICs (48 HEVC
+//!    tiles, a `thmb`, an Exif item; two of them) made by `tests/common/heifmux.rs`,
+//!    scanned with `ffmpeg` and `ffprobe` on `PATH` replaced by wrappers
+//!    that count their runs (must stay 0), and the bytes the process read
+//!    (`rchar` of /proc/self/io) per file printed beside the file's size,
 //!
 //! each against a baseline measured in the same run: a bare walk + stat of
 //! the same tree (the least any scanner must do).
@@ -11,9 +17,12 @@
 //! this process (every scanner thread) and its children (ffprobe, if a file
 //! needs it) per scan, against the bare walk's thread CPU, medians of
 //! `RUNS`.
-//! Run: `cargo bench --bench scan` (about a minute).
+//! Run: `cargo bench --bench scan` (a few minutes; `-- heic` runs case 4
+//! alone).
 
 mod common;
+#[path = "../tests/common/heifmux.rs"]
+mod heifmux;
 
 use common::{median, thread_cpu_secs, SelfCpu};
 use isync::config::{Config, LibraryConfig, ScanConfig};
@@ -117,6 +126,97 @@ fn make_mixed_tree(root: &Path, scratch: &Path) {
     }
 }
 
+/// `n` HEICs in 100 folders: copies of two distinct iPhone-like files
+/// (4032x3024, a 8x6 grid of 512² HEVC tiles, a 320x240 `thmb`, an Exif
+/// item with the capture time), each a real file of its own. Returns the
+/// size of one.
+fn make_heic_tree(root: &Path, scratch: &Path, n: usize) -> u64 {
+    let (w, h, tile) = (4032u32, 3024u32, 512u32);
+    let (cols, rows) = (w.div_ceil(tile) as u8, h.div_ceil(tile) as u8);
+    // Two distinct files (each takes 48 x265 runs to make).
+    let bases: Vec<PathBuf> = (0..2u8)
+        .map(|i| {
+            // Flat colour blocks encode fast and small; the boxes (what the
+            // scan reads) are those of a real photo.
+            let rgb: Vec<u8> = (0..w * h)
+                .flat_map(|p| {
+                    let (x, y) = (p % w, p / w);
+                    [(x / 500) as u8 * 30 + i, (y / 500) as u8 * 40, 90]
+                })
+                .collect();
+            let mut spec = heifmux::grid(&rgb, w, h, tile, rows, cols, heifmux::Codec::Hevc, false);
+            let small = heifmux::corners(320, 240);
+            spec.thumbnail = Some(heifmux::encode(
+                &small,
+                320,
+                240,
+                heifmux::Codec::Hevc,
+                false,
+            ));
+            spec.exif = Some(heifmux::exif_taken(&format!("2024:05:0{} 10:11:12", i + 1)));
+            let path = scratch.join(format!("base{i}.heic"));
+            std::fs::write(&path, heifmux::mux(&spec)).unwrap();
+            path
+        })
+        .collect();
+    for i in 0..n {
+        let dir = root.join(format!("DCIM_{:03}", i / 100));
+        if i % 100 == 0 {
+            std::fs::create_dir_all(&dir).unwrap();
+        }
+        std::fs::copy(
+            &bases[i % bases.len()],
+            dir.join(format!("IMG_{i:05}.HEIC")),
+        )
+        .unwrap();
+    }
+    std::fs::metadata(&bases[0]).unwrap().len()
+}
+
+/// Puts `ffmpeg` and `ffprobe` wrappers first on this process's `PATH`:
+/// each appends a line to `<dir>/runs` and runs the real program. Returns
+/// the file counting the runs.
+fn count_media_runs(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let runs = dir.join("runs");
+    std::fs::write(&runs, "").unwrap();
+    for tool in ["ffmpeg", "ffprobe"] {
+        let real = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+            .map(|d| d.join(tool))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{tool} on PATH"));
+        let wrapper = dir.join(tool);
+        std::fs::write(
+            &wrapper,
+            format!(
+                "#!/bin/sh\necho {tool} >> '{}'\nexec '{}' \"$@\"\n",
+                runs.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs = vec![dir.to_path_buf()];
+    dirs.extend(std::env::split_paths(&path));
+    // Set before any thread of the scan starts (the fixtures are made).
+    std::env::set_var("PATH", std::env::join_paths(dirs).unwrap());
+    runs
+}
+
+/// Bytes this process has read through read(2) and friends so far
+/// (`rchar` of /proc/self/io: page-cache hits included).
+fn read_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/io")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("rchar in /proc/self/io")
+}
+
 fn config(data: &Path, lib: &Path) -> Config {
     Config {
         data_dir: data.to_path_buf(),
@@ -191,17 +291,33 @@ fn main() {
     let work = tempfile::tempdir().unwrap();
     let jpegs = work.path().join("jpegs");
     let mixed = work.path().join("mixed");
+    let heics = work.path().join("heics");
     let t = Instant::now();
+    if std::env::args().any(|a| a == "heic") {
+        // `cargo bench --bench scan -- heic`: case 4 alone.
+        let heic_bytes = make_heic_tree(&heics, work.path(), FILES);
+        println!(
+            "fixtures: {FILES} HEICs made in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        let _ = bare_walk(&heics);
+        heic_scans(work.path(), &heics, heic_bytes);
+        return;
+    }
     make_jpeg_tree(&jpegs, FILES);
     make_mixed_tree(&mixed, work.path());
+    let heic_bytes = make_heic_tree(&heics, work.path(), FILES);
     println!(
-        "fixtures: {FILES} JPEGs + {FILES} mixed files made in {:.1} s; {} cores",
+        "fixtures: {FILES} JPEGs + {FILES} mixed files + {FILES} HEICs ({:.0} KB each) made in \
+         {:.1} s; {} cores",
+        heic_bytes as f64 / 1e3,
         t.elapsed().as_secs_f64(),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     // Warm the page cache.
     let _ = bare_walk(&jpegs);
     let _ = bare_walk(&mixed);
+    let _ = bare_walk(&heics);
 
     let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(&jpegs).0).collect();
     let walk_j = median(&walks);
@@ -256,6 +372,8 @@ fn main() {
     );
     let cpu_r = median(&rescans.iter().map(|r| r.1).collect::<Vec<_>>());
 
+    heic_scans(work.path(), &heics, heic_bytes);
+
     // Issue 13: CPU per 1,000 files. Scans are multi-threaded and measured
     // in ticks (10 ms) over 0.1–2 s; the walk runs on this thread and is
     // measured to the nanosecond.
@@ -273,4 +391,45 @@ fn main() {
             cpu / walk.max(1e-9)
         );
     }
+}
+
+/// Case 4: cold scans of the 10,000 HEICs; every file recorded with its
+/// size and capture time, no ffmpeg or ffprobe run, and the bytes read
+/// per file.
+fn heic_scans(work: &Path, heics: &Path, heic_bytes: u64) {
+    let walks: Vec<Duration> = (0..RUNS).map(|_| bare_walk(heics).0).collect();
+    let walk_h = median(&walks);
+    let runs = count_media_runs(&work.join("tools"));
+    let read0 = read_bytes();
+    let cold_h = cold_scans(work, heics);
+    let read = (read_bytes() - read0) as f64 / (RUNS * FILES) as f64;
+    let media_runs = std::fs::read_to_string(&runs).unwrap().lines().count();
+    report(
+        "cold scan, 10,000 HEICs (4032x3024 grids)",
+        median(&cold_h.iter().map(|r| r.0).collect::<Vec<_>>()),
+        walk_h,
+        FILES,
+        ">= 10,000 files/s",
+    );
+    println!(
+        "  HEIC scan: {media_runs} ffmpeg/ffprobe runs in {RUNS} scans; {read:.0} bytes read \
+         per file (the file: {heic_bytes} bytes; database writes included)"
+    );
+    assert_eq!(media_runs, 0, "the scan ran ffmpeg/ffprobe");
+    // The probe saw the photos: size and capture time of a copy.
+    let data = work.join("data-heic-check");
+    let cfg = config(&data, heics);
+    let db = Db::open(&cfg.db_path()).unwrap();
+    let plan = sync_libraries(&db, &cfg).unwrap();
+    Scanner::new(db, cfg.scan.clone()).scan_plan(&plan).unwrap();
+    let c = rusqlite::Connection::open(cfg.db_path()).unwrap();
+    let (w, h, taken): (i64, i64, Option<i64>) = c
+        .query_row(
+            "SELECT width, height, create_time FROM files WHERE name LIKE 'IMG_00001%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((w, h), (4032, 3024));
+    assert!(taken.is_some(), "capture time from the Exif item");
 }

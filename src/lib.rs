@@ -15,7 +15,9 @@
 //! 5. Services, one per concern, taking their own input types (never a
 //!    `db` row a handler filled in): `browse` (catalogs, the `files.icc`
 //!    page, who gets an own root, help info), `thumbnail` (which file
-//!    answers a thumbnail request), `thumbmove` (the one-time move of an
+//!    answers a thumbnail request), `view` (what shows a photo in a
+//!    browser: the original, or a JPEG rendering of a HEIC/TIFF),
+//!    `thumbmove` (the one-time move of an
 //!    old data-dir thumbnail cache to the library disks), `upload` (resumable uploads), `edit`,
 //!    `share`, `trash` (deletion into a restorable trash, housekeeping),
 //!    `backup`, `auth` (login, sessions), `accounts` (types, tokens, keys),
@@ -93,3 +95,4 @@ pub mod thumbnail;
 pub mod time;
 pub mod trash;
 pub mod upload;
+pub mod view;

@@ -114,6 +114,11 @@ pub enum ThumbLevel {
     Small,
     /// Longest side ≤ 800 px.
     Screen,
+    /// The browser view of a photo a browser cannot show (HEIC, TIFF…):
+    /// full size, or the largest that fits the render budget (isync's
+    /// `viewFile.icc`, `crate::view`). Cached beside the thumbnails, never
+    /// asked for by `thumbnail.icc`, no part status of its own.
+    View,
 }
 
 impl ThumbLevel {
@@ -129,6 +134,17 @@ impl ThumbLevel {
         match self {
             ThumbLevel::Small => THUMB_SMALL_EDGE_PX,
             ThumbLevel::Screen => THUMB_SCREEN_EDGE_PX,
+            ThumbLevel::View => VIEW_MAX_EDGE_PX,
+        }
+    }
+
+    /// The render queue (lanes, budget) the level waits in: level 0's,
+    /// or level 1's, which the browser view shares (a page a person opened
+    /// and looks at, not a grid being filled).
+    pub fn queue(self) -> usize {
+        match self {
+            ThumbLevel::Small => 0,
+            ThumbLevel::Screen | ThumbLevel::View => 1,
         }
     }
 
@@ -136,12 +152,16 @@ impl ThumbLevel {
         match self {
             ThumbLevel::Small => 0,
             ThumbLevel::Screen => 1,
+            ThumbLevel::View => 2,
         }
     }
 }
 
 pub const THUMB_SMALL_EDGE_PX: u32 = 160;
 pub const THUMB_SCREEN_EDGE_PX: u32 = 800;
+/// The browser view's box: a baseline JPEG's largest side (its header
+/// holds 16 bits), i.e. full size for any photo.
+pub const VIEW_MAX_EDGE_PX: u32 = 65_535;
 
 /// A user account (never serialised to clients as is).
 #[derive(Debug, Clone, PartialEq)]

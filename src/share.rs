@@ -89,6 +89,15 @@ fn sharer_may(
     })
 }
 
+/// Whether a `shareFile.ic*` request gets the browser view of the file
+/// (`crate::view`: a HEIC as a JPEG) rather than its original: when it
+/// asks with `view=1`, or when a browser opens the link as a page (its
+/// `Accept` names `text/html`) and `original=1` is not given. Apps and
+/// downloaders (`Accept: */*` or none) get the original, as before.
+pub fn wants_view(view: bool, original: bool, accept: Option<&str>) -> bool {
+    view || (!original && accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/html")))
+}
+
 /// `shareFile.ic*`: the record behind a live key (touching it), its age
 /// judged by `clock`. Unknown, malformed or expired keys are all −10003,
 /// saying nothing about files.
@@ -202,4 +211,20 @@ pub async fn revoke(
     }
     log::info!("{n} share links revoked by user {}", s.user_id);
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_view;
+
+    #[test]
+    fn a_browser_opening_a_link_gets_the_view_and_apps_the_original() {
+        let page = Some("text/html,application/xhtml+xml,*/*;q=0.8");
+        assert!(wants_view(false, false, page));
+        assert!(!wants_view(false, true, page), "original=1 wins");
+        assert!(wants_view(true, false, Some("*/*")), "view=1 asks for it");
+        assert!(!wants_view(false, false, Some("*/*")));
+        assert!(!wants_view(false, false, None));
+        assert!(!wants_view(false, false, Some("image/avif,image/*,*/*")));
+    }
 }

@@ -73,7 +73,7 @@ pub async fn find(
     let got = thumbs.get(id.0, level, src).await;
     if matches!(
         got,
-        Err(ThumbError::SourceMissing(_) | ThumbError::Failed(_))
+        Err(ThumbError::SourceMissing(_) | ThumbError::Failed(_) | ThumbError::TooLarge(_))
     ) && !root_online(db, rec.library_id).await?
     {
         // The disk went away before the watcher noticed: the original is
@@ -99,6 +99,8 @@ async fn by_part_status(
     let status = match level {
         ThumbLevel::Small => rec.status_thumb,
         ThumbLevel::Screen => rec.status_screen,
+        // Made by the server only (`crate::view`), never uploaded.
+        ThumbLevel::View => return Ok(None),
     };
     match PartStatus::from_i64(status) {
         PartStatus::BuildError => Err(Error::ThumbFailed(format!(
@@ -126,7 +128,7 @@ async fn by_part_status(
 }
 
 /// Where the original is and what the cache keys it on.
-async fn source(db: &Db, rec: &FileRecord, kind: FileType) -> Result<ThumbSource> {
+pub(crate) async fn source(db: &Db, rec: &FileRecord, kind: FileType) -> Result<ThumbSource> {
     // The original is opened from its library's folder, refusing symlinks,
     // and must be the recorded inode (a listed file swapped for a link to
     // another user's photo gives no thumbnail of it); the cache is keyed on
@@ -171,7 +173,7 @@ async fn rendered(
             "the thumbnail of file {} cannot be made now ({why})",
             id.0
         ))),
-        Err(ThumbError::Failed(why)) => {
+        Err(ThumbError::Failed(why) | ThumbError::TooLarge(why)) => {
             log::warn!("thumbnail of file {} ({}) failed: {why}", id.0, rec.path);
             let _ = db
                 .write_async(move |tx| {

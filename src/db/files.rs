@@ -113,6 +113,8 @@ pub fn set_thumb_status(
         ThumbLevel::Screen => {
             "UPDATE files SET status_screen = ?2 WHERE id = ?1 AND (?3 IS NULL OR status_screen = ?3)"
         }
+        // The browser view has no status column: nothing is recorded.
+        ThumbLevel::View => return Ok(false),
     };
     let n =
         c.prepare_cached(sql)?

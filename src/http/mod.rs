@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/catalogs.icc", get(api::catalog::catalogs))
         .route("/files.icc", get(api::file::files))
         .route("/thumbnail.icc", get(api::thumb::thumbnail))
+        .route("/viewFile.icc", get(api::view::view_file))
         .route("/createCatalog.icc", post(api::edit::create_catalog))
         .route("/updateCatalog.icc", post(api::edit::update_catalog))
         .route("/deleteCatalog.icc", post(api::edit::delete_catalog))

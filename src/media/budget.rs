@@ -133,8 +133,8 @@ impl Budget {
             Class::Request(level) => {
                 let t = st.next_ticket;
                 st.next_ticket += 1;
-                st.queues[usize::from(level.as_u8())].push_back(t);
-                Some((usize::from(level.as_u8()), t))
+                st.queues[level.queue()].push_back(t);
+                Some((level.queue(), t))
             }
             Class::Background => None,
         };

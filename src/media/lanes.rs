@@ -250,7 +250,7 @@ impl Lanes {
 }
 
 fn lane(level: ThumbLevel) -> usize {
-    usize::from(level.as_u8())
+    level.queue()
 }
 
 /// Lowers every running level-1 render (thread and ffmpeg child) to the

@@ -107,10 +107,16 @@ pub(crate) fn decode_image<'a, R: BufRead + std::io::Seek>(
 /// turning it and encoding it hold besides the raster itself: the scaler's
 /// intermediate (box width × source height), the result, its turned copy
 /// (and for the pre-render's two levels, a copy for level 0) and the
-/// encoded bytes.
+/// encoded bytes. A raster that already fits is not scaled (`resize`
+/// hands it back): no intermediate and no result, only the turned copy,
+/// level 0's and the encoded bytes (at most the raster's size) — what lets
+/// a browser view (`ThumbLevel::View`) be full size.
 pub(crate) fn post_cost(w: u32, h: u32, edge: u32, alpha: bool) -> u64 {
     let c: u64 = if alpha { 4 } else { 3 };
     let (fw, fh) = fit_size(w, h, edge);
+    if (fw, fh) == (w, h) {
+        return 3 * u64::from(w) * u64::from(h) * c + (1 << 20);
+    }
     let (fw, fh) = (u64::from(fw), u64::from(fh));
     fw * u64::from(h) * c + 4 * fw * fh * c + (1 << 20)
 }

@@ -1012,7 +1012,7 @@ mod tests {
         };
         let err = cache.get(1, ThumbLevel::Small, src).await.unwrap_err();
         assert!(
-            matches!(&err, ThumbError::Failed(m) if m.contains("more than the 16 MiB")),
+            matches!(&err, ThumbError::TooLarge(m) if m.contains("more than the 16 MiB")),
             "{err}"
         );
         assert_eq!((cache.budget().used(), cache.budget().peak()), (0, 0));

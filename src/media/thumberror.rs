@@ -8,7 +8,7 @@ use super::budget::BudgetError;
 
 /// Why a thumbnail could not be produced. `http/error.rs` maps these to
 /// wire codes: `Unsupported` → −10005, `SourceMissing` → −10006,
-/// `Failed` → −10008 (and a sticky build-error status), `Busy` → −10013
+/// `Failed` and `TooLarge` → −10008 (and a sticky build-error status), `Busy` → −10013
 /// (nothing recorded: try again), `Io` → −102.
 #[derive(Debug, thiserror::Error)]
 pub enum ThumbError {
@@ -18,6 +18,11 @@ pub enum ThumbError {
     SourceMissing(PathBuf),
     #[error("cannot build thumbnail: {0}")]
     Failed(String),
+    /// A failure of this file at the size asked for: its render needs more
+    /// than the whole memory budget. Mapped as `Failed`; the browser view
+    /// tries a smaller size.
+    #[error("cannot build thumbnail: {0}")]
+    TooLarge(String),
     /// The render could not start for now (memory or render slots taken by
     /// other renders); the file itself may be fine.
     #[error("{0}")]
@@ -45,7 +50,9 @@ impl ThumbError {
     /// a busy budget is not.
     pub(crate) fn from_budget(path: &Path, e: BudgetError) -> ThumbError {
         match e {
-            BudgetError::TooLarge { .. } => ThumbError::failed(path, e),
+            BudgetError::TooLarge { .. } => {
+                ThumbError::TooLarge(format!("{}: {e}", path.display()))
+            }
             BudgetError::Busy => ThumbError::Busy(e.to_string()),
         }
     }
@@ -56,6 +63,7 @@ impl ThumbError {
             ThumbError::Unsupported => ThumbError::Unsupported,
             ThumbError::SourceMissing(p) => ThumbError::SourceMissing(p.clone()),
             ThumbError::Failed(m) => ThumbError::Failed(m.clone()),
+            ThumbError::TooLarge(m) => ThumbError::TooLarge(m.clone()),
             ThumbError::Busy(m) => ThumbError::Busy(m.clone()),
             ThumbError::Io { path, source } => ThumbError::Io {
                 path: path.clone(),

@@ -100,6 +100,9 @@ pub fn render_original(
     if !kind.has_thumbnail() {
         return Err(ThumbError::Unsupported);
     }
+    if level == ThumbLevel::View {
+        return render_view(orig, kind, orientation, allow);
+    }
     let edge = level.max_edge_px();
     if kind == FileType::Video {
         let _lease = reserve(orig, allow, VIDEO_RENDER_BYTES)?;
@@ -109,10 +112,49 @@ pub fn render_original(
             content_type: CONTENT_TYPE_JPEG,
         });
     }
+    still_at(orig, orientation, edge, allow)
+}
+
+/// A still fitted into the `edge` box, upright, encoded.
+fn still_at(
+    orig: &Original,
+    orientation: Option<i64>,
+    edge: u32,
+    allow: Allowance<'_>,
+) -> Result<Thumb, ThumbError> {
     let (raster, _lease, upright) = decode_still(orig, edge, allow)?;
     let raster = fit(raster, edge).map_err(|e| orig.failed(e))?;
     let raster = orient(raster, stored_turn(orientation, upright));
     encode(raster).map_err(|e| orig.failed(e))
+}
+
+/// The browser view of a still ([`ThumbLevel::View`]): the picture at full
+/// size, upright, as a JPEG (a PNG when it uses transparency). When its
+/// render at full size needs more than the whole memory budget, the
+/// largest size that fits: each try's box three quarters of the last,
+/// down to the screen level's; a try the budget can never hold is refused
+/// before anything is decoded, so the misses cost a header read each.
+/// Videos have none. Blocking.
+pub fn render_view(
+    orig: &Original,
+    kind: FileType,
+    orientation: Option<i64>,
+    allow: Allowance<'_>,
+) -> Result<Thumb, ThumbError> {
+    if !matches!(kind, FileType::Image | FileType::Gif) {
+        return Err(ThumbError::Unsupported);
+    }
+    let floor = ThumbLevel::Screen.max_edge_px();
+    let mut edge = ThumbLevel::View.max_edge_px();
+    loop {
+        match still_at(orig, orientation, edge, allow) {
+            Err(ThumbError::TooLarge(why)) if edge > floor => {
+                log::debug!("browser view at {edge} px does not fit: {why}");
+                edge = (edge / 4 * 3).max(floor);
+            }
+            done => return done,
+        }
+    }
 }
 
 /// Both levels of one original, `[level 0, level 1]`, from a single decode:
@@ -614,6 +656,44 @@ mod tests {
             "first frame, got {:?}",
             img.get_pixel(80, 50)
         );
+    }
+
+    /// The browser view: full size when the budget holds it; the largest
+    /// size that fits when not (a smaller budget, the same 3000x2000
+    /// TIFF), aspect kept; refused (−10008's error) when not even the
+    /// decode fits. Nothing stays reserved.
+    #[test]
+    fn the_browser_view_is_full_size_or_the_largest_the_budget_holds() {
+        use super::super::budget::{Budget, Class};
+        const MIB: u64 = 1 << 20;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scan.tif");
+        image::RgbImage::from_fn(3000, 2000, |x, y| {
+            image::Rgb([(x / 12) as u8, (y / 8) as u8, 90])
+        })
+        .save(&path)
+        .unwrap();
+        let orig = Original::open_path(&path).unwrap();
+        let view = |mib: u64| {
+            let budget = Budget::new(mib * MIB);
+            let allow = Allowance::new(&budget, Class::Request(ThumbLevel::View));
+            let got = render_view(&orig, FileType::Image, None, allow);
+            assert_eq!(budget.used(), 0);
+            got.map(|t| {
+                let img = decode(&t.bytes);
+                (img.width(), img.height())
+            })
+        };
+        assert_eq!(view(160).unwrap(), (3000, 2000), "the default budget");
+        let (w, h) = view(100).unwrap();
+        assert!((800..3000).contains(&w), "reduced to {w}x{h}");
+        assert!((w * 2 / 3).abs_diff(h) <= 1, "aspect kept: {w}x{h}");
+        let err = view(40).unwrap_err();
+        assert!(matches!(err, ThumbError::TooLarge(_)), "{err}");
+        assert!(matches!(
+            render_view(&orig, FileType::Video, None, Allowance::standalone()),
+            Err(ThumbError::Unsupported)
+        ));
     }
 
     #[test]

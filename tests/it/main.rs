@@ -22,6 +22,7 @@ mod accounts;
 mod backup;
 mod bad_input;
 mod browser;
+mod browser_view;
 mod catalogs;
 mod cli;
 mod connections;

@@ -12,6 +12,7 @@
 //! copied into docs/performance.md.
 
 use crate::common;
+use common::heifmux;
 
 use common::*;
 use serde_json::json;
@@ -295,6 +296,24 @@ async fn both_levels(api: &Api, id: i64) -> Vec<Result<(u32, u32), i64>> {
     out
 }
 
+/// `viewFile.icc` of file `id`: the size of the JPEG (checked against the
+/// size its headers state), or the error code.
+async fn view_size(api: &Api, id: i64) -> Result<(u32, u32), i64> {
+    let r = api.get("/viewFile.icc", json!({"id": id})).await;
+    if !r.status().is_success() {
+        let v: serde_json::Value = r.json().await.unwrap();
+        return Err(v["code"].as_i64().unwrap());
+    }
+    let said: (u32, u32) = (
+        header(&r, "x-isync-width").parse().unwrap(),
+        header(&r, "x-isync-height").parse().unwrap(),
+    );
+    let body = r.bytes().await.unwrap();
+    let img = image::load_from_memory_with_format(&body, image::ImageFormat::Jpeg).unwrap();
+    assert_eq!((img.width(), img.height()), said);
+    Ok(said)
+}
+
 // ---------------------------------------------------------------- fixtures
 
 /// A PNG of `w`×`h` black RGB pixels, written row by row (9000² packs
@@ -342,6 +361,26 @@ fn progressive_jpeg(path: &Path, w: u16, h: u16) {
     enc.set_progressive(true);
     enc.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
     enc.encode(&px, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
+}
+
+/// A 48 MP HEIC: 8064x6048, an 8x6 grid of 1024² HEVC tiles (48 coded
+/// pictures, each its own item; iPhones use 512² tiles, 192 of them, more
+/// properties than the test muxer's 7-bit `ipma` indexes hold), no `thmb`
+/// (so both levels come from the grid).
+fn grid_heic(path: &Path) {
+    let (w, h, tile) = (8064, 6048, 1024);
+    let rgb = heifmux::corners(w, h);
+    let spec = heifmux::grid(
+        &rgb,
+        w,
+        h,
+        tile,
+        h.div_ceil(tile) as u8,
+        w.div_ceil(tile) as u8,
+        heifmux::Codec::Hevc,
+        false,
+    );
+    std::fs::write(path, heifmux::mux(&spec)).unwrap();
 }
 
 /// What lands in the library, and what the thumbnails must be.
@@ -411,6 +450,12 @@ fn cases() -> Vec<Case> {
             make: |p| std::fs::write(p, jpeg(4000, 3000, 3, None)).unwrap(),
             want: [Ok((160, 120)), Ok((800, 600))],
         },
+        Case {
+            name: "grid48mp.heic",
+            what: "8064x6048 HEIC, 8x6 grid of 1024² HEVC tiles",
+            make: grid_heic,
+            want: [Ok((160, 120)), Ok((800, 600))],
+        },
     ]
 }
 
@@ -431,7 +476,12 @@ async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again()
         let before = server.peak_rss();
         std::fs::rename(&staged, root.join("media/lib").join(case.name)).unwrap();
         let id = listed(&api, case.name).await;
-        let got = both_levels(&api, id).await;
+        let mut got = both_levels(&api, id).await;
+        if case.name.ends_with(".heic") {
+            // Its browser view too (`viewFile.icc`): the largest size
+            // the render budget holds, within the same bound.
+            got.push(view_size(&api, id).await);
+        }
         server.settled(id).await;
         let peak = server.peak_rss();
         report.push(format!(
@@ -440,7 +490,16 @@ async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again()
             peak as f64 / 1e6,
             before as f64 / 1e6
         ));
-        assert_eq!(got, case.want, "{}", case.what);
+        assert_eq!(got[..2], case.want, "{}", case.what);
+        if let Some(view) = got.get(2) {
+            let (w, h) = view.unwrap_or_else(|e| panic!("{}: view refused: {e}", case.what));
+            // Reduced (48 MP is past the budget at full size), not shrunk
+            // to nothing: at least 3x the screen level, the aspect kept.
+            assert!(
+                (2400..8064).contains(&w) && (w * 3 / 4).abs_diff(h) <= 2,
+                "view {w}x{h}"
+            );
+        }
         assert!(
             peak <= MAX_RSS_BYTES,
             "{}: peak RSS {} MB",

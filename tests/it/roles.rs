@@ -209,6 +209,13 @@ fn matrix() -> Vec<Row> {
         ),
         row(
             "GET",
+            "/viewFile.icc",
+            "a.jpg (its original)",
+            [BIN_A, RAW, RAW, RAW, RAW, BIN_P],
+            &[],
+        ),
+        row(
+            "GET",
             "/shareFileUrl.icc",
             "a.jpg",
             [A, O, O, O, O, P],
@@ -725,6 +732,7 @@ impl Scene {
             ("/catalogs.icc", _) => json!({"pids": "-1"}),
             ("/files.icc", _) => json!({"pageIndex": 0}),
             ("/thumbnail.icc", _) => json!({"id": self.a_jpg, "level": 0}),
+            ("/viewFile.icc", _) => json!({"id": self.a_jpg}),
             ("/downFile.icc", _) => json!({"id": self.a_jpg}),
             ("/shareFileUrl.icc", _) => json!({"id": self.a_jpg}),
             ("/shareFile.icc", _) => json!({"shareKey": self.link().await.1}),

@@ -8,3 +8,4 @@ pub mod file;
 pub mod share;
 pub mod thumb;
 pub mod upload;
+pub mod view;

@@ -7,7 +7,7 @@ use crate::http::state::{AppState, Authed};
 use crate::model::FileId;
 use crate::share;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method};
+use axum::http::{header, HeaderMap, Method};
 use axum::response::Response;
 
 pub async fn share_file_url(
@@ -29,5 +29,13 @@ pub async fn share_file(
     p.check()?;
     let key = p.req_str("shareKey")?;
     let rec = share::resolve(&st.db, &st.cfg, &st.clock, key).await?;
+    if share::wants_view(
+        p.opt_int("view") == Some(1),
+        p.opt_int("original") == Some(1),
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
+    ) {
+        let found = crate::view::shared(&st.db, &st.thumbs, rec).await?;
+        return super::view::send_view(&st, found, &method, &headers).await;
+    }
     send_original(&st, &rec, &method, &headers).await
 }
