@@ -17,7 +17,7 @@ all: build
 # video and audio, pkg-config and a C compiler for the bundled SQLite.
 # libheif-examples is a test tool only (tests/it/heif.rs checks our HEIF
 # fixtures and our reading of irot/imir with heif-convert); the server
-# never runs it. python3-pil and python3-pip serve tests/corpus.rs only:
+# never runs it. python3-pil and python3-pip serve tests/it/corpus.rs only:
 # Pillow is its reference decoder, pip fetches its corpus (tests/corpus/).
 APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl libheif-examples \
 	python3-pil python3-pip
