@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetches the real-world corpus of tests/corpus.rs through the package
+# Fetches the real-world corpus of tests/it/corpus.rs through the package
 # clients (pip, apt-get, cargo's registry) into a cache folder, so a fresh
 # clone needs no committed third-party files. Idempotent: a file already in
 # the cache is not fetched again.

@@ -1,4 +1,4 @@
-"""Reference decoder of tests/corpus.rs: Pillow (Debian's python3-pil).
+"""Reference decoder of tests/it/corpus.rs: Pillow (Debian's python3-pil).
 
 Reads one JSON object a line on stdin,
   {"original": path, "thumb": path, "lenient": bool},
