@@ -5,7 +5,7 @@
 //! 3. a rescan of the unchanged 10,000-file library,
 //! 4. a cold scan of 10,000 iPhone-like HEICs (issue 15: ≥ 10,000 files/s,
 //!    no decode): copies of a few real 4032x3024 grid HEICs (48 HEVC
-//!    tiles, a `thmb`, an Exif item; two of them) made by `tests/common/heifmux.rs`,
+//!    tiles, a `thmb`, an Exif item; two of them) made by `tests/it/common/heifmux.rs`,
 //!    scanned with `ffmpeg` and `ffprobe` on `PATH` replaced by wrappers
 //!    that count their runs (must stay 0), and the bytes the process read
 //!    (`rchar` of /proc/self/io) per file printed beside the file's size,
@@ -21,7 +21,7 @@
 //! alone).
 
 mod common;
-#[path = "../tests/common/heifmux.rs"]
+#[path = "../tests/it/common/heifmux.rs"]
 mod heifmux;
 
 use common::{median, thread_cpu_secs, SelfCpu};
