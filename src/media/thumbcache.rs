@@ -531,7 +531,14 @@ impl Inner {
         }
         let path = path_for(store.dir(), key, ext);
         let dir = shard_dir(store.dir(), key.file_id);
-        std::fs::create_dir_all(&dir).map_err(|e| ThumbError::io(&dir, e))?;
+        // The shard only: a library's store folder that went (its root
+        // deleted meanwhile) is not made again.
+        let made = if store.is_fallback {
+            std::fs::create_dir_all(&dir)
+        } else {
+            super::thumbstore::make_dir(&dir)
+        };
+        made.map_err(|e| ThumbError::io(&dir, e))?;
         let seq = self.temp_seq.fetch_add(1, Ordering::Relaxed);
         // Dot-prefixed so removal by file id never matches a half-written file.
         let temp = dir.join(format!(".{}.{}.{seq}.tmp", key.file_id, std::process::id()));
@@ -623,8 +630,10 @@ fn find_in(base: &Path, key: ThumbKey) -> Option<CachedThumb> {
 /// original removed). Whoever moves it first wins; the other finds it
 /// there. Returns its size. Blocking.
 pub(crate) fn move_thumb(from: &Path, to: &Path) -> std::io::Result<u64> {
+    // The shard only (its store folder is there): a library root deleted
+    // meanwhile is not made again.
     if let Some(dir) = to.parent() {
-        std::fs::create_dir_all(dir)?;
+        super::thumbstore::make_dir(dir)?;
     }
     match std::fs::rename(from, to) {
         Ok(()) => {}

@@ -49,6 +49,15 @@ pub struct Bounds {
 }
 
 /// `<library>/.isync/thumbs`.
+/// Makes the folder `dir` if it is not there; its parent must be (unlike
+/// `create_dir_all`, which would make again a library root that is gone).
+pub(crate) fn make_dir(dir: &Path) -> std::io::Result<()> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        r => r,
+    }
+}
+
 pub fn library_dir(root: &Path) -> PathBuf {
     root.join(HIDDEN_DIR).join("thumbs")
 }
@@ -116,7 +125,17 @@ impl Store {
     /// has room above the reserve, works out its limit and walks it for
     /// what is there. Blocking (a directory walk).
     pub fn open(dir: &Path, bounds: Bounds, is_fallback: bool) -> std::io::Result<Store> {
-        std::fs::create_dir_all(dir)?;
+        if is_fallback {
+            std::fs::create_dir_all(dir)?;
+        } else {
+            // `<root>/.isync/thumbs`: only the two folders below the root
+            // are made. A root that is gone (deleted, or its disk unmounted
+            // from under the mount point) is never made again by the cache.
+            if let Some(hidden) = dir.parent() {
+                make_dir(hidden)?;
+            }
+            make_dir(dir)?;
+        }
         // A read-only file system (or folder) fails here, not at the
         // first render.
         let probe = dir.join(format!(".probe.{}", std::process::id()));
@@ -427,6 +446,30 @@ impl Stores {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_library_store_never_makes_its_root_again() {
+        let media = tempfile::tempdir().unwrap();
+        let root = media.path().join("photos");
+        let bounds = Bounds {
+            limit_bytes: 1 << 20,
+            reserve_bytes: 0,
+        };
+        // The root deleted (or its disk unmounted): refused, nothing made.
+        let e = Store::open(&library_dir(&root), bounds, false)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+        assert!(!root.exists(), "the cache made the library root again");
+        // A root that is there gets its `.isync/thumbs`.
+        std::fs::create_dir(&root).unwrap();
+        let store = Store::open(&library_dir(&root), bounds, false).unwrap();
+        assert!(store.dir().is_dir());
+        // The data dir's store is made whole, as before.
+        let fallback = media.path().join("data/thumbs");
+        Store::open(&fallback, bounds, true).unwrap();
+        assert!(fallback.is_dir());
+    }
 
     #[test]
     fn lru_evicts_the_least_recently_used_first() {

@@ -195,7 +195,18 @@ async fn a_deleted_root_folder_goes_offline_and_comes_back_when_restored() {
     let backup = app.media().join("photos.backup");
     copy_tree(&app.lib(), &backup);
 
-    std::fs::remove_dir_all(app.lib()).unwrap();
+    // `rm -r` again while the server puts its thumbnail cache folder into
+    // the root being deleted (rmdir of the root: "Directory not empty");
+    // once the root is gone, nothing may make it again (checked below).
+    let mut tries = 0;
+    while let Err(e) = std::fs::remove_dir_all(app.lib()) {
+        tries += 1;
+        assert!(
+            tries < 20 && e.kind() == std::io::ErrorKind::DirectoryNotEmpty,
+            "rm -r of the library: {e}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     until("library offline", || async {
         (!app.online().await).then_some(())
     })
