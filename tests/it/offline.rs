@@ -127,7 +127,12 @@ async fn an_emptied_mount_point_is_offline() {
     app.offline_checks_pass(2).await;
     assert!(!app.online().await);
     assert_offline_but_listed(&app, &files, &cats).await;
-    std::fs::remove_dir(app.lib()).unwrap();
+    // The disk mounted again (its tree back at the mount point). The empty
+    // folder may hold the thumbnail cache's folder: a render that opened
+    // its original before the swap finds its store gone and opens it again
+    // at the path, since this stand-in is on the library's own device (a
+    // real mount point is not, and the cache is not made there).
+    std::fs::remove_dir_all(app.lib()).unwrap();
     std::fs::rename(&away, app.lib()).unwrap();
     until("library back online", || async {
         app.online().await.then_some(())
