@@ -11,7 +11,8 @@ use crate::common;
 use common::heifmux;
 
 use common::fixtures::{apple_maker_note, exif_app1, iphone_exif_tiff, with_app1};
-use common::upload::{announce, first_root, send_origin};
+use common::process::Process;
+use common::upload::{announce, first_root, multipart, send_origin, BOUNDARY};
 use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -519,4 +520,66 @@ async fn deleting_an_uploaded_live_photo_trashes_both() {
     names.sort_unstable();
     assert_eq!(names, ["IMG_0001.HEIC", "IMG_0001.MOV"]);
     app.stop().await;
+}
+
+/// The server dies completing the video's upload (its original in the
+/// folder, its record not yet complete, no identifier recorded): the next
+/// start finishes the upload (`upload::recover`) and its first scan reads
+/// the identifier and pairs it with the photo uploaded before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_completing_the_second_half_is_paired_by_the_next_start() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let mut p = Process::new(&["alice"], "");
+    p.start(&[]);
+    p.wait_logged("initial scan:", 1).await;
+    let api = p.login("alice").await;
+    let root = first_root(&api).await;
+    let photo = upload_as(&api, root, "IMG_0001.HEIC", IMAGE, &heic(Some(ID_A))).await;
+    p.kill9();
+
+    p.start(&[("ISYNC_FAILPOINT", "upload-complete-moved")]);
+    p.wait_logged("initial scan:", 2).await;
+    let api = p.login("alice").await;
+    let video_bytes = mov(ID_A, 10);
+    let v = announce(
+        &api,
+        json!({"cid": root, "name": "IMG_0001.MOV", "size": video_bytes.len(),
+            "type": VIDEO, "ext": "mov"}),
+    )
+    .await;
+    let video = data(&v)["id"].as_i64().unwrap();
+    let r = api
+        .http
+        .post(api.url("/uploadFile.icc"))
+        .query(&json!({"id": video}))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart(&[("origin", Some("origin"), &video_bytes)]))
+        .send()
+        .await;
+    assert!(r.is_err(), "the server answered: {r:?}");
+    assert!(p.wait_died(), "the server aborted at the failpoint");
+    let record = |p: &Process| {
+        p.db_read(|c| {
+            c.query_row(
+                "SELECT status_origin, content_id FROM files WHERE id = ?1",
+                [video],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+        })
+    };
+    assert_eq!(record(&p), (2, None), "pending, no identifier");
+
+    p.start(&[]);
+    p.wait_logged("initial scan:", 3).await;
+    assert_eq!(record(&p), (3, Some(ID_A.to_owned())));
+    let api = p.login("alice").await;
+    assert_eq!(names(&api.all_files().await), ["IMG_0001.HEIC"]);
+    assert_eq!(api.file_id("IMG_0001.HEIC").await, photo);
+    assert_eq!(video_of(&api, "IMG_0001.HEIC").await, Some(video));
+    assert_eq!(downloaded(&api, video).await, video_bytes);
 }
