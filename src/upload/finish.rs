@@ -9,7 +9,9 @@
 //!
 //! - Completion: the original is linked (never over a file) from staging to
 //!   a fresh name in its folder, client thumbnails are renamed into place,
-//!   the record says complete, and only then the staging name goes.
+//!   the record says complete (with the original's Live Photo content
+//!   identifier, its folder paired: `library::live`), and only then the
+//!   staging name goes.
 //! - Reopen: a complete original becomes pending for a new upload to it. At
 //!   its size (an append, spec §9.3) it moves back to staging. Below its
 //!   size (a rewrite, spec §9.2) it is never cut in place: the stored
@@ -20,11 +22,11 @@ use super::{internal, part_sizes, place, random_hex, Ctx, PartSizes, Role, PLACE
 use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
 use crate::db::{self, files, trash};
 use crate::error::{Error, Result};
-use crate::library::live;
 use crate::library::layout::{
     exists, folder_of, mtime_ns, numbered, remove_if_exists, safe_ext, staging_thumb_path,
     stamp_name, sync_dir, sync_parent, trash_dir, upload_stem, uploaded_thumb_path,
 };
+use crate::library::live;
 use crate::media::probe;
 use crate::model::{FileRecord, PartStatus};
 use std::fs::{File, OpenOptions};

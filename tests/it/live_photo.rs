@@ -6,6 +6,9 @@
 //! thumbnails like any file; a pair whose identifiers differ lists as two.
 //! Deleting either half trashes both, restoring either brings both back,
 //! a virtual move takes both, and renames on disk part and re-pair them.
+//! The same photos and videos uploaded as the app does (`uploadFile.icc`)
+//! pair when the second half completes, in either order, or at the next
+//! start after a crash in between.
 
 use crate::common;
 use common::heifmux;
