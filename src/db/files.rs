@@ -168,9 +168,10 @@ pub struct KnownFile {
     pub shown_in_real: bool,
     /// Display name equals the name on disk (an imported file).
     pub name_is_disk_name: bool,
-    /// A scanned file that may be half of a Live Photo, not probed for its
-    /// content identifier yet (recorded before migration 7): the scan
-    /// probes it again although it did not change.
+    /// A file that may be half of a Live Photo, not probed for its content
+    /// identifier yet (recorded before migration 7; an upload completed
+    /// before uploads were read for it, or by `upload::recover` after a
+    /// crash): the scan probes it again although it did not change.
     pub needs_content_id: bool,
 }
 
@@ -189,8 +190,7 @@ pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>
     let mut st = c.prepare_cached(
         "SELECT f.id, f.real_catalog_id, f.disk_name, f.size, f.mtime_ns, f.inode, \
          f.catalog_id = f.real_catalog_id, f.name = f.disk_name, \
-         f.content_id IS NULL AND f.upload_user_id IS NULL \
-         AND f.ext IN ('heic', 'heif', 'jpg', 'jpeg', 'mov') FROM files f \
+         f.content_id IS NULL AND f.ext IN ('heic', 'heif', 'jpg', 'jpeg', 'mov') FROM files f \
          JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1 \
          AND f.status_origin <> 2",
     )?;
@@ -374,7 +374,10 @@ pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {
 pub struct LiveCandidate {
     pub id: FileId,
     pub real_catalog_id: CatalogId,
-    pub disk_name: String,
+    /// The name pairs are made by: the name on disk of a file the scan
+    /// found; of an upload, the client's name (`IMG_1234.HEIC`), as its
+    /// name on disk is the server's (`2026-12-03_17.heic`).
+    pub pair_name: String,
     pub file_type: i64,
     /// '' when it has none.
     pub content_id: String,
@@ -389,7 +392,9 @@ pub fn live_candidates(
     folders: &[CatalogId],
 ) -> Result<Vec<LiveCandidate>, DbError> {
     let mut st = c.prepare_cached(
-        "SELECT id, real_catalog_id, disk_name, type, coalesce(content_id, ''), live_photo_id \
+        "SELECT id, real_catalog_id, \
+         CASE WHEN upload_user_id IS NULL THEN disk_name ELSE name END, \
+         type, coalesce(content_id, ''), live_photo_id \
          FROM files WHERE real_catalog_id IN (SELECT value FROM json_each(?1)) \
          AND status_origin <> 2 AND (content_id <> '' OR live_photo_id IS NOT NULL) ORDER BY id",
     )?;
@@ -398,7 +403,7 @@ pub fn live_candidates(
         Ok(LiveCandidate {
             id: FileId(r.get(0)?),
             real_catalog_id: CatalogId(r.get(1)?),
-            disk_name: r.get(2)?,
+            pair_name: r.get(2)?,
             file_type: r.get(3)?,
             content_id: r.get(4)?,
             live_photo_id: r.get::<_, Option<i64>>(5)?.map(FileId),

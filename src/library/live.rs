@@ -6,8 +6,12 @@
 //! a rescan, a rename or a move of either half pairs them again or parts
 //! them, and the same rows always give the same pairs ([`decide`]).
 //!
+//! An upload is paired when its original completes (`upload::finish`).
+//!
 //! Paired: same real folder, same name but the extension (case aside), same
-//! identifier, one photo and one video. Ids that differ make two files.
+//! identifier, one photo and one video. Ids that differ make two files. The
+//! name is the one on disk, or for an upload the client's (see
+//! `LiveCandidate::pair_name`).
 
 use crate::db::files::{self, LiveCandidate};
 use crate::db::DbError;
@@ -27,7 +31,7 @@ pub fn decide(files: &[LiveCandidate]) -> Vec<(FileId, Option<FileId>)> {
     let key = |f: &LiveCandidate| {
         (
             f.real_catalog_id,
-            stem(&f.disk_name).to_lowercase(),
+            stem(&f.pair_name).to_lowercase(),
             f.content_id.clone(),
         )
     };
@@ -106,7 +110,7 @@ mod tests {
         LiveCandidate {
             id: FileId(id),
             real_catalog_id: CatalogId(1),
-            disk_name: name.into(),
+            pair_name: name.into(),
             file_type: ty.bits(),
             content_id: content_id.into(),
             live_photo_id: None,

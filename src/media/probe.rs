@@ -120,6 +120,27 @@ pub fn probe_expecting(
     }
 }
 
+/// The Live Photo content identifier of the regular file at `path`, read
+/// as a probe reads it (headers only, never a decode, never a process):
+/// an image's EXIF (the Apple MakerNote), a QuickTime video's keys. `None`
+/// for any other file, or when it names none. For files no scan probes,
+/// such as a finished upload. Blocking.
+pub fn live_content_id(path: &Path) -> Result<Option<String>, ProbeError> {
+    let guess = classify_by_name(path);
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let isobmff = ISOBMFF_EXTS.iter().any(|e| e.eq_ignore_ascii_case(ext));
+    if guess != FileType::Image && !(guess == FileType::Video && isobmff) {
+        return Ok(None);
+    }
+    let file = open_checked(path, None)?;
+    if guess == FileType::Image {
+        return Ok(probe_by_content(file, path)?.1.content_id);
+    }
+    // A video the native reader cannot read has no identifier for us:
+    // ffprobe is not started for it.
+    Ok(mp4::read_info(&file).ok().and_then(|i| i.content_id))
+}
+
 /// Opens `path` for probing: the last component not followed if it is a
 /// symlink, not blocking on a FIFO, a regular file only, and (when given)
 /// the expected (device, inode). `Io` errors otherwise.

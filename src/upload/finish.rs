@@ -9,7 +9,9 @@
 //!
 //! - Completion: the original is linked (never over a file) from staging to
 //!   a fresh name in its folder, client thumbnails are renamed into place,
-//!   the record says complete, and only then the staging name goes.
+//!   the record says complete (with the original's Live Photo content
+//!   identifier, its folder paired: `library::live`), and only then the
+//!   staging name goes.
 //! - Reopen: a complete original becomes pending for a new upload to it. At
 //!   its size (an append, spec §9.3) it moves back to staging. Below its
 //!   size (a rewrite, spec §9.2) it is never cut in place: the stored
@@ -18,12 +20,14 @@
 
 use super::{internal, part_sizes, place, random_hex, Ctx, PartSizes, Role, PLACEHOLDER_PREFIX};
 use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
-use crate::db::{self, trash};
+use crate::db::{self, files, trash};
 use crate::error::{Error, Result};
 use crate::library::layout::{
     exists, folder_of, mtime_ns, numbered, remove_if_exists, safe_ext, staging_thumb_path,
     stamp_name, sync_dir, sync_parent, trash_dir, upload_stem, uploaded_thumb_path,
 };
+use crate::library::live;
+use crate::media::probe;
 use crate::model::{FileRecord, PartStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
@@ -333,6 +337,18 @@ fn link_into_folder(
     ))
 }
 
+/// The Live Photo content identifier of the original of file `id`, now at
+/// `path` ('' when it names none). Read with the probe's bounded readers;
+/// a file they cannot read is recorded with none, as a scan would.
+fn live_content_id(id: crate::model::FileId, path: &Path) -> String {
+    probe::live_content_id(path)
+        .unwrap_or_else(|e| {
+            log::warn!("upload of file {}: no content identifier read: {e}", id.0);
+            None
+        })
+        .unwrap_or_default()
+}
+
 /// Marks the received parts complete (spec §9.2): the original gets a
 /// fresh numbered name in its catalog folder (never over an existing
 /// file), thumbnails their final path, and only then does the database say
@@ -363,6 +379,9 @@ pub(super) fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecor
     let mut renamed: Vec<(PathBuf, PathBuf)> = Vec::new();
     let result = (|| -> Result<()> {
         let mut c = Completion::default();
+        // Of a completed original: its Live Photo content identifier ('':
+        // none), recorded with the completion.
+        let mut content_id: Option<String> = None;
         match origin {
             Some(staging) => {
                 let name = link_into_folder(ctx, &rec, staging, &mut mv)?;
@@ -372,6 +391,7 @@ pub(super) fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecor
                     .and_then(|m| sync_dir(&folder).map(|()| m))
                     .map_err(|e| internal(&format!("store {}", path.display()), e))?;
                 c.origin = Some((name, m.len() as i64, mtime_ns(&m)));
+                content_id = Some(live_content_id(rec.id, &path));
             }
             None => ctx.db.write(|tx| uploads::put_move(tx, &mv))?,
         }
@@ -389,8 +409,16 @@ pub(super) fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecor
         }
         failpoint("upload-complete-moved");
         let now = db::now();
+        // One transaction: the record complete, its identifier, and its
+        // folder paired (the other half may have come first, by upload or
+        // scan). A crash before it leaves no identifier; the recovered
+        // record is then read by the next scan (`needs_content_id`).
         ctx.db.write(|tx| {
             uploads::complete(tx, rec.id, &c, now)?;
+            if let Some(cid) = &content_id {
+                files::set_content_id(tx, rec.id, cid)?;
+                live::pair_folders(tx, &[rec.real_catalog_id])?;
+            }
             uploads::delete_move(tx, rec.id)
         })?;
         Ok(())

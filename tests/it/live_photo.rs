@@ -6,11 +6,16 @@
 //! thumbnails like any file; a pair whose identifiers differ lists as two.
 //! Deleting either half trashes both, restoring either brings both back,
 //! a virtual move takes both, and renames on disk part and re-pair them.
+//! The same photos and videos uploaded as the app does (`uploadFile.icc`)
+//! pair when the second half completes, in either order, or at the next
+//! start after a crash in between.
 
 use crate::common;
 use common::heifmux;
 
 use common::fixtures::{apple_maker_note, exif_app1, iphone_exif_tiff, with_app1};
+use common::process::Process;
+use common::upload::{announce, first_root, multipart, send_origin, BOUNDARY};
 use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -389,4 +394,195 @@ async fn a_library_scanned_before_live_photos_is_paired_by_the_next_scan() {
     }
     assert_eq!(app.rescan().await.updated, 0);
     app.stop().await;
+}
+
+// ------------------------------------------------------------ by upload
+
+/// An app whose one library alice uploads into; its root catalog's id.
+async fn upload_app() -> Option<(TestApp, i64)> {
+    if !ffmpeg_available() {
+        return None;
+    }
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .spawn()
+        .await;
+    let root = first_root(&app.api).await;
+    Some((app, root))
+}
+
+/// Uploads `bytes` as `name` (of type `ty`) into catalog `cid` in one
+/// request, as the app does (spec §6.14, §6.15); the new file's id.
+async fn upload_as(api: &Api, cid: i64, name: &str, ty: i64, bytes: &[u8]) -> i64 {
+    let ext = name.rsplit('.').next().unwrap().to_lowercase();
+    let v = announce(
+        api,
+        json!({"cid": cid, "name": name, "size": bytes.len(), "type": ty, "ext": ext}),
+    )
+    .await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let v = send_origin(api, json!({"id": id}), bytes).await;
+    assert_eq!(v["code"], 0, "upload of {name}: {v}");
+    id
+}
+
+const IMAGE: i64 = 1;
+const VIDEO: i64 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_heic_then_its_mov_list_as_one_live_photo() {
+    let Some((app, root)) = upload_app().await else {
+        return;
+    };
+    let api = &app.api;
+    let photo_bytes = heic(Some(ID_A));
+    let video_bytes = mov(ID_A, 10);
+    let photo = upload_as(api, root, "IMG_0001.HEIC", IMAGE, &photo_bytes).await;
+    // Alone so far: a photo without a video.
+    assert_eq!(names(&api.all_files().await), ["IMG_0001.HEIC"]);
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, None);
+
+    let video = upload_as(api, root, "IMG_0001.MOV", VIDEO, &video_bytes).await;
+    assert_eq!(names(&api.all_files().await), ["IMG_0001.HEIC"]);
+    assert_eq!(api.file_id("IMG_0001.HEIC").await, photo);
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    assert_eq!(downloaded(api, video).await, video_bytes);
+    assert_eq!(downloaded(api, photo).await, photo_bytes);
+
+    // A scan reads the same pair from the records (the uploads' names on
+    // disk are the server's, their pairing names the client's).
+    app.rescan().await;
+    assert_eq!(names(&api.all_files().await), ["IMG_0001.HEIC"]);
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uploaded_mov_then_its_jpeg_pair_and_other_ids_stay_two_files() {
+    let Some((app, root)) = upload_app().await else {
+        return;
+    };
+    let api = &app.api;
+    let video_bytes = mov(ID_B, 20);
+    let video = upload_as(api, root, "IMG_0002.MOV", VIDEO, &video_bytes).await;
+    // A video alone lists as itself.
+    assert_eq!(names(&api.all_files().await), ["IMG_0002.MOV"]);
+    let photo = upload_as(api, root, "IMG_0002.JPG", IMAGE, &jpeg_live(ID_B)).await;
+    assert_eq!(names(&api.all_files().await), ["IMG_0002.JPG"]);
+    assert_eq!(api.file_id("IMG_0002.JPG").await, photo);
+    assert_eq!(video_of(api, "IMG_0002.JPG").await, Some(video));
+    assert_eq!(downloaded(api, video).await, video_bytes);
+
+    // One name, two identifiers: two files, neither naming a video.
+    upload_as(api, root, "IMG_0003.HEIC", IMAGE, &heic(Some(ID_C))).await;
+    upload_as(api, root, "IMG_0003.MOV", VIDEO, &mov(ID_D, 30)).await;
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0002.JPG", "IMG_0003.HEIC", "IMG_0003.MOV"]
+    );
+    assert_eq!(video_of(api, "IMG_0003.HEIC").await, None);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_an_uploaded_live_photo_trashes_both() {
+    let Some((app, root)) = upload_app().await else {
+        return;
+    };
+    let api = &app.api;
+    let photo = upload_as(api, root, "IMG_0001.HEIC", IMAGE, &heic(Some(ID_A))).await;
+    let video = upload_as(api, root, "IMG_0001.MOV", VIDEO, &mov(ID_A, 10)).await;
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    let lib = app.media().join("lib");
+    let on_disk = |dir: &std::path::Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(on_disk(&lib).len(), 2, "{:?}", on_disk(&lib));
+
+    let v = api
+        .post_form("/deleteFiles.icc", json!({"ids": photo.to_string()}))
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert!(api.all_files().await.is_empty());
+    assert_eq!(on_disk(&lib), Vec::<String>::new());
+    assert_binary_err_status(api.download(video, &[]).await, 404, NOT_FOUND).await;
+    let db = app.db().clone();
+    let trashed = tokio::task::spawn_blocking(move || isync::trash::list(&db))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trashed.len(), 2, "{trashed:?}");
+    let mut names: Vec<&str> = trashed.iter().map(|e| e.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["IMG_0001.HEIC", "IMG_0001.MOV"]);
+    app.stop().await;
+}
+
+/// The server dies completing the video's upload (its original in the
+/// folder, its record not yet complete, no identifier recorded): the next
+/// start finishes the upload (`upload::recover`) and its first scan reads
+/// the identifier and pairs it with the photo uploaded before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_completing_the_second_half_is_paired_by_the_next_start() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let mut p = Process::new(&["alice"], "");
+    p.start(&[]);
+    p.wait_logged("initial scan:", 1).await;
+    let api = p.login("alice").await;
+    let root = first_root(&api).await;
+    let photo = upload_as(&api, root, "IMG_0001.HEIC", IMAGE, &heic(Some(ID_A))).await;
+    p.kill9();
+
+    p.start(&[("ISYNC_FAILPOINT", "upload-complete-moved")]);
+    p.wait_logged("initial scan:", 2).await;
+    let api = p.login("alice").await;
+    let video_bytes = mov(ID_A, 10);
+    let v = announce(
+        &api,
+        json!({"cid": root, "name": "IMG_0001.MOV", "size": video_bytes.len(),
+            "type": VIDEO, "ext": "mov"}),
+    )
+    .await;
+    let video = data(&v)["id"].as_i64().unwrap();
+    let r = api
+        .http
+        .post(api.url("/uploadFile.icc"))
+        .query(&json!({"id": video}))
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+        )
+        .body(multipart(&[("origin", Some("origin"), &video_bytes)]))
+        .send()
+        .await;
+    assert!(r.is_err(), "the server answered: {r:?}");
+    assert!(p.wait_died(), "the server aborted at the failpoint");
+    let record = |p: &Process| {
+        p.db_read(|c| {
+            c.query_row(
+                "SELECT status_origin, content_id FROM files WHERE id = ?1",
+                [video],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?)),
+            )
+        })
+    };
+    assert_eq!(record(&p), (2, None), "pending, no identifier");
+
+    p.start(&[]);
+    p.wait_logged("initial scan:", 3).await;
+    assert_eq!(record(&p), (3, Some(ID_A.to_owned())));
+    let api = p.login("alice").await;
+    assert_eq!(names(&api.all_files().await), ["IMG_0001.HEIC"]);
+    assert_eq!(api.file_id("IMG_0001.HEIC").await, photo);
+    assert_eq!(video_of(&api, "IMG_0001.HEIC").await, Some(video));
+    assert_eq!(downloaded(&api, video).await, video_bytes);
 }
