@@ -128,10 +128,10 @@ async fn an_emptied_mount_point_is_offline() {
     assert!(!app.online().await);
     assert_offline_but_listed(&app, &files, &cats).await;
     // The disk mounted again (its tree back at the mount point). The empty
-    // folder may hold the thumbnail cache's folder: a render that opened
-    // its original before the swap finds its store gone and opens it again
-    // at the path, since this stand-in is on the library's own device (a
-    // real mount point is not, and the cache is not made there).
+    // stand-in once held a `.isync` folder by then (failed once under
+    // load): it is on the library's own device, so a store reopened at the
+    // path passes the cache's same-device check, which a real mount point on
+    // the card does not.
     std::fs::remove_dir_all(app.lib()).unwrap();
     std::fs::rename(&away, app.lib()).unwrap();
     until("library back online", || async {
