@@ -293,6 +293,73 @@ fn find<'a>(boxes: &[BoxRef<'a>], kind: &[u8; 4]) -> Option<&'a [u8]> {
     boxes.iter().find(|(k, _)| k == kind).map(|(_, b)| *b)
 }
 
+/// A file whose first bytes are already in memory (the probe's head read):
+/// reads inside `head` are served from it, the rest from `file`, so parsing
+/// `meta` (and the Exif item, when it lies early) costs no further system
+/// call. For a scan of 10,000 iPhone HEICs that is the difference between
+/// one read per file and eight (seek and read of each top-level box
+/// header, `meta`, the grid description and the Exif item).
+pub struct HeadFile<'a, R> {
+    head: &'a [u8],
+    file: &'a mut R,
+    len: u64,
+    pos: u64,
+    /// Where `file`'s own position is, when known (saves a seek).
+    file_pos: Option<u64>,
+}
+
+impl<'a, R: Read + Seek> HeadFile<'a, R> {
+    /// `head`: the file's bytes from offset 0; `len`: the file's length.
+    pub fn new(head: &'a [u8], file: &'a mut R, len: u64) -> HeadFile<'a, R> {
+        let head = &head[..head.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
+        HeadFile {
+            head,
+            file,
+            len,
+            pos: 0,
+            file_pos: None,
+        }
+    }
+}
+
+impl<R: Read + Seek> Read for HeadFile<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let in_head = usize::try_from(self.pos)
+            .ok()
+            .and_then(|p| self.head.get(p..))
+            .filter(|rest| !rest.is_empty());
+        let n = match in_head {
+            Some(rest) => {
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                n
+            }
+            None => {
+                if self.file_pos != Some(self.pos) {
+                    self.file.seek(SeekFrom::Start(self.pos))?;
+                }
+                let n = self.file.read(buf)?;
+                self.file_pos = Some(self.pos + n as u64);
+                n
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for HeadFile<'_, R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let pos = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = pos.ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+        Ok(self.pos)
+    }
+}
+
 /// Reads the top-level boxes of `file` up to and including `meta`, then
 /// interprets it. The file position afterwards is unspecified.
 pub fn read<R: Read + Seek>(file: &mut R) -> Result<Heif, HeifError> {
@@ -1177,6 +1244,55 @@ mod tests {
             Err(HeifError::NotHeif)
         );
         assert!(!is_heif(b"\0\0\0\x10ftypmp42\0\0\0\0"));
+    }
+
+    /// A reader that counts the system calls a `File` would make.
+    struct Counted<'a> {
+        inner: Cursor<&'a [u8]>,
+        calls: usize,
+    }
+
+    impl Read for Counted<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.calls += 1;
+            self.inner.read(buf)
+        }
+    }
+
+    impl Seek for Counted<'_> {
+        fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+            self.calls += 1;
+            self.inner.seek(to)
+        }
+    }
+
+    #[test]
+    fn a_head_in_memory_gives_the_same_answer_with_no_further_read() {
+        let mut bytes = synthetic(3, (640, 480), 50);
+        bytes.resize(bytes.len().max(200), 7);
+        let want = parse(&bytes).unwrap();
+        let want_item = want
+            .item_data(&mut Cursor::new(&bytes), 1, 1 << 20)
+            .unwrap();
+        let len = bytes.len() as u64;
+        // Every split between the head and the rest of the file.
+        for k in 0..=bytes.len() {
+            let mut file = Counted {
+                inner: Cursor::new(&bytes),
+                calls: 0,
+            };
+            let mut src = HeadFile::new(&bytes[..k], &mut file, len);
+            let got = read(&mut src).unwrap();
+            assert_eq!(got, want, "head of {k} bytes");
+            assert_eq!(got.item_data(&mut src, 1, 1 << 20).unwrap(), want_item);
+            if k == bytes.len() {
+                assert_eq!(file.calls, 0, "the whole file was in the head");
+            }
+        }
+        // A head longer than the file's stated length is cut to it.
+        let mut file = Cursor::new(&bytes);
+        let mut src = HeadFile::new(&bytes, &mut file, 10);
+        assert!(read(&mut src).is_err());
     }
 
     /// Writes the `heif` fuzz target's seeds (docs/fuzzing.md):

@@ -180,11 +180,22 @@ struct Head<'a> {
     file: &'a mut File,
     buf: &'a mut Vec<u8>,
     len: usize,
+    /// A read came back short: `len` is the whole file.
+    at_end: bool,
 }
 
 impl Head<'_> {
     fn data(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The file's length: known without a system call when the head holds
+    /// all of it.
+    fn file_len(&self) -> io::Result<u64> {
+        if self.at_end {
+            return Ok(self.len as u64);
+        }
+        Ok(self.file.metadata()?.len())
     }
 
     /// Reads on until `want` bytes are held (capped at `MAX_HEAD_BYTES`);
@@ -199,7 +210,10 @@ impl Head<'_> {
         }
         while self.len < want {
             match self.file.read(&mut self.buf[self.len..]) {
-                Ok(0) => return Ok(false),
+                Ok(0) => {
+                    self.at_end = true;
+                    return Ok(false);
+                }
                 Ok(n) => self.len += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
@@ -227,6 +241,7 @@ fn probe_by_content(mut file: File, path: &Path) -> Result<(FileType, MediaInfo)
             file: &mut file,
             buf: &mut buf,
             len,
+            at_end: len < HEAD_BYTES,
         };
         let result = probe_head(path, &mut head);
         if buf.len() > HEAD_BYTES {
@@ -569,7 +584,17 @@ fn skip<R: BufRead>(r: &mut R, n: u64) -> io::Result<()> {
 /// photo, listed without its size. Reads only the boxes before the media
 /// data and the Exif item; decodes nothing.
 fn probe_heif(path: &Path, head: &mut Head<'_>) -> (FileType, MediaInfo) {
-    let parsed = heif::read(&mut *head.file);
+    let file_len = match head.file_len() {
+        Ok(n) => n,
+        Err(e) => {
+            log::debug!(path:% = path.display(), error:% = e; "HEIF length unknown");
+            return (FileType::Image, MediaInfo::default());
+        }
+    };
+    // `meta` and the Exif item from the bytes already read when they lie
+    // there (an iPhone's do: both sit in the first few KiB).
+    let mut file = heif::HeadFile::new(&head.buf[..head.len], &mut *head.file, file_len);
+    let parsed = heif::read(&mut file);
     let h = match parsed {
         Ok(h) => h,
         Err(e) => {
@@ -583,7 +608,7 @@ fn probe_heif(path: &Path, head: &mut Head<'_>) -> (FileType, MediaInfo) {
         o => Some(i64::from(o)),
     };
     let exif = h
-        .exif(&mut *head.file)
+        .exif(&mut file)
         .and_then(|tiff| exifmeta::parse_tiff(&tiff));
     let (capture_time, content_id) = exif.map_or((None, None), |e| (e.capture_time, e.content_id));
     let info = MediaInfo {
