@@ -33,86 +33,6 @@ pub struct NewCatalog {
     pub help_text: Option<String>,
 }
 
-/// What `updateCatalog.icc` changes (validated by the handler); `None`
-/// leaves a field alone.
-#[derive(Debug, Clone, Default)]
-pub struct CatalogChange {
-    /// A new parent: a virtual move, nothing moves on disk.
-    pub parent: Option<CatalogId>,
-    pub name: Option<String>,
-    pub memo: Option<String>,
-    pub help_int: Option<i64>,
-    pub help_text: Option<String>,
-}
-
-impl From<CatalogChange> for CatalogEdit {
-    fn from(c: CatalogChange) -> CatalogEdit {
-        CatalogEdit {
-            parent: c.parent,
-            name: c.name,
-            memo: c.memo,
-            help_int: c.help_int,
-            help_text: c.help_text,
-        }
-    }
-}
-
-/// What `updateFile.icc` changes (validated by the handler); `None` leaves
-/// a field alone.
-#[derive(Debug, Clone, Default)]
-pub struct FileChange {
-    /// A catalog to move the record to (virtually, like a catalog).
-    pub catalog: Option<CatalogId>,
-    pub name: Option<String>,
-    pub ext: Option<String>,
-    pub size: Option<i64>,
-    pub file_type: Option<i64>,
-    /// A client thumbnail status, 0 or 2 (spec §6.18).
-    pub status_thumb: Option<i64>,
-    pub status_screen: Option<i64>,
-    pub create_time: Option<i64>,
-    pub import_time: Option<i64>,
-    pub last_modify: Option<i64>,
-    pub duration: Option<f64>,
-    pub width: Option<i64>,
-    pub height: Option<i64>,
-    pub orientation: Option<i64>,
-    pub longitude: Option<f64>,
-    pub latitude: Option<f64>,
-    pub memo: Option<String>,
-    pub help_int: Option<i64>,
-    pub help_text: Option<String>,
-}
-
-impl FileChange {
-    /// The record's columns to change, the target catalog (and its root)
-    /// left for the service to look up.
-    fn columns(self) -> (FileEdit, Option<CatalogId>) {
-        let edit = FileEdit {
-            catalog: None,
-            name: self.name,
-            ext: self.ext,
-            size: self.size,
-            file_type: self.file_type,
-            status_thumb: self.status_thumb,
-            status_screen: self.status_screen,
-            create_time: self.create_time,
-            import_time: self.import_time,
-            last_modify: self.last_modify,
-            duration: self.duration,
-            width: self.width,
-            height: self.height,
-            orientation: self.orientation,
-            longitude: self.longitude,
-            latitude: self.latitude,
-            memo: self.memo,
-            help_int: self.help_int,
-            help_text: self.help_text,
-        };
-        (edit, self.catalog)
-    }
-}
-
 /// Creates `<parent folder>/<safe name>_<date>_<n>` and its record.
 pub async fn create_catalog(db: &Db, s: &Session, n: NewCatalog) -> Result<Catalog> {
     s.require(Perm::Upload)?;
@@ -194,10 +114,9 @@ pub async fn update_catalog(
     db: &Db,
     s: &Session,
     id: CatalogId,
-    change: CatalogChange,
+    mut edit: CatalogEdit,
 ) -> Result<(Catalog, bool)> {
     s.require(Perm::Upload)?;
-    let mut edit = CatalogEdit::from(change);
     let (roots, s) = (s.roots.clone(), s.clone());
     db.write_async(move |tx| {
         let Some(cat) = catalogs::accessible(tx, id, &roots)? else {
@@ -271,10 +190,10 @@ pub async fn update_file(
     cfg: &Arc<Config>,
     s: &Session,
     id: FileId,
-    change: FileChange,
+    new_catalog: Option<CatalogId>,
+    mut edit: FileEdit,
 ) -> Result<(FileRecord, PartSizes)> {
     s.require(Perm::Upload)?;
-    let (mut edit, new_catalog) = change.columns();
     let (db2, roots, thumbs, s) = (db.clone(), s.roots.clone(), cfg.thumb_dir(), s.clone());
     tokio::task::spawn_blocking(move || {
         let r = db2.write(|tx| {

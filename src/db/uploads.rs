@@ -180,6 +180,8 @@ pub fn complete(c: &Connection, id: FileId, done: &Completion, now: i64) -> Resu
 /// The fields `updateFile.icc` may change; `None` leaves a column alone.
 #[derive(Debug, Clone, Default)]
 pub struct FileEdit {
+    /// A virtual move: the catalog and its root, looked up by `edit` from
+    /// the catalog a client asked for (`None` from the handler).
     pub catalog: Option<(CatalogId, CatalogId)>,
     pub name: Option<String>,
     pub ext: Option<String>,

@@ -1,7 +1,9 @@
 //! `createCatalog.icc`, `updateCatalog.icc`, `deleteCatalog.icc`,
 //! `updateFile.icc`, `deleteFiles.icc` (spec §6.6–6.8, §6.17, §6.18).
 
-use crate::edit::{self, CatalogChange, FileChange, NewCatalog};
+use crate::db::edits::CatalogEdit;
+use crate::db::uploads::FileEdit;
+use crate::edit::{self, NewCatalog};
 use crate::http::api::account::MAX_HELP_TEXT_CHARS;
 use crate::http::api::catalog::CatalogInfo;
 use crate::http::api::upload::file_info;
@@ -46,7 +48,7 @@ pub async fn update_catalog(
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
     let id = CatalogId(p.req_int("id")?);
-    let e = CatalogChange {
+    let e = CatalogEdit {
         parent: p.opt_int("parentId").map(CatalogId),
         name: opt_name(&p, MAX_CATALOG_NAME_CHARS),
         memo: p.opt_text("memo", MAX_MEMO_CHARS).map(str::to_owned),
@@ -92,8 +94,10 @@ pub async fn update_file(
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
     let id = FileId(p.req_int("id")?);
-    let e = FileChange {
-        catalog: p.opt_int("catalogId").map(CatalogId),
+    // The target catalog's root is the service's to look up.
+    let move_to = p.opt_int("catalogId").map(CatalogId);
+    let e = FileEdit {
+        catalog: None,
         name: opt_name(&p, MAX_NAME_CHARS),
         ext: p.opt_text("ext", MAX_EXT_CHARS).map(str::to_owned),
         size: p.opt_int("size").filter(|v| *v >= 0),
@@ -115,6 +119,6 @@ pub async fn update_file(
             .opt_text("helpText", MAX_HELP_TEXT_CHARS)
             .map(str::to_owned),
     };
-    let (rec, sizes) = edit::update_file(&st.db, &st.cfg, &s, id, e).await?;
+    let (rec, sizes) = edit::update_file(&st.db, &st.cfg, &s, id, move_to, e).await?;
     Ok(ok(file_info(rec, sizes)))
 }
