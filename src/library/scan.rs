@@ -621,8 +621,10 @@ impl Scanner {
                 Some((id, cat, f))
             })
             .collect();
+        let backfill = backfill_items(cx, &plan, &cats);
         drop(walking);
         let probed = self.probe_all(&to_probe, cx.root_id);
+        let backfill_probed = self.probe_all(&backfill, cx.root_id);
         let writing = hold(transit);
         let mut batch: Vec<(Option<FileId>, files::ScannedFile)> = Vec::new();
         for item in probed.into_iter().flatten() {
@@ -633,7 +635,7 @@ impl Scanner {
         }
         self.write_batch(&mut batch, report, cx.now)?;
         report.skipped += to_probe.len().saturating_sub(report.added + report.updated);
-        let backfilled = self.backfill_content_ids(cx, &plan, &cats)?;
+        self.write_content_ids(&backfill, &backfill_probed)?;
 
         // Removals (none when the guard held them back).
         report.held_back = plan.held_back;
@@ -653,7 +655,7 @@ impl Scanner {
 
         // Live Photos of every folder a file came to, changed in or left.
         let mut touched: Vec<CatalogId> = to_probe.iter().map(|(_, cat, _)| *cat).collect();
-        touched.extend(backfilled);
+        touched.extend(backfill.iter().map(|(_, cat, _)| *cat));
         for &(k, s) in &plan.moved_files {
             touched.push(cx.known.files[k].real_catalog_id);
             touched.extend(cats.get(&path_key(&cx.walk.files[s].dir)).copied());
@@ -673,34 +675,17 @@ impl Scanner {
     }
 
     /// Records the content identifier of unchanged files recorded before
-    /// Live Photos were known (`Plan::backfill`): probed again (headers
-    /// only, as any probe), only `content_id` is written — empty when the
-    /// probe found none or failed, so each file is probed once. Returns the
-    /// folders they are in, to be paired.
-    fn backfill_content_ids(
+    /// Live Photos were known (`Plan::backfill`), probed again (headers
+    /// only, as any probe, without the library lock): only `content_id` is
+    /// written — empty when the probe found none or failed, so each file is
+    /// probed once.
+    fn write_content_ids(
         &self,
-        cx: &Ctx,
-        plan: &Plan,
-        cats: &HashMap<String, CatalogId>,
-    ) -> Result<Vec<CatalogId>, DbError> {
-        let items: Vec<(Option<FileId>, CatalogId, &SeenFile)> = plan
-            .backfill
-            .iter()
-            .filter_map(|&(id, s)| {
-                let f = &cx.walk.files[s];
-                Some((Some(id), *cats.get(&path_key(&f.dir))?, f))
-            })
-            .collect();
-        if items.is_empty() {
-            return Ok(Vec::new());
-        }
-        let probed = self.probe_all(&items, cx.root_id);
-        for chunk in items
-            .iter()
-            .zip(&probed)
-            .collect::<Vec<_>>()
-            .chunks(self.cfg.batch_size.max(1))
-        {
+        items: &[(Option<FileId>, CatalogId, &SeenFile)],
+        probed: &[Probed],
+    ) -> Result<(), DbError> {
+        let pairs: Vec<_> = items.iter().zip(probed).collect();
+        for chunk in pairs.chunks(self.cfg.batch_size.max(1)) {
             self.db.write(|tx| {
                 for ((id, _, _), p) in chunk {
                     let cid = p
@@ -712,7 +697,7 @@ impl Scanner {
                 Ok(())
             })?;
         }
-        Ok(items.iter().map(|(_, cat, _)| *cat).collect())
+        Ok(())
     }
 
     /// Folder moves and new folders, in one transaction (`cats` gains the
@@ -892,6 +877,21 @@ impl Scanner {
         batch.clear();
         Ok(())
     }
+}
+
+/// `Plan::backfill` as probe items: (id, folder, the file seen).
+fn backfill_items<'w>(
+    cx: &'w Ctx,
+    plan: &Plan,
+    cats: &HashMap<String, CatalogId>,
+) -> Vec<(Option<FileId>, CatalogId, &'w SeenFile)> {
+    plan.backfill
+        .iter()
+        .filter_map(|&(id, s)| {
+            let f = &cx.walk.files[s];
+            Some((Some(id), *cats.get(&path_key(&f.dir))?, f))
+        })
+        .collect()
 }
 
 fn probe_one(f: &SeenFile, cat: CatalogId, root_id: CatalogId) -> Option<files::ScannedFile> {
