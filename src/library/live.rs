@@ -8,6 +8,14 @@
 //!
 //! An upload is paired when its original completes (`upload::finish`).
 //!
+//! A half whose upload is reopened (the same file sent again, spec §9.2) is
+//! pending, and `files.icc` hides a pending file as it hides any. While it
+//! is, the pair is parted ([`part_pending`]) so the other half does not
+//! vanish with it: a photo being rewritten leaves its video listed on its
+//! own; a video being rewritten leaves its photo listed without
+//! `livePhotoVideoId` (there is no video to fetch). The completion pairs
+//! them again from the records, as a scan would.
+//!
 //! Paired: same real folder, same name but the extension (case aside), same
 //! identifier, one photo and one video. Ids that differ make two files. The
 //! name is the one on disk, or for an upload the client's (see
@@ -15,7 +23,7 @@
 
 use crate::db::files::{self, LiveCandidate};
 use crate::db::DbError;
-use crate::model::{CatalogId, FileId, FileType};
+use crate::model::{CatalogId, FileId, FileRecord, FileType};
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 
@@ -97,6 +105,23 @@ pub fn pair_folders(c: &Connection, folders: &[CatalogId]) -> Result<usize, DbEr
         }
     }
     Ok(changed)
+}
+
+/// Parts the Live Photo that `rec` is a half of, as a part of it becomes
+/// pending (`origin`: its original; otherwise a client thumbnail). The
+/// photo's video is unlinked (listed alone while the photo is hidden); a
+/// video whose original is pending unlinks itself (its photo stays listed,
+/// naming no video). A video's thumbnail changes nothing: its photo stays
+/// listed and its original is still there. Runs in the caller's
+/// transaction, the one that records the part pending.
+pub fn part_pending(c: &Connection, rec: &FileRecord, origin: bool) -> Result<(), DbError> {
+    if let Some(video) = rec.live_video_id {
+        files::set_live_photo(c, video, None)?;
+    }
+    if origin && rec.live_photo_id.is_some() {
+        files::set_live_photo(c, rec.id, None)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -169,6 +169,7 @@ fn record_reopen(
     if offset >= at.stored {
         ctx.db.write(|tx| {
             uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
+            live::part_pending(tx, rec, true)?;
             uploads::put_move(tx, mv)
         })?;
         return Ok(None);
@@ -199,6 +200,7 @@ fn record_reopen(
     let r = ctx.db.write(|tx| {
         let id = trash::insert(tx, &entry)?;
         uploads::set_origin_pending(tx, rec.id, &placeholder, now)?;
+        live::part_pending(tx, rec, true)?;
         uploads::put_move(tx, mv)?;
         Ok(id)
     });
@@ -242,6 +244,8 @@ fn undo_failed_reopen(
         if let Some(t) = trash_id {
             trash::delete(tx, t)?;
         }
+        // The pair parted by the reopen holds again.
+        live::pair_folders(tx, &[rec.real_catalog_id])?;
         uploads::delete_move(tx, rec.id)
     });
     if let Err(u) = undone {
@@ -273,6 +277,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
     };
     ctx.db.write(|tx| {
         uploads::set_thumb_status(tx, rec.id, level, PartStatus::Uploading, now)?;
+        live::part_pending(tx, rec, false)?;
         if complete {
             uploads::put_move(tx, &mv)?;
         }
@@ -284,6 +289,7 @@ pub(super) fn reopen_thumb(ctx: &Ctx, rec: &FileRecord, role: Role) -> Result<()
         if let Err(e) = std::fs::rename(&fin, &staging) {
             let _ = ctx.db.write(|tx| {
                 uploads::set_thumb_status(tx, rec.id, level, PartStatus::Uploaded, now)?;
+                live::pair_folders(tx, &[rec.real_catalog_id])?;
                 uploads::delete_move(tx, rec.id)
             });
             return Err(internal("move thumbnail to staging", e));
@@ -340,7 +346,7 @@ fn link_into_folder(
 /// The Live Photo content identifier of the original of file `id`, now at
 /// `path` ('' when it names none). Read with the probe's bounded readers;
 /// a file they cannot read is recorded with none, as a scan would.
-fn live_content_id(id: crate::model::FileId, path: &Path) -> String {
+pub(super) fn live_content_id(id: crate::model::FileId, path: &Path) -> String {
     probe::live_content_id(path)
         .unwrap_or_else(|e| {
             log::warn!("upload of file {}: no content identifier read: {e}", id.0);
@@ -411,14 +417,15 @@ pub(super) fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecor
         let now = db::now();
         // One transaction: the record complete, its identifier, and its
         // folder paired (the other half may have come first, by upload or
-        // scan). A crash before it leaves no identifier; the recovered
-        // record is then read by the next scan (`needs_content_id`).
+        // scan; a reopen parted a pair until now, `live::part_pending`,
+        // also for a thumbnail alone). A crash before it is finished by
+        // `upload::recover`, which does the same.
         ctx.db.write(|tx| {
             uploads::complete(tx, rec.id, &c, now)?;
             if let Some(cid) = &content_id {
                 files::set_content_id(tx, rec.id, cid)?;
-                live::pair_folders(tx, &[rec.real_catalog_id])?;
             }
+            live::pair_folders(tx, &[rec.real_catalog_id])?;
             uploads::delete_move(tx, rec.id)
         })?;
         Ok(())

@@ -14,6 +14,7 @@ use crate::library::layout::{
     staging_dir, staging_origin_path, staging_thumb_path, sync_dir, sync_parent, upload_stem,
     uploaded_thumb_path,
 };
+use crate::library::live;
 use crate::model::{FileRecord, Library, PartStatus, ThumbLevel};
 use std::path::{Path, PathBuf};
 
@@ -92,9 +93,19 @@ impl Settling<'_> {
             self.link_origin(name, &mut c)?;
         }
         self.store_thumbs(&mut c)?;
+        // As `finish::complete` does: the original's identifier read, its
+        // folder paired (a reopen may have parted a pair).
+        let content_id = c
+            .origin
+            .as_ref()
+            .map(|(n, ..)| super::finish::live_content_id(id, &self.folder.join(n)));
         let now = db::now();
         db.write(|tx| {
             uploads::complete(tx, id, &c, now)?;
+            if let Some(cid) = &content_id {
+                files::set_content_id(tx, id, cid)?;
+            }
+            live::pair_folders(tx, &[self.rec.real_catalog_id])?;
             uploads::delete_move(tx, id)
         })?;
         if c.origin.is_some() {

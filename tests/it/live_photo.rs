@@ -8,7 +8,9 @@
 //! a virtual move takes both, and renames on disk part and re-pair them.
 //! The same photos and videos uploaded as the app does (`uploadFile.icc`)
 //! pair when the second half completes, in either order, or at the next
-//! start after a crash in between.
+//! start after a crash in between. A half sent again (a reopened upload) is
+//! hidden while pending, as any pending file is, and its other half stays
+//! listed; the completion pairs them again.
 
 use crate::common;
 use common::heifmux;
@@ -585,4 +587,126 @@ async fn a_crash_completing_the_second_half_is_paired_by_the_next_start() {
     assert_eq!(api.file_id("IMG_0001.HEIC").await, photo);
     assert_eq!(video_of(&api, "IMG_0001.HEIC").await, Some(video));
     assert_eq!(downloaded(&api, video).await, video_bytes);
+}
+
+/// A reopened upload of `id` (`obp`: where it starts again) held in the
+/// middle: the request's head and the first `first` bytes of `bytes` are
+/// sent, the rest waits for [`Resend::finish`].
+struct Resend {
+    conn: tokio::net::TcpStream,
+    rest: Vec<u8>,
+}
+
+impl Resend {
+    async fn start(app: &TestApp, id: i64, obp: usize, bytes: &[u8], first: usize) -> Resend {
+        use tokio::io::AsyncWriteExt;
+        let token = app.token("alice").await;
+        let body = multipart(&[("origin", Some("origin"), bytes)]);
+        let head = format!(
+            "POST /uploadFile.icc?id={id}&obp={obp} HTTP/1.1\r\nHost: x\r\nCookie: session={token}\r\n\
+             Connection: close\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        let mut conn = tokio::net::TcpStream::connect(app.addr()).await.unwrap();
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let cut = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + first;
+        conn.write_all(&body[..cut]).await.unwrap();
+        conn.flush().await.unwrap();
+        // Pending once the server took the part: `uploadingInfo.icc` lists it.
+        for _ in 0..200 {
+            if common::upload::stored_origin(&app.api, id).await.is_some() {
+                return Resend {
+                    conn,
+                    rest: body[cut..].to_vec(),
+                };
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("file {id} never became pending");
+    }
+
+    /// Sends the rest; the reply's JSON.
+    async fn finish(mut self) -> Value {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        self.conn.write_all(&self.rest).await.unwrap();
+        let mut reply = Vec::new();
+        self.conn.read_to_end(&mut reply).await.unwrap();
+        let text = String::from_utf8_lossy(&reply);
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP reply");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        // The body as sent, or as one chunk.
+        let json = &body[body.find('{').expect("JSON")..=body.rfind('}').unwrap()];
+        serde_json::from_str(json).unwrap()
+    }
+}
+
+/// A file sent again (spec §9.2, a reopened upload) is pending until it
+/// completes, and `files.icc` hides a pending file: a plain photo vanishes
+/// from the listing meanwhile. Of a Live Photo only the half being
+/// rewritten does: its photo pending, the video is listed on its own; its
+/// video pending, the photo stays listed naming no video. The completion
+/// pairs them again, and the pair is one file as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_half_sent_again_hides_only_itself_until_it_completes() {
+    let Some((app, root)) = upload_app().await else {
+        return;
+    };
+    let api = &app.api;
+    let (photo_bytes, video_bytes) = (heic(Some(ID_A)), mov(ID_A, 10));
+    let photo = upload_as(api, root, "IMG_0001.HEIC", IMAGE, &photo_bytes).await;
+    let video = upload_as(api, root, "IMG_0001.MOV", VIDEO, &video_bytes).await;
+    let plain_bytes = heic(None);
+    let plain = upload_as(api, root, "IMG_0009.HEIC", IMAGE, &plain_bytes).await;
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0001.HEIC", "IMG_0009.HEIC"]
+    );
+
+    // A plain file rewritten from byte 0: hidden while pending.
+    let resend = Resend::start(&app, plain, 0, &plain_bytes, 100).await;
+    assert_eq!(names(&api.all_files().await), ["IMG_0001.HEIC"]);
+    assert_eq!(data(&resend.finish().await)["fileInfo"]["id"], plain);
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0001.HEIC", "IMG_0009.HEIC"]
+    );
+
+    // The photo rewritten: its video is listed alone meanwhile and still
+    // downloads; counts count it.
+    let resend = Resend::start(&app, photo, 0, &photo_bytes, 100).await;
+    let all = api.all_files().await;
+    assert_eq!(names(&all), ["IMG_0001.MOV", "IMG_0009.HEIC"], "{all:#?}");
+    assert_eq!(api.file_id("IMG_0001.MOV").await, video);
+    assert_eq!(downloaded(api, video).await, video_bytes);
+    let v = resend.finish().await;
+    assert_eq!(data(&v)["fileInfo"]["id"], photo, "{v}");
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0001.HEIC", "IMG_0009.HEIC"]
+    );
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    assert_eq!(downloaded(api, photo).await, photo_bytes);
+
+    // The video rewritten (from the middle: the stored version goes to
+    // the trash): the photo stays listed, naming no video.
+    let half = video_bytes.len() / 2;
+    let resend = Resend::start(&app, video, half, &video_bytes[half..], 10).await;
+    let all = api.all_files().await;
+    assert_eq!(names(&all), ["IMG_0001.HEIC", "IMG_0009.HEIC"], "{all:#?}");
+    assert_eq!(api.file_id("IMG_0001.HEIC").await, photo);
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, None);
+    let v = resend.finish().await;
+    assert_eq!(data(&v)["fileInfo"]["id"], video, "{v}");
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0001.HEIC", "IMG_0009.HEIC"]
+    );
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    assert_eq!(downloaded(api, video).await, video_bytes);
+
+    // A scan agrees with what the uploads left.
+    app.rescan().await;
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    app.stop().await;
 }
