@@ -19,7 +19,9 @@
 //! Paired: same real folder, same name but the extension (case aside), same
 //! identifier, one photo and one video. Ids that differ make two files. The
 //! name is the one on disk, or for an upload the client's (see
-//! `LiveCandidate::pair_name`).
+//! `LiveCandidate::pair_name`), which may have no extension at all
+//! (`IMG_1234`: its own stem); an upload's identifier is read by what its
+//! bytes are, not its name (`upload::finish`).
 
 use crate::db::files::{self, LiveCandidate};
 use crate::db::DbError;

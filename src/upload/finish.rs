@@ -27,8 +27,9 @@ use crate::library::layout::{
     stamp_name, sync_dir, sync_parent, trash_dir, upload_stem, uploaded_thumb_path,
 };
 use crate::library::live;
-use crate::media::probe;
-use crate::model::{FileRecord, PartStatus};
+use crate::media::container::{self, Container};
+use crate::media::{heif, mp4, original, probe};
+use crate::model::{FileRecord, FileType, PartStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -343,13 +344,57 @@ fn link_into_folder(
     ))
 }
 
-/// The Live Photo content identifier of the original of file `id`, now at
-/// `path` ('' when it names none). Read with the probe's bounded readers;
-/// a file they cannot read is recorded with none, as a scan would.
-pub(super) fn live_content_id(id: crate::model::FileId, path: &Path) -> String {
-    probe::live_content_id(path)
+/// What kind of Live Photo half an original's first bytes say it can be,
+/// whatever its name (an iOS client may send `IMG_1234`, no extension, and
+/// the name on disk then has none): a still (JPEG, HEIF; other stills are
+/// read as images too) or a QuickTime/MP4 video; `None` for anything else.
+fn live_kind(head: &[u8]) -> Option<FileType> {
+    match container::sniff(head)? {
+        Container::IsoBmff if heif::is_heif(head) => Some(FileType::Image),
+        Container::IsoBmff => Some(FileType::Video),
+        Container::Jpeg | Container::Png | Container::Tiff | Container::Webp => {
+            Some(FileType::Image)
+        }
+        _ => None,
+    }
+}
+
+/// The Live Photo content identifier of `rec`'s original, now at `path`
+/// ('' when it names none). The kind comes from the content (never the
+/// name): a still is read as the probe reads images, a video with the
+/// native QuickTime reader (no process). A record whose declared `type`
+/// is not the kind its bytes are gets none: it is no half of a pair.
+/// Read with the probe's bounded readers; a file they cannot read is
+/// recorded with none, as a scan would.
+fn content_id_by_content(rec: &FileRecord, path: &Path) -> Result<Option<String>> {
+    let io = |e| internal(&format!("read {}", path.display()), e);
+    let file = probe::open_checked(path, None).map_err(|e| internal("probe", e))?;
+    let mut head = [0u8; container::SNIFF_BYTES];
+    let n = original::read_at_most(&file, &mut head, 0).map_err(io)?;
+    let Some(kind) = live_kind(&head[..n]) else {
+        return Ok(None);
+    };
+    if rec.file_type != kind.bits() {
+        return Ok(None);
+    }
+    Ok(match kind {
+        FileType::Video => mp4::read_info(&file).ok().and_then(|i| i.content_id),
+        _ => match probe::probe(path, FileType::Image) {
+            Ok((FileType::Image, info)) => info.content_id,
+            Ok(_) => None,
+            Err(e) => return Err(internal("probe", e)),
+        },
+    })
+}
+
+/// [`content_id_by_content`], '' when none or unreadable (logged).
+pub(super) fn live_content_id(rec: &FileRecord, path: &Path) -> String {
+    content_id_by_content(rec, path)
         .unwrap_or_else(|e| {
-            log::warn!("upload of file {}: no content identifier read: {e}", id.0);
+            log::warn!(
+                "upload of file {}: no content identifier read: {e}",
+                rec.id.0
+            );
             None
         })
         .unwrap_or_default()
@@ -397,7 +442,7 @@ pub(super) fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecor
                     .and_then(|m| sync_dir(&folder).map(|()| m))
                     .map_err(|e| internal(&format!("store {}", path.display()), e))?;
                 c.origin = Some((name, m.len() as i64, mtime_ns(&m)));
-                content_id = Some(live_content_id(rec.id, &path));
+                content_id = Some(live_content_id(&rec, &path));
             }
             None => ctx.db.write(|tx| uploads::put_move(tx, &mv))?,
         }
@@ -471,4 +516,29 @@ pub(super) fn complete(ctx: &Ctx, done: &[(Role, PathBuf)]) -> Result<(FileRecor
     let rec = ctx.record()?;
     let sizes = part_sizes(&rec, &ctx.library, &ctx.thumbs);
     Ok((rec, sizes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_of_a_live_photo_half_comes_from_its_first_bytes() {
+        let ftyp = |brand: &[u8]| {
+            let mut b = b"\0\0\0\x18ftyp".to_vec();
+            b.extend_from_slice(brand);
+            b.extend_from_slice(b"\0\0\0\0mif1heic");
+            b
+        };
+        assert_eq!(live_kind(&[0xFF, 0xD8, 0xFF, 0xE1]), Some(FileType::Image));
+        assert_eq!(live_kind(&ftyp(b"heic")), Some(FileType::Image));
+        let mut mov = b"\0\0\0\x14ftypqt  \0\0\0\0qt  ".to_vec();
+        mov.extend_from_slice(b"\0\0\0\x08wide");
+        assert_eq!(live_kind(&mov), Some(FileType::Video));
+        // Neither, cut short, or nothing at all.
+        assert_eq!(live_kind(b"GIF89a\x01\0\x01\0"), None);
+        assert_eq!(live_kind(b"IMG_1234 is not a picture"), None);
+        assert_eq!(live_kind(&[0xFF, 0xD8]), None);
+        assert_eq!(live_kind(b""), None);
+    }
 }

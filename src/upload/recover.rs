@@ -98,7 +98,7 @@ impl Settling<'_> {
         let content_id = c
             .origin
             .as_ref()
-            .map(|(n, ..)| super::finish::live_content_id(id, &self.folder.join(n)));
+            .map(|(n, ..)| super::finish::live_content_id(&self.rec, &self.folder.join(n)));
         let now = db::now();
         db.write(|tx| {
             uploads::complete(tx, id, &c, now)?;

@@ -432,6 +432,62 @@ async fn upload_as(api: &Api, cid: i64, name: &str, ty: i64, bytes: &[u8]) -> i6
 const IMAGE: i64 = 1;
 const VIDEO: i64 = 4;
 
+/// Uploads `bytes` as `name` with no extension (`ext` empty), as an iOS
+/// client may send them; the new file's id.
+async fn upload_bare(api: &Api, cid: i64, name: &str, ty: i64, bytes: &[u8]) -> i64 {
+    let v = announce(
+        api,
+        json!({"cid": cid, "name": name, "size": bytes.len(), "type": ty, "ext": ""}),
+    )
+    .await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    let v = send_origin(api, json!({"id": id}), bytes).await;
+    assert_eq!(v["code"], 0, "upload of {name}: {v}");
+    id
+}
+
+/// Names without an extension (`IMG_0001`, no `ext`): the halves pair by
+/// name and identifier all the same, the kind read from their bytes; other
+/// identifiers, or a declared type the bytes are not, stay two files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn halves_sent_without_an_extension_pair_by_their_content() {
+    let Some((app, root)) = upload_app().await else {
+        return;
+    };
+    let api = &app.api;
+    let photo = upload_bare(api, root, "IMG_0001", IMAGE, &heic(Some(ID_A))).await;
+    let video_bytes = mov(ID_A, 10);
+    let video = upload_bare(api, root, "IMG_0001", VIDEO, &video_bytes).await;
+    // One bare, one named: the same stem.
+    let jpeg = upload_bare(api, root, "IMG_0002", IMAGE, &jpeg_live(ID_B)).await;
+    let mov_2 = upload_as(api, root, "IMG_0002.MOV", VIDEO, &mov(ID_B, 20)).await;
+    // Identifiers that differ.
+    upload_bare(api, root, "IMG_0003", IMAGE, &heic(Some(ID_C))).await;
+    upload_bare(api, root, "IMG_0003", VIDEO, &mov(ID_D, 30)).await;
+    // The video's bytes declared a photo: not a photo by its content.
+    upload_bare(api, root, "IMG_0004", IMAGE, &heic(Some(ID_D))).await;
+    upload_bare(api, root, "IMG_0004", IMAGE, &mov(ID_D, 40)).await;
+
+    let all = api.all_files().await;
+    let listed: Vec<i64> = all.iter().map(id).collect();
+    assert_eq!(all.len(), 6, "{all:#?}");
+    assert!(!listed.contains(&video) && !listed.contains(&mov_2));
+    let link = |f: i64| all.iter().find(|x| id(x) == f).unwrap()["livePhotoVideoId"].as_i64();
+    assert_eq!(link(photo), Some(video));
+    assert_eq!(link(jpeg), Some(mov_2));
+    assert_eq!(
+        all.iter()
+            .filter(|f| f["livePhotoVideoId"].is_i64())
+            .count(),
+        2
+    );
+    assert_eq!(downloaded(api, video).await, video_bytes);
+    // A scan reads the same pairs from the records.
+    app.rescan().await;
+    assert_eq!(api.all_files().await.len(), 6);
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_uploaded_heic_then_its_mov_list_as_one_live_photo() {
     let Some((app, root)) = upload_app().await else {
