@@ -6,7 +6,8 @@
 //! requests as for downloads; a JPEG original is sent as itself; a share
 //! link opened by a browser shows the JPEG and still downloads the
 //! original; an account without `browse` is refused with downFile.icc's
-//! code; a bad or unknown id is an error that changes nothing. Real server,
+//! code, and so is a user asking for a file of a library out of their
+//! reach; a bad or unknown id is an error that changes nothing. Real server,
 //! real ffmpeg (libx265 through `common/heifmux.rs`), real files.
 
 use crate::common;
@@ -247,6 +248,76 @@ async fn a_jpeg_is_its_own_view_and_refusals_match_downloads_and_change_nothing(
     assert_eq!(app.db_snapshot().await, before, "refusals changed nothing");
     assert_eq!(app.state().thumbs.renders(), renders, "nothing rendered");
     assert!(cached(app.root(), &format!("{heic}_2_")).is_empty());
+    app.stop().await;
+}
+
+/// The status, content type and `{code, msg}` of a refusal.
+async fn refusal(r: reqwest::Response) -> (u16, String, i64, String) {
+    let status = r.status().as_u16();
+    let ctype = header(&r, "content-type");
+    let v: serde_json::Value = r.json().await.expect("a JSON error");
+    let msg = v["msg"].as_str().unwrap_or_default().to_owned();
+    (status, ctype, v["code"].as_i64().expect("a code"), msg)
+}
+
+/// Bob's session reaches his library only: asking viewFile.icc for the id
+/// of a photo in Alice's library (a HEIC that would be rendered, a JPEG
+/// that would be sent as itself) gets what downFile.icc answers for that
+/// id, which is what an id nobody has gets; nothing is rendered, cached or
+/// changed, and the answer names nothing of the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_of_another_users_library_is_refused_as_downloads_are() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let photo = jpeg(640, 480, 7, None);
+    let app = TestApp::builder()
+        .user("alice")
+        .user("bob")
+        .library("alice_lib", &["alice"])
+        .library("bob_lib", &["bob"])
+        .prerender(false)
+        .file("alice_lib/IMG_0003.HEIC", &turned_grid_heic())
+        .file("alice_lib/private.jpg", &photo)
+        .file("bob_lib/mine.jpg", &jpeg(64, 48, 3, None))
+        .spawn()
+        .await;
+    let alice = &app.api;
+    let heic = alice.file_id("IMG_0003.HEIC").await;
+    let jpg = alice.file_id("private.jpg").await;
+    let bob = app.login("bob").await;
+    let mine = bob.file_id("mine.jpg").await;
+    assert_eq!(bob.all_files().await.len(), 1, "bob sees his file only");
+    let renders = app.state().thumbs.renders();
+    let before = app.db_snapshot().await;
+
+    let nobodys = refusal(bob.download(987_654, &[]).await).await;
+    for id in [heic, jpg] {
+        let down = refusal(bob.download(id, &[]).await).await;
+        let viewed = refusal(view(&bob, id, &[]).await).await;
+        assert_eq!(viewed, down, "file {id}");
+        assert!(down.0 >= 400 && down.2 < 0, "a refusal: {down:?}");
+        assert_eq!(
+            (viewed.0, viewed.2),
+            (nobodys.0, nobodys.2),
+            "as an id nobody has"
+        );
+        for name in ["IMG_0003", "private", "alice_lib"] {
+            assert!(!viewed.3.contains(name), "{name} in {viewed:?}");
+        }
+    }
+    assert_eq!(app.db_snapshot().await, before, "refusals changed nothing");
+    assert_eq!(app.state().thumbs.renders(), renders, "nothing rendered");
+    assert!(cached(app.root(), &format!("{heic}_")).is_empty());
+    assert!(cached(app.root(), &format!("{jpg}_")).is_empty());
+
+    // Alice is shown both; Bob his own.
+    let (img, _, _) = view_jpeg(alice, heic).await;
+    assert_eq!(img.dimensions(), (900, 1200));
+    let r = view(alice, jpg, &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().as_ref(), &photo[..]);
+    assert_eq!(view(&bob, mine, &[]).await.status(), 200);
     app.stop().await;
 }
 
