@@ -16,6 +16,13 @@
 //! starts, so of two requests at once exactly one runs and the other hears
 //! −10013 (the API claims before it answers, see [`Backups::claim`]).
 //!
+//! A backup folder on the data dir's file system (the SD card on the
+//! appliance: `backup.dir` or `--to` there, or the default with no library)
+//! keeps the card's reserve, `storage.data_min_free_bytes`: a copy that
+//! would leave less free is refused before anything is written (−10014),
+//! and one the card runs short under while it is written (the database
+//! grew, something else wrote) is stopped and removed.
+//!
 //! Restore (`isync restore FROM`) needs the server stopped: it takes the
 //! data dir lock (refused while `isync serve` holds it), checks the copy,
 //! moves the current database aside (nothing is deleted) and puts the copy
@@ -133,6 +140,24 @@ impl Drop for Claim {
             b.release();
         }
     }
+}
+
+/// The refusal of a backup into `dir` on the SD card (−10014): `free`
+/// bytes there, `reserve` kept, `need` the copy's size when known before.
+fn full(dir: &Path, free: u64, reserve: u64, need: Option<u64>) -> Error {
+    use crate::freespace::mb;
+    let what = match need {
+        Some(n) => format!("a copy of about {} would leave less", mb(n)),
+        None => "it ran short while the copy was written".into(),
+    };
+    Error::StorageFull(format!(
+        "backup to {} refused: it is on the data dir's disk (the SD card), which has {} free \
+         and keeps {} in reserve (storage.data_min_free_bytes); {what}; nothing was kept. \
+         Back up to another disk (backup.dir, or isync backup --to)",
+        dir.display(),
+        mb(free),
+        mb(reserve)
+    ))
 }
 
 /// `YYYY-MM-DDTHHMMSSZ` of a unix time (UTC; sorts by time).
@@ -263,6 +288,37 @@ impl Backups {
         Ok(())
     }
 
+    /// The data dir's reserve when `dir` is on its file system (the SD
+    /// card), else `None`: other disks keep no reserve for backups.
+    fn card_reserve(&self, dir: &Path) -> Result<Option<u64>> {
+        let on_card = crate::freespace::same_file_system(dir, &self.cfg.data_dir)
+            .map_err(|e| Error::Internal(format!("cannot stat {}: {e}", dir.display())))?;
+        Ok(on_card.then(|| self.cfg.data_reserve()))
+    }
+
+    /// Refuses (−10014) a backup into `dir` on the SD card that would leave
+    /// less than its reserve free: the copy takes at most the database's
+    /// pages now (page count × size, what the WAL holds included; `VACUUM
+    /// INTO` leaves out the free ones) and the config file. Blocking.
+    fn check_room(&self, dir: &Path) -> Result<()> {
+        let Some(reserve) = self.card_reserve(dir)? else {
+            return Ok(());
+        };
+        let pages = self.db.read(|c| Ok(db::backup::size_bytes(c)?))?;
+        let need = u64::try_from(pages).unwrap_or(0)
+            + self
+                .config_file
+                .as_ref()
+                .and_then(|f| std::fs::metadata(f).ok())
+                .map_or(0, |m| m.len());
+        let free = crate::freespace::free_bytes(&self.cfg.data_dir)
+            .map_err(|e| Error::Internal(format!("cannot stat the data dir: {e}")))?;
+        if free.saturating_sub(need) < reserve {
+            return Err(full(dir, free, reserve, Some(need)));
+        }
+        Ok(())
+    }
+
     /// Marks a run as started; −10013 when one runs already.
     fn reserve(&self) -> Result<()> {
         let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
@@ -334,13 +390,16 @@ impl Backups {
                     if let Err(e) = rustix::process::setpriority_process(None, BACKUP_NICE) {
                         log::debug!("backup: cannot lower the thread priority: {e}");
                     }
-                    // An explicit `--to` is the caller's choice of disk.
+                    // An explicit `--to` is the caller's choice of disk;
+                    // the SD card's reserve holds for every folder.
                     let checked = if to.is_some() {
                         Ok(())
                     } else {
                         self.check_disk()
                     };
-                    checked.and_then(|()| self.write(&dir, started))
+                    checked
+                        .and_then(|()| self.check_room(&dir))
+                        .and_then(|()| self.write(&dir, started))
                 })
                 .map_err(|e| Error::Internal(format!("cannot start the backup thread: {e}")))?
                 .join()
@@ -436,6 +495,10 @@ impl Backups {
     fn fill(&self, tmp: &Path) -> Result<u64> {
         let io = |what: String| move |e: std::io::Error| Error::Internal(format!("{what}: {e}"));
         let copy = tmp.join(DB_FILE);
+        // On the SD card: the copy stops where the card would drop below
+        // its reserve (checked with the progress below).
+        let reserve = self.card_reserve(tmp)?;
+        let short = Arc::new(std::sync::atomic::AtomicBool::new(false));
         self.set_phase("copying");
         {
             // A connection of its own, read-only: one WAL snapshot, no lock
@@ -452,16 +515,21 @@ impl Backups {
                 let mut p = self.progress.lock().unwrap_or_else(|p| p.into_inner());
                 p.bytes_total = total.max(0) as u64;
             }
-            let (watch, done) = (copy.clone(), self.done.clone());
+            let (watch, done, stop) = (copy.clone(), self.done.clone(), short.clone());
             // Progress: the size of the copy so far, looked at every few
-            // thousand VM steps (a stat, cheap).
+            // thousand VM steps (a stat, cheap); on the card, its free
+            // space too (a statfs): below the reserve the copy stops.
             c.progress_handler(
                 20_000,
                 Some(move || {
                     if let Ok(m) = std::fs::metadata(&watch) {
                         done.store(m.len(), Ordering::Relaxed);
                     }
-                    false
+                    let low = reserve.is_some_and(|r| {
+                        crate::freespace::free_bytes(&watch).is_ok_and(|free| free < r)
+                    });
+                    stop.store(low, Ordering::Relaxed);
+                    low
                 }),
             );
             // Created empty and 0600 first (VACUUM INTO fills an empty
@@ -472,8 +540,15 @@ impl Backups {
                 .mode(0o600)
                 .open(&copy)
                 .map_err(io(format!("cannot create {}", copy.display())))?;
-            db::backup::vacuum_into(&c, &copy)
-                .map_err(|e| Error::Internal(format!("backup copy failed: {e}")))?;
+            db::backup::vacuum_into(&c, &copy).map_err(|e| {
+                match reserve.filter(|_| short.load(Ordering::Relaxed)) {
+                    Some(r) => {
+                        let free = crate::freespace::free_bytes(tmp).unwrap_or(0);
+                        full(tmp.parent().unwrap_or(tmp), free, r, None)
+                    }
+                    None => Error::Internal(format!("backup copy failed: {e}")),
+                }
+            })?;
             c.progress_handler(0, None::<fn() -> bool>);
         }
         std::fs::File::open(&copy)

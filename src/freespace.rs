@@ -18,6 +18,25 @@ pub fn free_of(f: &File) -> std::io::Result<u64> {
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
+/// Whether `p` (or, while it does not exist yet, its nearest existing
+/// ancestor: a folder about to be made) is on the file system holding
+/// `other`. Blocking (stats).
+pub fn same_file_system(p: &Path, other: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let mut at = p;
+    let here = loop {
+        match std::fs::metadata(at) {
+            Ok(m) => break m.dev(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match at.parent() {
+                Some(up) if !up.as_os_str().is_empty() => at = up,
+                _ => return Err(e),
+            },
+            Err(e) => return Err(e),
+        }
+    };
+    Ok(here == std::fs::metadata(other)?.dev())
+}
+
 /// The free space of the data dir's disk against its reserve: what the
 /// status line and `/api/v1/info` report.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -56,11 +75,27 @@ impl DataRoom {
 
 /// Bytes in MiB (the unit of `df -h` and of the reserve's default), with
 /// one decimal below 10 MiB (small test file systems).
-fn mb(b: u64) -> String {
+pub fn mb(b: u64) -> String {
     let m = b as f64 / (1u64 << 20) as f64;
     if m < 10.0 {
         format!("{m:.1} MiB")
     } else {
         format!("{m:.0} MiB")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_folder_still_to_be_made_is_on_its_ancestors_file_system() {
+        let dir = tempfile::tempdir().unwrap();
+        let later = dir.path().join("not/made/yet");
+        assert!(same_file_system(&later, dir.path()).unwrap());
+        assert!(same_file_system(dir.path(), dir.path()).unwrap());
+        // /proc is a file system of its own everywhere Linux runs.
+        assert!(!same_file_system(Path::new("/proc/self"), dir.path()).unwrap());
+        assert!(same_file_system(Path::new("relative/none"), Path::new("/nonexistent")).is_err());
     }
 }

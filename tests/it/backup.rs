@@ -732,3 +732,94 @@ async fn backups_started_at_once_run_one_at_a_time() {
     );
     assert_eq!(st["progress"]["running"], false);
 }
+
+// ---------------------------------------------------------------------------
+// The SD card's reserve (issue 15): a backup folder on the data dir's disk.
+
+/// A backup into a folder on the data dir's file system (a 16 MB tmpfs
+/// standing for the SD card) that would leave less than
+/// `storage.data_min_free_bytes` free is refused with −10014's error before
+/// anything is written, and recorded as failed; the same backup to another
+/// disk works meanwhile, and to the card once there is room for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_onto_the_sd_card_keeps_its_reserve() {
+    const RESERVE: u64 = 4 << 20;
+    let sd = tempfile::tempdir().unwrap();
+    let card = sd.path().join("card");
+    let mut mounts = common::mount::Mounts::default();
+    if mounts.tmpfs_sized(&card, "16m").is_none() {
+        return;
+    }
+    let data_dir = card.join("data");
+    let (s, _api) = TestApp::start(|c| {
+        c.data_dir = data_dir.clone();
+        c.storage.data_min_free_bytes = RESERVE;
+        c.watch.enabled = false;
+    })
+    .await;
+    bulk(&s, 5_000).await;
+    let need: u64 = s
+        .db()
+        .read(|c| Ok(isync::db::backup::size_bytes(c)?))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    assert!(need > 1 << 20, "a database of {need} bytes");
+    let free = || isync::freespace::free_bytes(&card).unwrap();
+    // Something else on the card (logs, say) leaves room for half a copy
+    // above the reserve.
+    let filler = card.join("filler");
+    let fill_to = |left: u64| {
+        let have = std::fs::metadata(&filler).map_or(0, |m| m.len());
+        let f = free();
+        assert!(f + have > left, "{f} bytes free, wanted {left}");
+        std::fs::write(&filler, vec![1u8; (have + f - left) as usize]).unwrap();
+    };
+    fill_to(RESERVE + need / 2);
+    let before = free();
+
+    let backups = s.state().backups.clone();
+    let run = |to: PathBuf| {
+        let b = backups.clone();
+        async move {
+            tokio::task::spawn_blocking(move || b.run(Some(&to)))
+                .await
+                .unwrap()
+        }
+    };
+    let on_card = card.join("backups");
+    let e = run(on_card.clone()).await.unwrap_err();
+    assert!(
+        matches!(e, isync::error::Error::StorageFull(_)),
+        "a storage-full refusal: {e:?}"
+    );
+    let msg = e.to_string();
+    for word in ["SD card", "reserve", "data_min_free_bytes", "--to"] {
+        assert!(msg.contains(word), "{word} in {msg}");
+    }
+    assert!(
+        !on_card.exists(),
+        "nothing written: {:?}",
+        files_under(&on_card)
+    );
+    assert!(free() + (64 << 10) >= before, "{} < {before}", free());
+    let st = backups.status().unwrap();
+    assert!(!st.recent[0].ok, "the refusal is recorded");
+    assert_eq!(st.recent[0].message, msg);
+
+    // Another disk keeps no such reserve.
+    let elsewhere = s.dir.path().join("elsewhere");
+    let done = run(elsewhere.clone()).await.unwrap();
+    assert!(done.ok && done.path.unwrap().starts_with(elsewhere.to_str().unwrap()));
+
+    // Room for the copy above the reserve: it is written, and the reserve
+    // is still free after it.
+    fill_to(RESERVE + need * 2);
+    let done = run(on_card.clone()).await.unwrap();
+    let folder = PathBuf::from(done.path.unwrap());
+    assert!(folder.starts_with(&on_card));
+    assert!(folder.join("isync.db").is_file());
+    assert!(free() >= RESERVE, "{} bytes free", free());
+    s.stop().await;
+    drop(mounts);
+}
