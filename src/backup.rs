@@ -692,13 +692,25 @@ pub fn restore(cfg: &Config, from: &Path) -> std::result::Result<Restored, Strin
     let ids: std::collections::HashSet<i64> = db
         .read(crate::db::files::all_ids)
         .map_err(|e| e.to_string())?;
-    let uploaded = cfg.thumb_dir().join("uploaded");
-    if let Ok(rd) = std::fs::read_dir(&uploaded) {
+    // They are in the data dir and on the libraries' disks (those there);
+    // each goes aside on its own disk (a rename): the data dir's into the
+    // folder of the replaced database, a library's beside its `uploaded/`.
+    let aside_name = aside.file_name().unwrap_or_default().to_string_lossy();
+    let folders = std::iter::once((cfg.thumb_dir(), aside.join("uploaded-thumbs"))).chain(
+        cfg.libraries.iter().map(|l| {
+            let own = crate::library::layout::library_thumb_dir(&l.path);
+            let to = own.join(format!("uploaded-aside-{aside_name}"));
+            (own, to)
+        }),
+    );
+    for (thumbs, dir) in folders {
+        let Ok(rd) = std::fs::read_dir(thumbs.join("uploaded")) else {
+            continue;
+        };
         for e in rd.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             let id = n.split('_').next().and_then(|s| s.parse::<i64>().ok());
             if id.is_some_and(|id| !ids.contains(&id)) {
-                let dir = aside.join("uploaded-thumbs");
                 let _ = std::fs::create_dir_all(&dir);
                 if std::fs::rename(e.path(), dir.join(&n)).is_ok() {
                     previous = Some(aside.clone());

@@ -66,7 +66,7 @@ pub async fn find(
             id.0
         )));
     }
-    if let Some(uploaded) = by_part_status(cfg, &rec, level).await? {
+    if let Some(uploaded) = by_part_status(db, cfg, &rec, level).await? {
         return Ok(uploaded);
     }
     let src = source(db, &rec, kind).await?;
@@ -91,6 +91,7 @@ pub async fn find(
 /// What the level's part status says before anything is rendered: an
 /// error, the client's uploaded thumbnail, or `None` (the server makes it).
 async fn by_part_status(
+    db: &Db,
     cfg: &Config,
     rec: &FileRecord,
     level: ThumbLevel,
@@ -112,7 +113,21 @@ async fn by_part_status(
             id.0
         ))),
         PartStatus::Uploaded => {
-            let path = crate::library::layout::uploaded_thumb_path(&cfg.thumb_dir(), id, level);
+            // On its library's disk, or in the data dir (older uploads).
+            let lib = rec.library_id;
+            let (root, data) = (
+                db.read_async(move |c| libraries::by_id(c, lib)),
+                cfg.thumb_dir(),
+            );
+            let root = root
+                .await?
+                .map(|l| PathBuf::from(l.path))
+                .unwrap_or_default();
+            let path = tokio::task::spawn_blocking(move || {
+                let dir = crate::library::layout::client_thumb_dir(&root, &data, id);
+                crate::library::layout::uploaded_thumb_path(&dir, id, level)
+            })
+            .await?;
             let content_type = sniff_image_type(&path).await;
             Ok(Some(Found {
                 path,

@@ -68,12 +68,16 @@ fn origin_pending(rec: &FileRecord) -> bool {
     PartStatus::from_i64(rec.status_origin) == PartStatus::Uploading
 }
 
-/// Removes the client thumbnails (complete and pending) of a file.
-fn remove_uploaded_thumbs(thumb_dir: &Path, id: FileId) {
-    for level in [ThumbLevel::Small, ThumbLevel::Screen] {
-        let fin = uploaded_thumb_path(thumb_dir, id, level);
-        let _ = std::fs::remove_file(fin.with_extension("part"));
-        let _ = std::fs::remove_file(fin);
+/// Removes the client thumbnails (complete and pending) of a file, on its
+/// library's disk (`library`, when known) and in the data dir's `thumb_dir`.
+fn remove_uploaded_thumbs(thumb_dir: &Path, library: Option<&Path>, id: FileId) {
+    let own = library.map(crate::library::layout::library_thumb_dir);
+    for dir in own.iter().map(PathBuf::as_path).chain([thumb_dir]) {
+        for level in [ThumbLevel::Small, ThumbLevel::Screen] {
+            let fin = uploaded_thumb_path(dir, id, level);
+            let _ = std::fs::remove_file(fin.with_extension("part"));
+            let _ = std::fs::remove_file(fin);
+        }
     }
 }
 
@@ -161,7 +165,7 @@ fn delete_one(
             let _ = sync_dir(&dir);
         }
     }
-    remove_uploaded_thumbs(&cfg.thumb_dir(), rec.id);
+    remove_uploaded_thumbs(&cfg.thumb_dir(), Some(library.as_path()), rec.id);
     Ok(entry)
 }
 
@@ -740,7 +744,11 @@ pub fn housekeep(db: &Db, cfg: &Config) -> Result<HousekeepReport> {
     for id in db.read(|c| uploads::stale_thumbs(c, cutoff))? {
         // The original is complete: let the server build the thumbnails.
         db.write(|tx| uploads::drop_pending_thumbs(tx, id))?;
-        remove_uploaded_thumbs(&cfg.thumb_dir(), id);
+        let library = match db.read(|c| files::by_id(c, id))? {
+            Some(rec) => library_of_catalog(db, rec.real_catalog_id).ok(),
+            None => None,
+        };
+        remove_uploaded_thumbs(&cfg.thumb_dir(), library.as_deref(), id);
         r.stale_thumbs += 1;
     }
     Ok(r)

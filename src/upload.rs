@@ -7,7 +7,10 @@
 //!   system as the catalog folder; the scanner skips dot names); its record's
 //!   `disk_name` is a hidden placeholder until completion picks the real name;
 //! - a client thumbnail: `<thumb_dir>/uploaded/<id>_<level>.part` while
-//!   pending, [`uploaded_thumb_path`] when complete.
+//!   pending, [`uploaded_thumb_path`] when complete; `<thumb_dir>` is the
+//!   library's thumbnail folder on its own disk, or the data dir's where
+//!   that disk cannot take them (`space::client_thumbs_for`): the SD card
+//!   holds no client thumbnail a library disk could.
 //!
 //! Every acknowledged byte is fsynced first; a broken request leaves exactly
 //! the fsynced bytes, which `uploadingInfo.icc` reports. One request per file
@@ -202,8 +205,11 @@ fn place(rec: &FileRecord, library: &Path, thumb_dir: &Path, role: Role) -> Part
     }
 }
 
-/// Sizes for a record's pending parts (blocking: stats files).
+/// Sizes for a record's pending parts (blocking: stats files). Its client
+/// thumbnails are looked for on its library's disk, then in the data dir's
+/// thumbnail folder `thumb_dir` (`layout::client_thumb_dir`).
 pub fn part_sizes(rec: &FileRecord, library: &Path, thumb_dir: &Path) -> PartSizes {
+    let thumb_dir = &crate::library::layout::client_thumb_dir(library, thumb_dir, rec.id);
     PartSizes {
         origin: place(rec, library, thumb_dir, Role::Origin).stored,
         thumb: place(rec, library, thumb_dir, Role::Thumb).stored,
@@ -441,7 +447,7 @@ struct Ctx {
     /// The free space kept on the library's disk (`upload.min_free_bytes`,
     /// or the data dir's reserve when the library is on that disk).
     reserve: space::Reserve,
-    /// The same for the client thumbnails (in the data dir).
+    /// The same for the client thumbnails (on the disk of `thumbs`).
     thumb_reserve: space::Reserve,
 }
 
@@ -691,7 +697,6 @@ async fn prepare(
     body_len: Option<u64>,
 ) -> Result<(Arc<Ctx>, Option<u64>)> {
     let (db2, s2) = (db.clone(), s.clone());
-    let thumb_dir = cfg.thumb_dir();
     let cfg2 = cfg.clone();
     let quota = cfg.upload.user_quota_bytes;
     tokio::task::spawn_blocking(move || {
@@ -704,6 +709,9 @@ async fn prepare(
         // is read or written.
         crate::accounts::check_change_file(&s2, rec.upload_user_id, id)?;
         let library = library_of(&db2, id)?;
+        // Online before anything is looked for on its disk.
+        space::check_online(&db2, &library)?;
+        let thumb_dir = space::client_thumbs_for(&cfg2, &library, id);
         let ctx = Ctx {
             db: db2,
             id,
@@ -713,7 +721,6 @@ async fn prepare(
             thumbs: thumb_dir,
             user: s2.user_id,
         };
-        ctx.check_online()?;
         // A move a crash left unfinished (its library was offline at
         // start) is finished before anything else.
         recover::settle_file(&ctx)?;

@@ -6,7 +6,10 @@
 //!   `trash/<time>-<random>_<name>`, what deletion moved away
 //!   ([`trash_dir`], [`stamp_name`]); the scanner skips dot names;
 //! - `<thumb_dir>/uploaded/<id>_<level>.part|.jpg`: client thumbnails,
-//!   pending and complete;
+//!   pending and complete, `<thumb_dir>` being the library's thumbnail
+//!   folder on its own disk (`<library>/.isync/thumbs`), or the data dir's
+//!   for older uploads and a library disk that could not take them
+//!   ([`client_thumb_dir`]);
 //! - numbered names (`<stem>.<ext>`, `<stem>_1.<ext>`, …) taken with a hard
 //!   link that fails on an existing name ([`move_no_clobber`]), and the
 //!   directory fsyncs that make renames durable.
@@ -53,6 +56,37 @@ pub fn uploaded_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel)
     thumb_dir
         .join("uploaded")
         .join(format!("{}_{}.jpg", file_id.0, level.as_u8()))
+}
+
+/// `<library>/.isync/thumbs`: the library's thumbnail folder on its own
+/// disk (`media::thumbstore::library_dir` names the same folder for the
+/// cache; this module imports no `media`).
+pub fn library_thumb_dir(library: &Path) -> PathBuf {
+    library.join(HIDDEN_DIR).join("thumbs")
+}
+
+/// Whether a client thumbnail of `file_id` (either level, complete or
+/// pending) is in `<thumb_dir>/uploaded`. Blocking (stats).
+pub fn has_client_thumbs(thumb_dir: &Path, file_id: FileId) -> bool {
+    [ThumbLevel::Small, ThumbLevel::Screen].iter().any(|&l| {
+        uploaded_thumb_path(thumb_dir, file_id, l).exists()
+            || staging_thumb_path(thumb_dir, file_id, l).exists()
+    })
+}
+
+/// The thumbnail folder holding `file_id`'s client thumbnails: its
+/// library's (`<library>/.isync/thumbs`) when any is there, else the data
+/// dir's `data_thumbs` (uploads from before they went to the library's
+/// disk, or made while it could not take them). Both levels of a file live
+/// in one folder (`upload` writes a new level where the other is).
+/// Blocking (stats).
+pub fn client_thumb_dir(library: &Path, data_thumbs: &Path, file_id: FileId) -> PathBuf {
+    let own = library_thumb_dir(library);
+    if has_client_thumbs(&own, file_id) {
+        own
+    } else {
+        data_thumbs.to_path_buf()
+    }
 }
 
 /// `<thumb_dir>/uploaded/<id>_<0|1>.part`: a pending client thumbnail.

@@ -41,6 +41,9 @@ fn settle(db: &Db, thumbs: &Path, library: &Path, mv: &UploadMove) -> Result<()>
         db.write(|tx| uploads::delete_move(tx, id))?;
         return Ok(());
     };
+    // The file's client thumbnails are on its library's disk or in the
+    // data dir (`thumbs`), wherever they were written.
+    let thumbs = &crate::library::layout::client_thumb_dir(library, thumbs, id);
     let s = Settling {
         db,
         thumbs,

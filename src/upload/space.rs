@@ -21,7 +21,7 @@ use crate::library::roots;
 use crate::model::{FileId, UserId};
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Bytes a writer may hold that are not yet allocated on its disk, where
 /// the file system cannot allocate ahead ([`Claim`]): the request's queue
@@ -100,6 +100,39 @@ fn same_disk(a: &Path, b: &Path) -> bool {
             .map(|m| m.dev())
     };
     matches!((dev(a), dev(b)), (Some(x), Some(y)) if x == y)
+}
+
+/// The thumbnail folder file `id`'s client thumbnails are written to (its
+/// `uploaded/` below): where one of them already is
+/// (`layout::client_thumb_dir`); for a file with none yet, its library's
+/// own (`<library>/.isync/thumbs`, beside the library's thumbnail cache,
+/// `thumbnails.location = "library"`) when the folder can be made below
+/// its root (called with the library online, as its staging folder is
+/// made) and that disk is above its reserve; else the data dir's
+/// (`<data_dir>/thumbs`), as the cache falls back to. Either way the part
+/// is then written under the reserve of the disk it lands on
+/// ([`Reserve::for_dir`]). Blocking.
+pub(crate) fn client_thumbs_for(cfg: &Config, library: &Path, id: FileId) -> PathBuf {
+    use crate::library::layout::{client_thumb_dir, has_client_thumbs, library_thumb_dir};
+    use crate::media::thumbstore::ThumbLocation;
+    let data = cfg.thumb_dir();
+    let found = client_thumb_dir(library, &data, id);
+    if found != data || has_client_thumbs(&data, id) {
+        return found;
+    }
+    let own = library_thumb_dir(library);
+    let usable = cfg.thumbnails.location == ThumbLocation::Library
+        && library.is_dir()
+        && crate::media::thumbstore::make_dir(&library.join(crate::model::HIDDEN_DIR))
+            .and_then(|()| crate::media::thumbstore::make_dir(&own))
+            .and_then(|()| crate::media::thumbstore::make_dir(&own.join("uploaded")))
+            .is_ok()
+        && free_bytes(&own).is_ok_and(|f| f >= Reserve::for_dir(cfg, &own).bytes);
+    if usable {
+        own
+    } else {
+        data
+    }
 }
 
 /// −10014 unless `bytes` more fit on the disk holding `dir` with the

@@ -575,9 +575,10 @@ async fn restore_refuses_a_damaged_or_newer_copy_and_changes_nothing() {
 }
 
 /// A successful restore deletes nothing: the database it replaces (and any
-/// thumbnail uploaded for a record the backup does not have) is moved
-/// aside, byte for byte as it was; everything else in the data dir stays
-/// where it was, and the backup itself is untouched.
+/// thumbnail uploaded for a record the backup does not have, kept on the
+/// library's disk) is moved aside, byte for byte as it was (the thumbnail
+/// on its own disk); everything else in the data dir stays where it was,
+/// and the backup itself is untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_moves_the_replaced_database_aside_byte_for_byte() {
     let (mut s, api) = TestApp::start(|c| c.watch.enabled = false).await;
@@ -617,12 +618,22 @@ async fn a_restore_moves_the_replaced_database_aside_byte_for_byte() {
         .await;
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["code"], OK, "{v}");
-    let thumb_rel = format!("thumbs/uploaded/{new_id}_0.jpg");
+    let thumb_name = format!("{new_id}_0.jpg");
+    let lib_thumbs = s.lib().join(".isync/thumbs");
     s.running.take().unwrap().stop().await.unwrap();
 
     let data_dir = s.cfg.data_dir.clone();
     let before = files_under(&data_dir);
-    assert_eq!(before.get(&thumb_rel), Some(&thumb), "{:?}", before.keys());
+    let on_lib = lib_thumbs.join("uploaded").join(&thumb_name);
+    assert!(
+        std::fs::read(&on_lib).unwrap() == thumb,
+        "on the library's disk"
+    );
+    assert!(
+        !before.keys().any(|k| k.ends_with(&thumb_name)),
+        "none on the SD card: {:?}",
+        before.keys()
+    );
     let (code, out, err) = isync(&s, &["restore", folder.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}{err}");
     let aside = PathBuf::from(
@@ -661,10 +672,10 @@ async fn a_restore_moves_the_replaced_database_aside_byte_for_byte() {
         after[&format!("{aside_rel}/isync.db")] == before["isync.db"],
         "the replaced database is kept byte for byte"
     );
-    assert!(
-        !after.contains_key(&thumb_rel),
-        "the new record's thumbnail went aside"
-    );
+    assert!(!on_lib.exists(), "the new record's thumbnail went aside");
+    let aside_name = aside.file_name().unwrap().to_string_lossy();
+    let kept = lib_thumbs.join(format!("uploaded-aside-{aside_name}/{thumb_name}"));
+    assert!(std::fs::read(&kept).unwrap() == thumb, "kept byte for byte");
     assert!(files_under(&folder) == backup_before, "the backup changed");
 
     // The server starts on the restored data: the memo is the backup's.

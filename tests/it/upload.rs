@@ -201,8 +201,9 @@ async fn resumed_upload_in_three_chunks_with_digests() {
     let got = api.download(id, &[]).await.bytes().await.unwrap();
     assert_eq!(&got[..], &body[..]);
     assert!(staged(&s).is_empty(), "{:?}", staged(&s));
+    // On the library's disk, beside its thumbnail cache.
     let t = isync::library::layout::uploaded_thumb_path(
-        &s.cfg.thumb_dir(),
+        &isync::library::layout::library_thumb_dir(&s.lib()),
         isync::model::FileId(id),
         isync::model::ThumbLevel::Small,
     );

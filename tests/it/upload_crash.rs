@@ -131,8 +131,9 @@ async fn a_crash_between_moving_and_recording_finishes_the_upload_at_start() {
     assert_eq!(files[0]["size"], body.len());
     let got = api.download(id, &[]).await.bytes().await.unwrap();
     assert!(got[..] == body[..], "the stored original differs");
-    // The client thumbnail is in place and recorded complete.
-    let t = p.data().join(format!("thumbs/uploaded/{id}_0.jpg"));
+    // The client thumbnail is in place (on the library's disk) and
+    // recorded complete.
+    let t = p.lib().join(format!(".isync/thumbs/uploaded/{id}_0.jpg"));
     assert!(std::fs::read(t).unwrap() == thumb);
     let status: i64 = p.db_read(|c| {
         c.query_row("SELECT status_thumb FROM files WHERE id = ?1", [id], |r| {

@@ -450,3 +450,140 @@ async fn the_quota_counts_what_each_user_uploaded() {
     data(&v);
     data(&new_upload(&api, 100_000).await);
 }
+
+// --------------------------------------------------- client thumbnails (issue 15)
+
+/// Uploads a file with both client thumbnails into `api`'s first root;
+/// its id. The original first; then half the small thumbnail (complete as
+/// it is, the large one pending: `uploadingInfo.icc` counts it), appended
+/// to with the rest (reopened) beside the large one. `own`: where the
+/// library keeps them, checked in between.
+async fn upload_with_thumbs(api: &Api, thumb: &[u8], screen: &[u8], own: &Path) -> i64 {
+    let cid = first_root(api).await;
+    let body = common::jpeg(320, 240, 5, None);
+    let v = announce(
+        api,
+        json!({"cid": cid, "name": "with_thumbs.jpg", "size": body.len(), "type": 1,
+            "ext": "jpg", "statusForThumb": 2, "statusForScreen": 2}),
+    )
+    .await;
+    let id = data(&v)["id"].as_i64().unwrap();
+    data(&send_origin(api, json!({"id": id}), &body).await);
+    let half = &thumb[..thumb.len() / 2];
+    let parts = [("thumb", Some("thumb"), half)];
+    data(&common::upload::send_parts(api, json!({"id": id, "tbp": 0}), &parts).await);
+    let pending = common::upload::uploading(api).await;
+    let p = pending.iter().find(|f| f["id"] == id).expect("pending");
+    assert_eq!(p["uploadingScreenSize"], 0, "{p}");
+    let first = own.join(format!("{id}_0.jpg"));
+    assert_eq!(std::fs::read(&first).unwrap(), half, "{}", first.display());
+    let rest = &thumb[half.len()..];
+    let parts = [
+        ("thumb", Some("thumb"), rest),
+        ("screen", Some("screen"), screen),
+    ];
+    let q = json!({"id": id, "tbp": half.len(), "sbp": 0});
+    data(&common::upload::send_parts(api, q, &parts).await);
+    id
+}
+
+/// Every file below `dir` whose name is one of `id`'s client thumbnails.
+fn thumbs_of(dir: &Path, id: i64) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            n.starts_with(&format!("{id}_")) && e.path().to_string_lossy().contains("uploaded")
+        })
+        .map(|e| e.into_path())
+        .collect();
+    v.sort();
+    v
+}
+
+async fn level(api: &Api, id: i64, level: u8) -> Vec<u8> {
+    let r = api
+        .get("/thumbnail.icc", json!({"id": id, "level": level}))
+        .await;
+    assert_eq!(r.status(), 200, "thumbnail {level} of {id}");
+    r.bytes().await.unwrap().to_vec()
+}
+
+/// The thumbnails an app uploads with a file live where its library's
+/// thumbnail cache does, on the library's disk
+/// (`<library>/.isync/thumbs/uploaded`), pending and complete, never on
+/// the SD card (the data dir); they are served, counted while pending and
+/// deleted with the file there. One uploaded before (in the data dir) is
+/// still served and deleted. With `thumbnails.location = "data_dir"` they
+/// go to the data dir, as the cache does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_thumbnails_live_on_the_library_disk() {
+    let app = common::TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .prerender(false)
+        .spawn()
+        .await;
+    let api = &app.api;
+    let lib = app.media().join("lib");
+    let data_dir = app.data_dir();
+    let (thumb, screen) = (
+        common::jpeg(160, 120, 1, None),
+        common::jpeg(800, 600, 2, None),
+    );
+    let own = lib.join(".isync/thumbs/uploaded");
+    let id = upload_with_thumbs(api, &thumb, &screen, &own).await;
+    assert_eq!(
+        thumbs_of(&lib, id),
+        [
+            own.join(format!("{id}_0.jpg")),
+            own.join(format!("{id}_1.jpg"))
+        ]
+    );
+    assert!(
+        thumbs_of(&data_dir, id).is_empty(),
+        "{:?}",
+        thumbs_of(&data_dir, id)
+    );
+    assert_eq!(level(api, id, 0).await, thumb);
+    assert_eq!(level(api, id, 1).await, screen);
+
+    // One uploaded before they moved (in the data dir) is still served.
+    let old = data_dir.join("thumbs/uploaded");
+    std::fs::create_dir_all(&old).unwrap();
+    for l in 0..2 {
+        let name = format!("{id}_{l}.jpg");
+        std::fs::rename(own.join(&name), old.join(&name)).unwrap();
+    }
+    assert_eq!(level(api, id, 0).await, thumb);
+    let v = api
+        .post_form("/deleteFiles.icc", json!({"ids": id.to_string()}))
+        .await;
+    data(&v);
+    assert!(thumbs_of(&data_dir, id).is_empty());
+    // A new one goes to the library again, and leaves with its file.
+    let id = upload_with_thumbs(api, &thumb, &screen, &own).await;
+    assert_eq!(thumbs_of(&lib, id).len(), 2);
+    data(
+        &api.post_form("/deleteFiles.icc", json!({"ids": id.to_string()}))
+            .await,
+    );
+    assert!(thumbs_of(&lib, id).is_empty());
+    app.stop().await;
+
+    // Kept in the data dir by configuration: there, as the cache.
+    let app = common::TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .prerender(false)
+        .tune(|c| c.thumbnails.location = isync::config::ThumbLocation::DataDir)
+        .spawn()
+        .await;
+    let in_data = app.data_dir().join("thumbs/uploaded");
+    let id = upload_with_thumbs(&app.api, &thumb, &screen, &in_data).await;
+    assert_eq!(thumbs_of(&app.data_dir(), id).len(), 2);
+    assert!(thumbs_of(&app.media().join("lib"), id).is_empty());
+    assert_eq!(level(&app.api, id, 1).await, screen);
+    app.stop().await;
+}
