@@ -28,8 +28,10 @@ pub fn same_file_system(p: &Path, other: &Path) -> std::io::Result<bool> {
         match std::fs::metadata(at) {
             Ok(m) => break m.dev(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => match at.parent() {
-                Some(up) if !up.as_os_str().is_empty() => at = up,
-                _ => return Err(e),
+                // A relative path's last ancestor is the working folder.
+                Some(up) if up.as_os_str().is_empty() => at = Path::new("."),
+                Some(up) => at = up,
+                None => return Err(e),
             },
             Err(e) => return Err(e),
         }
@@ -96,6 +98,8 @@ mod tests {
         assert!(same_file_system(dir.path(), dir.path()).unwrap());
         // /proc is a file system of its own everywhere Linux runs.
         assert!(!same_file_system(Path::new("/proc/self"), dir.path()).unwrap());
-        assert!(same_file_system(Path::new("relative/none"), Path::new("/nonexistent")).is_err());
+        let here = std::env::current_dir().unwrap();
+        assert!(same_file_system(Path::new("relative/none"), &here).unwrap());
+        assert!(same_file_system(dir.path(), Path::new("/nonexistent")).is_err());
     }
 }

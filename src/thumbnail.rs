@@ -119,12 +119,12 @@ async fn by_part_status(
                 db.read_async(move |c| libraries::by_id(c, lib)),
                 cfg.thumb_dir(),
             );
-            let root = root
-                .await?
-                .map(|l| PathBuf::from(l.path))
-                .unwrap_or_default();
+            let root = root.await?.map(|l| PathBuf::from(l.path));
             let path = tokio::task::spawn_blocking(move || {
-                let dir = crate::library::layout::client_thumb_dir(&root, &data, id);
+                let dir = match root {
+                    Some(r) => crate::library::layout::client_thumb_dir(&r, &data, id),
+                    None => data,
+                };
                 crate::library::layout::uploaded_thumb_path(&dir, id, level)
             })
             .await?;
