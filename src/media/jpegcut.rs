@@ -20,6 +20,8 @@
 //! once it grows: the thumbnail cache keys on the original's size and
 //! modification time.
 
+use std::io::Read;
+
 use super::jpegpar::whole_mcus;
 use super::jpegscale::decode_scaled;
 use super::jpegwalk::segments;
@@ -60,17 +62,17 @@ fn sequential(data: &[u8], edge: u32, max_bytes: u64) -> Result<Raster, String> 
     // The decoder wants a restart marker after every interval: one for each
     // interval the data lacks (each then decodes from zero bits), and the
     // end marker.
-    let mut closed = data.to_vec();
+    let mut close = Vec::new();
     if whole.restart > 0 {
         let have = closed_intervals(data);
         let need = whole.total.div_ceil(whole.restart);
         // The marker before interval k is RST((k − 1) mod 8).
         for k in have.max(1)..need {
-            closed.extend_from_slice(&[0xFF, 0xD0 + ((k - 1) % 8) as u8]);
+            close.extend_from_slice(&[0xFF, 0xD0 + ((k - 1) % 8) as u8]);
         }
     }
-    closed.extend_from_slice(&[0xFF, 0xD9]);
-    let mut raster = decode_scaled(closed.as_slice(), edge, max_bytes)?;
+    close.extend_from_slice(&[0xFF, 0xD9]);
+    let mut raster = decode_scaled(data.chain(close.as_slice()), edge, max_bytes)?;
     grey_from(&mut raster, &whole, data);
     Ok(raster)
 }
@@ -137,9 +139,7 @@ fn progressive(data: &[u8], edge: u32, max_bytes: u64) -> Result<Raster, String>
             scans.dc_whole.len()
         ));
     };
-    let mut closed = data[..end].to_vec();
-    closed.extend_from_slice(&[0xFF, 0xD9]);
-    decode_scaled(closed.as_slice(), edge, max_bytes)
+    decode_scaled(data[..end].chain(&[0xFF, 0xD9][..]), edge, max_bytes)
 }
 
 /// What a walk over all the scans of a JPEG that may be cut off finds.

@@ -23,7 +23,7 @@ use std::io::{self, Read, Seek};
 
 use jpeg_decoder::Decoder;
 
-use super::budget::{Allowance, Budget, Lease};
+use super::budget::{Allowance, Budget, BudgetError, Lease};
 use super::jpegwalk::{is_sof, segments, Step, Walker};
 use super::original::Original;
 use super::raster::{check_pixels, fit_size, post_cost, reserve, to_raster, Raster, ThumbError};
@@ -209,6 +209,13 @@ pub(crate) fn decode<'a>(
         // The file ends first: shown as far as it goes when that is far
         // enough (`jpegcut` says what is).
         Picture::Cut(data) => {
+            // Measuring the cut takes a copy of the entropy-coded data
+            // (`jpegpar`), beside what the lease covers: taken only if free
+            // at once, as a render holding a lease must not wait.
+            let _copy = allow
+                .budget
+                .try_reserve(data.len() as u64)
+                .ok_or_else(|| ThumbError::from_budget(label, BudgetError::Busy))?;
             let raster =
                 super::jpegcut::decode(&data, edge, decode_cost).map_err(|e| failed(&e))?;
             log::debug!(path:display = label.display(), edge; "a cut-off JPEG shown as far as it goes");

@@ -475,7 +475,8 @@ mod tests {
         use png::{BitDepth::*, ColorType::*};
         let budget = Budget::new(64 << 20);
         // (color, depth, tRNS, a row of 16 pixels, alpha left and right)
-        let cases: &[(png::ColorType, png::BitDepth, &[u8], Vec<u8>, (u8, u8))] = &[
+        type Case<'a> = (png::ColorType, png::BitDepth, &'a [u8], Vec<u8>, (u8, u8));
+        let cases: &[Case] = &[
             // 1 bit: white (1) left, black right; keys 0x00FF, 0x0001, 0x00FE.
             (Grayscale, One, &[0, 0xFF], vec![0xFF, 0], (0, 255)),
             (Grayscale, One, &[0, 1], vec![0xFF, 0], (0, 255)),
