@@ -109,8 +109,8 @@ fn grey_from(raster: &mut Raster, whole: &super::jpegpar::Whole, data: &[u8]) {
     if whole.mcus >= whole.total || width == 0 || whole.mcus_x == 0 {
         return;
     }
-    // The decoded picture's scale against the frame, n/8 (exact: the IDCT
-    // scale divides every dimension the same way).
+    // The decoded picture's scale against the frame: n/8 on both sides,
+    // rounded up as the decoder rounds its size.
     let scale = |v: u32| (u64::from(v) * u64::from(raster.width)).div_ceil(u64::from(width));
     let (row, col) = (whole.mcus / whole.mcus_x, whole.mcus % whole.mcus_x);
     let top = scale(whole.mcu_h * row as u32).min(u64::from(raster.height)) as usize;
