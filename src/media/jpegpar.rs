@@ -211,6 +211,12 @@ fn be16(jpeg: &[u8], at: usize) -> Option<usize> {
 /// Parses the headers up to the only scan. `None` unless this module can
 /// decode the file (see the module doc).
 fn parse(jpeg: &[u8]) -> Option<Frame> {
+    parse_as(jpeg, false)
+}
+
+/// [`parse`], of a file that may be cut off (`cut`): then fewer restart
+/// intervals than the frame needs are no damage.
+fn parse_as(jpeg: &[u8], cut: bool) -> Option<Frame> {
     let mut h = Headers {
         q: [[0u16; 64]; 4],
         dc: (0..4).map(|_| None).collect(),
@@ -241,7 +247,7 @@ fn parse(jpeg: &[u8]) -> Option<Frame> {
             0xEE if body.starts_with(b"Adobe") && body.len() >= 12 => {
                 h.adobe_transform = Some(body[11]);
             }
-            0xDA => return read_scan(jpeg, at, len, body, h),
+            0xDA => return read_scan(jpeg, at, len, body, h, cut),
             0xD9 => return None,
             _ => {}
         }
@@ -320,7 +326,14 @@ fn is_ycc(frame: &[FrameComponent], h: &Headers) -> bool {
 
 /// The start of scan at `at` (segment length `len`, `body`): the frame it
 /// decodes, with its entropy-coded data.
-fn read_scan(jpeg: &[u8], at: usize, len: usize, body: &[u8], h: Headers) -> Option<Frame> {
+fn read_scan(
+    jpeg: &[u8],
+    at: usize,
+    len: usize,
+    body: &[u8],
+    h: Headers,
+    cut: bool,
+) -> Option<Frame> {
     let (width, height, frame) = h.sof.clone()?;
     let n = frame.len();
     if width == 0 || height == 0 || !matches!(n, 1 | 3) {
@@ -359,7 +372,7 @@ fn read_scan(jpeg: &[u8], at: usize, len: usize, body: &[u8], h: Headers) -> Opt
     } else {
         total.div_ceil(h.restart)
     };
-    if intervals.len() != expected {
+    if intervals.len() != expected && !(cut && intervals.len() < expected) {
         return None;
     }
     Some(Frame {
@@ -801,6 +814,58 @@ fn decode_within(
     };
     let planes = idct(&scan, &runs, &segments, n as usize, threads)?;
     colour(&frame, &planes, w, h, threads)
+}
+
+/// How much of a cut-off baseline JPEG is there: its MCUs decoded in
+/// order, from the start (and each restart interval's first byte), until
+/// the data runs out or holds an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Whole {
+    /// MCUs before the first that is not wholly in the data.
+    pub mcus: usize,
+    /// MCUs of the picture, and per MCU row.
+    pub total: usize,
+    pub mcus_x: usize,
+    /// An MCU's size in pixels.
+    pub mcu_w: u32,
+    pub mcu_h: u32,
+    /// Restart interval in MCUs (0: none).
+    pub restart: usize,
+}
+
+/// [`Whole`] for the JPEG `jpeg`, which may end anywhere in its scan.
+/// `None` for a file this module can't decode (see the module doc): its
+/// cut can't be measured. One pass of the Huffman decoder, DC only.
+pub(crate) fn whole_mcus(jpeg: &[u8]) -> Option<Whole> {
+    let frame = parse_as(jpeg, true)?;
+    let scan = Scan::new(&frame, 1)?;
+    let total = (frame.mcus_x * frame.mcus_y) as usize;
+    let restart = frame.restart;
+    let mut r = Bits::at(&frame.data, 0);
+    let (mut pred, mut out) = ([0i32; 3], vec![0i16; scan.per_mcu]);
+    let mut mcus = total;
+    for g in 0..total {
+        if restart > 0 && g % restart == 0 {
+            let Some(&at) = frame.intervals.get(g / restart) else {
+                mcus = g;
+                break;
+            };
+            r = Bits::at(&frame.data, at * 8);
+            pred = [0; 3];
+        }
+        if !scan.mcu(&mut r, &mut pred, &mut out) {
+            mcus = g;
+            break;
+        }
+    }
+    Some(Whole {
+        mcus,
+        total,
+        mcus_x: frame.mcus_x as usize,
+        mcu_w: 8 * frame.hmax,
+        mcu_h: 8 * frame.vmax,
+        restart,
+    })
 }
 
 /// Phase 1: every range decoded on its own thread, the first from the true

@@ -23,7 +23,7 @@ use std::io::{self, Read, Seek};
 
 use jpeg_decoder::Decoder;
 
-use super::budget::{Allowance, Budget, Lease};
+use super::budget::{Allowance, Budget, BudgetError, Lease};
 use super::jpegwalk::{is_sof, segments, Step, Walker};
 use super::original::Original;
 use super::raster::{check_pixels, fit_size, post_cost, reserve, to_raster, Raster, ThumbError};
@@ -204,13 +204,31 @@ pub(crate) fn decode<'a>(
     // BufReader, and the split decoders need it whole.
     reader.rewind().map_err(|e| failed(&e))?;
     let data = read_to_eoi(&mut reader, cap).map_err(|e| failed(&e))?;
-    let Some(data) = data else {
-        return Err(failed(&format_args!(
-            "no end of picture within {} MB, more than a {}x{} JPEG holds",
-            cap / 1_000_000,
-            head.width,
-            head.height
-        )));
+    let data = match data {
+        Picture::Whole(data) => data,
+        // The file ends first: shown as far as it goes when that is far
+        // enough (`jpegcut` says what is).
+        Picture::Cut(data) => {
+            // Measuring the cut takes a copy of the entropy-coded data
+            // (`jpegpar`), beside what the lease covers: taken only if free
+            // at once, as a render holding a lease must not wait.
+            let _copy = allow
+                .budget
+                .try_reserve(data.len() as u64)
+                .ok_or_else(|| ThumbError::from_budget(label, BudgetError::Busy))?;
+            let raster =
+                super::jpegcut::decode(&data, edge, decode_cost).map_err(|e| failed(&e))?;
+            log::debug!(path:display = label.display(), edge; "a cut-off JPEG shown as far as it goes");
+            return Ok(Some((raster, lease)));
+        }
+        Picture::TooLong => {
+            return Err(failed(&format_args!(
+                "no end of picture within {} MB, more than a {}x{} JPEG holds",
+                cap / 1_000_000,
+                head.width,
+                head.height
+            )))
+        }
     };
     // The entropy-coded data in ranges, cut at restart markers or where
     // the Huffman code resynchronises (`jpegpar`, at 1/2 scale and below);
@@ -294,12 +312,23 @@ pub(crate) fn decode_path(
     Ok(decode(&orig, level.max_edge_px(), allow)?.map(|(r, _)| r))
 }
 
+/// What [`read_to_eoi`] found.
+#[derive(Debug, PartialEq)]
+enum Picture {
+    /// From the SOI up to and including the EOI.
+    Whole(Vec<u8>),
+    /// The file ended first: all of it.
+    Cut(Vec<u8>),
+    /// No end within what a picture of its size can hold.
+    TooLong,
+}
+
 /// Reads a JPEG from its SOI up to and including its EOI marker, walking
 /// the marker segments and the entropy-coded data between them (where an
 /// 0xFF is always followed by a stuffed zero, a restart marker or the next
-/// marker). Stops at the end of the file too (a cut-off photo still shows
-/// what it has); `None` when `cap` bytes pass without the end.
-fn read_to_eoi<R: Read>(reader: R, cap: u64) -> io::Result<Option<Vec<u8>>> {
+/// marker). Stops at the end of the file too (a cut-off photo may still
+/// show what it has); gives up when `cap` bytes pass without the end.
+fn read_to_eoi<R: Read>(reader: R, cap: u64) -> io::Result<Picture> {
     const CHUNK: u64 = 256 * 1024;
     let mut r = reader.take(cap);
     let mut data = Vec::new();
@@ -309,11 +338,15 @@ fn read_to_eoi<R: Read>(reader: R, cap: u64) -> io::Result<Option<Vec<u8>>> {
         if let Some(end) = walk.advance(&data) {
             data.truncate(end);
             data.shrink_to_fit();
-            return Ok(Some(data));
+            return Ok(Picture::Whole(data));
         }
         if n == 0 {
             // The end of the file, or of what a picture this size can hold.
-            return Ok((r.limit() > 0).then_some(data));
+            return Ok(if r.limit() > 0 {
+                Picture::Cut(data)
+            } else {
+                Picture::TooLong
+            });
         }
     }
 }

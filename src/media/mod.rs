@@ -13,6 +13,7 @@ pub mod heif;
 mod heifdec;
 pub mod journal;
 mod jpegbands;
+mod jpegcut;
 mod jpegpar;
 mod jpegscale;
 mod jpegwalk;

@@ -88,6 +88,8 @@ pub(crate) fn decode<'a>(
         ColorType::Rgba => 4,
         ColorType::Indexed => return Err(failed(&"palette not expanded")),
     };
+    let key = low_bit_grey_key(reader.info());
+    let mut keyed = Vec::new();
     let mut shrink = Shrink::new(w, f, fy, iw, ih, channels);
     // Rows are taken up to the last one the picture needs, and no further:
     // the decoder's next step would read on to IEND, which a file cut
@@ -104,7 +106,10 @@ pub(crate) fn decode<'a>(
                 _ => continue,
             }
         }
-        shrink.push(row.data());
+        match key {
+            Some(key) => shrink.push(key.apply(row.data(), &mut keyed)),
+            None => shrink.push(row.data()),
+        }
         taken += 1;
     }
     let raster = shrink.finish();
@@ -137,6 +142,8 @@ fn whole<'a, R: std::io::BufRead + std::io::Seek>(
     let (color, _) = reader.output_color_type();
     let stride = size / h as usize;
     let bits = 8 * color.samples() as u8;
+    let key = low_bit_grey_key(reader.info());
+    let mut keyed = Vec::new();
     // Row by row until every pixel has come (the passes hold each pixel
     // once), for the reason `decode` stops at its last row.
     let mut filled = 0u64;
@@ -147,7 +154,11 @@ fn whole<'a, R: std::io::BufRead + std::io::Seek>(
         let InterlaceInfo::Adam7(a) = *row.interlace() else {
             return Err(failed(&"png rows not interlaced"));
         };
-        png::expand_interlaced_row(&mut buf, stride, row.data(), &a, bits);
+        let data = match key {
+            Some(key) => key.apply(row.data(), &mut keyed),
+            None => row.data(),
+        };
+        png::expand_interlaced_row(&mut buf, stride, data, &a, bits);
         filled += (row.data().len() / color.samples()) as u64;
     }
     let (alpha, data) = match color {
@@ -171,6 +182,48 @@ fn whole<'a, R: std::io::BufRead + std::io::Seek>(
         },
         lease,
     ))
+}
+
+/// The transparent grey of a 1, 2 or 4-bit grey PNG whose tRNS key has
+/// bits above its depth, as its 8-bit output shows it. The PNG spec wants
+/// those bits zero; libpng (browsers, iOS, Pillow) masks the key to the
+/// bit depth (`png_do_expand`: `gray & 0x01`, `0x03`, `0x0f`), the `png`
+/// crate compares the key's low byte whole and so never matches
+/// (Pillow's 1_trns.png: key 0x00FF in a 1-bit PNG, white transparent).
+/// Keys within the depth, 8 and 16-bit grey, RGB keys (low bytes at 8 bits,
+/// as libpng) and palette tRNS (ignored when longer than the palette, as
+/// libpng) the crate already reads as libpng does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct GreyKey(u8);
+
+/// [`GreyKey`] of a PNG, when the `png` crate's reading needs it.
+fn low_bit_grey_key(info: &png::Info) -> Option<GreyKey> {
+    let depth = info.bit_depth as u8;
+    if info.color_type != ColorType::Grayscale || depth >= 8 {
+        return None;
+    }
+    // The crate keeps the key's low byte.
+    let &[low] = info.trns.as_deref()? else {
+        return None;
+    };
+    let max = (1u8 << depth) - 1;
+    // Within the depth the crate's comparison is libpng's.
+    (low > max).then(|| GreyKey((low & max) * (255 / max)))
+}
+
+impl GreyKey {
+    /// `row` (grey and alpha at 8 bits, the crate's output) with the key's
+    /// pixels transparent, in `buf`.
+    fn apply<'b>(self, row: &[u8], buf: &'b mut Vec<u8>) -> &'b [u8] {
+        buf.clear();
+        buf.extend_from_slice(row);
+        for p in buf.chunks_exact_mut(2) {
+            if p[0] == self.0 {
+                p[1] = 0;
+            }
+        }
+        buf
+    }
 }
 
 /// Box sums of `fx`×`fy` cells over rows pushed one at a time.
@@ -390,6 +443,106 @@ mod tests {
         let r = render(&pal, 160, &budget);
         assert_eq!((r.width, r.height), (160, 120));
         assert_eq!(&r.data[..3], &[10, 200, 30]);
+    }
+
+    /// A `w`×`h` PNG of `color` at `depth` bits with `trns` as its tRNS
+    /// chunk, each row `row`.
+    fn keyed_png(
+        (w, h): (u32, u32),
+        color: png::ColorType,
+        depth: png::BitDepth,
+        trns: &[u8],
+        row: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, w, h);
+        enc.set_color(color);
+        enc.set_depth(depth);
+        enc.set_trns(trns.to_vec());
+        let mut wr = enc.write_header().unwrap();
+        wr.write_image_data(&row.repeat(h as usize)).unwrap();
+        wr.finish().unwrap();
+        out
+    }
+
+    /// tRNS colour keys read as libpng reads them: a grey key at 1, 2 and
+    /// 4 bits masked to the depth (Pillow's 1_trns.png: 0x00FF at 1 bit is
+    /// white), 8-bit grey and RGB keys by their low bytes, 16-bit keys whole.
+    /// Each picture is its left half the key's colour, its right half
+    /// another: transparent left, opaque right, or opaque throughout.
+    #[test]
+    fn trns_keys_are_read_as_libpng_reads_them() {
+        use png::{BitDepth::*, ColorType::*};
+        let budget = Budget::new(64 << 20);
+        // (color, depth, tRNS, a row of 16 pixels, alpha left and right)
+        type Case<'a> = (png::ColorType, png::BitDepth, &'a [u8], Vec<u8>, (u8, u8));
+        let cases: &[Case] = &[
+            // 1 bit: white (1) left, black right; keys 0x00FF, 0x0001, 0x00FE.
+            (Grayscale, One, &[0, 0xFF], vec![0xFF, 0], (0, 255)),
+            (Grayscale, One, &[0, 1], vec![0xFF, 0], (0, 255)),
+            (Grayscale, One, &[1, 0xFE], vec![0xFF, 0], (255, 0)),
+            // 2 bits: value 2 left, 1 right; key 0x0006 → 2, 0x0004 → 0.
+            (
+                Grayscale,
+                Two,
+                &[0, 6],
+                vec![0xAA, 0xAA, 0x55, 0x55],
+                (0, 255),
+            ),
+            (
+                Grayscale,
+                Two,
+                &[0, 4],
+                vec![0xAA, 0xAA, 0x55, 0x55],
+                (255, 255),
+            ),
+            // 4 bits: 0x9 left, 0x3 right; key 0x0039 → 9.
+            (
+                Grayscale,
+                Four,
+                &[0, 0x39],
+                [[0x99; 4], [0x33; 4]].concat(),
+                (0, 255),
+            ),
+            // 8 bits: the key's high byte ignored (0x0150 → 0x50).
+            (
+                Grayscale,
+                Eight,
+                &[1, 0x50],
+                [[0x50; 8], [0x60; 8]].concat(),
+                (0, 255),
+            ),
+            // RGB at 8 bits: each channel's low byte.
+            (
+                Rgb,
+                Eight,
+                &[1, 10, 2, 20, 3, 30],
+                [[10, 20, 30].repeat(8), vec![9; 24]].concat(),
+                (0, 255),
+            ),
+            // 16-bit grey: the whole value; 0x1234 is not 0x3434.
+            (
+                Grayscale,
+                Sixteen,
+                &[0x12, 0x34],
+                [[0x12, 0x34].repeat(8), vec![0; 16]].concat(),
+                (0, 255),
+            ),
+            (
+                Grayscale,
+                Sixteen,
+                &[0x12, 0x34],
+                [[0x34, 0x34].repeat(8), vec![0; 16]].concat(),
+                (255, 255),
+            ),
+        ];
+        for (i, (color, depth, trns, row, want)) in cases.iter().enumerate() {
+            let png = keyed_png((16, 4), *color, *depth, trns, row);
+            let r = render(&png, 16, &budget);
+            assert_eq!((r.width, r.height), (16, 4), "case {i}");
+            let alpha = |x: usize| if r.alpha { r.data[x * 4 + 3] } else { 255 };
+            assert_eq!((alpha(2), alpha(13)), *want, "case {i}");
+        }
     }
 
     /// An Adam7-interlaced RGB PNG of `img` (the `png` crate encodes none):

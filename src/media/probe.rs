@@ -264,7 +264,7 @@ fn probe_head(path: &Path, head: &mut Head<'_>) -> Result<(FileType, MediaInfo),
     let exif = match kind {
         Some(ImageType::Gif) => return probe_gif(path, head),
         Some(ImageType::Jpeg) => jpeg_exif(path, head)?,
-        Some(ImageType::Png) => png_exif(head.data()),
+        Some(ImageType::Png) => png_exif(path, head)?,
         Some(ImageType::Webp) => webp_exif(path, head)?,
         Some(ImageType::Tiff) => exifmeta::from_container(head.data()),
         // HEIF/AVIF without a still brand we know (`probe_heif` takes the
@@ -352,13 +352,28 @@ fn probe_bigtiff(path: &Path, head: &mut Head<'_>) -> (FileType, MediaInfo) {
 }
 
 /// EXIF of a PNG (its `eXIf` chunk), with the orientation of its XMP
-/// packet when EXIF gives none.
-fn png_exif(head: &[u8]) -> Option<exifmeta::ExifMeta> {
-    let (exif, xmp) = stillmeta::png_meta(head);
+/// packet when EXIF gives none: from the head, or wherever they lie past
+/// it (`stillmeta::png_meta` seeks past the pixels). A file unreadable past
+/// the head has what the head holds, not an error.
+fn png_exif(path: &Path, head: &mut Head<'_>) -> Result<Option<exifmeta::ExifMeta>, ProbeError> {
+    let found = stillmeta::png_meta(
+        head.buf.get(..head.len).unwrap_or_default(),
+        &mut *head.file,
+    );
+    // Back where the head ends, as `Head::extend_to` expects.
+    head.file
+        .seek(SeekFrom::Start(head.len as u64))
+        .map_err(|e| ProbeError::io(path, e))?;
+    let (exif, xmp) = found.unwrap_or_else(|e| {
+        log::debug!(path:% = path.display(), error:% = e; "png metadata unreadable");
+        (None, None)
+    });
     let meta = exif
+        .as_deref()
         .and_then(exifmeta::parse_tiff)
-        .or_else(|| exifmeta::from_container(head));
-    with_xmp_orientation(meta, xmp.and_then(stillmeta::xmp_orientation))
+        .or_else(|| exifmeta::from_container(head.data()));
+    let xmp = xmp.as_deref().and_then(stillmeta::xmp_orientation);
+    Ok(with_xmp_orientation(meta, xmp))
 }
 
 /// EXIF of a WebP, from its `EXIF` chunk wherever it lies (after the

@@ -2,9 +2,10 @@
 //! reader get wrong or never look at: a BMP's size from its own header (a
 //! top-down BMP's height is negative, an OS/2 1.x header has 16-bit
 //! sizes), and the orientation a PNG or WebP keeps outside a JPEG-style
-//! EXIF segment — a WebP `EXIF` chunk after the pixels, an XMP packet's
-//! `tiff:Orientation` (PNG `iTXt`, WebP `XMP ` chunk) — and a BigTIFF's
-//! size, which `imagesize` does not read.
+//! EXIF segment — a PNG `eXIf` or WebP `EXIF` chunk, before or after the
+//! pixels, an XMP packet's `tiff:Orientation` (PNG `iTXt`, compressed or
+//! not, WebP `XMP ` chunk) — and a BigTIFF's size, which `imagesize` does
+//! not read.
 //!
 //! Pure parsers of untrusted bytes: bounded reads, no allocation beyond
 //! [`MAX_META_CHUNK_BYTES`], fuzzed through `fuzzing::still_meta`.
@@ -89,40 +90,112 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The metadata chunks of a PNG found in `head` (its first bytes): the
-/// `eXIf` body and an uncompressed XMP `iTXt` text. Chunks past the head
-/// are not looked for: writers put them before the pixels.
-pub fn png_meta(head: &[u8]) -> (Option<&[u8]>, Option<&[u8]>) {
-    const XMP_KEY: &[u8] = b"XML:com.adobe.xmp\0";
+/// Chunks a PNG walk looks at before giving up. libpng writes 8 KiB IDAT
+/// chunks, so this walks a PNG of 8 GiB; the walk reads 8 bytes a chunk
+/// (the thumbnail pre-render reads all of the file right after anyway).
+const MAX_PNG_CHUNKS: usize = 1 << 20;
+/// The longest chunk the PNG spec allows (2^31 − 1 bytes): a longer length
+/// is damage, and ends the walk.
+const MAX_PNG_CHUNK_LEN: u64 = (1 << 31) - 1;
+
+/// The `eXIf` body and the XMP text (an `iTXt` chunk keyed
+/// `XML:com.adobe.xmp`, inflated when compressed) of a PNG, wherever they
+/// lie: before the pixels as most writers put them, or after, as some
+/// editors and exiftool do. Chunks inside `head` (the file's first bytes)
+/// are read from it; the walk goes on in `file`, seeking past each chunk
+/// it does not want (the pixels' IDAT chunks, however large), so it costs
+/// 8 bytes a chunk. Memory is bounded: a chunk over
+/// [`MAX_META_CHUNK_BYTES`] is skipped unread, and a compressed XMP packet
+/// is inflated to at most that much (a zlib bomb is dropped, not grown).
+/// A file that ends or is damaged has what was found before.
+pub fn png_meta<R: Read + Seek>(head: &[u8], file: &mut R) -> io::Result<MetaChunks> {
+    if png_bytes(head, file, 0, 8)?.as_deref() != Some(b"\x89PNG\r\n\x1a\n") {
+        return Ok((None, None));
+    }
     let (mut exif, mut xmp) = (None, None);
-    let mut at = 8usize;
-    while let Some(h) = head.get(at..at + 8) {
-        let len = u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let kind = &h[4..8];
-        let Some(body) = head.get(at + 8..at + 8 + len) else {
+    let mut at = 8u64;
+    for _ in 0..MAX_PNG_CHUNKS {
+        let Some(h) = png_bytes(head, file, at, 8)? else {
             break;
         };
-        match kind {
-            b"eXIf" if exif.is_none() => exif = Some(body),
-            b"iTXt" if xmp.is_none() && body.starts_with(XMP_KEY) => {
-                // Compression flag and method, then language tag and
-                // translated keyword, each ended by a NUL.
-                let rest = &body[XMP_KEY.len()..];
-                if rest.first() == Some(&0) {
-                    let mut text = rest.get(2..).unwrap_or_default();
-                    for _ in 0..2 {
-                        let nul = text.iter().position(|&c| c == 0);
-                        text = nul.map_or(&[][..], |n| &text[n + 1..]);
-                    }
-                    xmp = Some(text);
-                }
-            }
+        let len = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+        if len > MAX_PNG_CHUNK_LEN {
+            break;
+        }
+        let slot = match &h[4..8] {
+            b"eXIf" if exif.is_none() => Some(&mut exif),
+            b"iTXt" if xmp.is_none() => Some(&mut xmp),
             b"IEND" => break,
-            _ => {}
+            _ => None,
+        };
+        if let Some(slot) = slot.filter(|_| len <= u64::from(MAX_META_CHUNK_BYTES)) {
+            let Some(body) = png_bytes(head, file, at + 8, len as usize)? else {
+                break;
+            };
+            *slot = if &h[4..8] == b"eXIf" {
+                Some(body)
+            } else {
+                xmp_of_itxt(&body)
+            };
+        }
+        if exif.is_some() && xmp.is_some() {
+            break;
         }
         at += 12 + len;
     }
-    (exif, xmp)
+    Ok((exif, xmp))
+}
+
+/// `len` bytes of a file at `at`: from `head` when it holds them, else
+/// read from `file`; `None` when the file ends first.
+fn png_bytes<R: Read + Seek>(
+    head: &[u8],
+    file: &mut R,
+    at: u64,
+    len: usize,
+) -> io::Result<Option<Vec<u8>>> {
+    let end = at.saturating_add(len as u64);
+    if let Some(b) = usize::try_from(at)
+        .ok()
+        .zip(usize::try_from(end).ok())
+        .and_then(|(a, e)| head.get(a..e))
+    {
+        return Ok(Some(b.to_vec()));
+    }
+    file.seek(SeekFrom::Start(at))?;
+    let mut out = Vec::new();
+    file.take(len as u64).read_to_end(&mut out)?;
+    Ok((out.len() == len).then_some(out))
+}
+
+/// The XMP packet of an `iTXt` chunk's body, when it is one: keyword,
+/// compression flag and method, language tag and translated keyword (each
+/// ended by a NUL), then the text, zlib-compressed when the flag says so.
+fn xmp_of_itxt(body: &[u8]) -> Option<Vec<u8>> {
+    const XMP_KEY: &[u8] = b"XML:com.adobe.xmp\0";
+    let rest = body.strip_prefix(XMP_KEY)?;
+    let (&compressed, rest) = rest.split_first()?;
+    let (&method, mut text) = rest.split_first()?;
+    for _ in 0..2 {
+        let nul = text.iter().position(|&c| c == 0)?;
+        text = &text[nul + 1..];
+    }
+    match (compressed, method) {
+        (0, _) => Some(text.to_vec()),
+        (1, 0) => inflate_bounded(text, MAX_META_CHUNK_BYTES as usize),
+        _ => None,
+    }
+}
+
+/// `data` inflated from zlib, when it holds at most `cap` bytes and no
+/// error; the output never grows past `cap` + 1 bytes.
+fn inflate_bounded(data: &[u8], cap: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    flate2::read::ZlibDecoder::new(data)
+        .take(cap as u64 + 1)
+        .read_to_end(&mut out)
+        .ok()?;
+    (out.len() <= cap).then_some(out)
 }
 
 /// A WebP's EXIF (TIFF block) and XMP packet, when it has them.
@@ -480,13 +553,41 @@ mod tests {
             b"XML:com.adobe.xmp\0\0\0\0\0<x tiff:Orientation='5'/>",
         ));
         png.extend(chunk(b"eXIf", b"MM\0*"));
-        let (exif, xmp) = png_meta(&png);
-        assert_eq!(exif, Some(&b"MM\0*"[..]));
-        assert_eq!(xmp.and_then(xmp_orientation), Some(5));
-        // A chunk running past the head ends the walk.
-        png.extend(999u32.to_be_bytes());
-        png.extend(b"eXIf");
-        assert_eq!(png_meta(&png[..png.len() - 30]).0, None);
+        let found = |png: &[u8], head: usize| {
+            png_meta(&png[..head.min(png.len())], &mut Cursor::new(png)).unwrap()
+        };
+        for head in [png.len(), 40, 8] {
+            let (exif, xmp) = found(&png, head);
+            assert_eq!(exif.as_deref(), Some(&b"MM\0*"[..]), "head {head}");
+            assert_eq!(xmp.as_deref().and_then(xmp_orientation), Some(5));
+        }
+        // A chunk running past the end of the file ends the walk.
+        let mut cut = png[..33].to_vec();
+        cut.extend(999u32.to_be_bytes());
+        cut.extend(b"eXIf");
+        assert_eq!(found(&cut, 1000), (None, None));
+        assert_eq!(found(b"GIF89a", 6), (None, None));
+        // A compressed XMP packet is inflated, within the cap: a packet
+        // of 1 MiB + 1 (a bomb, however it goes on) is dropped whole.
+        let z = |text: &[u8]| {
+            use std::io::Write;
+            let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(text).unwrap();
+            e.finish().unwrap()
+        };
+        let packet = b"<x tiff:Orientation='6'/>";
+        let itxt = [&b"XML:com.adobe.xmp\0\x01\0en\0\0"[..], &z(packet)].concat();
+        assert_eq!(xmp_of_itxt(&itxt).as_deref(), Some(&packet[..]));
+        let cap = MAX_META_CHUNK_BYTES as usize;
+        assert_eq!(
+            inflate_bounded(&z(&vec![b' '; cap]), cap).map(|v| v.len()),
+            Some(cap)
+        );
+        assert_eq!(inflate_bounded(&z(&vec![b' '; cap + 1]), cap), None);
+        // Damaged zlib data, an unknown method: none.
+        assert_eq!(inflate_bounded(b"\x78\x9c\xff\xff", cap), None);
+        let other = [&b"XML:com.adobe.xmp\0\x01\x01\0\0"[..], &z(packet)].concat();
+        assert_eq!(xmp_of_itxt(&other), None);
 
         let mut webp = b"RIFF\0\0\0\0WEBPVP8X".to_vec();
         webp.extend(10u32.to_le_bytes());

@@ -473,6 +473,95 @@ async fn exif_and_xmp_orientation_in_png_and_webp_is_applied() {
     }
 }
 
+/// A PNG of `img` stored without compression (its IDAT as large as its
+/// pixels: 360 KiB for 400×300), with `after` inserted after the pixels,
+/// before IEND.
+fn png_stored_with_after(img: &RgbImage, after: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, img.width(), img.height());
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_compression(png::Compression::NoCompression);
+    let mut w = enc.write_header().unwrap();
+    w.write_image_data(img.as_raw()).unwrap();
+    w.finish().unwrap();
+    let iend = png_chunks(&out).last().unwrap().0;
+    [&out[..iend], after, &out[iend..]].concat()
+}
+
+/// An `iTXt` chunk holding `xmp` zlib-compressed.
+fn compressed_xmp_chunk(xmp: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(xmp).unwrap();
+    let mut body = b"XML:com.adobe.xmp\0\x01\0\0\0".to_vec();
+    body.extend(z.finish().unwrap());
+    png_chunk(b"iTXt", &body)
+}
+
+/// EXIF and XMP a PNG keeps after its pixels (exiftool and some editors
+/// write them there), past the probe's first read of 128 KiB, and XMP in a
+/// compressed `iTXt` chunk, are found: the listed size and the thumbnail
+/// are turned by them. Hostile chunks are ignored without the memory they
+/// ask for: a length of 4 GiB ends the walk, a compressed XMP packet that
+/// inflates past 1 MiB (a zlib bomb of 64 MiB) is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn png_metadata_after_the_pixels_or_compressed_is_applied() {
+    let big = marked(400, 300);
+    let exif6 = png_chunk(b"eXIf", &tiff_orientation(6));
+    let after = png_stored_with_after(&big, &exif6);
+    let idat = png_chunks(&after)
+        .iter()
+        .find(|(_, k)| k == b"eXIf")
+        .unwrap()
+        .0;
+    assert!(idat > 300 << 10, "eXIf at {idat}: past the probe's head");
+    let xmp8 = xmp_orientation(8, true);
+    let plain = png(&marked(W, H));
+    // A chunk claiming 4 GiB − 1 after the pixels, then the eXIf.
+    let mut huge = 0xFFFF_FFFFu32.to_be_bytes().to_vec();
+    huge.extend(b"zzZz");
+    huge.extend([0; 16]);
+    // 64 MiB of padding, then the orientation: compressed to ~64 KiB.
+    let mut bomb = vec![b' '; 64 << 20];
+    bomb.extend(xmp_orientation(6, true).as_bytes());
+    let files = [
+        ("exif6_after_pixels.png", after.clone()),
+        (
+            "xmp8_compressed_after_pixels.png",
+            png_stored_with_after(&big, &compressed_xmp_chunk(xmp8.as_bytes())),
+        ),
+        (
+            "xmp8_compressed.png",
+            png_with(&plain, &compressed_xmp_chunk(xmp8.as_bytes())),
+        ),
+        (
+            "huge_chunk.png",
+            png_stored_with_after(&marked(W, H), &[&huge[..], &exif6].concat()),
+        ),
+        (
+            "zlib_bomb.png",
+            png_with(&plain, &compressed_xmp_chunk(&bomb)),
+        ),
+    ]
+    .map(|(n, b)| (n.to_string(), b));
+    let app = library(&files).await;
+    let (w, h) = (W as i64, H as i64);
+    assert_shown(&app, "xmp8_compressed.png", (h, w), "bl").await;
+    assert_shown(&app, "huge_chunk.png", (w, h), "tl").await;
+    assert_shown(&app, "zlib_bomb.png", (w, h), "tl").await;
+    // The big ones at level 1, which keeps their 400×300 turned.
+    for (name, corner) in [
+        ("exif6_after_pixels.png", "tr"),
+        ("xmp8_compressed_after_pixels.png", "bl"),
+    ] {
+        let f = app.api.file_named(name).await;
+        assert_eq!(dims(&f), (300, 400), "{name} listed size");
+        let img = thumb_ok(&app.api, name, id(&f), 1).await;
+        assert_eq!(img.dimensions(), (300, 400), "{name} thumbnail");
+        assert_eq!(red_corner(&img), corner, "{name}");
+    }
+}
+
 // ---- TIFF -----------------------------------------------------------------
 
 /// How one TIFF page lays out its samples.

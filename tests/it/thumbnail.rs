@@ -1046,3 +1046,77 @@ fn a_test_skipped_for_a_missing_tool_fails_under_ci() {
         "{text}"
     );
 }
+
+/// Mean absolute difference (0..255) of two same-size pictures over the
+/// rows `from..to` (fractions of the height).
+fn row_difference(a: &DynamicImage, b: &DynamicImage, from: f64, to: f64) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    let (w, h) = a.dimensions();
+    let rows = (f64::from(h) * from) as u32..(f64::from(h) * to) as u32;
+    let (mut sum, mut n) = (0u64, 0u64);
+    for y in rows {
+        for x in 0..w {
+            for c in 0..3 {
+                sum += u64::from(a.get_pixel(x, y)[c].abs_diff(b.get_pixel(x, y)[c]));
+                n += 1;
+            }
+        }
+    }
+    sum as f64 / n as f64
+}
+
+/// A JPEG cut off in its scan (a failed copy, an upload still under way)
+/// is shown as far as it goes when most of it is there, its missing rows
+/// grey as libjpeg, browsers and iOS show them; cut 20 bytes into its scan
+/// it is refused (−10008). Once the whole file is there it gets a fresh
+/// thumbnail: the cache keys on the original's size and mtime, and the
+/// scanner lifts a refusal when the file changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_jpeg_shows_its_top_until_the_rest_arrives() {
+    let whole = jpeg(600, 800, SEED, None);
+    let sos = whole.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let cut = &whole[..sos + (whole.len() - sos) * 6 / 10];
+    let early = &whole[..sos + 20];
+    let app = TestApp::builder()
+        .user("alice")
+        .library("photos", &["alice"])
+        .file("photos/whole.jpg", &whole)
+        .file("photos/cut.jpg", cut)
+        .file("photos/early.jpg", early)
+        .spawn()
+        .await;
+    let reference = app.api.file_id("whole.jpg").await;
+    let (_, _, intact) = thumb_ok(&app.api, reference, json!(1)).await;
+    assert_eq!(intact.dimensions(), (600, 800));
+
+    let id = app.api.file_id("cut.jpg").await;
+    let (_, _, shown) = thumb_ok(&app.api, id, json!(1)).await;
+    assert_eq!(shown.dimensions(), (600, 800));
+    assert_eq!(red_corner(&shown), "tl");
+    let top = row_difference(&intact, &shown, 0.0, 0.5);
+    assert!(
+        top < 2.0,
+        "the top half differs from the intact file's by {top}"
+    );
+    let grey = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(600, 800, image::Rgb([128; 3])));
+    let bottom = row_difference(&grey, &shown, 0.9, 1.0);
+    assert!(bottom < 3.0, "the missing rows are not grey: {bottom} off");
+    assert!(
+        row_difference(&grey, &intact, 0.9, 1.0) > 30.0,
+        "the intact bottom is no grey"
+    );
+
+    let early_id = app.api.file_id("early.jpg").await;
+    assert_binary_err_status(thumb(&app.api, early_id, json!(1)).await, 404, -10008).await;
+
+    // The rest arrives: both are shown whole.
+    write_file(&app.media().join("photos/cut.jpg"), &whole);
+    write_file(&app.media().join("photos/early.jpg"), &whole);
+    app.rescan().await;
+    for (name, id) in [("cut.jpg", id), ("early.jpg", early_id)] {
+        let (_, _, img) = thumb_ok(&app.api, id, json!(1)).await;
+        let all = row_difference(&intact, &img, 0.0, 1.0);
+        assert!(all < 2.0, "{name}: not the whole picture ({all} off)");
+    }
+}
