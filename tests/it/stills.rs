@@ -405,17 +405,59 @@ fn webp(dir: &std::path::Path, img: &RgbImage, exif: Option<&[u8]>, xmp: Option<
     out
 }
 
+/// An animated lossless WebP of `frames` (libwebp_anim), with an `EXIF`
+/// chunk after the frames when `exif` is given (VP8X's flag set).
+fn animated_webp(dir: &std::path::Path, frames: &[RgbImage], exif: Option<&[u8]>) -> Vec<u8> {
+    for (i, f) in frames.iter().enumerate() {
+        std::fs::write(dir.join(format!("frame{i}.png")), png(f)).unwrap();
+    }
+    let out = dir.join("anim.webp");
+    let ok = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-framerate",
+            "2",
+            "-i",
+        ])
+        .arg(dir.join("frame%d.png"))
+        .args(["-c:v", "libwebp_anim", "-lossless", "1", "-loop", "0"])
+        .arg(&out)
+        .status()
+        .expect("ffmpeg runs")
+        .success();
+    assert!(ok, "ffmpeg made no animated WebP");
+    let mut bytes = std::fs::read(&out).unwrap();
+    assert_eq!(&bytes[12..16], b"VP8X", "an extended WebP");
+    assert_ne!(bytes[20] & 0x02, 0, "with its animation flag");
+    if let Some(e) = exif {
+        bytes[20] |= 0x08;
+        bytes.extend(b"EXIF");
+        bytes.extend((e.len() as u32).to_le_bytes());
+        bytes.extend(e);
+        if e.len() % 2 == 1 {
+            bytes.push(0);
+        }
+        let riff = bytes.len() as u32 - 8;
+        bytes[4..8].copy_from_slice(&riff.to_le_bytes());
+    }
+    bytes
+}
+
 /// A fixture: name, bytes, listed size, display corner of the stored
 /// top-left.
 type Case = (&'static str, Vec<u8>, (i64, i64), &'static str);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn exif_and_xmp_orientation_in_png_and_webp_is_applied() {
+async fn exif_and_xmp_orientation_in_png_and_still_or_animated_webp_is_applied() {
     if !ffmpeg_available() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
     let img = marked(W, H);
+    let turned = image::imageops::rotate180(&img);
     let plain = png(&img);
     let (w, h) = (W as i64, H as i64);
     // (name, bytes, listed size, where the stored top-left corner shows)
@@ -461,6 +503,24 @@ async fn exif_and_xmp_orientation_in_png_and_webp_is_applied() {
             webp(tmp.path(), &img, None, None),
             (w, h),
             "tl",
+        ),
+        // The first frame, whose red quarter is top-left; the second has
+        // it bottom-right, so showing another frame is seen.
+        (
+            "animated.webp",
+            animated_webp(tmp.path(), &[img.clone(), turned.clone()], None),
+            (w, h),
+            "tl",
+        ),
+        (
+            "animated_exif6.webp",
+            animated_webp(
+                tmp.path(),
+                &[img.clone(), turned.clone()],
+                Some(&tiff_orientation(6)),
+            ),
+            (h, w),
+            "tr",
         ),
     ];
     let files: Vec<(String, Vec<u8>)> = cases
