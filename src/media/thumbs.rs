@@ -6,7 +6,8 @@
 //! `thumbcache`). The original is read through the file the server opened
 //! (`original.rs`), by format as its first bytes say: JPEGs take the fast
 //! paths in `jpegscale`, PNGs are decoded row by row into a shrinking
-//! accumulator (`pngstream`), TIFFs page 0 (`tiffdec`), GIFs, BMPs and
+//! accumulator (`pngstream`), TIFFs page 0 (`tiffdec`, else libtiff's
+//! `tiff2rgba` in a child, `tiffrgba`), GIFs, BMPs and
 //! animated WebPs by the `image` crate, videos and the
 //! still formats the server doesn't decode itself by ffmpeg (`framegrab`).
 //!
@@ -25,7 +26,7 @@ use super::container::Container;
 use super::heif::{self, HeifError};
 use super::original::{read_at_most, Original};
 use super::raster::{decode_image, fit, orient, reserve, Raster};
-use super::{framegrab, heifdec, jpegscale, pngstream, tiffdec};
+use super::{framegrab, heifdec, jpegscale, pngstream, tiffdec, tiffrgba};
 use crate::model::{FileType, ThumbLevel};
 
 /// The error a render ends in, where callers of the renderer look for it.
@@ -268,7 +269,7 @@ fn decode_plain<'a>(
         Some(Container::Gif) => image::ImageFormat::Gif,
         // Every BMP header kind, top-down rows, bit fields, RLE.
         Some(Container::Bmp) => image::ImageFormat::Bmp,
-        Some(Container::Tiff) => return tiffdec::decode(orig, edge, allow),
+        Some(Container::Tiff) => return decode_tiff(orig, edge, allow),
         // ffmpeg 5.1's `webp_pipe` skips ANIM/ANMF: an animated WebP's
         // first frame, composed on its canvas as a viewer shows it, comes
         // from the `image` crate (image-webp). Stills stay with ffmpeg,
@@ -281,6 +282,25 @@ fn decode_plain<'a>(
     };
     let reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
     decode_image(ImageReader::with_format(reader, format), orig, edge, allow)
+}
+
+/// Page 0 of a TIFF: in-process (`tiffdec`); what the tiff crate cannot
+/// read (YCbCr or old-style JPEG, CIELab, palettes, 1/2/4-bit grey, LZMA
+/// or WebP compression, a damaged file) or panicked on, by libtiff in a
+/// child process (`tiffrgba`), which refuses (−10008) what it cannot read
+/// either. A render that does not fit the budget is not tried again.
+fn decode_tiff<'a>(
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<(Raster, Lease<'a>), ThumbError> {
+    match tiffdec::decode(orig, edge, allow) {
+        Err(ThumbError::Failed(why)) => {
+            log::debug!(path:display = orig.label().display(); "{why}; trying tiff2rgba");
+            tiffrgba::decode(orig, edge, allow)
+        }
+        done => done,
+    }
 }
 
 /// Whether the WebP `orig` is animated: an extended header (`VP8X`) first,

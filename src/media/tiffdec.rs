@@ -5,11 +5,10 @@
 //! and still answered with a picture (a JPEG-compressed TIFF came out
 //! solid green, tiled, planar and 16-bit RGB ones black, CMYK blank,
 //! 2/4-bit grey as noise, a multi-page one as another page), so TIFFs
-//! never go to ffmpeg. What this decoder cannot read (YCbCr or old-style
-//! JPEG, CIELab, palettes, 1/2/4-bit grey, LZMA or WebP compression, a
-//! damaged file), and a panic inside it, which is caught, go to libtiff's
-//! `tiff2rgba` in a child process (`tiffrgba`); what that cannot read
-//! either is refused (−10008).
+//! never go to ffmpeg: what this decoder cannot read is refused, and a
+//! panic inside it is caught and refused the same way; the renderer
+//! (`thumbs`) then hands the file to libtiff's `tiff2rgba` (`tiffrgba`).
+//! This stays in-process alone, as the fuzz target `stills` runs it.
 //!
 //! Bounds as for every full-raster decode (`raster::decode_image`): the
 //! pixel count is checked and the decoder's peak reserved in the render
@@ -25,7 +24,6 @@ use super::budget::{Allowance, Lease};
 use super::original::Original;
 use super::raster::{decode_image, Raster, ThumbError};
 use super::stillmeta::tiff_directory_bounded;
-use super::tiffrgba;
 
 /// The first page of the TIFF `orig`, whole, with the lease covering it
 /// and what follows.
@@ -49,14 +47,11 @@ pub(crate) fn decode<'a>(
             allow,
         )
     }));
-    let why = match decoded {
-        Ok(Err(ThumbError::Failed(why))) => why,
-        Ok(result) => return result,
+    match decoded {
+        Ok(result) => result,
         Err(_) => {
             log::warn!(path:display = orig.label().display(); "the tiff decoder panicked");
-            "the tiff decoder panicked".to_owned()
+            Err(orig.failed("the tiff decoder could not read this file"))
         }
-    };
-    log::debug!(path:display = orig.label().display(); "{why}; trying tiff2rgba");
-    tiffrgba::decode(orig, edge, allow)
+    }
 }

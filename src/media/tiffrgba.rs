@@ -18,6 +18,9 @@
 //! itself (and for 5–8 those of 2–4, without the transpose); they are
 //! undone here, so the raster is as stored and the caller turns it by the
 //! recorded orientation like every other TIFF. Blocking.
+//!
+//! May import: `budget`, `original`, `process`, `raster`. Called by the
+//! renderer (`thumbs`) when `tiffdec` refuses a file.
 
 use std::ffi::OsStr;
 use std::fs::File;
