@@ -37,7 +37,7 @@ use super::process::{run_into_file, FileRun, ProcessError, CHILD_MAX_DATA_BYTES}
 use super::raster::{check_pixels, orient, post_cost, reserve, Raster, ThumbError};
 
 /// The converter, looked up on `PATH` (Debian: /usr/bin, libtiff-tools).
-pub(crate) const TIFF2RGBA: &str = "tiff2rgba";
+const TIFF2RGBA: &str = "tiff2rgba";
 /// How long one conversion may take: an LZW-compressed 100 MP scan takes
 /// a few seconds on a Pi.
 const TIFF2RGBA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,13 +47,13 @@ const OUTPUT_SLACK_BYTES: u64 = 64 << 10;
 
 /// What the first directory of a TIFF says of page 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Page0 {
-    pub width: u32,
-    pub height: u32,
+struct Page0 {
+    width: u32,
+    height: u32,
     /// The Orientation tag (1 when absent).
-    pub orientation: u16,
+    orientation: u16,
     /// Extra samples (alpha) present: the output keeps its alpha channel.
-    pub alpha: bool,
+    alpha: bool,
 }
 
 /// Page 0 of the TIFF `orig`, whole, as stored, by `tiff2rgba`.
@@ -167,7 +167,7 @@ fn read_output(out: &File, page: &Page0) -> Result<DynamicImage, String> {
 
 /// Page 0's size, orientation and alpha from the first directory of the
 /// TIFF or BigTIFF in `r`; `None` when it is no TIFF or names no size.
-pub(crate) fn first_page<R: Read + Seek>(r: &mut R) -> std::io::Result<Option<Page0>> {
+fn first_page<R: Read + Seek>(r: &mut R) -> std::io::Result<Option<Page0>> {
     /// Entries read at most (a real first directory has a few dozen).
     const MAX_ENTRIES: u64 = 4096;
     let mut h = [0u8; 16];
