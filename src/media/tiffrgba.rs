@@ -241,38 +241,60 @@ mod tests {
 
     /// A little-endian TIFF of one uncompressed strip: `tags` (tag, type,
     /// one inline value) besides the strip's own, `data` its samples.
-    fn tiff(tags: &[(u16, u16, u32)], data: &[u8]) -> Vec<u8> {
-        let mut tags = tags.to_vec();
-        tags.extend([(273, 4, 8), (279, 4, data.len() as u32)]);
-        tags.sort_by_key(|t| t.0);
+    fn tiff(tags: &[Entry], data: &[u8]) -> Vec<u8> {
+        tiff_pages(&[(tags, data)])
+    }
+
+    /// A directory entry: tag, type, one inline value.
+    type Entry = (u16, u16, u32);
+
+    /// [`tiff`] of several pages (entries, samples), in order.
+    fn tiff_pages(pages: &[(&[Entry], &[u8])]) -> Vec<u8> {
         let mut out = b"II*\0".to_vec();
-        out.extend((8 + data.len() as u32).to_le_bytes());
-        out.extend(data);
-        out.extend((tags.len() as u16).to_le_bytes());
-        for (tag, typ, value) in tags {
-            out.extend(tag.to_le_bytes());
-            out.extend(typ.to_le_bytes());
-            out.extend(1u32.to_le_bytes());
-            out.extend(value.to_le_bytes());
-        }
+        let mut next_at = out.len();
         out.extend(0u32.to_le_bytes());
+        for (tags, data) in pages {
+            let strip_at = out.len() as u32;
+            out.extend(*data);
+            let ifd = out.len() as u32;
+            out[next_at..next_at + 4].copy_from_slice(&ifd.to_le_bytes());
+            let mut tags = tags.to_vec();
+            tags.extend([(273, 4, strip_at), (279, 4, data.len() as u32)]);
+            tags.sort_by_key(|t| t.0);
+            out.extend((tags.len() as u16).to_le_bytes());
+            for (tag, typ, value) in tags {
+                out.extend(tag.to_le_bytes());
+                out.extend(typ.to_le_bytes());
+                out.extend(1u32.to_le_bytes());
+                out.extend(value.to_le_bytes());
+            }
+            next_at = out.len();
+            out.extend(0u32.to_le_bytes());
+        }
         out
     }
 
-    /// A 4x2 8-bit grey TIFF tagged with `orientation`: the top-left pixel
-    /// black, the rest white.
-    fn grey(orientation: u32) -> Vec<u8> {
-        let tags = [
-            (256, 3, 4),
-            (257, 3, 2),
+    /// The tags of a `w`x`h` 8-bit grey page in one strip.
+    fn grey_tags(w: u32, h: u32, orientation: u32) -> Vec<Entry> {
+        vec![
+            (256, 4, w),
+            (257, 4, h),
             (258, 3, 8),
             (259, 3, 1),
             (262, 3, 1),
             (274, 3, orientation),
             (277, 3, 1),
-            (278, 3, 2),
-        ];
-        tiff(&tags, &[0, 255, 255, 255, 255, 255, 255, 255])
+            (278, 4, h),
+        ]
+    }
+
+    /// A 4x2 8-bit grey TIFF tagged with `orientation`: the top-left pixel
+    /// black, the rest white.
+    fn grey(orientation: u32) -> Vec<u8> {
+        tiff(
+            &grey_tags(4, 2, orientation),
+            &[0, 255, 255, 255, 255, 255, 255, 255],
+        )
     }
 
     fn original(bytes: &[u8]) -> (tempfile::TempDir, Original) {
@@ -340,6 +362,24 @@ mod tests {
                 "orientation {o}: only the stored top-left is dark"
             );
         }
+    }
+
+    #[test]
+    fn of_many_pages_the_first_is_shown_and_the_child_stopped_past_it() {
+        if !have_tiff2rgba() {
+            return;
+        }
+        // A page 1 far larger than page 0 and the output's slack: the
+        // child is stopped at the bound while writing it.
+        let big = vec![0u8; 400 * 400];
+        let page0 = grey_tags(4, 2, 1);
+        let page1 = grey_tags(400, 400, 1);
+        let pixels = [0, 255, 255, 255, 255, 255, 255, 255];
+        let (_d, orig) = original(&tiff_pages(&[(&page0, &pixels), (&page1, &big)]));
+        let (r, _lease) = decode(&orig, 800, Allowance::standalone()).unwrap();
+        assert_eq!((r.width, r.height), (4, 2));
+        let dark: Vec<usize> = (0..8).filter(|i| r.data[i * 3] < 128).collect();
+        assert_eq!(dark, [0]);
     }
 
     #[test]
