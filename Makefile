@@ -14,12 +14,13 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 all: build
 
 # System packages the server and its tests use at run time: ffmpeg/ffprobe for
-# video and audio, pkg-config and a C compiler for the bundled SQLite.
+# video and audio, libtiff-tools' tiff2rgba for the TIFFs the built-in decoder
+# cannot read (media/tiffrgba.rs), pkg-config and a C compiler for the bundled SQLite.
 # libheif-examples is a test tool only (tests/it/heif.rs checks our HEIF
 # fixtures and our reading of irot/imir with heif-convert); the server
 # never runs it. python3-pil and python3-pip serve tests/it/corpus.rs only:
 # Pillow is its reference decoder, pip fetches its corpus (tests/corpus/).
-APT_PKGS := ffmpeg pkg-config gcc make ca-certificates curl libheif-examples \
+APT_PKGS := ffmpeg libtiff-tools pkg-config gcc make ca-certificates curl libheif-examples \
 	python3-pil python3-pip
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

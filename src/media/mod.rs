@@ -33,5 +33,6 @@ pub mod thumberror;
 pub mod thumbs;
 pub mod thumbstore;
 mod tiffdec;
+mod tiffrgba;
 
 pub use jpegbands::band_decodes_on_this_thread;

@@ -194,3 +194,167 @@ impl Drop for Reaped {
         super::lanes::child_of_current_render(None);
     }
 }
+
+/// How a child run by [`run_into_file`] ended, when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileRun {
+    /// It exited with success.
+    Done,
+    /// It was stopped at the output bound (`SIGXFSZ`): what it wrote up to
+    /// there is in the file, for the caller to judge.
+    Full,
+}
+
+/// [`run_on_file`] for a child that writes its result with seeks, as a
+/// TIFF is written: `output` (a memfd or an unlinked file) is its standard
+/// output, which it opens as `/dev/stdout` (= `/proc/self/fd/1`, that
+/// very file). It may write no more than `max_output_bytes` into any file
+/// (`RLIMIT_FSIZE`): a write past it fails and the child gets `SIGXFSZ`,
+/// which ends it; standard error is captured as for every child, and the
+/// timeout, memory cap and render lane are those of [`run_capture`].
+pub fn run_into_file(
+    mut cmd: Command,
+    input: File,
+    output: &File,
+    max_output_bytes: u64,
+    timeout: Duration,
+) -> Result<FileRun, ProcessError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let io_err = |source| ProcessError::Io {
+        program: program.clone(),
+        source,
+    };
+    cmd.stdin(Stdio::from(input))
+        .stdout(Stdio::from(output.try_clone().map_err(io_err)?))
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| ProcessError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
+    // Set from outside right after the start, as in `run_fed`: the child
+    // is still loading its libraries, long before it decodes or writes.
+    let pid = rustix::process::Pid::from_child(&child);
+    for (resource, bytes) in [
+        (rustix::process::Resource::Data, CHILD_MAX_DATA_BYTES),
+        (rustix::process::Resource::Fsize, max_output_bytes),
+    ] {
+        let limit = rustix::process::Rlimit {
+            current: Some(bytes),
+            maximum: Some(bytes),
+        };
+        if let Err(e) = rustix::process::prlimit(Some(pid), resource, limit) {
+            // Unbounded output could fill memory: no run without the bound.
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io_err(std::io::Error::other(format!(
+                "cannot limit {program}'s {resource:?}: {e}"
+            ))));
+        }
+    }
+    super::lanes::child_of_current_render(Some(pid));
+    let _reaped = Reaped;
+    let err = child.stderr.take().expect("piped stderr");
+    let err_t = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.take(64 * 1024).read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ProcessError::Timeout {
+                    program: program.clone(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(source) => return Err(io_err(source)),
+        }
+    };
+    let stderr = err_t.join().unwrap_or_default();
+    if status.success() {
+        return Ok(FileRun::Done);
+    }
+    if std::os::unix::process::ExitStatusExt::signal(&status)
+        == Some(rustix::process::Signal::XFSZ.as_raw())
+    {
+        return Ok(FileRun::Full);
+    }
+    let stderr = String::from_utf8_lossy(&stderr);
+    let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+    Err(ProcessError::Failed {
+        program: program.clone(),
+        status,
+        stderr: tail,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memfd() -> File {
+        File::from(rustix::fs::memfd_create("test", rustix::fs::MemfdFlags::CLOEXEC).unwrap())
+    }
+
+    fn sh(script: &str) -> Command {
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", script]);
+        cmd
+    }
+
+    fn null() -> File {
+        File::open("/dev/null").unwrap()
+    }
+
+    #[test]
+    fn a_child_writes_into_the_file_it_is_given() {
+        let out = memfd();
+        let run = run_into_file(sh("printf abc"), null(), &out, 1000, FFMPEG_TIMEOUT);
+        assert_eq!(run.unwrap(), FileRun::Done);
+        let mut got = String::new();
+        let mut f = &out;
+        std::io::Seek::rewind(&mut f).unwrap();
+        f.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "abc");
+    }
+
+    #[test]
+    fn a_child_writing_past_the_bound_is_stopped_there() {
+        let out = memfd();
+        // `exec`: head runs in the process the bound was set on (after the
+        // sleep, long after it was set).
+        let script = "sleep 0.2; exec head -c 100000 /dev/zero";
+        let run = run_into_file(sh(script), null(), &out, 4096, FFMPEG_TIMEOUT);
+        assert_eq!(run.unwrap(), FileRun::Full);
+        assert!(out.metadata().unwrap().len() <= 4096);
+    }
+
+    #[test]
+    fn a_child_that_hangs_or_crashes_is_an_error() {
+        let started = Instant::now();
+        let run = run_into_file(
+            sh("sleep 10"),
+            null(),
+            &memfd(),
+            1000,
+            Duration::from_millis(300),
+        );
+        assert!(matches!(run, Err(ProcessError::Timeout { .. })), "{run:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let run = run_into_file(sh("kill -SEGV $$"), null(), &memfd(), 1000, FFMPEG_TIMEOUT);
+        assert!(matches!(run, Err(ProcessError::Failed { .. })), "{run:?}");
+        let run = run_into_file(
+            Command::new("/nonexistent/tool"),
+            null(),
+            &memfd(),
+            1000,
+            FFMPEG_TIMEOUT,
+        );
+        assert!(matches!(run, Err(ProcessError::Spawn { .. })), "{run:?}");
+    }
+}

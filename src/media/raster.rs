@@ -7,7 +7,7 @@
 //! May import: `budget`, `original` (what a file is), `thumberror`,
 //! external crates.
 //! Imported by the decoders (`jpegscale`, `jpegbands`, `jpegpar`,
-//! `pngstream`, `tiffdec`, `heifdec`, `framegrab`) and the renderer (`thumbs`); it
+//! `pngstream`, `tiffdec`, `tiffrgba`, `heifdec`, `framegrab`) and the renderer (`thumbs`); it
 //! imports none of them.
 
 use std::io::BufRead;

@@ -6,8 +6,9 @@
 //! `thumbcache`). The original is read through the file the server opened
 //! (`original.rs`), by format as its first bytes say: JPEGs take the fast
 //! paths in `jpegscale`, PNGs are decoded row by row into a shrinking
-//! accumulator (`pngstream`), TIFFs page 0 (`tiffdec`), GIFs and BMPs by
-//! the `image` crate, videos and the
+//! accumulator (`pngstream`), TIFFs page 0 (`tiffdec`, else libtiff's
+//! `tiff2rgba` in a child, `tiffrgba`), GIFs, BMPs and
+//! animated WebPs by the `image` crate, videos and the
 //! still formats the server doesn't decode itself by ffmpeg (`framegrab`).
 //!
 //! Memory: each render works out its peak from the file's header and
@@ -23,9 +24,9 @@ use image::ImageReader;
 use super::budget::{Allowance, Lease};
 use super::container::Container;
 use super::heif::{self, HeifError};
-use super::original::Original;
+use super::original::{read_at_most, Original};
 use super::raster::{decode_image, fit, orient, reserve, Raster};
-use super::{framegrab, heifdec, jpegscale, pngstream, tiffdec};
+use super::{framegrab, heifdec, jpegscale, pngstream, tiffdec, tiffrgba};
 use crate::model::{FileType, ThumbLevel};
 
 /// The error a render ends in, where callers of the renderer look for it.
@@ -268,7 +269,12 @@ fn decode_plain<'a>(
         Some(Container::Gif) => image::ImageFormat::Gif,
         // Every BMP header kind, top-down rows, bit fields, RLE.
         Some(Container::Bmp) => image::ImageFormat::Bmp,
-        Some(Container::Tiff) => return tiffdec::decode(orig, edge, allow),
+        Some(Container::Tiff) => return decode_tiff(orig, edge, allow),
+        // ffmpeg 5.1's `webp_pipe` skips ANIM/ANMF: an animated WebP's
+        // first frame, composed on its canvas as a viewer shows it, comes
+        // from the `image` crate (image-webp). Stills stay with ffmpeg,
+        // which scales them down as it decodes.
+        Some(Container::Webp) if is_animated_webp(orig)? => image::ImageFormat::WebP,
         // WebP, HEIF, a video named like a photo…: ffmpeg reads
         // them, with the demuxer for what the bytes are.
         Some(c) if c.demuxer().is_some() => return framegrab::still_frame(orig, edge, allow),
@@ -276,6 +282,33 @@ fn decode_plain<'a>(
     };
     let reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
     decode_image(ImageReader::with_format(reader, format), orig, edge, allow)
+}
+
+/// Page 0 of a TIFF: in-process (`tiffdec`); what the tiff crate cannot
+/// read (YCbCr or old-style JPEG, CIELab, palettes, 1/2/4-bit grey, LZMA
+/// or WebP compression, a damaged file) or panicked on, by libtiff in a
+/// child process (`tiffrgba`), which refuses (−10008) what it cannot read
+/// either. A render that does not fit the budget is not tried again.
+fn decode_tiff<'a>(
+    orig: &Original,
+    edge: u32,
+    allow: Allowance<'a>,
+) -> Result<(Raster, Lease<'a>), ThumbError> {
+    match tiffdec::decode(orig, edge, allow) {
+        Err(ThumbError::Failed(why)) => {
+            log::debug!(path:display = orig.label().display(); "{why}; trying tiff2rgba");
+            tiffrgba::decode(orig, edge, allow)
+        }
+        done => done,
+    }
+}
+
+/// Whether the WebP `orig` is animated: an extended header (`VP8X`) first,
+/// with its animation flag set.
+fn is_animated_webp(orig: &Original) -> Result<bool, ThumbError> {
+    let mut head = [0u8; 21];
+    let n = read_at_most(orig.file(), &mut head, 0).map_err(|e| orig.failed(e))?;
+    Ok(n == head.len() && &head[12..16] == b"VP8X" && head[20] & 0x02 != 0)
 }
 
 /// RGB(A) rows as YCbCr for a 4:2:0 JPEG, each pixel's chroma the mean of

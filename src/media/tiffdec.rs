@@ -5,8 +5,10 @@
 //! and still answered with a picture (a JPEG-compressed TIFF came out
 //! solid green, tiled, planar and 16-bit RGB ones black, CMYK blank,
 //! 2/4-bit grey as noise, a multi-page one as another page), so TIFFs
-//! never go to ffmpeg: what this decoder cannot read is refused (−10008),
-//! and a panic inside it is caught and refused the same way.
+//! never go to ffmpeg: what this decoder cannot read is refused, and a
+//! panic inside it is caught and refused the same way; the renderer
+//! (`thumbs`) then hands the file to libtiff's `tiff2rgba` (`tiffrgba`).
+//! This stays in-process alone, as the fuzz target `stills` runs it.
 //!
 //! Bounds as for every full-raster decode (`raster::decode_image`): the
 //! pixel count is checked and the decoder's peak reserved in the render
