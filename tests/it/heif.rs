@@ -294,6 +294,24 @@ fn libheif_agrees_with_the_fixtures() {
             [RED, GREEN, BLUE, YELLOW],
             (400, 300),
         ),
+        // 48 tiles as an iPhone's 12 MP grid has (smaller): libheif
+        // refused the muxer's grids while each tile had properties of its
+        // own, ~150 of them, past the 127 that 7-bit `ipma` indices hold.
+        (
+            "grid48.heic",
+            heifmux::mux(&heifmux::grid(
+                &quadrants(500, 380),
+                500,
+                380,
+                64,
+                6,
+                8,
+                Codec::Hevc,
+                false,
+            )),
+            [RED, GREEN, BLUE, YELLOW],
+            (500, 380),
+        ),
         (
             "turned.avif",
             single(Codec::Av1, false, Some(1), None),

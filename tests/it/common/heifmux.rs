@@ -407,25 +407,47 @@ pub fn mux(spec: &Spec) -> Vec<u8> {
             }
             body.extend(full(b"iref", 0, 0, &iref));
         }
-        // Properties: each item's own, in order (no sharing; simple).
-        let mut ipco = Vec::new();
-        let mut ipma = (items.iter().filter(|i| !i.props.is_empty()).count() as u32)
-            .to_be_bytes()
-            .to_vec();
-        let mut index = 0u8;
+        // Properties: one copy of each distinct box, shared by the items
+        // that have it, as iPhones write them (every tile of a grid points
+        // at the same `hvcC` and `ispe`). `ipma` property indices are 7
+        // bits unless flag 1 widens them to 15 (ISO/IEC 23008-12, 9.3.2);
+        // libheif reads 7-bit ones past 127 as another property.
+        let mut ipco: Vec<&[u8]> = Vec::new();
+        let mut assoc: Vec<(u16, Vec<(usize, bool)>)> = Vec::new();
         for it in items.iter().filter(|i| !i.props.is_empty()) {
-            ipma.extend_from_slice(&it.id.to_be_bytes());
-            ipma.push(it.props.len() as u8);
+            let mut list = Vec::new();
             for p in &it.props {
-                index += 1;
-                ipco.extend_from_slice(p);
+                let index = match ipco.iter().position(|q| *q == p.as_slice()) {
+                    Some(i) => i + 1,
+                    None => {
+                        ipco.push(p);
+                        ipco.len()
+                    }
+                };
                 // Essential: the config and the transforms.
                 let essential = matches!(&p[4..8], b"hvcC" | b"av1C" | b"clap" | b"irot" | b"imir");
-                ipma.push(index | if essential { 0x80 } else { 0 });
+                list.push((index, essential));
+            }
+            assoc.push((it.id, list));
+        }
+        let wide = ipco.len() > 0x7F;
+        assert!(ipco.len() <= 0x7FFF, "{} properties", ipco.len());
+        let mut ipma = (assoc.len() as u32).to_be_bytes().to_vec();
+        for (id, list) in &assoc {
+            ipma.extend_from_slice(&id.to_be_bytes());
+            ipma.push(list.len() as u8);
+            for &(index, essential) in list {
+                if wide {
+                    let v = index as u16 | if essential { 0x8000 } else { 0 };
+                    ipma.extend_from_slice(&v.to_be_bytes());
+                } else {
+                    ipma.push(index as u8 | if essential { 0x80 } else { 0 });
+                }
             }
         }
+        let ipco: Vec<u8> = ipco.concat();
         let mut iprp = bx(b"ipco", &ipco);
-        iprp.extend(full(b"ipma", 0, 0, &ipma));
+        iprp.extend(full(b"ipma", 0, u32::from(wide), &ipma));
         body.extend(bx(b"iprp", &iprp));
         // iloc v1: 4-byte offsets and lengths, no base offset.
         let mut iloc = vec![0x44, 0x00];
