@@ -1,8 +1,9 @@
 //! HEIF bench (`cargo bench --bench heif`): thumbnails of an iPhone-like
 //! 4032x3024 HEIC (a 8x6 grid of 512² HEVC tiles with a 320x240 `thmb`,
 //! made by `tests/it/common/heifmux.rs` from ffmpeg/libx265) and of the same
-//! picture as one coded image, against Debian's `heif-convert` (libheif +
-//! libde265) decoding the same file in the same run. Level 1 cold is one
+//! picture as one coded image (at crf 12, then with fewer bits at crf 28),
+//! against Debian's `heif-convert` (libheif + libde265) decoding the same
+//! file in the same run. Level 1 cold is one
 //! full render (every tile decoded and scaled by one ffmpeg run); level 0
 //! takes the embedded thumbnail; the browser view (`viewFile.icc`) decodes
 //! every tile at full size, as heif-convert does. Cases are interleaved
@@ -161,6 +162,21 @@ fn main() {
         std::fs::metadata(&path1).unwrap().len() as f64 / 1e6
     );
     measure(&path1, "single", dir.path(), have);
+
+    // The same single picture with fewer bits (x265 crf 28): the decoders'
+    // speeds differ with the bitrate.
+    let t = Instant::now();
+    let lean = heifmux::encode_crf(&rgb, W, H, heifmux::Codec::Hevc, false, 28);
+    let mut single28 = heifmux::Spec::single(lean);
+    single28.thumbnail = spec.thumbnail.clone();
+    let path28 = dir.path().join("IMG_0003.HEIC");
+    std::fs::write(&path28, heifmux::mux(&single28)).expect("write fixture");
+    println!(
+        "fixture in {:.1} s: {W}x{H} HEIC, one coded picture at crf 28, {:.1} MB",
+        t.elapsed().as_secs_f64(),
+        std::fs::metadata(&path28).unwrap().len() as f64 / 1e6
+    );
+    measure(&path28, "single crf 28", dir.path(), have);
     if have {
         let stream = dir.path().join("IMG_0002.hevc");
         std::fs::write(&stream, annex_b(&coded)).expect("write stream");

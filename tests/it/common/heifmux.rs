@@ -75,18 +75,21 @@ impl Spec {
     }
 }
 
-fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, out: &Path) {
+fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, crf: u8, out: &Path) {
     let pix = if ten_bit { "yuv420p10le" } else { "yuv420p" };
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(input)
         .args(["-frames:v", "1", "-pix_fmt", pix]);
+    let crf = crf.to_string();
+    let x265 =
+        format!("log-level=error:keyint=1:repeat-headers=0:info=0:aud=0:lossless=0:crf={crf}");
     match codec {
         Codec::Hevc => cmd.args([
             "-c:v",
             "libx265",
             "-x265-params",
-            "log-level=error:keyint=1:repeat-headers=0:info=0:aud=0:lossless=0:crf=12",
+            x265.as_str(),
             "-f",
             "hevc",
         ]),
@@ -94,7 +97,7 @@ fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, out: &Path) {
             "-c:v",
             "libaom-av1",
             "-crf",
-            "12",
+            crf.as_str(),
             "-cpu-used",
             "8",
             "-still-picture",
@@ -111,14 +114,27 @@ fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, out: &Path) {
     );
 }
 
-/// Encodes an RGB picture (`width`×`height`, 3 bytes a pixel) with ffmpeg.
+/// Encodes an RGB picture (`width`×`height`, 3 bytes a pixel) with ffmpeg
+/// at high quality (crf 12).
 pub fn encode(rgb: &[u8], width: u32, height: u32, codec: Codec, ten_bit: bool) -> Coded {
+    encode_crf(rgb, width, height, codec, ten_bit, 12)
+}
+
+/// [`encode`] at constant rate factor `crf` (lower: more bits).
+pub fn encode_crf(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    codec: Codec,
+    ten_bit: bool,
+    crf: u8,
+) -> Coded {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("in.png");
     let img = image::RgbImage::from_raw(width, height, rgb.to_vec()).expect("rgb size");
     img.save(&png).unwrap();
     let out = dir.path().join("out.bin");
-    ffmpeg_encode(&png, codec, ten_bit, &out);
+    ffmpeg_encode(&png, codec, ten_bit, crf, &out);
     let stream = std::fs::read(&out).unwrap();
     let (config, data) = match codec {
         Codec::Hevc => split_annex_b(&stream),
