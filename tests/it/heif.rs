@@ -136,6 +136,11 @@ async fn heic_and_avif_are_photos_upright_with_their_displayed_size() {
         )
         .file("lib/grid8.heic", &grid(false))
         .file("lib/grid10.heic", &grid(true))
+        // Level 0 shrinks it 8x: decoded without HEVC's loop filters.
+        .file("lib/large.heic", &{
+            let c = heifmux::encode(&quadrants(1280, 960), 1280, 960, Codec::Hevc, false);
+            heifmux::mux(&Spec::single(c))
+        })
         .spawn()
         .await;
     let api = &app.api;
@@ -173,6 +178,20 @@ async fn heic_and_avif_are_photos_upright_with_their_displayed_size() {
     assert_eq!((hif["type"].clone(), dims(&hif)), (json!(1), (320, 240)));
     let img = thumb_img(api, "IMG_0001.HIF", 1).await;
     assert_eq!(corners(&img), [YELLOW, BLUE, GREEN, RED], "turned 180°");
+
+    for (level, edge) in [(0, 160), (1, 800)] {
+        let img = thumb_img(api, "large.heic", level).await;
+        assert_eq!(
+            img.dimensions(),
+            (edge, edge * 3 / 4),
+            "large level {level}"
+        );
+        assert_eq!(
+            corners(&img),
+            [RED, GREEN, BLUE, YELLOW],
+            "large level {level}"
+        );
+    }
 
     for name in ["grid8.heic", "grid10.heic"] {
         let f = api.file_named(name).await;
@@ -293,6 +312,24 @@ fn libheif_agrees_with_the_fixtures() {
             grid(false),
             [RED, GREEN, BLUE, YELLOW],
             (400, 300),
+        ),
+        // 48 tiles as an iPhone's 12 MP grid has (smaller): libheif
+        // refused the muxer's grids while each tile had properties of its
+        // own, ~150 of them, past the 127 that 7-bit `ipma` indices hold.
+        (
+            "grid48.heic",
+            heifmux::mux(&heifmux::grid(
+                &quadrants(500, 380),
+                500,
+                380,
+                64,
+                6,
+                8,
+                Codec::Hevc,
+                false,
+            )),
+            [RED, GREEN, BLUE, YELLOW],
+            (500, 380),
         ),
         (
             "turned.avif",

@@ -75,18 +75,21 @@ impl Spec {
     }
 }
 
-fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, out: &Path) {
+fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, crf: u8, out: &Path) {
     let pix = if ten_bit { "yuv420p10le" } else { "yuv420p" };
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(input)
         .args(["-frames:v", "1", "-pix_fmt", pix]);
+    let crf = crf.to_string();
+    let x265 =
+        format!("log-level=error:keyint=1:repeat-headers=0:info=0:aud=0:lossless=0:crf={crf}");
     match codec {
         Codec::Hevc => cmd.args([
             "-c:v",
             "libx265",
             "-x265-params",
-            "log-level=error:keyint=1:repeat-headers=0:info=0:aud=0:lossless=0:crf=12",
+            x265.as_str(),
             "-f",
             "hevc",
         ]),
@@ -94,7 +97,7 @@ fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, out: &Path) {
             "-c:v",
             "libaom-av1",
             "-crf",
-            "12",
+            crf.as_str(),
             "-cpu-used",
             "8",
             "-still-picture",
@@ -111,14 +114,27 @@ fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, out: &Path) {
     );
 }
 
-/// Encodes an RGB picture (`width`×`height`, 3 bytes a pixel) with ffmpeg.
+/// Encodes an RGB picture (`width`×`height`, 3 bytes a pixel) with ffmpeg
+/// at high quality (crf 12).
 pub fn encode(rgb: &[u8], width: u32, height: u32, codec: Codec, ten_bit: bool) -> Coded {
+    encode_crf(rgb, width, height, codec, ten_bit, 12)
+}
+
+/// [`encode`] at constant rate factor `crf` (lower: more bits).
+pub fn encode_crf(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    codec: Codec,
+    ten_bit: bool,
+    crf: u8,
+) -> Coded {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("in.png");
     let img = image::RgbImage::from_raw(width, height, rgb.to_vec()).expect("rgb size");
     img.save(&png).unwrap();
     let out = dir.path().join("out.bin");
-    ffmpeg_encode(&png, codec, ten_bit, &out);
+    ffmpeg_encode(&png, codec, ten_bit, crf, &out);
     let stream = std::fs::read(&out).unwrap();
     let (config, data) = match codec {
         Codec::Hevc => split_annex_b(&stream),
@@ -407,25 +423,47 @@ pub fn mux(spec: &Spec) -> Vec<u8> {
             }
             body.extend(full(b"iref", 0, 0, &iref));
         }
-        // Properties: each item's own, in order (no sharing; simple).
-        let mut ipco = Vec::new();
-        let mut ipma = (items.iter().filter(|i| !i.props.is_empty()).count() as u32)
-            .to_be_bytes()
-            .to_vec();
-        let mut index = 0u8;
+        // Properties: one copy of each distinct box, shared by the items
+        // that have it, as iPhones write them (every tile of a grid points
+        // at the same `hvcC` and `ispe`). `ipma` property indices are 7
+        // bits unless flag 1 widens them to 15 (ISO/IEC 23008-12, 9.3.2);
+        // libheif reads 7-bit ones past 127 as another property.
+        let mut ipco: Vec<&[u8]> = Vec::new();
+        let mut assoc: Vec<(u16, Vec<(usize, bool)>)> = Vec::new();
         for it in items.iter().filter(|i| !i.props.is_empty()) {
-            ipma.extend_from_slice(&it.id.to_be_bytes());
-            ipma.push(it.props.len() as u8);
+            let mut list = Vec::new();
             for p in &it.props {
-                index += 1;
-                ipco.extend_from_slice(p);
+                let index = match ipco.iter().position(|q| *q == p.as_slice()) {
+                    Some(i) => i + 1,
+                    None => {
+                        ipco.push(p);
+                        ipco.len()
+                    }
+                };
                 // Essential: the config and the transforms.
                 let essential = matches!(&p[4..8], b"hvcC" | b"av1C" | b"clap" | b"irot" | b"imir");
-                ipma.push(index | if essential { 0x80 } else { 0 });
+                list.push((index, essential));
+            }
+            assoc.push((it.id, list));
+        }
+        let wide = ipco.len() > 0x7F;
+        assert!(ipco.len() <= 0x7FFF, "{} properties", ipco.len());
+        let mut ipma = (assoc.len() as u32).to_be_bytes().to_vec();
+        for (id, list) in &assoc {
+            ipma.extend_from_slice(&id.to_be_bytes());
+            ipma.push(list.len() as u8);
+            for &(index, essential) in list {
+                if wide {
+                    let v = index as u16 | if essential { 0x8000 } else { 0 };
+                    ipma.extend_from_slice(&v.to_be_bytes());
+                } else {
+                    ipma.push(index as u8 | if essential { 0x80 } else { 0 });
+                }
             }
         }
+        let ipco: Vec<u8> = ipco.concat();
         let mut iprp = bx(b"ipco", &ipco);
-        iprp.extend(full(b"ipma", 0, 0, &ipma));
+        iprp.extend(full(b"ipma", 0, u32::from(wide), &ipma));
         body.extend(bx(b"iprp", &iprp));
         // iloc v1: 4-byte offsets and lengths, no base offset.
         let mut iloc = vec![0x44, 0x00];
