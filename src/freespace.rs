@@ -13,7 +13,7 @@ pub fn free_bytes(p: &Path) -> std::io::Result<u64> {
 }
 
 /// Free bytes of the file system holding the open file `f`.
-pub fn free_of(f: &File) -> std::io::Result<u64> {
+pub(crate) fn free_of(f: &File) -> std::io::Result<u64> {
     let s = rustix::fs::fstatvfs(f).map_err(std::io::Error::from)?;
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
@@ -21,7 +21,7 @@ pub fn free_of(f: &File) -> std::io::Result<u64> {
 /// The free space of the data dir's disk against its reserve: what the
 /// status line and `/api/v1/info` report.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DataRoom {
+pub(crate) struct DataRoom {
     pub free: u64,
     pub reserve: u64,
 }
@@ -29,7 +29,7 @@ pub struct DataRoom {
 impl DataRoom {
     /// Reads it now for the data dir `dir`, which keeps `reserve` bytes
     /// free ([`crate::config::Config::data_reserve`]). Blocking (a statfs).
-    pub fn of(dir: &Path, reserve: u64) -> std::io::Result<DataRoom> {
+    pub(crate) fn of(dir: &Path, reserve: u64) -> std::io::Result<DataRoom> {
         Ok(DataRoom {
             free: free_bytes(dir)?,
             reserve,
@@ -37,13 +37,13 @@ impl DataRoom {
     }
 
     /// Below the reserve: writes to the data dir's disk are refused.
-    pub fn low(&self) -> bool {
+    pub(crate) fn low(&self) -> bool {
         self.free < self.reserve
     }
 
     /// What an operator reads when it is low, e.g. "SD card nearly full:
     /// 120 MiB free, reserve 256 MiB; uploads to it paused".
-    pub fn note(&self) -> Option<String> {
+    pub(crate) fn note(&self) -> Option<String> {
         self.low().then(|| {
             format!(
                 "SD card nearly full: {} free, reserve {}; uploads to it paused",

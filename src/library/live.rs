@@ -27,7 +27,7 @@ const FOLDERS_PER_QUERY: usize = 500;
 /// while the pair still holds; otherwise it takes the lowest-id photo of
 /// its group still free (two photos of one name and identifier, an exported
 /// JPEG beside the HEIC, get one video between them).
-pub fn decide(files: &[LiveCandidate]) -> Vec<(FileId, Option<FileId>)> {
+pub(crate) fn decide(files: &[LiveCandidate]) -> Vec<(FileId, Option<FileId>)> {
     let key = |f: &LiveCandidate| {
         (
             f.real_catalog_id,
@@ -87,7 +87,7 @@ fn stem(name: &str) -> &str {
 
 /// Pairs the Live Photos of `folders` (real folders) anew; returns how many
 /// links changed. Runs in the caller's transaction.
-pub fn pair_folders(c: &Connection, folders: &[CatalogId]) -> Result<usize, DbError> {
+pub(crate) fn pair_folders(c: &Connection, folders: &[CatalogId]) -> Result<usize, DbError> {
     let mut changed = 0;
     for chunk in folders.chunks(FOLDERS_PER_QUERY) {
         let found = files::live_candidates(c, chunk)?;
