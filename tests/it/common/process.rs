@@ -96,23 +96,12 @@ impl Lines {
         within: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> Option<String> {
-        let deadline = Instant::now() + within;
-        let mut st = self.state.lock().unwrap();
-        loop {
-            if let Some(l) = st.lines.iter().skip(from).find(|l| pred(l)) {
-                return Some(l.clone());
-            }
-            if st.open == 0 {
-                return None;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no such line within {within:?}");
-            st = self.more.wait_timeout(st, left).unwrap().0;
-        }
+        self.seek(from, within, pred)
+            .unwrap_or_else(|()| panic!("no such line within {within:?}:\n{}", self.text()))
     }
 
     /// [`Lines::find`] for a line that must come: fails (naming `what`)
-    /// when the stream ends without it.
+    /// when the stream ends without it or after `within`.
     pub fn wait_for(
         &self,
         from: usize,
@@ -120,12 +109,36 @@ impl Lines {
         within: Duration,
         pred: impl Fn(&str) -> bool,
     ) -> String {
-        self.find(from, within, pred).unwrap_or_else(|| {
-            panic!(
-                "no log line for {what}: the process ended; its lines:\n{}",
-                self.text()
-            )
-        })
+        match self.seek(from, within, pred) {
+            Ok(Some(line)) => line,
+            Ok(None) => panic!("no log line for {what}: the process ended"),
+            Err(()) => panic!("no log line for {what} within {within:?}"),
+        }
+    }
+
+    /// The line, `Ok(None)` when the stream ended without it, `Err` when
+    /// `within` passed first.
+    fn seek(
+        &self,
+        from: usize,
+        within: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<Option<String>, ()> {
+        let deadline = Instant::now() + within;
+        let mut st = self.state.lock().unwrap();
+        loop {
+            if let Some(l) = st.lines.iter().skip(from).find(|l| pred(l)) {
+                return Ok(Some(l.clone()));
+            }
+            if st.open == 0 {
+                return Ok(None);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(());
+            }
+            st = self.more.wait_timeout(st, left).unwrap().0;
+        }
     }
 }
 
@@ -258,26 +271,19 @@ impl Launch {
     }
 
     fn command(&self) -> Command {
-        let bin = env!("CARGO_BIN_EXE_isync");
-        let mut c = match (&self.under, self.soft_nofile) {
-            (None, None) => Command::new(bin),
-            (under, Some(n)) => {
-                // `ulimit` in a shell that then `exec`s the binary: the
-                // limit is set before the binary's first instruction.
-                let script = format!("ulimit -Sn {n} && exec \"$@\"");
-                let mut c = under.as_ref().map_or_else(|| Command::new("sh"), clone);
-                if self.under.is_some() {
-                    c.arg("sh");
-                }
-                c.args(["-c", &script, "sh", bin]);
-                c
-            }
-            (Some(under), None) => {
-                let mut c = clone(under);
-                c.arg(bin);
-                c
-            }
+        let mut argv: Vec<OsString> = Vec::new();
+        if let Some(n) = self.soft_nofile {
+            // `ulimit` in a shell that then `exec`s the binary: the limit
+            // is set before the binary's first instruction.
+            let script = format!("ulimit -Sn {n} && exec \"$@\"");
+            argv.extend(["sh", "-c", &script, "sh"].map(OsString::from));
+        }
+        argv.push(env!("CARGO_BIN_EXE_isync").into());
+        let mut c = match &self.under {
+            Some(wrapper) => clone(wrapper),
+            None => Command::new(argv.remove(0)),
         };
+        c.args(&argv);
         if let Some(config) = &self.config {
             c.arg("--config").arg(config);
         }
