@@ -24,7 +24,7 @@
 //! sees — and may only change accounts holding no more than it does. The
 //! console ([`Actor::Console`], root on the machine) may do anything.
 
-pub mod pool;
+pub(crate) mod pool;
 
 use crate::db::{self, accounts as q, catalogs, libraries, users, Db, DbError};
 use crate::error::{Error, Result};
@@ -35,11 +35,11 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// The well-known first registration token (hydrus' `init`).
-pub const INIT_TOKEN: &str = "init";
+pub(crate) const INIT_TOKEN: &str = "init";
 /// Prefix of access keys, so secret scanners and people recognise them.
-pub const KEY_PREFIX: &str = "isync_";
+pub(crate) const KEY_PREFIX: &str = "isync_";
 /// Longest label of an access key (a device name).
-pub const MAX_LABEL_CHARS: usize = 64;
+pub(crate) const MAX_LABEL_CHARS: usize = 64;
 
 /// An account type as the admin API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -71,7 +71,7 @@ pub fn digest(secret: &str) -> [u8; 32] {
 
 /// A registration token as people type it: case, spaces and dashes do not
 /// matter (`ABCD-ef01 …` is `abcdef01…`).
-pub fn normalize_token(t: &str) -> String {
+pub(crate) fn normalize_token(t: &str) -> String {
     t.chars()
         .filter(|c| !c.is_whitespace() && *c != '-')
         .flat_map(char::to_lowercase)
@@ -85,7 +85,7 @@ fn random_hex(bytes: usize) -> String {
 }
 
 /// A fresh registration token: 128 random bits, shown in groups of four.
-pub fn new_token() -> String {
+pub(crate) fn new_token() -> String {
     let h = random_hex(16);
     h.as_bytes()
         .chunks(4)
@@ -95,7 +95,7 @@ pub fn new_token() -> String {
 }
 
 /// A fresh access key: 256 random bits.
-pub fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     format!("{KEY_PREFIX}{}", random_hex(32))
 }
 
@@ -104,7 +104,7 @@ fn bad(msg: impl Into<String>) -> Error {
 }
 
 /// Whether any enabled account may manage accounts. Blocking.
-pub fn has_admin(c: &rusqlite::Connection) -> Result<bool, DbError> {
+pub(crate) fn has_admin(c: &rusqlite::Connection) -> Result<bool, DbError> {
     Ok(q::count_enabled_with_perm(c, Perm::Accounts.name())? > 0)
 }
 
@@ -228,7 +228,7 @@ fn all_library_roots(c: &rusqlite::Connection) -> Result<Vec<CatalogId>, DbError
 /// On a start with no admin, makes sure the one-time `init` token exists
 /// (type admin, every configured library) and says how to use it. Returns
 /// true when the server is unclaimed. Blocking.
-pub fn ensure_init_token(db: &Db) -> Result<bool> {
+pub(crate) fn ensure_init_token(db: &Db) -> Result<bool> {
     let hash = digest(INIT_TOKEN);
     let unclaimed = db.write(|tx| {
         if has_admin(tx)? {
@@ -256,7 +256,7 @@ pub fn ensure_init_token(db: &Db) -> Result<bool> {
 /// What redeeming a token or `admin init` gives: the account and its first
 /// access key (shown once).
 #[derive(Debug, Clone)]
-pub struct NewAccount {
+pub(crate) struct NewAccount {
     pub user: User,
     pub type_name: String,
     pub access_key: String,
@@ -269,7 +269,7 @@ pub struct NewAccount {
 /// before calling: this runs in one short write transaction); `now` (unix
 /// seconds, the app's clock) judges the token's expiry and stamps the
 /// account. Blocking.
-pub fn redeem(
+pub(crate) fn redeem(
     db: &Db,
     token: &str,
     name: &str,
@@ -338,7 +338,7 @@ pub fn redeem(
 /// that does not exist, −10003 for a taken name. [`redeem`] checks again in
 /// its transaction, and is where a void `init` is refused and retired.
 /// Blocking.
-pub fn check_redeemable(db: &Db, token: &str, name: &str) -> Result<()> {
+pub(crate) fn check_redeemable(db: &Db, token: &str, name: &str) -> Result<()> {
     let hash = digest(&normalize_token(token));
     db.read(|c| {
         if q::token_by_hash(c, &hash)?.is_none() {
@@ -437,7 +437,12 @@ pub fn add_or_reset_user(
 
 /// `isync admin init`: creates the first admin on the console (the other way
 /// to claim a server). Refused once an admin exists. Blocking.
-pub fn admin_init(db: &Db, name: &str, password_hash: &str, label: &str) -> Result<NewAccount> {
+pub(crate) fn admin_init(
+    db: &Db,
+    name: &str,
+    password_hash: &str,
+    label: &str,
+) -> Result<NewAccount> {
     let key = new_key();
     let key_hash = digest(&key);
     let now = db::now();
@@ -501,7 +506,7 @@ pub fn parse_duration(s: &str) -> std::result::Result<i64, String> {
 
 /// A library as admins name it: its root catalog's name (case-insensitive),
 /// its path, or its id. Blocking.
-pub fn resolve_library(c: &rusqlite::Connection, name: &str) -> Result<(i64, CatalogId)> {
+pub(crate) fn resolve_library(c: &rusqlite::Connection, name: &str) -> Result<(i64, CatalogId)> {
     let libs = libraries::list(c)?;
     let mut found = Vec::new();
     for l in &libs {
@@ -523,7 +528,7 @@ pub fn resolve_library(c: &rusqlite::Connection, name: &str) -> Result<(i64, Cat
 }
 
 /// A user by name or numeric id. Blocking.
-pub fn resolve_user(c: &rusqlite::Connection, who: &str) -> Result<User> {
+pub(crate) fn resolve_user(c: &rusqlite::Connection, who: &str) -> Result<User> {
     if let Some(u) = users::by_name(c, who)? {
         return Ok(u);
     }
@@ -547,7 +552,7 @@ fn resolve_type(c: &rusqlite::Connection, name: &str) -> Result<q::TypeRow> {
 /// A registration token as listed (never the token itself).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct TokenInfo {
+pub(crate) struct TokenInfo {
     pub id: i64,
     #[serde(rename = "type")]
     pub type_name: String,
@@ -618,7 +623,7 @@ fn root_name(c: &rusqlite::Connection, root: CatalogId) -> Result<String, DbErro
         .unwrap_or_else(|| format!("#{}", root.0)))
 }
 
-pub fn list_tokens(db: &Db) -> Result<Vec<TokenInfo>> {
+pub(crate) fn list_tokens(db: &Db) -> Result<Vec<TokenInfo>> {
     Ok(db.read(|c| {
         let mut out = Vec::new();
         for t in q::tokens(c)? {
@@ -642,7 +647,7 @@ pub fn list_tokens(db: &Db) -> Result<Vec<TokenInfo>> {
 }
 
 /// Withdraws a pending token (one of a type the actor may grant). Blocking.
-pub fn delete_token(db: &Db, actor: Actor, id: i64) -> Result<()> {
+pub(crate) fn delete_token(db: &Db, actor: Actor, id: i64) -> Result<()> {
     write_checked(db, |tx| {
         let auth = authority(tx, actor)?;
         let t = q::tokens(tx)?
@@ -672,7 +677,7 @@ pub struct UserSummary {
     pub access_keys: usize,
 }
 
-pub fn list_users(db: &Db) -> Result<Vec<UserSummary>> {
+pub(crate) fn list_users(db: &Db) -> Result<Vec<UserSummary>> {
     Ok(db.read(|c| {
         let keys = q::keys(c, None)?;
         let mut out = Vec::new();
@@ -700,7 +705,10 @@ pub fn list_users(db: &Db) -> Result<Vec<UserSummary>> {
 
 /// Runs `f` in one write transaction that commits only when `f` succeeds:
 /// a refusal found after a change (e.g. the last admin demoted) undoes it.
-pub fn write_checked<T>(db: &Db, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
+pub(crate) fn write_checked<T>(
+    db: &Db,
+    f: impl FnOnce(&rusqlite::Transaction) -> Result<T>,
+) -> Result<T> {
     let mut refusal = None;
     let r = db.write(|tx| match f(tx) {
         Ok(v) => Ok(v),
@@ -787,7 +795,7 @@ impl From<q::KeyRow> for KeyInfo {
     }
 }
 
-pub fn list_keys(db: &Db, user: Option<UserId>) -> Result<Vec<KeyInfo>> {
+pub(crate) fn list_keys(db: &Db, user: Option<UserId>) -> Result<Vec<KeyInfo>> {
     Ok(db
         .read(|c| q::keys(c, user))?
         .into_iter()
@@ -810,7 +818,12 @@ pub fn create_key(db: &Db, user: UserId, label: &str) -> Result<(KeyInfo, String
 /// Revokes key `id`; `only_of` limits it to one user's keys (a user
 /// revoking their own device). Anyone else's key only by an actor that may
 /// manage its owner. Blocking.
-pub fn revoke_key(db: &Db, actor: Actor, id: i64, only_of: Option<UserId>) -> Result<KeyInfo> {
+pub(crate) fn revoke_key(
+    db: &Db,
+    actor: Actor,
+    id: i64,
+    only_of: Option<UserId>,
+) -> Result<KeyInfo> {
     let k = write_checked(db, |tx| {
         let k = q::keys(tx, only_of)?
             .into_iter()
@@ -833,7 +846,7 @@ pub fn revoke_key(db: &Db, actor: Actor, id: i64, only_of: Option<UserId>) -> Re
     Ok(k.into())
 }
 
-pub fn list_types(db: &Db) -> Result<Vec<AccountType>> {
+pub(crate) fn list_types(db: &Db) -> Result<Vec<AccountType>> {
     Ok(db
         .read(q::types)?
         .into_iter()
@@ -865,7 +878,7 @@ pub fn upsert_type(db: &Db, actor: Actor, name: &str, perms: &str) -> Result<Acc
     Ok(t.into())
 }
 
-pub fn delete_type(db: &Db, actor: Actor, name: &str) -> Result<()> {
+pub(crate) fn delete_type(db: &Db, actor: Actor, name: &str) -> Result<()> {
     admin_change(db, |tx| {
         let auth = authority(tx, actor)?;
         let t = resolve_type(tx, name)?;
@@ -887,7 +900,7 @@ pub fn delete_type(db: &Db, actor: Actor, name: &str) -> Result<()> {
 /// A library and who sees it.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct LibraryInfo {
+pub(crate) struct LibraryInfo {
     pub id: i64,
     pub name: String,
     pub path: String,
@@ -898,7 +911,7 @@ pub struct LibraryInfo {
     pub users: Vec<String>,
 }
 
-pub fn list_libraries(db: &Db) -> Result<Vec<LibraryInfo>> {
+pub(crate) fn list_libraries(db: &Db) -> Result<Vec<LibraryInfo>> {
     Ok(db.read(|c| {
         let mut out = Vec::new();
         for l in libraries::list(c)? {
@@ -974,7 +987,7 @@ fn no_change(what: &str) -> Error {
 
 /// −10002 unless `s` may edit, move or delete a file uploaded by
 /// `uploader`: `moderate`, or `upload` and it is theirs.
-pub fn check_change_file(s: &Session, uploader: Option<UserId>, id: FileId) -> Result<()> {
+pub(crate) fn check_change_file(s: &Session, uploader: Option<UserId>, id: FileId) -> Result<()> {
     s.require(Perm::Upload)?;
     if s.can(Perm::Moderate) || uploader == Some(s.user_id) {
         Ok(())
@@ -985,7 +998,7 @@ pub fn check_change_file(s: &Session, uploader: Option<UserId>, id: FileId) -> R
 
 /// −10002 unless `s` may change catalog `id` (and, with `subtree`, every
 /// catalog and file below it). Blocking.
-pub fn check_change_catalog(
+pub(crate) fn check_change_catalog(
     c: &rusqlite::Connection,
     s: &Session,
     id: CatalogId,

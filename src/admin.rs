@@ -90,7 +90,7 @@ pub enum Command {
 
 /// The server's answer over the control socket.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub ok: bool,
     pub output: String,
     /// The error was the caller's (see [`Error::is_usage`]): `isync` exits
@@ -100,7 +100,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn of(r: Result<String>) -> Reply {
+    pub(crate) fn of(r: Result<String>) -> Reply {
         match r {
             Ok(output) => Reply {
                 ok: true,
@@ -117,7 +117,7 @@ impl Reply {
 }
 
 /// Whether a command changes accounts (sessions must re-read theirs).
-pub fn changes_access(cmd: &Command) -> bool {
+pub(crate) fn changes_access(cmd: &Command) -> bool {
     !matches!(
         cmd,
         Command::TokenList
@@ -157,7 +157,7 @@ fn new_account_text(a: &NewAccount) -> String {
 }
 
 /// What a command runs against.
-pub struct Ctx<'a> {
+pub(crate) struct Ctx<'a> {
     pub db: &'a Db,
     pub backups: &'a Backups,
     pub cfg: &'a Config,
@@ -178,7 +178,7 @@ impl Ctx<'_> {
 ///
 /// One short arm per command; the listings and the longer replies have
 /// their own functions below, in the order of [`Command`].
-pub fn execute(ctx: &Ctx, cmd: Command) -> Result<String> {
+pub(crate) fn execute(ctx: &Ctx, cmd: Command) -> Result<String> {
     let (db, backups) = (ctx.db, ctx.backups);
     let out = match cmd {
         Command::Init {

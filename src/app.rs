@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 /// How long in-flight requests may take to finish after SIGTERM (below
 /// systemd's default TimeoutStopSec of 90 s).
-pub const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+pub(crate) const DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
 /// A running server.
 pub struct Running {
@@ -514,7 +514,7 @@ impl Running {
 }
 
 /// Runs until `stop` is cancelled (SIGTERM/SIGINT in `main`).
-pub async fn run(
+pub(crate) async fn run(
     cfg: Config,
     listener: TcpListener,
     stop: CancellationToken,

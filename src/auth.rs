@@ -31,14 +31,14 @@ const ARGON2_MEM_KIB: u32 = 7 * 1024;
 const ARGON2_PASSES: u32 = 5;
 const ARGON2_LANES: u32 = 1;
 /// Longest password accepted (bounds hashing cost).
-pub const MAX_PASSWORD_CHARS: usize = 1024;
+pub(crate) const MAX_PASSWORD_CHARS: usize = 1024;
 /// Shortest password a new account or a reset may set.
-pub const MIN_PASSWORD_CHARS: usize = 8;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 8;
 
 /// The one rule for a new password, however an account is made or reset
 /// (`isync user add`, `isync admin init`, `POST /api/v1/register`): 8 to
 /// 1024 characters (code points, as people count them).
-pub fn check_new_password(password: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_new_password(password: &str) -> std::result::Result<(), String> {
     let n = password.chars().count();
     if (MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&n) {
         Ok(())
@@ -74,7 +74,7 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 
 /// What a session becomes after accounts changed: `None` when it must end
 /// (user gone or disabled, key revoked). Blocking.
-pub fn revalidate(
+pub(crate) fn revalidate(
     c: &rusqlite::Connection,
     user: UserId,
     key: Option<i64>,
@@ -97,7 +97,7 @@ pub fn revalidate(
 }
 
 /// Where a caller's credentials came from.
-pub enum Credential<'a> {
+pub(crate) enum Credential<'a> {
     /// An access key (`Authorization: Bearer <key>`).
     Key(&'a str),
     /// The value of the `session` cookie.
@@ -107,7 +107,7 @@ pub enum Credential<'a> {
 /// The caller's live session and its token — or −10001. A session made
 /// stale by an account change re-reads its user first: a disabled account
 /// or a revoked key ends here. SQL runs on the blocking pool.
-pub async fn session_of(
+pub(crate) async fn session_of(
     db: &Db,
     sessions: &Sessions,
     credential: Credential<'_>,
@@ -215,10 +215,10 @@ struct SessionsInner {
 }
 
 /// The cookie name legacy clients know (spec §4).
-pub const COOKIE: &str = "session";
+pub(crate) const COOKIE: &str = "session";
 
 impl Sessions {
-    pub fn new(cfg: SessionConfig) -> Sessions {
+    pub(crate) fn new(cfg: SessionConfig) -> Sessions {
         Sessions {
             inner: Arc::new(Mutex::new(SessionsInner {
                 map: HashMap::new(),
@@ -234,7 +234,7 @@ impl Sessions {
 
     /// These sessions with their idle time measured by `clock` (the app's,
     /// which a test can advance).
-    pub fn with_clock(mut self, clock: Clock) -> Sessions {
+    pub(crate) fn with_clock(mut self, clock: Clock) -> Sessions {
         self.clock = clock;
         self
     }
@@ -245,7 +245,7 @@ impl Sessions {
 
     /// Where revocations stand: take it before reading the account a
     /// session is made for, and hand it to [`Sessions::create`].
-    pub fn mark(&self) -> u64 {
+    pub(crate) fn mark(&self) -> u64 {
         self.inner
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -259,7 +259,7 @@ impl Sessions {
     /// goes; past `max_online` in all, the least recently used session of
     /// the user holding the most. So logging in again and again evicts
     /// only one's own sessions.
-    pub fn create(&self, session: Session, mark: u64) -> Option<String> {
+    pub(crate) fn create(&self, session: Session, mark: u64) -> Option<String> {
         let mut bytes = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         let token = hex::encode(bytes);
@@ -298,7 +298,7 @@ impl Sessions {
     /// Ends every session of `user` at once (cookies and cached access
     /// keys), and any login of it still checking a password (see
     /// [`Sessions::mark`]). For a disabled account or a password reset.
-    pub fn end_user(&self, user: UserId) {
+    pub(crate) fn end_user(&self, user: UserId) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.revocations += 1;
         let at = g.revocations;
@@ -309,7 +309,7 @@ impl Sessions {
 
     /// The live session for `token`, touching it (sliding timeout). The bool
     /// is true when its root set may be stale.
-    pub fn get(&self, token: &str) -> Option<(Session, bool)> {
+    pub(crate) fn get(&self, token: &str) -> Option<(Session, bool)> {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.clock.instant();
         let idle = self.idle();
@@ -324,7 +324,7 @@ impl Sessions {
     }
 
     /// Stores what [`revalidate`] found for a stale session.
-    pub fn refresh(&self, token: &str, perms: Perms, roots: Vec<CatalogId>) {
+    pub(crate) fn refresh(&self, token: &str, perms: Perms, roots: Vec<CatalogId>) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let current = g.generation;
         let g = &mut *g;
@@ -341,7 +341,7 @@ impl Sessions {
     /// Remembers an access key's session under `token` (`key:<digest>`),
     /// outside the cookie sessions' count and idle limits. False (nothing
     /// kept) when the user's sessions were ended since `mark`.
-    pub fn insert_key(&self, token: String, session: Session, mark: u64) -> bool {
+    pub(crate) fn insert_key(&self, token: String, session: Session, mark: u64) -> bool {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         if g.ended.get(&session.user_id).is_some_and(|&at| at > mark) {
             return false;
@@ -363,35 +363,32 @@ impl Sessions {
     }
 
     /// The cached session of an access key, and whether it is stale.
-    pub fn get_key(&self, token: &str) -> Option<(Session, bool)> {
+    pub(crate) fn get_key(&self, token: &str) -> Option<(Session, bool)> {
         let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let e = g.keys.get(token)?;
         Some((e.session.clone(), e.generation != g.generation))
     }
 
-    pub fn remove_key(&self, token: &str) {
+    pub(crate) fn remove_key(&self, token: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.keys.remove(token);
     }
 
     /// Marks every session stale (after grants, roots or accounts change):
     /// each re-reads its user, type and roots on its next request.
-    pub fn access_changed(&self) {
+    pub(crate) fn access_changed(&self) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.generation += 1;
     }
 
-    pub fn remove(&self, token: &str) {
+    pub(crate) fn remove(&self, token: &str) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         g.map.remove(token);
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.inner.lock().map(|g| g.map.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// How many cookie sessions `user` has.
@@ -445,7 +442,7 @@ pub struct Hasher {
 }
 
 impl Hasher {
-    pub fn new(max_pending: usize) -> Hasher {
+    pub(crate) fn new(max_pending: usize) -> Hasher {
         Hasher {
             permits: Arc::new(tokio::sync::Semaphore::new(max_pending.max(1))),
             runs: Arc::new(AtomicU64::new(0)),
@@ -478,7 +475,7 @@ impl Hasher {
     }
 
     /// Hashes a new password (account creation).
-    pub async fn hash(&self, password: String) -> Result<String> {
+    pub(crate) async fn hash(&self, password: String) -> Result<String> {
         self.run(move || hash_password(&password)).await
     }
 }
@@ -530,7 +527,7 @@ async fn on_hasher<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) 
 /// per name (`ratelimit`), each counted before its hash; a disabled account
 /// fails like a wrong password. SQL runs on the blocking pool, Argon2 on
 /// the hashing thread (at most `login.max_pending_checks` queued).
-pub async fn login(
+pub(crate) async fn login(
     db: &Db,
     limiter: &LoginLimiter,
     hasher: &Hasher,

@@ -41,8 +41,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
-pub const DB_FILE: &str = "isync.db";
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub(crate) const DB_FILE: &str = "isync.db";
+pub(crate) const MANIFEST_FILE: &str = "manifest.json";
 const PREFIX: &str = "isync-";
 const PARTIAL: &str = ".partial";
 /// CPU priority of the copy (0 normal … 19 lowest).
@@ -75,7 +75,7 @@ pub struct Status {
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Manifest {
+pub(crate) struct Manifest {
     pub format: u32,
     pub isync_version: String,
     pub created: i64,
@@ -111,11 +111,11 @@ impl Drop for RunGuard<'_> {
 /// A backup run claimed by [`Backups::claim`] and not yet made: while it
 /// lives, every other start is refused with −10013. Spent by
 /// [`Claim::run`]; dropped unspent, it frees the slot.
-pub struct Claim(Option<Arc<Backups>>);
+pub(crate) struct Claim(Option<Arc<Backups>>);
 
 impl Claim {
     /// Makes the claimed backup (see [`Backups::run`]). Blocking.
-    pub fn run(mut self, to: Option<&Path>) -> Result<q::BackupRun> {
+    pub(crate) fn run(mut self, to: Option<&Path>) -> Result<q::BackupRun> {
         // From here the guard inside `run_claimed` releases the slot.
         let b = self.0.take().expect("a claim runs once");
         b.run_claimed(to)
@@ -127,7 +127,7 @@ impl Claim {
     /// pool and returns at once. The outcome is logged, recorded
     /// ([`Backups::status`]) and shown in the service status by the run
     /// itself.
-    pub fn start(self) {
+    pub(crate) fn start(self) {
         tokio::task::spawn_blocking(move || {
             let _ = self.run(None);
         });
@@ -191,7 +191,7 @@ fn fsync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Checks a database copy: integrity and row counts. Blocking.
-pub fn check_copy(path: &Path) -> std::result::Result<Manifest, String> {
+pub(crate) fn check_copy(path: &Path) -> std::result::Result<Manifest, String> {
     let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
     let not_isync = |e| format!("{} is not an isync database ({e})", path.display());
@@ -225,7 +225,7 @@ pub fn check_copy(path: &Path) -> std::result::Result<Manifest, String> {
 }
 
 impl Backups {
-    pub fn new(db: Db, cfg: Arc<Config>, config_file: Option<PathBuf>) -> Backups {
+    pub(crate) fn new(db: Db, cfg: Arc<Config>, config_file: Option<PathBuf>) -> Backups {
         Backups {
             db,
             cfg,
@@ -236,7 +236,7 @@ impl Backups {
         }
     }
 
-    pub fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.cfg.backup_dir()
     }
 
@@ -342,7 +342,7 @@ impl Backups {
     }
 
     /// [`Backups::status`], read on the blocking pool.
-    pub async fn status_async(self: &Arc<Self>) -> Result<Status> {
+    pub(crate) async fn status_async(self: &Arc<Self>) -> Result<Status> {
         let b = self.clone();
         tokio::task::spawn_blocking(move || b.status()).await?
     }
@@ -351,7 +351,7 @@ impl Backups {
     /// thread): what a request does before it answers, so that of two
     /// requests at once exactly one is told the backup started.
     /// −10013 while a backup runs or is claimed. Not blocking.
-    pub fn claim(self: &Arc<Self>) -> Result<Claim> {
+    pub(crate) fn claim(self: &Arc<Self>) -> Result<Claim> {
         self.reserve()?;
         Ok(Claim(Some(self.clone())))
     }
@@ -611,7 +611,7 @@ pub fn generations(dir: &Path) -> Vec<String> {
 
 /// What `restore` did.
 #[derive(Debug)]
-pub struct Restored {
+pub(crate) struct Restored {
     pub from: PathBuf,
     pub manifest: Manifest,
     /// Where the database that was replaced now lies (None: there was none).
@@ -620,7 +620,7 @@ pub struct Restored {
 
 /// Puts a backup (a backup folder or an `isync.db` copy) in place of the
 /// database. Refused while a server runs on this data dir. Blocking.
-pub fn restore(cfg: &Config, from: &Path) -> std::result::Result<Restored, String> {
+pub(crate) fn restore(cfg: &Config, from: &Path) -> std::result::Result<Restored, String> {
     let Some(_lock) = crate::library::control::try_lock(&cfg.data_dir)
         .map_err(|e| format!("cannot lock {}: {e}", cfg.data_dir.display()))?
     else {

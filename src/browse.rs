@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 /// Help info of a user, catalog or file (spec §3.5).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct HelpInfo {
+pub(crate) struct HelpInfo {
     pub help_int: Option<i64>,
     pub help_text: Option<String>,
     pub last_modify: Option<i64>,
@@ -24,13 +24,13 @@ pub struct HelpInfo {
 
 /// Which record `helpInfo.icc` addresses.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum HelpTarget {
+pub(crate) enum HelpTarget {
     User,
     Catalog(CatalogId),
     File(FileId),
 }
 
-pub async fn catalogs(db: &Db, s: &Session, pids: Vec<i64>) -> Result<Vec<Catalog>> {
+pub(crate) async fn catalogs(db: &Db, s: &Session, pids: Vec<i64>) -> Result<Vec<Catalog>> {
     s.require(Perm::Browse)?;
     let roots = s.roots.clone();
     Ok(db
@@ -40,14 +40,14 @@ pub async fn catalogs(db: &Db, s: &Session, pids: Vec<i64>) -> Result<Vec<Catalo
 
 /// Page sizes of `files.icc` (spec §6.9): a `maxPerPage` outside
 /// `MIN_PER_PAGE..=MAX_PER_PAGE`, or none, means `DEFAULT_PER_PAGE`.
-pub const DEFAULT_PER_PAGE: i64 = 100;
-pub const MIN_PER_PAGE: i64 = 10;
-pub const MAX_PER_PAGE: i64 = 10_000;
+pub(crate) const DEFAULT_PER_PAGE: i64 = 100;
+pub(crate) const MIN_PER_PAGE: i64 = 10;
+pub(crate) const MAX_PER_PAGE: i64 = 10_000;
 
 /// One `files.icc` request as the client sent it (spec §6.9); [`files`]
 /// judges it.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct FilesRequest {
+pub(crate) struct FilesRequest {
     pub page_index: i64,
     pub per_page: Option<i64>,
     /// Narrows the listing only when every id is one of the session's roots.
@@ -62,7 +62,7 @@ pub struct FilesRequest {
 
 /// Where a page sits: the page size used and how many pages there are.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct PageInfo {
+pub(crate) struct PageInfo {
     pub page_index: i64,
     pub per_page: i64,
     pub page_count: i64,
@@ -70,7 +70,7 @@ pub struct PageInfo {
 
 /// One page of `files.icc`: each record as `encode` made it, in order.
 #[derive(Debug)]
-pub struct FilesPage {
+pub(crate) struct FilesPage {
     pub records: Vec<Arc<[u8]>>,
     pub page: PageInfo,
 }
@@ -127,7 +127,12 @@ fn page_count(total: usize, per_page: i64) -> i64 {
 /// `db::listing`); only records not seen since `files` last changed are read
 /// and encoded. `encode` must therefore give the same bytes for the same
 /// record every time.
-pub async fn list_files<E>(db: &Db, s: &Session, req: FilesRequest, encode: E) -> Result<FilesPage>
+pub(crate) async fn list_files<E>(
+    db: &Db,
+    s: &Session,
+    req: FilesRequest,
+    encode: E,
+) -> Result<FilesPage>
 where
     E: Fn(FileRecord) -> Arc<[u8]> + Send + 'static,
 {
@@ -172,7 +177,7 @@ where
     })
 }
 
-pub async fn help_info(db: &Db, s: &Session, t: HelpTarget) -> Result<HelpInfo> {
+pub(crate) async fn help_info(db: &Db, s: &Session, t: HelpTarget) -> Result<HelpInfo> {
     s.require(Perm::Browse)?;
     let (uid, roots) = (s.user_id, s.roots.clone());
     Ok(db
@@ -199,7 +204,7 @@ pub async fn help_info(db: &Db, s: &Session, t: HelpTarget) -> Result<HelpInfo> 
         .await?)
 }
 
-pub async fn update_help_info(
+pub(crate) async fn update_help_info(
     db: &Db,
     s: &Session,
     t: HelpTarget,
@@ -254,7 +259,7 @@ pub(crate) fn disk_not_there(id: FileId) -> Error {
 
 /// A file this session may read, whose original is complete and on disk.
 /// Distinguishes: not accessible (−10004), offline library, gone (−10006).
-pub async fn readable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecord> {
+pub(crate) async fn readable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecord> {
     s.require(Perm::Browse)?;
     let roots = s.roots.clone();
     let (rec, online) = db
@@ -278,7 +283,7 @@ pub async fn readable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecor
 
 /// A file whose original this session may download (`downFile.ic*`): a
 /// [`readable_file`] whose original is not still being uploaded.
-pub async fn downloadable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecord> {
+pub(crate) async fn downloadable_file(db: &Db, s: &Session, id: FileId) -> Result<FileRecord> {
     let rec = readable_file(db, s, id).await?;
     if PartStatus::from_i64(rec.status_origin) == PartStatus::Uploading {
         return Err(Error::WaitingUpload(format!(
@@ -293,7 +298,7 @@ pub async fn downloadable_file(db: &Db, s: &Session, id: FileId) -> Result<FileR
 /// root, reached through no symlink, the inode the scanner recorded) and
 /// its metadata. Sent from this open file, never by path again.
 #[derive(Debug)]
-pub struct Original {
+pub(crate) struct Original {
     pub file: std::fs::File,
     pub meta: std::fs::Metadata,
 }
@@ -309,7 +314,7 @@ pub struct Original {
 /// disk (unplugged, unmounted, another disk at the mount point) the answer
 /// is "offline" (−10011), which a client retries, never "gone" (−10006),
 /// which it may take as a deletion — the watcher may not have noticed yet.
-pub async fn open_original(db: &Db, rec: &FileRecord) -> Result<Original> {
+pub(crate) async fn open_original(db: &Db, rec: &FileRecord) -> Result<Original> {
     let (db, rec) = (db.clone(), rec.clone());
     tokio::task::spawn_blocking(move || open_original_blocking(&db, &rec)).await?
 }
@@ -384,7 +389,7 @@ fn same_file(file: &std::fs::File, rec: &FileRecord) -> Result<std::fs::Metadata
 /// Whether an account holding `perms` and seeing `roots` gets its own root
 /// folder now (spec §5): one that may upload and sees no library yet. A
 /// viewer without libraries simply sees nothing.
-pub fn gets_own_root(perms: Perms, roots: &[CatalogId]) -> bool {
+pub(crate) fn gets_own_root(perms: Perms, roots: &[CatalogId]) -> bool {
     roots.is_empty() && perms.has(Perm::Upload)
 }
 
@@ -392,7 +397,7 @@ pub fn gets_own_root(perms: Perms, roots: &[CatalogId]) -> bool {
 /// them, else read — after giving it its own root folder when
 /// [`gets_own_root`] says so (`login.icc`, and `catalogs.icc` for the top
 /// level).
-pub async fn roots_of(
+pub(crate) async fn roots_of(
     db: &Db,
     default_user_path: &Path,
     user: UserId,

@@ -321,7 +321,7 @@ fn finish(reply: crate::admin::Reply) -> Result<(), CliError> {
 
 /// Reads a new password: prompted twice without echo on a terminal, else
 /// the first line of standard input.
-pub fn read_new_password() -> Result<String, CliError> {
+pub(crate) fn read_new_password() -> Result<String, CliError> {
     use std::io::IsTerminal;
     let pw = if std::io::stdin().is_terminal() {
         let a = rpassword::prompt_password("new password: ").context("cannot read the password")?;

@@ -26,13 +26,13 @@ impl Clock {
     }
 
     /// Now, on the monotonic clock (for durations).
-    pub fn instant(&self) -> Instant {
+    pub(crate) fn instant(&self) -> Instant {
         Instant::now() + self.ahead()
     }
 
     /// Now, in milliseconds since the Unix epoch (for times stored in the
     /// database).
-    pub fn unix_ms(&self) -> i64 {
+    pub(crate) fn unix_ms(&self) -> i64 {
         let real = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);

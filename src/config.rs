@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 /// Where `isync` looks for its configuration when `--config` is not given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/isync/isync.toml";
+pub(crate) const DEFAULT_CONFIG_PATH: &str = "/etc/isync/isync.toml";
 /// Environment variable that overrides `data_dir` (used by `make run`).
 pub const DATA_DIR_ENV: &str = "ISYNC_DATA_DIR";
 
@@ -619,7 +619,7 @@ impl Config {
         }
     }
 
-    pub fn default_user_path(&self) -> PathBuf {
+    pub(crate) fn default_user_path(&self) -> PathBuf {
         self.default_user_path
             .clone()
             .unwrap_or_else(|| self.data_dir.join("users"))
@@ -634,7 +634,7 @@ impl Config {
     /// it the status line and `/api/v1/info` say the card is nearly full.
     /// Uploads onto that disk stop earlier where `upload.min_free_bytes` is
     /// larger (`upload::space::Reserve::for_dir`), each refusal naming it.
-    pub fn data_reserve(&self) -> u64 {
+    pub(crate) fn data_reserve(&self) -> u64 {
         self.storage.data_min_free_bytes
     }
 
@@ -642,7 +642,7 @@ impl Config {
         self.data_dir.join("thumbs")
     }
 
-    pub fn listen_addr(&self) -> SocketAddr {
+    pub(crate) fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated listen address")
     }
 
@@ -654,7 +654,7 @@ impl Config {
 
 /// A user name: 1–64 characters, no control characters, no leading/trailing
 /// spaces. Names compare case-insensitively (spec §4).
-pub fn validate_user_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_user_name(name: &str) -> Result<(), String> {
     let n = name.chars().count();
     if n == 0 || n > 64 {
         return Err("must be 1 to 64 characters".into());
@@ -669,7 +669,7 @@ pub fn validate_user_name(name: &str) -> Result<(), String> {
 }
 
 /// Lexically normalises a path (drops `.` and trailing slashes).
-pub fn normalize(p: &Path) -> PathBuf {
+pub(crate) fn normalize(p: &Path) -> PathBuf {
     p.components().collect()
 }
 

@@ -10,9 +10,9 @@ use image::{ImageEncoder, Rgb, RgbImage};
 use rand::Rng;
 use std::path::{Path, PathBuf};
 
-pub const DEMO_USER: &str = "demo";
+pub(crate) const DEMO_USER: &str = "demo";
 
-pub fn library_dir(cfg: &Config) -> PathBuf {
+pub(crate) fn library_dir(cfg: &Config) -> PathBuf {
     cfg.data_dir.join("demo-library")
 }
 
@@ -143,7 +143,7 @@ fn create_library(dir: &Path) -> anyhow::Result<()> {
 
 /// Creates the demo library (once), resets the demo user's password, and
 /// returns the config with the library added plus the login to print.
-pub fn prepare(mut cfg: Config) -> anyhow::Result<(Config, (String, String))> {
+pub(crate) fn prepare(mut cfg: Config) -> anyhow::Result<(Config, (String, String))> {
     // The library is made inside the data dir: create that private first.
     crate::library::control::create_data_dir(&cfg.data_dir)
         .with_context(|| format!("cannot create {}", cfg.data_dir.display()))?;

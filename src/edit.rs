@@ -24,7 +24,7 @@ const MKDIR_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What `createCatalog.icc` asks for (validated by the handler).
 #[derive(Debug, Clone)]
-pub struct NewCatalog {
+pub(crate) struct NewCatalog {
     pub parent: CatalogId,
     pub name: String,
     pub create_time: Option<i64>,
@@ -34,7 +34,7 @@ pub struct NewCatalog {
 }
 
 /// Creates `<parent folder>/<safe name>_<date>_<n>` and its record.
-pub async fn create_catalog(db: &Db, s: &Session, n: NewCatalog) -> Result<Catalog> {
+pub(crate) async fn create_catalog(db: &Db, s: &Session, n: NewCatalog) -> Result<Catalog> {
     s.require(Perm::Upload)?;
     let uid = s.user_id;
     let (db2, roots) = (db.clone(), s.roots.clone());
@@ -110,7 +110,7 @@ pub async fn create_catalog(db: &Db, s: &Session, n: NewCatalog) -> Result<Catal
 
 /// `updateCatalog.icc`. `change.parent` equal to the current parent is
 /// ignored; an edit left empty is −10010.
-pub async fn update_catalog(
+pub(crate) async fn update_catalog(
     db: &Db,
     s: &Session,
     id: CatalogId,
@@ -185,7 +185,7 @@ pub async fn update_catalog(
 
 /// `updateFile.icc`. A virtual move (`catalogId`) takes the other half of
 /// a Live Photo along.
-pub async fn update_file(
+pub(crate) async fn update_file(
     db: &Db,
     cfg: &Arc<Config>,
     s: &Session,

@@ -64,7 +64,7 @@ impl Error {
     /// name, bad credentials, a permission it lacks) rather than the server
     /// failing: `isync` exits with its usage status for these. The wire
     /// codes of the same conditions are `http::error`'s business.
-    pub fn is_usage(&self) -> bool {
+    pub(crate) fn is_usage(&self) -> bool {
         matches!(
             self,
             Error::BadParam(_)
@@ -89,4 +89,4 @@ impl From<tokio::task::JoinError> for Error {
     }
 }
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = Error> = std::result::Result<T, E>;

@@ -13,7 +13,7 @@ pub fn free_bytes(p: &Path) -> std::io::Result<u64> {
 }
 
 /// Free bytes of the file system holding the open file `f`.
-pub fn free_of(f: &File) -> std::io::Result<u64> {
+pub(crate) fn free_of(f: &File) -> std::io::Result<u64> {
     let s = rustix::fs::fstatvfs(f).map_err(std::io::Error::from)?;
     Ok(s.f_bavail.saturating_mul(s.f_frsize))
 }
@@ -21,7 +21,7 @@ pub fn free_of(f: &File) -> std::io::Result<u64> {
 /// Whether `p` (or, while it does not exist yet, its nearest existing
 /// ancestor: a folder about to be made) is on the file system holding
 /// `other`. Blocking (stats).
-pub fn same_file_system(p: &Path, other: &Path) -> std::io::Result<bool> {
+pub(crate) fn same_file_system(p: &Path, other: &Path) -> std::io::Result<bool> {
     use std::os::unix::fs::MetadataExt;
     let mut at = p;
     let here = loop {
@@ -42,7 +42,7 @@ pub fn same_file_system(p: &Path, other: &Path) -> std::io::Result<bool> {
 /// The free space of the data dir's disk against its reserve: what the
 /// status line and `/api/v1/info` report.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct DataRoom {
+pub(crate) struct DataRoom {
     pub free: u64,
     pub reserve: u64,
 }
@@ -50,7 +50,7 @@ pub struct DataRoom {
 impl DataRoom {
     /// Reads it now for the data dir `dir`, which keeps `reserve` bytes
     /// free ([`crate::config::Config::data_reserve`]). Blocking (a statfs).
-    pub fn of(dir: &Path, reserve: u64) -> std::io::Result<DataRoom> {
+    pub(crate) fn of(dir: &Path, reserve: u64) -> std::io::Result<DataRoom> {
         Ok(DataRoom {
             free: free_bytes(dir)?,
             reserve,
@@ -58,13 +58,13 @@ impl DataRoom {
     }
 
     /// Below the reserve: writes to the data dir's disk are refused.
-    pub fn low(&self) -> bool {
+    pub(crate) fn low(&self) -> bool {
         self.free < self.reserve
     }
 
     /// What an operator reads when it is low, e.g. "SD card nearly full:
     /// 120 MiB free, reserve 256 MiB; uploads to it paused".
-    pub fn note(&self) -> Option<String> {
+    pub(crate) fn note(&self) -> Option<String> {
         self.low().then(|| {
             format!(
                 "SD card nearly full: {} free, reserve {}; uploads to it paused",
@@ -77,7 +77,7 @@ impl DataRoom {
 
 /// Bytes in MiB (the unit of `df -h` and of the reserve's default), with
 /// one decimal below 10 MiB (small test file systems).
-pub fn mb(b: u64) -> String {
+pub(crate) fn mb(b: u64) -> String {
     let m = b as f64 / (1u64 << 20) as f64;
     if m < 10.0 {
         format!("{m:.1} MiB")

@@ -14,7 +14,7 @@
 /// them). It walks the free lists under each arena's lock, well under a
 /// millisecond for this server, so call it after a burst of work, not per
 /// allocation. Does nothing where the allocator is not glibc's.
-pub fn release_free_memory() {
+pub(crate) fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim takes a size and only touches malloc's own state,
     // under malloc's locks; any thread may call it at any time.

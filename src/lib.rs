@@ -64,35 +64,49 @@
 //! `pngstream`, `heifdec`, `framegrab`...) into the cache. The handler sends
 //! the cached file with `http::stream` (Range, conditional requests,
 //! `sendfile`).
+//!
+//! # Visibility
+//! Private by default. `pub` marks what something outside this crate
+//! uses — `main.rs`, the integration tests (`tests/it`), the benches
+//! (`benches/`) and the fuzz targets (`fuzz/`, a crate of its own): the
+//! modules on the way to it are `pub mod`, every other module is
+//! `pub(crate) mod` or private, and every other item `pub(crate)` or
+//! private. (A field is `pub` when its type is; a `pub(crate)` type caps
+//! it.) `unreachable_pub` (below) keeps `pub` off what the outside cannot
+//! reach; what the outside stops using becomes `pub(crate)`, and then the
+//! compiler names it when nothing inside uses it either. A helper only unit
+//! tests call is `#[cfg(test)]`.
+#![warn(unreachable_pub)]
+
 pub mod accounts;
 pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod backup;
-pub mod browse;
+pub(crate) mod browse;
 pub mod cli;
-pub mod clock;
+pub(crate) mod clock;
 pub mod config;
 pub mod db;
 pub mod demo;
-pub mod edit;
+pub(crate) mod edit;
 pub mod error;
 pub mod freespace;
-pub mod heap;
+pub(crate) mod heap;
 pub mod http;
 pub mod library;
-pub mod locks;
+pub(crate) mod locks;
 pub mod logging;
 pub mod media;
 pub mod model;
-pub mod perms;
+pub(crate) mod perms;
 pub mod ratelimit;
-pub mod safeopen;
-pub mod share;
-pub mod status;
-pub mod thumbmove;
-pub mod thumbnail;
+pub(crate) mod safeopen;
+pub(crate) mod share;
+pub(crate) mod status;
+pub(crate) mod thumbmove;
+pub(crate) mod thumbnail;
 pub mod time;
 pub mod trash;
 pub mod upload;
-pub mod view;
+pub(crate) mod view;

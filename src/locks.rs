@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 /// See the module header. `Default` is a fresh, unlocked set.
 #[derive(Default)]
-pub struct Locks {
+pub(crate) struct Locks {
     libraries: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     files: Mutex<HashMap<i64, Weak<tokio::sync::Mutex<()>>>>,
     last_housekeep: Mutex<Option<Instant>>,
@@ -29,14 +29,14 @@ impl std::fmt::Debug for Locks {
 impl Locks {
     /// The lock of the library at `path` (as recorded), the same `Arc` for
     /// every caller.
-    pub fn library(&self, path: &str) -> Arc<Mutex<()>> {
+    pub(crate) fn library(&self, path: &str) -> Arc<Mutex<()>> {
         let mut m = self.libraries.lock().unwrap_or_else(|p| p.into_inner());
         m.entry(path.to_string()).or_default().clone()
     }
 
     /// The lock of file `id`'s uploads, shared while anyone holds it (the
     /// map forgets locks nobody holds).
-    pub fn upload_file(&self, id: i64) -> Arc<tokio::sync::Mutex<()>> {
+    pub(crate) fn upload_file(&self, id: i64) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.files.lock().unwrap_or_else(|p| p.into_inner());
         m.retain(|_, w| w.strong_count() > 0);
         match m.get(&id).and_then(Weak::upgrade) {
@@ -51,7 +51,7 @@ impl Locks {
 
     /// Whether housekeeping is due (it last ran `every` or longer ago, or
     /// never) and, if so, marks it as run now.
-    pub fn housekeep_due(&self, every: Duration) -> bool {
+    pub(crate) fn housekeep_due(&self, every: Duration) -> bool {
         let mut last = self
             .last_housekeep
             .lock()

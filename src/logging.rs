@@ -42,7 +42,7 @@ pub fn init() {
 /// Unicode line and paragraph separators, and the bidirectional overrides
 /// that make a line display in another order than it was written.
 /// Borrowed when there is nothing to escape (the common case).
-pub fn escape(s: &str) -> Cow<'_, str> {
+pub(crate) fn escape(s: &str) -> Cow<'_, str> {
     let bad = |c: char| {
         c.is_control()
             || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}')
@@ -70,7 +70,7 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 /// A logger that hands `L` each record with its message escaped
 /// ([`escape`]); the key-value fields are passed on as they are (journald
 /// stores each as its own field; [`StderrLog`] escapes them itself).
-pub struct Escaping<L>(pub L);
+pub(crate) struct Escaping<L>(pub L);
 
 impl<L: Log> Log for Escaping<L> {
     fn enabled(&self, m: &Metadata) -> bool {

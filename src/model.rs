@@ -46,11 +46,11 @@ pub enum FileType {
 }
 
 impl FileType {
-    pub fn bits(self) -> i64 {
+    pub(crate) fn bits(self) -> i64 {
         self as i64
     }
 
-    pub fn from_bits(v: i64) -> Option<FileType> {
+    pub(crate) fn from_bits(v: i64) -> Option<FileType> {
         Some(match v {
             1 => FileType::Image,
             2 => FileType::Gif,
@@ -62,7 +62,7 @@ impl FileType {
     }
 
     /// Whether `thumbnail.icc` can serve this type (spec §10).
-    pub fn has_thumbnail(self) -> bool {
+    pub(crate) fn has_thumbnail(self) -> bool {
         matches!(self, FileType::Image | FileType::Gif | FileType::Video)
     }
 }
@@ -70,7 +70,7 @@ impl FileType {
 /// Per-part status (spec §2.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
-pub enum PartStatus {
+pub(crate) enum PartStatus {
     Local = 0,
     BuildError = 1,
     Uploading = 2,
@@ -78,7 +78,7 @@ pub enum PartStatus {
 }
 
 impl PartStatus {
-    pub fn from_i64(v: i64) -> PartStatus {
+    pub(crate) fn from_i64(v: i64) -> PartStatus {
         match v {
             1 => PartStatus::BuildError,
             2 => PartStatus::Uploading,
@@ -122,7 +122,7 @@ pub enum ThumbLevel {
 }
 
 impl ThumbLevel {
-    pub fn from_param(level: i64) -> ThumbLevel {
+    pub(crate) fn from_param(level: i64) -> ThumbLevel {
         if level == 0 {
             ThumbLevel::Small
         } else {
@@ -141,14 +141,14 @@ impl ThumbLevel {
     /// The render queue (lanes, budget) the level waits in: level 0's,
     /// or level 1's, which the browser view shares (a page a person opened
     /// and looks at, not a grid being filled).
-    pub fn queue(self) -> usize {
+    pub(crate) fn queue(self) -> usize {
         match self {
             ThumbLevel::Small => 0,
             ThumbLevel::Screen | ThumbLevel::View => 1,
         }
     }
 
-    pub fn as_u8(self) -> u8 {
+    pub(crate) fn as_u8(self) -> u8 {
         match self {
             ThumbLevel::Small => 0,
             ThumbLevel::Screen => 1,
@@ -157,11 +157,11 @@ impl ThumbLevel {
     }
 }
 
-pub const THUMB_SMALL_EDGE_PX: u32 = 160;
-pub const THUMB_SCREEN_EDGE_PX: u32 = 800;
+pub(crate) const THUMB_SMALL_EDGE_PX: u32 = 160;
+pub(crate) const THUMB_SCREEN_EDGE_PX: u32 = 800;
 /// The browser view's box: a baseline JPEG's largest side (its header
 /// holds 16 bits), i.e. full size for any photo.
-pub const VIEW_MAX_EDGE_PX: u32 = 65_535;
+pub(crate) const VIEW_MAX_EDGE_PX: u32 = 65_535;
 
 /// A user account (never serialised to clients as is).
 #[derive(Debug, Clone, PartialEq)]
@@ -254,4 +254,4 @@ pub struct Library {
 /// The hidden folder isync keeps on a library's disk (`<library>/.isync`:
 /// upload staging, trash, backups, the thumbnail cache; layout in
 /// `library::layout`). The scan never lists dot folders.
-pub const HIDDEN_DIR: &str = ".isync";
+pub(crate) const HIDDEN_DIR: &str = ".isync";

@@ -10,7 +10,7 @@ use crate::model::{CatalogId, UserId};
 
 /// One permission. Checked in the service layer for every endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Perm {
+pub(crate) enum Perm {
     /// List catalogs and files, thumbnails, downloads, help info.
     Browse,
     /// Make share links of what the user can see.
@@ -30,7 +30,7 @@ pub enum Perm {
     Shares,
 }
 
-pub const ALL_PERMS: [(Perm, &str); 8] = [
+pub(crate) const ALL_PERMS: [(Perm, &str); 8] = [
     (Perm::Browse, "browse"),
     (Perm::Share, "share"),
     (Perm::Upload, "upload"),
@@ -49,7 +49,7 @@ impl Perm {
             .expect("listed")
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         ALL_PERMS
             .iter()
             .find(|(p, _)| *p == self)
@@ -60,31 +60,26 @@ impl Perm {
 
 /// A set of permissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Perms(u16);
+pub(crate) struct Perms(u16);
 
 impl Perms {
-    pub const ALL: Perms = Perms(0xff);
+    pub(crate) const ALL: Perms = Perms(0xff);
 
-    pub fn has(self, p: Perm) -> bool {
+    pub(crate) fn has(self, p: Perm) -> bool {
         self.0 & p.bit() != 0
     }
 
-    pub fn with(self, p: Perm) -> Perms {
+    pub(crate) fn with(self, p: Perm) -> Perms {
         Perms(self.0 | p.bit())
     }
 
-    /// Whether every permission of `other` is in `self`.
-    pub fn contains(self, other: Perms) -> bool {
-        self.0 & other.0 == other.0
-    }
-
     /// The permissions of `self` that `other` lacks.
-    pub fn minus(self, other: Perms) -> Perms {
+    pub(crate) fn minus(self, other: Perms) -> Perms {
         Perms(self.0 & !other.0)
     }
 
     /// Space- or comma-separated names; unknown names are an error.
-    pub fn parse(s: &str) -> std::result::Result<Perms, String> {
+    pub(crate) fn parse(s: &str) -> std::result::Result<Perms, String> {
         let mut out = Perms::default();
         for name in s.split([' ', ',']).map(str::trim).filter(|n| !n.is_empty()) {
             let p = ALL_PERMS
@@ -102,7 +97,7 @@ impl Perms {
         Ok(out)
     }
 
-    pub fn names(self) -> Vec<&'static str> {
+    pub(crate) fn names(self) -> Vec<&'static str> {
         ALL_PERMS
             .iter()
             .filter(|(p, _)| self.has(*p))
@@ -111,14 +106,14 @@ impl Perms {
     }
 
     /// The stored form: names separated by one space.
-    pub fn to_db(self) -> String {
+    pub(crate) fn to_db(self) -> String {
         self.names().join(" ")
     }
 }
 
 /// The permissions of type `id` (none when the type is gone, or when its
 /// stored names do not parse). Blocking.
-pub fn of_type(c: &rusqlite::Connection, id: i64) -> Result<Perms, DbError> {
+pub(crate) fn of_type(c: &rusqlite::Connection, id: i64) -> Result<Perms, DbError> {
     Ok(q::type_perms(c, id)?
         .map(|p| Perms::parse(&p).unwrap_or_default())
         .unwrap_or_default())
@@ -126,7 +121,7 @@ pub fn of_type(c: &rusqlite::Connection, id: i64) -> Result<Perms, DbError> {
 
 /// A logged-in session (cookie or access key) as handlers see it.
 #[derive(Debug, Clone)]
-pub struct Session {
+pub(crate) struct Session {
     pub user_id: UserId,
     /// Root catalogs this user may access (looked up at login, refreshed
     /// when access changes).
@@ -138,12 +133,12 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn can(&self, p: Perm) -> bool {
+    pub(crate) fn can(&self, p: Perm) -> bool {
         self.perms.has(p)
     }
 
     /// −10002 unless the account's type has `p`.
-    pub fn require(&self, p: Perm) -> Result<()> {
+    pub(crate) fn require(&self, p: Perm) -> Result<()> {
         if self.can(p) {
             Ok(())
         } else {

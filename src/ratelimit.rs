@@ -33,7 +33,7 @@ pub const TRUST_FOR: Duration = Duration::from_secs(30 * 86_400);
 const MAX_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub max_failures: u32,
     pub window: Duration,
 }
@@ -86,7 +86,7 @@ fn bound<K: Clone + Eq + std::hash::Hash, V>(
 }
 
 impl LoginLimiter {
-    pub fn new(limits: Limits) -> LoginLimiter {
+    pub(crate) fn new(limits: Limits) -> LoginLimiter {
         LoginLimiter {
             limits,
             inner: Mutex::new(Inner::default()),
@@ -96,7 +96,7 @@ impl LoginLimiter {
 
     /// This limiter measuring time by `clock` (the app's, which a test can
     /// advance).
-    pub fn with_clock(mut self, clock: Clock) -> LoginLimiter {
+    pub(crate) fn with_clock(mut self, clock: Clock) -> LoginLimiter {
         self.clock = clock;
         self
     }
@@ -111,7 +111,7 @@ impl LoginLimiter {
     /// attempt stays counted as a failure — also when its [`Attempt`] is
     /// dropped — unless [`LoginLimiter::succeeded`] or
     /// [`LoginLimiter::release`] takes it back.
-    pub fn reserve(&self, user: Option<&str>, ip: IpAddr) -> Result<Attempt, u64> {
+    pub(crate) fn reserve(&self, user: Option<&str>, ip: IpAddr) -> Result<Attempt, u64> {
         let (max, window) = (self.limits.max_failures as usize, self.limits.window);
         let now = self.clock.instant();
         let mut g = self.lock();
@@ -154,7 +154,7 @@ impl LoginLimiter {
 
     /// Takes a counted attempt back: it turned out not to be a guess (the
     /// password check queue was full, or a registration succeeded).
-    pub fn release(&self, a: Attempt) {
+    pub(crate) fn release(&self, a: Attempt) {
         let mut g = self.lock();
         if let Some(q) = g.by_ip.get_mut(&a.ip) {
             unqueue(q, a.at);
@@ -168,7 +168,7 @@ impl LoginLimiter {
 
     /// A successful login: the attempt is taken back, the address becomes a
     /// known device for the user, and its own failures are forgotten.
-    pub fn succeeded(&self, a: Attempt, user: &str) {
+    pub(crate) fn succeeded(&self, a: Attempt, user: &str) {
         let ip = a.ip;
         self.release(a);
         let now = self.clock.instant();
@@ -183,7 +183,7 @@ impl LoginLimiter {
 /// counted as a failure.
 #[derive(Debug)]
 #[must_use = "an attempt stays counted as a failure unless released or succeeded"]
-pub struct Attempt {
+pub(crate) struct Attempt {
     ip: IpAddr,
     name: Option<String>,
     at: Instant,

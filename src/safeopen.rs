@@ -30,7 +30,7 @@ use std::path::{Component, Path};
 
 /// Why a file of a library could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum SafeOpenError {
+pub(crate) enum SafeOpenError {
     /// Nothing at that path (or a component is not a folder).
     #[error("no such file")]
     Missing,
@@ -52,7 +52,8 @@ pub enum SafeOpenError {
 impl SafeOpenError {
     /// True when the request should be answered as "the file is gone":
     /// nothing there, or nothing we may serve.
-    pub fn is_gone(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_gone(&self) -> bool {
         !matches!(self, SafeOpenError::Io(_))
     }
 }
@@ -94,7 +95,7 @@ const FILE_FLAGS: OFlags = OFlags::RDONLY
 /// Opens the regular file at `rel` below the folder `root`, read-only,
 /// without following any symlink below `root`. Blocking (a syscall or a
 /// few); call it from blocking code.
-pub fn open_beneath(root: &Path, rel: &Path) -> Result<File, SafeOpenError> {
+pub(crate) fn open_beneath(root: &Path, rel: &Path) -> Result<File, SafeOpenError> {
     let names = plain_components(rel)?;
     let dir = rustix::fs::open(
         root,
@@ -164,7 +165,7 @@ fn regular(fd: OwnedFd) -> Result<File, SafeOpenError> {
 }
 
 /// Opens `abs`, which must lie below `root`, with [`open_beneath`].
-pub fn open_in_root(root: &Path, abs: &Path) -> Result<File, SafeOpenError> {
+pub(crate) fn open_in_root(root: &Path, abs: &Path) -> Result<File, SafeOpenError> {
     let rel = abs.strip_prefix(root).map_err(|_| SafeOpenError::Escapes)?;
     open_beneath(root, rel)
 }
@@ -172,21 +173,15 @@ pub fn open_in_root(root: &Path, abs: &Path) -> Result<File, SafeOpenError> {
 /// Checks that an opened file is the one a record describes: same inode
 /// when the record has one. Sizes and times may differ (a file edited in
 /// place is still that file; the scanner will re-probe it).
-pub fn check_identity(file: &File, inode: Option<i64>) -> Result<std::fs::Metadata, SafeOpenError> {
+pub(crate) fn check_identity(
+    file: &File,
+    inode: Option<i64>,
+) -> Result<std::fs::Metadata, SafeOpenError> {
     let meta = file.metadata()?;
     match inode {
         Some(ino) if ino as u64 != meta.ino() => Err(SafeOpenError::Replaced),
         _ => Ok(meta),
     }
-}
-
-/// A path naming an already open file, for a child process (ffmpeg) that
-/// takes a path: `/dev/fd/N` resolves to the open file itself, not to
-/// whatever the original path names now. The descriptor must be inherited
-/// by the child (not close-on-exec there), e.g. dup'ed onto a low number
-/// in `pre_exec`, or passed as the child's stdin and named `/dev/stdin`.
-pub fn fd_path(fd: i32) -> String {
-    format!("/dev/fd/{fd}")
 }
 
 #[cfg(test)]

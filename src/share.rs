@@ -27,7 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// A fresh key: 32 lowercase hex characters from the OS CSPRNG.
-pub fn new_key() -> String {
+pub(crate) fn new_key() -> String {
     let mut b = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut b);
     hex::encode(b)
@@ -39,7 +39,7 @@ fn lifetime_ms(cfg: &Config) -> i64 {
 
 /// `shareFileUrl.icc`: issues a key for an accessible, complete file whose
 /// original is on disk.
-pub async fn issue(
+pub(crate) async fn issue(
     db: &Db,
     cfg: &Arc<Config>,
     clock: &Clock,
@@ -94,14 +94,19 @@ fn sharer_may(
 /// asks with `view=1`, or when a browser opens the link as a page (its
 /// `Accept` names `text/html`) and `original=1` is not given. Apps and
 /// downloaders (`Accept: */*` or none) get the original, as before.
-pub fn wants_view(view: bool, original: bool, accept: Option<&str>) -> bool {
+pub(crate) fn wants_view(view: bool, original: bool, accept: Option<&str>) -> bool {
     view || (!original && accept.is_some_and(|a| a.to_ascii_lowercase().contains("text/html")))
 }
 
 /// `shareFile.ic*`: the record behind a live key (touching it), its age
 /// judged by `clock`. Unknown, malformed or expired keys are all −10003,
 /// saying nothing about files.
-pub async fn resolve(db: &Db, cfg: &Arc<Config>, clock: &Clock, key: &str) -> Result<FileRecord> {
+pub(crate) async fn resolve(
+    db: &Db,
+    cfg: &Arc<Config>,
+    clock: &Clock,
+    key: &str,
+) -> Result<FileRecord> {
     let unknown = || Error::BadParam("unknown or expired share key".into());
     let valid = key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit());
     if !valid {
@@ -160,7 +165,7 @@ pub async fn resolve(db: &Db, cfg: &Arc<Config>, clock: &Clock, key: &str) -> Re
 
 /// `GET /api/v1/shares`: with the `shares` permission every live link
 /// (`mine` = only the caller's), else the caller's own.
-pub async fn list(db: &Db, s: &Session, mine: bool) -> Result<Vec<shares::ShareRow>> {
+pub(crate) async fn list(db: &Db, s: &Session, mine: bool) -> Result<Vec<shares::ShareRow>> {
     let who = (mine || !s.can(Perm::Shares)).then_some(s.user_id);
     Ok(db.read_async(move |c| shares::list(c, who)).await?)
 }
@@ -169,7 +174,7 @@ pub async fn list(db: &Db, s: &Session, mine: bool) -> Result<Vec<shares::ShareR
 /// whole `key`, and/or every link to `file` — any link with the `shares`
 /// permission, else only the caller's own (others count as not found).
 /// Returns how many went.
-pub async fn revoke(
+pub(crate) async fn revoke(
     db: &Db,
     s: &Session,
     id: Option<i64>,

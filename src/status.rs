@@ -8,20 +8,20 @@ use crate::db::{libraries, Db};
 use crate::freespace::DataRoom;
 
 /// Sends `states` to systemd.
-pub fn notify(states: &[sd_notify::NotifyState]) {
+pub(crate) fn notify(states: &[sd_notify::NotifyState]) {
     // Outside systemd NOTIFY_SOCKET is unset and this does nothing.
     let _ = sd_notify::notify(false, states);
 }
 
 /// Sends the current status line to systemd (after a backup, say).
 /// Blocking.
-pub fn notify_status(db: &Db, cfg: &Config) {
+pub(crate) fn notify_status(db: &Db, cfg: &Config) {
     notify(&[sd_notify::NotifyState::Status(&status_line(db, cfg))]);
 }
 
 /// The status line with a note of what is going on (e.g. "backup running").
 /// Blocking.
-pub fn notify_status_note(db: &Db, cfg: &Config, note: &str) {
+pub(crate) fn notify_status_note(db: &Db, cfg: &Config, note: &str) {
     notify(&[sd_notify::NotifyState::Status(&format!(
         "{}; {note}",
         status_line(db, cfg)
@@ -31,7 +31,7 @@ pub fn notify_status_note(db: &Db, cfg: &Config, note: &str) {
 /// One-line service status for `systemctl status isync`: the data dir's
 /// disk first when it is below its reserve (what the operator must act
 /// on), then libraries, files, held removals, the last backup. Blocking.
-pub fn status_line(db: &Db, cfg: &Config) -> String {
+pub(crate) fn status_line(db: &Db, cfg: &Config) -> String {
     let line = library_line(db);
     match DataRoom::of(&cfg.data_dir, cfg.data_reserve()) {
         Ok(room) => match room.note() {

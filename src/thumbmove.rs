@@ -21,7 +21,7 @@ use crate::model::{FileId, LibraryId};
 
 /// What the move did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Moved {
+pub(crate) struct Moved {
     /// Thumbnails now on their library's disk.
     pub moved: u64,
     /// Thumbnails of files the database no longer has, deleted.
@@ -40,7 +40,7 @@ fn file_id_of(name: &str) -> Option<i64> {
 
 /// Moves what is in the data dir's cache folder to the libraries' disks,
 /// stopping early at `stop`. Blocking.
-pub fn move_old_cache(db: &Db, cache: &ThumbCache, stop: &CancellationToken) -> Moved {
+pub(crate) fn move_old_cache(db: &Db, cache: &ThumbCache, stop: &CancellationToken) -> Moved {
     let base = cache.stores().fallback_dir().to_path_buf();
     let mut done = Moved::default();
     let Ok(shards) = std::fs::read_dir(&base) else {

@@ -20,7 +20,7 @@ use std::path::PathBuf;
 
 /// The file that answers a thumbnail request.
 #[derive(Debug)]
-pub struct Found {
+pub(crate) struct Found {
     pub path: PathBuf,
     pub content_type: &'static str,
     /// Uploaded by the client (stored as sent), not made by the server:
@@ -41,7 +41,7 @@ impl From<CachedThumb> for Found {
 
 /// The thumbnail of `level` of file `id` for session `s`. Blocking work
 /// (database, root checks, renders) runs off the async threads.
-pub async fn find(
+pub(crate) async fn find(
     db: &Db,
     cfg: &Config,
     thumbs: &ThumbCache,

@@ -6,7 +6,7 @@
 //! Imports nothing from the crate: every layer may use it.
 
 /// (year, month 1–12, day 1–31) of a count of days since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
@@ -21,7 +21,7 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Days since 1970-01-01 of a valid (year, month, day); the inverse of
 /// [`civil_from_days`].
-pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+pub(crate) fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     // Shift the year to start in March so the leap day is the last day of
     // the "year".
     let y = if month <= 2 { year - 1 } else { year };
@@ -41,7 +41,7 @@ pub fn civil_date(unix: i64) -> String {
 
 /// Seconds since the unix epoch of a proleptic-Gregorian UTC date-time, or
 /// `None` for an impossible one (month 13, `0000:00:00 00:00:00`, …).
-pub fn unix_from_civil(
+pub(crate) fn unix_from_civil(
     year: i64,
     month: u32,
     day: u32,

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::db::trash::TrashEntry;
+pub(crate) use crate::db::trash::TrashEntry;
 
 /// How often housekeeping runs at most when triggered by uploads and
 /// deletions; the server's timer runs it that often too.
@@ -173,7 +173,7 @@ fn delete_one(
 /// a Live Photo go together, whichever was named, and their trash entries
 /// are linked so `isync trash restore` brings both back. The generated
 /// thumbnails of the files now gone are dropped from `thumbs`.
-pub async fn delete_files(
+pub(crate) async fn delete_files(
     db: &Db,
     cfg: &Arc<Config>,
     thumbs: &Arc<ThumbCache>,
@@ -260,7 +260,7 @@ fn is_in(path: &str, folders: &[String]) -> bool {
 
 /// `deleteCatalog.icc` (spec §11). Unknown or foreign ids are skipped.
 /// Returns whether a root catalog went (access changed).
-pub async fn delete_catalogs(
+pub(crate) async fn delete_catalogs(
     db: &Db,
     cfg: &Arc<Config>,
     s: &Session,
@@ -634,7 +634,7 @@ fn log_housekeeping(r: Result<HousekeepReport>) {
 }
 
 /// Housekeeping at most once an hour per database, in the background.
-pub fn maybe_housekeep(db: &Db, cfg: &Arc<Config>) {
+pub(crate) fn maybe_housekeep(db: &Db, cfg: &Arc<Config>) {
     if !housekeep_due(db, HOUSEKEEP_EVERY) {
         return;
     }
@@ -644,7 +644,7 @@ pub fn maybe_housekeep(db: &Db, cfg: &Arc<Config>) {
 
 /// How often the server's timer runs housekeeping, also when nobody uploads
 /// or deletes (stale uploads and expired trash must not wait for activity).
-pub const HOUSEKEEP_TIMER: Duration = HOUSEKEEP_EVERY;
+pub(crate) const HOUSEKEEP_TIMER: Duration = HOUSEKEEP_EVERY;
 
 /// Runs housekeeping every `every` (the first run one period after start)
 /// on the blocking pool, until `token` is cancelled; a run in progress is

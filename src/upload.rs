@@ -38,29 +38,26 @@ mod finish;
 /// `pub` for its fuzz target (`fuzz/fuzz_targets/multipart.rs`).
 pub mod multipart;
 mod recover;
-pub mod space;
+pub(crate) mod space;
 
 use disk::Queue;
-pub use finish::failpoint;
-pub use recover::{recover, recover_library};
+pub(crate) use recover::{recover, recover_library};
 pub use space::free_bytes;
 
-pub use crate::library::layout::MAX_EXT_CHARS;
+pub(crate) use crate::library::layout::MAX_EXT_CHARS;
 use crate::library::layout::{staging_origin_path, staging_thumb_path, uploaded_thumb_path};
 
-/// Hidden folder at a library root for staging and trash.
-pub const HIDDEN_DIR: &str = ".isync";
 /// `disk_name` of a record whose original is still pending.
-pub const PLACEHOLDER_PREFIX: &str = ".isync-upload-";
+pub(crate) const PLACEHOLDER_PREFIX: &str = ".isync-upload-";
 /// Longest display name (spec §6.14) and extension.
-pub const MAX_NAME_CHARS: usize = 100;
-pub const MAX_MEMO_CHARS: usize = 1024;
+pub(crate) const MAX_NAME_CHARS: usize = 100;
+pub(crate) const MAX_MEMO_CHARS: usize = 1024;
 /// Parts (of any kind) one multipart body may carry.
-pub const MAX_PARTS: usize = 16;
+pub(crate) const MAX_PARTS: usize = 16;
 /// Largest non-file form field read (and ignored).
-pub const MAX_FIELD_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_FIELD_BYTES: u64 = 64 * 1024;
 /// Longest `name`/`filename` of a part.
-pub const MAX_PART_NAME_CHARS: usize = 255;
+pub(crate) const MAX_PART_NAME_CHARS: usize = 255;
 /// After refusing a part mid-stream (a limit, the quota, the free-space
 /// reserve, a failed write), up to this much of the rest of the body is
 /// read and dropped before the reply: a client still sending then reads
@@ -74,14 +71,14 @@ const QUEUE_BYTES: usize = 4 << 20;
 
 /// The three parts of an upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
+pub(crate) enum Role {
     Origin,
     Thumb,
     Screen,
 }
 
 impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
+    pub(crate) fn parse(s: &str) -> Option<Role> {
         match s {
             "origin" => Some(Role::Origin),
             "thumb" => Some(Role::Thumb),
@@ -117,13 +114,13 @@ impl Role {
 
 /// Digest returned by `cm=` (spec §9.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Checksum {
+pub(crate) enum Checksum {
     Sha1,
     Md5,
 }
 
 impl Checksum {
-    pub fn parse(s: &str) -> Option<Checksum> {
+    pub(crate) fn parse(s: &str) -> Option<Checksum> {
         match s.to_ascii_lowercase().as_str() {
             "sha1" => Some(Checksum::Sha1),
             "md5" => Some(Checksum::Md5),
@@ -165,7 +162,7 @@ impl Hasher {
 
 /// Bytes stored so far of each part that is pending (spec §3.3).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PartSizes {
+pub(crate) struct PartSizes {
     pub origin: i64,
     pub thumb: i64,
     pub screen: i64,
@@ -208,7 +205,7 @@ fn place(rec: &FileRecord, library: &Path, thumb_dir: &Path, role: Role) -> Part
 /// Sizes for a record's pending parts (blocking: stats files). Its client
 /// thumbnails are looked for on its library's disk, then in the data dir's
 /// thumbnail folder `thumb_dir` (`layout::client_thumb_dir`).
-pub fn part_sizes(rec: &FileRecord, library: &Path, thumb_dir: &Path) -> PartSizes {
+pub(crate) fn part_sizes(rec: &FileRecord, library: &Path, thumb_dir: &Path) -> PartSizes {
     let thumb_dir = &crate::library::layout::client_thumb_dir(library, thumb_dir, rec.id);
     PartSizes {
         origin: place(rec, library, thumb_dir, Role::Origin).stored,
@@ -248,7 +245,7 @@ pub(crate) async fn lock_file(db: &Db, id: FileId) -> Result<FileGuard> {
 /// (its size ≥ 0 and type checked by the handler). Times not given are the
 /// announcement's.
 #[derive(Debug, Clone)]
-pub struct Announce {
+pub(crate) struct Announce {
     pub catalog: CatalogId,
     pub name: String,
     pub ext: String,
@@ -322,7 +319,7 @@ impl Announce {
 /// Creates the pending record (spec §9.1) after checking the target catalog,
 /// that its disk is there (−10011), that the announced size fits on it
 /// above the free-space reserve and within the user's quota (−10014).
-pub async fn announce(
+pub(crate) async fn announce(
     db: &Db,
     cfg: &Arc<Config>,
     s: &Session,
@@ -370,7 +367,7 @@ fn library_of(db: &Db, id: FileId) -> Result<PathBuf> {
 }
 
 /// `uploadingInfo.icc`: this user's files with a pending part.
-pub async fn uploading(
+pub(crate) async fn uploading(
     db: &Db,
     cfg: &Arc<Config>,
     s: &Session,
@@ -397,7 +394,7 @@ pub async fn uploading(
 /// uploads onto it are paused (−10014): below its reserve or below
 /// `upload.min_free_bytes`, whichever is larger (each refusal names the one
 /// it met).
-pub async fn data_dir_room(cfg: &Arc<Config>) -> Result<(DataRoom, bool)> {
+pub(crate) async fn data_dir_room(cfg: &Arc<Config>) -> Result<(DataRoom, bool)> {
     let cfg = cfg.clone();
     tokio::task::spawn_blocking(move || {
         let upload_reserve = space::Reserve::for_dir(&cfg, &cfg.data_dir).bytes;
@@ -411,7 +408,7 @@ pub async fn data_dir_room(cfg: &Arc<Config>) -> Result<(DataRoom, bool)> {
 
 /// Query parameters of `uploadFile.icc`.
 #[derive(Debug, Clone)]
-pub struct UploadRequest {
+pub(crate) struct UploadRequest {
     pub id: FileId,
     pub obp: i64,
     pub tbp: i64,
@@ -423,14 +420,14 @@ pub struct UploadRequest {
 
 /// Digests of the whole stored parts received by one request.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Checks {
+pub(crate) struct Checks {
     pub origin: Option<String>,
     pub thumb: Option<String>,
     pub screen: Option<String>,
 }
 
 #[derive(Debug, Clone)]
-pub struct UploadReply {
+pub(crate) struct UploadReply {
     pub record: FileRecord,
     pub sizes: PartSizes,
     pub checks: Option<Checks>,
@@ -643,7 +640,7 @@ struct Received {
 /// The steps, in order: permission and boundary, the file's lock,
 /// [`prepare`] (blocking checks), [`receive_parts`] (each part streamed
 /// to its staging file), [`complete`] (the record and the reply).
-pub async fn receive<S, E>(
+pub(crate) async fn receive<S, E>(
     db: &Db,
     cfg: &Arc<Config>,
     prerender: &Prerender,
@@ -1041,7 +1038,7 @@ fn write_failed(ctx: &Ctx, role: Role, staging: &Path, e: std::io::Error) -> Err
 }
 
 /// Valid `type` values (spec §2.2).
-pub fn valid_type(t: i64) -> bool {
+pub(crate) fn valid_type(t: i64) -> bool {
     FileType::from_bits(t).is_some()
 }
 

@@ -34,7 +34,7 @@ const BROWSER_TYPES: [&str; 6] = [
 
 /// What shows file `id` in a browser.
 #[derive(Debug)]
-pub enum View {
+pub(crate) enum View {
     /// The original itself (the browser shows its type): sent as
     /// `downFile.icc` sends it.
     Original(Box<FileRecord>),
@@ -44,7 +44,7 @@ pub enum View {
 
 /// A cached rendering of a photo.
 #[derive(Debug)]
-pub struct Rendered {
+pub(crate) struct Rendered {
     pub path: PathBuf,
     pub content_type: &'static str,
     /// The rendering's size, upright.
@@ -60,7 +60,7 @@ pub struct Rendered {
 /// `viewFile.icc`: the view of file `id` for session `s`, with the checks
 /// of `downFile.icc` (browse permission, access, library online, original
 /// complete).
-pub async fn find(db: &Db, thumbs: &ThumbCache, s: &Session, id: FileId) -> Result<View> {
+pub(crate) async fn find(db: &Db, thumbs: &ThumbCache, s: &Session, id: FileId) -> Result<View> {
     let rec = browse::readable_file(db, s, id).await?;
     if rec.status_origin == PartStatus::Uploading as i64 {
         return Err(Error::WaitingUpload(format!(
@@ -72,7 +72,7 @@ pub async fn find(db: &Db, thumbs: &ThumbCache, s: &Session, id: FileId) -> Resu
 }
 
 /// The view of a file already found readable (a share link's).
-pub async fn of_record(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<View> {
+pub(crate) async fn of_record(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<View> {
     let kind = FileType::from_bits(rec.file_type).unwrap_or(FileType::Other);
     if !matches!(kind, FileType::Image | FileType::Gif) {
         return Err(Error::WrongFileType(format!(
@@ -111,7 +111,7 @@ pub async fn of_record(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<
 
 /// What a share link shows a browser: the view of a photo, the original
 /// of anything else (a video plays as it is).
-pub async fn shared(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<View> {
+pub(crate) async fn shared(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<View> {
     let kind = FileType::from_bits(rec.file_type).unwrap_or(FileType::Other);
     if matches!(kind, FileType::Image | FileType::Gif) {
         of_record(db, thumbs, rec).await
@@ -122,7 +122,7 @@ pub async fn shared(db: &Db, thumbs: &ThumbCache, rec: FileRecord) -> Result<Vie
 
 /// Whether a browser shows the original as it is, judged as `downFile.icc`
 /// labels it: by its extension.
-pub fn shown_as_is(path: &Path) -> bool {
+pub(crate) fn shown_as_is(path: &Path) -> bool {
     let ctype = mime_guess::from_path(path).first_raw().unwrap_or("");
     BROWSER_TYPES.contains(&ctype)
 }

@@ -24,13 +24,13 @@ async fn pooled<T: Send + 'static>(
 /// How many libraries the server has, how many are online, and whether it
 /// still waits for its first admin (`/api/v1/info`, the welcome page).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Overview {
+pub(crate) struct Overview {
     pub libraries: usize,
     pub libraries_online: usize,
     pub needs_admin: bool,
 }
 
-pub async fn overview(db: &Db) -> Result<Overview> {
+pub(crate) async fn overview(db: &Db) -> Result<Overview> {
     let (libs, has_admin) = db
         .read_async(|c| Ok((libraries::list(c)?, super::has_admin(c)?)))
         .await?;
@@ -44,7 +44,7 @@ pub async fn overview(db: &Db) -> Result<Overview> {
 /// An account as its owner sees it: the user, its type's name and
 /// permissions, and the libraries (root catalogs) it sees, by name.
 #[derive(Debug, Clone)]
-pub struct Profile {
+pub(crate) struct Profile {
     pub user: User,
     pub type_name: String,
     pub perms: Perms,
@@ -52,7 +52,7 @@ pub struct Profile {
 }
 
 /// The profile of `user`, `None` when there is no such user.
-pub async fn profile(db: &Db, user: UserId) -> Result<Option<Profile>> {
+pub(crate) async fn profile(db: &Db, user: UserId) -> Result<Option<Profile>> {
     Ok(db
         .read_async(move |c| {
             let Some(u) = users::by_id(c, user)? else {
@@ -79,7 +79,7 @@ pub async fn profile(db: &Db, user: UserId) -> Result<Option<Profile>> {
 }
 
 /// The id of the user named (or numbered) `who`, or −10003.
-pub async fn user_id(db: &Db, who: String) -> Result<UserId> {
+pub(crate) async fn user_id(db: &Db, who: String) -> Result<UserId> {
     pooled(db, move |db| {
         Ok(db.read(|c| Ok(super::resolve_user(c, &who)))??.id)
     })
@@ -87,12 +87,12 @@ pub async fn user_id(db: &Db, who: String) -> Result<UserId> {
 }
 
 /// See [`super::check_redeemable`].
-pub async fn check_redeemable(db: &Db, token: String, name: String) -> Result<()> {
+pub(crate) async fn check_redeemable(db: &Db, token: String, name: String) -> Result<()> {
     pooled(db, move |db| super::check_redeemable(db, &token, &name)).await
 }
 
 /// See [`super::redeem`].
-pub async fn redeem(
+pub(crate) async fn redeem(
     db: &Db,
     token: String,
     name: String,
@@ -106,15 +106,15 @@ pub async fn redeem(
     .await
 }
 
-pub async fn list_keys(db: &Db, user: Option<UserId>) -> Result<Vec<KeyInfo>> {
+pub(crate) async fn list_keys(db: &Db, user: Option<UserId>) -> Result<Vec<KeyInfo>> {
     pooled(db, move |db| super::list_keys(db, user)).await
 }
 
-pub async fn create_key(db: &Db, user: UserId, label: String) -> Result<(KeyInfo, String)> {
+pub(crate) async fn create_key(db: &Db, user: UserId, label: String) -> Result<(KeyInfo, String)> {
     pooled(db, move |db| super::create_key(db, user, &label)).await
 }
 
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     db: &Db,
     actor: Actor,
     id: i64,
@@ -123,11 +123,11 @@ pub async fn revoke_key(
     pooled(db, move |db| super::revoke_key(db, actor, id, only_of)).await
 }
 
-pub async fn list_users(db: &Db) -> Result<Vec<UserSummary>> {
+pub(crate) async fn list_users(db: &Db) -> Result<Vec<UserSummary>> {
     pooled(db, super::list_users).await
 }
 
-pub async fn set_type(
+pub(crate) async fn set_type(
     db: &Db,
     actor: Actor,
     who: String,
@@ -136,7 +136,7 @@ pub async fn set_type(
     pooled(db, move |db| super::set_type(db, actor, &who, &type_name)).await
 }
 
-pub async fn set_disabled(
+pub(crate) async fn set_disabled(
     db: &Db,
     actor: Actor,
     who: String,
@@ -145,11 +145,11 @@ pub async fn set_disabled(
     pooled(db, move |db| super::set_disabled(db, actor, &who, disabled)).await
 }
 
-pub async fn list_types(db: &Db) -> Result<Vec<AccountType>> {
+pub(crate) async fn list_types(db: &Db) -> Result<Vec<AccountType>> {
     pooled(db, super::list_types).await
 }
 
-pub async fn upsert_type(
+pub(crate) async fn upsert_type(
     db: &Db,
     actor: Actor,
     name: String,
@@ -158,15 +158,15 @@ pub async fn upsert_type(
     pooled(db, move |db| super::upsert_type(db, actor, &name, &perms)).await
 }
 
-pub async fn delete_type(db: &Db, actor: Actor, name: String) -> Result<()> {
+pub(crate) async fn delete_type(db: &Db, actor: Actor, name: String) -> Result<()> {
     pooled(db, move |db| super::delete_type(db, actor, &name)).await
 }
 
-pub async fn list_tokens(db: &Db) -> Result<Vec<TokenInfo>> {
+pub(crate) async fn list_tokens(db: &Db) -> Result<Vec<TokenInfo>> {
     pooled(db, super::list_tokens).await
 }
 
-pub async fn create_token(
+pub(crate) async fn create_token(
     db: &Db,
     actor: Actor,
     type_name: String,
@@ -187,15 +187,15 @@ pub async fn create_token(
     .await
 }
 
-pub async fn delete_token(db: &Db, actor: Actor, id: i64) -> Result<()> {
+pub(crate) async fn delete_token(db: &Db, actor: Actor, id: i64) -> Result<()> {
     pooled(db, move |db| super::delete_token(db, actor, id)).await
 }
 
-pub async fn list_libraries(db: &Db) -> Result<Vec<LibraryInfo>> {
+pub(crate) async fn list_libraries(db: &Db) -> Result<Vec<LibraryInfo>> {
     pooled(db, super::list_libraries).await
 }
 
-pub async fn set_grant(
+pub(crate) async fn set_grant(
     db: &Db,
     actor: Actor,
     library: String,

@@ -6,7 +6,7 @@ use crate::model::{CatalogId, UserId};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct TypeRow {
+pub(crate) struct TypeRow {
     pub id: i64,
     pub name: String,
     pub perms: String,
@@ -22,14 +22,14 @@ fn type_row(r: &Row) -> rusqlite::Result<TypeRow> {
     })
 }
 
-pub fn types(c: &Connection) -> Result<Vec<TypeRow>, DbError> {
+pub(crate) fn types(c: &Connection) -> Result<Vec<TypeRow>, DbError> {
     let mut st =
         c.prepare_cached("SELECT id, name, perms, builtin FROM account_types ORDER BY id")?;
     let rows = st.query_map([], type_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn type_by_id(c: &Connection, id: i64) -> Result<Option<TypeRow>, DbError> {
+pub(crate) fn type_by_id(c: &Connection, id: i64) -> Result<Option<TypeRow>, DbError> {
     Ok(
         c.prepare_cached("SELECT id, name, perms, builtin FROM account_types WHERE id = ?1")?
             .query_row([id], type_row)
@@ -37,7 +37,7 @@ pub fn type_by_id(c: &Connection, id: i64) -> Result<Option<TypeRow>, DbError> {
     )
 }
 
-pub fn type_by_name(c: &Connection, name: &str) -> Result<Option<TypeRow>, DbError> {
+pub(crate) fn type_by_name(c: &Connection, name: &str) -> Result<Option<TypeRow>, DbError> {
     Ok(
         c.prepare_cached("SELECT id, name, perms, builtin FROM account_types WHERE name = ?1")?
             .query_row([name], type_row)
@@ -46,7 +46,7 @@ pub fn type_by_name(c: &Connection, name: &str) -> Result<Option<TypeRow>, DbErr
 }
 
 /// The stored permission names of type `id` (`None` when the type is gone).
-pub fn type_perms(c: &Connection, id: i64) -> Result<Option<String>, DbError> {
+pub(crate) fn type_perms(c: &Connection, id: i64) -> Result<Option<String>, DbError> {
     Ok(
         c.prepare_cached("SELECT perms FROM account_types WHERE id = ?1")?
             .query_row([id], |r| r.get(0))
@@ -55,7 +55,7 @@ pub fn type_perms(c: &Connection, id: i64) -> Result<Option<String>, DbError> {
 }
 
 /// Creates a type, or replaces the permissions of an existing custom one.
-pub fn upsert_type(c: &Connection, name: &str, perms: &str) -> Result<i64, DbError> {
+pub(crate) fn upsert_type(c: &Connection, name: &str, perms: &str) -> Result<i64, DbError> {
     if let Some(t) = type_by_name(c, name)? {
         c.execute(
             "UPDATE account_types SET perms = ?1 WHERE id = ?2",
@@ -71,7 +71,7 @@ pub fn upsert_type(c: &Connection, name: &str, perms: &str) -> Result<i64, DbErr
 }
 
 /// How many users and pending tokens use type `id`.
-pub fn type_uses(c: &Connection, id: i64) -> Result<i64, DbError> {
+pub(crate) fn type_uses(c: &Connection, id: i64) -> Result<i64, DbError> {
     Ok(c.query_row(
         "SELECT (SELECT count(*) FROM users WHERE account_type_id = ?1) + \
                 (SELECT count(*) FROM registration_tokens WHERE account_type_id = ?1)",
@@ -80,7 +80,7 @@ pub fn type_uses(c: &Connection, id: i64) -> Result<i64, DbError> {
     )?)
 }
 
-pub fn delete_type(c: &Connection, id: i64) -> Result<bool, DbError> {
+pub(crate) fn delete_type(c: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(c.execute(
         "DELETE FROM account_types WHERE id = ?1 AND builtin = 0",
         [id],
@@ -88,7 +88,7 @@ pub fn delete_type(c: &Connection, id: i64) -> Result<bool, DbError> {
 }
 
 /// Enabled users whose type carries `perm` (a permission name).
-pub fn count_enabled_with_perm(c: &Connection, perm: &str) -> Result<i64, DbError> {
+pub(crate) fn count_enabled_with_perm(c: &Connection, perm: &str) -> Result<i64, DbError> {
     Ok(c.query_row(
         "SELECT count(*) FROM users u JOIN account_types t ON t.id = u.account_type_id \
          WHERE u.disabled = 0 AND (' ' || t.perms || ' ') LIKE ('% ' || ?1 || ' %')",
@@ -98,7 +98,7 @@ pub fn count_enabled_with_perm(c: &Connection, perm: &str) -> Result<i64, DbErro
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct TokenRow {
+pub(crate) struct TokenRow {
     pub id: i64,
     pub account_type_id: i64,
     pub roots: Vec<CatalogId>,
@@ -158,7 +158,7 @@ pub fn insert_token(
     Ok(c.last_insert_rowid())
 }
 
-pub fn token_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<TokenRow>, DbError> {
+pub(crate) fn token_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<TokenRow>, DbError> {
     Ok(c.prepare_cached(&format!(
         "SELECT {TOKEN_COLS} FROM registration_tokens WHERE token_hash = ?1"
     ))?
@@ -166,7 +166,7 @@ pub fn token_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<TokenRow>, Db
     .optional()?)
 }
 
-pub fn tokens(c: &Connection) -> Result<Vec<TokenRow>, DbError> {
+pub(crate) fn tokens(c: &Connection) -> Result<Vec<TokenRow>, DbError> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {TOKEN_COLS} FROM registration_tokens ORDER BY id"
     ))?;
@@ -174,11 +174,11 @@ pub fn tokens(c: &Connection) -> Result<Vec<TokenRow>, DbError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete_token(c: &Connection, id: i64) -> Result<bool, DbError> {
+pub(crate) fn delete_token(c: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(c.execute("DELETE FROM registration_tokens WHERE id = ?1", [id])? > 0)
 }
 
-pub fn delete_token_hash(c: &Connection, hash: &[u8]) -> Result<bool, DbError> {
+pub(crate) fn delete_token_hash(c: &Connection, hash: &[u8]) -> Result<bool, DbError> {
     Ok(c.execute(
         "DELETE FROM registration_tokens WHERE token_hash = ?1",
         [hash],
@@ -186,7 +186,7 @@ pub fn delete_token_hash(c: &Connection, hash: &[u8]) -> Result<bool, DbError> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct KeyRow {
+pub(crate) struct KeyRow {
     pub id: i64,
     pub user_id: UserId,
     pub user_name: String,
@@ -195,7 +195,7 @@ pub struct KeyRow {
     pub last_used: Option<i64>,
 }
 
-pub fn insert_key(
+pub(crate) fn insert_key(
     c: &Connection,
     user: UserId,
     hash: &[u8],
@@ -210,7 +210,7 @@ pub fn insert_key(
 }
 
 /// (key id, user id) of the key with this digest.
-pub fn key_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<(i64, UserId)>, DbError> {
+pub(crate) fn key_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<(i64, UserId)>, DbError> {
     Ok(
         c.prepare_cached("SELECT id, user_id FROM access_keys WHERE key_hash = ?1")?
             .query_row([hash], |r| Ok((r.get(0)?, UserId(r.get(1)?))))
@@ -218,14 +218,14 @@ pub fn key_by_hash(c: &Connection, hash: &[u8]) -> Result<Option<(i64, UserId)>,
     )
 }
 
-pub fn key_exists(c: &Connection, id: i64) -> Result<bool, DbError> {
+pub(crate) fn key_exists(c: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(c.prepare_cached("SELECT 1 FROM access_keys WHERE id = ?1")?
         .query_row([id], |_| Ok(()))
         .optional()?
         .is_some())
 }
 
-pub fn keys(c: &Connection, user: Option<UserId>) -> Result<Vec<KeyRow>, DbError> {
+pub(crate) fn keys(c: &Connection, user: Option<UserId>) -> Result<Vec<KeyRow>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT k.id, k.user_id, u.name, k.label, k.created, k.last_used \
          FROM access_keys k JOIN users u ON u.id = k.user_id \
@@ -245,15 +245,15 @@ pub fn keys(c: &Connection, user: Option<UserId>) -> Result<Vec<KeyRow>, DbError
 }
 
 /// Revokes every access key of `user`; returns how many there were.
-pub fn delete_keys_of(c: &Connection, user: UserId) -> Result<usize, DbError> {
+pub(crate) fn delete_keys_of(c: &Connection, user: UserId) -> Result<usize, DbError> {
     Ok(c.execute("DELETE FROM access_keys WHERE user_id = ?1", [user.0])?)
 }
 
-pub fn delete_key(c: &Connection, id: i64) -> Result<bool, DbError> {
+pub(crate) fn delete_key(c: &Connection, id: i64) -> Result<bool, DbError> {
     Ok(c.execute("DELETE FROM access_keys WHERE id = ?1", [id])? > 0)
 }
 
-pub fn touch_key(c: &Connection, id: i64, now: i64) -> Result<(), DbError> {
+pub(crate) fn touch_key(c: &Connection, id: i64, now: i64) -> Result<(), DbError> {
     c.prepare_cached("UPDATE access_keys SET last_used = ?2 WHERE id = ?1")?
         .execute(params![id, now])?;
     Ok(())
@@ -271,7 +271,7 @@ pub struct BackupRun {
     pub message: String,
 }
 
-pub fn insert_backup_run(c: &Connection, r: &BackupRun) -> Result<i64, DbError> {
+pub(crate) fn insert_backup_run(c: &Connection, r: &BackupRun) -> Result<i64, DbError> {
     c.execute(
         "INSERT INTO backup_runs(started, finished, ok, path, bytes, message) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -285,7 +285,7 @@ pub fn insert_backup_run(c: &Connection, r: &BackupRun) -> Result<i64, DbError> 
     Ok(c.last_insert_rowid())
 }
 
-pub fn backup_runs(c: &Connection, limit: i64) -> Result<Vec<BackupRun>, DbError> {
+pub(crate) fn backup_runs(c: &Connection, limit: i64) -> Result<Vec<BackupRun>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT id, started, finished, ok, path, bytes, message FROM backup_runs \
          ORDER BY id DESC LIMIT ?1",
@@ -306,7 +306,7 @@ pub fn backup_runs(c: &Connection, limit: i64) -> Result<Vec<BackupRun>, DbError
 
 /// How many of the catalogs `ids` were not created by `user` (ownership
 /// checks of a change without `moderate`).
-pub fn count_catalogs_not_by(
+pub(crate) fn count_catalogs_not_by(
     c: &Connection,
     ids: &[CatalogId],
     user: UserId,
@@ -321,7 +321,11 @@ pub fn count_catalogs_not_by(
 
 /// How many files shown or stored in the catalogs `ids` were not uploaded
 /// by `user`.
-pub fn count_files_not_by(c: &Connection, ids: &[CatalogId], user: UserId) -> Result<i64, DbError> {
+pub(crate) fn count_files_not_by(
+    c: &Connection,
+    ids: &[CatalogId],
+    user: UserId,
+) -> Result<i64, DbError> {
     let list = super::catalogs::id_list(ids.iter().map(|c| c.0));
     Ok(c.prepare_cached(
         "SELECT count(*) FROM files WHERE (catalog_id IN (SELECT value FROM json_each(?1)) \

@@ -18,24 +18,24 @@ pub fn size_bytes(c: &Connection) -> rusqlite::Result<i64> {
 
 /// Writes a compact copy of the database (one snapshot) into the empty
 /// file `to`.
-pub fn vacuum_into(c: &Connection, to: &Path) -> rusqlite::Result<()> {
+pub(crate) fn vacuum_into(c: &Connection, to: &Path) -> rusqlite::Result<()> {
     c.execute("VACUUM INTO ?1", [to.to_string_lossy()])
         .map(|_| ())
 }
 
 /// `PRAGMA integrity_check`: `"ok"` or what is wrong.
-pub fn integrity_check(c: &Connection) -> rusqlite::Result<String> {
+pub(crate) fn integrity_check(c: &Connection) -> rusqlite::Result<String> {
     c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
 }
 
 /// The schema version of a database (`PRAGMA user_version`).
-pub fn schema_version(c: &Connection) -> rusqlite::Result<i64> {
+pub(crate) fn schema_version(c: &Connection) -> rusqlite::Result<i64> {
     c.query_row("PRAGMA user_version", [], |r| r.get(0))
 }
 
 /// Rows in `users`, `catalogs` and `files` (an error when a table is
 /// missing: not an isync database).
-pub fn row_counts(c: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+pub(crate) fn row_counts(c: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
     let q = |sql: &str| c.query_row(sql, [], |r| r.get(0));
     Ok((
         q("SELECT count(*) FROM users")?,

@@ -35,7 +35,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Catalog> {
 
 /// A JSON array of ids, bound as one parameter and expanded with
 /// `json_each` (keeps every query a single cached statement).
-pub fn id_list(ids: impl IntoIterator<Item = i64>) -> String {
+pub(crate) fn id_list(ids: impl IntoIterator<Item = i64>) -> String {
     let v: Vec<i64> = ids.into_iter().collect();
     serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())
 }
@@ -49,7 +49,7 @@ pub fn by_id(c: &Connection, id: CatalogId) -> Result<Option<Catalog>, DbError> 
 }
 
 /// The catalog if it belongs to one of `roots`.
-pub fn accessible(
+pub(crate) fn accessible(
     c: &Connection,
     id: CatalogId,
     roots: &[CatalogId],
@@ -59,7 +59,7 @@ pub fn accessible(
 
 /// Catalogs whose shown parent is one of `pids` (−1 = the roots themselves),
 /// restricted to trees in `roots`, ordered by id.
-pub fn children(
+pub(crate) fn children(
     c: &Connection,
     pids: &[i64],
     roots: &[CatalogId],
@@ -80,7 +80,7 @@ pub fn children(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn set_help(
+pub(crate) fn set_help(
     c: &Connection,
     id: CatalogId,
     help_int: Option<i64>,
@@ -132,7 +132,12 @@ pub fn insert(c: &Connection, n: &NewCatalog) -> Result<CatalogId, DbError> {
 /// until now, the root of library `lib`: it and every catalog below it take
 /// it as root and `lib` as library, it loses its parent, and the files of
 /// its tree take it as root.
-pub fn make_root(c: &Connection, id: CatalogId, lib: LibraryId, path: &str) -> Result<(), DbError> {
+pub(crate) fn make_root(
+    c: &Connection,
+    id: CatalogId,
+    lib: LibraryId,
+    path: &str,
+) -> Result<(), DbError> {
     let like = format!("{}/%", path.replace('%', "\\%").replace('_', "\\_"));
     c.execute(
         "UPDATE catalogs SET root_id = ?1, library_id = ?2 WHERE path = ?3 OR path LIKE ?4 ESCAPE '\\'",
@@ -147,19 +152,9 @@ pub fn make_root(c: &Connection, id: CatalogId, lib: LibraryId, path: &str) -> R
     Ok(())
 }
 
-/// Real folder path → id for every catalog of a library.
-pub fn paths_of_library(
-    c: &Connection,
-    lib: LibraryId,
-) -> Result<Vec<(String, CatalogId)>, DbError> {
-    let mut st = c.prepare_cached("SELECT path, id FROM catalogs WHERE library_id = ?1")?;
-    let rows = st.query_map([lib.0], |r| Ok((r.get(0)?, CatalogId(r.get(1)?))))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// Catalogs `ids`, in the order given (missing ids are skipped): one
 /// statement, not one per id.
-pub fn by_ids(c: &Connection, ids: &[CatalogId]) -> Result<Vec<Catalog>, DbError> {
+pub(crate) fn by_ids(c: &Connection, ids: &[CatalogId]) -> Result<Vec<Catalog>, DbError> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {COLS} FROM json_each(?1) j JOIN catalogs c ON c.id = j.value ORDER BY j.key"
     ))?;
@@ -168,7 +163,7 @@ pub fn by_ids(c: &Connection, ids: &[CatalogId]) -> Result<Vec<Catalog>, DbError
 }
 
 /// Every catalog, ordered by id.
-pub fn all(c: &Connection) -> Result<Vec<Catalog>, DbError> {
+pub(crate) fn all(c: &Connection) -> Result<Vec<Catalog>, DbError> {
     let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM catalogs c ORDER BY c.id"))?;
     let rows = st.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
@@ -176,14 +171,14 @@ pub fn all(c: &Connection) -> Result<Vec<Catalog>, DbError> {
 
 /// The path of the library holding catalog `id`'s folder (an error when
 /// the catalog is unknown).
-pub fn library_path(c: &Connection, id: CatalogId) -> Result<String, DbError> {
+pub(crate) fn library_path(c: &Connection, id: CatalogId) -> Result<String, DbError> {
     Ok(c.prepare_cached(
         "SELECT l.path FROM catalogs c JOIN libraries l ON l.id = c.library_id WHERE c.id = ?1",
     )?
     .query_row([id.0], |r| r.get(0))?)
 }
 
-pub fn by_path(c: &Connection, path: &str) -> Result<Option<Catalog>, DbError> {
+pub(crate) fn by_path(c: &Connection, path: &str) -> Result<Option<Catalog>, DbError> {
     Ok(
         c.prepare_cached(&format!("SELECT {COLS} FROM catalogs c WHERE c.path = ?1"))?
             .query_row([path], from_row)
@@ -193,7 +188,7 @@ pub fn by_path(c: &Connection, path: &str) -> Result<Option<Catalog>, DbError> {
 
 /// Deletes a catalog record whose folder is gone. Its files must already be
 /// gone; shown children elsewhere keep their rows.
-pub fn delete(c: &Connection, id: CatalogId) -> Result<(), DbError> {
+pub(crate) fn delete(c: &Connection, id: CatalogId) -> Result<(), DbError> {
     c.prepare_cached("DELETE FROM catalogs WHERE id = ?1")?
         .execute([id.0])?;
     Ok(())
@@ -203,7 +198,7 @@ pub fn delete(c: &Connection, id: CatalogId) -> Result<(), DbError> {
 /// it: files shown here but living elsewhere go back to their real folder's
 /// catalog, and catalogs shown below it go under `root`. Called deepest
 /// first, so children go before their parents.
-pub fn delete_gone(c: &Connection, id: CatalogId, root: CatalogId) -> Result<(), DbError> {
+pub(crate) fn delete_gone(c: &Connection, id: CatalogId, root: CatalogId) -> Result<(), DbError> {
     c.prepare_cached("UPDATE files SET catalog_id = real_catalog_id WHERE catalog_id = ?1")?
         .execute([id.0])?;
     c.prepare_cached("DELETE FROM files WHERE real_catalog_id = ?1")?
@@ -215,7 +210,7 @@ pub fn delete_gone(c: &Connection, id: CatalogId, root: CatalogId) -> Result<(),
 
 /// What the scanner knows about a folder of a library.
 #[derive(Debug, Clone)]
-pub struct KnownFolder {
+pub(crate) struct KnownFolder {
     pub id: CatalogId,
     pub path: String,
     pub inode: Option<i64>,
@@ -223,7 +218,10 @@ pub struct KnownFolder {
 }
 
 /// Every catalog of a library, with its folder inode.
-pub fn folders_of_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFolder>, DbError> {
+pub(crate) fn folders_of_library(
+    c: &Connection,
+    lib: LibraryId,
+) -> Result<Vec<KnownFolder>, DbError> {
     let mut st =
         c.prepare_cached("SELECT id, path, inode, name FROM catalogs WHERE library_id = ?1")?;
     let rows = st.query_map([lib.0], |r| {
@@ -237,7 +235,7 @@ pub fn folders_of_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFol
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn set_inode(c: &Connection, id: CatalogId, inode: i64) -> Result<(), DbError> {
+pub(crate) fn set_inode(c: &Connection, id: CatalogId, inode: i64) -> Result<(), DbError> {
     c.prepare_cached("UPDATE catalogs SET inode = ?1 WHERE id = ?2")?
         .execute(params![inode, id.0])?;
     Ok(())
@@ -248,7 +246,12 @@ pub fn set_inode(c: &Connection, id: CatalogId, inode: i64) -> Result<(), DbErro
 /// and every file below stay; only paths change. Two steps through a
 /// temporary prefix, so swapped or nested renames never collide on the
 /// unique `path`. Returns the number of catalogs rewritten.
-pub fn move_tree(c: &Connection, id: CatalogId, old: &str, new: &str) -> Result<usize, DbError> {
+pub(crate) fn move_tree(
+    c: &Connection,
+    id: CatalogId,
+    old: &str,
+    new: &str,
+) -> Result<usize, DbError> {
     let tmp = format!("\u{1}moving/{}", id.0);
     let old_slash = format!("{old}/");
     let n = c.execute(
@@ -267,7 +270,7 @@ pub fn move_tree(c: &Connection, id: CatalogId, old: &str, new: &str) -> Result<
 
 /// Sets the real parent (and, when given, the display name) of a moved
 /// folder's catalog.
-pub fn set_parent_and_name(
+pub(crate) fn set_parent_and_name(
     c: &Connection,
     id: CatalogId,
     parent: CatalogId,
@@ -284,7 +287,7 @@ pub fn set_parent_and_name(
 
 /// Records who created a catalog through the API (an uploader may then
 /// change it).
-pub fn set_created_by(
+pub(crate) fn set_created_by(
     c: &Connection,
     id: CatalogId,
     user: crate::model::UserId,

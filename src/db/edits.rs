@@ -6,7 +6,7 @@ use crate::model::CatalogId;
 use rusqlite::{params, Connection};
 
 /// Memo and help info of a catalog just created.
-pub fn set_catalog_extras(
+pub(crate) fn set_catalog_extras(
     c: &Connection,
     id: CatalogId,
     memo: Option<&str>,
@@ -20,7 +20,7 @@ pub fn set_catalog_extras(
 
 /// What `updateCatalog.icc` changes; `None` leaves a column alone.
 #[derive(Debug, Clone, Default)]
-pub struct CatalogEdit {
+pub(crate) struct CatalogEdit {
     pub parent: Option<CatalogId>,
     pub name: Option<String>,
     pub memo: Option<String>,
@@ -28,7 +28,7 @@ pub struct CatalogEdit {
     pub help_text: Option<String>,
 }
 
-pub fn update_catalog(
+pub(crate) fn update_catalog(
     c: &Connection,
     id: CatalogId,
     e: &CatalogEdit,
@@ -52,7 +52,11 @@ pub fn update_catalog(
 }
 
 /// Moves catalogs (a subtree) and the files shown in them to tree `root`.
-pub fn move_to_tree(c: &Connection, ids: &[CatalogId], root: CatalogId) -> Result<(), DbError> {
+pub(crate) fn move_to_tree(
+    c: &Connection,
+    ids: &[CatalogId],
+    root: CatalogId,
+) -> Result<(), DbError> {
     let list = super::catalogs::id_list(ids.iter().map(|c| c.0));
     c.prepare_cached(
         "UPDATE catalogs SET root_id = ?2 WHERE id IN (SELECT value FROM json_each(?1))",

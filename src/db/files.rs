@@ -57,7 +57,7 @@ pub fn by_id(c: &Connection, id: FileId) -> Result<Option<FileRecord>, DbError> 
 }
 
 /// The file if it belongs to one of `roots`.
-pub fn accessible(
+pub(crate) fn accessible(
     c: &Connection,
     id: FileId,
     roots: &[CatalogId],
@@ -78,7 +78,7 @@ pub fn by_ids(c: &Connection, ids: &[FileId]) -> Result<Vec<FileRecord>, DbError
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn set_help(
+pub(crate) fn set_help(
     c: &Connection,
     id: FileId,
     help_int: Option<i64>,
@@ -99,7 +99,7 @@ pub fn set_help(
 /// is given. Returns whether the row changed. (The scanner's
 /// `update_scanned` and `updateFile.icc`'s `uploads::update` also set it,
 /// with the rest of a record.)
-pub fn set_thumb_status(
+pub(crate) fn set_thumb_status(
     c: &Connection,
     id: FileId,
     level: ThumbLevel,
@@ -126,7 +126,7 @@ pub fn set_thumb_status(
 /// of file `id` (status 0 → 1, sticky until the original changes: the
 /// scanner's `update_scanned` resets it). Client-uploaded levels keep
 /// their status.
-pub fn mark_thumbs_failed(
+pub(crate) fn mark_thumbs_failed(
     c: &Connection,
     id: FileId,
     levels: &[ThumbLevel],
@@ -147,7 +147,7 @@ pub fn mark_thumbs_failed(
 
 /// The recorded inode of file `id` (`None` when the file is unknown or its
 /// inode was never recorded).
-pub fn inode_of(c: &Connection, id: FileId) -> Result<Option<i64>, DbError> {
+pub(crate) fn inode_of(c: &Connection, id: FileId) -> Result<Option<i64>, DbError> {
     Ok(c.prepare_cached("SELECT inode FROM files WHERE id = ?1")?
         .query_row([id.0], |r| r.get(0))
         .optional()?
@@ -157,7 +157,7 @@ pub fn inode_of(c: &Connection, id: FileId) -> Result<Option<i64>, DbError> {
 /// What the scanner needs to know about a known file to decide whether it
 /// changed.
 #[derive(Debug, Clone)]
-pub struct KnownFile {
+pub(crate) struct KnownFile {
     pub id: FileId,
     pub real_catalog_id: CatalogId,
     pub disk_name: String,
@@ -177,7 +177,7 @@ pub struct KnownFile {
 
 /// Records the content identifier (empty: none) of a file recorded before
 /// migration 7, nothing else: its `last_modify` and thumbnails stay.
-pub fn set_content_id(c: &Connection, id: FileId, content_id: &str) -> Result<(), DbError> {
+pub(crate) fn set_content_id(c: &Connection, id: FileId, content_id: &str) -> Result<(), DbError> {
     c.prepare_cached("UPDATE files SET content_id = ?2 WHERE id = ?1")?
         .execute(params![id.0, content_id])?;
     Ok(())
@@ -186,7 +186,7 @@ pub fn set_content_id(c: &Connection, id: FileId, content_id: &str) -> Result<()
 /// Every file record living in a folder of `lib`. Pending uploads are left
 /// out: their bytes are staged under a hidden name a scan never sees, and a
 /// scan must not take them for deleted files.
-pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>, DbError> {
+pub(crate) fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT f.id, f.real_catalog_id, f.disk_name, f.size, f.mtime_ns, f.inode, \
          f.catalog_id = f.real_catalog_id, f.name = f.disk_name, \
@@ -211,7 +211,7 @@ pub fn known_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<KnownFile>
 }
 
 /// Whether any file record lives in a folder of `lib`.
-pub fn any_in_library(c: &Connection, lib: LibraryId) -> Result<bool, DbError> {
+pub(crate) fn any_in_library(c: &Connection, lib: LibraryId) -> Result<bool, DbError> {
     Ok(c.prepare_cached(
         "SELECT EXISTS(SELECT 1 FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
          WHERE c.library_id = ?1)",
@@ -264,7 +264,7 @@ pub fn insert_scanned(c: &Connection, f: &ScannedFile, now: i64) -> Result<FileI
 /// Refreshes the media fields of a file whose content changed on disk; the
 /// id, display name, memo and help info stay. Generated-thumbnail statuses
 /// reset so thumbnails are rebuilt.
-pub fn update_scanned(
+pub(crate) fn update_scanned(
     c: &Connection,
     id: FileId,
     f: &ScannedFile,
@@ -295,7 +295,7 @@ pub fn update_scanned(
 
 /// Records that a known file was renamed or moved on disk: same id, memo,
 /// help info and share links; new folder and name.
-pub fn moved(
+pub(crate) fn moved(
     c: &Connection,
     k: &KnownFile,
     to_catalog: CatalogId,
@@ -329,7 +329,7 @@ pub fn moved(
 /// Like [`insert_scanned`], but a row already recorded for the same folder
 /// and name (an upload or edit that committed while the scan ran) wins:
 /// returns `None` and changes nothing.
-pub fn insert_scanned_if_new(
+pub(crate) fn insert_scanned_if_new(
     c: &Connection,
     f: &ScannedFile,
     now: i64,
@@ -346,19 +346,19 @@ pub fn insert_scanned_if_new(
 }
 
 /// How many files are recorded.
-pub fn count(c: &Connection) -> Result<i64, DbError> {
+pub(crate) fn count(c: &Connection) -> Result<i64, DbError> {
     Ok(c.prepare_cached("SELECT count(*) FROM files")?
         .query_row([], |r| r.get(0))?)
 }
 
 /// The ids of every recorded file.
-pub fn all_ids(c: &Connection) -> Result<std::collections::HashSet<i64>, DbError> {
+pub(crate) fn all_ids(c: &Connection) -> Result<std::collections::HashSet<i64>, DbError> {
     let mut st = c.prepare_cached("SELECT id FROM files")?;
     let rows = st.query_map([], |r| r.get(0))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {
+pub(crate) fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {
     // A Live Photo's video left behind is listed again. Cleared here, not
     // only by the foreign key's SET NULL: the listing learns of changed
     // rows from the update hook, which a foreign-key action may not call.
@@ -371,7 +371,7 @@ pub fn delete(c: &Connection, id: FileId) -> Result<(), DbError> {
 
 /// A file that may be half of a Live Photo (see `library::live`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveCandidate {
+pub(crate) struct LiveCandidate {
     pub id: FileId,
     pub real_catalog_id: CatalogId,
     /// The name pairs are made by: the name on disk of a file the scan
@@ -387,7 +387,7 @@ pub struct LiveCandidate {
 
 /// The files of `folders` (real folders) that have a content identifier
 /// or are linked to a photo: complete originals only.
-pub fn live_candidates(
+pub(crate) fn live_candidates(
     c: &Connection,
     folders: &[CatalogId],
 ) -> Result<Vec<LiveCandidate>, DbError> {
@@ -413,7 +413,11 @@ pub fn live_candidates(
 }
 
 /// Links video `video` to its photo (`None`: unlinks it).
-pub fn set_live_photo(c: &Connection, video: FileId, photo: Option<FileId>) -> Result<(), DbError> {
+pub(crate) fn set_live_photo(
+    c: &Connection,
+    video: FileId,
+    photo: Option<FileId>,
+) -> Result<(), DbError> {
     c.prepare_cached("UPDATE files SET live_photo_id = ?2 WHERE id = ?1")?
         .execute(params![video.0, photo.map(|p| p.0)])?;
     Ok(())
@@ -422,7 +426,7 @@ pub fn set_live_photo(c: &Connection, video: FileId, photo: Option<FileId>) -> R
 /// Shows file `id` in catalog `cat` of tree `root` (a virtual move, as
 /// `updateFile.icc`'s `catalogId` makes): for the video of a Live Photo
 /// whose photo moved.
-pub fn set_shown_catalog(
+pub(crate) fn set_shown_catalog(
     c: &Connection,
     id: FileId,
     cat: CatalogId,

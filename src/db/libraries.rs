@@ -23,7 +23,7 @@ pub fn list(c: &Connection) -> Result<Vec<Library>, DbError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn by_id(c: &Connection, id: LibraryId) -> Result<Option<Library>, DbError> {
+pub(crate) fn by_id(c: &Connection, id: LibraryId) -> Result<Option<Library>, DbError> {
     Ok(
         c.prepare_cached(&format!("SELECT {COLS} FROM libraries WHERE id = ?1"))?
             .query_row([id.0], from_row)
@@ -39,7 +39,7 @@ pub fn by_path(c: &Connection, path: &str) -> Result<Option<Library>, DbError> {
     )
 }
 
-pub fn insert(c: &Connection, path: &str, kind: &str) -> Result<LibraryId, DbError> {
+pub(crate) fn insert(c: &Connection, path: &str, kind: &str) -> Result<LibraryId, DbError> {
     c.execute(
         "INSERT INTO libraries(path, kind) VALUES (?1, ?2)",
         params![path, kind],
@@ -47,7 +47,7 @@ pub fn insert(c: &Connection, path: &str, kind: &str) -> Result<LibraryId, DbErr
     Ok(LibraryId(c.last_insert_rowid()))
 }
 
-pub fn set_root(c: &Connection, id: LibraryId, root: CatalogId) -> Result<(), DbError> {
+pub(crate) fn set_root(c: &Connection, id: LibraryId, root: CatalogId) -> Result<(), DbError> {
     c.execute(
         "UPDATE libraries SET root_id = ?1 WHERE id = ?2",
         params![root.0, id.0],
@@ -59,7 +59,7 @@ pub fn set_root(c: &Connection, id: LibraryId, root: CatalogId) -> Result<(), Db
 /// the state changed, read in the same transaction: of several callers
 /// noticing the same change (the watcher, a scan, an upload), exactly one
 /// sees `true` and reports it.
-pub fn set_online(
+pub(crate) fn set_online(
     c: &Connection,
     id: LibraryId,
     online: bool,
@@ -76,7 +76,7 @@ pub fn set_online(
     Ok(was.is_some_and(|w| w != online))
 }
 
-pub fn set_scanned(c: &Connection, id: LibraryId, now: i64) -> Result<(), DbError> {
+pub(crate) fn set_scanned(c: &Connection, id: LibraryId, now: i64) -> Result<(), DbError> {
     c.execute(
         "UPDATE libraries SET last_scan = ?1 WHERE id = ?2",
         params![now, id.0],
@@ -84,16 +84,8 @@ pub fn set_scanned(c: &Connection, id: LibraryId, now: i64) -> Result<(), DbErro
     Ok(())
 }
 
-/// Ids of the root catalogs whose library is offline.
-pub fn offline_roots(c: &Connection) -> Result<Vec<CatalogId>, DbError> {
-    let mut st =
-        c.prepare_cached("SELECT root_id FROM libraries WHERE online = 0 AND root_id IS NOT NULL")?;
-    let rows = st.query_map([], |r| Ok(CatalogId(r.get(0)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
 /// The identity marker recorded for a library (see `library::roots`).
-pub fn marker(c: &Connection, id: LibraryId) -> Result<Option<String>, DbError> {
+pub(crate) fn marker(c: &Connection, id: LibraryId) -> Result<Option<String>, DbError> {
     Ok(
         c.prepare_cached("SELECT marker FROM libraries WHERE id = ?1")?
             .query_row([id.0], |r| r.get::<_, Option<String>>(0))
@@ -102,7 +94,7 @@ pub fn marker(c: &Connection, id: LibraryId) -> Result<Option<String>, DbError> 
     )
 }
 
-pub fn set_marker(c: &Connection, id: LibraryId, marker: &str) -> Result<(), DbError> {
+pub(crate) fn set_marker(c: &Connection, id: LibraryId, marker: &str) -> Result<(), DbError> {
     c.execute(
         "UPDATE libraries SET marker = ?1 WHERE id = ?2",
         params![marker, id.0],
@@ -111,7 +103,7 @@ pub fn set_marker(c: &Connection, id: LibraryId, marker: &str) -> Result<(), DbE
 }
 
 /// Records how many removals the mass-deletion guard held back (0 = none).
-pub fn set_held_deletions(c: &Connection, id: LibraryId, n: usize) -> Result<(), DbError> {
+pub(crate) fn set_held_deletions(c: &Connection, id: LibraryId, n: usize) -> Result<(), DbError> {
     c.execute(
         "UPDATE libraries SET held_deletions = ?1 WHERE id = ?2",
         params![n as i64, id.0],

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 /// Most bytes of encoded records one snapshot keeps (~300 bytes a record:
 /// about 28,000 records). Past it, records are read and encoded per request
 /// as before, so memory stays bounded on a 1 GB Pi whatever the library.
-pub const RECORD_CACHE_MAX_BYTES: usize = 8 << 20;
+pub(crate) const RECORD_CACHE_MAX_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -232,7 +232,7 @@ impl ListIndex {
     /// They stay valid for this snapshot's life: it is replaced after any
     /// write to `files`, and a record read after the snapshot was taken is
     /// at least as new as it.
-    pub fn cached(&self, ids: &[FileId]) -> Vec<Option<Arc<[u8]>>> {
+    pub(crate) fn cached(&self, ids: &[FileId]) -> Vec<Option<Arc<[u8]>>> {
         let cache = self.records.lock().unwrap_or_else(|p| p.into_inner());
         ids.iter()
             .map(|id| cache.by_id.get(&id.0).cloned())
@@ -241,7 +241,7 @@ impl ListIndex {
 
     /// Keeps the encodings of records read after this snapshot was taken,
     /// while the cache is under [`RECORD_CACHE_MAX_BYTES`].
-    pub fn cache(&self, encoded: impl IntoIterator<Item = (FileId, Arc<[u8]>)>) {
+    pub(crate) fn cache(&self, encoded: impl IntoIterator<Item = (FileId, Arc<[u8]>)>) {
         let mut cache = self.records.lock().unwrap_or_else(|p| p.into_inner());
         for (id, bytes) in encoded {
             if cache.bytes + bytes.len() > RECORD_CACHE_MAX_BYTES {
@@ -254,12 +254,8 @@ impl ListIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     fn order(&self, sort: i64) -> &[u32] {
@@ -341,7 +337,7 @@ impl ListIndex {
 /// An original whose server-made thumbnails the pre-render worker keeps
 /// ready (`media::prerender`).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ThumbWork {
+pub(crate) struct ThumbWork {
     pub id: FileId,
     pub library_id: LibraryId,
     /// Absolute path of the original.
@@ -386,7 +382,7 @@ fn thumb_work_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ThumbWork> {
 /// against `last_modify`, which every insert, content change and completed
 /// upload sets), only of `library` when given; newest first (the photos a
 /// family looks at next). One pass over `files`.
-pub fn thumbnail_work(
+pub(crate) fn thumbnail_work(
     c: &Connection,
     since: i64,
     library: Option<LibraryId>,
@@ -405,7 +401,7 @@ pub fn thumbnail_work(
 /// The same for one file (a completed upload), by primary key: `None` when
 /// the server makes no thumbnail of it (or its original is not complete, or
 /// its library is offline).
-pub fn thumbnail_work_of(c: &Connection, id: FileId) -> Result<Option<ThumbWork>, DbError> {
+pub(crate) fn thumbnail_work_of(c: &Connection, id: FileId) -> Result<Option<ThumbWork>, DbError> {
     let mut st = c.prepare_cached(&format!("{THUMB_WORK_SQL} AND f.id = ?1"))?;
     Ok(st.query_row([id.0], thumb_work_row).optional()?)
 }
@@ -463,7 +459,7 @@ impl Changes {
 /// Holds the current index; brought up to date on the next read after
 /// `files` changed.
 #[derive(Default)]
-pub struct ListingCache {
+pub(crate) struct ListingCache {
     current: Mutex<Option<Arc<ListIndex>>>,
 }
 

@@ -10,13 +10,13 @@
 pub mod accounts;
 pub mod backup;
 pub mod catalogs;
-pub mod edits;
+pub(crate) mod edits;
 pub mod files;
 pub mod libraries;
 pub mod listing;
-pub mod shares;
-pub mod trash;
-pub mod uploads;
+pub(crate) mod shares;
+pub(crate) mod trash;
+pub(crate) mod uploads;
 pub mod users;
 
 use rusqlite::{Connection, OpenFlags, Transaction};
@@ -299,13 +299,13 @@ impl Db {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.inner.path
     }
 
     /// The library, upload and housekeeping locks of the app that opened
     /// this database (shared by every clone of the handle).
-    pub fn locks(&self) -> &crate::locks::Locks {
+    pub(crate) fn locks(&self) -> &crate::locks::Locks {
         &self.inner.locks
     }
 
@@ -412,7 +412,7 @@ impl Db {
     }
 
     /// A trivial query proving the database answers (for the watchdog).
-    pub fn ping(&self) -> Result<(), DbError> {
+    pub(crate) fn ping(&self) -> Result<(), DbError> {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .map(|_| ())
     }

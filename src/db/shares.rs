@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 /// Bounds on live links (`share.max_links`, `share.max_per_user`).
 #[derive(Debug, Clone, Copy)]
-pub struct Caps {
+pub(crate) struct Caps {
     /// Live links in all.
     pub total: u32,
     /// Live links of one maker.
@@ -26,7 +26,7 @@ pub struct Caps {
 /// the one whose oldest link is oldest; links from before makers were
 /// recorded count as one maker). So issuing link after link evicts only the
 /// issuer's own links, never those of an account holding fewer.
-pub fn insert(
+pub(crate) fn insert(
     c: &Connection,
     key_hash: &[u8],
     file: FileId,
@@ -63,7 +63,7 @@ pub fn insert(
 
 /// A stored link.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Link {
+pub(crate) struct Link {
     pub id: i64,
     pub file_id: FileId,
     /// Who made it; `None` for links made before isync recorded it.
@@ -72,7 +72,7 @@ pub struct Link {
 }
 
 /// The link whose key has this digest.
-pub fn find(c: &Connection, key_hash: &[u8]) -> Result<Option<Link>, DbError> {
+pub(crate) fn find(c: &Connection, key_hash: &[u8]) -> Result<Option<Link>, DbError> {
     Ok(c.prepare_cached(
         "SELECT id, file_id, user_id, used_ms FROM share_links WHERE key_hash = ?1",
     )?
@@ -88,31 +88,31 @@ pub fn find(c: &Connection, key_hash: &[u8]) -> Result<Option<Link>, DbError> {
 }
 
 /// Restarts a link's sliding lifetime.
-pub fn touch(c: &Connection, id: i64, now_ms: i64) -> Result<(), DbError> {
+pub(crate) fn touch(c: &Connection, id: i64, now_ms: i64) -> Result<(), DbError> {
     c.prepare_cached("UPDATE share_links SET used_ms = ?2 WHERE id = ?1")?
         .execute(params![id, now_ms])?;
     Ok(())
 }
 
-pub fn delete(c: &Connection, id: i64) -> Result<(), DbError> {
+pub(crate) fn delete(c: &Connection, id: i64) -> Result<(), DbError> {
     c.prepare_cached("DELETE FROM share_links WHERE id = ?1")?
         .execute([id])?;
     Ok(())
 }
 
 /// Revokes every link `user` made; returns how many there were.
-pub fn delete_of_user(c: &Connection, user: UserId) -> Result<usize, DbError> {
+pub(crate) fn delete_of_user(c: &Connection, user: UserId) -> Result<usize, DbError> {
     Ok(c.execute("DELETE FROM share_links WHERE user_id = ?1", [user.0])?)
 }
 
-pub fn count(c: &Connection) -> Result<i64, DbError> {
+pub(crate) fn count(c: &Connection) -> Result<i64, DbError> {
     Ok(c.query_row("SELECT count(*) FROM share_links", [], |r| r.get(0))?)
 }
 
 /// A live share link as listed (never its key: it is not stored).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ShareRow {
+pub(crate) struct ShareRow {
     pub id: i64,
     pub file_id: i64,
     pub file_name: String,
@@ -123,7 +123,7 @@ pub struct ShareRow {
 }
 
 /// Links made by `user`, or every link (`None`), most recently used first.
-pub fn list(c: &Connection, user: Option<UserId>) -> Result<Vec<ShareRow>, DbError> {
+pub(crate) fn list(c: &Connection, user: Option<UserId>) -> Result<Vec<ShareRow>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT s.id, s.file_id, f.name, u.name, s.created_ms, s.used_ms FROM share_links s \
          JOIN files f ON f.id = s.file_id LEFT JOIN users u ON u.id = s.user_id \
@@ -145,7 +145,7 @@ pub fn list(c: &Connection, user: Option<UserId>) -> Result<Vec<ShareRow>, DbErr
 /// What to revoke: the link `id`, the link whose key has digest `key_hash`,
 /// and/or every link to `file` — only those made by `owner` when given.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Revoke<'a> {
+pub(crate) struct Revoke<'a> {
     pub owner: Option<UserId>,
     pub id: Option<i64>,
     pub key_hash: Option<&'a [u8]>,
@@ -153,7 +153,7 @@ pub struct Revoke<'a> {
 }
 
 /// Deletes the links `r` names; returns how many went.
-pub fn revoke(c: &Connection, r: Revoke<'_>) -> Result<usize, DbError> {
+pub(crate) fn revoke(c: &Connection, r: Revoke<'_>) -> Result<usize, DbError> {
     Ok(c.execute(
         "DELETE FROM share_links WHERE (?1 IS NULL OR user_id = ?1) \
          AND (id = ?2 OR key_hash = ?3 OR file_id = ?4)",

@@ -33,7 +33,7 @@ fn from_row(r: &Row) -> rusqlite::Result<TrashEntry> {
     })
 }
 
-pub fn insert(c: &Connection, e: &TrashEntry) -> Result<i64, DbError> {
+pub(crate) fn insert(c: &Connection, e: &TrashEntry) -> Result<i64, DbError> {
     c.prepare_cached(
         "INSERT INTO trash(kind, trash_path, original_path, name, size, deleted_by, deleted_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -52,7 +52,7 @@ pub fn insert(c: &Connection, e: &TrashEntry) -> Result<i64, DbError> {
 
 /// Records that trash entry `video` holds the video of the Live Photo
 /// whose picture is entry `photo`: they are restored together.
-pub fn link_live(c: &Connection, video: i64, photo: i64) -> Result<(), DbError> {
+pub(crate) fn link_live(c: &Connection, video: i64, photo: i64) -> Result<(), DbError> {
     c.prepare_cached("UPDATE trash SET live_photo_entry = ?2 WHERE id = ?1")?
         .execute([video, photo])?;
     Ok(())
@@ -61,7 +61,7 @@ pub fn link_live(c: &Connection, video: i64, photo: i64) -> Result<(), DbError> 
 /// The Live Photo entry `id` belongs to, as (photo entry, video entry):
 /// `id` is either; `(id, None)` when it is no half of one (or its other
 /// half left the trash).
-pub fn live_pair(c: &Connection, id: i64) -> Result<(i64, Option<i64>), DbError> {
+pub(crate) fn live_pair(c: &Connection, id: i64) -> Result<(i64, Option<i64>), DbError> {
     let photo: Option<i64> = c
         .prepare_cached(
             "SELECT p.id FROM trash v JOIN trash p ON p.id = v.live_photo_entry WHERE v.id = ?1",
@@ -78,13 +78,13 @@ pub fn live_pair(c: &Connection, id: i64) -> Result<(i64, Option<i64>), DbError>
     Ok((id, video))
 }
 
-pub fn list(c: &Connection) -> Result<Vec<TrashEntry>, DbError> {
+pub(crate) fn list(c: &Connection) -> Result<Vec<TrashEntry>, DbError> {
     let mut st = c.prepare_cached(&format!("SELECT {COLS} FROM trash ORDER BY id"))?;
     let rows = st.query_map([], from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn by_id(c: &Connection, id: i64) -> Result<Option<TrashEntry>, DbError> {
+pub(crate) fn by_id(c: &Connection, id: i64) -> Result<Option<TrashEntry>, DbError> {
     Ok(
         c.prepare_cached(&format!("SELECT {COLS} FROM trash WHERE id = ?1"))?
             .query_row([id], from_row)
@@ -93,7 +93,7 @@ pub fn by_id(c: &Connection, id: i64) -> Result<Option<TrashEntry>, DbError> {
 }
 
 /// Entries deleted before `before` (unix seconds).
-pub fn expired(c: &Connection, before: i64) -> Result<Vec<TrashEntry>, DbError> {
+pub(crate) fn expired(c: &Connection, before: i64) -> Result<Vec<TrashEntry>, DbError> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {COLS} FROM trash WHERE deleted_at < ?1 ORDER BY id"
     ))?;
@@ -101,14 +101,17 @@ pub fn expired(c: &Connection, before: i64) -> Result<Vec<TrashEntry>, DbError> 
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn delete(c: &Connection, id: i64) -> Result<(), DbError> {
+pub(crate) fn delete(c: &Connection, id: i64) -> Result<(), DbError> {
     c.prepare_cached("DELETE FROM trash WHERE id = ?1")?
         .execute([id])?;
     Ok(())
 }
 
 /// `ids` and all their descendants by shown parent (the set D of spec §11).
-pub fn with_descendants(c: &Connection, ids: &[CatalogId]) -> Result<Vec<CatalogId>, DbError> {
+pub(crate) fn with_descendants(
+    c: &Connection,
+    ids: &[CatalogId],
+) -> Result<Vec<CatalogId>, DbError> {
     let mut st = c.prepare_cached(
         "WITH RECURSIVE d(id) AS (SELECT value FROM json_each(?1) \
          UNION SELECT c.id FROM catalogs c JOIN d ON c.parent_id = d.id) \
@@ -120,7 +123,7 @@ pub fn with_descendants(c: &Connection, ids: &[CatalogId]) -> Result<Vec<Catalog
 }
 
 /// Files shown in one of `cats`.
-pub fn files_shown_in(c: &Connection, cats: &[CatalogId]) -> Result<Vec<FileId>, DbError> {
+pub(crate) fn files_shown_in(c: &Connection, cats: &[CatalogId]) -> Result<Vec<FileId>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT id FROM files WHERE catalog_id IN (SELECT value FROM json_each(?1)) ORDER BY id",
     )?;
@@ -130,7 +133,7 @@ pub fn files_shown_in(c: &Connection, cats: &[CatalogId]) -> Result<Vec<FileId>,
 }
 
 /// Files living in one of `cats` (real folder).
-pub fn files_living_in(c: &Connection, cats: &[CatalogId]) -> Result<Vec<FileId>, DbError> {
+pub(crate) fn files_living_in(c: &Connection, cats: &[CatalogId]) -> Result<Vec<FileId>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT id FROM files WHERE real_catalog_id IN (SELECT value FROM json_each(?1)) \
          ORDER BY id",
@@ -141,7 +144,7 @@ pub fn files_living_in(c: &Connection, cats: &[CatalogId]) -> Result<Vec<FileId>
 }
 
 /// Gives a file a new real folder and name (after moving it on disk).
-pub fn set_real_location(
+pub(crate) fn set_real_location(
     c: &Connection,
     id: FileId,
     real: CatalogId,
@@ -152,7 +155,7 @@ pub fn set_real_location(
     Ok(())
 }
 
-pub fn set_catalog_path(c: &Connection, id: CatalogId, path: &str) -> Result<(), DbError> {
+pub(crate) fn set_catalog_path(c: &Connection, id: CatalogId, path: &str) -> Result<(), DbError> {
     c.prepare_cached("UPDATE catalogs SET path = ?2 WHERE id = ?1")?
         .execute(params![id.0, path])?;
     Ok(())
@@ -161,7 +164,7 @@ pub fn set_catalog_path(c: &Connection, id: CatalogId, path: &str) -> Result<(),
 /// Deletes catalog records; a library whose root goes loses its root (the
 /// caller re-creates a configured library's at once; a user's root is
 /// re-created at login).
-pub fn delete_catalogs(c: &Connection, ids: &[CatalogId]) -> Result<(), DbError> {
+pub(crate) fn delete_catalogs(c: &Connection, ids: &[CatalogId]) -> Result<(), DbError> {
     let list = super::catalogs::id_list(ids.iter().map(|c| c.0));
     c.prepare_cached(
         "UPDATE libraries SET root_id = NULL WHERE root_id IN (SELECT value FROM json_each(?1))",

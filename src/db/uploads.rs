@@ -9,7 +9,7 @@ use rusqlite::{params, Connection};
 
 /// A record announced by `uploadFileInfo.icc` (spec §6.14).
 #[derive(Debug, Clone)]
-pub struct NewUpload {
+pub(crate) struct NewUpload {
     pub catalog_id: CatalogId,
     pub root_id: CatalogId,
     pub placeholder: String,
@@ -35,7 +35,7 @@ pub struct NewUpload {
     pub uploader: UserId,
 }
 
-pub fn insert(c: &Connection, u: &NewUpload) -> Result<FileId, DbError> {
+pub(crate) fn insert(c: &Connection, u: &NewUpload) -> Result<FileId, DbError> {
     c.prepare_cached(
         "INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
          create_time, upload_time, import_time, last_modify, size, type, duration, width, height, \
@@ -73,7 +73,7 @@ pub fn insert(c: &Connection, u: &NewUpload) -> Result<FileId, DbError> {
 }
 
 /// Ids of this user's uploads that still have a part pending (status 2).
-pub fn pending_of_user(c: &Connection, user: UserId) -> Result<Vec<FileId>, DbError> {
+pub(crate) fn pending_of_user(c: &Connection, user: UserId) -> Result<Vec<FileId>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT id FROM files WHERE upload_user_id = ?1 \
          AND (status_origin = 2 OR status_thumb = 2 OR status_screen = 2) ORDER BY id",
@@ -85,7 +85,7 @@ pub fn pending_of_user(c: &Connection, user: UserId) -> Result<Vec<FileId>, DbEr
 /// Files whose original is still pending and that were announced before
 /// `before` (the caller also checks the staged bytes' mtime). Not by
 /// `last_modify`: the client may set that to any time.
-pub fn stale_pending(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
+pub(crate) fn stale_pending(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT id FROM files WHERE status_origin = 2 AND coalesce(upload_time, 0) < ?1 \
          ORDER BY id",
@@ -95,7 +95,7 @@ pub fn stale_pending(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError
 }
 
 /// Files with a complete original but a client thumbnail that never came.
-pub fn stale_thumbs(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
+pub(crate) fn stale_thumbs(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT id FROM files WHERE status_origin <> 2 AND (status_thumb = 2 OR \
          status_screen = 2) AND coalesce(upload_time, 0) < ?1 ORDER BY id",
@@ -106,7 +106,7 @@ pub fn stale_thumbs(c: &Connection, before: i64) -> Result<Vec<FileId>, DbError>
 
 /// Makes a complete original pending again (a new upload to it began):
 /// it leaves its folder for the staging area under `placeholder`.
-pub fn set_origin_pending(
+pub(crate) fn set_origin_pending(
     c: &Connection,
     id: FileId,
     placeholder: &str,
@@ -121,7 +121,7 @@ pub fn set_origin_pending(
 
 /// Sets the status of a client thumbnail level (pending or complete) and
 /// the record's `last_modify`.
-pub fn set_thumb_status(
+pub(crate) fn set_thumb_status(
     c: &Connection,
     id: FileId,
     level: ThumbLevel,
@@ -141,7 +141,7 @@ fn touch(c: &Connection, id: FileId, now: i64) -> Result<(), DbError> {
 
 /// Gives up the client thumbnails still pending (status 2 → 0) of a file
 /// whose original is complete: the server builds them instead.
-pub fn drop_pending_thumbs(c: &Connection, id: FileId) -> Result<(), DbError> {
+pub(crate) fn drop_pending_thumbs(c: &Connection, id: FileId) -> Result<(), DbError> {
     for level in [ThumbLevel::Small, ThumbLevel::Screen] {
         let (to, from) = (PartStatus::Local, Some(PartStatus::Uploading));
         super::files::set_thumb_status(c, id, level, to, from)?;
@@ -151,14 +151,19 @@ pub fn drop_pending_thumbs(c: &Connection, id: FileId) -> Result<(), DbError> {
 
 /// What one successful `uploadFile.icc` request completed.
 #[derive(Debug, Clone, Default)]
-pub struct Completion {
+pub(crate) struct Completion {
     /// The original's final name in its folder, size and mtime.
     pub origin: Option<(String, i64, i64)>,
     pub thumb: bool,
     pub screen: bool,
 }
 
-pub fn complete(c: &Connection, id: FileId, done: &Completion, now: i64) -> Result<(), DbError> {
+pub(crate) fn complete(
+    c: &Connection,
+    id: FileId,
+    done: &Completion,
+    now: i64,
+) -> Result<(), DbError> {
     if let Some((name, size, mtime_ns)) = &done.origin {
         c.prepare_cached(
             "UPDATE files SET status_origin = 3, disk_name = ?2, size = ?3, mtime_ns = ?4, \
@@ -179,7 +184,7 @@ pub fn complete(c: &Connection, id: FileId, done: &Completion, now: i64) -> Resu
 
 /// The fields `updateFile.icc` may change; `None` leaves a column alone.
 #[derive(Debug, Clone, Default)]
-pub struct FileEdit {
+pub(crate) struct FileEdit {
     /// A virtual move: the catalog and its root, looked up by `edit` from
     /// the catalog a client asked for (`None` from the handler).
     pub catalog: Option<(CatalogId, CatalogId)>,
@@ -205,7 +210,7 @@ pub struct FileEdit {
 
 impl FileEdit {
     /// True when no field was given (→ −10010).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         let FileEdit {
             catalog,
             name,
@@ -250,7 +255,7 @@ impl FileEdit {
 }
 
 /// Applies an edit; `last_modify` becomes `now` unless the edit sets it.
-pub fn update(c: &Connection, id: FileId, e: &FileEdit, now: i64) -> Result<(), DbError> {
+pub(crate) fn update(c: &Connection, id: FileId, e: &FileEdit, now: i64) -> Result<(), DbError> {
     let (cat, root) = match e.catalog {
         Some((c, r)) => (Some(c.0), Some(r.0)),
         None => (None, None),
@@ -295,7 +300,7 @@ pub fn update(c: &Connection, id: FileId, e: &FileEdit, now: i64) -> Result<(), 
 }
 
 /// The path of the library a file lives in (its staging area is under it).
-pub fn library_path_of(c: &Connection, id: FileId) -> Result<Option<String>, DbError> {
+pub(crate) fn library_path_of(c: &Connection, id: FileId) -> Result<Option<String>, DbError> {
     use rusqlite::OptionalExtension;
     Ok(c.prepare_cached(
         "SELECT l.path FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
@@ -307,7 +312,7 @@ pub fn library_path_of(c: &Connection, id: FileId) -> Result<Option<String>, DbE
 
 /// Whether a record already uses `name` in folder `cat`, or an unfinished
 /// completion chose it (see [`UploadMove`]).
-pub fn name_taken(c: &Connection, cat: CatalogId, name: &str) -> Result<bool, DbError> {
+pub(crate) fn name_taken(c: &Connection, cat: CatalogId, name: &str) -> Result<bool, DbError> {
     Ok(c.prepare_cached(
         "SELECT EXISTS(SELECT 1 FROM files WHERE real_catalog_id = ?1 AND disk_name = ?2) \
          OR EXISTS(SELECT 1 FROM upload_moves m JOIN files f ON f.id = m.file_id \
@@ -318,7 +323,11 @@ pub fn name_taken(c: &Connection, cat: CatalogId, name: &str) -> Result<bool, Db
 
 /// Bytes charged to `user`'s quota (announced sizes of pending uploads,
 /// stored sizes of complete ones), leaving out file `except`.
-pub fn charged_to(c: &Connection, user: UserId, except: Option<FileId>) -> Result<i64, DbError> {
+pub(crate) fn charged_to(
+    c: &Connection,
+    user: UserId,
+    except: Option<FileId>,
+) -> Result<i64, DbError> {
     Ok(c.prepare_cached(
         "SELECT coalesce(sum(charged_bytes), 0) FROM files WHERE upload_user_id = ?1 \
          AND id IS NOT ?2",
@@ -328,7 +337,7 @@ pub fn charged_to(c: &Connection, user: UserId, except: Option<FileId>) -> Resul
 
 /// What an [`UploadMove`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MoveKind {
+pub(crate) enum MoveKind {
     /// Parts of one request become complete.
     Complete,
     /// A complete original becomes pending again.
@@ -339,7 +348,7 @@ pub enum MoveKind {
 /// `migrations/0006_upload_moves.sql`): written before the move, deleted with the record
 /// of its result, finished at start after a crash.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UploadMove {
+pub(crate) struct UploadMove {
     pub file_id: FileId,
     pub kind: MoveKind,
     /// Complete: the original's chosen name in its folder (None: the
@@ -370,7 +379,7 @@ fn move_from_row(r: &rusqlite::Row) -> rusqlite::Result<UploadMove> {
 const MOVE_COLS: &str = "m.file_id, m.kind, m.disk_name, m.thumb, m.screen, m.trash_path";
 
 /// Writes (or replaces) the move of a file.
-pub fn put_move(c: &Connection, m: &UploadMove) -> Result<(), DbError> {
+pub(crate) fn put_move(c: &Connection, m: &UploadMove) -> Result<(), DbError> {
     let kind = match m.kind {
         MoveKind::Complete => "complete",
         MoveKind::Reopen => "reopen",
@@ -390,13 +399,13 @@ pub fn put_move(c: &Connection, m: &UploadMove) -> Result<(), DbError> {
     Ok(())
 }
 
-pub fn delete_move(c: &Connection, id: FileId) -> Result<(), DbError> {
+pub(crate) fn delete_move(c: &Connection, id: FileId) -> Result<(), DbError> {
     c.prepare_cached("DELETE FROM upload_moves WHERE file_id = ?1")?
         .execute([id.0])?;
     Ok(())
 }
 
-pub fn move_of(c: &Connection, id: FileId) -> Result<Option<UploadMove>, DbError> {
+pub(crate) fn move_of(c: &Connection, id: FileId) -> Result<Option<UploadMove>, DbError> {
     use rusqlite::OptionalExtension;
     Ok(c.prepare_cached(&format!(
         "SELECT {MOVE_COLS} FROM upload_moves m WHERE m.file_id = ?1"
@@ -406,7 +415,7 @@ pub fn move_of(c: &Connection, id: FileId) -> Result<Option<UploadMove>, DbError
 }
 
 /// Unfinished moves of files living in library `lib`.
-pub fn moves_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<UploadMove>, DbError> {
+pub(crate) fn moves_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<UploadMove>, DbError> {
     let mut st = c.prepare_cached(&format!(
         "SELECT {MOVE_COLS} FROM upload_moves m JOIN files f ON f.id = m.file_id \
          JOIN catalogs c ON c.id = f.real_catalog_id WHERE c.library_id = ?1 ORDER BY m.file_id"
@@ -417,7 +426,7 @@ pub fn moves_in_library(c: &Connection, lib: LibraryId) -> Result<Vec<UploadMove
 
 /// Puts a reopened original back as it was: complete, under `disk_name`,
 /// with its size and mtime (the reopen failed before anything moved).
-pub fn undo_reopen(
+pub(crate) fn undo_reopen(
     c: &Connection,
     id: FileId,
     disk_name: &str,
@@ -436,7 +445,7 @@ pub fn undo_reopen(
 /// Whether any record of library `lib` has its original in a folder of the
 /// library (pending uploads have theirs in the hidden staging folder, so
 /// they say nothing about whether the root should be empty).
-pub fn any_stored_in_library(c: &Connection, lib: LibraryId) -> Result<bool, DbError> {
+pub(crate) fn any_stored_in_library(c: &Connection, lib: LibraryId) -> Result<bool, DbError> {
     Ok(c.prepare_cached(
         "SELECT EXISTS(SELECT 1 FROM files f JOIN catalogs c ON c.id = f.real_catalog_id \
          WHERE c.library_id = ?1 AND f.status_origin <> 2)",

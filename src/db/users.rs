@@ -67,7 +67,7 @@ pub fn upsert(
 }
 
 /// Creates a user of account type `type_id`; `None` when the name is taken.
-pub fn insert_typed(
+pub(crate) fn insert_typed(
     c: &Connection,
     name: &str,
     password_hash: &str,
@@ -87,7 +87,11 @@ pub fn insert_typed(
 
 /// Replaces the password hash of `id` (`last_modify`, which the iSync API
 /// shows, is about the record's help info and stays).
-pub fn set_password(c: &Connection, id: UserId, password_hash: &str) -> Result<bool, DbError> {
+pub(crate) fn set_password(
+    c: &Connection,
+    id: UserId,
+    password_hash: &str,
+) -> Result<bool, DbError> {
     let n = c.execute(
         "UPDATE users SET password_hash = ?1 WHERE id = ?2",
         params![password_hash, id.0],
@@ -103,7 +107,12 @@ pub fn set_type(c: &Connection, id: UserId, type_id: i64, now: i64) -> Result<bo
     Ok(n > 0)
 }
 
-pub fn set_disabled(c: &Connection, id: UserId, disabled: bool, now: i64) -> Result<bool, DbError> {
+pub(crate) fn set_disabled(
+    c: &Connection,
+    id: UserId,
+    disabled: bool,
+    now: i64,
+) -> Result<bool, DbError> {
     let n = c.execute(
         "UPDATE users SET disabled = ?1, last_modify = ?3 WHERE id = ?2",
         params![disabled, id.0, now],
@@ -117,7 +126,7 @@ pub fn set_last_login(c: &Connection, id: UserId, now: i64) -> Result<(), DbErro
     Ok(())
 }
 
-pub fn set_help(
+pub(crate) fn set_help(
     c: &Connection,
     id: UserId,
     help_int: Option<i64>,
@@ -133,7 +142,7 @@ pub fn set_help(
 }
 
 /// Root catalogs this user may access, ascending.
-pub fn roots(c: &Connection, id: UserId) -> Result<Vec<CatalogId>, DbError> {
+pub(crate) fn roots(c: &Connection, id: UserId) -> Result<Vec<CatalogId>, DbError> {
     let mut st = c.prepare_cached(
         "SELECT ur.root_id FROM user_roots ur JOIN catalogs c ON c.id = ur.root_id \
          WHERE ur.user_id = ?1 AND c.parent_id = -1 ORDER BY ur.root_id",
@@ -142,7 +151,7 @@ pub fn roots(c: &Connection, id: UserId) -> Result<Vec<CatalogId>, DbError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub fn grant_root(c: &Connection, user: UserId, root: CatalogId) -> Result<bool, DbError> {
+pub(crate) fn grant_root(c: &Connection, user: UserId, root: CatalogId) -> Result<bool, DbError> {
     let n = c.execute(
         "INSERT OR IGNORE INTO user_roots(user_id, root_id) VALUES (?1, ?2)",
         params![user.0, root.0],
@@ -152,7 +161,11 @@ pub fn grant_root(c: &Connection, user: UserId, root: CatalogId) -> Result<bool,
 
 /// A grant made by an admin or a registration token: kept when the config's
 /// `users` lists are applied again.
-pub fn grant_root_admin(c: &Connection, user: UserId, root: CatalogId) -> Result<bool, DbError> {
+pub(crate) fn grant_root_admin(
+    c: &Connection,
+    user: UserId,
+    root: CatalogId,
+) -> Result<bool, DbError> {
     let n = c.execute(
         "INSERT INTO user_roots(user_id, root_id, source) VALUES (?1, ?2, 'admin') \
          ON CONFLICT(user_id, root_id) DO NOTHING",
@@ -163,7 +176,7 @@ pub fn grant_root_admin(c: &Connection, user: UserId, root: CatalogId) -> Result
 
 /// Removes an admin grant. `Err(())`-like `Some(false)`: the grant comes
 /// from the config file and stays; `None`: there was none.
-pub fn revoke_root_admin(
+pub(crate) fn revoke_root_admin(
     c: &Connection,
     user: UserId,
     root: CatalogId,
@@ -189,7 +202,7 @@ pub fn revoke_root_admin(
 }
 
 /// Who may see `root`: (user id, name, source), by name.
-pub fn root_users(
+pub(crate) fn root_users(
     c: &Connection,
     root: CatalogId,
 ) -> Result<Vec<(UserId, String, String)>, DbError> {
@@ -203,7 +216,11 @@ pub fn root_users(
 
 /// Replaces the config-file grants of `root` with `users`; grants made by an
 /// admin or a registration token are kept.
-pub fn set_root_users(c: &Connection, root: CatalogId, users: &[UserId]) -> Result<(), DbError> {
+pub(crate) fn set_root_users(
+    c: &Connection,
+    root: CatalogId,
+    users: &[UserId],
+) -> Result<(), DbError> {
     c.execute(
         "DELETE FROM user_roots WHERE root_id = ?1 AND source = 'config'",
         [root.0],
@@ -215,7 +232,7 @@ pub fn set_root_users(c: &Connection, root: CatalogId, users: &[UserId]) -> Resu
 }
 
 /// Nobody may see `root` any more (its library left the config).
-pub fn clear_root(c: &Connection, root: CatalogId) -> Result<(), DbError> {
+pub(crate) fn clear_root(c: &Connection, root: CatalogId) -> Result<(), DbError> {
     c.execute("DELETE FROM user_roots WHERE root_id = ?1", [root.0])?;
     Ok(())
 }

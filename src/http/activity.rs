@@ -33,12 +33,6 @@ pub struct ConnStats {
     pub lingered: AtomicU64,
 }
 
-impl ConnStats {
-    pub fn get(&self, c: &AtomicU64) -> u64 {
-        c.load(Ordering::Relaxed)
-    }
-}
-
 /// Milliseconds since the table was made: a clock an atomic can hold.
 fn ms_since(epoch: Instant) -> u64 {
     epoch.elapsed().as_millis() as u64
@@ -48,7 +42,7 @@ fn ms_since(epoch: Instant) -> u64 {
 /// updated by its IO (bytes read), its service (request started) and its
 /// response bodies (request finished).
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     epoch: Instant,
     /// Requests whose response has not been sent (or dropped) yet.
     in_flight: AtomicUsize,
@@ -76,7 +70,7 @@ impl Activity {
     }
 
     /// Called by the connection's IO after it read `n` > 0 bytes.
-    pub fn bytes_read(&self) {
+    pub(crate) fn bytes_read(&self) {
         if self.in_flight.load(Ordering::Acquire) == 0 && !self.reading_head.load(Ordering::Acquire)
         {
             self.since_ms.store(ms_since(self.epoch), Ordering::Release);

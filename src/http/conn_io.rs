@@ -37,7 +37,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
-pub struct ConnIo {
+pub(crate) struct ConnIo {
     stream: TcpStream,
     activity: Arc<Activity>,
     stats: Arc<ConnStats>,
@@ -51,11 +51,11 @@ pub struct ConnIo {
 }
 
 /// How long a closed connection drains the client's input at most.
-pub const LINGER_TIME: Duration = Duration::from_secs(5);
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(5);
 /// How much of the client's input a closed connection drains at most.
-pub const LINGER_BYTES: usize = 64 << 20;
+pub(crate) const LINGER_BYTES: usize = 64 << 20;
 /// How many closed connections drain at once at most.
-pub const MAX_LINGERING: usize = 64;
+pub(crate) const MAX_LINGERING: usize = 64;
 
 /// What one blocking `sendfile` job did.
 struct Sent {
@@ -65,7 +65,7 @@ struct Sent {
 }
 
 impl ConnIo {
-    pub fn new(stream: TcpStream, activity: Arc<Activity>, stats: Arc<ConnStats>) -> ConnIo {
+    pub(crate) fn new(stream: TcpStream, activity: Arc<Activity>, stats: Arc<ConnStats>) -> ConnIo {
         ConnIo {
             stream,
             activity,
@@ -79,7 +79,7 @@ impl ConnIo {
 
     /// The queue [`crate::http::sendfile::adopt`] puts this connection's
     /// file regions on.
-    pub fn sendfile_queue(&self) -> Arc<Queue> {
+    pub(crate) fn sendfile_queue(&self) -> Arc<Queue> {
         self.queue.clone()
     }
 

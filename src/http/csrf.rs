@@ -31,7 +31,7 @@ const STATE_CHANGING_GETS: &[&str] = &["/login.icc", "/shareFileUrl.icc"];
 
 /// Middleware: answers a cross-site state-changing request with −10002
 /// and a message saying why, before any handler runs.
-pub async fn guard(req: Request, next: Next) -> Response {
+pub(crate) async fn guard(req: Request, next: Next) -> Response {
     if let Err(why) = check(req.method(), req.uri().path(), req.headers()) {
         log::warn!(
             "refused a cross-site request: {} {:?}: {why}",
@@ -48,7 +48,7 @@ pub async fn guard(req: Request, next: Next) -> Response {
 }
 
 /// Whether a request may go on; `Err` says why not. Pure, for unit tests.
-pub fn check(method: &Method, path: &str, headers: &HeaderMap) -> Result<(), String> {
+pub(crate) fn check(method: &Method, path: &str, headers: &HeaderMap) -> Result<(), String> {
     let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         && !STATE_CHANGING_GETS.contains(&path);
     if safe || bearer_key(headers).is_some() {

@@ -7,36 +7,36 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
-pub const OK: i64 = 0;
-pub const NO_ROOT_PATH: i64 = -100;
-pub const DATA_ERROR: i64 = -102;
-pub const DELETE_FAILED: i64 = -103;
-pub const BAD_LOGIN: i64 = -10000;
-pub const NEED_LOGIN: i64 = -10001;
-pub const NO_PERMISSION: i64 = -10002;
-pub const BAD_PARAM: i64 = -10003;
-pub const NOT_FOUND: i64 = -10004;
-pub const WRONG_FILE_TYPE: i64 = -10005;
-pub const FILE_GONE: i64 = -10006;
-pub const BAD_CATALOG: i64 = -10007;
-pub const THUMB_FAILED: i64 = -10008;
-pub const WAITING_UPLOAD: i64 = -10009;
-pub const NOT_MODIFIED: i64 = -10010;
+pub(crate) const OK: i64 = 0;
+pub(crate) const NO_ROOT_PATH: i64 = -100;
+pub(crate) const DATA_ERROR: i64 = -102;
+pub(crate) const DELETE_FAILED: i64 = -103;
+pub(crate) const BAD_LOGIN: i64 = -10000;
+pub(crate) const NEED_LOGIN: i64 = -10001;
+pub(crate) const NO_PERMISSION: i64 = -10002;
+pub(crate) const BAD_PARAM: i64 = -10003;
+pub(crate) const NOT_FOUND: i64 = -10004;
+pub(crate) const WRONG_FILE_TYPE: i64 = -10005;
+pub(crate) const FILE_GONE: i64 = -10006;
+pub(crate) const BAD_CATALOG: i64 = -10007;
+pub(crate) const THUMB_FAILED: i64 = -10008;
+pub(crate) const WAITING_UPLOAD: i64 = -10009;
+pub(crate) const NOT_MODIFIED: i64 = -10010;
 /// isync extension: the file's library is offline (its disk is unplugged or
 /// unmounted). Documented in README; older clients treat it as any error.
-pub const LIBRARY_OFFLINE: i64 = -10011;
+pub(crate) const LIBRARY_OFFLINE: i64 = -10011;
 /// isync extension: too many failed logins (or registrations) from this
 /// address or for this user; `Retry-After` says when to try again.
-pub const TOO_MANY_ATTEMPTS: i64 = -10012;
+pub(crate) const TOO_MANY_ATTEMPTS: i64 = -10012;
 /// isync extension: the operation is already running (e.g. a backup).
-pub const BUSY: i64 = -10013;
+pub(crate) const BUSY: i64 = -10013;
 /// isync extension: an upload would cross the server disk's free-space
 /// reserve (`upload.min_free_bytes`) or the uploader's quota
 /// (`upload.user_quota_bytes`); the message says which. Nothing past the
 /// limit was stored.
-pub const STORAGE_FULL: i64 = -10014;
+pub(crate) const STORAGE_FULL: i64 = -10014;
 
-pub fn code_of(e: &Error) -> i64 {
+pub(crate) fn code_of(e: &Error) -> i64 {
     match e {
         Error::BadLogin => BAD_LOGIN,
         Error::NeedLogin => NEED_LOGIN,
@@ -83,7 +83,7 @@ fn body(e: &Error) -> ErrorBody {
 
 /// An error on a JSON endpoint: HTTP 200 with `{code, msg}` (spec §1.2).
 #[derive(Debug)]
-pub struct ApiError(pub Error);
+pub(crate) struct ApiError(pub Error);
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
@@ -120,7 +120,7 @@ fn retry_after(e: &Error, resp: &mut Response) {
 /// An error on a binary endpoint (thumbnail, downFile, shareFile): the JSON
 /// body with a matching non-2xx status.
 #[derive(Debug)]
-pub struct BinaryError(pub Error);
+pub(crate) struct BinaryError(pub Error);
 
 impl From<Error> for BinaryError {
     fn from(e: Error) -> Self {
@@ -152,7 +152,7 @@ impl IntoResponse for BinaryError {
 }
 
 /// `{"code": 0, "data": …}`.
-pub fn ok<T: Serialize>(data: T) -> Response {
+pub(crate) fn ok<T: Serialize>(data: T) -> Response {
     #[derive(Serialize)]
     struct Ok<T> {
         code: i64,
@@ -162,7 +162,7 @@ pub fn ok<T: Serialize>(data: T) -> Response {
 }
 
 /// `{"code": 0}` for endpoints with nothing to return.
-pub fn ok_empty() -> Response {
+pub(crate) fn ok_empty() -> Response {
     Json(serde_json::json!({ "code": OK })).into_response()
 }
 

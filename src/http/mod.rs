@@ -3,12 +3,12 @@
 
 pub mod activity;
 pub mod api;
-pub mod conn_io;
-pub mod csrf;
-pub mod error;
+pub(crate) mod conn_io;
+pub(crate) mod csrf;
+pub(crate) mod error;
 pub mod params;
-pub mod sendfile;
-pub mod serve;
+pub(crate) mod sendfile;
+pub(crate) mod serve;
 pub mod state;
 pub mod stream;
 mod unread;
@@ -23,7 +23,7 @@ use error::BinaryError;
 use params::Params;
 use state::AppState;
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/login.icc",

@@ -10,7 +10,7 @@ use axum::http::header::CONTENT_TYPE;
 use std::collections::HashMap;
 
 /// Largest parameter body accepted (a helpText, a memo, an id list).
-pub const MAX_PARAM_BODY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_PARAM_BODY_BYTES: usize = 1024 * 1024;
 
 #[derive(Debug, Default, Clone)]
 pub struct Params {
@@ -158,7 +158,7 @@ impl Params {
         self.raw(key).and_then(parse_ts)
     }
 
-    pub fn opt_float(&self, key: &str) -> Option<f64> {
+    pub(crate) fn opt_float(&self, key: &str) -> Option<f64> {
         self.raw(key).and_then(parse_float)
     }
 

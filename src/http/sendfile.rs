@@ -38,7 +38,7 @@ use std::task::{Context, Poll};
 /// Bytes one frame stands for. A frame larger than hyper's write buffer
 /// limit (~400 KiB) is flushed before the next is asked for, so one region
 /// at a time is queued per connection.
-pub const MARKER_BYTES: usize = 2 << 20;
+pub(crate) const MARKER_BYTES: usize = 2 << 20;
 
 /// Stands for file bytes; never read, never written, never sent. A static
 /// of zeros lives in `.bss`: it costs address space, no memory.
@@ -47,7 +47,7 @@ static MARKER: [u8; MARKER_BYTES] = [0; MARKER_BYTES];
 /// Response extension: the body is exactly `len` bytes of `file` from
 /// `offset` (set by `stream::send_open`).
 #[derive(Clone, Debug)]
-pub struct FileRegion {
+pub(crate) struct FileRegion {
     pub file: Arc<File>,
     pub offset: u64,
     pub len: u64,
@@ -55,7 +55,7 @@ pub struct FileRegion {
 
 /// The file bytes one marker frame stands for, and how many are sent.
 #[derive(Debug)]
-pub struct Region {
+pub(crate) struct Region {
     pub file: Arc<File>,
     pub offset: u64,
     pub len: usize,
@@ -65,7 +65,7 @@ pub struct Region {
 /// The regions of one connection's marker frames, in the order hyper
 /// writes them (the order they were produced).
 #[derive(Debug, Default)]
-pub struct Queue(Mutex<VecDeque<Region>>);
+pub(crate) struct Queue(Mutex<VecDeque<Region>>);
 
 impl Queue {
     fn push(&self, r: Region) {
@@ -79,7 +79,7 @@ impl Queue {
     /// What a marker slice at `at..at + len` of [`MARKER`] stands for:
     /// (file, file offset, byte count), or an error when it is not the
     /// unsent rest of the region at the head of the queue.
-    pub fn next(&self, at: usize, len: usize) -> std::io::Result<(Arc<File>, u64, usize)> {
+    pub(crate) fn next(&self, at: usize, len: usize) -> std::io::Result<(Arc<File>, u64, usize)> {
         let q = self.lock();
         match q.front() {
             Some(r) if r.sent == at && at + len == r.len => {
@@ -97,7 +97,7 @@ impl Queue {
     }
 
     /// Records `n` bytes of the head region as sent.
-    pub fn sent(&self, n: usize) {
+    pub(crate) fn sent(&self, n: usize) {
         let mut q = self.lock();
         if let Some(r) = q.front_mut() {
             r.sent += n;
@@ -109,7 +109,7 @@ impl Queue {
 }
 
 /// Where `buf` lies in [`MARKER`], if it is a marker slice.
-pub fn marker_offset(buf: &[u8]) -> Option<usize> {
+pub(crate) fn marker_offset(buf: &[u8]) -> Option<usize> {
     let base = MARKER.as_ptr() as usize;
     let p = buf.as_ptr() as usize;
     (!buf.is_empty() && p >= base && p + buf.len() <= base + MARKER_BYTES).then(|| p - base)
@@ -164,7 +164,7 @@ impl http_body::Body for SendfileBody {
 /// (axum empties the body of a `HEAD` answered by a `GET` route but keeps
 /// the extensions), whose `Content-Length` is still the region's length,
 /// is replaced; anything else keeps the body it has.
-pub fn adopt(mut resp: Response, queue: &Arc<Queue>, head: bool) -> Response {
+pub(crate) fn adopt(mut resp: Response, queue: &Arc<Queue>, head: bool) -> Response {
     let Some(region) = resp.extensions_mut().remove::<FileRegion>() else {
         return resp;
     };

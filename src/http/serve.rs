@@ -40,7 +40,7 @@ use tower::ServiceExt;
 
 /// The figures of `[http]` (see `config::HttpConfig`).
 #[derive(Debug, Clone)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub header_read_timeout: Duration,
     pub keep_alive_timeout: Duration,
     pub max_connections: usize,
@@ -56,7 +56,7 @@ pub struct Limits {
 const RESERVED_FDS: u64 = 256;
 
 impl Limits {
-    pub fn from_config(c: &crate::config::HttpConfig) -> Limits {
+    pub(crate) fn from_config(c: &crate::config::HttpConfig) -> Limits {
         Limits {
             header_read_timeout: Duration::from_secs(c.header_read_timeout_secs),
             keep_alive_timeout: Duration::from_secs(c.keep_alive_timeout_secs),
@@ -75,7 +75,7 @@ impl Limits {
     /// does: the soft 1024 exists for `select(2)`, which nothing here
     /// uses), then lowers `max_connections` if even that cannot hold every
     /// connection plus a file each (a download) and [`RESERVED_FDS`].
-    pub fn fit_descriptor_limit(mut self) -> Limits {
+    pub(crate) fn fit_descriptor_limit(mut self) -> Limits {
         use rustix::process::{getrlimit, setrlimit, Resource};
         let mut lim = getrlimit(Resource::Nofile);
         if lim.current < lim.maximum {
@@ -144,7 +144,7 @@ impl<B: http_body::Body + Unpin> http_body::Body for Tracked<B> {
 /// sockets, and a flood from many addresses recycles the biggest holder's,
 /// while a device's request in flight is never cut. Only when every
 /// candidate is busy is the new connection closed at once.
-pub struct Table {
+pub(crate) struct Table {
     limits: Limits,
     epoch: Instant,
     by_addr: Mutex<HashMap<IpAddr, Vec<Arc<Activity>>>>,
@@ -152,7 +152,7 @@ pub struct Table {
 }
 
 impl Table {
-    pub fn new(limits: Limits, stats: Arc<ConnStats>) -> Table {
+    pub(crate) fn new(limits: Limits, stats: Arc<ConnStats>) -> Table {
         Table {
             limits,
             epoch: Instant::now(),
@@ -228,7 +228,7 @@ impl Table {
 
 /// Serves `app` on `listener` until `shutdown` is cancelled and every
 /// connection has finished.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,

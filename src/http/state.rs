@@ -43,7 +43,7 @@ pub struct AppState {
 }
 
 /// The access key of `Authorization: Bearer <key>`, if any.
-pub fn bearer_key(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer_key(headers: &HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)?
         .to_str()
@@ -55,7 +55,7 @@ pub fn bearer_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// The `session` cookie's value, if any.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -70,7 +70,7 @@ impl AppState {
     /// The caller's live session — from an access key (`Authorization:
     /// Bearer`) or the `session` cookie — or −10001 (see
     /// [`auth::session_of`], which re-validates a stale one).
-    pub async fn session(&self, headers: &HeaderMap) -> Result<(String, Session)> {
+    pub(crate) async fn session(&self, headers: &HeaderMap) -> Result<(String, Session)> {
         let credential = match bearer_key(headers) {
             Some(key) => auth::Credential::Key(key),
             None => auth::Credential::Cookie(session_token(headers).ok_or(Error::NeedLogin)?),
@@ -88,7 +88,7 @@ impl AppState {
 /// the permission the route needs ([`Need`]), checked right after the
 /// session and before the body, so a caller without it learns nothing about
 /// its input.
-pub struct Authed<E = ApiError, N: Need = AnyUser> {
+pub(crate) struct Authed<E = ApiError, N: Need = AnyUser> {
     /// The caller's session.
     pub s: Session,
     /// The request's parameters, already checked for a malformed body.
@@ -99,7 +99,7 @@ pub struct Authed<E = ApiError, N: Need = AnyUser> {
 }
 
 /// The permission a route needs, as a type (see [`Authed`]).
-pub trait Need {
+pub(crate) trait Need {
     const PERM: Option<Perm>;
 }
 

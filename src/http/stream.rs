@@ -71,7 +71,7 @@ fn http_date(t: SystemTime) -> String {
 }
 
 /// Content type from the real file name's extension.
-pub fn content_type_for(path: &Path) -> String {
+pub(crate) fn content_type_for(path: &Path) -> String {
     mime_guess::from_path(path)
         .first_raw()
         .unwrap_or("application/octet-stream")
@@ -80,14 +80,14 @@ pub fn content_type_for(path: &Path) -> String {
 
 /// Errors opening the file, for the caller to map (gone vs other).
 #[derive(Debug)]
-pub enum OpenError {
+pub(crate) enum OpenError {
     Missing,
     Io(std::io::Error),
 }
 
 /// Builds the response for sending `path`. `content_type` None = from the
 /// extension.
-pub async fn send_file(
+pub(crate) async fn send_file(
     path: &Path,
     content_type: Option<&str>,
     method: &Method,
@@ -119,7 +119,7 @@ pub async fn send_file(
 /// its metadata): validators, conditional requests, `Range`, `HEAD`. The
 /// body reads from `file` itself, so what is sent is what was opened,
 /// whatever the path names meanwhile.
-pub fn send_open(
+pub(crate) fn send_open(
     file: std::fs::File,
     meta: &std::fs::Metadata,
     ctype: &str,
@@ -256,7 +256,7 @@ fn file_body(file: Arc<std::fs::File>, offset: u64, len: u64) -> Body {
 ///   unknown) is `attachment`, saved rather than shown. The name follows
 ///   RFC 6266: an ASCII `filename` fallback and the exact name as UTF-8 in
 ///   `filename*`.
-pub fn original_headers(name: &str, ctype: &str) -> HeaderMap {
+pub(crate) fn original_headers(name: &str, ctype: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -278,13 +278,13 @@ pub fn original_headers(name: &str, ctype: &str) -> HeaderMap {
 }
 
 /// The policy of [`original_headers`].
-pub const ORIGINAL_CSP: &str =
+pub(crate) const ORIGINAL_CSP: &str =
     "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; \
      style-src 'unsafe-inline'";
 
 /// Pictures, video and sound, which a browser shows without running
 /// anything; SVG is a document that can carry scripts.
-pub fn displays_inline(ctype: &str) -> bool {
+pub(crate) fn displays_inline(ctype: &str) -> bool {
     let essence = ctype
         .split(';')
         .next()
@@ -302,7 +302,7 @@ pub fn displays_inline(ctype: &str) -> bool {
 /// `"` `\` `/` (each becomes `_`, as do non-ASCII characters and
 /// controls); `filename*` carries every character, percent-encoded outside
 /// RFC 8187's `attr-char`.
-pub fn content_disposition(kind: &str, name: &str) -> String {
+pub(crate) fn content_disposition(kind: &str, name: &str) -> String {
     let fallback: String = name
         .chars()
         .map(|c| match c {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-pub async fn close_if_unread(req: Request, next: Next) -> Response {
+pub(crate) async fn close_if_unread(req: Request, next: Next) -> Response {
     let h = req.headers();
     let has_body = match h.get(header::CONTENT_LENGTH) {
         Some(v) => v.as_bytes() != b"0",

@@ -26,7 +26,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub fn lock_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn lock_path(data_dir: &Path) -> PathBuf {
     data_dir.join("isync.lock")
 }
 
@@ -36,16 +36,16 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 
 /// Longest request line the server reads (a command with a password hash
 /// and a few names is well under 1 KiB).
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Longest reply line a client reads (a user or key list of thousands).
-pub const MAX_REPLY_BYTES: usize = 16 << 20;
+pub(crate) const MAX_REPLY_BYTES: usize = 16 << 20;
 /// A connection that sends no complete request line within this is closed.
-pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Creates the data dir (and any missing parent) private to this user
 /// (0700) when it does not exist; an existing one keeps its mode (systemd's
 /// `StateDirectoryMode=0750`, say). Blocking.
-pub fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
+pub(crate) fn create_data_dir(data_dir: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -91,12 +91,12 @@ impl ScanReply {
 }
 
 /// The exclusive advisory lock on `<data_dir>/isync.lock`; released on drop.
-pub struct DataDirLock {
+pub(crate) struct DataDirLock {
     _file: File,
 }
 
 /// Tries to take the data dir lock without waiting.
-pub fn try_lock(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
+pub(crate) fn try_lock(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
     create_data_dir(data_dir)?;
     let file = File::options()
         .create(true)
@@ -113,7 +113,7 @@ pub fn try_lock(data_dir: &Path) -> std::io::Result<Option<DataDirLock>> {
 
 /// Takes the lock, waiting (and saying so once) while another isync holds
 /// it. Blocking.
-pub fn lock(data_dir: &Path) -> std::io::Result<DataDirLock> {
+pub(crate) fn lock(data_dir: &Path) -> std::io::Result<DataDirLock> {
     let mut said = false;
     loop {
         if let Some(l) = try_lock(data_dir)? {
@@ -171,7 +171,7 @@ fn read_reply(s: UnixStream) -> std::io::Result<String> {
 
 /// Answers a request other than a scan (`{"op": …}`: admin commands,
 /// backups) with one JSON value.
-pub type OpHandler = Arc<
+pub(crate) type OpHandler = Arc<
     dyn Fn(
             serde_json::Value,
         )
@@ -182,7 +182,7 @@ pub type OpHandler = Arc<
 
 /// Sends an `{"op": …}` request to a running server. `Ok(None)` when no
 /// server answers. Blocking; the reply comes when the work is done.
-pub fn request_op(
+pub(crate) fn request_op(
     data_dir: &Path,
     req: &serde_json::Value,
 ) -> std::io::Result<Option<serde_json::Value>> {
@@ -203,7 +203,7 @@ pub fn request_op(
 /// `<data_dir>/isync.sock` until `token` is cancelled. The caller holds the
 /// data dir lock, so a socket file left by a crashed server is stale and
 /// replaced.
-pub fn serve(
+pub(crate) fn serve(
     data_dir: &Path,
     scanner: Arc<Scanner>,
     plan: Arc<RwLock<LibraryPlan>>,
@@ -330,7 +330,7 @@ fn bind_private(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
 }
 
 /// Runs the scan a request asks for. Blocking.
-pub fn run_scan(
+pub(crate) fn run_scan(
     scanner: &Scanner,
     plan: &RwLock<LibraryPlan>,
     req: &ScanRequest,

@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 
 /// Below this many removals the share rule of the mass-deletion guard does
 /// not apply: deleting 3 of a new library's 4 photos is not a failing disk.
-pub const GUARD_MIN_FILES: usize = 10;
+pub(crate) const GUARD_MIN_FILES: usize = 10;
 
 /// A folder the walk saw (`path` as stored: a path key).
 #[derive(Debug, Clone)]
-pub struct SeenDir {
+pub(crate) struct SeenDir {
     pub path: String,
     pub ino: u64,
     /// Its creation time as a new catalog records it.
@@ -28,7 +28,7 @@ pub struct SeenDir {
 
 /// A regular file the walk saw (`dir` as stored: a path key).
 #[derive(Debug, Clone)]
-pub struct SeenEntry<'a> {
+pub(crate) struct SeenEntry<'a> {
     pub dir: String,
     pub name: &'a str,
     pub ino: i64,
@@ -41,7 +41,7 @@ pub struct SeenEntry<'a> {
 
 /// What a walk saw, as the diff needs it.
 #[derive(Debug, Default)]
-pub struct WalkSeen<'a> {
+pub(crate) struct WalkSeen<'a> {
     pub dirs: Vec<SeenDir>,
     /// In the walk's order; the plan names them by index.
     pub files: Vec<SeenEntry<'a>>,
@@ -57,7 +57,7 @@ pub struct WalkSeen<'a> {
 
 /// A known folder renamed or moved on disk: same id, new path.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FolderMove {
+pub(crate) struct FolderMove {
     pub id: CatalogId,
     pub old: String,
     pub new: String,
@@ -67,7 +67,7 @@ pub struct FolderMove {
 
 /// A folder with no catalog yet.
 #[derive(Debug, Clone, PartialEq)]
-pub struct NewDir {
+pub(crate) struct NewDir {
     pub path: String,
     pub ino: u64,
     pub create_time: i64,
@@ -75,7 +75,7 @@ pub struct NewDir {
 
 /// What a scan changes, in the order [`Plan`]'s fields are written.
 #[derive(Debug, Default)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Catalog ids by real path, the folder moves applied (the new folders
     /// are added when written).
     pub catalogs: HashMap<String, CatalogId>,
@@ -106,13 +106,13 @@ pub struct Plan {
     pub held_back: usize,
 }
 
-pub fn parent_key(p: &str) -> &str {
+pub(crate) fn parent_key(p: &str) -> &str {
     p.rfind('/')
         .map(|i| if i == 0 { "/" } else { &p[..i] })
         .unwrap_or("")
 }
 
-pub fn folder_name(p: &str) -> &str {
+pub(crate) fn folder_name(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
@@ -202,7 +202,7 @@ fn folder_moves(
 
 /// Compares the records of a library rooted at `root` (a path key) with what
 /// a walk saw. Pure: no disk, no database.
-pub fn diff(
+pub(crate) fn diff(
     folders: &[KnownFolder],
     known_files: &[KnownFile],
     root: &str,
@@ -342,7 +342,7 @@ fn diff_files(
 
 /// Whether removing `gone` of `known` files needs confirmation; the reason
 /// when it does.
-pub fn guard_reason(limits: &ScanConfig, gone: usize, known: usize) -> Option<String> {
+pub(crate) fn guard_reason(limits: &ScanConfig, gone: usize, known: usize) -> Option<String> {
     if gone > limits.max_delete_count {
         return Some(format!(
             "{gone} files would be removed, more than scan.max_delete_count = {}",
@@ -364,7 +364,7 @@ pub fn guard_reason(limits: &ScanConfig, gone: usize, known: usize) -> Option<St
 /// library's `known` files (a disk failing or a folder unmounted looks like
 /// this), its removals (files and folders) are taken out and counted in
 /// `held_back`; additions and moves stay. Returns the reason when it held.
-pub fn guard(limits: &ScanConfig, plan: &mut Plan, known: usize) -> Option<String> {
+pub(crate) fn guard(limits: &ScanConfig, plan: &mut Plan, known: usize) -> Option<String> {
     let why = guard_reason(limits, plan.gone_files.len(), known)?;
     plan.held_back = plan.gone_files.len();
     plan.gone_files.clear();

@@ -22,28 +22,28 @@ use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-pub use crate::model::HIDDEN_DIR;
+pub(crate) use crate::model::HIDDEN_DIR;
 /// Longest extension of a name on disk (and of an announced upload).
-pub const MAX_EXT_CHARS: usize = 10;
+pub(crate) const MAX_EXT_CHARS: usize = 10;
 
 /// `<library>/.isync/uploads`.
-pub fn staging_dir(library: &Path) -> PathBuf {
+pub(crate) fn staging_dir(library: &Path) -> PathBuf {
     library.join(HIDDEN_DIR).join("uploads")
 }
 
 /// `<library>/.isync/uploads/<id>.origin`: the bytes of a pending original.
-pub fn staging_origin_path(library: &Path, file_id: FileId) -> PathBuf {
+pub(crate) fn staging_origin_path(library: &Path, file_id: FileId) -> PathBuf {
     staging_dir(library).join(format!("{}.origin", file_id.0))
 }
 
 /// `<library>/.isync/trash`.
-pub fn trash_dir(library: &Path) -> PathBuf {
+pub(crate) fn trash_dir(library: &Path) -> PathBuf {
     library.join(HIDDEN_DIR).join("trash")
 }
 
 /// A name in the trash for `name` deleted at `now`: unique (time and 32 random
 /// bits) and still saying what it was.
-pub fn stamp_name(now: i64, name: &str) -> String {
+pub(crate) fn stamp_name(now: i64, name: &str) -> String {
     let mut r = [0u8; 4];
     rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut r);
     format!("{now}-{}_{name}", hex::encode(r))
@@ -90,7 +90,7 @@ pub fn client_thumb_dir(library: &Path, data_thumbs: &Path, file_id: FileId) -> 
 }
 
 /// `<thumb_dir>/uploaded/<id>_<0|1>.part`: a pending client thumbnail.
-pub fn staging_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) -> PathBuf {
+pub(crate) fn staging_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) -> PathBuf {
     thumb_dir
         .join("uploaded")
         .join(format!("{}_{}.part", file_id.0, level.as_u8()))
@@ -98,7 +98,7 @@ pub fn staging_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) 
 
 /// The real folder of a record (a pending one's path ends in its
 /// placeholder name, in the same folder).
-pub fn folder_of(rec: &FileRecord) -> PathBuf {
+pub(crate) fn folder_of(rec: &FileRecord) -> PathBuf {
     Path::new(&rec.path)
         .parent()
         .map(Path::to_path_buf)
@@ -107,7 +107,7 @@ pub fn folder_of(rec: &FileRecord) -> PathBuf {
 
 /// The stem of the server-made name of an upload (spec §9.1):
 /// `<upload date>_<id>`, dated `now` when the record has no upload time.
-pub fn upload_stem(rec: &FileRecord, now: i64) -> String {
+pub(crate) fn upload_stem(rec: &FileRecord, now: i64) -> String {
     format!(
         "{}_{}",
         crate::time::civil_date(rec.upload_time.unwrap_or(now)),
@@ -117,7 +117,7 @@ pub fn upload_stem(rec: &FileRecord, now: i64) -> String {
 
 /// Lower-case ASCII letters and digits of `ext`, at most 10 (a safe
 /// extension for a name on disk).
-pub fn safe_ext(ext: &str) -> String {
+pub(crate) fn safe_ext(ext: &str) -> String {
     ext.chars()
         .filter(char::is_ascii_alphanumeric)
         .map(|c| c.to_ascii_lowercase())
@@ -127,7 +127,7 @@ pub fn safe_ext(ext: &str) -> String {
 
 /// A folder name from a display name: ASCII letters, digits, `_`, `-`, `.`
 /// (no separators, no leading dot, never `..`), at most 60 characters.
-pub fn safe_folder_name(name: &str) -> String {
+pub(crate) fn safe_folder_name(name: &str) -> String {
     let s: String = name
         .chars()
         .map(|c| {
@@ -148,7 +148,7 @@ pub fn safe_folder_name(name: &str) -> String {
 }
 
 /// `(stem, ext)` of a file name; a leading dot is part of the stem.
-pub fn split_name(name: &str) -> (String, String) {
+pub(crate) fn split_name(name: &str) -> (String, String) {
     match name.rsplit_once('.') {
         Some((stem, ext)) if !stem.is_empty() => (stem.to_string(), ext.to_string()),
         _ => (name.to_string(), String::new()),
@@ -156,7 +156,7 @@ pub fn split_name(name: &str) -> (String, String) {
 }
 
 /// Candidate names on disk: `<stem>.<ext>`, then `<stem>_1.<ext>`, …
-pub fn numbered(stem: &str, ext: &str, n: u32) -> String {
+pub(crate) fn numbered(stem: &str, ext: &str, n: u32) -> String {
     let stem = if n == 0 {
         stem.to_string()
     } else {
@@ -172,12 +172,17 @@ pub fn numbered(stem: &str, ext: &str, n: u32) -> String {
 /// Links `from` to the first free numbered name in `dir` (never replacing
 /// an existing file: `link` fails on an existing target), then unlinks
 /// `from`. Returns the name chosen. Blocking.
-pub fn move_no_clobber(from: &Path, dir: &Path, stem: &str, ext: &str) -> std::io::Result<String> {
+pub(crate) fn move_no_clobber(
+    from: &Path,
+    dir: &Path,
+    stem: &str,
+    ext: &str,
+) -> std::io::Result<String> {
     move_no_clobber_where(from, dir, stem, ext, |_| false)
 }
 
 /// [`move_no_clobber`], also skipping the names for which `taken` is true.
-pub fn move_no_clobber_where(
+pub(crate) fn move_no_clobber_where(
     from: &Path,
     dir: &Path,
     stem: &str,
@@ -205,12 +210,12 @@ pub fn move_no_clobber_where(
 }
 
 /// fsyncs a directory so a rename/link/unlink in it is durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 /// fsyncs the folder holding `p`.
-pub fn sync_parent(p: &Path) -> std::io::Result<()> {
+pub(crate) fn sync_parent(p: &Path) -> std::io::Result<()> {
     match p.parent() {
         Some(d) => sync_dir(d),
         None => Ok(()),
@@ -218,7 +223,7 @@ pub fn sync_parent(p: &Path) -> std::io::Result<()> {
 }
 
 /// Whether anything (a dangling symlink too) is at `p`.
-pub fn exists(p: &Path) -> std::io::Result<bool> {
+pub(crate) fn exists(p: &Path) -> std::io::Result<bool> {
     match std::fs::symlink_metadata(p) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -227,7 +232,7 @@ pub fn exists(p: &Path) -> std::io::Result<bool> {
 }
 
 /// Removes a file; one already gone is fine.
-pub fn remove_if_exists(p: &Path) -> std::io::Result<()> {
+pub(crate) fn remove_if_exists(p: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -235,13 +240,13 @@ pub fn remove_if_exists(p: &Path) -> std::io::Result<()> {
 }
 
 /// Whether `a` and `b` are links to one file.
-pub fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
+pub(crate) fn same_file(a: &Path, b: &Path) -> std::io::Result<bool> {
     let (a, b) = (std::fs::metadata(a)?, std::fs::metadata(b)?);
     Ok(a.dev() == b.dev() && a.ino() == b.ino())
 }
 
 /// Modification time in nanoseconds since the epoch, as the scanner records it.
-pub fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+pub(crate) fn mtime_ns(m: &std::fs::Metadata) -> i64 {
     m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
 }
 

@@ -37,7 +37,7 @@ const FOLDERS_PER_QUERY: usize = 500;
 /// while the pair still holds; otherwise it takes the lowest-id photo of
 /// its group still free (two photos of one name and identifier, an exported
 /// JPEG beside the HEIC, get one video between them).
-pub fn decide(files: &[LiveCandidate]) -> Vec<(FileId, Option<FileId>)> {
+pub(crate) fn decide(files: &[LiveCandidate]) -> Vec<(FileId, Option<FileId>)> {
     let key = |f: &LiveCandidate| {
         (
             f.real_catalog_id,
@@ -97,7 +97,7 @@ fn stem(name: &str) -> &str {
 
 /// Pairs the Live Photos of `folders` (real folders) anew; returns how many
 /// links changed. Runs in the caller's transaction.
-pub fn pair_folders(c: &Connection, folders: &[CatalogId]) -> Result<usize, DbError> {
+pub(crate) fn pair_folders(c: &Connection, folders: &[CatalogId]) -> Result<usize, DbError> {
     let mut changed = 0;
     for chunk in folders.chunks(FOLDERS_PER_QUERY) {
         let found = files::live_candidates(c, chunk)?;
@@ -116,7 +116,7 @@ pub fn pair_folders(c: &Connection, folders: &[CatalogId]) -> Result<usize, DbEr
 /// naming no video). A video's thumbnail changes nothing: its photo stays
 /// listed and its original is still there. Runs in the caller's
 /// transaction, the one that records the part pending.
-pub fn part_pending(c: &Connection, rec: &FileRecord, origin: bool) -> Result<(), DbError> {
+pub(crate) fn part_pending(c: &Connection, rec: &FileRecord, origin: bool) -> Result<(), DbError> {
     if let Some(video) = rec.live_video_id {
         files::set_live_photo(c, video, None)?;
     }

@@ -10,11 +10,13 @@
 pub mod control;
 mod diff;
 pub mod layout;
-pub mod live;
-pub mod roots;
-pub mod scan;
-pub mod walk;
+pub(crate) mod live;
+pub(crate) mod roots;
+pub(crate) mod scan;
+pub(crate) mod walk;
 pub mod watcher;
 
-pub use roots::{sync_libraries, LibraryPlan};
-pub use scan::{scan_libraries, ScanOptions, ScanReport, Scanner};
+pub use roots::sync_libraries;
+pub(crate) use roots::LibraryPlan;
+pub(crate) use scan::scan_libraries;
+pub use scan::{ScanReport, Scanner};

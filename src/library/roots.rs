@@ -16,12 +16,12 @@ pub struct LibraryPlan {
 }
 
 /// Path as stored: absolute, normalised, as text.
-pub fn path_key(p: &Path) -> String {
+pub(crate) fn path_key(p: &Path) -> String {
     normalize(p).to_string_lossy().into_owned()
 }
 
 /// Folder name shown for a root catalog.
-pub fn display_name(p: &Path) -> String {
+pub(crate) fn display_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "/".into())
@@ -155,18 +155,18 @@ fn ensure_root(
 }
 
 /// Earliest of ctime/mtime/atime in seconds (spec §12.1 createTime).
-pub fn earliest_time(m: &std::fs::Metadata) -> i64 {
+pub(crate) fn earliest_time(m: &std::fs::Metadata) -> i64 {
     m.ctime().min(m.mtime()).min(m.atime())
 }
 
 /// Where isync writes a library's identity, relative to its root: inside the
 /// hidden `.isync` folder that uploads and the trash already use (and that a
 /// "delete everything" moves leave in place).
-pub const MARKER_FILE: &str = ".isync/library-id";
+pub(crate) const MARKER_FILE: &str = ".isync/library-id";
 
 /// Why a library root is not usable right now.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Offline {
+pub(crate) enum Offline {
     Missing(String),
     NotADirectory,
     OtherDevice {
@@ -216,7 +216,7 @@ impl std::fmt::Display for Offline {
 }
 
 /// Reads the identity marker at `root` (`None` when absent).
-pub fn read_marker(root: &Path) -> std::io::Result<Option<String>> {
+pub(crate) fn read_marker(root: &Path) -> std::io::Result<Option<String>> {
     match std::fs::read_to_string(root.join(MARKER_FILE)) {
         Ok(s) => Ok(Some(s.trim().to_string()).filter(|s| !s.is_empty())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -227,7 +227,7 @@ pub fn read_marker(root: &Path) -> std::io::Result<Option<String>> {
 /// Makes sure `root` carries a marker and returns it: an existing one is
 /// kept (the database may have been rebuilt), otherwise a random id is
 /// written atomically. Fails on a read-only root.
-pub fn ensure_marker(root: &Path) -> std::io::Result<String> {
+pub(crate) fn ensure_marker(root: &Path) -> std::io::Result<String> {
     if let Some(m) = read_marker(root)? {
         return Ok(m);
     }
@@ -242,7 +242,7 @@ fn new_marker() -> String {
 }
 
 /// Writes `id` as the marker of `root` (temp file + rename + fsync).
-pub fn write_marker(root: &Path, id: &str) -> std::io::Result<String> {
+pub(crate) fn write_marker(root: &Path, id: &str) -> std::io::Result<String> {
     let file = root.join(MARKER_FILE);
     let dir = file.parent().unwrap_or(root);
     std::fs::create_dir_all(dir)?;
@@ -264,7 +264,11 @@ pub fn write_marker(root: &Path, id: &str) -> std::io::Result<String> {
 /// Without a marker (read-only roots, or before the first scan wrote one)
 /// the recorded device and "empty where it had files" decide.
 /// Returns the root's device id when it is online.
-pub fn check_root(lib: &Library, marker: Option<&str>, known_files: usize) -> Result<i64, Offline> {
+pub(crate) fn check_root(
+    lib: &Library,
+    marker: Option<&str>,
+    known_files: usize,
+) -> Result<i64, Offline> {
     let path = Path::new(&lib.path);
     let meta = std::fs::metadata(path).map_err(|e| Offline::Missing(e.to_string()))?;
     if !meta.is_dir() {
@@ -309,7 +313,7 @@ pub fn check_root(lib: &Library, marker: Option<&str>, known_files: usize) -> Re
 /// disk is away. Blocking: a stat and a small read per library (on an
 /// automounted disk that is absent, the read waits for the mount to give
 /// up).
-pub fn offline_holder(db: &Db, path: &Path) -> Result<Option<(Library, Offline)>, DbError> {
+pub(crate) fn offline_holder(db: &Db, path: &Path) -> Result<Option<(Library, Offline)>, DbError> {
     let mut holders: Vec<Library> = db
         .read(libraries::list)?
         .into_iter()
@@ -341,7 +345,11 @@ pub fn offline_holder(db: &Db, path: &Path) -> Result<Option<(Library, Offline)>
 /// (whoever notices first: the watcher, a scan or an upload; the database
 /// says which). Offline is a warning: listings go on, nothing is removed,
 /// and the library comes back by itself with its disk.
-pub fn set_online(db: &Db, lib: &Library, state: &Result<i64, Offline>) -> Result<(), DbError> {
+pub(crate) fn set_online(
+    db: &Db,
+    lib: &Library,
+    state: &Result<i64, Offline>,
+) -> Result<(), DbError> {
     let id: LibraryId = lib.id;
     match state {
         Ok(_) => {

@@ -25,8 +25,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub use super::diff::GUARD_MIN_FILES;
-
 #[derive(Debug, Default, Clone)]
 pub struct ScanReport {
     pub libraries: usize,
@@ -67,7 +65,7 @@ impl ScanReport {
         self.changed_ids.extend(o.changed_ids);
     }
 
-    pub fn files_per_sec(&self) -> f64 {
+    pub(crate) fn files_per_sec(&self) -> f64 {
         self.files_seen as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
@@ -117,7 +115,7 @@ impl std::fmt::Display for ScanReport {
 
 /// How a scan may act.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct ScanOptions {
+pub(crate) struct ScanOptions {
     /// Apply removals the mass-deletion guard would hold back, and adopt a
     /// root whose identity marker is missing or different.
     pub confirm_deletions: bool,
@@ -158,7 +156,7 @@ pub struct Scanner {
 }
 
 /// A file's mtime in nanoseconds, as recorded in `files.mtime_ns`.
-pub fn mtime_ns(m: &std::fs::Metadata) -> i64 {
+pub(crate) fn mtime_ns(m: &std::fs::Metadata) -> i64 {
     m.mtime().saturating_mul(1_000_000_000) + m.mtime_nsec()
 }
 
@@ -178,12 +176,12 @@ fn ext_of(name: &str) -> String {
 /// yet, or a record whose file just left for staging) and never takes an
 /// upload's file for a new one or an upload's record for a deleted file.
 /// Probing (the slow part) runs without it.
-pub fn library_lock(db: &Db, library: &str) -> Arc<Mutex<()>> {
+pub(crate) fn library_lock(db: &Db, library: &str) -> Arc<Mutex<()>> {
     db.locks().library(library)
 }
 
 /// Takes a [`library_lock`].
-pub fn hold(lock: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
+pub(crate) fn hold(lock: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
     lock.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -305,7 +303,7 @@ impl Scanner {
     /// SQLite's own "full" error (what it would say a little later, with
     /// the card full and everything else failing too), and nothing is
     /// removed on a scan that did not finish.
-    pub fn keep_free(&self, bytes: u64) {
+    pub(crate) fn keep_free(&self, bytes: u64) {
         self.data_reserve
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
@@ -335,7 +333,7 @@ impl Scanner {
 
     /// Registers `f` (quick, non-blocking) to be called after every library
     /// scan, online or not, with the time its writes are stamped from.
-    pub fn after_scan(&self, f: impl Fn(i64) + Send + Sync + 'static) {
+    pub(crate) fn after_scan(&self, f: impl Fn(i64) + Send + Sync + 'static) {
         let _ = self.after_scan.set(Box::new(f));
     }
 
@@ -343,7 +341,7 @@ impl Scanner {
     /// holding its [`library_lock`] (so `f` must not take it): the upload
     /// moves a crash left while the library was offline are finished there
     /// before the walk could take a moved original for a new file.
-    pub fn before_walk(&self, f: impl Fn(&Library) + Send + Sync + 'static) {
+    pub(crate) fn before_walk(&self, f: impl Fn(&Library) + Send + Sync + 'static) {
         let _ = self.before_walk.set(Box::new(f));
     }
 
@@ -364,7 +362,7 @@ impl Scanner {
         self.scan_plan_with(plan, ScanOptions::default())
     }
 
-    pub fn scan_plan_with(
+    pub(crate) fn scan_plan_with(
         &self,
         plan: &LibraryPlan,
         opts: ScanOptions,
@@ -381,7 +379,7 @@ impl Scanner {
     }
 
     /// Full incremental scan of one library of `plan`. Blocking.
-    pub fn scan_library_id(
+    pub(crate) fn scan_library_id(
         &self,
         plan: &LibraryPlan,
         id: LibraryId,
@@ -401,7 +399,7 @@ impl Scanner {
     /// walked whole), in one pass so a file or folder moved between two of
     /// them keeps its id. Files in `busy` are being written: neither probed
     /// nor taken for deleted. Blocking.
-    pub fn scan_dirs(
+    pub(crate) fn scan_dirs(
         &self,
         plan: &LibraryPlan,
         id: LibraryId,
@@ -425,7 +423,7 @@ impl Scanner {
         self.scan_subtree_with(plan, dir, ScanOptions::default())
     }
 
-    pub fn scan_subtree_with(
+    pub(crate) fn scan_subtree_with(
         &self,
         plan: &LibraryPlan,
         dir: &Path,
@@ -941,7 +939,7 @@ fn probe_one(f: &SeenFile, cat: CatalogId, root_id: CatalogId) -> Option<files::
 }
 
 /// Syncs the configured libraries and scans them all. Blocking.
-pub fn scan_libraries(
+pub(crate) fn scan_libraries(
     db: &Db,
     cfg: &crate::config::Config,
     scanner: &Scanner,

@@ -8,21 +8,21 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 /// A regular file seen on disk.
-pub struct SeenFile {
+pub(crate) struct SeenFile {
     pub dir: PathBuf,
     pub name: String,
     pub meta: std::fs::Metadata,
 }
 
 impl SeenFile {
-    pub fn path(&self) -> PathBuf {
+    pub(crate) fn path(&self) -> PathBuf {
         self.dir.join(&self.name)
     }
 }
 
 /// What a walk saw.
 #[derive(Default)]
-pub struct Walk {
+pub(crate) struct Walk {
     /// Folders seen (below the folders the walk started from).
     pub dirs: Vec<(PathBuf, std::fs::Metadata)>,
     pub files: Vec<SeenFile>,
@@ -45,7 +45,7 @@ fn hidden(name: &std::ffi::OsStr) -> bool {
 
 impl Walk {
     /// Walks `top` recursively into `self`.
-    pub fn walk_tree(&mut self, top: &Path, excluded: &[PathBuf]) {
+    pub(crate) fn walk_tree(&mut self, top: &Path, excluded: &[PathBuf]) {
         let mut unreadable: HashSet<PathBuf> = HashSet::new();
         let mut entered: Vec<PathBuf> = vec![top.to_path_buf()];
         let it = walkdir::WalkDir::new(top)
@@ -102,7 +102,7 @@ impl Walk {
 
     /// Lists each folder of `dirs` (not recursively); a sub-folder for which
     /// `known` is false is new (or moved in) and is walked whole.
-    pub fn list_dirs(
+    pub(crate) fn list_dirs(
         &mut self,
         dirs: &[PathBuf],
         excluded: &[PathBuf],

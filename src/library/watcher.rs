@@ -46,7 +46,7 @@ const QUEUE_EVENTS: usize = 65_536;
 
 /// What the watcher needs from the application.
 #[derive(Clone)]
-pub struct WatchParts {
+pub(crate) struct WatchParts {
     pub db: Db,
     pub scanner: Arc<Scanner>,
     pub plan: Arc<RwLock<LibraryPlan>>,
@@ -212,7 +212,7 @@ struct State {
 /// Starts the watcher on `tracker`; it stops when `token` is cancelled.
 /// Events are collected from the start, and applied once `scanned` (the
 /// initial scan) is done. Returns its live figures.
-pub fn spawn(
+pub(crate) fn spawn(
     parts: WatchParts,
     scanned: watch::Receiver<bool>,
     token: CancellationToken,
@@ -841,7 +841,7 @@ impl State {
 
 /// A cheap check that library `id`'s root is there and is the same disk
 /// (stat + marker read; no walk). Blocking.
-pub fn root_online(db: &Db, id: LibraryId) -> Result<bool, DbError> {
+pub(crate) fn root_online(db: &Db, id: LibraryId) -> Result<bool, DbError> {
     let (lib, marker, has_files) = db.read(|c| {
         Ok((
             libraries::by_id(c, id)?,

@@ -28,10 +28,10 @@ use crate::model::ThumbLevel;
 /// (thread stacks, sockets, allocator slack).
 pub const DEFAULT_BUDGET_BYTES: u64 = 160 << 20;
 /// How long a request waits for memory before it is told to try again.
-pub const REQUEST_WAIT: Duration = Duration::from_secs(20);
+pub(crate) const REQUEST_WAIT: Duration = Duration::from_secs(20);
 /// How long the pre-render worker waits before it moves on (the original is
 /// visited again by the next sweep).
-pub const BACKGROUND_WAIT: Duration = Duration::from_secs(300);
+pub(crate) const BACKGROUND_WAIT: Duration = Duration::from_secs(300);
 /// A lease at least this large gives the freed memory back to the system
 /// when it ends, so the process's resident size follows the live leases
 /// rather than what glibc's arenas keep (`heap::release_free_memory`).
@@ -47,7 +47,7 @@ pub enum Class {
 
 /// Why memory was not granted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BudgetError {
+pub(crate) enum BudgetError {
     /// More than the whole budget: this render can never run.
     #[error("needs {need_mib} MiB, more than the {total_mib} MiB thumbnails may use")]
     TooLarge { need_mib: u64, total_mib: u64 },
@@ -75,7 +75,7 @@ struct State {
 }
 
 impl Budget {
-    pub fn new(total: u64) -> Budget {
+    pub(crate) fn new(total: u64) -> Budget {
         Budget {
             total: total.max(1),
             state: Mutex::new(State::default()),
@@ -85,22 +85,20 @@ impl Budget {
 
     /// The budget of renders made outside a server (tests, benches): the
     /// default size, shared by all of them.
-    pub fn shared_default() -> &'static Budget {
+    pub(crate) fn shared_default() -> &'static Budget {
         static DEFAULT: OnceLock<Budget> = OnceLock::new();
         DEFAULT.get_or_init(|| Budget::new(DEFAULT_BUDGET_BYTES))
     }
 
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
     /// Bytes reserved now.
-    pub fn used(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> u64 {
         self.lock().used
     }
 
     /// Most bytes ever reserved at once.
-    pub fn peak(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn peak(&self) -> u64 {
         self.lock().peak
     }
 
@@ -111,7 +109,7 @@ impl Budget {
     /// Reserves `bytes`, waiting (up to [`REQUEST_WAIT`] or
     /// [`BACKGROUND_WAIT`]) while the budget is used up. Blocking: call it
     /// from the render's thread, never on an async task.
-    pub fn reserve(&self, bytes: u64, class: Class) -> Result<Lease<'_>, BudgetError> {
+    pub(crate) fn reserve(&self, bytes: u64, class: Class) -> Result<Lease<'_>, BudgetError> {
         self.reserve_within(bytes, class, wait_for(class))
     }
 
@@ -173,7 +171,7 @@ impl Budget {
 
     /// Reserves `bytes` only if that is possible at once (for a render that
     /// already holds a lease and must not wait).
-    pub fn try_reserve(&self, bytes: u64) -> Option<Lease<'_>> {
+    pub(crate) fn try_reserve(&self, bytes: u64) -> Option<Lease<'_>> {
         let mut st = self.lock();
         if st.used + bytes > self.total {
             return None;
@@ -226,13 +224,14 @@ fn wait_for(class: Class) -> Duration {
 
 /// Memory reserved for one render; given back when dropped.
 #[must_use = "the reservation ends when the lease is dropped"]
-pub struct Lease<'a> {
+pub(crate) struct Lease<'a> {
     budget: &'a Budget,
     bytes: u64,
 }
 
 impl Lease<'_> {
-    pub fn bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }
 }
@@ -264,7 +263,7 @@ pub struct Allowance<'a> {
 
 impl<'a> Allowance<'a> {
     /// `budget` as `class`, decoding on one thread per core.
-    pub fn new(budget: &'a Budget, class: Class) -> Allowance<'a> {
+    pub(crate) fn new(budget: &'a Budget, class: Class) -> Allowance<'a> {
         Allowance {
             budget,
             class,

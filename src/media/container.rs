@@ -37,12 +37,12 @@ pub enum Container {
 
 /// Bytes [`sniff`] needs to tell every container apart (an MPEG-TS packet
 /// is 188 bytes; three of them, or of M2TS's 192).
-pub const SNIFF_BYTES: usize = 580;
+pub(crate) const SNIFF_BYTES: usize = 580;
 
 impl Container {
     /// The ffmpeg demuxer for this container (`-f`); `None` for the stills
     /// decoded in-process, which ffmpeg never sees.
-    pub fn demuxer(self) -> Option<&'static str> {
+    pub(crate) fn demuxer(self) -> Option<&'static str> {
         Some(match self {
             // ffmpeg 5.1 refuses 32-bit BI_BITFIELDS BMPs: the `image`
             // crate reads every BMP header and bit depth.
@@ -71,7 +71,7 @@ impl Container {
 
     /// Demuxer options that keep it to the one file (`-opt value` pairs,
     /// given before `-i`).
-    pub fn demuxer_options(self) -> &'static [&'static str] {
+    pub(crate) fn demuxer_options(self) -> &'static [&'static str] {
         match self {
             // Off by default; said explicitly because following an external
             // data reference is exactly what must never happen.
@@ -81,7 +81,7 @@ impl Container {
     }
 
     /// Whether it can hold moving video.
-    pub fn is_video_container(self) -> bool {
+    pub(crate) fn is_video_container(self) -> bool {
         matches!(
             self,
             Container::IsoBmff
@@ -96,7 +96,8 @@ impl Container {
     }
 
     /// A still image format.
-    pub fn is_still(self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_still(self) -> bool {
         matches!(
             self,
             Container::Jpeg
@@ -112,7 +113,7 @@ impl Container {
 /// The container `head` (the first bytes of a file, ideally
 /// [`SNIFF_BYTES`]) starts, or `None` for anything else — text, playlists,
 /// scripts, damaged files.
-pub fn sniff(head: &[u8]) -> Option<Container> {
+pub(crate) fn sniff(head: &[u8]) -> Option<Container> {
     let at = |i: usize, magic: &[u8]| head.get(i..i + magic.len()) == Some(magic);
     let riff = |kind: &[u8]| at(0, b"RIFF") && at(8, kind);
     Some(if at(0, &[0xFF, 0xD8, 0xFF]) {

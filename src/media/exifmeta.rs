@@ -126,13 +126,13 @@ const APPLE_TAG_CONTENT_ID: u16 = 0x0011;
 /// tags on an iPhone 15): the rest is not read.
 const APPLE_NOTE_MAX_ENTRIES: usize = 512;
 /// Longest content identifier kept (a UUID is 36 characters).
-pub const CONTENT_ID_MAX_CHARS: usize = 64;
+pub(crate) const CONTENT_ID_MAX_CHARS: usize = 64;
 
 /// The content identifier in an Apple MakerNote (`note`: the MakerNote's
 /// bytes, its header first). `None` for any other maker's note and for a
 /// note that is cut short or whose entry points outside it: every length
 /// and offset is checked against `note`, none is trusted.
-pub fn apple_content_id(note: &[u8]) -> Option<String> {
+pub(crate) fn apple_content_id(note: &[u8]) -> Option<String> {
     if !note.starts_with(APPLE_NOTE_ID) {
         return None;
     }
@@ -179,7 +179,7 @@ pub fn apple_content_id(note: &[u8]) -> Option<String> {
 /// the first NUL, trimmed and upper-cased (iOS writes UUIDs in capitals;
 /// compared alike whatever wrote them), 1 to [`CONTENT_ID_MAX_CHARS`] long.
 /// Anything else is no identifier.
-pub fn content_id_text(raw: &[u8]) -> Option<String> {
+pub(crate) fn content_id_text(raw: &[u8]) -> Option<String> {
     let raw = raw.split(|&b| b == 0).next().unwrap_or_default();
     let text = std::str::from_utf8(raw).ok()?.trim();
     let ok = !text.is_empty()
@@ -215,7 +215,7 @@ fn capture_time(exif: &exif::Exif, tag: Tag, offset_tag: Tag) -> Option<i64> {
     Some(local - i64::from(dt.offset.unwrap_or(0)) * 60)
 }
 
-pub use crate::time::unix_from_civil;
+pub(crate) use crate::time::unix_from_civil;
 
 #[cfg(test)]
 mod tests {

@@ -111,7 +111,7 @@ pub fn jpeg_head(jpeg: &[u8]) -> io::Result<JpegHead> {
 }
 
 /// One MP entry: `(format, type, size, offset)`.
-pub type MpEntry = (u32, u32, u32, u32);
+pub(crate) type MpEntry = (u32, u32, u32, u32);
 
 /// The MPEntry table of an MPF payload; `None` when damaged.
 pub fn mp_entries(mpf: &[u8]) -> Option<Vec<MpEntry>> {

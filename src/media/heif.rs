@@ -22,7 +22,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 const MAX_META_BYTES: u64 = 4 << 20;
 /// Most items (`infe`/`iloc` entries) one file may declare: an iPhone HEIC
 /// has ~50 (48 tiles of a 12 MP grid), a 100 MP grid of 512² tiles ~400.
-pub const MAX_ITEMS: usize = 4096;
+pub(crate) const MAX_ITEMS: usize = 4096;
 /// Most properties in `ipco` and associations per item.
 const MAX_PROPERTIES: usize = 4096;
 /// Most extents of one item.
@@ -178,7 +178,7 @@ pub struct Heif {
 
 /// Whether `head` (a file's first bytes) is an ISO-BMFF file with a HEIF or
 /// AVIF still-image brand, major or compatible.
-pub fn is_heif(head: &[u8]) -> bool {
+pub(crate) fn is_heif(head: &[u8]) -> bool {
     let Some(size) = head.get(..4) else {
         return false;
     };
@@ -299,7 +299,7 @@ fn find<'a>(boxes: &[BoxRef<'a>], kind: &[u8; 4]) -> Option<&'a [u8]> {
 /// call. For a scan of 10,000 iPhone HEICs that is the difference between
 /// one read per file and eight (seek and read of each top-level box
 /// header, `meta`, the grid description and the Exif item).
-pub struct HeadFile<'a, R> {
+pub(crate) struct HeadFile<'a, R> {
     head: &'a [u8],
     file: &'a mut R,
     len: u64,
@@ -310,7 +310,7 @@ pub struct HeadFile<'a, R> {
 
 impl<'a, R: Read + Seek> HeadFile<'a, R> {
     /// `head`: the file's bytes from offset 0; `len`: the file's length.
-    pub fn new(head: &'a [u8], file: &'a mut R, len: u64) -> HeadFile<'a, R> {
+    pub(crate) fn new(head: &'a [u8], file: &'a mut R, len: u64) -> HeadFile<'a, R> {
         let head = &head[..head.len().min(usize::try_from(len).unwrap_or(usize::MAX))];
         HeadFile {
             head,
@@ -850,7 +850,7 @@ impl Heif {
     }
 
     /// Total bytes of the coded data of `pic` (its tiles), from `iloc`.
-    pub fn coded_bytes(&self, pic: &Picture) -> u64 {
+    pub(crate) fn coded_bytes(&self, pic: &Picture) -> u64 {
         let ids: Vec<u32> = match &pic.layout {
             Layout::Single(id) => vec![*id],
             Layout::Grid { tiles, .. } => tiles.clone(),
@@ -990,6 +990,7 @@ fn clap_crop(c: &[u32; 8], w: u32, h: u32) -> Result<Crop, HeifError> {
 }
 
 #[cfg(test)]
+#[allow(unreachable_pub)] // shared with tests/it, where it is `pub`
 #[path = "../../tests/it/common/heifmux.rs"]
 mod heifmux;
 

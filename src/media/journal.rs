@@ -29,7 +29,7 @@ const VERSION: u8 = 1;
 
 /// A render the last run did not finish.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Interrupted {
+pub(crate) struct Interrupted {
     pub file_id: i64,
     pub fingerprint: u64,
     pub levels: Vec<ThumbLevel>,
@@ -79,7 +79,7 @@ impl Journal {
 
     /// The renders recorded as running, every slot cleared. Called at start,
     /// before any render. Unreadable or foreign slot contents are skipped.
-    pub fn take_interrupted(&self) -> io::Result<Vec<Interrupted>> {
+    pub(crate) fn take_interrupted(&self) -> io::Result<Vec<Interrupted>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -108,7 +108,7 @@ impl Journal {
     /// Clears every slot: the server stops on purpose, and a render it
     /// leaves running (the stop does not wait for a slow one) is not a
     /// crash. Blocking.
-    pub fn clear_all(&self) {
+    pub(crate) fn clear_all(&self) {
         let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
         for slot in &free.0 {
             let _ = slot.file.write_all_at(&[0; RECORD_BYTES], 0);

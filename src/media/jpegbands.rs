@@ -59,7 +59,8 @@ thread_local! {
 
 /// `(decodes, bands)`: how many JPEGs this thread has decoded in bands so
 /// far, and how many bands those took in all.
-pub fn band_decodes_on_this_thread() -> (u64, u64) {
+#[cfg(test)]
+pub(crate) fn band_decodes_on_this_thread() -> (u64, u64) {
     BAND_DECODES.with(|c| c.get())
 }
 

@@ -23,7 +23,7 @@ pub(crate) struct Header {
 
 impl Header {
     /// The offset of the first byte after the segment.
-    pub fn end(&self) -> usize {
+    pub(crate) fn end(&self) -> usize {
         self.at + self.len
     }
 }
@@ -56,12 +56,12 @@ pub(crate) struct Walker {
 }
 
 impl Walker {
-    pub fn new() -> Walker {
+    pub(crate) fn new() -> Walker {
         Walker::default()
     }
 
     /// The next segment header in `data` (the file from its SOI on).
-    pub fn step(&mut self, data: &[u8]) -> Step {
+    pub(crate) fn step(&mut self, data: &[u8]) -> Step {
         if self.done {
             return Step::End;
         }

@@ -72,7 +72,7 @@ struct Running {
 impl Lanes {
     /// Lanes running up to `width` renders each (at least one). Call it from
     /// a thread at normal priority: the spawner thread inherits it.
-    pub fn new(width: usize) -> Arc<Lanes> {
+    pub(crate) fn new(width: usize) -> Arc<Lanes> {
         let (tx, rx) = std::sync::mpsc::channel::<(u64, ThumbLevel, Job)>();
         let lanes = Arc::new(Lanes {
             width: width.max(1),
@@ -115,7 +115,7 @@ impl Lanes {
 
     /// Queues `job`, a render of `level`, to run on its own thread when its
     /// lane lets it. Returns at once.
-    pub fn submit(&self, level: ThumbLevel, job: impl FnOnce() + Send + 'static) {
+    pub(crate) fn submit(&self, level: ThumbLevel, job: impl FnOnce() + Send + 'static) {
         let mut st = self.lock();
         let n = st.arrivals;
         st.arrivals += 1;
@@ -132,12 +132,13 @@ impl Lanes {
     }
 
     /// Whether [`Lanes::set_fifo_scheduling`] turned FIFO scheduling on.
-    pub fn fifo_scheduling(&self) -> bool {
+    pub(crate) fn fifo_scheduling(&self) -> bool {
         self.fifo.load(Ordering::Relaxed)
     }
 
     /// Renders waiting, by level (for tests).
-    pub fn waiting(&self) -> [usize; 2] {
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> [usize; 2] {
         let st = self.lock();
         [st.queues[0].len(), st.queues[1].len()]
     }

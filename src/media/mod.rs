@@ -4,7 +4,7 @@
 //! `prerender`, which reads which originals need thumbnails.
 
 pub mod budget;
-pub mod container;
+pub(crate) mod container;
 pub mod exifmeta;
 pub mod exifwrite;
 mod framegrab;
@@ -17,7 +17,7 @@ mod jpegcut;
 mod jpegpar;
 mod jpegscale;
 mod jpegwalk;
-pub mod lanes;
+pub(crate) mod lanes;
 pub mod mp4;
 pub mod original;
 mod pngstream;
@@ -26,13 +26,14 @@ pub mod probe;
 pub mod process;
 pub(crate) mod raster;
 pub mod stillmeta;
+// Its fixtures are shared with `tests/it` (the same files, where they
+// are `pub`): that they are unreachable here is by design.
 #[cfg(test)]
+#[allow(unreachable_pub)]
 mod testkit;
 pub mod thumbcache;
-pub mod thumberror;
+pub(crate) mod thumberror;
 pub mod thumbs;
-pub mod thumbstore;
+pub(crate) mod thumbstore;
 mod tiffdec;
 mod tiffrgba;
-
-pub use jpegbands::band_decodes_on_this_thread;

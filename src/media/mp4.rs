@@ -125,14 +125,14 @@ pub struct Colour {
 
 impl Colour {
     /// BT.2020 colour primaries.
-    pub const PRIMARIES_BT2020: u16 = 9;
+    pub(crate) const PRIMARIES_BT2020: u16 = 9;
     /// SMPTE ST 2084 (PQ): HDR10, Dolby Vision 8.1.
-    pub const TRANSFER_PQ: u16 = 16;
+    pub(crate) const TRANSFER_PQ: u16 = 16;
     /// ARIB STD-B67 (HLG): iPhone HDR video, Dolby Vision 8.4.
-    pub const TRANSFER_HLG: u16 = 18;
+    pub(crate) const TRANSFER_HLG: u16 = 18;
 
     /// The HDR transfer function, if this is HDR video (PQ or HLG).
-    pub fn hdr_transfer(&self) -> Option<u16> {
+    pub(crate) fn hdr_transfer(&self) -> Option<u16> {
         [Self::TRANSFER_PQ, Self::TRANSFER_HLG]
             .contains(&self.transfer)
             .then_some(self.transfer)
@@ -901,7 +901,7 @@ fn rotation_cw(a: f64, b: f64, c: f64, d: f64) -> Option<u16> {
 /// no version and flags, ISO's has: both are accepted, as ffmpeg does.
 /// Pure and bounded: sizes are checked against `body` and a value that is
 /// not printable ASCII is none (`exifmeta::content_id_text`).
-pub fn meta_content_id(body: &[u8]) -> Option<String> {
+pub(crate) fn meta_content_id(body: &[u8]) -> Option<String> {
     let hdlr_at = [0, 4]
         .into_iter()
         .find(|&at| body.get(at + 4..at + 8) == Some(b"hdlr"))?;

@@ -36,7 +36,11 @@ impl Original {
     /// the way (the root itself aside) and anything but a regular file, and
     /// checks its inode against the record's (`None`: not recorded).
     /// Blocking.
-    pub fn open(root: &Path, path: &Path, inode: Option<i64>) -> Result<Original, ThumbError> {
+    pub(crate) fn open(
+        root: &Path,
+        path: &Path,
+        inode: Option<i64>,
+    ) -> Result<Original, ThumbError> {
         let opened = safeopen::open_in_root(root, path)
             .and_then(|f| safeopen::check_identity(&f, inode).map(|meta| (f, meta)));
         match opened {
@@ -84,18 +88,18 @@ impl Original {
     }
 
     /// The path it was opened under, for messages.
-    pub fn label(&self) -> &Path {
+    pub(crate) fn label(&self) -> &Path {
         &self.label
     }
 
     /// The open file (shared position: use [`Original::reader`] to read it
     /// from the start).
-    pub fn file(&self) -> &File {
+    pub(crate) fn file(&self) -> &File {
         &self.file
     }
 
     /// A buffered reader from the first byte.
-    pub fn reader(&self, capacity: usize) -> io::Result<BufReader<&File>> {
+    pub(crate) fn reader(&self, capacity: usize) -> io::Result<BufReader<&File>> {
         let mut f = &self.file;
         f.rewind()?;
         Ok(BufReader::with_capacity(capacity, f))
@@ -104,12 +108,12 @@ impl Original {
     /// A second descriptor of the same open file, for a child's standard
     /// input: the child opens `/dev/stdin`, which is this very file (the
     /// kernel reopens the inode, not a path), at its own offset.
-    pub fn stdin(&self) -> io::Result<File> {
+    pub(crate) fn stdin(&self) -> io::Result<File> {
         self.file.try_clone()
     }
 
     /// A failure about this original, naming it.
-    pub fn failed(&self, what: impl std::fmt::Display) -> ThumbError {
+    pub(crate) fn failed(&self, what: impl std::fmt::Display) -> ThumbError {
         ThumbError::failed(&self.label, what)
     }
 }

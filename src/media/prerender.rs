@@ -109,7 +109,7 @@ impl Prerender {
     /// Starts `threads` worker threads (0: none; the cache is then filled by
     /// requests alone) that stop when `shutdown` is cancelled. The first
     /// sweep covers every file; call [`Prerender::request_sweep`] to start it.
-    pub fn start(
+    pub(crate) fn start(
         db: Db,
         cache: Arc<ThumbCache>,
         threads: usize,
@@ -169,7 +169,7 @@ impl Prerender {
     /// Asks for a sweep of the files whose record changed at or after
     /// `since` (unix seconds; the start of the scan that calls). Returns at
     /// once; requests arriving while one runs fold into one more sweep.
-    pub fn request_sweep(&self, since: i64) {
+    pub(crate) fn request_sweep(&self, since: i64) {
         let mut st = self.shared.lock();
         st.wanted = Some(st.wanted.map_or(since, |w| w.min(since)));
         self.shared.publish(&mut st);
@@ -181,7 +181,7 @@ impl Prerender {
     /// complete (an upload), before the rest of the backlog. Returns at once;
     /// the worker looks the file up, and skips it when the server makes no
     /// thumbnail of it or they are cached already.
-    pub fn request_file(&self, id: FileId) {
+    pub(crate) fn request_file(&self, id: FileId) {
         let mut st = self.shared.lock();
         if st.workers == 0 || st.files.contains(&id) {
             return;
@@ -433,7 +433,7 @@ impl Shared {
 /// survive (see `journal.rs`), so that no original crashes the server in a
 /// loop; returns how many originals. Call at start, before renders and
 /// scans. Blocking.
-pub fn record_interrupted(db: &Db, cache: &ThumbCache) -> usize {
+pub(crate) fn record_interrupted(db: &Db, cache: &ThumbCache) -> usize {
     let found = match cache.take_interrupted() {
         Ok(found) => found,
         Err(e) => {

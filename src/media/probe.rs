@@ -69,7 +69,7 @@ impl ProbeError {
 
 /// Classifies a file by its extension alone (no I/O). Used by the scanner to
 /// decide whether a file needs probing at all.
-pub fn classify_by_name(path: &Path) -> FileType {
+pub(crate) fn classify_by_name(path: &Path) -> FileType {
     let Some(ext) = path.extension().and_then(|e| e.to_str()) else {
         return FileType::Other;
     };
@@ -106,7 +106,7 @@ pub fn probe(path: &Path, guess: FileType) -> Result<(FileType, MediaInfo), Prob
 /// folder on its path swapped for a symlink, or a FIFO, between the walk
 /// and the probe is never read, so no record gets another file's
 /// dimensions, capture time or duration, and no scan thread blocks.
-pub fn probe_expecting(
+pub(crate) fn probe_expecting(
     path: &Path,
     guess: FileType,
     expect: Option<(u64, u64)>,
@@ -120,31 +120,10 @@ pub fn probe_expecting(
     }
 }
 
-/// The Live Photo content identifier of the regular file at `path`, read
-/// as a probe reads it (headers only, never a decode, never a process):
-/// an image's EXIF (the Apple MakerNote), a QuickTime video's keys. `None`
-/// for any other file, or when it names none. For files no scan probes,
-/// such as a finished upload. Blocking.
-pub fn live_content_id(path: &Path) -> Result<Option<String>, ProbeError> {
-    let guess = classify_by_name(path);
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let isobmff = ISOBMFF_EXTS.iter().any(|e| e.eq_ignore_ascii_case(ext));
-    if guess != FileType::Image && !(guess == FileType::Video && isobmff) {
-        return Ok(None);
-    }
-    let file = open_checked(path, None)?;
-    if guess == FileType::Image {
-        return Ok(probe_by_content(file, path)?.1.content_id);
-    }
-    // A video the native reader cannot read has no identifier for us:
-    // ffprobe is not started for it.
-    Ok(mp4::read_info(&file).ok().and_then(|i| i.content_id))
-}
-
 /// Opens `path` for probing: the last component not followed if it is a
 /// symlink, not blocking on a FIFO, a regular file only, and (when given)
 /// the expected (device, inode). `Io` errors otherwise.
-pub fn open_checked(path: &Path, expect: Option<(u64, u64)>) -> Result<File, ProbeError> {
+pub(crate) fn open_checked(path: &Path, expect: Option<(u64, u64)>) -> Result<File, ProbeError> {
     use rustix::fs::{Mode, OFlags};
     use std::os::unix::fs::MetadataExt;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW | OFlags::NONBLOCK;
@@ -695,7 +674,8 @@ fn media_from_mp4(info: &mp4::Mp4Info) -> (FileType, MediaInfo) {
 /// must not be a symlink) with the demuxer our sniffing of its first bytes
 /// chose, never one it guesses: a playlist or `concat` script named `.mp4`
 /// would otherwise make it open the files listed (`container.rs`).
-pub fn probe_with_ffprobe(path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
+#[cfg(test)]
+pub(crate) fn probe_with_ffprobe(path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
     // O_NONBLOCK: a FIFO in its place must not hang the probe thread.
     ffprobe_file(open_checked(path, None)?, path)
 }

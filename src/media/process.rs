@@ -11,20 +11,20 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long one ffprobe may take before it is killed.
-pub const FFPROBE_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const FFPROBE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long one ffmpeg frame grab may take before it is killed.
-pub const FFMPEG_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const FFMPEG_TIMEOUT: Duration = Duration::from_secs(30);
 /// Most memory one ffmpeg/ffprobe may allocate (`RLIMIT_DATA`: heap and
 /// private mappings). A 4K H.264 frame grab needs under 256 MiB (measured
 /// with `ulimit -d`; its RSS peaks near 100 MB), 8K about twice that; a
 /// TIFF or WebP declaring absurd dimensions fails its allocation instead
 /// of pushing the Pi into the OOM killer.
-pub const CHILD_MAX_DATA_BYTES: u64 = 512 << 20;
+pub(crate) const CHILD_MAX_DATA_BYTES: u64 = 512 << 20;
 /// The URL under which a child reads the original given as its standard
 /// input: the `file` protocol reopening `/dev/stdin` (= `/proc/self/fd/0`,
 /// the open file itself, seekable; systemd's `PrivateDevices=` keeps that
 /// link), the only protocol the child is allowed (`-protocol_whitelist`).
-pub const STDIN_URL: &str = "file:/dev/stdin";
+pub(crate) const STDIN_URL: &str = "file:/dev/stdin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -56,7 +56,7 @@ pub fn ffmpeg_path() -> PathBuf {
 }
 
 /// Path of the system `ffprobe`, next to ffmpeg when that is a full path.
-pub fn ffprobe_path() -> PathBuf {
+pub(crate) fn ffprobe_path() -> PathBuf {
     let ff = ffmpeg_path();
     match ff.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir.join("ffprobe"),
@@ -66,20 +66,24 @@ pub fn ffprobe_path() -> PathBuf {
 
 /// Runs `cmd` to completion with a timeout, returning its stdout on success.
 /// Must be called from a blocking context (never on an async task).
-pub fn run_capture(cmd: Command, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
+pub(crate) fn run_capture(cmd: Command, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
     run(cmd, Stdio::null(), timeout)
 }
 
 /// [`run_capture`] with `input` (an original opened by the server) as the
 /// child's standard input, for it to read as [`STDIN_URL`].
-pub fn run_on_file(cmd: Command, input: File, timeout: Duration) -> Result<Vec<u8>, ProcessError> {
+pub(crate) fn run_on_file(
+    cmd: Command,
+    input: File,
+    timeout: Duration,
+) -> Result<Vec<u8>, ProcessError> {
     run(cmd, Stdio::from(input), timeout)
 }
 
 /// The flags that keep ffmpeg/ffprobe to the original it is given as
 /// standard input, read with the demuxer `demuxer` and its `options`:
 /// the `file` protocol alone, the format named, never guessed.
-pub fn input_args(demuxer: &str, options: &[&str]) -> Vec<std::ffi::OsString> {
+pub(crate) fn input_args(demuxer: &str, options: &[&str]) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = vec!["-protocol_whitelist".into(), "file".into()];
     args.extend(options.iter().map(Into::into));
     args.extend(["-f".into(), demuxer.into(), "-i".into(), STDIN_URL.into()]);
@@ -89,7 +93,7 @@ pub fn input_args(demuxer: &str, options: &[&str]) -> Vec<std::ffi::OsString> {
 /// [`run_capture`] with `input` written to the child's standard input (on
 /// a helper thread, so a child that stops reading can't block us), for it
 /// to read as `pipe:0` under `-protocol_whitelist pipe`.
-pub fn run_with_input(
+pub(crate) fn run_with_input(
     cmd: Command,
     input: Vec<u8>,
     timeout: Duration,

@@ -18,17 +18,17 @@ use jpeg_decoder::PixelFormat;
 
 use super::budget::{Allowance, Lease};
 use super::original::Original;
-pub use super::thumberror::ThumbError;
+pub(crate) use super::thumberror::ThumbError;
 
 /// Largest source we agree to decode into a full raster, in pixels
 /// (scaled JPEG decoding needs little memory whatever the size, but other
 /// decoders hold every pixel): 100 MP is already far past any camera a
 /// family owns. PNGs, decoded row by row, go up to [`MAX_STREAMED_PIXELS`].
-pub const MAX_SOURCE_PIXELS: u64 = 100_000_000;
+pub(crate) const MAX_SOURCE_PIXELS: u64 = 100_000_000;
 /// Largest PNG we decode (row by row, so memory is no limit): 2^29 pixels,
 /// a 23,000 px square. Time is: inflating and filtering every row of that
 /// takes seconds on a Pi.
-pub const MAX_STREAMED_PIXELS: u64 = 1 << 29;
+pub(crate) const MAX_STREAMED_PIXELS: u64 = 1 << 29;
 
 /// Decoded pixels, 8 bits per channel, RGB or RGBA, rows without padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,7 +40,7 @@ pub(crate) struct Raster {
 }
 
 impl Raster {
-    pub fn from_dynamic(img: DynamicImage) -> Raster {
+    pub(crate) fn from_dynamic(img: DynamicImage) -> Raster {
         let (width, height) = (img.width(), img.height());
         if img.color().has_alpha() {
             let data = img.into_rgba8().into_raw();

@@ -199,7 +199,7 @@ fn inflate_bounded(data: &[u8], cap: usize) -> Option<Vec<u8>> {
 }
 
 /// A WebP's EXIF (TIFF block) and XMP packet, when it has them.
-pub type MetaChunks = (Option<Vec<u8>>, Option<Vec<u8>>);
+pub(crate) type MetaChunks = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// The `EXIF` and `XMP ` chunks of an extended (VP8X) WebP, read from `r`
 /// wherever they are (writers put them after the pixels), when its VP8X
@@ -253,14 +253,14 @@ pub fn webp_meta<R: Read + Seek>(r: &mut R) -> io::Result<MetaChunks> {
 
 /// Whether `head` starts a BigTIFF (version 43, 8-byte offsets), which
 /// `imagesize` does not know.
-pub fn is_bigtiff(head: &[u8]) -> bool {
+pub(crate) fn is_bigtiff(head: &[u8]) -> bool {
     head.starts_with(b"II+\0") || head.starts_with(b"MM\0+")
 }
 
 /// Values one TIFF directory entry may hold before a file is refused
 /// ([`tiff_directory_bounded`]): a strip or tile offset table of the
 /// largest picture thumbnails accept has far fewer.
-pub const MAX_TIFF_VALUES: u64 = 1 << 20;
+pub(crate) const MAX_TIFF_VALUES: u64 = 1 << 20;
 
 /// Entries a first TIFF directory may have (a real one has a few dozen).
 const MAX_TIFF_ENTRIES: u64 = 4096;
@@ -273,7 +273,7 @@ const MAX_TIFF_ENTRIES: u64 = 4096;
 /// file asked for 245 MB); a count the file cannot hold is a lie, and
 /// nothing is allocated for it. `Ok` for anything else, a file that is no
 /// TIFF or is cut short included (the decoder refuses those itself).
-pub fn tiff_directory_bounded<R: Read + Seek>(
+pub(crate) fn tiff_directory_bounded<R: Read + Seek>(
     r: &mut R,
     len: u64,
 ) -> io::Result<Result<(), String>> {

@@ -42,7 +42,7 @@ use crate::model::{FileType, ThumbLevel};
 /// Identifies one cached thumbnail. `fingerprint` comes from the original's
 /// size and mtime ([`fingerprint`]), so a changed original misses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ThumbKey {
+pub(crate) struct ThumbKey {
     pub file_id: i64,
     pub level: ThumbLevel,
     pub fingerprint: u64,
@@ -72,7 +72,7 @@ pub struct CachedThumb {
 
 /// Stable hash of an original's size and modification time (FNV-1a, so the
 /// value survives compiler upgrades, unlike `DefaultHasher`).
-pub fn fingerprint(len: u64, modified: SystemTime) -> u64 {
+pub(crate) fn fingerprint(len: u64, modified: SystemTime) -> u64 {
     let since = modified
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
@@ -132,7 +132,7 @@ impl ThumbCache {
 
     /// A cache keeping thumbnails where `stores` says (the journal goes in
     /// its data dir folder).
-    pub fn with_stores(stores: Stores, per_level: usize, memory_bytes: u64) -> ThumbCache {
+    pub(crate) fn with_stores(stores: Stores, per_level: usize, memory_bytes: u64) -> ThumbCache {
         let dir = stores.fallback_dir().to_path_buf();
         ThumbCache {
             inner: Arc::new(Inner {
@@ -151,7 +151,8 @@ impl ThumbCache {
     }
 
     /// The memory budget of the renders.
-    pub fn budget(&self) -> &Budget {
+    #[cfg(test)]
+    pub(crate) fn budget(&self) -> &Budget {
         &self.inner.budget
     }
 
@@ -164,17 +165,19 @@ impl ThumbCache {
     /// How many bands (threads) one JPEG decode of this cache's renders may
     /// use from now on: 0 for one per core, up to 4 (the default), 1 to
     /// decode every file in one piece (the thumbs bench's baseline).
-    pub fn set_decode_bands(&self, bands: usize) {
+    #[cfg(test)]
+    pub(crate) fn set_decode_bands(&self, bands: usize) {
         self.inner.decode_bands.store(bands, Ordering::Relaxed);
     }
 
     /// The setting [`ThumbCache::set_decode_bands`] made (0 unless set).
-    pub fn decode_bands(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn decode_bands(&self) -> usize {
         self.inner.decode_bands.load(Ordering::Relaxed)
     }
 
     /// Where the thumbnails are kept.
-    pub fn stores(&self) -> &Stores {
+    pub(crate) fn stores(&self) -> &Stores {
         &self.inner.stores
     }
 
@@ -182,7 +185,7 @@ impl ThumbCache {
     /// them), leaving out those whose thumbnails were written after all;
     /// the journal is cleared. Call once at start, before any render.
     /// Blocking.
-    pub fn take_interrupted(&self) -> std::io::Result<Vec<Interrupted>> {
+    pub(crate) fn take_interrupted(&self) -> std::io::Result<Vec<Interrupted>> {
         let mut found = self.inner.journal.take_interrupted()?;
         found.retain(|i| {
             i.levels.iter().any(|&level| {
@@ -206,7 +209,7 @@ impl ThumbCache {
 
     /// The server stops on purpose: renders it leaves running are not
     /// crashes. Blocking.
-    pub fn end_of_run(&self) {
+    pub(crate) fn end_of_run(&self) {
         self.inner.journal.clear_all();
     }
 
@@ -216,13 +219,15 @@ impl ThumbCache {
     }
 
     /// How many thumbnails the pre-render worker has written.
-    pub fn prerendered(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn prerendered(&self) -> u64 {
         self.inner.prerendered.load(Ordering::Relaxed)
     }
 
     /// Whether the thumbnail for `key` of a file of the library at `root`
     /// is cached. Blocking (a stat or two).
-    pub fn contains(&self, root: &Path, key: ThumbKey) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, root: &Path, key: ThumbKey) -> bool {
         let store = self.inner.stores.for_root(root, None);
         self.inner.lookup(&store, key).is_some()
     }
@@ -234,7 +239,7 @@ impl ThumbCache {
     /// when nothing could be. Blocking: for the pre-render worker's
     /// threads, which take no render slot from requests (they run at the
     /// lowest CPU priority) and ask for memory as [`Class::Background`].
-    pub fn prerender_blocking(
+    pub(crate) fn prerender_blocking(
         &self,
         file_id: i64,
         src: &ThumbSource,
@@ -364,7 +369,7 @@ impl ThumbCache {
     /// Deletes every cached thumbnail (all levels and fingerprints) of
     /// `file_id`; returns how many files went. Blocking (one directory read):
     /// call it where the rest of a file's deletion runs.
-    pub fn remove_file(&self, file_id: i64) -> Result<usize, ThumbError> {
+    pub(crate) fn remove_file(&self, file_id: i64) -> Result<usize, ThumbError> {
         let mut removed = 0;
         for dir in self.inner.stores.opened_dirs() {
             removed += self.inner.remove_matching(&dir, file_id, |_| true)?;
@@ -376,7 +381,7 @@ impl ThumbCache {
     /// original's version: for serving while the original can't be checked
     /// (its disk is offline). Blocking (one directory read).
     /// A disk that is gone holds none: its thumbnails went with it.
-    pub fn cached_any(&self, file_id: i64, level: ThumbLevel) -> Option<CachedThumb> {
+    pub(crate) fn cached_any(&self, file_id: i64, level: ThumbLevel) -> Option<CachedThumb> {
         let prefix = format!("{file_id}_{}_", level.as_u8());
         let dirs = self.inner.stores.opened_dirs();
         dirs.iter()

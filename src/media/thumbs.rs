@@ -30,7 +30,7 @@ use super::{framegrab, heifdec, jpegscale, pngstream, tiffdec, tiffrgba};
 use crate::model::{FileType, ThumbLevel};
 
 /// The error a render ends in, where callers of the renderer look for it.
-pub use super::thumberror::ThumbError;
+pub(crate) use super::thumberror::ThumbError;
 
 /// What a video render holds in this process (ffmpeg's own memory is
 /// capped separately, `process::CHILD_MAX_DATA_BYTES`): the JPEG frame
@@ -38,10 +38,10 @@ pub use super::thumberror::ThumbError;
 const VIDEO_RENDER_BYTES: u64 = 4 << 20;
 /// JPEG quality of generated thumbnails: visually clean at screen size
 /// while keeping a level-1 thumbnail around 50–120 kB.
-pub const THUMB_JPEG_QUALITY: u8 = 80;
+pub(crate) const THUMB_JPEG_QUALITY: u8 = 80;
 
-pub const CONTENT_TYPE_JPEG: &str = "image/jpeg";
-pub const CONTENT_TYPE_PNG: &str = "image/png";
+pub(crate) const CONTENT_TYPE_JPEG: &str = "image/jpeg";
+pub(crate) const CONTENT_TYPE_PNG: &str = "image/png";
 
 /// An encoded thumbnail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,7 +136,7 @@ fn still_at(
 /// down to the screen level's; a try the budget can never hold is refused
 /// before anything is decoded, so the misses cost a header read each.
 /// Videos have none. Blocking.
-pub fn render_view(
+pub(crate) fn render_view(
     orig: &Original,
     kind: FileType,
     orientation: Option<i64>,
@@ -164,7 +164,7 @@ pub fn render_view(
 /// EXIF thumbnail when that is usable, else scaled down from level 1's
 /// pixels (for a video: from its level-1 frame, one ffmpeg run instead of
 /// two). Blocking.
-pub fn render_both_original(
+pub(crate) fn render_both_original(
     orig: &Original,
     kind: FileType,
     orientation: Option<i64>,

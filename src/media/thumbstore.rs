@@ -41,7 +41,7 @@ const DEFAULT_SHARE_DIVISOR: u64 = 10;
 
 /// What bounds every store.
 #[derive(Debug, Clone, Copy)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// Bytes a store may hold; 0 = a tenth of its file system.
     pub limit_bytes: u64,
     /// Free bytes a store leaves on its file system.
@@ -58,7 +58,7 @@ pub(crate) fn make_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
-pub fn library_dir(root: &Path) -> PathBuf {
+pub(crate) fn library_dir(root: &Path) -> PathBuf {
     root.join(HIDDEN_DIR).join("thumbs")
 }
 
@@ -108,7 +108,7 @@ impl Lru {
 }
 
 /// One cache folder with its size limit and recency order.
-pub struct Store {
+pub(crate) struct Store {
     dir: PathBuf,
     limit_bytes: u64,
     reserve_bytes: u64,
@@ -124,7 +124,7 @@ impl Store {
     /// Opens (creating) the store at `dir`: checks it can be written and
     /// has room above the reserve, works out its limit and walks it for
     /// what is there. Blocking (a directory walk).
-    pub fn open(dir: &Path, bounds: Bounds, is_fallback: bool) -> std::io::Result<Store> {
+    pub(crate) fn open(dir: &Path, bounds: Bounds, is_fallback: bool) -> std::io::Result<Store> {
         if is_fallback {
             std::fs::create_dir_all(dir)?;
         } else {
@@ -171,7 +171,7 @@ impl Store {
         Ok(store)
     }
 
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -179,17 +179,13 @@ impl Store {
     /// mounted over the library since, nor gone): checked before every
     /// write, so nothing is ever written on a disk that is not the
     /// library's. Blocking (a stat).
-    pub fn still_there(&self) -> bool {
+    pub(crate) fn still_there(&self) -> bool {
         self.id.is_none() || dir_id(&self.dir) == self.id
     }
 
     /// Bytes of the thumbnails it holds.
-    pub fn used_bytes(&self) -> u64 {
+    pub(crate) fn used_bytes(&self) -> u64 {
         self.lock().total
-    }
-
-    pub fn limit_bytes(&self) -> u64 {
-        self.limit_bytes
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Lru> {
@@ -230,14 +226,14 @@ impl Store {
     }
 
     /// A hit on `path`: it becomes the most recently used.
-    pub fn used(&self, path: &Path) {
+    pub(crate) fn used(&self, path: &Path) {
         self.lock().touch(path, None);
     }
 
     /// `path` was written with `size` bytes: it is the most recently used,
     /// and the least recently used others go while the store is past its
     /// limit or its file system below the reserve. Blocking.
-    pub fn added(&self, path: &Path, size: u64) {
+    pub(crate) fn added(&self, path: &Path, size: u64) {
         self.lock().touch(path, Some(size));
         loop {
             let victim = {
@@ -266,7 +262,7 @@ impl Store {
     }
 
     /// `path` was deleted by someone else (a newer version, a deleted file).
-    pub fn removed(&self, path: &Path) {
+    pub(crate) fn removed(&self, path: &Path) {
         self.lock().forget(path);
     }
 }
@@ -277,7 +273,7 @@ fn dir_id(dir: &Path) -> Option<(u64, u64)> {
 }
 
 /// The store of every library, chosen on first use.
-pub struct Stores {
+pub(crate) struct Stores {
     location: ThumbLocation,
     bounds: Bounds,
     fallback_dir: PathBuf,
@@ -293,10 +289,10 @@ pub struct Stores {
 /// yet, at its reserve) uses the data dir's before its disk is tried
 /// again: on the appliance `isync-disk.service` makes `.isync` writable
 /// just after the disk is mounted, which can be after isync's first look.
-pub const FALLBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const FALLBACK_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Stores {
-    pub fn new(location: ThumbLocation, fallback_dir: PathBuf, bounds: Bounds) -> Stores {
+    pub(crate) fn new(location: ThumbLocation, fallback_dir: PathBuf, bounds: Bounds) -> Stores {
         Stores {
             location,
             bounds,
@@ -308,12 +304,12 @@ impl Stores {
     }
 
     /// `<data_dir>/thumbs`.
-    pub fn fallback_dir(&self) -> &Path {
+    pub(crate) fn fallback_dir(&self) -> &Path {
         &self.fallback_dir
     }
 
     /// The data dir's store. Blocking (the first call walks it).
-    pub fn fallback(&self) -> Arc<Store> {
+    pub(crate) fn fallback(&self) -> Arc<Store> {
         let mut slot = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = &*slot {
             return Arc::clone(s);
@@ -351,7 +347,7 @@ impl Stores {
     /// opened again, creating the folder — but only when the root is on
     /// the device the original was just read from: another disk mounted
     /// over the library after that read never gets a cache folder.
-    pub fn for_root(&self, root: &Path, dev: Option<u64>) -> Arc<Store> {
+    pub(crate) fn for_root(&self, root: &Path, dev: Option<u64>) -> Arc<Store> {
         if self.location == ThumbLocation::DataDir {
             return self.fallback();
         }
@@ -419,7 +415,7 @@ impl Stores {
 
     /// The folders of the stores opened so far, the data dir's first (for
     /// lookups that do not know the library).
-    pub fn opened_dirs(&self) -> Vec<PathBuf> {
+    pub(crate) fn opened_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.fallback_dir.clone()];
         let by_root = self.by_root.lock().unwrap_or_else(|p| p.into_inner());
         dirs.extend(
@@ -432,7 +428,7 @@ impl Stores {
     }
 
     /// The opened store whose folder holds `path`, if any.
-    pub fn holding(&self, path: &Path) -> Option<Arc<Store>> {
+    pub(crate) fn holding(&self, path: &Path) -> Option<Arc<Store>> {
         let by_root = self.by_root.lock().unwrap_or_else(|p| p.into_inner());
         let fallback = self.fallback.lock().unwrap_or_else(|p| p.into_inner());
         by_root

@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 /// recorded pending, not moved yet), `upload-complete-moved` (the original
 /// is in its folder, not recorded yet), `upload-complete-recorded` (the
 /// record says complete, the staging name not removed yet).
-pub fn failpoint(name: &str) {
+pub(crate) fn failpoint(name: &str) {
     #[cfg(debug_assertions)]
     {
         static POINTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();

@@ -194,7 +194,7 @@ impl Multipart {
 
     /// Reads and drops what is left of the body, up to `max` bytes (a
     /// refused request, so the client reads the reply; see the caller).
-    pub async fn drain(&mut self, max: u64) {
+    pub(crate) async fn drain(&mut self, max: u64) {
         let mut n = self.buf.len() as u64;
         self.buf.clear();
         self.at = At::End;

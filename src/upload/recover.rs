@@ -250,7 +250,12 @@ impl Settling<'_> {
 /// `leftovers` removes the staging files a crash left beside complete
 /// originals. Errors are logged per file: one stuck file does not keep the
 /// others waiting. Blocking.
-pub fn recover_library(db: &Db, thumbs: &Path, lib: &Library, leftovers: bool) -> Result<()> {
+pub(crate) fn recover_library(
+    db: &Db,
+    thumbs: &Path,
+    lib: &Library,
+    leftovers: bool,
+) -> Result<()> {
     let moves = db.read(|c| uploads::moves_in_library(c, lib.id))?;
     let mut done = 0;
     for mv in &moves {
@@ -321,7 +326,7 @@ fn remove_leftovers(db: &Db, library: &Path) -> Result<usize> {
 /// its disk: the scanner finishes them before it walks the library again).
 /// Only libraries with such moves are looked at on disk (an absent
 /// automounted disk would hold the start up). Blocking.
-pub fn recover(db: &Db, cfg: &Config) -> Result<()> {
+pub(crate) fn recover(db: &Db, cfg: &Config) -> Result<()> {
     let thumbs = cfg.thumb_dir();
     for lib in db.read(libraries::list)? {
         let moves = db.read(|c| uploads::moves_in_library(c, lib.id))?.len();

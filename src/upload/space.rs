@@ -15,8 +15,8 @@
 use crate::config::Config;
 use crate::db::{uploads, Db};
 use crate::error::{Error, Result};
+pub use crate::freespace::free_bytes;
 use crate::freespace::free_of;
-pub use crate::freespace::{free_bytes, DataRoom};
 use crate::library::roots;
 use crate::model::{FileId, UserId};
 use std::fs::File;
@@ -32,14 +32,14 @@ const UNALLOCATED_BYTES: u64 = 24 << 20;
 /// enclosing it, is offline right now. The first refusal marks it offline
 /// (one warning); later ones are quiet. Blocking: a stat and a small read
 /// per library.
-pub fn check_online(db: &Db, path: &Path) -> Result<()> {
+pub(crate) fn check_online(db: &Db, path: &Path) -> Result<()> {
     match roots::offline_holder(db, path)? {
         None => Ok(()),
         Some(_) => Err(offline()),
     }
 }
 
-pub fn offline() -> Error {
+pub(crate) fn offline() -> Error {
     Error::Offline(
         "the disk this upload goes to is offline (unplugged or not mounted); nothing was \
          stored; try again when it is back"
@@ -50,7 +50,7 @@ pub fn offline() -> Error {
 /// The free space a write must leave on one disk, and the setting that
 /// asks for it (named in refusals).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Reserve {
+pub(crate) struct Reserve {
     pub bytes: u64,
     pub setting: &'static str,
 }
@@ -62,7 +62,7 @@ impl Reserve {
     /// The reserve for writes into `dir`: `upload.min_free_bytes`, or the
     /// data dir's larger one when `dir` is on the data dir's file system.
     /// Blocking (stats).
-    pub fn for_dir(cfg: &Config, dir: &Path) -> Reserve {
+    pub(crate) fn for_dir(cfg: &Config, dir: &Path) -> Reserve {
         let upload = Reserve {
             bytes: cfg.upload.min_free_bytes,
             setting: UPLOAD_SETTING,
@@ -79,7 +79,8 @@ impl Reserve {
     }
 
     /// No reserve (tests of the writer).
-    pub fn none() -> Reserve {
+    #[cfg(test)]
+    pub(crate) fn none() -> Reserve {
         Reserve {
             bytes: 0,
             setting: UPLOAD_SETTING,
@@ -137,7 +138,7 @@ pub(crate) fn client_thumbs_for(cfg: &Config, library: &Path, id: FileId) -> Pat
 
 /// −10014 unless `bytes` more fit on the disk holding `dir` with the
 /// reserve left over. Blocking.
-pub fn check_free(dir: &Path, bytes: u64, reserve: Reserve) -> Result<()> {
+pub(crate) fn check_free(dir: &Path, bytes: u64, reserve: Reserve) -> Result<()> {
     let free = free_bytes(dir)
         .map_err(|e| Error::Internal(format!("free space of {}: {e}", dir.display())))?;
     let min_free = reserve.bytes;
@@ -161,7 +162,7 @@ pub fn check_free(dir: &Path, bytes: u64, reserve: Reserve) -> Result<()> {
 
 /// How many bytes `user`'s uploads may still hold, besides file `except`
 /// (None: no quota).
-pub fn quota_room(
+pub(crate) fn quota_room(
     c: &rusqlite::Connection,
     quota: u64,
     user: UserId,
@@ -174,7 +175,7 @@ pub fn quota_room(
     Ok(Some(quota.saturating_sub(used.max(0) as u64)))
 }
 
-pub fn over_quota(quota: u64, room: u64, wanted: u64) -> Error {
+pub(crate) fn over_quota(quota: u64, room: u64, wanted: u64) -> Error {
     Error::StorageFull(format!(
         "upload quota exceeded: your uploads may hold {quota} bytes \
          (upload.user_quota_bytes) and {room} bytes are left, this file needs {wanted}; \
@@ -184,7 +185,7 @@ pub fn over_quota(quota: u64, room: u64, wanted: u64) -> Error {
 
 /// The writer stopped: the next bytes would have crossed the reserve.
 #[derive(Debug)]
-pub struct ReserveReached {
+pub(crate) struct ReserveReached {
     pub free: u64,
     pub reserve: Reserve,
 }
@@ -203,7 +204,7 @@ impl std::error::Error for ReserveReached {}
 
 /// Whether a write failed for want of space (the reserve, or the disk or a
 /// disk quota really full).
-pub fn is_no_space(e: &std::io::Error) -> bool {
+pub(crate) fn is_no_space(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|r| r.is::<ReserveReached>())
         || e.raw_os_error().is_some_and(|n| {
             n == rustix::io::Errno::NOSPC.raw_os_error()
@@ -231,7 +232,7 @@ const CLAIM_STEP_BYTES: u64 = 64 << 20;
 /// be extending the file at that moment, and past the end of a file only a
 /// truncation frees room on ext4. [`Claim::release`] does it once the
 /// writes are done.
-pub struct Claim {
+pub(crate) struct Claim {
     reserve: Reserve,
     /// Where the stream started.
     start: u64,
@@ -245,7 +246,7 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub fn new(start: u64, reserve: Reserve) -> Claim {
+    pub(crate) fn new(start: u64, reserve: Reserve) -> Claim {
         Claim {
             reserve,
             start,
@@ -258,7 +259,7 @@ impl Claim {
 
     /// Lets the next `n` bytes of `f` through, taking room for them if
     /// needed, or fails with [`ReserveReached`] (letting nothing through).
-    pub fn take(&mut self, f: &File, n: u64) -> std::io::Result<()> {
+    pub(crate) fn take(&mut self, f: &File, n: u64) -> std::io::Result<()> {
         let want = self.used + n;
         if want <= self.end {
             self.used = want;
@@ -322,7 +323,7 @@ impl Claim {
 
     /// Frees the room taken past the end of `f` (for bytes that never came,
     /// or refused), once nothing writes to it any more.
-    pub fn release(&self, f: &File) -> std::io::Result<()> {
+    pub(crate) fn release(&self, f: &File) -> std::io::Result<()> {
         let len = f.metadata()?.len();
         if self.allocated > len {
             f.set_len(len)?;
@@ -334,6 +335,7 @@ impl Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::freespace::DataRoom;
 
     #[test]
     fn a_full_disk_or_quota_is_no_space_other_errors_are_not() {

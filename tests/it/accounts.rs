@@ -6,10 +6,10 @@
 
 use crate::common;
 
+use common::process::Launch;
 use common::TestApp;
 use common::{assert_err, data, Api, BAD_LOGIN, BAD_PARAM, NEED_LOGIN, NO_PERMISSION, OK};
 use serde_json::{json, Value};
-use std::process::Command;
 
 const PW: &str = "a long family password";
 const TOO_MANY: i64 = -10012;
@@ -61,23 +61,11 @@ fn config_file(s: &TestApp) -> std::path::PathBuf {
 }
 
 fn isync(s: &TestApp, args: &[&str], stdin: Option<&str>) -> (i32, String, String) {
-    use std::io::Write;
-    let mut c = Command::new(env!("CARGO_BIN_EXE_isync"));
-    c.arg("--config").arg(config_file(s)).args(args);
-    c.stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    let out = child.wait_with_output().unwrap();
+    let out = Launch::new()
+        .config(&config_file(s))
+        .args(args)
+        .stdin(stdin.unwrap_or(""))
+        .output();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -4,11 +4,11 @@
 
 use crate::common;
 
+use common::process::Launch;
 use common::TestApp;
 use common::{data, Api, OK};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn config_file(s: &TestApp) -> PathBuf {
@@ -18,12 +18,7 @@ fn config_file(s: &TestApp) -> PathBuf {
 }
 
 fn isync(s: &TestApp, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_isync"))
-        .arg("--config")
-        .arg(config_file(s))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = Launch::new().config(&config_file(s)).args(args).output();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

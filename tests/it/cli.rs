@@ -4,11 +4,12 @@
 
 use crate::common;
 
+use common::process::{Launch, Running};
 use common::*;
 use isync::config::Config;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 struct Cli {
     dir: tempfile::TempDir,
@@ -56,32 +57,17 @@ impl Cli {
 }
 
 fn run_with(config: &Path, args: &[&str], stdin: &str) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
-    cmd.arg("--config").arg(config).args(args);
-    run(cmd, stdin)
+    run(isync(config, args), stdin)
 }
 
-fn run(cmd: Command, stdin: &str) -> Output {
+fn run(cmd: Launch, stdin: &str) -> Output {
     run_env(cmd, &[], stdin)
 }
 
 /// Runs `cmd` with none of isync's variables from the test's environment,
 /// but `env`.
-fn run_env(mut cmd: Command, env: &[(&str, &str)], stdin: &str) -> Output {
-    let mut child = cmd
-        .env_remove("ISYNC_DATA_DIR")
-        .env_remove("ISYNC_LOG")
-        .env_remove("JOURNAL_STREAM")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run isync");
-    // The process may exit before reading its input (a usage error): a
-    // broken pipe here is not the test's concern, its exit code is.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
+fn run_env(cmd: Launch, env: &[(&str, &str)], stdin: &str) -> Output {
+    cmd.envs(env).stdin(stdin).output()
 }
 
 fn text(b: &[u8]) -> String {
@@ -111,9 +97,7 @@ fn count(summary: &str, word: &str) -> usize {
 
 #[test]
 fn version() {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
-    cmd.arg("--version");
-    let o = run(cmd, "");
+    let o = run(Launch::new().arg("--version"), "");
     assert!(o.status.success(), "{}", show(&o));
     assert!(
         text(&o.stdout).contains(env!("CARGO_PKG_VERSION")),
@@ -656,10 +640,8 @@ async fn the_control_socket_is_private_and_reads_a_bounded_request() {
     assert!(text(&o.stdout).contains("alice"), "{}", show(&o));
 }
 
-fn isync(config: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
-    cmd.arg("--config").arg(config).args(args);
-    cmd
+fn isync(config: &Path, args: &[&str]) -> Launch {
+    Launch::new().config(config).args(args)
 }
 
 /// README "Configuration": `ISYNC_DATA_DIR` overrides `data_dir` — what
@@ -705,7 +687,7 @@ const READY: &str = "isync-test: /etc is private";
 /// touched — plus `/etc/isync/isync.toml` holding `$CONF` when that is set.
 /// [`READY`] is written to stderr before the command starts (`unshare`
 /// and `sh` exec: the child's pid is the command's).
-fn with_private_etc(view: &Path) -> Command {
+fn with_private_etc(view: &Path) -> Launch {
     let script = format!(
         "real=\"$VIEW/etc\"; mkdir -p \"$real\" && mount --bind /etc \"$real\" && \
          mount -t tmpfs tmpfs /etc || exit 97; \
@@ -722,7 +704,7 @@ fn with_private_etc(view: &Path) -> Command {
     }
     cmd.args(["--propagation", "private", "sh", "-c", &script, "sh"])
         .env("VIEW", view);
-    cmd
+    Launch::new().under(cmd)
 }
 
 /// `isync ARGS` without `--config` [`with_private_etc`], holding
@@ -730,8 +712,7 @@ fn with_private_etc(view: &Path) -> Command {
 /// saying why) where no namespace can be made; a failure under `CI=true`.
 fn run_with_private_etc(default_file: Option<&str>, args: &[&str]) -> Option<Output> {
     let view = tempfile::tempdir().unwrap();
-    let mut cmd = with_private_etc(view.path());
-    cmd.arg(env!("CARGO_BIN_EXE_isync")).args(args);
+    let cmd = with_private_etc(view.path()).args(args);
     let conf = default_file.unwrap_or("");
     let mut o = run_env(cmd, &[("CONF", conf)], "");
     let err = text(&o.stderr);
@@ -1032,26 +1013,10 @@ fn confirm_deletions_adopts_a_disk_without_a_marker() {
     assert!(out.contains("(0 offline)"), "{}", show(&o));
 }
 
-/// A server started by a test, with the file its stderr goes to: killed
-/// and reaped when dropped, also when the test panics (then its log is
-/// shown).
-struct Server(std::process::Child, PathBuf);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            eprintln!("the server's log:\n{log}");
-        }
-    }
-}
-
 /// What `serve --demo` printed.
 struct Demo {
     /// Killed when the `Demo` is dropped.
-    _server: Server,
+    _server: Running,
     url: String,
     library: PathBuf,
     user: String,
@@ -1063,52 +1028,27 @@ struct Demo {
 /// `/etc`, [`with_private_etc`]), listening on a free port of
 /// 127.0.0.1. Returns once the banner is printed; `None` (after saying
 /// why) where no namespace can be made.
-async fn start_demo(data: &Path, stderr: &Path) -> Option<Demo> {
-    let mut cmd = with_private_etc(data.parent().unwrap());
-    cmd.arg(env!("CARGO_BIN_EXE_isync"))
+fn start_demo(data: &Path) -> Option<Demo> {
+    let server = with_private_etc(data.parent().unwrap())
         .args(["serve", "--demo", "--listen", "127.0.0.1:0"])
-        .env_remove("ISYNC_LOG")
-        .env_remove("JOURNAL_STREAM")
-        .env_remove("CONF")
         .env("ISYNC_DATA_DIR", data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(stderr).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    let out = child.stdout.take().unwrap();
-    let server = Server(child, stderr.to_path_buf());
-    // Read to the end on a thread of its own: a closed pipe would fail the
-    // server's next line.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(out).lines() {
-            let Ok(l) = l else { break };
-            // Still read once nobody listens.
-            let _ = tx.send(l);
-        }
-    });
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut lines = Vec::new();
-        // Ends when the server does (no banner) or after the login line.
-        while let Ok(l) = rx.recv() {
-            let done = l.contains("login:");
-            lines.push(l);
-            if done {
-                break;
-            }
-        }
-        lines
-    })
-    .await
-    .unwrap();
-    let err = std::fs::read_to_string(stderr).unwrap();
-    if !err.contains(READY) {
+        .start();
+    // Ends when the server does (no banner) or at the login line.
+    let wait = std::time::Duration::from_secs(600);
+    server.stdout().find(0, wait, |l| l.contains("login:"));
+    let lines = server.stdout().all();
+    if server
+        .stderr()
+        .find(0, wait, |l| l.contains(READY))
+        .is_none()
+    {
         common::mount::cannot_run(&format!(
-            "cannot hide /etc in a mount namespace (unshare): {err}"
+            "cannot hide /etc in a mount namespace (unshare): {}",
+            server.stderr().text()
         ));
         return None;
     }
+    let err = server.stderr().text();
     let after = |prefix: &str| {
         lines
             .iter()
@@ -1156,7 +1096,7 @@ fn files_below(dir: &Path) -> Vec<String> {
 async fn serve_demo_prints_a_url_and_login_that_work() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo-data");
-    let Some(demo) = start_demo(&data, &dir.path().join("stderr-1")).await else {
+    let Some(demo) = start_demo(&data) else {
         return;
     };
     assert_eq!(demo.library, data.join("demo-library"));
@@ -1236,7 +1176,7 @@ async fn serve_demo_prints_a_url_and_login_that_work() {
     let old_password = demo.password.clone();
     drop(demo);
 
-    let Some(demo) = start_demo(&data, &dir.path().join("stderr-2")).await else {
+    let Some(demo) = start_demo(&data) else {
         panic!("the namespace worked the first time");
     };
     assert_eq!(files_below(&demo.library), expected, "created once");
@@ -1259,36 +1199,16 @@ async fn serve_demo_prints_a_url_and_login_that_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_demo_server_whose_banner_nobody_reads_keeps_running() {
     let cli = Cli::new();
-    let stderr = cli.path("stderr");
-    let mut cmd = isync(
+    // Closed at once: the demo library is made before anything is printed.
+    let mut server = isync(
         &cli.config(),
         &["serve", "--demo", "--listen", "127.0.0.1:0"],
-    );
-    cmd.env_remove("ISYNC_LOG")
-        .env_remove("ISYNC_DATA_DIR")
-        .env_remove("JOURNAL_STREAM")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&stderr).unwrap());
-    let mut child = cmd.spawn().unwrap();
-    // Closed at once: the demo library is made before anything is printed.
-    drop(child.stdout.take());
-    let mut server = Server(child, stderr.clone());
-    let start = std::time::Instant::now();
-    let addr = loop {
-        let log = std::fs::read_to_string(&stderr).unwrap();
-        if let Some(a) = log.split("listening on ").nth(1) {
-            break a.lines().next().unwrap().trim().to_string();
-        }
-        if let Some(st) = server.0.try_wait().unwrap() {
-            panic!("the server ended ({st}) before listening:\n{log}");
-        }
-        assert!(
-            start.elapsed() < std::time::Duration::from_secs(60),
-            "not listening:\n{log}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    )
+    .close_stdout()
+    .ready_on_stderr("listening on ")
+    .ready_within(std::time::Duration::from_secs(60))
+    .start();
+    let addr = server.ready().to_string();
     let api = Api::new(&format!("http://{addr}"));
     let v = api
         .get_json(
@@ -1297,8 +1217,8 @@ async fn a_demo_server_whose_banner_nobody_reads_keeps_running() {
         )
         .await;
     assert_err(&v, BAD_LOGIN);
-    assert!(server.0.try_wait().unwrap().is_none(), "still running");
-    let log = std::fs::read_to_string(&stderr).unwrap();
+    assert!(server.try_wait().is_none(), "still running");
+    let log = server.stderr().text();
     assert!(
         log.lines()
             .any(|l| l.starts_with("WARN") && l.contains("cannot print the demo login")),
@@ -1359,9 +1279,11 @@ fn a_file_name_cannot_forge_log_lines() {
     let name = format!("holiday.jpg\n{forged}\r\u{1b}[2K.jpg");
     write_file(&cli.photos().join(&name), b"not a JPEG at all");
     std::os::unix::fs::symlink("/etc/hostname", cli.photos().join(format!("link-{name}"))).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isync"));
-    cmd.arg("--config").arg(cli.config()).arg("scan");
-    let o = run_env(cmd, &[("ISYNC_LOG", "debug")], "");
+    let o = run_env(
+        isync(&cli.config(), &["scan"]),
+        &[("ISYNC_LOG", "debug")],
+        "",
+    );
     assert!(o.status.success(), "{}", show(&o));
     let log = text(&o.stderr);
     let lines: Vec<&str> = log.lines().filter(|l| l.contains(forged)).collect();
@@ -1402,33 +1324,16 @@ fn listening_on(port: u16) -> Vec<String> {
 
 /// Runs `isync serve --demo [args]` (configured for all interfaces, port
 /// 0) until it prints its URL; returns the process, the URL and the port.
-fn demo(cli: &Cli, args: &[&str]) -> (std::process::Child, String, u16) {
-    use std::io::BufRead;
+fn demo(cli: &Cli, args: &[&str]) -> (Running, String, u16) {
     cli.write_config(&format!(
         "listen = \"0.0.0.0:0\"\ndata_dir = {:?}\n",
         cli.path("data")
     ));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_isync"))
-        .arg("--config")
-        .arg(cli.config())
-        .args(["serve", "--demo"])
+    let child = isync(&cli.config(), &["serve", "--demo"])
         .args(args)
-        .env_remove("ISYNC_DATA_DIR")
-        .env_remove("JOURNAL_STREAM")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let url = loop {
-        line.clear();
-        assert!(out.read_line(&mut line).unwrap() > 0, "demo exited");
-        if let Some(u) = line.trim().strip_prefix("isync demo is running at ") {
-            break u.to_string();
-        }
-    };
-    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+        .ready_on_stdout("isync demo is running at ")
+        .start();
+    let url = child.ready().to_string();
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
     (child, url, port)
 }
@@ -1440,7 +1345,7 @@ fn demo(cli: &Cli, args: &[&str]) -> (std::process::Child, String, u16) {
 #[test]
 fn the_demo_listens_on_loopback_unless_told_otherwise() {
     let cli = Cli::new();
-    let (mut child, url, port) = demo(&cli, &[]);
+    let (child, url, port) = demo(&cli, &[]);
     assert!(url.starts_with("http://127.0.0.1:") && port != 0, "{url}");
     assert_eq!(listening_on(port), [format!("0100007F:{port:04X}")]);
     // The URL answers.
@@ -1454,12 +1359,10 @@ fn the_demo_listens_on_loopback_unless_told_otherwise() {
     std::io::Read::read_to_string(&mut c, &mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
     assert!(reply.contains("\"server\":\"isync\""), "{reply}");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 
-    let (mut child, url, port) = demo(&cli, &["--listen", "0.0.0.0:0"]);
+    let (child, url, port) = demo(&cli, &["--listen", "0.0.0.0:0"]);
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     assert_eq!(listening_on(port), [format!("00000000:{port:04X}")]);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
 }

@@ -10,6 +10,7 @@
 use crate::common;
 
 use common::data;
+use common::process::{Launch, Running};
 use common::TestApp;
 use serde_json::json;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -142,21 +143,13 @@ async fn one_device_with_1100_half_open_connections_does_not_keep_others_out() {
 /// The real binary, started the way systemd starts it without
 /// `LimitNOFILE=` (soft descriptor limit 1024); killed on drop.
 struct Binary {
-    child: std::process::Child,
+    _server: Running,
     addr: SocketAddr,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Binary {
     fn start() -> Binary {
-        use std::io::BufRead;
         let dir = tempfile::Builder::new()
             .prefix("isync-conns-")
             .tempdir()
@@ -170,29 +163,13 @@ impl Binary {
             ),
         )
         .unwrap();
-        let mut child = std::process::Command::new("sh")
-            .arg("-c")
-            .arg("ulimit -Sn 1024 && exec \"$0\" --config \"$1\" serve")
-            .arg(env!("CARGO_BIN_EXE_isync"))
-            .arg(&cfg)
-            .env_remove("JOURNAL_STREAM")
+        let server = Launch::serve(&cfg)
+            .soft_nofile(1024)
             .env("ISYNC_LOG", "info")
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        let addr = loop {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "isync serve exited");
-            if let Some(a) = line.split("listening on ").nth(1) {
-                break a.trim().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            .start();
         Binary {
-            child,
-            addr,
+            addr: server.ready().parse().unwrap(),
+            _server: server,
             _dir: dir,
         }
     }

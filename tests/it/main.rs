@@ -1,13 +1,15 @@
 //! The integration tests: one binary, one module per feature, all driving
 //! the real server over 127.0.0.1 (in-process through `common::TestApp`,
-//! or the real `isync` binary through `common::process::Process`).
+//! or the real `isync` binary through `common::process`: `Launch` and
+//! `Running` to start and end it, `Process` for a data dir that outlives
+//! restarts).
 //!
 //! One binary links the dependencies once instead of once per feature
 //! (issue 14). Its tests run side by side on threads of one process, so
 //! none may change what is process-wide for another to see: no
 //! `std::env::set_var`, no umask, no working directory, no signal
-//! handlers, no decoder knobs of `isync::media` (`set_decode_bands`,
-//! `set_fifo_scheduling`: those are for the benches). The one process-wide
+//! handlers, no decoder knobs of `isync::media` (`set_fifo_scheduling`:
+//! that is for the benches). The one process-wide
 //! change is the soft descriptor limit raised to the hard one
 //! (`connections`, and `isync::http::serve` itself), which only grows.
 //! Whatever measures a process (peak RSS, bytes read, wake-ups) measures

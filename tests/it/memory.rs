@@ -13,13 +13,12 @@
 
 use crate::common;
 use common::heifmux;
+use common::process::Process;
 
 use common::*;
 use serde_json::json;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 /// The bound for the server process (VmHWM).
@@ -27,43 +26,6 @@ const MAX_RSS_BYTES: u64 = 300 << 20;
 /// How long the server may take to get somewhere before the test gives up
 /// (a safety net, not a measurement: the debug build renders slowly).
 const PATIENCE: Duration = Duration::from_secs(600);
-
-/// The server's log lines, as they arrive.
-#[derive(Default)]
-struct Log {
-    lines: Mutex<Vec<String>>,
-    more: Condvar,
-}
-
-impl Log {
-    fn len(&self) -> usize {
-        self.lines.lock().unwrap().len()
-    }
-
-    /// Waits for a line from index `from` on that passes `pred`; returns it.
-    fn wait_for(&self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + PATIENCE;
-        let mut lines = self.lines.lock().unwrap();
-        loop {
-            if let Some(l) = lines.iter().skip(from).find(|l| pred(l)) {
-                return l.clone();
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no log line for {what}");
-            lines = self.more.wait_timeout(lines, left).unwrap().0;
-        }
-    }
-
-    fn count(&self, from: usize, pred: impl Fn(&str) -> bool) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .skip(from)
-            .filter(|l| pred(l))
-            .count()
-    }
-}
 
 /// Whether a log line says a render of `file_id` began (a request's or the
 /// pre-render worker's).
@@ -74,196 +36,129 @@ fn render_started(line: &str, file_id: Option<i64>) -> bool {
 }
 
 /// `isync serve` on `<root>/data` with library `<root>/media/lib` (user
-/// alice) and otherwise default settings, logging at debug level.
-struct Server {
-    root: PathBuf,
-    child: Child,
-    base: String,
-    log: Arc<Log>,
+/// alice) and otherwise default settings; not started yet.
+fn server(dir: tempfile::TempDir) -> Process {
+    let lib = dir.path().join("media/lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    Process::new_in(dir, &lib, &["alice"], "")
 }
 
-impl Server {
-    fn setup(root: &Path) {
-        std::fs::create_dir_all(root.join("media/lib")).unwrap();
-        std::fs::write(
-            root.join("config.toml"),
-            format!(
-                "listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n\n[[library]]\npath = {:?}\n\
-                 users = [\"alice\"]\n",
-                root.join("data"),
-                root.join("media/lib")
-            ),
+/// Starts `p` logging at debug level; returns where its log of this run
+/// begins.
+fn start(p: &mut Process) -> usize {
+    let from = p.lines().len();
+    p.start(&[("ISYNC_LOG", "debug")]);
+    from
+}
+
+/// Waits for a log line from index `from` on that passes `pred`.
+fn wait_for(p: &Process, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> String {
+    p.lines().wait_for(from, what, PATIENCE, pred)
+}
+
+/// A logged-in client of `p`, without the usual 30 s limit: the debug
+/// build renders a 20000² PNG slowly.
+async fn login(p: &Process) -> Api {
+    let api = Api {
+        http: reqwest::Client::builder()
+            .cookie_store(true)
+            .no_proxy()
+            .timeout(PATIENCE)
+            .build()
+            .unwrap(),
+        base: p.base.clone(),
+    };
+    let v = api
+        .get_json(
+            "/login.icc",
+            json!({"userName": "alice", "password": PASSWORD}),
         )
-        .unwrap();
-        let mut add = Command::new(env!("CARGO_BIN_EXE_isync"))
-            .arg("--config")
-            .arg(root.join("config.toml"))
-            .args(["user", "add", "alice", "--password-stdin"])
-            .env_remove("JOURNAL_STREAM")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
-        assert!(add.wait().unwrap().success());
-    }
+        .await;
+    assert_eq!(v["code"], 0, "{v}");
+    api
+}
 
-    fn start(root: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_isync"))
-            .arg("--config")
-            .arg(root.join("config.toml"))
-            .arg("serve")
-            .env_remove("JOURNAL_STREAM")
-            .env("ISYNC_LOG", "debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Log::default());
-        let err = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(err).lines() {
-                let Ok(line) = line else { break };
-                sink.lines.lock().unwrap().push(line);
-                sink.more.notify_all();
-            }
-        });
-        let line = log.wait_for(0, "listening", |l| l.contains("listening on "));
-        let addr = line
-            .split("listening on ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_string();
-        Server {
-            root: root.to_owned(),
-            child,
-            base: format!("http://{addr}"),
-            log,
-        }
-    }
+fn status(p: &Process, key: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{}/status", p.pid())).unwrap();
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("{key} in /proc/pid/status"));
+    kb << 10
+}
 
-    async fn api(&self) -> Api {
-        // The debug build renders a 20000² PNG slowly: no 30 s limit here.
-        let api = Api {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .no_proxy()
-                .timeout(PATIENCE)
-                .build()
-                .unwrap(),
-            base: self.base.clone(),
-        };
-        let v = api
-            .get_json(
-                "/login.icc",
-                json!({"userName": "alice", "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(v["code"], 0, "{v}");
-        api
-    }
+/// Peak resident size since the last [`reset_peak`].
+fn peak_rss(p: &Process) -> u64 {
+    status(p, "VmHWM:")
+}
 
-    fn status(&self, key: &str) -> u64 {
-        let text = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kb: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or_else(|| panic!("{key} in /proc/pid/status"));
-        kb << 10
-    }
+/// Starts a new peak from the current resident size (Linux ≥ 4.0).
+fn reset_peak(p: &Process) {
+    std::fs::write(format!("/proc/{}/clear_refs", p.pid()), "5").unwrap();
+}
 
-    /// Peak resident size since the last [`Server::reset_peak`].
-    fn peak_rss(&self) -> u64 {
-        self.status("VmHWM:")
-    }
+/// SIGTERM: the server stops as systemd would stop it.
+fn stop(p: &mut Process) {
+    assert!(p.stop().success(), "clean exit");
+}
 
-    /// Starts a new peak from the current resident size (Linux ≥ 4.0).
-    fn reset_peak(&self) {
-        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").unwrap();
-    }
-
-    /// SIGTERM: the server stops as systemd would stop it.
-    fn stop(mut self) {
-        let pid = rustix::process::Pid::from_child(&self.child);
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-        assert!(self.child.wait().unwrap().success(), "clean exit");
-    }
-
-    /// SIGKILL: what the kernel's OOM killer does.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open_with_flags(
-            self.root.join("data/isync.db"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+/// Statuses of the server-made levels of file `id` (0 local, 1 failed).
+fn thumb_status(p: &Process, id: i64) -> (i64, i64) {
+    p.db_read(|c| {
+        c.query_row(
+            "SELECT status_thumb, status_screen FROM files WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .unwrap()
-    }
+    })
+}
 
-    /// Statuses of the server-made levels of file `id` (0 local, 1 failed).
-    fn thumb_status(&self, id: i64) -> (i64, i64) {
-        self.db()
-            .query_row(
-                "SELECT status_thumb, status_screen FROM files WHERE id = ?1",
-                [id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .unwrap()
-    }
+/// The cached thumbnails of file `id` at `level`: on the library's disk
+/// (or in the data dir, its fallback).
+fn cached(p: &Process, id: i64, level: u8) -> Vec<PathBuf> {
+    let shard = format!("{:02x}", id.rem_euclid(256));
+    let prefix = format!("{id}_{level}_");
+    [p.lib().join(".isync/thumbs"), p.data().join("thumbs")]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d.join(&shard)).ok())
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect()
+}
 
-    /// The cached thumbnails of file `id` at `level`: on the library's disk
-    /// (or in the data dir, its fallback).
-    fn cached(&self, id: i64, level: u8) -> Vec<PathBuf> {
-        let shard = format!("{:02x}", id.rem_euclid(256));
-        let prefix = format!("{id}_{level}_");
-        ["media/lib/.isync/thumbs", "data/thumbs"]
-            .iter()
-            .filter_map(|d| std::fs::read_dir(self.root.join(d).join(&shard)).ok())
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .map(|e| e.path())
-            .collect()
-    }
+/// File ids of the renders in progress, from the journal's slots.
+fn rendering(p: &Process) -> Vec<i64> {
+    let dir = p.data().join("thumbs/.journal");
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter(|r| r.len() >= 16 && r.starts_with(b"ISRJ"))
+        .map(|r| i64::from_le_bytes(r[8..16].try_into().unwrap()))
+        .collect()
+}
 
-    /// File ids of the renders in progress, from the journal's slots.
-    fn rendering(&self) -> Vec<i64> {
-        let dir = self.root.join("data/thumbs/.journal");
-        std::fs::read_dir(dir)
+/// Waits until both levels of file `id` are cached or recorded as
+/// failed, and no render runs.
+async fn settled(p: &Process, id: i64) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (small, screen) = thumb_status(p, id);
+        let done = [(0, small), (1, screen)]
             .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path()).ok())
-            .filter(|r| r.len() >= 16 && r.starts_with(b"ISRJ"))
-            .map(|r| i64::from_le_bytes(r[8..16].try_into().unwrap()))
-            .collect()
-    }
-
-    /// Waits until both levels of file `id` are cached or recorded as
-    /// failed, and no render runs.
-    async fn settled(&self, id: i64) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let (small, screen) = self.thumb_status(id);
-            let done = [(0, small), (1, screen)]
-                .into_iter()
-                .all(|(level, status)| status == 1 || !self.cached(id, level).is_empty());
-            if done && self.rendering().is_empty() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "file {id} never settled");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            .all(|(level, status)| status == 1 || !cached(p, id, level).is_empty());
+        if done && rendering(p).is_empty() {
+            return;
         }
+        assert!(Instant::now() < deadline, "file {id} never settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Waits until `name` is listed; its id.
 async fn listed(api: &Api, name: &str) -> i64 {
     let deadline = Instant::now() + PATIENCE;
     loop {
@@ -461,19 +356,18 @@ fn cases() -> Vec<Case> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    Server::setup(root);
-    let server = Server::start(root);
-    let api = server.api().await;
+    let mut server = server(tempfile::tempdir().unwrap());
+    let root = server.dir.path().to_path_buf();
+    start(&mut server);
+    let api = login(&server).await;
     let mut ids = Vec::new();
     let mut report = Vec::new();
     for case in cases() {
         // Made aside, then moved in: the watcher sees a complete file.
         let staged = root.join(case.name);
         (case.make)(&staged);
-        server.reset_peak();
-        let before = server.peak_rss();
+        reset_peak(&server);
+        let before = peak_rss(&server);
         std::fs::rename(&staged, root.join("media/lib").join(case.name)).unwrap();
         let id = listed(&api, case.name).await;
         let mut got = both_levels(&api, id).await;
@@ -482,8 +376,8 @@ async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again()
             // the render budget holds, within the same bound.
             got.push(view_size(&api, id).await);
         }
-        server.settled(id).await;
-        let peak = server.peak_rss();
+        settled(&server, id).await;
+        let peak = peak_rss(&server);
         report.push(format!(
             "{:<52} peak {:>6.1} MB (from {:>5.1} MB)  {got:?}",
             case.what,
@@ -515,27 +409,26 @@ async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again()
 
     // A restart: the first sweep visits every file again, renders nothing
     // (all cached or recorded as failed), and requests render nothing.
-    server.stop();
-    let server = Server::start(root);
-    let from = 0;
-    let sweep = server.log.wait_for(from, "the first sweep", |l| {
+    stop(&mut server);
+    let from = start(&mut server);
+    let sweep = wait_for(&server, from, "the first sweep", |l| {
         l.contains("thumbnail pre-render sweep")
     });
     if !sweep.contains("added=0") {
-        server.log.wait_for(from, "the worker idle", |l| {
+        wait_for(&server, from, "the worker idle", |l| {
             l.contains("thumbnail pre-render idle")
         });
     }
-    let api = server.api().await;
+    let api = login(&server).await;
     for (case, (name, id)) in cases().iter().zip(&ids) {
         assert_eq!(&both_levels(&api, *id).await, &case.want, "{name} again");
     }
     assert_eq!(
-        server.log.count(from, |l| render_started(l, None)),
+        server.lines().count(from, |l| render_started(l, None)),
         0,
         "rendered again after the restart"
     );
-    server.stop();
+    stop(&mut server);
 }
 
 /// A render the server does not survive: the process is killed (as the
@@ -544,58 +437,57 @@ async fn no_file_takes_the_server_past_300_mb_and_a_restart_renders_none_again()
 /// once, left out by the pre-render sweep — until it changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_render_the_server_did_not_survive_is_not_tried_again_until_the_file_changes() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    Server::setup(root);
-    let photo = root.join("media/lib/slow.png");
+    let mut server = server(tempfile::tempdir().unwrap());
+    let photo = server.lib().join("slow.png");
     zero_png(&photo, 20000, 20000);
-    let server = Server::start(root);
+    start(&mut server);
     // Killed while the journal shows the render in progress.
     let deadline = Instant::now() + PATIENCE;
     let id = loop {
-        if let Some(id) = server.rendering().first() {
+        if let Some(id) = rendering(&server).first() {
             break *id;
         }
         assert!(Instant::now() < deadline, "no render began");
         std::thread::sleep(Duration::from_millis(2));
     };
-    server.kill();
+    server.kill9();
 
-    let server = Server::start(root);
-    let warned = server.log.wait_for(0, "the interrupted render", |l| {
+    let from = start(&mut server);
+    let warned = wait_for(&server, from, "the interrupted render", |l| {
         l.contains("cut short") && l.contains(&format!("file_id={id}"))
     });
     assert!(warned.contains("slow.png"), "{warned}");
-    let sweep = server.log.wait_for(0, "the first sweep", |l| {
+    let sweep = wait_for(&server, from, "the first sweep", |l| {
         l.contains("thumbnail pre-render sweep")
     });
     assert!(
         sweep.contains("added=0"),
         "the sweep takes it up again: {sweep}"
     );
-    assert_eq!(server.thumb_status(id), (1, 1));
-    let api = server.api().await;
+    assert_eq!(thumb_status(&server, id), (1, 1));
+    let api = login(&server).await;
     assert_eq!(listed(&api, "slow.png").await, id);
     for _ in 0..2 {
         assert_eq!(both_levels(&api, id).await, [Err(-10008), Err(-10008)]);
     }
-    assert_eq!(server.log.count(0, |l| render_started(l, Some(id))), 0);
-    assert!(server.rendering().is_empty());
+    assert_eq!(
+        server.lines().count(from, |l| render_started(l, Some(id))),
+        0
+    );
+    assert!(rendering(&server).is_empty());
 
     // The file changes (a new mtime): the watcher's scan resets it, and the
     // pre-render worker takes it up again.
-    let from = server.log.len();
+    let from = server.lines().len();
     let f = std::fs::File::options().write(true).open(&photo).unwrap();
     f.set_modified(SystemTime::now() + Duration::from_secs(60))
         .unwrap();
     drop(f);
-    server
-        .log
-        .wait_for(from, "a render of the changed file", |l| {
-            render_started(l, Some(id))
-        });
-    assert_eq!(server.thumb_status(id), (0, 0));
-    server.stop();
+    wait_for(&server, from, "a render of the changed file", |l| {
+        render_started(l, Some(id))
+    });
+    assert_eq!(thumb_status(&server, id), (0, 0));
+    stop(&mut server);
 }
 
 // ---------------------------------------------------------------- idle
@@ -658,24 +550,22 @@ fn woke(
 /// file written into the library is listed: the quiet server still watches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_server_watching_its_library_does_not_wake_at_all() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    Server::setup(root);
-    let lib = root.join("media/lib");
+    let mut server = server(tempfile::tempdir().unwrap());
+    let lib = server.lib();
     for d in 0..10 {
         std::fs::create_dir_all(lib.join(format!("d{d}"))).unwrap();
         for f in 0..20 {
             std::fs::write(lib.join(format!("d{d}/note{f}.txt")), format!("{d}/{f}")).unwrap();
         }
     }
-    let server = Server::start(root);
-    server
-        .log
-        .wait_for(0, "the initial scan", |l| l.contains("initial scan: "));
-    let api = server.api().await;
+    let from = start(&mut server);
+    wait_for(&server, from, "the initial scan", |l| {
+        l.contains("initial scan: ")
+    });
+    let api = login(&server).await;
     assert_eq!(api.all_files().await.len(), 200);
 
-    let pid = server.child.id();
+    let pid = server.pid();
     let window = Duration::from_secs(3);
     let give_up = Instant::now() + Duration::from_secs(60);
     let mut windows = Vec::new();
@@ -701,5 +591,5 @@ async fn an_idle_server_watching_its_library_does_not_wake_at_all() {
     // Still watching: a new file is found without a scan being asked for.
     std::fs::write(lib.join("d3/late.txt"), "late").unwrap();
     listed(&api, "late.txt").await;
-    server.stop();
+    stop(&mut server);
 }

@@ -453,7 +453,7 @@ fn with_head(rows: Vec<Row>) -> Vec<Row> {
 /// `.route(…)` calls of `router()` and the two prefixes of `prefixed`.
 fn served_routes() -> BTreeSet<(String, String)> {
     let src = include_str!("../../src/http/mod.rs");
-    let start = src.find("pub fn router").expect("router()");
+    let start = src.find("fn router(").expect("router()");
     let end = src.find(".fallback(prefixed)").expect("fallback");
     let mut out = BTreeSet::new();
     for chunk in src[start..end].split(".route(").skip(1) {

@@ -328,23 +328,17 @@ fn unreadable_files_are_skipped_not_fatal() {
     )
     .unwrap();
     let scan = || {
-        let mut c = std::process::Command::new(
-            prefix
-                .first()
-                .map_or(env!("CARGO_BIN_EXE_isync"), |p| p.as_str()),
-        );
-        if !prefix.is_empty() {
-            c.args(&prefix[1..]).arg(env!("CARGO_BIN_EXE_isync"));
+        let mut launch = common::process::Launch::new();
+        if let Some((program, args)) = prefix.split_first() {
+            let mut c = std::process::Command::new(program);
+            c.args(args);
+            launch = launch.under(c);
         }
-        let o = c
-            .arg("--config")
-            .arg(&config)
+        let o = launch
+            .config(&config)
             .arg("scan")
-            .env_remove("ISYNC_DATA_DIR")
-            .env_remove("JOURNAL_STREAM")
             .env("ISYNC_LOG", "info")
-            .output()
-            .unwrap();
+            .output();
         let text = format!(
             "exit {:?}\n--- stdout\n{}--- stderr\n{}",
             o.status.code(),

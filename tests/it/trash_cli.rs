@@ -5,22 +5,16 @@
 
 use crate::common;
 
+use common::process::Launch;
 use common::TestApp;
 use common::*;
 use serde_json::json;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// `isync --config <cfg> <args>` with the environment a shell would give it.
 fn isync(config: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_isync"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("ISYNC_DATA_DIR")
-        .env_remove("JOURNAL_STREAM")
-        .output()
-        .expect("run isync")
+    Launch::new().config(config).args(args).output()
 }
 
 fn stdout(o: &Output) -> String {

@@ -356,12 +356,10 @@ async fn isync_scan_asks_the_running_server() {
     let conf = app.data_dir().join("isync-test.toml");
     std::fs::write(&conf, app.cfg.to_toml()).unwrap();
     let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_isync"))
-            .arg("--config")
-            .arg(&conf)
+        common::process::Launch::new()
+            .config(&conf)
             .arg("scan")
             .output()
-            .unwrap()
     })
     .await
     .unwrap();

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 /// Spec §3.1. Never contains the password hash.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct UserInfo {
+pub(crate) struct UserInfo {
     id: i64,
     name: String,
     create_time: i64,
@@ -66,7 +66,7 @@ impl From<HelpInfo> for HelpInfoWire {
     }
 }
 
-pub async fn login(
+pub(crate) async fn login(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     p: Params,
@@ -111,7 +111,7 @@ pub async fn login(
     Ok(resp)
 }
 
-pub async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
+pub(crate) async fn logout(State(st): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(token) = session_token(&headers) {
         st.sessions.remove(&token);
     }
@@ -142,7 +142,7 @@ fn help_target(p: &Params) -> Result<HelpTarget, Error> {
     }
 }
 
-pub async fn help_info(
+pub(crate) async fn help_info(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -152,9 +152,9 @@ pub async fn help_info(
 }
 
 /// Longest `helpText` stored (bounded so one client cannot bloat the DB).
-pub const MAX_HELP_TEXT_CHARS: usize = 65_536;
+pub(crate) const MAX_HELP_TEXT_CHARS: usize = 65_536;
 
-pub async fn update_help_info(
+pub(crate) async fn update_help_info(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {

@@ -102,7 +102,7 @@ async fn info_of(st: &AppState) -> crate::error::Result<Info> {
 }
 
 /// `GET /api/v1/info`: who this server is. No login needed.
-pub async fn info(State(st): State<AppState>) -> ApiResult {
+pub(crate) async fn info(State(st): State<AppState>) -> ApiResult {
     Ok(ok(info_of(&st).await?))
 }
 
@@ -115,7 +115,7 @@ fn esc(s: &str) -> String {
 
 /// `GET /`: the welcome page (like hydrus'): name, version, uptime,
 /// libraries online, and a form to redeem a registration token.
-pub async fn welcome(State(st): State<AppState>) -> Response {
+pub(crate) async fn welcome(State(st): State<AppState>) -> Response {
     let i = match info_of(&st).await {
         Ok(i) => i,
         Err(e) => return ApiError(e).into_response(),
@@ -188,7 +188,7 @@ struct AccountWire {
 /// registration token. No login needed; every attempt is counted against
 /// the caller's address like a failed login (before anything is checked),
 /// and taken back only when an account is made.
-pub async fn register(
+pub(crate) async fn register(
     State(st): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
@@ -249,7 +249,7 @@ pub async fn register(
 }
 
 /// `GET /api/v1/account`: the caller's account, type and permissions.
-pub async fn account(
+pub(crate) async fn account(
     State(st): State<AppState>,
     Authed { s, .. }: Authed<ApiError, AnyUser>,
 ) -> ApiResult {
@@ -267,7 +267,7 @@ pub async fn account(
 
 /// `GET /api/v1/keys[?user=NAME]`: the caller's access keys (an admin may
 /// name another user, or `all=1`).
-pub async fn keys(
+pub(crate) async fn keys(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, AnyUser>,
 ) -> ApiResult {
@@ -287,7 +287,7 @@ pub async fn keys(
 
 /// `POST /api/v1/keys {label}`: a new access key for the caller (another
 /// device). Shown once.
-pub async fn create_key(
+pub(crate) async fn create_key(
     State(st): State<AppState>,
     headers: HeaderMap,
     Authed { s, p, .. }: Authed<ApiError, AnyUser>,
@@ -310,7 +310,7 @@ pub async fn create_key(
 /// `POST /api/v1/keys/revoke {id}`: revokes one of the caller's keys (with
 /// the `accounts` permission, a key of any account it may manage). Works at
 /// once.
-pub async fn revoke_key(
+pub(crate) async fn revoke_key(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, AnyUser>,
 ) -> ApiResult {
@@ -321,7 +321,7 @@ pub async fn revoke_key(
     Ok(ok(k))
 }
 
-pub async fn users(
+pub(crate) async fn users(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -329,7 +329,7 @@ pub async fn users(
 }
 
 /// `POST /api/v1/users/type {user, type}`.
-pub async fn set_user_type(
+pub(crate) async fn set_user_type(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -359,21 +359,21 @@ async fn set_disabled(
 /// `POST /api/v1/users/disable {user}`: the account's sessions end at once;
 /// its access keys and share links are revoked (enabling it again revives
 /// none of them).
-pub async fn disable_user(
+pub(crate) async fn disable_user(
     State(st): State<AppState>,
     a: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
     set_disabled(st, a, true).await
 }
 
-pub async fn enable_user(
+pub(crate) async fn enable_user(
     State(st): State<AppState>,
     a: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
     set_disabled(st, a, false).await
 }
 
-pub async fn types(
+pub(crate) async fn types(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -382,7 +382,7 @@ pub async fn types(
 
 /// `POST /api/v1/types {name, perms}`: creates or changes a custom type
 /// (`perms` comma- or space-separated).
-pub async fn upsert_type(
+pub(crate) async fn upsert_type(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -395,7 +395,7 @@ pub async fn upsert_type(
     Ok(ok(t))
 }
 
-pub async fn delete_type(
+pub(crate) async fn delete_type(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -404,7 +404,7 @@ pub async fn delete_type(
     Ok(ok_empty())
 }
 
-pub async fn tokens(
+pub(crate) async fn tokens(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -414,7 +414,7 @@ pub async fn tokens(
 /// `POST /api/v1/tokens {type, libraries, expires?, note?}`: a one-use
 /// registration token, shown once. `expires` like `7d` (default 7 days).
 /// Only a type and libraries the caller holds itself.
-pub async fn create_token(
+pub(crate) async fn create_token(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -430,7 +430,7 @@ pub async fn create_token(
     Ok(ok(tok))
 }
 
-pub async fn delete_token(
+pub(crate) async fn delete_token(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, NeedAccounts>,
 ) -> ApiResult {
@@ -439,7 +439,7 @@ pub async fn delete_token(
     Ok(ok_empty())
 }
 
-pub async fn libraries(
+pub(crate) async fn libraries(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedLibraries>,
 ) -> ApiResult {
@@ -461,14 +461,14 @@ async fn grant(
 }
 
 /// `POST /api/v1/libraries/grant {library, user}`.
-pub async fn grant_library(
+pub(crate) async fn grant_library(
     State(st): State<AppState>,
     a: Authed<ApiError, NeedLibraries>,
 ) -> ApiResult {
     grant(st, a, true).await
 }
 
-pub async fn revoke_library(
+pub(crate) async fn revoke_library(
     State(st): State<AppState>,
     a: Authed<ApiError, NeedLibraries>,
 ) -> ApiResult {
@@ -476,7 +476,7 @@ pub async fn revoke_library(
 }
 
 /// `GET /api/v1/backup`: progress, recent runs, generations on disk.
-pub async fn backup_status(
+pub(crate) async fn backup_status(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedBackup>,
 ) -> ApiResult {
@@ -485,7 +485,7 @@ pub async fn backup_status(
 
 /// `POST /api/v1/backup`: starts a backup and returns at once (−10013 if
 /// one runs); `GET /api/v1/backup` follows it.
-pub async fn start_backup(
+pub(crate) async fn start_backup(
     State(st): State<AppState>,
     Authed { .. }: Authed<ApiError, NeedBackup>,
 ) -> ApiResult {
@@ -499,7 +499,7 @@ pub async fn start_backup(
 
 /// `GET /api/v1/shares[?mine=1]`: the caller's live share links; with the
 /// `shares` permission every account's (`mine=1`: only its own).
-pub async fn share_links(
+pub(crate) async fn share_links(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, AnyUser>,
 ) -> ApiResult {
@@ -511,7 +511,7 @@ pub async fn share_links(
 /// caller's links (with the `shares` permission, anyone's): by the `id`
 /// `GET /api/v1/shares` lists, by its whole `key`, or every link to
 /// `fileId`.
-pub async fn revoke_share(
+pub(crate) async fn revoke_share(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, AnyUser>,
 ) -> ApiResult {

@@ -11,7 +11,7 @@ use serde::Serialize;
 /// Spec §3.2.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct CatalogInfo {
+pub(crate) struct CatalogInfo {
     id: i64,
     root_id: i64,
     parent_id: i64,
@@ -46,7 +46,7 @@ impl From<Catalog> for CatalogInfo {
     }
 }
 
-pub async fn catalogs(
+pub(crate) async fn catalogs(
     State(st): State<AppState>,
     Authed {
         mut s, p, token, ..

@@ -17,7 +17,7 @@ use axum::extract::State;
 use axum::response::Response;
 
 /// Longest catalog name (spec §6.6).
-pub const MAX_CATALOG_NAME_CHARS: usize = 99;
+pub(crate) const MAX_CATALOG_NAME_CHARS: usize = 99;
 
 fn opt_name(p: &Params, max: usize) -> Option<String> {
     p.raw("name")
@@ -25,7 +25,7 @@ fn opt_name(p: &Params, max: usize) -> Option<String> {
         .map(str::to_owned)
 }
 
-pub async fn create_catalog(
+pub(crate) async fn create_catalog(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -43,7 +43,7 @@ pub async fn create_catalog(
     Ok(ok(CatalogInfo::from(cat)))
 }
 
-pub async fn update_catalog(
+pub(crate) async fn update_catalog(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -64,7 +64,7 @@ pub async fn update_catalog(
     Ok(ok(CatalogInfo::from(cat)))
 }
 
-pub async fn delete_catalog(
+pub(crate) async fn delete_catalog(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -75,7 +75,7 @@ pub async fn delete_catalog(
     Ok(ok("OK"))
 }
 
-pub async fn delete_files(
+pub(crate) async fn delete_files(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -89,7 +89,7 @@ fn thumb_status(p: &Params, key: &str) -> Option<i64> {
     p.opt_int(key).map(|v| if v == 2 { 2 } else { 0 })
 }
 
-pub async fn update_file(
+pub(crate) async fn update_file(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {

@@ -116,7 +116,7 @@ struct FilesPage {
     page: PageInfo,
 }
 
-pub async fn files(
+pub(crate) async fn files(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed<ApiError, NeedBrowse>,
 ) -> Result<Response, ApiError> {
@@ -182,7 +182,7 @@ fn files_reply(list: &[u8], page: &PageInfo) -> Response {
 /// following symlinks (see `browse::open_original`), with the headers that
 /// keep a browser from running it as a page of this origin
 /// (`stream::original_headers`).
-pub async fn send_original(
+pub(crate) async fn send_original(
     st: &AppState,
     rec: &FileRecord,
     method: &Method,
@@ -207,7 +207,7 @@ fn download_name(rec: &FileRecord) -> String {
     }
 }
 
-pub async fn down_file(
+pub(crate) async fn down_file(
     st: AppState,
     method: Method,
     headers: HeaderMap,

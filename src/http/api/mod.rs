@@ -1,11 +1,11 @@
 //! Thin `.icc` handlers: extract → one service call → wire response.
 
-pub mod account;
-pub mod admin;
-pub mod catalog;
-pub mod edit;
+pub(crate) mod account;
+pub(crate) mod admin;
+pub(crate) mod catalog;
+pub(crate) mod edit;
 pub mod file;
-pub mod share;
-pub mod thumb;
-pub mod upload;
-pub mod view;
+pub(crate) mod share;
+pub(crate) mod thumb;
+pub(crate) mod upload;
+pub(crate) mod view;

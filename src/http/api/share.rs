@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, Method};
 use axum::response::Response;
 
-pub async fn share_file_url(
+pub(crate) async fn share_file_url(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -20,7 +20,7 @@ pub async fn share_file_url(
 }
 
 /// No session: the key is the credential.
-pub async fn share_file(
+pub(crate) async fn share_file(
     st: AppState,
     method: Method,
     headers: HeaderMap,

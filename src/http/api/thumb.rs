@@ -11,7 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method};
 use axum::response::Response;
 
-pub async fn thumbnail(
+pub(crate) async fn thumbnail(
     State(st): State<AppState>,
     method: Method,
     headers: HeaderMap,

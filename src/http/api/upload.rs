@@ -14,7 +14,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-pub fn file_info(rec: FileRecord, s: PartSizes) -> FileInfo {
+pub(crate) fn file_info(rec: FileRecord, s: PartSizes) -> FileInfo {
     FileInfo::new(
         rec,
         Some(UploadingSizes {
@@ -25,7 +25,7 @@ pub fn file_info(rec: FileRecord, s: PartSizes) -> FileInfo {
     )
 }
 
-pub async fn upload_file_info(
+pub(crate) async fn upload_file_info(
     State(st): State<AppState>,
     Authed { s, p, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -72,7 +72,7 @@ pub async fn upload_file_info(
     Ok(ok(file_info(rec, sizes)))
 }
 
-pub async fn uploading_info(
+pub(crate) async fn uploading_info(
     State(st): State<AppState>,
     Authed { s, .. }: Authed,
 ) -> Result<Response, ApiError> {
@@ -104,7 +104,7 @@ struct UploadReplyWire {
 /// Parameters come from the query string only (spec §1.1); the body is the
 /// multipart stream, handed to the service unread. This route has no body
 /// size layer of its own: the service bounds every part.
-pub async fn upload_file(st: State<AppState>, req: Request) -> Response {
+pub(crate) async fn upload_file(st: State<AppState>, req: Request) -> Response {
     match receive(st, req).await {
         Ok(r) => r,
         Err(e) => {

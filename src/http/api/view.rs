@@ -15,7 +15,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::response::Response;
 
-pub async fn view_file(
+pub(crate) async fn view_file(
     State(st): State<AppState>,
     method: Method,
     headers: HeaderMap,
@@ -28,7 +28,7 @@ pub async fn view_file(
 
 /// Sends a view: the original as `downFile.icc` does, or the rendering
 /// with the range, validator and browser headers of an original.
-pub async fn send_view(
+pub(crate) async fn send_view(
     st: &AppState,
     found: View,
     method: &Method,
