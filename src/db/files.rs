@@ -386,7 +386,10 @@ pub(crate) struct LiveCandidate {
 }
 
 /// The files of `folders` (real folders) that have a content identifier
-/// or are linked to a photo: complete originals only.
+/// or are linked to a photo: complete files only. A file with any part
+/// pending (a client thumbnail sent again, too) is hidden from `files.icc`
+/// as `listing` hides it, so a scan meanwhile must not pair it again:
+/// `library::live::part_pending` parted it so its other half stays listed.
 pub(crate) fn live_candidates(
     c: &Connection,
     folders: &[CatalogId],
@@ -396,7 +399,7 @@ pub(crate) fn live_candidates(
          CASE WHEN upload_user_id IS NULL THEN disk_name ELSE name END, \
          type, coalesce(content_id, ''), live_photo_id \
          FROM files WHERE real_catalog_id IN (SELECT value FROM json_each(?1)) \
-         AND status_origin <> 2 AND (content_id <> '' OR live_photo_id IS NOT NULL) ORDER BY id",
+         AND status_origin <> 2 AND status_thumb <> 2 AND status_screen <> 2 AND (content_id <> '' OR live_photo_id IS NOT NULL) ORDER BY id",
     )?;
     let list = super::catalogs::id_list(folders.iter().map(|c| c.0));
     let rows = st.query_map([list], |r| {

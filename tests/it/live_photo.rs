@@ -17,7 +17,7 @@ use common::heifmux;
 
 use common::fixtures::{apple_maker_note, exif_app1, iphone_exif_tiff, with_app1};
 use common::process::Process;
-use common::upload::{announce, first_root, multipart, send_origin, BOUNDARY};
+use common::upload::{announce, first_root, multipart, send_origin, send_parts, BOUNDARY};
 use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
@@ -763,6 +763,83 @@ async fn a_half_sent_again_hides_only_itself_until_it_completes() {
 
     // A scan agrees with what the uploads left.
     app.rescan().await;
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+    app.stop().await;
+}
+
+/// A photo's client thumbnail sent again hides the photo while pending
+/// (as any pending part does) and parts the pair, so its video is listed
+/// alone; a scan meanwhile must not pair them again (both would vanish).
+/// The completion pairs them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scan_while_a_photos_thumbnail_is_sent_again_keeps_its_video_listed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some((app, root)) = upload_app().await else {
+        return;
+    };
+    let api = &app.api;
+    let photo = upload_as(api, root, "IMG_0001.HEIC", IMAGE, &heic(Some(ID_A))).await;
+    let video = upload_as(api, root, "IMG_0001.MOV", VIDEO, &mov(ID_A, 10)).await;
+    let thumb = jpeg(64, 48, 3, None);
+    let v = send_parts(
+        api,
+        json!({"id": photo, "tbp": 0}),
+        &[("thumb", Some("thumb"), &thumb)],
+    )
+    .await;
+    assert_eq!(v["code"], 0, "{v}");
+    assert_eq!(names(&api.all_files().await), ["IMG_0001.HEIC"]);
+    assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
+
+    // The thumbnail sent again, held open after its first bytes.
+    let token = app.token("alice").await;
+    let body = multipart(&[("thumb", Some("thumb"), &thumb)]);
+    let head = format!(
+        "POST /uploadFile.icc?id={photo}&tbp=0 HTTP/1.1\r\nHost: x\r\nCookie: session={token}\r\n\
+         Connection: close\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut conn = tokio::net::TcpStream::connect(app.addr()).await.unwrap();
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let cut = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + 10;
+    conn.write_all(&body[..cut]).await.unwrap();
+    conn.flush().await.unwrap();
+    let mut listed = Vec::new();
+    for _ in 0..200 {
+        listed = names(&api.all_files().await);
+        if listed == ["IMG_0001.MOV"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        listed,
+        ["IMG_0001.MOV"],
+        "the photo pending, its video alone"
+    );
+
+    // A file arriving in the folder makes the scan pair it again.
+    std::fs::write(app.media().join("lib/IMG_0002.JPG"), jpeg(64, 48, 5, None)).unwrap();
+    app.rescan().await;
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0001.MOV", "IMG_0002.JPG"],
+        "a scan while the thumbnail is pending leaves the video listed"
+    );
+
+    conn.write_all(&body[cut..]).await.unwrap();
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).await.unwrap();
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("\"code\":0"),
+        "{text}"
+    );
+    assert_eq!(
+        names(&api.all_files().await),
+        ["IMG_0001.HEIC", "IMG_0002.JPG"]
+    );
     assert_eq!(video_of(api, "IMG_0001.HEIC").await, Some(video));
     app.stop().await;
 }
