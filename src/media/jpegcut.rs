@@ -23,8 +23,8 @@
 use std::io::Read;
 
 use super::jpegpar::whole_mcus;
-use super::jpegscale::decode_scaled;
 use super::jpegwalk::segments;
+use super::raster::decode_scaled;
 use super::raster::Raster;
 
 /// Least share of a baseline JPEG's MCUs (as numerator / denominator) that

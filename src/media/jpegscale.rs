@@ -21,12 +21,12 @@
 
 use std::io::{self, Read, Seek};
 
-use jpeg_decoder::Decoder;
-
 use super::budget::{Allowance, Budget, BudgetError, Lease};
 use super::jpegwalk::{is_sof, segments, Step, Walker};
 use super::original::Original;
-use super::raster::{check_pixels, fit_size, post_cost, reserve, to_raster, Raster, ThumbError};
+// `decode_scaled` lives in `raster`, below `jpegcut` and this module alike.
+pub(crate) use super::raster::decode_scaled;
+use super::raster::{check_pixels, fit_size, post_cost, reserve, Raster, ThumbError};
 
 /// Most header bytes we read looking for the frame header. APP segments are
 /// at most 64 KiB each; real files put SOF within the first ~70 KiB.
@@ -571,23 +571,6 @@ pub(crate) fn decode_bytes(jpeg: &[u8], edge: u32) -> Result<Raster, String> {
     let head = read_head(&mut &jpeg[..]).map_err(|e| e.to_string())?;
     check_pixels(head.width, head.height)?;
     decode_scaled(jpeg, edge, head.decode_cost(edge, 1, 0))
-}
-
-/// Decodes with the smallest IDCT scale whose longest side still covers
-/// `edge`; jpeg-decoder refuses to allocate more than `max_bytes`.
-pub(super) fn decode_scaled<R: Read>(
-    reader: R,
-    edge: u32,
-    max_bytes: u64,
-) -> Result<Raster, String> {
-    let mut dec = Decoder::new(reader);
-    dec.set_max_decoding_buffer_size(usize::try_from(max_bytes).unwrap_or(usize::MAX));
-    let want = u16::try_from(edge).unwrap_or(u16::MAX);
-    dec.read_info().map_err(|e| e.to_string())?;
-    let (w, h) = dec.scale(want, want).map_err(|e| e.to_string())?;
-    let pixels = dec.decode().map_err(|e| e.to_string())?;
-    let format = dec.info().map(|i| i.pixel_format);
-    to_raster(pixels, u32::from(w), u32::from(h), format)
 }
 
 /// The embedded IFD1 thumbnail, decoded, with its lease, when it can stand

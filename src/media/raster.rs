@@ -242,6 +242,23 @@ impl Walk {
     }
 }
 
+/// Decodes with the smallest IDCT scale whose longest side still covers
+/// `edge`; jpeg-decoder refuses to allocate more than `max_bytes`.
+pub(crate) fn decode_scaled<R: std::io::Read>(
+    reader: R,
+    edge: u32,
+    max_bytes: u64,
+) -> Result<Raster, String> {
+    let mut dec = jpeg_decoder::Decoder::new(reader);
+    dec.set_max_decoding_buffer_size(usize::try_from(max_bytes).unwrap_or(usize::MAX));
+    let want = u16::try_from(edge).unwrap_or(u16::MAX);
+    dec.read_info().map_err(|e| e.to_string())?;
+    let (w, h) = dec.scale(want, want).map_err(|e| e.to_string())?;
+    let pixels = dec.decode().map_err(|e| e.to_string())?;
+    let format = dec.info().map(|i| i.pixel_format);
+    to_raster(pixels, u32::from(w), u32::from(h), format)
+}
+
 /// jpeg-decoder's output (RGB or grey) as a raster.
 pub(crate) fn to_raster(
     pixels: Vec<u8>,
