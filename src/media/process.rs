@@ -152,42 +152,68 @@ fn run_fed(
         let _ = out.read_to_end(&mut buf);
         buf
     });
-    let err_t = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.take(64 * 1024).read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(ProcessError::Timeout {
-                    program,
-                    secs: timeout.as_secs(),
-                });
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(source) => return Err(ProcessError::Io { program, source }),
-        }
-    };
+    let err_t = drain_stderr(err);
+    let status = wait_until(&mut child, &program, timeout)?;
     if let Some(t) = in_t {
         let _ = t.join();
     }
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
     if !status.success() {
-        let stderr = String::from_utf8_lossy(&stderr);
-        let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-        return Err(ProcessError::Failed {
-            program,
-            status,
-            stderr: tail,
-        });
+        return Err(failed(program, status, &stderr));
     }
     Ok(stdout)
+}
+
+/// Reads a child's standard error (its first 64 KiB) on a helper thread,
+/// so a chatty child can't block on a full pipe while we wait for it.
+fn drain_stderr(err: std::process::ChildStderr) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = err.take(64 * 1024).read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Waits for `child` up to `timeout`; past it, kills and reaps it.
+fn wait_until(
+    child: &mut std::process::Child,
+    program: &str,
+    timeout: Duration,
+) -> Result<ExitStatus, ProcessError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Ok(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ProcessError::Timeout {
+                    program: program.to_owned(),
+                    secs: timeout.as_secs(),
+                });
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(source) => {
+                return Err(ProcessError::Io {
+                    program: program.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// A child that exited without success, with the last lines it wrote to
+/// standard error.
+fn failed(program: String, status: ExitStatus, stderr: &[u8]) -> ProcessError {
+    let stderr = String::from_utf8_lossy(stderr);
+    let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+    ProcessError::Failed {
+        program,
+        status,
+        stderr: tail,
+    }
 }
 
 /// Tells the current render its child is gone, however `run` returns.
@@ -258,27 +284,8 @@ pub fn run_into_file(
     super::lanes::child_of_current_render(Some(pid));
     let _reaped = Reaped;
     let err = child.stderr.take().expect("piped stderr");
-    let err_t = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = err.take(64 * 1024).read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(ProcessError::Timeout {
-                    program: program.clone(),
-                    secs: timeout.as_secs(),
-                });
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(source) => return Err(io_err(source)),
-        }
-    };
+    let err_t = drain_stderr(err);
+    let status = wait_until(&mut child, &program, timeout)?;
     let stderr = err_t.join().unwrap_or_default();
     if status.success() {
         return Ok(FileRun::Done);
@@ -288,13 +295,7 @@ pub fn run_into_file(
     {
         return Ok(FileRun::Full);
     }
-    let stderr = String::from_utf8_lossy(&stderr);
-    let tail: String = stderr.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
-    Err(ProcessError::Failed {
-        program: program.clone(),
-        status,
-        stderr: tail,
-    })
+    Err(failed(program, status, &stderr))
 }
 
 #[cfg(test)]
