@@ -202,7 +202,10 @@ impl Head<'_> {
     }
 }
 
-fn probe_by_content(mut file: File, path: &Path) -> Result<(FileType, MediaInfo), ProbeError> {
+pub(crate) fn probe_by_content(
+    mut file: File,
+    path: &Path,
+) -> Result<(FileType, MediaInfo), ProbeError> {
     HEAD_BUF.with(|cell| {
         let mut buf = cell.borrow_mut();
         if buf.len() < HEAD_BYTES {

@@ -379,7 +379,8 @@ fn content_id_by_content(rec: &FileRecord, path: &Path) -> Result<Option<String>
     }
     Ok(match kind {
         FileType::Video => mp4::read_info(&file).ok().and_then(|i| i.content_id),
-        _ => match probe::probe(path, FileType::Image) {
+        // The file opened above, not its path again.
+        _ => match probe::probe_by_content(file, path) {
             Ok((FileType::Image, info)) => info.content_id,
             Ok(_) => None,
             Err(e) => return Err(internal("probe", e)),
