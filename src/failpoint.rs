@@ -11,7 +11,8 @@
 //! complete, the staging name not removed yet) — `upload/finish.rs`;
 //! `thumbmove-copied` (a client thumbnail copied to its library's disk
 //! under a temporary name), `thumbmove-linked` (the copy under its own
-//! name, the old one not removed yet) — `thumbmove.rs`.
+//! name, the old one not removed yet) — `thumbmove.rs`; `backup-copying`
+//! (a backup's copy has begun, at its progress check) — `backup.rs`.
 
 /// Aborts, or waits, at step `name` when `ISYNC_FAILPOINT` names it.
 pub(crate) fn failpoint(name: &str) {
