@@ -171,7 +171,7 @@ pub async fn start(cfg: Config, listener: TcpListener) -> anyhow::Result<Running
     spawn_watchdog(&db, &shutdown, &background);
     spawn_data_room_watch(&db, &cfg, &shutdown, &background);
     if cfg.thumbnails.location == crate::config::ThumbLocation::Library {
-        spawn_thumb_move(&db, &state.thumbs, &shutdown, &background);
+        spawn_thumb_move(&db, &cfg, &state.thumbs, &shutdown, &background);
     }
     // Stale partial uploads and expired trash go also when nobody is active.
     crate::trash::spawn_housekeeping(
@@ -431,21 +431,30 @@ fn spawn_data_room_watch(
     });
 }
 
-/// Thumbnails an older installation cached in the data dir move to their
-/// libraries' disks, beside the requests (thumbmove.rs).
+/// Thumbnails an older installation cached in the data dir, and the
+/// client thumbnails its uploads stored there, move to their libraries'
+/// disks, beside the requests (thumbmove.rs).
 fn spawn_thumb_move(
     db: &Db,
+    cfg: &Arc<Config>,
     thumbs: &Arc<ThumbCache>,
     shutdown: &CancellationToken,
     background: &tokio_util::task::TaskTracker,
 ) {
-    let (db, thumbs, stop) = (db.clone(), thumbs.clone(), shutdown.clone());
+    let (db, cfg, thumbs, stop) = (db.clone(), cfg.clone(), thumbs.clone(), shutdown.clone());
     background.spawn_blocking(move || {
         let done = crate::thumbmove::move_old_cache(&db, &thumbs, &stop);
         if done != Default::default() {
             log::info!(
                 moved = done.moved, dropped = done.dropped, left = done.left;
                 "thumbnail cache moved to the library disks"
+            );
+        }
+        let done = crate::thumbmove::move_client_thumbs(&db, &cfg, &stop);
+        if done != Default::default() {
+            log::info!(
+                moved = done.moved, dropped = done.dropped, left = done.left;
+                "client thumbnails of older uploads moved to the library disks"
             );
         }
     });

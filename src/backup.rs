@@ -522,6 +522,7 @@ impl Backups {
             c.progress_handler(
                 20_000,
                 Some(move || {
+                    crate::failpoint::failpoint("backup-copying");
                     if let Ok(m) = std::fs::metadata(&watch) {
                         done.store(m.len(), Ordering::Relaxed);
                     }
@@ -541,11 +542,11 @@ impl Backups {
                 .open(&copy)
                 .map_err(io(format!("cannot create {}", copy.display())))?;
             db::backup::vacuum_into(&c, &copy).map_err(|e| {
-                match reserve.filter(|_| short.load(Ordering::Relaxed)) {
-                    Some(r) => {
-                        let free = crate::freespace::free_bytes(tmp).unwrap_or(0);
-                        full(tmp.parent().unwrap_or(tmp), free, r, None)
-                    }
+                // Stopped by the check above, or the card filled up between
+                // two checks (the write failed): either way it ran short.
+                let free = crate::freespace::free_bytes(tmp).unwrap_or(0);
+                match reserve.filter(|&r| short.load(Ordering::Relaxed) || free < r) {
+                    Some(r) => full(tmp.parent().unwrap_or(tmp), free, r, None),
                     None => Error::Internal(format!("backup copy failed: {e}")),
                 }
             })?;

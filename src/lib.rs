@@ -18,7 +18,8 @@
 //!    answers a thumbnail request), `view` (what shows a photo in a
 //!    browser: the original, or a JPEG rendering of a HEIC/TIFF),
 //!    `thumbmove` (the one-time move of an
-//!    old data-dir thumbnail cache to the library disks), `upload` (resumable uploads), `edit`,
+//!    old data-dir thumbnail cache, and of older uploads' client
+//!    thumbnails, to the library disks), `upload` (resumable uploads), `edit`,
 //!    `share`, `trash` (deletion into a restorable trash, housekeeping),
 //!    `backup`, `auth` (login, sessions), `accounts` (types, tokens, keys),
 //!    `demo` (the demo library).
@@ -47,7 +48,8 @@
 //!     file under a root without following links), `locks`, `clock` (the
 //!     time expiry is judged by), `time` (calendar dates), `heap`,
 //!     `logging` (journald or stderr), `freespace` (free bytes of a file
-//!     system, the data dir's reserve).
+//!     system, the data dir's reserve), `failpoint` (debug builds' crash
+//!     and pause drills).
 //!
 //! # One request, socket to disk
 //! `GET /thumbnail.icc?id=7&level=1`: `http::serve` accepts the connection
@@ -91,6 +93,7 @@ pub mod db;
 pub mod demo;
 pub(crate) mod edit;
 pub mod error;
+pub(crate) mod failpoint;
 pub mod freespace;
 pub(crate) mod heap;
 pub mod http;

@@ -53,9 +53,12 @@ pub(crate) async fn find(
         Ok(r) => r,
         // Offline library: a thumbnail already cached is still served.
         Err(Error::Offline(msg)) => {
+            if let Some(found) = offline_uploaded(db, cfg, s, id, level).await {
+                return Ok(found);
+            }
             return offline_cached(db, thumbs, s, id, level)
                 .await
-                .ok_or(Error::Offline(msg))
+                .ok_or(Error::Offline(msg));
         }
         Err(e) => return Err(e),
     };
@@ -120,20 +123,12 @@ async fn by_part_status(
                 cfg.thumb_dir(),
             );
             let root = root.await?.map(|l| PathBuf::from(l.path));
-            let path = tokio::task::spawn_blocking(move || {
-                let dir = match root {
-                    Some(r) => crate::library::layout::client_thumb_dir(&r, &data, id),
-                    None => data,
-                };
-                crate::library::layout::uploaded_thumb_path(&dir, id, level)
+            let path = tokio::task::spawn_blocking(move || match root {
+                Some(r) => crate::library::layout::find_uploaded_thumb(&r, &data, id, level),
+                None => crate::library::layout::uploaded_thumb_path(&data, id, level),
             })
             .await?;
-            let content_type = sniff_image_type(&path).await;
-            Ok(Some(Found {
-                path,
-                content_type,
-                uploaded: true,
-            }))
+            Ok(Some(uploaded(path).await))
         }
         PartStatus::Local if rec.status_origin == PartStatus::Uploading as i64 => Err(
             Error::WaitingUpload(format!("file {} is still being uploaded", id.0)),
@@ -232,6 +227,48 @@ async fn offline_cached(
         .await
         .ok()?
         .map(Found::from)
+}
+
+/// The client thumbnail of an accessible file whose library is offline,
+/// when it is in the data dir (uploaded before client thumbnails went to
+/// the library's disk, and not moved yet: `crate::thumbmove`).
+async fn offline_uploaded(
+    db: &Db,
+    cfg: &Config,
+    s: &Session,
+    id: FileId,
+    level: ThumbLevel,
+) -> Option<Found> {
+    let roots = s.roots.clone();
+    let rec = db
+        .read_async(move |c| files::accessible(c, id, &roots))
+        .await
+        .ok()??;
+    let status = match level {
+        ThumbLevel::Small => rec.status_thumb,
+        ThumbLevel::Screen => rec.status_screen,
+        ThumbLevel::View => return None,
+    };
+    if PartStatus::from_i64(status) != PartStatus::Uploaded {
+        return None;
+    }
+    let path = crate::library::layout::uploaded_thumb_path(&cfg.thumb_dir(), id, level);
+    let there = tokio::fs::try_exists(&path).await.unwrap_or(false);
+    if there {
+        Some(uploaded(path).await)
+    } else {
+        None
+    }
+}
+
+/// A client thumbnail at `path`, as it is served.
+async fn uploaded(path: PathBuf) -> Found {
+    let content_type = sniff_image_type(&path).await;
+    Found {
+        path,
+        content_type,
+        uploaded: true,
+    }
 }
 
 /// `image/png` for a PNG, else `image/jpeg` (clients upload either).

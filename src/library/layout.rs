@@ -89,6 +89,32 @@ pub fn client_thumb_dir(library: &Path, data_thumbs: &Path, file_id: FileId) -> 
     }
 }
 
+/// The file of a complete client thumbnail of `file_id` at `level`: on its
+/// library's disk when it is there, else in the data dir's `data_thumbs`.
+/// Looked up per level: the one-time move of older uploads
+/// (`crate::thumbmove`) may have moved one level of a file and not yet the
+/// other. The move makes the new copy before it removes the old one, so
+/// when neither is seen the library's name is the answer (the move
+/// finished between the two looks, or the thumbnail is missing). Blocking
+/// (stats).
+pub(crate) fn find_uploaded_thumb(
+    library: &Path,
+    data_thumbs: &Path,
+    file_id: FileId,
+    level: ThumbLevel,
+) -> PathBuf {
+    let own = uploaded_thumb_path(&library_thumb_dir(library), file_id, level);
+    if own.exists() {
+        return own;
+    }
+    let old = uploaded_thumb_path(data_thumbs, file_id, level);
+    if old.exists() {
+        old
+    } else {
+        own
+    }
+}
+
 /// `<thumb_dir>/uploaded/<id>_<0|1>.part`: a pending client thumbnail.
 pub(crate) fn staging_thumb_path(thumb_dir: &Path, file_id: FileId, level: ThumbLevel) -> PathBuf {
     thumb_dir

@@ -22,6 +22,7 @@ use super::{internal, part_sizes, place, random_hex, Ctx, PartSizes, Role, PLACE
 use crate::db::uploads::{self, Completion, MoveKind, UploadMove};
 use crate::db::{self, files, trash};
 use crate::error::{Error, Result};
+use crate::failpoint::failpoint;
 use crate::library::layout::{
     exists, folder_of, mtime_ns, numbered, remove_if_exists, safe_ext, staging_thumb_path,
     stamp_name, sync_dir, sync_parent, trash_dir, upload_stem, uploaded_thumb_path,
@@ -33,31 +34,6 @@ use crate::model::{FileRecord, FileType, PartStatus};
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-/// A test hook: in debug builds, `ISYNC_FAILPOINT=<name>[,<name>…]` makes
-/// the process abort at the step called `name`, as a crash would (no
-/// destructor runs, nothing more is written). Release builds compile it to
-/// nothing. Steps: `upload-reopen-recorded` (a complete original is
-/// recorded pending, not moved yet), `upload-complete-moved` (the original
-/// is in its folder, not recorded yet), `upload-complete-recorded` (the
-/// record says complete, the staging name not removed yet).
-pub(crate) fn failpoint(name: &str) {
-    #[cfg(debug_assertions)]
-    {
-        static POINTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-        let points = POINTS.get_or_init(|| {
-            std::env::var("ISYNC_FAILPOINT")
-                .map(|v| v.split(',').map(str::to_owned).collect())
-                .unwrap_or_default()
-        });
-        if points.iter().any(|p| p == name) {
-            log::warn!("failpoint {name}: aborting");
-            std::process::abort();
-        }
-    }
-    #[cfg(not(debug_assertions))]
-    let _ = name;
-}
 
 fn file_name(p: &Path) -> String {
     p.file_name()

@@ -114,26 +114,31 @@ fn same_disk(a: &Path, b: &Path) -> bool {
 /// is then written under the reserve of the disk it lands on
 /// ([`Reserve::for_dir`]). Blocking.
 pub(crate) fn client_thumbs_for(cfg: &Config, library: &Path, id: FileId) -> PathBuf {
-    use crate::library::layout::{client_thumb_dir, has_client_thumbs, library_thumb_dir};
-    use crate::media::thumbstore::ThumbLocation;
+    use crate::library::layout::{client_thumb_dir, has_client_thumbs};
     let data = cfg.thumb_dir();
     let found = client_thumb_dir(library, &data, id);
     if found != data || has_client_thumbs(&data, id) {
         return found;
     }
-    let own = library_thumb_dir(library);
+    library_takes_client_thumbs(cfg, library).unwrap_or(data)
+}
+
+/// The library's own thumbnail folder (`<library>/.isync/thumbs`, its
+/// `uploaded/` made) when client thumbnails go there: configured so
+/// (`thumbnails.location = "library"`), its root there, the folders made
+/// (a read-only disk fails here) and its disk above its reserve. `None`:
+/// they go to the data dir. Blocking.
+pub(crate) fn library_takes_client_thumbs(cfg: &Config, library: &Path) -> Option<PathBuf> {
+    use crate::media::thumbstore::{make_dir, ThumbLocation};
+    let own = crate::library::layout::library_thumb_dir(library);
     let usable = cfg.thumbnails.location == ThumbLocation::Library
         && library.is_dir()
-        && crate::media::thumbstore::make_dir(&library.join(crate::model::HIDDEN_DIR))
-            .and_then(|()| crate::media::thumbstore::make_dir(&own))
-            .and_then(|()| crate::media::thumbstore::make_dir(&own.join("uploaded")))
+        && make_dir(&library.join(crate::model::HIDDEN_DIR))
+            .and_then(|()| make_dir(&own))
+            .and_then(|()| make_dir(&own.join("uploaded")))
             .is_ok()
         && free_bytes(&own).is_ok_and(|f| f >= Reserve::for_dir(cfg, &own).bytes);
-    if usable {
-        own
-    } else {
-        data
-    }
+    usable.then_some(own)
 }
 
 /// −10014 unless `bytes` more fit on the disk holding `dir` with the

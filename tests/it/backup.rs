@@ -843,3 +843,160 @@ async fn a_backup_onto_the_sd_card_keeps_its_reserve() {
     s.stop().await;
     drop(mounts);
 }
+
+/// The files table as rows of text, id order (what a backup must leave as
+/// it found it).
+fn file_rows(p: &common::process::Process) -> Vec<String> {
+    p.db_read(|c| {
+        let mut st = c.prepare("SELECT id, name, size, memo FROM files ORDER BY id")?;
+        let rows = st.query_map([], |r| {
+            Ok(format!(
+                "{}|{}|{}|{:?}",
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?
+            ))
+        })?;
+        rows.collect()
+    })
+}
+
+/// A backup onto the SD card (the data dir on a 48 MB tmpfs) that passes
+/// the room check, then runs short while the copy is written (something
+/// else fills the card once the copy has begun: the `backup-copying`
+/// failpoint holds the copy until it has), is stopped with the
+/// storage-full error, its partial folder removed and the run recorded as
+/// failed; the database and the library are as they were, the server goes
+/// on serving, and once the space is freed the next backup is written.
+/// On the real binary: `isync backup` asks the running server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_that_runs_short_on_the_sd_card_is_stopped_and_removed() {
+    const RESERVE: u64 = 4 << 20;
+    let dir = tempfile::Builder::new()
+        .prefix("isync-proc-")
+        .tempdir()
+        .unwrap();
+    let card = dir.path().join("data");
+    let mut mounts = common::mount::Mounts::default();
+    if mounts.tmpfs_sized(&card, "48m").is_none() {
+        return;
+    }
+    let backups = card.join("backups");
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    let cfg = format!(
+        "[scan]\nprerender_threads = 0\n[storage]\ndata_min_free_bytes = {RESERVE}\n\
+         [backup]\ndir = {backups:?}\n"
+    );
+    let mut p = common::process::Process::new_in(dir, &lib, &["alice"], &cfg);
+    p.hold(mounts);
+    common::write_file(&lib.join("a.jpg"), &common::jpeg(640, 480, 1, None));
+    p.start(&[]);
+    p.wait_logged("initial scan:", 1).await;
+    assert!(p.stop().success());
+    // Rows for the copy to chew on (its progress is checked every few
+    // thousand steps), written with the server stopped.
+    {
+        let c = rusqlite::Connection::open(p.data().join("isync.db")).unwrap();
+        c.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
+             INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
+               import_time, last_modify, size, type, memo) \
+             SELECT f.catalog_id, f.real_catalog_id, f.root_id, 'bulk' || i || '.jpg', \
+               'bulk' || i || '.jpg', 'jpg', 0, 0, 1000, 1, hex(randomblob(100)) \
+             FROM n, (SELECT * FROM files ORDER BY id LIMIT 1) f",
+            [],
+        )
+        .unwrap();
+    }
+
+    let gate = p.dir.path().join("go-on");
+    let hold = format!("backup-copying@{}", gate.display());
+    p.start(&[("ISYNC_FAILPOINT", &hold)]);
+    p.wait_logged("initial scan:", 2).await;
+    let api = p.login("alice").await;
+    let a = api.file_id("a.jpg").await;
+    let rows = file_rows(&p);
+    assert!(rows.len() > 20_000, "{} rows", rows.len());
+    let library = files_under(&lib);
+    let free = || isync::freespace::free_bytes(&card).unwrap();
+
+    let config = p.config();
+    let backup = move || Launch::new().config(&config).arg("backup").output();
+    let running = tokio::task::spawn_blocking(backup.clone());
+    p.wait_logged("failpoint backup-copying: waiting", 1).await;
+    // The room check passed and the copy has begun, in its partial folder.
+    let partial: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        partial.len() == 1 && partial[0].ends_with(".partial"),
+        "{partial:?}"
+    );
+    // Something else takes the card down to half its reserve.
+    let filler = card.join("filler");
+    std::fs::write(&filler, vec![1u8; (free() - RESERVE / 2) as usize]).unwrap();
+    std::fs::write(&gate, b"").unwrap();
+    let out = running.await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    for words in [
+        "ran short while the copy was written",
+        "SD card",
+        "storage.data_min_free_bytes",
+        "nothing was kept",
+    ] {
+        assert!(err.contains(words), "{words:?} in {err}");
+    }
+    assert!(
+        files_under(&backups).is_empty(),
+        "the partial copy removed: {:?}",
+        files_under(&backups).keys()
+    );
+    assert_eq!(
+        std::fs::read_dir(&backups).unwrap().count(),
+        0,
+        "no folder left"
+    );
+    assert_eq!(p.logged("backup failed:").len(), 1);
+
+    // Recorded as failed, with the same message; the data as it was; the
+    // server serving.
+    let admin = {
+        let v = Api::new(&p.base)
+            .post_json(
+                "/api/v1/register",
+                json!({"token": "init", "userName": "root", "password": PW}),
+            )
+            .await;
+        Api::with_bearer(&p.base, data(&v)["accessKey"].as_str().unwrap())
+    };
+    let st = admin.get_json("/api/v1/backup", json!({})).await;
+    let last = &data(&st)["recent"][0];
+    assert_eq!(last["ok"], false, "{st}");
+    let msg = last["message"].as_str().unwrap();
+    assert!(msg.contains("ran short") && err.contains(msg), "{msg}");
+    assert!(data(&st)["generations"].as_array().unwrap().is_empty());
+    assert_eq!(file_rows(&p), rows, "the database's files as they were");
+    assert_eq!(files_under(&lib), library, "the library as it was");
+    let r = api
+        .get("/thumbnail.icc", json!({"id": a, "level": 0}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(api.file_id("a.jpg").await, a);
+
+    // Space freed: the next backup is written, and keeps the reserve.
+    std::fs::remove_file(&filler).unwrap();
+    let out = tokio::task::spawn_blocking(backup).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let kept = isync::backup::generations(&backups);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(backups.join(&kept[0]).join("isync.db").is_file());
+    assert!(free() >= RESERVE, "{} bytes free", free());
+}

@@ -27,6 +27,7 @@ mod browser;
 mod browser_view;
 mod catalogs;
 mod cli;
+mod client_thumb_move;
 mod connections;
 mod corpus;
 mod download;

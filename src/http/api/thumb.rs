@@ -19,8 +19,14 @@ pub(crate) async fn thumbnail(
 ) -> Result<Response, BinaryError> {
     let id = FileId(p.req_int("id")?);
     let level = ThumbLevel::from_param(p.opt_int("level").unwrap_or(0));
-    let found = thumbnail::find(&st.db, &st.cfg, &st.thumbs, &s, id, level).await?;
-    let sent = serve(&found.path, found.content_type, &method, &headers).await;
+    let mut found = thumbnail::find(&st.db, &st.cfg, &st.thumbs, &s, id, level).await?;
+    let mut sent = serve(&found.path, found.content_type, &method, &headers).await;
+    if found.uploaded && sent.is_err() {
+        // An older upload's thumbnail moved to its library's disk between
+        // the finding and the opening (`crate::thumbmove`): found again.
+        found = thumbnail::find(&st.db, &st.cfg, &st.thumbs, &s, id, level).await?;
+        sent = serve(&found.path, found.content_type, &method, &headers).await;
+    }
     if found.uploaded {
         return sent.map_err(|_| {
             Error::NotFound(format!(
