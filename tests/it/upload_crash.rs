@@ -32,13 +32,12 @@ fn staged(p: &Process) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Waits (bounded by count) for the staging folder to empty: leftovers
-/// are removed by the first scan, which runs once the server serves.
+/// Waits (up to [`common::app::DEADLINE`]) for the staging folder to
+/// empty: leftovers are removed by the first scan, which runs once the
+/// server serves.
 async fn staged_emptied(p: &Process) -> Vec<String> {
-    for _ in 0..400 {
-        if staged(p).is_empty() {
-            break;
-        }
+    let start = std::time::Instant::now();
+    while !staged(p).is_empty() && start.elapsed() < common::app::DEADLINE {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     staged(p)
