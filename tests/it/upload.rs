@@ -1061,21 +1061,35 @@ async fn re_uploads_racing_the_scanner_keep_one_record() {
     assert_eq!(r["code"], 0, "{r}");
 
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let done = std::sync::Arc::new(AtomicU64::new(0));
     let scans = {
         let state = s.running.as_ref().unwrap().state.clone();
-        let stop = stop.clone();
+        let (stop, done) = (stop.clone(), done.clone());
         std::thread::spawn(move || {
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 let plan = state.plan.read().unwrap().clone();
                 state.scanner.scan_plan(&plan).expect("scan");
                 n += 1;
+                done.store(n, Ordering::Relaxed);
             }
             n
         })
     };
     let mut last = first;
-    for round in 0..60u64 {
+    // 60 re-uploads at least, and on until the scanner has run more than
+    // 10 times among them (on a loaded machine its thread may get little
+    // time while the uploads get through): the race is the test's plan,
+    // not the machine's luck. Bounded, so a scanner that stalls still ends
+    // the test.
+    let mut round = 0u64;
+    while round < 60 || done.load(Ordering::Relaxed) <= 10 {
+        assert!(
+            round < 2000,
+            "the scanner ran only {} times in {round} re-uploads",
+            done.load(Ordering::Relaxed)
+        );
+        round += 1;
         let bytes = payload(4096 + round as usize, 100 + round);
         let r = upload(
             &api,
