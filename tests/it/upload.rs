@@ -100,7 +100,9 @@ async fn broken_upload(s: &TestApp, token: &str, id: i64, obp: usize, part: &[u8
 /// what a broken request delivered (it settles within a moment).
 async fn settled_origin_size(api: &Api, id: i64) -> i64 {
     let mut last = -1;
-    for _ in 0..50 {
+    // 60 s: on a loaded machine the server may take seconds to see the
+    // close and sync; two equal answers 100 ms apart end it at once.
+    for _ in 0..600 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let list = uploading(api).await;
         let f = list
