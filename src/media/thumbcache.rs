@@ -682,7 +682,7 @@ fn remove_if_present(path: &Path) -> Result<(), ThumbError> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::super::budget::DEFAULT_BUDGET_BYTES;
     use super::super::testkit::*;
@@ -766,18 +766,15 @@ mod tests {
         assert!(cache.budget().peak() > 0);
         assert!(cache.take_interrupted().unwrap().is_empty());
 
-        // A hit is an open and a stat: no render, and quick.
-        let started = Instant::now();
+        // A hit is an open and a stat: no render (counted, not timed: a
+        // 50 ms bound fails whenever a loaded machine pauses the thread),
+        // no memory taken from the budget.
         let hit = cache
             .get(4242, ThumbLevel::Screen, source(&photo))
             .await
             .unwrap();
-        assert!(
-            started.elapsed() < Duration::from_millis(50),
-            "{:?}",
-            started.elapsed()
-        );
         assert_eq!((hit.path, cache.renders()), (expected, 1));
+        assert_eq!(cache.budget().used(), 0);
     }
 
     #[tokio::test]

@@ -137,13 +137,25 @@ impl std::fmt::Display for Load {
 }
 
 /// Which backup run is in progress: its number when one runs, else None
-/// (see [`load`]).
+/// (see [`load`]; none given: no backup is watched).
 type RunNow<'a> = &'a (dyn Fn() -> Option<usize> + Sync);
+
+/// How long [`load`] goes on past its `dur` for an upload and a listing
+/// served inside one backup run (a bound that ends the test, not a
+/// measurement: on a loaded machine a request can take longer than a run).
+const INSIDE_WAIT: Duration = Duration::from_secs(120);
 
 /// Uploads one file and lists, again and again for `dur` (10 rounds at
 /// least). With `run_now`, counts the uploads and listings that began and
-/// ended while one and the same backup run was in progress.
-async fn load(api: &Api, cid: i64, first: usize, dur: Duration, run_now: RunNow<'_>) -> Load {
+/// ended while one and the same backup run was in progress, and goes on
+/// (up to [`INSIDE_WAIT`]) until it has seen one of each.
+async fn load(
+    api: &Api,
+    cid: i64,
+    first: usize,
+    dur: Duration,
+    run_now: Option<RunNow<'_>>,
+) -> Load {
     let mut l = Load {
         info: Vec::new(),
         upload: Vec::new(),
@@ -152,8 +164,14 @@ async fn load(api: &Api, cid: i64, first: usize, dur: Duration, run_now: RunNow<
         lists_inside: 0,
     };
     let inside = |before: Option<usize>, after: Option<usize>| before.is_some() && before == after;
+    let watched = run_now.is_some();
+    let run_now = || run_now.and_then(|f| f());
+    let seen_inside = |l: &Load| l.uploads_inside > 0 && l.lists_inside > 0;
     let start = Instant::now();
-    while start.elapsed() < dur || l.rounds() < 10 {
+    while start.elapsed() < dur
+        || l.rounds() < 10
+        || (watched && !seen_inside(&l) && start.elapsed() < dur + INSIDE_WAIT)
+    {
         let before = run_now();
         let (a, b) = upload_one(api, cid, first + l.rounds()).await;
         let after = run_now();
@@ -230,7 +248,7 @@ async fn backup_under_load_then_restore_row_for_row() {
 
     // Load: uploads and listings, first alone (what this disk does
     // anyway), then while backups run back to back.
-    let alone = load(&api, cid, 0, Duration::from_millis(1500), &|| None).await;
+    let alone = load(&api, cid, 0, Duration::from_millis(1500), None).await;
     let backups = s.running.as_ref().unwrap().state.backups.clone();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Runs finished so far: while run n is in progress, `done` is n, and
@@ -255,7 +273,14 @@ async fn backup_under_load_then_restore_row_for_row() {
         let again = done.load(std::sync::atomic::Ordering::SeqCst);
         (running && n == again).then_some(n)
     };
-    let during = load(&api, cid, alone.rounds(), Duration::from_secs(3), &run_now).await;
+    let during = load(
+        &api,
+        cid,
+        alone.rounds(),
+        Duration::from_secs(3),
+        Some(&run_now),
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let runs = runner.await.unwrap();
     assert!(!runs.is_empty());

@@ -670,16 +670,14 @@ impl Resend {
         conn.write_all(&body[..cut]).await.unwrap();
         conn.flush().await.unwrap();
         // Pending once the server took the part: `uploadingInfo.icc` lists it.
-        for _ in 0..200 {
-            if common::upload::stored_origin(&app.api, id).await.is_some() {
-                return Resend {
-                    conn,
-                    rest: body[cut..].to_vec(),
-                };
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        until(&format!("file {id} pending"), || async {
+            common::upload::stored_origin(&app.api, id).await.map(drop)
+        })
+        .await;
+        Resend {
+            conn,
+            rest: body[cut..].to_vec(),
         }
-        panic!("file {id} never became pending");
     }
 
     /// Sends the rest; the reply's JSON.
@@ -805,19 +803,11 @@ async fn a_scan_while_a_photos_thumbnail_is_sent_again_keeps_its_video_listed() 
     let cut = body.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4 + 10;
     conn.write_all(&body[..cut]).await.unwrap();
     conn.flush().await.unwrap();
-    let mut listed = Vec::new();
-    for _ in 0..200 {
-        listed = names(&api.all_files().await);
-        if listed == ["IMG_0001.MOV"] {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert_eq!(
-        listed,
-        ["IMG_0001.MOV"],
-        "the photo pending, its video alone"
-    );
+    // The photo pending, its video alone.
+    until("the video listed alone", || async {
+        (names(&api.all_files().await) == ["IMG_0001.MOV"]).then_some(())
+    })
+    .await;
 
     // A file arriving in the folder makes the scan pair it again.
     std::fs::write(app.media().join("lib/IMG_0002.JPG"), jpeg(64, 48, 5, None)).unwrap();

@@ -32,13 +32,12 @@ fn staged(p: &Process) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Waits (bounded by count) for the staging folder to empty: leftovers
-/// are removed by the first scan, which runs once the server serves.
+/// Waits (up to [`common::app::DEADLINE`]) for the staging folder to
+/// empty: leftovers are removed by the first scan, which runs once the
+/// server serves.
 async fn staged_emptied(p: &Process) -> Vec<String> {
-    for _ in 0..400 {
-        if staged(p).is_empty() {
-            break;
-        }
+    let start = std::time::Instant::now();
+    while !staged(p).is_empty() && start.elapsed() < common::app::DEADLINE {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     staged(p)
@@ -270,21 +269,47 @@ impl Rng {
     }
 }
 
+/// Where a paced body stops: before its chunk `at` it says so on `parked`
+/// and sends nothing more (the rest fails once `go` is dropped). A kill
+/// then lands inside the body whatever the machine's load: the server
+/// cannot complete an upload whose last bytes were never sent.
+struct Hold {
+    at: usize,
+    parked: tokio::sync::oneshot::Sender<()>,
+    go: tokio::sync::oneshot::Receiver<()>,
+}
+
 /// Sends `bytes` as the origin part from `obp`, paced (a chunk of 128 KiB
-/// every `pace_ms`) so that a kill lands inside the request; the reply, or
-/// None when the connection died.
-async fn send_paced(api: Api, id: i64, obp: i64, bytes: Vec<u8>, pace_ms: u64) -> Option<Value> {
-    use futures_util::StreamExt;
+/// every `pace_ms`) so that a kill lands inside the request, or held at a
+/// chunk ([`Hold`]); the reply, or None when the connection died.
+async fn send_paced(
+    api: Api,
+    id: i64,
+    obp: i64,
+    bytes: Vec<u8>,
+    pace_ms: u64,
+    hold: Option<Hold>,
+) -> Option<Value> {
     let body = common::upload::multipart(&[("origin", Some("origin"), &bytes)]);
     let len = body.len();
     let chunks: Vec<bytes::Bytes> = body
         .chunks(128 << 10)
         .map(bytes::Bytes::copy_from_slice)
         .collect();
-    let stream = futures_util::stream::iter(chunks).then(move |c| async move {
-        tokio::time::sleep(std::time::Duration::from_millis(pace_ms)).await;
-        Ok::<_, std::io::Error>(c)
-    });
+    let stream = futures_util::stream::unfold(
+        (chunks.into_iter().enumerate(), hold),
+        move |(mut rest, mut hold)| async move {
+            let (i, chunk) = rest.next()?;
+            if let Some(h) = hold.take_if(|h| h.at == i) {
+                let _ = h.parked.send(());
+                // Never let go: dropped after the kill, the body fails.
+                let _ = h.go.await;
+                return Some((Err(std::io::Error::other("held")), (rest, None)));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(pace_ms)).await;
+            Some((Ok::<_, std::io::Error>(chunk), (rest, hold)))
+        },
+    );
     let r = api
         .http
         .post(api.url("/uploadFile.icc"))
@@ -305,8 +330,9 @@ async fn send_paced(api: Api, id: i64, obp: i64, bytes: Vec<u8>, pace_ms: u64) -
 /// body, during the fsync, during completion — and, for every other file,
 /// exactly between "file in place" and "recorded". After each restart the
 /// app's resume: ask `uploadingInfo.icc`, send the rest from there. Bounded:
-/// 6 files of 1–13 MB, 1 to 3 kills each at a random time within the
-/// request's sending, 3 aborts at the failpoint.
+/// 6 files of 1–13 MB, 1 to 3 kills each (for the files that then die at
+/// the failpoint, with the body held at a random chunk; for the others at a
+/// random time within the request's sending), 3 aborts at the failpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_killed_at_random_points_resume_byte_identical() {
     let seed = std::time::SystemTime::now()
@@ -342,18 +368,32 @@ async fn uploads_killed_at_random_points_resume_byte_identical() {
             // body takes at least `span` ms to send.
             let pace = 1 + rng.below(4);
             let span = (rest.len() as u64 >> 17).max(1) * pace;
-            // A file that is to die at the failpoint must still be pending
-            // when it gets there: its random kills land in the first half of
-            // the body's sending (a late timer on a loaded machine stays
-            // inside it), and none is tried on a body sent in under 40 ms.
-            let kill = attempts <= planned_kills && (!abort || span >= 40);
+            let kill = attempts <= planned_kills;
             let failpoint = !kill && std::mem::take(&mut abort);
             if failpoint {
                 p.kill9();
                 p.start(&[("ISYNC_FAILPOINT", "upload-complete-moved")]);
                 api = p.login("alice").await;
             }
-            let req = tokio::spawn(send_paced(api.clone(), id, stored, rest, pace));
+            // A file that is to die at the failpoint must still be pending
+            // when it gets there, whatever the load: its kills come while
+            // its body is held at a random chunk (the first included: the
+            // head only), not after a timer that may fire late.
+            let chunks = rest.len().div_ceil(128 << 10).max(1) as u64;
+            let (hold, parked, go) = if kill && abort {
+                let (parked_tx, parked) = tokio::sync::oneshot::channel();
+                let (go, go_rx) = tokio::sync::oneshot::channel::<()>();
+                let at = rng.below(chunks) as usize;
+                let hold = Hold {
+                    at,
+                    parked: parked_tx,
+                    go: go_rx,
+                };
+                (Some(hold), Some(parked), Some(go))
+            } else {
+                (None, None, None)
+            };
+            let req = tokio::spawn(send_paced(api.clone(), id, stored, rest, pace, hold));
             let killed = if failpoint {
                 // Dies by itself once the file is in place.
                 let r = req.await.unwrap();
@@ -361,9 +401,17 @@ async fn uploads_killed_at_random_points_resume_byte_identical() {
                 assert!(p.wait_died());
                 aborts += 1;
                 true
+            } else if let Some(parked) = parked {
+                // Inside the body: the rest is never sent.
+                let _ = parked.await;
+                p.kill9();
+                drop(go);
+                kills += 1;
+                let _ = req.await;
+                true
             } else if kill {
                 // Somewhere in the request: its body, the fsync, the moves.
-                let ms = rng.below(if abort { span / 2 } else { span + 50 });
+                let ms = rng.below(span + 50);
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                 p.kill9();
                 kills += 1;
@@ -401,7 +449,8 @@ async fn uploads_killed_at_random_points_resume_byte_identical() {
          pending; stored sizes then: {seen:?}"
     );
     // The drill must have hit the middle of uploads, not only their ends,
-    // and the window between moving and recording.
+    // and the window between moving and recording: by its plan, each of
+    // the 3 files held mid-body was killed there at least once.
     assert!(
         mid >= 3,
         "only {mid} kills landed inside an upload (seed {seed})"

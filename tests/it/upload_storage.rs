@@ -101,16 +101,14 @@ async fn new_upload(api: &Api, size: u64) -> Value {
     .await
 }
 
-/// Waits (bounded by count) until the first scan wrote the library's
-/// identity marker: from then on a root without it is not the library.
+/// Waits until the first scan wrote the library's identity marker: from
+/// then on a root without it is not the library.
 async fn wait_for_marker(lib: &Path) {
-    for _ in 0..400 {
-        if lib.join(".isync/library-id").is_file() {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("no marker written in {}", lib.display());
+    let marker = lib.join(".isync/library-id");
+    common::until(&format!("the marker in {}", lib.display()), || async {
+        marker.is_file().then_some(())
+    })
+    .await;
 }
 
 /// Item 4: the library's disk is gone (its mount point empty). A burst of
@@ -163,15 +161,12 @@ async fn uploads_to_a_missing_disk_answer_offline_quietly() {
     std::fs::rename(&away, p.lib()).unwrap();
     let v = send_origin(&api, json!({"id": id, "obp": 0}), &part).await;
     assert_eq!(data(&v)["fileInfo"]["size"], 5000);
-    for _ in 0..200 {
+    let (r, _) = common::until("the library back online", || async {
         let r = api.download(id, &[]).await;
-        if r.status() == 200 {
-            assert!(r.bytes().await.unwrap()[..] == part[..]);
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    panic!("the library never came back online");
+        (r.status() == 200).then_some(r)
+    })
+    .await;
+    assert!(r.bytes().await.unwrap()[..] == part[..]);
 }
 
 /// Item 6, the appliance: the folder of users without a library is on the

@@ -20,10 +20,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
-/// How long a test waits for the watcher before failing (generous: two
-/// shared cores, debug build). The latency itself is measured by
-/// `benches/watch.rs`.
-pub const DEADLINE: Duration = Duration::from_secs(15);
+/// How long a test waits for the watcher (or another server event) before
+/// failing: a bound that ends a broken test, not a measurement (a debug
+/// build on two cores that CI's cross builds and qemu load as well). The
+/// latency itself is measured by `benches/watch.rs`.
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 struct LibrarySpec {
     name: String,

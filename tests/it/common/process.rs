@@ -144,6 +144,7 @@ impl Lines {
 
 /// How to run the `isync` binary: built up, then [`Launch::output`] or
 /// [`Launch::start`].
+#[derive(Default)]
 pub struct Launch {
     /// A command the binary runs under, as its last arguments.
     under: Option<Command>,
@@ -155,25 +156,7 @@ pub struct Launch {
     close_stdout: bool,
     /// The stream (`true`: stdout) and the text that mark it ready.
     ready: Option<(bool, String)>,
-    ready_within: Duration,
     log_into: Option<Arc<Lines>>,
-}
-
-impl Default for Launch {
-    fn default() -> Self {
-        Launch {
-            under: None,
-            soft_nofile: None,
-            config: None,
-            args: Vec::new(),
-            env: Vec::new(),
-            stdin: Vec::new(),
-            close_stdout: false,
-            ready: None,
-            ready_within: READY_WAIT,
-            log_into: None,
-        }
-    }
 }
 
 impl Launch {
@@ -254,13 +237,6 @@ impl Launch {
     /// [`Launch::start`] returns once a stdout line contains `marker`.
     pub fn ready_on_stdout(mut self, marker: &str) -> Launch {
         self.ready = Some((true, marker.to_string()));
-        self
-    }
-
-    /// How long [`Launch::start`] waits for the ready line (default
-    /// [`READY_WAIT`]).
-    pub fn ready_within(mut self, d: Duration) -> Launch {
-        self.ready_within = d;
         self
     }
 
@@ -345,7 +321,7 @@ impl Launch {
             };
             let skip = if *on_stdout { 0 } else { from };
             let line = lines
-                .find(skip, self.ready_within, |l| l.contains(marker.as_str()))
+                .find(skip, READY_WAIT, |l| l.contains(marker.as_str()))
                 .unwrap_or_else(|| {
                     panic!(
                         "isync ended before {marker:?} on its {name}; stderr:\n{}",
