@@ -268,13 +268,15 @@ async fn half_open_slow_header_and_idle_connections_are_closed_requests_in_fligh
         .await
         .unwrap();
     let trickle = tokio::spawn(async move {
+        // The first byte at once (a late timer on a loaded machine cannot
+        // make the header timeout come first), then one every 100 ms.
         let mut sent = 0;
         loop {
-            tokio::time::sleep(Duration::from_millis(100)).await;
             if slow.write_all(b"a").await.is_err() || closed(&slow) {
                 return (sent, read_to_close(&mut slow).await);
             }
             sent += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
     // Idle after one request on a kept-alive connection.
