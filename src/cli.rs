@@ -36,6 +36,8 @@ pub fn serve(mut cfg: Config, listen: Option<String>, demo: bool) -> Result<(), 
         // kept).
         cfg.listen = format!("127.0.0.1:{}", cfg.listen_addr().port());
     }
+    // Before the runtime starts its threads.
+    crate::heap::give_large_buffers_their_own_mappings();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(16)
