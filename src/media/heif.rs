@@ -74,6 +74,24 @@ pub enum Codec {
     Av1,
 }
 
+/// A decoder configuration: what the decoder is given before a coded
+/// picture's own data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub codec: Codec,
+    /// HEVC VPS/SPS/PPS NAL units (without length or start code), or AV1
+    /// configuration OBUs.
+    pub units: Vec<Vec<u8>>,
+}
+
+/// One tile of a grid: its item, and which of the picture's
+/// [`Picture::configs`] it is decoded with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    pub id: u32,
+    pub config: usize,
+}
+
 /// A crop rectangle in coded pixels (`clap`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Crop {
@@ -89,7 +107,9 @@ pub enum Layout {
     /// One coded picture: this item.
     Single(u32),
     /// Tiles (row by row) of `tile_w`×`tile_h` pictures, cropped to
-    /// `width`×`height` (the grid's output size).
+    /// `width`×`height` (the grid's output size). Every tile has that
+    /// size (`ispe`): a grid whose tiles differ is refused, as libheif
+    /// refuses it.
     Grid {
         rows: u32,
         cols: u32,
@@ -97,17 +117,18 @@ pub enum Layout {
         height: u32,
         tile_w: u32,
         tile_h: u32,
-        tiles: Vec<u32>,
+        tiles: Vec<Tile>,
     },
 }
 
 /// One coded image (the primary or its thumbnail), ready to decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Picture {
-    pub codec: Codec,
-    /// The decoder configuration: HEVC VPS/SPS/PPS NAL units (without
-    /// length or start code), or AV1 configuration OBUs.
-    pub config: Vec<Vec<u8>>,
+    /// Decoder configurations: a single picture's one; each distinct one
+    /// a grid's tiles name, in the order first named (one, when every
+    /// tile points at the same `hvcC` as iPhones write them). Never empty,
+    /// and of one codec.
+    pub configs: Vec<Config>,
     pub layout: Layout,
     /// Coded size (the grid's output size for a grid).
     pub width: u32,
@@ -126,6 +147,12 @@ pub struct Picture {
 }
 
 impl Picture {
+    /// The codec of its coded pictures (of the first configuration, for
+    /// HEVC its NAL length size; tiles may differ in that).
+    pub fn codec(&self) -> Codec {
+        self.configs.first().map_or(Codec::Av1, |c| c.codec)
+    }
+
     /// Size after the crop and the rotation: what a viewer shows.
     pub fn display_size(&self) -> (u32, u32) {
         let (w, h) = self.crop.map_or((self.width, self.height), |c| (c.w, c.h));
@@ -423,6 +450,8 @@ pub fn read<R: Read + Seek>(file: &mut R) -> Result<Heif, HeifError> {
 struct Props<'a> {
     hvcc: Option<&'a [u8]>,
     av1c: Option<&'a [u8]>,
+    /// Which `ipco` properties `hvcc` and `av1c` are (1-based).
+    config_properties: (Option<usize>, Option<usize>),
     ispe: Option<(u32, u32)>,
     clap: Option<[u32; 8]>,
     irot: Option<u8>,
@@ -474,8 +503,7 @@ fn parse_meta(ftyp: &[u8], meta: &[u8], file_len: u64) -> Result<Heif, HeifError
 
 fn placeholder() -> Picture {
     Picture {
-        codec: Codec::Av1,
-        config: Vec::new(),
+        configs: Vec::new(),
         layout: Layout::Single(0),
         width: 0,
         height: 0,
@@ -648,6 +676,11 @@ fn parse_iprp(b: &[u8]) -> Result<HashMap<u32, Props<'_>>, HeifError> {
                     return Err(bad(format!("property {index} does not exist")));
                 };
                 apply_property(props, pk, body)?;
+                match pk {
+                    b"hvcC" => props.config_properties.0 = Some(index),
+                    b"av1C" => props.config_properties.1 = Some(index),
+                    _ => {}
+                }
             }
         }
     }
@@ -743,7 +776,7 @@ impl Heif {
     /// Reads the `grid` descriptions, which live in item data.
     fn resolve_grids<R: Read + Seek>(&mut self, file: &mut R) -> Result<(), HeifError> {
         if let Layout::Grid { tiles, .. } = &self.primary.layout {
-            let grid_id = tiles[0];
+            let grid_id = tiles[0].id;
             // The grid item's id was parked as the first "tile" by `picture`.
             let data = self.item_data(file, grid_id, MAX_GRID_BYTES)?;
             let tiles = tiles[1..].to_vec();
@@ -853,7 +886,7 @@ impl Heif {
     pub(crate) fn coded_bytes(&self, pic: &Picture) -> u64 {
         let ids: Vec<u32> = match &pic.layout {
             Layout::Single(id) => vec![*id],
-            Layout::Grid { tiles, .. } => tiles.clone(),
+            Layout::Grid { tiles, .. } => tiles.iter().map(|t| t.id).collect(),
         };
         ids.iter()
             .filter_map(|id| self.locations.get(id))
@@ -878,8 +911,8 @@ fn picture<'p, 'b>(
     refs: &[Ref],
     props_of: &dyn Fn(u32) -> &'p Props<'b>,
 ) -> Result<Picture, HeifError> {
-    let (coded, layout) = match &info.kind {
-        b"hvc1" | b"av01" => (p, Layout::Single(id)),
+    let (configs, layout) = match &info.kind {
+        b"hvc1" | b"av01" => (vec![config_of(p)?], Layout::Single(id)),
         b"grid" => {
             let tiles = refs
                 .iter()
@@ -893,13 +926,15 @@ fn picture<'p, 'b>(
             if tiles.iter().any(|t| infos.get(t).map(|i| i.kind) != kind) {
                 return Err(bad("grid tiles of different types or missing"));
             }
-            let first = props_of(tiles[0]);
-            let (tile_w, tile_h) = first.ispe.ok_or_else(|| bad("tile without ispe"))?;
+            let (tile_w, tile_h) = props_of(tiles[0])
+                .ispe
+                .ok_or_else(|| bad("tile without ispe"))?;
+            let (configs, tiles) = grid_tiles(&tiles, (tile_w, tile_h), props_of)?;
             // The grid item id goes first; `resolve_grids` reads its data.
-            let mut ids = vec![id];
-            ids.extend(&tiles);
+            let mut all = vec![Tile { id, config: 0 }];
+            all.extend(tiles);
             (
-                first,
+                configs,
                 Layout::Grid {
                     rows: 0,
                     cols: 0,
@@ -907,7 +942,7 @@ fn picture<'p, 'b>(
                     height: 0,
                     tile_w,
                     tile_h,
-                    tiles: ids,
+                    tiles: all,
                 },
             )
         }
@@ -918,13 +953,9 @@ fn picture<'p, 'b>(
             )))
         }
     };
-    let (codec, config) = if let Some(h) = coded.hvcc {
-        let (nals, nal_length) = parse_hvcc(h)?;
-        (Codec::Hevc { nal_length }, nals)
-    } else if let Some(a) = coded.av1c {
-        (Codec::Av1, vec![a.get(4..).unwrap_or_default().to_vec()])
-    } else {
-        return Err(bad("picture without decoder configuration"));
+    let coded_pixi = match &layout {
+        Layout::Single(_) => p.pixi,
+        Layout::Grid { tiles, .. } => tiles.get(1).and_then(|t| props_of(t.id).pixi),
     };
     let (width, height) = match (&layout, p.ispe) {
         (Layout::Grid { .. }, ispe) => ispe.unwrap_or((0, 0)),
@@ -935,20 +966,94 @@ fn picture<'p, 'b>(
         return Err(bad("picture of zero size"));
     }
     let mut pic = Picture {
-        codec,
-        config,
+        configs,
         layout,
         width,
         height,
         crop: None,
         rotation_ccw: p.irot.unwrap_or(0),
         mirror: p.imir,
-        bit_depth: p.pixi.or(coded.pixi),
+        bit_depth: p.pixi.or(coded_pixi),
     };
     if let Some(c) = p.clap {
         pic.crop = Some(clap_crop(&c, width, height)?);
     }
     Ok(pic)
+}
+
+/// The decoder configuration a coded picture's properties give.
+fn config_of(p: &Props) -> Result<Config, HeifError> {
+    if let Some(h) = p.hvcc {
+        let (units, nal_length) = parse_hvcc(h)?;
+        Ok(Config {
+            codec: Codec::Hevc { nal_length },
+            units,
+        })
+    } else if let Some(a) = p.av1c {
+        Ok(Config {
+            codec: Codec::Av1,
+            units: vec![a.get(4..).unwrap_or_default().to_vec()],
+        })
+    } else {
+        Err(bad("picture without decoder configuration"))
+    }
+}
+
+/// The tiles `ids` of a grid, each with its own decoder configuration, as
+/// libheif decodes each tile with its own: a tile is never decoded with
+/// another's parameter sets. Every tile must be `size` (its `ispe`, that
+/// of the first tile) and of the first tile's codec; a configuration
+/// shared by several tiles (one `ipco` property) is parsed once.
+fn grid_tiles<'p, 'b>(
+    ids: &[u32],
+    size: (u32, u32),
+    props_of: &dyn Fn(u32) -> &'p Props<'b>,
+) -> Result<(Vec<Config>, Vec<Tile>), HeifError> {
+    let mut configs: Vec<Config> = Vec::new();
+    // The `ipco` property a tile is decoded with (its `hvcC`, or its
+    // `av1C` when it has none, as `config_of` chooses) → its index in
+    // `configs`. Each property is parsed once, so all the configurations
+    // together are no larger than the `meta` box, however many tiles.
+    let mut parsed: HashMap<Option<usize>, usize> = HashMap::new();
+    let mut tiles = Vec::with_capacity(ids.len());
+    for (n, &id) in ids.iter().enumerate() {
+        let p = props_of(id);
+        match p.ispe {
+            Some(s) if s == size => {}
+            Some((w, h)) => {
+                return Err(bad(format!(
+                    "grid tile {} is {w}x{h}, its first tile {}x{}: tiles of a grid are all \
+                     one size",
+                    n + 1,
+                    size.0,
+                    size.1
+                )))
+            }
+            None => return Err(bad("tile without ispe")),
+        }
+        let property = if p.hvcc.is_some() {
+            p.config_properties.0
+        } else {
+            p.config_properties.1
+        };
+        let config = match parsed.get(&property) {
+            Some(&at) => at,
+            None => {
+                let c = config_of(p)?;
+                let same_codec = configs.first().is_none_or(|first| {
+                    std::mem::discriminant(&first.codec) == std::mem::discriminant(&c.codec)
+                });
+                if !same_codec {
+                    return Err(bad("grid tiles of different codecs"));
+                }
+                configs.push(c);
+                parsed.insert(property, configs.len() - 1);
+                configs.len() - 1
+            }
+        };
+        tiles.push(Tile { id, config });
+    }
+    Ok((configs, tiles))
 }
 
 /// The `clap` rectangle in whole pixels, inside `w`×`h` (when the grid size
@@ -1045,8 +1150,9 @@ mod tests {
             5,
             "quarter left, then top↔bottom: transpose"
         );
-        assert!(matches!(p.codec, Codec::Hevc { nal_length: 4 }));
-        assert_eq!(p.config, c.config, "VPS/SPS/PPS from hvcC");
+        assert!(matches!(p.codec(), Codec::Hevc { nal_length: 4 }));
+        assert_eq!(p.configs.len(), 1);
+        assert_eq!(p.configs[0].units, c.config, "VPS/SPS/PPS from hvcC");
         let data = h.item_data(&mut Cursor::new(&bytes), 1, 1 << 20).unwrap();
         assert_eq!(data, c.data);
         let thumb = h.thumbnail.as_ref().expect("thmb");
@@ -1073,9 +1179,11 @@ mod tests {
                 height: 100,
                 tile_w: 64,
                 tile_h: 64,
-                tiles: vec![2, 3, 4, 5]
+                tiles: (2..6).map(|id| Tile { id, config: 0 }).collect(),
             }
         );
+        // Every tile points at one `hvcC` (the muxer shares equal boxes).
+        assert_eq!(h.primary.configs.len(), 1);
         assert_eq!(h.primary.bit_depth, Some(10));
         assert_eq!(h.primary.display_size(), (120, 100));
 
@@ -1084,8 +1192,8 @@ mod tests {
         spec.irot = Some(3);
         let h = parse(&mux::mux(&spec)).unwrap();
         assert_eq!(&h.major_brand, b"avif");
-        assert_eq!(h.primary.codec, Codec::Av1);
-        assert_eq!(h.primary.config, vec![a.config.concat()]);
+        assert_eq!(h.primary.codec(), Codec::Av1);
+        assert_eq!(h.primary.configs[0].units, vec![a.config.concat()]);
         assert_eq!(h.primary.display_size(), (48, 64));
         assert_eq!(h.primary.orientation(), 6);
     }
@@ -1363,5 +1471,66 @@ mod tests {
             *rows = 1; // says 1x2 but references 4 tiles
         }
         assert!(parse(&mux::mux(&spec)).is_err());
+    }
+
+    #[test]
+    fn grid_tiles_keep_their_own_decoder_configuration() {
+        if !have_ffmpeg() {
+            return;
+        }
+        // Odd tiles without SAO and wavefronts, with a chroma QP offset:
+        // other SPS and PPS than the even ones.
+        let rgb = mux::corners(120, 100);
+        let spec = mux::grid_with(&rgb, 120, 100, 64, 2, 2, |i, t| {
+            let x265 = if i % 2 == 1 {
+                "sao=0:wpp=0:cbqpoffs=-6:crqpoffs=6"
+            } else {
+                ""
+            };
+            mux::encode_with(t, 64, 64, MuxCodec::Hevc, false, 12, x265)
+        });
+        let mux::Primary::Grid { tiles: coded, .. } = &spec.primary else {
+            unreachable!()
+        };
+        assert_ne!(
+            coded[0].config, coded[1].config,
+            "the fixture's tiles differ"
+        );
+        let h = parse(&mux::mux(&spec)).unwrap();
+        let p = &h.primary;
+        let Layout::Grid { tiles, .. } = &p.layout else {
+            panic!("{:?}", p.layout)
+        };
+        let ids: Vec<u32> = tiles.iter().map(|t| t.id).collect();
+        assert_eq!(ids, [2, 3, 4, 5]);
+        // Two configurations, each tile naming its own.
+        assert_eq!(p.configs.len(), 2);
+        for (t, c) in tiles.iter().zip(coded) {
+            assert_eq!(p.configs[t.config].units, c.config, "tile {}", t.id);
+        }
+        assert_eq!(
+            tiles.iter().map(|t| t.config).collect::<Vec<_>>(),
+            [0, 1, 0, 1]
+        );
+    }
+
+    #[test]
+    fn a_grid_whose_tiles_differ_in_size_is_refused() {
+        if !have_ffmpeg() {
+            return;
+        }
+        // The last tile 64x48 where the others are 64x64: libheif refuses
+        // such a grid; decoding it as 64x64 would misplace or stretch it.
+        let rgb = mux::corners(120, 100);
+        let spec = mux::grid_with(&rgb, 120, 100, 64, 2, 2, |i, t| {
+            let h = if i == 3 { 48 } else { 64 };
+            mux::encode(&t[..(64 * h * 3) as usize], 64, h, MuxCodec::Hevc, false)
+        });
+        match parse(&mux::mux(&spec)) {
+            Err(HeifError::Invalid(why)) => {
+                assert!(why.contains("grid tile 4 is 64x48"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! Decoding HEIF/AVIF stills for thumbnails: the coded pictures `heif.rs`
 //! finds are fed to the system ffmpeg as a raw elementary stream (HEVC
 //! Annex-B or AV1 OBUs) on its standard input, every tile of a grid as one
-//! frame of a single ffmpeg run, each scaled to its share of the box and
+//! frame of a single ffmpeg run, each preceded by its own decoder
+//! configuration (tiles may differ in their parameter sets; libheif, too,
+//! decodes each with its own), each scaled to its share of the box and
 //! returned as raw RGB. The tiles are assembled, cropped to the grid's
 //! output size and the `clap` aperture, and turned by `irot`/`imir` here,
 //! so the raster handed back is upright.
@@ -15,7 +17,7 @@ use std::ffi::OsString;
 use std::process::Command;
 
 use super::budget::{Allowance, Lease};
-use super::heif::{Codec, Heif, Layout, Picture};
+use super::heif::{Codec, Heif, Layout, Picture, Tile};
 use super::original::Original;
 use super::process::{ffmpeg_path, run_with_input, FFMPEG_TIMEOUT};
 use super::raster::{check_pixels, orient, post_cost, reserve, Raster, ThumbError};
@@ -51,7 +53,7 @@ pub(crate) fn decode<'a>(
     let (w, h) = (pic.width, pic.height);
     check_pixels(w, h).map_err(|e| failed(&e))?;
     let (tiles, tile_w, tile_h, cols, rows) = match &pic.layout {
-        Layout::Single(id) => (vec![*id], w, h, 1, 1),
+        Layout::Single(id) => (vec![Tile { id: *id, config: 0 }], w, h, 1, 1),
         Layout::Grid {
             rows,
             cols,
@@ -118,10 +120,10 @@ pub(crate) fn decode<'a>(
     // predicts from it, so nothing drifts; skipping them saves 3-13 % of
     // ffmpeg's CPU (docs/performance.md). Full-size views keep them.
     let shrunk = u64::from(long) >= 4 * u64::from(edge);
-    let skip_loop_filter = shrunk && matches!(pic.codec, Codec::Hevc { .. });
+    let skip_loop_filter = shrunk && matches!(pic.codec(), Codec::Hevc { .. });
     let raw = run_ffmpeg(
         orig,
-        pic.codec,
+        pic.codec(),
         stream,
         tiles.len(),
         tw,
@@ -140,23 +142,29 @@ pub(crate) fn decode<'a>(
     Ok((orient(img, i64::from(pic.orientation())), lease))
 }
 
-/// The elementary stream ffmpeg reads: each tile as one picture, with the
-/// decoder configuration before it.
+/// The elementary stream ffmpeg reads: each tile as one picture, with its
+/// decoder configuration before it (an HEVC decoder takes parameter sets
+/// that arrive between pictures, as a stream's repeated headers, and
+/// decodes the next picture with them).
 fn bitstream(
     orig: &Original,
     heif: &Heif,
     pic: &Picture,
-    tiles: &[u32],
+    tiles: &[Tile],
 ) -> Result<Vec<u8>, ThumbError> {
     let mut file = orig.file();
     let mut out = Vec::new();
-    for &id in tiles {
+    for tile in tiles {
         let data = heif
-            .item_data(&mut file, id, MAX_BITSTREAM_BYTES)
+            .item_data(&mut file, tile.id, MAX_BITSTREAM_BYTES)
             .map_err(|e| orig.failed(e))?;
-        match pic.codec {
+        let config = pic
+            .configs
+            .get(tile.config)
+            .ok_or_else(|| orig.failed("tile without decoder configuration"))?;
+        match config.codec {
             Codec::Hevc { nal_length } => {
-                for nal in &pic.config {
+                for nal in &config.units {
                     out.extend_from_slice(&[0, 0, 0, 1]);
                     out.extend_from_slice(nal);
                 }
@@ -167,7 +175,7 @@ fn bitstream(
                 // The sequence header, unless the item starts with its own.
                 let has_header = data.first().is_some_and(|b| (b >> 3) & 15 == 1);
                 if !has_header {
-                    pic.config.iter().for_each(|c| out.extend_from_slice(c));
+                    config.units.iter().for_each(|c| out.extend_from_slice(c));
                 }
                 out.extend_from_slice(&data);
             }

@@ -36,4 +36,5 @@ pub(crate) mod thumberror;
 pub mod thumbs;
 pub(crate) mod thumbstore;
 mod tiffdec;
+mod tiffdir;
 mod tiffrgba;

@@ -12,6 +12,8 @@
 
 use std::io::{self, Read, Seek, SeekFrom};
 
+use super::tiffdir::{self, FirstDirectory};
+
 /// Largest EXIF or XMP chunk read from a WebP (Adobe's XMP of a heavily
 /// edited photo runs to a few hundred KiB; anything past this is not a
 /// packet we want to search).
@@ -262,151 +264,59 @@ pub(crate) fn is_bigtiff(head: &[u8]) -> bool {
 /// largest picture thumbnails accept has far fewer.
 pub(crate) const MAX_TIFF_VALUES: u64 = 1 << 20;
 
-/// Entries a first TIFF directory may have (a real one has a few dozen).
-const MAX_TIFF_ENTRIES: u64 = 4096;
-
-/// Checks the first directory of a TIFF or BigTIFF of `len` bytes in `r`
-/// before a decoder reads it: `Err` with the reason when an entry claims
-/// more values than [`MAX_TIFF_VALUES`] or more bytes than the file has,
-/// or the directory more than 4,096 entries. The `tiff` crate allocates a
-/// vector for an entry's values by its count before reading them (a 2 KiB
-/// file asked for 245 MB); a count the file cannot hold is a lie, and
-/// nothing is allocated for it. `Ok` for anything else, a file that is no
-/// TIFF or is cut short included (the decoder refuses those itself).
-pub(crate) fn tiff_directory_bounded<R: Read + Seek>(
-    r: &mut R,
-    len: u64,
-) -> io::Result<Result<(), String>> {
-    let mut h = [0u8; 16];
-    r.seek(SeekFrom::Start(0))?;
-    if read_full(r, &mut h)? < 8 {
-        return Ok(Ok(()));
-    }
-    let (le, big) = match &h[..4] {
-        b"II*\0" => (true, false),
-        b"MM\0*" => (false, false),
-        b"II+\0" => (true, true),
-        b"MM\0+" => (false, true),
-        _ => return Ok(Ok(())),
+/// Checks the first directory of a TIFF or BigTIFF in `r` before a decoder
+/// reads it: `Err` with the reason when an entry claims more values than
+/// [`MAX_TIFF_VALUES`] or more bytes than the file has, or the directory
+/// more than [`tiffdir::MAX_ENTRIES`] entries. The `tiff` crate allocates
+/// a vector for an entry's values by its count before reading them (a
+/// 2 KiB file asked for 245 MB); a count the file cannot hold is a lie,
+/// and nothing is allocated for it. `Ok` for anything else, a file that is
+/// no TIFF or is cut short included (the decoder refuses those itself).
+pub(crate) fn tiff_directory_bounded<R: Read + Seek>(r: &mut R) -> io::Result<Result<(), String>> {
+    let dir = match FirstDirectory::open(r) {
+        Ok(Some(dir)) => dir,
+        Ok(None) => return Ok(Ok(())),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(Ok(())),
+        Err(e) => return Err(e),
     };
-    let num = |b: &[u8]| -> u64 {
-        let mut a = [0u8; 8];
-        if le {
-            a[..b.len()].copy_from_slice(b);
-            u64::from_le_bytes(a)
-        } else {
-            a[8 - b.len()..].copy_from_slice(b);
-            u64::from_be_bytes(a)
-        }
-    };
-    let first = if big { num(&h[8..16]) } else { num(&h[4..8]) };
-    if first >= len {
-        return Ok(Ok(()));
-    }
-    r.seek(SeekFrom::Start(first))?;
-    let mut n = [0u8; 8];
-    let count_len = if big { 8 } else { 2 };
-    if read_full(r, &mut n[..count_len])? < count_len {
-        return Ok(Ok(()));
-    }
-    let entries = num(&n[..count_len]);
-    if entries > MAX_TIFF_ENTRIES {
+    let (entries, len) = (dir.declared(), dir.file_len());
+    if entries > tiffdir::MAX_ENTRIES {
         return Ok(Err(format!("its first directory claims {entries} entries")));
     }
-    let entry_len = if big { 20 } else { 12 };
-    let mut e = [0u8; 20];
-    for _ in 0..entries {
-        if read_full(r, &mut e[..entry_len])? < entry_len {
-            break;
-        }
-        let (tag, typ) = (num(&e[0..2]), num(&e[2..4]));
-        let count = if big { num(&e[4..12]) } else { num(&e[4..8]) };
-        let size: u64 = match typ {
-            1 | 2 | 6 | 7 => 1,
-            3 | 8 => 2,
-            4 | 9 | 11 | 13 => 4,
-            5 | 10 | 12 | 16 | 17 | 18 => 8,
-            _ => continue,
+    for entry in dir {
+        let e = match entry {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
         };
-        if count > MAX_TIFF_VALUES || count.saturating_mul(size) > len {
+        let Some(size) = e.value_size() else {
+            continue;
+        };
+        if e.count > MAX_TIFF_VALUES || e.count.saturating_mul(size) > len {
             return Ok(Err(format!(
-                "tag {tag} claims {count} values, more than the file ({len} bytes) can hold \
-                 or than {MAX_TIFF_VALUES}"
+                "tag {} claims {} values, more than the file ({len} bytes) can hold \
+                 or than {MAX_TIFF_VALUES}",
+                e.tag, e.count
             )));
         }
     }
     Ok(Ok(()))
 }
 
-/// Reads into `buf` until it is full or the input ends; how many bytes.
-fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match r.read(&mut buf[got..]) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
 /// Width, height and EXIF orientation (when tagged, 1–8) of a BigTIFF's
-/// first page, from its first directory wherever it lies in `r`.
+/// first page, from its first directory wherever it lies in `r`: `None`
+/// for a classic TIFF or no TIFF, or when either side is missing or 0.
 pub fn bigtiff_info<R: Read + Seek>(r: &mut R) -> io::Result<Option<(i64, i64, Option<u16>)>> {
-    /// Entries read at most (a real first directory has a few dozen).
-    const MAX_ENTRIES: u64 = 4096;
-    let mut h = [0u8; 16];
-    r.seek(SeekFrom::Start(0))?;
-    r.read_exact(&mut h)?;
-    let le = match &h[..4] {
-        b"II+\0" => true,
-        b"MM\0+" => false,
-        _ => return Ok(None),
+    let Some(dir) = FirstDirectory::open(r)?.filter(|d| d.is_big()) else {
+        return Ok(None);
     };
-    let u16_of = |b: &[u8]| {
-        let a = [b[0], b[1]];
-        if le {
-            u16::from_le_bytes(a)
-        } else {
-            u16::from_be_bytes(a)
-        }
-    };
-    let u64_of = |b: &[u8]| {
-        let a: [u8; 8] = b[..8].try_into().expect("8 bytes");
-        if le {
-            u64::from_le_bytes(a)
-        } else {
-            u64::from_be_bytes(a)
-        }
-    };
-    if u16_of(&h[4..6]) != 8 {
-        return Ok(None); // offset size: always 8
-    }
-    r.seek(SeekFrom::Start(u64_of(&h[8..16])))?;
-    let mut n = [0u8; 8];
-    r.read_exact(&mut n)?;
-    let count = u64_of(&n).min(MAX_ENTRIES);
     let (mut w, mut hgt, mut orientation) = (None, None, None);
-    let mut e = [0u8; 20];
-    for _ in 0..count {
-        r.read_exact(&mut e)?;
-        let (tag, typ) = (u16_of(&e[0..2]), u16_of(&e[2..4]));
-        let value = match typ {
-            3 => u64::from(u16_of(&e[12..14])),
-            4 => {
-                let a = [e[12], e[13], e[14], e[15]];
-                u64::from(if le {
-                    u32::from_le_bytes(a)
-                } else {
-                    u32::from_be_bytes(a)
-                })
-            }
-            16 => u64_of(&e[12..20]),
-            _ => continue,
+    for entry in dir {
+        let e = entry?;
+        let Some(value) = e.value() else {
+            continue;
         };
-        match tag {
+        match e.tag {
             256 => w = i64::try_from(value).ok(),
             257 => hgt = i64::try_from(value).ok(),
             274 => orientation = u16::try_from(value).ok().filter(|o| (1..=8).contains(o)),
@@ -444,26 +354,29 @@ mod tests {
         // What the fuzzer found: a 2 KiB file whose entry made the tiff
         // crate reserve 245 MB for its values.
         let lying = tiff_with_entry(273, 8 << 20);
-        let len = lying.len() as u64;
-        let why = tiff_directory_bounded(&mut Cursor::new(&lying), len).unwrap();
+        let why = tiff_directory_bounded(&mut Cursor::new(&lying)).unwrap();
         assert!(why.unwrap_err().contains("tag 273 claims 8388608 values"));
         // As many values as the file holds: fine.
         let honest = tiff_with_entry(273, 64);
-        let len = honest.len() as u64;
         assert_eq!(
-            tiff_directory_bounded(&mut Cursor::new(&honest), len).unwrap(),
+            tiff_directory_bounded(&mut Cursor::new(&honest)).unwrap(),
             Ok(())
         );
         // Not a TIFF, or cut short: left to the decoder.
         assert_eq!(
-            tiff_directory_bounded(&mut Cursor::new(b"GIF89a"), 6).unwrap(),
+            tiff_directory_bounded(&mut Cursor::new(b"GIF89a")).unwrap(),
             Ok(())
         );
         let cut = &lying[..12];
         assert_eq!(
-            tiff_directory_bounded(&mut Cursor::new(cut), 12).unwrap(),
+            tiff_directory_bounded(&mut Cursor::new(cut)).unwrap(),
             Ok(())
         );
+        // More entries than any real directory: refused before reading them.
+        let mut many = lying.clone();
+        many[8..10].copy_from_slice(&5000u16.to_le_bytes());
+        let why = tiff_directory_bounded(&mut Cursor::new(&many)).unwrap();
+        assert!(why.unwrap_err().contains("5000 entries"));
     }
 
     fn bmp_head(dib: u32, w: &[u8], h: &[u8]) -> Vec<u8> {

@@ -35,7 +35,7 @@ pub(crate) fn decode<'a>(
     let mut reader = orig.reader(64 * 1024).map_err(|e| orig.failed(e))?;
     // The `tiff` crate sizes a vector by an entry's claimed count before
     // reading it: a lying count is refused here, before it can allocate.
-    if let Err(why) = tiff_directory_bounded(&mut reader, orig.len).map_err(|e| orig.failed(e))? {
+    if let Err(why) = tiff_directory_bounded(&mut reader).map_err(|e| orig.failed(e))? {
         return Err(orig.failed(why));
     }
     std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0)).map_err(|e| orig.failed(e))?;

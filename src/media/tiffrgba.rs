@@ -19,7 +19,7 @@
 //! undone here, so the raster is as stored and the caller turns it by the
 //! recorded orientation like every other TIFF. Blocking.
 //!
-//! May import: `budget`, `original`, `process`, `raster`. Called by the
+//! May import: `budget`, `original`, `process`, `raster`, `tiffdir`. Called by the
 //! renderer (`thumbs`) when `tiffdec` refuses a file.
 
 use std::ffi::OsStr;
@@ -35,6 +35,7 @@ use super::budget::{Allowance, Lease};
 use super::original::Original;
 use super::process::{run_into_file, FileRun, ProcessError, CHILD_MAX_DATA_BYTES};
 use super::raster::{check_pixels, orient, post_cost, reserve, Raster, ThumbError};
+use super::tiffdir::FirstDirectory;
 
 /// The converter, looked up on `PATH` (Debian: /usr/bin, libtiff-tools).
 const TIFF2RGBA: &str = "tiff2rgba";
@@ -166,60 +167,29 @@ fn read_output(out: &File, page: &Page0) -> Result<DynamicImage, String> {
 }
 
 /// Page 0's size, orientation and alpha from the first directory of the
-/// TIFF or BigTIFF in `r`; `None` when it is no TIFF or names no size.
+/// TIFF or BigTIFF in `r` (its first 4,096 entries); `None` when it is no
+/// TIFF or names no size. An orientation out of 1–8 is kept as it is
+/// ([`libtiff_flip`] leaves such a page as stored).
 fn first_page<R: Read + Seek>(r: &mut R) -> std::io::Result<Option<Page0>> {
-    /// Entries read at most (a real first directory has a few dozen).
-    const MAX_ENTRIES: u64 = 4096;
-    let mut h = [0u8; 16];
-    r.seek(SeekFrom::Start(0))?;
-    if r.read(&mut h)? < 8 {
-        // One read suffices at the file's start through a `BufReader`;
-        // a file that short is no TIFF anyway.
+    let Some(dir) = FirstDirectory::open(r)? else {
         return Ok(None);
-    }
-    let (le, big) = match &h[..4] {
-        b"II*\0" => (true, false),
-        b"MM\0*" => (false, false),
-        b"II+\0" => (true, true),
-        b"MM\0+" => (false, true),
-        _ => return Ok(None),
     };
-    let num = |b: &[u8]| -> u64 {
-        let mut a = [0u8; 8];
-        if le {
-            a[..b.len()].copy_from_slice(b);
-            u64::from_le_bytes(a)
-        } else {
-            a[8 - b.len()..].copy_from_slice(b);
-            u64::from_be_bytes(a)
-        }
-    };
-    let first = if big { num(&h[8..16]) } else { num(&h[4..8]) };
-    r.seek(SeekFrom::Start(first))?;
-    let count_len = if big { 8 } else { 2 };
-    let mut n = [0u8; 8];
-    r.read_exact(&mut n[..count_len])?;
-    let entries = num(&n[..count_len]).min(MAX_ENTRIES);
-    let entry_len = if big { 20 } else { 12 };
     let (mut width, mut height, mut orientation, mut alpha) = (None, None, 1, false);
-    let mut e = [0u8; 20];
-    for _ in 0..entries {
-        r.read_exact(&mut e[..entry_len])?;
-        let (tag, typ) = (num(&e[0..2]), num(&e[2..4]));
-        let value = &e[if big { 12 } else { 8 }..entry_len];
-        // SHORT or LONG, held in the entry itself (a single value).
-        let single = match typ {
-            3 => num(&value[..2]),
-            4 => num(&value[..4]),
-            _ => continue,
-        };
-        match tag {
-            256 => width = u32::try_from(single).ok(),
-            257 => height = u32::try_from(single).ok(),
-            274 => orientation = u16::try_from(single).unwrap_or(1),
+    for entry in dir {
+        let e = entry?;
+        if e.tag == 338 && matches!(e.kind, 3 | 4 | 16) {
             // ExtraSamples: any count (its values lie elsewhere when more
             // than fit the entry); libtiff makes the first one alpha.
-            338 => alpha = true,
+            alpha = true;
+            continue;
+        }
+        let Some(value) = e.value() else {
+            continue;
+        };
+        match e.tag {
+            256 => width = u32::try_from(value).ok(),
+            257 => height = u32::try_from(value).ok(),
+            274 => orientation = u16::try_from(value).unwrap_or(1),
             _ => {}
         }
     }

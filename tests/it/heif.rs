@@ -245,6 +245,13 @@ async fn damaged_and_hostile_heifs_are_refused_not_crashed_on() {
         *b = (i as u8).wrapping_mul(151).wrapping_add(7);
     }
     cases.push(("noise.heic", noise));
+    // A grid whose last tile is smaller than the others (its own `ispe`):
+    // refused as libheif refuses it, never stretched into place.
+    let spec = heifmux::grid_with(&quadrants(400, 300), 400, 300, 256, 2, 2, |i, t| {
+        let h = if i == 3 { 192 } else { 256 };
+        heifmux::encode(&t[..(256 * h * 3) as usize], 256, h, Codec::Hevc, false)
+    });
+    cases.push(("grid_sizes.heic", heifmux::mux(&spec)));
     let mut b = TestApp::builder()
         .user("alice")
         .library("lib", &["alice"])
@@ -265,8 +272,10 @@ async fn damaged_and_hostile_heifs_are_refused_not_crashed_on() {
     // The huge one is listed with what it declares; it is never decoded.
     let huge = app.api.file_named("huge.heic").await;
     assert_eq!(dims(&huge), (60_000, 60_000));
-    let grid_missing = app.api.file_named("grid_missing.heic").await;
-    assert!(grid_missing.get("width").is_none(), "{grid_missing}");
+    for name in ["grid_missing.heic", "grid_sizes.heic"] {
+        let f = app.api.file_named(name).await;
+        assert!(f.get("width").is_none(), "{name}: {f}");
+    }
     // And the server is fine.
     let img = thumb_img(&app.api, "good.heic", 0).await;
     assert_eq!(corners(&img), [RED, GREEN, BLUE, YELLOW]);
@@ -277,16 +286,7 @@ async fn damaged_and_hostile_heifs_are_refused_not_crashed_on() {
 /// muxer writes valid HEIF and our turning and mirroring agree with it.
 #[test]
 fn libheif_agrees_with_the_fixtures() {
-    let have = std::process::Command::new("heif-convert")
-        .arg("--version")
-        .output()
-        .is_ok();
-    if !have {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "heif-convert is required under CI (apt-get install libheif-examples)"
-        );
-        eprintln!("skipping: heif-convert not installed");
+    if !heif_convert_available() {
         return;
     }
     if !ffmpeg_available() {
@@ -365,6 +365,123 @@ fn libheif_agrees_with_the_fixtures() {
         assert_eq!(img.dimensions(), size, "{name}");
         assert_eq!(corners(&img), want, "{name}");
     }
+}
+
+/// `w`×`h`: red growing to the right, green downwards, blue along the
+/// other diagonal, so every tile of a grid has colours of its own.
+fn gradient(w: u32, h: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            out.push((x * 255 / (w - 1)) as u8);
+            out.push((y * 255 / (h - 1)) as u8);
+            out.push((255 - (x + y) * 255 / (w + h - 2)) as u8);
+        }
+    }
+    out
+}
+
+/// Mean absolute difference of two RGB pictures of one size, per channel
+/// value, over the `x0..x1`×`y0..y1` rectangle.
+fn mean_diff(
+    a: &DynamicImage,
+    b: &DynamicImage,
+    (x0, x1): (u32, u32),
+    (y0, y1): (u32, u32),
+) -> f64 {
+    let (a, b) = (a.to_rgb8(), b.to_rgb8());
+    let mut sum = 0u64;
+    for y in y0..y1 {
+        for x in x0..x1 {
+            let (p, q) = (a.get_pixel(x, y).0, b.get_pixel(x, y).0);
+            sum += (0..3).map(|i| u64::from(p[i].abs_diff(q[i]))).sum::<u64>();
+        }
+    }
+    sum as f64 / (3 * (x1 - x0) * (y1 - y0)) as f64
+}
+
+/// A grid whose tiles differ in their parameter sets (every other tile
+/// encoded without SAO and wavefronts and with chroma QP offsets: another
+/// SPS and PPS in its `hvcC`) is decoded tile by tile with each tile's
+/// own, as libheif decodes it: the thumbnail has libheif's pixels in every
+/// tile. Decoding a tile with its neighbour's parameter sets misparses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grid_tiles_with_their_own_parameter_sets_are_decoded_as_libheif_does() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let (w, h) = (400, 300);
+    let spec = heifmux::grid_with(&gradient(w, h), w, h, 256, 2, 2, |i, t| {
+        let x265 = if i % 2 == 1 {
+            "sao=0:wpp=0:cbqpoffs=-6:crqpoffs=6"
+        } else {
+            ""
+        };
+        heifmux::encode_with(t, 256, 256, Codec::Hevc, false, 12, x265)
+    });
+    let bytes = heifmux::mux(&spec);
+    let app = TestApp::builder()
+        .user("alice")
+        .library("lib", &["alice"])
+        .file("lib/mixed.heic", &bytes)
+        .prerender(false)
+        .spawn()
+        .await;
+    assert_eq!(dims(&app.api.file_named("mixed.heic").await), (400, 300));
+    // Level 1 covers the picture: its own size, no scaling.
+    let ours = thumb_img(&app.api, "mixed.heic", 1).await;
+    assert_eq!(ours.dimensions(), (w, h));
+    // Against the picture encoded: within what HEVC at crf 12 and the
+    // thumbnail's JPEG lose, tile by tile.
+    let source = DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, gradient(w, h)).unwrap());
+    let tiles = [
+        ((0, 256), (0, 256)),
+        ((256, w), (0, 256)),
+        ((0, 256), (256, h)),
+        ((256, w), (256, h)),
+    ];
+    for (i, &(xs, ys)) in tiles.iter().enumerate() {
+        let d = mean_diff(&ours, &source, xs, ys);
+        assert!(d < 4.0, "tile {i}: mean difference {d:.2} from the source");
+    }
+    app.stop().await;
+
+    // libheif, where installed, decodes the same pixels.
+    if !heif_convert_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("mixed.heic");
+    std::fs::write(&src, &bytes).unwrap();
+    let out = dir.path().join("mixed.png");
+    let o = std::process::Command::new("heif-convert")
+        .arg(&src)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let theirs = image::open(&out).unwrap();
+    assert_eq!(theirs.dimensions(), (w, h));
+    for (i, &(xs, ys)) in tiles.iter().enumerate() {
+        let d = mean_diff(&ours, &theirs, xs, ys);
+        assert!(d < 4.0, "tile {i}: mean difference {d:.2} from libheif");
+    }
+}
+
+/// Whether libheif's `heif-convert` is installed; required under CI.
+fn heif_convert_available() -> bool {
+    let have = std::process::Command::new("heif-convert")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !have {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "heif-convert is required under CI (apt-get install libheif-examples)"
+        );
+        eprintln!("skipping: heif-convert not installed");
+    }
+    have
 }
 
 /// `rgb` (`w` wide) upside down.

@@ -75,21 +75,25 @@ impl Spec {
     }
 }
 
-fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, crf: u8, out: &Path) {
+/// `x265` is appended to the libx265 parameters (`key=value:…`).
+fn ffmpeg_encode(input: &Path, codec: Codec, ten_bit: bool, crf: u8, x265: &str, out: &Path) {
     let pix = if ten_bit { "yuv420p10le" } else { "yuv420p" };
     let mut cmd = Command::new("ffmpeg");
     cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(input)
         .args(["-frames:v", "1", "-pix_fmt", pix]);
     let crf = crf.to_string();
-    let x265 =
+    let mut x265_params =
         format!("log-level=error:keyint=1:repeat-headers=0:info=0:aud=0:lossless=0:crf={crf}");
+    if !x265.is_empty() {
+        x265_params = format!("{x265_params}:{x265}");
+    }
     match codec {
         Codec::Hevc => cmd.args([
             "-c:v",
             "libx265",
             "-x265-params",
-            x265.as_str(),
+            x265_params.as_str(),
             "-f",
             "hevc",
         ]),
@@ -129,12 +133,26 @@ pub fn encode_crf(
     ten_bit: bool,
     crf: u8,
 ) -> Coded {
+    encode_with(rgb, width, height, codec, ten_bit, crf, "")
+}
+
+/// [`encode_crf`] with more libx265 parameters (`x265`, `key=value:…`),
+/// which change the parameter sets: tiles of one grid that differ in them.
+pub fn encode_with(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    codec: Codec,
+    ten_bit: bool,
+    crf: u8,
+    x265: &str,
+) -> Coded {
     let dir = tempfile::tempdir().unwrap();
     let png = dir.path().join("in.png");
     let img = image::RgbImage::from_raw(width, height, rgb.to_vec()).expect("rgb size");
     img.save(&png).unwrap();
     let out = dir.path().join("out.bin");
-    ffmpeg_encode(&png, codec, ten_bit, crf, &out);
+    ffmpeg_encode(&png, codec, ten_bit, crf, x265, &out);
     let stream = std::fs::read(&out).unwrap();
     let (config, data) = match codec {
         Codec::Hevc => split_annex_b(&stream),
@@ -568,6 +586,23 @@ pub fn grid(
     codec: Codec,
     ten_bit: bool,
 ) -> Spec {
+    grid_with(rgb, width, height, tile, rows, cols, |_, t| {
+        encode(t, tile, tile, codec, ten_bit)
+    })
+}
+
+/// [`grid`] with each tile encoded by `encode_tile(index, rgb)` (row by
+/// row from 0; `rgb` is the tile's `tile`² pixels): tiles that differ in
+/// their parameter sets or size.
+pub fn grid_with(
+    rgb: &[u8],
+    width: u32,
+    height: u32,
+    tile: u32,
+    rows: u8,
+    cols: u8,
+    encode_tile: impl Fn(usize, &[u8]) -> Coded,
+) -> Spec {
     let mut tiles = Vec::new();
     for r in 0..u32::from(rows) {
         for c in 0..u32::from(cols) {
@@ -580,7 +615,7 @@ pub fn grid(
                     t.extend_from_slice(&rgb[i..i + 3]);
                 }
             }
-            tiles.push(encode(&t, tile, tile, codec, ten_bit));
+            tiles.push(encode_tile(tiles.len(), &t));
         }
     }
     let mut spec = Spec::single(tiles[0].clone());
