@@ -606,8 +606,12 @@ fn parse_iloc(b: &[u8]) -> Result<HashMap<u32, Location>, HeifError> {
             extents.push((off, len));
         }
         // Another file (data_ref ≠ 0) or item-to-item construction: never
-        // followed; such an item simply has no location.
-        if data_ref == 0 && method <= 1 {
+        // followed; such an item simply has no location. Nor has one whose
+        // extents include a length 0 ("to the end of the source") beside
+        // others: that means the rest of the file once per such extent
+        // (fuzzing found an Exif item of three, read as three copies).
+        let to_end_among_several = n > 1 && extents.iter().any(|&(_, len)| len == 0);
+        if data_ref == 0 && method <= 1 && !to_end_among_several {
             out.insert(id, Location { method, extents });
         }
     }
@@ -853,12 +857,7 @@ impl Heif {
         let mut total = 0u64;
         let mut out = Vec::new();
         for &(off, len) in &loc.extents {
-            // Length 0: to the end of the source.
-            let len = if len == 0 {
-                source_len.saturating_sub(off)
-            } else {
-                len
-            };
+            let len = extent_len(off, len, source_len);
             let end = off
                 .checked_add(len)
                 .filter(|&e| e <= source_len)
@@ -890,7 +889,15 @@ impl Heif {
         };
         ids.iter()
             .filter_map(|id| self.locations.get(id))
-            .flat_map(|l| l.extents.iter().map(|e| e.1))
+            .flat_map(|l| {
+                let source_len = match l.method {
+                    0 => self.file_len,
+                    _ => self.idat.len() as u64,
+                };
+                l.extents
+                    .iter()
+                    .map(move |&(off, len)| extent_len(off, len, source_len))
+            })
             .fold(0u64, u64::saturating_add)
     }
 
@@ -1056,6 +1063,15 @@ fn grid_tiles<'p, 'b>(
     Ok((configs, tiles))
 }
 
+/// An `iloc` extent's length in bytes: its length, or for 0 the rest of its
+/// source (the file, or `idat`) from `off`.
+fn extent_len(off: u64, len: u64, source_len: u64) -> u64 {
+    match len {
+        0 => source_len.saturating_sub(off),
+        len => len,
+    }
+}
+
 /// The `clap` rectangle in whole pixels, inside `w`×`h` (when the grid size
 /// is not known yet, checked again by the decoder against what it gets).
 fn clap_crop(c: &[u32; 8], w: u32, h: u32) -> Result<Crop, HeifError> {
@@ -1103,6 +1119,41 @@ mod heifmux;
 mod tests {
     use super::heifmux::{self as mux, Codec as MuxCodec};
     use super::*;
+
+    /// `iloc` (version 1, 4-byte offsets and lengths, no base or index) of
+    /// items `(id, extents)`, all in this file.
+    fn iloc_v1(items: &[(u16, &[(u32, u32)])]) -> Vec<u8> {
+        let mut b = vec![1, 0, 0, 0, 0x44, 0x00];
+        b.extend((items.len() as u16).to_be_bytes());
+        for (id, extents) in items {
+            b.extend(id.to_be_bytes());
+            b.extend([0, 0, 0, 0]); // construction method 0, data reference 0
+            b.extend((extents.len() as u16).to_be_bytes());
+            for (off, len) in *extents {
+                b.extend(off.to_be_bytes());
+                b.extend(len.to_be_bytes());
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn a_to_the_end_extent_counts_once_and_only_alone() {
+        let locs = parse_iloc(&iloc_v1(&[
+            (1, &[(0, 0), (0, 0), (0, 0)]),
+            (2, &[(8, 0)]),
+            (3, &[(8, 4), (20, 0)]),
+            (4, &[(8, 4), (20, 6)]),
+        ]))
+        .unwrap();
+        // Several extents, one of them "to the end": no location.
+        assert!(!locs.contains_key(&1) && !locs.contains_key(&3));
+        assert_eq!(locs[&2].extents, vec![(8, 0)]);
+        assert_eq!(extent_len(8, 0, 100), 92);
+        assert_eq!(extent_len(200, 0, 100), 0);
+        assert_eq!(extent_len(8, 4, 100), 4);
+        assert_eq!(locs[&4].extents, vec![(8, 4), (20, 6)]);
+    }
     use std::io::Cursor;
 
     fn have_ffmpeg() -> bool {
