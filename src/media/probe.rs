@@ -573,7 +573,7 @@ fn skip<R: BufRead>(r: &mut R, n: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A HEIF/AVIF still (`heif.rs`): the primary item's displayed size (after
+/// A HEIF/AVIF still (`heif`): the primary item's displayed size (after
 /// `clap` and `irot`), `irot`/`imir` as the equivalent EXIF orientation
 /// (what the stored pixels need to be upright, §2.4; the Exif item's own
 /// orientation is ignored, as iOS and libheif ignore it) and the capture
