@@ -3,7 +3,7 @@
 //!
 //! Images are probed in-process from one read of the file head (the scanner
 //! needs tens of thousands per second); MP4-family files by the native box
-//! walker in `mp4.rs`; every other audio/video format, and MP4s the walker
+//! walker in `mp4`; every other audio/video format, and MP4s the walker
 //! rejects, by ffprobe under a timeout.
 
 use crate::media::container;
