@@ -223,8 +223,11 @@ fn parse_utc_timestamp(text: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::dims;
     use super::*;
+
+    fn dims(info: &MediaInfo) -> (Option<i64>, Option<i64>) {
+        (info.width, info.height)
+    }
 
     #[test]
     fn ffprobe_json_maps_streams_rotation_and_times() {

@@ -190,7 +190,7 @@ fn noise(len: usize, mut seed: u32) -> Vec<u8> {
         .collect()
 }
 
-pub(super) fn dims(info: &MediaInfo) -> (Option<i64>, Option<i64>) {
+fn dims(info: &MediaInfo) -> (Option<i64>, Option<i64>) {
     (info.width, info.height)
 }
 
