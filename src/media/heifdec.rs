@@ -1,4 +1,4 @@
-//! Decoding HEIF/AVIF stills for thumbnails: the coded pictures `heif.rs`
+//! Decoding HEIF/AVIF stills for thumbnails: the coded pictures `heif`
 //! finds are fed to the system ffmpeg as a raw elementary stream (HEVC
 //! Annex-B or AV1 OBUs) on its standard input, every tile of a grid as one
 //! frame of a single ffmpeg run, each preceded by its own decoder

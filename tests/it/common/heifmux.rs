@@ -2,7 +2,7 @@
 //! ffmpeg (libx265 → Annex-B HEVC, libaom-av1 → low-overhead OBUs) and
 //! wrapped in the boxes an iPhone or libavif writes: a single image or a
 //! grid of tiles, with `clap`/`irot`/`imir`, an Exif item and a `thmb`
-//! thumbnail. Shared by the unit tests in `src/media/heif.rs` (through
+//! thumbnail. Shared by the unit tests in `src/media/heif/` (through
 //! `#[path]`) and the HTTP tests. No photos are committed: every fixture
 //! is generated.
 
