@@ -1,4 +1,4 @@
-//! `media/jpegpar.rs`: the parallel baseline JPEG decoder at 1/2, 1/4 and
+//! `media/jpegpar/`: the parallel baseline JPEG decoder at 1/2, 1/4 and
 //! 1/8 scale (ranges cut at restart markers or where the Huffman code
 //! resynchronises).
 //!
