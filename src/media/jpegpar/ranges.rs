@@ -137,12 +137,22 @@ pub(super) fn stitch(scan: &Scan, runs: &mut [Run], total: usize) -> Option<Vec<
                 next += 1;
             }
         }
-        let run = &runs[cur];
         // A meeting past the picture's last MCU (junk after it in the
         // scan): `cur` supplies the rest on its own.
         let met = met.filter(|&(end, _)| base + end - local < total);
         let Some((end, j)) = met else {
-            // `cur` decoded the rest of the picture itself.
+            // `cur` decodes the rest of the picture itself, on to the end
+            // of the data as one range would. Phase 1 stopped it at as
+            // many MCUs as the picture has, counted from its guessed
+            // start, and the extension above at the last run's end, which
+            // that same cap may have put short of the data's end (found
+            // by fuzzing: a last run that met the one before it only 92
+            // MCUs in). What it decodes now are MCUs of the picture.
+            let end_bits = scan.frame.bits;
+            let run = &mut runs[cur];
+            scan.decode(run, |pos, count| {
+                pos < end_bits && base + count - local < total
+            });
             let need = total - base;
             if run.count() - local < need
                 || run.errors.iter().any(|&e| e >= local && e < local + need)
@@ -157,6 +167,7 @@ pub(super) fn stitch(scan: &Scan, runs: &mut [Run], total: usize) -> Option<Vec<
             });
             return Some(segments);
         };
+        let run = &runs[cur];
         if run.errors.iter().any(|&e| e >= local && e < end) {
             return None;
         }

@@ -346,3 +346,28 @@ fn damaged_or_unsupported_files_are_left_to_the_usual_decoder() {
         "one thread: not this module's job"
     );
 }
+
+/// A damaged file whose scan goes on past its last MCU decodes in ranges
+/// exactly as in one. Found by the `jpegpar` fuzz target (the input is
+/// its seed `ranges_vs_one.bin`: 3 parameter bytes, then a 96×64 grey
+/// JPEG whose 1.2 kB of entropy-coded data hold far more than its 96
+/// MCUs): in 3 ranges the last one, started mid-stream, used up its cap
+/// of 96 MCUs on garbage before it met the run before it, 92 MCUs in,
+/// and the decode gave nothing where one range gave the picture.
+#[test]
+fn a_last_range_capped_short_of_the_data_decodes_on() {
+    let input = include_bytes!("../../../fuzz/seeds/jpegpar/ranges_vs_one.bin");
+    let jpeg = &input[3..];
+    let one = decode_split(jpeg, 20, 1, 33, u64::MAX).expect("one range decodes it");
+    assert_eq!((one.width, one.height), (24, 16));
+    for threads in 2..=4 {
+        for min_range in [1, 33, 200] {
+            let split = decode_split(jpeg, 20, threads, min_range, u64::MAX);
+            assert_eq!(
+                split.as_ref(),
+                Some(&one),
+                "{threads} ranges of at least {min_range} bytes"
+            );
+        }
+    }
+}
