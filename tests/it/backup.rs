@@ -216,20 +216,7 @@ async fn backup_under_load_then_restore_row_for_row() {
     );
     let backups_dir = s.cfg.backup_dir();
     // Some bulk, so the copy takes a while: 5,000 more records.
-    s.db()
-        .write_async(|tx| {
-            tx.execute_batch(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000) \
-                 INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
-                   import_time, last_modify, size, type, memo) \
-                 SELECT f.catalog_id, f.real_catalog_id, f.root_id, 'bulk' || i || '.jpg', \
-                   'bulk' || i || '.jpg', 'jpg', 0, 0, 1000, 1, hex(randomblob(100)) \
-                 FROM n, (SELECT * FROM files ORDER BY id LIMIT 1) f",
-            )?;
-            Ok(())
-        })
-        .await
-        .unwrap();
+    bulk(&s, 5000).await;
     let cid = api
         .all_catalogs()
         .await
@@ -436,18 +423,19 @@ async fn admin(s: &TestApp) -> Api {
 }
 
 /// Adds `n` file records (bulk for the copy to chew on).
+/// `?1` more file records, copies of the first one, for a copy to chew on.
+const BULK_ROWS: &str =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+     INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
+       import_time, last_modify, size, type, memo) \
+     SELECT f.catalog_id, f.real_catalog_id, f.root_id, 'bulk' || i || '.jpg', \
+       'bulk' || i || '.jpg', 'jpg', 0, 0, 1000, 1, hex(randomblob(100)) \
+     FROM n, (SELECT * FROM files ORDER BY id LIMIT 1) f";
+
 async fn bulk(s: &TestApp, n: u32) {
     s.db()
         .write_async(move |tx| {
-            tx.execute(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
-                 INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
-                   import_time, last_modify, size, type, memo) \
-                 SELECT f.catalog_id, f.real_catalog_id, f.root_id, 'bulk' || i || '.jpg', \
-                   'bulk' || i || '.jpg', 'jpg', 0, 0, 1000, 1, hex(randomblob(100)) \
-                 FROM n, (SELECT * FROM files ORDER BY id LIMIT 1) f",
-                [n],
-            )?;
+            tx.execute(BULK_ROWS, [n])?;
             Ok(())
         })
         .await
@@ -924,16 +912,7 @@ async fn a_backup_that_runs_short_on_the_sd_card_is_stopped_and_removed() {
     // thousand steps), written with the server stopped.
     {
         let c = rusqlite::Connection::open(p.data().join("isync.db")).unwrap();
-        c.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) \
-             INSERT INTO files(catalog_id, real_catalog_id, root_id, disk_name, name, ext, \
-               import_time, last_modify, size, type, memo) \
-             SELECT f.catalog_id, f.real_catalog_id, f.root_id, 'bulk' || i || '.jpg', \
-               'bulk' || i || '.jpg', 'jpg', 0, 0, 1000, 1, hex(randomblob(100)) \
-             FROM n, (SELECT * FROM files ORDER BY id LIMIT 1) f",
-            [],
-        )
-        .unwrap();
+        c.execute(BULK_ROWS, [20000]).unwrap();
     }
 
     let gate = p.dir.path().join("go-on");
