@@ -72,7 +72,7 @@ pub(crate) fn decode(jpeg: &[u8], edge: u32, threads: usize, max_bytes: u64) -> 
     if threads < 2 {
         return None;
     }
-    decode_within(jpeg, edge, threads, MIN_RANGE_BYTES, max_bytes)
+    decode_split(jpeg, edge, threads, MIN_RANGE_BYTES, max_bytes)
 }
 
 /// The most memory a decode in `ranges` ranges of a picture of `total`
@@ -91,25 +91,13 @@ pub(crate) fn memory_bound(total: u64, blocks: u64, n: u32, ranges: usize, w: u3
 /// `decode` with any number of ranges, one included, and no memory bound.
 #[cfg(test)]
 fn decode_in(jpeg: &[u8], edge: u32, threads: usize) -> Option<Raster> {
-    decode_within(jpeg, edge, threads, MIN_RANGE_BYTES, u64::MAX)
-}
-
-/// `decode_in` with ranges of at least `min_range_bytes` (down to 1) and a
-/// memory bound of `max_bytes`: the fuzz targets split small inputs the way
-/// big photos are split.
-pub(super) fn decode_split(
-    jpeg: &[u8],
-    edge: u32,
-    threads: usize,
-    min_range_bytes: usize,
-    max_bytes: u64,
-) -> Option<Raster> {
-    decode_within(jpeg, edge, threads, min_range_bytes, max_bytes)
+    decode_split(jpeg, edge, threads, MIN_RANGE_BYTES, u64::MAX)
 }
 
 /// `decode` with any number of ranges, one included, each of at least
-/// `min_range_bytes`, within `max_bytes`.
-fn decode_within(
+/// `min_range_bytes` (down to 1), within `max_bytes`: the fuzz targets
+/// split small inputs the way big photos are split.
+pub(super) fn decode_split(
     jpeg: &[u8],
     edge: u32,
     threads: usize,
